@@ -1,0 +1,118 @@
+"""Checkpoint cache: safetensors files, content-addressed, locked, self-healing.
+
+An entry's key is a sha256 over everything that determines the trained weights (model spec, data
+fingerprint, seed, recipe, harness version). The file is written to a temporary name and renamed
+into place, so a reader never sees half a file; a file lock around "load or train, then store"
+means two concurrent runs (pytest-xdist workers, two CI jobs) train an entry once. Each file
+carries a sha256 of its tensors in its metadata: a truncated or altered file is detected,
+reported with a warning, deleted and retrained. Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from filelock import FileLock, Timeout
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CacheError, SwigluAuditWarning
+
+LOCK_TIMEOUT_S = 3600  # a training run holding the lock longer than this is presumed dead
+
+
+def cache_key(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    healed: list[str] = field(default_factory=list)  # keys of corrupted entries that were retrained
+
+    def to_dict(self) -> dict:
+        return {"hits": self.hits, "misses": self.misses, "healed": list(self.healed)}
+
+
+class CheckpointCache:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.stats = CacheStats()
+
+    def path_for(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.safetensors"
+
+    def get_or_create(self, key: str, create: Callable[[], tuple[dict[str, torch.Tensor], dict]]
+                      ) -> tuple[dict[str, torch.Tensor], dict, bool]:
+        """Return (state_dict, record, was_cached). `create` trains and returns (state, record)."""
+        path = self.path_for(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(f"checkpoint cache folder {self.root} cannot be created ({exc}); set "
+                             "--swiglu-audit-cache-dir or cache_dir to a writable folder") from exc
+        lock = FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S)
+        try:
+            with lock:
+                loaded = self._load(path, key)
+                if loaded is not None:
+                    self.stats.hits += 1
+                    return (*loaded, True)
+                state, record = create()
+                self._store(path, state, record)
+                self.stats.misses += 1
+                return state, record, False
+        except Timeout as exc:
+            raise CacheError(f"waited {LOCK_TIMEOUT_S}s for the lock on {path}; if no other audit "
+                             f"is running, delete {path}.lock") from exc
+
+    def _load(self, path: Path, key: str):
+        if not path.exists():
+            return None
+        try:
+            state = load_file(str(path))
+            with open(path, "rb") as fh:  # the header holds our metadata (a JSON string map)
+                header_len = int.from_bytes(fh.read(8), "little")
+                meta = json.loads(fh.read(header_len)).get("__metadata__", {})
+            if meta.get("sha256") != tensors_digest(state):
+                raise ValueError("tensor checksum mismatch")
+            return state, json.loads(meta.get("record", "{}"))
+        except (SafetensorError, ValueError, OSError, json.JSONDecodeError, RuntimeError) as exc:
+            warnings.warn(SwigluAuditWarning(
+                f"checkpoint cache entry {path.name} is corrupted ({exc}); it was deleted and "
+                "the model is retrained"))
+            self.stats.healed.append(key)
+            path.unlink(missing_ok=True)
+            return None
+
+    def _store(self, path: Path, state: dict[str, torch.Tensor], record: dict) -> None:
+        state = {k: v.detach().cpu().clone().contiguous() for k, v in state.items()}  # unshare tied weights
+        meta = {"sha256": tensors_digest(state), "record": json.dumps(record)}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
+        os.close(fd)
+        try:
+            save_file(state, tmp, metadata=meta)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)

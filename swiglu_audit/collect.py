@@ -1,0 +1,105 @@
+"""Findings from test items to the controller: attach on the item, harvest from teardown reports.
+
+A test records findings on `item.stash`; at the end of each phase they move to
+`item.user_properties` as JSON strings (xdist ships those to the controller; --junitxml writes them
+as properties). The controller's FindingCollector reads them from each item's teardown report,
+which carries all of the item's properties, so every finding is read exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from .config import AuditConfig
+
+CHECK_MARKER = "swiglu_audit_check"
+FINDING_PROPERTY = "swiglu_audit.finding"
+STATUS_PROPERTY = "swiglu_audit.status"
+META_PROPERTY = "swiglu_audit.meta"
+
+CONFIG_KEY = pytest.StashKey[AuditConfig]()
+COLLECTOR_KEY = pytest.StashKey["FindingCollector"]()
+REPORT_PATHS_KEY = pytest.StashKey[dict]()
+SESSION_KEY = pytest.StashKey[object]()  # the AuditSession of this process
+ITEM_FINDINGS_KEY = pytest.StashKey[list]()
+ITEM_POLICY_FAILURE_KEY = pytest.StashKey[bool]()
+
+
+def is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def worker_id() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def attach_to_item(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport) -> None:
+    marker = item.get_closest_marker(CHECK_MARKER)
+    if marker is None:
+        return
+    findings = item.stash.setdefault(ITEM_FINDINGS_KEY, [])
+    failed_here = report.failed and call.excinfo is not None
+    if failed_here and report.when in ("setup", "call") and not item.stash.get(ITEM_POLICY_FAILURE_KEY, False):
+        # An exception inside a check (or its fixtures) is an ERROR finding, not a crashed audit.
+        from .risk import error_finding
+
+        findings.append(error_finding(marker.args[0], item_models(item), call.excinfo.value).to_dict())
+    for finding in findings:
+        item.user_properties.append((FINDING_PROPERTY, json.dumps(finding)))
+        item.user_properties.append((STATUS_PROPERTY, finding["status"]))
+    findings.clear()
+    if report.when == "teardown":
+        session = item.config.stash.get(SESSION_KEY, None)
+        if session is not None:
+            item.user_properties.append((META_PROPERTY, json.dumps({"worker": worker_id(), **session.meta()})))
+
+
+def item_models(item: pytest.Item) -> list[str]:
+    params = getattr(item, "callspec", None)
+    params = params.params if params else {}
+    if "audit_pair" in params:
+        return list(params["audit_pair"])
+    if "audit_model" in params:
+        return [params["audit_model"]]
+    return []
+
+
+class FindingCollector:
+    """Lives on the controller (or the only process); registered as a plugin for the session."""
+
+    def __init__(self):
+        self.findings: list[dict] = []
+        self.meta_by_worker: dict[str, dict] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "teardown":
+            return
+        for name, value in report.user_properties:
+            if name == FINDING_PROPERTY:
+                self.findings.append(json.loads(value))
+            elif name == META_PROPERTY:
+                meta = json.loads(value)
+                self.meta_by_worker[meta.pop("worker")] = meta  # cumulative: the latest wins
+
+    def merged_meta(self) -> dict:
+        """One reproducibility block: cache counts summed over workers, model facts united."""
+        if not self.meta_by_worker:
+            return {}
+        metas = list(self.meta_by_worker.values())
+        merged = {k: v for k, v in metas[0].items() if k not in ("cache", "models")}
+        merged["workers"] = sorted(self.meta_by_worker)
+        merged["data"] = next((m["data"] for m in metas if m.get("data")), None)
+        merged["cache"] = {"dir": metas[0]["cache"]["dir"],
+                           "hits": sum(m["cache"]["hits"] for m in metas),
+                           "misses": sum(m["cache"]["misses"] for m in metas),
+                           "healed": sorted({k for m in metas for k in m["cache"]["healed"]})}
+        models: dict = {}
+        for m in metas:
+            for name, entry in m["models"].items():
+                target = models.setdefault(name, {**entry, "runs": {}})
+                target["runs"].update(entry["runs"])
+        merged["models"] = dict(sorted(models.items()))
+        return merged

@@ -1,0 +1,342 @@
+"""One frozen `AuditConfig`, built from a profile, `[tool.swiglu_audit]` and the command line.
+
+Precedence, lowest first: the profile's defaults, the user's `[tool.swiglu_audit]` table, then the
+command line. Every key is checked here, so a typo fails at start-up with the key's name and the
+list of keys we know, instead of being silently ignored. No torch import here: the plugin imports
+this module at pytest start-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+# Command-line option names. Tests import these rather than spelling the strings again.
+OPT_ENABLE = "--swiglu-audit"
+OPT_PROFILE = "--swiglu-audit-profile"
+OPT_DEVICE = "--swiglu-audit-device"
+OPT_REPORT_DIR = "--swiglu-audit-report-dir"
+OPT_CACHE_DIR = "--swiglu-audit-cache-dir"
+OPT_SEEDS = "--swiglu-audit-seeds"
+
+TOOL_TABLE = "tool.swiglu_audit"
+PROFILES = ("quick", "standard", "full")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+BUILTIN_FAMILIES = ("mlp", "vit")
+BUILTIN_VARIANTS = ("swiglu", "geglu", "reglu", "gelu", "relu")
+ROLES = ("candidate", "baseline")
+
+# Profile defaults. `quick` is what the harness's own tests use (seconds); `standard` is the default
+# audit (minutes on two CPU cores); `full` is meant for a GPU.
+_PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "seeds": [0, 1],
+        "families": ["mlp"],
+        "variants": ["swiglu", "relu", "gelu"],
+        "training": {"epochs": 12, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 1e-4},
+        "adversarial": {"eps": 0.1, "steps": 5, "n_examples": 120},
+        "poisoning": {"flip_rate": 0.2},
+        "ood": {"n_examples": 120, "bootstrap": 200},
+        "numerical": {"n_examples": 120},
+    },
+    "standard": {
+        "seeds": [0, 1, 2],
+        "families": ["mlp", "vit"],
+        "variants": list(BUILTIN_VARIANTS),
+        "training": {"epochs": 30, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 1e-4},
+        "adversarial": {"eps": 0.1, "steps": 10, "n_examples": 360},
+        "poisoning": {"flip_rate": 0.2},
+        "ood": {"n_examples": 360, "bootstrap": 1000},
+        "numerical": {"n_examples": 360},
+    },
+    "full": {
+        "seeds": [0, 1, 2, 3, 4],
+        "families": ["mlp", "vit"],
+        "variants": list(BUILTIN_VARIANTS),
+        "training": {"epochs": 60, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 1e-4},
+        "adversarial": {"eps": 0.1, "steps": 40, "n_examples": 360},
+        "poisoning": {"flip_rate": 0.2},
+        "ood": {"n_examples": 360, "bootstrap": 2000},
+        "numerical": {"n_examples": 360},
+    },
+}
+
+# Risk tolerance is the user's (NIST AI RMF MAP 1.5): every threshold can be set under
+# [tool.swiglu_audit.policy] and is echoed in the report.
+DEFAULT_POLICY: dict[str, Any] = {
+    "alpha": 0.05,  # significance level of paired tests
+    "confidence_level": 0.95,  # confidence intervals
+    "fail_on_warn": False,  # treat WARN findings as failures (exit status 1)
+    "max_robust_accuracy_drop": 0.05,  # candidate vs baseline, PGD robust accuracy
+    "warn_below_robust_accuracy": 0.3,  # a model this weak under PGD gets a WARN
+    "max_label_flip_accuracy_drop": 0.10,  # clean accuracy lost to label flipping, per model
+    "max_label_flip_drop_excess": 0.05,  # candidate loses this much more than a baseline
+    "warn_below_ood_auroc": 0.85,  # MSP far-OOD AUROC under this gets a WARN
+    "max_ood_auroc_drop": 0.05,  # candidate vs baseline, MSP AUROC
+    "max_fp16_flip_rate": 0.01,  # share of predictions that flip under float16
+    "min_fp16_headroom": 2.0,  # float16 max / largest FFN activation must stay above this
+    "max_clean_accuracy_drop": 0.02,  # candidate vs baseline, clean accuracy (efficiency claim)
+    "max_param_mismatch": 0.05,  # relative parameter-count difference tolerated between variants
+}
+
+_TRAINING_KEYS = {"epochs": int, "batch_size": int, "learning_rate": float, "weight_decay": float}
+_SECTION_KEYS: dict[str, dict[str, type]] = {
+    "training": _TRAINING_KEYS,
+    "adversarial": {"eps": float, "steps": int, "n_examples": int},
+    "poisoning": {"flip_rate": float},
+    "ood": {"n_examples": int, "bootstrap": int},
+    "numerical": {"n_examples": int},
+}
+_TOP_KEYS = {
+    "profile", "device", "report_dir", "cache_dir", "seeds", "families", "variants", "dataset",
+    "models", "include_builtin_zoo", "policy", *_SECTION_KEYS,
+}
+_MODEL_KEYS = {"name", "factory", "weights", "role"}
+
+
+@dataclass(frozen=True)
+class UserModel:
+    """A model the user brings: `factory` is `package.module:callable` (see README)."""
+
+    name: str
+    factory: str
+    role: str = "baseline"
+    weights: str | None = None  # safetensors file; when set, the model is loaded, not trained
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Everything one audit run needs to know. Built once per session; never mutated."""
+
+    profile: str = "standard"
+    device: str = "auto"
+    report_dir: Path = Path("reports")
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
+    seeds: tuple[int, ...] = (0, 1, 2)
+    families: tuple[str, ...] = BUILTIN_FAMILIES
+    variants: tuple[str, ...] = BUILTIN_VARIANTS
+    include_builtin_zoo: bool = True
+    dataset: str | None = None  # `package.module:callable`; None means scikit-learn's digits
+    user_models: tuple[UserModel, ...] = ()
+    training: dict = field(default_factory=dict)
+    adversarial: dict = field(default_factory=dict)
+    poisoning: dict = field(default_factory=dict)
+    ood: dict = field(default_factory=dict)
+    numerical: dict = field(default_factory=dict)
+    policy: dict = field(default_factory=lambda: dict(DEFAULT_POLICY))
+    project_root: Path = Path(".")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe echo of the configuration, for the report's reproducibility block."""
+        return {
+            "profile": self.profile,
+            "device": self.device,
+            "report_dir": str(self.report_dir),
+            "seeds": list(self.seeds),
+            "families": list(self.families),
+            "variants": list(self.variants),
+            "include_builtin_zoo": self.include_builtin_zoo,
+            "dataset": self.dataset or "builtin:digits",
+            "models": [vars(m) for m in self.user_models],
+            "training": dict(self.training),
+            "adversarial": dict(self.adversarial),
+            "poisoning": dict(self.poisoning),
+            "ood": dict(self.ood),
+            "numerical": dict(self.numerical),
+            "policy": dict(self.policy),
+        }
+
+
+def default_cache_dir() -> Path:
+    """Checkpoints live outside any git checkout by default: $SWIGLU_AUDIT_CACHE, else XDG."""
+    if os.environ.get("SWIGLU_AUDIT_CACHE"):
+        return Path(os.environ["SWIGLU_AUDIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "swiglu-audit"
+
+
+def read_pyproject_table(project_root: Path) -> dict[str, Any]:
+    """The `[tool.swiglu_audit]` table of `project_root/pyproject.toml`, or {} when absent."""
+    path = project_root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file and run again") from exc
+    table = data.get("tool", {}).get("swiglu_audit", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{TOOL_TABLE}] must be a table")
+    return table
+
+
+def build_config(
+    table: dict[str, Any] | None = None,
+    *,
+    profile: str | None = None,
+    device: str | None = None,
+    report_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    seeds: str | None = None,
+    project_root: Path | None = None,
+) -> AuditConfig:
+    """Merge profile defaults, the user's table and command-line values into one AuditConfig."""
+    table = copy.deepcopy(table or {})
+    root = Path(project_root or ".")
+    _reject_unknown(table, _TOP_KEYS, f"[{TOOL_TABLE}]")
+
+    profile = profile or table.get("profile", "standard")
+    _check_choice(profile, PROFILES, "profile", OPT_PROFILE)
+    defaults = copy.deepcopy(_PROFILE_DEFAULTS[profile])
+
+    device = device or table.get("device", "auto")
+    _check_choice(device, DEVICES, "device", OPT_DEVICE)
+
+    sections = {}
+    for name, keys in _SECTION_KEYS.items():
+        user = table.get(name, {})
+        _expect(isinstance(user, dict), f"[{TOOL_TABLE}.{name}] must be a table")
+        _reject_unknown(user, set(keys), f"[{TOOL_TABLE}.{name}]")
+        merged = {**defaults[name], **user}
+        for key, kind in keys.items():
+            merged[key] = _coerce(merged[key], kind, f"{name}.{key}")
+            _expect(merged[key] >= 0, f"[{TOOL_TABLE}.{name}] {key} must not be negative")
+        sections[name] = merged
+    _expect(sections["training"]["epochs"] >= 1, f"[{TOOL_TABLE}.training] epochs must be >= 1")
+    _expect(sections["training"]["batch_size"] >= 1,
+            f"[{TOOL_TABLE}.training] batch_size must be >= 1")
+    _expect(0.0 <= sections["poisoning"]["flip_rate"] < 1.0,
+            f"[{TOOL_TABLE}.poisoning] flip_rate must be in [0, 1)")
+
+    seed_list = _parse_seeds(seeds) if seeds is not None else table.get("seeds", defaults["seeds"])
+    _expect(isinstance(seed_list, list) and seed_list and all(isinstance(s, int) for s in seed_list),
+            f"[{TOOL_TABLE}] seeds must be a non-empty list of integers, e.g. seeds = [0, 1, 2]")
+    _expect(len(set(seed_list)) == len(seed_list), f"[{TOOL_TABLE}] seeds must not repeat")
+
+    families = _string_list(table.get("families", defaults["families"]), "families",
+                            BUILTIN_FAMILIES)
+    variants = _string_list(table.get("variants", defaults["variants"]), "variants", None)
+
+    user_models = _parse_models(table.get("models", []))
+    include_builtin = table.get("include_builtin_zoo", not user_models)
+    _expect(isinstance(include_builtin, bool), f"[{TOOL_TABLE}] include_builtin_zoo must be true or false")
+    dataset = table.get("dataset")
+    if dataset is not None:
+        _check_import_path(dataset, f"[{TOOL_TABLE}] dataset")
+
+    policy = dict(DEFAULT_POLICY)
+    user_policy = table.get("policy", {})
+    _expect(isinstance(user_policy, dict), f"[{TOOL_TABLE}.policy] must be a table")
+    _reject_unknown(user_policy, set(DEFAULT_POLICY), f"[{TOOL_TABLE}.policy]")
+    for key, value in user_policy.items():
+        kind = type(DEFAULT_POLICY[key])
+        policy[key] = _coerce(value, kind, f"policy.{key}")
+    for key in ("alpha",):
+        _expect(0 < policy[key] < 1, f"[{TOOL_TABLE}.policy] {key} must be between 0 and 1")
+    _expect(0 < policy["confidence_level"] < 1,
+            f"[{TOOL_TABLE}.policy] confidence_level must be between 0 and 1, e.g. 0.95")
+
+    return AuditConfig(
+        profile=profile,
+        device=device,
+        report_dir=_resolve(root, report_dir or table.get("report_dir", "reports")),
+        cache_dir=_resolve(root, cache_dir or table.get("cache_dir") or default_cache_dir()),
+        seeds=tuple(seed_list),
+        families=tuple(families) if include_builtin else (),
+        variants=tuple(variants),
+        include_builtin_zoo=include_builtin,
+        dataset=dataset,
+        user_models=user_models,
+        policy=policy,
+        project_root=root,
+        **sections,
+    )
+
+
+def _parse_models(raw: Any) -> tuple[UserModel, ...]:
+    where = f"[[{TOOL_TABLE}.models]]"
+    _expect(isinstance(raw, list), f"{where} must be an array of tables")
+    models, names = [], set()
+    for i, entry in enumerate(raw):
+        _expect(isinstance(entry, dict), f"{where} entry {i} must be a table")
+        _reject_unknown(entry, _MODEL_KEYS, f"{where} entry {i}")
+        for key in ("name", "factory"):
+            _expect(isinstance(entry.get(key), str) and entry[key],
+                    f"{where} entry {i} needs a '{key}' string")
+        name = entry["name"]
+        _expect(name not in names, f"{where}: model name '{name}' is used twice")
+        names.add(name)
+        _check_import_path(entry["factory"], f"{where} '{name}' factory")
+        role = entry.get("role", "baseline")
+        _check_choice(role, ROLES, f"role of model '{name}'", f"{where} role")
+        models.append(UserModel(name=name, factory=entry["factory"], role=role,
+                                weights=entry.get("weights")))
+    if models:
+        candidates = [m.name for m in models if m.role == "candidate"]
+        _expect(len(candidates) == 1,
+                f"{where}: exactly one model needs role = \"candidate\" (the SwiGLU model under "
+                f"audit); found {len(candidates)}: {candidates}")
+        _expect(len(models) >= 2, f"{where}: give at least one baseline beside the candidate")
+    return tuple(models)
+
+
+def _check_import_path(value: Any, where: str) -> None:
+    ok = isinstance(value, str) and value.count(":") == 1 and all(value.split(":"))
+    _expect(ok, f"{where} = {value!r} is not an import path; write it as "
+                "\"package.module:callable\"")
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{OPT_SEEDS}={text!r}: give comma-separated integers, e.g. 0,1,2")
+
+
+def _string_list(value: Any, key: str, allowed: tuple[str, ...] | None) -> list[str]:
+    _expect(isinstance(value, list) and value and all(isinstance(v, str) for v in value),
+            f"[{TOOL_TABLE}] {key} must be a non-empty list of strings")
+    if allowed:
+        for v in value:
+            _check_choice(v, allowed, key, f"[{TOOL_TABLE}] {key}")
+    return list(value)
+
+
+def _coerce(value: Any, kind: type, key: str) -> Any:
+    if kind is bool:
+        _expect(isinstance(value, bool), f"[{TOOL_TABLE}] {key} must be true or false")
+        return value
+    if kind is int:
+        _expect(isinstance(value, int) and not isinstance(value, bool),
+                f"[{TOOL_TABLE}] {key} must be an integer, got {value!r}")
+        return value
+    _expect(isinstance(value, (int, float)) and not isinstance(value, bool),
+            f"[{TOOL_TABLE}] {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _check_choice(value: Any, allowed: tuple[str, ...], what: str, option: str) -> None:
+    _expect(value in allowed, f"{option}: unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+
+
+def _reject_unknown(table: dict, known: set[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    _expect(not unknown, f"{where}: unknown key(s) {', '.join(unknown)}; known keys are "
+                         f"{', '.join(sorted(known))}")
+
+
+def _resolve(root: Path, value: str | os.PathLike) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (root / path)
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)

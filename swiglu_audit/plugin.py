@@ -1,0 +1,144 @@
+"""pytest hooks only: options, the suites, findings gathered across xdist workers, the summary and
+the reports. The logic lives in plain modules (config, session, report, collect).
+
+Findings travel from the test that records them to the process that writes the reports as JSON
+strings in `item.user_properties`: pytest-xdist ships those to the controller, and --junitxml writes
+them as <property> elements. Only the controller (never a worker) writes report files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from . import config as cfg
+from .collect import (CHECK_MARKER, CONFIG_KEY, COLLECTOR_KEY, REPORT_PATHS_KEY, FindingCollector,
+                      is_xdist_worker)
+
+SUITE_FILE_PREFIX = "suite_"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("swiglu-audit", "SwiGLU robustness and security audit")
+    group.addoption(cfg.OPT_ENABLE, action="store_true", default=False,
+                    help="run the audit suites (train or load the zoo, attack, write reports)")
+    group.addoption(cfg.OPT_PROFILE, choices=cfg.PROFILES, default=None,
+                    help="quick (seconds), standard (default) or full (for a GPU)")
+    group.addoption(cfg.OPT_DEVICE, choices=cfg.DEVICES, default=None,
+                    help="device for training and attacks; auto picks CUDA, then MPS, then CPU")
+    group.addoption(cfg.OPT_REPORT_DIR, default=None, metavar="DIR",
+                    help="folder for report.json, report.html and the other reports")
+    group.addoption(cfg.OPT_CACHE_DIR, default=None, metavar="DIR",
+                    help="checkpoint cache folder (default: $SWIGLU_AUDIT_CACHE or ~/.cache/swiglu-audit)")
+    group.addoption(cfg.OPT_SEEDS, default=None, metavar="0,1,2",
+                    help="training seeds, comma-separated (overrides the profile)")
+
+
+def _enabled(config: pytest.Config) -> bool:
+    return bool(config.getoption(cfg.OPT_ENABLE))
+
+
+def suites_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("swiglu_audit.suites")))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{CHECK_MARKER}(info): a swiglu-audit check (CheckInfo)")
+    if not _enabled(config):
+        return
+    from .preflight import check_import_paths, check_report_dir
+
+    invocation = config.invocation_params.dir
+    project_root = config.inipath.parent if config.inipath else invocation
+
+    def from_cli(option):  # paths typed on the command line are relative to where pytest runs
+        value = config.getoption(option)
+        return str((invocation / value).resolve()) if value else None
+
+    audit_config = cfg.build_config(
+        cfg.read_pyproject_table(project_root),
+        profile=config.getoption(cfg.OPT_PROFILE), device=config.getoption(cfg.OPT_DEVICE),
+        report_dir=from_cli(cfg.OPT_REPORT_DIR), cache_dir=from_cli(cfg.OPT_CACHE_DIR),
+        seeds=config.getoption(cfg.OPT_SEEDS), project_root=project_root,
+    )
+    config.stash[CONFIG_KEY] = audit_config
+    check_import_paths(audit_config)
+    if not is_xdist_worker(config):
+        check_report_dir(audit_config.report_dir)
+        config.stash[COLLECTOR_KEY] = FindingCollector()
+
+    from . import fixtures
+
+    config.pluginmanager.register(fixtures, "swiglu_audit.fixtures")
+    # Without explicit paths, run the suites (not the project's own tests); with paths, add them.
+    suites = str(suites_dir())
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [suites]
+    elif not any(Path(a.split("::")[0]).resolve().is_relative_to(suites) for a in config.args):
+        config.args.append(suites)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    # Our own collection rule, so a user's python_files setting cannot hide the suites.
+    if (_enabled(parent.config) and file_path.suffix == ".py"
+            and file_path.name.startswith(SUITE_FILE_PREFIX) and file_path.parent == suites_dir()):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if CONFIG_KEY not in metafunc.config.stash:
+        return
+    from .specs import comparison_pairs, model_specs
+
+    specs = model_specs(metafunc.config.stash[CONFIG_KEY])
+    if "audit_model" in metafunc.fixturenames:
+        metafunc.parametrize("audit_model", [s.name for s in specs])
+    if "audit_pair" in metafunc.fixturenames:
+        pairs = comparison_pairs(specs)
+        metafunc.parametrize("audit_pair", pairs, ids=[f"{c}-vs-{b}" for c, b in pairs])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if CONFIG_KEY in item.config.stash:
+        from .collect import attach_to_item
+
+        attach_to_item(item, call, report)
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    collector = session.config.stash.get(COLLECTOR_KEY, None)
+    if collector is not None:
+        session.config.pluginmanager.register(collector, "swiglu_audit.collector")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    collector = session.config.stash.get(COLLECTOR_KEY, None)
+    if collector is None:
+        return
+    from .report.writer import write_reports
+
+    audit_config = session.config.stash[CONFIG_KEY]
+    paths, breached = write_reports(collector, audit_config, int(exitstatus))
+    session.config.stash[REPORT_PATHS_KEY] = paths
+    if breached and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    collector = config.stash.get(COLLECTOR_KEY, None)
+    if collector is None:
+        return
+    from .report.terminal import summary_lines
+
+    terminalreporter.section("swiglu-audit")
+    for line, markup in summary_lines(collector.findings, config.stash[CONFIG_KEY],
+                                      config.stash.get(REPORT_PATHS_KEY, {})):
+        terminalreporter.write_line(line, **markup)

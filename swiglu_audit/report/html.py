@@ -1,0 +1,193 @@
+"""report.html: one self-contained file (inline CSS and SVG, no script, no network request).
+
+Every string that comes from the user or a model (names, config values, reasons) goes through
+`esc`; numbers are formatted here. Nothing is inserted raw.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+
+SUITE_TITLES = {
+    "adversarial": "Adversarial evasion",
+    "poisoning": "Data poisoning",
+    "ood": "Out-of-distribution detection",
+    "numerical": "Numerical regression",
+    "efficiency": "Efficiency claim",
+}
+STATUS_COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#8250df"}
+
+CSS = """
+body{font:15px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
+main{max-width:1100px;margin:0 auto;padding:24px}
+section{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:16px 20px;margin:16px 0}
+h1{margin:0 0 4px}h2{margin-top:0}table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{border-bottom:1px solid #d8dee4;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f6f8fa}.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-weight:600;font-size:12px}
+.verdict{font-size:22px;font-weight:700}.muted{color:#59636e}code,pre{font-family:ui-monospace,monospace;font-size:12px}
+pre{background:#f6f8fa;padding:8px;overflow:auto;max-height:400px}details{margin:6px 0}
+.tag{display:inline-block;background:#ddf4ff;border-radius:4px;padding:0 6px;margin:1px;font-size:12px}
+"""
+
+
+def esc(value) -> str:
+    return escape(str(value), quote=True)
+
+
+def badge(status: str) -> str:
+    colour = STATUS_COLOURS.get(status, "#59636e")
+    return f'<span class="badge" style="background:{colour}">{esc(status)}</span>'
+
+
+def num(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def interval(f: dict) -> str:
+    if f.get("ci_low") is None:
+        return ""
+    return f"[{num(f['ci_low'])}, {num(f['ci_high'])}]"
+
+
+def interval_plot(rows: list[dict], title: str) -> str:
+    """Horizontal dot-and-whisker plot of findings' values with their intervals, as inline SVG."""
+    rows = [r for r in rows if r.get("value") is not None]
+    if not rows:
+        return ""
+    lows = [r["ci_low"] if r.get("ci_low") is not None else r["value"] for r in rows]
+    highs = [r["ci_high"] if r.get("ci_high") is not None else r["value"] for r in rows]
+    lo, hi = min(lows + [0.0]), max(highs + [0.0])
+    if hi - lo < 1e-9:
+        hi = lo + 1.0
+    label_w, plot_w, row_h = 280, 520, 22
+    height = row_h * len(rows) + 40
+
+    def x(v):
+        return label_w + (v - lo) / (hi - lo) * plot_w
+
+    parts = [f'<svg role="img" aria-label="{esc(title)}" xmlns="http://www.w3.org/2000/svg" '
+             f'width="{label_w + plot_w + 20}" height="{height}" font-size="12">',
+             f'<line x1="{x(0):.1f}" y1="10" x2="{x(0):.1f}" y2="{height - 25}" stroke="#8c959f" stroke-dasharray="3,3"/>']
+    for i, (r, l, h) in enumerate(zip(rows, lows, highs)):
+        y = 20 + i * row_h
+        colour = STATUS_COLOURS.get(r["status"], "#59636e")
+        parts.append(f'<text x="{label_w - 8}" y="{y + 4}" text-anchor="end">{esc(" vs ".join(r["models"]))}</text>')
+        parts.append(f'<line x1="{x(l):.1f}" y1="{y}" x2="{x(h):.1f}" y2="{y}" stroke="{colour}" stroke-width="2"/>')
+        parts.append(f'<circle cx="{x(r["value"]):.1f}" cy="{y}" r="4" fill="{colour}"><title>'
+                     f'{esc(r["id"])}: {num(r["value"])} {esc(interval(r))}</title></circle>')
+    for tick in (lo, (lo + hi) / 2, hi):
+        parts.append(f'<text x="{x(tick):.1f}" y="{height - 8}" text-anchor="middle">{tick:.2f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def findings_table(findings: list[dict]) -> str:
+    rows = "".join(
+        f"<tr><td>{badge(f['status'])}</td><td><code>{esc(f['id'])}</code></td>"
+        f"<td>{esc(f['metric'])}</td><td>{num(f['value'])} <span class=muted>{esc(interval(f))}</span></td>"
+        f"<td>{esc(f['severity'])}</td><td>{esc(f['reason'])}</td></tr>" for f in findings)
+    return ("<table><tr><th>status</th><th>finding</th><th>metric</th><th>value [CI]</th>"
+            f"<th>severity</th><th>why</th></tr>{rows}</table>")
+
+
+def finding_detail(f: dict, rmf: dict) -> str:
+    tags = "".join(f'<span class="tag" title="{esc(rmf["subcategories"].get(r, {}).get("summary", ""))}">'
+                   f"{esc(r)}</span>" for r in f["rmf"])
+    tags += f'<span class="tag">{esc(rmf["characteristics"].get(f["characteristic"], f["characteristic"]))}</span>'
+    if f.get("attack_class"):
+        tags += f'<span class="tag">{esc(rmf["attack_classes"].get(f["attack_class"], f["attack_class"]))}</span>'
+    level = "" if f.get("ci_level") is None else f" ({f['ci_level']:.0%} interval)"
+    return (f"<details><summary>{badge(f['status'])} <code>{esc(f['id'])}</code> {esc(f['title'])}</summary>"
+            f"<p>{tags}</p><p><b>Result.</b> {esc(f['metric'])} = {num(f['value'])} {esc(interval(f))}"
+            f"{level}. "
+            f"{esc(f['reason'])}.</p><p><b>Threshold.</b> {esc(f['threshold'])}</p>"
+            f"<p><b>Severity.</b> {esc(f['severity'])} (likelihood {esc(f['likelihood'])}, impact "
+            f"{esc(f['impact'])}; NIST SP 800-30 matrix)</p>"
+            f"<p><b>What it means.</b> {esc(f['explanation'])}</p><p><b>Mitigation.</b> {esc(f['mitigation'])}</p>"
+            f"<pre>{esc(json.dumps(f['details'], indent=2))}</pre></details>")
+
+
+def summary_section(doc: dict) -> str:
+    s = doc["summary"]
+    counts = " ".join(f"{badge(k)} {v}" for k, v in s["counts"].items())
+    def risk_table(title, data):
+        rows = "".join(f"<tr><td>{esc(doc['rmf']['characteristics'].get(k, k))}</td>"
+                       + "".join(f"<td>{v.get(st, 0)}</td>" for st in STATUS_COLOURS) + "</tr>"
+                       for k, v in data.items())
+        head = "".join(f"<th>{st}</th>" for st in STATUS_COLOURS)
+        return f"<h3>{esc(title)}</h3><table><tr><th></th>{head}</tr>{rows}</table>"
+    note = ("<p><b>This run was interrupted; the report holds the findings made before the "
+            "interruption.</b></p>" if s["interrupted"] else "")
+    return (f'<section id="summary"><h2>Executive summary</h2><p class="verdict">Verdict: {badge(s["verdict"])}</p>'
+            f"<p>{counts}</p>{note}<p class=muted>Findings provide evidence for the NIST AI RMF 1.0 "
+            "subcategories they are tagged with; they do not by themselves satisfy them. Thresholds "
+            "are the user's risk tolerance (MAP 1.5), echoed in the policy section.</p>"
+            + risk_table("Risk by trustworthiness characteristic", s["by_characteristic"])
+            + risk_table("Risk by RMF function", s["by_rmf_function"]) + "</section>")
+
+
+def comparison_section(doc: dict) -> str:
+    comps = [f for f in doc["findings"] if len(f["models"]) == 2]
+    if not comps:
+        return ('<section id="comparison"><h2>SwiGLU vs baselines</h2><p>No comparison was run '
+                "(an audit needs a candidate and at least one baseline).</p></section>")
+    return ('<section id="comparison"><h2>SwiGLU vs baselines</h2><p class=muted>Candidate minus '
+            "baseline, with intervals over training seeds and test examples; a difference is called "
+            "significant only when the paired test rejects at the configured alpha and the interval "
+            "excludes zero.</p>" + findings_table(sorted(comps, key=lambda f: f["id"])) + "</section>")
+
+
+def suite_section(doc: dict, suite: str) -> str:
+    fs = sorted((f for f in doc["findings"] if f["suite"] == suite), key=lambda f: f["id"])
+    title = SUITE_TITLES.get(suite, suite)
+    if not fs:
+        return f'<section id="suite-{esc(suite)}"><h2>{esc(title)}</h2><p>Not run in this audit.</p></section>'
+    plots = ""
+    for check in sorted({f["check"] for f in fs}):
+        rows = [f for f in fs if f["check"] == check]
+        plots += f"<h3>{esc(rows[0]['title'])}</h3>" + interval_plot(rows, rows[0]["title"])
+    details = "".join(finding_detail(f, doc["rmf"]) for f in fs)
+    return (f'<section id="suite-{esc(suite)}"><h2>{esc(title)}</h2>{plots}'
+            f"<h3>Findings</h3>{findings_table(fs)}{details}</section>")
+
+
+def coverage_section(doc: dict) -> str:
+    rows = "".join(f"<tr><td>{esc(c['area'])}</td><td>{esc(', '.join(c['rmf']))}</td>"
+                   f"<td>{'measured' if c['measured'] else '<b>not measured</b>'}</td><td>{esc(c['note'])}</td></tr>"
+                   for c in doc["coverage"])
+    return ('<section id="coverage"><h2>Coverage (MEASURE 1.1)</h2><table><tr><th>area</th><th>RMF</th>'
+            f"<th>status</th><th>note</th></tr>{rows}</table></section>")
+
+
+def reproducibility_section(doc: dict) -> str:
+    env = doc["environment"]
+    data = env.get("data") or {}
+    hashes = "".join(f"<tr><td>{esc(k)}</td><td><code>{esc(v)}</code></td></tr>"
+                     for k, v in (data.get("sha256") or {}).items())
+    models = "".join(
+        f"<tr><td>{esc(name)}</td><td>{esc(m.get('n_parameters', '-'))}</td><td>"
+        + esc("; ".join(f"{tag}: seeds {[r['seed'] for r in runs]}, cached {[r['cached'] for r in runs]}"
+                        for tag, runs in m.get("runs", {}).items())) + "</td></tr>"
+        for name, m in (env.get("models") or {}).items())
+    return ('<section id="reproducibility"><h2>Reproducibility</h2>'
+            f"<p>swiglu-audit {esc(doc['tool']['version'])}, generated {esc(doc['generated_at'])}, "
+            f"commit <code>{esc(env.get('commit') or 'unknown')}</code>.</p>"
+            f"<h3>Data: {esc(data.get('name', '-'))}</h3><table><tr><th>split</th><th>sha256</th></tr>{hashes}</table>"
+            f"<h3>Models (parameters, seeds, cache)</h3><table><tr><th>model</th><th>parameters</th>"
+            f"<th>runs</th></tr>{models}</table>"
+            f"<h3>Versions and device</h3><pre>{esc(json.dumps({k: env.get(k) for k in ('versions', 'device', 'cache', 'recipe', 'workers')}, indent=2))}</pre>"
+            f"<h3>Configuration and policy</h3><pre>{esc(json.dumps(doc['config'], indent=2))}</pre></section>")
+
+
+def render_html(doc: dict) -> str:
+    suites = [s for s in SUITE_TITLES] + sorted({f["suite"] for f in doc["findings"]} - set(SUITE_TITLES))
+    body = (summary_section(doc) + comparison_section(doc)
+            + "".join(suite_section(doc, s) for s in suites)
+            + coverage_section(doc) + reproducibility_section(doc))
+    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
+            f"<title>swiglu-audit report: {esc(doc['summary']['verdict'])}</title><style>{CSS}</style></head>"
+            f"<body><main><h1>swiglu-audit report</h1><p class=muted>Profile {esc(doc['config']['profile'])}, "
+            f"seeds {esc(doc['config']['seeds'])}, device {esc((doc['environment'].get('device') or {}).get('type', '-'))}</p>"
+            f"{body}</main></body></html>\n")

@@ -1,0 +1,26 @@
+"""The verdict table printed at the end of `pytest --swiglu-audit`."""
+
+from __future__ import annotations
+
+from ..risk import verdict
+
+_MARKUP = {"PASS": {"green": True}, "WARN": {"yellow": True}, "FAIL": {"red": True, "bold": True},
+           "ERROR": {"red": True, "bold": True}}
+
+
+def _fmt(value) -> str:
+    return "     -" if value is None else f"{value:+.3f}" if value < 0 else f"{value:6.3f}"
+
+
+def summary_lines(findings: list[dict], config, paths: dict) -> list[tuple[str, dict]]:
+    overall = verdict((f["status"] for f in findings), config.policy["fail_on_warn"])
+    lines = [(f"verdict: {overall}   ({len(findings)} findings, profile {config.profile})",
+              _MARKUP.get(overall, {"bold": True}))]
+    width = max((len(f["id"]) for f in findings), default=10)
+    for f in sorted(findings, key=lambda f: f["id"]):
+        ci = (f"[{_fmt(f['ci_low'])}, {_fmt(f['ci_high'])}]" if f["ci_low"] is not None else "")
+        lines.append((f"{f['status']:<5}  {f['id']:<{width}}  {_fmt(f['value'])} {ci}",
+                      _MARKUP.get(f["status"], {})))
+    for name, path in paths.items():
+        lines.append((f"{name}: {path}", {}))
+    return lines

@@ -1,0 +1,132 @@
+"""Build the report document from collected findings and write every report file atomically."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import subprocess
+import tempfile
+import warnings
+from collections import Counter
+from pathlib import Path
+
+from .. import __version__
+from ..config import AuditConfig
+from ..errors import SwigluAuditWarning
+from ..risk import Status, breaches_policy, rmf_data, verdict
+
+SCHEMA_VERSION = 1
+STATUS_ORDER = {Status.ERROR.value: 0, Status.FAIL.value: 1, Status.WARN.value: 2, Status.PASS.value: 3}
+
+# What the audit measures and what it does not (MEASURE 1.1 asks for both).
+COVERAGE = [
+    ("Evasion (white-box PGD)", "adversarial", ("MEASURE 2.7",), True, ""),
+    ("Availability poisoning (label flipping)", "poisoning", ("MEASURE 2.7", "MEASURE 2.1"), True, ""),
+    ("Far-OOD detection (MSP)", "ood", ("MEASURE 2.5", "MEASURE 2.6"), True, ""),
+    ("Half-precision parity and overflow", "numerical", ("MEASURE 2.5", "MEASURE 4.3"), True, ""),
+    ("Efficiency claim (accuracy at matched parameters)", "efficiency", ("MAP 3.1", "MEASURE 2.3"), True, ""),
+    ("Privacy (membership inference, model inversion)", None, ("MEASURE 2.10",), False,
+     "not measured by this harness"),
+    ("Fairness and harmful bias", None, ("MEASURE 2.11",), False, "not measured by this harness"),
+]
+
+
+def build_document(findings: list[dict], config: AuditConfig, meta: dict, exit_status: int) -> dict:
+    ordered = sorted(findings, key=lambda f: (STATUS_ORDER.get(f["status"], 9), f["id"]))
+    fail_on_warn = config.policy["fail_on_warn"]
+    overall = verdict((f["status"] for f in ordered), fail_on_warn)
+    suites_run = {f["suite"] for f in findings}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "swiglu-audit", "version": __version__},
+        "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "summary": {
+            "verdict": overall,
+            "breaches_policy": any(breaches_policy(f["status"], fail_on_warn) for f in ordered),
+            "interrupted": exit_status == 2,
+            "pytest_exit_status": exit_status,
+            "counts": {s.value: sum(f["status"] == s.value for f in ordered) for s in Status},
+            "by_characteristic": _risk_by(ordered, lambda f: [f["characteristic"]]),
+            "by_rmf_function": _risk_by(ordered, lambda f: sorted({r.split()[0] for r in f["rmf"]})),
+        },
+        "config": config.to_dict(),
+        "policy": dict(config.policy),
+        "environment": {**meta, "commit": _git_commit(config.project_root)},
+        "coverage": [{"area": area, "suite": suite, "rmf": list(rmf),
+                      "measured": measured and (suite in suites_run),
+                      "note": note or ("" if suite in suites_run else "suite not run in this audit")}
+                     for area, suite, rmf, measured, note in COVERAGE],
+        "rmf": {"subcategories": rmf_data()["subcategories"],
+                "characteristics": rmf_data()["characteristics"],
+                "attack_classes": rmf_data()["attack_classes"]},
+        "findings": ordered,
+    }
+
+
+def _risk_by(findings: list[dict], keys) -> dict:
+    out: dict[str, Counter] = {}
+    for f in findings:
+        for k in keys(f):
+            out.setdefault(k, Counter())[f["status"]] += 1
+    return {k: dict(v) for k, v in sorted(out.items())}
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a report."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def render_all(document: dict) -> dict[str, str]:
+    from .csv_report import render_csv
+    from .html import render_html
+    from .markdown import render_markdown
+
+    return {
+        "report.json": json.dumps(document, indent=2, allow_nan=False),
+        "report.html": render_html(document),
+        "findings.csv": render_csv(document),
+        "summary.md": render_markdown(document),
+    }
+
+
+def write_document(document: dict, report_dir: Path) -> dict[str, str]:
+    """Write all report files into report_dir; if that fails, into a fresh temporary folder, so
+    that no finding is lost. Returns {file name: path written}."""
+    files = render_all(document)
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            atomic_write(report_dir / name, text)
+        return {name: str(report_dir / name) for name in files}
+    except OSError as exc:
+        fallback = Path(tempfile.mkdtemp(prefix="swiglu-audit-report-"))
+        warnings.warn(SwigluAuditWarning(f"could not write reports to {report_dir} ({exc}); they "
+                                         f"were written to {fallback} instead"))
+        for name, text in files.items():
+            atomic_write(fallback / name, text)
+        return {name: str(fallback / name) for name in files}
+
+
+def write_reports(collector, config: AuditConfig, exit_status: int) -> tuple[dict[str, str], bool]:
+    document = build_document(collector.findings, config, collector.merged_meta(), exit_status)
+    paths = write_document(document, config.report_dir)
+    return paths, document["summary"]["breaches_policy"]

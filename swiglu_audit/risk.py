@@ -1,0 +1,191 @@
+"""Findings, statuses, severities, and the RMF lookup.
+
+Checks compute; conditions judge. A check returns measurements; the condition helpers here turn a
+measurement and a policy threshold into a Status with a sentence that names the threshold. Torch-free
+(the plugin's reporting side imports it).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+
+
+class Status(str, enum.Enum):
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    ERROR = "ERROR"
+
+
+LEVELS = ("very low", "low", "moderate", "high", "very high")
+
+# NIST SP 800-30 Rev. 1, Table I-2: level of risk from likelihood (rows) and impact (columns),
+# both on the five-level scale above, indexed 0 (very low) to 4 (very high).
+_RISK_MATRIX = (
+    (0, 0, 0, 1, 1),
+    (0, 1, 1, 1, 2),
+    (0, 1, 2, 2, 3),
+    (0, 1, 2, 3, 4),
+    (0, 1, 2, 3, 4),
+)
+
+# How likely the risk is to be real, given what the audit saw.
+_LIKELIHOOD_BY_STATUS = {Status.PASS: "very low", Status.WARN: "moderate", Status.FAIL: "high",
+                         Status.ERROR: "moderate"}
+
+
+def severity(likelihood: str, impact: str) -> str:
+    return LEVELS[_RISK_MATRIX[LEVELS.index(likelihood)][LEVELS.index(impact)]]
+
+
+@functools.cache
+def rmf_data() -> dict:
+    return tomllib.loads(resources.files("swiglu_audit").joinpath("rmf.toml").read_text())
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    """What a check is, declared once next to its code: its tags and its words for the report."""
+
+    suite: str
+    check: str
+    title: str
+    metric: str
+    rmf: tuple[str, ...]
+    characteristic: str  # key of [characteristics] in rmf.toml
+    impact: str  # one of LEVELS: how bad it is if the risk this check looks for is real
+    explanation: str
+    mitigation: str
+    attack_class: str | None = None  # key of [attack_classes], adversarial/poisoning checks only
+
+    def validate(self) -> None:
+        data = rmf_data()
+        unknown = [i for i in self.rmf if i not in data["subcategories"]]
+        if unknown:
+            raise ValueError(f"check {self.check}: RMF IDs {unknown} are not in rmf.toml")
+        if self.characteristic not in data["characteristics"]:
+            raise ValueError(f"check {self.check}: unknown characteristic {self.characteristic!r}")
+        if self.attack_class is not None and self.attack_class not in data["attack_classes"]:
+            raise ValueError(f"check {self.check}: unknown attack class {self.attack_class!r}")
+        if self.impact not in LEVELS:
+            raise ValueError(f"check {self.check}: impact must be one of {LEVELS}")
+
+
+@dataclass
+class Finding:
+    id: str
+    suite: str
+    check: str
+    title: str
+    models: list[str]
+    metric: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    ci_level: float | None
+    threshold: str  # the rule the value was held to, in words
+    status: str
+    reason: str  # one sentence: why this status, naming the threshold
+    severity: str
+    likelihood: str
+    impact: str
+    rmf: list[str]
+    characteristic: str
+    attack_class: str | None
+    explanation: str
+    mitigation: str
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return _json_safe(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Finding":
+        return cls(**data)
+
+
+def make_finding(info: CheckInfo, models: list[str], status: Status, reason: str, threshold: str,
+                 value: float | None = None, ci: tuple[float, float] | None = None,
+                 ci_level: float | None = None, details: dict | None = None) -> Finding:
+    likelihood = _LIKELIHOOD_BY_STATUS[status]
+    return Finding(
+        id=f"{info.suite}.{info.check}[{'-vs-'.join(models)}]",
+        suite=info.suite, check=info.check, title=info.title, models=list(models),
+        metric=info.metric, value=value,
+        ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None, ci_level=ci_level,
+        threshold=threshold, status=status.value, reason=reason,
+        severity=severity(likelihood, info.impact), likelihood=likelihood, impact=info.impact,
+        rmf=list(info.rmf), characteristic=info.characteristic, attack_class=info.attack_class,
+        explanation=info.explanation, mitigation=info.mitigation, details=details or {},
+    )
+
+
+def error_finding(info: CheckInfo, models: list[str], exc: BaseException) -> Finding:
+    """A check that raised becomes an ERROR finding: the audit could not measure this risk."""
+    return make_finding(info, models, Status.ERROR,
+                        f"the check could not run: {type(exc).__name__}: {exc}",
+                        threshold="the check must complete")
+
+
+def judge_floor(value: float, floor: float, status_below: Status, what: str, key: str) -> tuple[Status, str]:
+    """PASS when value >= floor, else `status_below`; the sentence names the policy key."""
+    if value >= floor:
+        return Status.PASS, f"{what} {value:.3f} is at or above the policy floor {key} = {floor}"
+    return status_below, f"{what} {value:.3f} is below the policy floor {key} = {floor}"
+
+
+def judge_ceiling(value: float, ceiling: float, status_above: Status, what: str, key: str) -> tuple[Status, str]:
+    if value <= ceiling:
+        return Status.PASS, f"{what} {value:.4g} is within the policy limit {key} = {ceiling}"
+    return status_above, f"{what} {value:.4g} exceeds the policy limit {key} = {ceiling}"
+
+
+def judge_drop(comparison, max_drop: float, what: str, key: str, higher_is_better: bool = True
+               ) -> tuple[Status, str]:
+    """Candidate vs baseline. FAIL only when the candidate is worse by more than `max_drop` and the
+    difference is statistically significant; WARN when it is worse by more than `max_drop` but the
+    evidence is not significant (more seeds or examples would tell)."""
+    drop = -comparison.difference if higher_is_better else comparison.difference
+    ci = f"{comparison.level:.0%} CI [{comparison.ci_low:+.3f}, {comparison.ci_high:+.3f}]"
+    sig = (f"significant (p = {comparison.p_value:.3g} < alpha = {comparison.alpha})"
+           if comparison.significant else f"not significant (p = {comparison.p_value:.3g}, alpha = {comparison.alpha})")
+    text = f"{what}: candidate - baseline = {comparison.difference:+.3f}, {ci}, {sig}"
+    if drop <= max_drop:
+        return Status.PASS, f"{text}; the candidate is not worse by more than {key} = {max_drop}"
+    if comparison.significant:
+        return Status.FAIL, f"{text}; the candidate is worse by more than {key} = {max_drop}"
+    return Status.WARN, (f"{text}; the candidate looks worse by more than {key} = {max_drop}, "
+                         "but the evidence is not significant: add seeds or examples")
+
+
+def _json_safe(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return _json_safe(obj.item())
+    return obj
+
+
+def verdict(statuses, fail_on_warn: bool = False) -> str:
+    """The audit's overall status from its findings' statuses: the worst of them."""
+    statuses = set(statuses)
+    if Status.ERROR.value in statuses:
+        return Status.ERROR.value
+    if Status.FAIL.value in statuses:
+        return Status.FAIL.value
+    if Status.WARN.value in statuses:
+        return Status.FAIL.value if fail_on_warn else Status.WARN.value
+    return Status.PASS.value if statuses else "NO FINDINGS"
+
+
+def breaches_policy(status: str, fail_on_warn: bool = False) -> bool:
+    return status in (Status.FAIL.value, Status.ERROR.value) or (fail_on_warn and status == Status.WARN.value)

@@ -1,0 +1,90 @@
+"""The per-process state of one audit: configuration, data, device, cache, zoo and memoised results.
+
+One AuditSession lives per pytest process (each xdist worker has its own); the session-scoped
+`audit` fixture creates it and keeps it on `config.stash`. Everything is created lazily so that
+collection stays cheap. Usable from a notebook too: `AuditSession(build_config(profile="quick"))`.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any, Callable
+
+import torch
+
+from . import __version__
+from .cache import CheckpointCache
+from .config import AuditConfig
+from .data import AuditData, load_digits_data, load_user_data
+from .device import precision_name, resolve_device
+from .progress import Progress
+from .zoo import Zoo
+
+
+class AuditSession:
+    def __init__(self, config: AuditConfig, progress: Progress | None = None):
+        self.config = config
+        self.progress = progress or Progress()
+        self.device = resolve_device(config.device)
+        self.cache = CheckpointCache(config.cache_dir)
+        self._data: AuditData | None = None
+        self._zoo: Zoo | None = None
+        self._memo: dict[Any, Any] = {}
+
+    @property
+    def data(self) -> AuditData:
+        if self._data is None:
+            self._data = load_user_data(self.config.dataset) if self.config.dataset else load_digits_data()
+        return self._data
+
+    @property
+    def zoo(self) -> Zoo:
+        if self._zoo is None:
+            self._zoo = Zoo(self.config, self.data, self.device, self.cache, self.progress)
+        return self._zoo
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """Compute once per process: a comparison reuses the per-model results of its two models."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def meta(self) -> dict:
+        """Reproducibility facts of this process, JSON-safe, merged across workers by the plugin."""
+        models = {}
+        if self._zoo is not None:
+            for (name, tag), trained in self._zoo._trained.items():
+                entry = models.setdefault(name, {"spec": self._zoo.spec(name).to_dict(), "runs": {}})
+                entry["n_parameters"] = trained[0].n_parameters
+                entry["runs"][tag] = [{
+                    "seed": t.seed, "cached": t.cached,
+                    "train_seconds": t.record.get("seconds"),
+                    "final_val_accuracy": (t.record.get("history") or [{}])[-1].get("val_accuracy"),
+                } for t in trained]
+        return {
+            "versions": {
+                "swiglu_audit": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+                "platform": platform.platform(),
+                **_package_versions(("torchattacks", "scikit-learn", "numpy", "pandas", "safetensors")),
+            },
+            "device": {"type": self.device.type, "precision": precision_name(self.device),
+                       "name": torch.cuda.get_device_name(0) if self.device.type == "cuda" else platform.processor() or platform.machine(),
+                       "torch_threads": torch.get_num_threads()},
+            "data": self._data.summary() if self._data is not None else None,
+            "cache": {"dir": str(self.config.cache_dir), **self.cache.stats.to_dict()},
+            "recipe": dict(self.config.training),
+            "models": models,
+        }
+
+
+def _package_versions(names) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out

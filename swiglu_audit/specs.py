@@ -1,0 +1,69 @@
+"""Model specs: which models an audit holds, read from models/zoo.toml and the user's config.
+
+Torch-free, because pytest needs the model names at collection time to parametrize the suites.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+
+from .config import AuditConfig
+from .errors import ConfigError
+
+USER_GROUP = "user"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # unique, readable: shows up in test ids and the report
+    group: str  # models are compared only within a group (a built-in family, or "user")
+    role: str  # "candidate" (the SwiGLU model under audit) or "baseline"
+    family: str | None = None  # built-in only
+    ffn: str | None = None  # built-in only
+    arch: dict = field(default_factory=dict)  # nn.ModelConfig overrides, built-in only
+    factory: str | None = None  # user only: "package.module:callable"
+    weights: str | None = None  # user only: pretrained safetensors, then no training
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items() if v not in (None, {})}
+
+
+def load_zoo_table() -> dict:
+    text = resources.files("swiglu_audit.zoo_specs").joinpath("zoo.toml").read_text()
+    return tomllib.loads(text)
+
+
+def model_specs(config: AuditConfig) -> list[ModelSpec]:
+    specs: list[ModelSpec] = []
+    if config.include_builtin_zoo:
+        zoo = load_zoo_table()
+        for variant in config.variants:
+            if variant not in zoo["variants"]:
+                raise ConfigError(f"[tool.swiglu_audit] variants: {variant!r} is not in the built-in "
+                                  f"zoo ({', '.join(zoo['variants'])}); add a [variants.{variant}] "
+                                  "table to models/zoo.toml and register its activation")
+        candidates = [v for v in config.variants if zoo["variants"][v]["role"] == "candidate"]
+        if len(candidates) != 1 or len(config.variants) < 2:
+            raise ConfigError("[tool.swiglu_audit] variants must include the candidate "
+                              f"({[v for v, t in zoo['variants'].items() if t['role'] == 'candidate']}) "
+                              "and at least one baseline")
+        for family in config.families:
+            for variant in config.variants:
+                specs.append(ModelSpec(
+                    name=f"{variant}-{family}", group=family,
+                    role=zoo["variants"][variant]["role"], family=family, ffn=variant,
+                    arch=dict(zoo["families"][family])))
+    for m in config.user_models:
+        specs.append(ModelSpec(name=m.name, group=USER_GROUP, role=m.role, factory=m.factory,
+                               weights=m.weights))
+    return specs
+
+
+def comparison_pairs(specs: list[ModelSpec]) -> list[tuple[str, str]]:
+    """(candidate, baseline) name pairs, within each group."""
+    pairs = []
+    for cand in (s for s in specs if s.role == "candidate"):
+        pairs += [(cand.name, s.name) for s in specs if s.group == cand.group and s.role == "baseline"]
+    return pairs

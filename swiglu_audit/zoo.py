@@ -1,0 +1,165 @@
+"""Model specs -> trained models, through the checkpoint cache.
+
+Models are trained lazily, the first time a check asks for them, so that pytest-xdist workers
+running different models train different models at once; the cache lock makes sure a model two
+workers ask for at the same moment is trained once.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from . import __version__
+from .cache import CheckpointCache, cache_key
+from .config import AuditConfig
+from .data import AuditData
+from .errors import ModelContractError
+from .imports import load_callable
+from .nn import ModelConfig, build_model, count_parameters
+from .progress import Progress
+from .specs import ModelSpec, model_specs
+from .train import Recipe, predict_logits, train_model
+
+
+@dataclass
+class TrainedModel:
+    name: str
+    seed: int | None  # None for user models loaded from pretrained weights
+    module: nn.Module  # on the audit device, in eval mode
+    record: dict  # training record (history, seconds), {} for pretrained weights
+    cached: bool
+    n_parameters: int
+
+
+class Zoo:
+    def __init__(self, config: AuditConfig, data: AuditData, device: torch.device,
+                 cache: CheckpointCache, progress: Progress | None = None):
+        self.config = config
+        self.data = data
+        self.device = device
+        self.cache = cache
+        self.progress = progress or Progress(enabled=False)
+        self.recipe = Recipe(**config.training)
+        self.specs = {s.name: s for s in model_specs(config)}
+        self._trained: dict[tuple, list[TrainedModel]] = {}
+
+    def spec(self, name: str) -> ModelSpec:
+        if name not in self.specs:
+            raise KeyError(f"no model named {name!r} in this audit; known: {sorted(self.specs)}")
+        return self.specs[name]
+
+    def models(self, name: str, labels: torch.Tensor | None = None, tag: str = "clean"
+               ) -> list[TrainedModel]:
+        """The trained models of one spec, one per seed. `labels` replaces the training labels
+        (for poisoning); `tag` names that change and is part of the cache key."""
+        key = (name, tag)
+        if key not in self._trained:
+            spec = self.spec(name)
+            if spec.weights:
+                self._trained[key] = [self._load_pretrained(spec)]
+            else:
+                y = self.data.y_train if labels is None else labels
+                self._trained[key] = [self._train_one(spec, seed, y, tag) for seed in self.config.seeds]
+        return self._trained[key]
+
+    def instantiate(self, spec: ModelSpec) -> nn.Module:
+        """A fresh, untrained model of this spec (random init from the current torch seed)."""
+        if spec.factory:
+            model = _call_factory(spec, self.data)
+        else:
+            model = build_model(ModelConfig(family=spec.family, ffn=spec.ffn, n_classes=self.data.n_classes,
+                                            input_shape=self.data.input_shape, **spec.arch))
+        return model
+
+    def _train_one(self, spec: ModelSpec, seed: int, labels: torch.Tensor, tag: str) -> TrainedModel:
+        torch.manual_seed(seed)
+        model = self.instantiate(spec).to(self.device)
+        check_model_contract(model, spec.name, self.data, self.device)
+        key = cache_key({
+            "spec": spec.to_dict(), "data": self.data.fingerprint, "seed": seed,
+            "recipe": self.recipe.to_dict(), "harness": __version__, "tag": tag,
+            # user models: their code is outside our control; the parameter names and shapes
+            # at least catch an edited architecture
+            "params": [(k, list(v.shape)) for k, v in model.state_dict().items()],
+            "precision": "bf16" if self.device.type == "cuda" else "fp32",
+        })
+
+        def train() -> tuple[dict, dict]:
+            self.progress.update(f"training {spec.name} seed {seed} ({tag})")
+            record = train_model(model, self.data.x_train, labels, self.recipe, seed, self.device,
+                                 self.data.x_val, self.data.y_val)
+            return model.state_dict(), record
+
+        state, record, cached = self.cache.get_or_create(key, train)
+        if cached:
+            model.load_state_dict(state)
+        model.to(self.device).eval()
+        check_model_contract(model, spec.name, self.data, self.device, trained=True)
+        return TrainedModel(spec.name, seed, model, record, cached, count_parameters(model))
+
+    def _load_pretrained(self, spec: ModelSpec) -> TrainedModel:
+        path = Path(spec.weights).expanduser()
+        path = path if path.is_absolute() else self.config.project_root / path
+        model = self.instantiate(spec)
+        try:
+            state = load_file(str(path))  # safetensors: no unpickling of untrusted data
+            model.load_state_dict(state)
+        except FileNotFoundError as exc:
+            raise ModelContractError(f"model '{spec.name}': weights file {path} does not exist; fix "
+                                     "'weights' in [[tool.swiglu_audit.models]]") from exc
+        except Exception as exc:
+            raise ModelContractError(f"model '{spec.name}': cannot load weights {path} "
+                                     f"({type(exc).__name__}: {exc}); give a safetensors file "
+                                     "saved from this model's state_dict") from exc
+        model.to(self.device).eval()
+        check_model_contract(model, spec.name, self.data, self.device, trained=True)
+        return TrainedModel(spec.name, None, model, {}, True, count_parameters(model))
+
+
+def _call_factory(spec: ModelSpec, data: AuditData) -> nn.Module:
+    setting = f"[[tool.swiglu_audit.models]] '{spec.name}' factory"
+    factory = load_callable(spec.factory, setting, ModelContractError)
+    # Pass only the keyword arguments the factory accepts: a factory for a fixed dataset may
+    # take none at all.
+    offered = {"input_shape": data.input_shape, "n_classes": data.n_classes}
+    try:
+        params = inspect.signature(factory).parameters
+        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        kwargs = offered if takes_kwargs else {k: v for k, v in offered.items() if k in params}
+    except (TypeError, ValueError):
+        kwargs = {}
+    try:
+        model = factory(**kwargs)
+    except Exception as exc:
+        raise ModelContractError(f"model '{spec.name}': factory '{spec.factory}' raised "
+                                 f"{type(exc).__name__}: {exc}; fix the factory") from exc
+    if not isinstance(model, nn.Module):
+        raise ModelContractError(f"model '{spec.name}': factory '{spec.factory}' returned "
+                                 f"{type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def check_model_contract(model: nn.Module, name: str, data: AuditData, device: torch.device,
+                         trained: bool = False) -> None:
+    """Inputs (N, C, H, W) in [0, 1] -> finite logits (N, n_classes). Raises ModelContractError."""
+    probe = data.x_val[:8]
+    try:
+        out = predict_logits(model, probe, device)
+    except Exception as exc:
+        raise ModelContractError(f"model '{name}' fails on a batch of shape {tuple(probe.shape)} "
+                                 f"({type(exc).__name__}: {exc}); it must accept (N, "
+                                 f"{', '.join(map(str, data.input_shape))}) inputs in [0, 1]") from exc
+    expected = (len(probe), data.n_classes)
+    if tuple(out.shape) != expected:
+        raise ModelContractError(f"model '{name}' returns shape {tuple(out.shape)} for a batch of "
+                                 f"{len(probe)}; expected {expected} (one logit per class)")
+    if not torch.isfinite(out).all():
+        when = "after training" if trained else "at initialisation"
+        raise ModelContractError(f"model '{name}' returns NaN or infinite logits {when}; check "
+                                 "its forward pass (and lower the learning rate if it diverged)")
