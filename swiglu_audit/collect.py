@@ -47,14 +47,17 @@ def attach_to_item(item: pytest.Item, call: pytest.CallInfo, report: pytest.Test
         from .risk import error_finding
 
         findings.append(error_finding(marker.args[0], item_models(item), call.excinfo.value).to_dict())
+    # The report already holds a copy of item.user_properties: later phases' reports (teardown,
+    # which the collector and --junitxml read) copy the item's list, so add to both.
     for finding in findings:
-        item.user_properties.append((FINDING_PROPERTY, json.dumps(finding)))
-        item.user_properties.append((STATUS_PROPERTY, finding["status"]))
+        for target in (item.user_properties, report.user_properties):
+            target.append((FINDING_PROPERTY, json.dumps(finding)))
+            target.append((STATUS_PROPERTY, finding["status"]))
     findings.clear()
     if report.when == "teardown":
         session = item.config.stash.get(SESSION_KEY, None)
         if session is not None:
-            item.user_properties.append((META_PROPERTY, json.dumps({"worker": worker_id(), **session.meta()})))
+            report.user_properties.append((META_PROPERTY, json.dumps({"worker": worker_id(), **session.meta()})))
 
 
 def item_models(item: pytest.Item) -> list[str]:

@@ -105,17 +105,18 @@ def load_user_data(import_path: str) -> AuditData:
                                 "y_test (and optionally x_val, y_val, n_classes, name)")
     x_train, y_train = _as_images(raw["x_train"], "x_train", where), _as_labels(raw["y_train"], "y_train", where)
     x_test, y_test = _as_images(raw["x_test"], "x_test", where), _as_labels(raw["y_test"], "y_test", where)
+    pairs = {"train": (x_train, y_train), "test": (x_test, y_test)}
     if "x_val" in raw and "y_val" in raw:
-        x_val, y_val = _as_images(raw["x_val"], "x_val", where), _as_labels(raw["y_val"], "y_val", where)
-    else:  # carve a fixed, stratified validation split out of train
-        x_train, y_train, x_val, y_val = _carve_validation(x_train, y_train)
-    pairs = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
+        pairs["val"] = (_as_images(raw["x_val"], "x_val", where), _as_labels(raw["y_val"], "y_val", where))
     for split, (x, y) in pairs.items():
         if len(x) != len(y):
             raise DataContractError(f"{where}: x_{split} has {len(x)} samples but y_{split} has "
                                     f"{len(y)}; images and labels must pair one to one")
-        if len(x) == 0:
-            raise DataContractError(f"{where}: the {split} split is empty")
+        if len(x) < 2:
+            raise DataContractError(f"{where}: the {split} split has {len(x)} samples; give more")
+    if "val" not in pairs:  # carve a fixed, stratified validation split out of train
+        x_train, y_train, x_val, y_val = _carve_validation(x_train, y_train)
+        pairs = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
     shapes = {tuple(x.shape[1:]) for x, _ in pairs.values()}
     if len(shapes) != 1:
         raise DataContractError(f"{where}: splits have different image shapes {sorted(shapes)}")

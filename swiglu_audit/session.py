@@ -7,6 +7,7 @@ collection stays cheap. Usable from a notebook too: `AuditSession(build_config(p
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from typing import Any, Callable
@@ -27,6 +28,7 @@ class AuditSession:
         self.config = config
         self.progress = progress or Progress()
         self.device = resolve_device(config.device)
+        _share_cores_with_other_workers()
         self.cache = CheckpointCache(config.cache_dir)
         self._data: AuditData | None = None
         self._zoo: Zoo | None = None
@@ -76,6 +78,13 @@ class AuditSession:
             "recipe": dict(self.config.training),
             "models": models,
         }
+
+
+def _share_cores_with_other_workers() -> None:
+    """Under pytest-xdist, split the CPU threads between workers instead of oversubscribing."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def _package_versions(names) -> dict:

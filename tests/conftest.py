@@ -1,0 +1,51 @@
+"""Shared helpers for the harness's own tests."""
+
+import textwrap
+
+import pytest
+
+# A tiny audit: two architectures, two seeds, a few epochs. Seconds on two CPU cores.
+TINY_AUDIT_TOML = """
+[tool.swiglu_audit]
+profile = "quick"
+variants = ["swiglu", "relu"]
+families = ["mlp"]
+seeds = [0, 1]
+
+[tool.swiglu_audit.training]
+epochs = 4
+
+[tool.swiglu_audit.adversarial]
+n_examples = 60
+steps = 3
+
+[tool.swiglu_audit.ood]
+n_examples = 60
+bootstrap = 50
+
+[tool.swiglu_audit.numerical]
+n_examples = 60
+"""
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    """One checkpoint cache for the plugin tests that do not test the cache itself."""
+    return tmp_path_factory.mktemp("checkpoint-cache")
+
+
+@pytest.fixture
+def tiny_project(pytester, shared_cache, monkeypatch):
+    """A pytester folder with the tiny audit configured and the shared cache."""
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(shared_cache))
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makefile(".toml", pyproject=TINY_AUDIT_TOML)
+    return pytester
+
+
+@pytest.fixture
+def write_pyproject():
+    """Write the tiny audit's pyproject.toml plus extra TOML into a pytester folder."""
+    def write(pytester, extra: str) -> None:
+        pytester.makefile(".toml", pyproject=TINY_AUDIT_TOML + textwrap.dedent(extra))
+    return write

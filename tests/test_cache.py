@@ -1,0 +1,88 @@
+import multiprocessing
+import os
+import warnings
+
+import pytest
+import torch
+
+from swiglu_audit.cache import CheckpointCache, cache_key
+from swiglu_audit.errors import SwigluAuditWarning
+
+
+def _state():
+    g = torch.Generator().manual_seed(0)
+    return {"w": torch.randn(4, 3, generator=g), "b": torch.randn(3, generator=g), "scalar": torch.tensor(1.5)}
+
+
+def test_roundtrip_is_bitwise_and_second_call_creates_nothing(tmp_path):
+    cache, calls = CheckpointCache(tmp_path), []
+
+    def create():
+        calls.append(1)
+        return _state(), {"seconds": 1.0}
+
+    state, record, cached = cache.get_or_create("k" * 64, create)
+    assert not cached and len(calls) == 1
+    loaded, record2, cached2 = cache.get_or_create("k" * 64, create)
+    assert cached2 and len(calls) == 1 and record2 == {"seconds": 1.0}
+    assert all(torch.equal(state[k], loaded[k]) and state[k].dtype == loaded[k].dtype for k in state)
+    assert cache.stats.hits == 1 and cache.stats.misses == 1
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip-a-byte", "garbage"])
+def test_corrupted_entry_is_reported_and_retrained(tmp_path, damage):
+    cache = CheckpointCache(tmp_path)
+    key = cache_key({"model": "x"})
+    cache.get_or_create(key, lambda: (_state(), {}))
+    path = cache.path_for(key)
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    elif damage == "flip-a-byte":
+        raw[-3] ^= 0xFF  # inside the tensor data: only the checksum can tell
+    else:
+        raw = bytearray(b"not a safetensors file at all")
+    path.write_bytes(bytes(raw))
+    calls = []
+    with pytest.warns(SwigluAuditWarning, match="corrupted"):
+        state, _, cached = cache.get_or_create(key, lambda: (calls.append(1) or _state(), {}))
+    assert not cached and calls == [1] and cache.stats.healed == [key]
+    assert torch.equal(state["w"], _state()["w"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.get_or_create(key, lambda: pytest.fail("retrained twice"))[2]
+
+
+def _worker(root, key, counter_dir, barrier):
+    cache = CheckpointCache(root)
+    barrier.wait()  # both processes ask for the same entry at the same moment
+
+    def create():
+        (counter_dir / f"trained-{os.getpid()}").write_text("1")
+        import time
+        time.sleep(0.5)  # hold the lock long enough for the other process to wait on it
+        return _state(), {}
+
+    cache.get_or_create(key, create)
+
+
+def test_two_processes_train_an_entry_once(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    counter = tmp_path / "counter"
+    counter.mkdir()
+    procs = [ctx.Process(target=_worker, args=(tmp_path / "cache", "c" * 64, counter, barrier)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert len(list(counter.iterdir())) == 1
+    assert not list((tmp_path / "cache").rglob(".tmp-*"))  # no half-written files left behind
+
+
+def test_cache_key_depends_on_every_field():
+    base = {"spec": "swiglu", "seed": 0, "recipe": {"epochs": 3}}
+    assert cache_key(base) == cache_key(dict(reversed(list(base.items()))))
+    assert cache_key(base) != cache_key({**base, "seed": 1})
+    assert cache_key(base) != cache_key({**base, "recipe": {"epochs": 4}})

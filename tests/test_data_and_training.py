@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from swiglu_audit.data import load_digits_data, load_user_data, split_hash
+from swiglu_audit.errors import DataContractError
+from swiglu_audit.nn import ModelConfig, build_model
+from swiglu_audit.train import Recipe, accuracy, train_model
+
+
+def test_digits_splits_are_fixed_stratified_and_hashed():
+    a, b = load_digits_data(), load_digits_data()
+    assert a.summary()["sizes"] == {"train": 1078, "val": 359, "test": 360}
+    assert a.hashes == b.hashes and len(set(a.hashes.values())) == 3
+    assert float(a.x_train.min()) >= 0 and float(a.x_train.max()) <= 1
+    # stratified: every class holds about a tenth of the test split
+    counts = torch.bincount(a.y_test, minlength=10)
+    assert counts.min() >= 33 and counts.max() <= 38
+
+
+def test_split_hash_changes_with_one_label():
+    x, y = torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 2, 3])
+    y2 = y.clone()
+    y2[0] = 1
+    assert split_hash(x, y) != split_hash(x, y2)
+
+
+def _module_with_factory(pytester_path, body):
+    import importlib
+    import sys
+    import uuid
+
+    name = f"userdata_{uuid.uuid4().hex[:8]}"
+    (pytester_path / f"{name}.py").write_text(body)
+    sys.path.insert(0, str(pytester_path))
+    importlib.invalidate_caches()
+    return f"{name}:make"
+
+
+GOOD = """
+import numpy as np
+def make():
+    rng = np.random.default_rng(0)
+    return {"x_train": rng.random((40, 1, 4, 4)), "y_train": np.arange(40) % 4,
+            "x_test": rng.random((12, 1, 4, 4)), "y_test": np.arange(12) % 4, "name": "toy"}
+"""
+
+
+def test_user_dataset_contract_good(tmp_path):
+    data = load_user_data(_module_with_factory(tmp_path, GOOD))
+    assert data.name == "toy" and data.n_classes == 4 and data.input_shape == (1, 4, 4)
+    assert len(data.y_train) + len(data.y_val) == 40  # validation carved out of train
+
+
+@pytest.mark.parametrize("body, words", [
+    (GOOD.replace('"y_train": np.arange(40) % 4', '"y_train": np.arange(39) % 4'), ["x_train has 40", "y_train has 39"]),
+    (GOOD.replace("rng.random((12, 1, 4, 4))", "rng.random((12, 1, 4, 4)) * 255"), ["x_test", "[0, 1]"]),
+    (GOOD.replace("rng.random((12, 1, 4, 4))", "rng.random((12, 4, 4))"), ["x_test", "shape"]),
+    ("def make():\n    raise RuntimeError('disk on fire')\n", ["raised RuntimeError", "disk on fire"]),
+    ("def make():\n    return [1, 2]\n", ["mapping"]),
+])
+def test_user_dataset_contract_errors_name_the_problem(tmp_path, body, words):
+    with pytest.raises(DataContractError) as info:
+        load_user_data(_module_with_factory(tmp_path, body))
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_training_is_seeded_and_reproducible():
+    data = load_digits_data()
+    recipe = Recipe(epochs=2)
+
+    def trained(seed):
+        torch.manual_seed(seed)
+        model = build_model(ModelConfig(family="mlp", ffn="swiglu"))
+        train_model(model, data.x_train, data.y_train, recipe, seed, torch.device("cpu"))
+        return model.state_dict()
+
+    a, b, c = trained(0), trained(0), trained(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_training_learns_digits():
+    data = load_digits_data()
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="mlp", ffn="swiglu"))
+    record = train_model(model, data.x_train, data.y_train, Recipe(epochs=5), 0, torch.device("cpu"),
+                         data.x_val, data.y_val)
+    assert accuracy(model, data.x_test, data.y_test, torch.device("cpu")) > 0.9
+    assert record["history"][-1]["train_loss"] < record["history"][0]["train_loss"]
+    assert not model.training  # handed back in eval mode

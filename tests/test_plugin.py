@@ -1,0 +1,181 @@
+"""The plugin end to end, through pytester: flags, reports, exit status, xdist, contracts.
+
+Audits run in a subprocess: an in-process run re-imports parts of torch after pytester restores
+sys.modules, which is not safe, and a subprocess is what users run anyway.
+"""
+
+import json
+import xml.etree.ElementTree as ET
+from importlib import resources
+
+import jsonschema
+import pytest
+
+from swiglu_audit.config import OPT_ENABLE, OPT_REPORT_DIR, OPT_SEEDS
+
+N_FINDINGS_TINY = 2 * 4 + 1 * 4  # two models x four per-model checks + one pair x four comparisons
+
+
+def report(pytester, folder="reports"):
+    return json.loads((pytester.path / folder / "report.json").read_text())
+
+
+def test_without_the_flag_only_the_projects_own_tests_run(tiny_project):
+    tiny_project.makepyfile(test_own="def test_one():\n    assert 1 + 1 == 2\n")
+    result = tiny_project.runpytest()
+    result.assert_outcomes(passed=1)
+    assert not (tiny_project.path / "reports").exists()
+
+
+def test_audit_writes_reports_and_exit_status_matches_policy(tiny_project):
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider")
+    doc = report(tiny_project)
+    jsonschema.validate(doc, json.loads(resources.files("swiglu_audit").joinpath("schema/report.schema.json").read_text()))
+    assert len(doc["findings"]) == N_FINDINGS_TINY
+    assert result.ret == (1 if doc["summary"]["breaches_policy"] else 0)
+    assert {f["suite"] for f in doc["findings"]} == {"adversarial", "poisoning", "ood", "numerical", "efficiency"}
+    assert all(f["rmf"] for f in doc["findings"])
+    env = doc["environment"]
+    assert set(env["data"]["sha256"]) == {"train", "val", "test"}
+    assert env["models"]["swiglu-mlp"]["n_parameters"] == env["models"]["relu-mlp"]["n_parameters"]
+    for name in ("report.html", "findings.csv", "summary.md"):
+        assert (tiny_project.path / "reports" / name).stat().st_size > 0
+    result.stdout.fnmatch_lines(["*swiglu-audit*", "verdict: *", "*report.json*"])
+    # a second run trains nothing: every checkpoint comes from the cache
+    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider")
+    assert report(tiny_project)["environment"]["cache"]["misses"] == 0
+
+
+def test_xdist_gives_the_same_findings_as_a_serial_run(tiny_project):
+    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", OPT_REPORT_DIR + "=serial")
+    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-n", "2", OPT_REPORT_DIR + "=parallel")
+    serial, parallel = report(tiny_project, "serial"), report(tiny_project, "parallel")
+    key = lambda doc: sorted((f["id"], f["status"], round(f["value"], 9)) for f in doc["findings"])
+    assert len(serial["findings"]) == N_FINDINGS_TINY
+    assert key(serial) == key(parallel)
+    assert len(parallel["environment"]["workers"]) == 2
+
+
+def test_policy_breach_fails_the_run_and_shows_in_junit(tiny_project, write_pyproject):
+    write_pyproject(tiny_project, """
+    [tool.swiglu_audit.policy]
+    min_fp16_headroom = 1e12
+    """)
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "--junitxml=junit.xml")
+    assert result.ret == 1
+    doc = report(tiny_project)
+    assert doc["summary"]["verdict"] == "FAIL" and doc["summary"]["breaches_policy"]
+    failed = [f for f in doc["findings"] if f["status"] == "FAIL"]
+    assert {f["check"] for f in failed} == {"fp16_parity"} and "min_fp16_headroom = 1000000000000.0" in failed[0]["reason"]
+    tree = ET.parse(tiny_project.path / "junit.xml")
+    props = {(p.get("name"), p.get("value")) for p in tree.iter("property")}
+    assert ("swiglu_audit.status", "FAIL") in props and ("swiglu_audit.status", "PASS") in props
+    case = [c for c in tree.iter("testcase") if "fp16_parity" in c.get("name")][0]
+    assert case.find("failure") is not None
+
+
+@pytest.mark.parametrize("extra, words", [
+    ("[tool.swiglu_audit.adversarial]\nepsilon = 0.3\n", ["adversarial", "epsilon", "known keys"]),
+    ("[[tool.swiglu_audit.models]]\nname = 'a'\nfactory = 'nosuchmodule:make'\nrole = 'candidate'\n"
+     "[[tool.swiglu_audit.models]]\nname = 'b'\nfactory = 'nosuchmodule:make'\n", ["nosuchmodule", "cannot import"]),
+])
+def test_bad_config_is_a_usage_error_naming_the_key(tiny_project, extra, words):
+    tiny_project.makefile(".toml", pyproject="[tool.swiglu_audit]\nprofile = 'quick'\n" + extra)
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    for word in words:
+        assert word in result.stderr.str()
+
+
+def test_bad_command_line_seeds_and_unwritable_report_folder(tiny_project):
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, OPT_SEEDS + "=one")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and OPT_SEEDS in result.stderr.str()
+    (tiny_project.path / "blocked").write_text("a file, not a folder")
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, OPT_REPORT_DIR + "=blocked/reports")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "not writable" in result.stderr.str() and OPT_REPORT_DIR in result.stderr.str()
+
+
+USER_MODELS = '''
+import torch
+from torch import nn
+from swiglu_audit.nn import ModelConfig, build_model
+
+def make_swiglu(input_shape, n_classes):
+    return build_model(ModelConfig(ffn="swiglu", input_shape=input_shape, n_classes=n_classes, d_model=32, ffn_hidden=96))
+
+def make_relu(n_classes):  # takes only some of the offered keyword arguments
+    return build_model(ModelConfig(ffn="relu", n_classes=n_classes, d_model=32, ffn_hidden=96))
+
+class WrongShape(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(64, 3)
+    def forward(self, x):
+        return self.lin(x.flatten(1))
+
+class Nan(WrongShape):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(64, 10)
+    def forward(self, x):
+        return self.lin(x.flatten(1)) * float("nan")
+
+def make_broken():
+    raise RuntimeError("factory exploded")
+'''
+
+
+def _user_zoo(pytester, write_pyproject, baseline_factory):
+    pytester.makepyfile(usermodels=USER_MODELS)
+    write_pyproject(pytester, f"""
+    [[tool.swiglu_audit.models]]
+    name = "my-swiglu"
+    factory = "usermodels:make_swiglu"
+    role = "candidate"
+
+    [[tool.swiglu_audit.models]]
+    name = "my-baseline"
+    factory = "usermodels:{baseline_factory}"
+    """)
+
+
+def test_users_own_models_are_audited(tiny_project, write_pyproject):
+    _user_zoo(tiny_project, write_pyproject, "make_relu")
+    tiny_project.syspathinsert()
+    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider")
+    doc = report(tiny_project)
+    assert len(doc["findings"]) == N_FINDINGS_TINY
+    assert {m for f in doc["findings"] for m in f["models"]} == {"my-swiglu", "my-baseline"}
+    assert not [f for f in doc["findings"] if f["status"] == "ERROR"]
+
+
+@pytest.mark.parametrize("factory, words", [
+    ("WrongShape", ["my-baseline", "returns shape (8, 3)", "expected (8, 10)"]),
+    ("Nan", ["my-baseline", "NaN"]),
+    ("make_broken", ["my-baseline", "factory exploded", "fix the factory"]),
+])
+def test_a_broken_user_model_becomes_error_findings_naming_it(tiny_project, write_pyproject, factory, words):
+    _user_zoo(tiny_project, write_pyproject, factory)
+    tiny_project.syspathinsert()
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider")
+    assert result.ret == 1
+    doc = report(tiny_project)
+    errors = [f for f in doc["findings"] if f["status"] == "ERROR"]
+    assert errors and all("my-baseline" in f["models"] for f in errors)
+    for word in words:
+        assert word in errors[0]["reason"]
+    # the candidate's own checks still ran: an error in one model does not crash the audit
+    assert [f for f in doc["findings"] if f["models"] == ["my-swiglu"] and f["status"] != "ERROR"]
+
+
+def test_corrupted_cache_entry_is_healed_during_an_audit(tiny_project, tmp_path, monkeypatch):
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "private-cache"))
+    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "fp16 and not relu")
+    entries = sorted((tmp_path / "private-cache").rglob("*.safetensors"))
+    assert len(entries) == 2  # two seeds of swiglu-mlp
+    entries[0].write_bytes(entries[0].read_bytes()[:100])
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "fp16 and not relu")
+    result.stdout.fnmatch_lines(["*corrupted*retrained*"])
+    cache = report(tiny_project)["environment"]["cache"]
+    assert cache["misses"] == 1 and cache["hits"] == 1 and len(cache["healed"]) == 1

@@ -1,0 +1,102 @@
+import json
+import os
+from importlib import resources
+
+import jsonschema
+import pytest
+
+from swiglu_audit.checks.adversarial import PGD_COMPARISON, PGD_ROBUST_ACCURACY
+from swiglu_audit.collect import FindingCollector
+from swiglu_audit.config import build_config
+from swiglu_audit.report.html import render_html
+from swiglu_audit.report.writer import build_document, write_document
+from swiglu_audit.risk import Status, error_finding, make_finding
+
+EVIL = '<script>alert("x")</script>'
+
+
+def schema():
+    return json.loads(resources.files("swiglu_audit").joinpath("schema/report.schema.json").read_text())
+
+
+def sample_document(exit_status=0, name="swiglu-mlp"):
+    findings = [
+        make_finding(PGD_ROBUST_ACCURACY, [name], Status.WARN, f"robust accuracy low for {name}",
+                     "rule", value=0.2, ci=(0.1, 0.3), ci_level=0.95, details={"note": name}),
+        make_finding(PGD_COMPARISON, [name, "relu-mlp"], Status.PASS, "fine", "rule", value=-0.01,
+                     ci=(-0.05, 0.03), ci_level=0.95),
+        error_finding(PGD_ROBUST_ACCURACY, ["relu-mlp"], RuntimeError(f"boom {name}")),
+    ]
+    return build_document([f.to_dict() for f in findings], build_config(profile="quick"),
+                          {"device": {"type": "cpu"}, "data": {"name": name, "sha256": {"train": "ab"}}},
+                          exit_status)
+
+
+def test_document_matches_the_published_schema():
+    doc = sample_document()
+    jsonschema.validate(doc, schema())
+    assert doc["summary"]["verdict"] == "ERROR" and doc["summary"]["breaches_policy"]
+    assert doc["findings"][0]["status"] == "ERROR"  # worst first
+    assert not [c for c in doc["coverage"] if c["area"].startswith("Privacy")][0]["measured"]
+
+
+def test_html_escapes_everything_a_user_or_model_supplies():
+    html = render_html(sample_document(name=EVIL))
+    assert EVIL not in html and "&lt;script&gt;" in html
+    assert "<script" not in html.lower()
+    for marker in ('id="summary"', 'id="comparison"', 'id="suite-adversarial"', 'id="coverage"',
+                   'id="reproducibility"', "<svg"):
+        assert marker in html
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in html
+
+
+def test_reports_are_written_and_interruption_is_recorded(tmp_path):
+    paths = write_document(sample_document(exit_status=2), tmp_path / "out")
+    assert set(paths) == {"report.json", "report.html", "findings.csv", "summary.md"}
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert doc["summary"]["interrupted"] is True
+    assert "interrupted" in (tmp_path / "out" / "report.html").read_text()
+    assert not [p for p in os.listdir(tmp_path / "out") if p.endswith(".tmp")]
+    csv_lines = (tmp_path / "out" / "findings.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("id,status") and len(csv_lines) == 4
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
+def test_unwritable_folder_falls_back_without_losing_findings(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.warns(Warning, match="written to"):
+            paths = write_document(sample_document(), ro / "reports")
+        assert json.loads(open(paths["report.json"]).read())["findings"]
+    finally:
+        ro.chmod(0o700)
+
+
+def test_unwritable_target_falls_back_even_as_root(tmp_path):
+    blocker = tmp_path / "reports"
+    blocker.write_text("a file where the folder should be")
+    with pytest.warns(Warning, match="written to"):
+        paths = write_document(sample_document(), blocker)
+    assert len(json.loads(open(paths["report.json"]).read())["findings"]) == 3
+
+
+def test_collector_merges_worker_meta():
+    c = FindingCollector()
+    meta = lambda w, hits: {"worker": w, "versions": {}, "device": {}, "data": {"name": "d"},
+                            "cache": {"dir": "x", "hits": hits, "misses": 1, "healed": []},
+                            "models": {f"m{w}": {"runs": {"clean": [{"seed": 0}]}}}}
+
+    class R:
+        when = "teardown"
+        def __init__(self, props):
+            self.user_properties = props
+
+    c.pytest_runtest_logreport(R([("swiglu_audit.meta", json.dumps(meta("gw0", 2)))]))
+    c.pytest_runtest_logreport(R([("swiglu_audit.meta", json.dumps(meta("gw1", 3)))]))
+    c.pytest_runtest_logreport(R([("swiglu_audit.meta", json.dumps(meta("gw0", 5)))]))
+    merged = c.merged_meta()
+    assert merged["cache"]["hits"] == 8 and merged["cache"]["misses"] == 2
+    assert set(merged["models"]) == {"mgw0", "mgw1"} and merged["workers"] == ["gw0", "gw1"]
