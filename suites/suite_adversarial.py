@@ -1,42 +1,90 @@
-"""Adversarial (evasion) suite: PGD robust accuracy per model, and candidate vs each baseline."""
+"""Adversarial (evasion) suite: the attack ensemble's worst case per model, gradient-masking
+sanity checks, and the SwiGLU candidate against each baseline (worst case and transfer)."""
 
+import dataclasses
+
+import numpy as np
 import pytest
 
 from swiglu_audit import measurements as measure
-from swiglu_audit.checks.adversarial import PGD_COMPARISON, PGD_ROBUST_ACCURACY
+from swiglu_audit.checks.adversarial import (SANITY, SANITY_CHECKS, TRANSFER, WORST_CASE,
+                                             WORST_CASE_COMPARISON, sanity_verdict)
 from swiglu_audit.risk import Status, judge_drop, judge_floor, make_finding
 from swiglu_audit.stats import bootstrap_mean, paired_comparison
 
 
-@pytest.mark.swiglu_audit_check(PGD_ROBUST_ACCURACY)
-def test_pgd_robust_accuracy(audit, audit_model, record_finding):
-    policy, attack = audit.config.policy, audit.config.adversarial
-    result = measure.pgd(audit, audit_model)
-    robust = bootstrap_mean(result["robust"], policy["confidence_level"])
-    clean = bootstrap_mean(result["clean"], policy["confidence_level"])
-    status, reason = judge_floor(robust.value, policy["warn_below_robust_accuracy"], Status.WARN,
-                                 f"PGD robust accuracy at eps={attack['eps']}",
+@pytest.mark.swiglu_audit_check(WORST_CASE)
+def test_worst_case_robust_accuracy(audit, audit_model, record_finding):
+    policy, cfg = audit.config.policy, audit.config.adversarial
+    level = policy["confidence_level"]
+    result = measure.adversarial(audit, audit_model)
+    worst = bootstrap_mean(result["worst"], level)
+    status, reason = judge_floor(worst.value, policy["warn_below_robust_accuracy"], Status.WARN,
+                                 f"worst-case robust accuracy over {', '.join(cfg['attacks'])}",
                                  "warn_below_robust_accuracy")
+    broken_by = {k: int(sum(b[k] for b in result["broken_by"])) for k in result["broken_by"][0]}
     record_finding(make_finding(
-        PGD_ROBUST_ACCURACY, [audit_model], status, reason,
+        WORST_CASE, [audit_model], status, reason,
         threshold=f"robust accuracy >= warn_below_robust_accuracy = {policy['warn_below_robust_accuracy']}",
-        value=robust.value, ci=(robust.ci_low, robust.ci_high), ci_level=robust.level,
-        details={"eps": attack["eps"], "steps": attack["steps"], "norm": "Linf",
-                 "clean_accuracy": clean.to_dict(), "robust_accuracy": robust.to_dict(),
-                 "cost": result["costs"]}))
+        value=worst.value, ci=(worst.ci_low, worst.ci_high), ci_level=level,
+        details={
+            "eps_linf": cfg["eps"], "eps_l2": cfg["eps_l2"], "steps": cfg["steps"],
+            "threat_model": "union: an example is robust only if every attack (Linf and L2) failed",
+            "clean_accuracy": bootstrap_mean(result["clean"], level).to_dict(),
+            "per_attack": {a: bootstrap_mean(r, level).to_dict() for a, r in result["per_attack"].items()},
+            "broken_by_first": broken_by,
+            "curve": [{"eps": eps, **bootstrap_mean(r, level).to_dict()} for eps, r in sorted(result["curve"].items())],
+            "cost_per_seed": result["costs"],
+        }))
 
 
-@pytest.mark.swiglu_audit_check(PGD_COMPARISON)
-def test_pgd_robust_accuracy_vs_baseline(audit, audit_pair, record_finding):
+@pytest.mark.parametrize("sanity", list(SANITY_CHECKS))
+@pytest.mark.swiglu_audit_check(SANITY)
+def test_evaluation_sanity(audit, audit_model, sanity, record_finding):
+    policy, cfg = audit.config.policy, audit.config.adversarial
+    result = dict(measure.adversarial(audit, audit_model), large_eps=cfg["large_eps"])
+    passed, statistic, reason = sanity_verdict(sanity, result, policy, cfg["eps"])
+    question, tolerance_key = SANITY_CHECKS[sanity]
+    info = dataclasses.replace(SANITY, check=f"sanity_{sanity}", title=f"Sanity: {question}")
+    record_finding(make_finding(
+        info, [audit_model], Status.PASS if passed else Status.FAIL, reason,
+        threshold=question + (f" (tolerance {tolerance_key} = {policy[tolerance_key]})" if tolerance_key else ""),
+        value=statistic, details={"check": sanity}))
+
+
+@pytest.mark.swiglu_audit_check(WORST_CASE_COMPARISON)
+def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, record_finding):
     policy = audit.config.policy
     candidate, baseline = audit_pair
-    cmp = paired_comparison(measure.pgd(audit, candidate)["robust"], measure.pgd(audit, baseline)["robust"],
-                            policy["confidence_level"], policy["alpha"])
-    status, reason = judge_drop(cmp, policy["max_robust_accuracy_drop"], "PGD robust accuracy",
+    cand, base = measure.adversarial(audit, candidate), measure.adversarial(audit, baseline)
+    cmp = paired_comparison(cand["worst"], base["worst"], policy["confidence_level"], policy["alpha"])
+    status, reason = judge_drop(cmp, policy["max_robust_accuracy_drop"], "worst-case robust accuracy",
                                 "max_robust_accuracy_drop")
+    per_attack = {a: paired_comparison(cand["per_attack"][a], base["per_attack"][a],
+                                       policy["confidence_level"], policy["alpha"]).to_dict()
+                  for a in cand["per_attack"]}
     record_finding(make_finding(
-        PGD_COMPARISON, [candidate, baseline], status, reason,
+        WORST_CASE_COMPARISON, [candidate, baseline], status, reason,
         threshold=f"candidate not worse by more than max_robust_accuracy_drop = "
                   f"{policy['max_robust_accuracy_drop']} (significant at alpha = {policy['alpha']})",
         value=cmp.difference, ci=(cmp.ci_low, cmp.ci_high), ci_level=cmp.level,
-        details={"comparison": cmp.to_dict()}))
+        details={"comparison": cmp.to_dict(), "per_attack": per_attack}))
+
+
+@pytest.mark.swiglu_audit_check(TRANSFER)
+def test_transfer_attack_vs_baseline(audit, audit_pair, record_finding):
+    policy = audit.config.policy
+    candidate, baseline = audit_pair
+    onto_candidate = measure.transfer(audit, source=baseline, target=candidate)
+    onto_baseline = measure.transfer(audit, source=candidate, target=baseline)
+    cmp = paired_comparison(onto_candidate, onto_baseline, policy["confidence_level"], policy["alpha"])
+    status, reason = judge_drop(cmp, policy["max_robust_accuracy_drop"],
+                                "accuracy under transferred PGD examples", "max_robust_accuracy_drop")
+    record_finding(make_finding(
+        TRANSFER, [candidate, baseline], status, reason,
+        threshold=f"candidate under the baseline's examples not worse than the baseline under the "
+                  f"candidate's by more than max_robust_accuracy_drop = {policy['max_robust_accuracy_drop']}",
+        value=cmp.difference, ci=(cmp.ci_low, cmp.ci_high), ci_level=cmp.level,
+        details={"comparison": cmp.to_dict(),
+                 "candidate_accuracy_on_baseline_examples": float(np.mean(onto_candidate)),
+                 "baseline_accuracy_on_candidate_examples": float(np.mean(onto_baseline))}))

@@ -31,6 +31,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 BUILTIN_FAMILIES = ("mlp", "vit")
 BUILTIN_VARIANTS = ("swiglu", "geglu", "reglu", "gelu", "relu")
 ROLES = ("candidate", "baseline")
+# Attack names of the adversarial suite (swiglu_audit.checks.adversarial builds them).
+KNOWN_ATTACKS = ("fgsm", "pgd", "pgd_l2", "cw_l2", "apgd_ce", "apgd_dlr", "square", "autoattack")
 
 # Profile defaults. `quick` is what the harness's own tests use (seconds); `standard` is the default
 # audit (minutes on two CPU cores); `full` is meant for a GPU.
@@ -40,7 +42,10 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "families": ["mlp"],
         "variants": ["swiglu", "relu", "gelu"],
         "training": {"epochs": 12, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 1e-4},
-        "adversarial": {"eps": 0.1, "steps": 5, "n_examples": 120},
+        "adversarial": {"eps": 0.1, "eps_l2": 0.5, "steps": 5, "n_examples": 120,
+                        "budgets": [0.05, 0.1, 0.2], "large_eps": 1.0,
+                        "attacks": ["fgsm", "pgd", "pgd_l2", "square"],
+                        "square_queries": 200, "cw_steps": 20, "apgd_steps": 10},
         "poisoning": {"flip_rate": 0.2},
         "ood": {"n_examples": 120, "bootstrap": 200},
         "numerical": {"n_examples": 120},
@@ -50,7 +55,12 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "families": ["mlp", "vit"],
         "variants": list(BUILTIN_VARIANTS),
         "training": {"epochs": 30, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 1e-4},
-        "adversarial": {"eps": 0.1, "steps": 10, "n_examples": 360},
+        "adversarial": {"eps": 0.1, "eps_l2": 0.5, "steps": 10, "n_examples": 360,
+                        "budgets": [0.02, 0.05, 0.1, 0.2, 0.3], "large_eps": 1.0,
+                        # the documented cheaper ensemble: AutoAttack's APGD-CE and APGD-DLR and its
+                        # Square, with fewer iterations and queries, plus FGSM, PGD and CW
+                        "attacks": ["fgsm", "pgd", "pgd_l2", "cw_l2", "apgd_ce", "apgd_dlr", "square"],
+                        "square_queries": 500, "cw_steps": 50, "apgd_steps": 20},
         "poisoning": {"flip_rate": 0.2},
         "ood": {"n_examples": 360, "bootstrap": 1000},
         "numerical": {"n_examples": 360},
@@ -60,7 +70,12 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "families": ["mlp", "vit"],
         "variants": list(BUILTIN_VARIANTS),
         "training": {"epochs": 60, "batch_size": 64, "learning_rate": 3e-3, "weight_decay": 1e-4},
-        "adversarial": {"eps": 0.1, "steps": 40, "n_examples": 360},
+        "adversarial": {"eps": 0.1, "eps_l2": 0.5, "steps": 40, "n_examples": 360,
+                        "budgets": [0.02, 0.05, 0.1, 0.15, 0.2, 0.3], "large_eps": 1.0,
+                        # standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) on top of the rest
+                        "attacks": ["fgsm", "pgd", "pgd_l2", "cw_l2", "apgd_ce", "apgd_dlr", "square",
+                                    "autoattack"],
+                        "square_queries": 5000, "cw_steps": 100, "apgd_steps": 100},
         "poisoning": {"flip_rate": 0.2},
         "ood": {"n_examples": 360, "bootstrap": 2000},
         "numerical": {"n_examples": 360},
@@ -73,8 +88,12 @@ DEFAULT_POLICY: dict[str, Any] = {
     "alpha": 0.05,  # significance level of paired tests
     "confidence_level": 0.95,  # confidence intervals
     "fail_on_warn": False,  # treat WARN findings as failures (exit status 1)
-    "max_robust_accuracy_drop": 0.05,  # candidate vs baseline, PGD robust accuracy
-    "warn_below_robust_accuracy": 0.3,  # a model this weak under PGD gets a WARN
+    "max_robust_accuracy_drop": 0.05,  # candidate vs baseline, worst-case and transfer robust accuracy
+    "warn_below_robust_accuracy": 0.3,  # a model this weak under the attack ensemble gets a WARN
+    "masking_tolerance": 0.03,  # slack of the iterative/monotone/more-iterations sanity checks
+    "chance_margin": 0.1,  # at the large budget, accuracy must be within this of chance
+    "black_box_margin": 0.05,  # black-box may beat the white-box worst case by at most this
+    "max_zero_gradient_share": 0.05,  # share of examples with an all-zero input gradient
     "max_label_flip_accuracy_drop": 0.10,  # clean accuracy lost to label flipping, per model
     "max_label_flip_drop_excess": 0.05,  # candidate loses this much more than a baseline
     "warn_below_ood_auroc": 0.85,  # MSP far-OOD AUROC under this gets a WARN
@@ -88,7 +107,9 @@ DEFAULT_POLICY: dict[str, Any] = {
 _TRAINING_KEYS = {"epochs": int, "batch_size": int, "learning_rate": float, "weight_decay": float}
 _SECTION_KEYS: dict[str, dict[str, type]] = {
     "training": _TRAINING_KEYS,
-    "adversarial": {"eps": float, "steps": int, "n_examples": int},
+    "adversarial": {"eps": float, "eps_l2": float, "steps": int, "n_examples": int,
+                    "budgets": (list, float), "large_eps": float, "attacks": (list, str),
+                    "square_queries": int, "cw_steps": int, "apgd_steps": int},
     "poisoning": {"flip_rate": float},
     "ood": {"n_examples": int, "bootstrap": int},
     "numerical": {"n_examples": int},
@@ -206,9 +227,20 @@ def build_config(
         _reject_unknown(user, set(keys), f"[{TOOL_TABLE}.{name}]")
         merged = {**defaults[name], **user}
         for key, kind in keys.items():
+            if isinstance(kind, tuple):  # (list, element type)
+                _expect(isinstance(merged[key], list) and merged[key],
+                        f"[{TOOL_TABLE}.{name}] {key} must be a non-empty list")
+                merged[key] = [_coerce(v, kind[1], f"{name}.{key}") for v in merged[key]]
+                continue
             merged[key] = _coerce(merged[key], kind, f"{name}.{key}")
             _expect(merged[key] >= 0, f"[{TOOL_TABLE}.{name}] {key} must not be negative")
         sections[name] = merged
+    from_attacks = sections["adversarial"]["attacks"]
+    for attack in from_attacks:
+        _check_choice(attack, KNOWN_ATTACKS, "attack", f"[{TOOL_TABLE}.adversarial] attacks")
+    _expect(all(b > 0 for b in sections["adversarial"]["budgets"]),
+            f"[{TOOL_TABLE}.adversarial] budgets must be positive")
+    _expect(sections["adversarial"]["eps"] > 0, f"[{TOOL_TABLE}.adversarial] eps must be positive")
     _expect(sections["training"]["epochs"] >= 1, f"[{TOOL_TABLE}.training] epochs must be >= 1")
     _expect(sections["training"]["batch_size"] >= 1,
             f"[{TOOL_TABLE}.training] batch_size must be >= 1")
@@ -310,6 +342,9 @@ def _string_list(value: Any, key: str, allowed: tuple[str, ...] | None) -> list[
 
 
 def _coerce(value: Any, kind: type, key: str) -> Any:
+    if kind is str:
+        _expect(isinstance(value, str), f"[{TOOL_TABLE}] {key} must hold strings, got {value!r}")
+        return value
     if kind is bool:
         _expect(isinstance(value, bool), f"[{TOOL_TABLE}] {key} must be true or false")
         return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks.adversarial import pgd_correct
+from .checks.adversarial import input_gradient_stats, output_stats, run_attack, worst_case
 from .checks.numerical import fp16_parity
 from .checks.ood import far_ood_set, msp_scores
 from .checks.poisoning import flip_labels
@@ -28,18 +28,68 @@ def clean_correct(audit: AuditSession, name: str) -> np.ndarray:
     return audit.memo(("clean", name), compute)
 
 
-def pgd(audit: AuditSession, name: str) -> dict:
+def adversarial(audit: AuditSession, name: str) -> dict:
+    """Every configured attack at the main budget, the PGD budget curve, the extra runs the
+    sanity checks need, and gradient and output statistics; stacked over seeds."""
     def compute():
         cfg, data = audit.config.adversarial, audit.data
         x, y = data.x_test[: cfg["n_examples"]], data.y_test[: cfg["n_examples"]]
-        clean, robust, costs = [], [], []
+        n_classes = data.n_classes
+        seeds = []
         for m in audit.zoo.models(name):
-            c, r, cost = pgd_correct(m.module, x, y, cfg["eps"], cfg["steps"], seed=m.seed or 0)
-            clean.append(c)
-            robust.append(r)
-            costs.append(cost)
-        return {"clean": np.stack(clean), "robust": np.stack(robust), "costs": costs}
-    return audit.memo(("pgd", name), compute)
+            seed = m.seed or 0
+            run = lambda attack, **kw: run_attack(m.module, attack, x, y, cfg, n_classes, seed, **kw)
+            per_attack = {a: run(a) for a in cfg["attacks"]}
+            pgd_main = per_attack.get("pgd") or run("pgd")
+            curve = {eps: (pgd_main if eps == cfg["eps"] else run("pgd", eps=eps))["robust"]
+                     for eps in sorted(set(cfg["budgets"]) | {cfg["eps"]})}
+            clean = pgd_main["clean"]
+            robust, broken_by = worst_case({a: r["robust"] for a, r in per_attack.items()}, clean)
+            seeds.append({
+                "clean": clean, "worst": robust, "broken_by": broken_by,
+                "per_attack": {a: r["robust"] for a, r in per_attack.items()},
+                "costs": [r["cost"] for r in per_attack.values()],
+                "curve": curve,
+                "fgsm": (per_attack.get("fgsm") or run("fgsm"))["robust"],
+                "pgd": pgd_main["robust"],
+                "pgd_double": run("pgd", steps=2 * cfg["steps"])["robust"],
+                "large": run("pgd", eps=cfg["large_eps"])["robust"],
+                "square": per_attack["square"]["robust"] if "square" in per_attack else None,
+                "gradients": input_gradient_stats(m.module, x, y),
+                "outputs": output_stats(m.module, x),
+            })
+        stack = lambda key: np.stack([s[key] for s in seeds])
+        return {
+            "clean": stack("clean"), "worst": stack("worst"), "fgsm": stack("fgsm"), "pgd": stack("pgd"),
+            "pgd_double": stack("pgd_double"), "large": stack("large"),
+            "square": None if seeds[0]["square"] is None else stack("square"),
+            "per_attack": {a: np.stack([s["per_attack"][a] for s in seeds]) for a in cfg["attacks"]},
+            "curve": {eps: np.stack([s["curve"][eps] for s in seeds]) for eps in seeds[0]["curve"]},
+            "broken_by": [s["broken_by"] for s in seeds], "costs": [s["costs"] for s in seeds],
+            "gradients": [s["gradients"] for s in seeds], "outputs": [s["outputs"] for s in seeds],
+            "n_classes": n_classes,
+        }
+    return audit.memo(("adversarial", name), compute)
+
+
+def pgd_examples(audit: AuditSession, name: str) -> list:
+    """PGD adversarial examples crafted on each seed's model (for transfer attacks)."""
+    def compute():
+        cfg, data = audit.config.adversarial, audit.data
+        x, y = data.x_test[: cfg["n_examples"]], data.y_test[: cfg["n_examples"]]
+        return [run_attack(m.module, "pgd", x, y, cfg, data.n_classes, m.seed or 0,
+                           return_examples=True)["examples"] for m in audit.zoo.models(name)]
+    return audit.memo(("pgd_examples", name), compute)
+
+
+def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:
+    """Target's per-example correctness on examples crafted on the source (seed k onto seed k)."""
+    cfg, data = audit.config.adversarial, audit.data
+    y = data.y_test[: cfg["n_examples"]]
+    rows = []
+    for examples, m in zip(pgd_examples(audit, source), audit.zoo.models(target)):
+        rows.append((predict_logits(m.module, examples, audit.device).argmax(1) == y).numpy())
+    return np.stack(rows)
 
 
 def label_flip(audit: AuditSession, name: str) -> dict:

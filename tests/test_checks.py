@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from swiglu_audit.checks.adversarial import pgd_correct
+from torch import nn
+
+from swiglu_audit.checks.adversarial import (CountingModel, input_gradient_stats, output_stats,
+                                             run_attack, sanity_verdict, worst_case)
 from swiglu_audit.checks.numerical import FP16_MAX, fp16_parity
 from swiglu_audit.checks.ood import auroc, far_ood_set
 from swiglu_audit.checks.poisoning import flip_labels
@@ -20,25 +23,122 @@ def trained():
     return model, data
 
 
-def test_zero_budget_gives_clean_accuracy_and_attack_lowers_it(trained):
+CFG = {"eps": 0.1, "eps_l2": 0.5, "steps": 5, "square_queries": 100, "cw_steps": 10, "apgd_steps": 5}
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "pgd_l2", "cw_l2", "apgd_ce", "apgd_dlr", "square"])
+def test_every_attack_stays_within_budget_and_in_the_unit_box(trained, attack):
+    model, data = trained
+    x, y = data.x_test[:40], data.y_test[:40]
+    out = run_attack(model, attack, x, y, CFG, 10, seed=0, return_examples=True)
+    delta = (out["examples"] - x).flatten(1)
+    eps = CFG["eps_l2"] if attack in ("pgd_l2", "cw_l2") else CFG["eps"]
+    norms = delta.norm(dim=1) if attack in ("pgd_l2", "cw_l2") else delta.abs().max(1).values
+    assert float(norms.max()) <= eps + 1e-5
+    assert float(out["examples"].min()) >= 0 and float(out["examples"].max()) <= 1
+    assert not (out["robust"] & ~out["clean"]).any()  # robust implies clean
+    assert out["cost"]["forward_passes"] > 0 and out["cost"]["seconds"] >= 0
+
+
+def test_zero_budget_gives_clean_accuracy_and_a_real_attack_lowers_it(trained):
     model, data = trained
     x, y = data.x_test[:100], data.y_test[:100]
-    clean, robust, _ = pgd_correct(model, x, y, eps=0.0, steps=5, seed=0)
-    assert np.array_equal(clean, robust) and clean.mean() > 0.9
-    clean2, robust2, cost = pgd_correct(model, x, y, eps=0.3, steps=10, seed=0)
-    assert robust2.mean() < clean2.mean() - 0.3
-    assert not (robust2 & ~clean2).any()  # robust implies clean
-    assert cost["forward_backward_passes"] == 1000
+    zero = run_attack(model, "pgd", x, y, CFG, 10, seed=0, eps=0.0)
+    assert np.array_equal(zero["clean"], zero["robust"]) and zero["clean"].mean() > 0.9
+    strong = run_attack(model, "pgd", x, y, CFG, 10, seed=0, eps=0.3, steps=10)
+    assert strong["robust"].mean() < strong["clean"].mean() - 0.3
+    # PGD: one forward and one backward pass per example per step, plus the final check
+    assert strong["cost"]["backward_passes"] == 100 * 10
 
 
 def test_attack_restores_train_mode_and_is_seeded(trained):
     model, data = trained
+    x, y = data.x_test[:50], data.y_test[:50]
     model.train()
-    a = pgd_correct(model, data.x_test[:50], data.y_test[:50], 0.1, 3, seed=7)[1]
+    a = run_attack(model, "pgd", x, y, CFG, 10, seed=7)["robust"]
     assert model.training
     model.eval()
-    b = pgd_correct(model, data.x_test[:50], data.y_test[:50], 0.1, 3, seed=7)[1]
+    b = run_attack(model, "pgd", x, y, CFG, 10, seed=7)["robust"]
     assert np.array_equal(a, b) and not model.training
+
+
+def test_worst_case_needs_every_attack_to_fail_and_credits_the_first_break():
+    clean = np.array([True, True, True, False])
+    robust, broken = worst_case({"a": np.array([True, False, True, False]),
+                                 "b": np.array([True, False, False, False])}, clean)
+    assert robust.tolist() == [True, False, False, False]
+    assert broken == {"clean": 1, "a": 1, "b": 1}
+
+
+def test_counting_model_counts_forward_and_backward_examples(trained):
+    model, data = trained
+    counter = CountingModel(model)
+    x = data.x_test[:7].clone().requires_grad_(True)
+    counter(x).sum().backward()
+    with torch.no_grad():
+        counter(data.x_test[:3])
+    assert counter.forward_examples == 10 and counter.backward_examples == 7
+
+
+def test_output_stats_flag_probabilities_and_randomness(trained):
+    model, data = trained
+    x = data.x_test[:20]
+    assert not output_stats(model, x)["probabilities"]
+    assert output_stats(nn.Sequential(model, nn.Softmax(dim=1)), x)["probabilities"]
+    noisy = nn.Sequential(model, nn.Dropout(0.5))
+    noisy.eval()
+    assert output_stats(noisy, x)["max_abs_diff_between_runs"] == 0.0  # dropout is off in eval
+
+    class Random(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+        def forward(self, x):
+            return self.inner(x + 0.01 * torch.randn_like(x))
+    assert output_stats(Random(), x)["max_abs_diff_between_runs"] > 0
+
+
+def test_gradient_stats_see_masked_gradients(trained):
+    model, data = trained
+
+    class Quantised(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+        def forward(self, x):
+            return self.inner(torch.round(x * 16) / 16)  # zero gradient almost everywhere
+    x, y = data.x_test[:30], data.y_test[:30]
+    assert input_gradient_stats(model, x, y)["zero_share"] == 0.0
+    assert input_gradient_stats(Quantised(), x, y)["zero_share"] == 1.0
+
+
+def _result(**overrides):
+    ones = np.ones((2, 10), dtype=bool)
+    base = {"clean": ones, "pgd": ones & False, "fgsm": ones & False, "pgd_double": ones & False,
+            "large": ones & False, "square": ones & False, "per_attack": {"pgd": ones & False, "square": ones & False},
+            "curve": {0.1: ones & False, 0.2: ones & False}, "n_classes": 10,
+            "gradients": [{"finite": True, "zero_share": 0.0}],
+            "outputs": [{"probabilities": False, "max_abs_diff_between_runs": 0.0}]}
+    return {**base, **overrides}
+
+
+POLICY = {"masking_tolerance": 0.03, "chance_margin": 0.1, "black_box_margin": 0.05, "max_zero_gradient_share": 0.05}
+
+
+@pytest.mark.parametrize("check, broken", [
+    ("iterative_beats_single_step", {"pgd": np.ones((2, 10), dtype=bool)}),
+    ("monotone_in_budget", {"curve": {0.1: np.zeros((2, 10), dtype=bool), 0.2: np.ones((2, 10), dtype=bool)}}),
+    ("large_budget_reaches_chance", {"large": np.ones((2, 10), dtype=bool)}),
+    ("more_iterations_change_little", {"pgd": np.ones((2, 10), dtype=bool)}),
+    ("black_box_not_stronger", {"per_attack": {"pgd": np.ones((2, 10), dtype=bool), "square": np.zeros((2, 10), dtype=bool)}}),
+    ("gradients_finite_nonzero", {"gradients": [{"finite": True, "zero_share": 0.5}]}),
+    ("returns_logits", {"outputs": [{"probabilities": True, "max_abs_diff_between_runs": 0.0}]}),
+    ("deterministic_eval", {"outputs": [{"probabilities": False, "max_abs_diff_between_runs": 0.1}]}),
+])
+def test_each_sanity_check_passes_a_sane_result_and_trips_on_its_symptom(check, broken):
+    assert sanity_verdict(check, _result(), POLICY, 0.1)[0]
+    passed, _, reason = sanity_verdict(check, _result(**broken), POLICY, 0.1)
+    assert not passed and reason
 
 
 def test_flip_labels_rate_and_never_the_true_class():

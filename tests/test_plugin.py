@@ -13,7 +13,8 @@ import pytest
 
 from swiglu_audit.config import OPT_ENABLE, OPT_REPORT_DIR, OPT_SEEDS
 
-N_FINDINGS_TINY = 2 * 4 + 1 * 4  # two models x four per-model checks + one pair x four comparisons
+# two models x (worst case, 8 sanity checks, label flip, MSP, fp16) + one pair x five comparisons
+N_FINDINGS_TINY = 2 * 12 + 1 * 5
 
 
 def report(pytester, folder="reports"):
@@ -179,3 +180,47 @@ def test_corrupted_cache_entry_is_healed_during_an_audit(tiny_project, tmp_path,
     result.stdout.fnmatch_lines(["*corrupted*retrained*"])
     cache = report(tiny_project)["environment"]["cache"]
     assert cache["misses"] == 1 and cache["hits"] == 1 and len(cache["healed"]) == 1
+
+
+MASKED_MODELS = USER_MODELS + '''
+class Quantised(nn.Module):
+    """Rounds its input to 1/16 steps: gradients vanish, PGD sees nothing, Square is unaffected."""
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+    def forward(self, x):
+        return self.inner(torch.round(x * 16) / 16)
+
+def make_masked(input_shape, n_classes):
+    return Quantised(make_swiglu(input_shape, n_classes))
+'''
+
+
+def test_a_model_that_hides_its_gradients_is_flagged_not_reported_robust(tiny_project, write_pyproject):
+    tiny_project.makepyfile(usermodels=MASKED_MODELS)
+    write_pyproject(tiny_project, """
+    [[tool.swiglu_audit.models]]
+    name = "masked-swiglu"
+    factory = "usermodels:make_masked"
+    role = "candidate"
+
+    [[tool.swiglu_audit.models]]
+    name = "plain-relu"
+    factory = "usermodels:make_relu"
+    """.replace("[[tool.swiglu_audit.models]]", "[[tool.swiglu_audit.models]]", 1))
+    # more training and more Square queries than the tiny default, so the numbers mean something
+    text = (tiny_project.path / "pyproject.toml").read_text()
+    text = text.replace("epochs = 4", "epochs = 10").replace("steps = 3", "steps = 10\nsquare_queries = 500")
+    (tiny_project.path / "pyproject.toml").write_text(text)
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "adversarial")
+    assert result.ret == 1
+    doc = report(tiny_project)
+    masked = {f["check"]: f for f in doc["findings"] if f["models"] == ["masked-swiglu"]}
+    assert masked["sanity_gradients_finite_nonzero"]["status"] == "FAIL"
+    assert masked["sanity_black_box_not_stronger"]["status"] == "FAIL"
+    worst = masked["worst_case_robust_accuracy"]
+    pgd_says = worst["details"]["per_attack"]["pgd"]["value"]
+    assert pgd_says > 0.9  # what a gradient-only audit would have reported
+    assert worst["value"] < pgd_says - 0.2  # the worst case over the ensemble is honest
+    plain = {f["check"]: f["status"] for f in doc["findings"] if f["models"] == ["plain-relu"]}
+    assert plain["sanity_gradients_finite_nonzero"] == "PASS"

@@ -1,71 +1,312 @@
-"""Evasion: PGD robust accuracy through torchattacks (inputs in [0, 1], the model returns logits)."""
+"""Evasion attacks through torchattacks, per-example worst case, and gradient-masking sanity checks.
+
+The torchattacks contract: inputs in [0, 1], the model returns logits, eval mode during the
+attack (the model's own mode is restored after). Every adversarial example is checked against its
+budget here, not trusted: an example outside its norm ball or outside [0, 1] never counts as a
+successful attack, and the count of such examples is reported.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..config import KNOWN_ATTACKS
 from ..risk import CheckInfo
 
-PGD_ROBUST_ACCURACY = CheckInfo(
-    suite="adversarial", check="pgd_robust_accuracy", title="PGD-Linf robust accuracy",
-    metric="robust accuracy", rmf=("MEASURE 2.7",), characteristic="secure_resilient",
+_EVASION_MITIGATION = ("Adversarial training (PGD-AT, TRADES) in the candidate's recipe, input "
+                       "preprocessing only with care for gradient masking, or certified methods "
+                       "(randomised smoothing) where guarantees are needed.")
+
+WORST_CASE = CheckInfo(
+    suite="adversarial", check="worst_case_robust_accuracy", title="Worst-case robust accuracy over all attacks",
+    metric="robust accuracy (worst case over attacks)", rmf=("MEASURE 2.7",), characteristic="secure_resilient",
     attack_class="evasion/white-box", impact="high",
-    explanation="Share of test examples still classified correctly after a white-box projected "
-                "gradient descent attack (L-infinity budget eps, random start). Low values mean "
-                "small, targeted input changes flip the model's decisions.",
-    mitigation="Adversarial training (PGD-AT, TRADES), input preprocessing with care for gradient "
-               "masking, or certified methods (randomised smoothing) where guarantees are needed.",
+    explanation="Share of test examples that every attack in the ensemble (white-box and black-box, "
+                "at the configured budgets) failed to misclassify. An example counts as robust only "
+                "if all attacks failed on it; the details name the attack that broke each example.",
+    mitigation=_EVASION_MITIGATION,
 )
 
-PGD_COMPARISON = CheckInfo(
-    suite="adversarial", check="pgd_robust_accuracy_vs_baseline",
-    title="PGD robust accuracy, SwiGLU candidate vs baseline", metric="robust accuracy difference",
-    rmf=("MEASURE 2.7", "MAP 2.3"), characteristic="secure_resilient",
-    attack_class="evasion/white-box", impact="high",
-    explanation="Difference in PGD robust accuracy between the SwiGLU candidate and a baseline "
-                "architecture trained on the same data with the same budget, on the same examples.",
+WORST_CASE_COMPARISON = CheckInfo(
+    suite="adversarial", check="worst_case_robust_accuracy_vs_baseline",
+    title="Worst-case robust accuracy, SwiGLU candidate vs baseline", metric="robust accuracy difference",
+    rmf=("MEASURE 2.7", "MAP 2.3"), characteristic="secure_resilient", attack_class="evasion/white-box",
+    impact="high",
+    explanation="Difference in worst-case robust accuracy between the SwiGLU candidate and a baseline "
+                "trained on the same data with the same budget, on the same examples.",
     mitigation="If the candidate is less robust, keep the baseline FFN for exposed models, or add "
                "adversarial training to the candidate's recipe and audit again.",
 )
 
+BUDGET_CURVE = CheckInfo(
+    suite="adversarial", check="robust_accuracy_curve", title="PGD-Linf robust accuracy against budget",
+    metric="PGD robust accuracy at the main budget", rmf=("MEASURE 2.7",), characteristic="secure_resilient",
+    attack_class="evasion/white-box", impact="high",
+    explanation="Robust accuracy under PGD-Linf at increasing budgets: how fast the model's accuracy "
+                "falls as the attacker is allowed larger changes.",
+    mitigation=_EVASION_MITIGATION,
+)
 
-def pgd_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-                seed: int, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Per-example clean and PGD-robust correctness (bool arrays), plus cost accounting.
+TRANSFER = CheckInfo(
+    suite="adversarial", check="transfer_attack_vs_baseline",
+    title="Transfer attacks between the SwiGLU candidate and a baseline", metric="accuracy under transferred examples (difference)",
+    rmf=("MEASURE 2.7",), characteristic="secure_resilient", attack_class="evasion/transfer", impact="moderate",
+    explanation="PGD examples crafted on the baseline are fed to the candidate, and examples crafted on "
+                "the candidate to the baseline; the finding compares the two accuracies. A transfer "
+                "attacker needs no access to the deployed model, only to a similar one.",
+    mitigation="Ensemble adversarial training; keep model weights and architecture details private.",
+)
 
-    eps = 0 or steps = 0 skips the attack: robust correctness is then clean correctness.
+SANITY = CheckInfo(
+    suite="adversarial", check="evaluation_sanity", title="Gradient-masking and evaluation sanity check",
+    metric="sanity statistic", rmf=("MEASURE 2.13", "MEASURE 2.7"), characteristic="secure_resilient",
+    attack_class="evasion/white-box", impact="high",
+    explanation="Checks that the robustness evaluation itself is trustworthy (Carlini et al. 2019, "
+                "'On Evaluating Adversarial Robustness'; Athalye et al. 2018). A tripped check means "
+                "gradient-based attacks may be failing for reasons other than robustness (masked or "
+                "obfuscated gradients, probabilities instead of logits, randomness), so robust "
+                "accuracy would be overstated.",
+    mitigation="Treat the model's robust accuracy as unproven: use gradient-free and adaptive attacks "
+               "(Square, BPDA, EOT), remove non-differentiable preprocessing from the audited "
+               "forward pass, and make the model return logits.",
+)
+
+# The eight sanity checks, each its own finding: name -> (what it asks, policy key of its tolerance)
+SANITY_CHECKS = {
+    "iterative_beats_single_step": ("PGD (iterative) is at least as strong as FGSM (single step)", "masking_tolerance"),
+    "monotone_in_budget": ("robust accuracy does not rise as the budget grows", "masking_tolerance"),
+    "large_budget_reaches_chance": ("at a very large budget accuracy falls to chance", "chance_margin"),
+    "more_iterations_change_little": ("doubling PGD iterations lowers robust accuracy only a little", "masking_tolerance"),
+    "black_box_not_stronger": ("the black-box attack does not beat the white-box ones", "black_box_margin"),
+    "gradients_finite_nonzero": ("input gradients are finite and non-zero", "max_zero_gradient_share"),
+    "returns_logits": ("the model returns logits, not probabilities", None),
+    "deterministic_eval": ("the forward pass is deterministic in eval mode", None),
+}
+
+
+class CountingModel(nn.Module):
+    """Wraps a model to count forward and backward passes (in examples) during an attack."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.forward_examples = 0
+        self.backward_examples = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        self.forward_examples += len(x)
+        if out.requires_grad:
+            n = len(x)
+
+            def count(grad):
+                self.backward_examples += n
+            out.register_hook(count)
+        return out
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    norm: str  # "Linf" or "L2": the ball the result is checked against
+    eps: float
+    kind: str  # "white-box" or "black-box"
+
+
+def build_attack(name: str, model: nn.Module, cfg: dict, n_classes: int, eps: float | None = None,
+                 steps: int | None = None, seed: int = 0):
+    """(torchattacks attack, AttackSpec) for one of the configured attack names."""
+    import torchattacks as ta  # slow to import; only the adversarial suite needs it
+
+    eps = cfg["eps"] if eps is None else eps
+    steps = cfg["steps"] if steps is None else steps
+    if name == "fgsm":
+        return ta.FGSM(model, eps=eps), AttackSpec(name, "Linf", eps, "white-box")
+    if name == "pgd":
+        return (ta.PGD(model, eps=eps, alpha=2.5 * eps / max(steps, 1), steps=steps, random_start=True),
+                AttackSpec(name, "Linf", eps, "white-box"))
+    if name == "pgd_l2":
+        e = cfg["eps_l2"]
+        return (ta.PGDL2(model, eps=e, alpha=2.5 * e / max(steps, 1), steps=steps, random_start=True),
+                AttackSpec(name, "L2", e, "white-box"))
+    if name == "cw_l2":
+        return (ta.CW(model, c=1.0, kappa=0.0, steps=cfg["cw_steps"], lr=0.01),
+                AttackSpec(name, "L2", cfg["eps_l2"], "white-box"))
+    if name == "apgd_ce":
+        return (ta.APGD(model, norm="Linf", eps=eps, steps=cfg["apgd_steps"], loss="ce", seed=seed),
+                AttackSpec(name, "Linf", eps, "white-box"))
+    if name == "apgd_dlr":
+        return (ta.APGD(model, norm="Linf", eps=eps, steps=cfg["apgd_steps"], loss="dlr", seed=seed),
+                AttackSpec(name, "Linf", eps, "white-box"))
+    if name == "square":
+        return (ta.Square(model, norm="Linf", eps=eps, n_queries=cfg["square_queries"], seed=seed),
+                AttackSpec(name, "Linf", eps, "black-box"))
+    if name == "autoattack":
+        return (ta.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed),
+                AttackSpec(name, "Linf", eps, "white-box"))
+    raise ValueError(f"unknown attack {name!r}; known: {', '.join(KNOWN_ATTACKS)}")
+
+
+
+
+def within_budget(x: torch.Tensor, adv: torch.Tensor, spec: AttackSpec, atol: float = 1e-5) -> torch.Tensor:
+    """Per-example: adv lies in [0, 1] and within the spec's norm ball around x."""
+    delta = (adv - x).flatten(1)
+    norm = delta.abs().max(1).values if spec.norm == "Linf" else delta.norm(dim=1)
+    in_box = ((adv >= -atol) & (adv <= 1 + atol)).flatten(1).all(1)
+    return in_box & (norm <= spec.eps + atol)
+
+
+def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, cfg: dict, n_classes: int,
+               seed: int, batch_size: int = 512, eps: float | None = None, steps: int | None = None,
+               return_examples: bool = False) -> dict:
+    """Per-example robust correctness of `model` under one attack, with cost accounting.
+
+    An example is robust when the model is right on it both clean and after the attack; an
+    adversarial example outside its budget is not a success (and is counted in out_of_budget).
     """
-    import torchattacks  # imported here: it is slow to import and only this check needs it
-
     device = next(model.parameters()).device
+    counter = CountingModel(model)
     was_training = model.training
     model.eval()
-    clean, robust = [], []
+    robust, clean, out_of_budget, examples = [], [], 0, []
     started = time.perf_counter()
     try:
-        attack = None
-        if eps > 0 and steps > 0:
-            attack = torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / steps, steps=steps,
-                                      random_start=True)
-        torch.manual_seed(seed)  # the random start is the attack's only randomness
+        attack, spec = build_attack(name, counter, cfg, n_classes, eps, steps, seed)
+        torch.manual_seed(seed)  # random starts and restarts are the attacks' only randomness
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
             with torch.no_grad():
                 c = model(xb).argmax(1) == yb
-            if attack is not None:
-                adv = attack(xb, yb)
+            if spec.eps > 0:
+                adv = attack(xb, yb).detach()
+                ok = within_budget(xb, adv, spec)
+                out_of_budget += int((~ok).sum())
+                adv = torch.where(ok.view(-1, *[1] * (xb.ndim - 1)), adv, xb)
                 with torch.no_grad():
                     r = (model(adv).argmax(1) == yb) & c
             else:
-                r = c
+                adv, r = xb, c
             clean.append(c.cpu())
             robust.append(r.cpu())
+            if return_examples:
+                examples.append(adv.cpu())
     finally:
         model.train(was_training)
-    cost = {"seconds": time.perf_counter() - started, "forward_backward_passes": len(x) * steps,
-            "eps": eps, "steps": steps}
-    return torch.cat(clean).numpy(), torch.cat(robust).numpy(), cost
+    out = {"robust": torch.cat(robust).numpy(), "clean": torch.cat(clean).numpy(),
+           "cost": {"attack": name, "norm": spec.norm, "eps": spec.eps, "kind": spec.kind,
+                    "seconds": round(time.perf_counter() - started, 4),
+                    "forward_passes": counter.forward_examples, "backward_passes": counter.backward_examples,
+                    "out_of_budget": out_of_budget}}
+    if return_examples:
+        out["examples"] = torch.cat(examples)
+    return out
+
+
+def worst_case(per_attack: dict[str, np.ndarray], clean: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """Robust only if clean-correct and every attack failed; credit each break to the first attack
+    (in the given order) that succeeded."""
+    robust = clean.copy()
+    broken_by = {"clean": int((~clean).sum())}
+    for name, r in per_attack.items():
+        newly = robust & ~r
+        broken_by[name] = int(newly.sum())
+        robust &= r
+    return robust, broken_by
+
+
+def input_gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Share of examples whose cross-entropy input gradient is zero, and whether all are finite."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        xg = x.to(device).clone().requires_grad_(True)
+        loss = F.cross_entropy(model(xg), y.to(device), reduction="sum")
+        (grad,) = torch.autograd.grad(loss, xg)
+    finally:
+        model.train(was_training)
+    per_example = grad.flatten(1).abs().sum(1)
+    return {"finite": bool(torch.isfinite(grad).all()),
+            "zero_share": float((per_example == 0).float().mean())}
+
+
+@torch.no_grad()
+def output_stats(model: nn.Module, x: torch.Tensor) -> dict:
+    """Do outputs look like probabilities (rows in [0, 1] summing to 1)? Is eval deterministic?"""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        a, b = model(x.to(device)).float(), model(x.to(device)).float()
+    finally:
+        model.train(was_training)
+    rows_are_distributions = bool(((a >= 0) & (a <= 1)).all() and torch.allclose(a.sum(1), torch.ones(len(a), device=a.device), atol=1e-3))
+    log_probs = bool((a <= 0).all() and torch.allclose(a.exp().sum(1), torch.ones(len(a), device=a.device), atol=1e-3))
+    return {"probabilities": rows_are_distributions, "log_probabilities": log_probs,
+            "max_abs_diff_between_runs": float((a - b).abs().max())}
+
+
+def sanity_verdict(check: str, result: dict, policy: dict, eps: float) -> tuple[bool, float, str]:
+    """(passed, statistic, sentence naming the tolerance) for one sanity check.
+
+    `result` is the seed-stacked output of measurements.adversarial. Accuracies are means over
+    seeds and examples.
+    """
+    mean = lambda m: float(np.mean(m))
+    tol = policy["masking_tolerance"]
+    if check == "iterative_beats_single_step":
+        gap = mean(result["pgd"]) - mean(result["fgsm"])
+        return gap <= tol, gap, (f"PGD robust accuracy {mean(result['pgd']):.3f} minus FGSM "
+                                 f"{mean(result['fgsm']):.3f} = {gap:+.3f}; allowed at most masking_tolerance = {tol}")
+    if check == "monotone_in_budget":
+        budgets = sorted(result["curve"])
+        accs = [mean(result["curve"][e]) for e in budgets]
+        rise = max([b - a for a, b in zip(accs, accs[1:])] + [0.0])
+        curve = ", ".join(f"eps {e:g}: {a:.3f}" for e, a in zip(budgets, accs))
+        return rise <= tol, rise, f"largest rise of robust accuracy with budget {rise:.3f} ({curve}); allowed masking_tolerance = {tol}"
+    if check == "large_budget_reaches_chance":
+        chance = 1.0 / result["n_classes"]
+        acc = mean(result["large"])
+        margin = policy["chance_margin"]
+        return acc <= chance + margin, acc, (f"PGD accuracy at eps = {result.get('large_eps', 'large')} is {acc:.3f}; "
+                                             f"chance is {chance:.3f}, allowed chance + chance_margin = {chance + margin:.3f}")
+    if check == "more_iterations_change_little":
+        drop = mean(result["pgd"]) - mean(result["pgd_double"])
+        return drop <= tol, drop, (f"doubling PGD iterations lowered robust accuracy by {drop:+.3f}; "
+                                   f"allowed masking_tolerance = {tol}")
+    if check == "black_box_not_stronger":
+        if result["square"] is None:
+            return True, 0.0, "no black-box attack configured; nothing to compare (add \"square\" to attacks)"
+        white = np.ones_like(result["clean"], dtype=bool) & result["clean"]
+        for name, r in result["per_attack"].items():
+            if name != "square":
+                white &= r
+        gap = mean(white) - mean(result["square"])
+        margin = policy["black_box_margin"]
+        return gap <= margin, gap, (f"white-box worst case {mean(white):.3f} minus Square {mean(result['square']):.3f} "
+                                    f"= {gap:+.3f}; allowed black_box_margin = {margin}")
+    if check == "gradients_finite_nonzero":
+        finite = all(g["finite"] for g in result["gradients"])
+        zero = max(g["zero_share"] for g in result["gradients"])
+        limit = policy["max_zero_gradient_share"]
+        return finite and zero <= limit, zero, (f"input gradients {'finite' if finite else 'NOT finite'}; share of "
+                                                f"examples with an all-zero gradient {zero:.3f}, allowed "
+                                                f"max_zero_gradient_share = {limit}")
+    if check == "returns_logits":
+        probs = any(o["probabilities"] for o in result["outputs"])
+        return not probs, float(probs), ("outputs are probabilities (rows in [0, 1] summing to 1): attacks on a "
+                                         "softmax output see vanishing gradients; return logits" if probs
+                                         else "outputs are not probabilities (logits or log-probabilities)")
+    if check == "deterministic_eval":
+        diff = max(o["max_abs_diff_between_runs"] for o in result["outputs"])
+        return diff == 0.0, diff, (f"two eval-mode forward passes differ by up to {diff:.3g}; a random forward "
+                                   "pass hides gradients (use EOT to attack it)" if diff else
+                                   "two eval-mode forward passes are bitwise identical")
+    raise ValueError(f"unknown sanity check {check!r}")
