@@ -24,6 +24,7 @@ OPT_DEVICE = "--swiglu-audit-device"
 OPT_REPORT_DIR = "--swiglu-audit-report-dir"
 OPT_CACHE_DIR = "--swiglu-audit-cache-dir"
 OPT_SEEDS = "--swiglu-audit-seeds"
+OPT_UPDATE_GOLDEN = "--swiglu-audit-update-golden"
 
 TOOL_TABLE = "tool.swiglu_audit"
 PROFILES = ("quick", "standard", "full")
@@ -48,7 +49,8 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                         "square_queries": 200, "cw_steps": 20, "apgd_steps": 10},
         "poisoning": {"flip_rate": 0.2},
         "ood": {"n_examples": 120, "bootstrap": 200},
-        "numerical": {"n_examples": 120},
+        "numerical": {"n_examples": 120, "op_examples": 25, "compile": False, "golden_probe": 32,
+                      "golden_dir": "golden", "determinism_epochs": 1, "implementations": {}},
     },
     "standard": {
         "seeds": [0, 1, 2],
@@ -63,7 +65,8 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                         "square_queries": 500, "cw_steps": 50, "apgd_steps": 20},
         "poisoning": {"flip_rate": 0.2},
         "ood": {"n_examples": 360, "bootstrap": 1000},
-        "numerical": {"n_examples": 360},
+        "numerical": {"n_examples": 360, "op_examples": 100, "compile": False, "golden_probe": 64,
+                      "golden_dir": "golden", "determinism_epochs": 1, "implementations": {}},
     },
     "full": {
         "seeds": [0, 1, 2, 3, 4],
@@ -78,7 +81,9 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                         "square_queries": 5000, "cw_steps": 100, "apgd_steps": 100},
         "poisoning": {"flip_rate": 0.2},
         "ood": {"n_examples": 360, "bootstrap": 2000},
-        "numerical": {"n_examples": 360},
+        # torch.compile of the op costs about 30 s of compilation on a two-core CPU: full only
+        "numerical": {"n_examples": 360, "op_examples": 300, "compile": True, "golden_probe": 64,
+                      "golden_dir": "golden", "determinism_epochs": 2, "implementations": {}},
     },
 }
 
@@ -99,6 +104,11 @@ DEFAULT_POLICY: dict[str, Any] = {
     "warn_below_ood_auroc": 0.85,  # MSP far-OOD AUROC under this gets a WARN
     "max_ood_auroc_drop": 0.05,  # candidate vs baseline, MSP AUROC
     "max_fp16_flip_rate": 0.01,  # share of predictions that flip under float16
+    "max_bf16_flip_rate": 0.02,  # share of predictions that flip under bfloat16 autocast
+    "max_nondeterminism": 0.0,  # largest weight difference between two same-seed trainings (CPU)
+    "max_nondeterminism_accelerator": 1e-3,  # the same on CUDA/MPS, which are not bitwise deterministic
+    "golden_tolerance_float32": 1e-4,  # largest logit deviation from the golden file, float32
+    "golden_tolerance_bfloat16": 5e-2,  # the same under bfloat16 autocast
     "min_fp16_headroom": 2.0,  # float16 max / largest FFN activation must stay above this
     "max_clean_accuracy_drop": 0.02,  # candidate vs baseline, clean accuracy (efficiency claim)
     "max_param_mismatch": 0.05,  # relative parameter-count difference tolerated between variants
@@ -112,7 +122,8 @@ _SECTION_KEYS: dict[str, dict[str, type]] = {
                     "square_queries": int, "cw_steps": int, "apgd_steps": int},
     "poisoning": {"flip_rate": float},
     "ood": {"n_examples": int, "bootstrap": int},
-    "numerical": {"n_examples": int},
+    "numerical": {"n_examples": int, "op_examples": int, "compile": bool, "golden_probe": int,
+                  "golden_dir": str, "determinism_epochs": int, "implementations": dict},
 }
 _TOP_KEYS = {
     "profile", "device", "report_dir", "cache_dir", "seeds", "families", "variants", "dataset",
@@ -152,6 +163,7 @@ class AuditConfig:
     numerical: dict = field(default_factory=dict)
     policy: dict = field(default_factory=lambda: dict(DEFAULT_POLICY))
     project_root: Path = Path(".")
+    update_golden: bool = False  # regenerate golden output files instead of comparing
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe echo of the configuration, for the report's reproducibility block."""
@@ -171,6 +183,7 @@ class AuditConfig:
             "ood": dict(self.ood),
             "numerical": dict(self.numerical),
             "policy": dict(self.policy),
+            "update_golden": self.update_golden,
         }
 
 
@@ -207,6 +220,7 @@ def build_config(
     cache_dir: str | os.PathLike | None = None,
     seeds: str | None = None,
     project_root: Path | None = None,
+    update_golden: bool = False,
 ) -> AuditConfig:
     """Merge profile defaults, the user's table and command-line values into one AuditConfig."""
     table = copy.deepcopy(table or {})
@@ -232,8 +246,14 @@ def build_config(
                         f"[{TOOL_TABLE}.{name}] {key} must be a non-empty list")
                 merged[key] = [_coerce(v, kind[1], f"{name}.{key}") for v in merged[key]]
                 continue
+            if kind is dict:  # a table of name = "package.module:callable"
+                _expect(isinstance(merged[key], dict), f"[{TOOL_TABLE}.{name}.{key}] must be a table")
+                for impl, path in merged[key].items():
+                    _check_import_path(path, f"[{TOOL_TABLE}.{name}.{key}] {impl}")
+                continue
             merged[key] = _coerce(merged[key], kind, f"{name}.{key}")
-            _expect(merged[key] >= 0, f"[{TOOL_TABLE}.{name}] {key} must not be negative")
+            if kind in (int, float):
+                _expect(merged[key] >= 0, f"[{TOOL_TABLE}.{name}] {key} must not be negative")
         sections[name] = merged
     from_attacks = sections["adversarial"]["attacks"]
     for attack in from_attacks:
@@ -288,6 +308,7 @@ def build_config(
         user_models=user_models,
         policy=policy,
         project_root=root,
+        update_golden=update_golden,
         **sections,
     )
 

@@ -33,6 +33,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="checkpoint cache folder (default: $SWIGLU_AUDIT_CACHE or ~/.cache/swiglu-audit)")
     group.addoption(cfg.OPT_SEEDS, default=None, metavar="0,1,2",
                     help="training seeds, comma-separated (overrides the profile)")
+    group.addoption(cfg.OPT_UPDATE_GOLDEN, action="store_true", default=False,
+                    help="regenerate the golden output files instead of comparing with them")
 
 
 def _enabled(config: pytest.Config) -> bool:
@@ -63,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
         profile=config.getoption(cfg.OPT_PROFILE), device=config.getoption(cfg.OPT_DEVICE),
         report_dir=from_cli(cfg.OPT_REPORT_DIR), cache_dir=from_cli(cfg.OPT_CACHE_DIR),
         seeds=config.getoption(cfg.OPT_SEEDS), project_root=project_root,
+        update_golden=config.getoption(cfg.OPT_UPDATE_GOLDEN),
     )
     config.stash[CONFIG_KEY] = audit_config
     check_import_paths(audit_config)
@@ -97,6 +100,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     specs = model_specs(metafunc.config.stash[CONFIG_KEY])
     if "audit_model" in metafunc.fixturenames:
         metafunc.parametrize("audit_model", [s.name for s in specs])
+    if "audit_impl" in metafunc.fixturenames:
+        from .measurements import implementation_names
+
+        metafunc.parametrize("audit_impl", implementation_names(metafunc.config.stash[CONFIG_KEY]))
     if "audit_pair" in metafunc.fixturenames:
         pairs = comparison_pairs(specs)
         metafunc.parametrize("audit_pair", pairs, ids=[f"{c}-vs-{b}" for c, b in pairs])

@@ -6,7 +6,7 @@ from torch import nn
 
 from swiglu_audit.checks.adversarial import (CountingModel, input_gradient_stats, output_stats,
                                              run_attack, sanity_verdict, worst_case)
-from swiglu_audit.checks.numerical import FP16_MAX, fp16_parity
+from swiglu_audit.checks.numerical import FP16_MAX, half_parity
 from swiglu_audit.checks.ood import auroc, far_ood_set
 from swiglu_audit.checks.poisoning import flip_labels
 from swiglu_audit.data import load_digits_data
@@ -170,7 +170,7 @@ def test_auroc_by_hand_including_ties():
 
 def test_fp16_parity_flags_activations_past_the_float16_range(trained):
     model, data = trained
-    ok = fp16_parity(model, data.x_test[:64])
+    ok = half_parity(model, data.x_test[:64])
     assert ok["finite"] and ok["headroom"] > 100 and ok["flips"].mean() < 0.05
     import copy
     blown = copy.deepcopy(model)
@@ -178,5 +178,5 @@ def test_fp16_parity_flags_activations_past_the_float16_range(trained):
         for ffn in blown.ffns:
             ffn.gate_proj.weight.mul_(300.0)
             ffn.up_proj.weight.mul_(300.0)
-    bad = fp16_parity(blown, data.x_test[:64])
+    bad = half_parity(blown, data.x_test[:64])
     assert bad["ffn_absmax"] > FP16_MAX and bad["headroom"] < 1

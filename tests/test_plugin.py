@@ -11,10 +11,11 @@ from importlib import resources
 import jsonschema
 import pytest
 
-from swiglu_audit.config import OPT_ENABLE, OPT_REPORT_DIR, OPT_SEEDS
+from swiglu_audit.config import OPT_ENABLE, OPT_REPORT_DIR, OPT_SEEDS, OPT_UPDATE_GOLDEN
 
-# two models x (worst case, 8 sanity checks, label flip, MSP, fp16) + one pair x five comparisons
-N_FINDINGS_TINY = 2 * 12 + 1 * 5
+# two models x (worst case, 8 sanity checks, label flip, MSP, 2 precisions, determinism, 2 golden,
+# round-trip) + one pair x five comparisons + the op's property check and gradcheck
+N_FINDINGS_TINY = 2 * 17 + 1 * 5 + 2
 
 
 def report(pytester, folder="reports"):
@@ -224,3 +225,76 @@ def test_a_model_that_hides_its_gradients_is_flagged_not_reported_robust(tiny_pr
     assert worst["value"] < pgd_says - 0.2  # the worst case over the ensemble is honest
     plain = {f["check"]: f["status"] for f in doc["findings"] if f["models"] == ["plain-relu"]}
     assert plain["sanity_gradients_finite_nonzero"] == "PASS"
+
+
+WRONG_IMPL = """
+import torch
+import torch.nn.functional as F
+
+def swapped(gate, up):
+    return F.silu(up) * gate
+"""
+
+
+def test_a_registered_wrong_swiglu_implementation_fails(tiny_project, write_pyproject):
+    tiny_project.makepyfile(userimpl=WRONG_IMPL)
+    write_pyproject(tiny_project, """
+    [tool.swiglu_audit.numerical.implementations]
+    fused = "userimpl:swapped"
+    """)
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "swiglu_op or gradcheck")
+    assert result.ret == 1
+    doc = report(tiny_project)
+    by_impl = {f["models"][0]: f for f in doc["findings"] if f["check"] == "swiglu_op_property"}
+    assert by_impl["eager"]["status"] == "PASS"
+    assert by_impl["fused"]["status"] == "FAIL" and "'fused'" in by_impl["fused"]["reason"]
+    assert by_impl["fused"]["details"]["minimal_failure"]["gate"] is not None
+
+
+PRETRAINED = USER_MODELS + '''
+def make_plain(input_shape, n_classes):
+    return make_swiglu(input_shape, n_classes)
+'''
+
+
+def test_golden_outputs_created_then_a_perturbed_weight_fails_them(tiny_project, write_pyproject):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tiny_project.makepyfile(usermodels=PRETRAINED)
+    tiny_project.syspathinsert()
+    import importlib
+    import usermodels
+    importlib.reload(usermodels)
+    torch.manual_seed(0)
+    save_file(usermodels.make_swiglu((1, 8, 8), 10).state_dict(), str(tiny_project.path / "w.safetensors"))
+    write_pyproject(tiny_project, """
+    [[tool.swiglu_audit.models]]
+    name = "pretrained-swiglu"
+    factory = "usermodels:make_plain"
+    weights = "w.safetensors"
+    role = "candidate"
+
+    [[tool.swiglu_audit.models]]
+    name = "relu"
+    factory = "usermodels:make_relu"
+    """)
+    args = (OPT_ENABLE, "-p", "no:cacheprovider", "-k", "golden")
+    tiny_project.runpytest_subprocess(*args)
+    first = {f["id"]: f for f in report(tiny_project)["findings"]}
+    created = first["numerical.golden_outputs[pretrained-swiglu]"]
+    assert created["status"] == "WARN" and "created" in created["reason"]
+    assert tiny_project.runpytest_subprocess(*args).ret == 0
+    assert {f["status"] for f in report(tiny_project)["findings"]} == {"PASS"}
+
+    state = load_file(str(tiny_project.path / "w.safetensors"))
+    state["head.bias"][3] += 0.5  # one perturbed weight
+    save_file(state, str(tiny_project.path / "w.safetensors"))
+    result = tiny_project.runpytest_subprocess(*args)
+    assert result.ret == 1
+    failed = {f["id"]: f for f in report(tiny_project)["findings"]}["numerical.golden_outputs[pretrained-swiglu]"]
+    assert failed["status"] == "FAIL" and "pretrained-swiglu" in failed["reason"] and "logit 3" in failed["reason"]
+    # an explicit flag accepts the change
+    tiny_project.runpytest_subprocess(*args, OPT_UPDATE_GOLDEN)
+    assert "regenerated" in {f["id"]: f for f in report(tiny_project)["findings"]}["numerical.golden_outputs[pretrained-swiglu]"]["reason"]
+    assert tiny_project.runpytest_subprocess(*args).ret == 0

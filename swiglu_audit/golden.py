@@ -1,0 +1,71 @@
+"""Golden outputs: logits on a fixed probe set, stored per platform and dtype, compared later.
+
+A missing golden file is created and reported as such (never a silent pass); an explicit flag
+(--swiglu-audit-update-golden) regenerates existing ones. Files are safetensors, written
+atomically; each carries the hash of the probe inputs, so a changed probe set is not mistaken for
+changed numerics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+
+def golden_path(golden_dir: Path, platform: str, model: str) -> Path:
+    return Path(golden_dir) / platform / f"{model}.safetensors"
+
+
+def _write(path: Path, logits: torch.Tensor, meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file({"logits": logits.detach().cpu().contiguous()}, tmp,
+                  metadata={k: json.dumps(v) for k, v in meta.items()})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read_meta(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        raw = json.loads(fh.read(n)).get("__metadata__", {})
+    return {k: json.loads(v) for k, v in raw.items()}
+
+
+def compare_or_write(path: Path, logits: torch.Tensor, probe_digest: str, update: bool) -> dict:
+    """Compare `logits` with the golden file at `path`, or create/regenerate it.
+
+    Returns {"action": "compared" | "created" | "regenerated", "max_deviation", "where", "note"}.
+    """
+    meta = {"probe_sha256": probe_digest, "shape": list(logits.shape)}
+    if update or not path.exists():
+        action = "regenerated" if path.exists() else "created"
+        _write(path, logits, meta)
+        return {"action": action, "max_deviation": None, "where": None,
+                "note": f"golden file {action} at {path}; nothing was compared in this run"}
+    try:
+        golden = load_file(str(path))["logits"]
+        stored = _read_meta(path)
+    except (SafetensorError, KeyError, OSError, ValueError) as exc:
+        raise ValueError(f"golden file {path} is unreadable ({exc}); regenerate it with "
+                         "--swiglu-audit-update-golden") from exc
+    if stored.get("probe_sha256") != probe_digest or tuple(golden.shape) != tuple(logits.shape):
+        raise ValueError(f"golden file {path} was made on a different probe set (shape "
+                         f"{tuple(golden.shape)} vs {tuple(logits.shape)}); regenerate it with "
+                         "--swiglu-audit-update-golden if the data change is intended")
+    diff = (logits.double() - golden.double()).abs()
+    idx = int(diff.argmax())
+    row, col = divmod(idx, logits.shape[1])
+    return {"action": "compared", "max_deviation": float(diff.max()),
+            "where": f"probe example {row}, logit {col}: {float(logits[row, col]):.6g} vs golden "
+                     f"{float(golden[row, col]):.6g}", "note": f"compared with {path}"}
