@@ -34,7 +34,7 @@ def test_swiglu_op_property(audit, audit_impl, record_finding):
             f"implementation '{audit_impl}' disagrees with the float64 reference in {failure['dtype']}, "
             f"shape {failure['shape']}: {failure['where']} (minimal example shrunk by hypothesis in the details)")
     record_finding(make_finding(
-        OP_PROPERTY, [audit_impl], status, reason,
+        OP_PROPERTY, [], status, reason, subject=audit_impl,
         threshold="|impl - reference| within the dtype's tolerance (ratio <= 1) and finite wherever the reference is representable",
         value=result["worst_ratio"] if result["passed"] else None, details=result))
 
@@ -45,7 +45,7 @@ def test_swiglu_gradcheck(audit, audit_impl, record_finding):
     status = Status.PASS if result["passed"] else Status.FAIL
     reason = (f"gradcheck passed for '{audit_impl}' in float64" if result["passed"]
               else f"gradcheck failed for '{audit_impl}' in float64: {result['error']}")
-    record_finding(make_finding(GRADCHECK, [audit_impl], status, reason,
+    record_finding(make_finding(GRADCHECK, [], status, reason, subject=audit_impl,
                                 threshold="analytic and finite-difference gradients agree (atol 1e-5)",
                                 value=float(result["passed"]), details=result))
 

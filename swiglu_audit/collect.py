@@ -46,7 +46,9 @@ def attach_to_item(item: pytest.Item, call: pytest.CallInfo, report: pytest.Test
         # An exception inside a check (or its fixtures) is an ERROR finding, not a crashed audit.
         from .risk import error_finding
 
-        findings.append(error_finding(marker.args[0], item_models(item), call.excinfo.value).to_dict())
+        callspec = getattr(item, "callspec", None)
+        findings.append(error_finding(marker.args[0], item_models(item), call.excinfo.value,
+                                      subject=callspec.id if callspec else item.name).to_dict())
     # The report already holds a copy of item.user_properties: later phases' reports (teardown,
     # which the collector and --junitxml read) copy the item's list, so add to both.
     for finding in findings:

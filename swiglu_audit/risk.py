@@ -111,10 +111,12 @@ class Finding:
 
 def make_finding(info: CheckInfo, models: list[str], status: Status, reason: str, threshold: str,
                  value: float | None = None, ci: tuple[float, float] | None = None,
-                 ci_level: float | None = None, details: dict | None = None) -> Finding:
+                 ci_level: float | None = None, details: dict | None = None,
+                 subject: str | None = None) -> Finding:
+    """`subject` names what was checked when it is not a model (an op implementation, say)."""
     likelihood = _LIKELIHOOD_BY_STATUS[status]
     return Finding(
-        id=f"{info.suite}.{info.check}[{'-vs-'.join(models)}]",
+        id=f"{info.suite}.{info.check}[{subject or '-vs-'.join(models)}]",
         suite=info.suite, check=info.check, title=info.title, models=list(models),
         metric=info.metric, value=value,
         ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None, ci_level=ci_level,
@@ -125,11 +127,11 @@ def make_finding(info: CheckInfo, models: list[str], status: Status, reason: str
     )
 
 
-def error_finding(info: CheckInfo, models: list[str], exc: BaseException) -> Finding:
+def error_finding(info: CheckInfo, models: list[str], exc: BaseException, subject: str | None = None) -> Finding:
     """A check that raised becomes an ERROR finding: the audit could not measure this risk."""
     return make_finding(info, models, Status.ERROR,
                         f"the check could not run: {type(exc).__name__}: {exc}",
-                        threshold="the check must complete")
+                        threshold="the check must complete", subject=subject)
 
 
 def judge_floor(value: float, floor: float, status_below: Status, what: str, key: str) -> tuple[Status, str]:

@@ -18,6 +18,9 @@ epochs = 4
 [tool.swiglu_audit.adversarial]
 n_examples = 60
 steps = 3
+budgets = [0.1, 0.2]
+attacks = ["fgsm", "pgd", "square"]
+square_queries = 50
 
 [tool.swiglu_audit.ood]
 n_examples = 60
@@ -25,6 +28,7 @@ bootstrap = 50
 
 [tool.swiglu_audit.numerical]
 n_examples = 60
+op_examples = 10
 """
 
 
@@ -49,3 +53,20 @@ def write_pyproject():
     def write(pytester, extra: str) -> None:
         pytester.makefile(".toml", pyproject=TINY_AUDIT_TOML + textwrap.dedent(extra))
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_audit_report(tmp_path_factory, shared_cache):
+    """report.json of one real tiny audit (subprocess), shared by the tests that read reports."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("tiny-audit")
+    (folder / "pyproject.toml").write_text(TINY_AUDIT_TOML)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["SWIGLU_AUDIT_CACHE"] = str(shared_cache)
+    subprocess.run([sys.executable, "-m", "pytest", "--swiglu-audit", "-p", "no:cacheprovider", "-q"],
+                   cwd=folder, env=env, capture_output=True, timeout=600)
+    return json.loads((folder / "reports" / "report.json").read_text())

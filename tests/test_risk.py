@@ -55,11 +55,11 @@ def test_floor_and_ceiling_sentences_name_the_threshold():
 
 
 def test_finding_shape_and_policy():
-    f = make_finding(adversarial.PGD_ROBUST_ACCURACY, ["swiglu-mlp"], Status.FAIL, "why", "rule",
+    f = make_finding(adversarial.WORST_CASE, ["swiglu-mlp"], Status.FAIL, "why", "rule",
                      value=0.1, ci=(0.05, 0.15), ci_level=0.95)
     d = f.to_dict()
     assert d["rmf"] == ["MEASURE 2.7"] and d["attack_class"] == "evasion/white-box"
-    assert d["severity"] == "high" and d["id"] == "adversarial.pgd_robust_accuracy[swiglu-mlp]"
+    assert d["severity"] == "high" and d["id"] == "adversarial.worst_case_robust_accuracy[swiglu-mlp]"
     assert breaches_policy("FAIL") and breaches_policy("ERROR") and not breaches_policy("WARN")
     assert breaches_policy("WARN", fail_on_warn=True)
     assert verdict(["PASS", "WARN"]) == "WARN" and verdict(["PASS", "FAIL", "ERROR"]) == "ERROR"

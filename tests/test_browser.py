@@ -1,0 +1,61 @@
+"""The HTML report in a real browser: headless Chromium (Debian's), driven by Playwright.
+
+Renders a report made by a real (tiny) audit, checks every section is visible, that the page logs
+no console error and makes no network request of any kind, and leaves a screenshot in the test's
+temporary folder.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from swiglu_audit.report.html import render_html
+
+CHROMIUM = os.environ.get("SWIGLU_AUDIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+
+SECTIONS = ["summary", "comparison", "suite-adversarial", "suite-poisoning", "suite-ood",
+            "suite-numerical", "suite-efficiency", "coverage", "reproducibility"]
+
+
+HOSTILE = '<script>window.__pwned = 1</script><img src="https://example.invalid/x.png" onerror="window.__pwned = 2">'
+
+
+def test_report_renders_offline_without_errors(tiny_audit_report, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    doc = json.loads(json.dumps(tiny_audit_report))
+    doc["findings"][0]["reason"] += HOSTILE  # strings a user or a model could supply
+    doc["findings"][0]["models"][0] += HOSTILE
+    doc["config"]["dataset"] = HOSTILE
+    html_path = tmp_path / "report.html"
+    html_path.write_text(render_html(doc))
+    url = html_path.as_uri()
+    requests, errors = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            page.wait_for_load_state("networkidle")
+            for section in SECTIONS:
+                assert page.locator(f"#{section}").is_visible(), section
+            assert page.locator("svg").count() >= 3  # inline plots
+            assert page.evaluate("() => document.querySelectorAll('script').length") == 0
+            title = page.title()
+            assert page.evaluate("() => window.__pwned") is None  # nothing injected ran
+            assert HOSTILE in page.inner_text("body")  # it is shown as text instead
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert requests == [url], f"the report made network requests: {requests[1:]}"
+    assert title.startswith("swiglu-audit report")
+    assert (tmp_path / "report.png").stat().st_size > 10_000
