@@ -4,7 +4,11 @@ Each run is a fresh `python -m pytest --swiglu-audit` process in an empty folder
 empty cache folder, warm runs reuse the cache the first cold run filled. Reported: wall time of
 each run, the median, and the peak resident memory of the audit process (from wait4's rusage).
 
-    python bench/bench_audit.py --profile standard --cold-runs 3 --warm-runs 3 --out bench/results.json
+    python bench/bench_audit.py --profile standard --workers 2 --cold-runs 3 --warm-runs 3 --out bench/results.json
+
+Memory: `peak_rss_mb` is the largest resident set of any one process of the run (wait4's
+ru_maxrss covers the audit process and the xdist workers it waited for); `peak_tree_rss_mb` is
+the largest sum over the whole process tree, sampled from /proc every 0.2 s (Linux only).
 """
 
 from __future__ import annotations
@@ -17,22 +21,56 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 
-def run_audit(workdir: Path, cache: Path, profile: str) -> dict:
+def _tree_rss_mb(root: int) -> float:
+    """Sum of VmRSS over `root` and all its descendants, from /proc."""
+    parents, rss = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            parents[int(entry)] = int(fields["PPid"])
+            rss[int(entry)] = int(fields.get("VmRSS", "0 kB").split()[0])
+        except (OSError, KeyError, ValueError):
+            continue
+    total, frontier = 0, [root]
+    while frontier:
+        pid = frontier.pop()
+        total += rss.get(pid, 0)
+        frontier += [p for p, parent in parents.items() if parent == pid]
+    return total / 1024
+
+
+def run_audit(workdir: Path, cache: Path, profile: str, workers: int) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["SWIGLU_AUDIT_CACHE"] = str(cache)
     cmd = [sys.executable, "-m", "pytest", "--swiglu-audit", f"--swiglu-audit-profile={profile}",
-           "-p", "no:cacheprovider", "-q"]
+           "-p", "no:cacheprovider", "-q"] + (["-n", str(workers)] if workers > 1 else [])
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    out = proc.stdout.read()
+    peak_tree, finished = [0.0], threading.Event()
+
+    def sample():  # never poll() the process here: os.wait4 below must be the one to reap it
+        while not finished.is_set():
+            peak_tree[0] = max(peak_tree[0], _tree_rss_mb(proc.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out = proc.stdout.read()  # EOF: the audit has closed its output, i.e. it is exiting
+    finished.set()
     _, status, rusage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     report = json.loads((workdir / "reports" / "report.json").read_text())
+    sampler.join(timeout=1)
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(rusage.ru_maxrss / 1024, 1),
+            "peak_tree_rss_mb": round(peak_tree[0], 1),
             "exit_status": os.waitstatus_to_exitcode(status), "verdict": report["summary"]["verdict"],
             "n_findings": len(report["findings"]), "cache": report["environment"]["cache"],
             "tail": out.decode(errors="replace").splitlines()[-1:]}
@@ -43,6 +81,7 @@ def main() -> None:
     ap.add_argument("--profile", default="standard")
     ap.add_argument("--cold-runs", type=int, default=3)
     ap.add_argument("--warm-runs", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (1: serial)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch
@@ -50,26 +89,27 @@ def main() -> None:
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                            "cpu_count": os.cpu_count(), "torch": torch.__version__,
                            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
-               "profile": args.profile, "cold": [], "warm": []}
+               "profile": args.profile, "workers": args.workers, "cold": [], "warm": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         first_cache = None
         for i in range(args.cold_runs):
             cache, work = tmp / f"cache-cold-{i}", tmp / f"work-cold-{i}"
             work.mkdir()
-            results["cold"].append(run_audit(work, cache, args.profile))
+            results["cold"].append(run_audit(work, cache, args.profile, args.workers))
             first_cache = first_cache or cache
             print("cold", results["cold"][-1], flush=True)
         for i in range(args.warm_runs):
             work = tmp / f"work-warm-{i}"
             work.mkdir()
-            results["warm"].append(run_audit(work, first_cache, args.profile))
+            results["warm"].append(run_audit(work, first_cache, args.profile, args.workers))
             print("warm", results["warm"][-1], flush=True)
     for kind in ("cold", "warm"):
         runs = results[kind]
         if runs:
             results[f"{kind}_median_seconds"] = statistics.median(r["seconds"] for r in runs)
             results[f"{kind}_peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+            results[f"{kind}_peak_tree_rss_mb"] = max(r["peak_tree_rss_mb"] for r in runs)
     print(json.dumps({k: v for k, v in results.items() if k not in ("cold", "warm")}, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

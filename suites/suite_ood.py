@@ -3,7 +3,8 @@
 import pytest
 
 from swiglu_audit import measurements as measure
-from swiglu_audit.checks.ood import FAR_OOD_DESCRIPTION, MSP_COMPARISON, MSP_FAR_OOD, auroc_estimate, compare_auroc
+from swiglu_audit.checks.ood import (FAR_OOD_DESCRIPTION, MSP_COMPARISON, MSP_FAR_OOD, auroc_estimate,
+                                     compare_auroc, roc_points)
 from swiglu_audit.risk import Status, judge_drop, judge_floor, make_finding
 
 
@@ -20,7 +21,8 @@ def test_msp_far_ood_auroc(audit, audit_model, record_finding):
         value=est.value, ci=(est.ci_low, est.ci_high), ci_level=est.level,
         details={"positive_class": "in-distribution (higher MSP = more in-distribution)",
                  "ood_set": FAR_OOD_DESCRIPTION, "n_in": int(scores["in"].shape[1]),
-                 "n_out": int(scores["out"].shape[1]), "auroc": est.to_dict()}))
+                 "n_out": int(scores["out"].shape[1]), "auroc": est.to_dict(),
+                 "roc_first_seed": roc_points(scores["in"][0], scores["out"][0])}))
 
 
 @pytest.mark.swiglu_audit_check(MSP_COMPARISON)

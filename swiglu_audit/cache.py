@@ -44,12 +44,15 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 @dataclass
 class CacheStats:
-    hits: int = 0
-    misses: int = 0
-    healed: list[str] = field(default_factory=list)  # keys of corrupted entries that were retrained
+    hits: int = 0  # checkpoints loaded
+    misses: int = 0  # checkpoints trained
+    result_hits: int = 0  # expensive measurements (attack results) loaded
+    result_misses: int = 0  # expensive measurements computed
+    healed: list[str] = field(default_factory=list)  # keys of corrupted entries that were redone
 
     def to_dict(self) -> dict:
-        return {"hits": self.hits, "misses": self.misses, "healed": list(self.healed)}
+        return {"hits": self.hits, "misses": self.misses, "result_hits": self.result_hits,
+                "result_misses": self.result_misses, "healed": list(self.healed)}
 
 
 class CheckpointCache:
@@ -57,13 +60,18 @@ class CheckpointCache:
         self.root = Path(root)
         self.stats = CacheStats()
 
-    def path_for(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.safetensors"
+    def path_for(self, key: str, kind: str = "checkpoint") -> Path:
+        folder = self.root if kind == "checkpoint" else self.root / "results"
+        return folder / key[:2] / f"{key}.safetensors"
 
-    def get_or_create(self, key: str, create: Callable[[], tuple[dict[str, torch.Tensor], dict]]
-                      ) -> tuple[dict[str, torch.Tensor], dict, bool]:
-        """Return (state_dict, record, was_cached). `create` trains and returns (state, record)."""
-        path = self.path_for(key)
+    def get_or_create(self, key: str, create: Callable[[], tuple[dict[str, torch.Tensor], dict]],
+                      kind: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict, bool]:
+        """Return (tensors, record, was_cached). `create` computes and returns (tensors, record).
+
+        kind "checkpoint": trained weights; kind "result": a measurement that is a pure function
+        of cached weights, data and code (attack results), so workers and later runs share it.
+        """
+        path = self.path_for(key, kind)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -73,12 +81,13 @@ class CheckpointCache:
         try:
             with lock:
                 loaded = self._load(path, key)
+                hit, miss = ("hits", "misses") if kind == "checkpoint" else ("result_hits", "result_misses")
                 if loaded is not None:
-                    self.stats.hits += 1
+                    setattr(self.stats, hit, getattr(self.stats, hit) + 1)
                     return (*loaded, True)
                 state, record = create()
                 self._store(path, state, record)
-                self.stats.misses += 1
+                setattr(self.stats, miss, getattr(self.stats, miss) + 1)
                 return state, record, False
         except Timeout as exc:
             raise CacheError(f"waited {LOCK_TIMEOUT_S}s for the lock on {path}; if no other audit "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .cache import cache_key
 from .checks.adversarial import input_gradient_stats, output_stats, run_attack, worst_case
 from .checks.numerical import half_parity, state_difference
 from .checks.ood import far_ood_set, msp_scores
@@ -29,66 +30,87 @@ def clean_correct(audit: AuditSession, name: str) -> np.ndarray:
     return audit.memo(("clean", name), compute)
 
 
+def _code_digest() -> str:
+    """Attack results are cached across runs; a change to the code that computes them (or to the
+    attack library) must invalidate them, not only a version bump."""
+    import hashlib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from .checks import adversarial as adversarial_module
+
+    h = hashlib.sha256()
+    for path in (Path(__file__), Path(adversarial_module.__file__)):
+        h.update(path.read_bytes())
+    h.update(f"torch {torch.__version__} torchattacks {version('torchattacks')}".encode())
+    return h.hexdigest()
+
+
+def _attack_one_seed(audit: AuditSession, model, x, y) -> dict:
+    cfg, n_classes = audit.config.adversarial, audit.data.n_classes
+    seed = model.seed or 0
+    run = lambda attack, **kw: run_attack(model.module, attack, x, y, cfg, n_classes, seed, **kw)
+    per_attack = {a: run(a, return_examples=(a == "pgd")) for a in cfg["attacks"]}
+    pgd_main = per_attack.get("pgd") or run("pgd", return_examples=True)
+    curve = {eps: (pgd_main if eps == cfg["eps"] else run("pgd", eps=eps))["robust"]
+             for eps in sorted(set(cfg["budgets"]) | {cfg["eps"]})}
+    robust, broken_by = worst_case({a: r["robust"] for a, r in per_attack.items()}, pgd_main["clean"])
+    return {
+        "clean": pgd_main["clean"], "worst": robust, "broken_by": broken_by,
+        "per_attack": {a: r["robust"] for a, r in per_attack.items()},
+        "costs": [r["cost"] for r in per_attack.values()], "curve": curve,
+        "fgsm": (per_attack.get("fgsm") or run("fgsm"))["robust"], "pgd": pgd_main["robust"],
+        "pgd_double": run("pgd", steps=2 * cfg["steps"])["robust"],
+        "large": run("pgd", eps=cfg["large_eps"])["robust"],
+        "square": per_attack["square"]["robust"] if "square" in per_attack else None,
+        "gradients": input_gradient_stats(model.module, x, y), "outputs": output_stats(model.module, x),
+        "pgd_examples": pgd_main["examples"],
+    }
+
+
 def adversarial(audit: AuditSession, name: str) -> dict:
     """Every configured attack at the main budget, the PGD budget curve, the extra runs the
-    sanity checks need, and gradient and output statistics; stacked over seeds."""
-    def compute():
+    sanity checks need, gradient and output statistics, and the PGD examples (for transfer);
+    stacked over seeds. Cached on disk like checkpoints: xdist workers and later runs share it."""
+    def compute_and_pack():
         cfg, data = audit.config.adversarial, audit.data
         x, y = data.x_test[: cfg["n_examples"]], data.y_test[: cfg["n_examples"]]
-        n_classes = data.n_classes
-        seeds = []
-        for m in audit.zoo.models(name):
-            seed = m.seed or 0
-            run = lambda attack, **kw: run_attack(m.module, attack, x, y, cfg, n_classes, seed, **kw)
-            per_attack = {a: run(a) for a in cfg["attacks"]}
-            pgd_main = per_attack.get("pgd") or run("pgd")
-            curve = {eps: (pgd_main if eps == cfg["eps"] else run("pgd", eps=eps))["robust"]
-                     for eps in sorted(set(cfg["budgets"]) | {cfg["eps"]})}
-            clean = pgd_main["clean"]
-            robust, broken_by = worst_case({a: r["robust"] for a, r in per_attack.items()}, clean)
-            seeds.append({
-                "clean": clean, "worst": robust, "broken_by": broken_by,
-                "per_attack": {a: r["robust"] for a, r in per_attack.items()},
-                "costs": [r["cost"] for r in per_attack.values()],
-                "curve": curve,
-                "fgsm": (per_attack.get("fgsm") or run("fgsm"))["robust"],
-                "pgd": pgd_main["robust"],
-                "pgd_double": run("pgd", steps=2 * cfg["steps"])["robust"],
-                "large": run("pgd", eps=cfg["large_eps"])["robust"],
-                "square": per_attack["square"]["robust"] if "square" in per_attack else None,
-                "gradients": input_gradient_stats(m.module, x, y),
-                "outputs": output_stats(m.module, x),
-            })
-        stack = lambda key: np.stack([s[key] for s in seeds])
+        seeds = [_attack_one_seed(audit, m, x, y) for m in audit.zoo.models(name)]
+        stack = lambda key: torch.from_numpy(np.stack([s[key] for s in seeds]))
+        tensors = {k: stack(k) for k in ("clean", "worst", "fgsm", "pgd", "pgd_double", "large")}
+        if seeds[0]["square"] is not None:
+            tensors["square"] = stack("square")
+        for a in cfg["attacks"]:
+            tensors[f"per_attack/{a}"] = torch.from_numpy(np.stack([s["per_attack"][a] for s in seeds]))
+        for eps in seeds[0]["curve"]:
+            tensors[f"curve/{eps!r}"] = torch.from_numpy(np.stack([s["curve"][eps] for s in seeds]))
+        tensors["pgd_examples"] = torch.stack([s["pgd_examples"] for s in seeds])
+        record = {k: [s[k] for s in seeds] for k in ("broken_by", "costs", "gradients", "outputs")}
+        return tensors, {**record, "n_classes": data.n_classes}
+
+    def compute():
+        key = cache_key({"kind": "adversarial", "models": [m.key for m in audit.zoo.models(name)],
+                         "cfg": audit.config.adversarial, "data": audit.data.fingerprint,
+                         "device": audit.device.type, "code": _code_digest()})
+        tensors, record, _ = audit.cache.get_or_create(key, compute_and_pack, kind="result")
+        arr = lambda k: tensors[k].numpy()
         return {
-            "clean": stack("clean"), "worst": stack("worst"), "fgsm": stack("fgsm"), "pgd": stack("pgd"),
-            "pgd_double": stack("pgd_double"), "large": stack("large"),
-            "square": None if seeds[0]["square"] is None else stack("square"),
-            "per_attack": {a: np.stack([s["per_attack"][a] for s in seeds]) for a in cfg["attacks"]},
-            "curve": {eps: np.stack([s["curve"][eps] for s in seeds]) for eps in seeds[0]["curve"]},
-            "broken_by": [s["broken_by"] for s in seeds], "costs": [s["costs"] for s in seeds],
-            "gradients": [s["gradients"] for s in seeds], "outputs": [s["outputs"] for s in seeds],
-            "n_classes": n_classes,
+            **{k: arr(k) for k in ("clean", "worst", "fgsm", "pgd", "pgd_double", "large")},
+            "square": arr("square") if "square" in tensors else None,
+            "per_attack": {k.split("/", 1)[1]: arr(k) for k in tensors if k.startswith("per_attack/")},
+            "curve": {float(k.split("/", 1)[1]): arr(k) for k in tensors if k.startswith("curve/")},
+            "pgd_examples": list(tensors["pgd_examples"]),
+            **record,
         }
     return audit.memo(("adversarial", name), compute)
 
 
-def pgd_examples(audit: AuditSession, name: str) -> list:
-    """PGD adversarial examples crafted on each seed's model (for transfer attacks)."""
-    def compute():
-        cfg, data = audit.config.adversarial, audit.data
-        x, y = data.x_test[: cfg["n_examples"]], data.y_test[: cfg["n_examples"]]
-        return [run_attack(m.module, "pgd", x, y, cfg, data.n_classes, m.seed or 0,
-                           return_examples=True)["examples"] for m in audit.zoo.models(name)]
-    return audit.memo(("pgd_examples", name), compute)
-
-
 def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:
-    """Target's per-example correctness on examples crafted on the source (seed k onto seed k)."""
+    """Target's per-example correctness on PGD examples crafted on the source (seed k onto seed k)."""
     cfg, data = audit.config.adversarial, audit.data
     y = data.y_test[: cfg["n_examples"]]
     rows = []
-    for examples, m in zip(pgd_examples(audit, source), audit.zoo.models(target)):
+    for examples, m in zip(adversarial(audit, source)["pgd_examples"], audit.zoo.models(target)):
         rows.append((predict_logits(m.module, examples, audit.device).argmax(1) == y).numpy())
     return np.stack(rows)
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from . import __version__
-from .cache import CheckpointCache, cache_key
+from .cache import CheckpointCache, cache_key, tensors_digest
 from .config import AuditConfig
 from .data import AuditData
 from .errors import ModelContractError
@@ -35,6 +35,7 @@ class TrainedModel:
     record: dict  # training record (history, seconds), {} for pretrained weights
     cached: bool
     n_parameters: int
+    key: str  # identity of these weights: the checkpoint's cache key, or a hash of the weights file
 
 
 class Zoo:
@@ -101,7 +102,7 @@ class Zoo:
             model.load_state_dict(state)
         model.to(self.device).eval()
         check_model_contract(model, spec.name, self.data, self.device, trained=True)
-        return TrainedModel(spec.name, seed, model, record, cached, count_parameters(model))
+        return TrainedModel(spec.name, seed, model, record, cached, count_parameters(model), key)
 
     def _load_pretrained(self, spec: ModelSpec) -> TrainedModel:
         path = Path(spec.weights).expanduser()
@@ -119,7 +120,8 @@ class Zoo:
                                      "saved from this model's state_dict") from exc
         model.to(self.device).eval()
         check_model_contract(model, spec.name, self.data, self.device, trained=True)
-        return TrainedModel(spec.name, None, model, {}, True, count_parameters(model))
+        return TrainedModel(spec.name, None, model, {}, True, count_parameters(model),
+                            tensors_digest(model.state_dict()))
 
 
 def _call_factory(spec: ModelSpec, data: AuditData) -> nn.Module:

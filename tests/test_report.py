@@ -53,7 +53,8 @@ def test_html_escapes_everything_a_user_or_model_supplies():
 
 def test_reports_are_written_and_interruption_is_recorded(tmp_path):
     paths = write_document(sample_document(exit_status=2), tmp_path / "out")
-    assert set(paths) == {"report.json", "report.html", "findings.csv", "summary.md"}
+    assert set(paths) == {"report.json", "report.html", "findings.csv", "summary.md",
+                          "oscal-assessment-results.json"}
     doc = json.loads((tmp_path / "out" / "report.json").read_text())
     assert doc["summary"]["interrupted"] is True
     assert "interrupted" in (tmp_path / "out" / "report.html").read_text()
@@ -100,3 +101,35 @@ def test_collector_merges_worker_meta():
     merged = c.merged_meta()
     assert merged["cache"]["hits"] == 8 and merged["cache"]["misses"] == 2
     assert set(merged["models"]) == {"mgw0", "mgw1"} and merged["workers"] == ["gw0", "gw1"]
+
+
+def test_oscal_export_has_observations_risks_with_facets_and_stable_ids():
+    from swiglu_audit.report.oscal import render_oscal
+
+    doc = sample_document()
+    first, second = json.loads(render_oscal(doc)), json.loads(render_oscal(doc))
+    assert first == second  # uuid5 from finding ids: re-rendering is stable
+    ar = first["assessment-results"]
+    assert ar["metadata"]["oscal-version"].startswith("1.1") and ar["import-ap"]["href"]
+    result = ar["results"][0]
+    assert len(result["observations"]) == 3
+    assert len(result["risks"]) == 2  # WARN and ERROR become risks; PASS does not
+    facets = {f["name"]: f["value"] for f in result["risks"][0]["characterizations"][0]["facets"]}
+    assert set(facets) == {"likelihood", "impact", "risk"}
+    targets = {f["target"]["target-id"] for f in result["findings"]}
+    assert "measure-2.7" in targets
+    obs_ids = {o["uuid"] for o in result["observations"]}
+    assert all(r["observation-uuid"] in obs_ids for f in result["findings"] for r in f["related-observations"])
+
+
+def test_markdown_summary_lists_what_is_not_pass():
+    from swiglu_audit.report.markdown import render_markdown
+
+    md = render_markdown(sample_document(name="a|b"))
+    assert md.startswith("## swiglu-audit: ERROR")
+    assert "a\\|b" in md and md.count("\n| ") == 3  # header row + WARN + ERROR rows
+
+
+def test_a_real_audit_report_validates_against_the_schema(tiny_audit_report):
+    jsonschema.validate(tiny_audit_report, schema())
+    assert {f["suite"] for f in tiny_audit_report["findings"]} == {"adversarial", "poisoning", "ood", "numerical", "efficiency"}

@@ -130,3 +130,13 @@ def compare_auroc(cand: dict, base: dict, level: float, alpha: float, n_boot: in
     p = min(1.0, 2 * min(np.mean(reps <= 0), np.mean(reps >= 0)) + 1 / (n_boot + 1))
     return Comparison(value_c, value_b, value_c - value_b, float(lo), float(hi), float(p), level,
                       alpha, min(cand["in"].shape[0], base["in"].shape[0]), n_in + n_out)
+
+
+def roc_points(scores_in: np.ndarray, scores_out: np.ndarray, max_points: int = 60) -> list[list[float]]:
+    """(false positive rate, true positive rate) pairs, in-distribution positive, thinned for plots."""
+    from sklearn.metrics import roc_curve
+
+    labels = np.r_[np.ones(len(scores_in)), np.zeros(len(scores_out))]
+    fpr, tpr, _ = roc_curve(labels, np.r_[scores_in, scores_out])
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))
+    return [[round(float(fpr[i]), 4), round(float(tpr[i]), 4)] for i in keep]

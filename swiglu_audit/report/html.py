@@ -82,6 +82,64 @@ def interval_plot(rows: list[dict], title: str) -> str:
     return "".join(parts)
 
 
+PALETTE = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#1b7c83", "#57606a", "#bc4c00")
+
+
+def line_plot(series: dict[str, list[tuple[float, float]]], title: str, x_label: str, y_label: str,
+              diagonal: bool = False) -> str:
+    """Several named (x, y) lines in one inline SVG, y in [0, 1], with a legend."""
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return ""
+    xs = [x for pts in series.values() for x, _ in pts]
+    x_lo, x_hi = min(xs), max(xs)
+    x_hi = x_hi if x_hi > x_lo else x_lo + 1
+    left, top, width, height, legend_w = 50, 10, 420, 220, 220
+
+    def px(x):
+        return left + (x - x_lo) / (x_hi - x_lo) * width
+
+    def py(y):
+        return top + (1 - y) * height
+
+    parts = [f'<svg role="img" aria-label="{esc(title)}" xmlns="http://www.w3.org/2000/svg" '
+             f'width="{left + width + legend_w}" height="{top + height + 40}" font-size="11">',
+             f'<rect x="{left}" y="{top}" width="{width}" height="{height}" fill="none" stroke="#d0d7de"/>']
+    for tick in (0, 0.5, 1):
+        parts.append(f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
+    for tick in (x_lo, (x_lo + x_hi) / 2, x_hi):
+        parts.append(f'<text x="{px(tick):.1f}" y="{top + height + 14}" text-anchor="middle">{tick:.2g}</text>')
+    parts.append(f'<text x="{left + width / 2}" y="{top + height + 30}" text-anchor="middle">{esc(x_label)}</text>')
+    parts.append(f'<text x="12" y="{top + height / 2}" transform="rotate(-90 12 {top + height / 2})" '
+                 f'text-anchor="middle">{esc(y_label)}</text>')
+    if diagonal:
+        parts.append(f'<line x1="{px(x_lo)}" y1="{py(0)}" x2="{px(x_hi)}" y2="{py(1)}" stroke="#8c959f" stroke-dasharray="3,3"/>')
+    for i, (name, pts) in enumerate(sorted(series.items())):
+        colour = PALETTE[i % len(PALETTE)]
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in sorted(pts))
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>')
+        parts.append(f'<text x="{left + width + 10}" y="{top + 12 + 14 * i}" fill="{colour}">{esc(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def suite_curves(suite: str, findings: list[dict]) -> str:
+    """The suite's curve plots, drawn from the findings' details."""
+    if suite == "adversarial":
+        curves = {f["models"][0]: [(c["eps"], c["value"]) for c in f["details"].get("curve", [])]
+                  for f in findings if f["check"] == "worst_case_robust_accuracy" and f["details"].get("curve")}
+        if curves:
+            return ("<h3>PGD-Linf robust accuracy against budget</h3>"
+                    + line_plot(curves, "robust accuracy against budget", "eps (Linf)", "robust accuracy"))
+    if suite == "ood":
+        rocs = {f["models"][0]: [tuple(p) for p in f["details"].get("roc_first_seed", [])]
+                for f in findings if f["check"] == "msp_far_ood_auroc" and f["details"].get("roc_first_seed")}
+        if rocs:
+            return ("<h3>ROC curves, far OOD, first seed (in-distribution positive)</h3>"
+                    + line_plot(rocs, "ROC curves", "false positive rate", "true positive rate", diagonal=True))
+    return ""
+
+
 def findings_table(findings: list[dict]) -> str:
     rows = "".join(
         f"<tr><td>{badge(f['status'])}</td><td><code>{esc(f['id'])}</code></td>"
@@ -143,8 +201,8 @@ def suite_section(doc: dict, suite: str) -> str:
     title = SUITE_TITLES.get(suite, suite)
     if not fs:
         return f'<section id="suite-{esc(suite)}"><h2>{esc(title)}</h2><p>Not run in this audit.</p></section>'
-    plots = ""
-    for check in sorted({f["check"] for f in fs}):
+    plots = suite_curves(suite, fs)
+    for check in sorted({f["check"] for f in fs if f.get("ci_low") is not None}):
         rows = [f for f in fs if f["check"] == check]
         plots += f"<h3>{esc(rows[0]['title'])}</h3>" + interval_plot(rows, rows[0]["title"])
     details = "".join(finding_detail(f, doc["rmf"]) for f in fs)

@@ -99,12 +99,14 @@ def render_all(document: dict) -> dict[str, str]:
     from .csv_report import render_csv
     from .html import render_html
     from .markdown import render_markdown
+    from .oscal import render_oscal
 
     return {
         "report.json": json.dumps(document, indent=2, allow_nan=False),
         "report.html": render_html(document),
         "findings.csv": render_csv(document),
         "summary.md": render_markdown(document),
+        "oscal-assessment-results.json": render_oscal(document),
     }
 
 
