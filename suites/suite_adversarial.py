@@ -33,6 +33,8 @@ def test_worst_case_robust_accuracy(audit, audit_model, record_finding):
             "clean_accuracy": bootstrap_mean(result["clean"], level).to_dict(),
             "per_attack": {a: bootstrap_mean(r, level).to_dict() for a, r in result["per_attack"].items()},
             "broken_by_first": broken_by,
+            # per seed, per test example: the first attack that broke it, "clean" or "robust"
+            "broken_by_example": result["broken_by_example"],
             "curve": [{"eps": eps, **bootstrap_mean(r, level).to_dict()} for eps, r in sorted(result["curve"].items())],
             "cost_per_seed": result["costs"],
         }))

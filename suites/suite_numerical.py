@@ -11,9 +11,9 @@ import torch
 
 from swiglu_audit import measurements as measure
 from swiglu_audit.cache import CheckpointCache
-from swiglu_audit.checks.numerical import (DETERMINISM, FP16_MAX, GOLDEN, GRADCHECK, OP_PROPERTY,
+from swiglu_audit.checks.numerical import (DETERMINISM, DEVICE_PARITY, FP16_MAX, GOLDEN, GRADCHECK, OP_PROPERTY,
                                            PRECISION_PARITY, ROUNDTRIP, check_implementation,
-                                           gradcheck_implementation, platform_key, probe_digest,
+                                           device_parity, gradcheck_implementation, platform_key, probe_digest,
                                            state_difference)
 from swiglu_audit.golden import compare_or_write, golden_path
 from swiglu_audit.risk import Status, make_finding
@@ -154,3 +154,23 @@ def test_checkpoint_roundtrip(audit, audit_model, record_finding):
     record_finding(make_finding(ROUNDTRIP, [audit_model], status, reason,
                                 threshold="every tensor bitwise identical, same dtype and shape",
                                 value=float(len(differing)), details={"differing": differing, "n_tensors": len(state)}))
+
+
+@pytest.mark.swiglu_audit_check(DEVICE_PARITY)
+def test_cpu_vs_accelerator(audit, audit_model, record_finding):
+    if audit.device.type == "cpu":
+        pytest.skip("no accelerator in this audit: CPU vs CUDA/MPS parity is not measured (the coverage matrix says so)")
+    policy = audit.config.policy
+    x = audit.data.x_test[: audit.config.numerical["n_examples"]]
+    runs = [device_parity(m.module, x) for m in audit.zoo.models(audit_model)]
+    deviation = max(r["max_logit_deviation"] for r in runs)
+    flips = bootstrap_mean([r["flips"] for r in runs], policy["confidence_level"])
+    ok = deviation <= policy["max_device_logit_deviation"] and flips.value <= policy["max_device_flip_rate"]
+    reason = (f"model '{audit_model}' on {audit.device.type} vs CPU: largest logit deviation {deviation:.3g} "
+              f"(max_device_logit_deviation = {policy['max_device_logit_deviation']}), flip rate "
+              f"{flips.value:.4f} (max_device_flip_rate = {policy['max_device_flip_rate']})")
+    record_finding(make_finding(
+        DEVICE_PARITY, [audit_model], Status.PASS if ok else Status.FAIL, reason,
+        threshold=f"deviation <= max_device_logit_deviation = {policy['max_device_logit_deviation']}; "
+                  f"flip rate <= max_device_flip_rate = {policy['max_device_flip_rate']}",
+        value=deviation, details={"device": audit.device.type, "flip_rate": flips.to_dict()}))

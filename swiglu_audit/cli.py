@@ -41,6 +41,19 @@ def cmd_show(args) -> int:
     return 1 if s["breaches_policy"] else 0
 
 
+def cmd_open(args) -> int:
+    import webbrowser
+
+    path = Path(args.report)
+    if path.is_dir():
+        path = path / "report.html"
+    if not path.is_file():
+        raise SystemExit(f"swiglu-audit: no report at {path}; run `pytest --swiglu-audit` first")
+    print(path)
+    webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
 def cmd_list(args) -> int:
     for path in sorted(Path(args.folder).rglob("report.json")):
         try:
@@ -61,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("show", help="print a report's verdict and findings; exit 1 if it breaches its policy")
     p.add_argument("report")
     p.set_defaults(func=cmd_show)
+    p = sub.add_parser("open", help="open a report.html (or a report folder) in the web browser")
+    p.add_argument("report", nargs="?", default="reports")
+    p.set_defaults(func=cmd_open)
     p = sub.add_parser("list", help="list saved reports under a folder")
     p.add_argument("folder", nargs="?", default="reports")
     p.set_defaults(func=cmd_list)

@@ -108,6 +108,8 @@ DEFAULT_POLICY: dict[str, Any] = {
     "max_bf16_flip_rate": 0.02,  # share of predictions that flip under bfloat16 autocast
     "max_nondeterminism": 0.0,  # largest weight difference between two same-seed trainings (CPU)
     "max_nondeterminism_accelerator": 1e-3,  # the same on CUDA/MPS, which are not bitwise deterministic
+    "max_device_logit_deviation": 1e-2,  # CPU vs CUDA/MPS logits (TF32 matmuls on CUDA by default)
+    "max_device_flip_rate": 0.01,  # share of predictions that differ between CPU and accelerator
     "golden_tolerance_float32": 1e-4,  # largest logit deviation from the golden file, float32
     "golden_tolerance_bfloat16": 5e-2,  # the same under bfloat16 autocast
     "min_fp16_headroom": 2.0,  # float16 max / largest FFN activation must stay above this

@@ -32,7 +32,8 @@ def clean_correct(audit: AuditSession, name: str) -> np.ndarray:
 
 def _code_digest() -> str:
     """Attack results are cached across runs; a change to the code that computes them (or to the
-    attack library) must invalidate them, not only a version bump."""
+    attack library) must invalidate them, not only a version bump. Read once, at import, so that
+    the digest describes the code this process runs."""
     import hashlib
     from importlib.metadata import version
     from pathlib import Path
@@ -46,6 +47,9 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
+CODE_DIGEST = _code_digest()
+
+
 def _attack_one_seed(audit: AuditSession, model, x, y) -> dict:
     cfg, n_classes = audit.config.adversarial, audit.data.n_classes
     seed = model.seed or 0
@@ -54,9 +58,9 @@ def _attack_one_seed(audit: AuditSession, model, x, y) -> dict:
     pgd_main = per_attack.get("pgd") or run("pgd", return_examples=True)
     curve = {eps: (pgd_main if eps == cfg["eps"] else run("pgd", eps=eps))["robust"]
              for eps in sorted(set(cfg["budgets"]) | {cfg["eps"]})}
-    robust, broken_by = worst_case({a: r["robust"] for a, r in per_attack.items()}, pgd_main["clean"])
+    robust, broken_by, who = worst_case({a: r["robust"] for a, r in per_attack.items()}, pgd_main["clean"])
     return {
-        "clean": pgd_main["clean"], "worst": robust, "broken_by": broken_by,
+        "clean": pgd_main["clean"], "worst": robust, "broken_by": broken_by, "broken_by_example": who,
         "per_attack": {a: r["robust"] for a, r in per_attack.items()},
         "costs": [r["cost"] for r in per_attack.values()], "curve": curve,
         "fgsm": (per_attack.get("fgsm") or run("fgsm"))["robust"], "pgd": pgd_main["robust"],
@@ -85,13 +89,14 @@ def adversarial(audit: AuditSession, name: str) -> dict:
         for eps in seeds[0]["curve"]:
             tensors[f"curve/{eps!r}"] = torch.from_numpy(np.stack([s["curve"][eps] for s in seeds]))
         tensors["pgd_examples"] = torch.stack([s["pgd_examples"] for s in seeds])
-        record = {k: [s[k] for s in seeds] for k in ("broken_by", "costs", "gradients", "outputs")}
+        record = {k: [s[k] for s in seeds]
+                  for k in ("broken_by", "broken_by_example", "costs", "gradients", "outputs")}
         return tensors, {**record, "n_classes": data.n_classes}
 
     def compute():
         key = cache_key({"kind": "adversarial", "models": [m.key for m in audit.zoo.models(name)],
                          "cfg": audit.config.adversarial, "data": audit.data.fingerprint,
-                         "device": audit.device.type, "code": _code_digest()})
+                         "device": audit.device.type, "code": CODE_DIGEST})
         tensors, record, _ = audit.cache.get_or_create(key, compute_and_pack, kind="result")
         arr = lambda k: tensors[k].numpy()
         return {

@@ -52,6 +52,25 @@ class AuditSession:
             self._memo[key] = compute()
         return self._memo[key]
 
+    def prefetch(self, needs: dict[str, set[str]], worker_index: int, n_workers: int) -> None:
+        """Under pytest-xdist, compute this worker's share of the expensive measurements first.
+
+        Without it, two workers that reach tests of the same model at the same moment would
+        serialise on the cache lock: one computes, the other waits. Models are dealt out in turn
+        (the slow vision transformers first, so every worker gets its share of them); a worker then
+        finds the other workers' results in the cache when its tests need them.
+        """
+        from . import measurements
+
+        order = sorted(needs, key=lambda n: (self.zoo.spec(n).family != "vit", n))
+        for name in order[worker_index::n_workers]:
+            self.progress.update(f"prefetch {name}")
+            self.zoo.models(name)
+            if "adversarial" in needs[name]:
+                measurements.adversarial(self, name)
+            if "label_flip" in needs[name]:
+                measurements.label_flip(self, name)  # trains and caches the poisoned models
+
     def meta(self) -> dict:
         """Reproducibility facts of this process, JSON-safe, merged across workers by the plugin."""
         models = {}

@@ -64,10 +64,11 @@ def test_attack_restores_train_mode_and_is_seeded(trained):
 
 def test_worst_case_needs_every_attack_to_fail_and_credits_the_first_break():
     clean = np.array([True, True, True, False])
-    robust, broken = worst_case({"a": np.array([True, False, True, False]),
-                                 "b": np.array([True, False, False, False])}, clean)
+    robust, broken, who = worst_case({"a": np.array([True, False, True, False]),
+                                      "b": np.array([True, False, False, False])}, clean)
     assert robust.tolist() == [True, False, False, False]
     assert broken == {"clean": 1, "a": 1, "b": 1}
+    assert who == ["robust", "a", "b", "clean"]
 
 
 def test_counting_model_counts_forward_and_backward_examples(trained):

@@ -90,3 +90,23 @@ def test_training_learns_digits():
     assert accuracy(model, data.x_test, data.y_test, torch.device("cpu")) > 0.9
     assert record["history"][-1]["train_loss"] < record["history"][0]["train_loss"]
     assert not model.training  # handed back in eval mode
+
+
+def test_progress_is_quiet_in_ci_and_without_a_terminal(monkeypatch):
+    import io
+
+    from swiglu_audit.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setenv("CI", "true")
+    quiet = Progress(stream=Tty())
+    quiet.update("training")
+    assert not quiet.enabled and quiet.stream.getvalue() == ""
+    monkeypatch.delenv("CI")
+    assert not Progress(stream=io.StringIO()).enabled  # not a terminal: an xdist worker, a log file
+    loud = Progress(stream=Tty())
+    loud.update("training swiglu-mlp seed 0")
+    assert loud.enabled and "training swiglu-mlp seed 0" in loud.stream.getvalue()

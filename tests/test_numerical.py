@@ -95,3 +95,17 @@ def test_bf16_autocast_parity_runs_on_cpu():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     result = half_parity(model, torch.rand(16, 1, 8, 8), "bfloat16")
     assert result["finite"] and result["flips"].shape == (16,) and result["max_logit_deviation"] < 0.1
+
+
+def test_device_parity_of_a_model_with_itself_on_cpu_is_exact():
+    from swiglu_audit.checks.numerical import device_parity
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    result = device_parity(model, torch.rand(8, 1, 8, 8))
+    assert result["device"] == "cpu" and result["max_logit_deviation"] == 0.0 and not result["flips"].any()
+
+
+def test_torch_compile_of_the_op_matches_eager():
+    compiled = torch.compile(eager_swiglu, dynamic=True)
+    result = check_implementation(compiled, max_examples=10, dtypes=(torch.float32,))
+    assert result["passed"] and result["examples"] == 10

@@ -209,16 +209,21 @@ def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, cf
     return out
 
 
-def worst_case(per_attack: dict[str, np.ndarray], clean: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-    """Robust only if clean-correct and every attack failed; credit each break to the first attack
-    (in the given order) that succeeded."""
+def worst_case(per_attack: dict[str, np.ndarray], clean: np.ndarray
+               ) -> tuple[np.ndarray, dict[str, int], list[str]]:
+    """Robust only if clean-correct and every attack failed. Each broken example is credited to
+    the first attack (in the given order) that succeeded; returns the robust mask, the count per
+    attack, and per example the name of what broke it ("clean" when the model was already wrong,
+    "robust" when nothing did)."""
     robust = clean.copy()
     broken_by = {"clean": int((~clean).sum())}
+    who = np.where(clean, "robust", "clean").astype(object)
     for name, r in per_attack.items():
         newly = robust & ~r
         broken_by[name] = int(newly.sum())
+        who[newly] = name
         robust &= r
-    return robust, broken_by
+    return robust, broken_by, who.tolist()
 
 
 def input_gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:

@@ -80,6 +80,16 @@ ROUNDTRIP = CheckInfo(
     mitigation="Do not cast or re-layout weights on save; check the safetensors version.",
 )
 
+DEVICE_PARITY = CheckInfo(
+    suite="numerical", check="cpu_vs_accelerator", title="CPU against the accelerator (CUDA or MPS)",
+    metric="largest logit deviation, CPU vs accelerator", impact="moderate", **_TAGS,
+    explanation="The same weights run on the CPU and on the audit's accelerator, on the same inputs; "
+                "the finding is the largest logit deviation and the share of predictions that differ. "
+                "Only measured when an accelerator is present.",
+    mitigation="Pin the accelerator's math mode (torch.backends.cuda.matmul.allow_tf32 = False) for "
+               "audits and serving, or accept the measured deviation explicitly in the policy.",
+)
+
 # Tolerances of the op check, per dtype: |impl - ref| <= atol + rtol * |ref|
 OP_TOLERANCES = {
     torch.float64: (1e-12, 1e-10),
@@ -301,3 +311,18 @@ def probe_digest(x: torch.Tensor) -> str:
 
 def flip_rate_array(results: list[dict]) -> np.ndarray:
     return np.stack([r["flips"] for r in results])
+
+
+@torch.no_grad()
+def device_parity(model: nn.Module, x: torch.Tensor) -> dict:
+    """Logits of `model` on its own device against a CPU copy of it, on the same inputs."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        on_device = model(x.to(device)).float().cpu()
+        on_cpu = copy.deepcopy(model).cpu().eval()(x.cpu()).float()
+    finally:
+        model.train(was_training)
+    return {"device": device.type, "max_logit_deviation": float((on_device - on_cpu).abs().max()),
+            "flips": (on_device.argmax(1) != on_cpu.argmax(1)).numpy()}
