@@ -181,3 +181,17 @@ def test_fp16_parity_flags_activations_past_the_float16_range(trained):
             ffn.up_proj.weight.mul_(300.0)
     bad = half_parity(blown, data.x_test[:64])
     assert bad["ffn_absmax"] > FP16_MAX and bad["headroom"] < 1
+
+
+def test_within_budget_rejects_examples_outside_the_ball_or_the_box():
+    from swiglu_audit.checks.adversarial import AttackSpec, within_budget
+
+    x = torch.full((3, 1, 2, 2), 0.5)
+    adv = x.clone()
+    adv[1, 0, 0, 0] = 0.65  # Linf 0.15 > eps 0.1
+    adv[2, 0, 0, 0] = 1.05  # outside [0, 1] (and outside the ball)
+    spec = AttackSpec("pgd", "Linf", 0.1, "white-box")
+    assert within_budget(x, adv, spec).tolist() == [True, False, False]
+    l2 = AttackSpec("pgd_l2", "L2", 0.2, "white-box")
+    assert within_budget(x, x + 0.09, l2).tolist() == [True, True, True]  # L2 = 0.18
+    assert within_budget(x, x + 0.11, l2).tolist() == [False, False, False]  # L2 = 0.22
