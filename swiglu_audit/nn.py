@@ -8,6 +8,7 @@ Models take images in [0, 1] and normalise inside (the torchattacks contract) an
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -170,6 +171,17 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 def ffn_modules(model: nn.Module) -> list[tuple[str, FeedForward]]:
     """Every FeedForward inside a model, with its qualified name."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, FeedForward)]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Eval mode for the block, then the model's own mode again (the torchattacks contract)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def count_parameters(model: nn.Module) -> int:

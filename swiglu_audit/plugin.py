@@ -8,6 +8,7 @@ them as <property> elements. Only the controller (never a worker) writes report 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ def _enabled(config: pytest.Config) -> bool:
     return bool(config.getoption(cfg.OPT_ENABLE))
 
 
+@functools.cache
 def suites_dir() -> Path:
     from importlib import resources
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import autocast
+from .nn import eval_mode
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,8 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
 def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device,
                    batch_size: int = 1024) -> torch.Tensor:
     """Logits in float32 on the CPU, in eval mode; the model's own mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
     return torch.cat(out)
 
 

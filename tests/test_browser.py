@@ -17,7 +17,7 @@ CHROMIUM = os.environ.get("SWIGLU_AUDIT_CHROMIUM") or shutil.which("chromium") o
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 
 SECTIONS = ["summary", "comparison", "suite-adversarial", "suite-poisoning", "suite-ood",
-            "suite-numerical", "suite-efficiency", "coverage", "reproducibility"]
+            "suite-numerical", "suite-efficiency", "coverage", "policy", "reproducibility"]
 
 
 HOSTILE = '<script>window.__pwned = 1</script><img src="https://example.invalid/x.png" onerror="window.__pwned = 2">'

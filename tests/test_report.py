@@ -45,7 +45,7 @@ def test_html_escapes_everything_a_user_or_model_supplies():
     assert EVIL not in html and "&lt;script&gt;" in html
     assert "<script" not in html.lower()
     for marker in ('id="summary"', 'id="comparison"', 'id="suite-adversarial"', 'id="coverage"',
-                   'id="reproducibility"', "<svg"):
+                   'id="policy"', 'id="reproducibility"', "<svg"):
         assert marker in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in html

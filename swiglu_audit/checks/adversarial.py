@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import KNOWN_ATTACKS
+from ..nn import eval_mode
 from ..risk import CheckInfo
 
 _EVASION_MITIGATION = ("Adversarial training (PGD-AT, TRADES) in the candidate's recipe, input "
@@ -175,11 +176,9 @@ def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, cf
     """
     device = next(model.parameters()).device
     counter = CountingModel(model)
-    was_training = model.training
-    model.eval()
     robust, clean, out_of_budget, examples = [], [], 0, []
     started = time.perf_counter()
-    try:
+    with eval_mode(model):
         attack, spec = build_attack(name, counter, cfg, n_classes, eps, steps, seed)
         torch.manual_seed(seed)  # random starts and restarts are the attacks' only randomness
         for i in range(0, len(x), batch_size):
@@ -200,8 +199,6 @@ def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, cf
             robust.append(r.cpu())
             if return_examples:
                 examples.append(adv.cpu())
-    finally:
-        model.train(was_training)
     out = {"robust": torch.cat(robust).numpy(), "clean": torch.cat(clean).numpy(),
            "cost": {"attack": name, "norm": spec.norm, "eps": spec.eps, "kind": spec.kind,
                     "seconds": round(time.perf_counter() - started, 4),
@@ -232,14 +229,10 @@ def worst_case(per_attack: dict[str, np.ndarray], clean: np.ndarray
 def input_gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
     """Share of examples whose cross-entropy input gradient is zero, and whether all are finite."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         xg = x.to(device).clone().requires_grad_(True)
         loss = F.cross_entropy(model(xg), y.to(device), reduction="sum")
         (grad,) = torch.autograd.grad(loss, xg)
-    finally:
-        model.train(was_training)
     per_example = grad.flatten(1).abs().sum(1)
     return {"finite": bool(torch.isfinite(grad).all()),
             "zero_share": float((per_example == 0).float().mean())}
@@ -249,12 +242,8 @@ def input_gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
 def output_stats(model: nn.Module, x: torch.Tensor) -> dict:
     """Do outputs look like probabilities (rows in [0, 1] summing to 1)? Is eval deterministic?"""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         a, b = model(x.to(device)).float(), model(x.to(device)).float()
-    finally:
-        model.train(was_training)
     rows_are_distributions = bool(((a >= 0) & (a <= 1)).all() and torch.allclose(a.sum(1), torch.ones(len(a), device=a.device), atol=1e-3))
     log_probs = bool((a <= 0).all() and torch.allclose(a.exp().sum(1), torch.ones(len(a), device=a.device), atol=1e-3))
     return {"probabilities": rows_are_distributions, "log_probabilities": log_probs,

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn import FeedForward
+from ..nn import FeedForward, eval_mode
 from ..risk import CheckInfo
 
 FP16_MAX = float(torch.finfo(torch.float16).max)  # 65504
@@ -260,9 +260,7 @@ def half_parity(model: nn.Module, x: torch.Tensor, dtype: str = "float16") -> di
     """float32 against float16 (a half copy of the model) or bfloat16 (autocast): flips per
     example, largest logit deviation, and the FFN headroom to the float16 maximum."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         x = x.to(device)
         ref = model(x).float()
         if dtype == "float16":
@@ -273,8 +271,6 @@ def half_parity(model: nn.Module, x: torch.Tensor, dtype: str = "float16") -> di
         else:
             raise ValueError(f"half_parity: dtype must be float16 or bfloat16, got {dtype!r}")
         absmax = ffn_hidden_absmax(model, x)
-    finally:
-        model.train(was_training)
     finite = bool(torch.isfinite(out).all())
     flips = (ref.argmax(1) != out.argmax(1)).cpu().numpy()
     deviation = float((ref - out).abs().max()) if finite else float("inf")
@@ -317,12 +313,8 @@ def flip_rate_array(results: list[dict]) -> np.ndarray:
 def device_parity(model: nn.Module, x: torch.Tensor) -> dict:
     """Logits of `model` on its own device against a CPU copy of it, on the same inputs."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         on_device = model(x.to(device)).float().cpu()
         on_cpu = copy.deepcopy(model).cpu().eval()(x.cpu()).float()
-    finally:
-        model.train(was_training)
     return {"device": device.type, "max_logit_deviation": float((on_device - on_cpu).abs().max()),
             "flips": (on_device.argmax(1) != on_cpu.argmax(1)).numpy()}

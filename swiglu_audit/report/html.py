@@ -218,6 +218,15 @@ def coverage_section(doc: dict) -> str:
             f"<th>status</th><th>note</th></tr>{rows}</table></section>")
 
 
+def policy_section(doc: dict) -> str:
+    rows = "".join(f"<tr><td><code>{esc(k)}</code></td><td>{esc(v)}</td></tr>" for k, v in doc["policy"].items())
+    return ('<section id="policy"><h2>Policy (risk tolerance, MAP 1.5)</h2><p class=muted>The thresholds '
+            "every finding was held to, from [tool.swiglu_audit.policy] and the defaults. FAIL and "
+            "ERROR findings fail the audit"
+            + (", and so do WARN findings (fail_on_warn)" if doc["policy"].get("fail_on_warn") else "")
+            + f".</p><table><tr><th>setting</th><th>value</th></tr>{rows}</table></section>")
+
+
 def reproducibility_section(doc: dict) -> str:
     env = doc["environment"]
     data = env.get("data") or {}
@@ -242,7 +251,7 @@ def render_html(doc: dict) -> str:
     suites = [s for s in SUITE_TITLES] + sorted({f["suite"] for f in doc["findings"]} - set(SUITE_TITLES))
     body = (summary_section(doc) + comparison_section(doc)
             + "".join(suite_section(doc, s) for s in suites)
-            + coverage_section(doc) + reproducibility_section(doc))
+            + coverage_section(doc) + policy_section(doc) + reproducibility_section(doc))
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
             f"<title>swiglu-audit report: {esc(doc['summary']['verdict'])}</title><style>{CSS}</style></head>"
