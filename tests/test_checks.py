@@ -26,7 +26,7 @@ def trained():
 CFG = {"eps": 0.1, "eps_l2": 0.5, "steps": 5, "square_queries": 100, "cw_steps": 10, "apgd_steps": 5}
 
 
-@pytest.mark.parametrize("attack", ["fgsm", "pgd", "pgd_l2", "cw_l2", "apgd_ce", "apgd_dlr", "square"])
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "pgd_l2", "cw_l2", "apgd_ce", "apgd_dlr", "square", "autoattack"])
 def test_every_attack_stays_within_budget_and_in_the_unit_box(trained, attack):
     model, data = trained
     x, y = data.x_test[:40], data.y_test[:40]
