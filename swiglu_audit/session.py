@@ -65,17 +65,22 @@ class AuditSession:
         order = sorted(needs, key=lambda n: (self.zoo.spec(n).family != "vit", n))
         for name in order[worker_index::n_workers]:
             self.progress.update(f"prefetch {name}")
-            self.zoo.models(name)
-            if "adversarial" in needs[name]:
-                measurements.adversarial(self, name)
-            if "label_flip" in needs[name]:
-                measurements.label_flip(self, name)  # trains and caches the poisoned models
+            try:
+                self.zoo.models(name)
+                if "adversarial" in needs[name]:
+                    measurements.adversarial(self, name)
+                if "label_flip" in needs[name]:
+                    measurements.label_flip(self, name)  # trains and caches the poisoned models
+            except Exception:  # noqa: BLE001
+                # A broken model must not fail the session fixture (and with it every test on
+                # this worker): its own tests hit the same error and report it as ERROR findings.
+                continue
 
     def meta(self) -> dict:
         """Reproducibility facts of this process, JSON-safe, merged across workers by the plugin."""
         models = {}
         if self._zoo is not None:
-            for (name, tag), trained in self._zoo._trained.items():
+            for (name, tag), trained in self._zoo.trained_runs():
                 entry = models.setdefault(name, {"spec": self._zoo.spec(name).to_dict(), "runs": {}})
                 entry["n_parameters"] = trained[0].n_parameters
                 entry["runs"][tag] = [{

@@ -69,6 +69,10 @@ class Zoo:
                 self._trained[key] = [self._train_one(spec, seed, y, tag) for seed in self.config.seeds]
         return self._trained[key]
 
+    def trained_runs(self) -> list[tuple[tuple[str, str], list[TrainedModel]]]:
+        """((model name, tag), its trained models) for everything this process has trained or loaded."""
+        return list(self._trained.items())
+
     def instantiate(self, spec: ModelSpec) -> nn.Module:
         """A fresh, untrained model of this spec (random init from the current torch seed)."""
         if spec.factory:

@@ -110,3 +110,17 @@ def test_progress_is_quiet_in_ci_and_without_a_terminal(monkeypatch):
     loud = Progress(stream=Tty())
     loud.update("training swiglu-mlp seed 0")
     assert loud.enabled and "training swiglu-mlp seed 0" in loud.stream.getvalue()
+
+
+def test_device_choice_and_a_clear_error_for_a_missing_accelerator():
+    from swiglu_audit.config import OPT_DEVICE
+    from swiglu_audit.device import precision_name, resolve_device
+    from swiglu_audit.errors import ConfigError
+
+    auto = resolve_device("auto")
+    assert auto.type == ("cuda" if torch.cuda.is_available() else auto.type)
+    assert resolve_device("cpu").type == "cpu" and precision_name(torch.device("cpu")) == "float32"
+    assert precision_name(torch.device("cuda")) == "bf16-autocast"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=OPT_DEVICE):
+            resolve_device("cuda")

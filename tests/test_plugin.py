@@ -180,6 +180,17 @@ def test_a_broken_user_model_becomes_error_findings_naming_it(tiny_project, writ
     assert [f for f in doc["findings"] if f["models"] == ["my-swiglu"] and f["status"] != "ERROR"]
 
 
+def test_a_broken_user_model_under_xdist_leaves_the_other_models_audited(tiny_project, write_pyproject):
+    _user_zoo(tiny_project, write_pyproject, "WrongShape")
+    tiny_project.syspathinsert()
+    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-n", "2")
+    doc = report(tiny_project)
+    errors = [f for f in doc["findings"] if f["status"] == "ERROR"]
+    assert errors and all("my-baseline" in f["models"] for f in errors)
+    candidate_only = [f for f in doc["findings"] if f["models"] == ["my-swiglu"]]
+    assert candidate_only and all(f["status"] != "ERROR" for f in candidate_only)
+
+
 def test_corrupted_cache_entry_is_healed_during_an_audit(tiny_project, tmp_path, monkeypatch):
     monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "private-cache"))
     tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "roundtrip and not relu")
