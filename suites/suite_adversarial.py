@@ -9,7 +9,7 @@ import pytest
 from swiglu_audit import measurements as measure
 from swiglu_audit.checks.adversarial import (SANITY, SANITY_CHECKS, TRANSFER, WORST_CASE,
                                              WORST_CASE_COMPARISON, sanity_verdict)
-from swiglu_audit.risk import Status, judge_drop, judge_floor, make_finding
+from swiglu_audit.risk import Status, comparison_finding, judge_floor, make_finding
 from swiglu_audit.stats import bootstrap_mean, paired_comparison
 
 
@@ -60,17 +60,11 @@ def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, record_findin
     candidate, baseline = audit_pair
     cand, base = measure.adversarial(audit, candidate), measure.adversarial(audit, baseline)
     cmp = paired_comparison(cand["worst"], base["worst"], policy["confidence_level"], policy["alpha"])
-    status, reason = judge_drop(cmp, policy["max_robust_accuracy_drop"], "worst-case robust accuracy",
-                                "max_robust_accuracy_drop")
     per_attack = {a: paired_comparison(cand["per_attack"][a], base["per_attack"][a],
                                        policy["confidence_level"], policy["alpha"]).to_dict()
                   for a in cand["per_attack"]}
-    record_finding(make_finding(
-        WORST_CASE_COMPARISON, [candidate, baseline], status, reason,
-        threshold=f"candidate not worse by more than max_robust_accuracy_drop = "
-                  f"{policy['max_robust_accuracy_drop']} (significant at alpha = {policy['alpha']})",
-        value=cmp.difference, ci=(cmp.ci_low, cmp.ci_high), ci_level=cmp.level,
-        details={"comparison": cmp.to_dict(), "per_attack": per_attack}))
+    record_finding(comparison_finding(WORST_CASE_COMPARISON, audit_pair, cmp, policy, "max_robust_accuracy_drop",
+                                      "worst-case robust accuracy", details={"per_attack": per_attack}))
 
 
 @pytest.mark.swiglu_audit_check(TRANSFER)
@@ -80,13 +74,8 @@ def test_transfer_attack_vs_baseline(audit, audit_pair, record_finding):
     onto_candidate = measure.transfer(audit, source=baseline, target=candidate)
     onto_baseline = measure.transfer(audit, source=candidate, target=baseline)
     cmp = paired_comparison(onto_candidate, onto_baseline, policy["confidence_level"], policy["alpha"])
-    status, reason = judge_drop(cmp, policy["max_robust_accuracy_drop"],
-                                "accuracy under transferred PGD examples", "max_robust_accuracy_drop")
-    record_finding(make_finding(
-        TRANSFER, [candidate, baseline], status, reason,
-        threshold=f"candidate under the baseline's examples not worse than the baseline under the "
-                  f"candidate's by more than max_robust_accuracy_drop = {policy['max_robust_accuracy_drop']}",
-        value=cmp.difference, ci=(cmp.ci_low, cmp.ci_high), ci_level=cmp.level,
-        details={"comparison": cmp.to_dict(),
-                 "candidate_accuracy_on_baseline_examples": float(np.mean(onto_candidate)),
+    record_finding(comparison_finding(
+        TRANSFER, audit_pair, cmp, policy, "max_robust_accuracy_drop",
+        "accuracy of the candidate under the baseline's PGD examples vs the baseline under the candidate's",
+        details={"candidate_accuracy_on_baseline_examples": float(np.mean(onto_candidate)),
                  "baseline_accuracy_on_candidate_examples": float(np.mean(onto_baseline))}))

@@ -5,7 +5,7 @@ import pytest
 from swiglu_audit import measurements as measure
 from swiglu_audit.checks.ood import (FAR_OOD_DESCRIPTION, MSP_COMPARISON, MSP_FAR_OOD, auroc_estimate,
                                      compare_auroc, roc_points)
-from swiglu_audit.risk import Status, judge_drop, judge_floor, make_finding
+from swiglu_audit.risk import Status, comparison_finding, judge_floor, make_finding
 
 
 @pytest.mark.swiglu_audit_check(MSP_FAR_OOD)
@@ -31,10 +31,5 @@ def test_msp_far_ood_auroc_vs_baseline(audit, audit_pair, record_finding):
     candidate, baseline = audit_pair
     cmp = compare_auroc(measure.far_ood(audit, candidate), measure.far_ood(audit, baseline),
                         policy["confidence_level"], policy["alpha"], ood["bootstrap"])
-    status, reason = judge_drop(cmp, policy["max_ood_auroc_drop"], "MSP far-OOD AUROC", "max_ood_auroc_drop")
-    record_finding(make_finding(
-        MSP_COMPARISON, [candidate, baseline], status, reason,
-        threshold=f"candidate AUROC not lower by more than max_ood_auroc_drop = {policy['max_ood_auroc_drop']} "
-                  f"(significant at alpha = {policy['alpha']})",
-        value=cmp.difference, ci=(cmp.ci_low, cmp.ci_high), ci_level=cmp.level,
-        details={"comparison": cmp.to_dict(), "p_value_method": "paired bootstrap"}))
+    record_finding(comparison_finding(MSP_COMPARISON, audit_pair, cmp, policy, "max_ood_auroc_drop",
+                                      "MSP far-OOD AUROC", details={"p_value_method": "paired bootstrap"}))

@@ -4,7 +4,7 @@ import pytest
 
 from swiglu_audit import measurements as measure
 from swiglu_audit.checks.poisoning import LABEL_FLIP, LABEL_FLIP_COMPARISON
-from swiglu_audit.risk import Status, judge_drop, make_finding
+from swiglu_audit.risk import Status, comparison_finding, judge_drop, make_finding
 from swiglu_audit.stats import paired_comparison
 
 
@@ -35,11 +35,5 @@ def test_label_flip_degradation_vs_baseline(audit, audit_pair, record_finding):
     cmp = paired_comparison(cand["poisoned"].astype(float) - cand["clean"],
                             base["poisoned"].astype(float) - base["clean"],
                             policy["confidence_level"], policy["alpha"])
-    status, reason = judge_drop(cmp, policy["max_label_flip_drop_excess"],
-                                "accuracy change under label flipping", "max_label_flip_drop_excess")
-    record_finding(make_finding(
-        LABEL_FLIP_COMPARISON, [candidate, baseline], status, reason,
-        threshold=f"candidate loses at most max_label_flip_drop_excess = "
-                  f"{policy['max_label_flip_drop_excess']} more than the baseline (significant at alpha = {policy['alpha']})",
-        value=cmp.difference, ci=(cmp.ci_low, cmp.ci_high), ci_level=cmp.level,
-        details={"flip_rate": cand["rate"], "comparison": cmp.to_dict()}))
+    record_finding(comparison_finding(LABEL_FLIP_COMPARISON, audit_pair, cmp, policy, "max_label_flip_drop_excess",
+                                      "accuracy change under label flipping", details={"flip_rate": cand["rate"]}))

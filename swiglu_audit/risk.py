@@ -165,6 +165,18 @@ def judge_drop(comparison, max_drop: float, what: str, key: str, higher_is_bette
                          "but the evidence is not significant: add seeds or examples")
 
 
+def comparison_finding(info: CheckInfo, models, comparison, policy: dict, key: str, what: str,
+                       details: dict | None = None) -> Finding:
+    """A candidate-vs-baseline finding, judged by `judge_drop` against `policy[key]`."""
+    status, reason = judge_drop(comparison, policy[key], what, key)
+    return make_finding(
+        info, list(models), status, reason,
+        threshold=f"candidate not worse than the baseline by more than {key} = {policy[key]} "
+                  f"(a FAIL needs significance at alpha = {policy['alpha']})",
+        value=comparison.difference, ci=(comparison.ci_low, comparison.ci_high),
+        ci_level=comparison.level, details={"comparison": comparison.to_dict(), **(details or {})})
+
+
 def _json_safe(obj):
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
