@@ -17,7 +17,8 @@ def summary_lines(findings: list[dict], config, paths: dict) -> list[tuple[str, 
     lines = [(f"verdict: {overall}   ({len(findings)} findings, profile {config.profile})",
               _MARKUP.get(overall, {"bold": True}))]
     width = max((len(f["id"]) for f in findings), default=10)
-    for f in sorted(findings, key=lambda f: f["id"]):
+    order = {"ERROR": 0, "FAIL": 1, "WARN": 2, "PASS": 3}  # what needs attention first
+    for f in sorted(findings, key=lambda f: (order.get(f["status"], 4), f["id"])):
         ci = (f"[{_fmt(f['ci_low'])}, {_fmt(f['ci_high'])}]" if f["ci_low"] is not None else "")
         lines.append((f"{f['status']:<5}  {f['id']:<{width}}  {_fmt(f['value'])} {ci}",
                       _MARKUP.get(f["status"], {})))
