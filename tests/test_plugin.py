@@ -318,3 +318,61 @@ def test_golden_outputs_created_then_a_perturbed_weight_fails_them(tiny_project,
     tiny_project.runpytest_subprocess(*args, OPT_UPDATE_GOLDEN)
     assert "regenerated" in {f["id"]: f for f in report(tiny_project)["findings"]}["numerical.golden_outputs[pretrained-swiglu]"]["reason"]
     assert tiny_project.runpytest_subprocess(*args).ret == 0
+
+
+SLOW_MODELS = USER_MODELS + '''
+import time
+
+class Slow(nn.Module):
+    """Sleeps in every forward pass, so that an interrupt lands in plain Python code."""
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+    def forward(self, x):
+        time.sleep(0.01)
+        return self.inner(x)
+
+def make_slow_swiglu(input_shape, n_classes):
+    return Slow(make_swiglu(input_shape, n_classes))
+
+def make_slow_relu(n_classes):
+    return Slow(make_relu(n_classes))
+'''
+
+
+def test_an_interrupted_audit_still_writes_its_reports(tiny_project, write_pyproject, tmp_path, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tiny_project.makepyfile(usermodels=SLOW_MODELS)
+    write_pyproject(tiny_project, """
+    [[tool.swiglu_audit.models]]
+    name = "slow-swiglu"
+    factory = "usermodels:make_slow_swiglu"
+    role = "candidate"
+
+    [[tool.swiglu_audit.models]]
+    name = "slow-relu"
+    factory = "usermodels:make_slow_relu"
+    """)
+    cache = tmp_path / "fresh-cache"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(SWIGLU_AUDIT_CACHE=str(cache), PYTHONPATH=str(tiny_project.path))
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", OPT_ENABLE, "-p", "no:cacheprovider", "-q"],
+                            cwd=tiny_project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cache.rglob("*.safetensors"))) < 2:
+        time.sleep(0.1)  # both seeds of the first model trained: the first checks are running
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out.decode()[-3000:]
+    doc = report(tiny_project)
+    assert doc["summary"]["interrupted"] is True
+    assert len(doc["findings"]) < N_FINDINGS_TINY
+    assert "interrupted" in (tiny_project.path / "reports" / "report.html").read_text()
+    assert not [p for p in os.listdir(tiny_project.path / "reports") if p.endswith(".tmp")]
+    assert not list(cache.rglob(".tmp-*"))  # no half-written checkpoint left behind
