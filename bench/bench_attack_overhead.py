@@ -3,8 +3,9 @@
 Both sides attack the same trained model on the same examples in the same batches with the same
 PGD settings and report robust accuracy (a clean forward pass, the attack, a forward pass on the
 adversarial examples). The harness side goes through `swiglu_audit.checks.adversarial.run_attack`,
-which adds pass counting, budget verification and mode restoration. Runs alternate (bare, harness,
-bare, ...) so that drift in machine speed hits both; the medians are compared.
+which adds pass counting, budget verification and mode restoration. Runs alternate in ABBA order
+(bare then harness, harness then bare, ...) after one warm-up of each, so that drift in machine
+speed and cache warmth hit both sides alike; the medians are compared.
 
     python bench/bench_attack_overhead.py --family vit --repeats 9 --out bench/overhead.json
 """
@@ -62,14 +63,24 @@ def main() -> None:
     cfg = {"eps": args.eps, "steps": args.steps}
 
     bare_times, harness_times, accs = [], [], set()
-    for _ in range(args.repeats):
+
+    def time_bare():
         t = time.perf_counter()
         accs.add(round(bare_pgd(model, x, y, args.eps, args.steps, 0, args.batch_size), 6))
         bare_times.append(time.perf_counter() - t)
+
+    def time_harness():
         t = time.perf_counter()
         out = run_attack(model, "pgd", x, y, cfg, data.n_classes, seed=0, batch_size=args.batch_size)
         harness_times.append(time.perf_counter() - t)
         accs.add(round(float(out["robust"].mean()), 6))
+
+    time_bare(), time_harness()  # warm-up, not counted
+    bare_times.clear(), harness_times.clear()
+    for i in range(args.repeats):  # ABBA order: neither side always runs first
+        first, second = (time_bare, time_harness) if i % 2 == 0 else (time_harness, time_bare)
+        first()
+        second()
     bare, harness = statistics.median(bare_times), statistics.median(harness_times)
     result = {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),

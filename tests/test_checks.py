@@ -4,7 +4,7 @@ import torch
 
 from torch import nn
 
-from swiglu_audit.checks.adversarial import (CountingModel, input_gradient_stats, output_stats,
+from swiglu_audit.checks.adversarial import (PassCounter, input_gradient_stats, output_stats,
                                              run_attack, sanity_verdict, worst_case)
 from swiglu_audit.checks.numerical import FP16_MAX, half_parity
 from swiglu_audit.checks.ood import auroc, far_ood_set
@@ -71,14 +71,18 @@ def test_worst_case_needs_every_attack_to_fail_and_credits_the_first_break():
     assert who == ["robust", "a", "b", "clean"]
 
 
-def test_counting_model_counts_forward_and_backward_examples(trained):
+def test_pass_counter_counts_forward_and_backward_examples_while_active(trained):
     model, data = trained
-    counter = CountingModel(model)
-    x = data.x_test[:7].clone().requires_grad_(True)
-    counter(x).sum().backward()
-    with torch.no_grad():
-        counter(data.x_test[:3])
+    with PassCounter(model) as counter:
+        model(data.x_test[:5])  # not active: not counted
+        counter.active = True
+        x = data.x_test[:7].clone().requires_grad_(True)
+        model(x).sum().backward()
+        with torch.no_grad():
+            model(data.x_test[:3])
+    model(data.x_test[:4])  # hook removed
     assert counter.forward_examples == 10 and counter.backward_examples == 7
+    assert not model._forward_hooks
 
 
 def test_output_stats_flag_probabilities_and_randomness(trained):
