@@ -137,18 +137,22 @@ def make_broken():
 '''
 
 
-def _user_zoo(pytester, write_pyproject, baseline_factory):
-    pytester.makepyfile(usermodels=USER_MODELS)
-    write_pyproject(pytester, f"""
-    [[tool.swiglu_audit.models]]
-    name = "my-swiglu"
-    factory = "usermodels:make_swiglu"
-    role = "candidate"
+def _two_user_models(pytester, write_pyproject, source, candidate, baseline, weights=None):
+    """Write `source` as usermodels.py and configure two of its factories as the audit's models.
 
-    [[tool.swiglu_audit.models]]
-    name = "my-baseline"
-    factory = "usermodels:{baseline_factory}"
-    """)
+    candidate and baseline are (model name, factory name in usermodels) pairs; `weights` is an
+    optional safetensors file for the candidate."""
+    pytester.makepyfile(usermodels=source)
+    weights_line = f'weights = "{weights}"\n' if weights else ""
+    write_pyproject(pytester, (
+        f'[[tool.swiglu_audit.models]]\nname = "{candidate[0]}"\nfactory = "usermodels:{candidate[1]}"\n'
+        f'role = "candidate"\n{weights_line}\n'
+        f'[[tool.swiglu_audit.models]]\nname = "{baseline[0]}"\nfactory = "usermodels:{baseline[1]}"\n'))
+
+
+def _user_zoo(pytester, write_pyproject, baseline_factory):
+    _two_user_models(pytester, write_pyproject, USER_MODELS, ("my-swiglu", "make_swiglu"),
+                     ("my-baseline", baseline_factory))
 
 
 def test_users_own_models_are_audited(tiny_project, write_pyproject):
@@ -218,17 +222,8 @@ def make_masked(input_shape, n_classes):
 
 
 def test_a_model_that_hides_its_gradients_is_flagged_not_reported_robust(tiny_project, write_pyproject):
-    tiny_project.makepyfile(usermodels=MASKED_MODELS)
-    write_pyproject(tiny_project, """
-    [[tool.swiglu_audit.models]]
-    name = "masked-swiglu"
-    factory = "usermodels:make_masked"
-    role = "candidate"
-
-    [[tool.swiglu_audit.models]]
-    name = "plain-relu"
-    factory = "usermodels:make_relu"
-    """.replace("[[tool.swiglu_audit.models]]", "[[tool.swiglu_audit.models]]", 1))
+    _two_user_models(tiny_project, write_pyproject, MASKED_MODELS, ("masked-swiglu", "make_masked"),
+                     ("plain-relu", "make_relu"))
     # more training and more Square queries than the tiny default, so the numbers mean something
     text = (tiny_project.path / "pyproject.toml").read_text()
     text = text.replace("epochs = 4", "epochs = 10").replace("steps = 3", "steps = 10").replace("square_queries = 50", "square_queries = 500")
@@ -288,17 +283,8 @@ def test_golden_outputs_created_then_a_perturbed_weight_fails_them(tiny_project,
     importlib.reload(usermodels)
     torch.manual_seed(0)
     save_file(usermodels.make_swiglu((1, 8, 8), 10).state_dict(), str(tiny_project.path / "w.safetensors"))
-    write_pyproject(tiny_project, """
-    [[tool.swiglu_audit.models]]
-    name = "pretrained-swiglu"
-    factory = "usermodels:make_plain"
-    weights = "w.safetensors"
-    role = "candidate"
-
-    [[tool.swiglu_audit.models]]
-    name = "relu"
-    factory = "usermodels:make_relu"
-    """)
+    _two_user_models(tiny_project, write_pyproject, PRETRAINED, ("pretrained-swiglu", "make_plain"),
+                     ("relu", "make_relu"), weights="w.safetensors")
     args = (OPT_ENABLE, "-p", "no:cacheprovider", "-k", "golden")
     tiny_project.runpytest_subprocess(*args)
     first = {f["id"]: f for f in report(tiny_project)["findings"]}
@@ -347,17 +333,8 @@ def test_an_interrupted_audit_still_writes_its_reports(tiny_project, write_pypro
     import sys
     import time
 
-    tiny_project.makepyfile(usermodels=SLOW_MODELS)
-    write_pyproject(tiny_project, """
-    [[tool.swiglu_audit.models]]
-    name = "slow-swiglu"
-    factory = "usermodels:make_slow_swiglu"
-    role = "candidate"
-
-    [[tool.swiglu_audit.models]]
-    name = "slow-relu"
-    factory = "usermodels:make_slow_relu"
-    """)
+    _two_user_models(tiny_project, write_pyproject, SLOW_MODELS, ("slow-swiglu", "make_slow_swiglu"),
+                     ("slow-relu", "make_slow_relu"))
     cache = tmp_path / "fresh-cache"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(SWIGLU_AUDIT_CACHE=str(cache), PYTHONPATH=str(tiny_project.path))
