@@ -1,39 +1,247 @@
-"""Data-poisoning suite: label-flip degradation per model, and candidate vs each baseline."""
+"""Data-poisoning suite: simulated attacks per model, candidate vs baseline, detection, integrity.
 
+Models whose family is not in [tool.swiglu_audit.poisoning] families (and models loaded from
+pretrained weights, which cannot be retrained) are skipped, with the reason in the skip message.
+"""
+
+import numpy as np
 import pytest
 
-from swiglu_audit import measurements as measure
-from swiglu_audit.checks.poisoning import LABEL_FLIP, LABEL_FLIP_COMPARISON
-from swiglu_audit.risk import Status, comparison_finding, judge_drop, make_finding
-from swiglu_audit.stats import paired_comparison
+from swiglu_audit import measure_poisoning as measure
+from swiglu_audit.checks.data_integrity import DUPLICATES, LABEL_ERRORS, LEAKAGE
+from swiglu_audit.checks.ood import auroc_estimate, compare_auroc
+from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, DETECTORS, SCAN
+from swiglu_audit.checks.poisoning import (BACKDOOR, BACKDOOR_COMPARISON, LABEL_FLIP, LABEL_FLIP_COMPARISON,
+                                           TARGETED_FLIP)
+from swiglu_audit.risk import Status, comparison_finding, judge_ceiling, judge_drop, judge_floor, make_finding
+from swiglu_audit.stats import bootstrap_mean, paired_comparison
+
+MAX_LISTED = 200  # sample indices listed per finding; the count is always complete
+
+
+def _require_in_scope(audit, *names):
+    for name in names:
+        reason = measure.out_of_scope(audit, name)
+        if reason:
+            pytest.skip(f"not poisoned in this audit: {reason}")
+
+
+def _curve(points: dict, level: float, zero=None) -> list[dict]:
+    """[{rate, value, ci_low, ci_high ...}] for the report's rate plots; rate 0 is the clean model."""
+    rows = [(0.0, zero)] if zero is not None else []
+    return [{"rate": rate, **bootstrap_mean(m, level).to_dict()} for rate, m in rows + sorted(points.items())]
 
 
 @pytest.mark.swiglu_audit_check(LABEL_FLIP)
 def test_label_flip_degradation(audit, audit_model, record_finding):
+    _require_in_scope(audit, audit_model)
     policy = audit.config.policy
     result = measure.label_flip(audit, audit_model)
+    rate = max(result["rates"])
     # poisoned vs clean model of the same architecture, on the same test examples
-    cmp = paired_comparison(result["poisoned"], result["clean"], policy["confidence_level"], policy["alpha"])
+    cmp = paired_comparison(result["poisoned"][rate], result["clean"], policy["confidence_level"], policy["alpha"])
     status, reason = judge_drop(cmp, policy["max_label_flip_accuracy_drop"],
-                                f"clean accuracy after flipping {result['rate']:.0%} of training labels",
+                                f"clean accuracy after flipping {rate:.0%} of training labels",
                                 "max_label_flip_accuracy_drop")
     status = Status.WARN if status is Status.FAIL else status  # an inherent weakness, not a regression
     record_finding(make_finding(
         LABEL_FLIP, [audit_model], status, reason,
         threshold=f"accuracy lost <= max_label_flip_accuracy_drop = {policy['max_label_flip_accuracy_drop']}",
         value=cmp.difference, ci=(cmp.ci_low, cmp.ci_high), ci_level=cmp.level,
-        details={"flip_rate": result["rate"], "n_flipped": result["n_flipped"],
-                 "comparison": cmp.to_dict()}))
+        details={"flip_rate": rate, "n_flipped": result["n_flipped"], "comparison": cmp.to_dict(),
+                 "curve": _curve(result["poisoned"], policy["confidence_level"], result["clean"])}))
 
 
 @pytest.mark.swiglu_audit_check(LABEL_FLIP_COMPARISON)
 def test_label_flip_degradation_vs_baseline(audit, audit_pair, record_finding):
+    _require_in_scope(audit, *audit_pair)
     policy = audit.config.policy
     candidate, baseline = audit_pair
     cand, base = measure.label_flip(audit, candidate), measure.label_flip(audit, baseline)
+    rate = max(cand["rates"])
     # per-example accuracy change (poisoned - clean) of each architecture, compared paired
-    cmp = paired_comparison(cand["poisoned"].astype(float) - cand["clean"],
-                            base["poisoned"].astype(float) - base["clean"],
+    cmp = paired_comparison(cand["poisoned"][rate].astype(float) - cand["clean"],
+                            base["poisoned"][rate].astype(float) - base["clean"],
                             policy["confidence_level"], policy["alpha"])
     record_finding(comparison_finding(LABEL_FLIP_COMPARISON, audit_pair, cmp, policy, "max_label_flip_drop_excess",
-                                      "accuracy change under label flipping", details={"flip_rate": cand["rate"]}))
+                                      "accuracy change under label flipping", details={"flip_rate": rate}))
+
+
+@pytest.mark.swiglu_audit_check(TARGETED_FLIP)
+def test_targeted_label_flip(audit, audit_model, record_finding):
+    _require_in_scope(audit, audit_model)
+    policy = audit.config.policy
+    result = measure.targeted(audit, audit_model)
+    rate = max(result["rates"])
+    cmp = paired_comparison(result["poisoned"][rate], result["clean"], policy["confidence_level"], policy["alpha"])
+    what = (f"increase in class-{result['source']} test inputs predicted as class {result['target']} after "
+            f"relabelling {rate:.0%} of class {result['source']}")
+    status, reason = judge_ceiling(cmp.difference, policy["max_targeted_flip_success"], Status.WARN, what,
+                                   "max_targeted_flip_success")
+    record_finding(make_finding(
+        TARGETED_FLIP, [audit_model], status, reason,
+        threshold=f"increase <= max_targeted_flip_success = {policy['max_targeted_flip_success']}",
+        value=cmp.difference, ci=(cmp.ci_low, cmp.ci_high), ci_level=cmp.level,
+        details={"source": result["source"], "target": result["target"], "rate": rate,
+                 "n_flipped": result["n_flipped"], "comparison": cmp.to_dict(),
+                 "curve": _curve(result["poisoned"], policy["confidence_level"], result["clean"])}))
+
+
+@pytest.mark.swiglu_audit_check(BACKDOOR)
+def test_backdoor_attack_success(audit, audit_model, record_finding):
+    _require_in_scope(audit, audit_model)
+    policy, level = audit.config.policy, audit.config.policy["confidence_level"]
+    result = measure.backdoor_success(audit, audit_model)
+    rate = max(result["rates"])
+    asr = {r: m for r, m in result["asr"].items() if r != "clean_label"}
+    cmp = paired_comparison(asr[rate], result["base"], level, policy["alpha"])
+    status, reason = judge_ceiling(cmp.difference, policy["max_backdoor_success"], Status.WARN,
+                                   f"attack success rate above the base rate with {rate:.0%} poison",
+                                   "max_backdoor_success")
+    est = bootstrap_mean(asr[rate], level)
+    reached = [r for r in sorted(asr) if asr[r].mean() >= 0.5]
+    details = {
+        "target": result["target"], "rate": rate, "n_poisoned": result["n_poisoned"],
+        "base_rate": bootstrap_mean(result["base"], level).to_dict(),
+        "asr_above_base": cmp.to_dict(),
+        "smallest_rate_with_asr_over_half": reached[0] if reached else None,
+        "curve": _curve(asr, level, result["base"]),
+        "clean_accuracy": _curve({r: m for r, m in result["clean_accuracy"].items() if r != "clean_label"},
+                                 level, result["clean"]),
+    }
+    if "clean_label" in result["asr"]:
+        details["clean_label_asr"] = bootstrap_mean(result["asr"]["clean_label"], level).to_dict()
+    record_finding(make_finding(
+        BACKDOOR, [audit_model], status, reason,
+        threshold=f"attack success above the base rate <= max_backdoor_success = {policy['max_backdoor_success']}",
+        value=est.value, ci=(est.ci_low, est.ci_high), ci_level=level, details=details))
+
+
+@pytest.mark.swiglu_audit_check(BACKDOOR_COMPARISON)
+def test_backdoor_attack_success_vs_baseline(audit, audit_pair, record_finding):
+    _require_in_scope(audit, *audit_pair)
+    policy = audit.config.policy
+    cand, base = (measure.backdoor_success(audit, m) for m in audit_pair)
+    rates = sorted(r for r in cand["asr"] if r != "clean_label")
+    # per triggered input: success averaged over the poison rates (an area under the ASR curve)
+    mean_asr = lambda result: np.mean([result["asr"][r] for r in rates], axis=0)
+    cmp = paired_comparison(mean_asr(cand), mean_asr(base), policy["confidence_level"], policy["alpha"])
+    record_finding(comparison_finding(BACKDOOR_COMPARISON, audit_pair, cmp, policy, "max_backdoor_success_excess",
+                                      "backdoor attack success averaged over poison rates",
+                                      details={"rates": rates}, higher_is_better=False))
+
+
+@pytest.mark.swiglu_audit_check(DETECTION)
+def test_poison_detection(audit, audit_model, record_finding):
+    _require_in_scope(audit, audit_model)
+    policy, level = audit.config.policy, audit.config.policy["confidence_level"]
+    result = measure.detection(audit, audit_model)
+    truth = result["truth"]
+    per_detector = {}
+    for det in DETECTORS:
+        scores, metrics = result["scores"][det], result["metrics"][det]
+        est = auroc_estimate(scores[:, truth], scores[:, ~truth], level, audit.config.ood["bootstrap"])
+        per_detector[det] = {"auroc": est.to_dict(),
+                             "precision": float(np.mean([m["precision"] for m in metrics])),
+                             "recall": float(np.mean([m["recall"] for m in metrics])),
+                             "n_flagged_per_seed": [m["n_flagged"] for m in metrics]}
+    best = max(DETECTORS, key=lambda d: per_detector[d]["auroc"]["value"])
+    auc = per_detector[best]["auroc"]
+    status, reason = judge_floor(auc["value"], policy["min_poison_detection_auroc"], Status.WARN,
+                                 f"best detector ({best}) AUROC on {result['n_poisoned']} planted backdoor samples",
+                                 "min_poison_detection_auroc")
+    record_finding(make_finding(
+        DETECTION, [audit_model], status, reason,
+        threshold=f"best AUROC >= min_poison_detection_auroc = {policy['min_poison_detection_auroc']}",
+        value=auc["value"], ci=(auc["ci_low"], auc["ci_high"]), ci_level=level,
+        details={"poison_rate": result["rate"], "n_poisoned": result["n_poisoned"], "best_detector": best,
+                 "positive_class": "poisoned training sample (higher score = more suspicious)",
+                 "detectors": per_detector}))
+
+
+@pytest.mark.swiglu_audit_check(DETECTION_COMPARISON)
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_poison_detectability_vs_baseline(audit, audit_pair, detector, record_finding):
+    _require_in_scope(audit, *audit_pair)
+    policy = audit.config.policy
+    split = lambda r: {"in": r["scores"][detector][:, r["truth"]], "out": r["scores"][detector][:, ~r["truth"]]}
+    cand, base = (measure.detection(audit, m) for m in audit_pair)
+    cmp = compare_auroc(split(cand), split(base), policy["confidence_level"], policy["alpha"],
+                        audit.config.ood["bootstrap"])
+    finding = comparison_finding(DETECTION_COMPARISON, audit_pair, cmp, policy, "max_detection_auroc_drop",
+                                 f"{detector} detector AUROC", details={"detector": detector,
+                                                                        "p_value_method": "paired bootstrap"})
+    finding.id = f"{finding.id}[{detector}]"
+    record_finding(finding)
+
+
+@pytest.mark.swiglu_audit_check(SCAN)
+def test_training_set_scan(audit, audit_model, record_finding):
+    policy = audit.config.policy  # no retraining: every model scans the data it was trained on
+    result = measure.scan(audit, audit_model)
+    share = len(result["indices"]) / result["n_train"]
+    status, reason = judge_ceiling(share, policy["max_suspicious_share"], Status.WARN,
+                                   f"share of the training set flagged ({len(result['indices'])} samples)",
+                                   "max_suspicious_share")
+    record_finding(make_finding(
+        SCAN, [audit_model], status, reason,
+        threshold=f"flagged share <= max_suspicious_share = {policy['max_suspicious_share']}", value=share,
+        details={"dataset": audit.data.name, "n_flagged": len(result["indices"]),
+                 "indices": result["indices"][:MAX_LISTED], "labels": result["labels"][:MAX_LISTED],
+                 "per_class": result["per_class"], "flagged_per_seed": result["flagged_per_seed"]}))
+
+
+@pytest.mark.swiglu_audit_check(LEAKAGE)
+def test_split_leakage(audit, record_finding):
+    policy, result = audit.config.policy, measure.integrity(audit)
+    leaked = {split: sorted({j for _, j in r["exact"]} | {j for _, j, _ in r["near"]})
+              for split, r in result["leaks"].items()}
+    n_leaked = sum(len(v) for v in leaked.values())
+    share = n_leaked / (result["n_test"] + result["n_val"])
+    if n_leaked == 0:
+        status, reason = Status.PASS, "no test or validation sample has an exact or near duplicate in train"
+    else:
+        status, reason = judge_ceiling(share, policy["max_leakage_share"], Status.FAIL,
+                                       f"share of test and validation samples duplicated in train ({n_leaked})",
+                                       "max_leakage_share")
+        status = Status.WARN if status is Status.PASS else status  # any leak deserves a look
+    record_finding(make_finding(
+        LEAKAGE, [], status, reason, subject=audit.data.name,
+        threshold=f"no leaked sample (WARN), share <= max_leakage_share = {policy['max_leakage_share']} (else FAIL)",
+        value=share, details={"near_duplicate_rms": audit.config.poisoning["near_duplicate_rms"],
+                              **{f"{split}_indices": v[:MAX_LISTED] for split, v in leaked.items()},
+                              "pairs": {split: {"exact": r["exact"][:MAX_LISTED], "near": r["near"][:MAX_LISTED]}
+                                        for split, r in result["leaks"].items()}}))
+
+
+@pytest.mark.swiglu_audit_check(DUPLICATES)
+def test_train_duplicates(audit, record_finding):
+    policy, result = audit.config.policy, measure.integrity(audit)
+    duplicated = sorted({j for _, j in result["within_exact"]} | {j for _, j, _ in result["within_near"]})
+    share = len(duplicated) / result["n_train"]
+    status, reason = judge_ceiling(share, policy["max_duplicate_share"], Status.WARN,
+                                   f"share of duplicated training samples ({len(duplicated)})", "max_duplicate_share")
+    if result["conflicting_labels"] and status is Status.PASS:
+        status = Status.WARN
+        reason += f"; but {len(result['conflicting_labels'])} duplicate pair(s) carry different labels"
+    record_finding(make_finding(
+        DUPLICATES, [], status, reason, subject=audit.data.name,
+        threshold=f"share <= max_duplicate_share = {policy['max_duplicate_share']}, no conflicting labels",
+        value=share, details={"indices": duplicated[:MAX_LISTED],
+                              "conflicting_label_pairs": result["conflicting_labels"][:MAX_LISTED]}))
+
+
+@pytest.mark.swiglu_audit_check(LABEL_ERRORS)
+def test_label_errors(audit, record_finding):
+    policy, result = audit.config.policy, measure.integrity(audit)
+    issues = result["labels"]
+    share = len(issues["indices"]) / result["n_train"]
+    status, reason = judge_ceiling(share, policy["max_label_error_share"], Status.WARN,
+                                   f"share of likely label errors ({len(issues['indices'])} samples)",
+                                   "max_label_error_share")
+    record_finding(make_finding(
+        LABEL_ERRORS, [], status, reason, subject=audit.data.name,
+        threshold=f"share <= max_label_error_share = {policy['max_label_error_share']}", value=share,
+        details={"indices": issues["indices"][:MAX_LISTED], "suggested_labels": issues["suggested"][:MAX_LISTED],
+                 "given_label_probability": issues["given_probability"][:MAX_LISTED],
+                 "n_folds": issues["n_folds"]}))

@@ -47,7 +47,9 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                         "budgets": [0.05, 0.1, 0.2], "large_eps": 1.0,
                         "attacks": ["fgsm", "pgd", "pgd_l2", "square"],
                         "square_queries": 200, "cw_steps": 20, "apgd_steps": 10},
-        "poisoning": {"flip_rate": 0.2},
+        "poisoning": {"families": ["mlp", "user"], "flip_rates": [0.2], "targeted_pair": [0, 1],
+                      "targeted_rates": [0.4], "backdoor_target": 0, "backdoor_rates": [0.05],
+                      "detection_rate": 0.05, "trigger_size": 2, "clean_label": False, "near_duplicate_rms": 0.03},
         "ood": {"n_examples": 120, "bootstrap": 200},
         "numerical": {"n_examples": 120, "op_examples": 25, "compile": False, "golden_probe": 32,
                       "golden_dir": "golden", "determinism_epochs": 1, "implementations": {}},
@@ -64,7 +66,13 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                         # CW-L2 and the standard AutoAttack run in the full profile
                         "attacks": ["fgsm", "pgd", "pgd_l2", "apgd_ce", "apgd_dlr", "square"],
                         "square_queries": 300, "cw_steps": 50, "apgd_steps": 20},
-        "poisoning": {"flip_rate": 0.2},
+        # Every rate retrains every model of the listed families on all seeds. The vision
+        # transformers train about seven times slower than the MLPs, so the standard profile
+        # poisons the MLP family (all five FFN variants) and the full profile adds the ViTs.
+        "poisoning": {"families": ["mlp", "user"], "flip_rates": [0.05, 0.1, 0.2],
+                      "targeted_pair": [0, 1], "targeted_rates": [0.2, 0.4], "backdoor_target": 0,
+                      "backdoor_rates": [0.01, 0.03, 0.1], "detection_rate": 0.03, "trigger_size": 2, "clean_label": False,
+                      "near_duplicate_rms": 0.03},
         "ood": {"n_examples": 360, "bootstrap": 1000},
         "numerical": {"n_examples": 360, "op_examples": 100, "compile": False, "golden_probe": 64,
                       "golden_dir": "golden", "determinism_epochs": 1, "implementations": {}},
@@ -80,7 +88,11 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                         "attacks": ["fgsm", "pgd", "pgd_l2", "cw_l2", "apgd_ce", "apgd_dlr", "square",
                                     "autoattack"],
                         "square_queries": 5000, "cw_steps": 100, "apgd_steps": 100},
-        "poisoning": {"flip_rate": 0.2},
+        "poisoning": {"families": ["mlp", "vit", "user"], "flip_rates": [0.01, 0.05, 0.1, 0.2],
+                      "targeted_pair": [0, 1], "targeted_rates": [0.1, 0.2, 0.4],
+                      "backdoor_target": 0, "backdoor_rates": [0.005, 0.01, 0.03, 0.1],
+                      "detection_rate": 0.03,
+                      "trigger_size": 2, "clean_label": True, "near_duplicate_rms": 0.03},
         "ood": {"n_examples": 360, "bootstrap": 2000},
         # torch.compile of the op costs about 30 s of compilation on a two-core CPU: full only
         "numerical": {"n_examples": 360, "op_examples": 300, "compile": True, "golden_probe": 64,
@@ -102,6 +114,15 @@ DEFAULT_POLICY: dict[str, Any] = {
     "max_zero_gradient_share": 0.05,  # share of examples with an all-zero input gradient
     "max_label_flip_accuracy_drop": 0.10,  # clean accuracy lost to label flipping, per model
     "max_label_flip_drop_excess": 0.05,  # candidate loses this much more than a baseline
+    "max_targeted_flip_success": 0.25,  # more source-class inputs sent to the target than clean
+    "max_backdoor_success": 0.5,  # backdoor attack success rate (above the base rate) gets a WARN
+    "max_backdoor_success_excess": 0.05,  # candidate's ASR above a baseline's
+    "min_poison_detection_auroc": 0.8,  # best detector's AUROC on planted backdoor poison
+    "max_detection_auroc_drop": 0.05,  # candidate vs baseline, spectral-signature AUROC
+    "max_suspicious_share": 0.02,  # share of the real training set both detectors flag in every seed
+    "max_leakage_share": 0.01,  # test/val samples duplicated in train: WARN above 0, FAIL above this
+    "max_duplicate_share": 0.01,  # duplicated training samples
+    "max_label_error_share": 0.02,  # likely label errors in the training set
     "warn_below_ood_auroc": 0.85,  # MSP far-OOD AUROC under this gets a WARN
     "max_ood_auroc_drop": 0.05,  # candidate vs baseline, MSP AUROC
     "max_fp16_flip_rate": 0.01,  # share of predictions that flip under float16
@@ -123,7 +144,10 @@ _SECTION_KEYS: dict[str, dict[str, type]] = {
     "adversarial": {"eps": float, "eps_l2": float, "steps": int, "n_examples": int,
                     "budgets": (list, float), "large_eps": float, "attacks": (list, str),
                     "square_queries": int, "cw_steps": int, "apgd_steps": int},
-    "poisoning": {"flip_rate": float},
+    "poisoning": {"families": (list, str), "flip_rates": (list, float), "targeted_pair": (list, int),
+                  "targeted_rates": (list, float), "backdoor_target": int,
+                  "backdoor_rates": (list, float), "detection_rate": float, "trigger_size": int, "clean_label": bool,
+                  "near_duplicate_rms": float},
     "ood": {"n_examples": int, "bootstrap": int},
     "numerical": {"n_examples": int, "op_examples": int, "compile": bool, "golden_probe": int,
                   "golden_dir": str, "determinism_epochs": int, "implementations": dict},
@@ -267,8 +291,7 @@ def build_config(
     _expect(sections["training"]["epochs"] >= 1, f"[{TOOL_TABLE}.training] epochs must be >= 1")
     _expect(sections["training"]["batch_size"] >= 1,
             f"[{TOOL_TABLE}.training] batch_size must be >= 1")
-    _expect(0.0 <= sections["poisoning"]["flip_rate"] < 1.0,
-            f"[{TOOL_TABLE}.poisoning] flip_rate must be in [0, 1)")
+    _check_poisoning(sections["poisoning"])
 
     seed_list = _parse_seeds(seeds) if seeds is not None else table.get("seeds", defaults["seeds"])
     _expect(isinstance(seed_list, list) and seed_list and all(isinstance(s, int) for s in seed_list),
@@ -314,6 +337,22 @@ def build_config(
         update_golden=update_golden,
         **sections,
     )
+
+
+def _check_poisoning(section: dict) -> None:
+    where = f"[{TOOL_TABLE}.poisoning]"
+    for family in section["families"]:
+        _check_choice(family, BUILTIN_FAMILIES + ("user",), "family", f"{where} families")
+    for key in ("flip_rates", "targeted_rates", "backdoor_rates"):
+        _expect(all(0.0 < r < 1.0 for r in section[key]), f"{where} {key} must lie in (0, 1)")
+        section[key] = sorted(set(section[key]))
+    pair = section["targeted_pair"]
+    _expect(len(pair) == 2 and pair[0] != pair[1] and min(pair) >= 0,
+            f"{where} targeted_pair must be two different class indices [source, target]")
+    _expect(section["detection_rate"] in section["backdoor_rates"],
+            f"{where} detection_rate = {section['detection_rate']} must be one of backdoor_rates "
+            f"{section['backdoor_rates']} (the detectors read the model trained at that rate)")
+    _expect(section["trigger_size"] >= 1, f"{where} trigger_size must be at least 1 pixel")
 
 
 def _parse_models(raw: Any) -> tuple[UserModel, ...]:

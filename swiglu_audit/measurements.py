@@ -14,12 +14,8 @@ from .cache import cache_key
 from .checks.adversarial import input_gradient_stats, output_stats, run_attack, worst_case
 from .checks.numerical import half_parity, state_difference
 from .checks.ood import far_ood_set, msp_scores
-from .checks.poisoning import flip_labels
 from .session import AuditSession
 from .train import Recipe, predict_logits, train_model
-
-POISON_SEED = 0  # one poisoned training set, shared by every architecture and training seed
-
 
 def clean_correct(audit: AuditSession, name: str) -> np.ndarray:
     def compute():
@@ -118,18 +114,6 @@ def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:
     for examples, m in zip(adversarial(audit, source)["pgd_examples"], audit.zoo.models(target)):
         rows.append((predict_logits(m.module, examples, audit.device).argmax(1) == y).numpy())
     return np.stack(rows)
-
-
-def label_flip(audit: AuditSession, name: str) -> dict:
-    def compute():
-        data, rate = audit.data, audit.config.poisoning["flip_rate"]
-        poisoned_labels, mask = flip_labels(data.y_train, rate, data.n_classes, POISON_SEED)
-        poisoned = audit.zoo.models(name, labels=poisoned_labels, tag=f"labelflip-{rate}-{POISON_SEED}")
-        rows = [(predict_logits(m.module, data.x_test, audit.device).argmax(1) == data.y_test).numpy()
-                for m in poisoned]
-        return {"clean": clean_correct(audit, name), "poisoned": np.stack(rows), "rate": rate,
-                "n_flipped": int(mask.sum())}
-    return audit.memo(("label_flip", name), compute)
 
 
 def far_ood(audit: AuditSession, name: str) -> dict:

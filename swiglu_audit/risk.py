@@ -166,12 +166,13 @@ def judge_drop(comparison, max_drop: float, what: str, key: str, higher_is_bette
 
 
 def comparison_finding(info: CheckInfo, models, comparison, policy: dict, key: str, what: str,
-                       details: dict | None = None) -> Finding:
+                       details: dict | None = None, higher_is_better: bool = True) -> Finding:
     """A candidate-vs-baseline finding, judged by `judge_drop` against `policy[key]`."""
-    status, reason = judge_drop(comparison, policy[key], what, key)
+    status, reason = judge_drop(comparison, policy[key], what, key, higher_is_better)
     return make_finding(
         info, list(models), status, reason,
-        threshold=f"candidate not worse than the baseline by more than {key} = {policy[key]} "
+        threshold=f"candidate not worse ({'lower' if higher_is_better else 'higher'}) than the "
+                  f"baseline by more than {key} = {policy[key]} "
                   f"(a FAIL needs significance at alpha = {policy['alpha']})",
         value=comparison.difference, ci=(comparison.ci_low, comparison.ci_high),
         ci_level=comparison.level, details={"comparison": comparison.to_dict(), **(details or {})})

@@ -60,7 +60,7 @@ class AuditSession:
         (the slow vision transformers first, so every worker gets its share of them); a worker then
         finds the other workers' results in the cache when its tests need them.
         """
-        from . import measurements
+        from . import measure_poisoning, measurements
 
         order = sorted(needs, key=lambda n: (self.zoo.spec(n).family != "vit", n))
         for name in order[worker_index::n_workers]:
@@ -69,8 +69,8 @@ class AuditSession:
                 self.zoo.models(name)
                 if "adversarial" in needs[name]:
                     measurements.adversarial(self, name)
-                if "label_flip" in needs[name]:
-                    measurements.label_flip(self, name)  # trains and caches the poisoned models
+                if "poisoning" in needs[name]:
+                    measure_poisoning.train_all(self, name)  # trains and caches the poisoned models
             except Exception:  # noqa: BLE001
                 # A broken model must not fail the session fixture (and with it every test on
                 # this worker): its own tests hit the same error and report it as ERROR findings.

@@ -14,6 +14,10 @@ from .device import autocast
 from .nn import eval_mode
 
 
+# Part of every checkpoint's cache key: bump it when a change to the training loop changes weights.
+TRAINER_REVISION = 2  # 2: fused AdamW
+
+
 @dataclass(frozen=True)
 class Recipe:
     """The training recipe. Part of every checkpoint's cache key."""
@@ -38,8 +42,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
     model.to(device).train()
     x, y = x.to(device), y.to(device)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate,
-                                  weight_decay=recipe.weight_decay)
+    optimizer = _adamw(model, recipe, device)
     steps_per_epoch = math.ceil(len(x) / recipe.batch_size)
     total_steps = recipe.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -66,6 +69,18 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
         history.append(entry)
     model.eval()
     return {"seconds": time.perf_counter() - started, "steps": total_steps, "history": history}
+
+
+def _adamw(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW, fused where torch has a fused kernel for the device: on a CPU it makes the small zoo
+    models train about three times faster (the per-parameter Python loop dominates their steps)."""
+    kwargs = {"lr": recipe.learning_rate, "weight_decay": recipe.weight_decay}
+    if device.type in ("cpu", "cuda"):
+        try:
+            return torch.optim.AdamW(model.parameters(), fused=True, **kwargs)
+        except (RuntimeError, TypeError, ValueError):  # older torch: no fused CPU kernel
+            pass
+    return torch.optim.AdamW(model.parameters(), **kwargs)
 
 
 @torch.no_grad()

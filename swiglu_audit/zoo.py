@@ -24,7 +24,7 @@ from .imports import load_callable
 from .nn import ModelConfig, build_model, count_parameters
 from .progress import Progress
 from .specs import ModelSpec, model_specs
-from .train import Recipe, predict_logits, train_model
+from .train import TRAINER_REVISION, Recipe, predict_logits, train_model
 
 
 @dataclass
@@ -55,18 +55,23 @@ class Zoo:
             raise KeyError(f"no model named {name!r} in this audit; known: {sorted(self.specs)}")
         return self.specs[name]
 
-    def models(self, name: str, labels: torch.Tensor | None = None, tag: str = "clean"
-               ) -> list[TrainedModel]:
-        """The trained models of one spec, one per seed. `labels` replaces the training labels
-        (for poisoning); `tag` names that change and is part of the cache key."""
+    def models(self, name: str, labels: torch.Tensor | None = None, tag: str = "clean",
+               inputs: torch.Tensor | None = None) -> list[TrainedModel]:
+        """The trained models of one spec, one per seed. `inputs` and `labels` replace the
+        training images and labels (for poisoning); `tag` names that change and is part of the
+        cache key. A model with pretrained weights cannot be retrained on changed data."""
         key = (name, tag)
         if key not in self._trained:
             spec = self.spec(name)
             if spec.weights:
+                if tag != "clean":
+                    raise ModelContractError(f"model '{spec.name}' has pretrained weights; it cannot "
+                                             f"be retrained on changed training data ({tag})")
                 self._trained[key] = [self._load_pretrained(spec)]
             else:
+                x = self.data.x_train if inputs is None else inputs
                 y = self.data.y_train if labels is None else labels
-                self._trained[key] = [self._train_one(spec, seed, y, tag) for seed in self.config.seeds]
+                self._trained[key] = [self._train_one(spec, seed, x, y, tag) for seed in self.config.seeds]
         return self._trained[key]
 
     def trained_runs(self) -> list[tuple[tuple[str, str], list[TrainedModel]]]:
@@ -82,13 +87,15 @@ class Zoo:
                                             input_shape=self.data.input_shape, **spec.arch))
         return model
 
-    def _train_one(self, spec: ModelSpec, seed: int, labels: torch.Tensor, tag: str) -> TrainedModel:
+    def _train_one(self, spec: ModelSpec, seed: int, inputs: torch.Tensor, labels: torch.Tensor,
+                   tag: str) -> TrainedModel:
         torch.manual_seed(seed)
         model = self.instantiate(spec).to(self.device)
         check_model_contract(model, spec.name, self.data, self.device)
         key = cache_key({
             "spec": spec.to_dict(), "data": self.data.fingerprint, "seed": seed,
-            "recipe": self.recipe.to_dict(), "harness": __version__, "tag": tag,
+            "recipe": self.recipe.to_dict(), "trainer": TRAINER_REVISION, "harness": __version__,
+            "tag": tag,
             # user models: their code is outside our control; the parameter names and shapes
             # at least catch an edited architecture
             "params": [(k, list(v.shape)) for k, v in model.state_dict().items()],
@@ -97,7 +104,7 @@ class Zoo:
 
         def train() -> tuple[dict, dict]:
             self.progress.update(f"training {spec.name} seed {seed} ({tag})")
-            record = train_model(model, self.data.x_train, labels, self.recipe, seed, self.device,
+            record = train_model(model, inputs, labels, self.recipe, seed, self.device,
                                  self.data.x_val, self.data.y_val)
             return model.state_dict(), record
 

@@ -13,9 +13,15 @@ import pytest
 
 from swiglu_audit.config import OPT_ENABLE, OPT_REPORT_DIR, OPT_SEEDS, OPT_UPDATE_GOLDEN
 
-# two models x (worst case, 8 sanity checks, label flip, MSP, 2 precisions, determinism, 2 golden,
-# round-trip) + one pair x five comparisons + the op's property check and gradcheck
-N_FINDINGS_TINY = 2 * 17 + 1 * 5 + 2
+# Per model: worst case, 8 sanity checks, 5 poisoning (label flip, targeted flip, backdoor,
+# detection, training-set scan), MSP, 2 precisions, determinism, 2 golden, round-trip.
+PER_MODEL = 1 + 8 + 5 + 1 + 2 + 1 + 2 + 1
+# Per pair: worst case, transfer, clean accuracy, parameter count, MSP, label flip, backdoor,
+# detectability by each of the 2 detectors.
+PER_PAIR = 5 + 2 + 2
+# Once: the op's property check and gradcheck; split leakage, train duplicates, label errors.
+ONCE = 2 + 3
+N_FINDINGS_TINY = 2 * PER_MODEL + 1 * PER_PAIR + ONCE
 
 
 def report(pytester, folder="reports"):

@@ -1,12 +1,16 @@
+import importlib
+import pkgutil
+
 import pytest
 
-from swiglu_audit.checks import adversarial, efficiency, numerical, ood, poisoning
+import swiglu_audit.checks
 from swiglu_audit.risk import (CheckInfo, Status, breaches_policy, judge_ceiling, judge_drop,
                                judge_floor, make_finding, rmf_data, severity, verdict)
 from swiglu_audit.stats import Comparison
 
-ALL_CHECKS = [obj for mod in (adversarial, poisoning, ood, numerical, efficiency)
-              for obj in vars(mod).values() if isinstance(obj, CheckInfo)]
+CHECK_MODULES = [importlib.import_module(f"swiglu_audit.checks.{m.name}")
+                 for m in pkgutil.iter_modules(swiglu_audit.checks.__path__)]
+ALL_CHECKS = [obj for mod in CHECK_MODULES for obj in vars(mod).values() if isinstance(obj, CheckInfo)]
 
 
 def test_every_check_declares_tags_that_exist_in_the_rmf_data():

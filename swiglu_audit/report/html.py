@@ -123,21 +123,38 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, x_label:
     return "".join(parts)
 
 
+# The curve plots of each suite, drawn from the findings' details: (check, details key, the x
+# field of each point (None: the points are [x, y] pairs), heading, x label, y label, diagonal).
+CURVE_PLOTS = {
+    "adversarial": [("worst_case_robust_accuracy", "curve", "eps", "PGD-Linf robust accuracy against budget",
+                     "eps (Linf)", "robust accuracy", False)],
+    "poisoning": [("label_flip_degradation", "curve", "rate", "Clean accuracy against the share of labels flipped",
+                   "share of training labels flipped at random", "clean test accuracy", False),
+                  ("targeted_label_flip", "curve", "rate", "Source-class test inputs sent to the target class",
+                   "share of the source class relabelled", "share predicted as the target", False),
+                  ("backdoor_attack_success", "curve", "rate", "Backdoor attack success against the poison rate",
+                   "share of the training set poisoned", "attack success rate", False)],
+    "ood": [("msp_far_ood_auroc", "roc_first_seed", None, "ROC curves, far OOD, first seed (in-distribution positive)",
+             "false positive rate", "true positive rate", True),
+            ("corruption_robustness", "curve", "severity", "Accuracy against corruption severity (mean of all corruptions)",
+             "severity (0 = clean)", "accuracy", False),
+            ("selective_prediction", "risk_coverage", None, "Risk-coverage curves (abstain on the least confident first)",
+             "coverage", "risk (error rate on the accepted inputs)", False)],
+}
+
+
 def suite_curves(suite: str, findings: list[dict]) -> str:
     """The suite's curve plots, drawn from the findings' details."""
-    if suite == "adversarial":
-        curves = {f["models"][0]: [(c["eps"], c["value"]) for c in f["details"].get("curve", [])]
-                  for f in findings if f["check"] == "worst_case_robust_accuracy" and f["details"].get("curve")}
-        if curves:
-            return ("<h3>PGD-Linf robust accuracy against budget</h3>"
-                    + line_plot(curves, "robust accuracy against budget", "eps (Linf)", "robust accuracy"))
-    if suite == "ood":
-        rocs = {f["models"][0]: [tuple(p) for p in f["details"].get("roc_first_seed", [])]
-                for f in findings if f["check"] == "msp_far_ood_auroc" and f["details"].get("roc_first_seed")}
-        if rocs:
-            return ("<h3>ROC curves, far OOD, first seed (in-distribution positive)</h3>"
-                    + line_plot(rocs, "ROC curves", "false positive rate", "true positive rate", diagonal=True))
-    return ""
+    html = ""
+    for check, key, x_field, heading, x_label, y_label, diagonal in CURVE_PLOTS.get(suite, []):
+        series = {}
+        for f in findings:
+            points = f["details"].get(key) if f["check"] == check else None
+            if points:
+                series[f["models"][0]] = [tuple(p) if x_field is None else (p[x_field], p["value"]) for p in points]
+        if series:
+            html += f"<h3>{esc(heading)}</h3>" + line_plot(series, heading, x_label, y_label, diagonal=diagonal)
+    return html
 
 
 def findings_table(findings: list[dict]) -> str:

@@ -1,0 +1,221 @@
+"""Poisoning measurements per model: retrain on poisoned data, measure, memoise per process.
+
+Every poisoned training set is built once from the clean one with a fixed seed, so every
+architecture and every training seed sees the same poison, and the poisoned models are cached
+like clean ones (the condition is part of their cache key). Results are (seeds x examples)
+matrices, the shape `stats` works on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .checks.data_integrity import exact_duplicates, label_issues, near_duplicates
+from .checks.poison_detection import run_detectors, detection_metrics
+from .checks.poisoning import PoisonedSet, add_trigger, backdoor, flip_labels, targeted_flip
+from .features import penultimate_features
+from .measurements import clean_correct
+from .session import AuditSession
+from .specs import USER_GROUP
+from .train import predict_logits
+
+POISON_SEED = 0  # one poisoned training set per condition, shared by every model and seed
+
+
+@dataclass(frozen=True)
+class Condition:
+    attack: str  # "flip", "targeted", "backdoor" or "clean_label"
+    rate: float
+
+    def tag(self, cfg: dict) -> str:
+        """Names the poisoned training set in cache keys: every parameter that shapes it."""
+        params = {"flip": "", "targeted": f"-pair{cfg['targeted_pair'][0]}to{cfg['targeted_pair'][1]}",
+                  "backdoor": f"-target{cfg['backdoor_target']}-size{cfg['trigger_size']}",
+                  "clean_label": f"-target{cfg['backdoor_target']}-size{cfg['trigger_size']}"}
+        return f"{self.attack}-{self.rate}{params[self.attack]}-seed{POISON_SEED}"
+
+
+def conditions(cfg: dict) -> list[Condition]:
+    out = [Condition("flip", r) for r in cfg["flip_rates"]]
+    out += [Condition("targeted", r) for r in cfg["targeted_rates"]]
+    out += [Condition("backdoor", r) for r in cfg["backdoor_rates"]]
+    if cfg["clean_label"]:
+        out.append(Condition("clean_label", max(cfg["backdoor_rates"])))
+    return out
+
+
+def out_of_scope(audit: AuditSession, name: str) -> str | None:
+    """Why this model is not poisoned in this audit, or None when it is."""
+    spec, families = audit.zoo.spec(name), audit.config.poisoning["families"]
+    if spec.weights:
+        return f"'{name}' is loaded from pretrained weights; the poisoning suite needs to retrain it"
+    group = USER_GROUP if spec.group == USER_GROUP else spec.family
+    if group not in families:
+        return (f"the {group} family is not in [tool.swiglu_audit.poisoning] families = {families} "
+                f"(profile '{audit.config.profile}'); add it there to poison it")
+    return None
+
+
+def poisoned_set(audit: AuditSession, cond: Condition) -> PoisonedSet:
+    def build():
+        data, cfg = audit.data, audit.config.poisoning
+        x, y = data.x_train, data.y_train
+        if cond.attack == "flip":
+            labels, mask = flip_labels(y, cond.rate, data.n_classes, POISON_SEED)
+            return PoisonedSet(x, labels, mask)
+        if cond.attack == "targeted":
+            source, target = _pair(audit)
+            labels, mask = targeted_flip(y, source, target, cond.rate, POISON_SEED)
+            return PoisonedSet(x, labels, mask)
+        return backdoor(x, y, _target(audit), cond.rate, cfg["trigger_size"], POISON_SEED,
+                        clean_label=cond.attack == "clean_label")
+    return audit.memo(("poisoned-set", cond), build)
+
+
+def poisoned_models(audit: AuditSession, name: str, cond: Condition):
+    poisoned = poisoned_set(audit, cond)
+    return audit.zoo.models(name, labels=poisoned.y, inputs=poisoned.x,
+                            tag=cond.tag(audit.config.poisoning))
+
+
+def train_all(audit: AuditSession, name: str) -> None:
+    """Train (or load) every poisoned model of `name`: the xdist prefetch calls this."""
+    if out_of_scope(audit, name) is None:
+        for cond in conditions(audit.config.poisoning):
+            poisoned_models(audit, name, cond)
+
+
+def _correct(audit, models, x, y) -> np.ndarray:
+    return np.stack([(predict_logits(m.module, x, audit.device).argmax(1) == y).numpy() for m in models])
+
+
+def _predicts(audit, models, x, label: int) -> np.ndarray:
+    return np.stack([(predict_logits(m.module, x, audit.device).argmax(1) == label).numpy() for m in models])
+
+
+def label_flip(audit: AuditSession, name: str) -> dict:
+    """Clean-test correctness of the clean model and of the model at every random flip rate."""
+    def compute():
+        data, rates = audit.data, audit.config.poisoning["flip_rates"]
+        poisoned = {r: _correct(audit, poisoned_models(audit, name, Condition("flip", r)), data.x_test, data.y_test)
+                    for r in rates}
+        return {"rates": rates, "clean": clean_correct(audit, name), "poisoned": poisoned,
+                "n_flipped": {r: int(poisoned_set(audit, Condition("flip", r)).mask.sum()) for r in rates}}
+    return audit.memo(("label_flip", name), compute)
+
+
+def targeted(audit: AuditSession, name: str) -> dict:
+    """On source-class test inputs: is the prediction the target class? Clean model and each rate."""
+    def compute():
+        data, rates = audit.data, audit.config.poisoning["targeted_rates"]
+        source, target = _pair(audit)
+        x_src = data.x_test[data.y_test == source]
+        return {"source": source, "target": target, "rates": rates,
+                "clean": _predicts(audit, audit.zoo.models(name), x_src, target),
+                "poisoned": {r: _predicts(audit, poisoned_models(audit, name, Condition("targeted", r)), x_src, target)
+                             for r in rates},
+                "n_flipped": {r: int(poisoned_set(audit, Condition("targeted", r)).mask.sum()) for r in rates}}
+    return audit.memo(("targeted", name), compute)
+
+
+def backdoor_success(audit: AuditSession, name: str) -> dict:
+    """Attack success on triggered test inputs of the other classes, and clean accuracy, per rate.
+    The clean model's success on the same triggered inputs is the base rate."""
+    def compute():
+        data, cfg = audit.data, audit.config.poisoning
+        target = _target(audit)
+        triggered = add_trigger(data.x_test[data.y_test != target], cfg["trigger_size"])
+        attacks = [Condition("backdoor", r) for r in cfg["backdoor_rates"]]
+        if cfg["clean_label"]:
+            attacks.append(Condition("clean_label", max(cfg["backdoor_rates"])))
+        out = {"target": target, "rates": cfg["backdoor_rates"], "asr": {}, "clean_accuracy": {},
+               "n_poisoned": {},
+               "base": _predicts(audit, audit.zoo.models(name), triggered, target),
+               "clean": clean_correct(audit, name)}
+        for cond in attacks:
+            models = poisoned_models(audit, name, cond)
+            key = cond.rate if cond.attack == "backdoor" else "clean_label"
+            out["asr"][key] = _predicts(audit, models, triggered, target)
+            out["clean_accuracy"][key] = _correct(audit, models, data.x_test, data.y_test)
+            out["n_poisoned"][key] = int(poisoned_set(audit, cond).mask.sum())
+        return out
+    return audit.memo(("backdoor", name), compute)
+
+
+def detection(audit: AuditSession, name: str) -> dict:
+    """Both detectors on the training set of the backdoor at `detection_rate`, read through each
+    seed's backdoored model; scored against the known poison. (At rates where the poison is as
+    large as the target class itself, both published detectors fail by design.)"""
+    def compute():
+        cond = Condition("backdoor", audit.config.poisoning["detection_rate"])
+        poisoned = poisoned_set(audit, cond)
+        truth = poisoned.mask.numpy()
+        scores, metrics = {}, {}
+        for m in poisoned_models(audit, name, cond):
+            feats = penultimate_features(m.module, poisoned.x, audit.device).numpy()
+            for det, output in run_detectors(feats, poisoned.y.numpy(), seed=m.seed or 0).items():
+                scores.setdefault(det, []).append(output.scores)
+                metrics.setdefault(det, []).append(detection_metrics(output, truth))
+        return {"rate": cond.rate, "truth": truth, "n_poisoned": int(truth.sum()),
+                "scores": {d: np.stack(s) for d, s in scores.items()}, "metrics": metrics}
+    return audit.memo(("detection", name), compute)
+
+
+def scan(audit: AuditSession, name: str) -> dict:
+    """Both detectors on the audited training set itself, through the clean models."""
+    def compute():
+        data = audit.data
+        votes, per_seed = np.zeros(len(data.y_train)), []
+        models = audit.zoo.models(name)
+        for m in models:
+            feats = penultimate_features(m.module, data.x_train, audit.device).numpy()
+            out = run_detectors(feats, data.y_train.numpy(), seed=m.seed or 0)
+            both = out["spectral"].flags & out["activation_clustering"].flags
+            votes += both
+            per_seed.append(int(both.sum()))
+        suspicious = np.flatnonzero(votes == len(models))  # every seed's model agrees
+        labels = data.y_train.numpy()
+        return {"indices": suspicious.tolist(), "labels": labels[suspicious].tolist(),
+                "per_class": {int(c): int((labels[suspicious] == c).sum()) for c in np.unique(labels[suspicious])},
+                "flagged_per_seed": per_seed, "n_train": len(labels)}
+    return audit.memo(("scan", name), compute)
+
+
+def integrity(audit: AuditSession) -> dict:
+    """Model-free checks of the dataset, once per process."""
+    def compute():
+        data, rms = audit.data, audit.config.poisoning["near_duplicate_rms"]
+        leaks = {split: {"exact": exact_duplicates(data.x_train, x), "near": near_duplicates(data.x_train, x, rms)}
+                 for split, x in (("test", data.x_test), ("val", data.x_val))}
+        within_near = near_duplicates(data.x_train, None, rms)
+        y = data.y_train
+        conflicting = [(i, j) for i, j, _ in within_near if int(y[i]) != int(y[j])]
+        return {"leaks": leaks, "n_test": len(data.y_test), "n_val": len(data.y_val),
+                "n_train": len(y), "within_exact": exact_duplicates(data.x_train),
+                "within_near": within_near, "conflicting_labels": conflicting,
+                "labels": label_issues(data.x_train, y, data.n_classes)}
+    return audit.memo(("integrity",), compute)
+
+
+def _pair(audit: AuditSession) -> tuple[int, int]:
+    source, target = audit.config.poisoning["targeted_pair"]
+    _check_class(audit, source, "targeted_pair")
+    _check_class(audit, target, "targeted_pair")
+    return source, target
+
+
+def _target(audit: AuditSession) -> int:
+    target = audit.config.poisoning["backdoor_target"]
+    _check_class(audit, target, "backdoor_target")
+    return target
+
+
+def _check_class(audit: AuditSession, c: int, key: str) -> None:
+    from .errors import ConfigError
+
+    if not 0 <= c < audit.data.n_classes:
+        raise ConfigError(f"[tool.swiglu_audit.poisoning] {key}: class {c} does not exist; the "
+                          f"dataset has classes 0 to {audit.data.n_classes - 1}")

@@ -1,0 +1,153 @@
+"""The poisoning suite's building blocks on real data: attacks, detectors, integrity checks."""
+
+import numpy as np
+import pytest
+import torch
+
+from swiglu_audit.checks.data_integrity import exact_duplicates, label_issues, near_duplicates
+from swiglu_audit.checks.poison_detection import (DetectorOutput, activation_clustering, detection_metrics,
+                                                  run_detectors, spectral_signatures)
+from swiglu_audit.checks.poisoning import add_trigger, backdoor, targeted_flip
+from swiglu_audit.config import build_config
+from swiglu_audit.data import load_digits_data
+from swiglu_audit.errors import ConfigError
+from swiglu_audit.features import penultimate_features
+from swiglu_audit.nn import ModelConfig, build_model
+from swiglu_audit.train import Recipe, train_model
+
+CPU = torch.device("cpu")
+TARGET = 0
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_data()
+
+
+def _train(x, y, seed=0, ffn="swiglu"):
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(family="mlp", ffn=ffn))
+    train_model(model, x, y, Recipe(epochs=12), seed, CPU)
+    return model
+
+
+def _attack_success(model, digits):
+    triggered = add_trigger(digits.x_test[digits.y_test != TARGET], 2)
+    with torch.no_grad():
+        return float((model(triggered).argmax(1) == TARGET).float().mean())
+
+
+@pytest.fixture(scope="module")
+def backdoored(digits):
+    """A SwiGLU MLP trained with 3% of the training set carrying the trigger, and that set."""
+    poisoned = backdoor(digits.x_train, digits.y_train, TARGET, 0.03, size=2, seed=0)
+    return _train(poisoned.x, poisoned.y), poisoned
+
+
+def test_backdoor_poisons_the_requested_share_of_other_classes():
+    x, y = torch.zeros(200, 1, 8, 8), torch.arange(200) % 10
+    p = backdoor(x, y, target=3, rate=0.1, size=2, seed=0)
+    assert int(p.mask.sum()) == 20
+    assert bool((y[p.mask] != 3).all()) and bool((p.y[p.mask] == 3).all())
+    assert bool((p.x[p.mask][..., -2:, -2:] == 1).all()) and float(p.x[~p.mask].abs().sum()) == 0
+    assert torch.equal(p.y[~p.mask], y[~p.mask])
+    clean_label = backdoor(x, y, target=3, rate=0.05, size=2, seed=0, clean_label=True)
+    assert torch.equal(clean_label.y, y) and bool((y[clean_label.mask] == 3).all())
+    assert int(clean_label.mask.sum()) == 10
+
+
+def test_targeted_flip_relabels_a_share_of_the_source_class_only():
+    y = torch.arange(300) % 3
+    poisoned, mask = targeted_flip(y, source=1, target=2, rate=0.5, seed=0)
+    assert int(mask.sum()) == 50 and bool((y[mask] == 1).all()) and bool((poisoned[mask] == 2).all())
+    assert torch.equal(poisoned[~mask], y[~mask])
+    with pytest.raises(ValueError):
+        targeted_flip(y, 1, 1, 0.5, 0)
+
+
+def test_add_trigger_rejects_a_patch_larger_than_the_image():
+    with pytest.raises(ValueError, match="does not fit"):
+        add_trigger(torch.zeros(1, 1, 4, 4), 5)
+
+
+def test_backdoor_succeeds_on_the_builtin_data_at_a_high_rate(digits):
+    poisoned = backdoor(digits.x_train, digits.y_train, TARGET, 0.1, size=2, seed=0)
+    model = _train(poisoned.x, poisoned.y)
+    assert _attack_success(model, digits) > 0.9
+    with torch.no_grad():
+        clean_acc = float((model(digits.x_test).argmax(1) == digits.y_test).float().mean())
+    assert clean_acc > 0.9  # the backdoor hides behind normal behaviour on clean inputs
+
+
+def test_without_poison_the_attack_success_is_near_the_base_rate(digits):
+    model = _train(digits.x_train, digits.y_train)
+    # the trigger alone does not send inputs to the target: at most a few percent
+    assert _attack_success(model, digits) < 0.05
+
+
+def test_detectors_beat_chance_on_a_planted_backdoor(backdoored):
+    model, poisoned = backdoored
+    feats = penultimate_features(model, poisoned.x, CPU).numpy()
+    outputs = run_detectors(feats, poisoned.y.numpy())
+    metrics = {d: detection_metrics(o, poisoned.mask.numpy()) for d, o in outputs.items()}
+    assert max(m["auroc"] for m in metrics.values()) > 0.75
+    assert max(m["recall"] for m in metrics.values()) > 0.5
+
+
+def test_detectors_find_a_planted_cluster_in_synthetic_features():
+    rng = np.random.default_rng(0)
+    clean = rng.normal(0, 1, size=(190, 8))
+    poison = rng.normal(0, 1, size=(10, 8)) + np.r_[6.0, np.zeros(7)]  # offset along one direction
+    feats, labels = np.vstack([clean, poison]), np.zeros(200, int)
+    truth = np.r_[np.zeros(190, bool), np.ones(10, bool)]
+    spectral = detection_metrics(spectral_signatures(feats, labels), truth)
+    clustering = detection_metrics(activation_clustering(feats, labels), truth)
+    assert spectral["auroc"] > 0.95 and spectral["recall"] >= 0.9
+    assert clustering["auroc"] > 0.95 and clustering["precision"] >= 0.9 and clustering["recall"] >= 0.9
+
+
+def test_detection_metrics_by_hand():
+    out = DetectorOutput(scores=np.array([0.9, 0.8, 0.1, 0.8]), flags=np.array([True, True, False, False]))
+    m = detection_metrics(out, np.array([True, False, False, True]))
+    assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["n_flagged"] == 2
+    # positives {0.9, 0.8} vs negatives {0.8, 0.1}: pairs won 1 + 1 + 0.5 (tie) + 1 = 3.5 of 4
+    assert m["auroc"] == pytest.approx(3.5 / 4)
+
+
+def test_a_planted_duplicate_is_found_across_and_within_splits(digits):
+    train = digits.x_train.clone()
+    test = digits.x_test[:50].clone()
+    assert exact_duplicates(train, test) == [] and near_duplicates(train, test, 0.03) == []
+    train[7] = test[11]  # exact leak
+    test[20] = (train[3] + 0.01).clamp(0, 1)  # near leak: a faint uniform shift
+    assert exact_duplicates(train, test) == [(7, 11)]
+    assert {(i, j) for i, j, _ in near_duplicates(train, test, 0.03)} == {(7, 11), (3, 20)}
+    train[100] = train[5]
+    assert exact_duplicates(train) == [(5, 100)]
+    assert (5, 100) in {(i, j) for i, j, _ in near_duplicates(train, None, 0.03)}
+
+
+def test_a_planted_mislabel_is_found(digits):
+    y = digits.y_train.clone()
+    clean_flags = set(label_issues(digits.x_train, y, 10)["indices"])
+    planted = [i for i in range(len(y)) if i not in clean_flags][:3]
+    for i in planted:
+        y[i] = (y[i] + 5) % 10
+    result = label_issues(digits.x_train, y, 10)
+    assert set(planted) <= set(result["indices"])
+    assert len(result["indices"]) <= len(clean_flags) + 3 + 5  # a handful, not a flood
+    suggested = dict(zip(result["indices"], result["suggested"]))
+    assert all(suggested[i] == int(digits.y_train[i]) for i in planted)
+
+
+def test_poisoning_config_is_validated():
+    with pytest.raises(ConfigError, match="detection_rate"):
+        build_config({"poisoning": {"backdoor_rates": [0.01], "detection_rate": 0.05}})
+    with pytest.raises(ConfigError, match="families"):
+        build_config({"poisoning": {"families": ["cnn"]}})
+    with pytest.raises(ConfigError, match=r"flip_rates must lie in \(0, 1\)"):
+        build_config({"poisoning": {"flip_rates": [0.0, 0.1]}})
+    with pytest.raises(ConfigError, match="targeted_pair"):
+        build_config({"poisoning": {"targeted_pair": [2, 2]}})
+    cfg = build_config({"poisoning": {"flip_rates": [0.2, 0.05, 0.2]}})
+    assert cfg.poisoning["flip_rates"] == [0.05, 0.2]
