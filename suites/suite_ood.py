@@ -1,35 +1,162 @@
-"""OOD suite: far-OOD detection by maximum softmax probability, per model and candidate vs baseline."""
+"""OOD and distribution-shift suite: detectors on near and far OOD sets, selective prediction,
+corruptions and calibration under shift; per model, and SwiGLU candidate vs each baseline."""
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from swiglu_audit import measurements as measure
-from swiglu_audit.checks.ood import (FAR_OOD_DESCRIPTION, MSP_COMPARISON, MSP_FAR_OOD, auroc_estimate,
-                                     compare_auroc, roc_points)
-from swiglu_audit.risk import Status, comparison_finding, judge_floor, make_finding
+from swiglu_audit import measure_ood as measure
+from swiglu_audit.checks import ood_metrics
+from swiglu_audit.checks.ood import (CALIBRATION, CORRUPTION, CORRUPTION_COMPARISON, OOD_COMPARISON, OOD_DETECTION,
+                                     POSITIVE_CLASS, SELECTIVE, roc_points, thin)
+from swiglu_audit.checks.ood_sets import LEVELS, sets_of_level
+from swiglu_audit.checks.shift import SEVERITIES, aurc, expected_calibration_error, risk_coverage
+from swiglu_audit.errors import ModelContractError
+from swiglu_audit.risk import Status, comparison_finding, judge_ceiling, judge_floor, make_finding
+from swiglu_audit.stats import bootstrap_mean, paired_comparison
+
+FLOOR_KEY = {"near": "warn_below_near_ood_auroc", "far": "warn_below_ood_auroc"}
 
 
-@pytest.mark.swiglu_audit_check(MSP_FAR_OOD)
-def test_msp_far_ood_auroc(audit, audit_model, record_finding):
-    policy, ood = audit.config.policy, audit.config.ood
-    scores = measure.far_ood(audit, audit_model)
-    est = auroc_estimate(scores["in"], scores["out"], policy["confidence_level"], ood["bootstrap"])
-    status, reason = judge_floor(est.value, policy["warn_below_ood_auroc"], Status.WARN,
-                                 "MSP far-OOD AUROC", "warn_below_ood_auroc")
+def detector_table(scores: dict, level: str, conf: float, n_boot: int) -> pd.DataFrame:
+    """One row per detector and OOD set of the level: each metric with its bootstrap interval."""
+    rows = []
+    for ood_set in sets_of_level(level):
+        for det in scores["detectors"]:
+            row = {"detector": det, "ood_set": ood_set.name}
+            for name in ood_metrics.METRICS:
+                est = ood_metrics.estimate(name, scores["id"][det], scores["ood"][ood_set.name][det], conf, n_boot)
+                row.update({name: est.value, f"{name}_ci_low": est.ci_low, f"{name}_ci_high": est.ci_high})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.swiglu_audit_check(OOD_DETECTION)
+@pytest.mark.parametrize("level", LEVELS)
+def test_ood_detection(audit, audit_model, level, record_finding):
+    policy, cfg = audit.config.policy, audit.config.ood
+    conf = policy["confidence_level"]
+    scores = measure.detector_scores(audit, audit_model)
+    chosen, val_auroc = measure.chosen_detector(audit, audit_model, level)
+    table = detector_table(scores, level, conf, cfg["bootstrap"])
+    pooled = measure.level_scores(scores, level, chosen)
+    est = ood_metrics.estimate("auroc", pooled["in"], pooled["out"], conf, cfg["bootstrap"])
+    key = FLOOR_KEY[level]
+    status, reason = judge_floor(est.value, policy[key], Status.WARN,
+                                 f"{level}-OOD AUROC of {chosen} (chosen on validation data)", key)
+    msp = measure.level_scores(scores, level, "msp")
     record_finding(make_finding(
-        MSP_FAR_OOD, [audit_model], status, reason,
-        threshold=f"AUROC >= warn_below_ood_auroc = {policy['warn_below_ood_auroc']}",
-        value=est.value, ci=(est.ci_low, est.ci_high), ci_level=est.level,
-        details={"positive_class": "in-distribution (higher MSP = more in-distribution)",
-                 "ood_set": FAR_OOD_DESCRIPTION, "n_in": int(scores["in"].shape[1]),
-                 "n_out": int(scores["out"].shape[1]), "auroc": est.to_dict(),
-                 "roc_first_seed": roc_points(scores["in"][0], scores["out"][0])}))
+        OOD_DETECTION, [audit_model], status, reason, aspect=level,
+        threshold=f"AUROC >= {key} = {policy[key]}",
+        value=est.value, ci=(est.ci_low, est.ci_high), ci_level=conf,
+        details={"level": level, "chosen_detector": chosen, "validation_auroc": val_auroc,
+                 "positive_class": POSITIVE_CLASS,
+                 "ood_sets": {s.name: s.description for s in sets_of_level(level)},
+                 "n_in": int(pooled["in"].shape[1]), "n_out": int(pooled["out"].shape[1]),
+                 "unavailable_detectors": scores["unavailable"],
+                 "table": table.round(4).to_dict(orient="records"),
+                 "roc_first_seed": roc_points(pooled["in"][0], pooled["out"][0]),
+                 "msp_auroc": ood_metrics.metric("auroc", msp["in"][0], msp["out"][0])}))
 
 
-@pytest.mark.swiglu_audit_check(MSP_COMPARISON)
-def test_msp_far_ood_auroc_vs_baseline(audit, audit_pair, record_finding):
-    policy, ood = audit.config.policy, audit.config.ood
-    candidate, baseline = audit_pair
-    cmp = compare_auroc(measure.far_ood(audit, candidate), measure.far_ood(audit, baseline),
-                        policy["confidence_level"], policy["alpha"], ood["bootstrap"])
-    record_finding(comparison_finding(MSP_COMPARISON, audit_pair, cmp, policy, "max_ood_auroc_drop",
-                                      "MSP far-OOD AUROC", details={"p_value_method": "paired bootstrap"}))
+@pytest.mark.swiglu_audit_check(OOD_COMPARISON)
+@pytest.mark.parametrize("level", LEVELS)
+def test_ood_auroc_vs_baseline(audit, audit_pair, level, record_finding):
+    policy = audit.config.policy
+    cand, base = (measure.level_scores(measure.detector_scores(audit, m), level, "msp") for m in audit_pair)
+    cmp = ood_metrics.compare("auroc", cand, base, policy["confidence_level"], policy["alpha"],
+                              audit.config.ood["bootstrap"])
+    record_finding(comparison_finding(OOD_COMPARISON, audit_pair, cmp, policy, "max_ood_auroc_drop",
+                                      f"MSP {level}-OOD AUROC", aspect=level,
+                                      details={"level": level, "p_value_method": "paired bootstrap"}))
+
+
+@pytest.mark.swiglu_audit_check(SELECTIVE)
+def test_selective_prediction(audit, audit_model, record_finding):
+    policy, cfg = audit.config.policy, audit.config.ood
+    conf = policy["confidence_level"]
+    scores = measure.detector_scores(audit, audit_model)
+    chosen, val_aurc = measure.selective_detector(audit, audit_model)
+    per_seed = np.array([aurc(s, c) for s, c in zip(scores["id"][chosen], scores["correct"])])
+    # interval: resample seeds and test inputs together, as for every other estimate
+    rng = np.random.default_rng(0)
+    n_seeds, n = scores["correct"].shape
+    boots = [np.mean([aurc(scores["id"][chosen][k, idx], scores["correct"][k, idx]) for k in rng.integers(0, n_seeds, n_seeds)])
+             for idx in (rng.integers(0, n, n) for _ in range(cfg["bootstrap"]))]
+    lo, hi = np.quantile(boots, [(1 - conf) / 2, (1 + conf) / 2])
+    value = float(per_seed.mean())
+    status, reason = judge_ceiling(value, policy["max_aurc"], Status.WARN,
+                                   f"AURC with {chosen} as the confidence score", "max_aurc")
+    coverage, risk = risk_coverage(scores["id"][chosen][0], scores["correct"][0])
+    record_finding(make_finding(
+        SELECTIVE, [audit_model], status, reason, threshold=f"AURC <= max_aurc = {policy['max_aurc']}",
+        value=value, ci=(float(lo), float(hi)), ci_level=conf,
+        details={"score": chosen, "validation_aurc": val_aurc,
+                 "test_aurc_by_score": {d: float(np.mean([aurc(s, c) for s, c in zip(scores["id"][d], scores["correct"])]))
+                                        for d in scores["detectors"]},
+                 "error_rate": float(1 - scores["correct"].mean()),
+                 "risk_coverage": thin(coverage, risk)}))
+
+
+@pytest.mark.swiglu_audit_check(CORRUPTION)
+def test_corruption_robustness(audit, audit_model, record_finding):
+    policy = audit.config.policy
+    conf = policy["confidence_level"]
+    result = measure.corruption(audit, audit_model)
+    corrupted = measure.mean_corrupted_correct(result)
+    clean = result["correct"][("clean", 0)]
+    est = bootstrap_mean(corrupted, conf)
+    drop = float(clean.mean() - est.value)
+    status, reason = judge_ceiling(drop, policy["max_corruption_accuracy_drop"], Status.WARN,
+                                   "clean accuracy minus mean accuracy under corruptions",
+                                   "max_corruption_accuracy_drop")
+    reference, reference_error, ce = measure.reference_model(audit, audit_model), None, {}
+    if reference:
+        try:
+            ce = measure.corruption_errors(result, measure.corruption(audit, reference))
+        except ModelContractError as exc:  # a broken reference costs the mCE, not this finding
+            reference_error = str(exc)
+    by_severity = [{"severity": 0, **bootstrap_mean(clean, conf).to_dict()}] + [
+        {"severity": s, **bootstrap_mean(np.mean([result["correct"][(c, s)] for c in result["corruptions"]], axis=0),
+                                         conf).to_dict()} for s in SEVERITIES]
+    table = pd.DataFrame([{"corruption": c, **{f"severity_{s}": float(result["correct"][(c, s)].mean()) for s in SEVERITIES},
+                           "corruption_error_vs_reference": ce.get(c)} for c in result["corruptions"]])
+    valid_ce = [v for v in ce.values() if v is not None]
+    record_finding(make_finding(
+        CORRUPTION, [audit_model], status, reason,
+        threshold=f"accuracy drop <= max_corruption_accuracy_drop = {policy['max_corruption_accuracy_drop']}",
+        value=est.value, ci=(est.ci_low, est.ci_high), ci_level=conf,
+        details={"clean_accuracy": float(clean.mean()), "accuracy_drop": drop,
+                 "reference_model": reference, "reference_error": reference_error, "mce_vs_reference": float(np.mean(valid_ce)) if valid_ce else None,
+                 "curve": by_severity, "table": table.round(4).to_dict(orient="records")}))
+
+
+@pytest.mark.swiglu_audit_check(CALIBRATION)
+def test_calibration_under_shift(audit, audit_model, record_finding):
+    policy, bins = audit.config.policy, audit.config.ood["ece_bins"]
+    result = measure.corruption(audit, audit_model)
+
+    def ece(key):  # mean over seeds
+        return float(np.mean([expected_calibration_error(cf, cr, bins)
+                              for cf, cr in zip(result["confidence"][key], result["correct"][key])]))
+
+    shifted = {(c, s): ece((c, s)) for c in result["corruptions"] for s in SEVERITIES}
+    value = float(np.mean(list(shifted.values())))
+    status, reason = judge_ceiling(value, policy["max_ece_under_shift"], Status.WARN,
+                                   "expected calibration error averaged over corruptions and severities",
+                                   "max_ece_under_shift")
+    record_finding(make_finding(
+        CALIBRATION, [audit_model], status, reason,
+        threshold=f"ECE <= max_ece_under_shift = {policy['max_ece_under_shift']}", value=value,
+        details={"ece_clean": ece(("clean", 0)), "bins": bins,
+                 "ece_by_severity": {s: float(np.mean([shifted[(c, s)] for c in result["corruptions"]])) for s in SEVERITIES},
+                 "ece_by_corruption": {c: float(np.mean([shifted[(c, s)] for s in SEVERITIES])) for c in result["corruptions"]}}))
+
+
+@pytest.mark.swiglu_audit_check(CORRUPTION_COMPARISON)
+def test_corruption_accuracy_vs_baseline(audit, audit_pair, record_finding):
+    policy = audit.config.policy
+    cand, base = (measure.mean_corrupted_correct(measure.corruption(audit, m)) for m in audit_pair)
+    cmp = paired_comparison(cand, base, policy["confidence_level"], policy["alpha"])
+    record_finding(comparison_finding(CORRUPTION_COMPARISON, audit_pair, cmp, policy,
+                                      "max_corruption_accuracy_gap", "mean accuracy under corruptions"))

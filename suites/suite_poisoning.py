@@ -26,6 +26,18 @@ def _require_in_scope(audit, *names):
             pytest.skip(f"not poisoned in this audit: {reason}")
 
 
+def _index_space(audit) -> str:
+    if audit.config.dataset:
+        return "positions in the x_train that your dataset factory returned"
+    return "positions in the built-in digits training split"
+
+
+def _train_pairs(audit, pairs) -> list[list[int]]:
+    """(train position, other split's position) pairs, the train side in the user's own indexing."""
+    unique = sorted(set(map(tuple, pairs)))[:MAX_LISTED]
+    return [[audit.data.source_train_indices([i])[0], j] for i, j in unique]
+
+
 def _curve(points: dict, level: float, zero=None) -> list[dict]:
     """[{rate, value, ci_low, ci_high ...}] for the report's rate plots; rate 0 is the clean model."""
     rows = [(0.0, zero)] if zero is not None else []
@@ -168,11 +180,9 @@ def test_poison_detectability_vs_baseline(audit, audit_pair, detector, record_fi
     cand, base = (measure.detection(audit, m) for m in audit_pair)
     cmp = compare_auroc(split(cand), split(base), policy["confidence_level"], policy["alpha"],
                         audit.config.ood["bootstrap"])
-    finding = comparison_finding(DETECTION_COMPARISON, audit_pair, cmp, policy, "max_detection_auroc_drop",
-                                 f"{detector} detector AUROC", details={"detector": detector,
-                                                                        "p_value_method": "paired bootstrap"})
-    finding.id = f"{finding.id}[{detector}]"
-    record_finding(finding)
+    record_finding(comparison_finding(DETECTION_COMPARISON, audit_pair, cmp, policy, "max_detection_auroc_drop",
+                                      f"{detector} detector AUROC", aspect=detector,
+                                      details={"detector": detector, "p_value_method": "paired bootstrap"}))
 
 
 @pytest.mark.swiglu_audit_check(SCAN)
@@ -186,8 +196,9 @@ def test_training_set_scan(audit, audit_model, record_finding):
     record_finding(make_finding(
         SCAN, [audit_model], status, reason,
         threshold=f"flagged share <= max_suspicious_share = {policy['max_suspicious_share']}", value=share,
-        details={"dataset": audit.data.name, "n_flagged": len(result["indices"]),
-                 "indices": result["indices"][:MAX_LISTED], "labels": result["labels"][:MAX_LISTED],
+        details={"dataset": audit.data.name, "n_flagged": len(result["indices"]), "index_space": _index_space(audit),
+                 "indices": audit.data.source_train_indices(result["indices"][:MAX_LISTED]),
+                 "labels": result["labels"][:MAX_LISTED],
                  "per_class": result["per_class"], "flagged_per_seed": result["flagged_per_seed"]}))
 
 
@@ -210,8 +221,9 @@ def test_split_leakage(audit, record_finding):
         threshold=f"no leaked sample (WARN), share <= max_leakage_share = {policy['max_leakage_share']} (else FAIL)",
         value=share, details={"near_duplicate_rms": audit.config.poisoning["near_duplicate_rms"],
                               **{f"{split}_indices": v[:MAX_LISTED] for split, v in leaked.items()},
-                              "pairs": {split: {"exact": r["exact"][:MAX_LISTED], "near": r["near"][:MAX_LISTED]}
-                                        for split, r in result["leaks"].items()}}))
+                              "train_index_space": _index_space(audit),
+                              "pairs_train_vs_split": {split: _train_pairs(audit, [p[:2] for p in r["exact"] + r["near"]])
+                                                       for split, r in result["leaks"].items()}}))
 
 
 @pytest.mark.swiglu_audit_check(DUPLICATES)
@@ -227,8 +239,10 @@ def test_train_duplicates(audit, record_finding):
     record_finding(make_finding(
         DUPLICATES, [], status, reason, subject=audit.data.name,
         threshold=f"share <= max_duplicate_share = {policy['max_duplicate_share']}, no conflicting labels",
-        value=share, details={"indices": duplicated[:MAX_LISTED],
-                              "conflicting_label_pairs": result["conflicting_labels"][:MAX_LISTED]}))
+        value=share, details={"index_space": _index_space(audit),
+                              "indices": audit.data.source_train_indices(duplicated[:MAX_LISTED]),
+                              "conflicting_label_pairs": [audit.data.source_train_indices(p)
+                                                          for p in result["conflicting_labels"][:MAX_LISTED]]}))
 
 
 @pytest.mark.swiglu_audit_check(LABEL_ERRORS)
@@ -242,6 +256,8 @@ def test_label_errors(audit, record_finding):
     record_finding(make_finding(
         LABEL_ERRORS, [], status, reason, subject=audit.data.name,
         threshold=f"share <= max_label_error_share = {policy['max_label_error_share']}", value=share,
-        details={"indices": issues["indices"][:MAX_LISTED], "suggested_labels": issues["suggested"][:MAX_LISTED],
+        details={"index_space": _index_space(audit),
+                 "indices": audit.data.source_train_indices(issues["indices"][:MAX_LISTED]),
+                 "suggested_labels": issues["suggested"][:MAX_LISTED],
                  "given_label_probability": issues["given_probability"][:MAX_LISTED],
                  "n_folds": issues["n_folds"]}))

@@ -34,6 +34,11 @@ BUILTIN_VARIANTS = ("swiglu", "geglu", "reglu", "gelu", "relu")
 ROLES = ("candidate", "baseline")
 # Attack names of the adversarial suite (swiglu_audit.checks.adversarial builds them).
 KNOWN_ATTACKS = ("fgsm", "pgd", "pgd_l2", "cw_l2", "apgd_ce", "apgd_dlr", "square", "autoattack")
+# Corruption names of the OOD suite (swiglu_audit.checks.shift implements them).
+KNOWN_CORRUPTIONS = ("gaussian_noise", "blur", "contrast", "brightness", "rotation", "translation",
+                     "pixelation", "salt_and_pepper")
+_OOD_DEFAULTS = {"knn_k": 10, "odin_temperature": 1000.0, "odin_eps": 0.002,
+                 "corruptions": list(KNOWN_CORRUPTIONS), "ece_bins": 15}
 
 # Profile defaults. `quick` is what the harness's own tests use (seconds); `standard` is the default
 # audit (minutes on two CPU cores); `full` is meant for a GPU.
@@ -50,7 +55,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "poisoning": {"families": ["mlp", "user"], "flip_rates": [0.2], "targeted_pair": [0, 1],
                       "targeted_rates": [0.4], "backdoor_target": 0, "backdoor_rates": [0.05],
                       "detection_rate": 0.05, "trigger_size": 2, "clean_label": False, "near_duplicate_rms": 0.03},
-        "ood": {"n_examples": 120, "bootstrap": 200},
+        "ood": {"n_examples": 120, "bootstrap": 200, **_OOD_DEFAULTS},
         "numerical": {"n_examples": 120, "op_examples": 25, "compile": False, "golden_probe": 32,
                       "golden_dir": "golden", "determinism_epochs": 1, "implementations": {}},
     },
@@ -73,7 +78,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                       "targeted_pair": [0, 1], "targeted_rates": [0.2, 0.4], "backdoor_target": 0,
                       "backdoor_rates": [0.01, 0.03, 0.1], "detection_rate": 0.03, "trigger_size": 2, "clean_label": False,
                       "near_duplicate_rms": 0.03},
-        "ood": {"n_examples": 360, "bootstrap": 1000},
+        "ood": {"n_examples": 360, "bootstrap": 1000, **_OOD_DEFAULTS},
         "numerical": {"n_examples": 360, "op_examples": 100, "compile": False, "golden_probe": 64,
                       "golden_dir": "golden", "determinism_epochs": 1, "implementations": {}},
     },
@@ -93,7 +98,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                       "backdoor_target": 0, "backdoor_rates": [0.005, 0.01, 0.03, 0.1],
                       "detection_rate": 0.03,
                       "trigger_size": 2, "clean_label": True, "near_duplicate_rms": 0.03},
-        "ood": {"n_examples": 360, "bootstrap": 2000},
+        "ood": {"n_examples": 360, "bootstrap": 2000, **_OOD_DEFAULTS},
         # torch.compile of the op costs about 30 s of compilation on a two-core CPU: full only
         "numerical": {"n_examples": 360, "op_examples": 300, "compile": True, "golden_probe": 64,
                       "golden_dir": "golden", "determinism_epochs": 2, "implementations": {}},
@@ -123,8 +128,13 @@ DEFAULT_POLICY: dict[str, Any] = {
     "max_leakage_share": 0.01,  # test/val samples duplicated in train: WARN above 0, FAIL above this
     "max_duplicate_share": 0.01,  # duplicated training samples
     "max_label_error_share": 0.02,  # likely label errors in the training set
-    "warn_below_ood_auroc": 0.85,  # MSP far-OOD AUROC under this gets a WARN
+    "warn_below_ood_auroc": 0.85,  # far-OOD AUROC of the chosen detector under this gets a WARN
+    "warn_below_near_ood_auroc": 0.7,  # the same for near OOD, which is harder by construction
     "max_ood_auroc_drop": 0.05,  # candidate vs baseline, MSP AUROC
+    "max_aurc": 0.05,  # area under the risk-coverage curve of selective prediction
+    "max_corruption_accuracy_drop": 0.3,  # clean accuracy minus mean accuracy under corruptions
+    "max_corruption_accuracy_gap": 0.03,  # candidate vs baseline, mean accuracy under corruptions
+    "max_ece_under_shift": 0.15,  # expected calibration error averaged over corruptions
     "max_fp16_flip_rate": 0.01,  # share of predictions that flip under float16
     "max_bf16_flip_rate": 0.02,  # share of predictions that flip under bfloat16 autocast
     "max_nondeterminism": 0.0,  # largest weight difference between two same-seed trainings (CPU)
@@ -148,7 +158,8 @@ _SECTION_KEYS: dict[str, dict[str, type]] = {
                   "targeted_rates": (list, float), "backdoor_target": int,
                   "backdoor_rates": (list, float), "detection_rate": float, "trigger_size": int, "clean_label": bool,
                   "near_duplicate_rms": float},
-    "ood": {"n_examples": int, "bootstrap": int},
+    "ood": {"n_examples": int, "bootstrap": int, "knn_k": int, "odin_temperature": float,
+            "odin_eps": float, "corruptions": (list, str), "ece_bins": int},
     "numerical": {"n_examples": int, "op_examples": int, "compile": bool, "golden_probe": int,
                   "golden_dir": str, "determinism_epochs": int, "implementations": dict},
 }
@@ -292,6 +303,11 @@ def build_config(
     _expect(sections["training"]["batch_size"] >= 1,
             f"[{TOOL_TABLE}.training] batch_size must be >= 1")
     _check_poisoning(sections["poisoning"])
+    for name in sections["ood"]["corruptions"]:
+        _check_choice(name, KNOWN_CORRUPTIONS, "corruption", f"[{TOOL_TABLE}.ood] corruptions")
+    _expect(sections["ood"]["knn_k"] >= 1 and sections["ood"]["ece_bins"] >= 1
+            and sections["ood"]["odin_temperature"] > 0,
+            f"[{TOOL_TABLE}.ood] knn_k, ece_bins and odin_temperature must be positive")
 
     seed_list = _parse_seeds(seeds) if seeds is not None else table.get("seeds", defaults["seeds"])
     _expect(isinstance(seed_list, list) and seed_list and all(isinstance(s, int) for s in seed_list),

@@ -31,6 +31,15 @@ class AuditData:
     y_test: torch.Tensor
     n_classes: int
     hashes: dict[str, str] = field(default_factory=dict)  # split -> sha256 of images and labels
+    # Position of each training sample in the x_train the user's factory returned (the audit
+    # carves a validation split out of it when none is given); None when the split is as given.
+    train_source_index: np.ndarray | None = None
+
+    def source_train_indices(self, indices) -> list[int]:
+        """Training-split positions -> positions in the user's own x_train, for reports."""
+        if self.train_source_index is None:
+            return [int(i) for i in indices]
+        return [int(self.train_source_index[i]) for i in indices]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -63,14 +72,14 @@ def split_hash(x: torch.Tensor, y: torch.Tensor) -> str:
 
 
 def make_audit_data(name: str, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                    n_classes: int) -> AuditData:
+                    n_classes: int, train_source_index: np.ndarray | None = None) -> AuditData:
     hashes = {k: split_hash(*v) for k, v in splits.items()}
     return AuditData(
         name=name,
         x_train=splits["train"][0], y_train=splits["train"][1],
         x_val=splits["val"][0], y_val=splits["val"][1],
         x_test=splits["test"][0], y_test=splits["test"][1],
-        n_classes=n_classes, hashes=hashes,
+        n_classes=n_classes, hashes=hashes, train_source_index=train_source_index,
     )
 
 
@@ -114,8 +123,9 @@ def load_user_data(import_path: str) -> AuditData:
                                     f"{len(y)}; images and labels must pair one to one")
         if len(x) < 2:
             raise DataContractError(f"{where}: the {split} split has {len(x)} samples; give more")
+    source_index = None
     if "val" not in pairs:  # carve a fixed, stratified validation split out of train
-        x_train, y_train, x_val, y_val = _carve_validation(x_train, y_train)
+        x_train, y_train, x_val, y_val, source_index = _carve_validation(x_train, y_train)
         pairs = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
     shapes = {tuple(x.shape[1:]) for x, _ in pairs.values()}
     if len(shapes) != 1:
@@ -125,7 +135,7 @@ def load_user_data(import_path: str) -> AuditData:
         if int(y.min()) < 0 or int(y.max()) >= n_classes:
             raise DataContractError(f"{where}: y_{split} has labels outside [0, {n_classes}); "
                                     "labels must be class indices")
-    return make_audit_data(str(raw.get("name", import_path)), pairs, n_classes)
+    return make_audit_data(str(raw.get("name", import_path)), pairs, n_classes, source_index)
 
 
 def _as_images(value, key: str, where: str) -> torch.Tensor:
@@ -161,4 +171,4 @@ def _carve_validation(x: torch.Tensor, y: torch.Tensor):
     counts = np.bincount(y.numpy())
     stratify = y.numpy() if counts[counts > 0].min() >= 2 else None
     tr, va = train_test_split(idx, test_size=0.2, stratify=stratify, random_state=SPLIT_SEED)
-    return x[tr], y[tr], x[va], y[va]
+    return x[tr], y[tr], x[va], y[va], tr

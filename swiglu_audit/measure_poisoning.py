@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .checks.data_integrity import exact_duplicates, label_issues, near_duplicates
 from .checks.poison_detection import run_detectors, detection_metrics

@@ -13,7 +13,6 @@ import torch
 from .cache import cache_key
 from .checks.adversarial import input_gradient_stats, output_stats, run_attack, worst_case
 from .checks.numerical import half_parity, state_difference
-from .checks.ood import far_ood_set, msp_scores
 from .session import AuditSession
 from .train import Recipe, predict_logits, train_model
 
@@ -114,19 +113,6 @@ def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:
     for examples, m in zip(adversarial(audit, source)["pgd_examples"], audit.zoo.models(target)):
         rows.append((predict_logits(m.module, examples, audit.device).argmax(1) == y).numpy())
     return np.stack(rows)
-
-
-def far_ood(audit: AuditSession, name: str) -> dict:
-    def compute():
-        data, n = audit.data, audit.config.ood["n_examples"]
-        x_in = data.x_test[:n]
-        x_out = far_ood_set(len(x_in), data.input_shape, seed=0)
-        s_in, s_out = [], []
-        for m in audit.zoo.models(name):
-            s_in.append(msp_scores(predict_logits(m.module, x_in, audit.device)))
-            s_out.append(msp_scores(predict_logits(m.module, x_out, audit.device)))
-        return {"in": np.stack(s_in), "out": np.stack(s_out)}
-    return audit.memo(("far_ood", name), compute)
 
 
 def half_precision(audit: AuditSession, name: str, dtype: str) -> dict:

@@ -112,11 +112,12 @@ class Finding:
 def make_finding(info: CheckInfo, models: list[str], status: Status, reason: str, threshold: str,
                  value: float | None = None, ci: tuple[float, float] | None = None,
                  ci_level: float | None = None, details: dict | None = None,
-                 subject: str | None = None) -> Finding:
-    """`subject` names what was checked when it is not a model (an op implementation, say)."""
+                 subject: str | None = None, aspect: str | None = None) -> Finding:
+    """`subject` names what was checked when it is not a model (an op implementation, say);
+    `aspect` tells apart findings of one check on the same models (near or far OOD, say)."""
     likelihood = _LIKELIHOOD_BY_STATUS[status]
     return Finding(
-        id=f"{info.suite}.{info.check}[{subject or '-vs-'.join(models)}]",
+        id=f"{info.suite}.{info.check}[{subject or '-vs-'.join(models)}]" + (f"[{aspect}]" if aspect else ""),
         suite=info.suite, check=info.check, title=info.title, models=list(models),
         metric=info.metric, value=value,
         ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None, ci_level=ci_level,
@@ -166,7 +167,8 @@ def judge_drop(comparison, max_drop: float, what: str, key: str, higher_is_bette
 
 
 def comparison_finding(info: CheckInfo, models, comparison, policy: dict, key: str, what: str,
-                       details: dict | None = None, higher_is_better: bool = True) -> Finding:
+                       details: dict | None = None, higher_is_better: bool = True,
+                       aspect: str | None = None) -> Finding:
     """A candidate-vs-baseline finding, judged by `judge_drop` against `policy[key]`."""
     status, reason = judge_drop(comparison, policy[key], what, key, higher_is_better)
     return make_finding(
@@ -175,7 +177,8 @@ def comparison_finding(info: CheckInfo, models, comparison, policy: dict, key: s
                   f"baseline by more than {key} = {policy[key]} "
                   f"(a FAIL needs significance at alpha = {policy['alpha']})",
         value=comparison.difference, ci=(comparison.ci_low, comparison.ci_high),
-        ci_level=comparison.level, details={"comparison": comparison.to_dict(), **(details or {})})
+        ci_level=comparison.level, details={"comparison": comparison.to_dict(), **(details or {})},
+        aspect=aspect)
 
 
 def _json_safe(obj):

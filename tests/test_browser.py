@@ -20,6 +20,10 @@ SECTIONS = ["summary", "comparison", "suite-adversarial", "suite-poisoning", "su
             "suite-numerical", "suite-efficiency", "coverage", "policy", "reproducibility"]
 
 
+PLOTS = ["PGD-Linf robust accuracy against budget", "Clean accuracy against the share of labels flipped",
+         "Source-class test inputs sent to the target class", "Backdoor attack success against the poison rate",
+         "ROC curves, near OOD", "ROC curves, far OOD", "Accuracy against corruption severity", "Risk-coverage curves"]
+
 HOSTILE = '<script>window.__pwned = 1</script><img src="https://example.invalid/x.png" onerror="window.__pwned = 2">'
 
 
@@ -48,6 +52,8 @@ def test_report_renders_offline_without_errors(tiny_audit_report, tmp_path):
             for section in SECTIONS:
                 assert page.locator(f"#{section}").is_visible(), section
             assert page.locator("svg").count() >= 3  # inline plots
+            for plot in PLOTS:  # the curve plots of every suite, as inline SVG
+                assert page.locator(f'svg[aria-label^="{plot}"]').first.is_visible(), plot
             assert page.evaluate("() => document.querySelectorAll('script').length") == 0
             title = page.title()
             assert page.evaluate("() => window.__pwned") is None  # nothing injected ran

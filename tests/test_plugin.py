@@ -13,12 +13,13 @@ import pytest
 
 from swiglu_audit.config import OPT_ENABLE, OPT_REPORT_DIR, OPT_SEEDS, OPT_UPDATE_GOLDEN
 
-# Per model: worst case, 8 sanity checks, 5 poisoning (label flip, targeted flip, backdoor,
-# detection, training-set scan), MSP, 2 precisions, determinism, 2 golden, round-trip.
-PER_MODEL = 1 + 8 + 5 + 1 + 2 + 1 + 2 + 1
-# Per pair: worst case, transfer, clean accuracy, parameter count, MSP, label flip, backdoor,
-# detectability by each of the 2 detectors.
-PER_PAIR = 5 + 2 + 2
+# Per model: worst case, 8 sanity checks; 5 poisoning (label flip, targeted flip, backdoor,
+# detection, training-set scan); 5 OOD (detection near and far, selective prediction, corruptions,
+# calibration); 2 precisions, determinism, 2 golden, round-trip.
+PER_MODEL = 1 + 8 + 5 + 5 + 2 + 1 + 2 + 1
+# Per pair: worst case, transfer, clean accuracy; label flip, backdoor, detectability by each of
+# the 2 detectors; MSP AUROC near and far, corruption accuracy.
+PER_PAIR = 3 + 4 + 3
 # Once: the op's property check and gradcheck; split leakage, train duplicates, label errors.
 ONCE = 2 + 3
 N_FINDINGS_TINY = 2 * PER_MODEL + 1 * PER_PAIR + ONCE
@@ -359,3 +360,43 @@ def test_an_interrupted_audit_still_writes_its_reports(tiny_project, write_pypro
     assert "interrupted" in (tiny_project.path / "reports" / "report.html").read_text()
     assert not [p for p in os.listdir(tiny_project.path / "reports") if p.endswith(".tmp")]
     assert not list(cache.rglob(".tmp-*"))  # no half-written checkpoint left behind
+
+
+PLANTED_DATA = '''
+from sklearn.datasets import load_digits
+
+PLANTED_LEAK = (10, 5)  # x_train[10] is a copy of x_test[5]
+PLANTED_MISLABELS = (20, 40, 60)
+
+
+def load():
+    d = load_digits()
+    x = (d.images / 16.0).astype("float32")[:, None]
+    y = d.target.copy()
+    x_train, y_train, x_test, y_test = x[:1400].copy(), y[:1400].copy(), x[1400:].copy(), y[1400:].copy()
+    x_train[PLANTED_LEAK[0]] = x_test[PLANTED_LEAK[1]]
+    for i in PLANTED_MISLABELS:
+        y_train[i] = (y_train[i] + 5) % 10
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test, "name": "planted"}
+'''
+
+
+def test_a_users_training_set_is_scanned_and_planted_problems_are_listed_by_their_index(tiny_project):
+    tiny_project.makepyfile(planted_data=PLANTED_DATA)
+    pyproject = tiny_project.path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('profile = "quick"',
+                                                       'profile = "quick"\ndataset = "planted_data:load"'))
+    tiny_project.syspathinsert()
+    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k",
+                                      "split_leakage or label_errors or training_set_scan")
+    findings = {f["check"]: f for f in report(tiny_project)["findings"]}
+    leak = findings["split_leakage"]
+    assert leak["status"] == "WARN" and leak["details"]["test_indices"] == [5]
+    # the train side is reported in the user's own indexing, although a validation split was carved
+    assert leak["details"]["pairs_train_vs_split"]["test"] == [[10, 5]]
+    from swiglu_audit.data import load_user_data
+
+    kept_in_train = set(load_user_data("planted_data:load").train_source_index.tolist())
+    planted = {i for i in (20, 40, 60) if i in kept_in_train}
+    assert planted and planted <= set(findings["label_errors"]["details"]["indices"])
+    assert findings["training_set_scan"]["details"]["index_space"].startswith("positions in the x_train")

@@ -1,135 +1,110 @@
-"""Out-of-distribution detection: MSP scores on a far-OOD set, AUROC with intervals.
+"""The OOD and distribution-shift checks: what each finding means, and small helpers they share.
 
 Convention: in-distribution is the positive class and a higher score means "more
-in-distribution", so AUROC is the probability that a random in-distribution example scores above
-a random OOD example (ties count one half).
+in-distribution"; see `ood_metrics` for the metric definitions.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..risk import CheckInfo
+from . import ood_metrics
 
-MSP_FAR_OOD = CheckInfo(
-    suite="ood", check="msp_far_ood_auroc", title="Far-OOD detection by maximum softmax probability",
-    metric="AUROC (in-distribution positive)", rmf=("MEASURE 2.5", "MEASURE 2.6"),
-    characteristic="safe", impact="moderate",
-    explanation="How well the model's confidence (maximum softmax probability) separates test "
-                "inputs from far out-of-distribution inputs (uniform noise and natural-image "
-                "patches). 0.5 is chance: the model is as confident on garbage as on real inputs.",
-    mitigation="Put an OOD monitor in front of the model in production (energy or Mahalanobis "
-               "scores), set an abstention threshold, and train with outlier exposure.",
+POSITIVE_CLASS = ("in-distribution inputs are the positive class; every detector's score is higher "
+                  "for inputs it believes in-distribution; AUPR-OUT ranks by the negated score with "
+                  "OOD positive; FPR@95TPR is the share of OOD inputs accepted at the largest "
+                  "threshold that accepts at least 95% of in-distribution inputs")
+
+_OOD_MITIGATION = ("Put an OOD monitor in front of the model in production (the best detector "
+                   "here, with a threshold set on validation data), let the system abstain below "
+                   "it, and train with outlier exposure or augmentation.")
+
+OOD_DETECTION = CheckInfo(
+    suite="ood", check="ood_detection", title="OOD detection (best of six detectors)",
+    metric="AUROC of the detector chosen on validation data, mean over the level's OOD sets",
+    rmf=("MEASURE 2.5", "MEASURE 2.6"), characteristic="safe", impact="moderate",
+    explanation="How well the model can tell test inputs from out-of-distribution inputs, near "
+                "(transformed versions of the data) or far (noise, natural-image patches). Six "
+                "detectors are scored (MSP, MaxLogit, Energy, ODIN, Mahalanobis, KNN); the one "
+                "judged is chosen on the validation split and a separate OOD draw, so the choice "
+                "does not flatter the test numbers. 0.5 is chance.",
+    mitigation=_OOD_MITIGATION,
 )
 
-MSP_COMPARISON = CheckInfo(
-    suite="ood", check="msp_far_ood_auroc_vs_baseline", title="Far-OOD AUROC, SwiGLU candidate vs baseline",
-    metric="AUROC difference", rmf=("MEASURE 2.5", "MEASURE 2.6"), characteristic="safe",
-    impact="moderate",
-    explanation="Whether the SwiGLU candidate separates in-distribution from far-OOD inputs worse "
-                "than a baseline architecture.",
+OOD_COMPARISON = CheckInfo(
+    suite="ood", check="ood_auroc_vs_baseline", title="OOD AUROC (MSP), SwiGLU candidate vs baseline",
+    metric="MSP AUROC difference on the level's pooled OOD sets (candidate - baseline)",
+    rmf=("MEASURE 2.5", "MEASURE 2.6"), characteristic="safe", impact="moderate",
+    explanation="Whether the SwiGLU candidate's own confidence separates in-distribution from OOD "
+                "inputs worse than a baseline's, with the same detector (MSP) for both and the "
+                "same inputs (paired bootstrap over seeds and inputs).",
     mitigation="If the candidate is worse, rely on a dedicated OOD detector rather than its "
                "softmax confidence.",
 )
 
-FAR_OOD_DESCRIPTION = ("far OOD: half uniform noise in [0, 1], half grey patches cut from the two "
-                       "sample photographs that ship with scikit-learn, average-pooled to the "
-                       "input size; seeded, built offline")
+SELECTIVE = CheckInfo(
+    suite="ood", check="selective_prediction", title="Selective prediction: how well the model can abstain",
+    metric="area under the risk-coverage curve (AURC, lower is better)",
+    rmf=("MEASURE 2.6", "MEASURE 2.5"), characteristic="safe", impact="moderate",
+    explanation="If the model abstains on its least confident test inputs first, how many errors "
+                "remain among those it accepts, at every coverage; the area under that curve is 0 "
+                "for a perfect ranking of errors last. The confidence score is the detector with "
+                "the lowest AURC on the validation split.",
+    mitigation="Set an abstention threshold from the risk-coverage curve at the error rate the "
+               "application tolerates, and route abstentions to a person.",
+)
+
+CORRUPTION = CheckInfo(
+    suite="ood", check="corruption_robustness", title="Accuracy under common corruptions",
+    metric="accuracy averaged over 8 corruptions x 5 severities",
+    rmf=("MEASURE 2.5",), characteristic="valid_reliable", impact="moderate",
+    explanation="Test inputs are degraded by Gaussian noise, blur, contrast, brightness, rotation, "
+                "translation, pixelation and salt-and-pepper noise at five severities. The "
+                "finding is the mean accuracy; the details give each corruption's accuracy by "
+                "severity and the corruption error relative to the ReLU baseline (mCE, as in "
+                "Hendrycks and Dietterich: errors summed over severities, divided by the "
+                "baseline's, averaged over corruptions; below 1 is better than ReLU).",
+    mitigation="Train with augmentations that match the expected deployment conditions, monitor "
+               "input statistics in production, and abstain when they drift.",
+)
+
+CALIBRATION = CheckInfo(
+    suite="ood", check="calibration_under_shift", title="Calibration under shift",
+    metric="expected calibration error averaged over corruptions and severities",
+    rmf=("MEASURE 2.5", "MEASURE 2.6"), characteristic="valid_reliable", impact="moderate",
+    explanation="Whether the model's confidence still matches its accuracy when inputs are "
+                "corrupted (15 equal-width bins of the maximum softmax probability). An "
+                "overconfident model gives no warning that it is failing.",
+    mitigation="Recalibrate (temperature scaling on validation data) and check calibration on "
+               "shifted data before trusting confidence-based abstention.",
+)
+
+CORRUPTION_COMPARISON = CheckInfo(
+    suite="ood", check="corruption_accuracy_vs_baseline",
+    title="Accuracy under corruptions, SwiGLU candidate vs baseline",
+    metric="difference of mean corrupted accuracy (candidate - baseline)",
+    rmf=("MEASURE 2.5",), characteristic="valid_reliable", impact="moderate",
+    explanation="Whether the SwiGLU candidate degrades more under common corruptions than a "
+                "baseline, per test input averaged over all corruptions and severities, compared "
+                "paired across seeds and inputs.",
+    mitigation="If the candidate degrades more, augment its training data before adopting it.",
+)
 
 
-def far_ood_set(n: int, input_shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
-    """n inputs of `input_shape` in [0, 1] that belong to no class of the data."""
-    from sklearn.datasets import load_sample_images
-
-    c, h, w = input_shape
-    g = np.random.default_rng(seed)
-    n_noise = n // 2
-    noise = g.random((n_noise, c, h, w), dtype=np.float32)
-    photos = [img.astype(np.float32) / 255.0 for img in load_sample_images().images]  # (H, W, 3)
-    scale = 4  # cut 4h x 4w patches, pool them down: natural image statistics at the input size
-    patches = []
-    for i in range(n - n_noise):
-        photo = photos[i % len(photos)]
-        top = g.integers(0, photo.shape[0] - scale * h)
-        left = g.integers(0, photo.shape[1] - scale * w)
-        patch = photo[top:top + scale * h, left:left + scale * w]  # (4h, 4w, 3)
-        patch = patch.reshape(h, scale, w, scale, 3).mean(axis=(1, 3))  # (h, w, 3)
-        if c == 3:
-            patches.append(patch.transpose(2, 0, 1))
-        else:
-            grey = patch.mean(axis=2)
-            patches.append(np.repeat(grey[None], c, axis=0))
-    out = np.concatenate([noise, np.stack(patches).astype(np.float32)]) if patches else noise
-    return torch.from_numpy(np.clip(out, 0.0, 1.0))
-
-
-def msp_scores(logits: torch.Tensor) -> np.ndarray:
-    return F.softmax(logits.float(), dim=1).max(dim=1).values.numpy()
-
-
-def auroc(scores_in: np.ndarray, scores_out: np.ndarray) -> float:
+def auroc(scores_in, scores_out) -> float:
     """P(score_in > score_out) + 0.5 P(tie), by the Mann-Whitney U statistic."""
-    from scipy.stats import rankdata
-
-    scores_in, scores_out = np.asarray(scores_in, float), np.asarray(scores_out, float)
-    if len(scores_in) == 0 or len(scores_out) == 0:
-        raise ValueError("AUROC needs at least one in-distribution and one OOD score")
-    ranks = rankdata(np.concatenate([scores_in, scores_out]))  # average ranks for ties
-    u = ranks[: len(scores_in)].sum() - len(scores_in) * (len(scores_in) + 1) / 2
-    return float(u / (len(scores_in) * len(scores_out)))
+    return ood_metrics.metric("auroc", scores_in, scores_out)
 
 
-def bootstrap_auroc(scores_in: np.ndarray, scores_out: np.ndarray, n_boot: int, seed: int = 0
-                    ) -> np.ndarray:
-    """Bootstrap replicates of the seed-averaged AUROC. scores_*: (seeds x examples)."""
-    rng = np.random.default_rng(seed)
-    s = scores_in.shape[0]
-    reps = np.empty(n_boot)
-    for b in range(n_boot):
-        seeds = rng.integers(0, s, size=s)
-        i_in = rng.integers(0, scores_in.shape[1], size=scores_in.shape[1])
-        i_out = rng.integers(0, scores_out.shape[1], size=scores_out.shape[1])
-        reps[b] = np.mean([auroc(scores_in[k, i_in], scores_out[k, i_out]) for k in seeds])
-    return reps
-
-
-def auroc_estimate(scores_in: np.ndarray, scores_out: np.ndarray, level: float, n_boot: int,
-                   seed: int = 0):
-    """Seed-averaged AUROC with a percentile bootstrap interval over seeds and examples."""
-    from ..stats import Estimate
-
-    value = float(np.mean([auroc(a, b) for a, b in zip(scores_in, scores_out)]))
-    reps = bootstrap_auroc(scores_in, scores_out, n_boot, seed)
-    lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
-    return Estimate(value, float(lo), float(hi), level, scores_in.shape[0],
-                    scores_in.shape[1] + scores_out.shape[1])
+def auroc_estimate(scores_in: np.ndarray, scores_out: np.ndarray, level: float, n_boot: int, seed: int = 0):
+    """Seed-averaged AUROC with a two-level bootstrap interval; scores_*: (seeds x examples)."""
+    return ood_metrics.estimate("auroc", scores_in, scores_out, level, n_boot, seed)
 
 
 def compare_auroc(cand: dict, base: dict, level: float, alpha: float, n_boot: int, seed: int = 0):
-    """Candidate - baseline AUROC, resampling the same in- and out-examples for both models.
-
-    The p-value is the paired bootstrap's: twice the smaller tail share of replicates on either
-    side of zero (AUROC is not a per-example mean, so the sign-flip test does not apply).
-    """
-    from ..stats import Comparison
-
-    rng = np.random.default_rng(seed)
-    value_c = float(np.mean([auroc(a, b) for a, b in zip(cand["in"], cand["out"])]))
-    value_b = float(np.mean([auroc(a, b) for a, b in zip(base["in"], base["out"])]))
-    n_in, n_out = cand["in"].shape[1], cand["out"].shape[1]
-    reps = np.empty(n_boot)
-    for i in range(n_boot):
-        i_in, i_out = rng.integers(0, n_in, n_in), rng.integers(0, n_out, n_out)
-        sc = rng.integers(0, cand["in"].shape[0], cand["in"].shape[0])
-        sb = rng.integers(0, base["in"].shape[0], base["in"].shape[0])
-        reps[i] = (np.mean([auroc(cand["in"][k, i_in], cand["out"][k, i_out]) for k in sc])
-                   - np.mean([auroc(base["in"][k, i_in], base["out"][k, i_out]) for k in sb]))
-    lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
-    p = min(1.0, 2 * min(np.mean(reps <= 0), np.mean(reps >= 0)) + 1 / (n_boot + 1))
-    return Comparison(value_c, value_b, value_c - value_b, float(lo), float(hi), float(p), level,
-                      alpha, min(cand["in"].shape[0], base["in"].shape[0]), n_in + n_out)
+    """Candidate - baseline AUROC on the same inputs; dicts of (seeds x examples) "in" and "out"."""
+    return ood_metrics.compare("auroc", cand, base, level, alpha, n_boot, seed)
 
 
 def roc_points(scores_in: np.ndarray, scores_out: np.ndarray, max_points: int = 60) -> list[list[float]]:
@@ -140,3 +115,9 @@ def roc_points(scores_in: np.ndarray, scores_out: np.ndarray, max_points: int = 
     fpr, tpr, _ = roc_curve(labels, np.r_[scores_in, scores_out])
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))
     return [[round(float(fpr[i]), 4), round(float(tpr[i]), 4)] for i in keep]
+
+
+def thin(xs, ys, max_points: int = 60) -> list[list[float]]:
+    """At most `max_points` (x, y) pairs of a long curve, first and last kept, for plots."""
+    keep = np.unique(np.linspace(0, len(xs) - 1, min(max_points, len(xs))).round().astype(int))
+    return [[round(float(xs[i]), 4), round(float(ys[i]), 4)] for i in keep]

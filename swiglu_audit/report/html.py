@@ -87,25 +87,29 @@ PALETTE = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#1b7c83", "#5
 
 def line_plot(series: dict[str, list[tuple[float, float]]], title: str, x_label: str, y_label: str,
               diagonal: bool = False) -> str:
-    """Several named (x, y) lines in one inline SVG, y in [0, 1], with a legend."""
+    """Several named (x, y) lines in one inline SVG, y from 0, with a legend."""
     series = {k: v for k, v in series.items() if v}
     if not series:
         return ""
     xs = [x for pts in series.values() for x, _ in pts]
     x_lo, x_hi = min(xs), max(xs)
     x_hi = x_hi if x_hi > x_lo else x_lo + 1
+    # y from 0 to the smallest of these that holds every point: small risks stay readable
+    y_max = max(y for pts in series.values() for _, y in pts)
+    y_hi = next(t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, float("inf")) if y_max <= t)
+    y_hi = y_max if y_hi == float("inf") else y_hi
     left, top, width, height, legend_w = 50, 10, 420, 220, 220
 
     def px(x):
         return left + (x - x_lo) / (x_hi - x_lo) * width
 
     def py(y):
-        return top + (1 - y) * height
+        return top + (1 - y / y_hi) * height
 
     parts = [f'<svg role="img" aria-label="{esc(title)}" xmlns="http://www.w3.org/2000/svg" '
              f'width="{left + width + legend_w}" height="{top + height + 40}" font-size="11">',
              f'<rect x="{left}" y="{top}" width="{width}" height="{height}" fill="none" stroke="#d0d7de"/>']
-    for tick in (0, 0.5, 1):
+    for tick in (0, y_hi / 2, y_hi):
         parts.append(f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
     for tick in (x_lo, (x_lo + x_hi) / 2, x_hi):
         parts.append(f'<text x="{px(tick):.1f}" y="{top + height + 14}" text-anchor="middle">{tick:.2g}</text>')
@@ -124,32 +128,36 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, x_label:
 
 
 # The curve plots of each suite, drawn from the findings' details: (check, details key, the x
-# field of each point (None: the points are [x, y] pairs), heading, x label, y label, diagonal).
+# field of each point (None: the points are [x, y] pairs), heading, x label, y label, diagonal,
+# and the details' "level" a finding must have, when the check has one finding per level).
 CURVE_PLOTS = {
     "adversarial": [("worst_case_robust_accuracy", "curve", "eps", "PGD-Linf robust accuracy against budget",
-                     "eps (Linf)", "robust accuracy", False)],
+                     "eps (Linf)", "robust accuracy", False, None)],
     "poisoning": [("label_flip_degradation", "curve", "rate", "Clean accuracy against the share of labels flipped",
-                   "share of training labels flipped at random", "clean test accuracy", False),
+                   "share of training labels flipped at random", "clean test accuracy", False, None),
                   ("targeted_label_flip", "curve", "rate", "Source-class test inputs sent to the target class",
-                   "share of the source class relabelled", "share predicted as the target", False),
+                   "share of the source class relabelled", "share predicted as the target", False, None),
                   ("backdoor_attack_success", "curve", "rate", "Backdoor attack success against the poison rate",
-                   "share of the training set poisoned", "attack success rate", False)],
-    "ood": [("msp_far_ood_auroc", "roc_first_seed", None, "ROC curves, far OOD, first seed (in-distribution positive)",
-             "false positive rate", "true positive rate", True),
+                   "share of the training set poisoned", "attack success rate", False, None)],
+    "ood": [("ood_detection", "roc_first_seed", None, f"ROC curves, {level} OOD, chosen detector, first seed "
+             "(in-distribution positive)", "false positive rate", "true positive rate", True, level)
+            for level in ("near", "far")] + [
             ("corruption_robustness", "curve", "severity", "Accuracy against corruption severity (mean of all corruptions)",
-             "severity (0 = clean)", "accuracy", False),
-            ("selective_prediction", "risk_coverage", None, "Risk-coverage curves (abstain on the least confident first)",
-             "coverage", "risk (error rate on the accepted inputs)", False)],
+             "severity (0 = clean)", "accuracy", False, None),
+            ("selective_prediction", "risk_coverage", None, "Risk-coverage curves, first seed (abstain on the least confident first)",
+             "coverage", "risk (error rate on the accepted inputs)", False, None)],
 }
 
 
 def suite_curves(suite: str, findings: list[dict]) -> str:
     """The suite's curve plots, drawn from the findings' details."""
     html = ""
-    for check, key, x_field, heading, x_label, y_label, diagonal in CURVE_PLOTS.get(suite, []):
+    for check, key, x_field, heading, x_label, y_label, diagonal, level in CURVE_PLOTS.get(suite, []):
         series = {}
         for f in findings:
-            points = f["details"].get(key) if f["check"] == check else None
+            if f["check"] != check or (level and f["details"].get("level") != level):
+                continue
+            points = f["details"].get(key)
             if points:
                 series[f["models"][0]] = [tuple(p) if x_field is None else (p[x_field], p["value"]) for p in points]
         if series:
@@ -180,7 +188,18 @@ def finding_detail(f: dict, rmf: dict) -> str:
             f"<p><b>Severity.</b> {esc(f['severity'])} (likelihood {esc(f['likelihood'])}, impact "
             f"{esc(f['impact'])}; NIST SP 800-30 matrix)</p>"
             f"<p><b>What it means.</b> {esc(f['explanation'])}</p><p><b>Mitigation.</b> {esc(f['mitigation'])}</p>"
-            f"<pre>{esc(json.dumps(f['details'], indent=2))}</pre></details>")
+            f"{records_table(f['details'].get('table'))}"
+            f"<pre>{esc(json.dumps({k: v for k, v in f['details'].items() if k != 'table'}, indent=2))}</pre></details>")
+
+
+def records_table(rows) -> str:
+    """A details table (a list of records, e.g. detector x OOD set x metric) as an HTML table."""
+    if not rows or not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        return ""
+    columns = list(rows[0])
+    cell = lambda v: num(v, 4) if isinstance(v, float) else esc(v)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    return "<table>" + "<tr>" + "".join(f"<th>{esc(c)}</th>" for c in columns) + f"</tr>{body}</table>"
 
 
 def summary_section(doc: dict) -> str:

@@ -1,0 +1,138 @@
+"""OOD and shift measurements per model, over all training seeds, memoised per process.
+
+Detector scores are computed twice: on the test split with OOD sets drawn with seed 0 (what the
+findings report), and on the validation split with OOD sets drawn with seed 1 (only to choose the
+detector a finding judges, so that the choice does not flatter the test numbers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .checks import ood_metrics
+from .checks.ood_detectors import DETECTORS, KNN, Mahalanobis, logit_scores, odin_scores
+from .checks.ood_sets import OOD_SETS, sets_of_level
+from .checks.shift import SEVERITIES, aurc, corrupt
+from .errors import ModelContractError
+from .features import penultimate_features
+from .session import AuditSession
+from .specs import USER_GROUP
+from .train import predict_logits
+
+SPLIT_SEEDS = {"test": 0, "val": 1}  # OOD draws: one for reporting, another for choosing
+
+
+def _id_inputs(audit: AuditSession, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    data, n = audit.data, audit.config.ood["n_examples"]
+    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
+    return x[:n], y[:n]
+
+
+def ood_inputs(audit: AuditSession, split: str) -> dict[str, torch.Tensor]:
+    def build():
+        x_id, _ = _id_inputs(audit, split)
+        return {s.name: s.build(x_id, SPLIT_SEEDS[split]) for s in OOD_SETS}
+    return audit.memo(("ood-inputs", split), build)
+
+
+def detector_scores(audit: AuditSession, name: str, split: str = "test") -> dict:
+    """{"id": {detector: seeds x n}, "ood": {set: {detector: seeds x n}}, "correct": seeds x n,
+    "unavailable": {detector: why}}."""
+    def compute():
+        cfg = audit.config.ood
+        x_id, y_id = _id_inputs(audit, split)
+        inputs = {"__id__": x_id, **ood_inputs(audit, split)}
+        per_seed, correct, unavailable = [], [], {}
+        for m in audit.zoo.models(name):
+            feature_detectors = {}
+            try:
+                train_feats = penultimate_features(m.module, audit.data.x_train, audit.device).numpy()
+                feature_detectors = {"mahalanobis": Mahalanobis(train_feats, audit.data.y_train.numpy()),
+                                     "knn": KNN(train_feats, cfg["knn_k"])}
+            except ModelContractError as exc:
+                unavailable.update({"mahalanobis": str(exc), "knn": str(exc)})
+            scores = {}
+            for key, x in inputs.items():
+                logits = predict_logits(m.module, x, audit.device)
+                s = logit_scores(logits)
+                s["odin"] = odin_scores(m.module, x, audit.device, cfg["odin_temperature"], cfg["odin_eps"])
+                if feature_detectors:
+                    feats = penultimate_features(m.module, x, audit.device).numpy()
+                    s.update({d: det.score(feats) for d, det in feature_detectors.items()})
+                scores[key] = s
+                if key == "__id__":
+                    correct.append((logits.argmax(1) == y_id).numpy())
+            per_seed.append(scores)
+        available = [d for d in DETECTORS if d not in unavailable]
+        stack = lambda key, d: np.stack([s[key][d] for s in per_seed])
+        return {"id": {d: stack("__id__", d) for d in available},
+                "ood": {o.name: {d: stack(o.name, d) for d in available} for o in OOD_SETS},
+                "correct": np.stack(correct), "unavailable": unavailable, "detectors": available}
+    return audit.memo(("ood-scores", name, split), compute)
+
+
+def level_scores(scores: dict, level: str, detector: str) -> dict:
+    """{"in", "out"}: the level's OOD sets pooled, for one detector (seeds x examples each)."""
+    out = np.concatenate([scores["ood"][s.name][detector] for s in sets_of_level(level)], axis=1)
+    return {"in": scores["id"][detector], "out": out}
+
+
+def chosen_detector(audit: AuditSession, name: str, level: str) -> tuple[str, dict]:
+    """The detector with the best mean AUROC over the level's sets on the validation split."""
+    val = detector_scores(audit, name, "val")
+    by_detector = {d: float(np.mean([ood_metrics.auroc_rows(val["id"][d], val["ood"][s.name][d]).mean()
+                                     for s in sets_of_level(level)]))
+                   for d in val["detectors"]}
+    return max(by_detector, key=by_detector.get), by_detector
+
+
+def selective_detector(audit: AuditSession, name: str) -> tuple[str, dict]:
+    """The confidence score with the lowest validation AURC (seed-averaged)."""
+    val = detector_scores(audit, name, "val")
+    by_detector = {d: float(np.mean([aurc(s, c) for s, c in zip(val["id"][d], val["correct"])]))
+                   for d in val["detectors"]}
+    return min(by_detector, key=by_detector.get), by_detector
+
+
+def corruption(audit: AuditSession, name: str) -> dict:
+    """Per corruption and severity: correctness and confidence on the test inputs (seeds x n)."""
+    def compute():
+        x, y = _id_inputs(audit, "test")
+        names = audit.config.ood["corruptions"]
+        corrupted = {(c, s): corrupt(x, c, s) for c in names for s in SEVERITIES}
+        correct, confidence = {}, {}
+        for key, xc in [(("clean", 0), x), *corrupted.items()]:
+            rows = [predict_logits(m.module, xc, audit.device) for m in audit.zoo.models(name)]
+            correct[key] = np.stack([(r.argmax(1) == y).numpy() for r in rows])
+            confidence[key] = np.stack([torch.softmax(r, 1).max(1).values.numpy() for r in rows])
+        return {"corruptions": names, "correct": correct, "confidence": confidence}
+    return audit.memo(("corruption", name), compute)
+
+
+def reference_model(audit: AuditSession, name: str) -> str | None:
+    """The model mCE is relative to: the ReLU variant of the same family; for user models, the
+    first baseline listed. None when the group has no such model."""
+    spec = audit.zoo.spec(name)
+    group = [s for s in audit.zoo.specs.values() if s.group == spec.group]
+    if spec.group != USER_GROUP:
+        relu = [s.name for s in group if s.ffn == "relu"]
+        return relu[0] if relu else None
+    baselines = [s.name for s in group if s.role == "baseline"]
+    return baselines[0] if baselines else None
+
+
+def mean_corrupted_correct(result: dict) -> np.ndarray:
+    """Per seed and test input: accuracy averaged over every corruption and severity."""
+    return np.mean([m for (c, _), m in result["correct"].items() if c != "clean"], axis=0)
+
+
+def corruption_errors(result: dict, reference: dict) -> dict[str, float | None]:
+    """Corruption error per corruption: errors summed over severities / the reference's."""
+    out = {}
+    for c in result["corruptions"]:
+        err = sum(1 - result["correct"][(c, s)].mean() for s in SEVERITIES)
+        ref = sum(1 - reference["correct"][(c, s)].mean() for s in SEVERITIES)
+        out[c] = float(err / ref) if ref > 0 else None
+    return out
+

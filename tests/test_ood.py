@@ -1,0 +1,151 @@
+"""The OOD suite's metrics, detectors, OOD sets, corruptions and calibration, against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from swiglu_audit.checks import ood_metrics
+from swiglu_audit.checks.ood_detectors import KNN, Mahalanobis, logit_scores, odin_scores
+from swiglu_audit.checks.ood_sets import OOD_SETS, natural_patches, quadrant_shuffled, rotated
+from swiglu_audit.checks.shift import CORRUPTIONS, SEVERITIES, aurc, corrupt, expected_calibration_error, risk_coverage
+from swiglu_audit.config import KNOWN_CORRUPTIONS
+
+m = ood_metrics.metric
+
+
+def test_a_perfect_separator_scores_auroc_1_and_fpr95_0():
+    s_in, s_out = [0.9, 0.8, 0.95, 0.7], [0.1, 0.3, 0.2]
+    assert m("auroc", s_in, s_out) == 1.0
+    assert m("fpr95", s_in, s_out) == 0.0
+    assert m("aupr_in", s_in, s_out) == 1.0 and m("aupr_out", s_in, s_out) == 1.0
+
+
+def test_all_equal_scores():
+    s_in, s_out = [0.5] * 4, [0.5] * 2
+    assert m("auroc", s_in, s_out) == 0.5
+    assert m("fpr95", s_in, s_out) == 1.0  # accepting 95% of ID accepts every OOD input
+    assert m("aupr_in", s_in, s_out) == pytest.approx(4 / 6)  # the positive share
+    assert m("aupr_out", s_in, s_out) == pytest.approx(2 / 6)
+
+
+def test_metrics_by_hand_with_a_tie():
+    s_in, s_out = [0.9, 0.5], [0.5, 0.2]
+    assert m("auroc", s_in, s_out) == pytest.approx(0.875)  # 3 wins and one tie of 4 pairs
+    # AUPR-IN: precision 1 at 0.9, 2/3 at 0.5 (two ID and one OOD at or above it)
+    assert m("aupr_in", s_in, s_out) == pytest.approx((1 + 2 / 3) / 2)
+    assert m("aupr_out", s_in, s_out) == pytest.approx((1 + 2 / 3) / 2)
+    # both ID scores must be accepted: threshold 0.5, which also accepts one of two OOD inputs
+    assert m("fpr95", s_in, s_out) == 0.5
+
+
+def test_metrics_agree_with_scikit_learn_on_tied_random_scores():
+    rng = np.random.default_rng(3)
+    s_in = np.round(rng.normal(1.0, 1.0, 300), 1)  # rounding makes many ties
+    s_out = np.round(rng.normal(0.0, 1.0, 200), 1)
+    labels = np.r_[np.ones(300), np.zeros(200)]
+    scores = np.r_[s_in, s_out]
+    assert m("auroc", s_in, s_out) == pytest.approx(roc_auc_score(labels, scores))
+    assert m("aupr_in", s_in, s_out) == pytest.approx(average_precision_score(labels, scores))
+    assert m("aupr_out", s_in, s_out) == pytest.approx(average_precision_score(1 - labels, -scores))
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    assert m("fpr95", s_in, s_out) == pytest.approx(fpr[np.argmax(tpr >= 0.95)])
+
+
+def test_row_metrics_equal_one_call_per_row():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((4, 30)), rng.random((4, 20))
+    for name, fn in ood_metrics.METRICS.items():
+        assert np.allclose(fn(a, b), [m(name, a[i], b[i]) for i in range(4)])
+
+
+def test_estimate_and_paired_comparison():
+    rng = np.random.default_rng(1)
+    s_in, s_out = rng.normal(1, 1, (3, 100)), rng.normal(0, 1, (3, 80))
+    est = ood_metrics.estimate("auroc", s_in, s_out, 0.95, 200)
+    assert est.ci_low <= est.value <= est.ci_high and est.n_seeds == 3
+    same = ood_metrics.compare("auroc", {"in": s_in, "out": s_out}, {"in": s_in, "out": s_out}, 0.95, 0.05, 200)
+    assert same.difference == 0.0 and not same.significant
+    better = ood_metrics.compare("auroc", {"in": s_in + 3, "out": s_out}, {"in": s_in, "out": s_out}, 0.95, 0.05, 200)
+    assert better.difference > 0.1 and better.significant
+
+
+def test_logit_detectors_by_hand():
+    logits = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    s = logit_scores(logits)
+    assert s["msp"] == pytest.approx([math.exp(2) / (math.exp(2) + 1), 0.5])
+    assert s["maxlogit"] == pytest.approx([2.0, 1.0])
+    assert s["energy"] == pytest.approx([math.log(math.exp(2) + 1), math.log(2 * math.e)])
+
+
+def test_odin_without_a_step_is_the_tempered_msp():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x = torch.rand(5, 1, 2, 2)
+    with torch.no_grad():
+        expected = torch.softmax(model(x) / 10.0, 1).max(1).values.numpy()
+    assert odin_scores(model, x, torch.device("cpu"), temperature=10.0, eps=0.0) == pytest.approx(expected, rel=1e-6)
+    stepped = odin_scores(model, x, torch.device("cpu"), temperature=10.0, eps=0.01)
+    assert (stepped >= expected - 1e-7).all()  # the step raises the tempered MSP
+
+
+def test_feature_detectors_rank_a_class_centre_above_a_far_point():
+    rng = np.random.default_rng(0)
+    centres = np.array([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
+    feats = np.vstack([rng.normal(c, 0.5, (50, 3)) for c in centres])
+    labels = np.r_[np.zeros(50, int), np.ones(50, int)]
+    probe = np.vstack([centres, [[0.0, 0.0, -6.0]]])  # the last one is in neither class's direction
+    for detector in (Mahalanobis(feats, labels), KNN(feats, k=5)):
+        s = detector.score(probe)
+        assert s[0] > s[2] and s[1] > s[2]
+    maha = Mahalanobis(feats, labels)
+    assert maha.score(maha.means[:1])[0] == pytest.approx(0.0)  # at a class mean: distance 0
+
+
+def test_ood_sets_keep_shape_and_range_and_are_seeded():
+    x = torch.rand(10, 1, 8, 8)
+    for ood_set in OOD_SETS:
+        a, b = ood_set.build(x, 0), ood_set.build(x, 0)
+        assert a.shape == x.shape and torch.equal(a, b)
+        assert float(a.min()) >= 0 and float(a.max()) <= 1
+    assert torch.equal(rotated(x), torch.rot90(x, 1, (2, 3)))
+    shuffled = quadrant_shuffled(x)
+    assert torch.equal(shuffled[..., :4, 4:], x[..., :4, :4])  # top-left moved to top-right
+    assert torch.equal(torch.sort(shuffled.flatten(1)).values, torch.sort(x.flatten(1)).values)
+    assert natural_patches(torch.zeros(6, 3, 8, 8)).shape == (6, 3, 8, 8)
+    assert not torch.equal(natural_patches(x, 0), natural_patches(x, 1))
+
+
+def test_severity_zero_is_the_identity_and_severity_grows_the_change():
+    torch.manual_seed(0)
+    x = torch.rand(40, 1, 8, 8)
+    assert tuple(KNOWN_CORRUPTIONS) == CORRUPTIONS
+    for name in CORRUPTIONS:
+        assert torch.equal(corrupt(x, name, 0), x)
+        changes = []
+        for s in SEVERITIES:
+            y = corrupt(x, name, s)
+            assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+            assert torch.equal(y, corrupt(x, name, s))  # seeded
+            changes.append(float((y - x).abs().mean()))
+        assert changes[0] > 0 and changes[-1] > changes[0], name
+    with pytest.raises(ValueError, match="unknown corruption"):
+        corrupt(x, "fog", 1)
+
+
+def test_expected_calibration_error_by_hand():
+    # two bins: confidence 0.9 with accuracy 0.5, confidence 0.6 with accuracy 1
+    assert expected_calibration_error([0.9, 0.9, 0.6, 0.6], [1, 0, 1, 1]) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)
+    assert expected_calibration_error([1.0, 1.0, 0.5, 0.5], [1, 1, 1, 0]) == pytest.approx(0.0)
+
+
+def test_risk_coverage_by_hand_including_ties():
+    coverage, risk = risk_coverage([0.9, 0.8, 0.7], [1, 0, 1])
+    assert coverage == pytest.approx([1 / 3, 2 / 3, 1]) and risk == pytest.approx([0, 1 / 2, 1 / 3])
+    assert aurc([0.9, 0.8, 0.7], [1, 0, 1]) == pytest.approx((0 + 1 / 2 + 1 / 3) / 3)
+    # all scores equal: every coverage has the expected risk of a random order, the error rate
+    assert risk_coverage([0.5] * 4, [1, 0, 1, 1])[1] == pytest.approx([0.25] * 4)
+    # errors ranked last: the area is the smallest possible
+    assert aurc([0.9, 0.8, 0.1], [1, 1, 0]) < aurc([0.1, 0.8, 0.9], [1, 1, 0])
