@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from filelock import FileLock, Timeout
 from safetensors import SafetensorError
@@ -39,6 +40,17 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def code_digest(*modules) -> str:
+    """sha256 of the source files of `modules` and of the torch version: cached measurements must
+    be invalidated by a change to the code that computes them, not only by a version bump. Call it
+    at import time, so that it describes the code the process runs."""
+    h = hashlib.sha256()
+    for module in modules:
+        h.update(Path(module.__file__).read_bytes())
+    h.update(f"torch {torch.__version__}".encode())
     return h.hexdigest()
 
 
@@ -92,6 +104,15 @@ class CheckpointCache:
         except Timeout as exc:
             raise CacheError(f"waited {LOCK_TIMEOUT_S}s for the lock on {path}; if no other audit "
                              f"is running, delete {path}.lock") from exc
+
+    def get_or_create_arrays(self, key: str, create: Callable[[], tuple[dict, dict]]) -> tuple[dict, dict]:
+        """A cached measurement made of numpy arrays: `create` returns (name -> array, record)."""
+        def create_tensors():
+            arrays, record = create()
+            return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, record
+
+        tensors, record, _ = self.get_or_create(key, create_tensors, kind="result")
+        return {k: v.numpy() for k, v in tensors.items()}, record
 
     def _load(self, path: Path, key: str):
         if not path.exists():

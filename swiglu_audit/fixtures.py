@@ -26,7 +26,8 @@ def audit(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
 
 
 # Which expensive measurement each suite needs for the models its tests name.
-_SUITE_NEEDS = {"adversarial": {"train", "adversarial"}, "poisoning": {"train", "poisoning"}}
+_SUITE_NEEDS = {"adversarial": {"train", "adversarial"}, "poisoning": {"train", "poisoning"},
+               "ood": {"train", "ood"}}
 
 
 def measurement_needs(items) -> dict[str, set[str]]:

@@ -7,10 +7,14 @@ detector a finding judges, so that the choice does not flatter the test numbers)
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
-from .checks import ood_metrics
+from . import features as features_module
+from .cache import cache_key, code_digest
+from .checks import ood_detectors, ood_metrics, ood_sets, shift
 from .checks.ood_detectors import DETECTORS, KNN, Mahalanobis, logit_scores, odin_scores
 from .checks.ood_sets import OOD_SETS, sets_of_level
 from .checks.shift import SEVERITIES, aurc, corrupt
@@ -36,40 +40,57 @@ def ood_inputs(audit: AuditSession, split: str) -> dict[str, torch.Tensor]:
     return audit.memo(("ood-inputs", split), build)
 
 
+def _cached(audit: AuditSession, name: str, kind: str, settings: dict, compute):
+    """A measurement of `name`'s models, cached on disk like attack results: xdist workers and
+    later runs share it. `compute` returns (flat name -> array, JSON record)."""
+    key = cache_key({"kind": kind, "models": [m.key for m in audit.zoo.models(name)], "settings": settings,
+                     "data": audit.data.fingerprint, "device": audit.device.type, "code": _CODE_DIGEST})
+    return audit.cache.get_or_create_arrays(key, compute)
+
+
 def detector_scores(audit: AuditSession, name: str, split: str = "test") -> dict:
     """{"id": {detector: seeds x n}, "ood": {set: {detector: seeds x n}}, "correct": seeds x n,
-    "unavailable": {detector: why}}."""
+    "unavailable": {detector: why}, "detectors": [available detectors]}."""
     def compute():
         cfg = audit.config.ood
-        x_id, y_id = _id_inputs(audit, split)
-        inputs = {"__id__": x_id, **ood_inputs(audit, split)}
-        per_seed, correct, unavailable = [], [], {}
-        for m in audit.zoo.models(name):
-            feature_detectors = {}
-            try:
-                train_feats = penultimate_features(m.module, audit.data.x_train, audit.device).numpy()
-                feature_detectors = {"mahalanobis": Mahalanobis(train_feats, audit.data.y_train.numpy()),
-                                     "knn": KNN(train_feats, cfg["knn_k"])}
-            except ModelContractError as exc:
-                unavailable.update({"mahalanobis": str(exc), "knn": str(exc)})
-            scores = {}
-            for key, x in inputs.items():
-                logits = predict_logits(m.module, x, audit.device)
-                s = logit_scores(logits)
-                s["odin"] = odin_scores(m.module, x, audit.device, cfg["odin_temperature"], cfg["odin_eps"])
-                if feature_detectors:
-                    feats = penultimate_features(m.module, x, audit.device).numpy()
-                    s.update({d: det.score(feats) for d, det in feature_detectors.items()})
-                scores[key] = s
-                if key == "__id__":
-                    correct.append((logits.argmax(1) == y_id).numpy())
-            per_seed.append(scores)
-        available = [d for d in DETECTORS if d not in unavailable]
-        stack = lambda key, d: np.stack([s[key][d] for s in per_seed])
-        return {"id": {d: stack("__id__", d) for d in available},
-                "ood": {o.name: {d: stack(o.name, d) for d in available} for o in OOD_SETS},
-                "correct": np.stack(correct), "unavailable": unavailable, "detectors": available}
+        settings = {"split": split, **{k: cfg[k] for k in ("n_examples", "knn_k", "odin_temperature", "odin_eps")}}
+        arrays, record = _cached(audit, name, "ood-scores", settings, lambda: _compute_scores(audit, name, split))
+        return {"id": {d: arrays[f"id/{d}"] for d in record["detectors"]},
+                "ood": {o.name: {d: arrays[f"ood/{o.name}/{d}"] for d in record["detectors"]} for o in OOD_SETS},
+                "correct": arrays["correct"], **record}
     return audit.memo(("ood-scores", name, split), compute)
+
+
+def _compute_scores(audit: AuditSession, name: str, split: str) -> tuple[dict, dict]:
+    cfg = audit.config.ood
+    x_id, y_id = _id_inputs(audit, split)
+    inputs = {"__id__": x_id, **ood_inputs(audit, split)}
+    per_seed, correct, unavailable = [], [], {}
+    for m in audit.zoo.models(name):
+        feature_detectors = {}
+        try:
+            train_feats = penultimate_features(m.module, audit.data.x_train, audit.device).numpy()
+            feature_detectors = {"mahalanobis": Mahalanobis(train_feats, audit.data.y_train.numpy()),
+                                 "knn": KNN(train_feats, cfg["knn_k"])}
+        except ModelContractError as exc:
+            unavailable.update({"mahalanobis": str(exc), "knn": str(exc)})
+        scores = {}
+        for key, x in inputs.items():
+            logits = predict_logits(m.module, x, audit.device)
+            s = logit_scores(logits)
+            s["odin"] = odin_scores(m.module, x, audit.device, cfg["odin_temperature"], cfg["odin_eps"])
+            if feature_detectors:
+                feats = penultimate_features(m.module, x, audit.device).numpy()
+                s.update({d: det.score(feats) for d, det in feature_detectors.items()})
+            scores[key] = s
+            if key == "__id__":
+                correct.append((logits.argmax(1) == y_id).numpy())
+        per_seed.append(scores)
+    available = [d for d in DETECTORS if d not in unavailable]
+    arrays = {("id/" if key == "__id__" else f"ood/{key}/") + d: np.stack([s[key][d] for s in per_seed])
+              for key in inputs for d in available}
+    arrays["correct"] = np.stack(correct)
+    return arrays, {"unavailable": unavailable, "detectors": available}
 
 
 def level_scores(scores: dict, level: str, detector: str) -> dict:
@@ -81,7 +102,7 @@ def level_scores(scores: dict, level: str, detector: str) -> dict:
 def chosen_detector(audit: AuditSession, name: str, level: str) -> tuple[str, dict]:
     """The detector with the best mean AUROC over the level's sets on the validation split."""
     val = detector_scores(audit, name, "val")
-    by_detector = {d: float(np.mean([ood_metrics.auroc_rows(val["id"][d], val["ood"][s.name][d]).mean()
+    by_detector = {d: float(np.mean([ood_metrics.per_seed("auroc", val["id"][d], val["ood"][s.name][d]).mean()
                                      for s in sets_of_level(level)]))
                    for d in val["detectors"]}
     return max(by_detector, key=by_detector.get), by_detector
@@ -97,16 +118,24 @@ def selective_detector(audit: AuditSession, name: str) -> tuple[str, dict]:
 
 def corruption(audit: AuditSession, name: str) -> dict:
     """Per corruption and severity: correctness and confidence on the test inputs (seeds x n)."""
-    def compute():
+    names = audit.config.ood["corruptions"]
+    keys = [("clean", 0)] + [(c, s) for c in names for s in SEVERITIES]
+
+    def measure():
         x, y = _id_inputs(audit, "test")
-        names = audit.config.ood["corruptions"]
-        corrupted = {(c, s): corrupt(x, c, s) for c in names for s in SEVERITIES}
-        correct, confidence = {}, {}
-        for key, xc in [(("clean", 0), x), *corrupted.items()]:
-            rows = [predict_logits(m.module, xc, audit.device) for m in audit.zoo.models(name)]
-            correct[key] = np.stack([(r.argmax(1) == y).numpy() for r in rows])
-            confidence[key] = np.stack([torch.softmax(r, 1).max(1).values.numpy() for r in rows])
-        return {"corruptions": names, "correct": correct, "confidence": confidence}
+        arrays = {}
+        for c, s in keys:
+            rows = [predict_logits(m.module, corrupt(x, c, s) if c != "clean" else x, audit.device)
+                    for m in audit.zoo.models(name)]
+            arrays[f"correct/{c}/{s}"] = np.stack([(r.argmax(1) == y).numpy() for r in rows])
+            arrays[f"confidence/{c}/{s}"] = np.stack([torch.softmax(r, 1).max(1).values.numpy() for r in rows])
+        return arrays, {}
+
+    def compute():
+        settings = {"n_examples": audit.config.ood["n_examples"], "corruptions": names}
+        arrays, _ = _cached(audit, name, "corruption", settings, measure)
+        return {"corruptions": names, "correct": {k: arrays[f"correct/{k[0]}/{k[1]}"] for k in keys},
+                "confidence": {k: arrays[f"confidence/{k[0]}/{k[1]}"] for k in keys}}
     return audit.memo(("corruption", name), compute)
 
 
@@ -136,3 +165,5 @@ def corruption_errors(result: dict, reference: dict) -> dict[str, float | None]:
         out[c] = float(err / ref) if ref > 0 else None
     return out
 
+
+_CODE_DIGEST = code_digest(sys.modules[__name__], ood_detectors, ood_sets, shift, features_module)

@@ -7,6 +7,8 @@ in the same process.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -26,20 +28,13 @@ def clean_correct(audit: AuditSession, name: str) -> np.ndarray:
 
 
 def _code_digest() -> str:
-    """Attack results are cached across runs; a change to the code that computes them (or to the
-    attack library) must invalidate them, not only a version bump. Read once, at import, so that
-    the digest describes the code this process runs."""
-    import hashlib
+    """Attack results are cached across runs; see `cache.code_digest`."""
     from importlib.metadata import version
-    from pathlib import Path
 
+    from . import cache
     from .checks import adversarial as adversarial_module
 
-    h = hashlib.sha256()
-    for path in (Path(__file__), Path(adversarial_module.__file__)):
-        h.update(path.read_bytes())
-    h.update(f"torch {torch.__version__} torchattacks {version('torchattacks')}".encode())
-    return h.hexdigest()
+    return cache.code_digest(sys.modules[__name__], adversarial_module) + f" torchattacks {version('torchattacks')}"
 
 
 CODE_DIGEST = _code_digest()

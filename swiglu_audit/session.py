@@ -60,7 +60,7 @@ class AuditSession:
         (the slow vision transformers first, so every worker gets its share of them); a worker then
         finds the other workers' results in the cache when its tests need them.
         """
-        from . import measure_poisoning, measurements
+        from . import measure_ood, measure_poisoning, measurements
 
         order = sorted(needs, key=lambda n: (self.zoo.spec(n).family != "vit", n))
         for name in order[worker_index::n_workers]:
@@ -71,6 +71,10 @@ class AuditSession:
                     measurements.adversarial(self, name)
                 if "poisoning" in needs[name]:
                     measure_poisoning.train_all(self, name)  # trains and caches the poisoned models
+                if "ood" in needs[name]:
+                    for split in ("test", "val"):
+                        measure_ood.detector_scores(self, name, split)
+                    measure_ood.corruption(self, name)
             except Exception:  # noqa: BLE001
                 # A broken model must not fail the session fixture (and with it every test on
                 # this worker): its own tests hit the same error and report it as ERROR findings.

@@ -54,11 +54,18 @@ def test_metrics_agree_with_scikit_learn_on_tied_random_scores():
     assert m("fpr95", s_in, s_out) == pytest.approx(fpr[np.argmax(tpr >= 0.95)])
 
 
-def test_row_metrics_equal_one_call_per_row():
+def test_weights_are_resampling_counts():
+    """A bootstrap replicate weighs each score by how often it was drawn: the same as repeating it."""
     rng = np.random.default_rng(0)
-    a, b = rng.random((4, 30)), rng.random((4, 20))
-    for name, fn in ood_metrics.METRICS.items():
-        assert np.allclose(fn(a, b), [m(name, a[i], b[i]) for i in range(4)])
+    s_in, s_out = np.round(rng.random(30), 1), np.round(rng.random(20), 1)  # with ties
+    w_in, w_out = rng.integers(0, 4, (5, 30)).astype(float), rng.integers(0, 4, (5, 20)).astype(float)
+    w_in[:, 0] += 1  # no replicate without any ID or OOD sample
+    w_out[:, 0] += 1
+    for name, fn in ood_metrics.WEIGHTED.items():
+        got = fn(s_in, s_out, w_in, w_out)
+        expected = [m(name, np.repeat(s_in, w_in[b].astype(int)), np.repeat(s_out, w_out[b].astype(int)))
+                    for b in range(5)]
+        assert got == pytest.approx(expected), name
 
 
 def test_estimate_and_paired_comparison():

@@ -7,95 +7,114 @@ in-distribution.
 - AUPR-OUT: average precision with OOD positive, ranked by the negated score.
 - FPR@95TPR: the share of OOD inputs accepted at the largest threshold that still accepts at least
   95% of ID inputs.
-Every metric takes (B x n_in) and (B x n_out) arrays and returns B values, so that bootstrap
-replicates are computed in one call; ties are handled exactly (average precision counts tied
-scores as one threshold, as scikit-learn does).
+Ties are handled exactly (average precision counts tied scores as one threshold, as scikit-learn
+does). Every metric is computed from sample weights: a bootstrap replicate is the same scores
+with resampling counts as weights, so a thousand replicates cost a few array operations instead
+of a thousand sorts.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Callable
-
 import numpy as np
-from scipy.stats import rankdata
 
 TPR_LEVEL = 0.95
 
 
-def _rows(a) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.shape[1] == 0:
+def _as_1d(a) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64).ravel()
+    if a.size == 0:
         raise ValueError("each side needs at least one score")
     return a
 
 
-def auroc_rows(s_in, s_out) -> np.ndarray:
-    s_in, s_out = _rows(s_in), _rows(s_out)
-    n_in, n_out = s_in.shape[1], s_out.shape[1]
-    ranks = rankdata(np.concatenate([s_in, s_out], axis=1), axis=1)  # average ranks for ties
-    u = ranks[:, :n_in].sum(axis=1) - n_in * (n_in + 1) / 2
-    return u / (n_in * n_out)
+def _weight_at_or_above(scores: np.ndarray, weights: np.ndarray, thresholds: np.ndarray,
+                        strictly: bool = False) -> np.ndarray:
+    """For each row of `weights` (B x n, over `scores`) and each threshold (T,) or (B x T): the
+    total weight of scores >= threshold (> threshold when `strictly`)."""
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    below = np.concatenate([np.zeros((len(weights), 1)), np.cumsum(weights[:, order], axis=1)], axis=1)
+    idx = np.searchsorted(sorted_scores, thresholds, side="right" if strictly else "left")
+    idx = np.broadcast_to(idx, (len(weights), np.shape(thresholds)[-1]))
+    return below[:, -1:] - np.take_along_axis(below, idx, axis=1)
 
 
-def _average_precision(pos, neg) -> np.ndarray:
-    """(1 / n_pos) * sum over positives of precision at the positive's own score."""
-    n_pos = pos.shape[1]
-    all_scores = np.concatenate([pos, neg], axis=1)
-    n = all_scores.shape[1]
-    at_or_above_all = n - rankdata(all_scores, axis=1, method="min")[:, :n_pos] + 1
-    at_or_above_pos = n_pos - rankdata(pos, axis=1, method="min") + 1
-    return (at_or_above_pos / at_or_above_all).mean(axis=1)
+def weighted_auroc(s_in, s_out, w_in, w_out) -> np.ndarray:
+    above = _weight_at_or_above(s_out, w_out, s_in)  # OOD weight >= each ID score
+    strictly_above = _weight_at_or_above(s_out, w_out, s_in, strictly=True)
+    # OOD weight strictly below each ID score, plus half the tied weight
+    wins = w_out.sum(axis=1, keepdims=True) - above + 0.5 * (above - strictly_above)
+    return (w_in * wins).sum(axis=1) / (w_in.sum(axis=1) * w_out.sum(axis=1))
 
 
-def aupr_in_rows(s_in, s_out) -> np.ndarray:
-    return _average_precision(_rows(s_in), _rows(s_out))
+def _weighted_average_precision(s_pos, s_neg, w_pos, w_neg) -> np.ndarray:
+    """(1 / W_pos) * sum over positives of weight * precision at the positive's own score."""
+    tp = _weight_at_or_above(s_pos, w_pos, s_pos)
+    fp = _weight_at_or_above(s_neg, w_neg, s_pos)
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+    return (w_pos * precision).sum(axis=1) / w_pos.sum(axis=1)
 
 
-def aupr_out_rows(s_in, s_out) -> np.ndarray:
-    return _average_precision(-_rows(s_out), -_rows(s_in))
+def weighted_aupr_in(s_in, s_out, w_in, w_out) -> np.ndarray:
+    return _weighted_average_precision(s_in, s_out, w_in, w_out)
 
 
-def fpr_at_tpr_rows(s_in, s_out, tpr: float = TPR_LEVEL) -> np.ndarray:
-    s_in, s_out = _rows(s_in), _rows(s_out)
-    n_in = s_in.shape[1]
-    k = n_in - math.ceil(tpr * n_in)  # this many ID scores may fall below the threshold
-    threshold = np.sort(s_in, axis=1)[:, k]
-    return (s_out >= threshold[:, None]).mean(axis=1)
+def weighted_aupr_out(s_in, s_out, w_in, w_out) -> np.ndarray:
+    return _weighted_average_precision(-s_out, -s_in, w_out, w_in)
 
 
-METRICS: dict[str, Callable] = {"auroc": auroc_rows, "aupr_in": aupr_in_rows, "aupr_out": aupr_out_rows,
-                                "fpr95": fpr_at_tpr_rows}
+def weighted_fpr_at_tpr(s_in, s_out, w_in, w_out, tpr: float = TPR_LEVEL) -> np.ndarray:
+    order = np.argsort(-s_in, kind="stable")  # descending
+    accepted = np.cumsum(w_in[:, order], axis=1)
+    # the first (largest) score at which the accepted ID weight reaches the level; a tiny slack
+    # keeps float rounding of the weights from skipping the exact 95% point
+    first = np.argmax(accepted >= tpr * w_in.sum(axis=1, keepdims=True) - 1e-9, axis=1)
+    thresholds = s_in[order][first]
+    return _weight_at_or_above(s_out, w_out, thresholds[:, None])[:, 0] / w_out.sum(axis=1)
+
+
+WEIGHTED = {"auroc": weighted_auroc, "aupr_in": weighted_aupr_in, "aupr_out": weighted_aupr_out,
+            "fpr95": weighted_fpr_at_tpr}
+METRICS = tuple(WEIGHTED)
 
 
 def metric(name: str, s_in, s_out) -> float:
     """One metric on one pair of score vectors."""
-    return float(METRICS[name](s_in, s_out)[0])
+    s_in, s_out = _as_1d(s_in), _as_1d(s_out)
+    return float(WEIGHTED[name](s_in, s_out, np.ones((1, len(s_in))), np.ones((1, len(s_out))))[0])
 
 
-def seed_bootstrap(fn: Callable, s_in: np.ndarray, s_out: np.ndarray, n_boot: int, rng
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def per_seed(name: str, s_in, s_out) -> np.ndarray:
+    """The metric of each seed's row of two (seeds x examples) matrices."""
+    s_in, s_out = np.atleast_2d(s_in), np.atleast_2d(s_out)
+    return np.array([metric(name, a, b) for a, b in zip(s_in, s_out)])
+
+
+def _resample_counts(n: int, n_boot: int, rng) -> np.ndarray:
+    idx = rng.integers(0, n, size=(n_boot, n))
+    flat = (idx + n * np.arange(n_boot)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+
+
+def seed_bootstrap(name: str, s_in, s_out, n_boot: int, rng):
     """Two-level bootstrap: per seed, the metric on n_boot example resamples (the same resamples
-    for every seed, so that `paired` comparisons keep the pairing); returns (per-seed point values,
+    for every seed, so that paired comparisons keep the pairing); returns (per-seed point values,
     per-seed replicate matrix seeds x n_boot, seed resample indices n_boot x seeds)."""
-    s_in, s_out = _rows(s_in), _rows(s_out)
+    s_in, s_out = np.atleast_2d(np.asarray(s_in, float)), np.atleast_2d(np.asarray(s_out, float))
     n_seeds = s_in.shape[0]
-    i_in = rng.integers(0, s_in.shape[1], size=(n_boot, s_in.shape[1]))
-    i_out = rng.integers(0, s_out.shape[1], size=(n_boot, s_out.shape[1]))
+    w_in = _resample_counts(s_in.shape[1], n_boot, rng)
+    w_out = _resample_counts(s_out.shape[1], n_boot, rng)
     seed_idx = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-    point = fn(s_in, s_out)
-    reps = np.stack([fn(s_in[s][i_in], s_out[s][i_out]) for s in range(n_seeds)])
-    return point, reps, seed_idx
+    reps = np.stack([WEIGHTED[name](s_in[k], s_out[k], w_in, w_out) for k in range(n_seeds)])
+    return per_seed(name, s_in, s_out), reps, seed_idx
 
 
 def estimate(name: str, s_in, s_out, level: float, n_boot: int, seed: int = 0):
     """Seed-averaged metric with a two-level percentile bootstrap interval."""
     from ..stats import Estimate
 
-    s_in, s_out = _rows(s_in), _rows(s_out)
-    point, reps, seed_idx = seed_bootstrap(METRICS[name], s_in, s_out, n_boot, np.random.default_rng(seed))
+    s_in, s_out = np.atleast_2d(s_in), np.atleast_2d(s_out)
+    point, reps, seed_idx = seed_bootstrap(name, s_in, s_out, n_boot, np.random.default_rng(seed))
     boots = reps[seed_idx, np.arange(n_boot)[:, None]].mean(axis=1)
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
     return Estimate(float(point.mean()), float(lo), float(hi), level, s_in.shape[0],
@@ -109,10 +128,9 @@ def compare(name: str, cand: dict, base: dict, level: float, alpha: float, n_boo
     (a metric over a whole set is not a per-example mean, so the sign-flip test does not apply)."""
     from ..stats import Comparison
 
-    fn = METRICS[name]
     # the same seed gives both models the same example resamples: the pairing is kept
-    pc, rc, sc = seed_bootstrap(fn, cand["in"], cand["out"], n_boot, np.random.default_rng(seed))
-    pb, rb, _ = seed_bootstrap(fn, base["in"], base["out"], n_boot, np.random.default_rng(seed))
+    pc, rc, sc = seed_bootstrap(name, cand["in"], cand["out"], n_boot, np.random.default_rng(seed))
+    pb, rb, _ = seed_bootstrap(name, base["in"], base["out"], n_boot, np.random.default_rng(seed))
     sb = np.random.default_rng(seed + 1).integers(0, rb.shape[0], size=(n_boot, rb.shape[0]))
     cols = np.arange(n_boot)[:, None]
     diffs = rc[sc, cols].mean(axis=1) - rb[sb, cols].mean(axis=1)
@@ -120,4 +138,4 @@ def compare(name: str, cand: dict, base: dict, level: float, alpha: float, n_boo
     p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)) + 1 / (n_boot + 1))
     c, b = float(pc.mean()), float(pb.mean())
     return Comparison(c, b, c - b, float(lo), float(hi), float(p), level, alpha,
-                      min(rc.shape[0], rb.shape[0]), _rows(cand["in"]).shape[1] + _rows(cand["out"]).shape[1])
+                      min(rc.shape[0], rb.shape[0]), np.shape(cand["in"])[-1] + np.shape(cand["out"])[-1])

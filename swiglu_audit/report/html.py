@@ -12,9 +12,24 @@ from html import escape
 SUITE_TITLES = {
     "adversarial": "Adversarial evasion",
     "poisoning": "Data poisoning",
-    "ood": "Out-of-distribution detection",
+    "ood": "Out-of-distribution detection and distribution shift",
     "numerical": "Numerical regression",
     "efficiency": "Efficiency claim",
+}
+# What a reviewer needs before the suite's numbers: how they were made.
+SUITE_NOTES = {
+    "poisoning": "Every poisoned model is retrained from scratch on a poisoned copy of the training "
+                 "set (one poisoned set per attack and rate, shared by all architectures and seeds) and "
+                 "compared with the clean model of the same seed. Detectors are scored against the "
+                 "known poisoned samples; the training-set scan and the integrity checks run on the "
+                 "real data, whose poison is unknown.",
+    "ood": "In-distribution inputs are the positive class and every detector's score is higher for "
+           "inputs it believes in-distribution. AUROC is P(ID score > OOD score), ties counting one "
+           "half; AUPR-IN ranks by the score with ID positive, AUPR-OUT by the negated score with OOD "
+           "positive; FPR@95TPR is the share of OOD inputs accepted at the largest threshold that "
+           "accepts at least 95% of ID inputs. Near OOD: rotated and quadrant-shuffled test inputs; far "
+           "OOD: uniform noise and natural-image patches. The detector each finding judges is chosen on "
+           "the validation split and a separate OOD draw.",
 }
 STATUS_COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#8250df"}
 
@@ -237,7 +252,8 @@ def suite_section(doc: dict, suite: str) -> str:
     title = SUITE_TITLES.get(suite, suite)
     if not fs:
         return f'<section id="suite-{esc(suite)}"><h2>{esc(title)}</h2><p>Not run in this audit.</p></section>'
-    plots = suite_curves(suite, fs)
+    plots = f"<p>{esc(SUITE_NOTES[suite])}</p>" if suite in SUITE_NOTES else ""
+    plots += suite_curves(suite, fs)
     for check in sorted({f["check"] for f in fs if f.get("ci_low") is not None}):
         rows = [f for f in fs if f["check"] == check]
         plots += f"<h3>{esc(rows[0]['title'])}</h3>" + interval_plot(rows, rows[0]["title"])
