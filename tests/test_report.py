@@ -133,3 +133,22 @@ def test_markdown_summary_lists_what_is_not_pass():
 def test_a_real_audit_report_validates_against_the_schema(tiny_audit_report):
     jsonschema.validate(tiny_audit_report, schema())
     assert {f["suite"] for f in tiny_audit_report["findings"]} == {"adversarial", "poisoning", "ood", "numerical", "efficiency"}
+
+
+def test_a_real_report_draws_the_curves_of_every_suite_and_the_detector_tables(tiny_audit_report):
+    from swiglu_audit.report.html import CURVE_PLOTS
+
+    html = render_html(tiny_audit_report)
+    for suite, plots in CURVE_PLOTS.items():
+        for plot in plots:
+            assert f'aria-label="{plot[3]}"' in html, (suite, plot[3])
+    # the OOD detector x set x metric table, rendered as a table, not only as JSON
+    assert "<th>fpr95_ci_high</th>" in html and "<th>corruption_error_vs_reference</th>" in html
+
+
+def test_records_table_escapes_its_cells():
+    from swiglu_audit.report.html import records_table
+
+    table = records_table([{"detector": EVIL, "auroc": 0.5}])
+    assert EVIL not in table and "&lt;script&gt;" in table and "0.5000" in table
+    assert records_table(None) == "" and records_table([1, 2]) == ""
