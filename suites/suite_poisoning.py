@@ -38,6 +38,14 @@ def _train_pairs(audit, pairs) -> list[list[int]]:
     return [[audit.data.source_train_indices([i])[0], j] for i, j in unique]
 
 
+def _largest_rate_vs_clean(result: dict, policy: dict):
+    """The poisoned model at the largest rate vs the clean model of the same architecture and
+    seeds, paired on the same test inputs."""
+    rate = max(result["rates"])
+    return rate, paired_comparison(result["poisoned"][rate], result["clean"], policy["confidence_level"],
+                                   policy["alpha"])
+
+
 def _curve(points: dict, level: float, zero=None) -> list[dict]:
     """[{rate, value, ci_low, ci_high ...}] for the report's rate plots; rate 0 is the clean model."""
     rows = [(0.0, zero)] if zero is not None else []
@@ -49,9 +57,7 @@ def test_label_flip_degradation(audit, audit_model, record_finding):
     _require_in_scope(audit, audit_model)
     policy = audit.config.policy
     result = measure.label_flip(audit, audit_model)
-    rate = max(result["rates"])
-    # poisoned vs clean model of the same architecture, on the same test examples
-    cmp = paired_comparison(result["poisoned"][rate], result["clean"], policy["confidence_level"], policy["alpha"])
+    rate, cmp = _largest_rate_vs_clean(result, policy)
     status, reason = judge_drop(cmp, policy["max_label_flip_accuracy_drop"],
                                 f"clean accuracy after flipping {rate:.0%} of training labels",
                                 "max_label_flip_accuracy_drop")
@@ -84,8 +90,7 @@ def test_targeted_label_flip(audit, audit_model, record_finding):
     _require_in_scope(audit, audit_model)
     policy = audit.config.policy
     result = measure.targeted(audit, audit_model)
-    rate = max(result["rates"])
-    cmp = paired_comparison(result["poisoned"][rate], result["clean"], policy["confidence_level"], policy["alpha"])
+    rate, cmp = _largest_rate_vs_clean(result, policy)
     what = (f"increase in class-{result['source']} test inputs predicted as class {result['target']} after "
             f"relabelling {rate:.0%} of class {result['source']}")
     status, reason = judge_ceiling(cmp.difference, policy["max_targeted_flip_success"], Status.WARN, what,

@@ -22,6 +22,9 @@ budgets = [0.1, 0.2]
 attacks = ["fgsm", "pgd", "square"]
 square_queries = 50
 
+[tool.swiglu_audit.poisoning]
+clean_label = true            # the full profile's clean-label backdoor, so that its path is tested
+
 [tool.swiglu_audit.ood]
 n_examples = 60
 bootstrap = 50

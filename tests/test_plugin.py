@@ -345,8 +345,11 @@ def test_an_interrupted_audit_still_writes_its_reports(tiny_project, write_pypro
     cache = tmp_path / "fresh-cache"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(SWIGLU_AUDIT_CACHE=str(cache), PYTHONPATH=str(tiny_project.path))
+    # A shell that starts the test run in the background makes it ignore SIGINT, and Python keeps
+    # an inherited "ignore" (no KeyboardInterrupt): give the audit the default disposition back.
     proc = subprocess.Popen([sys.executable, "-m", "pytest", OPT_ENABLE, "-p", "no:cacheprovider", "-q"],
-                            cwd=tiny_project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            cwd=tiny_project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and len(list(cache.rglob("*.safetensors"))) < 2:
         time.sleep(0.1)  # both seeds of the first model trained: the first checks are running

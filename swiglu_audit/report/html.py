@@ -65,6 +65,13 @@ def interval(f: dict) -> str:
     return f"[{num(f['ci_low'])}, {num(f['ci_high'])}]"
 
 
+def row_label(f: dict) -> str:
+    """The models of a finding, plus its aspect (near/far, a detector) when the check has several."""
+    label = " vs ".join(f["models"]) or f["id"]
+    tail = f["id"].split("]", 1)[1] if "]" in f["id"] else ""
+    return label + (f" {tail}" if tail else "")
+
+
 def interval_plot(rows: list[dict], title: str) -> str:
     """Horizontal dot-and-whisker plot of findings' values with their intervals, as inline SVG."""
     rows = [r for r in rows if r.get("value") is not None]
@@ -87,7 +94,7 @@ def interval_plot(rows: list[dict], title: str) -> str:
     for i, (r, l, h) in enumerate(zip(rows, lows, highs)):
         y = 20 + i * row_h
         colour = STATUS_COLOURS.get(r["status"], "#59636e")
-        parts.append(f'<text x="{label_w - 8}" y="{y + 4}" text-anchor="end">{esc(" vs ".join(r["models"]))}</text>')
+        parts.append(f'<text x="{label_w - 8}" y="{y + 4}" text-anchor="end">{esc(row_label(r))}</text>')
         parts.append(f'<line x1="{x(l):.1f}" y1="{y}" x2="{x(h):.1f}" y2="{y}" stroke="{colour}" stroke-width="2"/>')
         parts.append(f'<circle cx="{x(r["value"]):.1f}" cy="{y}" r="4" fill="{colour}"><title>'
                      f'{esc(r["id"])}: {num(r["value"])} {esc(interval(r))}</title></circle>')
@@ -97,7 +104,8 @@ def interval_plot(rows: list[dict], title: str) -> str:
     return "".join(parts)
 
 
-PALETTE = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#1b7c83", "#57606a", "#bc4c00")
+PALETTE = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#1b7c83", "#57606a", "#bc4c00",
+           "#e85aad", "#0a3069")  # ten: the built-in zoo's ten models each get their own colour
 
 
 def line_plot(series: dict[str, list[tuple[float, float]]], title: str, x_label: str, y_label: str,
