@@ -18,19 +18,6 @@ from swiglu_audit.stats import bootstrap_mean, paired_comparison
 FLOOR_KEY = {"near": "warn_below_near_ood_auroc", "far": "warn_below_ood_auroc"}
 
 
-def detector_table(scores: dict, level: str, conf: float, n_boot: int) -> pd.DataFrame:
-    """One row per detector and OOD set of the level: each metric with its bootstrap interval."""
-    rows = []
-    for ood_set in sets_of_level(level):
-        for det in scores["detectors"]:
-            row = {"detector": det, "ood_set": ood_set.name}
-            for name in ood_metrics.METRICS:
-                est = ood_metrics.estimate(name, scores["id"][det], scores["ood"][ood_set.name][det], conf, n_boot)
-                row.update({name: est.value, f"{name}_ci_low": est.ci_low, f"{name}_ci_high": est.ci_high})
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
 @pytest.mark.swiglu_audit_check(OOD_DETECTION)
 @pytest.mark.parametrize("level", LEVELS)
 def test_ood_detection(audit, audit_model, level, record_finding):
@@ -38,7 +25,7 @@ def test_ood_detection(audit, audit_model, level, record_finding):
     conf = policy["confidence_level"]
     scores = measure.detector_scores(audit, audit_model)
     chosen, val_auroc = measure.chosen_detector(audit, audit_model, level)
-    table = detector_table(scores, level, conf, cfg["bootstrap"])
+    table = pd.DataFrame(measure.detector_table(audit, audit_model, level))
     pooled = measure.level_scores(scores, level, chosen)
     est = ood_metrics.estimate("auroc", pooled["in"], pooled["out"], conf, cfg["bootstrap"])
     key = FLOOR_KEY[level]

@@ -16,7 +16,7 @@ from . import features as features_module
 from .cache import cache_key, code_digest
 from .checks import ood_detectors, ood_metrics, ood_sets, shift
 from .checks.ood_detectors import DETECTORS, KNN, Mahalanobis, logit_scores, odin_scores
-from .checks.ood_sets import OOD_SETS, sets_of_level
+from .checks.ood_sets import LEVELS, OOD_SETS, sets_of_level
 from .checks.shift import SEVERITIES, aurc, corrupt
 from .errors import ModelContractError
 from .features import penultimate_features
@@ -93,6 +93,40 @@ def _compute_scores(audit: AuditSession, name: str, split: str) -> tuple[dict, d
     return arrays, {"unavailable": unavailable, "detectors": available}
 
 
+def prefetch(audit: AuditSession, name: str) -> None:
+    """Every cached OOD measurement of `name`: the xdist prefetch."""
+    for split in SPLIT_SEEDS:
+        detector_scores(audit, name, split)
+    for level in LEVELS:
+        detector_table(audit, name, level)
+    corruption(audit, name)
+
+
+def detector_table(audit: AuditSession, name: str, level: str) -> list[dict]:
+    """One record per detector and OOD set of the level: each metric with its bootstrap interval.
+    Cached on disk (thousands of bootstrap replicates per model)."""
+    cfg, conf = audit.config.ood, audit.config.policy["confidence_level"]
+
+    def build():
+        scores = detector_scores(audit, name)
+        rows = []
+        for ood_set in sets_of_level(level):
+            for det in scores["detectors"]:
+                row = {"detector": det, "ood_set": ood_set.name}
+                for metric in ood_metrics.METRICS:
+                    est = ood_metrics.estimate(metric, scores["id"][det], scores["ood"][ood_set.name][det],
+                                               conf, cfg["bootstrap"])
+                    row.update({metric: est.value, f"{metric}_ci_low": est.ci_low, f"{metric}_ci_high": est.ci_high})
+                rows.append(row)
+        return {}, {"rows": rows}
+
+    def compute():
+        settings = {"level": level, "confidence_level": conf,
+                    **{k: cfg[k] for k in ("n_examples", "bootstrap", "knn_k", "odin_temperature", "odin_eps")}}
+        return _cached(audit, name, "ood-table", settings, build)[1]["rows"]
+    return audit.memo(("ood-table", name, level), compute)
+
+
 def level_scores(scores: dict, level: str, detector: str) -> dict:
     """{"in", "out"}: the level's OOD sets pooled, for one detector (seeds x examples each)."""
     out = np.concatenate([scores["ood"][s.name][detector] for s in sets_of_level(level)], axis=1)
@@ -166,4 +200,4 @@ def corruption_errors(result: dict, reference: dict) -> dict[str, float | None]:
     return out
 
 
-_CODE_DIGEST = code_digest(sys.modules[__name__], ood_detectors, ood_sets, shift, features_module)
+_CODE_DIGEST = code_digest(sys.modules[__name__], ood_detectors, ood_metrics, ood_sets, shift, features_module)

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sys
+
 import numpy as np
 
+from . import features as features_module
+from .cache import cache_key, code_digest
+from .checks import poison_detection
 from .checks.data_integrity import exact_duplicates, label_issues, near_duplicates
 from .checks.poison_detection import run_detectors, detection_metrics
 from .checks.poisoning import PoisonedSet, add_trigger, backdoor, flip_labels, targeted_flip
@@ -80,11 +85,13 @@ def poisoned_models(audit: AuditSession, name: str, cond: Condition):
                             tag=cond.tag(audit.config.poisoning))
 
 
-def train_all(audit: AuditSession, name: str) -> None:
-    """Train (or load) every poisoned model of `name`: the xdist prefetch calls this."""
+def prefetch(audit: AuditSession, name: str) -> None:
+    """Train (or load) every poisoned model of `name` and run its detectors: the xdist prefetch."""
     if out_of_scope(audit, name) is None:
         for cond in conditions(audit.config.poisoning):
             poisoned_models(audit, name, cond)
+        detection(audit, name)
+    scan(audit, name)
 
 
 def _correct(audit, models, x, y) -> np.ndarray:
@@ -147,9 +154,10 @@ def backdoor_success(audit: AuditSession, name: str) -> dict:
 def detection(audit: AuditSession, name: str) -> dict:
     """Both detectors on the training set of the backdoor at `detection_rate`, read through each
     seed's backdoored model; scored against the known poison. (At rates where the poison is as
-    large as the target class itself, both published detectors fail by design.)"""
-    def compute():
-        cond = Condition("backdoor", audit.config.poisoning["detection_rate"])
+    large as the target class itself, both published detectors fail by design.) Cached on disk."""
+    cond = Condition("backdoor", audit.config.poisoning["detection_rate"])
+
+    def measure():
         poisoned = poisoned_set(audit, cond)
         truth = poisoned.mask.numpy()
         scores, metrics = {}, {}
@@ -158,14 +166,23 @@ def detection(audit: AuditSession, name: str) -> dict:
             for det, output in run_detectors(feats, poisoned.y.numpy(), seed=m.seed or 0).items():
                 scores.setdefault(det, []).append(output.scores)
                 metrics.setdefault(det, []).append(detection_metrics(output, truth))
+        arrays = {f"scores/{d}": np.stack(s) for d, s in scores.items()}
+        return {**arrays, "truth": truth}, {"metrics": metrics}
+
+    def compute():
+        models = poisoned_models(audit, name, cond)
+        arrays, record = _cached(audit, "poison-detection", models, {"condition": cond.tag(audit.config.poisoning)},
+                                 measure)
+        truth = arrays["truth"]
         return {"rate": cond.rate, "truth": truth, "n_poisoned": int(truth.sum()),
-                "scores": {d: np.stack(s) for d, s in scores.items()}, "metrics": metrics}
+                "scores": {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("scores/")},
+                "metrics": record["metrics"]}
     return audit.memo(("detection", name), compute)
 
 
 def scan(audit: AuditSession, name: str) -> dict:
-    """Both detectors on the audited training set itself, through the clean models."""
-    def compute():
+    """Both detectors on the audited training set itself, through the clean models. Cached on disk."""
+    def measure():
         data = audit.data
         votes, per_seed = np.zeros(len(data.y_train)), []
         models = audit.zoo.models(name)
@@ -177,10 +194,18 @@ def scan(audit: AuditSession, name: str) -> dict:
             per_seed.append(int(both.sum()))
         suspicious = np.flatnonzero(votes == len(models))  # every seed's model agrees
         labels = data.y_train.numpy()
-        return {"indices": suspicious.tolist(), "labels": labels[suspicious].tolist(),
-                "per_class": {int(c): int((labels[suspicious] == c).sum()) for c in np.unique(labels[suspicious])},
-                "flagged_per_seed": per_seed, "n_train": len(labels)}
-    return audit.memo(("scan", name), compute)
+        return {}, {"indices": suspicious.tolist(), "labels": labels[suspicious].tolist(),
+                    "per_class": {str(int(c)): int((labels[suspicious] == c).sum()) for c in np.unique(labels[suspicious])},
+                    "flagged_per_seed": per_seed, "n_train": len(labels)}
+
+    return audit.memo(("scan", name), lambda: _cached(audit, "poison-scan", audit.zoo.models(name), {}, measure)[1])
+
+
+def _cached(audit: AuditSession, kind: str, models, settings: dict, compute) -> tuple[dict, dict]:
+    """A detector result for these trained models, cached on disk: workers and later runs share it."""
+    key = cache_key({"kind": kind, "models": [m.key for m in models], "settings": settings,
+                     "data": audit.data.fingerprint, "device": audit.device.type, "code": _CODE_DIGEST})
+    return audit.cache.get_or_create_arrays(key, compute)
 
 
 def integrity(audit: AuditSession) -> dict:
@@ -218,3 +243,6 @@ def _check_class(audit: AuditSession, c: int, key: str) -> None:
     if not 0 <= c < audit.data.n_classes:
         raise ConfigError(f"[tool.swiglu_audit.poisoning] {key}: class {c} does not exist; the "
                           f"dataset has classes 0 to {audit.data.n_classes - 1}")
+
+
+_CODE_DIGEST = code_digest(sys.modules[__name__], poison_detection, features_module)

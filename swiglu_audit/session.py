@@ -70,11 +70,9 @@ class AuditSession:
                 if "adversarial" in needs[name]:
                     measurements.adversarial(self, name)
                 if "poisoning" in needs[name]:
-                    measure_poisoning.train_all(self, name)  # trains and caches the poisoned models
+                    measure_poisoning.prefetch(self, name)
                 if "ood" in needs[name]:
-                    for split in ("test", "val"):
-                        measure_ood.detector_scores(self, name, split)
-                    measure_ood.corruption(self, name)
+                    measure_ood.prefetch(self, name)
             except Exception:  # noqa: BLE001
                 # A broken model must not fail the session fixture (and with it every test on
                 # this worker): its own tests hit the same error and report it as ERROR findings.
