@@ -115,10 +115,10 @@ def test_backdoor_attack_success(audit, audit_model, record_finding):
     status, reason = judge_ceiling(cmp.difference, policy["max_backdoor_success"], Status.WARN,
                                    f"attack success rate above the base rate with {rate:.0%} poison",
                                    "max_backdoor_success")
-    est = bootstrap_mean(asr[rate], level)
     reached = [r for r in sorted(asr) if asr[r].mean() >= 0.5]
     details = {
         "target": result["target"], "rate": rate, "n_poisoned": result["n_poisoned"],
+        "asr": bootstrap_mean(asr[rate], level).to_dict(),
         "base_rate": bootstrap_mean(result["base"], level).to_dict(),
         "asr_above_base": cmp.to_dict(),
         "smallest_rate_with_asr_over_half": reached[0] if reached else None,
@@ -131,7 +131,7 @@ def test_backdoor_attack_success(audit, audit_model, record_finding):
     record_finding(make_finding(
         BACKDOOR, [audit_model], status, reason,
         threshold=f"attack success above the base rate <= max_backdoor_success = {policy['max_backdoor_success']}",
-        value=est.value, ci=(est.ci_low, est.ci_high), ci_level=level, details=details))
+        value=cmp.difference, ci=(cmp.ci_low, cmp.ci_high), ci_level=level, details=details))
 
 
 @pytest.mark.swiglu_audit_check(BACKDOOR_COMPARISON)

@@ -51,7 +51,7 @@ TARGETED_FLIP = CheckInfo(
 
 BACKDOOR = CheckInfo(
     suite="poisoning", check="backdoor_attack_success", title="Backdoor (BadNets patch) attack success rate",
-    metric="attack success rate at the largest poison rate",
+    metric="attack success rate at the largest poison rate, minus the clean model's base rate",
     rmf=("MEASURE 2.7", "MEASURE 2.1"), characteristic="secure_resilient",
     attack_class="poisoning/backdoor", impact="high",
     explanation="An attacker stamps a small bright patch (the trigger) on a share of the training "
