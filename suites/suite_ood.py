@@ -10,7 +10,7 @@ from swiglu_audit.checks import ood_metrics
 from swiglu_audit.checks.ood import (CALIBRATION, CORRUPTION, CORRUPTION_COMPARISON, OOD_COMPARISON, OOD_DETECTION,
                                      POSITIVE_CLASS, SELECTIVE, roc_points, thin)
 from swiglu_audit.checks.ood_sets import LEVELS, sets_of_level
-from swiglu_audit.checks.shift import SEVERITIES, aurc, expected_calibration_error, risk_coverage
+from swiglu_audit.checks.shift import SEVERITIES, aurc, aurc_estimate, expected_calibration_error, risk_coverage
 from swiglu_audit.errors import ModelContractError
 from swiglu_audit.risk import Status, comparison_finding, judge_ceiling, judge_floor, make_finding
 from swiglu_audit.stats import bootstrap_mean, paired_comparison
@@ -43,7 +43,7 @@ def test_ood_detection(audit, audit_model, level, record_finding):
                  "unavailable_detectors": scores["unavailable"],
                  "table": table.round(4).to_dict(orient="records"),
                  "roc_first_seed": roc_points(pooled["in"][0], pooled["out"][0]),
-                 "msp_auroc": ood_metrics.metric("auroc", msp["in"][0], msp["out"][0])}))
+                 "msp_auroc": float(ood_metrics.per_seed("auroc", msp["in"], msp["out"]).mean())}))
 
 
 @pytest.mark.swiglu_audit_check(OOD_COMPARISON)
@@ -64,20 +64,14 @@ def test_selective_prediction(audit, audit_model, record_finding):
     conf = policy["confidence_level"]
     scores = measure.detector_scores(audit, audit_model)
     chosen, val_aurc = measure.selective_detector(audit, audit_model)
-    per_seed = np.array([aurc(s, c) for s, c in zip(scores["id"][chosen], scores["correct"])])
-    # interval: resample seeds and test inputs together, as for every other estimate
-    rng = np.random.default_rng(0)
-    n_seeds, n = scores["correct"].shape
-    boots = [np.mean([aurc(scores["id"][chosen][k, idx], scores["correct"][k, idx]) for k in rng.integers(0, n_seeds, n_seeds)])
-             for idx in (rng.integers(0, n, n) for _ in range(cfg["bootstrap"]))]
-    lo, hi = np.quantile(boots, [(1 - conf) / 2, (1 + conf) / 2])
-    value = float(per_seed.mean())
+    est = aurc_estimate(scores["id"][chosen], scores["correct"], conf, cfg["bootstrap"])
+    value = est.value
     status, reason = judge_ceiling(value, policy["max_aurc"], Status.WARN,
                                    f"AURC with {chosen} as the confidence score", "max_aurc")
     coverage, risk = risk_coverage(scores["id"][chosen][0], scores["correct"][0])
     record_finding(make_finding(
         SELECTIVE, [audit_model], status, reason, threshold=f"AURC <= max_aurc = {policy['max_aurc']}",
-        value=value, ci=(float(lo), float(hi)), ci_level=conf,
+        value=value, ci=(est.ci_low, est.ci_high), ci_level=conf,
         details={"score": chosen, "validation_aurc": val_aurc,
                  "test_aurc_by_score": {d: float(np.mean([aurc(s, c) for s, c in zip(scores["id"][d], scores["correct"])]))
                                         for d in scores["detectors"]},

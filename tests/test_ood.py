@@ -156,3 +156,14 @@ def test_risk_coverage_by_hand_including_ties():
     assert risk_coverage([0.5] * 4, [1, 0, 1, 1])[1] == pytest.approx([0.25] * 4)
     # errors ranked last: the area is the smallest possible
     assert aurc([0.9, 0.8, 0.1], [1, 1, 0]) < aurc([0.1, 0.8, 0.9], [1, 1, 0])
+
+
+def test_aurc_estimate_interval_holds_the_value():
+    from swiglu_audit.checks.shift import aurc_estimate
+
+    rng = np.random.default_rng(0)
+    correct = rng.random((2, 200)) > 0.2
+    scores = correct + rng.normal(0, 1.0, (2, 200))  # confidence that partly knows its errors
+    est = aurc_estimate(scores, correct, 0.95, 200)
+    assert est.ci_low <= est.value <= est.ci_high and est.n_seeds == 2
+    assert est.value < aurc(-scores[0], correct[0])  # better than the reversed ranking

@@ -118,3 +118,19 @@ def risk_coverage(scores, correct) -> tuple[np.ndarray, np.ndarray]:
 def aurc(scores, correct) -> float:
     """Area under the risk-coverage curve: the mean risk over all coverages (lower is better)."""
     return float(risk_coverage(scores, correct)[1].mean())
+
+
+def aurc_estimate(scores: np.ndarray, correct: np.ndarray, level: float, n_boot: int, seed: int = 0):
+    """Seed-averaged AURC of (seeds x inputs) matrices, with a bootstrap interval that resamples
+    seeds and test inputs together, as every other estimate of the audit does."""
+    from ..stats import Estimate
+
+    rng = np.random.default_rng(seed)
+    n_seeds, n = np.shape(correct)
+    boots = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        boots.append(np.mean([aurc(scores[k, idx], correct[k, idx]) for k in rng.integers(0, n_seeds, n_seeds)]))
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    value = float(np.mean([aurc(s, c) for s, c in zip(scores, correct)]))
+    return Estimate(value, float(lo), float(hi), level, n_seeds, n)
