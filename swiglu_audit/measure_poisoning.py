@@ -8,17 +8,16 @@ matrices, the shape `stats` works on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import features as features_module
 from .cache import cache_key, code_digest
-from .checks import poison_detection
+from .checks import poison_detection, poisoning
 from .checks.data_integrity import exact_duplicates, label_issues, near_duplicates
-from .checks.poison_detection import run_detectors, detection_metrics
+from .checks.poison_detection import detection_metrics, run_detectors
 from .checks.poisoning import PoisonedSet, add_trigger, backdoor, flip_labels, targeted_flip
 from .features import penultimate_features
 from .measurements import clean_correct
@@ -39,7 +38,8 @@ class Condition:
         params = {"flip": "", "targeted": f"-pair{cfg['targeted_pair'][0]}to{cfg['targeted_pair'][1]}",
                   "backdoor": f"-target{cfg['backdoor_target']}-size{cfg['trigger_size']}",
                   "clean_label": f"-target{cfg['backdoor_target']}-size{cfg['trigger_size']}"}
-        return f"{self.attack}-{self.rate}{params[self.attack]}-seed{POISON_SEED}"
+        # the code that builds the poisoned set is part of its name: a change to it retrains
+        return f"{self.attack}-{self.rate}{params[self.attack]}-seed{POISON_SEED}-code{_ATTACK_DIGEST[:12]}"
 
 
 def conditions(cfg: dict) -> list[Condition]:
@@ -94,19 +94,16 @@ def prefetch(audit: AuditSession, name: str) -> None:
     scan(audit, name)
 
 
-def _correct(audit, models, x, y) -> np.ndarray:
-    return np.stack([(predict_logits(m.module, x, audit.device).argmax(1) == y).numpy() for m in models])
-
-
-def _predicts(audit, models, x, label: int) -> np.ndarray:
-    return np.stack([(predict_logits(m.module, x, audit.device).argmax(1) == label).numpy() for m in models])
+def _predicted_as(audit, models, x, labels) -> np.ndarray:
+    """(seeds x inputs): does each seed's model predict `labels` (a tensor, or one class for all)?"""
+    return np.stack([(predict_logits(m.module, x, audit.device).argmax(1) == labels).numpy() for m in models])
 
 
 def label_flip(audit: AuditSession, name: str) -> dict:
     """Clean-test correctness of the clean model and of the model at every random flip rate."""
     def compute():
         data, rates = audit.data, audit.config.poisoning["flip_rates"]
-        poisoned = {r: _correct(audit, poisoned_models(audit, name, Condition("flip", r)), data.x_test, data.y_test)
+        poisoned = {r: _predicted_as(audit, poisoned_models(audit, name, Condition("flip", r)), data.x_test, data.y_test)
                     for r in rates}
         return {"rates": rates, "clean": clean_correct(audit, name), "poisoned": poisoned,
                 "n_flipped": {r: int(poisoned_set(audit, Condition("flip", r)).mask.sum()) for r in rates}}
@@ -120,8 +117,8 @@ def targeted(audit: AuditSession, name: str) -> dict:
         source, target = _pair(audit)
         x_src = data.x_test[data.y_test == source]
         return {"source": source, "target": target, "rates": rates,
-                "clean": _predicts(audit, audit.zoo.models(name), x_src, target),
-                "poisoned": {r: _predicts(audit, poisoned_models(audit, name, Condition("targeted", r)), x_src, target)
+                "clean": _predicted_as(audit, audit.zoo.models(name), x_src, target),
+                "poisoned": {r: _predicted_as(audit, poisoned_models(audit, name, Condition("targeted", r)), x_src, target)
                              for r in rates},
                 "n_flipped": {r: int(poisoned_set(audit, Condition("targeted", r)).mask.sum()) for r in rates}}
     return audit.memo(("targeted", name), compute)
@@ -139,13 +136,13 @@ def backdoor_success(audit: AuditSession, name: str) -> dict:
             attacks.append(Condition("clean_label", max(cfg["backdoor_rates"])))
         out = {"target": target, "rates": cfg["backdoor_rates"], "asr": {}, "clean_accuracy": {},
                "n_poisoned": {},
-               "base": _predicts(audit, audit.zoo.models(name), triggered, target),
+               "base": _predicted_as(audit, audit.zoo.models(name), triggered, target),
                "clean": clean_correct(audit, name)}
         for cond in attacks:
             models = poisoned_models(audit, name, cond)
             key = cond.rate if cond.attack == "backdoor" else "clean_label"
-            out["asr"][key] = _predicts(audit, models, triggered, target)
-            out["clean_accuracy"][key] = _correct(audit, models, data.x_test, data.y_test)
+            out["asr"][key] = _predicted_as(audit, models, triggered, target)
+            out["clean_accuracy"][key] = _predicted_as(audit, models, data.x_test, data.y_test)
             out["n_poisoned"][key] = int(poisoned_set(audit, cond).mask.sum())
         return out
     return audit.memo(("backdoor", name), compute)
@@ -246,3 +243,4 @@ def _check_class(audit: AuditSession, c: int, key: str) -> None:
 
 
 _CODE_DIGEST = code_digest(sys.modules[__name__], poison_detection, features_module)
+_ATTACK_DIGEST = code_digest(poisoning)
