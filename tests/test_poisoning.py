@@ -10,7 +10,7 @@ from swiglu_audit.checks.poison_detection import (DetectorOutput, activation_clu
 from swiglu_audit.checks.poisoning import add_trigger, backdoor, targeted_flip
 from swiglu_audit.config import build_config
 from swiglu_audit.data import load_digits_data
-from swiglu_audit.errors import ConfigError
+from swiglu_audit.errors import ConfigError, ModelContractError
 from swiglu_audit.features import penultimate_features
 from swiglu_audit.nn import ModelConfig, build_model
 from swiglu_audit.train import Recipe, train_model
@@ -151,3 +151,15 @@ def test_poisoning_config_is_validated():
         build_config({"poisoning": {"targeted_pair": [2, 2]}})
     cfg = build_config({"poisoning": {"flip_rates": [0.2, 0.05, 0.2]}})
     assert cfg.poisoning["flip_rates"] == [0.05, 0.2]
+
+
+def test_penultimate_features_of_a_users_model_and_a_clear_error_without_a_head():
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU())
+    model = torch.nn.Sequential(body, torch.nn.Linear(16, 10))
+    x = torch.rand(5, 1, 8, 8)
+    # no forward_features: the input of the last nn.Linear, read through a hook that is removed after
+    assert torch.allclose(penultimate_features(model, x, CPU), body(x))
+    assert not model[1]._forward_hooks
+    with pytest.raises(ModelContractError, match="forward_features"):
+        penultimate_features(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Identity()), x, CPU)
