@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import features as features_module
-from .cache import cache_key, code_digest
+from .cache import code_digest
 from .checks import ood_detectors, ood_metrics, ood_sets, shift
 from .checks.ood_detectors import DETECTORS, KNN, Mahalanobis, logit_scores, odin_scores
 from .checks.ood_sets import LEVELS, OOD_SETS, sets_of_level
@@ -41,11 +41,7 @@ def ood_inputs(audit: AuditSession, split: str) -> dict[str, torch.Tensor]:
 
 
 def _cached(audit: AuditSession, name: str, kind: str, settings: dict, compute):
-    """A measurement of `name`'s models, cached on disk like attack results: xdist workers and
-    later runs share it. `compute` returns (flat name -> array, JSON record)."""
-    key = cache_key({"kind": kind, "models": [m.key for m in audit.zoo.models(name)], "settings": settings,
-                     "data": audit.data.fingerprint, "device": audit.device.type, "code": _CODE_DIGEST})
-    return audit.cache.get_or_create_arrays(key, compute)
+    return audit.cached_arrays(kind, audit.zoo.models(name), settings, _CODE_DIGEST, compute)
 
 
 def detector_scores(audit: AuditSession, name: str, split: str = "test") -> dict:
@@ -69,9 +65,7 @@ def _compute_scores(audit: AuditSession, name: str, split: str) -> tuple[dict, d
     for m in audit.zoo.models(name):
         feature_detectors = {}
         try:
-            train_feats = penultimate_features(m.module, audit.data.x_train, audit.device).numpy()
-            feature_detectors = {"mahalanobis": Mahalanobis(train_feats, audit.data.y_train.numpy()),
-                                 "knn": KNN(train_feats, cfg["knn_k"])}
+            feature_detectors = _feature_detectors(audit, m)
         except ModelContractError as exc:
             unavailable.update({"mahalanobis": str(exc), "knn": str(exc)})
         scores = {}
@@ -125,6 +119,16 @@ def detector_table(audit: AuditSession, name: str, level: str) -> list[dict]:
                     **{k: cfg[k] for k in ("n_examples", "bootstrap", "knn_k", "odin_temperature", "odin_eps")}}
         return _cached(audit, name, "ood-table", settings, build)[1]["rows"]
     return audit.memo(("ood-table", name, level), compute)
+
+
+def _feature_detectors(audit: AuditSession, model) -> dict:
+    """Mahalanobis and KNN fitted on one model's training features, once per process (the test and
+    validation splits use the same fit)."""
+    def fit():
+        train_feats = audit.train_features(model)
+        return {"mahalanobis": Mahalanobis(train_feats, audit.data.y_train.numpy()),
+                "knn": KNN(train_feats, audit.config.ood["knn_k"])}
+    return audit.memo(("feature-detectors", model.key), fit)
 
 
 def level_scores(scores: dict, level: str, detector: str) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import features as features_module
-from .cache import cache_key, code_digest
+from .cache import code_digest
 from .checks import poison_detection, poisoning
 from .checks.data_integrity import exact_duplicates, label_issues, near_duplicates
 from .checks.poison_detection import detection_metrics, run_detectors
@@ -168,8 +168,8 @@ def detection(audit: AuditSession, name: str) -> dict:
 
     def compute():
         models = poisoned_models(audit, name, cond)
-        arrays, record = _cached(audit, "poison-detection", models, {"condition": cond.tag(audit.config.poisoning)},
-                                 measure)
+        arrays, record = audit.cached_arrays("poison-detection", models,
+                                             {"condition": cond.tag(audit.config.poisoning)}, _CODE_DIGEST, measure)
         truth = arrays["truth"]
         return {"rate": cond.rate, "truth": truth, "n_poisoned": int(truth.sum()),
                 "scores": {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("scores/")},
@@ -184,7 +184,7 @@ def scan(audit: AuditSession, name: str) -> dict:
         votes, per_seed = np.zeros(len(data.y_train)), []
         models = audit.zoo.models(name)
         for m in models:
-            feats = penultimate_features(m.module, data.x_train, audit.device).numpy()
+            feats = audit.train_features(m)
             out = run_detectors(feats, data.y_train.numpy(), seed=m.seed or 0)
             both = out["spectral"].flags & out["activation_clustering"].flags
             votes += both
@@ -195,14 +195,8 @@ def scan(audit: AuditSession, name: str) -> dict:
                     "per_class": {str(int(c)): int((labels[suspicious] == c).sum()) for c in np.unique(labels[suspicious])},
                     "flagged_per_seed": per_seed, "n_train": len(labels)}
 
-    return audit.memo(("scan", name), lambda: _cached(audit, "poison-scan", audit.zoo.models(name), {}, measure)[1])
-
-
-def _cached(audit: AuditSession, kind: str, models, settings: dict, compute) -> tuple[dict, dict]:
-    """A detector result for these trained models, cached on disk: workers and later runs share it."""
-    key = cache_key({"kind": kind, "models": [m.key for m in models], "settings": settings,
-                     "data": audit.data.fingerprint, "device": audit.device.type, "code": _CODE_DIGEST})
-    return audit.cache.get_or_create_arrays(key, compute)
+    return audit.memo(("scan", name),
+                      lambda: audit.cached_arrays("poison-scan", audit.zoo.models(name), {}, _CODE_DIGEST, measure)[1])
 
 
 def integrity(audit: AuditSession) -> dict:

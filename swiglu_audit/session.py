@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 
 from . import __version__
-from .cache import CheckpointCache
+from .cache import CheckpointCache, cache_key
 from .config import AuditConfig
 from .data import AuditData, load_digits_data, load_user_data
 from .device import precision_name, resolve_device
@@ -51,6 +51,22 @@ class AuditSession:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
+
+    def cached_arrays(self, kind: str, models, settings: dict, code: str, compute) -> tuple[dict, dict]:
+        """A measurement of these trained models, cached on disk like attack results (xdist workers
+        and later runs share it): keyed by the weights, the settings, the data, the device and a
+        digest of the code that computes it. `compute` returns (flat name -> array, JSON record)."""
+        key = cache_key({"kind": kind, "models": [m.key for m in models], "settings": settings,
+                         "data": self.data.fingerprint, "device": self.device.type, "code": code})
+        return self.cache.get_or_create_arrays(key, compute)
+
+    def train_features(self, model):
+        """(N, D) penultimate features of the training split through one trained model, computed
+        once per process: the OOD feature detectors and the poison scan read the same features."""
+        from .features import penultimate_features
+
+        return self.memo(("train-features", model.key),
+                         lambda: penultimate_features(model.module, self.data.x_train, self.device).numpy())
 
     def prefetch(self, needs: dict[str, set[str]], worker_index: int, n_workers: int) -> None:
         """Under pytest-xdist, compute this worker's share of the expensive measurements first.

@@ -113,8 +113,7 @@ def roc_points(scores_in: np.ndarray, scores_out: np.ndarray, max_points: int = 
 
     labels = np.r_[np.ones(len(scores_in)), np.zeros(len(scores_out))]
     fpr, tpr, _ = roc_curve(labels, np.r_[scores_in, scores_out])
-    keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))
-    return [[round(float(fpr[i]), 4), round(float(tpr[i]), 4)] for i in keep]
+    return thin(fpr, tpr, max_points)
 
 
 def thin(xs, ys, max_points: int = 60) -> list[list[float]]:
