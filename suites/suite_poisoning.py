@@ -215,7 +215,9 @@ def test_split_leakage(audit, record_finding):
     n_leaked = sum(len(v) for v in leaked.values())
     share = n_leaked / (result["n_test"] + result["n_val"])
     if n_leaked == 0:
-        status, reason = Status.PASS, "no test or validation sample has an exact or near duplicate in train"
+        status, reason = Status.PASS, ("no test or validation sample has an exact or near duplicate in train "
+                                       f"(any leak is a WARN; above max_leakage_share = "
+                                       f"{policy['max_leakage_share']}, a FAIL)")
     else:
         status, reason = judge_ceiling(share, policy["max_leakage_share"], Status.FAIL,
                                        f"share of test and validation samples duplicated in train ({n_leaked})",
