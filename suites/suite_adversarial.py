@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from swiglu_audit import measurements as measure
-from swiglu_audit.checks.adversarial import (SANITY, SANITY_CHECKS, TRANSFER, WORST_CASE,
-                                             WORST_CASE_COMPARISON, sanity_verdict)
+from swiglu_audit.checks.adversarial import SANITY, SANITY_CHECKS, TRANSFER, WORST_CASE, WORST_CASE_COMPARISON, sanity_verdict
 from swiglu_audit.risk import Status, comparison_finding, judge_floor, make_finding
 from swiglu_audit.stats import bootstrap_mean, paired_comparison
 

@@ -11,10 +11,22 @@ import torch
 
 from swiglu_audit import measurements as measure
 from swiglu_audit.cache import CheckpointCache
-from swiglu_audit.checks.numerical import (DETERMINISM, DEVICE_PARITY, FP16_MAX, GOLDEN, GRADCHECK, OP_PROPERTY,
-                                           PRECISION_PARITY, ROUNDTRIP, check_implementation,
-                                           device_parity, gradcheck_implementation, platform_key, probe_digest,
-                                           state_difference)
+from swiglu_audit.checks.numerical import (
+    DETERMINISM,
+    DEVICE_PARITY,
+    FP16_MAX,
+    GOLDEN,
+    GRADCHECK,
+    OP_PROPERTY,
+    PRECISION_PARITY,
+    ROUNDTRIP,
+    check_implementation,
+    device_parity,
+    gradcheck_implementation,
+    platform_key,
+    probe_digest,
+    state_difference,
+)
 from swiglu_audit.golden import compare_or_write, golden_path
 from swiglu_audit.risk import Status, make_finding
 from swiglu_audit.stats import bootstrap_mean

@@ -7,8 +7,17 @@ import pytest
 
 from swiglu_audit import measure_ood as measure
 from swiglu_audit.checks import ood_metrics
-from swiglu_audit.checks.ood import (CALIBRATION, CORRUPTION, CORRUPTION_COMPARISON, OOD_COMPARISON, OOD_DETECTION,
-                                     POSITIVE_CLASS, SELECTIVE, roc_points, thin)
+from swiglu_audit.checks.ood import (
+    CALIBRATION,
+    CORRUPTION,
+    CORRUPTION_COMPARISON,
+    OOD_COMPARISON,
+    OOD_DETECTION,
+    POSITIVE_CLASS,
+    SELECTIVE,
+    roc_points,
+    thin,
+)
 from swiglu_audit.checks.ood_sets import LEVELS, sets_of_level
 from swiglu_audit.checks.shift import SEVERITIES, aurc, aurc_estimate, expected_calibration_error, risk_coverage
 from swiglu_audit.errors import ModelContractError

@@ -11,8 +11,7 @@ from swiglu_audit import measure_poisoning as measure
 from swiglu_audit.checks.data_integrity import DUPLICATES, LABEL_ERRORS, LEAKAGE
 from swiglu_audit.checks.ood import auroc_estimate, compare_auroc
 from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, DETECTORS, SCAN
-from swiglu_audit.checks.poisoning import (BACKDOOR, BACKDOOR_COMPARISON, LABEL_FLIP, LABEL_FLIP_COMPARISON,
-                                           TARGETED_FLIP)
+from swiglu_audit.checks.poisoning import BACKDOOR, BACKDOOR_COMPARISON, LABEL_FLIP, LABEL_FLIP_COMPARISON, TARGETED_FLIP
 from swiglu_audit.risk import Status, comparison_finding, judge_ceiling, judge_drop, judge_floor, make_finding
 from swiglu_audit.stats import bootstrap_mean, paired_comparison
 

@@ -15,9 +15,9 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ class CheckpointCache:
         except (SafetensorError, ValueError, OSError, json.JSONDecodeError, RuntimeError) as exc:
             warnings.warn(SwigluAuditWarning(
                 f"checkpoint cache entry {path.name} is corrupted ({exc}); it was deleted and "
-                "the model is retrained"))
+                "the model is retrained"), stacklevel=2)
             self.stats.healed.append(key)
             path.unlink(missing_ok=True)
             return None

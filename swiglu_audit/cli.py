@@ -14,7 +14,7 @@ def _load(path: str) -> dict:
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"swiglu-audit: cannot read {path}: {exc}")
+        raise SystemExit(f"swiglu-audit: cannot read {path}: {exc}") from exc
     if doc.get("schema_version") != SCHEMA_VERSION:
         raise SystemExit(f"swiglu-audit: {path} has schema_version {doc.get('schema_version')!r}; "
                          f"this version reads {SCHEMA_VERSION}")

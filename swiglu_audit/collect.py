@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,7 @@ def attach_to_item(item: pytest.Item, call: pytest.CallInfo, report: pytest.Test
         from .risk import error_finding
 
         callspec = getattr(item, "callspec", None)
+        assert call.excinfo is not None  # failed_here says so
         findings.append(error_finding(marker.args[0], item_models(item), call.excinfo.value,
                                       subject=callspec.id if callspec else item.name).to_dict())
     # The report already holds a copy of item.user_properties: later phases' reports (teardown,
@@ -57,7 +59,7 @@ def attach_to_item(item: pytest.Item, call: pytest.CallInfo, report: pytest.Test
             target.append((STATUS_PROPERTY, finding["status"]))
     findings.clear()
     if report.when == "teardown":
-        session = item.config.stash.get(SESSION_KEY, None)
+        session: Any = item.config.stash.get(SESSION_KEY, None)
         if session is not None:
             report.user_properties.append((META_PROPERTY, json.dumps({"worker": worker_id(), **session.meta()})))
 
@@ -84,9 +86,9 @@ class FindingCollector:
             return
         for name, value in report.user_properties:
             if name == FINDING_PROPERTY:
-                self.findings.append(json.loads(value))
+                self.findings.append(json.loads(str(value)))
             elif name == META_PROPERTY:
-                meta = json.loads(value)
+                meta = json.loads(str(value))
                 self.meta_by_worker[meta.pop("worker")] = meta  # cumulative: the latest wins
 
     def merged_meta(self) -> dict:

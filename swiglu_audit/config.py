@@ -25,6 +25,7 @@ OPT_REPORT_DIR = "--swiglu-audit-report-dir"
 OPT_CACHE_DIR = "--swiglu-audit-cache-dir"
 OPT_SEEDS = "--swiglu-audit-seeds"
 OPT_UPDATE_GOLDEN = "--swiglu-audit-update-golden"
+OPT_DEBUG = "--swiglu-audit-debug"
 
 TOOL_TABLE = "tool.swiglu_audit"
 PROFILES = ("quick", "standard", "full")
@@ -149,7 +150,7 @@ DEFAULT_POLICY: dict[str, Any] = {
 }
 
 _TRAINING_KEYS = {"epochs": int, "batch_size": int, "learning_rate": float, "weight_decay": float}
-_SECTION_KEYS: dict[str, dict[str, type]] = {
+_SECTION_KEYS: dict[str, dict[str, Any]] = {  # key -> type, or (list, item type)
     "training": _TRAINING_KEYS,
     "adversarial": {"eps": float, "eps_l2": float, "steps": int, "n_examples": int,
                     "budgets": (list, float), "large_eps": float, "attacks": (list, str),
@@ -310,7 +311,7 @@ def build_config(
             f"[{TOOL_TABLE}.ood] knn_k, ece_bins and odin_temperature must be positive")
 
     seed_list = _parse_seeds(seeds) if seeds is not None else table.get("seeds", defaults["seeds"])
-    _expect(isinstance(seed_list, list) and seed_list and all(isinstance(s, int) for s in seed_list),
+    _expect(isinstance(seed_list, list) and bool(seed_list) and all(isinstance(s, int) for s in seed_list),
             f"[{TOOL_TABLE}] seeds must be a non-empty list of integers, e.g. seeds = [0, 1, 2]")
     _expect(len(set(seed_list)) == len(seed_list), f"[{TOOL_TABLE}] seeds must not repeat")
 
@@ -408,11 +409,11 @@ def _parse_seeds(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"{OPT_SEEDS}={text!r}: give comma-separated integers, e.g. 0,1,2")
+        raise ConfigError(f"{OPT_SEEDS}={text!r}: give comma-separated integers, e.g. 0,1,2") from None
 
 
 def _string_list(value: Any, key: str, allowed: tuple[str, ...] | None) -> list[str]:
-    _expect(isinstance(value, list) and value and all(isinstance(v, str) for v in value),
+    _expect(isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value),
             f"[{TOOL_TABLE}] {key} must be a non-empty list of strings")
     if allowed:
         for v in value:

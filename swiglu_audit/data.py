@@ -101,7 +101,10 @@ def load_digits_data() -> AuditData:
 
 
 def load_user_data(import_path: str) -> AuditData:
-    """Call the user's dataset factory and check its output against the contract."""
+    """Call the user's dataset factory and check its output against the contract.
+
+    Every problem found is reported at once (one DataContractError whose `problems` lists them),
+    so that a user fixes their dataset in one round instead of one error per run."""
     where = f"dataset factory '{import_path}'"
     factory = load_callable(import_path, "[tool.swiglu_audit] dataset", DataContractError)
     try:
@@ -109,58 +112,110 @@ def load_user_data(import_path: str) -> AuditData:
     except Exception as exc:
         raise DataContractError(f"{where} raised {type(exc).__name__}: {exc}; fix the factory "
                                 "so that it returns the mapping described in the README") from exc
-    if not hasattr(raw, "__getitem__") or not all(k in raw for k in ("x_train", "y_train", "x_test", "y_test")):
-        raise DataContractError(f"{where} must return a mapping with x_train, y_train, x_test, "
-                                "y_test (and optionally x_val, y_val, n_classes, name)")
-    x_train, y_train = _as_images(raw["x_train"], "x_train", where), _as_labels(raw["y_train"], "y_train", where)
-    x_test, y_test = _as_images(raw["x_test"], "x_test", where), _as_labels(raw["y_test"], "y_test", where)
-    pairs = {"train": (x_train, y_train), "test": (x_test, y_test)}
-    if "x_val" in raw and "y_val" in raw:
-        pairs["val"] = (_as_images(raw["x_val"], "x_val", where), _as_labels(raw["y_val"], "y_val", where))
+    required = ("x_train", "y_train", "x_test", "y_test")
+    if not hasattr(raw, "__getitem__") or not hasattr(raw, "__contains__"):
+        raise DataContractError(f"{where} returned {type(raw).__name__}; it must return a mapping "
+                                "with x_train, y_train, x_test, y_test (and optionally x_val, y_val, "
+                                "n_classes, name)")
+    missing = [k for k in required if k not in raw]
+    if missing:
+        raise DataContractError(f"{where}: the returned mapping lacks {', '.join(missing)}; it must "
+                                "hold x_train, y_train, x_test, y_test (and optionally x_val, y_val, "
+                                "n_classes, name)")
+    problems: list[str] = []
+    splits = ["train", "test"] + (["val"] if "x_val" in raw and "y_val" in raw else [])
+    out_of_range: dict[str, tuple[float, float]] = {}
+    pairs = {s: (_as_images(raw[f"x_{s}"], f"x_{s}", where, problems, out_of_range),
+                 _as_labels(raw[f"y_{s}"], f"y_{s}", where, problems)) for s in splits}
+    if out_of_range:  # one mistake (unscaled inputs), one message, whatever the number of splits
+        low, high = min(v[0] for v in out_of_range.values()), max(v[1] for v in out_of_range.values())
+        problems.append(f"{where}: {', '.join(out_of_range)} {'has' if len(out_of_range) == 1 else 'have'} "
+                        f"values in [{low:.3g}, {high:.3g}]; inputs must lie in [0, 1] (attacks "
+                        "perturb in that range): scale them, and normalise inside the model")
     for split, (x, y) in pairs.items():
+        if x is None or y is None:
+            continue
         if len(x) != len(y):
-            raise DataContractError(f"{where}: x_{split} has {len(x)} samples but y_{split} has "
-                                    f"{len(y)}; images and labels must pair one to one")
-        if len(x) < 2:
-            raise DataContractError(f"{where}: the {split} split has {len(x)} samples; give more")
-    source_index = None
-    if "val" not in pairs:  # carve a fixed, stratified validation split out of train
-        x_train, y_train, x_val, y_val, source_index = _carve_validation(x_train, y_train)
-        pairs = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
-    shapes = {tuple(x.shape[1:]) for x, _ in pairs.values()}
-    if len(shapes) != 1:
-        raise DataContractError(f"{where}: splits have different image shapes {sorted(shapes)}")
-    n_classes = int(raw.get("n_classes", int(max(int(y.max()) for _, y in pairs.values())) + 1))
+            problems.append(f"{where}: x_{split} has {len(x)} samples but y_{split} has "
+                            f"{len(y)}; images and labels must pair one to one")
+        elif len(x) < 2:
+            problems.append(f"{where}: the {split} split has {len(x)} samples; give more")
+    shapes = {tuple(x.shape[1:]) for x, _ in pairs.values() if x is not None}
+    if len(shapes) > 1:
+        problems.append(f"{where}: splits have different input shapes {sorted(shapes)}; every "
+                        "split must hold inputs of one shape")
+    labels = [y for _, y in pairs.values() if y is not None and len(y)]
+    n_classes = _n_classes(raw, labels, where, problems)
     for split, (_, y) in pairs.items():
-        if int(y.min()) < 0 or int(y.max()) >= n_classes:
-            raise DataContractError(f"{where}: y_{split} has labels outside [0, {n_classes}); "
-                                    "labels must be class indices")
-    return make_audit_data(str(raw.get("name", import_path)), pairs, n_classes, source_index)
+        if y is not None and len(y) and n_classes and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+            problems.append(f"{where}: y_{split} has labels in [{int(y.min())}, {int(y.max())}], "
+                            f"outside [0, {n_classes}); labels must be class indices below n_classes")
+    if problems:
+        raise DataContractError(*problems)
+    checked = {s: (x, y) for s, (x, y) in pairs.items() if x is not None and y is not None}
+    source_index = None
+    if "val" not in checked:  # carve a fixed, stratified validation split out of train
+        x_train, y_train, x_val, y_val, source_index = _carve_validation(*checked["train"])
+        checked = {"train": (x_train, y_train), "val": (x_val, y_val), "test": checked["test"]}
+    return make_audit_data(str(raw.get("name", import_path)), checked, n_classes, source_index)
 
 
-def _as_images(value, key: str, where: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+def _n_classes(raw, labels: list[torch.Tensor], where: str, problems: list[str]) -> int:
+    if "n_classes" not in raw:
+        return int(max(int(y.max()) for y in labels)) + 1 if labels else 0
+    value = raw["n_classes"]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 2:
+        problems.append(f"{where}: n_classes = {value!r}; give the number of classes, an integer >= 2")
+        return 0
+    return int(value)
+
+
+def _as_images(value, key: str, where: str, problems: list[str],
+               out_of_range: dict[str, tuple[float, float]]) -> torch.Tensor | None:
+    """The inputs of one split as float32 (N, C, H, W), or None with the problems appended."""
+    try:
+        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        problems.append(f"{where}: {key} is not a numeric array ({exc}); give a numpy array or tensor")
+        return None
+    if t.dtype == torch.bool or t.is_complex():
+        problems.append(f"{where}: {key} has dtype {t.dtype}; give real-valued inputs (float32)")
+        return None
     if t.ndim == 2:  # (N, D) feature vectors are treated as 1 x 1 x D images
         t = t[:, None, None, :]
     if t.ndim != 4:
-        raise DataContractError(f"{where}: {key} must have shape (N, C, H, W) or (N, D); "
-                                f"got {tuple(t.shape)}")
+        problems.append(f"{where}: {key} must have shape (N, C, H, W) or (N, D); got {tuple(t.shape)}")
+        return None
     t = t.float()
-    if not torch.isfinite(t).all():
-        raise DataContractError(f"{where}: {key} contains NaN or infinite values")
-    if t.numel() and (t.min() < 0 or t.max() > 1):
-        raise DataContractError(f"{where}: {key} has values in [{float(t.min()):.3g}, "
-                                f"{float(t.max()):.3g}]; inputs must lie in [0, 1] (attacks "
-                                "perturb in that range): scale them, and normalise inside the model")
+    finite = torch.isfinite(t)
+    if not finite.all():
+        bad = int((~finite).flatten(1).any(1).sum())
+        problems.append(f"{where}: {key} contains NaN or infinite values in {bad} sample(s); remove "
+                        "or impute them before the audit")
+    values = t[finite]
+    if values.numel() and (values.min() < 0 or values.max() > 1):
+        out_of_range[key] = (float(values.min()), float(values.max()))
+    # A split with bad values is still returned, so that its length and shape are checked too;
+    # the caller raises before anything uses it.
     return t.contiguous()
 
 
-def _as_labels(value, key: str, where: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+def _as_labels(value, key: str, where: str, problems: list[str]) -> torch.Tensor | None:
+    try:
+        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        problems.append(f"{where}: {key} is not a numeric array ({exc}); give integer class indices")
+        return None
     if t.ndim != 1:
-        raise DataContractError(f"{where}: {key} must be a 1-D array of class indices")
-    if t.is_floating_point() and not torch.equal(t, t.round()):
-        raise DataContractError(f"{where}: {key} holds non-integer labels")
+        problems.append(f"{where}: {key} must be a 1-D array of class indices; got shape {tuple(t.shape)}")
+        return None
+    if t.dtype == torch.bool or t.is_complex():
+        problems.append(f"{where}: {key} has dtype {t.dtype}; give integer class indices")
+        return None
+    if t.is_floating_point() and not (torch.isfinite(t).all() and torch.equal(t, t.round())):
+        problems.append(f"{where}: {key} holds non-integer or non-finite labels; give integer "
+                        "class indices")
+        return None
     return t.long().contiguous()
 
 

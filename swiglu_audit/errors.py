@@ -11,24 +11,32 @@ class SwigluAuditError(Exception):
     """Root of every error the harness raises on purpose."""
 
 
-class ConfigError(SwigluAuditError, pytest.UsageError):
+class ConfigError(SwigluAuditError, pytest.UsageError):  # type: ignore[misc]  # final only in stubs
     """A setting in [tool.swiglu_audit] or on the command line is wrong; the message names it."""
 
 
-class ModelContractError(SwigluAuditError):
+class ContractError(SwigluAuditError):
+    """A user's model or data breaks the contract of the README. It may carry several problems,
+    one message each (`problems`), so that they can all be fixed in one round."""
+
+    @property
+    def problems(self) -> list[str]:
+        return [str(a) for a in self.args]
+
+    def __str__(self) -> str:
+        return "; ".join(self.problems)
+
+
+class ModelContractError(ContractError):
     """A user's model factory, weights or outputs break the model contract (see README)."""
 
 
-class DataContractError(SwigluAuditError):
+class DataContractError(ContractError):
     """A user's dataset factory returned data that breaks the dataset contract (see README)."""
 
 
 class CacheError(SwigluAuditError):
     """The checkpoint cache cannot be used (for example its folder is not writable)."""
-
-
-class ReportWriteError(SwigluAuditError):
-    """A report could not be written where it was asked to go."""
 
 
 class SwigluAuditWarning(pytest.PytestWarning):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 
 def load_callable(import_path: str, setting: str, error: type[Exception]) -> Callable:

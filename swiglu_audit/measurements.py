@@ -18,6 +18,7 @@ from .checks.numerical import half_parity, state_difference
 from .session import AuditSession
 from .train import Recipe, predict_logits, train_model
 
+
 def clean_correct(audit: AuditSession, name: str) -> np.ndarray:
     def compute():
         data = audit.data

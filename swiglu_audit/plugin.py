@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from . import config as cfg
-from .collect import (CHECK_MARKER, CONFIG_KEY, COLLECTOR_KEY, REPORT_PATHS_KEY, FindingCollector,
-                      is_xdist_worker)
+from .collect import CHECK_MARKER, COLLECTOR_KEY, CONFIG_KEY, REPORT_PATHS_KEY, FindingCollector, is_xdist_worker
 
 SUITE_FILE_PREFIX = "suite_"
 
@@ -36,6 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="training seeds, comma-separated (overrides the profile)")
     group.addoption(cfg.OPT_UPDATE_GOLDEN, action="store_true", default=False,
                     help="regenerate the golden output files instead of comparing with them")
+    group.addoption(cfg.OPT_DEBUG, action="store_true", default=False,
+                    help="show the traceback behind each setup problem (as -v does)")
 
 
 def _enabled(config: pytest.Config) -> bool:
@@ -53,7 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{CHECK_MARKER}(info): a swiglu-audit check (CheckInfo)")
     if not _enabled(config):
         return
-    from .preflight import check_import_paths, check_report_dir
+    from .preflight import check_import_paths, check_report_dir, check_setup
 
     invocation = config.invocation_params.dir
     project_root = config.inipath.parent if config.inipath else invocation
@@ -70,8 +71,12 @@ def pytest_configure(config: pytest.Config) -> None:
         update_golden=config.getoption(cfg.OPT_UPDATE_GOLDEN),
     )
     config.stash[CONFIG_KEY] = audit_config
-    check_import_paths(audit_config)
-    if not is_xdist_worker(config):
+    if is_xdist_worker(config):
+        check_import_paths(audit_config)  # the controller checked the rest before starting us
+    else:
+        # Every static problem of the setup, all at once, before anything trains (exit 4).
+        check_setup(audit_config, show_tracebacks=bool(config.getoption(cfg.OPT_DEBUG))
+                    or config.getoption("verbose") > 0)
         check_report_dir(audit_config.report_dir)
         config.stash[COLLECTOR_KEY] = FindingCollector()
 

@@ -1,31 +1,165 @@
-"""Checks made once at start-up, so a broken setting stops the session before any training."""
+"""Checks made once at start-up, so that a broken setup stops the session before any training.
+
+Everything about the user's setup that can be known without training is checked here, on the
+controller, and every problem is reported at once as one usage error (exit 4) with one message per
+problem: the import paths, the report folder, the dataset (keys, shapes, dtypes, range, NaN,
+labels, lengths), and each model (constructible, a forward pass on a probe batch, output shape,
+finite outputs, and its `weights` file: a readable safetensors file whose keys and shapes match).
+What only shows at run time (a model that diverges during training) still becomes ERROR findings.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import traceback
 from pathlib import Path
 
 from .config import OPT_REPORT_DIR, AuditConfig
-from .errors import ConfigError
+from .errors import ConfigError, ContractError
 from .imports import load_callable
 
 
+class SetupError(ConfigError):  # type: ignore[misc]  # UsageError is final only in the stubs
+    """One or more problems with the user's setup, one message each (pytest prints each as an
+    `ERROR:` line and exits with status 4)."""
+
+
 def check_import_paths(config: AuditConfig) -> None:
-    if config.dataset:
-        load_callable(config.dataset, "[tool.swiglu_audit] dataset", ConfigError)
+    problems = _import_problems(config) + _weights_file_problems(config)
+    if problems:
+        raise SetupError(*problems)
+
+
+def _import_problems(config: AuditConfig) -> list[str]:
+    problems = []
+    targets = [(config.dataset, "[tool.swiglu_audit] dataset")] if config.dataset else []
+    targets += [(m.factory, f"[[tool.swiglu_audit.models]] '{m.name}' factory") for m in config.user_models]
+    for path, setting in targets:
+        try:
+            load_callable(path, setting, ConfigError)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _weights_file_problems(config: AuditConfig) -> list[str]:
+    """What can be told about each `weights` file without building its model."""
+    problems = []
     for model in config.user_models:
-        load_callable(model.factory, f"[[tool.swiglu_audit.models]] '{model.name}' factory", ConfigError)
-        if model.weights:
-            path = Path(model.weights).expanduser()
-            path = path if path.is_absolute() else config.project_root / path
-            if not path.is_file():
-                raise ConfigError(f"[[tool.swiglu_audit.models]] '{model.name}' weights = "
-                                  f"'{model.weights}': no such file ({path})")
-            if path.suffix != ".safetensors":
-                raise ConfigError(f"[[tool.swiglu_audit.models]] '{model.name}' weights must be a "
-                                  ".safetensors file (pickled checkpoints are not loaded); convert "
-                                  "it with safetensors.torch.save_file(model.state_dict(), path)")
+        if not model.weights:
+            continue
+        setting = f"[[tool.swiglu_audit.models]] '{model.name}' weights"
+        path = weights_path(config, model.weights)
+        if not path.is_file():
+            problems.append(f"{setting} = '{model.weights}': no such file ({path}); fix the path")
+        elif path.suffix != ".safetensors":
+            problems.append(f"{setting} must be a .safetensors file (pickled checkpoints are not "
+                            "loaded); convert it with safetensors.torch.save_file(model.state_dict(), path)")
+        else:
+            problems += [f"{setting} {path.name}: {p}" for p in weights_problems(path, None)]
+    return problems
+
+
+def weights_path(config: AuditConfig, weights: str) -> Path:
+    path = Path(weights).expanduser()
+    return path if path.is_absolute() else config.project_root / path
+
+
+def check_setup(config: AuditConfig, show_tracebacks: bool = False) -> None:
+    """Every static check, all problems at once: raises SetupError listing them, else returns.
+
+    `show_tracebacks` appends each problem's traceback (for --swiglu-audit-debug or -v)."""
+    imports = _import_problems(config)
+    problems = _weights_file_problems(config)
+    if imports:  # nothing below can run without the imports
+        raise SetupError(*imports, *problems)
+    from .data import load_digits_data, load_user_data
+
+    try:
+        data = load_user_data(config.dataset) if config.dataset else load_digits_data()
+    except ContractError as exc:  # the models cannot be probed without data
+        raise SetupError(*_messages(exc, show_tracebacks), *problems) from None
+    if problems:  # weights that cannot be read: the models' probes would only repeat them
+        raise SetupError(*problems)
+    messages: list[str] = []
+    for model in config.user_models:
+        try:
+            check_user_model(config, model, data)
+        except ContractError as exc:
+            messages += _messages(exc, show_tracebacks)
+    if messages:
+        raise SetupError(*messages)
+
+
+def check_user_model(config: AuditConfig, model, data) -> None:
+    """Build the model, load its weights if it has any, and run one probe batch through it."""
+    import torch
+
+    from .errors import ModelContractError
+    from .specs import ModelSpec
+    from .zoo import call_factory, check_model_contract
+
+    spec = ModelSpec(name=model.name, group="user", role=model.role, factory=model.factory,
+                     weights=model.weights)
+    torch.manual_seed(0)
+    module = call_factory(spec, data)
+    if model.weights:
+        path = weights_path(config, model.weights)
+        problems = weights_problems(path, module.state_dict())
+        if problems:
+            raise ModelContractError(*[f"model '{model.name}': weights {path.name}: {p}" for p in problems])
+        from safetensors.torch import load_file
+
+        module.load_state_dict(load_file(str(path)))
+    check_model_contract(module, model.name, data, torch.device("cpu"), trained=bool(model.weights))
+
+
+def weights_problems(path: Path, state: dict | None) -> list[str]:
+    """A safetensors file against a model's state_dict (or, with None, only whether it can be
+    read): [] when it fits, else one message naming the unreadable file or the missing,
+    unexpected and misshapen tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        return [f"not a readable safetensors file ({exc}); save it with "
+                "safetensors.torch.save_file(model.state_dict(), path)"]
+    if state is None:
+        return []
+    expected = {k: tuple(v.shape) for k, v in state.items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    misshapen = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
+    parts = []
+    if missing:
+        parts.append(f"lacks {len(missing)} of the model's tensors ({_some(missing)})")
+    if unexpected:
+        parts.append(f"holds {len(unexpected)} tensor(s) the model does not have ({_some(unexpected)})")
+    if misshapen:
+        parts.append("has tensors of the wrong shape: " + ", ".join(
+            f"{k} {list(shapes[k])} where the model has {list(expected[k])}" for k in misshapen[:3])
+            + (f" and {len(misshapen) - 3} more" if len(misshapen) > 3 else ""))
+    if not parts:
+        return []
+    # one file, one mistake: a single message
+    return ["does not match the model: " + "; ".join(parts) + "; save it from this model's "
+            "state_dict with safetensors.torch.save_file(model.state_dict(), path)"]
+
+
+def _some(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _messages(exc: ContractError, show_tracebacks: bool) -> list[str]:
+    problems = exc.problems
+    cause = exc.__cause__
+    if show_tracebacks and cause is not None:
+        trace = "".join(traceback.format_exception(cause)).rstrip()
+        problems = problems[:-1] + [f"{problems[-1]}\n{trace}"]
+    return problems
 
 
 def check_report_dir(report_dir: Path) -> None:

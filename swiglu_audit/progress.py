@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TextIO
 
 
 class Progress:
-    def __init__(self, enabled: bool | None = None, stream=None):
-        self.stream = stream or sys.__stderr__
+    def __init__(self, enabled: bool | None = None, stream: TextIO | None = None):
+        self.stream: TextIO = stream or sys.__stderr__ or sys.stderr
         if enabled is None:
             enabled = bool(self.stream and self.stream.isatty()) and not os.environ.get("CI")
         self.enabled = enabled

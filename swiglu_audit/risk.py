@@ -105,7 +105,7 @@ class Finding:
         return _json_safe(asdict(self))
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Finding":
+    def from_dict(cls, data: dict) -> Finding:
         return cls(**data)
 
 
@@ -203,6 +203,26 @@ def verdict(statuses, fail_on_warn: bool = False) -> str:
     if Status.WARN.value in statuses:
         return Status.FAIL.value if fail_on_warn else Status.WARN.value
     return Status.PASS.value if statuses else "NO FINDINGS"
+
+
+def error_groups(findings: list[dict], min_size: int = 2) -> list[dict]:
+    """ERROR findings that one cause explains, grouped: same reason, one model common to all.
+
+    A model that cannot be built or diverges in training fails every check that names it (tens of
+    them); a reviewer needs one line ("nan-model could not be evaluated: 35 checks, first error:
+    ..."), not tens. Returns [{"model", "reason", "ids"}] for groups of at least `min_size`."""
+    by_reason: dict[str, list[dict]] = {}
+    for f in findings:
+        if f["status"] == Status.ERROR.value:
+            by_reason.setdefault(f["reason"], []).append(f)
+    groups = []
+    for reason, fs in by_reason.items():
+        common = set(fs[0]["models"]).intersection(*(f["models"] for f in fs))
+        if len(fs) >= min_size and common:
+            # the model the reason names, else the common one (alphabetically, to be stable)
+            model = next((m for m in sorted(common) if f"'{m}'" in reason), sorted(common)[0])
+            groups.append({"model": model, "reason": reason, "ids": sorted(f["id"] for f in fs)})
+    return sorted(groups, key=lambda g: g["model"])
 
 
 def breaches_policy(status: str, fail_on_warn: bool = False) -> bool:

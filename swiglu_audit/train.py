@@ -13,7 +13,6 @@ from torch import nn
 from .device import autocast
 from .nn import eval_mode
 
-
 # Part of every checkpoint's cache key: bump it when a change to the training loop changes weights.
 TRAINER_REVISION = 2  # 2: fused AdamW
 

@@ -49,6 +49,9 @@ class Zoo:
         self.recipe = Recipe(**config.training)
         self.specs = {s.name: s for s in model_specs(config)}
         self._trained: dict[tuple, list[TrainedModel]] = {}
+        # A model that failed once fails the same way for every check that asks for it: keep the
+        # error instead of training (and failing) again for each of its checks.
+        self._failed: dict[tuple, ModelContractError] = {}
 
     def spec(self, name: str) -> ModelSpec:
         if name not in self.specs:
@@ -61,17 +64,23 @@ class Zoo:
         training images and labels (for poisoning); `tag` names that change and is part of the
         cache key. A model with pretrained weights cannot be retrained on changed data."""
         key = (name, tag)
+        if key in self._failed:
+            raise self._failed[key]
         if key not in self._trained:
             spec = self.spec(name)
-            if spec.weights:
-                if tag != "clean":
-                    raise ModelContractError(f"model '{spec.name}' has pretrained weights; it cannot "
-                                             f"be retrained on changed training data ({tag})")
-                self._trained[key] = [self._load_pretrained(spec)]
-            else:
-                x = self.data.x_train if inputs is None else inputs
-                y = self.data.y_train if labels is None else labels
-                self._trained[key] = [self._train_one(spec, seed, x, y, tag) for seed in self.config.seeds]
+            if spec.weights and tag != "clean":
+                raise ModelContractError(f"model '{spec.name}' has pretrained weights; it cannot "
+                                         f"be retrained on changed training data ({tag})")
+            try:
+                if spec.weights:
+                    self._trained[key] = [self._load_pretrained(spec)]
+                else:
+                    x = self.data.x_train if inputs is None else inputs
+                    y = self.data.y_train if labels is None else labels
+                    self._trained[key] = [self._train_one(spec, seed, x, y, tag) for seed in self.config.seeds]
+            except ModelContractError as exc:
+                self._failed[key] = exc
+                raise
         return self._trained[key]
 
     def trained_runs(self) -> list[tuple[tuple[str, str], list[TrainedModel]]]:
@@ -81,7 +90,7 @@ class Zoo:
     def instantiate(self, spec: ModelSpec) -> nn.Module:
         """A fresh, untrained model of this spec (random init from the current torch seed)."""
         if spec.factory:
-            model = _call_factory(spec, self.data)
+            model = call_factory(spec, self.data)
         else:
             model = build_model(ModelConfig(family=spec.family, ffn=spec.ffn, n_classes=self.data.n_classes,
                                             input_shape=self.data.input_shape, **spec.arch))
@@ -135,7 +144,7 @@ class Zoo:
                             tensors_digest(model.state_dict()))
 
 
-def _call_factory(spec: ModelSpec, data: AuditData) -> nn.Module:
+def call_factory(spec: ModelSpec, data: AuditData) -> nn.Module:
     setting = f"[[tool.swiglu_audit.models]] '{spec.name}' factory"
     factory = load_callable(spec.factory, setting, ModelContractError)
     # Pass only the keyword arguments the factory accepts: a factory for a fixed dataset may

@@ -59,9 +59,9 @@ def write_pyproject():
 
 
 @pytest.fixture(scope="session")
-def tiny_audit_report(tmp_path_factory, shared_cache):
-    """report.json of one real tiny audit (subprocess), shared by the tests that read reports."""
-    import json
+def tiny_audit(tmp_path_factory, shared_cache):
+    """The folder of one real tiny audit (subprocess, with --junitxml=junit.xml), shared by the
+    tests that read its reports."""
     import os
     import subprocess
     import sys
@@ -70,6 +70,14 @@ def tiny_audit_report(tmp_path_factory, shared_cache):
     (folder / "pyproject.toml").write_text(TINY_AUDIT_TOML)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["SWIGLU_AUDIT_CACHE"] = str(shared_cache)
-    subprocess.run([sys.executable, "-m", "pytest", "--swiglu-audit", "-p", "no:cacheprovider", "-q"],
-                   cwd=folder, env=env, capture_output=True, timeout=600)
-    return json.loads((folder / "reports" / "report.json").read_text())
+    subprocess.run([sys.executable, "-m", "pytest", "--swiglu-audit", "-p", "no:cacheprovider", "-q",
+                    "--junitxml=junit.xml"], cwd=folder, env=env, capture_output=True, timeout=600)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_audit_report(tiny_audit):
+    """report.json of the tiny audit."""
+    import json
+
+    return json.loads((tiny_audit / "reports" / "report.json").read_text())

@@ -1,11 +1,9 @@
 import numpy as np
 import pytest
 import torch
-
 from torch import nn
 
-from swiglu_audit.checks.adversarial import (PassCounter, input_gradient_stats, output_stats,
-                                             run_attack, sanity_verdict, worst_case)
+from swiglu_audit.checks.adversarial import PassCounter, input_gradient_stats, output_stats, run_attack, sanity_verdict, worst_case
 from swiglu_audit.checks.numerical import FP16_MAX, half_parity
 from swiglu_audit.checks.ood import auroc
 from swiglu_audit.checks.poisoning import flip_labels

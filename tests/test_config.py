@@ -1,7 +1,6 @@
 import pytest
 
-from swiglu_audit.config import (DEFAULT_POLICY, OPT_PROFILE, OPT_SEEDS, build_config,
-                                 read_pyproject_table)
+from swiglu_audit.config import DEFAULT_POLICY, OPT_PROFILE, OPT_SEEDS, build_config, read_pyproject_table
 from swiglu_audit.errors import ConfigError, SwigluAuditError
 
 

@@ -3,8 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swiglu_audit.checks.numerical import (check_implementation, compare_op, eager_swiglu,
-                                           gradcheck_implementation, half_parity, state_difference)
+from swiglu_audit.checks.numerical import check_implementation, compare_op, eager_swiglu, gradcheck_implementation, half_parity, state_difference
 from swiglu_audit.golden import compare_or_write
 
 

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from swiglu_audit.checks.data_integrity import exact_duplicates, label_issues, near_duplicates
-from swiglu_audit.checks.poison_detection import (DetectorOutput, activation_clustering, detection_metrics,
-                                                  run_detectors, spectral_signatures)
+from swiglu_audit.checks.poison_detection import DetectorOutput, activation_clustering, detection_metrics, run_detectors, spectral_signatures
 from swiglu_audit.checks.poisoning import add_trigger, backdoor, targeted_flip
 from swiglu_audit.config import build_config
 from swiglu_audit.data import load_digits_data

@@ -5,7 +5,8 @@ from importlib import resources
 import jsonschema
 import pytest
 
-from swiglu_audit.checks.adversarial import WORST_CASE as PGD_ROBUST_ACCURACY, WORST_CASE_COMPARISON as PGD_COMPARISON
+from swiglu_audit.checks.adversarial import WORST_CASE as PGD_ROBUST_ACCURACY
+from swiglu_audit.checks.adversarial import WORST_CASE_COMPARISON as PGD_COMPARISON
 from swiglu_audit.collect import FindingCollector
 from swiglu_audit.config import build_config
 from swiglu_audit.report.html import render_html

@@ -5,8 +5,7 @@ import pytest
 
 import swiglu_audit.checks
 from swiglu_audit.checks import adversarial
-from swiglu_audit.risk import (CheckInfo, Status, breaches_policy, judge_ceiling, judge_drop,
-                               judge_floor, make_finding, rmf_data, severity, verdict)
+from swiglu_audit.risk import CheckInfo, Status, breaches_policy, judge_ceiling, judge_drop, judge_floor, make_finding, rmf_data, severity, verdict
 from swiglu_audit.stats import Comparison
 
 CHECK_MODULES = [importlib.import_module(f"swiglu_audit.checks.{m.name}")

@@ -116,7 +116,7 @@ class PassCounter:
     def _on_backward(self, n: int) -> None:
         self.backward_examples += n
 
-    def __enter__(self) -> "PassCounter":
+    def __enter__(self) -> PassCounter:
         self._handle = self.model.register_forward_hook(self._on_forward)
         return self
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -6,8 +6,8 @@ Every set has the input shape of the audited data and values in [0, 1]. Each car
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

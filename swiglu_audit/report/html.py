@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from html import escape
 
+from ..risk import error_groups
+
 SUITE_TITLES = {
     "adversarial": "Adversarial evasion",
     "poisoning": "Data poisoning",
@@ -91,11 +93,11 @@ def interval_plot(rows: list[dict], title: str) -> str:
     parts = [f'<svg role="img" aria-label="{esc(title)}" xmlns="http://www.w3.org/2000/svg" '
              f'width="{label_w + plot_w + 20}" height="{height}" font-size="12">',
              f'<line x1="{x(0):.1f}" y1="10" x2="{x(0):.1f}" y2="{height - 25}" stroke="#8c959f" stroke-dasharray="3,3"/>']
-    for i, (r, l, h) in enumerate(zip(rows, lows, highs)):
+    for i, (r, low, high) in enumerate(zip(rows, lows, highs)):
         y = 20 + i * row_h
         colour = STATUS_COLOURS.get(r["status"], "#59636e")
         parts.append(f'<text x="{label_w - 8}" y="{y + 4}" text-anchor="end">{esc(row_label(r))}</text>')
-        parts.append(f'<line x1="{x(l):.1f}" y1="{y}" x2="{x(h):.1f}" y2="{y}" stroke="{colour}" stroke-width="2"/>')
+        parts.append(f'<line x1="{x(low):.1f}" y1="{y}" x2="{x(high):.1f}" y2="{y}" stroke="{colour}" stroke-width="2"/>')
         parts.append(f'<circle cx="{x(r["value"]):.1f}" cy="{y}" r="4" fill="{colour}"><title>'
                      f'{esc(r["id"])}: {num(r["value"])} {esc(interval(r))}</title></circle>')
     for tick in (lo, (lo + hi) / 2, hi):
@@ -153,7 +155,7 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, x_label:
 # The curve plots of each suite, drawn from the findings' details: (check, details key, the x
 # field of each point (None: the points are [x, y] pairs), heading, x label, y label, diagonal,
 # and the details' "level" a finding must have, when the check has one finding per level).
-CURVE_PLOTS = {
+CURVE_PLOTS: dict[str, list[tuple]] = {
     "adversarial": [("worst_case_robust_accuracy", "curve", "eps", "PGD-Linf robust accuracy against budget",
                      "eps (Linf)", "robust accuracy", False, None)],
     "poisoning": [("label_flip_degradation", "curve", "rate", "Clean accuracy against the share of labels flipped",
@@ -236,6 +238,9 @@ def summary_section(doc: dict) -> str:
         return f"<h3>{esc(title)}</h3><table><tr><th></th>{head}</tr>{rows}</table>"
     note = ("<p><b>This run was interrupted; the report holds the findings made before the "
             "interruption.</b></p>" if s["interrupted"] else "")
+    note += "".join(f"<p>{badge('ERROR')} <b>{esc(g['model'])}</b> could not be evaluated: "
+                    f"{len(g['ids'])} checks, first error: {esc(g['reason'])}</p>"
+                    for g in error_groups(doc["findings"]))
     return (f'<section id="summary"><h2>Executive summary</h2><p class="verdict">Verdict: {badge(s["verdict"])}</p>'
             f"<p>{counts}</p>{note}<p class=muted>Findings provide evidence for the NIST AI RMF 1.0 "
             "subcategories they are tagged with; they do not by themselves satisfy them. Thresholds "
@@ -297,13 +302,14 @@ def reproducibility_section(doc: dict) -> str:
         + esc("; ".join(f"{tag}: seeds {[r['seed'] for r in runs]}, cached {[r['cached'] for r in runs]}"
                         for tag, runs in m.get("runs", {}).items())) + "</td></tr>"
         for name, m in (env.get("models") or {}).items())
+    facts = ("versions", "device", "cache", "recipe", "workers")
     return ('<section id="reproducibility"><h2>Reproducibility</h2>'
             f"<p>swiglu-audit {esc(doc['tool']['version'])}, generated {esc(doc['generated_at'])}, "
             f"commit <code>{esc(env.get('commit') or 'unknown')}</code>.</p>"
             f"<h3>Data: {esc(data.get('name', '-'))}</h3><table><tr><th>split</th><th>sha256</th></tr>{hashes}</table>"
             f"<h3>Models (parameters, seeds, cache)</h3><table><tr><th>model</th><th>parameters</th>"
             f"<th>runs</th></tr>{models}</table>"
-            f"<h3>Versions and device</h3><pre>{esc(json.dumps({k: env.get(k) for k in ('versions', 'device', 'cache', 'recipe', 'workers')}, indent=2))}</pre>"
+            f"<h3>Versions and device</h3><pre>{esc(json.dumps({k: env.get(k) for k in facts}, indent=2))}</pre>"
             f"<h3>Configuration and policy</h3><pre>{esc(json.dumps(doc['config'], indent=2))}</pre></section>")
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 
 def _cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text for one GitHub-flavoured Markdown table cell: on one line, with the characters that
+    would end the cell (`|`), escape the next one (`\\`) or start markup (`<`, `*`, `_`, a
+    backtick, `[`) escaped, so that a reason or a model name cannot break the table."""
+    text = " ".join(str(text).split())
+    for char in "\\`*_[]|":
+        text = text.replace(char, "\\" + char)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render_markdown(document: dict) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..risk import verdict
+from ..risk import error_groups, verdict
 
 _MARKUP = {"PASS": {"green": True}, "WARN": {"yellow": True}, "FAIL": {"red": True, "bold": True},
            "ERROR": {"red": True, "bold": True}}
@@ -16,6 +16,12 @@ def summary_lines(findings: list[dict], config, paths: dict) -> list[tuple[str, 
     overall = verdict((f["status"] for f in findings), config.policy["fail_on_warn"])
     lines = [(f"verdict: {overall}   ({len(findings)} findings, profile {config.profile})",
               _MARKUP.get(overall, {"bold": True}))]
+    groups = error_groups(findings)
+    for g in groups:  # one line per model that could not be evaluated, not one per check
+        lines.append((f"ERROR  {g['model']} could not be evaluated: {len(g['ids'])} checks, first "
+                      f"error: {g['reason']}", _MARKUP["ERROR"]))
+    grouped = {i for g in groups for i in g["ids"]}
+    findings = [f for f in findings if f["id"] not in grouped]
     width = max((len(f["id"]) for f in findings), default=10)
     order = {"ERROR": 0, "FAIL": 1, "WARN": 2, "PASS": 3}  # what needs attention first
     for f in sorted(findings, key=lambda f: (order.get(f["status"], 4), f["id"])):

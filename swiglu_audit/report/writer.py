@@ -63,7 +63,7 @@ def build_document(findings: list[dict], config: AuditConfig, meta: dict, exit_s
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "swiglu-audit", "version": __version__},
-        "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "summary": {
             "verdict": overall,
             "breaches_policy": any(breaches_policy(f["status"], fail_on_warn) for f in ordered),
@@ -142,7 +142,7 @@ def write_document(document: dict, report_dir: Path) -> dict[str, str]:
     except OSError as exc:
         fallback = Path(tempfile.mkdtemp(prefix="swiglu-audit-report-"))
         warnings.warn(SwigluAuditWarning(f"could not write reports to {report_dir} ({exc}); they "
-                                         f"were written to {fallback} instead"))
+                                         f"were written to {fallback} instead"), stacklevel=2)
         for name, text in files.items():
             atomic_write(fallback / name, text)
         return {name: str(fallback / name) for name in files}
