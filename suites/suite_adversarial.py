@@ -6,9 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from swiglu_audit import measurements as measure
 from swiglu_audit.checks.adversarial import SANITY, SANITY_CHECKS, TRANSFER, WORST_CASE, WORST_CASE_COMPARISON, sanity_verdict
-from swiglu_audit.risk import Status, comparison_finding, judge_floor, make_finding
+from swiglu_audit.measure import adversarial as measure
+from swiglu_audit.risk import Status, comparison_finding, judged_finding, make_finding
 from swiglu_audit.stats import bootstrap_mean, paired_comparison
 
 
@@ -18,14 +18,11 @@ def test_worst_case_robust_accuracy(audit, audit_model, record_finding):
     level = policy["confidence_level"]
     result = measure.adversarial(audit, audit_model)
     worst = bootstrap_mean(result["worst"], level)
-    status, reason = judge_floor(worst.value, policy["warn_below_robust_accuracy"], Status.WARN,
-                                 f"worst-case robust accuracy over {', '.join(cfg['attacks'])}",
-                                 "warn_below_robust_accuracy")
     broken_by = {k: int(sum(b[k] for b in result["broken_by"])) for k in result["broken_by"][0]}
-    record_finding(make_finding(
-        WORST_CASE, [audit_model], status, reason,
-        threshold=f"robust accuracy >= warn_below_robust_accuracy = {policy['warn_below_robust_accuracy']}",
-        value=worst.value, ci=(worst.ci_low, worst.ci_high), ci_level=level,
+    record_finding(judged_finding(
+        WORST_CASE, [audit_model], worst.value, policy,
+        f"worst-case robust accuracy over {', '.join(cfg['attacks'])}",
+        ci=(worst.ci_low, worst.ci_high), ci_level=level,
         details={
             "eps_linf": cfg["eps"], "eps_l2": cfg["eps_l2"], "steps": cfg["steps"],
             "threat_model": "union: an example is robust only if every attack (Linf and L2) failed",
@@ -44,7 +41,7 @@ def test_worst_case_robust_accuracy(audit, audit_model, record_finding):
 def test_evaluation_sanity(audit, audit_model, sanity, record_finding):
     policy, cfg = audit.config.policy, audit.config.adversarial
     result = dict(measure.adversarial(audit, audit_model), large_eps=cfg["large_eps"])
-    passed, statistic, reason = sanity_verdict(sanity, result, policy, cfg["eps"])
+    passed, statistic, reason = sanity_verdict(sanity, result, policy)
     question, tolerance_key = SANITY_CHECKS[sanity]
     info = dataclasses.replace(SANITY, check=f"sanity_{sanity}", title=f"Sanity: {question}")
     record_finding(make_finding(
@@ -62,7 +59,7 @@ def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, record_findin
     per_attack = {a: paired_comparison(cand["per_attack"][a], base["per_attack"][a],
                                        policy["confidence_level"], policy["alpha"]).to_dict()
                   for a in cand["per_attack"]}
-    record_finding(comparison_finding(WORST_CASE_COMPARISON, audit_pair, cmp, policy, "max_robust_accuracy_drop",
+    record_finding(comparison_finding(WORST_CASE_COMPARISON, audit_pair, cmp, policy,
                                       "worst-case robust accuracy", details={"per_attack": per_attack}))
 
 
@@ -74,7 +71,7 @@ def test_transfer_attack_vs_baseline(audit, audit_pair, record_finding):
     onto_baseline = measure.transfer(audit, source=candidate, target=baseline)
     cmp = paired_comparison(onto_candidate, onto_baseline, policy["confidence_level"], policy["alpha"])
     record_finding(comparison_finding(
-        TRANSFER, audit_pair, cmp, policy, "max_robust_accuracy_drop",
+        TRANSFER, audit_pair, cmp, policy,
         "accuracy of the candidate under the baseline's PGD examples vs the baseline under the candidate's",
         details={"candidate_accuracy_on_baseline_examples": float(np.mean(onto_candidate)),
                  "baseline_accuracy_on_candidate_examples": float(np.mean(onto_baseline))}))

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from swiglu_audit import measurements as measure
 from swiglu_audit.cache import CheckpointCache
 from swiglu_audit.checks.numerical import (
     DETERMINISM,
@@ -28,6 +27,7 @@ from swiglu_audit.checks.numerical import (
     state_difference,
 )
 from swiglu_audit.golden import compare_or_write, golden_path
+from swiglu_audit.measure import numerical as measure
 from swiglu_audit.risk import Status, make_finding
 from swiglu_audit.stats import bootstrap_mean
 
@@ -127,8 +127,7 @@ def test_golden_outputs(audit, audit_model, dtype, record_finding):
     cfg = audit.config
     tolerance_key = f"golden_tolerance_{dtype}"
     tolerance = cfg.policy[tolerance_key]
-    folder = Path(cfg.numerical["golden_dir"])
-    folder = folder if folder.is_absolute() else cfg.project_root / folder
+    folder = cfg.project_path(cfg.numerical["golden_dir"])
     platform = platform_key(audit.device, dtype)
     probe, logits = measure.golden_logits(audit, audit_model, dtype)
     path = golden_path(folder, platform, audit_model)

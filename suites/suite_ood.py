@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from swiglu_audit import measure_ood as measure
 from swiglu_audit.checks import ood_metrics
 from swiglu_audit.checks.ood import (
     CALIBRATION,
@@ -21,10 +20,9 @@ from swiglu_audit.checks.ood import (
 from swiglu_audit.checks.ood_sets import LEVELS, sets_of_level
 from swiglu_audit.checks.shift import SEVERITIES, aurc, aurc_estimate, expected_calibration_error, risk_coverage
 from swiglu_audit.errors import ModelContractError
-from swiglu_audit.risk import Status, comparison_finding, judge_ceiling, judge_floor, make_finding
+from swiglu_audit.measure import ood as measure
+from swiglu_audit.risk import comparison_finding, judged_finding
 from swiglu_audit.stats import bootstrap_mean, paired_comparison
-
-FLOOR_KEY = {"near": "warn_below_near_ood_auroc", "far": "warn_below_ood_auroc"}
 
 
 @pytest.mark.swiglu_audit_check(OOD_DETECTION)
@@ -37,14 +35,11 @@ def test_ood_detection(audit, audit_model, level, record_finding):
     table = pd.DataFrame(measure.detector_table(audit, audit_model, level))
     pooled = measure.level_scores(scores, level, chosen)
     est = ood_metrics.estimate("auroc", pooled["in"], pooled["out"], conf, cfg["bootstrap"])
-    key = FLOOR_KEY[level]
-    status, reason = judge_floor(est.value, policy[key], Status.WARN,
-                                 f"{level}-OOD AUROC of {chosen} (chosen on validation data)", key)
     msp = measure.level_scores(scores, level, "msp")
-    record_finding(make_finding(
-        OOD_DETECTION, [audit_model], status, reason, aspect=level,
-        threshold=f"AUROC >= {key} = {policy[key]}",
-        value=est.value, ci=(est.ci_low, est.ci_high), ci_level=conf,
+    record_finding(judged_finding(
+        OOD_DETECTION, [audit_model], est.value, policy,
+        f"{level}-OOD AUROC of {chosen} (chosen on validation data)", aspect=level,
+        ci=(est.ci_low, est.ci_high), ci_level=conf,
         details={"level": level, "chosen_detector": chosen, "validation_auroc": val_auroc,
                  "positive_class": POSITIVE_CLASS,
                  "ood_sets": {s.name: s.description for s in sets_of_level(level)},
@@ -62,7 +57,7 @@ def test_ood_auroc_vs_baseline(audit, audit_pair, level, record_finding):
     cand, base = (measure.level_scores(measure.detector_scores(audit, m), level, "msp") for m in audit_pair)
     cmp = ood_metrics.compare("auroc", cand, base, policy["confidence_level"], policy["alpha"],
                               audit.config.ood["bootstrap"])
-    record_finding(comparison_finding(OOD_COMPARISON, audit_pair, cmp, policy, "max_ood_auroc_drop",
+    record_finding(comparison_finding(OOD_COMPARISON, audit_pair, cmp, policy,
                                       f"MSP {level}-OOD AUROC", aspect=level,
                                       details={"level": level, "p_value_method": "paired bootstrap"}))
 
@@ -74,13 +69,10 @@ def test_selective_prediction(audit, audit_model, record_finding):
     scores = measure.detector_scores(audit, audit_model)
     chosen, val_aurc = measure.selective_detector(audit, audit_model)
     est = aurc_estimate(scores["id"][chosen], scores["correct"], conf, cfg["bootstrap"])
-    value = est.value
-    status, reason = judge_ceiling(value, policy["max_aurc"], Status.WARN,
-                                   f"AURC with {chosen} as the confidence score", "max_aurc")
     coverage, risk = risk_coverage(scores["id"][chosen][0], scores["correct"][0])
-    record_finding(make_finding(
-        SELECTIVE, [audit_model], status, reason, threshold=f"AURC <= max_aurc = {policy['max_aurc']}",
-        value=value, ci=(est.ci_low, est.ci_high), ci_level=conf,
+    record_finding(judged_finding(
+        SELECTIVE, [audit_model], est.value, policy, f"AURC with {chosen} as the confidence score",
+        ci=(est.ci_low, est.ci_high), ci_level=conf,
         details={"score": chosen, "validation_aurc": val_aurc,
                  "test_aurc_by_score": {d: float(np.mean([aurc(s, c) for s, c in zip(scores["id"][d], scores["correct"])]))
                                         for d in scores["detectors"]},
@@ -97,9 +89,6 @@ def test_corruption_robustness(audit, audit_model, record_finding):
     clean = result["correct"][("clean", 0)]
     est = bootstrap_mean(corrupted, conf)
     drop = float(clean.mean() - est.value)
-    status, reason = judge_ceiling(drop, policy["max_corruption_accuracy_drop"], Status.WARN,
-                                   "clean accuracy minus mean accuracy under corruptions",
-                                   "max_corruption_accuracy_drop")
     reference, reference_error, ce = measure.reference_model(audit, audit_model), None, {}
     if reference:
         try:
@@ -112,10 +101,9 @@ def test_corruption_robustness(audit, audit_model, record_finding):
     table = pd.DataFrame([{"corruption": c, **{f"severity_{s}": float(result["correct"][(c, s)].mean()) for s in SEVERITIES},
                            "corruption_error_vs_reference": ce.get(c)} for c in result["corruptions"]])
     valid_ce = [v for v in ce.values() if v is not None]
-    record_finding(make_finding(
-        CORRUPTION, [audit_model], status, reason,
-        threshold=f"accuracy drop <= max_corruption_accuracy_drop = {policy['max_corruption_accuracy_drop']}",
-        value=est.value, ci=(est.ci_low, est.ci_high), ci_level=conf,
+    record_finding(judged_finding(
+        CORRUPTION, [audit_model], est.value, policy, "clean accuracy minus mean accuracy under corruptions",
+        judged=drop, ci=(est.ci_low, est.ci_high), ci_level=conf,
         details={"clean_accuracy": float(clean.mean()), "accuracy_drop": drop,
                  "reference_model": reference, "reference_error": reference_error, "mce_vs_reference": float(np.mean(valid_ce)) if valid_ce else None,
                  "curve": by_severity, "table": table.round(4).to_dict(orient="records")}))
@@ -132,12 +120,9 @@ def test_calibration_under_shift(audit, audit_model, record_finding):
 
     shifted = {(c, s): ece((c, s)) for c in result["corruptions"] for s in SEVERITIES}
     value = float(np.mean(list(shifted.values())))
-    status, reason = judge_ceiling(value, policy["max_ece_under_shift"], Status.WARN,
-                                   "expected calibration error averaged over corruptions and severities",
-                                   "max_ece_under_shift")
-    record_finding(make_finding(
-        CALIBRATION, [audit_model], status, reason,
-        threshold=f"ECE <= max_ece_under_shift = {policy['max_ece_under_shift']}", value=value,
+    record_finding(judged_finding(
+        CALIBRATION, [audit_model], value, policy,
+        "expected calibration error averaged over corruptions and severities",
         details={"ece_clean": ece(("clean", 0)), "bins": bins,
                  "ece_by_severity": {s: float(np.mean([shifted[(c, s)] for c in result["corruptions"]])) for s in SEVERITIES},
                  "ece_by_corruption": {c: float(np.mean([shifted[(c, s)] for s in SEVERITIES])) for c in result["corruptions"]}}))
@@ -149,4 +134,4 @@ def test_corruption_accuracy_vs_baseline(audit, audit_pair, record_finding):
     cand, base = (measure.mean_corrupted_correct(measure.corruption(audit, m)) for m in audit_pair)
     cmp = paired_comparison(cand, base, policy["confidence_level"], policy["alpha"])
     record_finding(comparison_finding(CORRUPTION_COMPARISON, audit_pair, cmp, policy,
-                                      "max_corruption_accuracy_gap", "mean accuracy under corruptions"))
+                                      "mean accuracy under corruptions"))

@@ -7,12 +7,12 @@ pretrained weights, which cannot be retrained) are skipped, with the reason in t
 import numpy as np
 import pytest
 
-from swiglu_audit import measure_poisoning as measure
 from swiglu_audit.checks.data_integrity import DUPLICATES, LABEL_ERRORS, LEAKAGE
 from swiglu_audit.checks.ood import auroc_estimate, compare_auroc
 from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, DETECTORS, SCAN
 from swiglu_audit.checks.poisoning import BACKDOOR, BACKDOOR_COMPARISON, LABEL_FLIP, LABEL_FLIP_COMPARISON, TARGETED_FLIP
-from swiglu_audit.risk import Status, comparison_finding, judge_ceiling, judge_drop, judge_floor, make_finding
+from swiglu_audit.measure import poisoning as measure
+from swiglu_audit.risk import Status, comparison_finding, judge_ceiling, judge_drop, judged_finding, make_finding, with_status
 from swiglu_audit.stats import bootstrap_mean, paired_comparison
 
 MAX_LISTED = 200  # sample indices listed per finding; the count is always complete
@@ -80,7 +80,7 @@ def test_label_flip_degradation_vs_baseline(audit, audit_pair, record_finding):
     cmp = paired_comparison(cand["poisoned"][rate].astype(float) - cand["clean"],
                             base["poisoned"][rate].astype(float) - base["clean"],
                             policy["confidence_level"], policy["alpha"])
-    record_finding(comparison_finding(LABEL_FLIP_COMPARISON, audit_pair, cmp, policy, "max_label_flip_drop_excess",
+    record_finding(comparison_finding(LABEL_FLIP_COMPARISON, audit_pair, cmp, policy,
                                       "accuracy change under label flipping", details={"flip_rate": rate}))
 
 
@@ -92,12 +92,8 @@ def test_targeted_label_flip(audit, audit_model, record_finding):
     rate, cmp = _largest_rate_vs_clean(result, policy)
     what = (f"increase in class-{result['source']} test inputs predicted as class {result['target']} after "
             f"relabelling {rate:.0%} of class {result['source']}")
-    status, reason = judge_ceiling(cmp.difference, policy["max_targeted_flip_success"], Status.WARN, what,
-                                   "max_targeted_flip_success")
-    record_finding(make_finding(
-        TARGETED_FLIP, [audit_model], status, reason,
-        threshold=f"increase <= max_targeted_flip_success = {policy['max_targeted_flip_success']}",
-        value=cmp.difference, ci=(cmp.ci_low, cmp.ci_high), ci_level=cmp.level,
+    record_finding(judged_finding(
+        TARGETED_FLIP, [audit_model], cmp.difference, policy, what, ci=(cmp.ci_low, cmp.ci_high), ci_level=cmp.level,
         details={"source": result["source"], "target": result["target"], "rate": rate,
                  "n_flipped": result["n_flipped"], "comparison": cmp.to_dict(),
                  "curve": _curve(result["poisoned"], policy["confidence_level"], result["clean"])}))
@@ -111,9 +107,6 @@ def test_backdoor_attack_success(audit, audit_model, record_finding):
     rate = max(result["rates"])
     asr = {r: m for r, m in result["asr"].items() if r != "clean_label"}
     cmp = paired_comparison(asr[rate], result["base"], level, policy["alpha"])
-    status, reason = judge_ceiling(cmp.difference, policy["max_backdoor_success"], Status.WARN,
-                                   f"attack success rate above the base rate with {rate:.0%} poison",
-                                   "max_backdoor_success")
     reached = [r for r in sorted(asr) if asr[r].mean() >= 0.5]
     details = {
         "target": result["target"], "rate": rate, "n_poisoned": result["n_poisoned"],
@@ -127,10 +120,10 @@ def test_backdoor_attack_success(audit, audit_model, record_finding):
     }
     if "clean_label" in result["asr"]:
         details["clean_label_asr"] = bootstrap_mean(result["asr"]["clean_label"], level).to_dict()
-    record_finding(make_finding(
-        BACKDOOR, [audit_model], status, reason,
-        threshold=f"attack success above the base rate <= max_backdoor_success = {policy['max_backdoor_success']}",
-        value=cmp.difference, ci=(cmp.ci_low, cmp.ci_high), ci_level=level, details=details))
+    record_finding(judged_finding(
+        BACKDOOR, [audit_model], cmp.difference, policy,
+        f"attack success rate above the base rate with {rate:.0%} poison",
+        ci=(cmp.ci_low, cmp.ci_high), ci_level=level, details=details))
 
 
 @pytest.mark.swiglu_audit_check(BACKDOOR_COMPARISON)
@@ -142,9 +135,9 @@ def test_backdoor_attack_success_vs_baseline(audit, audit_pair, record_finding):
     # per triggered input: success averaged over the poison rates (an area under the ASR curve)
     mean_asr = lambda result: np.mean([result["asr"][r] for r in rates], axis=0)
     cmp = paired_comparison(mean_asr(cand), mean_asr(base), policy["confidence_level"], policy["alpha"])
-    record_finding(comparison_finding(BACKDOOR_COMPARISON, audit_pair, cmp, policy, "max_backdoor_success_excess",
+    record_finding(comparison_finding(BACKDOOR_COMPARISON, audit_pair, cmp, policy,
                                       "backdoor attack success averaged over poison rates",
-                                      details={"rates": rates}, higher_is_better=False))
+                                      details={"rates": rates}))
 
 
 @pytest.mark.swiglu_audit_check(DETECTION)
@@ -163,13 +156,10 @@ def test_poison_detection(audit, audit_model, record_finding):
                              "n_flagged_per_seed": [m["n_flagged"] for m in metrics]}
     best = max(DETECTORS, key=lambda d: per_detector[d]["auroc"]["value"])
     auc = per_detector[best]["auroc"]
-    status, reason = judge_floor(auc["value"], policy["min_poison_detection_auroc"], Status.WARN,
-                                 f"best detector ({best}) AUROC on {result['n_poisoned']} planted backdoor samples",
-                                 "min_poison_detection_auroc")
-    record_finding(make_finding(
-        DETECTION, [audit_model], status, reason,
-        threshold=f"best AUROC >= min_poison_detection_auroc = {policy['min_poison_detection_auroc']}",
-        value=auc["value"], ci=(auc["ci_low"], auc["ci_high"]), ci_level=level,
+    record_finding(judged_finding(
+        DETECTION, [audit_model], auc["value"], policy,
+        f"best detector ({best}) AUROC on {result['n_poisoned']} planted backdoor samples",
+        ci=(auc["ci_low"], auc["ci_high"]), ci_level=level,
         details={"poison_rate": result["rate"], "n_poisoned": result["n_poisoned"], "best_detector": best,
                  "positive_class": "poisoned training sample (higher score = more suspicious)",
                  "detectors": per_detector}))
@@ -184,7 +174,7 @@ def test_poison_detectability_vs_baseline(audit, audit_pair, detector, record_fi
     cand, base = (measure.detection(audit, m) for m in audit_pair)
     cmp = compare_auroc(split(cand), split(base), policy["confidence_level"], policy["alpha"],
                         audit.config.ood["bootstrap"])
-    record_finding(comparison_finding(DETECTION_COMPARISON, audit_pair, cmp, policy, "max_detection_auroc_drop",
+    record_finding(comparison_finding(DETECTION_COMPARISON, audit_pair, cmp, policy,
                                       f"{detector} detector AUROC", aspect=detector,
                                       details={"detector": detector, "p_value_method": "paired bootstrap"}))
 
@@ -194,12 +184,8 @@ def test_training_set_scan(audit, audit_model, record_finding):
     policy = audit.config.policy  # no retraining: every model scans the data it was trained on
     result = measure.scan(audit, audit_model)
     share = len(result["indices"]) / result["n_train"]
-    status, reason = judge_ceiling(share, policy["max_suspicious_share"], Status.WARN,
-                                   f"share of the training set flagged ({len(result['indices'])} samples)",
-                                   "max_suspicious_share")
-    record_finding(make_finding(
-        SCAN, [audit_model], status, reason,
-        threshold=f"flagged share <= max_suspicious_share = {policy['max_suspicious_share']}", value=share,
+    record_finding(judged_finding(
+        SCAN, [audit_model], share, policy, f"share of the training set flagged ({len(result['indices'])} samples)",
         details={"dataset": audit.data.name, "n_flagged": len(result["indices"]), "index_space": _index_space(audit),
                  "indices": audit.data.source_train_indices(result["indices"][:MAX_LISTED]),
                  "labels": result["labels"][:MAX_LISTED],
@@ -237,18 +223,17 @@ def test_train_duplicates(audit, record_finding):
     policy, result = audit.config.policy, measure.integrity(audit)
     duplicated = sorted({j for _, j in result["within_exact"]} | {j for _, j, _ in result["within_near"]})
     share = len(duplicated) / result["n_train"]
-    status, reason = judge_ceiling(share, policy["max_duplicate_share"], Status.WARN,
-                                   f"share of duplicated training samples ({len(duplicated)})", "max_duplicate_share")
-    if result["conflicting_labels"] and status is Status.PASS:
-        status = Status.WARN
-        reason += f"; but {len(result['conflicting_labels'])} duplicate pair(s) carry different labels"
-    record_finding(make_finding(
-        DUPLICATES, [], status, reason, subject=audit.data.name,
-        threshold=f"share <= max_duplicate_share = {policy['max_duplicate_share']}, no conflicting labels",
-        value=share, details={"index_space": _index_space(audit),
-                              "indices": audit.data.source_train_indices(duplicated[:MAX_LISTED]),
-                              "conflicting_label_pairs": [audit.data.source_train_indices(p)
-                                                          for p in result["conflicting_labels"][:MAX_LISTED]]}))
+    finding = judged_finding(
+        DUPLICATES, [], share, policy, f"share of duplicated training samples ({len(duplicated)})",
+        subject=audit.data.name,
+        details={"index_space": _index_space(audit),
+                 "indices": audit.data.source_train_indices(duplicated[:MAX_LISTED]),
+                 "conflicting_label_pairs": [audit.data.source_train_indices(p)
+                                             for p in result["conflicting_labels"][:MAX_LISTED]]})
+    if result["conflicting_labels"] and finding.status == Status.PASS.value:
+        finding = with_status(finding, Status.WARN,
+                              f"but {len(result['conflicting_labels'])} duplicate pair(s) carry different labels")
+    record_finding(finding)
 
 
 @pytest.mark.swiglu_audit_check(LABEL_ERRORS)
@@ -256,12 +241,9 @@ def test_label_errors(audit, record_finding):
     policy, result = audit.config.policy, measure.integrity(audit)
     issues = result["labels"]
     share = len(issues["indices"]) / result["n_train"]
-    status, reason = judge_ceiling(share, policy["max_label_error_share"], Status.WARN,
-                                   f"share of likely label errors ({len(issues['indices'])} samples)",
-                                   "max_label_error_share")
-    record_finding(make_finding(
-        LABEL_ERRORS, [], status, reason, subject=audit.data.name,
-        threshold=f"share <= max_label_error_share = {policy['max_label_error_share']}", value=share,
+    record_finding(judged_finding(
+        LABEL_ERRORS, [], share, policy, f"share of likely label errors ({len(issues['indices'])} samples)",
+        subject=audit.data.name,
         details={"index_space": _index_space(audit),
                  "indices": audit.data.source_train_indices(issues["indices"][:MAX_LISTED]),
                  "suggested_labels": issues["suggested"][:MAX_LISTED],

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import CacheError, SwigluAuditWarning
+from .io import atomic_write, safetensors_metadata
 
 LOCK_TIMEOUT_S = 3600  # a training run holding the lock longer than this is presumed dead
 
@@ -119,9 +118,7 @@ class CheckpointCache:
             return None
         try:
             state = load_file(str(path))
-            with open(path, "rb") as fh:  # the header holds our metadata (a JSON string map)
-                header_len = int.from_bytes(fh.read(8), "little")
-                meta = json.loads(fh.read(header_len)).get("__metadata__", {})
+            meta = safetensors_metadata(path)  # the header holds our metadata
             if meta.get("sha256") != tensors_digest(state):
                 raise ValueError("tensor checksum mismatch")
             return state, json.loads(meta.get("record", "{}"))
@@ -136,13 +133,4 @@ class CheckpointCache:
     def _store(self, path: Path, state: dict[str, torch.Tensor], record: dict) -> None:
         state = {k: v.detach().cpu().clone().contiguous() for k, v in state.items()}  # unshare tied weights
         meta = {"sha256": tensors_digest(state), "record": json.dumps(record)}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        try:
-            save_file(state, tmp, metadata=meta)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta), suffix=".safetensors")

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .report.writer import SCHEMA_VERSION, atomic_write
+from .io import atomic_write_text
+from .report.writer import SCHEMA_VERSION
 
 
 def _load(path: str) -> dict:
@@ -26,7 +27,7 @@ def cmd_render(args) -> int:
 
     doc = _load(args.report)
     out = Path(args.output) if args.output else Path(args.report).with_name("report.html")
-    atomic_write(out, render_html(doc))
+    atomic_write_text(out, render_html(doc))
     print(out)
     return 0
 
@@ -64,6 +65,52 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _gates(args) -> dict:
+    from .config import read_pyproject_table
+    from .history import Gate, parse_gates
+
+    table = read_pyproject_table(Path(args.project)).get("gates", {}) if args.project else {}
+    try:
+        gates = parse_gates(table)
+        for text in args.gate or []:
+            name, _, amount = text.partition("=")
+            gates[name.strip()] = Gate.parse(amount, f"--gate {name.strip()}")
+    except ValueError as exc:
+        raise SystemExit(f"swiglu-audit: {exc}") from exc
+    return gates
+
+
+def cmd_compare(args) -> int:
+    from .history import compare, render_comparison, resolve_baseline
+
+    def report_of(ref: str) -> Path:
+        try:
+            path = resolve_baseline(ref, Path(args.history))
+        except FileNotFoundError as exc:
+            raise SystemExit(f"swiglu-audit: {exc}") from exc
+        if path is None:
+            raise SystemExit(f"swiglu-audit: nothing saved in {args.history} yet")
+        return path
+
+    old_path, new_path = report_of(args.old), report_of(args.new)
+    result = compare(_load(str(old_path)), _load(str(new_path)), _gates(args))
+    for line in render_comparison(result, str(old_path), str(new_path)):
+        print(line)
+    return 1 if result.regressions else 0
+
+
+def cmd_history(args) -> int:
+    from .history import saved_runs
+
+    runs = saved_runs(Path(args.history))
+    if not runs:
+        print(f"no saved audits in {args.history} (save one with pytest --swiglu-audit --swiglu-audit-save)")
+    for run in runs:
+        print(f"{run['id']}  {run.get('time')}  {run.get('verdict')}  profile {run.get('profile')}  "
+              f"commit {(run.get('commit') or '-')[:10]}  config {run.get('config_digest')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="swiglu-audit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("list", help="list saved reports under a folder")
     p.add_argument("folder", nargs="?", default="reports")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("compare", help="what changed between two audits; exit 1 when a gate trips")
+    p.add_argument("old", help="a saved run id, `last`, a report.json or a folder holding one")
+    p.add_argument("new", help="the same kinds of reference")
+    p.add_argument("--history", default=".swiglu-audit-history", help="history folder (default: %(default)s)")
+    p.add_argument("--project", default=".", help="folder whose pyproject.toml holds [tool.swiglu_audit.gates]")
+    p.add_argument("--gate", action="append", metavar="CHECK=AMOUNT",
+                   help="an allowed regression, e.g. worst_case_robust_accuracy=0.02 or default=5%%")
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("history", help="list the saved audits")
+    p.add_argument("history", nargs="?", default=".swiglu-audit-history")
+    p.set_defaults(func=cmd_history)
     args = parser.parse_args(argv)
     return args.func(args)
 

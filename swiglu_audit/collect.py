@@ -24,6 +24,7 @@ META_PROPERTY = "swiglu_audit.meta"
 CONFIG_KEY = pytest.StashKey[AuditConfig]()
 COLLECTOR_KEY = pytest.StashKey["FindingCollector"]()
 REPORT_PATHS_KEY = pytest.StashKey[dict]()
+DOCUMENT_KEY = pytest.StashKey[dict]()  # the report document the controller wrote
 SESSION_KEY = pytest.StashKey[object]()  # the AuditSession of this process
 ITEM_FINDINGS_KEY = pytest.StashKey[list]()
 ITEM_POLICY_FAILURE_KEY = pytest.StashKey[bool]()
@@ -35,6 +36,13 @@ def is_xdist_worker(config: pytest.Config) -> bool:
 
 def worker_id() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def xdist_workers() -> tuple[int, int]:
+    """(this worker's index, the number of workers): (0, 1) outside pytest-xdist."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").lstrip("gw") or 0)
+    return (index, count) if count > 1 else (0, 1)
 
 
 def attach_to_item(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport) -> None:

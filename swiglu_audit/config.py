@@ -26,6 +26,9 @@ OPT_CACHE_DIR = "--swiglu-audit-cache-dir"
 OPT_SEEDS = "--swiglu-audit-seeds"
 OPT_UPDATE_GOLDEN = "--swiglu-audit-update-golden"
 OPT_DEBUG = "--swiglu-audit-debug"
+OPT_SAVE = "--swiglu-audit-save"
+OPT_COMPARE = "--swiglu-audit-compare"
+DEFAULT_HISTORY_DIR = ".swiglu-audit-history"
 
 TOOL_TABLE = "tool.swiglu_audit"
 PROFILES = ("quick", "standard", "full")
@@ -166,7 +169,7 @@ _SECTION_KEYS: dict[str, dict[str, Any]] = {  # key -> type, or (list, item type
 }
 _TOP_KEYS = {
     "profile", "device", "report_dir", "cache_dir", "seeds", "families", "variants", "dataset",
-    "models", "include_builtin_zoo", "policy", *_SECTION_KEYS,
+    "models", "include_builtin_zoo", "policy", "history_dir", "save", "compare", "gates", *_SECTION_KEYS,
 }
 _MODEL_KEYS = {"name", "factory", "weights", "role"}
 
@@ -203,6 +206,14 @@ class AuditConfig:
     policy: dict = field(default_factory=lambda: dict(DEFAULT_POLICY))
     project_root: Path = Path(".")
     update_golden: bool = False  # regenerate golden output files instead of comparing
+    history_dir: Path = Path(DEFAULT_HISTORY_DIR)  # saved audits (history.py)
+    save_run: bool = False  # save this audit to history_dir
+    compare_with: str | None = None  # "last", a run id or a path: compare with it and gate
+    gates: dict = field(default_factory=dict)  # check name or "default" -> allowed regression
+
+    def project_path(self, value: str | os.PathLike) -> Path:
+        """A path from a setting: as given when absolute, else relative to the project root."""
+        return _resolve(self.project_root, value)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe echo of the configuration, for the report's reproducibility block."""
@@ -223,6 +234,7 @@ class AuditConfig:
             "numerical": dict(self.numerical),
             "policy": dict(self.policy),
             "update_golden": self.update_golden,
+            "gates": dict(self.gates),
         }
 
 
@@ -260,6 +272,8 @@ def build_config(
     seeds: str | None = None,
     project_root: Path | None = None,
     update_golden: bool = False,
+    save: bool | None = None,
+    compare_with: str | None = None,
 ) -> AuditConfig:
     """Merge profile defaults, the user's table and command-line values into one AuditConfig."""
     table = copy.deepcopy(table or {})
@@ -338,6 +352,20 @@ def build_config(
     _expect(0 < policy["confidence_level"] < 1,
             f"[{TOOL_TABLE}.policy] confidence_level must be between 0 and 1, e.g. 0.95")
 
+    gates = table.get("gates", {})
+    _expect(isinstance(gates, dict), f"[{TOOL_TABLE}.gates] must be a table of check = \"0.02\" or \"5%\"")
+    from .history import parse_gates
+
+    try:
+        parse_gates(gates)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    save = table.get("save", False) if save is None or save is False else save
+    _expect(isinstance(save, bool), f"[{TOOL_TABLE}] save must be true or false")
+    compare_with = compare_with or table.get("compare")
+    _expect(compare_with is None or isinstance(compare_with, str),
+            f"[{TOOL_TABLE}] compare must be \"last\", a saved run id or a path")
+
     return AuditConfig(
         profile=profile,
         device=device,
@@ -352,6 +380,10 @@ def build_config(
         policy=policy,
         project_root=root,
         update_golden=update_golden,
+        history_dir=_resolve(root, table.get("history_dir", DEFAULT_HISTORY_DIR)),
+        save_run=save,
+        compare_with=compare_with,
+        gates={str(k): str(v) for k, v in gates.items()},
         **sections,
     )
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from .collect import CONFIG_KEY, ITEM_FINDINGS_KEY, ITEM_POLICY_FAILURE_KEY, SESSION_KEY
+from .collect import CONFIG_KEY, ITEM_FINDINGS_KEY, ITEM_POLICY_FAILURE_KEY, SESSION_KEY, xdist_workers
 from .risk import Finding, breaches_policy
 
 
@@ -17,21 +15,17 @@ def audit(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
 
     session = AuditSession(pytestconfig.stash[CONFIG_KEY])
     pytestconfig.stash[SESSION_KEY] = session
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index, workers = xdist_workers()
     if workers > 1:
-        index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").lstrip("gw") or 0)
-        session.prefetch(measurement_needs(request.session.items), index, workers)
+        from .measure import prefetch_share
+
+        prefetch_share(session, measurement_needs(request.session.items), index, workers)
     yield session
     session.progress.done()
 
 
-# Which expensive measurement each suite needs for the models its tests name.
-_SUITE_NEEDS = {"adversarial": {"train", "adversarial"}, "poisoning": {"train", "poisoning"},
-               "ood": {"train", "ood"}}
-
-
 def measurement_needs(items) -> dict[str, set[str]]:
-    """model name -> the expensive measurements the selected tests will ask for."""
+    """model name -> the suites whose selected tests name it (what the prefetch computes)."""
     from .collect import CHECK_MARKER, item_models
 
     needs: dict[str, set[str]] = {}
@@ -40,7 +34,7 @@ def measurement_needs(items) -> dict[str, set[str]]:
         if marker is None:
             continue
         for model in item_models(item):
-            needs.setdefault(model, set()).update(_SUITE_NEEDS.get(marker.args[0].suite, {"train"}))
+            needs.setdefault(model, set()).add(marker.args[0].suite)
     return needs
 
 

@@ -9,13 +9,13 @@ changed numerics.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from .io import atomic_write, safetensors_metadata
 
 
 def golden_path(golden_dir: Path, platform: str, model: str) -> Path:
@@ -23,23 +23,13 @@ def golden_path(golden_dir: Path, platform: str, model: str) -> Path:
 
 
 def _write(path: Path, logits: torch.Tensor, meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file({"logits": logits.detach().cpu().contiguous()}, tmp,
-                  metadata={k: json.dumps(v) for k, v in meta.items()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: save_file({"logits": logits.detach().cpu().contiguous()}, tmp,
+                                             metadata={k: json.dumps(v) for k, v in meta.items()}),
+                 suffix=".safetensors")
 
 
 def _read_meta(path: Path) -> dict:
-    with open(path, "rb") as fh:
-        n = int.from_bytes(fh.read(8), "little")
-        raw = json.loads(fh.read(n)).get("__metadata__", {})
-    return {k: json.loads(v) for k, v in raw.items()}
+    return {k: json.loads(v) for k, v in safetensors_metadata(path).items()}
 
 
 def compare_or_write(path: Path, logits: torch.Tensor, probe_digest: str, update: bool) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from . import config as cfg
-from .collect import CHECK_MARKER, COLLECTOR_KEY, CONFIG_KEY, REPORT_PATHS_KEY, FindingCollector, is_xdist_worker
+from .collect import CHECK_MARKER, COLLECTOR_KEY, CONFIG_KEY, DOCUMENT_KEY, REPORT_PATHS_KEY, FindingCollector, is_xdist_worker
 
 SUITE_FILE_PREFIX = "suite_"
 
@@ -35,6 +35,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="training seeds, comma-separated (overrides the profile)")
     group.addoption(cfg.OPT_UPDATE_GOLDEN, action="store_true", default=False,
                     help="regenerate the golden output files instead of comparing with them")
+    group.addoption(cfg.OPT_SAVE, action="store_true", default=False,
+                    help="save this audit to the history folder (history_dir, default .swiglu-audit-history)")
+    group.addoption(cfg.OPT_COMPARE, default=None, metavar="last|RUN|PATH",
+                    help="compare with a saved audit (or a report.json) and fail (exit 1) when a gate "
+                         "of [tool.swiglu_audit.gates] trips")
     group.addoption(cfg.OPT_DEBUG, action="store_true", default=False,
                     help="show the traceback behind each setup problem (as -v does)")
 
@@ -69,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
         report_dir=from_cli(cfg.OPT_REPORT_DIR), cache_dir=from_cli(cfg.OPT_CACHE_DIR),
         seeds=config.getoption(cfg.OPT_SEEDS), project_root=project_root,
         update_golden=config.getoption(cfg.OPT_UPDATE_GOLDEN),
+        save=config.getoption(cfg.OPT_SAVE), compare_with=config.getoption(cfg.OPT_COMPARE),
     )
     config.stash[CONFIG_KEY] = audit_config
     if is_xdist_worker(config):
@@ -108,7 +114,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "audit_model" in metafunc.fixturenames:
         metafunc.parametrize("audit_model", [s.name for s in specs])
     if "audit_impl" in metafunc.fixturenames:
-        from .measurements import implementation_names
+        from .measure.numerical import implementation_names
 
         metafunc.parametrize("audit_impl", implementation_names(metafunc.config.stash[CONFIG_KEY]))
     if "audit_pair" in metafunc.fixturenames:
@@ -140,8 +146,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from .report.writer import write_reports
 
     audit_config = session.config.stash[CONFIG_KEY]
-    paths, breached = write_reports(collector, audit_config, int(exitstatus))
+    paths, document = write_reports(collector, audit_config, int(exitstatus))
     session.config.stash[REPORT_PATHS_KEY] = paths
+    session.config.stash[DOCUMENT_KEY] = document
+    breached = document["summary"]["breaches_policy"] or bool((document.get("comparison") or {}).get("regressions"))
     if breached and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -154,5 +162,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
     terminalreporter.section("swiglu-audit")
     for line, markup in summary_lines(collector.findings, config.stash[CONFIG_KEY],
-                                      config.stash.get(REPORT_PATHS_KEY, {})):
+                                      config.stash.get(REPORT_PATHS_KEY, {}),
+                                      (config.stash.get(DOCUMENT_KEY, None) or {}).get("comparison")):
         terminalreporter.write_line(line, **markup)

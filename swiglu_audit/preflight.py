@@ -50,7 +50,7 @@ def _weights_file_problems(config: AuditConfig) -> list[str]:
         if not model.weights:
             continue
         setting = f"[[tool.swiglu_audit.models]] '{model.name}' weights"
-        path = weights_path(config, model.weights)
+        path = config.project_path(model.weights)
         if not path.is_file():
             problems.append(f"{setting} = '{model.weights}': no such file ({path}); fix the path")
         elif path.suffix != ".safetensors":
@@ -59,11 +59,6 @@ def _weights_file_problems(config: AuditConfig) -> list[str]:
         else:
             problems += [f"{setting} {path.name}: {p}" for p in weights_problems(path, None)]
     return problems
-
-
-def weights_path(config: AuditConfig, weights: str) -> Path:
-    path = Path(weights).expanduser()
-    return path if path.is_absolute() else config.project_root / path
 
 
 def check_setup(config: AuditConfig, show_tracebacks: bool = False) -> None:
@@ -105,7 +100,7 @@ def check_user_model(config: AuditConfig, model, data) -> None:
     torch.manual_seed(0)
     module = call_factory(spec, data)
     if model.weights:
-        path = weights_path(config, model.weights)
+        path = config.project_path(model.weights)
         problems = weights_problems(path, module.state_dict())
         if problems:
             raise ModelContractError(*[f"model '{model.name}': weights {path.name}: {p}" for p in problems])

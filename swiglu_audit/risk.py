@@ -7,6 +7,7 @@ measurement and a policy threshold into a Status with a sentence that names the 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import math
@@ -21,6 +22,9 @@ class Status(str, enum.Enum):
     FAIL = "FAIL"
     ERROR = "ERROR"
 
+
+# What needs attention first: reports and the terminal list findings in this order.
+STATUS_ORDER = {Status.ERROR.value: 0, Status.FAIL.value: 1, Status.WARN.value: 2, Status.PASS.value: 3}
 
 LEVELS = ("very low", "low", "moderate", "high", "very high")
 
@@ -49,8 +53,57 @@ def rmf_data() -> dict:
 
 
 @dataclass(frozen=True)
+class _Limit:
+    key: str  # the policy key holding the limit
+    quantity: str  # what the threshold sentence calls the value ("robust accuracy", "AUROC")
+    breached: Status = Status.WARN  # the status when the limit is crossed
+    by_aspect: tuple[tuple[str, str], ...] = ()  # (aspect, key) pairs where an aspect has its own key
+
+    def policy_key(self, aspect: str | None = None) -> str:
+        return dict(self.by_aspect).get(aspect or "", self.key)
+
+
+@dataclass(frozen=True)
+class Floor(_Limit):
+    """PASS when the value is at or above its policy key, else `breached`."""
+
+    higher_is_better = True
+
+    def judge(self, value: float, policy: dict, what: str, aspect: str | None = None) -> tuple[Status, str, str]:
+        key = self.policy_key(aspect)
+        status, reason = judge_floor(value, policy[key], self.breached, what, key)
+        return status, reason, f"{self.quantity} >= {key} = {policy[key]}"
+
+
+@dataclass(frozen=True)
+class Ceiling(_Limit):
+    """PASS when the value is at or below its policy key, else `breached`."""
+
+    higher_is_better = False
+
+    def judge(self, value: float, policy: dict, what: str, aspect: str | None = None) -> tuple[Status, str, str]:
+        key = self.policy_key(aspect)
+        status, reason = judge_ceiling(value, policy[key], self.breached, what, key)
+        return status, reason, f"{self.quantity} <= {key} = {policy[key]}"
+
+
+@dataclass(frozen=True)
+class NoWorseThanBaseline:
+    """Candidate vs baseline (`judge_drop`): FAIL only when worse by more than `policy[key]` and
+    significant; WARN when worse by more than that but not significant."""
+
+    key: str
+    higher_is_better: bool = True
+
+
+Condition = Floor | Ceiling | NoWorseThanBaseline
+
+
+@dataclass(frozen=True)
 class CheckInfo:
-    """What a check is, declared once next to its code: its tags and its words for the report."""
+    """What a check is, declared once next to its code: its tags, its words for the report, and
+    the condition that judges its value against the policy (None for checks judged their own way,
+    such as the sanity checks and golden files)."""
 
     suite: str
     check: str
@@ -62,6 +115,7 @@ class CheckInfo:
     explanation: str
     mitigation: str
     attack_class: str | None = None  # key of [attack_classes], adversarial/poisoning checks only
+    condition: Condition | None = None
 
     def validate(self) -> None:
         data = rmf_data()
@@ -128,6 +182,15 @@ def make_finding(info: CheckInfo, models: list[str], status: Status, reason: str
     )
 
 
+def with_status(finding: Finding, status: Status, why: str) -> Finding:
+    """The same finding at another status, its sentence extended by `why` and its likelihood and
+    severity re-derived: for evidence beyond the value (parameter counts that do not match, a
+    masked gradient that voids a robustness number, a weakness that is inherent, not a regression)."""
+    likelihood = _LIKELIHOOD_BY_STATUS[status]
+    return dataclasses.replace(finding, status=status.value, reason=f"{finding.reason}; {why}",
+                               likelihood=likelihood, severity=severity(likelihood, finding.impact))
+
+
 def error_finding(info: CheckInfo, models: list[str], exc: BaseException, subject: str | None = None) -> Finding:
     """A check that raised becomes an ERROR finding: the audit could not measure this risk."""
     return make_finding(info, models, Status.ERROR,
@@ -166,10 +229,33 @@ def judge_drop(comparison, max_drop: float, what: str, key: str, higher_is_bette
                          "but the evidence is not significant: add seeds or examples")
 
 
-def comparison_finding(info: CheckInfo, models, comparison, policy: dict, key: str, what: str,
-                       details: dict | None = None, higher_is_better: bool = True,
-                       aspect: str | None = None) -> Finding:
-    """A candidate-vs-baseline finding, judged by `judge_drop` against `policy[key]`."""
+def judged_finding(info: CheckInfo, models: list[str], value: float, policy: dict, what: str,
+                   ci: tuple[float, float] | None = None, ci_level: float | None = None,
+                   details: dict | None = None, aspect: str | None = None,
+                   judged: float | None = None, subject: str | None = None) -> Finding:
+    """A per-model finding judged by its check's declared Floor or Ceiling condition: the
+    condition gives the status, the sentence and the threshold; the test gives the value (and,
+    with `judged`, a different quantity the condition holds to its limit, such as a drop)."""
+    condition = info.condition
+    if not isinstance(condition, (Floor, Ceiling)):
+        raise TypeError(f"check {info.check} declares no Floor or Ceiling condition")
+    status, reason, threshold = condition.judge(value if judged is None else judged, policy, what, aspect)
+    # `better` tells a later comparison of two audits which way is a regression (history.py)
+    better: str | None = "higher" if condition.higher_is_better else "lower"
+    if judged is not None:
+        better = None  # the value is not the judged quantity: its direction is not declared
+    return make_finding(info, models, status, reason, threshold, value=value, ci=ci, ci_level=ci_level,
+                        details={**({"better": better} if better else {}), **(details or {})},
+                        aspect=aspect, subject=subject)
+
+
+def comparison_finding(info: CheckInfo, models, comparison, policy: dict, what: str,
+                       details: dict | None = None, aspect: str | None = None) -> Finding:
+    """A candidate-vs-baseline finding, judged by the check's NoWorseThanBaseline condition."""
+    condition = info.condition
+    if not isinstance(condition, NoWorseThanBaseline):
+        raise TypeError(f"check {info.check} declares no NoWorseThanBaseline condition")
+    key, higher_is_better = condition.key, condition.higher_is_better
     status, reason = judge_drop(comparison, policy[key], what, key, higher_is_better)
     return make_finding(
         info, list(models), status, reason,
@@ -177,7 +263,9 @@ def comparison_finding(info: CheckInfo, models, comparison, policy: dict, key: s
                   f"baseline by more than {key} = {policy[key]} "
                   f"(a FAIL needs significance at alpha = {policy['alpha']})",
         value=comparison.difference, ci=(comparison.ci_low, comparison.ci_high),
-        ci_level=comparison.level, details={"comparison": comparison.to_dict(), **(details or {})},
+        ci_level=comparison.level,
+        details={"better": "higher" if higher_is_better else "lower", "comparison": comparison.to_dict(),
+                 **(details or {})},
         aspect=aspect)
 
 

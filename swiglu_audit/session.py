@@ -17,6 +17,7 @@ import torch
 
 from . import __version__
 from .cache import CheckpointCache, cache_key
+from .collect import xdist_workers
 from .config import AuditConfig
 from .data import AuditData, load_digits_data, load_user_data
 from .device import precision_name, resolve_device
@@ -69,32 +70,6 @@ class AuditSession:
         return self.memo(("train-features", model.key),
                          lambda: penultimate_features(model.module, self.data.x_train, self.device).numpy())
 
-    def prefetch(self, needs: dict[str, set[str]], worker_index: int, n_workers: int) -> None:
-        """Under pytest-xdist, compute this worker's share of the expensive measurements first.
-
-        Without it, two workers that reach tests of the same model at the same moment would
-        serialise on the cache lock: one computes, the other waits. Models are dealt out in turn
-        (the slow vision transformers first, so every worker gets its share of them); a worker then
-        finds the other workers' results in the cache when its tests need them.
-        """
-        from . import measure_ood, measure_poisoning, measurements
-
-        order = sorted(needs, key=lambda n: (self.zoo.spec(n).family != "vit", n))
-        for name in order[worker_index::n_workers]:
-            self.progress.update(f"prefetch {name}")
-            try:
-                self.zoo.models(name)
-                if "adversarial" in needs[name]:
-                    measurements.adversarial(self, name)
-                if "poisoning" in needs[name]:
-                    measure_poisoning.prefetch(self, name)
-                if "ood" in needs[name]:
-                    measure_ood.prefetch(self, name)
-            except Exception:  # noqa: BLE001
-                # A broken model must not fail the session fixture (and with it every test on
-                # this worker): its own tests hit the same error and report it as ERROR findings.
-                continue
-
     def meta(self) -> dict:
         """Reproducibility facts of this process, JSON-safe, merged across workers by the plugin."""
         models = {}
@@ -125,7 +100,7 @@ class AuditSession:
 
 def _share_cores_with_other_workers() -> None:
     """Under pytest-xdist, split the CPU threads between workers instead of oversubscribing."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    _, workers = xdist_workers()
     if workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 

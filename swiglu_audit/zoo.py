@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -125,8 +124,7 @@ class Zoo:
         return TrainedModel(spec.name, seed, model, record, cached, count_parameters(model), key)
 
     def _load_pretrained(self, spec: ModelSpec) -> TrainedModel:
-        path = Path(spec.weights).expanduser()
-        path = path if path.is_absolute() else self.config.project_root / path
+        path = self.config.project_path(spec.weights or "")
         model = self.instantiate(spec)
         try:
             state = load_file(str(path))  # safetensors: no unpickling of untrusted data

@@ -139,8 +139,8 @@ POLICY = {"masking_tolerance": 0.03, "chance_margin": 0.1, "black_box_margin": 0
     ("deterministic_eval", {"outputs": [{"probabilities": False, "max_abs_diff_between_runs": 0.1}]}),
 ])
 def test_each_sanity_check_passes_a_sane_result_and_trips_on_its_symptom(check, broken):
-    assert sanity_verdict(check, _result(), POLICY, 0.1)[0]
-    passed, _, reason = sanity_verdict(check, _result(**broken), POLICY, 0.1)
+    assert sanity_verdict(check, _result(), POLICY)[0]
+    passed, _, reason = sanity_verdict(check, _result(**broken), POLICY)
     assert not passed and reason
 
 

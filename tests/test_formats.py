@@ -46,15 +46,16 @@ def test_oscal_with_error_findings_hostile_names_and_no_model_passes_compliance_
 
 
 def test_the_junit_xml_of_a_real_audit_carries_every_finding_as_properties(tiny_audit, tiny_audit_report):
-    from junitparser import JUnitXml
+    from junitparser import JUnitXml, Properties
 
     xml = JUnitXml.fromfile(str(tiny_audit / "junit.xml"))
     carried = []
     for suite in xml:
         for case in suite:
-            props = {}
-            for prop in case.properties() if hasattr(case, "properties") else []:
-                props.setdefault(prop.name, []).append(prop.value)
+            props: dict[str, list[str]] = {}
+            for block in case.iterchildren(Properties):
+                for prop in block:
+                    props.setdefault(prop.name, []).append(prop.value)
             carried += [json.loads(v)["id"] for v in props.get("swiglu_audit.finding", [])]
             for status in props.get("swiglu_audit.status", []):
                 assert status in {s.value for s in Status}

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import KNOWN_ATTACKS
 from ..nn import eval_mode
-from ..risk import CheckInfo
+from ..risk import CheckInfo, Floor, NoWorseThanBaseline
 
 _EVASION_MITIGATION = ("Adversarial training (PGD-AT, TRADES) in the candidate's recipe, input "
                        "preprocessing only with care for gradient masking, or certified methods "
@@ -32,6 +32,7 @@ WORST_CASE = CheckInfo(
                 "at the configured budgets) failed to misclassify. An example counts as robust only "
                 "if all attacks failed on it; the details name the attack that broke each example.",
     mitigation=_EVASION_MITIGATION,
+    condition=Floor("warn_below_robust_accuracy", "robust accuracy"),
 )
 
 WORST_CASE_COMPARISON = CheckInfo(
@@ -43,15 +44,7 @@ WORST_CASE_COMPARISON = CheckInfo(
                 "trained on the same data with the same budget, on the same examples.",
     mitigation="If the candidate is less robust, keep the baseline FFN for exposed models, or add "
                "adversarial training to the candidate's recipe and audit again.",
-)
-
-BUDGET_CURVE = CheckInfo(
-    suite="adversarial", check="robust_accuracy_curve", title="PGD-Linf robust accuracy against budget",
-    metric="PGD robust accuracy at the main budget", rmf=("MEASURE 2.7",), characteristic="secure_resilient",
-    attack_class="evasion/white-box", impact="high",
-    explanation="Robust accuracy under PGD-Linf at increasing budgets: how fast the model's accuracy "
-                "falls as the attacker is allowed larger changes.",
-    mitigation=_EVASION_MITIGATION,
+    condition=NoWorseThanBaseline("max_robust_accuracy_drop"),
 )
 
 TRANSFER = CheckInfo(
@@ -62,6 +55,7 @@ TRANSFER = CheckInfo(
                 "the candidate to the baseline; the finding compares the two accuracies. A transfer "
                 "attacker needs no access to the deployed model, only to a similar one.",
     mitigation="Ensemble adversarial training; keep model weights and architecture details private.",
+    condition=NoWorseThanBaseline("max_robust_accuracy_drop"),
 )
 
 SANITY = CheckInfo(
@@ -263,10 +257,10 @@ def output_stats(model: nn.Module, x: torch.Tensor) -> dict:
             "max_abs_diff_between_runs": float((a - b).abs().max())}
 
 
-def sanity_verdict(check: str, result: dict, policy: dict, eps: float) -> tuple[bool, float, str]:
+def sanity_verdict(check: str, result: dict, policy: dict) -> tuple[bool, float, str]:
     """(passed, statistic, sentence naming the tolerance) for one sanity check.
 
-    `result` is the seed-stacked output of measurements.adversarial. Accuracies are means over
+    `result` is the seed-stacked output of measure.adversarial.adversarial. Accuracies are means over
     seeds and examples.
     """
     mean = lambda m: float(np.mean(m))

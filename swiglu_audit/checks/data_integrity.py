@@ -10,7 +10,7 @@ import hashlib
 import numpy as np
 import torch
 
-from ..risk import CheckInfo
+from ..risk import Ceiling, CheckInfo
 
 LEAKAGE = CheckInfo(
     suite="poisoning", check="split_leakage", title="Train/test leakage: duplicates across splits",
@@ -31,6 +31,7 @@ DUPLICATES = CheckInfo(
     explanation="Repeated training samples over-weight whatever they show, and copies with "
                 "different labels are a classic sign of poisoning or of a labelling error.",
     mitigation="Deduplicate the training set; investigate copies whose labels disagree.",
+    condition=Ceiling("max_duplicate_share", "share"),
 )
 
 LABEL_ERRORS = CheckInfo(
@@ -44,6 +45,7 @@ LABEL_ERRORS = CheckInfo(
                 "confident-learning rule of Northcutt et al.). Mislabels are either noise or "
                 "label-flipping poison.",
     mitigation="Have the flagged samples relabelled by a person; trace their provenance.",
+    condition=Ceiling("max_label_error_share", "share"),
 )
 
 

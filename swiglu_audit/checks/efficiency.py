@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..risk import CheckInfo
+from ..risk import CheckInfo, NoWorseThanBaseline
 
 CLEAN_ACCURACY_COMPARISON = CheckInfo(
     suite="efficiency", check="clean_accuracy_vs_baseline",
@@ -14,6 +14,7 @@ CLEAN_ACCURACY_COMPARISON = CheckInfo(
                 "and the same training steps; the finding is the clean test accuracy difference.",
     mitigation="If the claim does not hold on your data, the switch buys no benefit to weigh "
                "against any robustness cost: keep the baseline.",
+    condition=NoWorseThanBaseline("max_clean_accuracy_drop"),
 )
 
 

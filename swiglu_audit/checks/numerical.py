@@ -305,10 +305,6 @@ def probe_digest(x: torch.Tensor) -> str:
     return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def flip_rate_array(results: list[dict]) -> np.ndarray:
-    return np.stack([r["flips"] for r in results])
-
-
 @torch.no_grad()
 def device_parity(model: nn.Module, x: torch.Tensor) -> dict:
     """Logits of `model` on its own device against a CPU copy of it, on the same inputs."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..risk import CheckInfo
+from ..risk import Ceiling, CheckInfo, Floor, NoWorseThanBaseline
 from . import ood_metrics
 
 POSITIVE_CLASS = ("in-distribution inputs are the positive class; every detector's score is higher "
@@ -30,6 +30,7 @@ OOD_DETECTION = CheckInfo(
                 "judged is chosen on the validation split and a separate OOD draw, so the choice "
                 "does not flatter the test numbers. 0.5 is chance.",
     mitigation=_OOD_MITIGATION,
+    condition=Floor("warn_below_ood_auroc", "AUROC", by_aspect=(("near", "warn_below_near_ood_auroc"),)),
 )
 
 OOD_COMPARISON = CheckInfo(
@@ -41,6 +42,7 @@ OOD_COMPARISON = CheckInfo(
                 "same inputs (paired bootstrap over seeds and inputs).",
     mitigation="If the candidate is worse, rely on a dedicated OOD detector rather than its "
                "softmax confidence.",
+    condition=NoWorseThanBaseline("max_ood_auroc_drop"),
 )
 
 SELECTIVE = CheckInfo(
@@ -53,6 +55,7 @@ SELECTIVE = CheckInfo(
                 "the lowest AURC on the validation split.",
     mitigation="Set an abstention threshold from the risk-coverage curve at the error rate the "
                "application tolerates, and route abstentions to a person.",
+    condition=Ceiling("max_aurc", "AURC"),
 )
 
 CORRUPTION = CheckInfo(
@@ -67,6 +70,7 @@ CORRUPTION = CheckInfo(
                 "baseline's, averaged over corruptions; below 1 is better than ReLU).",
     mitigation="Train with augmentations that match the expected deployment conditions, monitor "
                "input statistics in production, and abstain when they drift.",
+    condition=Ceiling("max_corruption_accuracy_drop", "accuracy drop"),
 )
 
 CALIBRATION = CheckInfo(
@@ -78,6 +82,7 @@ CALIBRATION = CheckInfo(
                 "overconfident model gives no warning that it is failing.",
     mitigation="Recalibrate (temperature scaling on validation data) and check calibration on "
                "shifted data before trusting confidence-based abstention.",
+    condition=Ceiling("max_ece_under_shift", "ECE"),
 )
 
 CORRUPTION_COMPARISON = CheckInfo(
@@ -89,6 +94,7 @@ CORRUPTION_COMPARISON = CheckInfo(
                 "baseline, per test input averaged over all corruptions and severities, compared "
                 "paired across seeds and inputs.",
     mitigation="If the candidate degrades more, augment its training data before adopting it.",
+    condition=NoWorseThanBaseline("max_corruption_accuracy_gap"),
 )
 
 

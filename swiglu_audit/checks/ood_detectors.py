@@ -22,7 +22,6 @@ from torch import nn
 from ..nn import eval_mode
 
 DETECTORS = ("msp", "maxlogit", "energy", "odin", "mahalanobis", "knn")
-LOGIT_DETECTORS = ("msp", "maxlogit", "energy")
 
 
 def logit_scores(logits: torch.Tensor) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..risk import CheckInfo
+from ..risk import Ceiling, CheckInfo, Floor, NoWorseThanBaseline
 from .ood import auroc
 
 SPECTRAL_Z = 3.5  # robust z-score cut-off (Iglewicz and Hoaglin's outlier rule)
@@ -38,6 +38,7 @@ DETECTION = CheckInfo(
                 "architecture's features is hard to find by these standard defences.",
     mitigation="Run the detectors on every training set before training, remove flagged samples "
                "and retrain; keep provenance records so that a flagged source can be traced.",
+    condition=Floor("min_poison_detection_auroc", "best AUROC"),
 )
 
 DETECTION_COMPARISON = CheckInfo(
@@ -50,6 +51,7 @@ DETECTION_COMPARISON = CheckInfo(
                 "baseline's, on the same poisoned training set (paired bootstrap over seeds and "
                 "samples).",
     mitigation="If the candidate hides poison better, do not rely on feature-space detectors alone.",
+    condition=NoWorseThanBaseline("max_detection_auroc_drop"),
 )
 
 SCAN = CheckInfo(
@@ -62,6 +64,7 @@ SCAN = CheckInfo(
                 "model are listed by index for a person to inspect. Natural sub-styles of a "
                 "class also form small clusters, so a flag is a lead, not a verdict.",
     mitigation="Inspect the listed samples and their sources; remove confirmed poison and retrain.",
+    condition=Ceiling("max_suspicious_share", "flagged share"),
 )
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..risk import CheckInfo
+from ..risk import Ceiling, CheckInfo, NoWorseThanBaseline
 
 _MITIGATION = ("Data sanitisation before training (label-error and outlier detection, the "
                "detectors of this suite), provenance and access control for training data, and "
@@ -36,6 +36,7 @@ LABEL_FLIP_COMPARISON = CheckInfo(
     explanation="Whether the SwiGLU candidate loses more clean accuracy to random label flipping "
                 "(largest rate) than a baseline trained on the same poisoned data.",
     mitigation="If the candidate degrades more, strengthen data sanitisation before adopting it.",
+    condition=NoWorseThanBaseline("max_label_flip_drop_excess"),
 )
 
 TARGETED_FLIP = CheckInfo(
@@ -47,6 +48,7 @@ TARGETED_FLIP = CheckInfo(
                 "another class (the target). The finding is how many more source-class test inputs "
                 "the retrained model sends to the target class than the clean model does.",
     mitigation=_MITIGATION,
+    condition=Ceiling("max_targeted_flip_success", "increase"),
 )
 
 BACKDOOR = CheckInfo(
@@ -60,6 +62,7 @@ BACKDOOR = CheckInfo(
                 "classifies as the target; the clean model's rate on the same inputs is the base "
                 "rate. A model can keep its clean accuracy and still obey the trigger.",
     mitigation=_MITIGATION,
+    condition=Ceiling("max_backdoor_success", "attack success above the base rate"),
 )
 
 BACKDOOR_COMPARISON = CheckInfo(
@@ -72,6 +75,7 @@ BACKDOOR_COMPARISON = CheckInfo(
                 "trained on the same poisoned data: per triggered test input, the success averaged "
                 "over all poison rates, compared paired across seeds and inputs.",
     mitigation="If the candidate learns backdoors more readily, vet its training data harder.",
+    condition=NoWorseThanBaseline("max_backdoor_success_excess", higher_is_better=False),
 )
 
 

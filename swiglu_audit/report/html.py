@@ -249,6 +249,32 @@ def summary_section(doc: dict) -> str:
             + risk_table("Risk by RMF function", s["by_rmf_function"]) + "</section>")
 
 
+def changes_section(doc: dict) -> str:
+    """"Changed since the baseline": the saved audit this run was compared with, what differs in
+    the setup, and every finding whose status or value changed (regressions first)."""
+    comp = doc.get("comparison")
+    if not comp:
+        return ""
+    if comp.get("baseline") is None:
+        return f'<section id="changes"><h2>Changed since the last run</h2><p>{esc(comp.get("note"))}</p></section>'
+    setup = "".join(f"<li>{esc(d)}</li>" for d in comp.get("environment_differences", []))
+    setup = (f"<p>{badge('WARN')} The two runs differ in their setup, so some changes may come from it:</p>"
+             f"<ul>{setup}</ul>") if setup else ""
+    changes = sorted(comp.get("changes", []), key=lambda c: (not c["regression"], c["id"]))
+    fmt = lambda v: "-" if v is None else f"{v:.4g}"
+    rows = "".join(
+        f"<tr><td>{badge('FAIL') + ' regression' if c['regression'] else esc(c['kind'])}</td>"
+        f"<td><code>{esc(c['id'])}</code></td><td>{esc(c['old_status'] or '-')} &rarr; {esc(c['new_status'] or '-')}</td>"
+        f"<td>{fmt(c['old_value'])} &rarr; {fmt(c['new_value'])}</td><td>{esc(c['why'])}</td></tr>"
+        for c in changes)
+    table = ("<table><tr><th>change</th><th>finding</th><th>status</th><th>value</th><th>gate</th></tr>"
+             f"{rows}</table>") if rows else "<p>No finding changed.</p>"
+    return (f'<section id="changes"><h2>Changed since the last run</h2><p>Compared with '
+            f"<code>{esc(comp['baseline'])}</code> ({esc(comp.get('baseline_generated_at') or '-')}): "
+            f"{len(changes)} finding(s) changed, <b>{comp.get('regressions', 0)} regression(s)</b> "
+            f"against the gates {esc(comp.get('gates') or {})}.</p>{setup}{table}</section>")
+
+
 def comparison_section(doc: dict) -> str:
     comps = [f for f in doc["findings"] if len(f["models"]) == 2]
     if not comps:
@@ -315,7 +341,7 @@ def reproducibility_section(doc: dict) -> str:
 
 def render_html(doc: dict) -> str:
     suites = [s for s in SUITE_TITLES] + sorted({f["suite"] for f in doc["findings"]} - set(SUITE_TITLES))
-    body = (summary_section(doc) + comparison_section(doc)
+    body = (summary_section(doc) + changes_section(doc) + comparison_section(doc)
             + "".join(suite_section(doc, s) for s in suites)
             + coverage_section(doc) + policy_section(doc) + reproducibility_section(doc))
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..risk import error_groups, verdict
+from ..risk import STATUS_ORDER, error_groups, verdict
 
 _MARKUP = {"PASS": {"green": True}, "WARN": {"yellow": True}, "FAIL": {"red": True, "bold": True},
            "ERROR": {"red": True, "bold": True}}
@@ -12,7 +12,8 @@ def _fmt(value) -> str:
     return "     -" if value is None else f"{value:+.3f}" if value < 0 else f"{value:6.3f}"
 
 
-def summary_lines(findings: list[dict], config, paths: dict) -> list[tuple[str, dict]]:
+def summary_lines(findings: list[dict], config, paths: dict,
+                  comparison: dict | None = None) -> list[tuple[str, dict]]:
     overall = verdict((f["status"] for f in findings), config.policy["fail_on_warn"])
     lines = [(f"verdict: {overall}   ({len(findings)} findings, profile {config.profile})",
               _MARKUP.get(overall, {"bold": True}))]
@@ -23,11 +24,30 @@ def summary_lines(findings: list[dict], config, paths: dict) -> list[tuple[str, 
     grouped = {i for g in groups for i in g["ids"]}
     findings = [f for f in findings if f["id"] not in grouped]
     width = max((len(f["id"]) for f in findings), default=10)
-    order = {"ERROR": 0, "FAIL": 1, "WARN": 2, "PASS": 3}  # what needs attention first
-    for f in sorted(findings, key=lambda f: (order.get(f["status"], 4), f["id"])):
+    for f in sorted(findings, key=lambda f: (STATUS_ORDER.get(f["status"], 4), f["id"])):
         ci = (f"[{_fmt(f['ci_low'])}, {_fmt(f['ci_high'])}]" if f["ci_low"] is not None else "")
         lines.append((f"{f['status']:<5}  {f['id']:<{width}}  {_fmt(f['value'])} {ci}",
                       _MARKUP.get(f["status"], {})))
+    if comparison is not None:
+        lines += comparison_lines(comparison)
     for name, path in paths.items():
         lines.append((f"{name}: {path}", {}))
+    return lines
+
+
+def comparison_lines(comparison: dict) -> list[tuple[str, dict]]:
+    """The comparison with the saved audit: setup differences, then each regression with the
+    gate it tripped, then a count."""
+    if comparison.get("baseline") is None:
+        return [(f"compare: {comparison.get('note')}", {})]
+    lines = [(f"compare with {comparison['baseline']}:", {"bold": True})]
+    for diff in comparison.get("environment_differences", []):
+        lines.append((f"WARN   setup differs: {diff}", _MARKUP["WARN"]))
+    for change in comparison.get("changes", []):
+        if change["regression"]:
+            lines.append((f"REGRESSION  {change['id']}: {change['why']}", _MARKUP["FAIL"]))
+    n_changed = len(comparison.get("changes", []))
+    n = comparison.get("regressions", 0)
+    lines.append((f"{n_changed} finding(s) changed since the baseline, {n} regression(s)"
+                  + (" (exit 1)" if n else ""), _MARKUP["FAIL"] if n else {}))
     return lines

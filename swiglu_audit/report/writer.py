@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import subprocess
 import tempfile
 import warnings
@@ -14,10 +13,10 @@ from pathlib import Path
 from .. import __version__
 from ..config import AuditConfig
 from ..errors import SwigluAuditWarning
-from ..risk import Status, breaches_policy, rmf_data, verdict
+from ..io import atomic_write_text
+from ..risk import STATUS_ORDER, Status, breaches_policy, rmf_data, verdict
 
 SCHEMA_VERSION = 1
-STATUS_ORDER = {Status.ERROR.value: 0, Status.FAIL.value: 1, Status.WARN.value: 2, Status.PASS.value: 3}
 
 # What the audit measures and what it does not (MEASURE 1.1 asks for both). An area counts as
 # measured in a report only when a finding of its check (or of its suite) is in that report.
@@ -101,20 +100,6 @@ def _git_commit(root: Path) -> str | None:
         return None
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a report."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def render_all(document: dict) -> dict[str, str]:
     from .csv_report import render_csv
     from .html import render_html
@@ -137,18 +122,48 @@ def write_document(document: dict, report_dir: Path) -> dict[str, str]:
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
-            atomic_write(report_dir / name, text)
+            atomic_write_text(report_dir / name, text)
         return {name: str(report_dir / name) for name in files}
     except OSError as exc:
         fallback = Path(tempfile.mkdtemp(prefix="swiglu-audit-report-"))
         warnings.warn(SwigluAuditWarning(f"could not write reports to {report_dir} ({exc}); they "
                                          f"were written to {fallback} instead"), stacklevel=2)
         for name, text in files.items():
-            atomic_write(fallback / name, text)
+            atomic_write_text(fallback / name, text)
         return {name: str(fallback / name) for name in files}
 
 
-def write_reports(collector, config: AuditConfig, exit_status: int) -> tuple[dict[str, str], bool]:
+def write_reports(collector, config: AuditConfig, exit_status: int) -> tuple[dict[str, str], dict]:
+    """Build the report document, compare it with a saved audit when asked, write every format,
+    and save it to the history when asked. Returns (paths written, the document)."""
     document = build_document(collector.findings, config, collector.merged_meta(), exit_status)
+    if config.compare_with:
+        document["comparison"] = compare_with_saved(document, config)
     paths = write_document(document, config.report_dir)
-    return paths, document["summary"]["breaches_policy"]
+    if config.save_run and exit_status != 2:  # an interrupted audit is no baseline for the next
+        from ..history import save_run
+
+        paths["saved run"] = str(save_run(config.history_dir, document))
+    return paths, document
+
+
+def compare_with_saved(document: dict, config: AuditConfig) -> dict:
+    """The comparison block of report.json: against `config.compare_with`, gated."""
+    from ..history import compare, parse_gates, resolve_baseline
+
+    empty = {"regressions": 0, "changes": [], "environment_differences": []}
+    try:
+        baseline = resolve_baseline(config.compare_with or "last", config.history_dir)
+    except FileNotFoundError as exc:
+        return {"baseline": None, **empty, "note": str(exc)}
+    if baseline is None:
+        return {"baseline": None, **empty,
+                "note": f"first run: nothing saved in {config.history_dir} to compare with, so no "
+                        "gate can trip; save this run with --swiglu-audit-save"}
+    try:
+        old = json.loads(baseline.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {"baseline": str(baseline), **empty, "note": f"the baseline {baseline} cannot be read ({exc})"}
+    result = compare(old, document, parse_gates(config.gates))
+    return {"baseline": str(baseline), "baseline_generated_at": old.get("generated_at"),
+            "gates": dict(config.gates), **result.to_dict()}

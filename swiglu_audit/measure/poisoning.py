@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import features as features_module
-from .cache import code_digest
-from .checks import poison_detection, poisoning
-from .checks.data_integrity import exact_duplicates, label_issues, near_duplicates
-from .checks.poison_detection import detection_metrics, run_detectors
-from .checks.poisoning import PoisonedSet, add_trigger, backdoor, flip_labels, targeted_flip
-from .features import penultimate_features
-from .measurements import clean_correct
-from .session import AuditSession
-from .specs import USER_GROUP
-from .train import predict_logits
+from .. import features as features_module
+from ..cache import code_digest
+from ..checks import poison_detection, poisoning
+from ..checks.data_integrity import exact_duplicates, label_issues, near_duplicates
+from ..checks.poison_detection import detection_metrics, run_detectors
+from ..checks.poisoning import PoisonedSet, add_trigger, backdoor, flip_labels, targeted_flip
+from ..features import penultimate_features
+from ..specs import USER_GROUP
+from ..train import predict_logits
+from .adversarial import clean_correct
+
+if TYPE_CHECKING:  # the session is passed in; this layer never imports it at run time
+    from ..session import AuditSession
 
 POISON_SEED = 0  # one poisoned training set per condition, shared by every model and seed
 
@@ -229,7 +232,7 @@ def _target(audit: AuditSession) -> int:
 
 
 def _check_class(audit: AuditSession, c: int, key: str) -> None:
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     if not 0 <= c < audit.data.n_classes:
         raise ConfigError(f"[tool.swiglu_audit.poisoning] {key}: class {c} does not exist; the "

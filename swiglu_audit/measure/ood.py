@@ -8,21 +8,24 @@ detector a finding judges, so that the choice does not flatter the test numbers)
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from . import features as features_module
-from .cache import code_digest
-from .checks import ood_detectors, ood_metrics, ood_sets, shift
-from .checks.ood_detectors import DETECTORS, KNN, Mahalanobis, logit_scores, odin_scores
-from .checks.ood_sets import LEVELS, OOD_SETS, sets_of_level
-from .checks.shift import SEVERITIES, aurc, corrupt
-from .errors import ModelContractError
-from .features import penultimate_features
-from .session import AuditSession
-from .specs import USER_GROUP
-from .train import predict_logits
+from .. import features as features_module
+from ..cache import code_digest
+from ..checks import ood_detectors, ood_metrics, ood_sets, shift
+from ..checks.ood_detectors import DETECTORS, KNN, Mahalanobis, logit_scores, odin_scores
+from ..checks.ood_sets import LEVELS, OOD_SETS, sets_of_level
+from ..checks.shift import SEVERITIES, aurc, corrupt
+from ..errors import ModelContractError
+from ..features import penultimate_features
+from ..specs import USER_GROUP
+from ..train import predict_logits
+
+if TYPE_CHECKING:  # the session is passed in; this layer never imports it at run time
+    from ..session import AuditSession
 
 SPLIT_SEEDS = {"test": 0, "val": 1}  # OOD draws: one for reporting, another for choosing
 

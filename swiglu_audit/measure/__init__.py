@@ -1,0 +1,48 @@
+"""The measurement layer: one module per suite, each computing (and caching) what its suite's
+checks judge, from the session's state (config, data, zoo, cache).
+
+It depends on the session; the session never depends on it. The suites and the fixtures call in.
+
+To add a suite's measurements: write `measure/<suite>.py`, and if some of them are expensive,
+give it `prefetch(audit, name)` and register that below: under pytest-xdist each worker then
+computes its share of the models first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..session import AuditSession
+
+
+def _prefetchers() -> dict[str, Callable[[AuditSession, str], None]]:
+    # imported on use: these modules import torch, and the plugin imports this package early
+    from . import adversarial, ood, poisoning
+
+    return {"adversarial": adversarial.prefetch, "poisoning": poisoning.prefetch, "ood": ood.prefetch}
+
+
+
+def prefetch_share(audit: AuditSession, needs: dict[str, set[str]], worker_index: int, n_workers: int) -> None:
+    """Under pytest-xdist, compute this worker's share of the expensive measurements first.
+
+    `needs` maps each model to the suites whose selected tests name it. Without a prefetch, two
+    workers that reach tests of the same model at the same moment would serialise on the cache
+    lock: one computes, the other waits. Models are dealt out in turn (the slow vision
+    transformers first, so every worker gets its share of them); a worker then finds the other
+    workers' results in the cache when its tests need them.
+    """
+    prefetchers = _prefetchers()
+    order = sorted(needs, key=lambda n: (audit.zoo.spec(n).family != "vit", n))
+    for name in order[worker_index::n_workers]:
+        audit.progress.update(f"prefetch {name}")
+        try:
+            audit.zoo.models(name)
+            for suite in sorted(needs[name] & set(prefetchers)):
+                prefetchers[suite](audit, name)
+        except Exception:  # noqa: BLE001
+            # A broken model must not fail the session fixture (and with it every test on
+            # this worker): its own tests hit the same error and report it as ERROR findings.
+            continue

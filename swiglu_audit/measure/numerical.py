@@ -1,0 +1,86 @@
+"""Numerical-regression and efficiency measurements per model, memoised per process."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..checks.numerical import half_parity, state_difference
+from ..train import Recipe, predict_logits, train_model
+
+if TYPE_CHECKING:
+    from ..session import AuditSession
+
+
+def half_precision(audit: AuditSession, name: str, dtype: str) -> dict:
+    def compute():
+        x = audit.data.x_test[: audit.config.numerical["n_examples"]]
+        runs = [half_parity(m.module, x, dtype) for m in audit.zoo.models(name)]
+        return {
+            "flips": np.stack([r["flips"] for r in runs]),
+            "max_logit_deviation": max(r["max_logit_deviation"] for r in runs),
+            "finite": all(r["finite"] for r in runs),
+            "ffn_absmax": max(r["ffn_absmax"] for r in runs),
+            "headroom": min(r["headroom"] for r in runs),
+        }
+    return audit.memo(("half", name, dtype), compute)
+
+
+def op_implementation(audit: AuditSession, impl_name: str):
+    """The SwiGLU implementations under test: the eager reference op, its torch.compile'd form,
+    and any the user registered under [tool.swiglu_audit.numerical.implementations]."""
+    from ..errors import ConfigError
+    from ..imports import load_callable
+    from ..nn import swiglu
+
+    if impl_name == "eager":
+        return swiglu
+    if impl_name == "compiled":
+        return audit.memo(("compiled-op",), lambda: torch.compile(swiglu, dynamic=True))
+    path = audit.config.numerical["implementations"][impl_name]
+    return load_callable(path, f"[tool.swiglu_audit.numerical.implementations] {impl_name}", ConfigError)
+
+
+def implementation_names(config) -> list[str]:
+    return ["eager"] + (["compiled"] if config.numerical["compile"] else []) + sorted(config.numerical["implementations"])
+
+
+def determinism(audit: AuditSession, name: str) -> dict:
+    """Train the first seed twice, briefly, from scratch; compare weights and outputs."""
+    def compute():
+        spec, cfg = audit.zoo.spec(name), audit.config
+        probe = audit.data.x_val[: cfg.numerical["golden_probe"]]
+        if spec.weights:  # pretrained: only the forward pass can be checked
+            m = audit.zoo.models(name)[0].module
+            a, b = predict_logits(m, probe, audit.device), predict_logits(m, probe, audit.device)
+            return {"trained": False, "weight_diff": 0.0, "weight_where": None,
+                    "output_diff": float((a - b).abs().max())}
+        recipe = Recipe(**{**cfg.training, "epochs": cfg.numerical["determinism_epochs"]})
+        seed = cfg.seeds[0]
+        states, outputs = [], []
+        for _ in range(2):
+            torch.manual_seed(seed)
+            model = audit.zoo.instantiate(spec).to(audit.device)
+            train_model(model, audit.data.x_train, audit.data.y_train, recipe, seed, audit.device)
+            states.append({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            outputs.append(predict_logits(model, probe, audit.device))
+        diff, where = state_difference(states[0], states[1])
+        return {"trained": True, "weight_diff": diff, "weight_where": where,
+                "output_diff": float((outputs[0] - outputs[1]).abs().max())}
+    return audit.memo(("determinism", name), compute)
+
+
+def golden_logits(audit: AuditSession, name: str, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probe inputs, logits of the first seed's model on them) at float32 or bfloat16 autocast."""
+    probe = audit.data.x_val[: audit.config.numerical["golden_probe"]]
+    model = audit.zoo.models(name)[0].module
+    if dtype == "float32":
+        return probe, predict_logits(model, probe, audit.device)
+    with torch.no_grad(), torch.autocast(audit.device.type, dtype=torch.bfloat16):
+        return probe, model.eval()(probe.to(audit.device)).float().cpu()
+
+
+def n_parameters(audit: AuditSession, name: str) -> int:
+    return audit.zoo.models(name)[0].n_parameters

@@ -1,0 +1,152 @@
+"""Saved audits, compare and gates: unit tests on hand-made reports, then a scheduled-CI run
+through the user contract that catches a planted regression and passes an unchanged re-run."""
+
+import json
+
+import pytest
+from test_report import sample_document
+
+from swiglu_audit import history
+from swiglu_audit.config import OPT_COMPARE, OPT_ENABLE, OPT_SAVE
+from swiglu_audit.history import Gate, compare, parse_gates, render_comparison, resolve_baseline, save_run, saved_runs
+
+
+def _doc(value=0.5, ci=(0.45, 0.55), status="PASS", better="higher", extra=()):
+    doc = sample_document()
+    f = dict(doc["findings"][1], id="adversarial.worst_case_robust_accuracy[m]", check="worst_case_robust_accuracy",
+             value=value, ci_low=ci[0], ci_high=ci[1], status=status, details={"better": better})
+    doc["findings"] = [f, *extra]
+    return doc
+
+
+def test_a_worse_value_beyond_the_gate_and_the_intervals_is_a_regression():
+    result = compare(_doc(0.5, (0.45, 0.55)), _doc(0.3, (0.25, 0.35)), parse_gates({"default": "0.05"}))
+    assert [c.id for c in result.regressions] == ["adversarial.worst_case_robust_accuracy[m]"]
+    why = result.regressions[0].why
+    assert "0.5 -> 0.3" in why and "default = 0.05" in why and "[0.45, 0.55]" in why
+
+
+@pytest.mark.parametrize("new, gates", [
+    ((0.3, (0.25, 0.52)), {"default": "0.05"}),  # intervals overlap: noise, not a regression
+    ((0.47, (0.46, 0.48)), {"default": "0.05"}),  # within the gate
+    ((0.7, (0.65, 0.75)), {"default": "0.05"}),  # better, not worse
+    ((0.3, (0.25, 0.35)), {"default": "50%"}),  # a relative gate: 0.2 of 0.5 is 40% < 50%
+    ((0.3, (0.25, 0.35)), {}),  # no gate: value changes are reported, never gated
+])
+def test_changes_within_the_noise_or_the_gate_do_not_trip(new, gates):
+    result = compare(_doc(0.5, (0.45, 0.55)), _doc(*new), parse_gates(gates))
+    assert not result.regressions
+    assert [c.kind for c in result.changes] == ["value"]
+
+
+def test_direction_comes_from_the_check_and_a_worse_status_always_trips():
+    lower = compare(_doc(0.1, (0.05, 0.15), better="lower"), _doc(0.4, (0.35, 0.45), better="lower"),
+                    {"default": Gate(0.05)})
+    assert lower.regressions
+    status = compare(_doc(0.5, status="PASS"), _doc(0.5, status="WARN"))
+    assert status.regressions and "PASS -> WARN" in status.regressions[0].why
+
+
+def test_added_and_removed_findings_and_setup_differences_are_listed():
+    old, new = _doc(), _doc()
+    extra = dict(old["findings"][0], id="extra[x]")
+    new["findings"].append(extra)
+    new["config"] = dict(new["config"], seeds=[7])
+    result = compare(old, new)
+    assert {c.kind for c in result.changes} == {"same", "added"}
+    assert any("seeds" in d for d in result.environment_differences)
+    text = "\n".join(render_comparison(result, "old", "new"))
+    assert "added" in text and "extra[x]" in text and "setup" in text
+
+
+def test_gates_must_parse():
+    with pytest.raises(ValueError, match="0.02"):
+        Gate.parse("lots", "default")
+    assert Gate.parse("5%", "x") == Gate(0.05, relative=True)
+
+
+def test_saving_is_atomic_and_a_failed_save_leaves_no_entry(tmp_path, monkeypatch):
+    first = save_run(tmp_path, _doc())
+    assert [r["path"] for r in saved_runs(tmp_path)] == [str(first)]
+    assert resolve_baseline("last", tmp_path) == first / "report.json"
+    assert resolve_baseline(first.name, tmp_path) == first / "report.json"
+
+    def dies(path, text):  # the run is killed while it writes the second file
+        if path.name == "run.json":
+            raise KeyboardInterrupt
+        (path).write_text(text)
+    monkeypatch.setattr(history, "atomic_write_text", dies)
+    with pytest.raises(KeyboardInterrupt):
+        save_run(tmp_path, _doc())
+    assert len(saved_runs(tmp_path)) == 1 and [p.name for p in tmp_path.iterdir()] == [first.name]
+    with pytest.raises(FileNotFoundError, match="swiglu-audit history"):
+        resolve_baseline("no-such-run", tmp_path)
+    assert resolve_baseline("last", tmp_path / "empty") is None
+
+
+MODELS = '''
+from swiglu_audit.nn import ModelConfig, build_model
+
+def make_swiglu(input_shape, n_classes):
+    return build_model(ModelConfig(ffn="swiglu", input_shape=input_shape, n_classes=n_classes, d_model=32, ffn_hidden=96))
+
+def make_relu(input_shape, n_classes):
+    return build_model(ModelConfig(ffn="relu", input_shape=input_shape, n_classes=n_classes, d_model=32, ffn_hidden=96))
+
+def make_weak_swiglu(input_shape, n_classes):  # the planted regression: a much narrower model
+    return build_model(ModelConfig(ffn="swiglu", input_shape=input_shape, n_classes=n_classes, d_model=2, ffn_hidden=2))
+'''
+
+
+def _configure(pytester, candidate):
+    pytester.makepyfile(usermodels=MODELS)
+    pytester.makefile(".toml", pyproject=f"""
+[tool.swiglu_audit]
+profile = "quick"
+seeds = [0, 1]
+[tool.swiglu_audit.training]
+epochs = 4
+[tool.swiglu_audit.gates]
+default = "0.02"
+[[tool.swiglu_audit.models]]
+name = "candidate"
+factory = "usermodels:{candidate}"
+role = "candidate"
+[[tool.swiglu_audit.models]]
+name = "baseline"
+factory = "usermodels:make_relu"
+""")
+
+
+def test_a_scheduled_audit_catches_a_planted_regression_and_passes_an_unchanged_rerun(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
+    pytester.syspathinsert()
+    args = (OPT_ENABLE, "-p", "no:cacheprovider", "-k", "clean_accuracy")
+    _configure(pytester, "make_swiglu")
+    first = pytester.runpytest_subprocess(*args, OPT_SAVE, f"{OPT_COMPARE}=last")
+    assert first.ret == 0
+    first.stdout.fnmatch_lines(["*compare: first run: nothing saved*"])
+    unchanged = pytester.runpytest_subprocess(*args, OPT_SAVE, f"{OPT_COMPARE}=last")
+    assert unchanged.ret == 0
+    unchanged.stdout.fnmatch_lines(["*0 finding(s) changed since the baseline, 0 regression(s)*"])
+    runs = saved_runs(pytester.path / ".swiglu-audit-history")
+    assert len(runs) == 2 and runs[0]["config_digest"] == runs[1]["config_digest"]
+
+    _configure(pytester, "make_weak_swiglu")  # the candidate swapped for a weaker model
+    result = pytester.runpytest_subprocess(*args, f"{OPT_COMPARE}=last")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*setup differs: configuration differs in models*",
+                                 "REGRESSION  efficiency.clean_accuracy_vs_baseline?candidate-vs-baseline?: "
+                                 "status got worse: PASS -> FAIL (gate: any worse status), * -> -0.*",
+                                 "*1 regression(s) (exit 1)*"])
+    doc = json.loads((pytester.path / "reports" / "report.json").read_text())
+    regression = [c for c in doc["comparison"]["changes"] if c["regression"]][0]
+    assert regression["new_value"] < regression["old_value"] - 0.02
+    assert "Changed since the last run" in (pytester.path / "reports" / "report.html").read_text()
+    # the same comparison from the command line, on the saved run and the new report
+    from swiglu_audit.cli import main
+
+    monkeypatch.chdir(pytester.path)
+    assert main(["compare", "last", "reports/report.json"]) == 1
+    assert main(["compare", runs[0]["id"], runs[1]["id"]]) == 0
+    assert main(["history"]) == 0
