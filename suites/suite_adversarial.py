@@ -1,39 +1,71 @@
-"""Adversarial (evasion) suite: the attack ensemble's worst case per model, gradient-masking
-sanity checks, and the SwiGLU candidate against each baseline (worst case and transfer)."""
+"""Adversarial (evasion) suite: the attack ensemble's worst case per model and threat model (Linf
+at eps, L2 at eps_l2: one threat model per number), gradient-masking sanity checks, and the SwiGLU
+candidate against each baseline (worst case per threat model, and transfer).
+
+A model whose sanity checks fail is attacked harder (measure.adversarial.escalation), and none of
+its robustness findings may PASS: its numbers are upper bounds, not evidence."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from swiglu_audit.checks.adversarial import SANITY, SANITY_CHECKS, TRANSFER, WORST_CASE, WORST_CASE_COMPARISON, sanity_verdict
+from swiglu_audit.checks.adversarial import (
+    SANITY,
+    SANITY_CHECKS,
+    THREAT_MODELS,
+    TRANSFER,
+    WORST_CASE,
+    WORST_CASE_COMPARISON,
+    describe_threat,
+    sanity_verdict,
+)
 from swiglu_audit.measure import adversarial as measure
-from swiglu_audit.risk import Status, comparison_finding, judged_finding, make_finding
+from swiglu_audit.risk import Status, comparison_finding, judged_finding, make_finding, with_status
 from swiglu_audit.stats import bootstrap_mean, paired_comparison
 
 
+def _inconclusive(failures: list[str], escalated: dict, threat: str) -> str:
+    """Why a masked model's robustness number is not evidence of robustness."""
+    tried = "; ".join(escalated.values()) if escalated else (
+        "no stronger attack for this threat model (the escalation is Linf only)" if threat == "l2" else "none")
+    return (f"inconclusive: the gradient-masking sanity checks {', '.join(failures)} failed, so "
+            "gradient-based attacks may be blind on this model and the number above is an upper bound; "
+            f"escalated with: {tried}. Attack it adaptively (a bpda_forward stand-in for any "
+            "non-differentiable step, EOT for randomness) before trusting it")
+
+
+@pytest.mark.parametrize("threat", list(THREAT_MODELS))
 @pytest.mark.swiglu_audit_check(WORST_CASE)
-def test_worst_case_robust_accuracy(audit, audit_model, record_finding):
+def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
     policy, cfg = audit.config.policy, audit.config.adversarial
     level = policy["confidence_level"]
     result = measure.adversarial(audit, audit_model)
-    worst = bootstrap_mean(result["worst"], level)
-    broken_by = {k: int(sum(b[k] for b in result["broken_by"])) for k in result["broken_by"][0]}
-    record_finding(judged_finding(
-        WORST_CASE, [audit_model], worst.value, policy,
-        f"worst-case robust accuracy over {', '.join(cfg['attacks'])}",
-        ci=(worst.ci_low, worst.ci_high), ci_level=level,
+    worst = measure.threat_worst_case(audit, audit_model, threat)
+    if not worst["attacks"]:
+        pytest.skip(f"no {THREAT_MODELS[threat]} attack in [tool.swiglu_audit.adversarial] attacks")
+    estimate = bootstrap_mean(worst["robust"], level)
+    finding = judged_finding(
+        WORST_CASE, [audit_model], estimate.value, policy,
+        f"worst-case robust accuracy ({describe_threat(threat, cfg)}) over {', '.join(worst['attacks'] + list(worst['escalated']))}",
+        aspect=threat, ci=(estimate.ci_low, estimate.ci_high), ci_level=level,
         details={
-            "eps_linf": cfg["eps"], "eps_l2": cfg["eps_l2"], "steps": cfg["steps"],
-            "threat_model": "union: an example is robust only if every attack (Linf and L2) failed",
+            "threat_model": describe_threat(threat, cfg),
+            "attacks": worst["attacks"], "escalation": worst["escalated"], "masking_failures": worst["masked"],
+            "steps": cfg["steps"],
             "clean_accuracy": bootstrap_mean(result["clean"], level).to_dict(),
-            "per_attack": {a: bootstrap_mean(r, level).to_dict() for a, r in result["per_attack"].items()},
-            "broken_by_first": broken_by,
+            "per_attack": {a: bootstrap_mean(result["per_attack"][a], level).to_dict() for a in worst["attacks"]},
+            "broken_by_first": worst["broken_by"],
             # per seed, per test example: the first attack that broke it, "clean" or "robust"
-            "broken_by_example": result["broken_by_example"],
-            "curve": [{"eps": eps, **bootstrap_mean(r, level).to_dict()} for eps, r in sorted(result["curve"].items())],
-            "cost_per_seed": result["costs"],
-        }))
+            "broken_by_example": worst["broken_by_example"],
+            **({"curve": [{"eps": eps, **bootstrap_mean(r, level).to_dict()}
+                          for eps, r in sorted(result["curve"].items())]} if threat == "linf" else {}),
+            "cost_per_seed": [[c for c in seed_costs if c["attack"] in worst["attacks"]] for seed_costs in result["costs"]],
+        })
+    if worst["masked"]:  # masked evidence never passes (DESIGN.md section 8)
+        status = Status.WARN if finding.status == Status.PASS.value else Status(finding.status)
+        finding = with_status(finding, status, _inconclusive(worst["masked"], worst["escalated"], threat))
+    record_finding(finding)
 
 
 @pytest.mark.parametrize("sanity", list(SANITY_CHECKS))
@@ -50,17 +82,36 @@ def test_evaluation_sanity(audit, audit_model, sanity, record_finding):
         value=statistic, details={"check": sanity}))
 
 
+@pytest.mark.parametrize("threat", list(THREAT_MODELS))
 @pytest.mark.swiglu_audit_check(WORST_CASE_COMPARISON)
-def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, record_finding):
-    policy = audit.config.policy
+def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, threat, record_finding):
+    policy, cfg = audit.config.policy, audit.config.adversarial
     candidate, baseline = audit_pair
-    cand, base = measure.adversarial(audit, candidate), measure.adversarial(audit, baseline)
-    cmp = paired_comparison(cand["worst"], base["worst"], policy["confidence_level"], policy["alpha"])
-    per_attack = {a: paired_comparison(cand["per_attack"][a], base["per_attack"][a],
+    cand, base = (measure.threat_worst_case(audit, m, threat) for m in audit_pair)
+    if not cand["attacks"]:
+        pytest.skip(f"no {THREAT_MODELS[threat]} attack in [tool.swiglu_audit.adversarial] attacks")
+    cmp = paired_comparison(cand["robust"], base["robust"], policy["confidence_level"], policy["alpha"])
+    per_attack = {a: paired_comparison(measure.adversarial(audit, candidate)["per_attack"][a],
+                                       measure.adversarial(audit, baseline)["per_attack"][a],
                                        policy["confidence_level"], policy["alpha"]).to_dict()
-                  for a in cand["per_attack"]}
-    record_finding(comparison_finding(WORST_CASE_COMPARISON, audit_pair, cmp, policy,
-                                      "worst-case robust accuracy", details={"per_attack": per_attack}))
+                  for a in cand["attacks"]}
+    finding = comparison_finding(WORST_CASE_COMPARISON, audit_pair, cmp, policy,
+                                 f"worst-case robust accuracy ({describe_threat(threat, cfg)})", aspect=threat,
+                                 details={"threat_model": describe_threat(threat, cfg), "per_attack": per_attack,
+                                          "masking_failures": {candidate: cand["masked"], baseline: base["masked"]}})
+    # A model whose masking checks fail may only look robust: where it looks better, the
+    # comparison is void (never PASS); where it looks worse, the difference is a lower bound.
+    for model, looks_better in ((candidate, cmp.difference > 0), (baseline, cmp.difference < 0)):
+        failures = (cand if model == candidate else base)["masked"]
+        if failures and looks_better:
+            finding = with_status(finding, Status.WARN if finding.status == Status.PASS.value else Status(finding.status),
+                                  f"void: {model} looks more robust, but its gradient-masking checks "
+                                  f"({', '.join(failures)}) failed, so that evidence is untrustworthy")
+        elif failures:
+            finding = with_status(finding, Status(finding.status),
+                                  f"note: {model}'s gradient-masking checks ({', '.join(failures)}) failed; "
+                                  "its robustness may be overstated, so the difference may be larger")
+    record_finding(finding)
 
 
 @pytest.mark.swiglu_audit_check(TRANSFER)

@@ -59,7 +59,7 @@ def test_ood_auroc_vs_baseline(audit, audit_pair, level, record_finding):
                               audit.config.ood["bootstrap"])
     record_finding(comparison_finding(OOD_COMPARISON, audit_pair, cmp, policy,
                                       f"MSP {level}-OOD AUROC", aspect=level,
-                                      details={"level": level, "p_value_method": "paired bootstrap"}))
+                                      details={"level": level}))
 
 
 @pytest.mark.swiglu_audit_check(SELECTIVE)

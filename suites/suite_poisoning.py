@@ -176,7 +176,7 @@ def test_poison_detectability_vs_baseline(audit, audit_pair, detector, record_fi
                         audit.config.ood["bootstrap"])
     record_finding(comparison_finding(DETECTION_COMPARISON, audit_pair, cmp, policy,
                                       f"{detector} detector AUROC", aspect=detector,
-                                      details={"detector": detector, "p_value_method": "paired bootstrap"}))
+                                      details={"detector": detector}))
 
 
 @pytest.mark.swiglu_audit_check(SCAN)

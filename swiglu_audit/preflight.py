@@ -66,7 +66,7 @@ def check_setup(config: AuditConfig, show_tracebacks: bool = False) -> None:
 
     `show_tracebacks` appends each problem's traceback (for --swiglu-audit-debug or -v)."""
     imports = _import_problems(config)
-    problems = _weights_file_problems(config)
+    problems = _weights_file_problems(config) + method_problems(config)
     if imports:  # nothing below can run without the imports
         raise SetupError(*imports, *problems)
     from .data import load_digits_data, load_user_data
@@ -85,6 +85,20 @@ def check_setup(config: AuditConfig, show_tracebacks: bool = False) -> None:
             messages += _messages(exc, show_tracebacks)
     if messages:
         raise SetupError(*messages)
+
+
+def method_problems(config: AuditConfig) -> list[str]:
+    """Attack and corruption names against their registries (the modules that implement them)."""
+    from .checks.adversarial import ATTACKS
+    from .checks.shift import CORRUPTIONS
+
+    problems = []
+    for setting, names, known in (("[tool.swiglu_audit.adversarial] attacks", config.adversarial["attacks"], ATTACKS),
+                                  ("[tool.swiglu_audit.ood] corruptions", config.ood["corruptions"], CORRUPTIONS)):
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            problems.append(f"{setting}: unknown {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+    return problems
 
 
 def check_user_model(config: AuditConfig, model, data) -> None:

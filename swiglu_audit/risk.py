@@ -220,13 +220,24 @@ def judge_drop(comparison, max_drop: float, what: str, key: str, higher_is_bette
     ci = f"{comparison.level:.0%} CI [{comparison.ci_low:+.3f}, {comparison.ci_high:+.3f}]"
     sig = (f"significant (p = {comparison.p_value:.3g} < alpha = {comparison.alpha})"
            if comparison.significant else f"not significant (p = {comparison.p_value:.3g}, alpha = {comparison.alpha})")
-    text = f"{what}: candidate - baseline = {comparison.difference:+.3f}, {ci}, {sig}"
+    text = (f"{what}: candidate - baseline = {comparison.difference:+.3f}, {ci}, {sig} (interval and p "
+            "from one bootstrap over seeds and examples)")
     if drop <= max_drop:
         return Status.PASS, f"{text}; the candidate is not worse by more than {key} = {max_drop}"
     if comparison.significant:
         return Status.FAIL, f"{text}; the candidate is worse by more than {key} = {max_drop}"
     return Status.WARN, (f"{text}; the candidate looks worse by more than {key} = {max_drop}, "
-                         "but the evidence is not significant: add seeds or examples")
+                         f"but the evidence is not significant: {_more_evidence(comparison, max_drop)}")
+
+
+def _more_evidence(comparison, tolerance: float) -> str:
+    """What would settle an inconclusive comparison: the power estimate's seed count, or why none."""
+    needed, note = (comparison.seeds_needed(tolerance) if hasattr(comparison, "seeds_needed")
+                    else (None, "add seeds or examples"))
+    if needed is not None:
+        return (f"about {needed} seeds per architecture would detect a difference of {tolerance} "
+                f"(power 0.8; this audit has {comparison.n_seeds})")
+    return note or "add seeds or examples"
 
 
 def judged_finding(info: CheckInfo, models: list[str], value: float, policy: dict, what: str,
@@ -264,7 +275,10 @@ def comparison_finding(info: CheckInfo, models, comparison, policy: dict, what: 
                   f"(a FAIL needs significance at alpha = {policy['alpha']})",
         value=comparison.difference, ci=(comparison.ci_low, comparison.ci_high),
         ci_level=comparison.level,
-        details={"better": "higher" if higher_is_better else "lower", "comparison": comparison.to_dict(),
+        details={"better": "higher" if higher_is_better else "lower",
+                 "comparison": {**comparison.to_dict(), "p_value_method": "two-level bootstrap (seeds and examples)",
+                                "seeds_needed_for_tolerance": comparison.seeds_needed(policy[key])[0],
+                                "seeds_needed_note": comparison.seeds_needed(policy[key])[1]},
                  **(details or {})},
         aspect=aspect)
 

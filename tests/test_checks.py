@@ -24,7 +24,7 @@ def trained():
 CFG = {"eps": 0.1, "eps_l2": 0.5, "steps": 5, "square_queries": 100, "cw_steps": 10, "apgd_steps": 5}
 
 
-@pytest.mark.parametrize("attack", ["fgsm", "pgd", "pgd_l2", "cw_l2", "apgd_ce", "apgd_dlr", "square", "autoattack"])
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "pgd_l2", "cw_l2", "apgd_ce", "apgd_dlr", "apgd_t", "square", "autoattack"])
 def test_every_attack_stays_within_budget_and_in_the_unit_box(trained, attack):
     model, data = trained
     x, y = data.x_test[:40], data.y_test[:40]
@@ -190,3 +190,71 @@ def test_within_budget_rejects_examples_outside_the_ball_or_the_box():
     l2 = AttackSpec("pgd_l2", "L2", 0.2, "white-box")
     assert within_budget(x, x + 0.09, l2).tolist() == [True, True, True]  # L2 = 0.18
     assert within_budget(x, x + 0.11, l2).tolist() == [False, False, False]  # L2 = 0.22
+
+
+def _textbook_pgd(model, x, y, eps, alpha, steps, seed):
+    """PGD-Linf as in Madry et al. 2018, written out: random start in the ball, signed-gradient
+    ascent on the cross-entropy, projection onto the ball and the unit box after every step."""
+    gen = torch.Generator().manual_seed(seed)
+    adv = (x + torch.empty_like(x).uniform_(-eps, eps, generator=gen)).clamp(0, 1)
+    model.eval()
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(adv), y)
+        (grad,) = torch.autograd.grad(loss, adv)
+        adv = (adv.detach() + alpha * grad.sign()).clamp(x - eps, x + eps).clamp(0, 1)
+    with torch.no_grad():
+        return ((model(adv).argmax(1) == y) & (model(x).argmax(1) == y)).numpy()
+
+
+def test_harness_pgd_agrees_with_a_textbook_pgd_loop_within_sampling_error(trained):
+    model, data = trained
+    x, y = data.x_test[:300], data.y_test[:300]
+    cfg = dict(CFG, steps=10)
+    harness = run_attack(model, "pgd", x, y, cfg, 10, seed=0)["robust"]
+    textbook = _textbook_pgd(model, x, y, eps=0.1, alpha=2.5 * 0.1 / 10, steps=10, seed=0)
+    # two random starts of the same attack: paired difference within ~3 standard errors
+    diff = harness.astype(float) - textbook.astype(float)
+    se = diff.std(ddof=1) / np.sqrt(len(diff))
+    assert abs(diff.mean()) <= max(3 * se, 0.02), (harness.mean(), textbook.mean())
+    assert 0.05 < textbook.mean() < harness.mean() + 0.1  # a real attack, not a no-op
+
+
+def test_the_linf_worst_case_is_never_weaker_than_apgd_ce_alone(trained):
+    from swiglu_audit.checks.adversarial import threat_attacks
+
+    model, data = trained
+    x, y = data.x_test[:100], data.y_test[:100]
+    attacks = ["fgsm", "pgd", "pgd_l2", "apgd_ce", "apgd_dlr", "square"]
+    runs = {a: run_attack(model, a, x, y, CFG, 10, seed=0) for a in attacks}
+    linf = threat_attacks(attacks, "linf")
+    assert linf == ["fgsm", "pgd", "apgd_ce", "apgd_dlr", "square"] and threat_attacks(attacks, "l2") == ["pgd_l2"]
+    robust, _, _ = worst_case({a: runs[a]["robust"] for a in linf}, runs["pgd"]["clean"])
+    assert not (robust & ~runs["apgd_ce"]["robust"]).any()  # per example, not only on average
+    assert robust.mean() <= runs["apgd_ce"]["robust"].mean()
+
+
+def test_bpda_and_eot_wrappers_give_the_gradient_a_masked_model_hides(trained):
+    from swiglu_audit.checks.adversarial import ExpectationOverRandomness, GradientConnected, StraightThrough
+
+    model, data = trained
+    x, y = data.x_test[:60], data.y_test[:60]
+
+    class Thresholded(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+        def forward(self, v):
+            return self.inner((v > 0.5).float())
+
+    masked = Thresholded().eval()
+    assert input_gradient_stats(masked, x, y)["zero_share"] == 1.0  # cut out of the graph
+    xg = x.clone().requires_grad_(True)
+    GradientConnected(masked)(xg).sum().backward()
+    assert float(xg.grad.abs().sum()) == 0.0  # tied, but the gradient it has is zero
+    plain = run_attack(masked, "pgd", x, y, CFG, 10, seed=0)["robust"].mean()
+    bpda = run_attack(masked, "pgd", x, y, CFG, 10, seed=0,
+                      attack_model=StraightThrough(masked, model))["robust"].mean()
+    assert bpda < plain - 0.1
+    eot = ExpectationOverRandomness(model, samples=3)
+    assert torch.allclose(eot(x), model(x), atol=1e-6)  # a deterministic model: EOT is the identity

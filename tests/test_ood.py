@@ -11,7 +11,7 @@ from swiglu_audit.checks import ood_metrics
 from swiglu_audit.checks.ood_detectors import KNN, Mahalanobis, logit_scores, odin_scores
 from swiglu_audit.checks.ood_sets import OOD_SETS, natural_patches, quadrant_shuffled, rotated
 from swiglu_audit.checks.shift import CORRUPTIONS, SEVERITIES, aurc, corrupt, expected_calibration_error, risk_coverage
-from swiglu_audit.config import KNOWN_CORRUPTIONS
+from swiglu_audit.config import DEFAULT_CORRUPTIONS
 
 m = ood_metrics.metric
 
@@ -128,7 +128,7 @@ def test_ood_sets_keep_shape_and_range_and_are_seeded():
 def test_severity_zero_is_the_identity_and_severity_grows_the_change():
     torch.manual_seed(0)
     x = torch.rand(40, 1, 8, 8)
-    assert tuple(KNOWN_CORRUPTIONS) == CORRUPTIONS
+    assert tuple(DEFAULT_CORRUPTIONS) == CORRUPTIONS
     for name in CORRUPTIONS:
         assert torch.equal(corrupt(x, name, 0), x)
         changes = []

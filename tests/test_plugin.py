@@ -233,31 +233,74 @@ class Quantised(nn.Module):
         self.inner = inner
     def forward(self, x):
         return self.inner(torch.round(x * 16) / 16)
+    def bpda_forward(self, x):  # the BPDA hook: the same network without the rounding
+        return self.inner(x)
+
+class Binarised(Quantised):
+    """A non-differentiable gate on the input (thresholding at 0.5), and no BPDA stand-in."""
+    def forward(self, x):
+        return self.inner((x > 0.5).float())
+    bpda_forward = None
+
+class Noisy(Quantised):
+    """A randomised defence: fresh noise on every forward pass, also in eval mode (needs EOT)."""
+    def forward(self, x):
+        return self.inner((x + 0.3 * torch.randn_like(x)).clamp(0, 1))
+    bpda_forward = None
 
 def make_masked(input_shape, n_classes):
     return Quantised(make_swiglu(input_shape, n_classes))
+
+def make_binarised(n_classes):
+    return Binarised(make_relu(n_classes))
+
+def make_noisy(n_classes):
+    return Noisy(make_relu(n_classes))
 '''
 
 
-def test_a_model_that_hides_its_gradients_is_flagged_not_reported_robust(tiny_project, write_pyproject):
-    _two_user_models(tiny_project, write_pyproject, MASKED_MODELS, ("masked-swiglu", "make_masked"),
-                     ("plain-relu", "make_relu"))
+def test_masked_models_never_pass_and_are_attacked_harder(tiny_project, write_pyproject):
+    """Three masked defences through the user contract: input rounding (with a BPDA stand-in), a
+    non-differentiable gate, and a randomised forward pass (EOT). None of their robustness
+    findings may PASS, and the escalation must break what plain gradient attacks could not."""
+    tiny_project.makepyfile(usermodels=MASKED_MODELS)
+    write_pyproject(tiny_project, "".join(
+        f'[[tool.swiglu_audit.models]]\nname = "{name}"\nfactory = "usermodels:{factory}"\n{role}\n'
+        for name, factory, role in (("masked-swiglu", "make_masked", 'role = "candidate"'),
+                                    ("binarised-relu", "make_binarised", ""), ("noisy-relu", "make_noisy", ""),
+                                    ("plain-relu", "make_relu", ""))))
     # more training and more Square queries than the tiny default, so the numbers mean something
     text = (tiny_project.path / "pyproject.toml").read_text()
-    text = text.replace("epochs = 4", "epochs = 10").replace("steps = 3", "steps = 10").replace("square_queries = 50", "square_queries = 500")
+    text = text.replace("epochs = 4", "epochs = 10").replace("steps = 3", "steps = 10").replace("square_queries = 50", "square_queries = 300")
     (tiny_project.path / "pyproject.toml").write_text(text)
+    tiny_project.syspathinsert()
     result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "adversarial")
     assert result.ret == 1
     doc = report(tiny_project)
-    masked = {f["check"]: f for f in doc["findings"] if f["models"] == ["masked-swiglu"]}
-    assert masked["sanity_gradients_finite_nonzero"]["status"] == "FAIL"
-    assert masked["sanity_black_box_not_stronger"]["status"] == "FAIL"
+    by_model = lambda name: {f["check"]: f for f in doc["findings"] if f["models"] == [name]}
+    for name in ("masked-swiglu", "binarised-relu", "noisy-relu"):
+        own = by_model(name)
+        assert [c for c, f in own.items() if c.startswith("sanity_") and f["status"] == "FAIL"], name
+        worst = own["worst_case_robust_accuracy"]
+        assert worst["status"] != "PASS" and "inconclusive" in worst["reason"], (name, worst["reason"])
+        assert worst["details"]["masking_failures"] and worst["details"]["escalation"]
+    masked = by_model("masked-swiglu")
     worst = masked["worst_case_robust_accuracy"]
+    assert "bpda_pgd" in worst["details"]["escalation"]
     pgd_says = worst["details"]["per_attack"]["pgd"]["value"]
     assert pgd_says > 0.9  # what a gradient-only audit would have reported
-    assert worst["value"] < pgd_says - 0.2  # the worst case over the ensemble is honest
-    plain = {f["check"]: f["status"] for f in doc["findings"] if f["models"] == ["plain-relu"]}
-    assert plain["sanity_gradients_finite_nonzero"] == "PASS"
+    assert worst["value"] < pgd_says - 0.3  # BPDA and the other escalations break the rounding
+    assert "deterministic_eval" in by_model("noisy-relu")["worst_case_robust_accuracy"]["details"]["masking_failures"]
+    assert "eot_pgd" in by_model("noisy-relu")["worst_case_robust_accuracy"]["details"]["escalation"]
+    plain = by_model("plain-relu")
+    assert plain["sanity_gradients_finite_nonzero"]["status"] == "PASS"
+    assert not plain["worst_case_robust_accuracy"]["details"]["masking_failures"]
+    # a comparison in which a masked model looks more robust is void, never PASS
+    for f in doc["findings"]:
+        if f["check"] == "worst_case_robust_accuracy_vs_baseline" and "void" in f["reason"]:
+            assert f["status"] != "PASS"
+    voided = [f for f in doc["findings"] if f["check"] == "worst_case_robust_accuracy_vs_baseline" and "void" in f["reason"]]
+    assert voided  # the rounding candidate looks more robust than plain-relu under the PGD-only view
 
 
 WRONG_IMPL = """

@@ -142,3 +142,19 @@ def test_every_problem_is_listed_at_once_and_debug_shows_the_traceback(pytester,
     result = pytester.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", OPT_DEBUG)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "factory exploded" in result.stderr.str() and "Traceback" in result.stderr.str()
+
+
+def test_unknown_attack_and_corruption_names_are_one_usage_error_each(pytester, monkeypatch, tmp_path):
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
+    pytester.makefile(".toml", pyproject="""
+[tool.swiglu_audit]
+profile = "quick"
+[tool.swiglu_audit.adversarial]
+attacks = ["pgd", "deepfool"]
+[tool.swiglu_audit.ood]
+corruptions = ["blur", "fog"]
+""")
+    result = pytester.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider")
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and len(errors) == 2
+    assert "'deepfool'" in errors[0] and "apgd_t" in errors[0] and "'fog'" in errors[1] and "pixelation" in errors[1]

@@ -137,12 +137,12 @@ def test_a_real_audit_report_validates_against_the_schema(tiny_audit_report):
 
 
 def test_a_real_report_draws_the_curves_of_every_suite_and_the_detector_tables(tiny_audit_report):
-    from swiglu_audit.report.html import CURVE_PLOTS
+    from swiglu_audit.suite_catalog import SUITES
 
     html = render_html(tiny_audit_report)
-    for suite, plots in CURVE_PLOTS.items():
-        for plot in plots:
-            assert f'aria-label="{plot[3]}"' in html, (suite, plot[3])
+    for suite, info in SUITES.items():
+        for plot in info.curves:
+            assert f'aria-label="{plot.heading}"' in html, (suite, plot.heading)
     # the OOD detector x set x metric table, rendered as a table, not only as JSON
     assert "<th>fpr95_ci_high</th>" in html and "<th>corruption_error_vs_reference</th>" in html
 

@@ -9,6 +9,7 @@ successful attack, and the count of such examples is reported.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import KNOWN_ATTACKS
 from ..nn import eval_mode
 from ..risk import CheckInfo, Floor, NoWorseThanBaseline
 
@@ -25,12 +25,16 @@ _EVASION_MITIGATION = ("Adversarial training (PGD-AT, TRADES) in the candidate's
                        "(randomised smoothing) where guarantees are needed.")
 
 WORST_CASE = CheckInfo(
-    suite="adversarial", check="worst_case_robust_accuracy", title="Worst-case robust accuracy over all attacks",
-    metric="robust accuracy (worst case over attacks)", rmf=("MEASURE 2.7",), characteristic="secure_resilient",
-    attack_class="evasion/white-box", impact="high",
-    explanation="Share of test examples that every attack in the ensemble (white-box and black-box, "
-                "at the configured budgets) failed to misclassify. An example counts as robust only "
-                "if all attacks failed on it; the details name the attack that broke each example.",
+    suite="adversarial", check="worst_case_robust_accuracy",
+    title="Worst-case robust accuracy within one threat model",
+    metric="robust accuracy (worst case over the attacks of one threat model)", rmf=("MEASURE 2.7",),
+    characteristic="secure_resilient", attack_class="evasion/white-box", impact="high",
+    explanation="Share of test examples that every attack of one threat model (Linf at eps, or L2 "
+                "at eps_l2; white-box and black-box) failed to misclassify: one number per threat "
+                "model, comparable with AutoAttack and RobustBench figures for the same norm and "
+                "budget. An example counts as robust only if all those attacks failed on it; the "
+                "details name the attack that broke each example. For a model whose gradient-masking "
+                "checks fail, stronger attacks are added and the finding is at best inconclusive.",
     mitigation=_EVASION_MITIGATION,
     condition=Floor("warn_below_robust_accuracy", "robust accuracy"),
 )
@@ -40,8 +44,9 @@ WORST_CASE_COMPARISON = CheckInfo(
     title="Worst-case robust accuracy, SwiGLU candidate vs baseline", metric="robust accuracy difference",
     rmf=("MEASURE 2.7", "MAP 2.3"), characteristic="secure_resilient", attack_class="evasion/white-box",
     impact="high",
-    explanation="Difference in worst-case robust accuracy between the SwiGLU candidate and a baseline "
-                "trained on the same data with the same budget, on the same examples.",
+    explanation="Difference in worst-case robust accuracy (one threat model per finding) between the "
+                "SwiGLU candidate and a baseline trained on the same data with the same budget, on the "
+                "same examples.",
     mitigation="If the candidate is less robust, keep the baseline FFN for exposed models, or add "
                "adversarial training to the candidate's recipe and audit again.",
     condition=NoWorseThanBaseline("max_robust_accuracy_drop"),
@@ -118,6 +123,63 @@ class PassCounter:
         self._handle.remove()
 
 
+# One threat model per number: a worst case is taken within one norm (ATTACKS below names each
+# attack's).
+THREAT_MODELS = {"linf": "Linf", "l2": "L2"}  # the findings' aspect -> the attacks' norm
+
+
+def threat_attacks(attacks, threat: str) -> list[str]:
+    """The configured attacks of one threat model, in their configured order."""
+    return [a for a in attacks if ATTACK_NORMS.get(a) == THREAT_MODELS[threat]]
+
+
+def describe_threat(threat: str, cfg: dict) -> str:
+    """The threat model in words, named in every robustness sentence: "Linf, eps = 0.1"."""
+    return f"Linf, eps = {cfg['eps']:g}" if threat == "linf" else f"L2, eps = {cfg['eps_l2']:g}"
+
+
+class StraightThrough(nn.Module):
+    """BPDA (Athalye et al. 2018): the model's own forward pass, with the gradients of a
+    differentiable stand-in. `surrogate(x)` must approximate `model(x)` (for a model that rounds
+    or thresholds its input, the same network without that step)."""
+
+    def __init__(self, model: nn.Module, surrogate):
+        super().__init__()
+        self.model = model
+        self.surrogate = surrogate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        approx = self.surrogate(x)
+        return self.model(x).detach() + approx - approx.detach()
+
+
+class ExpectationOverRandomness(nn.Module):
+    """EOT (Athalye et al. 2018): the mean logits of `samples` forward passes of a model whose
+    forward pass is random, so that an attack follows the expected gradient."""
+
+    def __init__(self, model: nn.Module, samples: int = 8):
+        super().__init__()
+        self.model = model
+        self.samples = samples
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.model(x) for _ in range(self.samples)]).mean(0)
+
+
+class GradientConnected(nn.Module):
+    """The model, with its output tied to its input by a zero term. A model that cuts its input
+    out of the graph (thresholding it, say) would make an attack's autograd call fail; with this
+    tie the attack sees the zero gradient it really has, and the masking checks flag it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out + 0.0 * x.flatten(1).sum(1, keepdim=True).to(out.dtype)
+
+
 @dataclass(frozen=True)
 class AttackSpec:
     name: str
@@ -126,40 +188,61 @@ class AttackSpec:
     kind: str  # "white-box" or "black-box"
 
 
+@dataclass(frozen=True)
+class AttackArgs:
+    """What a builder may use: the budget of its norm, iterations, the section's settings."""
+
+    eps: float  # of the attack's own norm (eps, or eps_l2 for L2 attacks)
+    steps: int
+    cfg: dict
+    n_classes: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Attack:
+    norm: str  # "Linf" or "L2": its threat model
+    kind: str  # "white-box" or "black-box"
+    build: Callable  # (torchattacks module, model, AttackArgs) -> a torchattacks attack
+
+
+# The attack registry. Adding an attack is one entry here (and a test in tests/test_checks.py);
+# settings validate `attacks` against these names, and the norm puts it in its threat model.
+ATTACKS: dict[str, Attack] = {
+    "fgsm": Attack("Linf", "white-box", lambda ta, m, a: ta.FGSM(m, eps=a.eps)),
+    "pgd": Attack("Linf", "white-box", lambda ta, m, a: ta.PGD(
+        m, eps=a.eps, alpha=2.5 * a.eps / max(a.steps, 1), steps=a.steps, random_start=True)),
+    "pgd_l2": Attack("L2", "white-box", lambda ta, m, a: ta.PGDL2(
+        m, eps=a.eps, alpha=2.5 * a.eps / max(a.steps, 1), steps=a.steps, random_start=True)),
+    "cw_l2": Attack("L2", "white-box", lambda ta, m, a: ta.CW(m, c=1.0, kappa=0.0, steps=a.cfg["cw_steps"], lr=0.01)),
+    "apgd_ce": Attack("Linf", "white-box", lambda ta, m, a: ta.APGD(
+        m, norm="Linf", eps=a.eps, steps=a.cfg["apgd_steps"], loss="ce", seed=a.seed)),
+    "apgd_dlr": Attack("Linf", "white-box", lambda ta, m, a: ta.APGD(
+        m, norm="Linf", eps=a.eps, steps=a.cfg["apgd_steps"], loss="dlr", seed=a.seed)),
+    # AutoAttack's targeted APGD on the DLR loss, every other class in turn
+    "apgd_t": Attack("Linf", "white-box", lambda ta, m, a: ta.APGDT(
+        m, norm="Linf", eps=a.eps, steps=a.cfg["apgd_steps"], n_classes=a.n_classes, seed=a.seed)),
+    "square": Attack("Linf", "black-box", lambda ta, m, a: ta.Square(
+        m, norm="Linf", eps=a.eps, n_queries=a.cfg["square_queries"], seed=a.seed,
+        n_restarts=a.cfg.get("square_restarts", 1))),
+    "autoattack": Attack("Linf", "white-box", lambda ta, m, a: ta.AutoAttack(
+        m, norm="Linf", eps=a.eps, version="standard", n_classes=a.n_classes, seed=a.seed)),
+}
+ATTACK_NORMS = {name: attack.norm for name, attack in ATTACKS.items()}
+
+
 def build_attack(name: str, model: nn.Module, cfg: dict, n_classes: int, eps: float | None = None,
                  steps: int | None = None, seed: int = 0):
-    """(torchattacks attack, AttackSpec) for one of the configured attack names."""
+    """(torchattacks attack, AttackSpec) for one of the registered attack names. `eps` overrides
+    the Linf budget (the budget curve); L2 attacks always use `eps_l2`."""
     import torchattacks as ta  # slow to import; only the adversarial suite needs it
 
-    eps = cfg["eps"] if eps is None else eps
-    steps = cfg["steps"] if steps is None else steps
-    if name == "fgsm":
-        return ta.FGSM(model, eps=eps), AttackSpec(name, "Linf", eps, "white-box")
-    if name == "pgd":
-        return (ta.PGD(model, eps=eps, alpha=2.5 * eps / max(steps, 1), steps=steps, random_start=True),
-                AttackSpec(name, "Linf", eps, "white-box"))
-    if name == "pgd_l2":
-        e = cfg["eps_l2"]
-        return (ta.PGDL2(model, eps=e, alpha=2.5 * e / max(steps, 1), steps=steps, random_start=True),
-                AttackSpec(name, "L2", e, "white-box"))
-    if name == "cw_l2":
-        return (ta.CW(model, c=1.0, kappa=0.0, steps=cfg["cw_steps"], lr=0.01),
-                AttackSpec(name, "L2", cfg["eps_l2"], "white-box"))
-    if name == "apgd_ce":
-        return (ta.APGD(model, norm="Linf", eps=eps, steps=cfg["apgd_steps"], loss="ce", seed=seed),
-                AttackSpec(name, "Linf", eps, "white-box"))
-    if name == "apgd_dlr":
-        return (ta.APGD(model, norm="Linf", eps=eps, steps=cfg["apgd_steps"], loss="dlr", seed=seed),
-                AttackSpec(name, "Linf", eps, "white-box"))
-    if name == "square":
-        return (ta.Square(model, norm="Linf", eps=eps, n_queries=cfg["square_queries"], seed=seed),
-                AttackSpec(name, "Linf", eps, "black-box"))
-    if name == "autoattack":
-        return (ta.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed),
-                AttackSpec(name, "Linf", eps, "white-box"))
-    raise ValueError(f"unknown attack {name!r}; known: {', '.join(KNOWN_ATTACKS)}")
-
-
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; known: {', '.join(ATTACKS)}")
+    attack = ATTACKS[name]
+    budget = (cfg["eps"] if eps is None else eps) if attack.norm == "Linf" else cfg["eps_l2"]
+    args = AttackArgs(budget, cfg["steps"] if steps is None else steps, cfg, n_classes, seed)
+    return attack.build(ta, model, args), AttackSpec(name, attack.norm, budget, attack.kind)
 
 
 def within_budget(x: torch.Tensor, adv: torch.Tensor, spec: AttackSpec, atol: float = 1e-5) -> torch.Tensor:
@@ -174,17 +257,19 @@ def within_budget(x: torch.Tensor, adv: torch.Tensor, spec: AttackSpec, atol: fl
 
 def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, cfg: dict, n_classes: int,
                seed: int, batch_size: int = 512, eps: float | None = None, steps: int | None = None,
-               return_examples: bool = False) -> dict:
+               return_examples: bool = False, attack_model: nn.Module | None = None) -> dict:
     """Per-example robust correctness of `model` under one attack, with cost accounting.
 
     An example is robust when the model is right on it both clean and after the attack; an
     adversarial example outside its budget is not a success (and is counted in out_of_budget).
+    `attack_model` is what the attack differentiates (a BPDA or EOT wrapper of `model`); the
+    examples are always judged on `model` itself.
     """
     device = next(model.parameters()).device
     robust, clean, out_of_budget, examples = [], [], 0, []
     started = time.perf_counter()
     with eval_mode(model), PassCounter(model) as counter:
-        attack, spec = build_attack(name, model, cfg, n_classes, eps, steps, seed)
+        attack, spec = build_attack(name, GradientConnected(attack_model or model), cfg, n_classes, eps, steps, seed)
         torch.manual_seed(seed)  # random starts and restarts are the attacks' only randomness
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
@@ -239,7 +324,11 @@ def input_gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     with eval_mode(model):
         xg = x.to(device).clone().requires_grad_(True)
         loss = F.cross_entropy(model(xg), y.to(device), reduction="sum")
-        (grad,) = torch.autograd.grad(loss, xg)
+        if not loss.requires_grad:  # the model cut its input out of the graph: no gradient at all
+            return {"finite": True, "zero_share": 1.0}
+        (grad,) = torch.autograd.grad(loss, xg, allow_unused=True)
+        if grad is None:
+            return {"finite": True, "zero_share": 1.0}
     per_example = grad.flatten(1).abs().sum(1)
     return {"finite": bool(torch.isfinite(grad).all()),
             "zero_share": float((per_example == 0).float().mean())}
@@ -255,6 +344,11 @@ def output_stats(model: nn.Module, x: torch.Tensor) -> dict:
     log_probs = bool((a <= 0).all() and torch.allclose(a.exp().sum(1), torch.ones(len(a), device=a.device), atol=1e-3))
     return {"probabilities": rows_are_distributions, "log_probabilities": log_probs,
             "max_abs_diff_between_runs": float((a - b).abs().max())}
+
+
+def masking_failures(result: dict, policy: dict) -> list[str]:
+    """The sanity checks a model fails: any one means its gradient-based numbers are untrustworthy."""
+    return [check for check in SANITY_CHECKS if not sanity_verdict(check, result, policy)[0]]
 
 
 def sanity_verdict(check: str, result: dict, policy: dict) -> tuple[bool, float, str]:
@@ -290,11 +384,11 @@ def sanity_verdict(check: str, result: dict, policy: dict) -> tuple[bool, float,
             return True, 0.0, "no black-box attack configured; nothing to compare (add \"square\" to attacks)"
         white = np.ones_like(result["clean"], dtype=bool) & result["clean"]
         for name, r in result["per_attack"].items():
-            if name != "square":
+            if name != "square" and ATTACK_NORMS.get(name) == "Linf":  # Square's own threat model
                 white &= r
         gap = mean(white) - mean(result["square"])
         margin = policy["black_box_margin"]
-        return gap <= margin, gap, (f"white-box worst case {mean(white):.3f} minus Square {mean(result['square']):.3f} "
+        return gap <= margin, gap, (f"white-box Linf worst case {mean(white):.3f} minus Square {mean(result['square']):.3f} "
                                     f"= {gap:+.3f}; allowed black_box_margin = {margin}")
     if check == "gradients_finite_nonzero":
         finite = all(g["finite"] for g in result["gradients"])

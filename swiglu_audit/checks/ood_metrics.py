@@ -124,9 +124,9 @@ def estimate(name: str, s_in, s_out, level: float, n_boot: int, seed: int = 0):
 def compare(name: str, cand: dict, base: dict, level: float, alpha: float, n_boot: int, seed: int = 0):
     """Candidate - baseline metric on the same ID and OOD inputs, paired bootstrap.
 
-    The p-value is twice the smaller tail share of replicate differences on either side of zero
-    (a metric over a whole set is not a per-example mean, so the sign-flip test does not apply)."""
-    from ..stats import Comparison
+    The p-value is twice the smaller tail share of replicate differences on either side of zero,
+    read off the same replicates as the interval (stats.interval_and_p)."""
+    from ..stats import Comparison, interval_and_p
 
     # the same seed gives both models the same example resamples: the pairing is kept
     pc, rc, sc = seed_bootstrap(name, cand["in"], cand["out"], n_boot, np.random.default_rng(seed))
@@ -134,8 +134,7 @@ def compare(name: str, cand: dict, base: dict, level: float, alpha: float, n_boo
     sb = np.random.default_rng(seed + 1).integers(0, rb.shape[0], size=(n_boot, rb.shape[0]))
     cols = np.arange(n_boot)[:, None]
     diffs = rc[sc, cols].mean(axis=1) - rb[sb, cols].mean(axis=1)
-    lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
-    p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)) + 1 / (n_boot + 1))
+    lo, hi, p = interval_and_p(diffs, level)  # one design for both, as in stats.paired_comparison
     c, b = float(pc.mean()), float(pb.mean())
     return Comparison(c, b, c - b, float(lo), float(hi), float(p), level, alpha,
                       min(rc.shape[0], rb.shape[0]), np.shape(cand["in"])[-1] + np.shape(cand["out"])[-1])

@@ -4,8 +4,8 @@ checks judge, from the session's state (config, data, zoo, cache).
 It depends on the session; the session never depends on it. The suites and the fixtures call in.
 
 To add a suite's measurements: write `measure/<suite>.py`, and if some of them are expensive,
-give it `prefetch(audit, name)` and register that below: under pytest-xdist each worker then
-computes its share of the models first.
+give it `prefetch(audit, name)` and name it in the suite's entry of `suite_catalog.py`: under
+pytest-xdist each worker then computes its share of the models first.
 """
 
 from __future__ import annotations
@@ -18,10 +18,18 @@ if TYPE_CHECKING:
 
 
 def _prefetchers() -> dict[str, Callable[[AuditSession, str], None]]:
-    # imported on use: these modules import torch, and the plugin imports this package early
-    from . import adversarial, ood, poisoning
+    """suite -> its prefetch function, as the suite catalogue declares it (imported on use: the
+    measurement modules import torch)."""
+    import importlib
 
-    return {"adversarial": adversarial.prefetch, "poisoning": poisoning.prefetch, "ood": ood.prefetch}
+    from ..suite_catalog import SUITES
+
+    out = {}
+    for name, info in SUITES.items():
+        if info.prefetch:
+            module, _, function = info.prefetch.partition(":")
+            out[name] = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+    return out
 
 
 

@@ -14,7 +14,17 @@ import numpy as np
 import torch
 
 from ..cache import cache_key
-from ..checks.adversarial import input_gradient_stats, output_stats, run_attack, worst_case
+from ..checks.adversarial import (
+    THREAT_MODELS,
+    ExpectationOverRandomness,
+    StraightThrough,
+    input_gradient_stats,
+    masking_failures,
+    output_stats,
+    run_attack,
+    threat_attacks,
+    worst_case,
+)
 from ..train import predict_logits
 
 if TYPE_CHECKING:  # the session is passed in; this layer never imports it at run time
@@ -111,6 +121,89 @@ def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:
     for examples, m in zip(adversarial(audit, source)["pgd_examples"], audit.zoo.models(target)):
         rows.append((predict_logits(m.module, examples, audit.device).argmax(1) == y).numpy())
     return np.stack(rows)
+
+
+def masked(audit: AuditSession, name: str) -> list[str]:
+    """The gradient-masking sanity checks this model fails (empty when its evaluation is sound)."""
+    result = dict(adversarial(audit, name), large_eps=audit.config.adversarial["large_eps"])
+    return masking_failures(result, audit.config.policy)
+
+
+def escalation(audit: AuditSession, name: str) -> dict:
+    """Stronger attacks for a model whose masking checks fail, Linf at the main budget, as
+    {"robust": {label: seeds x examples}, "labels": {label: what it is}}:
+    - Square with four times the queries and two restarts (no gradients needed);
+    - PGD examples crafted on each other model of its group, seed k onto seed k (transfer);
+    - PGD and APGD-CE through `bpda_forward`, when the model offers that differentiable
+      stand-in for a non-differentiable step (BPDA);
+    - PGD on the mean of eight forward passes, when its forward pass is random (EOT).
+    Cached like the attack results."""
+    cfg, data = audit.config.adversarial, audit.data
+    x, y = data.x_test[: cfg["n_examples"]], data.y_test[: cfg["n_examples"]]
+    group = audit.zoo.spec(name).group
+    sources = [n for n, s in audit.zoo.specs.items() if s.group == group and n != name]
+    nondeterministic = "deterministic_eval" in masked(audit, name)
+
+    def compute():
+        arrays: dict[str, list] = {}
+        labels: dict[str, str] = {}
+        stronger = {**cfg, "square_queries": 4 * cfg["square_queries"], "square_restarts": 2}
+        for m in audit.zoo.models(name):
+            seed, n_classes = m.seed or 0, data.n_classes
+            runs = {"square_x4": run_attack(m.module, "square", x, y, stronger, n_classes, seed)}
+            labels["square_x4"] = f"Square, {4 * cfg['square_queries']} queries, 2 restarts"
+            surrogate = getattr(m.module, "bpda_forward", None)
+            if callable(surrogate):
+                wrapper = StraightThrough(m.module, surrogate)
+                for attack in ("pgd", "apgd_ce"):
+                    runs[f"bpda_{attack}"] = run_attack(m.module, attack, x, y, cfg, n_classes, seed,
+                                                        attack_model=wrapper)
+                    labels[f"bpda_{attack}"] = f"{attack} through the model's bpda_forward (BPDA)"
+            if nondeterministic:
+                runs["eot_pgd"] = run_attack(m.module, "pgd", x, y, cfg, n_classes, seed,
+                                             attack_model=ExpectationOverRandomness(m.module))
+                labels["eot_pgd"] = "PGD on the mean of 8 random forward passes (EOT)"
+            for label, run in runs.items():
+                arrays.setdefault(label, []).append(run["robust"])
+        for source in sources:
+            try:
+                arrays[f"transfer_from_{source}"] = list(transfer(audit, source=source, target=name))
+                labels[f"transfer_from_{source}"] = f"PGD examples crafted on {source}"
+            except Exception:  # noqa: BLE001  a broken source model costs its transfer row only
+                continue
+        return {k: np.stack(v) for k, v in arrays.items()}, {"labels": labels}
+
+    def load():
+        arrays, record = audit.cached_arrays(
+            "adversarial-escalation", audit.zoo.models(name) + [m for s in sources for m in _safe_models(audit, s)],
+            {**cfg, "sources": sources, "nondeterministic": nondeterministic}, CODE_DIGEST, compute)
+        return {"robust": arrays, "labels": record["labels"]}
+    return audit.memo(("escalation", name), load)
+
+
+def _safe_models(audit: AuditSession, name: str) -> list:
+    try:
+        return audit.zoo.models(name)
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def threat_worst_case(audit: AuditSession, name: str, threat: str) -> dict:
+    """The per-example worst case within one threat model (Linf at eps, or L2 at eps_l2): the
+    configured attacks of that norm, plus, for a model whose masking checks fail, the Linf
+    escalation. {"robust", "broken_by", "broken_by_example", "attacks", "masked", "escalated"}."""
+    result = adversarial(audit, name)
+    attacks = threat_attacks(result["per_attack"], threat)
+    per = {a: result["per_attack"][a] for a in attacks}
+    failures = masked(audit, name)
+    escalated: dict[str, str] = {}
+    if failures and THREAT_MODELS[threat] == "Linf":
+        extra = escalation(audit, name)
+        per.update(extra["robust"])
+        escalated = extra["labels"]
+    robust, broken_by, who = worst_case(per, result["clean"])
+    return {"robust": robust, "broken_by": broken_by, "broken_by_example": who, "attacks": attacks,
+            "masked": failures, "escalated": escalated}
 
 
 def prefetch(audit: AuditSession, name: str) -> None:

@@ -10,29 +10,8 @@ import json
 from html import escape
 
 from ..risk import error_groups
+from ..suite_catalog import SUITES
 
-SUITE_TITLES = {
-    "adversarial": "Adversarial evasion",
-    "poisoning": "Data poisoning",
-    "ood": "Out-of-distribution detection and distribution shift",
-    "numerical": "Numerical regression",
-    "efficiency": "Efficiency claim",
-}
-# What a reviewer needs before the suite's numbers: how they were made.
-SUITE_NOTES = {
-    "poisoning": "Every poisoned model is retrained from scratch on a poisoned copy of the training "
-                 "set (one poisoned set per attack and rate, shared by all architectures and seeds) and "
-                 "compared with the clean model of the same seed. Detectors are scored against the "
-                 "known poisoned samples; the training-set scan and the integrity checks run on the "
-                 "real data, whose poison is unknown.",
-    "ood": "In-distribution inputs are the positive class and every detector's score is higher for "
-           "inputs it believes in-distribution. AUROC is P(ID score > OOD score), ties counting one "
-           "half; AUPR-IN ranks by the score with ID positive, AUPR-OUT by the negated score with OOD "
-           "positive; FPR@95TPR is the share of OOD inputs accepted at the largest threshold that "
-           "accepts at least 95% of ID inputs. Near OOD: rotated and quadrant-shuffled test inputs; far "
-           "OOD: uniform noise and natural-image patches. The detector each finding judges is chosen on "
-           "the validation split and a separate OOD draw.",
-}
 STATUS_COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#8250df"}
 
 CSS = """
@@ -152,32 +131,12 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, x_label:
     return "".join(parts)
 
 
-# The curve plots of each suite, drawn from the findings' details: (check, details key, the x
-# field of each point (None: the points are [x, y] pairs), heading, x label, y label, diagonal,
-# and the details' "level" a finding must have, when the check has one finding per level).
-CURVE_PLOTS: dict[str, list[tuple]] = {
-    "adversarial": [("worst_case_robust_accuracy", "curve", "eps", "PGD-Linf robust accuracy against budget",
-                     "eps (Linf)", "robust accuracy", False, None)],
-    "poisoning": [("label_flip_degradation", "curve", "rate", "Clean accuracy against the share of labels flipped",
-                   "share of training labels flipped at random", "clean test accuracy", False, None),
-                  ("targeted_label_flip", "curve", "rate", "Source-class test inputs sent to the target class",
-                   "share of the source class relabelled", "share predicted as the target", False, None),
-                  ("backdoor_attack_success", "curve", "rate", "Backdoor attack success against the poison rate",
-                   "share of the training set poisoned", "attack success rate", False, None)],
-    "ood": [("ood_detection", "roc_first_seed", None, f"ROC curves, {level} OOD, chosen detector, first seed "
-             "(in-distribution positive)", "false positive rate", "true positive rate", True, level)
-            for level in ("near", "far")] + [
-            ("corruption_robustness", "curve", "severity", "Accuracy against corruption severity (mean of all corruptions)",
-             "severity (0 = clean)", "accuracy", False, None),
-            ("selective_prediction", "risk_coverage", None, "Risk-coverage curves, first seed (abstain on the least confident first)",
-             "coverage", "risk (error rate on the accepted inputs)", False, None)],
-}
-
-
 def suite_curves(suite: str, findings: list[dict]) -> str:
     """The suite's curve plots, drawn from the findings' details."""
     html = ""
-    for check, key, x_field, heading, x_label, y_label, diagonal, level in CURVE_PLOTS.get(suite, []):
+    info = SUITES.get(suite)
+    for plot in info.curves if info else ():
+        check, key, x_field, heading, level = plot.check, plot.key, plot.x_field, plot.heading, plot.level
         series = {}
         for f in findings:
             if f["check"] != check or (level and f["details"].get("level") != level):
@@ -186,7 +145,8 @@ def suite_curves(suite: str, findings: list[dict]) -> str:
             if points:
                 series[f["models"][0]] = [tuple(p) if x_field is None else (p[x_field], p["value"]) for p in points]
         if series:
-            html += f"<h3>{esc(heading)}</h3>" + line_plot(series, heading, x_label, y_label, diagonal=diagonal)
+            html += f"<h3>{esc(heading)}</h3>" + line_plot(series, heading, plot.x_label, plot.y_label,
+                                                            diagonal=plot.diagonal)
     return html
 
 
@@ -288,10 +248,11 @@ def comparison_section(doc: dict) -> str:
 
 def suite_section(doc: dict, suite: str) -> str:
     fs = sorted((f for f in doc["findings"] if f["suite"] == suite), key=lambda f: f["id"])
-    title = SUITE_TITLES.get(suite, suite)
+    info = SUITES.get(suite)
+    title = info.title if info else suite
     if not fs:
         return f'<section id="suite-{esc(suite)}"><h2>{esc(title)}</h2><p>Not run in this audit.</p></section>'
-    plots = f"<p>{esc(SUITE_NOTES[suite])}</p>" if suite in SUITE_NOTES else ""
+    plots = f"<p>{esc(info.note)}</p>" if info and info.note else ""
     plots += suite_curves(suite, fs)
     for check in sorted({f["check"] for f in fs if f.get("ci_low") is not None}):
         rows = [f for f in fs if f["check"] == check]
@@ -340,7 +301,7 @@ def reproducibility_section(doc: dict) -> str:
 
 
 def render_html(doc: dict) -> str:
-    suites = [s for s in SUITE_TITLES] + sorted({f["suite"] for f in doc["findings"]} - set(SUITE_TITLES))
+    suites = list(SUITES) + sorted({f["suite"] for f in doc["findings"]} - set(SUITES))
     body = (summary_section(doc) + changes_section(doc) + comparison_section(doc)
             + "".join(suite_section(doc, s) for s in suites)
             + coverage_section(doc) + policy_section(doc) + reproducibility_section(doc))

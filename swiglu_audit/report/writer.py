@@ -15,38 +15,17 @@ from ..config import AuditConfig
 from ..errors import SwigluAuditWarning
 from ..io import atomic_write_text
 from ..risk import STATUS_ORDER, Status, breaches_policy, rmf_data, verdict
+from ..suite_catalog import NOT_MEASURED, SUITES
 
 SCHEMA_VERSION = 1
 
-# What the audit measures and what it does not (MEASURE 1.1 asks for both). An area counts as
-# measured in a report only when a finding of its check (or of its suite) is in that report.
-COVERAGE = [
-    ("Evasion, white-box and black-box (attack ensemble, worst case)", "adversarial", "worst_case_robust_accuracy", ("MEASURE 2.7",)),
-    ("Evasion, transfer between architectures", "adversarial", "transfer_attack_vs_baseline", ("MEASURE 2.7",)),
-    ("Gradient-masking and evaluation sanity checks", "adversarial", "sanity_", ("MEASURE 2.13",)),
-    ("Availability poisoning (random label flipping, several rates)", "poisoning", "label_flip_degradation", ("MEASURE 2.7", "MEASURE 2.1")),
-    ("Targeted poisoning (class-pair label flipping)", "poisoning", "targeted_label_flip", ("MEASURE 2.7",)),
-    ("Backdoor poisoning (BadNets patch trigger)", "poisoning", "backdoor_attack_success", ("MEASURE 2.7",)),
-    ("Poisoned-sample detection (spectral signatures, activation clustering)", "poisoning", "poison_detection", ("MEASURE 2.7",)),
-    ("Scan of the audited training set for poison", "poisoning", "training_set_scan", ("MEASURE 2.1", "MEASURE 2.7")),
-    ("Data integrity (split leakage, duplicates, label errors)", "poisoning", "split_leakage", ("MEASURE 2.1",)),
-    ("Near- and far-OOD detection (MSP, MaxLogit, Energy, ODIN, Mahalanobis, KNN)", "ood", "ood_detection", ("MEASURE 2.5", "MEASURE 2.6")),
-    ("Selective prediction (risk-coverage)", "ood", "selective_prediction", ("MEASURE 2.6",)),
-    ("Corruptions at five severities (8 types), mCE vs ReLU", "ood", "corruption_robustness", ("MEASURE 2.5",)),
-    ("Calibration under shift (ECE)", "ood", "calibration_under_shift", ("MEASURE 2.5", "MEASURE 2.6")),
-    ("SwiGLU op against a float64 reference", "numerical", "swiglu_op_property", ("MEASURE 2.5",)),
-    ("Half-precision parity and overflow headroom", "numerical", "precision_parity", ("MEASURE 2.5", "MEASURE 2.6")),
-    ("Determinism and golden outputs over time", "numerical", "golden_outputs", ("MEASURE 4.3",)),
-    ("CPU vs accelerator parity", "numerical", "cpu_vs_accelerator", ("MEASURE 2.5",)),
-    ("Efficiency claim (accuracy at matched parameters)", "efficiency", "clean_accuracy_vs_baseline", ("MAP 3.1", "MEASURE 2.3")),
-    ("Privacy (membership inference, model inversion)", None, None, ("MEASURE 2.10",)),
-    ("Fairness and harmful bias", None, None, ("MEASURE 2.11",)),
-]
-
-
 def coverage(findings: list[dict]) -> list[dict]:
+    """The coverage matrix (MEASURE 1.1): every suite's areas, and what no suite measures. An area
+    counts as measured in a report only when a finding of its check is in it (and not an ERROR)."""
+    rows = [(row, name) for name, info in SUITES.items() for row in info.coverage] + [(r, None) for r in NOT_MEASURED]
     out = []
-    for area, suite, check, rmf in COVERAGE:
+    for row, suite in rows:
+        area, check, rmf = row.area, row.check or "", row.rmf
         measured = any(f["suite"] == suite and f["check"].startswith(check) and f["status"] != "ERROR"
                        for f in findings) if suite else False
         note = ("" if measured else "not measured by this version of the harness" if suite is None
