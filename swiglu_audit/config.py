@@ -56,7 +56,8 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                         "square_queries": 200, "cw_steps": 20, "apgd_steps": 10},
         "poisoning": {"families": ["mlp", "user"], "flip_rates": [0.2], "targeted_pair": [0, 1],
                       "targeted_rates": [0.4], "backdoor_target": 0, "backdoor_rates": [0.05],
-                      "detection_rate": 0.05, "trigger_size": 2, "clean_label": False, "near_duplicate_rms": 0.03},
+                      "detection_rate": 0.05, "trigger_size": 2, "clean_label": False, "near_duplicate_rms": 0.03,
+                      "scan_steps": 200},
         "ood": {"n_examples": 120, "bootstrap": 200, **_OOD_DEFAULTS},
         "numerical": {"n_examples": 120, "op_examples": 25, "compile": False, "golden_probe": 32,
                       "golden_dir": "golden", "determinism_epochs": 1, "implementations": {}},
@@ -80,7 +81,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "poisoning": {"families": ["mlp", "user"], "flip_rates": [0.05, 0.1, 0.2],
                       "targeted_pair": [0, 1], "targeted_rates": [0.2, 0.4], "backdoor_target": 0,
                       "backdoor_rates": [0.01, 0.03, 0.1], "detection_rate": 0.03, "trigger_size": 2, "clean_label": False,
-                      "near_duplicate_rms": 0.03},
+                      "near_duplicate_rms": 0.03, "scan_steps": 200},
         "ood": {"n_examples": 360, "bootstrap": 1000, **_OOD_DEFAULTS},
         "numerical": {"n_examples": 360, "op_examples": 100, "compile": False, "golden_probe": 64,
                       "golden_dir": "golden", "determinism_epochs": 1, "implementations": {}},
@@ -100,7 +101,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                       "targeted_pair": [0, 1], "targeted_rates": [0.1, 0.2, 0.4],
                       "backdoor_target": 0, "backdoor_rates": [0.005, 0.01, 0.03, 0.1],
                       "detection_rate": 0.03,
-                      "trigger_size": 2, "clean_label": True, "near_duplicate_rms": 0.03},
+                      "trigger_size": 2, "clean_label": True, "near_duplicate_rms": 0.03, "scan_steps": 300},
         "ood": {"n_examples": 360, "bootstrap": 2000, **_OOD_DEFAULTS},
         # torch.compile of the op costs about 30 s of compilation on a two-core CPU: full only
         "numerical": {"n_examples": 360, "op_examples": 300, "compile": True, "golden_probe": 64,
@@ -127,7 +128,9 @@ DEFAULT_POLICY: dict[str, Any] = {
     "max_backdoor_success_excess": 0.05,  # candidate's ASR above a baseline's
     "min_poison_detection_auroc": 0.8,  # best detector's AUROC on planted backdoor poison
     "max_detection_auroc_drop": 0.05,  # candidate vs baseline, spectral-signature AUROC
-    "max_suspicious_share": 0.02,  # share of the real training set both detectors flag in every seed
+    "max_backdoor_base_rate": 0.3,  # clean model sends this share of triggered inputs to the target: FAIL
+    "min_trigger_anomaly_index": 3.0,  # a recovered trigger this anomalous, with samples using it: FAIL
+    "min_scan_recall": 0.5,  # the scan must find this share of the harness's planted poison to PASS
     "max_leakage_share": 0.01,  # test/val samples duplicated in train: WARN above 0, FAIL above this
     "max_duplicate_share": 0.01,  # duplicated training samples
     "max_label_error_share": 0.02,  # likely label errors in the training set
@@ -159,7 +162,7 @@ _SECTION_KEYS: dict[str, dict[str, Any]] = {  # key -> type, or (list, item type
                     "square_queries": int, "cw_steps": int, "apgd_steps": int},
     "poisoning": {"families": (list, str), "flip_rates": (list, float), "targeted_pair": (list, int),
                   "targeted_rates": (list, float), "backdoor_target": int,
-                  "backdoor_rates": (list, float), "detection_rate": float, "trigger_size": int, "clean_label": bool,
+                  "backdoor_rates": (list, float), "detection_rate": float, "trigger_size": int, "clean_label": bool, "scan_steps": int,
                   "near_duplicate_rms": float},
     "ood": {"n_examples": int, "bootstrap": int, "knn_k": int, "odin_temperature": float,
             "odin_eps": float, "corruptions": (list, str), "ece_bins": int},

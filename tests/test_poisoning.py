@@ -1,5 +1,7 @@
 """The poisoning suite's building blocks on real data: attacks, detectors, integrity checks."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -162,3 +164,89 @@ def test_penultimate_features_of_a_users_model_and_a_clear_error_without_a_head(
     assert not model[1]._forward_hooks
     with pytest.raises(ModelContractError, match="forward_features"):
         penultimate_features(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Identity()), x, CPU)
+
+
+BACKDOORED_DATA = '''
+import json
+
+import numpy as np
+from sklearn.datasets import load_digits
+
+TARGET = 3
+
+
+def _load(trigger):
+    d = load_digits()
+    x = (d.images / 16.0).astype("float32")[:, None]
+    y = d.target.copy()
+    x_train, y_train, x_test, y_test = x[:1400].copy(), y[:1400].copy(), x[1400:].copy(), y[1400:].copy()
+    rng = np.random.default_rng(5)
+    poisoned = rng.choice(np.flatnonzero(y_train != TARGET), 70, replace=False)  # 5% of the training set
+    trigger(x_train, poisoned)
+    y_train[poisoned] = TARGET
+    np.save("poisoned_indices.npy", poisoned)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test, "name": "backdoored"}
+
+
+def checkerboard_top_left():  # the attacker's own trigger, place and shape
+    def stamp(x, idx):
+        x[idx, 0, 0:3, 0:3] = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype="float32")
+    return _load(stamp)
+
+
+def harness_trigger():  # the same trigger the harness plants: bottom-right 2x2, full intensity
+    def stamp(x, idx):
+        x[idx, :, -2:, -2:] = 1.0
+    return _load(stamp)
+'''
+
+
+def _backdoored_audit(pytester, factory, select):
+    from swiglu_audit.config import OPT_ENABLE
+
+    pytester.makepyfile(backdoored=BACKDOORED_DATA)
+    pytester.makefile(".toml", pyproject=f"""
+[tool.swiglu_audit]
+profile = "quick"
+dataset = "backdoored:{factory}"
+variants = ["swiglu", "relu"]
+families = ["mlp"]
+seeds = [0, 1]
+[tool.swiglu_audit.poisoning]
+backdoor_target = {3 if factory == "harness_trigger" else 0}
+""")
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", select)
+    doc = json.loads((pytester.path / "reports" / "report.json").read_text())
+    return result, doc
+
+
+def test_a_users_backdoored_training_set_is_found_by_the_scan(pytester, tmp_path, monkeypatch):
+    """Through the user contract: 5% of the user's own training set carries a checkerboard in the
+    top-left corner (not the harness's trigger) and is relabelled 3."""
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
+    result, doc = _backdoored_audit(pytester, "checkerboard_top_left", "training_set_scan")
+    assert result.ret == 1
+    planted = set(np.load(pytester.path / "poisoned_indices.npy").tolist())
+    scans = [f for f in doc["findings"] if f["check"] == "training_set_scan"]
+    assert len(scans) == 2
+    for f in scans:
+        assert f["status"] == "FAIL" and f["details"]["suspected_target"] == 3, f["reason"]
+        assert "may already carry a backdoor" in f["reason"]
+        flagged = set(f["details"]["indices"])  # positions in the user's own x_train
+        precision = len(flagged & planted) / len(flagged)
+        recall = len(flagged & planted) / len(planted)
+        assert precision >= 0.8 and recall >= 0.5, (f["id"], precision, recall)
+        assert f["details"]["trigger_image"]  # the recovered trigger, drawn in the report
+    html = (pytester.path / "reports" / "report.html").read_text()
+    assert "Recovered trigger" in html
+
+
+def test_a_model_that_already_obeys_the_harness_trigger_is_a_fail_not_a_low_excess(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
+    result, doc = _backdoored_audit(pytester, "harness_trigger", "backdoor_attack_success and not vs_baseline")
+    findings = [f for f in doc["findings"] if f["check"] == "backdoor_attack_success"]
+    assert result.ret == 1 and findings
+    for f in findings:
+        assert f["details"]["base_rate"]["value"] > 0.9
+        assert f["status"] == "FAIL" and "may already carry a backdoor" in f["reason"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..risk import Ceiling, CheckInfo, Floor, NoWorseThanBaseline
+from ..risk import CheckInfo, Floor, NoWorseThanBaseline
 from .ood import auroc
 
 SPECTRAL_Z = 3.5  # robust z-score cut-off (Iglewicz and Hoaglin's outlier rule)
@@ -59,12 +59,14 @@ SCAN = CheckInfo(
     metric="share of training samples flagged by both detectors with every seed's model",
     rmf=("MEASURE 2.1", "MEASURE 2.7"), characteristic="secure_resilient",
     attack_class="poisoning/backdoor", impact="moderate",
-    explanation="The detectors run on the real training set (whose poison, if any, is unknown) "
-                "with the models trained on it. Samples that both detectors flag with every seed's "
-                "model are listed by index for a person to inspect. Natural sub-styles of a "
-                "class also form small clusters, so a flag is a lead, not a verdict.",
-    mitigation="Inspect the listed samples and their sources; remove confirmed poison and retrain.",
-    condition=Ceiling("max_suspicious_share", "flagged share"),
+    explanation="Is the audited training set already poisoned? The scan does not assume the trigger: "
+                "it reverse-engineers the smallest trigger that sends other classes to each class "
+                "(Neural Cleanse), and for a class whose trigger is anomalously small it lists the "
+                "samples labelled with it that depend on that trigger. Its 'nothing found' is a PASS "
+                "only when the same scan finds the harness's own planted backdoor in this "
+                "architecture; otherwise it is inconclusive.",
+    mitigation="Inspect the listed samples and their sources; remove confirmed poison and retrain. "
+               "If the recovered trigger is visible in the report's picture, search the data for it.",
 )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import features as features_module
 from ..cache import code_digest
-from ..checks import poison_detection, poisoning
+from ..checks import backdoor_scan, poison_detection, poisoning
 from ..checks.data_integrity import exact_duplicates, label_issues, near_duplicates
 from ..checks.poison_detection import detection_metrics, run_detectors
 from ..checks.poisoning import PoisonedSet, add_trigger, backdoor, flip_labels, targeted_flip
@@ -94,6 +94,8 @@ def prefetch(audit: AuditSession, name: str) -> None:
         for cond in conditions(audit.config.poisoning):
             poisoned_models(audit, name, cond)
         detection(audit, name)
+        scan_power(audit, name)
+        trigger_scan(audit, name)
     scan(audit, name)
 
 
@@ -202,6 +204,56 @@ def scan(audit: AuditSession, name: str) -> dict:
                       lambda: audit.cached_arrays("poison-scan", audit.zoo.models(name), {}, _CODE_DIGEST, measure)[1])
 
 
+def _trigger_scan(audit: AuditSession, model, x, y, kind: str, settings: dict) -> dict:
+    """The trigger-agnostic scan (checks/backdoor_scan.py) of one trained model over (x, y),
+    cached on disk: {"flags", "scores", "mask", "pattern", "target", "anomaly_index", ...}."""
+    def measure():
+        features = penultimate_features(model.module, x, audit.device).numpy()
+        result = backdoor_scan.scan(model.module, x, y, audit.data.n_classes, audit.device, features=features,
+                                    seed=model.seed or 0, steps=audit.config.poisoning["scan_steps"])
+        trigger = result.trigger
+        arrays = {"flags": result.flags, "scores": result.scores}
+        if trigger is not None:
+            arrays.update(mask=trigger.mask, pattern=trigger.pattern)
+        return arrays, {"target": result.target, "anomaly_index": result.anomaly_index, "mask_l1": result.mask_l1,
+                        "trigger_success": trigger.success if trigger else None,
+                        "separated_classes": {str(k): v for k, v in result.separated_classes.items()}}
+
+    arrays, record = audit.cached_arrays(kind, [model], settings, _CODE_DIGEST, measure)
+    return {**arrays, **record, "flags": arrays["flags"].astype(bool)}
+
+
+def trigger_scan(audit: AuditSession, name: str) -> dict:
+    """The trigger-agnostic scan of the audited training set, through the first seed's model."""
+    model = audit.zoo.models(name)[0]
+    data = audit.data
+    return audit.memo(("trigger-scan", name), lambda: _trigger_scan(
+        audit, model, data.x_train, data.y_train, "trigger-scan", {"steps": audit.config.poisoning["scan_steps"]}))
+
+
+def scan_power(audit: AuditSession, name: str) -> dict | None:
+    """How well the same scan finds the harness's own planted backdoor (at `detection_rate`) in
+    this architecture: {"target_found", "precision", "recall", "n_poisoned"}; None when the model
+    is not poisoned in this audit (so the power is not measured)."""
+    if out_of_scope(audit, name) is not None:
+        return None
+    cond = Condition("backdoor", audit.config.poisoning["detection_rate"])
+
+    def compute():
+        poisoned = poisoned_set(audit, cond)
+        model = poisoned_models(audit, name, cond)[0]
+        result = _trigger_scan(audit, model, poisoned.x, poisoned.y, "trigger-scan-planted",
+                               {"steps": audit.config.poisoning["scan_steps"], "condition": cond.tag(audit.config.poisoning)})
+        truth = poisoned.mask.numpy()
+        flags = result["flags"]
+        hits = int((flags & truth).sum())
+        return {"rate": cond.rate, "target": _target(audit), "target_found": result["target"] == _target(audit),
+                "found_target": result["target"], "n_poisoned": int(truth.sum()), "n_flagged": int(flags.sum()),
+                "precision": hits / int(flags.sum()) if flags.any() else None,
+                "recall": hits / int(truth.sum()) if truth.any() else None}
+    return audit.memo(("scan-power", name), compute)
+
+
 def integrity(audit: AuditSession) -> dict:
     """Model-free checks of the dataset, once per process."""
     def compute():
@@ -239,5 +291,5 @@ def _check_class(audit: AuditSession, c: int, key: str) -> None:
                           f"dataset has classes 0 to {audit.data.n_classes - 1}")
 
 
-_CODE_DIGEST = code_digest(sys.modules[__name__], poison_detection, features_module)
+_CODE_DIGEST = code_digest(sys.modules[__name__], poison_detection, backdoor_scan, features_module)
 _ATTACK_DIGEST = code_digest(poisoning)

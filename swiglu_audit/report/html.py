@@ -173,8 +173,28 @@ def finding_detail(f: dict, rmf: dict) -> str:
             f"<p><b>Severity.</b> {esc(f['severity'])} (likelihood {esc(f['likelihood'])}, impact "
             f"{esc(f['impact'])}; NIST SP 800-30 matrix)</p>"
             f"<p><b>What it means.</b> {esc(f['explanation'])}</p><p><b>Mitigation.</b> {esc(f['mitigation'])}</p>"
-            f"{records_table(f['details'].get('table'))}"
-            f"<pre>{esc(json.dumps({k: v for k, v in f['details'].items() if k != 'table'}, indent=2))}</pre></details>")
+            f"{records_table(f['details'].get('table'))}{trigger_picture(f['details'].get('trigger_image'))}"
+            f"<pre>{esc(json.dumps({k: v for k, v in f['details'].items() if k not in ('table', 'trigger_image')}, indent=2))}</pre></details>")
+
+
+def trigger_picture(image) -> str:
+    """The trigger the training-set scan recovered (mask x pattern), as a small grey-level grid."""
+    if not image or not isinstance(image, list) or not all(isinstance(row, list) for row in image):
+        return ""
+    h, w = len(image), max(len(row) for row in image)
+    cell = max(4, min(16, 160 // max(h, w)))
+    cells = []
+    for i, row in enumerate(image):
+        for j, v in enumerate(row):
+            try:
+                level = int(255 * (1 - min(1.0, max(0.0, float(v)))))
+            except (TypeError, ValueError):
+                return ""
+            cells.append(f'<rect x="{j * cell}" y="{i * cell}" width="{cell}" height="{cell}" '
+                         f'fill="rgb({level},{level},{level})"/>')
+    return (f"<p><b>Recovered trigger</b> (mask x pattern; dark = strong): </p>"
+            f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="Recovered trigger" '
+            f'width="{w * cell}" height="{h * cell}" style="border:1px solid #d0d7de">{"".join(cells)}</svg>')
 
 
 def records_table(rows) -> str:
