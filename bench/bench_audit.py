@@ -76,6 +76,19 @@ def run_audit(workdir: Path, cache: Path, profile: str, workers: int) -> dict:
             "tail": out.decode(errors="replace").splitlines()[-1:]}
 
 
+def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
+    """The machine's float32 matmul rate now (DESIGN.md section 7: machines of one type differ
+    from day to day, so every timing is recorded beside it)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return round(2 * n**3 * repeats / (time.perf_counter() - started) / 1e9, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="standard")
@@ -89,7 +102,8 @@ def main() -> None:
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                            "cpu_count": os.cpu_count(), "torch": torch.__version__,
                            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
-               "profile": args.profile, "workers": args.workers, "cold": [], "warm": []}
+               "profile": args.profile, "workers": args.workers, "cold": [], "warm": [],
+               "matmul_gflops_before": matmul_gflops()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         first_cache = None
@@ -104,10 +118,14 @@ def main() -> None:
             work.mkdir()
             results["warm"].append(run_audit(work, first_cache, args.profile, args.workers))
             print("warm", results["warm"][-1], flush=True)
+    results["matmul_gflops_after"] = matmul_gflops()
+    rate = (results["matmul_gflops_before"] + results["matmul_gflops_after"]) / 2
     for kind in ("cold", "warm"):
         runs = results[kind]
         if runs:
             results[f"{kind}_median_seconds"] = statistics.median(r["seconds"] for r in runs)
+            # the budget is stated for a 220 GFLOP/s machine: time x measured rate / 220
+            results[f"{kind}_median_seconds_at_220_gflops"] = round(results[f"{kind}_median_seconds"] * rate / 220, 1)
             results[f"{kind}_peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
             results[f"{kind}_peak_tree_rss_mb"] = max(r["peak_tree_rss_mb"] for r in runs)
     print(json.dumps({k: v for k, v in results.items() if k not in ("cold", "warm")}, indent=2))

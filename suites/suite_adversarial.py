@@ -47,10 +47,10 @@ def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
     estimate = bootstrap_mean(worst["robust"], level)
     finding = judged_finding(
         WORST_CASE, [audit_model], estimate.value, policy,
-        f"worst-case robust accuracy ({describe_threat(threat, cfg)}) over {', '.join(worst['attacks'] + list(worst['escalated']))}",
+        f"worst-case robust accuracy ({describe_threat(threat, cfg, audit.data.modality)}) over {', '.join(worst['attacks'] + list(worst['escalated']))}",
         aspect=threat, ci=(estimate.ci_low, estimate.ci_high), ci_level=level,
         details={
-            "threat_model": describe_threat(threat, cfg),
+            "threat_model": describe_threat(threat, cfg, audit.data.modality),
             "attacks": worst["attacks"], "escalation": worst["escalated"], "masking_failures": worst["masked"],
             "steps": cfg["steps"],
             "clean_accuracy": bootstrap_mean(result["clean"], level).to_dict(),
@@ -96,8 +96,8 @@ def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, threat, recor
                                        policy["confidence_level"], policy["alpha"]).to_dict()
                   for a in cand["attacks"]}
     finding = comparison_finding(WORST_CASE_COMPARISON, audit_pair, cmp, policy,
-                                 f"worst-case robust accuracy ({describe_threat(threat, cfg)})", aspect=threat,
-                                 details={"threat_model": describe_threat(threat, cfg), "per_attack": per_attack,
+                                 f"worst-case robust accuracy ({describe_threat(threat, cfg, audit.data.modality)})", aspect=threat,
+                                 details={"threat_model": describe_threat(threat, cfg, audit.data.modality), "per_attack": per_attack,
                                           "masking_failures": {candidate: cand["masked"], baseline: base["masked"]}})
     # A model whose masking checks fail may only look robust: where it looks better, the
     # comparison is void (never PASS); where it looks worse, the difference is a lower bound.

@@ -42,7 +42,8 @@ def test_ood_detection(audit, audit_model, level, record_finding):
         ci=(est.ci_low, est.ci_high), ci_level=conf,
         details={"level": level, "chosen_detector": chosen, "validation_auroc": val_auroc,
                  "positive_class": POSITIVE_CLASS,
-                 "ood_sets": {s.name: s.description for s in sets_of_level(level)},
+                 "ood_sets": {s.name: s.description for s in sets_of_level(level, audit.data.modality)},
+                 "modality": audit.data.modality,
                  "n_in": int(pooled["in"].shape[1]), "n_out": int(pooled["out"].shape[1]),
                  "unavailable_detectors": scores["unavailable"],
                  "table": table.round(4).to_dict(orient="records"),
@@ -104,7 +105,8 @@ def test_corruption_robustness(audit, audit_model, record_finding):
     record_finding(judged_finding(
         CORRUPTION, [audit_model], est.value, policy, "clean accuracy minus mean accuracy under corruptions",
         judged=drop, ci=(est.ci_low, est.ci_high), ci_level=conf,
-        details={"clean_accuracy": float(clean.mean()), "accuracy_drop": drop,
+        details={"clean_accuracy": float(clean.mean()), "accuracy_drop": drop, "corruptions": result["corruptions"],
+                 "not_applicable": {c: f"not applicable to {result['modality']} data" for c in result["not_applicable"]},
                  "reference_model": reference, "reference_error": reference_error, "mce_vs_reference": float(np.mean(valid_ce)) if valid_ce else None,
                  "curve": by_severity, "table": table.round(4).to_dict(orient="records")}))
 

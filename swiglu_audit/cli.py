@@ -99,6 +99,21 @@ def cmd_compare(args) -> int:
     return 1 if result.regressions else 0
 
 
+def cmd_merge(args) -> int:
+    from .report.writer import merge_documents, write_document
+
+    try:
+        document = merge_documents([_load(path) for path in args.reports])
+    except ValueError as exc:
+        raise SystemExit(f"swiglu-audit: {exc}") from exc
+    paths = write_document(document, Path(args.output))
+    s = document["summary"]
+    print(f"merged {len(args.reports)} shard reports: {len(document['findings'])} findings, verdict {s['verdict']}")
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 1 if s["breaches_policy"] else 0
+
+
 def cmd_history(args) -> int:
     from .history import saved_runs
 
@@ -135,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gate", action="append", metavar="CHECK=AMOUNT",
                    help="an allowed regression, e.g. worst_case_robust_accuracy=0.02 or default=5%%")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("merge", help="merge the report.json files of an audit's shards into one report")
+    p.add_argument("reports", nargs="+", help="each shard's report.json")
+    p.add_argument("-o", "--output", default="reports", help="folder for the merged reports (default: %(default)s)")
+    p.set_defaults(func=cmd_merge)
     p = sub.add_parser("history", help="list the saved audits")
     p.add_argument("history", nargs="?", default=".swiglu-audit-history")
     p.set_defaults(func=cmd_history)

@@ -28,6 +28,7 @@ OPT_UPDATE_GOLDEN = "--swiglu-audit-update-golden"
 OPT_DEBUG = "--swiglu-audit-debug"
 OPT_SAVE = "--swiglu-audit-save"
 OPT_COMPARE = "--swiglu-audit-compare"
+OPT_SHARD = "--swiglu-audit-shard"
 DEFAULT_HISTORY_DIR = ".swiglu-audit-history"
 
 TOOL_TABLE = "tool.swiglu_audit"

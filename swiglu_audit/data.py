@@ -34,6 +34,9 @@ class AuditData:
     # Position of each training sample in the x_train the user's factory returned (the audit
     # carves a validation split out of it when none is given); None when the split is as given.
     train_source_index: np.ndarray | None = None
+    # "image" for (N, C, H, W) inputs, "tabular" for (N, D) feature vectors (held as (N, 1, 1, D)):
+    # the checks that only mean something for one of them read this (image corruptions, say)
+    modality: str = "image"
 
     def source_train_indices(self, indices) -> list[int]:
         """Training-split positions -> positions in the user's own x_train, for reports."""
@@ -56,6 +59,7 @@ class AuditData:
             "name": self.name,
             "n_classes": self.n_classes,
             "input_shape": list(self.input_shape),
+            "modality": self.modality,
             "sizes": {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)},
             "sha256": dict(self.hashes),
         }
@@ -72,14 +76,15 @@ def split_hash(x: torch.Tensor, y: torch.Tensor) -> str:
 
 
 def make_audit_data(name: str, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                    n_classes: int, train_source_index: np.ndarray | None = None) -> AuditData:
+                    n_classes: int, train_source_index: np.ndarray | None = None,
+                    modality: str = "image") -> AuditData:
     hashes = {k: split_hash(*v) for k, v in splits.items()}
     return AuditData(
         name=name,
         x_train=splits["train"][0], y_train=splits["train"][1],
         x_val=splits["val"][0], y_val=splits["val"][1],
         x_test=splits["test"][0], y_test=splits["test"][1],
-        n_classes=n_classes, hashes=hashes, train_source_index=train_source_index,
+        n_classes=n_classes, hashes=hashes, train_source_index=train_source_index, modality=modality,
     )
 
 
@@ -123,6 +128,7 @@ def load_user_data(import_path: str) -> AuditData:
                                 "hold x_train, y_train, x_test, y_test (and optionally x_val, y_val, "
                                 "n_classes, name)")
     problems: list[str] = []
+    modality = _modality(raw, where, problems)
     splits = ["train", "test"] + (["val"] if "x_val" in raw and "y_val" in raw else [])
     out_of_range: dict[str, tuple[float, float]] = {}
     pairs = {s: (_as_images(raw[f"x_{s}"], f"x_{s}", where, problems, out_of_range),
@@ -157,7 +163,20 @@ def load_user_data(import_path: str) -> AuditData:
     if "val" not in checked:  # carve a fixed, stratified validation split out of train
         x_train, y_train, x_val, y_val, source_index = _carve_validation(*checked["train"])
         checked = {"train": (x_train, y_train), "val": (x_val, y_val), "test": checked["test"]}
-    return make_audit_data(str(raw.get("name", import_path)), checked, n_classes, source_index)
+    return make_audit_data(str(raw.get("name", import_path)), checked, n_classes, source_index, modality)
+
+
+MODALITIES = ("image", "tabular")
+
+
+def _modality(raw, where: str, problems: list[str]) -> str:
+    """The dataset's `modality`, or what its x_train's shape says: (N, D) is tabular."""
+    if "modality" in raw:
+        if raw["modality"] not in MODALITIES:
+            problems.append(f"{where}: modality = {raw['modality']!r}; give \"image\" or \"tabular\"")
+            return "image"
+        return str(raw["modality"])
+    return "tabular" if np.ndim(raw["x_train"]) == 2 else "image"
 
 
 def _n_classes(raw, labels: list[torch.Tensor], where: str, problems: list[str]) -> int:

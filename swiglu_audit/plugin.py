@@ -40,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(cfg.OPT_COMPARE, default=None, metavar="last|RUN|PATH",
                     help="compare with a saved audit (or a report.json) and fail (exit 1) when a gate "
                          "of [tool.swiglu_audit.gates] trips")
+    group.addoption(cfg.OPT_SHARD, default=None, metavar="K/N",
+                    help="run shard K of N of the audit's checks (deterministic by check id); merge the "
+                         "shards' report.json files with `swiglu-audit merge`")
     group.addoption(cfg.OPT_DEBUG, action="store_true", default=False,
                     help="show the traceback behind each setup problem (as -v does)")
 
@@ -120,6 +123,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "audit_pair" in metafunc.fixturenames:
         pairs = comparison_pairs(specs)
         metafunc.parametrize("audit_pair", pairs, ids=[f"{c}-vs-{b}" for c, b in pairs])
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    shard = config.getoption(cfg.OPT_SHARD) if CONFIG_KEY in config.stash else None
+    if not shard:
+        return
+    from .sharding import parse_shard, split
+
+    index, count = parse_shard(shard)
+    keep, drop = split(items, index, count)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.hookimpl(wrapper=True)

@@ -16,6 +16,7 @@ class CoverageRow:
     area: str  # what is measured, in words
     check: str | None  # a finding whose check starts with this shows the area was measured
     rmf: tuple[str, ...]
+    modalities: tuple[str, ...] = ("image", "tabular")  # the data it applies to
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,10 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
             CoverageRow("Availability poisoning (random label flipping, several rates)", "label_flip_degradation",
                         ("MEASURE 2.7", "MEASURE 2.1")),
             CoverageRow("Targeted poisoning (class-pair label flipping)", "targeted_label_flip", ("MEASURE 2.7",)),
-            CoverageRow("Backdoor poisoning (BadNets patch trigger)", "backdoor_attack_success", ("MEASURE 2.7",)),
+            CoverageRow("Backdoor poisoning (BadNets patch trigger)", "backdoor_attack_success", ("MEASURE 2.7",),
+                        ("image",)),
+            CoverageRow("Backdoor poisoning (feature-space trigger: features set to their extreme value)",
+                        "backdoor_attack_success", ("MEASURE 2.7",), ("tabular",)),
             CoverageRow("Poisoned-sample detection (spectral signatures, activation clustering)", "poison_detection",
                         ("MEASURE 2.7",)),
             CoverageRow("Scan of the audited training set for poison", "training_set_scan", ("MEASURE 2.1", "MEASURE 2.7")),
@@ -98,8 +102,16 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
         coverage=(
             CoverageRow("Near- and far-OOD detection (MSP, MaxLogit, Energy, ODIN, Mahalanobis, KNN)", "ood_detection",
                         ("MEASURE 2.5", "MEASURE 2.6")),
+            CoverageRow("Near OOD by image transforms (rotation, quadrant shuffle); far OOD by natural-image patches",
+                        "ood_detection", ("MEASURE 2.5",), ("image",)),
+            CoverageRow("Near OOD by feature permutation; far OOD in the unit box", "ood_detection", ("MEASURE 2.5",),
+                        ("tabular",)),
             CoverageRow("Selective prediction (risk-coverage)", "selective_prediction", ("MEASURE 2.6",)),
-            CoverageRow("Corruptions at five severities, mCE vs ReLU", "corruption_robustness", ("MEASURE 2.5",)),
+            CoverageRow("Image corruptions (noise, blur, contrast, brightness, rotation, translation, pixelation, "
+                        "salt and pepper) at five severities, mCE vs ReLU", "corruption_robustness", ("MEASURE 2.5",),
+                        ("image",)),
+            CoverageRow("Tabular shifts (noise per feature, missing features imputed, scaling drift) at five "
+                        "severities", "corruption_robustness", ("MEASURE 2.5",), ("tabular",)),
             CoverageRow("Calibration under shift (ECE)", "calibration_under_shift", ("MEASURE 2.5", "MEASURE 2.6")),
         ),
         curves=tuple(

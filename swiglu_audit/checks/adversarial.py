@@ -133,9 +133,11 @@ def threat_attacks(attacks, threat: str) -> list[str]:
     return [a for a in attacks if ATTACK_NORMS.get(a) == THREAT_MODELS[threat]]
 
 
-def describe_threat(threat: str, cfg: dict) -> str:
-    """The threat model in words, named in every robustness sentence: "Linf, eps = 0.1"."""
-    return f"Linf, eps = {cfg['eps']:g}" if threat == "linf" else f"L2, eps = {cfg['eps_l2']:g}"
+def describe_threat(threat: str, cfg: dict, modality: str = "image") -> str:
+    """The threat model in words, named in every robustness sentence: "Linf, eps = 0.1" (for
+    (N, D) data the budget is in the units of the features as scaled to [0, 1])."""
+    text = f"Linf, eps = {cfg['eps']:g}" if threat == "linf" else f"L2, eps = {cfg['eps_l2']:g}"
+    return text + (" in scaled feature units" if modality == "tabular" else "")
 
 
 class StraightThrough(nn.Module):

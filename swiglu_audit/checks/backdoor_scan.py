@@ -32,6 +32,7 @@ The verdict is calibrated elsewhere: the same scan is run on the harness's own p
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,9 +104,27 @@ def reverse_engineer(model: nn.Module, x_other: torch.Tensor, target: int, devic
     return Trigger(target, mask[0, 0].cpu().numpy(), pattern[0].cpu().numpy(), float(mask.sum()), success)
 
 
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device):
+    """Thousands of tiny forward and backward passes: on a CPU, one thread beats several, and
+    several processes (xdist workers) spinning on shared cores slow each other down badly."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def scan(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int, device: torch.device,
          features: np.ndarray | None = None, seed: int = 0, per_class: int = 60, steps: int = 200) -> ScanResult:
     """The scan of one trained model over its training set (x, y)."""
+    with _one_cpu_thread(device):
+        return _scan(model, x, y, n_classes, device, features, seed, per_class, steps)
+
+
+def _scan(model, x, y, n_classes, device, features, seed, per_class, steps) -> ScanResult:
     rng = np.random.default_rng(seed)
     labels = y.numpy()
     triggers: list[Trigger | None] = []

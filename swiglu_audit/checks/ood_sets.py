@@ -19,6 +19,7 @@ class OODSet:
     level: str  # "near" or "far"
     description: str
     build: Callable[[torch.Tensor, int], torch.Tensor]  # (in-distribution inputs, seed) -> OOD inputs
+    modality: str = "any"  # "image", "tabular", or "any": the data it means something for
 
 
 def rotated(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -37,6 +38,15 @@ def quadrant_shuffled(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     out[..., :h, w:2 * w], out[..., h:2 * h, w:2 * w] = tl, tr
     out[..., h:2 * h, :w], out[..., :h, :w] = br, bl
     return out
+
+
+def feature_permuted(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Each feature's values shuffled across the inputs independently: every marginal kept, every
+    relation between features broken (near OOD for (N, D) data)."""
+    g = torch.Generator().manual_seed(seed)
+    flat = x.reshape(len(x), -1)
+    cols = [flat[torch.randperm(len(x), generator=g), j] for j in range(flat.shape[1])]
+    return torch.stack(cols, dim=1).reshape(x.shape)
 
 
 def uniform_noise(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -67,15 +77,23 @@ def natural_patches(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
 OOD_SETS = (
     OODSet("rotated", "near", "test inputs turned by 90 degrees (vertically flipped when not square); "
            "symmetric classes (a 0, say) stay close to in-distribution, so this set is hard by design",
-           rotated),
+           rotated, "image"),
     OODSet("quadrant_shuffled", "near", "test inputs with their four quadrants moved one place clockwise: "
-           "the same strokes and intensities, in an arrangement no class has", quadrant_shuffled),
-    OODSet("uniform_noise", "far", "uniform noise in [0, 1], seeded", uniform_noise),
+           "the same strokes and intensities, in an arrangement no class has", quadrant_shuffled, "image"),
+    OODSet("feature_permuted", "near", "test feature vectors with each feature's values shuffled across "
+           "inputs: the same marginals, no relation between features", feature_permuted, "tabular"),
+    OODSet("uniform_noise", "far", "uniform noise in [0, 1] (the unit box of the scaled inputs), seeded",
+           uniform_noise),
     OODSet("natural_patches", "far", "grey patches of the two sample photographs that ship with "
-           "scikit-learn, average-pooled to the input size; seeded", natural_patches),
+           "scikit-learn, average-pooled to the input size; seeded", natural_patches, "image"),
 )
 LEVELS = ("near", "far")
 
 
-def sets_of_level(level: str) -> list[OODSet]:
-    return [s for s in OOD_SETS if s.level == level]
+def sets_for(modality: str) -> list[OODSet]:
+    """The OOD sets that mean something for this kind of data."""
+    return [s for s in OOD_SETS if s.modality in (modality, "any")]
+
+
+def sets_of_level(level: str, modality: str = "image") -> list[OODSet]:
+    return [s for s in sets_for(modality) if s.level == level]

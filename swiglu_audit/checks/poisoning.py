@@ -117,10 +117,17 @@ def targeted_flip(y: torch.Tensor, source: int, target: int, rate: float, seed: 
 
 
 def add_trigger(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Stamp a size x size patch at full intensity into the bottom-right corner of every image."""
+    """Stamp a size x size patch at full intensity into the bottom-right corner of every image;
+    for (N, 1, 1, D) feature vectors, set the last `size` features to their largest value, 1
+    (a feature-space trigger: a few features at a value the data rarely takes)."""
+    out = x.clone()
+    if x.shape[-2] == 1:  # tabular
+        if size < 1 or size > x.shape[-1]:
+            raise ValueError(f"trigger size {size} does not fit {x.shape[-1]} features")
+        out[..., -size:] = 1.0
+        return out
     if size < 1 or size > min(x.shape[-2:]):
         raise ValueError(f"trigger size {size} does not fit images of shape {tuple(x.shape[1:])}")
-    out = x.clone()
     out[..., -size:, -size:] = 1.0
     return out
 

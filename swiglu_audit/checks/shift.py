@@ -25,11 +25,30 @@ _PARAMS = {
     "translation": (0, 0.4, 0.8, 1.2, 1.6, 2.0),  # pixels at 8 x 8 (scaled to the image size)
     "pixelation": (1, 0.875, 0.75, 0.625, 0.5, 0.375),  # share of the resolution kept (7 to 3 of 8)
     "salt_and_pepper": (0, 0.02, 0.05, 0.08, 0.12, 0.17),  # share of pixels set to 0 or 1
+    # for (N, D) feature vectors (they need the training inputs as `reference`)
+    "feature_noise": (0, 0.1, 0.2, 0.3, 0.5, 0.8),  # Gaussian noise, in each feature's own std
+    "missing_imputed": (0, 0.05, 0.1, 0.2, 0.3, 0.5),  # share of features lost, imputed with the training mean
+    "scaling_drift": (0, 0.05, 0.1, 0.2, 0.3, 0.5),  # each feature scaled by 1 +- this (a unit or sensor drift)
 }
 CORRUPTIONS = tuple(_PARAMS)
+# The data each corruption means something for: blurring or rotating a feature vector does not.
+TABULAR_CORRUPTIONS = ("feature_noise", "missing_imputed", "scaling_drift")
+CORRUPTION_MODALITY = {name: "tabular" if name in TABULAR_CORRUPTIONS else "image" for name in CORRUPTIONS}
 
 
-def corrupt(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:
+def applicable_corruptions(names, modality: str) -> tuple[list[str], list[str]]:
+    """(the configured corruptions that apply to this kind of data, those that do not). Tabular
+    data whose configuration names no tabular corruption (the default list is the image one)
+    gets all three tabular ones."""
+    applied = [n for n in names if CORRUPTION_MODALITY[n] == modality]
+    skipped = [n for n in names if CORRUPTION_MODALITY[n] != modality]
+    if modality == "tabular" and not applied:
+        applied = list(TABULAR_CORRUPTIONS)
+    return applied, skipped
+
+
+def corrupt(x: torch.Tensor, name: str, severity: int, seed: int = 0,
+            reference: torch.Tensor | None = None) -> torch.Tensor:
     if name not in _PARAMS:
         raise ValueError(f"unknown corruption {name!r}; known: {', '.join(CORRUPTIONS)}")
     if severity == 0:
@@ -60,10 +79,26 @@ def corrupt(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.T
         h, w = x.shape[-2:]
         small = F.interpolate(x, size=(max(1, round(h * p)), max(1, round(w * p))), mode="area")
         out = F.interpolate(small, size=(h, w), mode="nearest")
-    else:  # salt_and_pepper
+    elif name == "salt_and_pepper":
         u = torch.rand(x.shape, generator=g)
         out = torch.where(u < p / 2, 0.0, torch.where(u > 1 - p / 2, 1.0, x))
+    else:
+        out = _tabular(x, name, p, g, reference)
     return out.clamp(0.0, 1.0)
+
+
+def _tabular(x: torch.Tensor, name: str, p: float, g: torch.Generator, reference: torch.Tensor | None) -> torch.Tensor:
+    if reference is None:
+        raise ValueError(f"corruption {name!r} needs the training inputs as `reference`")
+    flat_ref = reference.reshape(len(reference), -1)
+    mean, std = flat_ref.mean(0).reshape(x.shape[1:]), flat_ref.std(0).reshape(x.shape[1:])
+    if name == "feature_noise":
+        return x + p * std * torch.randn(x.shape, generator=g)
+    if name == "missing_imputed":
+        lost = torch.rand(x.shape, generator=g) < p
+        return torch.where(lost, mean.expand_as(x), x)
+    sign = torch.where(torch.rand(x.shape[1:], generator=g) < 0.5, -1.0, 1.0)  # scaling_drift
+    return x * (1 + p * sign)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -17,8 +17,8 @@ from .. import features as features_module
 from ..cache import code_digest
 from ..checks import ood_detectors, ood_metrics, ood_sets, shift
 from ..checks.ood_detectors import DETECTORS, KNN, Mahalanobis, logit_scores, odin_scores
-from ..checks.ood_sets import LEVELS, OOD_SETS, sets_of_level
-from ..checks.shift import SEVERITIES, aurc, corrupt
+from ..checks.ood_sets import LEVELS, OOD_SETS, sets_for, sets_of_level
+from ..checks.shift import SEVERITIES, applicable_corruptions, aurc, corrupt
 from ..errors import ModelContractError
 from ..features import penultimate_features
 from ..specs import USER_GROUP
@@ -39,7 +39,7 @@ def _id_inputs(audit: AuditSession, split: str) -> tuple[torch.Tensor, torch.Ten
 def ood_inputs(audit: AuditSession, split: str) -> dict[str, torch.Tensor]:
     def build():
         x_id, _ = _id_inputs(audit, split)
-        return {s.name: s.build(x_id, SPLIT_SEEDS[split]) for s in OOD_SETS}
+        return {s.name: s.build(x_id, SPLIT_SEEDS[split]) for s in sets_for(audit.data.modality)}
     return audit.memo(("ood-inputs", split), build)
 
 
@@ -55,7 +55,8 @@ def detector_scores(audit: AuditSession, name: str, split: str = "test") -> dict
         settings = {"split": split, **{k: cfg[k] for k in ("n_examples", "knn_k", "odin_temperature", "odin_eps")}}
         arrays, record = _cached(audit, name, "ood-scores", settings, lambda: _compute_scores(audit, name, split))
         return {"id": {d: arrays[f"id/{d}"] for d in record["detectors"]},
-                "ood": {o.name: {d: arrays[f"ood/{o.name}/{d}"] for d in record["detectors"]} for o in OOD_SETS},
+                "ood": {o.name: {d: arrays[f"ood/{o.name}/{d}"] for d in record["detectors"]}
+                        for o in sets_for(audit.data.modality)},
                 "correct": arrays["correct"], **record}
     return audit.memo(("ood-scores", name, split), compute)
 
@@ -107,7 +108,7 @@ def detector_table(audit: AuditSession, name: str, level: str) -> list[dict]:
     def build():
         scores = detector_scores(audit, name)
         rows = []
-        for ood_set in sets_of_level(level):
+        for ood_set in sets_of_level(level, audit.data.modality):
             for det in scores["detectors"]:
                 row = {"detector": det, "ood_set": ood_set.name}
                 for metric in ood_metrics.METRICS:
@@ -136,7 +137,8 @@ def _feature_detectors(audit: AuditSession, model) -> dict:
 
 def level_scores(scores: dict, level: str, detector: str) -> dict:
     """{"in", "out"}: the level's OOD sets pooled, for one detector (seeds x examples each)."""
-    out = np.concatenate([scores["ood"][s.name][detector] for s in sets_of_level(level)], axis=1)
+    names = [s.name for s in OOD_SETS if s.level == level and s.name in scores["ood"]]  # the data's own sets
+    out = np.concatenate([scores["ood"][n][detector] for n in names], axis=1)
     return {"in": scores["id"][detector], "out": out}
 
 
@@ -144,7 +146,7 @@ def chosen_detector(audit: AuditSession, name: str, level: str) -> tuple[str, di
     """The detector with the best mean AUROC over the level's sets on the validation split."""
     val = detector_scores(audit, name, "val")
     by_detector = {d: float(np.mean([ood_metrics.per_seed("auroc", val["id"][d], val["ood"][s.name][d]).mean()
-                                     for s in sets_of_level(level)]))
+                                     for s in sets_of_level(level, audit.data.modality)]))
                    for d in val["detectors"]}
     return max(by_detector, key=by_detector.get), by_detector
 
@@ -158,15 +160,17 @@ def selective_detector(audit: AuditSession, name: str) -> tuple[str, dict]:
 
 
 def corruption(audit: AuditSession, name: str) -> dict:
-    """Per corruption and severity: correctness and confidence on the test inputs (seeds x n)."""
-    names = audit.config.ood["corruptions"]
+    """Per corruption and severity: correctness and confidence on the test inputs (seeds x n);
+    only the corruptions that apply to the data's modality (the others are listed as such)."""
+    names, not_applicable = applicable_corruptions(audit.config.ood["corruptions"], audit.data.modality)
     keys = [("clean", 0)] + [(c, s) for c in names for s in SEVERITIES]
 
     def measure():
         x, y = _id_inputs(audit, "test")
         arrays = {}
         for c, s in keys:
-            rows = [predict_logits(m.module, corrupt(x, c, s) if c != "clean" else x, audit.device)
+            shifted = corrupt(x, c, s, reference=audit.data.x_train) if c != "clean" else x
+            rows = [predict_logits(m.module, shifted, audit.device)
                     for m in audit.zoo.models(name)]
             arrays[f"correct/{c}/{s}"] = np.stack([(r.argmax(1) == y).numpy() for r in rows])
             arrays[f"confidence/{c}/{s}"] = np.stack([torch.softmax(r, 1).max(1).values.numpy() for r in rows])
@@ -175,7 +179,8 @@ def corruption(audit: AuditSession, name: str) -> dict:
     def compute():
         settings = {"n_examples": audit.config.ood["n_examples"], "corruptions": names}
         arrays, _ = _cached(audit, name, "corruption", settings, measure)
-        return {"corruptions": names, "correct": {k: arrays[f"correct/{k[0]}/{k[1]}"] for k in keys},
+        return {"corruptions": names, "not_applicable": not_applicable, "modality": audit.data.modality,
+                "correct": {k: arrays[f"correct/{k[0]}/{k[1]}"] for k in keys},
                 "confidence": {k: arrays[f"confidence/{k[0]}/{k[1]}"] for k in keys}}
     return audit.memo(("corruption", name), compute)
 

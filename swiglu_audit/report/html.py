@@ -284,7 +284,8 @@ def suite_section(doc: dict, suite: str) -> str:
 
 def coverage_section(doc: dict) -> str:
     rows = "".join(f"<tr><td>{esc(c['area'])}</td><td>{esc(', '.join(c['rmf']))}</td>"
-                   f"<td>{'measured' if c['measured'] else '<b>not measured</b>'}</td><td>{esc(c['note'])}</td></tr>"
+                   f"<td>{'measured' if c['measured'] else 'not applicable' if c.get('applicable') is False else '<b>not measured</b>'}</td>"
+                   f"<td>{esc(c['note'])}</td></tr>"
                    for c in doc["coverage"])
     return ('<section id="coverage"><h2>Coverage (MEASURE 1.1)</h2><table><tr><th>area</th><th>RMF</th>'
             f"<th>status</th><th>note</th></tr>{rows}</table></section>")

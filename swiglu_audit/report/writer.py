@@ -19,42 +19,54 @@ from ..suite_catalog import NOT_MEASURED, SUITES
 
 SCHEMA_VERSION = 1
 
-def coverage(findings: list[dict]) -> list[dict]:
+def coverage(findings: list[dict], modality: str = "image") -> list[dict]:
     """The coverage matrix (MEASURE 1.1): every suite's areas, and what no suite measures. An area
-    counts as measured in a report only when a finding of its check is in it (and not an ERROR)."""
+    counts as measured in a report only when a finding of its check is in it (and not an ERROR);
+    an area meant for another kind of data is "not applicable", which is not "not measured"."""
     rows = [(row, name) for name, info in SUITES.items() for row in info.coverage] + [(r, None) for r in NOT_MEASURED]
     out = []
     for row, suite in rows:
         area, check, rmf = row.area, row.check or "", row.rmf
-        measured = any(f["suite"] == suite and f["check"].startswith(check) and f["status"] != "ERROR"
-                       for f in findings) if suite else False
-        note = ("" if measured else "not measured by this version of the harness" if suite is None
+        applicable = modality in row.modalities
+        measured = applicable and suite is not None and any(
+            f["suite"] == suite and f["check"].startswith(check) and f["status"] != "ERROR" for f in findings)
+        note = ("" if measured else
+                f"not applicable to {'(N, D)' if modality == 'tabular' else 'image'} data" if not applicable else
+                "not measured by this version of the harness" if suite is None
                 else "not measured in this audit (suite not run, check skipped, or it errored)")
-        out.append({"area": area, "suite": suite, "rmf": list(rmf), "measured": measured, "note": note})
+        out.append({"area": area, "suite": suite, "rmf": list(rmf), "measured": measured,
+                    "applicable": applicable, "note": note})
     return out
 
 
+def order_findings(findings: list[dict]) -> list[dict]:
+    return sorted(findings, key=lambda f: (STATUS_ORDER.get(f["status"], 9), f["id"]))
+
+
+def summarise(ordered: list[dict], fail_on_warn: bool, exit_status: int) -> dict:
+    """The summary block of a report: verdict, policy breach, counts and risk tables."""
+    return {
+        "verdict": verdict((f["status"] for f in ordered), fail_on_warn),
+        "breaches_policy": any(breaches_policy(f["status"], fail_on_warn) for f in ordered),
+        "interrupted": exit_status == 2,
+        "pytest_exit_status": exit_status,
+        "counts": {s.value: sum(f["status"] == s.value for f in ordered) for s in Status},
+        "by_characteristic": _risk_by(ordered, lambda f: [f["characteristic"]]),
+        "by_rmf_function": _risk_by(ordered, lambda f: sorted({r.split()[0] for r in f["rmf"]})),
+    }
+
+
 def build_document(findings: list[dict], config: AuditConfig, meta: dict, exit_status: int) -> dict:
-    ordered = sorted(findings, key=lambda f: (STATUS_ORDER.get(f["status"], 9), f["id"]))
-    fail_on_warn = config.policy["fail_on_warn"]
-    overall = verdict((f["status"] for f in ordered), fail_on_warn)
+    ordered = order_findings(findings)
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "swiglu-audit", "version": __version__},
         "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "summary": {
-            "verdict": overall,
-            "breaches_policy": any(breaches_policy(f["status"], fail_on_warn) for f in ordered),
-            "interrupted": exit_status == 2,
-            "pytest_exit_status": exit_status,
-            "counts": {s.value: sum(f["status"] == s.value for f in ordered) for s in Status},
-            "by_characteristic": _risk_by(ordered, lambda f: [f["characteristic"]]),
-            "by_rmf_function": _risk_by(ordered, lambda f: sorted({r.split()[0] for r in f["rmf"]})),
-        },
+        "summary": summarise(ordered, config.policy["fail_on_warn"], exit_status),
         "config": config.to_dict(),
         "policy": dict(config.policy),
         "environment": {**meta, "commit": _git_commit(config.project_root)},
-        "coverage": coverage(ordered),
+        "coverage": coverage(ordered, (meta.get("data") or {}).get("modality", "image")),
         "rmf": {"subcategories": rmf_data()["subcategories"],
                 "characteristics": rmf_data()["characteristics"],
                 "attack_classes": rmf_data()["attack_classes"]},
@@ -77,6 +89,43 @@ def _git_commit(root: Path) -> str | None:
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def merge_documents(documents: list[dict]) -> dict:
+    """One report from the reports of the shards of one audit (`swiglu-audit merge`): the union
+    of their findings, the summary and coverage recomputed, the environments' model facts and
+    cache counts combined. The shards must share a configuration (else ValueError)."""
+    from ..history import config_digest
+
+    if not documents:
+        raise ValueError("no shard reports to merge")
+    digests = {config_digest(d) for d in documents}
+    if len(digests) > 1:
+        raise ValueError("the shard reports come from different configurations; merge only the shards of one audit")
+    by_id: dict[str, dict] = {}
+    for doc in documents:
+        for f in doc["findings"]:
+            if f["id"] in by_id and by_id[f["id"]] != f:
+                raise ValueError(f"finding {f['id']} differs between shards; were they run on the same data and cache?")
+            by_id[f["id"]] = f
+    base = documents[0]
+    ordered = order_findings(list(by_id.values()))
+    exit_status = max(d["summary"]["pytest_exit_status"] for d in documents)
+    environment = dict(base["environment"])
+    models: dict = {}
+    for doc in documents:
+        for name, entry in (doc["environment"].get("models") or {}).items():
+            target = models.setdefault(name, {**entry, "runs": {}})
+            target["runs"].update(entry.get("runs", {}))
+    environment["models"] = dict(sorted(models.items()))
+    caches = [d["environment"].get("cache") or {} for d in documents]
+    environment["cache"] = {**caches[0], **{k: sum(c.get(k, 0) for c in caches)
+                                           for k in ("hits", "misses", "result_hits", "result_misses")}}
+    environment["shards"] = len(documents)
+    return {**base, "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "summary": summarise(ordered, bool(base["policy"].get("fail_on_warn")), exit_status),
+            "environment": environment,
+            "coverage": coverage(ordered, (environment.get("data") or {}).get("modality", "image")), "findings": ordered}
 
 
 def render_all(document: dict) -> dict[str, str]:

@@ -1,0 +1,58 @@
+"""One audit split over machines: shards are disjoint, cover every check, and merge into the
+report an unsharded run writes."""
+
+import json
+
+import pytest
+from test_plugin import report
+
+from swiglu_audit.config import OPT_ENABLE, OPT_REPORT_DIR, OPT_SHARD
+from swiglu_audit.errors import ConfigError
+from swiglu_audit.sharding import parse_shard, shard_of
+
+
+def _key(doc):
+    return sorted((f["id"], f["status"], None if f["value"] is None else round(f["value"], 9)) for f in doc["findings"])
+
+
+def test_a_sharded_audit_merges_into_the_unsharded_findings(tiny_project, monkeypatch):
+    from swiglu_audit.cli import main
+
+    args = (OPT_ENABLE, "-p", "no:cacheprovider", "-k", "adversarial or efficiency or poison_detection")
+    tiny_project.runpytest_subprocess(*args, f"{OPT_REPORT_DIR}=whole")
+    for k in (1, 2):
+        tiny_project.runpytest_subprocess(*args, f"{OPT_SHARD}={k}/2", f"{OPT_REPORT_DIR}=shard-{k}")
+    whole, one, two = report(tiny_project, "whole"), report(tiny_project, "shard-1"), report(tiny_project, "shard-2")
+    ids = lambda doc: {f["id"] for f in doc["findings"]}
+    assert ids(one) and ids(two) and not ids(one) & ids(two)  # disjoint, both non-empty
+    monkeypatch.chdir(tiny_project.path)
+    main(["merge", "shard-1/report.json", "shard-2/report.json", "-o", "merged"])
+    merged = report(tiny_project, "merged")
+    assert _key(merged) == _key(whole)
+    assert merged["summary"]["counts"] == whole["summary"]["counts"]
+    assert merged["environment"]["shards"] == 2
+    assert [c["measured"] for c in merged["coverage"]] == [c["measured"] for c in whole["coverage"]]
+
+
+def test_shard_arguments_and_the_split_are_checked():
+    assert parse_shard("2/3") == (1, 3)
+    for bad in ("0/3", "4/3", "x", "1/0"):
+        with pytest.raises(ConfigError, match="K/N"):
+            parse_shard(bad)
+    ids = [f"test_x[m{i}]" for i in range(300)]
+    counts = [sum(shard_of(i, 3) == s for i in ids) for s in range(3)]
+    assert sum(counts) == 300 and min(counts) > 60  # every id in exactly one shard, roughly even
+    assert [shard_of(i, 3) for i in ids] == [shard_of(i, 3) for i in ids]  # stable
+
+
+def test_merging_reports_of_different_audits_is_refused(tmp_path):
+    from test_report import sample_document
+
+    from swiglu_audit.cli import main
+
+    a, b = sample_document(), sample_document()
+    b["config"] = dict(b["config"], seeds=[9])
+    for name, doc in (("a.json", a), ("b.json", b)):
+        (tmp_path / name).write_text(json.dumps(doc))
+    with pytest.raises(SystemExit, match="different configurations"):
+        main(["merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "-o", str(tmp_path / "out")])
