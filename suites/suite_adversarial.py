@@ -47,7 +47,8 @@ def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
     estimate = bootstrap_mean(worst["robust"], level)
     finding = judged_finding(
         WORST_CASE, [audit_model], estimate.value, policy,
-        f"worst-case robust accuracy ({describe_threat(threat, cfg, audit.data.modality)}) over {', '.join(worst['attacks'] + list(worst['escalated']))}",
+        f"worst-case robust accuracy ({describe_threat(threat, cfg, audit.data.modality)}) over "
+        + ", ".join(worst["attacks"] + list(worst["escalated"])),
         aspect=threat, ci=(estimate.ci_low, estimate.ci_high), ci_level=level,
         details={
             "threat_model": describe_threat(threat, cfg, audit.data.modality),
