@@ -21,7 +21,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     except ValueError:
         raise ConfigError(f"--swiglu-audit-shard={text!r}: give K/N, e.g. 1/3 for the first of three shards") from None
     if not 1 <= k <= n:
-        raise ConfigError(f"--swiglu-audit-shard={text!r}: K must be between 1 and N")
+        raise ConfigError(f"--swiglu-audit-shard={text!r}: give K/N with K between 1 and N")
     return k - 1, n
 
 
