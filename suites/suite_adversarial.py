@@ -59,8 +59,9 @@ def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
             "broken_by_first": worst["broken_by"],
             # per seed, per test example: the first attack that broke it, "clean" or "robust"
             "broken_by_example": worst["broken_by_example"],
-            **({"curve": [{"eps": eps, **bootstrap_mean(r, level).to_dict()}
-                          for eps, r in sorted(result["curve"].items())]} if threat == "linf" else {}),
+            "level": threat,  # the report draws one budget curve per threat model
+            "curve": [{"eps": eps, **bootstrap_mean(r, level).to_dict()}
+                      for eps, r in sorted(result["curve" if threat == "linf" else "curve_l2"].items())],
             "cost_per_seed": [[c for c in seed_costs if c["attack"] in worst["attacks"]] for seed_costs in result["costs"]],
         })
     if worst["masked"]:  # masked evidence never passes (DESIGN.md section 8)

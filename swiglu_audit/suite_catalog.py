@@ -57,7 +57,9 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
             CoverageRow("Gradient-masking and evaluation sanity checks", "sanity_", ("MEASURE 2.13",)),
         ),
         curves=(CurvePlot("worst_case_robust_accuracy", "curve", "eps", "PGD-Linf robust accuracy against budget",
-                          "eps (Linf)", "robust accuracy"),),
+                          "eps (Linf)", "robust accuracy", level="linf"),
+                CurvePlot("worst_case_robust_accuracy", "curve", "eps", "PGD-L2 robust accuracy against budget",
+                          "eps (L2)", "robust accuracy", level="l2")),
         prefetch="adversarial:prefetch",
     ),
     SuiteInfo(

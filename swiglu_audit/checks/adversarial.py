@@ -236,13 +236,14 @@ ATTACK_NORMS = {name: attack.norm for name, attack in ATTACKS.items()}
 def build_attack(name: str, model: nn.Module, cfg: dict, n_classes: int, eps: float | None = None,
                  steps: int | None = None, seed: int = 0):
     """(torchattacks attack, AttackSpec) for one of the registered attack names. `eps` overrides
-    the Linf budget (the budget curve); L2 attacks always use `eps_l2`."""
+    the budget of the attack's own norm (the budget curves); by default Linf attacks use `eps`
+    and L2 attacks `eps_l2`."""
     import torchattacks as ta  # slow to import; only the adversarial suite needs it
 
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; known: {', '.join(ATTACKS)}")
     attack = ATTACKS[name]
-    budget = (cfg["eps"] if eps is None else eps) if attack.norm == "Linf" else cfg["eps_l2"]
+    budget = eps if eps is not None else cfg["eps"] if attack.norm == "Linf" else cfg["eps_l2"]
     args = AttackArgs(budget, cfg["steps"] if steps is None else steps, cfg, n_classes, seed)
     return attack.build(ta, model, args), AttackSpec(name, attack.norm, budget, attack.kind)
 

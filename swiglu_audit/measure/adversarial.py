@@ -53,6 +53,10 @@ def _code_digest() -> str:
 CODE_DIGEST = _code_digest()
 
 
+def l2_budgets(cfg: dict) -> list[float]:
+    return [round(cfg["eps_l2"] * f, 6) for f in (0.5, 1.0, 2.0)]
+
+
 def _attack_one_seed(audit: AuditSession, model, x, y) -> dict:
     cfg, n_classes = audit.config.adversarial, audit.data.n_classes
     seed = model.seed or 0
@@ -61,11 +65,14 @@ def _attack_one_seed(audit: AuditSession, model, x, y) -> dict:
     pgd_main = per_attack.get("pgd") or run("pgd", return_examples=True)
     curve = {eps: (pgd_main if eps == cfg["eps"] else run("pgd", eps=eps))["robust"]
              for eps in sorted(set(cfg["budgets"]) | {cfg["eps"]})}
+    # the L2 threat model's own curve: PGD-L2 at half, one and two times eps_l2
+    curve_l2 = {eps: (per_attack["pgd_l2"] if eps == cfg["eps_l2"] else run("pgd_l2", eps=eps))["robust"]
+                for eps in l2_budgets(cfg)} if "pgd_l2" in per_attack else {}
     robust, broken_by, who = worst_case({a: r["robust"] for a, r in per_attack.items()}, pgd_main["clean"])
     return {
         "clean": pgd_main["clean"], "worst": robust, "broken_by": broken_by, "broken_by_example": who,
         "per_attack": {a: r["robust"] for a, r in per_attack.items()},
-        "costs": [r["cost"] for r in per_attack.values()], "curve": curve,
+        "costs": [r["cost"] for r in per_attack.values()], "curve": curve, "curve_l2": curve_l2,
         "fgsm": (per_attack.get("fgsm") or run("fgsm"))["robust"], "pgd": pgd_main["robust"],
         "pgd_double": run("pgd", steps=2 * cfg["steps"])["robust"],
         "large": run("pgd", eps=cfg["large_eps"])["robust"],
@@ -91,6 +98,8 @@ def adversarial(audit: AuditSession, name: str) -> dict:
             tensors[f"per_attack/{a}"] = torch.from_numpy(np.stack([s["per_attack"][a] for s in seeds]))
         for eps in seeds[0]["curve"]:
             tensors[f"curve/{eps!r}"] = torch.from_numpy(np.stack([s["curve"][eps] for s in seeds]))
+        for eps in seeds[0]["curve_l2"]:
+            tensors[f"curve_l2/{eps!r}"] = torch.from_numpy(np.stack([s["curve_l2"][eps] for s in seeds]))
         tensors["pgd_examples"] = torch.stack([s["pgd_examples"] for s in seeds])
         record = {k: [s[k] for s in seeds]
                   for k in ("broken_by", "broken_by_example", "costs", "gradients", "outputs")}
@@ -107,6 +116,7 @@ def adversarial(audit: AuditSession, name: str) -> dict:
             "square": arr("square") if "square" in tensors else None,
             "per_attack": {k.split("/", 1)[1]: arr(k) for k in tensors if k.startswith("per_attack/")},
             "curve": {float(k.split("/", 1)[1]): arr(k) for k in tensors if k.startswith("curve/")},
+            "curve_l2": {float(k.split("/", 1)[1]): arr(k) for k in tensors if k.startswith("curve_l2/")},
             "pgd_examples": list(tensors["pgd_examples"]),
             **record,
         }
