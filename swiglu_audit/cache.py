@@ -11,7 +11,9 @@ reported with a warning, deleted and retrained. Loading never unpickles anything
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,10 +68,21 @@ class CacheStats:
                 "result_misses": self.result_misses, "healed": list(self.healed)}
 
 
+# A secret (for example a CI secret of the scheduled audit) that signs every entry this project's
+# own runs write. When it is set, an entry without a valid signature is not trusted: the
+# self-checksum only guards against damage, since whoever plants an entry can recompute it.
+CACHE_KEY_ENV = "SWIGLU_AUDIT_CACHE_KEY"
+
+
+def _signature(secret: str, key: str, digest: str) -> str:
+    return hmac.new(secret.encode(), f"{key}:{digest}".encode(), hashlib.sha256).hexdigest()
+
+
 class CheckpointCache:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, secret: str | None = None):
         self.root = Path(root)
         self.stats = CacheStats()
+        self.secret = secret if secret is not None else os.environ.get(CACHE_KEY_ENV) or None
 
     def path_for(self, key: str, kind: str = "checkpoint") -> Path:
         folder = self.root if kind == "checkpoint" else self.root / "results"
@@ -119,12 +132,16 @@ class CheckpointCache:
         try:
             state = load_file(str(path))
             meta = safetensors_metadata(path)  # the header holds our metadata
-            if meta.get("sha256") != tensors_digest(state):
+            digest = tensors_digest(state)
+            if meta.get("sha256") != digest:
                 raise ValueError("tensor checksum mismatch")
+            if self.secret and not hmac.compare_digest(meta.get("signature", ""), _signature(self.secret, key, digest)):
+                raise ValueError(f"not signed with this project's {CACHE_KEY_ENV}: it may have been planted, "
+                                 "so it is not trusted")
             return state, json.loads(meta.get("record", "{}"))
         except (SafetensorError, ValueError, OSError, json.JSONDecodeError, RuntimeError) as exc:
             warnings.warn(SwigluAuditWarning(
-                f"checkpoint cache entry {path.name} is corrupted ({exc}); it was deleted and "
+                f"checkpoint cache entry {path.name} is corrupted or untrusted ({exc}); it was deleted and "
                 "the model is retrained"), stacklevel=2)
             self.stats.healed.append(key)
             path.unlink(missing_ok=True)
@@ -133,4 +150,6 @@ class CheckpointCache:
     def _store(self, path: Path, state: dict[str, torch.Tensor], record: dict) -> None:
         state = {k: v.detach().cpu().clone().contiguous() for k, v in state.items()}  # unshare tied weights
         meta = {"sha256": tensors_digest(state), "record": json.dumps(record)}
+        if self.secret:
+            meta["signature"] = _signature(self.secret, path.stem, meta["sha256"])
         atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta), suffix=".safetensors")

@@ -86,3 +86,25 @@ def test_cache_key_depends_on_every_field():
     assert cache_key(base) == cache_key(dict(reversed(list(base.items()))))
     assert cache_key(base) != cache_key({**base, "seed": 1})
     assert cache_key(base) != cache_key({**base, "recipe": {"epochs": 4}})
+
+
+def test_a_planted_entry_with_a_valid_checksum_is_rejected_when_the_project_signs_its_cache(tmp_path):
+    from safetensors.torch import save_file
+
+    from swiglu_audit.cache import tensors_digest
+
+    trusted = CheckpointCache(tmp_path, secret="the-scheduled-audit's-secret")
+    key = cache_key({"model": "x"})
+    state, _, _ = trusted.get_or_create(key, lambda: (_state(), {}))
+    # someone with write access to the cache (a pull request's job, say) plants other weights and
+    # recomputes the self-checksum, which therefore still matches
+    planted = {k: v + 1 for k, v in state.items()}
+    save_file(planted, str(trusted.path_for(key)), metadata={"sha256": tensors_digest(planted), "record": "{}"})
+    loaded, _, cached = CheckpointCache(tmp_path, secret="").get_or_create(key, lambda: (_state(), {}))
+    assert cached and torch.equal(loaded["w"], planted["w"])  # without the key, only damage is caught
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded, _, cached = trusted.get_or_create(key, lambda: (_state(), {}))
+    assert not cached and torch.equal(loaded["w"], _state()["w"])  # rejected and retrained
+    assert any("SWIGLU_AUDIT_CACHE_KEY" in str(w.message) for w in caught)
+    assert trusted.get_or_create(key, lambda: (_state(), {}))[2]  # its own signed entry is trusted
