@@ -265,6 +265,27 @@ def saved_runs(history_dir: Path) -> list[dict]:
     return sorted(runs, key=lambda r: r["id"])
 
 
+def trend(history_dir: Path, current: dict, checks: dict[str, tuple[str, str]], last: int = 20) -> dict:
+    """The main per-model metric of each suite across the saved runs and this one, for the
+    report's trend plots: {"runs": [time, ...], "series": {suite: {model: [[run number, value], ...]}}}.
+    `checks` maps a suite to (check, id suffix), e.g. ("worst_case_robust_accuracy", "[linf]")."""
+    docs = []
+    for run in saved_runs(history_dir)[-(last - 1):]:
+        try:
+            docs.append(json.loads((Path(run["path"]) / REPORT_FILE).read_text()))
+        except (OSError, ValueError):
+            continue
+    docs.append(current)
+    series: dict[str, dict[str, list]] = {}
+    for i, doc in enumerate(docs, start=1):
+        for f in doc["findings"]:
+            for suite, (check, suffix) in checks.items():
+                if (f["suite"] == suite and f["check"] == check and len(f["models"]) == 1
+                        and f["id"].endswith(f"]{suffix}") and f["value"] is not None):
+                    series.setdefault(suite, {}).setdefault(f["models"][0], []).append([i, f["value"]])
+    return {"runs": [d.get("generated_at") for d in docs], "series": series}
+
+
 def resolve_baseline(reference: str, history_dir: Path) -> Path | None:
     """`last`, a run id, or a path (a report.json or a folder holding one) -> that report.json;
     None for `last` with nothing saved yet."""

@@ -218,8 +218,10 @@ def judge_drop(comparison, max_drop: float, what: str, key: str, higher_is_bette
     evidence is not significant (more seeds or examples would tell)."""
     drop = -comparison.difference if higher_is_better else comparison.difference
     ci = f"{comparison.level:.0%} CI [{comparison.ci_low:+.3f}, {comparison.ci_high:+.3f}]"
-    sig = (f"significant (p = {comparison.p_value:.3g} < alpha = {comparison.alpha})"
-           if comparison.significant else f"not significant (p = {comparison.p_value:.3g}, alpha = {comparison.alpha})")
+    # p = 0: no bootstrap replicate fell on the other side of zero
+    p = "p ~ 0, no bootstrap replicate crossed 0" if comparison.p_value == 0 else f"p = {comparison.p_value:.3g}"
+    sig = (f"significant ({p} < alpha = {comparison.alpha})" if comparison.significant
+           else f"not significant ({p}, alpha = {comparison.alpha})")
     text = (f"{what}: candidate - baseline = {comparison.difference:+.3f}, {ci}, {sig} (interval and p "
             "from one bootstrap over seeds and examples)")
     if drop <= max_drop:

@@ -41,6 +41,8 @@ class SuiteInfo:
     coverage: tuple[CoverageRow, ...] = ()
     curves: tuple[CurvePlot, ...] = ()
     prefetch: str | None = None  # "module:function" in swiglu_audit.measure, for the xdist prefetch
+    trend: str | None = None  # the per-model finding id suffix plotted across saved runs, e.g. "[linf]"
+    trend_check: str | None = None  # ... of this check
 
 
 SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
@@ -60,7 +62,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
                           "eps (Linf)", "robust accuracy", level="linf"),
                 CurvePlot("worst_case_robust_accuracy", "curve", "eps", "PGD-L2 robust accuracy against budget",
                           "eps (L2)", "robust accuracy", level="l2")),
-        prefetch="adversarial:prefetch",
+        prefetch="adversarial:prefetch", trend_check="worst_case_robust_accuracy", trend="[linf]",
     ),
     SuiteInfo(
         "poisoning", "Data poisoning",
@@ -90,7 +92,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
             CurvePlot("backdoor_attack_success", "curve", "rate", "Backdoor attack success against the poison rate",
                       "share of the training set poisoned", "attack success rate"),
         ),
-        prefetch="poisoning:prefetch",
+        prefetch="poisoning:prefetch", trend_check="poison_detection", trend="",
     ),
     SuiteInfo(
         "ood", "Out-of-distribution detection and distribution shift",
@@ -126,7 +128,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
                       "Risk-coverage curves, first seed (abstain on the least confident first)",
                       "coverage", "risk (error rate on the accepted inputs)"),
         ),
-        prefetch="ood:prefetch",
+        prefetch="ood:prefetch", trend_check="ood_detection", trend="[far]",
     ),
     SuiteInfo(
         "numerical", "Numerical regression",

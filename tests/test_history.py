@@ -121,7 +121,7 @@ factory = "usermodels:make_relu"
 def test_a_scheduled_audit_catches_a_planted_regression_and_passes_an_unchanged_rerun(pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
     pytester.syspathinsert()
-    args = (OPT_ENABLE, "-p", "no:cacheprovider", "-k", "clean_accuracy")
+    args = (OPT_ENABLE, "-p", "no:cacheprovider", "-k", "clean_accuracy or (worst_case and not vs_baseline)")
     _configure(pytester, "make_swiglu")
     first = pytester.runpytest_subprocess(*args, OPT_SAVE, f"{OPT_COMPARE}=last")
     assert first.ret == 0
@@ -138,11 +138,16 @@ def test_a_scheduled_audit_catches_a_planted_regression_and_passes_an_unchanged_
     result.stdout.fnmatch_lines(["*setup differs: configuration differs in models*",
                                  "REGRESSION  efficiency.clean_accuracy_vs_baseline?candidate-vs-baseline?: "
                                  "status got worse: PASS -> FAIL (gate: any worse status), * -> -0.*",
-                                 "*1 regression(s) (exit 1)*"])
+                                 "*3 regression(s) (exit 1)*"])
     doc = json.loads((pytester.path / "reports" / "report.json").read_text())
-    regression = [c for c in doc["comparison"]["changes"] if c["regression"]][0]
+    regression = [c for c in doc["comparison"]["changes"] if c["regression"] and c["id"].startswith("efficiency")][0]
     assert regression["new_value"] < regression["old_value"] - 0.02
-    assert "Changed since the last run" in (pytester.path / "reports" / "report.html").read_text()
+    html = (pytester.path / "reports" / "report.html").read_text()
+    assert "Changed since the last run" in html
+    # the trend over the two saved runs and this one, with the candidate's and the baseline's line
+    assert len(doc["trend"]["runs"]) == 3
+    assert set(doc["trend"]["series"]["adversarial"]) == {"candidate", "baseline"}
+    assert 'id="trend"' in html and "worst_case_robust_accuracy[linf] across 3 runs" in html
     # the same comparison from the command line, on the saved run and the new report
     from swiglu_audit.cli import main
 

@@ -255,6 +255,21 @@ def changes_section(doc: dict) -> str:
             f"against the gates {esc(comp.get('gates') or {})}.</p>{setup}{table}</section>")
 
 
+def trend_section(doc: dict) -> str:
+    """Each suite's main per-model metric across the saved audits and this one."""
+    data = doc.get("trend") or {}
+    if len(data.get("runs", [])) < 2:
+        return ""
+    plots = ""
+    for suite, series in sorted((data.get("series") or {}).items()):
+        info = SUITES.get(suite)
+        name = f"{info.trend_check}{info.trend}" if info else suite
+        title = f"{info.title if info else suite}: {name} across {len(data['runs'])} runs"
+        plots += f"<h3>{esc(title)}</h3>" + line_plot({m: [tuple(p) for p in pts] for m, pts in series.items()},
+                                                       title, "saved run (oldest first, this run last)", "value")
+    return f'<section id="trend"><h2>Trend over saved runs</h2>{plots}</section>' if plots else ""
+
+
 def comparison_section(doc: dict) -> str:
     comps = [f for f in doc["findings"] if len(f["models"]) == 2]
     if not comps:
@@ -323,7 +338,7 @@ def reproducibility_section(doc: dict) -> str:
 
 def render_html(doc: dict) -> str:
     suites = list(SUITES) + sorted({f["suite"] for f in doc["findings"]} - set(SUITES))
-    body = (summary_section(doc) + changes_section(doc) + comparison_section(doc)
+    body = (summary_section(doc) + changes_section(doc) + trend_section(doc) + comparison_section(doc)
             + "".join(suite_section(doc, s) for s in suites)
             + coverage_section(doc) + policy_section(doc) + reproducibility_section(doc))
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"

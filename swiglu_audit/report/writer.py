@@ -167,6 +167,11 @@ def write_reports(collector, config: AuditConfig, exit_status: int) -> tuple[dic
     document = build_document(collector.findings, config, collector.merged_meta(), exit_status)
     if config.compare_with:
         document["comparison"] = compare_with_saved(document, config)
+    if config.compare_with or config.save_run:
+        from ..history import trend
+
+        checks = {name: (info.trend_check, info.trend or "") for name, info in SUITES.items() if info.trend_check}
+        document["trend"] = trend(config.history_dir, document, checks)
     paths = write_document(document, config.report_dir)
     if config.save_run and exit_status != 2:  # an interrupted audit is no baseline for the next
         from ..history import save_run
