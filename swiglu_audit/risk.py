@@ -62,6 +62,15 @@ class _Limit:
     def policy_key(self, aspect: str | None = None) -> str:
         return dict(self.by_aspect).get(aspect or "", self.key)
 
+    def judge(self, value: float, policy: dict, what: str, aspect: str | None = None) -> tuple[Status, str, str]:
+        """(status, the sentence naming the threshold, the threshold) for one value."""
+        key = self.policy_key(aspect)
+        rule, sign = (judge_floor, ">=") if self.higher_is_better else (judge_ceiling, "<=")
+        status, reason = rule(value, policy[key], self.breached, what, key)
+        return status, reason, f"{self.quantity} {sign} {key} = {policy[key]}"
+
+    higher_is_better = True
+
 
 @dataclass(frozen=True)
 class Floor(_Limit):
@@ -69,22 +78,12 @@ class Floor(_Limit):
 
     higher_is_better = True
 
-    def judge(self, value: float, policy: dict, what: str, aspect: str | None = None) -> tuple[Status, str, str]:
-        key = self.policy_key(aspect)
-        status, reason = judge_floor(value, policy[key], self.breached, what, key)
-        return status, reason, f"{self.quantity} >= {key} = {policy[key]}"
-
 
 @dataclass(frozen=True)
 class Ceiling(_Limit):
     """PASS when the value is at or below its policy key, else `breached`."""
 
     higher_is_better = False
-
-    def judge(self, value: float, policy: dict, what: str, aspect: str | None = None) -> tuple[Status, str, str]:
-        key = self.policy_key(aspect)
-        status, reason = judge_ceiling(value, policy[key], self.breached, what, key)
-        return status, reason, f"{self.quantity} <= {key} = {policy[key]}"
 
 
 @dataclass(frozen=True)

@@ -3,37 +3,11 @@
 own), with no traceback unless asked for."""
 
 import pytest
+from test_plugin import USER_MODELS
 
 from swiglu_audit.config import OPT_DEBUG, OPT_ENABLE
 
-MODELS = '''
-import torch
-from torch import nn
-from swiglu_audit.nn import ModelConfig, build_model
-
-def make_swiglu(input_shape, n_classes):
-    return build_model(ModelConfig(ffn="swiglu", input_shape=input_shape, n_classes=n_classes, d_model=32, ffn_hidden=96))
-
-def make_relu(n_classes):
-    return build_model(ModelConfig(ffn="relu", n_classes=n_classes, d_model=32, ffn_hidden=96))
-
-class WrongShape(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(64, 3)
-    def forward(self, x):
-        return self.lin(x.flatten(1))
-
-class Nan(WrongShape):
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(64, 10)
-    def forward(self, x):
-        return self.lin(x.flatten(1)) * float("nan")
-
-def make_broken():
-    raise RuntimeError("factory exploded")
-'''
+MODELS = USER_MODELS  # the plugin tests' user models: good ones, a wrong shape, NaN, a raising factory
 
 # digits in [0, 1] with one mistake planted by `MISTAKE` (a line of Python run on x, y, n)
 DATA = '''
