@@ -14,6 +14,7 @@ from swiglu_audit.checks.ood import (
     OOD_DETECTION,
     POSITIVE_CLASS,
     SELECTIVE,
+    SUBPOPULATION,
     roc_points,
     thin,
 )
@@ -128,6 +129,28 @@ def test_calibration_under_shift(audit, audit_model, record_finding):
         details={"ece_clean": ece(("clean", 0)), "bins": bins,
                  "ece_by_severity": {s: float(np.mean([shifted[(c, s)] for c in result["corruptions"]])) for s in SEVERITIES},
                  "ece_by_corruption": {c: float(np.mean([shifted[(c, s)] for s in SEVERITIES])) for c in result["corruptions"]}}))
+
+
+@pytest.mark.swiglu_audit_check(SUBPOPULATION)
+def test_subpopulation_shift(audit, audit_model, record_finding):
+    if audit.data.modality != "tabular":
+        pytest.skip("not applicable to image data: a subpopulation shift is held out by a feature's range")
+    if audit.zoo.spec(audit_model).weights:
+        pytest.skip(f"'{audit_model}' is loaded from pretrained weights; the subpopulation shift retrains it")
+    policy = audit.config.policy
+    result = measure.subpopulation(audit, audit_model)
+    if result["n_test"] < 2:
+        pytest.skip("fewer than two test inputs fall in the held-out range")
+    cmp = paired_comparison(result["held_out"], result["clean"], policy["confidence_level"], policy["alpha"])
+    record_finding(judged_finding(
+        SUBPOPULATION, [audit_model], -cmp.difference, policy,
+        f"accuracy lost on the {result['n_test']} test inputs with feature {result['feature']} >= "
+        f"{result['threshold']:.3g} (the top fifth of its training range) when that range is held out of training",
+        ci=(-cmp.ci_high, -cmp.ci_low), ci_level=cmp.level,
+        details={"feature": result["feature"], "threshold": result["threshold"], "n_test": result["n_test"],
+                 "n_train_held_out": result["n_train_held_out"], "comparison": cmp.to_dict(),
+                 "accuracy_trained_with": float(result["clean"].mean()),
+                 "accuracy_trained_without": float(result["held_out"].mean())}))
 
 
 @pytest.mark.swiglu_audit_check(CORRUPTION_COMPARISON)

@@ -210,7 +210,9 @@ def test_training_set_scan(audit, audit_model, record_finding):
     found = measure.trigger_scan(audit, audit_model)
     flagged = np.flatnonzero(found["flags"])
     n_train = len(found["flags"])
-    target, index = found["target"], max(found["anomaly_index"])
+    target = found["target"]
+    # the suspected target's own anomaly index (the largest among classes whose trigger works)
+    index = found["anomaly_index"][target] if target is not None else max(found["anomaly_index"])
     value = len(flagged) / n_train
     details = {
         "dataset": audit.data.name, "index_space": _index_space(audit), "n_flagged": len(flagged),

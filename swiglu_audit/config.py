@@ -142,6 +142,7 @@ DEFAULT_POLICY: dict[str, Any] = {
     "max_corruption_accuracy_drop": 0.3,  # clean accuracy minus mean accuracy under corruptions
     "max_corruption_accuracy_gap": 0.03,  # candidate vs baseline, mean accuracy under corruptions
     "max_ece_under_shift": 0.15,  # expected calibration error averaged over corruptions
+    "max_subpopulation_accuracy_drop": 0.1,  # tabular: accuracy lost on a subpopulation held out of training
     "max_fp16_flip_rate": 0.01,  # share of predictions that flip under float16
     "max_bf16_flip_rate": 0.02,  # share of predictions that flip under bfloat16 autocast
     "max_nondeterminism": 0.0,  # largest weight difference between two same-seed trainings (CPU)

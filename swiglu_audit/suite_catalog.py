@@ -116,6 +116,8 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
                         ("image",)),
             CoverageRow("Tabular shifts (noise per feature, missing features imputed, scaling drift) at five "
                         "severities", "corruption_robustness", ("MEASURE 2.5",), ("tabular",)),
+            CoverageRow("Subpopulation shift (a feature's top range held out of training)", "subpopulation_shift",
+                        ("MEASURE 2.5",), ("tabular",)),
             CoverageRow("Calibration under shift (ECE)", "calibration_under_shift", ("MEASURE 2.5", "MEASURE 2.6")),
         ),
         curves=tuple(

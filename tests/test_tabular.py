@@ -99,6 +99,13 @@ def test_the_tabular_checks_give_sensible_values(tabular_report):
     near = [f for f in doc["findings"] if f["id"].endswith("[near]") and f["check"] == "ood_detection"]
     far = [f for f in doc["findings"] if f["id"].endswith("[far]") and f["check"] == "ood_detection"]
     assert all(f["value"] > 0.6 for f in near) and all(f["value"] > 0.9 for f in far)
+    subpopulation = [f for f in doc["findings"] if f["check"] == "subpopulation_shift"]
+    assert len(subpopulation) == 2
+    for f in subpopulation:  # held out of training, the range is predicted no better than with it
+        assert f["details"]["n_test"] >= 10 and f["details"]["n_train_held_out"] > 0
+        assert f["details"]["accuracy_trained_with"] > 0.8 and f["value"] > -0.05
+    rows = {c["area"]: c for c in doc["coverage"]}
+    assert rows["Subpopulation shift (a feature's top range held out of training)"]["measured"]
     corruption = [f for f in doc["findings"] if f["check"] == "corruption_robustness"]
     for f in corruption:  # accuracy falls as the shift grows
         curve = [p["value"] for p in f["details"]["curve"]]

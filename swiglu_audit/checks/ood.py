@@ -60,10 +60,12 @@ SELECTIVE = CheckInfo(
 
 CORRUPTION = CheckInfo(
     suite="ood", check="corruption_robustness", title="Accuracy under common corruptions",
-    metric="accuracy averaged over 8 corruptions x 5 severities",
+    metric="accuracy averaged over the applicable corruptions x 5 severities",
     rmf=("MEASURE 2.5",), characteristic="valid_reliable", impact="moderate",
-    explanation="Test inputs are degraded by Gaussian noise, blur, contrast, brightness, rotation, "
-                "translation, pixelation and salt-and-pepper noise at five severities. The "
+    explanation="Test inputs are degraded at five severities: images by Gaussian noise, blur, "
+                "contrast, brightness, rotation, translation, pixelation and salt-and-pepper noise; "
+                "(N, D) feature vectors by noise scaled per feature, missing features imputed with "
+                "the training mean, and a scaling drift. The "
                 "finding is the mean accuracy; the details give each corruption's accuracy by "
                 "severity and the corruption error relative to the ReLU baseline (mCE, as in "
                 "Hendrycks and Dietterich: errors summed over severities, divided by the "
@@ -83,6 +85,20 @@ CALIBRATION = CheckInfo(
     mitigation="Recalibrate (temperature scaling on validation data) and check calibration on "
                "shifted data before trusting confidence-based abstention.",
     condition=Ceiling("max_ece_under_shift", "ECE"),
+)
+
+SUBPOPULATION = CheckInfo(
+    suite="ood", check="subpopulation_shift", title="Subpopulation shift (tabular data)",
+    metric="accuracy on a held-out subpopulation: the model trained without it minus the model trained with it",
+    rmf=("MEASURE 2.5",), characteristic="valid_reliable", impact="moderate",
+    explanation="For (N, D) data: the model is retrained without the training samples in the top "
+                "fifth of one feature's range (the feature with the largest variance), and its "
+                "accuracy on the test samples in that range is compared with the model trained on "
+                "everything, paired on the same inputs and seeds. A large drop means the model "
+                "does not extrapolate to a subpopulation it has not seen.",
+    mitigation="Collect data that covers the deployment population, monitor the feature's range "
+               "in production, and abstain outside the training range.",
+    condition=Ceiling("max_subpopulation_accuracy_drop", "accuracy drop"),
 )
 
 CORRUPTION_COMPARISON = CheckInfo(

@@ -185,6 +185,33 @@ def corruption(audit: AuditSession, name: str) -> dict:
     return audit.memo(("corruption", name), compute)
 
 
+SUBPOPULATION_QUANTILE = 0.8  # the top fifth of one feature's range is held out
+
+
+def subpopulation(audit: AuditSession, name: str) -> dict:
+    """Tabular data only: correctness on the test inputs in the top fifth of the training range
+    of the feature with the largest variance, for the models trained on everything ("clean") and
+    for the same architecture retrained without the training samples in that range ("held_out"),
+    seeds x inputs each."""
+    def compute():
+        data = audit.data
+        x_train = data.x_train.reshape(len(data.x_train), -1)
+        feature = int(x_train.var(0).argmax())
+        threshold = float(torch.quantile(x_train[:, feature], SUBPOPULATION_QUANTILE))
+        keep = x_train[:, feature] < threshold
+        x_test = data.x_test.reshape(len(data.x_test), -1)
+        inside = x_test[:, feature] >= threshold
+        held_out = audit.zoo.models(name, inputs=data.x_train[keep], labels=data.y_train[keep],
+                                    tag=f"subpopulation-f{feature}-q{SUBPOPULATION_QUANTILE}")
+        x_sub, y_sub = data.x_test[inside], data.y_test[inside]
+        correct = lambda models: np.stack([(predict_logits(m.module, x_sub, audit.device).argmax(1) == y_sub).numpy()
+                                           for m in models])
+        return {"feature": feature, "threshold": threshold, "n_test": int(inside.sum()),
+                "n_train_held_out": int((~keep).sum()),
+                "clean": correct(audit.zoo.models(name)), "held_out": correct(held_out)}
+    return audit.memo(("subpopulation", name), compute)
+
+
 def reference_model(audit: AuditSession, name: str) -> str | None:
     """The model mCE is relative to: the ReLU variant of the same family; for user models, the
     first baseline listed. None when the group has no such model."""
