@@ -16,7 +16,7 @@ from swiglu_audit.report.html import render_html
 CHROMIUM = os.environ.get("SWIGLU_AUDIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 
-SECTIONS = ["summary", "comparison", "suite-adversarial", "suite-poisoning", "suite-ood",
+SECTIONS = ["overview", "summary", "comparison", "suite-adversarial", "suite-poisoning", "suite-ood",
             "suite-numerical", "suite-efficiency", "coverage", "policy", "reproducibility"]
 
 
@@ -34,6 +34,8 @@ def test_report_renders_offline_without_errors(tiny_audit_report, tmp_path):
     doc["findings"][0]["reason"] += HOSTILE  # strings a user or a model could supply
     doc["findings"][0]["models"][0] += HOSTILE
     doc["config"]["dataset"] = HOSTILE
+    comparison = next(f for f in doc["findings"] if len(f["models"]) == 2)
+    comparison["models"][1] += HOSTILE  # a baseline name: a column of the overview
     html_path = tmp_path / "report.html"
     html_path.write_text(render_html(doc))
     url = html_path.as_uri()
@@ -55,6 +57,21 @@ def test_report_renders_offline_without_errors(tiny_audit_report, tmp_path):
             for plot in PLOTS:  # the curve plots of every suite, as inline SVG
                 assert page.locator(f'svg[aria-label^="{plot}"]').first.is_visible(), plot
             assert page.evaluate("() => document.querySelectorAll('script').length") == 0
+            # the first screen answers the question: the verdict and the overview need no scrolling
+            box = page.locator("#overview").bounding_box()
+            assert box is not None and box["y"] < 900
+            assert page.locator("#overview .verdict").bounding_box()["y"] < 900
+            assert page.locator("#overview table.overview td").count() >= 1
+            assert HOSTILE in page.inner_text("#overview")  # escaped, shown as text
+            assert page.locator("nav a[href='#overview']").count() == 1  # a table of contents
+            # folding: what needs attention is open, PASS is closed, and a click opens it
+            states = page.evaluate("""() => [...document.querySelectorAll('section details')]
+                .filter(d => d.querySelector('summary .badge'))
+                .map(d => [d.querySelector('summary .badge').textContent, d.open])""")
+            assert states and all(is_open == (status != "PASS") for status, is_open in states)
+            closed = page.locator("section[id^=suite] details:not([open]) > summary").first
+            closed.click()
+            assert page.evaluate("() => document.querySelectorAll('section[id^=suite] details[open]').length") >= 1
             title = page.title()
             assert page.evaluate("() => window.__pwned") is None  # nothing injected ran
             assert HOSTILE in page.inner_text("body")  # it is shown as text instead

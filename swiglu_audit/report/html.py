@@ -23,6 +23,8 @@ th,td{border-bottom:1px solid #d8dee4;padding:4px 8px;text-align:left;vertical-a
 th{background:#f6f8fa}.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-weight:600;font-size:12px}
 .verdict{font-size:22px;font-weight:700}.muted{color:#59636e}code,pre{font-family:ui-monospace,monospace;font-size:12px}
 pre{background:#f6f8fa;padding:8px;overflow:auto;max-height:400px}details{margin:6px 0}
+nav{font-size:13px;margin:8px 0}.overview td{white-space:nowrap;font-size:12px;padding:3px 5px}
+.overview th{font-size:12px;padding:3px 5px}.overview td:first-child{white-space:normal}
 .tag{display:inline-block;background:#ddf4ff;border-radius:4px;padding:0 6px;margin:1px;font-size:12px}
 """
 
@@ -90,8 +92,9 @@ PALETTE = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#1b7c83", "#5
 
 
 def line_plot(series: dict[str, list[tuple[float, float]]], title: str, x_label: str, y_label: str,
-              diagonal: bool = False) -> str:
-    """Several named (x, y) lines in one inline SVG, y from 0, with a legend."""
+              diagonal: bool = False, highlight: frozenset[str] | set[str] = frozenset()) -> str:
+    """Several named (x, y) lines in one inline SVG, y from 0, with a legend. The `highlight`ed
+    series (the candidate) are drawn thick and first in the legend; the others thin and muted."""
     series = {k: v for k, v in series.items() if v}
     if not series:
         return ""
@@ -122,16 +125,21 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, x_label:
                  f'text-anchor="middle">{esc(y_label)}</text>')
     if diagonal:
         parts.append(f'<line x1="{px(x_lo)}" y1="{py(0)}" x2="{px(x_hi)}" y2="{py(1)}" stroke="#8c959f" stroke-dasharray="3,3"/>')
-    for i, (name, pts) in enumerate(sorted(series.items())):
+    ordered = sorted(series.items(), key=lambda kv: (kv[0] not in highlight, kv[0]))
+    for i, (name, pts) in enumerate(ordered):
         colour = PALETTE[i % len(PALETTE)]
+        strong = name in highlight
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in sorted(pts))
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>')
-        parts.append(f'<text x="{left + width + 10}" y="{top + 12 + 14 * i}" fill="{colour}">{esc(name)}</text>')
+        style = 'stroke-width="3"' if strong else 'stroke-width="1.2" stroke-opacity="0.55"'
+        parts.append(f'<polyline fill="none" stroke="{colour}" {style} points="{path}"/>')
+        label = f"{name} (candidate)" if strong else name
+        weight = ' font-weight="bold"' if strong else ""
+        parts.append(f'<text x="{left + width + 10}" y="{top + 12 + 14 * i}" fill="{colour}"{weight}>{esc(label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def suite_curves(suite: str, findings: list[dict]) -> str:
+def suite_curves(suite: str, findings: list[dict], highlight: frozenset[str] | set[str] = frozenset()) -> str:
     """The suite's curve plots, drawn from the findings' details."""
     html = ""
     info = SUITES.get(suite)
@@ -146,7 +154,7 @@ def suite_curves(suite: str, findings: list[dict]) -> str:
                 series[f["models"][0]] = [tuple(p) if x_field is None else (p[x_field], p["value"]) for p in points]
         if series:
             html += f"<h3>{esc(heading)}</h3>" + line_plot(series, heading, plot.x_label, plot.y_label,
-                                                            diagonal=plot.diagonal)
+                                                            diagonal=plot.diagonal, highlight=highlight)
     return html
 
 
@@ -166,7 +174,8 @@ def finding_detail(f: dict, rmf: dict) -> str:
     if f.get("attack_class"):
         tags += f'<span class="tag">{esc(rmf["attack_classes"].get(f["attack_class"], f["attack_class"]))}</span>'
     level = "" if f.get("ci_level") is None else f" ({f['ci_level']:.0%} interval)"
-    return (f"<details><summary>{badge(f['status'])} <code>{esc(f['id'])}</code> {esc(f['title'])}</summary>"
+    opened = " open" if f["status"] != "PASS" else ""  # what needs attention is unfolded
+    return (f"<details{opened}><summary>{badge(f['status'])} <code>{esc(f['id'])}</code> {esc(f['title'])}</summary>"
             f"<p>{tags}</p><p><b>Result.</b> {esc(f['metric'])} = {num(f['value'])} {esc(interval(f))}"
             f"{level}. "
             f"{esc(f['reason'])}.</p><p><b>Threshold.</b> {esc(f['threshold'])}</p>"
@@ -205,6 +214,64 @@ def records_table(rows) -> str:
     cell = lambda v: num(v, 4) if isinstance(v, float) else esc(v)
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
     return "<table>" + "<tr>" + "".join(f"<th>{esc(c)}</th>" for c in columns) + f"</tr>{body}</table>"
+
+
+def _candidates(doc: dict) -> set[str]:
+    """The candidate models (role "candidate"), to highlight them in plots and the overview."""
+    models = (doc.get("environment") or {}).get("models") or {}
+    named = {name for name, m in models.items() if (m.get("spec") or {}).get("role") == "candidate"}
+    return named or {f["models"][0] for f in doc["findings"] if len(f["models"]) == 2}
+
+
+def overview_section(doc: dict) -> str:
+    """The first screen: is the SwiGLU candidate worse than its baselines, and where? A matrix of
+    check x baseline, each cell the candidate-minus-baseline difference with its interval,
+    coloured by status (bold when significant); beside it the verdict, the counts per status and
+    what was not measured."""
+    s = doc["summary"]
+    comps = [f for f in doc["findings"] if len(f["models"]) == 2]
+    baselines = sorted({f["models"][1] for f in comps})
+    rows: dict[str, dict[str, dict]] = {}
+    for f in comps:
+        label = f["check"].removesuffix("_vs_baseline") + (f["id"].split("]", 1)[1] if "]" in f["id"] else "")
+        rows.setdefault(label, {})[f["models"][1]] = f
+
+    def cell(f):
+        if f is None:
+            return "<td class=muted>-</td>"
+        sig = (f["details"].get("comparison") or {}).get("significant")
+        value = num(f["value"])
+        text = f"<b>{value}</b>" if sig else value
+        colour = STATUS_COLOURS.get(f["status"], "#59636e")
+        return (f'<td style="background:{colour}1f;border-left:4px solid {colour}" '
+                f'title="{esc(f["status"])}: {esc(f["reason"])}">{text}<br><span class=muted>'
+                f'[{num(f["ci_low"], 2)}, {num(f["ci_high"], 2)}]</span></td>')
+
+    head = "".join(f"<th>{esc(b)}</th>" for b in baselines)
+    body = "".join(f"<tr><td><code>{esc(label)}</code></td>" + "".join(cell(cols.get(b)) for b in baselines) + "</tr>"
+                   for label, cols in sorted(rows.items()))
+    matrix = (f"<table class=overview><tr><th>check (candidate - baseline)</th>{head}</tr>{body}</table>"
+              if comps else "<p>No candidate-vs-baseline comparison ran.</p>")
+    counts = " ".join(f"{badge(k)} {v}" for k, v in s["counts"].items())
+    missing = [c["area"] for c in doc.get("coverage", []) if not c["measured"] and c.get("applicable", True)]
+    candidates = ", ".join(sorted(_candidates(doc))) or "-"
+    return (f'<section id="overview"><h2>Overview: is the candidate ({esc(candidates)}) worse than its baselines?</h2>'
+            f'<p class="verdict">Verdict: {badge(s["verdict"])}</p><p>{counts}</p>'
+            f"<p class=muted>Each cell: candidate minus baseline, with its interval over seeds and examples; "
+            f"its colour is the status ({' '.join(badge(k) for k in STATUS_COLOURS)}); bold when significant; "
+            f"hover for the sentence. Not measured here: "
+            f"{esc('; '.join(missing)) or 'nothing'}.</p>{matrix}</section>")
+
+
+def contents(doc: dict, suites: list[str]) -> str:
+    """A table of contents: plain links, no script."""
+    links = [("overview", "Overview"), ("summary", "Summary")]
+    if doc.get("comparison"):
+        links.append(("changes", "Changed since the last run"))
+    links.append(("comparison", "All comparisons"))
+    links += [(f"suite-{s}", SUITES[s].title if s in SUITES else s) for s in suites]
+    links += [("coverage", "Coverage"), ("policy", "Policy"), ("reproducibility", "Reproducibility")]
+    return "<nav>" + " | ".join(f'<a href="#{esc(a)}">{esc(t)}</a>' for a, t in links) + "</nav>"
 
 
 def summary_section(doc: dict) -> str:
@@ -266,7 +333,8 @@ def trend_section(doc: dict) -> str:
         name = f"{info.trend_check}{info.trend}" if info else suite
         title = f"{info.title if info else suite}: {name} across {len(data['runs'])} runs"
         plots += f"<h3>{esc(title)}</h3>" + line_plot({m: [tuple(p) for p in pts] for m, pts in series.items()},
-                                                       title, "saved run (oldest first, this run last)", "value")
+                                                       title, "saved run (oldest first, this run last)", "value",
+                                                       highlight=_candidates(doc))
     return f'<section id="trend"><h2>Trend over saved runs</h2>{plots}</section>' if plots else ""
 
 
@@ -278,7 +346,8 @@ def comparison_section(doc: dict) -> str:
     return ('<section id="comparison"><h2>SwiGLU vs baselines</h2><p class=muted>Candidate minus '
             "baseline, with intervals over training seeds and test examples; a difference is called "
             "significant only when the paired test rejects at the configured alpha and the interval "
-            "excludes zero.</p>" + findings_table(sorted(comps, key=lambda f: f["id"])) + "</section>")
+            "excludes zero.</p><details><summary>All " + str(len(comps)) + " candidate-vs-baseline findings</summary>"
+            + findings_table(sorted(comps, key=lambda f: f["id"])) + "</details></section>")
 
 
 def suite_section(doc: dict, suite: str) -> str:
@@ -288,7 +357,7 @@ def suite_section(doc: dict, suite: str) -> str:
     if not fs:
         return f'<section id="suite-{esc(suite)}"><h2>{esc(title)}</h2><p>Not run in this audit.</p></section>'
     plots = f"<p>{esc(info.note)}</p>" if info and info.note else ""
-    plots += suite_curves(suite, fs)
+    plots += suite_curves(suite, fs, _candidates(doc))
     for check in sorted({f["check"] for f in fs if f.get("ci_low") is not None}):
         rows = [f for f in fs if f["check"] == check]
         plots += f"<h3>{esc(rows[0]['title'])}</h3>" + interval_plot(rows, rows[0]["title"])
@@ -338,7 +407,8 @@ def reproducibility_section(doc: dict) -> str:
 
 def render_html(doc: dict) -> str:
     suites = list(SUITES) + sorted({f["suite"] for f in doc["findings"]} - set(SUITES))
-    body = (summary_section(doc) + changes_section(doc) + trend_section(doc) + comparison_section(doc)
+    body = (contents(doc, suites) + overview_section(doc) + summary_section(doc) + changes_section(doc)
+            + trend_section(doc) + comparison_section(doc)
             + "".join(suite_section(doc, s) for s in suites)
             + coverage_section(doc) + policy_section(doc) + reproducibility_section(doc))
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
