@@ -156,3 +156,13 @@ def test_records_table_escapes_its_cells():
     table = records_table([{"detector": EVIL, "auroc": 0.5}])
     assert EVIL not in table and "&lt;script&gt;" in table and "0.5000" in table
     assert records_table(None) == "" and records_table([1, 2]) == ""
+
+
+def test_reports_are_as_readable_as_any_new_file(tmp_path):
+    import stat
+
+    paths = write_document(sample_document(), tmp_path / "out")
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in paths.values():
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask
