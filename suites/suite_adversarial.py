@@ -118,13 +118,15 @@ def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, threat, recor
 
 @pytest.mark.swiglu_audit_check(TRANSFER)
 def test_transfer_attack_vs_baseline(audit, audit_pair, record_finding):
-    policy = audit.config.policy
+    policy, cfg = audit.config.policy, audit.config.adversarial
     candidate, baseline = audit_pair
     onto_candidate = measure.transfer(audit, source=baseline, target=candidate)
     onto_baseline = measure.transfer(audit, source=candidate, target=baseline)
     cmp = paired_comparison(onto_candidate, onto_baseline, policy["confidence_level"], policy["alpha"])
     record_finding(comparison_finding(
         TRANSFER, audit_pair, cmp, policy,
-        "accuracy of the candidate under the baseline's PGD examples vs the baseline under the candidate's",
-        details={"candidate_accuracy_on_baseline_examples": float(np.mean(onto_candidate)),
+        f"accuracy of the candidate under the baseline's PGD examples ({describe_threat('linf', cfg, audit.data.modality)}) "
+        "vs the baseline under the candidate's",
+        details={"threat_model": describe_threat("linf", cfg, audit.data.modality),
+                 "candidate_accuracy_on_baseline_examples": float(np.mean(onto_candidate)),
                  "baseline_accuracy_on_candidate_examples": float(np.mean(onto_baseline))}))
