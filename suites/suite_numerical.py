@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from swiglu_audit.cache import CheckpointCache
+from swiglu_audit.cache import CheckpointCache, cache_key
 from swiglu_audit.checks.numerical import (
     DETERMINISM,
     DEVICE_PARITY,
@@ -130,7 +130,12 @@ def test_golden_outputs(audit, audit_model, dtype, record_finding):
     folder = cfg.project_path(cfg.numerical["golden_dir"])
     platform = platform_key(audit.device, dtype)
     probe, logits = measure.golden_logits(audit, audit_model, dtype)
-    path = golden_path(folder, platform, audit_model)
+    # A golden file belongs to one model artefact: trained models are keyed by their recipe and
+    # seed too (the quick and standard profiles train different models of the same name), models
+    # loaded from weights only by the probe, so that an edited weights file is caught, not re-created.
+    recipe = "" if audit.zoo.spec(audit_model).weights else "-recipe" + cache_key(
+        {"training": dict(cfg.training), "seed": cfg.seeds[0]})[:10]
+    path = golden_path(folder, f"{platform}-probe{len(probe)}{recipe}", audit_model)
     result = compare_or_write(path, logits, probe_digest(probe), cfg.update_golden)
     if result["action"] != "compared":
         status, reason = Status.WARN, f"model '{audit_model}' ({dtype}): {result['note']}"

@@ -108,3 +108,24 @@ def test_torch_compile_of_the_op_matches_eager():
     compiled = torch.compile(eager_swiglu, dynamic=True)
     result = check_implementation(compiled, max_examples=10, dtypes=(torch.float32,))
     assert result["passed"] and result["examples"] == 10
+
+
+def test_switching_profiles_creates_new_golden_files_instead_of_failing(tiny_project):
+    """The quick and standard profiles train different models under the same names: their golden
+    files must not be compared with each other (that was an ERROR per model and dtype)."""
+    import json
+
+    from swiglu_audit.config import OPT_ENABLE
+
+    args = (OPT_ENABLE, "-p", "no:cacheprovider", "-k", "golden")
+    assert tiny_project.runpytest_subprocess(*args).ret == 0
+    text = (tiny_project.path / "pyproject.toml").read_text()
+    (tiny_project.path / "pyproject.toml").write_text(text.replace("epochs = 4", "epochs = 5"))  # another recipe
+    result = tiny_project.runpytest_subprocess(*args)
+    findings = json.loads((tiny_project.path / "reports" / "report.json").read_text())["findings"]
+    assert result.ret == 0 and findings
+    assert all(f["status"] == "WARN" and "created" in f["reason"] for f in findings)
+    (tiny_project.path / "pyproject.toml").write_text(text)  # back to the first recipe: compared again
+    tiny_project.runpytest_subprocess(*args)
+    findings = json.loads((tiny_project.path / "reports" / "report.json").read_text())["findings"]
+    assert {f["status"] for f in findings} == {"PASS"}
