@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -34,3 +35,51 @@ def autocast(device: torch.device):
 
 def precision_name(device: torch.device) -> str:
     return "bf16-autocast" if device.type == "cuda" else "float32"
+
+
+# cuBLAS is bitwise reproducible only with a fixed workspace; it reads this variable when its first
+# handle is created, so the plugin sets it (unless the user did) before anything touches CUDA.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def prepare_cuda_determinism() -> None:
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms():
+    """torch's deterministic kernels for the duration (the determinism check trains twice under
+    it); `warn_only` because a user's model may call an op that has no deterministic form, which
+    the check then reports as a difference rather than crashing on."""
+    before, before_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn_before = torch.backends.cudnn.deterministic
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=before_warn)
+        torch.backends.cudnn.deterministic = cudnn_before
+
+
+def math_settings(device: torch.device) -> dict:
+    """The settings that decide which kernels and precisions run, as the report records them:
+    TF32 in float32 matmuls and convolutions, cuDNN autotuning and determinism, the float32
+    matmul precision, deterministic algorithms, and the cuBLAS workspace."""
+    settings = {
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "autocast": "bfloat16 (training, and the bf16 checks)" if device.type == "cuda" else None,
+    }
+    if device.type == "cuda":
+        settings.update({
+            "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cuda_matmul_allow_bf16_reduced_precision_reduction": torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_version": torch.backends.cudnn.version(),
+            "cuda_version": torch.version.cuda,
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        })
+    return settings

@@ -20,7 +20,7 @@ from .cache import CheckpointCache, cache_key
 from .collect import xdist_workers
 from .config import AuditConfig
 from .data import AuditData, load_digits_data, load_user_data
-from .device import precision_name, resolve_device
+from .device import math_settings, precision_name, resolve_device
 from .progress import Progress
 from .zoo import Zoo
 
@@ -90,7 +90,7 @@ class AuditSession:
             },
             "device": {"type": self.device.type, "precision": precision_name(self.device),
                        "name": torch.cuda.get_device_name(0) if self.device.type == "cuda" else platform.processor() or platform.machine(),
-                       "torch_threads": torch.get_num_threads()},
+                       "torch_threads": torch.get_num_threads(), "math": math_settings(self.device)},
             "data": self._data.summary() if self._data is not None else None,
             "cache": {"dir": str(self.config.cache_dir), **self.cache.stats.to_dict()},
             "recipe": dict(self.config.training),

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..checks.numerical import half_parity, state_difference
+from ..device import deterministic_algorithms
 from ..train import Recipe, predict_logits, train_model
 
 if TYPE_CHECKING:
@@ -62,10 +63,11 @@ def determinism(audit: AuditSession, name: str) -> dict:
         states, outputs = [], []
         for _ in range(2):
             torch.manual_seed(seed)
-            model = audit.zoo.instantiate(spec).to(audit.device)
-            train_model(model, audit.data.x_train, audit.data.y_train, recipe, seed, audit.device)
-            states.append({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            outputs.append(predict_logits(model, probe, audit.device))
+            with deterministic_algorithms():  # on CUDA, atomics-based kernels would differ run to run
+                model = audit.zoo.instantiate(spec).to(audit.device)
+                train_model(model, audit.data.x_train, audit.data.y_train, recipe, seed, audit.device)
+                states.append({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                outputs.append(predict_logits(model, probe, audit.device))
         diff, where = state_difference(states[0], states[1])
         return {"trained": True, "weight_diff": diff, "weight_where": where,
                 "output_diff": float((outputs[0] - outputs[1]).abs().max())}
