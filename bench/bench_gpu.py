@@ -2,13 +2,15 @@
 
     python bench/bench_gpu.py --out-dir OUT [--deadline 560] [--workers 8]
 
-Each run is a fresh `python -m pytest --swiglu-audit --swiglu-audit-device=cuda` process in an
-empty folder (cold: an empty cache; warm: the cache the standard cold run filled). Recorded per run:
+Each run is a fresh `python -m pytest --swiglu-audit --swiglu-audit-device=cuda` process; a cold run
+starts in an empty folder with an empty cache, a warm run in the folder its cold run left (its
+checkpoint cache, and its golden files, which the warm run then compares against). Recorded per run:
 wall time, exit status, verdict, finding counts, the largest GPU memory in use by all processes
 (nvidia-smi, sampled every 0.5 s: CUDA contexts of every xdist worker included), mean GPU
 utilisation, the slowest checks (pytest --durations), and the parity findings (CPU vs CUDA
 logits and flip rate, bf16 vs float32, training determinism, golden files). Before the runs, the
-device's matmul rates and torch's math settings are written down. A run that would pass the
+device's matmul rates, torch's math settings and the unit costs (one training step, one
+attack step) are written down. A run that would pass the
 deadline is stopped and recorded as unfinished; a quick run with ERROR findings stops the rest
 (the later profiles would fail the same way, and GPU time is scarce).
 
@@ -70,6 +72,51 @@ def matmul_rates(device: str) -> dict:
     return rates
 
 
+def step_timings(device: str, steps: int = 100) -> dict:
+    """Milliseconds per training step (batch 64, the recipe's AdamW, bf16 autocast on CUDA) and per
+    attack step (forward and input gradient on 360 examples) of the SwiGLU MLP and ViT on 8x8
+    digits-shaped inputs: the unit costs the audit repeats tens of thousands of times."""
+    import torch
+
+    from swiglu_audit.device import autocast
+    from swiglu_audit.nn import ModelConfig, build_model
+    from swiglu_audit.specs import load_zoo_table
+
+    dev, zoo, out = torch.device(device), load_zoo_table(), {}
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for family in ("mlp", "vit"):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(family=family, ffn="swiglu", n_classes=10, input_shape=(1, 8, 8),
+                                        **zoo["families"][family])).to(dev)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        x, y = torch.rand(64, 1, 8, 8, device=dev), torch.randint(0, 10, (64,), device=dev)
+
+        def train_step():
+            with autocast(dev):
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        xa, ya = torch.rand(360, 1, 8, 8, device=dev), torch.randint(0, 10, (360,), device=dev)
+
+        def attack_step():
+            xa.requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(model(xa), ya)
+            torch.autograd.grad(loss, xa)
+
+        for name, step in (("train_step_ms", train_step), ("attack_step_ms", attack_step)):
+            for _ in range(10):
+                step()
+            sync()
+            started = time.perf_counter()
+            for _ in range(steps):
+                step()
+            sync()
+            out[f"{family}_{name}"] = round((time.perf_counter() - started) / steps * 1000, 3)
+    return out
+
+
 def environment(device: str) -> dict:
     import torch
 
@@ -77,7 +124,8 @@ def environment(device: str) -> dict:
 
     env = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
            "torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
-           "math_settings": math_settings(torch.device(device)), "matmul": matmul_rates(device)}
+           "math_settings": math_settings(torch.device(device)), "matmul": matmul_rates(device),
+           "unit_costs": step_timings(device)}
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         env.update({"gpu": props.name, "gpu_memory_gib": round(props.total_memory / 2**30, 1),
@@ -104,6 +152,7 @@ def run_audit(profile: str, device: str, workers: int, workdir: Path, cache: Pat
            f"--swiglu-audit-device={device}", "-p", "no:cacheprovider", "-q", "--durations=25"]
     cmd += ["-n", str(workers)] if workers > 1 else []
     peak, utils, done = [0.0], [], threading.Event()
+    (workdir / "reports" / "report.json").unlink(missing_ok=True)  # a warm run must not read the cold run's
 
     def sample():
         while not done.is_set():
@@ -144,7 +193,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--profiles", default="quick,standard,full", help="in order; standard also runs warm")
+    ap.add_argument("--profiles", default="quick,standard,full", help="in order, each cold")
+    ap.add_argument("--warm", default="standard", help="profiles also run warm, right after their cold run")
     ap.add_argument("--workers", type=int, default=8, help="pytest-xdist workers for standard and full")
     ap.add_argument("--deadline", type=float, default=560, help="seconds for the whole script")
     args = ap.parse_args()
@@ -162,15 +212,17 @@ def main() -> None:
         plan = []
         for profile in args.profiles.split(","):
             plan.append((profile, "cold"))
-            if profile == "standard":
+            if profile in args.warm.split(","):
                 plan.append((profile, "warm"))
         for profile, kind in plan:
             if left() < 20:
                 results["runs"].append({"profile": profile, "kind": kind, "skipped": "deadline"})
                 continue
-            work = tmp / f"work-{profile}-{kind}"
-            work.mkdir()
-            cache = tmp / f"cache-{profile}"  # warm reuses the cold run's cache of the same profile
+            # a warm run reuses the cold run's folder: its cache, and its golden files, which the
+            # cold run created and the warm run compares against
+            work = tmp / f"work-{profile}"
+            work.mkdir(exist_ok=True)
+            cache = tmp / f"cache-{profile}"
             workers = 4 if profile == "quick" else args.workers
             result = run_audit(profile, args.device, workers, work, cache, left(), log)
             result["kind"] = kind
