@@ -83,37 +83,45 @@ def step_timings(device: str, steps: int = 100) -> dict:
     from swiglu_audit.specs import load_zoo_table
 
     dev, zoo, out = torch.device(device), load_zoo_table(), {}
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for family in ("mlp", "vit"):
         torch.manual_seed(0)
         model = build_model(ModelConfig(family=family, ffn="swiglu", n_classes=10, input_shape=(1, 8, 8),
                                         **zoo["families"][family])).to(dev)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        x, y = torch.rand(64, 1, 8, 8, device=dev), torch.randint(0, 10, (64,), device=dev)
+        for name, ms in _unit_costs(model, dev, steps, autocast).items():
+            out[f"{family}_{name}"] = ms
+    return out
 
-        def train_step():
-            with autocast(dev):
-                loss = torch.nn.functional.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
 
-        xa, ya = torch.rand(360, 1, 8, 8, device=dev), torch.randint(0, 10, (360,), device=dev)
+def _unit_costs(model, dev, steps: int, autocast) -> dict:
+    import torch
 
-        def attack_step():
-            xa.requires_grad_(True)
-            loss = torch.nn.functional.cross_entropy(model(xa), ya)
-            torch.autograd.grad(loss, xa)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    x, y = torch.rand(64, 1, 8, 8, device=dev), torch.randint(0, 10, (64,), device=dev)
+    xa, ya = torch.rand(360, 1, 8, 8, device=dev), torch.randint(0, 10, (360,), device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
-        for name, step in (("train_step_ms", train_step), ("attack_step_ms", attack_step)):
-            for _ in range(10):
-                step()
-            sync()
-            started = time.perf_counter()
-            for _ in range(steps):
-                step()
-            sync()
-            out[f"{family}_{name}"] = round((time.perf_counter() - started) / steps * 1000, 3)
+    def train_step():
+        with autocast(dev):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def attack_step():
+        xa.requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(xa), ya)
+        torch.autograd.grad(loss, xa)
+
+    out = {}
+    for name, step in (("train_step_ms", train_step), ("attack_step_ms", attack_step)):
+        for _ in range(10):
+            step()
+        sync()
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync()
+        out[name] = round((time.perf_counter() - started) / steps * 1000, 3)
     return out
 
 

@@ -1,13 +1,23 @@
-"""Efficiency suite: does the candidate reach at least the baseline's accuracy at matched
-parameters and the same training budget (the reason teams adopt SwiGLU)?"""
+"""Efficiency suite: what the candidate buys. Clean accuracy at matched parameters, the compute to
+reach a common validation-accuracy target (steps, counted FLOPs, seconds; from the learning
+curves recorded during the normal training), step time, inference latency and throughput, and
+training memory, each compared with every baseline of the family."""
 
+import numpy as np
 import pytest
 
-from swiglu_audit.checks.efficiency import CLEAN_ACCURACY_COMPARISON, parameter_mismatch
+from swiglu_audit.checks.efficiency import (
+    CLEAN_ACCURACY_COMPARISON,
+    EFFICIENCY_COMPARISONS,
+    EFFICIENCY_METRICS,
+    TRAINING_EFFICIENCY,
+    parameter_mismatch,
+)
+from swiglu_audit.measure import efficiency as measure
 from swiglu_audit.measure.adversarial import clean_correct
 from swiglu_audit.measure.numerical import n_parameters
-from swiglu_audit.risk import Status, comparison_finding, with_status
-from swiglu_audit.stats import paired_comparison
+from swiglu_audit.risk import Status, comparison_finding, make_finding, with_status
+from swiglu_audit.stats import bootstrap_mean, paired_comparison
 
 
 @pytest.mark.swiglu_audit_check(CLEAN_ACCURACY_COMPARISON)
@@ -27,3 +37,87 @@ def test_clean_accuracy_vs_baseline(audit, audit_pair, record_finding):
             f"but parameter counts differ by {mismatch:.1%} ({n_cand} vs {n_base}), more than "
             f"max_param_mismatch = {policy['max_param_mismatch']}, so this is not a matched comparison"))
     record_finding(finding)
+
+
+@pytest.mark.swiglu_audit_check(TRAINING_EFFICIENCY)
+def test_training_efficiency(audit, audit_model, record_finding):
+    if audit.zoo.spec(audit_model).weights:
+        pytest.skip(f"'{audit_model}' is loaded from weights: the audit did not train it, so it has no learning curve")
+    policy = audit.config.policy
+    m = measure.per_model(audit, audit_model)
+    target = measure.family_target(audit, audit_model)
+    flops = bootstrap_mean(np.asarray(m["flops_to_target"], dtype=float)[:, None], policy["confidence_level"])
+    missed = [seed for seed, hit in zip(audit.config.seeds, m["reached"]) if not hit]
+    if missed:
+        status = Status.WARN
+        reason = (f"'{audit_model}' did not reach the target validation accuracy {m['target']:.3f} with seed(s) "
+                  f"{missed} within the recipe's budget; its compute to target is a lower bound")
+    else:
+        status = Status.PASS
+        reason = (f"'{audit_model}' reached the target validation accuracy {m['target']:.3f} with every seed, "
+                  f"after {flops.value:.3g} training FLOPs on average ({np.mean(m['steps_to_target']):.0f} steps, "
+                  f"{np.mean(m['seconds_to_target']):.2f} s); final validation accuracy "
+                  f"{np.mean(m['final_val_accuracy']):.3f}")
+    curves = m["curves"]
+    details = {
+        "target": m["target"], "target_rule": target["how"], "reached": m["reached"],
+        "flops_to_target": m["flops_to_target"], "steps_to_target": m["steps_to_target"],
+        "seconds_to_target": m["seconds_to_target"], "final_val_accuracy": m["final_val_accuracy"],
+        "train_flops_per_example": m["train_flops_per_example"],
+        "step_time_seconds": m["step_time"], "training_memory": m["memory"],
+        "device": audit.device.type,
+        "accuracy_vs_flops": measure.mean_curve(curves, "flops", "val_accuracy"),
+        "accuracy_vs_steps": measure.mean_curve(curves, "step", "val_accuracy"),
+        "accuracy_vs_seconds": measure.mean_curve(curves, "seconds", "val_accuracy"),
+        "loss_vs_flops": measure.mean_curve(curves, "flops", "val_loss"),
+    }
+    record_finding(make_finding(
+        TRAINING_EFFICIENCY, [audit_model], status, reason,
+        threshold=f"every seed reaches the target validation accuracy ({target['how']})",
+        value=flops.value, ci=(flops.ci_low, flops.ci_high), ci_level=flops.level, details=details))
+
+
+def _relative(values) -> np.ndarray:
+    """Per seed (a list) -> (seeds x 1); per seed and repeat (a list of lists) -> (seeds x repeats)."""
+    m = np.asarray(values, dtype=float)
+    return m[:, None] if m.ndim == 1 else m
+
+
+def _comparison_test(metric):
+    info = EFFICIENCY_COMPARISONS[metric.name]
+
+    @pytest.mark.swiglu_audit_check(info)
+    def test(audit, audit_pair, record_finding):
+        candidate, baseline = audit_pair
+        for name in audit_pair:
+            if audit.zoo.spec(name).weights:
+                pytest.skip(f"'{name}' is loaded from weights: the audit did not train it")
+        policy = audit.config.policy
+        if metric.name in ("latency", "throughput"):  # measured in turns, pair by pair
+            a, b = (_relative(v) for v in measure.paired_timings(audit, candidate, baseline)[metric.name])
+        else:
+            a, b = (_relative(measure.per_model(audit, name)[metric.name]) for name in audit_pair)
+        scale = float(b.mean())
+        cmp = paired_comparison(a / scale, b / scale, policy["confidence_level"], policy["alpha"])
+        finding = comparison_finding(
+            info, [candidate, baseline], cmp, policy, f"{metric.what} (relative to the baseline's mean)",
+            details={"unit": metric.unit, "candidate": a.tolist(), "baseline": b.tolist(),
+                     "candidate_mean": float(a.mean()), "baseline_mean": scale, "device": audit.device.type,
+                     # wall-clock: listed by `compare`, never gating a scheduled audit (history.py)
+                     "indicative": metric.timing})
+        if metric.timing and finding.status == Status.FAIL.value:
+            finding = with_status(finding, Status.WARN, "a wall-clock timing on a machine the audit shares "
+                                  "with its own workers is indicative, never a FAIL")
+        gain = policy["min_efficiency_gain"]
+        if (metric.name == "flops_to_target" and gain > 0 and finding.status == Status.PASS.value
+                and not cmp.ci_high < -gain):
+            finding = with_status(finding, Status.WARN, f"the required gain is not shown: the interval's "
+                                  f"upper end {cmp.ci_high:+.3f} is not below -min_efficiency_gain = {-gain}")
+        record_finding(finding)
+
+    test.__name__ = f"test_{metric.name}_vs_baseline"
+    return test
+
+
+for _metric in EFFICIENCY_METRICS:
+    globals()[f"test_{_metric.name}_vs_baseline"] = _comparison_test(_metric)

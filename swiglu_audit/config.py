@@ -154,6 +154,9 @@ DEFAULT_POLICY: dict[str, Any] = {
     "min_fp16_headroom": 2.0,  # float16 max / largest FFN activation must stay above this
     "max_clean_accuracy_drop": 0.02,  # candidate vs baseline, clean accuracy (efficiency claim)
     "max_param_mismatch": 0.05,  # relative parameter-count difference tolerated between variants
+    "max_efficiency_loss": 0.25,  # candidate vs baseline: FLOPs, steps, time, memory to target, relative
+    "min_efficiency_gain": 0.0,  # require the candidate to need this share fewer FLOPs to target (0: no requirement)
+    "efficiency_target_accuracy": 0.0,  # validation-accuracy target of the efficiency suite (0: automatic)
 }
 
 _TRAINING_KEYS = {"epochs": int, "batch_size": int, "learning_rate": float, "weight_decay": float}

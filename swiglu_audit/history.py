@@ -11,6 +11,8 @@ removed, status changed, value changed. A change is a *regression* when it trips
   the gate allows (absolute, or relative with a trailing %), *and* beyond the noise: the two
   runs' confidence intervals do not overlap (runs without intervals are held to the gate alone).
 Gates come from `[tool.swiglu_audit.gates]`: `check name = "0.02"` or `"5%"`, and `default`.
+Findings marked indicative (`details.indicative`: wall-clock timings, which move with the machine's
+load) are listed when they change but never gate: a scheduled audit must not fail on a busy runner.
 Torch-free: the CLI and the plugin's controller use it.
 """
 
@@ -108,6 +110,10 @@ def _ci(f: dict) -> tuple[float, float] | None:
     return None if f.get("ci_low") is None or f.get("ci_high") is None else (f["ci_low"], f["ci_high"])
 
 
+def _indicative(f: dict | None) -> bool:
+    return bool(f and (f.get("details") or {}).get("indicative"))
+
+
 def _better(f: dict) -> str | None:
     return (f.get("details") or {}).get("better")
 
@@ -159,6 +165,8 @@ def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None) 
         if o is not None and n is not None and not change.regression:
             why = _value_regression(o, n, gates)
             change.regression, change.why = bool(why), why or change.why
+        if change.regression and _indicative(n):
+            change.regression, change.why = False, f"indicative (wall-clock), not gated: {change.why}"
         changes.append(change)
     return Comparison(changes, environment_differences(old_doc, new_doc))
 

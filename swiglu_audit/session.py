@@ -80,6 +80,7 @@ class AuditSession:
                 entry["runs"][tag] = [{
                     "seed": t.seed, "cached": t.cached,
                     "train_seconds": t.record.get("seconds"),
+                    "curve_eval_seconds": t.record.get("eval_seconds"),  # validation passes of the learning curve
                     "final_val_accuracy": (t.record.get("history") or [{}])[-1].get("val_accuracy"),
                 } for t in trained]
         return {

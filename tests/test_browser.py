@@ -22,7 +22,9 @@ SECTIONS = ["overview", "summary", "comparison", "suite-adversarial", "suite-poi
 
 PLOTS = ["PGD-Linf robust accuracy against budget", "Clean accuracy against the share of labels flipped",
          "Source-class test inputs sent to the target class", "Backdoor attack success against the poison rate",
-         "ROC curves, near OOD", "ROC curves, far OOD", "Accuracy against corruption severity", "Risk-coverage curves"]
+         "ROC curves, near OOD", "ROC curves, far OOD", "Accuracy against corruption severity", "Risk-coverage curves",
+         "Validation accuracy against training FLOPs", "Validation accuracy against training steps",
+         "Efficiency against robustness"]
 
 HOSTILE = '<script>window.__pwned = 1</script><img src="https://example.invalid/x.png" onerror="window.__pwned = 2">'
 
@@ -57,6 +59,9 @@ def test_report_renders_offline_without_errors(tiny_audit_report, tmp_path):
             for plot in PLOTS:  # the curve plots of every suite, as inline SVG
                 assert page.locator(f'svg[aria-label^="{plot}"]').first.is_visible(), plot
             assert page.evaluate("() => document.querySelectorAll('script').length") == 0
+            # the efficiency-robustness trade-off: a point per (baseline, robustness measure), and its sentence
+            assert page.locator("#suite-efficiency svg.tradeoff circle").count() >= 3
+            assert "of the training FLOPs to the target accuracy" in page.inner_text("#suite-efficiency .tradeoff-summary")
             # the first screen answers the question: the verdict and the overview need no scrolling
             box = page.locator("#overview").bounding_box()
             assert box is not None and box["y"] < 900

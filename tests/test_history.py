@@ -47,6 +47,16 @@ def test_direction_comes_from_the_check_and_a_worse_status_always_trips():
     assert status.regressions and "PASS -> WARN" in status.regressions[0].why
 
 
+def test_indicative_wall_clock_findings_are_listed_but_never_gate():
+    def timing(status, value):
+        doc = _doc(value, (value - 0.01, value + 0.01), status=status, better="lower")
+        doc["findings"][0]["details"]["indicative"] = True
+        return doc
+    result = compare(timing("PASS", 0.1), timing("WARN", 0.9), parse_gates({"default": "0.05"}))
+    assert not result.regressions
+    assert [c.kind for c in result.changes] == ["status"] and "not gated" in result.changes[0].why
+
+
 def test_added_and_removed_findings_and_setup_differences_are_listed():
     old, new = _doc(), _doc()
     extra = dict(old["findings"][0], id="extra[x]")

@@ -11,6 +11,7 @@ from html import escape
 
 from ..risk import error_groups
 from ..suite_catalog import SUITES
+from .tradeoff import tradeoff_section
 
 STATUS_COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#8250df"}
 
@@ -357,6 +358,8 @@ def suite_section(doc: dict, suite: str) -> str:
     if not fs:
         return f'<section id="suite-{esc(suite)}"><h2>{esc(title)}</h2><p>Not run in this audit.</p></section>'
     plots = f"<p>{esc(info.note)}</p>" if info and info.note else ""
+    if suite == "efficiency":
+        plots += tradeoff_section(doc["findings"], _candidates(doc))
     plots += suite_curves(suite, fs, _candidates(doc))
     for check in sorted({f["check"] for f in fs if f.get("ci_low") is not None}):
         rows = [f for f in fs if f["check"] == check]

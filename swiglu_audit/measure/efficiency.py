@@ -1,0 +1,127 @@
+"""Efficiency measurements per model, memoised per process: learning curves and compute to a
+target (read off the training records, so no extra training), step time, inference timings and
+training memory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..checks.efficiency import first_reaching, paired_inference_timings, training_memory_bytes
+from ..errors import ModelContractError
+
+if TYPE_CHECKING:
+    from ..session import AuditSession
+
+AUTO_TARGET_SHARE = 0.95  # auto target: this share of the weakest model's final validation accuracy
+TIMING_REPEATS = 7
+
+
+def learning_curves(audit: AuditSession, name: str) -> list[list[dict]]:
+    """Per seed, the learning curve recorded during training: at steps 1, 2, 4, 8, ... and at every
+    epoch's end, the step, examples seen, training seconds (evaluation excluded), FLOPs, validation
+    loss and accuracy."""
+    return [list(m.record.get("curve") or []) for m in audit.zoo.models(name)]
+
+
+def _final_val_accuracy(curves: list[list[dict]]) -> float | None:
+    finals = [c[-1]["val_accuracy"] for c in curves if c and c[-1].get("val_accuracy") is not None]
+    return float(np.mean(finals)) if finals else None
+
+
+def family_target(audit: AuditSession, name: str) -> dict:
+    """The validation-accuracy target of the model's group: `efficiency_target_accuracy` when the
+    policy sets one (above 0), else AUTO_TARGET_SHARE of the lowest final validation accuracy
+    (mean over seeds) in the group, which every model of the group reaches on average."""
+    group = audit.zoo.spec(name).group
+
+    def compute():
+        set_target = audit.config.policy["efficiency_target_accuracy"]
+        if set_target > 0:
+            return {"target": float(set_target), "how": f"efficiency_target_accuracy = {set_target}"}
+        finals, failed = {}, []
+        for other, spec in audit.zoo.specs.items():
+            if spec.group != group or spec.weights:
+                continue
+            try:
+                final = _final_val_accuracy(learning_curves(audit, other))
+            except ModelContractError:  # its own findings say why; the others keep their target
+                failed.append(other)
+                continue
+            if final is not None:
+                finals[other] = final
+        if not finals:
+            return {"target": None, "how": "no model of the group has a learning curve"}
+        weakest = min(finals, key=finals.get)
+        return {"target": AUTO_TARGET_SHARE * finals[weakest],
+                "how": f"{AUTO_TARGET_SHARE:.0%} of the lowest final validation accuracy of the group "
+                       f"({weakest}: {finals[weakest]:.3f}, mean over seeds)"
+                       + (f"; left out, could not be trained: {', '.join(failed)}" if failed else "")}
+    return audit.memo(("efficiency-target", group), compute)
+
+
+def to_target(curve: list[dict], target: float) -> dict:
+    """Steps, FLOPs and seconds at which one seed's curve first reaches the target; a seed that
+    never reaches it gets its whole budget, marked `reached: False` (a lower bound)."""
+    acc = [e["val_accuracy"] for e in curve]
+    out: dict = {"reached": first_reaching(range(len(acc)), acc, target) is not None}
+    for field in ("step", "flops", "seconds"):
+        xs = [e.get(field) for e in curve]
+        if any(x is None for x in xs):
+            out[field] = None
+            continue
+        hit = first_reaching(xs, acc, target)
+        out[field] = float(hit if hit is not None else xs[-1])
+    return out
+
+
+def per_model(audit: AuditSession, name: str) -> dict:
+    """Everything the suite compares, per seed (lists) or per seed and repeat (matrices)."""
+    def compute():
+        models = audit.zoo.models(name)
+        curves = learning_curves(audit, name)
+        if not all(curves) or any(c[-1].get("val_accuracy") is None for c in curves):
+            raise ValueError(f"model '{name}' has no learning curve: it was not trained by the audit "
+                             "(pretrained weights) or its checkpoint predates learning curves")
+        target = family_target(audit, name)["target"]
+        hits = [to_target(c, target) for c in curves]
+        data, recipe = audit.data, audit.config.training
+        batch = recipe["batch_size"]
+        x_batch, y_batch = data.x_train[:batch].to(audit.device), data.y_train[:batch].to(audit.device)
+        memory = training_memory_bytes(models[0].module, x_batch, y_batch)
+        return {
+            "target": target,
+            "reached": [h["reached"] for h in hits],
+            "flops_to_target": [h["flops"] for h in hits],
+            "steps_to_target": [h["step"] for h in hits],
+            "seconds_to_target": [h["seconds"] for h in hits],
+            "final_val_accuracy": [c[-1]["val_accuracy"] for c in curves],
+            "step_time": [m.record["seconds"] / m.record["steps"] for m in models],
+            # counted, so one per architecture; repeated per seed for the paired statistics
+            "training_memory": [memory["total"]] * len(models),
+            "memory": memory,
+            "train_flops_per_example": models[0].record.get("train_flops_per_example"),
+            "curves": curves,
+        }
+    return audit.memo(("efficiency", name), compute)
+
+
+def paired_timings(audit: AuditSession, candidate: str, baseline: str) -> dict:
+    """Inference latency and throughput of the two models, seed by seed, measured in turns:
+    {"latency": (candidate seeds x repeats, baseline seeds x repeats), "throughput": (...), "batch": n}."""
+    def compute():
+        x = audit.data.x_test[:1024]
+        runs = [paired_inference_timings(a.module, b.module, x, audit.device, TIMING_REPEATS)
+                for a, b in zip(audit.zoo.models(candidate), audit.zoo.models(baseline))]
+        return {kind: tuple([r[kind][i] for r in runs] for i in (0, 1)) for kind in ("latency", "throughput")} | {
+            "batch": runs[0]["batch"]}
+    return audit.memo(("efficiency-timings", candidate, baseline), compute)
+
+
+def mean_curve(curves: list[list[dict]], x_field: str, y_field: str) -> list[dict]:
+    """The seeds' mean of `y_field` against the seeds' mean of `x_field`, epoch by epoch."""
+    n = min(len(c) for c in curves)
+    return [{x_field: float(np.mean([c[i][x_field] for c in curves])),
+             "value": float(np.mean([c[i][y_field] for c in curves]))} for i in range(n)
+            if all(c[i].get(x_field) is not None and c[i].get(y_field) is not None for c in curves)]
