@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -96,6 +97,7 @@ def main() -> None:
     ap.add_argument("--warm-runs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (1: serial)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--keep-reports", default=None, help="copy the first cold run's reports/ folder here")
     args = ap.parse_args()
     import torch
 
@@ -111,6 +113,8 @@ def main() -> None:
             cache, work = tmp / f"cache-cold-{i}", tmp / f"work-cold-{i}"
             work.mkdir()
             results["cold"].append(run_audit(work, cache, args.profile, args.workers))
+            if args.keep_reports and first_cache is None:
+                shutil.copytree(work / "reports", args.keep_reports, dirs_exist_ok=True)
             first_cache = first_cache or cache
             print("cold", results["cold"][-1], flush=True)
         for i in range(args.warm_runs):
