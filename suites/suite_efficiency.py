@@ -83,6 +83,20 @@ def _relative(values) -> np.ndarray:
     return m[:, None] if m.ndim == 1 else m
 
 
+def _required_gain(finding, cmp, gain: float):
+    """With min_efficiency_gain set, the candidate must need at least that share fewer FLOPs to
+    the target: PASS when the whole interval shows it, FAIL when the whole interval falls short,
+    WARN (inconclusive) in between."""
+    if cmp.ci_high < -gain:
+        return with_status(finding, Status.PASS, f"the required gain min_efficiency_gain = {gain} is shown "
+                           f"(interval's upper end {cmp.ci_high:+.3f})")
+    if cmp.ci_low > -gain:
+        return with_status(finding, Status.FAIL, f"the required gain min_efficiency_gain = {gain} is not met: "
+                           f"even the interval's lower end {cmp.ci_low:+.3f} saves less")
+    return with_status(finding, Status.WARN, f"inconclusive against min_efficiency_gain = {gain}: the interval "
+                       f"[{cmp.ci_low:+.3f}, {cmp.ci_high:+.3f}] holds both a sufficient and an insufficient gain")
+
+
 def _comparison_test(metric):
     info = EFFICIENCY_COMPARISONS[metric.name]
 
@@ -105,14 +119,14 @@ def _comparison_test(metric):
                      "candidate_mean": float(a.mean()), "baseline_mean": scale, "device": audit.device.type,
                      # wall-clock: listed by `compare`, never gating a scheduled audit (history.py)
                      "indicative": metric.timing})
-        if metric.timing and finding.status == Status.FAIL.value:
-            finding = with_status(finding, Status.WARN, "a wall-clock timing on a machine the audit shares "
-                                  "with its own workers is indicative, never a FAIL")
+        if finding.status == Status.FAIL.value:
+            finding = with_status(finding, Status.WARN, (
+                "a wall-clock timing on a machine the audit shares with its own workers is indicative, never a FAIL"
+                if metric.timing else "an efficiency shortfall informs the decision to adopt the candidate; it "
+                "breaches the policy only where min_efficiency_gain requires a gain"))
         gain = policy["min_efficiency_gain"]
-        if (metric.name == "flops_to_target" and gain > 0 and finding.status == Status.PASS.value
-                and not cmp.ci_high < -gain):
-            finding = with_status(finding, Status.WARN, f"the required gain is not shown: the interval's "
-                                  f"upper end {cmp.ci_high:+.3f} is not below -min_efficiency_gain = {-gain}")
+        if metric.name == "flops_to_target" and gain > 0:
+            finding = _required_gain(finding, cmp, gain)
         record_finding(finding)
 
     test.__name__ = f"test_{metric.name}_vs_baseline"

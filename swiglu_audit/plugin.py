@@ -9,12 +9,17 @@ them as <property> elements. Only the controller (never a worker) writes report 
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from . import config as cfg
 from .collect import CHECK_MARKER, COLLECTOR_KEY, CONFIG_KEY, DOCUMENT_KEY, REPORT_PATHS_KEY, FindingCollector, is_xdist_worker
+from .progress import ProgressBoard
+
+BOARD_KEY = pytest.StashKey[ProgressBoard]()
 
 SUITE_FILE_PREFIX = "suite_"
 
@@ -91,6 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
                     or config.getoption("verbose") > 0)
         check_report_dir(audit_config.report_dir)
         config.stash[COLLECTOR_KEY] = FindingCollector()
+        _prepare_progress_board(config)
 
     from . import fixtures
 
@@ -151,14 +157,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+def _prepare_progress_board(config: pytest.Config) -> None:
+    """Under xdist, a board on the controller shows what every worker is training or attacking
+    (their own output is not shown): on a terminal one redrawn line until the first test reports,
+    in a log a line every so often; nothing with -q."""
+    workers = config.getoption("numprocesses", default=None)
+    if not workers or workers == 0 or config.get_verbosity() < 0:
+        return
+    stream = sys.__stderr__ or sys.stderr
+    tty = bool(stream.isatty()) and not os.environ.get("CI")
+    config.stash[BOARD_KEY] = ProgressBoard(ProgressBoard.create_folder(), stream, tty)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     collector = session.config.stash.get(COLLECTOR_KEY, None)
     if collector is not None:
         session.config.pluginmanager.register(collector, "swiglu_audit.collector")
+    board = session.config.stash.get(BOARD_KEY, None)
+    if board is not None:
+        session.config.pluginmanager.register(board, "swiglu_audit.progress_board")  # it hears test reports
+        board.start()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    board = session.config.stash.get(BOARD_KEY, None)
+    if board is not None:
+        board.stop()
     collector = session.config.stash.get(COLLECTOR_KEY, None)
     if collector is None:
         return
@@ -171,6 +196,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     breached = document["summary"]["breaches_policy"] or bool((document.get("comparison") or {}).get("regressions"))
     if breached and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    board = config.stash.get(BOARD_KEY, None)
+    if board is not None:
+        board.stop()
+        board.remove_folder()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

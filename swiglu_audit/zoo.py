@@ -111,7 +111,7 @@ class Zoo:
         })
 
         def train() -> tuple[dict, dict]:
-            self.progress.update(f"training {spec.name} seed {seed} ({tag})")
+            self.progress.update(f"training {spec.name} seed {seed} ({tag.split('-seed')[0]})")  # tag without its cache suffix
             record = train_model(model, inputs, labels, self.recipe, seed, self.device,
                                  self.data.x_val, self.data.y_val)
             return model.state_dict(), record

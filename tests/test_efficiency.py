@@ -140,3 +140,18 @@ def test_tradeoff_plot_and_sentence_come_from_the_comparisons():
     assert "backdoor success (sign flipped): -0.100 to -0.100 (1 significantly worse" in html
     assert "b2<x>" not in html
     assert tradeoff_section(findings, {"nobody"}) == ""
+
+
+@pytest.mark.parametrize("ci, status", [((-0.4, -0.25), "PASS"), ((-0.1, 0.05), "FAIL"), ((-0.3, -0.1), "WARN")])
+def test_a_required_efficiency_gain_passes_fails_or_is_inconclusive(ci, status):
+    from swiglu_audit.suites.suite_efficiency import _required_gain
+
+    from swiglu_audit.checks.efficiency import EFFICIENCY_COMPARISONS
+    from swiglu_audit.risk import Status, make_finding
+    from swiglu_audit.stats import Comparison
+
+    cmp = Comparison(0.8, 1.0, sum(ci) / 2, ci[0], ci[1], 0.01, 0.95, 0.05, 3, 1)
+    finding = make_finding(EFFICIENCY_COMPARISONS["flops_to_target"], ["c", "b"], Status.PASS, "measured", "t",
+                           value=cmp.difference, ci=ci)
+    judged = _required_gain(finding, cmp, gain=0.2)  # the candidate must save at least 20% of the FLOPs
+    assert judged.status == status and "min_efficiency_gain = 0.2" in judged.reason

@@ -56,9 +56,14 @@ def test_audit_writes_reports_and_exit_status_matches_policy(tiny_project):
     assert report(tiny_project)["environment"]["cache"]["misses"] == 0
 
 
-def test_xdist_gives_the_same_findings_as_a_serial_run(tiny_project):
+def test_xdist_gives_the_same_findings_as_a_serial_run(tiny_project, monkeypatch):
     tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", OPT_REPORT_DIR + "=serial")
-    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-n", "2", OPT_REPORT_DIR + "=parallel")
+    monkeypatch.setenv("SWIGLU_AUDIT_PROGRESS_INTERVAL", "1")  # a log line a second, not one per 30 s
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-n", "2", OPT_REPORT_DIR + "=parallel")
+    # the controller shows what the workers are doing while they train (their output is hidden)
+    board = [line for line in result.stderr.lines if line.startswith("[swiglu-audit]")]
+    assert board and any("gw0" in line and "gw1" in line for line in board)
+    assert any("training" in line or "prefetch" in line for line in board)
     serial, parallel = report(tiny_project, "serial"), report(tiny_project, "parallel")
     # The serial run created the golden files; the parallel run compared with them.
     golden = lambda doc: [f for f in doc["findings"] if f["check"].startswith("golden_outputs")]
@@ -208,7 +213,8 @@ def test_a_model_that_diverges_in_training_becomes_error_findings_naming_it(tiny
 def test_a_broken_user_model_under_xdist_leaves_the_other_models_audited(tiny_project, write_pyproject):
     _user_zoo(tiny_project, write_pyproject, "DivergesWhenTrained")
     tiny_project.syspathinsert()
-    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-n", "2")
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-n", "2", "-q")
+    assert not [line for line in result.stderr.lines if line.startswith("[swiglu-audit]")]  # -q: no progress
     doc = report(tiny_project)
     errors = [f for f in doc["findings"] if f["status"] == "ERROR"]
     assert errors and all("my-baseline" in f["models"] for f in errors)

@@ -83,7 +83,9 @@ def comparison_check(metric: EfficiencyMetric) -> CheckInfo:
                      "of the baseline's mean, paired by seed, with a bootstrap interval over seeds"
                      + (" and repeats" if metric.timing else "") + "."
                      + (" A wall-clock timing: on a shared machine it is indicative, so it is never "
-                        "more than a WARN." if metric.timing else "")),
+                        "more than a WARN." if metric.timing else
+                        " A shortfall is a WARN: it informs the decision to adopt the candidate, and "
+                        "breaches the policy only where min_efficiency_gain requires a gain (FLOPs to target).")),
         mitigation="Weigh what the candidate gains here against what it costs in the robustness "
                    "suites (the trade-off plot of this report); set min_efficiency_gain to require a gain.",
         condition=NoWorseThanBaseline("max_efficiency_loss", higher_is_better=metric.higher_is_better),

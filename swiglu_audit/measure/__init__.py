@@ -44,8 +44,9 @@ def prefetch_share(audit: AuditSession, needs: dict[str, set[str]], worker_index
     """
     prefetchers = _prefetchers()
     order = sorted(needs, key=lambda n: (audit.zoo.spec(n).family != "vit", n))
-    for name in order[worker_index::n_workers]:
-        audit.progress.update(f"prefetch {name}")
+    mine = order[worker_index::n_workers]
+    for done, name in enumerate(mine):
+        audit.progress.update(f"prefetch {name}", done, len(mine))
         try:
             audit.zoo.models(name)
             for suite in sorted(needs[name] & set(prefetchers)):
@@ -54,3 +55,4 @@ def prefetch_share(audit: AuditSession, needs: dict[str, set[str]], worker_index
             # A broken model must not fail the session fixture (and with it every test on
             # this worker): its own tests hit the same error and report it as ERROR findings.
             continue
+    audit.progress.update("prefetch done, running checks", len(mine), len(mine))
