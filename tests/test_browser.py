@@ -36,8 +36,12 @@ def test_report_renders_offline_without_errors(tiny_audit_report, tmp_path):
     doc["findings"][0]["reason"] += HOSTILE  # strings a user or a model could supply
     doc["findings"][0]["models"][0] += HOSTILE
     doc["config"]["dataset"] = HOSTILE
-    comparison = next(f for f in doc["findings"] if len(f["models"]) == 2)
-    comparison["models"][1] += HOSTILE  # a baseline name: a column of the overview
+    # a baseline's name, everywhere it appears: overview columns, plot legends, the trade-off plot
+    baseline = next(f for f in doc["findings"] if len(f["models"]) == 2)["models"][1]
+    for f in doc["findings"]:  # as the audit would have named them: in the models and in the ids
+        if baseline in f["models"]:
+            f["id"] = f["id"].replace(baseline, baseline + HOSTILE)
+            f["models"] = [m + HOSTILE if m == baseline else m for m in f["models"]]
     html_path = tmp_path / "report.html"
     html_path.write_text(render_html(doc))
     url = html_path.as_uri()
@@ -62,6 +66,7 @@ def test_report_renders_offline_without_errors(tiny_audit_report, tmp_path):
             # the efficiency-robustness trade-off: a point per (baseline, robustness measure), and its sentence
             assert page.locator("#suite-efficiency svg.tradeoff circle").count() >= 3
             assert "of the training FLOPs to the target accuracy" in page.inner_text("#suite-efficiency .tradeoff-summary")
+            assert HOSTILE in page.inner_text("#suite-efficiency")  # the hostile baseline in the plots' legends, as text
             # the first screen answers the question: the verdict and the overview need no scrolling
             box = page.locator("#overview").bounding_box()
             assert box is not None and box["y"] < 900

@@ -166,3 +166,19 @@ def test_reports_are_as_readable_as_any_new_file(tmp_path):
     os.umask(mask)
     for path in paths.values():
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("lo, hi", [(0.05, 0.3), (0, 1), (0, 0.02), (1e6, 9.7e8), (-0.07, 0.1), (0, 5), (0.013, 0.014)])
+def test_plot_ticks_are_round_evenly_spaced_and_inside_the_range(lo, hi):
+    import math
+
+    from swiglu_audit.report.ticks import nice_ticks
+
+    ticks = nice_ticks(lo, hi)
+    assert 3 <= len(ticks) <= 6
+    assert all(lo - 1e-12 <= t <= hi + 1e-12 for t in ticks)
+    steps = {round(b - a, 12) for a, b in zip(ticks, ticks[1:])}
+    assert len(steps) == 1
+    step = steps.pop()
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5))

@@ -11,6 +11,7 @@ from html import escape
 
 from ..risk import error_groups
 from ..suite_catalog import SUITES
+from .ticks import nice_ticks, tick_label
 from .tradeoff import tradeoff_section
 
 STATUS_COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#8250df"}
@@ -82,8 +83,8 @@ def interval_plot(rows: list[dict], title: str) -> str:
         parts.append(f'<line x1="{x(low):.1f}" y1="{y}" x2="{x(high):.1f}" y2="{y}" stroke="{colour}" stroke-width="2"/>')
         parts.append(f'<circle cx="{x(r["value"]):.1f}" cy="{y}" r="4" fill="{colour}"><title>'
                      f'{esc(r["id"])}: {num(r["value"])} {esc(interval(r))}</title></circle>')
-    for tick in (lo, (lo + hi) / 2, hi):
-        parts.append(f'<text x="{x(tick):.1f}" y="{height - 8}" text-anchor="middle">{tick:.2f}</text>')
+    for tick in nice_ticks(lo, hi):
+        parts.append(f'<text x="{x(tick):.1f}" y="{height - 8}" text-anchor="middle">{tick_label(tick)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -117,10 +118,10 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, x_label:
     parts = [f'<svg role="img" aria-label="{esc(title)}" xmlns="http://www.w3.org/2000/svg" '
              f'width="{left + width + legend_w}" height="{top + height + 40}" font-size="11">',
              f'<rect x="{left}" y="{top}" width="{width}" height="{height}" fill="none" stroke="#d0d7de"/>']
-    for tick in (0, y_hi / 2, y_hi):
-        parts.append(f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
-    for tick in (x_lo, (x_lo + x_hi) / 2, x_hi):
-        parts.append(f'<text x="{px(tick):.1f}" y="{top + height + 14}" text-anchor="middle">{tick:.2g}</text>')
+    for tick in nice_ticks(0, y_hi):
+        parts.append(f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">{tick_label(tick)}</text>')
+    for tick in nice_ticks(x_lo, x_hi):
+        parts.append(f'<text x="{px(tick):.1f}" y="{top + height + 14}" text-anchor="middle">{tick_label(tick)}</text>')
     parts.append(f'<text x="{left + width / 2}" y="{top + height + 30}" text-anchor="middle">{esc(x_label)}</text>')
     parts.append(f'<text x="12" y="{top + height / 2}" transform="rotate(-90 12 {top + height / 2})" '
                  f'text-anchor="middle">{esc(y_label)}</text>')

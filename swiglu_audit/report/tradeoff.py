@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from html import escape
 
+from .ticks import nice_ticks, tick_label
+
 # (label, check, id suffix, sign): sign turns each difference into "up = the candidate is more robust"
 ROBUSTNESS_MEASURES = (
     ("worst-case robust accuracy (Linf)", "worst_case_robust_accuracy_vs_baseline", "[linf]", 1.0),
@@ -69,10 +71,10 @@ def _svg(points: list[dict], title: str) -> str:
              f'<rect x="{left}" y="{top}" width="{width}" height="{height}" fill="none" stroke="#d0d7de"/>',
              f'<line x1="{px(0):.1f}" y1="{top}" x2="{px(0):.1f}" y2="{top + height}" stroke="#8c959f" stroke-dasharray="3,3"/>',
              f'<line x1="{left}" y1="{py(0):.1f}" x2="{left + width}" y2="{py(0):.1f}" stroke="#8c959f" stroke-dasharray="3,3"/>']
-    for v in sorted({x_lo, 0.0, x_hi}):
+    for v in nice_ticks(x_lo, x_hi):
         parts.append(f'<text x="{px(v):.1f}" y="{top + height + 14}" text-anchor="middle">{v:+.0%}</text>')
-    for v in sorted({y_lo, 0.0, y_hi}):
-        parts.append(f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:+.2f}</text>')
+    for v in nice_ticks(y_lo, y_hi):
+        parts.append(f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{tick_label(v)}</text>')
     parts.append(f'<text x="{left + width / 2}" y="{top + height + 32}" text-anchor="middle">'
                  'training FLOPs to target saved, share of the baseline\'s (right: fewer)</text>')
     parts.append(f'<text x="14" y="{top + height / 2}" transform="rotate(-90 14 {top + height / 2})" text-anchor="middle">'
