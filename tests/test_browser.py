@@ -86,6 +86,17 @@ def test_report_renders_offline_without_errors(tiny_audit_report, tmp_path):
             assert page.evaluate("() => window.__pwned") is None  # nothing injected ran
             assert HOSTILE in page.inner_text("body")  # it is shown as text instead
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+            # the standard zoo's 8 baselines: the whole overview matrix still fits the first screen
+            wide = json.loads(json.dumps(tiny_audit_report))
+            comparisons = [f for f in wide["findings"] if len(f["models"]) == 2]
+            for i in range(1, 8):
+                for f in comparisons:
+                    wide["findings"].append({**f, "id": f["id"] + f"-{i}", "models": [f["models"][0], f"baseline-{i}"]})
+            (tmp_path / "wide.html").write_text(render_html(wide))
+            page.goto((tmp_path / "wide.html").as_uri())
+            box = page.locator("#overview table.overview").bounding_box()
+            assert page.locator("#overview table.overview tr th").count() == 9  # the check column and 8 baselines
+            assert box is not None and box["y"] + box["height"] <= 900 and box["x"] + box["width"] <= 1200
         finally:
             browser.close()
     assert errors == []

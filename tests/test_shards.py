@@ -32,7 +32,10 @@ def test_a_sharded_audit_merges_into_the_unsharded_findings(tiny_project, monkey
     main(["merge", "shard-1/report.json", "shard-2/report.json", "-o", "merged"])
     merged = report(tiny_project, "merged")
     assert _key(merged) == _key(whole)
-    assert merged["summary"]["counts"] == whole["summary"]["counts"]
+    # status counts, wall-clock timings (indicative) aside: their status moves with the machine's load
+    counts = lambda doc: sorted(f["status"] for f in doc["findings"] if not f["details"].get("indicative"))
+    assert counts(merged) == counts(whole)
+    assert sum(merged["summary"]["counts"].values()) == len(merged["findings"]) == len(whole["findings"])
     assert merged["environment"]["shards"] == 2
     assert [c["measured"] for c in merged["coverage"]] == [c["measured"] for c in whole["coverage"]]
 

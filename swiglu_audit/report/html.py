@@ -25,7 +25,7 @@ th,td{border-bottom:1px solid #d8dee4;padding:4px 8px;text-align:left;vertical-a
 th{background:#f6f8fa}.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-weight:600;font-size:12px}
 .verdict{font-size:22px;font-weight:700}.muted{color:#59636e}code,pre{font-family:ui-monospace,monospace;font-size:12px}
 pre{background:#f6f8fa;padding:8px;overflow:auto;max-height:400px}details{margin:6px 0}
-nav{font-size:13px;margin:8px 0}.overview td{white-space:nowrap;font-size:12px;padding:3px 5px}
+nav{font-size:13px;margin:8px 0}.overview td{white-space:nowrap;font-size:12px;line-height:1.2;padding:2px 5px}
 .overview th{font-size:12px;padding:3px 5px}.overview td:first-child{white-space:normal}
 .tag{display:inline-block;background:#ddf4ff;border-radius:4px;padding:0 6px;margin:1px;font-size:12px}
 """
@@ -231,7 +231,7 @@ def overview_section(doc: dict) -> str:
     coloured by status (bold when significant); beside it the verdict, the counts per status and
     what was not measured."""
     s = doc["summary"]
-    comps = [f for f in doc["findings"] if len(f["models"]) == 2]
+    comps = [f for f in doc["findings"] if len(f["models"]) == 2 and _in_overview(f)]
     baselines = sorted({f["models"][1] for f in comps})
     rows: dict[str, dict[str, dict]] = {}
     for f in comps:
@@ -258,11 +258,20 @@ def overview_section(doc: dict) -> str:
     missing = [c["area"] for c in doc.get("coverage", []) if not c["measured"] and c.get("applicable", True)]
     candidates = ", ".join(sorted(_candidates(doc))) or "-"
     return (f'<section id="overview"><h2>Overview: is the candidate ({esc(candidates)}) worse than its baselines?</h2>'
-            f'<p class="verdict">Verdict: {badge(s["verdict"])}</p><p>{counts}</p>'
+            f'<p><span class="verdict">Verdict: {badge(s["verdict"])}</span> &nbsp; {counts}</p>'
             f"<p class=muted>Each cell: candidate minus baseline, with its interval over seeds and examples; "
             f"its colour is the status ({' '.join(badge(k) for k in STATUS_COLOURS)}); bold when significant; "
-            f"hover for the sentence. Not measured here: "
-            f"{esc('; '.join(missing)) or 'nothing'}.</p>{matrix}</section>")
+            f"hover for the sentence. Efficiency: the claim (FLOPs to target) and clean accuracy here, the rest "
+            f"in its section. Not measured here: {esc('; '.join(missing)) or 'nothing'}.</p>{matrix}</section>")
+
+
+# The efficiency comparisons in the first screen: the claim and clean accuracy; the others
+# (steps, seconds, latency, throughput, memory) are in the efficiency section, with the trade-off.
+_OVERVIEW_EFFICIENCY = frozenset({"clean_accuracy_vs_baseline", "flops_to_target_vs_baseline"})
+
+
+def _in_overview(f: dict) -> bool:
+    return f["suite"] != "efficiency" or f["check"] in _OVERVIEW_EFFICIENCY
 
 
 def contents(doc: dict, suites: list[str]) -> str:
