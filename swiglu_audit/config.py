@@ -29,6 +29,8 @@ OPT_DEBUG = "--swiglu-audit-debug"
 OPT_SAVE = "--swiglu-audit-save"
 OPT_COMPARE = "--swiglu-audit-compare"
 OPT_SHARD = "--swiglu-audit-shard"
+OPT_PLAN = "--swiglu-audit-plan"
+OPT_MAX_MINUTES = "--swiglu-audit-max-minutes"
 DEFAULT_HISTORY_DIR = ".swiglu-audit-history"
 
 TOOL_TABLE = "tool.swiglu_audit"
@@ -176,7 +178,8 @@ _SECTION_KEYS: dict[str, dict[str, Any]] = {  # key -> type, or (list, item type
 }
 _TOP_KEYS = {
     "profile", "device", "report_dir", "cache_dir", "seeds", "families", "variants", "dataset",
-    "models", "include_builtin_zoo", "policy", "history_dir", "save", "compare", "gates", *_SECTION_KEYS,
+    "models", "include_builtin_zoo", "policy", "history_dir", "save", "compare", "gates", "max_minutes",
+    *_SECTION_KEYS,
 }
 _MODEL_KEYS = {"name", "factory", "weights", "role"}
 
@@ -217,6 +220,7 @@ class AuditConfig:
     save_run: bool = False  # save this audit to history_dir
     compare_with: str | None = None  # "last", a run id or a path: compare with it and gate
     gates: dict = field(default_factory=dict)  # check name or "default" -> allowed regression
+    max_minutes: float = 0.0  # time budget: an audit whose plan needs longer stops before training (0: none)
 
     def project_path(self, value: str | os.PathLike) -> Path:
         """A path from a setting: as given when absolute, else relative to the project root."""
@@ -281,6 +285,7 @@ def build_config(
     update_golden: bool = False,
     save: bool | None = None,
     compare_with: str | None = None,
+    max_minutes: float | None = None,
 ) -> AuditConfig:
     """Merge profile defaults, the user's table and command-line values into one AuditConfig."""
     table = copy.deepcopy(table or {})
@@ -369,6 +374,11 @@ def build_config(
     _expect(compare_with is None or isinstance(compare_with, str),
             f"[{TOOL_TABLE}] compare must be \"last\", a saved run id or a path")
 
+    max_minutes = table.get("max_minutes", 0.0) if max_minutes is None else max_minutes
+    _expect(isinstance(max_minutes, (int, float)) and not isinstance(max_minutes, bool) and max_minutes >= 0,
+            f"[{TOOL_TABLE}] max_minutes must be a number of minutes, 0 or more (0: no budget); "
+            f"got {max_minutes!r}")
+
     return AuditConfig(
         profile=profile,
         device=device,
@@ -387,6 +397,7 @@ def build_config(
         save_run=save,
         compare_with=compare_with,
         gates={str(k): str(v) for k, v in gates.items()},
+        max_minutes=float(max_minutes),
         **sections,
     )
 

@@ -48,6 +48,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(cfg.OPT_SHARD, default=None, metavar="K/N",
                     help="run shard K of N of the audit's checks (deterministic by check id); merge the "
                          "shards' report.json files with `swiglu-audit merge`")
+    group.addoption(cfg.OPT_PLAN, action="store_true", default=False,
+                    help="print what the audit would train and attack, what is cached, and an estimate of "
+                         "the time (from a short timed probe of each model), then exit 0 without training")
+    group.addoption(cfg.OPT_MAX_MINUTES, type=float, default=None, metavar="MINUTES",
+                    help="time budget (setting max_minutes): when the plan's estimate exceeds it, stop "
+                         "before training with a usage error (exit 4) that says what would fit")
     group.addoption(cfg.OPT_DEBUG, action="store_true", default=False,
                     help="show the traceback behind each setup problem (as -v does)")
 
@@ -86,6 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
         seeds=config.getoption(cfg.OPT_SEEDS), project_root=project_root,
         update_golden=config.getoption(cfg.OPT_UPDATE_GOLDEN),
         save=config.getoption(cfg.OPT_SAVE), compare_with=config.getoption(cfg.OPT_COMPARE),
+        max_minutes=config.getoption(cfg.OPT_MAX_MINUTES),
     )
     config.stash[CONFIG_KEY] = audit_config
     if is_xdist_worker(config):
@@ -95,6 +102,8 @@ def pytest_configure(config: pytest.Config) -> None:
         check_setup(audit_config, show_tracebacks=bool(config.getoption(cfg.OPT_DEBUG))
                     or config.getoption("verbose") > 0)
         check_report_dir(audit_config.report_dir)
+        if config.getoption(cfg.OPT_PLAN) or audit_config.max_minutes > 0:
+            _plan_or_stop(config, audit_config)
         config.stash[COLLECTOR_KEY] = FindingCollector()
         _prepare_progress_board(config)
 
@@ -155,6 +164,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
         attach_to_item(item, call, report)
     return report
+
+
+def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> None:
+    """The plan before any training: printed and exit 0 with --swiglu-audit-plan; a usage error
+    (exit 4) naming what would fit when it exceeds max_minutes."""
+    from .plan import budget_problem, make_plan, plan_lines
+    from .session import AuditSession
+
+    workers = config.getoption("numprocesses", default=None)
+    workers = workers if isinstance(workers, int) and workers > 0 else 1
+    audit = AuditSession(audit_config)
+    plan = make_plan(audit, workers)
+    lines = plan_lines(plan, audit_config.max_minutes)
+    problem = budget_problem(audit, plan, workers)
+    if config.getoption(cfg.OPT_PLAN):
+        stream = sys.__stdout__ or sys.stdout
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
+        pytest.exit("swiglu-audit: plan only, nothing was trained", returncode=0)
+    if problem:
+        raise cfg.ConfigError("\n".join(lines + [problem]))
 
 
 def _prepare_progress_board(config: pytest.Config) -> None:

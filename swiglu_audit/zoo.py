@@ -95,12 +95,9 @@ class Zoo:
                                             input_shape=self.data.input_shape, **spec.arch))
         return model
 
-    def _train_one(self, spec: ModelSpec, seed: int, inputs: torch.Tensor, labels: torch.Tensor,
-                   tag: str) -> TrainedModel:
-        torch.manual_seed(seed)
-        model = self.instantiate(spec).to(self.device)
-        check_model_contract(model, spec.name, self.data, self.device)
-        key = cache_key({
+    def training_key(self, spec: ModelSpec, seed: int, tag: str, model: nn.Module) -> str:
+        """The checkpoint cache key of one training (also what the plan checks for)."""
+        return cache_key({
             "spec": spec.to_dict(), "data": self.data.fingerprint, "seed": seed,
             "recipe": self.recipe.to_dict(), "trainer": TRAINER_REVISION, "harness": __version__,
             "tag": tag,
@@ -109,6 +106,13 @@ class Zoo:
             "params": [(k, list(v.shape)) for k, v in model.state_dict().items()],
             "precision": "bf16" if self.device.type == "cuda" else "fp32",
         })
+
+    def _train_one(self, spec: ModelSpec, seed: int, inputs: torch.Tensor, labels: torch.Tensor,
+                   tag: str) -> TrainedModel:
+        torch.manual_seed(seed)
+        model = self.instantiate(spec).to(self.device)
+        check_model_contract(model, spec.name, self.data, self.device)
+        key = self.training_key(spec, seed, tag, model)
 
         def train() -> tuple[dict, dict]:
             self.progress.update(f"training {spec.name} seed {seed} ({tag.split('-seed')[0]})")  # tag without its cache suffix

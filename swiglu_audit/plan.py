@@ -1,0 +1,226 @@
+"""The audit's cost before paying it: what will be trained and attacked per model and suite, how
+much of it the checkpoint cache already holds, and an estimate of the time from a short timed
+probe of each model on the audit's device (a few training steps, one input-gradient pass).
+
+The counts follow the suites' own definitions (`measure.poisoning.conditions`, the attack list,
+the budget curves); the estimate multiplies them by the probe's unit costs and divides by the
+number of xdist workers. It is an estimate: it leaves out evaluation, statistics and start-up,
+and assumes the workers share the work evenly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from .config import OPT_SEEDS
+from .device import autocast
+
+if TYPE_CHECKING:
+    from .config import AuditConfig
+    from .session import AuditSession
+
+PROBE_STEPS = 5
+
+
+@dataclass
+class ModelPlan:
+    name: str
+    trainings: dict[str, int] = field(default_factory=dict)  # what for -> count
+    cached_trainings: int = 0
+    epochs_per_training: dict[str, int] = field(default_factory=dict)
+    gradient_passes: int = 0  # input-gradient passes of the attacks, each over the attack set
+    forward_passes: int = 0  # forward-only passes (query attacks), each over the attack set
+    step_seconds: float = 0.0
+    gradient_seconds: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def n_trainings(self) -> int:
+        return sum(self.trainings.values())
+
+
+@dataclass
+class AuditPlan:
+    models: list[ModelPlan]
+    workers: int
+    device: str
+
+    @property
+    def seconds(self) -> float:
+        return sum(m.seconds for m in self.models) / max(1, self.workers)
+
+    def to_dict(self) -> dict:
+        return {"estimated_seconds": round(self.seconds, 1), "workers": self.workers, "device": self.device,
+                "models": [{"name": m.name, "trainings": m.trainings, "cached_trainings": m.cached_trainings,
+                            "gradient_passes": m.gradient_passes, "forward_passes": m.forward_passes,
+                            "probe_step_seconds": m.step_seconds, "probe_gradient_seconds": m.gradient_seconds,
+                            "estimated_seconds": round(m.seconds, 1)} for m in self.models]}
+
+
+def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict[str, tuple[list[str], int]]:
+    """What each model is trained for: {purpose: (cache tags, epochs)}; one training per tag and seed."""
+    from .measure.poisoning import conditions, out_of_scope
+
+    spec = audit.zoo.spec(name)
+    if spec.weights:
+        return {}
+    epochs = config.training["epochs"]
+    out = {"clean": (["clean"], epochs)}
+    if out_of_scope(audit, name) is None:
+        cfg = config.poisoning  # detection and the scan's power read the backdoor at detection_rate, one of these
+        out["poisoning"] = ([c.tag(cfg) for c in conditions(cfg)], epochs)
+    out["determinism"] = ([], config.numerical["determinism_epochs"])  # trained twice, never cached
+    return out
+
+
+def attack_passes(config: AuditConfig) -> tuple[int, int]:
+    """(input-gradient passes, forward passes) over the attack set per model and seed: the
+    attacks of the ensemble, the Linf budget curve, the L2 curve and the sanity checks' extra runs."""
+    cfg = config.adversarial
+    steps, apgd, queries = cfg["steps"], cfg["apgd_steps"], cfg["square_queries"]
+    per_attack = {"fgsm": (1, 0), "pgd": (steps, 0), "pgd_l2": (steps, 0), "cw_l2": (cfg["cw_steps"], 0),
+                  "apgd_ce": (apgd, 0), "apgd_dlr": (apgd, 0), "apgd_t": (apgd * 9, 0), "square": (0, queries),
+                  "autoattack": (apgd * 11, queries)}  # APGD-T targets 9 classes; AutoAttack adds FAB-T
+    grads = sum(per_attack.get(a, (steps, 0))[0] for a in cfg["attacks"])
+    forwards = sum(per_attack.get(a, (0, 0))[1] for a in cfg["attacks"])
+    grads += steps * (len(cfg["budgets"]) + 3)  # the Linf budget curve and three L2 budgets
+    grads += steps * 3  # sanity: the large budget, doubled iterations, the transfer source
+    return grads, forwards
+
+
+def probe(audit: AuditSession, name: str) -> tuple[float, float]:
+    """(seconds per training step, seconds per input-gradient pass over the attack set) of a fresh
+    copy of the model on the audit's device, each the median of a few timed repetitions."""
+    spec, data, device = audit.zoo.spec(name), audit.data, audit.device
+    torch.manual_seed(0)
+    model = copy.deepcopy(audit.zoo.instantiate(spec)).to(device).train()
+    batch = audit.config.training["batch_size"]
+    x, y = data.x_train[:batch].to(device), data.y_train[:batch].to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    n = audit.config.adversarial["n_examples"]
+    xa, ya = data.x_test[:n].to(device), data.y_test[:n].to(device)
+
+    def train_step():
+        with autocast(device):
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def gradient_pass():
+        xg = xa.clone().requires_grad_(True)
+        torch.autograd.grad(F.cross_entropy(model(xg), ya), xg)
+
+    return _median_seconds(train_step, device), _median_seconds(gradient_pass, device)
+
+
+def _median_seconds(fn, device: torch.device) -> float:
+    fn()  # warm-up: allocations, kernel choice
+    times = []
+    for _ in range(PROBE_STEPS):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
+def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, float]] | None = None) -> AuditPlan:
+    """The plan of this audit. `probes` reuses unit costs measured before (for alternatives)."""
+    config, data = audit.config, audit.data
+    steps_per_epoch = math.ceil(len(data.x_train) / config.training["batch_size"])
+    grads, forwards = attack_passes(config)
+    seeds = list(config.seeds)
+    plans = []
+    for name in audit.zoo.specs:
+        spec = audit.zoo.spec(name)
+        step_s, grad_s = (probes or {}).get(name) or probe(audit, name)
+        plan = ModelPlan(name, step_seconds=step_s, gradient_seconds=grad_s)
+        seconds = 0.0
+        model = None
+        for purpose, (tags, epochs) in training_counts(config, audit, name).items():
+            count = 2 if purpose == "determinism" else len(tags) * len(seeds)
+            plan.trainings[purpose] = count
+            plan.epochs_per_training[purpose] = epochs
+            cached = 0
+            if tags:
+                if model is None:
+                    torch.manual_seed(seeds[0])
+                    model = audit.zoo.instantiate(spec)
+                cached = sum(audit.cache.path_for(audit.zoo.training_key(spec, seed, tag, model)).exists()
+                             for tag in tags for seed in seeds)
+            plan.cached_trainings += cached
+            seconds += (count - cached) * epochs * steps_per_epoch * step_s
+        plan.gradient_passes, plan.forward_passes = grads * len(seeds), forwards * len(seeds)
+        seconds += plan.gradient_passes * grad_s + plan.forward_passes * grad_s / 3  # a forward ~ a third of fwd+bwd
+        plan.seconds = seconds
+        plans.append(plan)
+    return AuditPlan(plans, workers, audit.device.type)
+
+
+def plan_lines(plan: AuditPlan, max_minutes: float) -> list[str]:
+    lines = [f"swiglu-audit plan ({plan.device}, {plan.workers} worker(s)): about "
+             f"{_minutes(plan.seconds)} (an estimate from a timed probe of each model)"]
+    for m in plan.models:
+        trained = ", ".join(f"{count} {purpose}" for purpose, count in m.trainings.items()) or "none (pretrained)"
+        lines.append(f"  {m.name}: trainings {trained} ({m.cached_trainings} cached); attack passes "
+                     f"{m.gradient_passes} gradient + {m.forward_passes} forward; "
+                     f"{m.step_seconds * 1000:.1f} ms/step, {m.gradient_seconds * 1000:.1f} ms/gradient pass; "
+                     f"about {_minutes(m.seconds)} of work")
+    if max_minutes > 0:
+        lines.append(f"  budget: max_minutes = {max_minutes:g}; the plan "
+                     + ("fits" if plan.seconds <= max_minutes * 60 else "does NOT fit"))
+    return lines
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def budget_problem(audit: AuditSession, plan: AuditPlan, workers: int) -> str:
+    """"" when the plan fits max_minutes; else the message of the usage error: the estimate, and
+    the settings that would fit (fewer seeds, fewer poisoned families), each with its estimate."""
+    import dataclasses
+
+    from .session import AuditSession
+
+    budget = audit.config.max_minutes
+    if budget <= 0 or plan.seconds <= budget * 60:
+        return ""
+    config = audit.config
+    probes = {m.name: (m.step_seconds, m.gradient_seconds) for m in plan.models}
+    families = list(config.poisoning["families"])
+    from .measure.poisoning import out_of_scope
+
+    poisoned = {("user" if audit.zoo.spec(n).group == "user" else audit.zoo.spec(n).family)
+                for n in audit.zoo.specs if out_of_scope(audit, n) is None}
+    options: list[tuple[str, AuditConfig]] = []
+    if len(config.seeds) > 2:
+        options.append((f"seeds = {list(config.seeds[:2])} (or {OPT_SEEDS}={','.join(map(str, config.seeds[:2]))})",
+                        dataclasses.replace(config, seeds=tuple(config.seeds[:2]))))
+    for dropped in [f for f in ("user", "vit", "mlp") if f in families and f in poisoned]:
+        kept = [f for f in families if f != dropped]
+        options.append((f"[tool.swiglu_audit.poisoning] families = {kept} (no retraining of the {dropped} models on poisoned data)",
+                        dataclasses.replace(config, poisoning={**config.poisoning, "families": kept})))
+    if len(options) > 1:
+        first, *rest = options
+        both = dataclasses.replace(rest[0][1], seeds=first[1].seeds) if first[0].startswith("seeds") else rest[0][1]
+        options.append((f"both: {first[0]}; and {rest[0][0]}", both))
+    fits = []
+    for label, option in options:
+        seconds = make_plan(AuditSession(option), workers, probes).seconds
+        fits.append(f"  - {label}: about {_minutes(seconds)}" + (" (fits)" if seconds <= budget * 60 else ""))
+    return (f"the plan needs about {_minutes(plan.seconds)}, more than max_minutes = {budget:g}. Settings that "
+            "cut it (estimates from the same probe):\n" + "\n".join(fits or ["  - none found: raise max_minutes"])
+            + "\nChange the settings, raise max_minutes, or run on a faster device.")
+
