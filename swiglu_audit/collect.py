@@ -88,6 +88,7 @@ class FindingCollector:
     def __init__(self):
         self.findings: list[dict] = []
         self.meta_by_worker: dict[str, dict] = {}
+        self.plan: dict | None = None  # the plan made before training (plan.py), for the report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "teardown":

@@ -31,6 +31,7 @@ OPT_COMPARE = "--swiglu-audit-compare"
 OPT_SHARD = "--swiglu-audit-shard"
 OPT_PLAN = "--swiglu-audit-plan"
 OPT_MAX_MINUTES = "--swiglu-audit-max-minutes"
+OPT_ACCEPT_REDUCED = "--swiglu-audit-accept-reduced-plan"
 DEFAULT_HISTORY_DIR = ".swiglu-audit-history"
 
 TOOL_TABLE = "tool.swiglu_audit"
@@ -242,6 +243,7 @@ class AuditConfig:
             "adversarial": dict(self.adversarial),
             "poisoning": dict(self.poisoning),
             "ood": dict(self.ood),
+            "max_minutes": self.max_minutes,
             "numerical": dict(self.numerical),
             "policy": dict(self.policy),
             "update_golden": self.update_golden,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -21,12 +22,14 @@ import torch.nn.functional as F
 
 from .config import OPT_SEEDS
 from .device import autocast
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .config import AuditConfig
     from .session import AuditSession
 
-PROBE_STEPS = 5
+PROBE_ENV = "SWIGLU_AUDIT_PROBE_SECONDS"
+PROBE_WARMUP, PROBE_STEPS = 3, 7  # untimed calls (allocation, kernel choice), then timed ones
 
 
 @dataclass
@@ -40,6 +43,7 @@ class ModelPlan:
     step_seconds: float = 0.0
     gradient_seconds: float = 0.0
     seconds: float = 0.0
+    probe_error: str = ""  # why the probe could not time this model (its time is then left out)
 
     @property
     def n_trainings(self) -> int:
@@ -61,7 +65,8 @@ class AuditPlan:
                 "models": [{"name": m.name, "trainings": m.trainings, "cached_trainings": m.cached_trainings,
                             "gradient_passes": m.gradient_passes, "forward_passes": m.forward_passes,
                             "probe_step_seconds": m.step_seconds, "probe_gradient_seconds": m.gradient_seconds,
-                            "estimated_seconds": round(m.seconds, 1)} for m in self.models]}
+                            "estimated_seconds": round(m.seconds, 1), "probe_error": m.probe_error or None}
+                           for m in self.models]}
 
 
 def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict[str, tuple[list[str], int]]:
@@ -97,7 +102,17 @@ def attack_passes(config: AuditConfig) -> tuple[int, int]:
 
 def probe(audit: AuditSession, name: str) -> tuple[float, float]:
     """(seconds per training step, seconds per input-gradient pass over the attack set) of a fresh
-    copy of the model on the audit's device, each the median of a few timed repetitions."""
+    copy of the model on the audit's device, each the median of a few timed repetitions; or the
+    unit costs given in SWIGLU_AUDIT_PROBE_SECONDS ("step,gradient"): to plan a run on another
+    machine from costs measured there, or to make the plan reproducible."""
+    given = os.environ.get(PROBE_ENV)
+    if given:
+        try:
+            step, gradient = (float(v) for v in given.split(","))
+        except ValueError:
+            raise ConfigError(f"{PROBE_ENV}={given!r}: give two numbers of seconds, "
+                              "\"<training step>,<gradient pass>\", e.g. \"0.004,0.002\"") from None
+        return step, gradient
     spec, data, device = audit.zoo.spec(name), audit.data, audit.device
     torch.manual_seed(0)
     model = copy.deepcopy(audit.zoo.instantiate(spec)).to(device).train()
@@ -122,7 +137,8 @@ def probe(audit: AuditSession, name: str) -> tuple[float, float]:
 
 
 def _median_seconds(fn, device: torch.device) -> float:
-    fn()  # warm-up: allocations, kernel choice
+    for _ in range(PROBE_WARMUP):
+        fn()
     times = []
     for _ in range(PROBE_STEPS):
         if device.type == "cuda":
@@ -144,8 +160,14 @@ def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, 
     plans = []
     for name in audit.zoo.specs:
         spec = audit.zoo.spec(name)
-        step_s, grad_s = (probes or {}).get(name) or probe(audit, name)
-        plan = ModelPlan(name, step_seconds=step_s, gradient_seconds=grad_s)
+        probe_error = ""
+        try:
+            step_s, grad_s = (probes or {}).get(name) or probe(audit, name)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001  # the model's own checks will report it; the plan goes on
+            step_s, grad_s, probe_error = 0.0, 0.0, f"{type(exc).__name__}: {exc}"
+        plan = ModelPlan(name, step_seconds=step_s, gradient_seconds=grad_s, probe_error=probe_error)
         seconds = 0.0
         model = None
         for purpose, (tags, epochs) in training_counts(config, audit, name).items():
@@ -176,7 +198,7 @@ def plan_lines(plan: AuditPlan, max_minutes: float) -> list[str]:
         lines.append(f"  {m.name}: trainings {trained} ({m.cached_trainings} cached); attack passes "
                      f"{m.gradient_passes} gradient + {m.forward_passes} forward; "
                      f"{m.step_seconds * 1000:.1f} ms/step, {m.gradient_seconds * 1000:.1f} ms/gradient pass; "
-                     f"about {_minutes(m.seconds)} of work")
+                     + (f"not timed ({m.probe_error})" if m.probe_error else f"about {_minutes(m.seconds)} of work"))
     if max_minutes > 0:
         lines.append(f"  budget: max_minutes = {max_minutes:g}; the plan "
                      + ("fits" if plan.seconds <= max_minutes * 60 else "does NOT fit"))
@@ -184,24 +206,21 @@ def plan_lines(plan: AuditPlan, max_minutes: float) -> list[str]:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.2f} s"
 
 
-def budget_problem(audit: AuditSession, plan: AuditPlan, workers: int) -> str:
-    """"" when the plan fits max_minutes; else the message of the usage error: the estimate, and
-    the settings that would fit (fewer seeds, fewer poisoned families), each with its estimate."""
+def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[tuple[str, AuditConfig, float]]:
+    """Settings that cut the plan, each as (what to set, the changed configuration, its estimate):
+    two seeds instead of more, or one family fewer retrained on poisoned data, or both. Estimates
+    reuse the probe's unit costs."""
     import dataclasses
 
+    from .measure.poisoning import out_of_scope
     from .session import AuditSession
 
-    budget = audit.config.max_minutes
-    if budget <= 0 or plan.seconds <= budget * 60:
-        return ""
     config = audit.config
     probes = {m.name: (m.step_seconds, m.gradient_seconds) for m in plan.models}
     families = list(config.poisoning["families"])
-    from .measure.poisoning import out_of_scope
-
     poisoned = {("user" if audit.zoo.spec(n).group == "user" else audit.zoo.spec(n).family)
                 for n in audit.zoo.specs if out_of_scope(audit, n) is None}
     options: list[tuple[str, AuditConfig]] = []
@@ -210,17 +229,23 @@ def budget_problem(audit: AuditSession, plan: AuditPlan, workers: int) -> str:
                         dataclasses.replace(config, seeds=tuple(config.seeds[:2]))))
     for dropped in [f for f in ("user", "vit", "mlp") if f in families and f in poisoned]:
         kept = [f for f in families if f != dropped]
-        options.append((f"[tool.swiglu_audit.poisoning] families = {kept} (no retraining of the {dropped} models on poisoned data)",
-                        dataclasses.replace(config, poisoning={**config.poisoning, "families": kept})))
-    if len(options) > 1:
-        first, *rest = options
-        both = dataclasses.replace(rest[0][1], seeds=first[1].seeds) if first[0].startswith("seeds") else rest[0][1]
-        options.append((f"both: {first[0]}; and {rest[0][0]}", both))
-    fits = []
-    for label, option in options:
-        seconds = make_plan(AuditSession(option), workers, probes).seconds
-        fits.append(f"  - {label}: about {_minutes(seconds)}" + (" (fits)" if seconds <= budget * 60 else ""))
+        options.append((f"[tool.swiglu_audit.poisoning] families = {kept} (no retraining of the {dropped} models "
+                        "on poisoned data)", dataclasses.replace(config, poisoning={**config.poisoning, "families": kept})))
+    if len(options) > 1 and options[0][0].startswith("seeds"):
+        label, fewer_seeds = options[0]
+        options += [(f"{label}, and {other_label}", dataclasses.replace(other, seeds=fewer_seeds.seeds))
+                    for other_label, other in options[1:]]
+    return [(label, option, make_plan(AuditSession(option), workers, probes).seconds) for label, option in options]
+
+
+def budget_problem(plan: AuditPlan, budget: float, options: list[tuple[str, AuditConfig, float]]) -> str:
+    """"" when the plan fits `budget` minutes; else the message of the usage error: the estimate,
+    and the settings that would cut it, each with its estimate."""
+    if budget <= 0 or plan.seconds <= budget * 60:
+        return ""
+    fits = [f"  - {label}: about {_minutes(seconds)}" + (" (fits)" if seconds <= budget * 60 else "")
+            for label, _, seconds in options]
     return (f"the plan needs about {_minutes(plan.seconds)}, more than max_minutes = {budget:g}. Settings that "
             "cut it (estimates from the same probe):\n" + "\n".join(fits or ["  - none found: raise max_minutes"])
-            + "\nChange the settings, raise max_minutes, or run on a faster device.")
-
+            + "\nChange the settings, raise max_minutes, run on a faster device, or accept the first that fits "
+            "with --swiglu-audit-accept-reduced-plan.")

@@ -8,9 +8,12 @@ them as <property> elements. Only the controller (never a worker) writes report 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from .collect import CHECK_MARKER, COLLECTOR_KEY, CONFIG_KEY, DOCUMENT_KEY, REPO
 from .progress import ProgressBoard
 
 BOARD_KEY = pytest.StashKey[ProgressBoard]()
+REDUCED_PLAN_ENV = "SWIGLU_AUDIT_REDUCED_PLAN"
 
 SUITE_FILE_PREFIX = "suite_"
 
@@ -54,6 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(cfg.OPT_MAX_MINUTES, type=float, default=None, metavar="MINUTES",
                     help="time budget (setting max_minutes): when the plan's estimate exceeds it, stop "
                          "before training with a usage error (exit 4) that says what would fit")
+    group.addoption(cfg.OPT_ACCEPT_REDUCED, action="store_true", default=False,
+                    help="when the plan exceeds max_minutes, apply the first reduction that fits (fewer "
+                         "seeds, fewer families retrained on poisoned data) and record it in the report")
     group.addoption(cfg.OPT_DEBUG, action="store_true", default=False,
                     help="show the traceback behind each setup problem (as -v does)")
 
@@ -97,14 +104,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[CONFIG_KEY] = audit_config
     if is_xdist_worker(config):
         check_import_paths(audit_config)  # the controller checked the rest before starting us
+        if os.environ.get(REDUCED_PLAN_ENV):  # the controller cut the plan to fit max_minutes
+            cut = json.loads(os.environ[REDUCED_PLAN_ENV])
+            config.stash[CONFIG_KEY] = dataclasses.replace(
+                audit_config, seeds=tuple(cut["seeds"]),
+                poisoning={**audit_config.poisoning, "families": cut["poisoning_families"]})
     else:
         # Every static problem of the setup, all at once, before anything trains (exit 4).
         check_setup(audit_config, show_tracebacks=bool(config.getoption(cfg.OPT_DEBUG))
                     or config.getoption("verbose") > 0)
         check_report_dir(audit_config.report_dir)
-        if config.getoption(cfg.OPT_PLAN) or audit_config.max_minutes > 0:
-            _plan_or_stop(config, audit_config)
-        config.stash[COLLECTOR_KEY] = FindingCollector()
+        collector = FindingCollector()
+        collector.plan = _plan_or_stop(config, audit_config)
+        config.stash[COLLECTOR_KEY] = collector
         _prepare_progress_board(config)
 
     from . import fixtures
@@ -166,10 +178,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> None:
-    """The plan before any training: printed and exit 0 with --swiglu-audit-plan; a usage error
-    (exit 4) naming what would fit when it exceeds max_minutes."""
-    from .plan import budget_problem, make_plan, plan_lines
+def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
+    """The plan before any training, for the report; printed and exit 0 with --swiglu-audit-plan;
+    over max_minutes, a usage error (exit 4) naming what would fit, or with
+    --swiglu-audit-accept-reduced-plan the first setting that fits, applied and recorded as a cut."""
+    from .plan import budget_options, budget_problem, make_plan, plan_lines
     from .session import AuditSession
 
     workers = config.getoption("numprocesses", default=None)
@@ -177,14 +190,30 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> None:
     audit = AuditSession(audit_config)
     plan = make_plan(audit, workers)
     lines = plan_lines(plan, audit_config.max_minutes)
-    problem = budget_problem(audit, plan, workers)
     if config.getoption(cfg.OPT_PLAN):
         stream = sys.__stdout__ or sys.stdout
         stream.write("\n".join(lines) + "\n")
         stream.flush()
         pytest.exit("swiglu-audit: plan only, nothing was trained", returncode=0)
-    if problem:
-        raise cfg.ConfigError("\n".join(lines + [problem]))
+    budget, cuts = audit_config.max_minutes, []
+    if budget > 0 and plan.seconds > budget * 60:
+        options = budget_options(audit, plan, workers)
+        fitting = [(label, option) for label, option, seconds in options if seconds <= budget * 60]
+        if not (config.getoption(cfg.OPT_ACCEPT_REDUCED) and fitting):
+            raise cfg.ConfigError("\n".join(lines + [budget_problem(plan, budget, options)]))
+        label, reduced = fitting[0]
+        config.stash[CONFIG_KEY] = reduced
+        # xdist workers build their configuration again from the settings: they get the cut this way
+        os.environ[REDUCED_PLAN_ENV] = json.dumps({"seeds": list(reduced.seeds),
+                                                   "poisoning_families": list(reduced.poisoning["families"])})
+        plan = make_plan(AuditSession(reduced), workers, {m.name: (m.step_seconds, m.gradient_seconds)
+                                                         for m in plan.models})
+        cuts = [label]
+        lines = plan_lines(plan, budget) + [f"  reduced to fit max_minutes = {budget:g}: {label}"]
+    if config.get_verbosity() >= 0:  # the total (and the budget's verdict or the cut) at the start
+        summary = [lines[0]] + ([lines[-1]] if cuts or budget > 0 else [])
+        (sys.__stderr__ or sys.stderr).write("\n".join(summary) + f"\n  ({cfg.OPT_PLAN} lists it per model)\n")
+    return {**plan.to_dict(), "started": time.time(), "max_minutes": budget, "cuts": cuts}
 
 
 def _prepare_progress_board(config: pytest.Config) -> None:
@@ -229,6 +258,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if not is_xdist_worker(config):
+        os.environ.pop(REDUCED_PLAN_ENV, None)  # this run's cut, not the next one's (in-process runs)
     board = config.stash.get(BOARD_KEY, None)
     if board is not None:
         board.stop()

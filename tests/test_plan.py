@@ -1,6 +1,9 @@
 """The plan before training: counts that follow the suites, --swiglu-audit-plan, and max_minutes."""
 
+import json
+
 import pytest
+from conftest import TINY_AUDIT_TOML
 
 from swiglu_audit.config import OPT_ENABLE, OPT_MAX_MINUTES, OPT_PLAN, build_config
 from swiglu_audit.plan import attack_passes
@@ -40,6 +43,17 @@ def test_a_plan_over_the_budget_stops_before_training_and_says_what_fits(tiny_pr
     assert not list((tmp_path / "empty-cache").rglob("*.safetensors"))
 
 
+def test_given_unit_costs_make_the_plan_reproducible_and_bad_ones_are_named(tiny_project, monkeypatch):
+    monkeypatch.setenv("SWIGLU_AUDIT_PROBE_SECONDS", "0.01,0.002")
+    first = tiny_project.runpytest_subprocess(OPT_ENABLE, OPT_PLAN, "-p", "no:cacheprovider").stdout.str()
+    again = tiny_project.runpytest_subprocess(OPT_ENABLE, OPT_PLAN, "-p", "no:cacheprovider").stdout.str()
+    assert "10.0 ms/step, 2.0 ms/gradient pass" in first
+    assert _estimates(first) == _estimates(again)
+    monkeypatch.setenv("SWIGLU_AUDIT_PROBE_SECONDS", "fast")
+    bad = tiny_project.runpytest_subprocess(OPT_ENABLE, OPT_PLAN, "-p", "no:cacheprovider")
+    assert bad.ret == 4 and "SWIGLU_AUDIT_PROBE_SECONDS='fast': give two numbers" in bad.stderr.str()
+
+
 @pytest.mark.parametrize("bad", ["-1", "\"ten\"", "true"])
 def test_max_minutes_must_be_a_number_of_minutes(bad):
     import tomllib
@@ -48,3 +62,46 @@ def test_max_minutes_must_be_a_number_of_minutes(bad):
 
     with pytest.raises(ConfigError, match="max_minutes"):
         build_config(tomllib.loads(f"max_minutes = {bad}"))
+
+
+def test_every_report_records_its_plan_beside_the_time_taken(tiny_audit_report):
+    plan = tiny_audit_report["plan"]
+    assert plan["estimated_seconds"] > 0 and plan["actual_seconds"] > 0
+    assert {m["name"] for m in plan["models"]} == {"swiglu-mlp", "relu-mlp"}
+    assert all(m["trainings"]["clean"] == 2 and m["trainings"]["poisoning"] == 8 for m in plan["models"])
+
+
+def _estimates(text: str) -> list[float]:
+    """Seconds of every "about N s" / "about N min" in a plan message, in order."""
+    import re
+
+    return [float(v) * (60 if unit == "min" else 1) for v, unit in re.findall(r"about ([\d.]+) (s|min)\b", text)]
+
+
+def test_an_accepted_reduced_plan_runs_the_cut_audit_and_reports_the_cut(tiny_project, tmp_path, monkeypatch):
+    # many poisoned sets: dropping the MLPs' poisoned retraining cuts the plan tenfold, so the
+    # budget below sits far from both estimates whatever the machine's load does to the probe
+    many_sets = ("clean_label = true\nflip_rates = [0.05, 0.1, 0.2, 0.3]\ntargeted_rates = [0.2, 0.4]\n"
+                 "backdoor_rates = [0.03, 0.05, 0.1]\ndetection_rate = 0.05\n")
+    tiny_project.makefile(".toml", pyproject=TINY_AUDIT_TOML.replace("clean_label = true", many_sets, 1))
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("SWIGLU_AUDIT_PROBE_SECONDS", "0.004,0.001")  # the same unit costs in both runs
+    three_seeds = ("--swiglu-audit-seeds=0,1,2", "-p", "no:cacheprovider")
+    over = tiny_project.runpytest_subprocess(OPT_ENABLE, f"{OPT_MAX_MINUTES}=0.0001", *three_seeds)
+    assert over.ret == 4
+    message = over.stderr.str().split("Settings that cut it", 1)[1]
+    full = _estimates(over.stderr.str())[0]
+    cheapest = min(_estimates(message))
+    assert cheapest < full / 5  # two seeds and no poisoned retraining: a large cut
+    budget = (full * cheapest) ** 0.5 / 60  # between the two: only a cut that drops poisoning fits
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, f"{OPT_MAX_MINUTES}={budget:.6f}",
+                                               "--swiglu-audit-accept-reduced-plan", *three_seeds)
+    assert result.ret in (0, 1), result.stderr.str()
+    assert "reduced to fit max_minutes" in result.stderr.str()
+    doc = json.loads((tiny_project.path / "reports" / "report.json").read_text())
+    assert doc["plan"]["cuts"] and doc["plan"]["estimated_seconds"] <= budget * 60
+    assert "no retraining of the mlp models on poisoned data" in doc["plan"]["cuts"][0]
+    assert doc["config"]["poisoning"]["families"] == ["user"] and doc["config"]["max_minutes"] == pytest.approx(budget, rel=1e-4)
+    assert not [f for f in doc["findings"] if f["suite"] == "poisoning" and f["check"] == "backdoor_attack_success"]
+    cut_rows = [c for c in doc["coverage"] if c["area"].startswith("Cut to fit max_minutes")]
+    assert cut_rows and not any(c["measured"] for c in cut_rows)

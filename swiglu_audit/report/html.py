@@ -414,8 +414,20 @@ def reproducibility_section(doc: dict) -> str:
             f"<h3>Data: {esc(data.get('name', '-'))}</h3><table><tr><th>split</th><th>sha256</th></tr>{hashes}</table>"
             f"<h3>Models (parameters, seeds, cache)</h3><table><tr><th>model</th><th>parameters</th>"
             f"<th>runs</th></tr>{models}</table>"
+            + _plan_paragraph(doc.get("plan")) +
             f"<h3>Versions and device</h3><pre>{esc(json.dumps({k: env.get(k) for k in facts}, indent=2))}</pre>"
             f"<h3>Configuration and policy</h3><pre>{esc(json.dumps(doc['config'], indent=2))}</pre></section>")
+
+
+def _plan_paragraph(plan: dict | None) -> str:
+    """The plan's estimate beside the time the audit took (plan.py)."""
+    if not plan:
+        return ""
+    trainings = sum(sum(m["trainings"].values()) for m in plan["models"])
+    cached = sum(m["cached_trainings"] for m in plan["models"])
+    return (f"<h3>Plan</h3><p>Estimated before training: {num(plan['estimated_seconds'], 1)} s for {trainings} "
+            f"trainings ({cached} cached) on {esc(plan['workers'])} worker(s); the audit took "
+            f"{num(plan.get('actual_seconds'), 1)} s. Per model: in report.json under <code>plan</code>.</p>")
 
 
 def render_html(doc: dict) -> str:

@@ -6,6 +6,7 @@ import datetime as _dt
 import json
 import subprocess
 import tempfile
+import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -165,6 +166,13 @@ def write_reports(collector, config: AuditConfig, exit_status: int) -> tuple[dic
     """Build the report document, compare it with a saved audit when asked, write every format,
     and save it to the history when asked. Returns (paths written, the document)."""
     document = build_document(collector.findings, config, collector.merged_meta(), exit_status)
+    if getattr(collector, "plan", None):  # the estimate beside what the audit took: the plan's accuracy
+        plan = dict(collector.plan)
+        plan["actual_seconds"] = round(time.time() - plan.pop("started"), 1)
+        document["plan"] = plan
+        document["coverage"] += [{"area": f"Cut to fit max_minutes = {plan['max_minutes']:g}: {cut}", "suite": None,
+                                  "rmf": ["MEASURE 1.1"], "measured": False, "applicable": True,
+                                  "note": "not measured: the time budget cut it"} for cut in plan.get("cuts", [])]
     if config.compare_with:
         document["comparison"] = compare_with_saved(document, config)
     if config.compare_with or config.save_run:
