@@ -135,7 +135,7 @@ def test_tradeoff_plot_and_sentence_come_from_the_comparisons():
     ]
     html = tradeoff_section(findings, {"cand"})
     assert html.count("<circle") == 2  # b1: robust accuracy and backdoor; b2 has no robustness finding
-    assert "saves +20% to +20%" in html and "significant against 1" in html
+    assert "needs -20% to -20% of the baselines" in html and "significantly fewer against 1" in html
     assert "worst-case robust accuracy (Linf): -0.050 to -0.050 (1 significantly worse, 0 significantly better)" in html
     assert "backdoor success (sign flipped): -0.100 to -0.100 (1 significantly worse" in html
     assert "b2<x>" not in html

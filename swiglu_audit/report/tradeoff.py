@@ -102,10 +102,10 @@ def _sentence(candidate: str, points: list[dict]) -> str:
     gains = {p["baseline"]: (p["x"], p["x_lo"], p["x_hi"]) for p in points}
     sure = [b for b, (_, lo, hi) in gains.items() if lo > 0]
     worse = [b for b, (_, lo, hi) in gains.items() if hi < 0]
-    x_values = [g[0] for g in gains.values()]
-    buys = (f"Against {len(gains)} baseline(s), {candidate} saves {min(x_values):+.0%} to {max(x_values):+.0%} of "
-            f"the training FLOPs to the target accuracy; the saving is significant against {len(sure)} "
-            f"and the candidate needs significantly more against {len(worse)}.")
+    changes = sorted(-g[0] for g in gains.values())  # relative FLOPs change: negative = fewer
+    buys = (f"Against {len(gains)} baseline(s), {candidate} needs {changes[0]:+.0%} to {changes[-1]:+.0%} "
+            f"of the baselines' training FLOPs to reach the target accuracy (negative: fewer); significantly "
+            f"fewer against {len(sure)}, significantly more against {len(worse)}.")
     costs = []
     for label, *_rest in ROBUSTNESS_MEASURES:
         ys = [p for p in points if p["measure"] == label]
