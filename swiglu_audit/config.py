@@ -33,6 +33,9 @@ OPT_PLAN = "--swiglu-audit-plan"
 OPT_MAX_MINUTES = "--swiglu-audit-max-minutes"
 OPT_ACCEPT_REDUCED = "--swiglu-audit-accept-reduced-plan"
 DEFAULT_HISTORY_DIR = ".swiglu-audit-history"
+# How a model is trained on a poisoned set: retrained from scratch, or its clean checkpoint
+# fine-tuned for fine_tune_share of the epochs; "auto": users' models fine-tune, the zoo retrains.
+POISONING_MODES = ("auto", "retrain", "fine_tune")
 
 TOOL_TABLE = "tool.swiglu_audit"
 PROFILES = ("quick", "standard", "full")
@@ -61,7 +64,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "poisoning": {"families": ["mlp", "user"], "flip_rates": [0.2], "targeted_pair": [0, 1],
                       "targeted_rates": [0.4], "backdoor_target": 0, "backdoor_rates": [0.05],
                       "detection_rate": 0.05, "trigger_size": 2, "clean_label": False, "near_duplicate_rms": 0.03,
-                      "scan_steps": 200},
+                      "scan_steps": 200, "mode": "auto", "fine_tune_share": 0.25},
         "ood": {"n_examples": 120, "bootstrap": 200, **_OOD_DEFAULTS},
         "numerical": {"n_examples": 120, "op_examples": 25, "compile": False, "golden_probe": 32,
                       "golden_dir": "golden", "determinism_epochs": 1, "implementations": {}},
@@ -85,7 +88,8 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "poisoning": {"families": ["mlp", "user"], "flip_rates": [0.05, 0.1, 0.2],
                       "targeted_pair": [0, 1], "targeted_rates": [0.2, 0.4], "backdoor_target": 0,
                       "backdoor_rates": [0.01, 0.03, 0.1], "detection_rate": 0.03, "trigger_size": 2, "clean_label": False,
-                      "near_duplicate_rms": 0.03, "scan_steps": 200},
+                      "near_duplicate_rms": 0.03, "scan_steps": 200,
+                      "mode": "auto", "fine_tune_share": 0.25},
         "ood": {"n_examples": 360, "bootstrap": 1000, **_OOD_DEFAULTS},
         "numerical": {"n_examples": 360, "op_examples": 100, "compile": False, "golden_probe": 64,
                       "golden_dir": "golden", "determinism_epochs": 1, "implementations": {}},
@@ -105,7 +109,8 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                       "targeted_pair": [0, 1], "targeted_rates": [0.1, 0.2, 0.4],
                       "backdoor_target": 0, "backdoor_rates": [0.005, 0.01, 0.03, 0.1],
                       "detection_rate": 0.03,
-                      "trigger_size": 2, "clean_label": True, "near_duplicate_rms": 0.03, "scan_steps": 300},
+                      "trigger_size": 2, "clean_label": True, "near_duplicate_rms": 0.03, "scan_steps": 300,
+                      "mode": "auto", "fine_tune_share": 0.25},
         "ood": {"n_examples": 360, "bootstrap": 2000, **_OOD_DEFAULTS},
         # torch.compile of the op costs about 30 s of compilation on a two-core CPU: full only
         "numerical": {"n_examples": 360, "op_examples": 300, "compile": True, "golden_probe": 64,
@@ -171,7 +176,7 @@ _SECTION_KEYS: dict[str, dict[str, Any]] = {  # key -> type, or (list, item type
     "poisoning": {"families": (list, str), "flip_rates": (list, float), "targeted_pair": (list, int),
                   "targeted_rates": (list, float), "backdoor_target": int,
                   "backdoor_rates": (list, float), "detection_rate": float, "trigger_size": int, "clean_label": bool, "scan_steps": int,
-                  "near_duplicate_rms": float},
+                  "near_duplicate_rms": float, "mode": str, "fine_tune_share": float},
     "ood": {"n_examples": int, "bootstrap": int, "knn_k": int, "odin_temperature": float,
             "odin_eps": float, "corruptions": (list, str), "ece_bins": int},
     "numerical": {"n_examples": int, "op_examples": int, "compile": bool, "golden_probe": int,
@@ -418,6 +423,10 @@ def _check_poisoning(section: dict) -> None:
             f"{where} detection_rate = {section['detection_rate']} must be one of backdoor_rates "
             f"{section['backdoor_rates']} (the detectors read the model trained at that rate)")
     _expect(section["trigger_size"] >= 1, f"{where} trigger_size must be at least 1 pixel")
+    _check_choice(section["mode"], POISONING_MODES, "mode", f"{where} mode")
+    _expect(0.0 < section["fine_tune_share"] <= 1.0,
+            f"{where} fine_tune_share must lie in (0, 1]: the share of the clean training's epochs that "
+            "fine-tuning on a poisoned set takes")
 
 
 def _parse_models(raw: Any) -> tuple[UserModel, ...]:

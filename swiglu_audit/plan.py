@@ -11,6 +11,7 @@ and assumes the workers share the work evenly.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -62,7 +63,8 @@ class AuditPlan:
 
     def to_dict(self) -> dict:
         return {"estimated_seconds": round(self.seconds, 1), "workers": self.workers, "device": self.device,
-                "models": [{"name": m.name, "trainings": m.trainings, "cached_trainings": m.cached_trainings,
+                "models": [{"name": m.name, "trainings": m.trainings, "epochs_per_training": m.epochs_per_training,
+                            "cached_trainings": m.cached_trainings,
                             "gradient_passes": m.gradient_passes, "forward_passes": m.forward_passes,
                             "probe_step_seconds": m.step_seconds, "probe_gradient_seconds": m.gradient_seconds,
                             "estimated_seconds": round(m.seconds, 1), "probe_error": m.probe_error or None}
@@ -71,7 +73,7 @@ class AuditPlan:
 
 def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict[str, tuple[list[str], int]]:
     """What each model is trained for: {purpose: (cache tags, epochs)}; one training per tag and seed."""
-    from .measure.poisoning import conditions, out_of_scope
+    from .measure.poisoning import conditions, fine_tune_epochs, fine_tunes, model_config, out_of_scope, poisoned_tag
 
     spec = audit.zoo.spec(name)
     if spec.weights:
@@ -79,8 +81,9 @@ def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict
     epochs = config.training["epochs"]
     out = {"clean": (["clean"], epochs)}
     if out_of_scope(audit, name) is None:
-        cfg = config.poisoning  # detection and the scan's power read the backdoor at detection_rate, one of these
-        out["poisoning"] = ([c.tag(cfg) for c in conditions(cfg)], epochs)
+        # detection and the scan's power read the backdoor at detection_rate, one of these sets
+        tags = [poisoned_tag(audit, name, c) for c in conditions(model_config(audit, name))]
+        out["poisoning"] = (tags, fine_tune_epochs(config) if fine_tunes(audit, name) else epochs)
     out["determinism"] = ([], config.numerical["determinism_epochs"])  # trained twice, never cached
     return out
 
@@ -179,7 +182,8 @@ def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, 
                 if model is None:
                     torch.manual_seed(seeds[0])
                     model = audit.zoo.instantiate(spec)
-                cached = sum(audit.cache.path_for(audit.zoo.training_key(spec, seed, tag, model)).exists()
+                recipe = dataclasses.replace(audit.zoo.recipe, epochs=epochs)
+                cached = sum(audit.cache.path_for(audit.zoo.training_key(spec, seed, tag, model, recipe)).exists()
                              for tag in tags for seed in seeds)
             plan.cached_trainings += cached
             seconds += (count - cached) * epochs * steps_per_epoch * step_s
@@ -194,7 +198,8 @@ def plan_lines(plan: AuditPlan, max_minutes: float) -> list[str]:
     lines = [f"swiglu-audit plan ({plan.device}, {plan.workers} worker(s)): about "
              f"{_minutes(plan.seconds)} (an estimate from a timed probe of each model)"]
     for m in plan.models:
-        trained = ", ".join(f"{count} {purpose}" for purpose, count in m.trainings.items()) or "none (pretrained)"
+        trained = ", ".join(f"{count} {purpose} x {m.epochs_per_training[purpose]} epochs"
+                            for purpose, count in m.trainings.items()) or "none (pretrained)"
         lines.append(f"  {m.name}: trainings {trained} ({m.cached_trainings} cached); attack passes "
                      f"{m.gradient_passes} gradient + {m.forward_passes} forward; "
                      f"{m.step_seconds * 1000:.1f} ms/step, {m.gradient_seconds * 1000:.1f} ms/gradient pass; "
@@ -213,8 +218,6 @@ def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[t
     """Settings that cut the plan, each as (what to set, the changed configuration, its estimate):
     two seeds instead of more, or one family fewer retrained on poisoned data, or both. Estimates
     reuse the probe's unit costs."""
-    import dataclasses
-
     from .measure.poisoning import out_of_scope
     from .session import AuditSession
 

@@ -7,6 +7,7 @@ workers ask for at the same moment is trained once.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass
 
@@ -58,10 +59,12 @@ class Zoo:
         return self.specs[name]
 
     def models(self, name: str, labels: torch.Tensor | None = None, tag: str = "clean",
-               inputs: torch.Tensor | None = None) -> list[TrainedModel]:
+               inputs: torch.Tensor | None = None, fine_tune_epochs: int | None = None) -> list[TrainedModel]:
         """The trained models of one spec, one per seed. `inputs` and `labels` replace the
         training images and labels (for poisoning); `tag` names that change and is part of the
-        cache key. A model with pretrained weights cannot be retrained on changed data."""
+        cache key. With `fine_tune_epochs`, each seed's clean model is trained on for that many
+        epochs instead of a model trained from scratch (the cheaper poisoning of users' models).
+        A model with pretrained weights cannot be retrained on changed data."""
         key = (name, tag)
         if key in self._failed:
             raise self._failed[key]
@@ -76,7 +79,10 @@ class Zoo:
                 else:
                     x = self.data.x_train if inputs is None else inputs
                     y = self.data.y_train if labels is None else labels
-                    self._trained[key] = [self._train_one(spec, seed, x, y, tag) for seed in self.config.seeds]
+                    starts = ([m.module.state_dict() for m in self.models(name)] if fine_tune_epochs
+                              else [None] * len(self.config.seeds))
+                    self._trained[key] = [self._train_one(spec, seed, x, y, tag, start, fine_tune_epochs)
+                                          for seed, start in zip(self.config.seeds, starts)]
             except ModelContractError as exc:
                 self._failed[key] = exc
                 raise
@@ -95,11 +101,11 @@ class Zoo:
                                             input_shape=self.data.input_shape, **spec.arch))
         return model
 
-    def training_key(self, spec: ModelSpec, seed: int, tag: str, model: nn.Module) -> str:
+    def training_key(self, spec: ModelSpec, seed: int, tag: str, model: nn.Module, recipe: Recipe | None = None) -> str:
         """The checkpoint cache key of one training (also what the plan checks for)."""
         return cache_key({
             "spec": spec.to_dict(), "data": self.data.fingerprint, "seed": seed,
-            "recipe": self.recipe.to_dict(), "trainer": TRAINER_REVISION, "harness": __version__,
+            "recipe": (recipe or self.recipe).to_dict(), "trainer": TRAINER_REVISION, "harness": __version__,
             "tag": tag,
             # user models: their code is outside our control; the parameter names and shapes
             # at least catch an edited architecture
@@ -108,15 +114,20 @@ class Zoo:
         })
 
     def _train_one(self, spec: ModelSpec, seed: int, inputs: torch.Tensor, labels: torch.Tensor,
-                   tag: str) -> TrainedModel:
+                   tag: str, start: dict | None = None, epochs: int | None = None) -> TrainedModel:
+        """One seed's training; from `start` (a clean model's state) for `epochs` when fine-tuning.
+        The clean model's key is in the tag (via the seed and recipe): the fine-tuned key follows it."""
         torch.manual_seed(seed)
         model = self.instantiate(spec).to(self.device)
         check_model_contract(model, spec.name, self.data, self.device)
-        key = self.training_key(spec, seed, tag, model)
+        recipe = dataclasses.replace(self.recipe, epochs=epochs) if epochs else self.recipe
+        key = self.training_key(spec, seed, tag, model, recipe)
+        if start is not None:
+            model.load_state_dict(start)
 
         def train() -> tuple[dict, dict]:
             self.progress.update(f"training {spec.name} seed {seed} ({tag.split('-seed')[0]})")  # tag without its cache suffix
-            record = train_model(model, inputs, labels, self.recipe, seed, self.device,
+            record = train_model(model, inputs, labels, recipe, seed, self.device,
                                  self.data.x_val, self.data.y_val)
             return model.state_dict(), record
 

@@ -26,7 +26,7 @@ def test_plan_only_prints_the_plan_and_trains_nothing(tiny_project, tmp_path, mo
     assert "swiglu-audit plan (cpu, 1 worker(s)): about" in out
     # the tiny audit: 2 seeds; 4 poisoned sets (flip, targeted, backdoor, clean-label) per seed
     for model in ("swiglu-mlp", "relu-mlp"):
-        assert f"{model}: trainings 2 clean, 8 poisoning, 2 determinism (0 cached)" in out
+        assert f"{model}: trainings 2 clean x 4 epochs, 8 poisoning x 4 epochs, 2 determinism x 1 epochs (0 cached)" in out
     assert not list((tmp_path / "empty-cache").rglob("*.safetensors"))  # nothing trained
     assert not (tiny_project.path / "reports" / "report.json").exists()
 

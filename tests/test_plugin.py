@@ -190,6 +190,12 @@ def test_users_own_models_are_audited(tiny_project, write_pyproject):
     assert len(doc["findings"]) == N_FINDINGS_TINY
     assert {m for f in doc["findings"] for m in f["models"]} == {"my-swiglu", "my-baseline"}
     assert not [f for f in doc["findings"] if f["status"] == "ERROR"]
+    # users' models are poisoned by fine-tuning their clean checkpoints for a quarter of the epochs
+    for model in ("my-swiglu", "my-baseline"):
+        tags = [t for t in doc["environment"]["models"][model]["runs"] if t != "clean"]
+        assert tags and all(t.endswith("-finetune1of4") for t in tags)
+        planned = next(m for m in doc["plan"]["models"] if m["name"] == model)
+        assert planned["epochs_per_training"]["poisoning"] == 1 and planned["trainings"]["poisoning"] == 2 * len(tags)
 
 
 def test_a_model_that_diverges_in_training_becomes_error_findings_naming_it(tiny_project, write_pyproject):

@@ -8,6 +8,7 @@ matrices, the shape `stats` works on.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -82,16 +83,48 @@ def poisoned_set(audit: AuditSession, cond: Condition) -> PoisonedSet:
     return audit.memo(("poisoned-set", cond), build)
 
 
+def fine_tunes(audit: AuditSession, name: str) -> bool:
+    """Is `name` poisoned by fine-tuning its clean checkpoint (users' models, by default) rather
+    than retrained from scratch (the built-in zoo)? `poisoning.mode` decides; "auto" by owner."""
+    mode = audit.config.poisoning["mode"]
+    return mode == "fine_tune" or (mode == "auto" and audit.zoo.spec(name).group == USER_GROUP)
+
+
+def fine_tune_epochs(config) -> int:
+    return max(1, math.ceil(config.poisoning["fine_tune_share"] * config.training["epochs"]))
+
+
+def model_config(audit: AuditSession, name: str) -> dict:
+    """The poisoning settings for one model. In "auto" mode a user's model is poisoned at fewer
+    rates (its trainings cost more than the zoo's): the largest flip and targeted rates, and the
+    backdoor at detection_rate and at the largest rate."""
+    cfg = audit.config.poisoning
+    if cfg["mode"] != "auto" or audit.zoo.spec(name).group != USER_GROUP:
+        return cfg
+    backdoor = sorted({cfg["detection_rate"], max(cfg["backdoor_rates"])})
+    return {**cfg, "flip_rates": [max(cfg["flip_rates"])], "targeted_rates": [max(cfg["targeted_rates"])],
+            "backdoor_rates": backdoor}
+
+
+def poisoned_tag(audit: AuditSession, name: str, cond: Condition) -> str:
+    """The cache tag of `name` trained on the poisoned set `cond`; a fine-tuned model's names the
+    clean epochs it starts from and its own."""
+    tag = cond.tag(audit.config.poisoning)
+    if fine_tunes(audit, name):
+        tag += f"-finetune{fine_tune_epochs(audit.config)}of{audit.config.training['epochs']}"
+    return tag
+
+
 def poisoned_models(audit: AuditSession, name: str, cond: Condition):
     poisoned = poisoned_set(audit, cond)
-    return audit.zoo.models(name, labels=poisoned.y, inputs=poisoned.x,
-                            tag=cond.tag(audit.config.poisoning))
+    return audit.zoo.models(name, labels=poisoned.y, inputs=poisoned.x, tag=poisoned_tag(audit, name, cond),
+                            fine_tune_epochs=fine_tune_epochs(audit.config) if fine_tunes(audit, name) else None)
 
 
 def prefetch(audit: AuditSession, name: str) -> None:
     """Train (or load) every poisoned model of `name` and run its detectors: the xdist prefetch."""
     if out_of_scope(audit, name) is None:
-        for cond in conditions(audit.config.poisoning):
+        for cond in conditions(model_config(audit, name)):
             poisoned_models(audit, name, cond)
         detection(audit, name)
         scan_power(audit, name)
@@ -107,7 +140,7 @@ def _predicted_as(audit, models, x, labels) -> np.ndarray:
 def label_flip(audit: AuditSession, name: str) -> dict:
     """Clean-test correctness of the clean model and of the model at every random flip rate."""
     def compute():
-        data, rates = audit.data, audit.config.poisoning["flip_rates"]
+        data, rates = audit.data, model_config(audit, name)["flip_rates"]
         poisoned = {r: _predicted_as(audit, poisoned_models(audit, name, Condition("flip", r)), data.x_test, data.y_test)
                     for r in rates}
         return {"rates": rates, "clean": clean_correct(audit, name), "poisoned": poisoned,
@@ -118,7 +151,7 @@ def label_flip(audit: AuditSession, name: str) -> dict:
 def targeted(audit: AuditSession, name: str) -> dict:
     """On source-class test inputs: is the prediction the target class? Clean model and each rate."""
     def compute():
-        data, rates = audit.data, audit.config.poisoning["targeted_rates"]
+        data, rates = audit.data, model_config(audit, name)["targeted_rates"]
         source, target = _pair(audit)
         x_src = data.x_test[data.y_test == source]
         return {"source": source, "target": target, "rates": rates,
@@ -133,7 +166,7 @@ def backdoor_success(audit: AuditSession, name: str) -> dict:
     """Attack success on triggered test inputs of the other classes, and clean accuracy, per rate.
     The clean model's success on the same triggered inputs is the base rate."""
     def compute():
-        data, cfg = audit.data, audit.config.poisoning
+        data, cfg = audit.data, model_config(audit, name)
         target = _target(audit)
         triggered = add_trigger(data.x_test[data.y_test != target], cfg["trigger_size"])
         attacks = [Condition("backdoor", r) for r in cfg["backdoor_rates"]]
