@@ -82,8 +82,13 @@ def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict
     out = {"clean": (["clean"], epochs)}
     if out_of_scope(audit, name) is None:
         # detection and the scan's power read the backdoor at detection_rate, one of these sets
-        tags = [poisoned_tag(audit, name, c) for c in conditions(model_config(audit, name))]
-        out["poisoning"] = (tags, fine_tune_epochs(config) if fine_tunes(audit, name) else epochs)
+        conds = conditions(model_config(audit, name))
+        retrained = [poisoned_tag(audit, name, c) for c in conds if not fine_tunes(audit, name, c)]
+        fine_tuned = [poisoned_tag(audit, name, c) for c in conds if fine_tunes(audit, name, c)]
+        if retrained:
+            out["poisoning"] = (retrained, epochs)
+        if fine_tuned:
+            out["poisoning fine-tuned"] = (fine_tuned, fine_tune_epochs(config))
     out["determinism"] = ([], config.numerical["determinism_epochs"])  # trained twice, never cached
     return out
 

@@ -190,12 +190,16 @@ def test_users_own_models_are_audited(tiny_project, write_pyproject):
     assert len(doc["findings"]) == N_FINDINGS_TINY
     assert {m for f in doc["findings"] for m in f["models"]} == {"my-swiglu", "my-baseline"}
     assert not [f for f in doc["findings"] if f["status"] == "ERROR"]
-    # users' models are poisoned by fine-tuning their clean checkpoints for a quarter of the epochs
+    # users' models: the backdoor sets fine-tune the clean checkpoints for a quarter of the epochs,
+    # the label-flipping sets (where fine-tuning understates the risk) are retrained
     for model in ("my-swiglu", "my-baseline"):
         tags = [t for t in doc["environment"]["models"][model]["runs"] if t != "clean"]
-        assert tags and all(t.endswith("-finetune1of4") for t in tags)
+        fine = [t for t in tags if t.endswith("-finetune1of4")]
+        assert fine and all(t.startswith(("backdoor", "clean_label")) for t in fine)
+        assert {t.split("-")[0] for t in tags if t not in fine} == {"flip", "targeted"}
         planned = next(m for m in doc["plan"]["models"] if m["name"] == model)
-        assert planned["epochs_per_training"]["poisoning"] == 1 and planned["trainings"]["poisoning"] == 2 * len(tags)
+        assert planned["epochs_per_training"] == {"clean": 4, "poisoning": 4, "poisoning fine-tuned": 1, "determinism": 1}
+        assert planned["trainings"]["poisoning fine-tuned"] == 2 * len(fine)
 
 
 def test_a_model_that_diverges_in_training_becomes_error_findings_naming_it(tiny_project, write_pyproject):
