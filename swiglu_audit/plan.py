@@ -10,7 +10,6 @@ and assumes the workers share the work evenly.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import os
@@ -123,7 +122,7 @@ def probe(audit: AuditSession, name: str) -> tuple[float, float]:
         return step, gradient
     spec, data, device = audit.zoo.spec(name), audit.data, audit.device
     torch.manual_seed(0)
-    model = copy.deepcopy(audit.zoo.instantiate(spec)).to(device).train()
+    model = audit.zoo.instantiate(spec).to(device).train()  # a fresh model: the audit's are untouched
     batch = audit.config.training["batch_size"]
     x, y = data.x_train[:batch].to(device), data.y_train[:batch].to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
