@@ -155,3 +155,22 @@ def test_a_required_efficiency_gain_passes_fails_or_is_inconclusive(ci, status):
                            value=cmp.difference, ci=ci)
     judged = _required_gain(finding, cmp, gain=0.2)  # the candidate must save at least 20% of the FLOPs
     assert judged.status == status and "min_efficiency_gain = 0.2" in judged.reason
+
+
+class _NoMatmul(nn.Module):
+    """Only elementwise arithmetic: nothing torch's FLOP counter counts."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(4))
+
+    def forward(self, x):
+        return x.flatten(1)[:, :4] * self.scale
+
+
+def test_a_model_without_counted_flops_records_none_rather_than_zero():
+    x, y = torch.rand(32, 8), torch.randint(0, 4, (32,))
+    record = train_model(_NoMatmul(), x, y, Recipe(epochs=1, batch_size=16), 0, CPU, x[:8], y[:8])
+    assert not record["train_flops_per_example"]
+    assert all(p["flops"] is None for p in record["curve"]) and all(p["step"] for p in record["curve"])
+    assert to_target(record["curve"], 0.0)["flops"] is None  # the suite then skips FLOPs, with the reason
