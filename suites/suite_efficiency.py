@@ -89,6 +89,17 @@ def _relative(values) -> np.ndarray:
     return m[:, None] if m.ndim == 1 else m
 
 
+def _censored(finding, candidate: str, reached: list[bool], seeds):
+    """A candidate seed that never reached the target has only a lower bound (its whole budget):
+    its true cost may be higher, so a PASS would rest on a number known to flatter it. (A
+    baseline's lower bound only understates the candidate's advantage.)"""
+    missed = [seed for seed, hit in zip(seeds, reached) if not hit]
+    if not missed or finding.status != Status.PASS.value:
+        return finding
+    return with_status(finding, Status.WARN, f"inconclusive: '{candidate}' did not reach the target with seed(s) "
+                       f"{missed}, so its value is a lower bound")
+
+
 def _required_gain(finding, cmp, gain: float):
     """With min_efficiency_gain set, the candidate must need at least that share fewer FLOPs to
     the target: PASS when the whole interval shows it, FAIL when the whole interval falls short,
@@ -137,6 +148,8 @@ def _comparison_test(metric):
         gain = policy["min_efficiency_gain"]
         if metric.name == "flops_to_target" and gain > 0:
             finding = _required_gain(finding, cmp, gain)
+        if metric.name.endswith("_to_target"):
+            finding = _censored(finding, candidate, measure.per_model(audit, candidate)["reached"], audit.config.seeds)
         record_finding(finding)
 
     test.__name__ = f"test_{metric.name}_vs_baseline"

@@ -223,7 +223,6 @@ def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[t
     two seeds instead of more, or one family fewer retrained on poisoned data, or both. Estimates
     reuse the probe's unit costs."""
     from .measure.poisoning import out_of_scope
-    from .session import AuditSession
 
     config = audit.config
     probes = {m.name: (m.step_seconds, m.gradient_seconds) for m in plan.models}
@@ -242,7 +241,7 @@ def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[t
         label, fewer_seeds = options[0]
         options += [(f"{label}, and {other_label}", dataclasses.replace(other, seeds=fewer_seeds.seeds))
                     for other_label, other in options[1:]]
-    return [(label, option, make_plan(AuditSession(option), workers, probes).seconds) for label, option in options]
+    return [(label, option, make_plan(audit.with_config(option), workers, probes).seconds) for label, option in options]
 
 
 def budget_problem(plan: AuditPlan, budget: float, options: list[tuple[str, AuditConfig, float]]) -> str:

@@ -206,8 +206,8 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
         # xdist workers build their configuration again from the settings: they get the cut this way
         os.environ[REDUCED_PLAN_ENV] = json.dumps({"seeds": list(reduced.seeds),
                                                    "poisoning_families": list(reduced.poisoning["families"])})
-        plan = make_plan(AuditSession(reduced), workers, {m.name: (m.step_seconds, m.gradient_seconds)
-                                                         for m in plan.models})
+        plan = make_plan(audit.with_config(reduced), workers, {m.name: (m.step_seconds, m.gradient_seconds)
+                                                                for m in plan.models})
         cuts = [label]
         lines = plan_lines(plan, budget) + [f"  reduced to fit max_minutes = {budget:g}: {label}"]
     if config.get_verbosity() >= 0:  # the total (and the budget's verdict or the cut) at the start

@@ -36,6 +36,14 @@ class AuditSession:
         self._zoo: Zoo | None = None
         self._memo: dict[Any, Any] = {}
 
+    def with_config(self, config: AuditConfig) -> AuditSession:
+        """A session for another configuration of the same dataset (the plan's alternatives):
+        the data already loaded is shared, not loaded again."""
+        other = AuditSession(config, self.progress)
+        if config.dataset == self.config.dataset:
+            other._data = self._data
+        return other
+
     @property
     def data(self) -> AuditData:
         if self._data is None:

@@ -157,16 +157,12 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
             CoverageRow("Inference latency, throughput and training memory", "latency_vs_baseline",
                         ("MEASURE 2.3", "MEASURE 2.12")),
         ),
-        curves=(
-            CurvePlot("training_efficiency", "accuracy_vs_flops", "flops",
-                      "Validation accuracy against training FLOPs (mean over seeds)", "training FLOPs",
-                      "validation accuracy"),
-            CurvePlot("training_efficiency", "accuracy_vs_steps", "step",
-                      "Validation accuracy against training steps (mean over seeds)", "training steps",
-                      "validation accuracy"),
-            CurvePlot("training_efficiency", "accuracy_vs_seconds", "seconds",
-                      "Validation accuracy against training time (mean over seeds)", "seconds of training",
-                      "validation accuracy"),
+        curves=tuple(
+            CurvePlot("training_efficiency", f"accuracy_vs_{key}", x_field,
+                      f"Validation accuracy against training {what} (mean over seeds)", x_label, "validation accuracy")
+            for key, x_field, what, x_label in (("flops", "flops", "FLOPs", "training FLOPs"),
+                                                ("steps", "step", "steps", "training steps"),
+                                                ("seconds", "seconds", "time", "seconds of training"))) + (
             CurvePlot("training_efficiency", "loss_vs_flops", "flops",
                       "Validation loss against training FLOPs (mean over seeds)", "training FLOPs",
                       "validation cross-entropy"),

@@ -174,3 +174,16 @@ def test_a_model_without_counted_flops_records_none_rather_than_zero():
     assert not record["train_flops_per_example"]
     assert all(p["flops"] is None for p in record["curve"]) and all(p["step"] for p in record["curve"])
     assert to_target(record["curve"], 0.0)["flops"] is None  # the suite then skips FLOPs, with the reason
+
+
+def test_a_candidate_that_missed_the_target_cannot_pass_a_compute_comparison():
+    from swiglu_audit.suites.suite_efficiency import _censored
+
+    from swiglu_audit.checks.efficiency import EFFICIENCY_COMPARISONS
+    from swiglu_audit.risk import Status, make_finding
+
+    finding = make_finding(EFFICIENCY_COMPARISONS["steps_to_target"], ["c", "b"], Status.PASS, "measured", "t",
+                           value=-0.1, ci=(-0.2, 0.0))
+    judged = _censored(finding, "c", [True, False, True], [0, 1, 2])
+    assert judged.status == "WARN" and "seed(s) [1]" in judged.reason and "lower bound" in judged.reason
+    assert _censored(finding, "c", [True, True, True], [0, 1, 2]) is finding
