@@ -24,11 +24,12 @@ from pathlib import Path
 CHECKS = "label_flip_degradation or targeted_label_flip or backdoor_attack_success"
 
 
-def run(mode: str, folder: Path, cache: Path, profile: str, families: list[str], workers: int) -> dict:
+def run(mode: str, folder: Path, cache: Path, profile: str, families: list[str], workers: int,
+        extra: str = "") -> dict:
     folder.mkdir()
     (folder / "pyproject.toml").write_text(
         f'[tool.swiglu_audit]\nprofile = "{profile}"\nfamilies = {json.dumps(families)}\n'
-        f'[tool.swiglu_audit.poisoning]\nmode = "{mode}"\nfamilies = {json.dumps(families)}\n')
+        f'[tool.swiglu_audit.poisoning]\nmode = "{mode}"\nfamilies = {json.dumps(families)}\n{extra}')
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["SWIGLU_AUDIT_CACHE"] = str(cache)
     cmd = [sys.executable, "-m", "pytest", "--swiglu-audit", "-p", "no:cacheprovider", "-q", "-k", CHECKS]
@@ -49,13 +50,17 @@ def main() -> None:
     ap.add_argument("--families", default="mlp")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--fine-tune-share", type=float, default=None, help="poisoning.fine_tune_share of the cheaper run")
+    ap.add_argument("--patience", type=int, default=None, help="poisoning.early_stopping_patience of the cheaper run")
     args = ap.parse_args()
     families = args.families.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cache = tmp / "cache"  # shared: the clean checkpoints are trained once and fine-tuned from
         retrain = run("retrain", tmp / "retrain", cache, args.profile, families, args.workers)
-        fine = run("fine_tune", tmp / "fine_tune", cache, args.profile, families, args.workers)
+        extra = "".join(f"{key} = {value}\n" for key, value in (("fine_tune_share", args.fine_tune_share),
+                        ("early_stopping_patience", args.patience)) if value is not None)
+        fine = run("fine_tune", tmp / "fine_tune", cache, args.profile, families, args.workers, extra)
     rows = []
     for fid, a in sorted(retrain["findings"].items()):
         b = fine["findings"].get(fid)
@@ -67,7 +72,8 @@ def main() -> None:
         rows.append({"id": fid, "retrain": [a["value"], a.get("ci_low"), a.get("ci_high"), a["status"]],
                      "fine_tune": [b["value"], b.get("ci_low"), b.get("ci_high"), b["status"]],
                      "intervals_overlap": overlap, "same_status": a["status"] == b["status"]})
-    summary = {"profile": args.profile, "families": families, "findings_compared": len(rows),
+    summary = {"profile": args.profile, "families": families, "fine_tune_share": args.fine_tune_share,
+               "early_stopping_patience": args.patience, "findings_compared": len(rows),
                "same_status": sum(r["same_status"] for r in rows),
                "intervals_overlap": sum(bool(r["intervals_overlap"]) for r in rows),
                "with_intervals": sum(r["intervals_overlap"] is not None for r in rows),

@@ -27,7 +27,7 @@ def _require_in_scope(audit, *names):
 
 def _index_space(audit) -> str:
     if audit.config.dataset:
-        return "positions in the x_train that your dataset factory returned"
+        return "positions in the x_train (or the train Dataset) that your dataset factory returned"
     return "positions in the built-in digits training split"
 
 

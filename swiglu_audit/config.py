@@ -64,7 +64,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "poisoning": {"families": ["mlp", "user"], "flip_rates": [0.2], "targeted_pair": [0, 1],
                       "targeted_rates": [0.4], "backdoor_target": 0, "backdoor_rates": [0.05],
                       "detection_rate": 0.05, "trigger_size": 2, "clean_label": False, "near_duplicate_rms": 0.03,
-                      "scan_steps": 200, "mode": "auto", "fine_tune_share": 0.25},
+                      "scan_steps": 200, "mode": "auto", "fine_tune_share": 0.25, "early_stopping_patience": 3, "cheaper_seeds": 2},
         "ood": {"n_examples": 120, "bootstrap": 200, **_OOD_DEFAULTS},
         "numerical": {"n_examples": 120, "op_examples": 25, "compile": False, "golden_probe": 32,
                       "golden_dir": "golden", "determinism_epochs": 1, "implementations": {}},
@@ -89,7 +89,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                       "targeted_pair": [0, 1], "targeted_rates": [0.2, 0.4], "backdoor_target": 0,
                       "backdoor_rates": [0.01, 0.03, 0.1], "detection_rate": 0.03, "trigger_size": 2, "clean_label": False,
                       "near_duplicate_rms": 0.03, "scan_steps": 200,
-                      "mode": "auto", "fine_tune_share": 0.25},
+                      "mode": "auto", "fine_tune_share": 0.25, "early_stopping_patience": 3, "cheaper_seeds": 2},
         "ood": {"n_examples": 360, "bootstrap": 1000, **_OOD_DEFAULTS},
         "numerical": {"n_examples": 360, "op_examples": 100, "compile": False, "golden_probe": 64,
                       "golden_dir": "golden", "determinism_epochs": 1, "implementations": {}},
@@ -110,7 +110,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                       "backdoor_target": 0, "backdoor_rates": [0.005, 0.01, 0.03, 0.1],
                       "detection_rate": 0.03,
                       "trigger_size": 2, "clean_label": True, "near_duplicate_rms": 0.03, "scan_steps": 300,
-                      "mode": "auto", "fine_tune_share": 0.25},
+                      "mode": "auto", "fine_tune_share": 0.25, "early_stopping_patience": 3, "cheaper_seeds": 2},
         "ood": {"n_examples": 360, "bootstrap": 2000, **_OOD_DEFAULTS},
         # torch.compile of the op costs about 30 s of compilation on a two-core CPU: full only
         "numerical": {"n_examples": 360, "op_examples": 300, "compile": True, "golden_probe": 64,
@@ -176,7 +176,8 @@ _SECTION_KEYS: dict[str, dict[str, Any]] = {  # key -> type, or (list, item type
     "poisoning": {"families": (list, str), "flip_rates": (list, float), "targeted_pair": (list, int),
                   "targeted_rates": (list, float), "backdoor_target": int,
                   "backdoor_rates": (list, float), "detection_rate": float, "trigger_size": int, "clean_label": bool, "scan_steps": int,
-                  "near_duplicate_rms": float, "mode": str, "fine_tune_share": float},
+                  "near_duplicate_rms": float, "mode": str, "fine_tune_share": float,
+                  "early_stopping_patience": int, "cheaper_seeds": int},
     "ood": {"n_examples": int, "bootstrap": int, "knn_k": int, "odin_temperature": float,
             "odin_eps": float, "corruptions": (list, str), "ece_bins": int},
     "numerical": {"n_examples": int, "op_examples": int, "compile": bool, "golden_probe": int,
@@ -427,6 +428,12 @@ def _check_poisoning(section: dict) -> None:
     _expect(0.0 < section["fine_tune_share"] <= 1.0,
             f"{where} fine_tune_share must lie in (0, 1]: the share of the clean training's epochs that "
             "fine-tuning on a poisoned set takes")
+    _expect(section["early_stopping_patience"] >= 0,
+            f"{where} early_stopping_patience must be a whole number of epochs >= 0 (0: no early stopping "
+            "of the fine-tuned poisoned trainings)")
+    _expect(section["cheaper_seeds"] >= 0,
+            f"{where} cheaper_seeds must be a whole number >= 0: how many of the seeds a model poisoned the cheaper "
+            "way is trained for on poisoned data (0: every seed)")
 
 
 def _parse_models(raw: Any) -> tuple[UserModel, ...]:

@@ -4,16 +4,21 @@ Contract for a user's dataset factory (`dataset = "package.module:callable"`): c
 arguments, it returns a mapping with `x_train`, `y_train`, `x_test`, `y_test` and optionally
 `x_val`, `y_val`, `n_classes` and `name`. Images are arrays or tensors of shape (N, C, H, W) with
 values in [0, 1] (normalisation belongs inside the model); labels are integers in [0, n_classes).
+A split too large for memory is given instead as a map-style `torch.utils.data.Dataset` of
+(input, label) pairs under `train`, `val` or `test` (dataset_file.py reads it once into a
+memory-mapped file).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from .dataset_file import is_dataset, read_dataset
 from .errors import DataContractError
 from .imports import load_callable
 
@@ -66,13 +71,19 @@ class AuditData:
 
 
 def split_hash(x: torch.Tensor, y: torch.Tensor) -> str:
-    """sha256 over shape, dtype and bytes of images and labels: stable across runs and platforms."""
+    """sha256 over shape, dtype and bytes of images and labels: stable across runs and platforms.
+    The bytes are read in place (a memory-mapped split is paged through, not copied)."""
     h = hashlib.sha256()
     for t in (x, y):
         arr = np.ascontiguousarray(t.detach().cpu().numpy())
         h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        h.update(arr.tobytes())
+        rows = arr.reshape(len(arr), -1) if arr.ndim else arr.reshape(1, -1)
+        for start in range(0, len(rows), HASH_ROWS):
+            h.update(memoryview(rows[start:start + HASH_ROWS]))
     return h.hexdigest()
+
+
+HASH_ROWS = 4096  # rows hashed per update: bounds what a memory-mapped split pages in at once
 
 
 def make_audit_data(name: str, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -105,11 +116,26 @@ def load_digits_data() -> AuditData:
     return make_audit_data("digits", splits, n_classes=10)
 
 
-def load_user_data(import_path: str) -> AuditData:
+def load_audit_data(dataset: str | None, cache_dir: str | Path) -> AuditData:
+    """The audit's data: the user's factory's (`dataset`), or the built-in digits. Splits given as
+    Datasets are mapped into files under the cache folder's `datasets/` (or the temporary folder
+    where that cannot be made)."""
+    if not dataset:
+        return load_digits_data()
+    folder: Path | None = Path(cache_dir) / "datasets"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        folder = None
+    return load_user_data(dataset, folder)
+
+
+def load_user_data(import_path: str, folder: Path | None = None) -> AuditData:
     """Call the user's dataset factory and check its output against the contract.
 
     Every problem found is reported at once (one DataContractError whose `problems` lists them),
-    so that a user fixes their dataset in one round instead of one error per run."""
+    so that a user fixes their dataset in one round instead of one error per run. Splits given as
+    Datasets are read into memory-mapped files in `folder` (the system's temporary folder by default)."""
     where = f"dataset factory '{import_path}'"
     factory = load_callable(import_path, "[tool.swiglu_audit] dataset", DataContractError)
     try:
@@ -117,22 +143,34 @@ def load_user_data(import_path: str) -> AuditData:
     except Exception as exc:
         raise DataContractError(f"{where} raised {type(exc).__name__}: {exc}; fix the factory "
                                 "so that it returns the mapping described in the README") from exc
-    required = ("x_train", "y_train", "x_test", "y_test")
     if not hasattr(raw, "__getitem__") or not hasattr(raw, "__contains__"):
         raise DataContractError(f"{where} returned {type(raw).__name__}; it must return a mapping "
                                 "with x_train, y_train, x_test, y_test (and optionally x_val, y_val, "
                                 "n_classes, name)")
-    missing = [k for k in required if k not in raw]
+    missing = [k for s in ("train", "test") if not _has_split(raw, s)
+               for k in (f"x_{s}", f"y_{s}") if k not in raw]
     if missing:
         raise DataContractError(f"{where}: the returned mapping lacks {', '.join(missing)}; it must "
                                 "hold x_train, y_train, x_test, y_test (and optionally x_val, y_val, "
-                                "n_classes, name)")
-    problems: list[str] = []
+                                "n_classes, name), or Datasets of (input, label) pairs under train, test "
+                                "(and val)")
+    problems: list[str] = [f"{where}: '{s}' is {type(raw[s]).__name__}; give a torch.utils.data.Dataset of "
+                           f"(input, label) pairs there, or arrays as x_{s} and y_{s}"
+                           for s in ("train", "val", "test") if s in raw and not is_dataset(raw[s])]
     modality = _modality(raw, where, problems)
-    splits = ["train", "test"] + (["val"] if "x_val" in raw and "y_val" in raw else [])
+    splits = ["train", "test"] + (["val"] if _has_split(raw, "val") else [])
     out_of_range: dict[str, tuple[float, float]] = {}
-    pairs = {s: (_as_images(raw[f"x_{s}"], f"x_{s}", where, problems, out_of_range),
-                 _as_labels(raw[f"y_{s}"], f"y_{s}", where, problems)) for s in splits}
+    carved = None
+    if "val" not in splits and _dataset_at(raw, "train") is not None:  # carve val without reading the set twice
+        carved = _validation_order(len(raw["train"]))
+    pairs = {}
+    for s in splits:
+        if _dataset_at(raw, s) is not None:
+            order = np.concatenate(carved) if s == "train" and carved is not None else None
+            pairs[s] = read_dataset(raw[s], s, where, problems, order, folder)
+        else:
+            pairs[s] = (_as_images(raw[f"x_{s}"], f"x_{s}", where, problems, out_of_range),
+                        _as_labels(raw[f"y_{s}"], f"y_{s}", where, problems))
     if out_of_range:  # one mistake (unscaled inputs), one message, whatever the number of splits
         low, high = min(v[0] for v in out_of_range.values()), max(v[1] for v in out_of_range.values())
         problems.append(f"{where}: {', '.join(out_of_range)} {'has' if len(out_of_range) == 1 else 'have'} "
@@ -160,13 +198,37 @@ def load_user_data(import_path: str) -> AuditData:
         raise DataContractError(*problems)
     checked = {s: (x, y) for s, (x, y) in pairs.items() if x is not None and y is not None}
     source_index = None
-    if "val" not in checked:  # carve a fixed, stratified validation split out of train
+    if carved is not None:  # the mapped file holds the carved train rows first, then val: views, no copy
+        n_train = len(carved[0])
+        x, y = checked["train"]
+        checked = {"train": (x[:n_train], y[:n_train]), "val": (x[n_train:], y[n_train:]), "test": checked["test"]}
+        source_index = carved[0]
+    elif "val" not in checked:  # carve a fixed, stratified validation split out of train
         x_train, y_train, x_val, y_val, source_index = _carve_validation(*checked["train"])
         checked = {"train": (x_train, y_train), "val": (x_val, y_val), "test": checked["test"]}
     return make_audit_data(str(raw.get("name", import_path)), checked, n_classes, source_index, modality)
 
 
 MODALITIES = ("image", "tabular")
+
+
+def _dataset_at(raw, split: str):
+    """The Dataset given under `split`'s own name, or None."""
+    return raw[split] if split in raw and is_dataset(raw[split]) else None
+
+
+def _has_split(raw, split: str) -> bool:
+    """Is `split` given, as arrays (x_/y_) or as a Dataset under its own name?"""
+    return _dataset_at(raw, split) is not None or (f"x_{split}" in raw and f"y_{split}" in raw)
+
+
+def _validation_order(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) positions of a Dataset given without a validation split: a fixed random fifth
+    for val. Not stratified: that would need every label before the one pass over the data."""
+    from sklearn.model_selection import train_test_split
+
+    tr, va = train_test_split(np.arange(n), test_size=0.2, random_state=SPLIT_SEED)
+    return tr, va
 
 
 def _modality(raw, where: str, problems: list[str]) -> str:
@@ -176,6 +238,12 @@ def _modality(raw, where: str, problems: list[str]) -> str:
             problems.append(f"{where}: modality = {raw['modality']!r}; give \"image\" or \"tabular\"")
             return "image"
         return str(raw["modality"])
+    if _dataset_at(raw, "train") is not None:
+        try:
+            first = raw["train"][0][0]
+        except Exception:  # noqa: BLE001  # reading the Dataset reports it, with the item's index
+            return "image"
+        return "tabular" if np.ndim(first) == 1 else "image"
     return "tabular" if np.ndim(raw["x_train"]) == 2 else "image"
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import batching
 from .errors import ModelContractError
 from .nn import eval_mode
 
 
 @torch.no_grad()
 def penultimate_features(model: nn.Module, x: torch.Tensor, device: torch.device,
-                         batch_size: int = 1024) -> torch.Tensor:
-    """(N, D) float32 features on the CPU."""
+                         batch_size: int | None = None) -> torch.Tensor:
+    """(N, D) float32 features on the CPU, in batches that follow the device's free memory."""
+    batch_size = batch_size or batching.batch_size(model, x[:1], device)
     chunks = []
     with eval_mode(model):
         for i in range(0, len(x), batch_size):

@@ -38,6 +38,7 @@ class ModelPlan:
     trainings: dict[str, int] = field(default_factory=dict)  # what for -> count
     cached_trainings: int = 0
     epochs_per_training: dict[str, int] = field(default_factory=dict)
+    early_stopping: list[str] = field(default_factory=list)  # purposes whose trainings may stop early
     gradient_passes: int = 0  # input-gradient passes of the attacks, each over the attack set
     forward_passes: int = 0  # forward-only passes (query attacks), each over the attack set
     step_seconds: float = 0.0
@@ -63,6 +64,7 @@ class AuditPlan:
     def to_dict(self) -> dict:
         return {"estimated_seconds": round(self.seconds, 1), "workers": self.workers, "device": self.device,
                 "models": [{"name": m.name, "trainings": m.trainings, "epochs_per_training": m.epochs_per_training,
+                            "early_stopping": m.early_stopping,
                             "cached_trainings": m.cached_trainings,
                             "gradient_passes": m.gradient_passes, "forward_passes": m.forward_passes,
                             "probe_step_seconds": m.step_seconds, "probe_gradient_seconds": m.gradient_seconds,
@@ -70,25 +72,38 @@ class AuditPlan:
                            for m in self.models]}
 
 
-def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict[str, tuple[list[str], int]]:
-    """What each model is trained for: {purpose: (cache tags, epochs)}; one training per tag and seed."""
-    from .measure.poisoning import conditions, fine_tune_epochs, fine_tunes, model_config, out_of_scope, poisoned_tag
+@dataclass(frozen=True)
+class Trainings:
+    """One purpose's trainings of a model: one per cache tag and seed (`seeds`), `epochs` each; with
+    `patience`, they may stop early (counted at their full epochs: an upper bound)."""
+    tags: list[str]
+    epochs: int
+    seeds: tuple[int, ...]
+    patience: int = 0
+
+
+def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict[str, Trainings]:
+    """What each model is trained for, by purpose."""
+    from .measure.poisoning import conditions, fine_tune_epochs, fine_tunes, model_config, out_of_scope, patience, poisoned_seeds, poisoned_tag
 
     spec = audit.zoo.spec(name)
     if spec.weights:
         return {}
-    epochs = config.training["epochs"]
-    out = {"clean": (["clean"], epochs)}
+    epochs, seeds = config.training["epochs"], tuple(config.seeds)
+    out = {"clean": Trainings(["clean"], epochs, seeds)}
     if out_of_scope(audit, name) is None:
         # detection and the scan's power read the backdoor at detection_rate, one of these sets
         conds = conditions(model_config(audit, name))
-        retrained = [poisoned_tag(audit, name, c) for c in conds if not fine_tunes(audit, name, c)]
-        fine_tuned = [poisoned_tag(audit, name, c) for c in conds if fine_tunes(audit, name, c)]
+        retrained = [c for c in conds if not fine_tunes(audit, name, c)]
+        fine_tuned = [c for c in conds if fine_tunes(audit, name, c)]
+        poisoned = poisoned_seeds(audit, name)
         if retrained:
-            out["poisoning"] = (retrained, epochs)
+            out["poisoning"] = Trainings([poisoned_tag(audit, name, c) for c in retrained], epochs, poisoned)
         if fine_tuned:
-            out["poisoning fine-tuned"] = (fine_tuned, fine_tune_epochs(config))
-    out["determinism"] = ([], config.numerical["determinism_epochs"])  # trained twice, never cached
+            out["poisoning fine-tuned"] = Trainings([poisoned_tag(audit, name, c) for c in fine_tuned],
+                                                    fine_tune_epochs(config), poisoned,
+                                                    patience(audit, name, fine_tuned[0]))
+    out["determinism"] = Trainings([], config.numerical["determinism_epochs"], (0, 1))  # twice, never cached
     return out
 
 
@@ -177,20 +192,22 @@ def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, 
         plan = ModelPlan(name, step_seconds=step_s, gradient_seconds=grad_s, probe_error=probe_error)
         seconds = 0.0
         model = None
-        for purpose, (tags, epochs) in training_counts(config, audit, name).items():
-            count = 2 if purpose == "determinism" else len(tags) * len(seeds)
+        for purpose, trainings in training_counts(config, audit, name).items():
+            count = len(trainings.seeds) * max(1, len(trainings.tags))  # determinism: no tag, trained twice
             plan.trainings[purpose] = count
-            plan.epochs_per_training[purpose] = epochs
+            plan.epochs_per_training[purpose] = trainings.epochs
+            if trainings.patience:
+                plan.early_stopping.append(purpose)
             cached = 0
-            if tags:
+            if trainings.tags:
                 if model is None:
                     torch.manual_seed(seeds[0])
                     model = audit.zoo.instantiate(spec)
-                recipe = dataclasses.replace(audit.zoo.recipe, epochs=epochs)
+                recipe = dataclasses.replace(audit.zoo.recipe, epochs=trainings.epochs, patience=trainings.patience)
                 cached = sum(audit.cache.path_for(audit.zoo.training_key(spec, seed, tag, model, recipe)).exists()
-                             for tag in tags for seed in seeds)
+                             for tag in trainings.tags for seed in trainings.seeds)
             plan.cached_trainings += cached
-            seconds += (count - cached) * epochs * steps_per_epoch * step_s
+            seconds += (count - cached) * trainings.epochs * steps_per_epoch * step_s
         plan.gradient_passes, plan.forward_passes = grads * len(seeds), forwards * len(seeds)
         seconds += plan.gradient_passes * grad_s + plan.forward_passes * grad_s / 3  # a forward ~ a third of fwd+bwd
         plan.seconds = seconds
@@ -202,7 +219,8 @@ def plan_lines(plan: AuditPlan, max_minutes: float) -> list[str]:
     lines = [f"swiglu-audit plan ({plan.device}, {plan.workers} worker(s)): about "
              f"{_minutes(plan.seconds)} (an estimate from a timed probe of each model)"]
     for m in plan.models:
-        trained = ", ".join(f"{count} {purpose} x {m.epochs_per_training[purpose]} epochs"
+        trained = ", ".join(f"{count} {purpose} x {'up to ' if purpose in m.early_stopping else ''}"
+                            f"{m.epochs_per_training[purpose]} epochs"
                             for purpose, count in m.trainings.items()) or "none (pretrained)"
         lines.append(f"  {m.name}: trainings {trained} ({m.cached_trainings} cached); attack passes "
                      f"{m.gradient_passes} gradient + {m.forward_passes} forward; "

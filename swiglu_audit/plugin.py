@@ -80,10 +80,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{CHECK_MARKER}(info): a swiglu-audit check (CheckInfo)")
     if not _enabled(config):
         return
+    from .batching import memory_cap
     from .device import prepare_cuda_determinism
     from .preflight import check_import_paths, check_report_dir, check_setup
 
     prepare_cuda_determinism()  # before anything creates a cuBLAS handle; xdist workers inherit it
+    memory_cap()  # a malformed SWIGLU_AUDIT_DEVICE_MEMORY is a usage error now, not an ERROR per check later
 
     invocation = config.invocation_params.dir
     project_root = config.inipath.parent if config.inipath else invocation

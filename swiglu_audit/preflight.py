@@ -69,10 +69,10 @@ def check_setup(config: AuditConfig, show_tracebacks: bool = False) -> None:
     problems = _weights_file_problems(config) + method_problems(config)
     if imports:  # nothing below can run without the imports
         raise SetupError(*imports, *problems)
-    from .data import load_digits_data, load_user_data
+    from .data import load_audit_data
 
     try:
-        data = load_user_data(config.dataset) if config.dataset else load_digits_data()
+        data = load_audit_data(config.dataset, config.cache_dir)
     except ContractError as exc:  # the models cannot be probed without data
         raise SetupError(*_messages(exc, show_tracebacks), *problems) from None
     if problems:  # weights that cannot be read: the models' probes would only repeat them

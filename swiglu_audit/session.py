@@ -19,7 +19,7 @@ from . import __version__
 from .cache import CheckpointCache, cache_key
 from .collect import xdist_workers
 from .config import AuditConfig
-from .data import AuditData, load_digits_data, load_user_data
+from .data import AuditData, load_audit_data
 from .device import math_settings, precision_name, resolve_device
 from .progress import Progress
 from .zoo import Zoo
@@ -47,7 +47,7 @@ class AuditSession:
     @property
     def data(self) -> AuditData:
         if self._data is None:
-            self._data = load_user_data(self.config.dataset) if self.config.dataset else load_digits_data()
+            self._data = load_audit_data(self.config.dataset, self.config.cache_dir)
         return self._data
 
     @property

@@ -11,12 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import batching
 from .device import autocast
 from .nn import eval_mode
 
 # Part of every checkpoint's cache key: bump it when a change to the training loop changes weights
 # or what its record holds.
 TRAINER_REVISION = 4  # 2: fused AdamW; 4: learning curves against steps, time and counted FLOPs
+
+
+# Validation accuracy must rise by more than this to count as an improvement for early stopping
+# (one example of the digits validation split is 0.0028).
+EARLY_STOPPING_MIN_GAIN = 0.001
 
 
 @dataclass(frozen=True)
@@ -27,9 +33,15 @@ class Recipe:
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
+    # Stop when validation accuracy has not improved for this many epochs (0: never). The
+    # cosine schedule still spans `epochs`, so a run that does not stop is the same as without it.
+    patience: int = 0
 
     def to_dict(self) -> dict:
-        return dict(vars(self))
+        out = dict(vars(self))
+        if not self.patience:  # absent when off: the cache keys of every existing checkpoint stay valid
+            del out["patience"]
+        return out
 
 
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, seed: int,
@@ -38,10 +50,16 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
     """Train in place with AdamW and a cosine schedule; returns a JSON-safe training record.
 
     Randomness comes only from `seed`: one generator shuffles the batches, and the model must
-    already have been initialised under the same seed by the caller.
+    already have been initialised under the same seed by the caller. With `recipe.patience` and a
+    validation split, training stops early once validation accuracy stops improving; the record
+    then says at which epoch (`stopped_epoch`).
     """
     model.to(device).train()
-    x, y = x.to(device), y.to(device)
+    # The whole set moves to the device once where it fits there; otherwise (a large set on a GPU,
+    # a poisoned set whose rows are patched on the fly) each batch is gathered on the host and moved.
+    resident = isinstance(x, torch.Tensor) and (device.type == "cpu" or _fits(x, device))
+    x, y = (x.to(device) if resident else x), y.to(device)
+    order_device = device if resident else torch.device("cpu")
     generator = torch.Generator().manual_seed(seed)
     optimizer = _adamw(model, recipe, device)
     steps_per_epoch = math.ceil(len(x) / recipe.batch_size)
@@ -50,6 +68,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
     flops_per_example = None
     history, curve, step, examples = [], [], 0, 0
+    best_accuracy, best_epoch, stopped_epoch = -1.0, 0, None
     started, eval_seconds = time.perf_counter(), 0.0
 
     def evaluate() -> dict:
@@ -67,7 +86,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
         return point
 
     for epoch in range(recipe.epochs):
-        order = torch.randperm(len(x), generator=generator).to(device)
+        order = torch.randperm(len(x), generator=generator).to(order_device)
         # summed on the device: one host synchronisation per epoch, not one per step
         epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
         for start in range(0, len(x), recipe.batch_size):
@@ -75,7 +94,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
             counter = _flop_counter() if flops_per_example is None else None
             with counter or contextlib.nullcontext():
                 with autocast(device):
-                    loss = F.cross_entropy(model(x[idx]), y[idx])
+                    loss = F.cross_entropy(model(x[idx].to(device, non_blocking=True)), y[idx.to(device)])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
             if counter is not None:  # counted once: a step's FLOPs are linear in its batch size
@@ -95,9 +114,26 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
         entry = {"epoch": epoch + 1, "train_loss": float(epoch_loss) / len(x)}
         entry.update({k: point[k] for k in ("val_loss", "val_accuracy") if k in point})
         history.append(entry)
+        if recipe.patience and "val_accuracy" in point:
+            if point["val_accuracy"] > best_accuracy + EARLY_STOPPING_MIN_GAIN:
+                best_accuracy, best_epoch = point["val_accuracy"], epoch + 1
+            elif epoch + 1 - best_epoch >= recipe.patience and epoch + 1 < recipe.epochs:
+                stopped_epoch = epoch + 1
+                break
     model.eval()
-    return {"seconds": time.perf_counter() - started - eval_seconds, "steps": total_steps, "history": history,
-            "curve": curve, "train_flops_per_example": flops_per_example, "eval_seconds": eval_seconds}
+    record = {"seconds": time.perf_counter() - started - eval_seconds, "steps": step, "history": history,
+              "curve": curve, "train_flops_per_example": flops_per_example, "eval_seconds": eval_seconds}
+    if recipe.patience:
+        record["stopped_epoch"] = stopped_epoch
+    return record
+
+
+def _fits(x: torch.Tensor, device: torch.device) -> bool:
+    """Does the training set take at most a quarter of the device's free memory?"""
+    try:
+        return x.nbytes <= batching.free_memory_bytes(device) // 4
+    except RuntimeError:  # a device that cannot say: move batches, which always fits
+        return False
 
 
 def _flop_counter():
@@ -129,8 +165,10 @@ def _adamw(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.opti
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device,
-                   batch_size: int = 1024) -> torch.Tensor:
-    """Logits in float32 on the CPU, in eval mode; the model's own mode is restored after."""
+                   batch_size: int | None = None) -> torch.Tensor:
+    """Logits in float32 on the CPU, in eval mode; the model's own mode is restored after. The
+    batch follows the device's free memory unless given."""
+    batch_size = batch_size or batching.batch_size(model, x[:1], device)
     with eval_mode(model):
         out = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out)

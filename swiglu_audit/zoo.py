@@ -59,11 +59,14 @@ class Zoo:
         return self.specs[name]
 
     def models(self, name: str, labels: torch.Tensor | None = None, tag: str = "clean",
-               inputs: torch.Tensor | None = None, fine_tune_epochs: int | None = None) -> list[TrainedModel]:
+               inputs: torch.Tensor | None = None, fine_tune_epochs: int | None = None,
+               patience: int = 0, seeds: tuple[int, ...] | None = None) -> list[TrainedModel]:
         """The trained models of one spec, one per seed. `inputs` and `labels` replace the
         training images and labels (for poisoning); `tag` names that change and is part of the
         cache key. With `fine_tune_epochs`, each seed's clean model is trained on for that many
-        epochs instead of a model trained from scratch (the cheaper poisoning of users' models).
+        epochs instead of a model trained from scratch (the cheaper poisoning of users' models);
+        with `patience`, training stops early when validation accuracy stops improving. `seeds`:
+        train for these of the audit's seeds only (the cheaper poisoning); every seed by default.
         A model with pretrained weights cannot be retrained on changed data."""
         key = (name, tag)
         if key in self._failed:
@@ -79,10 +82,12 @@ class Zoo:
                 else:
                     x = self.data.x_train if inputs is None else inputs
                     y = self.data.y_train if labels is None else labels
-                    starts = ([m.module.state_dict() for m in self.models(name)] if fine_tune_epochs
-                              else [None] * len(self.config.seeds))
-                    self._trained[key] = [self._train_one(spec, seed, x, y, tag, start, fine_tune_epochs)
-                                          for seed, start in zip(self.config.seeds, starts)]
+                    seeds = tuple(self.config.seeds) if seeds is None else seeds
+                    clean = {m.seed: m for m in self.models(name)} if fine_tune_epochs else {}
+                    self._trained[key] = [self._train_one(spec, seed, x, y, tag,
+                                                          clean[seed].module.state_dict() if clean else None,
+                                                          fine_tune_epochs, patience)
+                                          for seed in seeds]
             except ModelContractError as exc:
                 self._failed[key] = exc
                 raise
@@ -114,13 +119,14 @@ class Zoo:
         })
 
     def _train_one(self, spec: ModelSpec, seed: int, inputs: torch.Tensor, labels: torch.Tensor,
-                   tag: str, start: dict | None = None, epochs: int | None = None) -> TrainedModel:
+                   tag: str, start: dict | None = None, epochs: int | None = None,
+                   patience: int = 0) -> TrainedModel:
         """One seed's training; from `start` (a clean model's state) for `epochs` when fine-tuning.
         The clean model's key is in the tag (via the seed and recipe): the fine-tuned key follows it."""
         torch.manual_seed(seed)
         model = self.instantiate(spec).to(self.device)
         check_model_contract(model, spec.name, self.data, self.device)
-        recipe = dataclasses.replace(self.recipe, epochs=epochs) if epochs else self.recipe
+        recipe = dataclasses.replace(self.recipe, epochs=epochs or self.recipe.epochs, patience=patience)
         key = self.training_key(spec, seed, tag, model, recipe)
         if start is not None:
             model.load_state_dict(start)

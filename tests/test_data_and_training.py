@@ -91,6 +91,34 @@ def test_training_learns_digits():
     assert not model.training  # handed back in eval mode
 
 
+def test_early_stopping_stops_when_validation_accuracy_stalls_and_changes_nothing_otherwise():
+    data = load_digits_data()
+    cpu = torch.device("cpu")
+
+    def trained(recipe, y_val):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(family="mlp", ffn="swiglu"))
+        record = train_model(model, data.x_train, data.y_train, recipe, 0, cpu, data.x_val, y_val)
+        return model.state_dict(), record
+
+    # Validation labels the model cannot learn: accuracy stalls at chance, so training stops
+    # `patience` epochs after its best epoch instead of running all 12.
+    noise = torch.randint(0, 10, data.y_val.shape, generator=torch.Generator().manual_seed(1))
+    _, stalled = trained(Recipe(epochs=12, patience=2), noise)
+    best = max(range(len(stalled["history"])), key=lambda i: stalled["history"][i]["val_accuracy"])
+    assert stalled["stopped_epoch"] == len(stalled["history"]) < 12
+    assert stalled["stopped_epoch"] - (best + 1) >= 2
+    assert stalled["steps"] == stalled["stopped_epoch"] * -(-len(data.x_train) // 64)
+
+    # On real labels over 3 epochs accuracy keeps rising: the same weights as without early stopping.
+    plain_state, _ = trained(Recipe(epochs=3), data.y_val)
+    patient_state, patient = trained(Recipe(epochs=3, patience=2), data.y_val)
+    assert patient["stopped_epoch"] is None
+    assert all(torch.equal(plain_state[k], patient_state[k]) for k in plain_state)
+    # off, the recipe's cache key is what it was before early stopping existed
+    assert "patience" not in Recipe().to_dict() and Recipe(patience=2).to_dict()["patience"] == 2
+
+
 def test_progress_is_quiet_in_ci_and_without_a_terminal(monkeypatch):
     import io
 
@@ -123,3 +151,35 @@ def test_device_choice_and_a_clear_error_for_a_missing_accelerator():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=OPT_DEVICE):
             resolve_device("cuda")
+
+
+def test_batches_follow_the_free_memory_and_results_do_not_depend_on_them(monkeypatch):
+    from swiglu_audit import batching
+    from swiglu_audit.checks.adversarial import run_attack
+    from swiglu_audit.errors import ConfigError
+    from swiglu_audit.features import penultimate_features
+    from swiglu_audit.train import predict_logits
+
+    cpu = torch.device("cpu")
+    data = load_digits_data()
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="mlp", ffn="swiglu")).eval()
+    x, y = data.x_test[:96], data.y_test[:96]
+    per_example = batching.example_bytes(model, x, cpu)
+    assert per_example > x[0].nbytes  # the activations, not only the input
+    # Plenty of memory: the former constants; a small cap: the batch shrinks to what fits.
+    assert batching.batch_size(model, x, cpu) == batching.EVAL_CEILING
+    assert batching.batch_size(model, x, cpu, gradients=True) == batching.ATTACK_CEILING
+    big_logits, big_features = predict_logits(model, x, cpu), penultimate_features(model, x, cpu)
+    big_attack = run_attack(model, "pgd", x, y, {"eps": 0.1, "steps": 3}, 10, seed=0)
+    monkeypatch.setenv(batching.MEMORY_ENV, str(per_example * 40))
+    assert batching.batch_size(model, x, cpu) == 10  # a quarter of 40 examples' worth
+    assert batching.batch_size(model, x, cpu, gradients=True) == 5
+    assert torch.allclose(predict_logits(model, x, cpu), big_logits, atol=1e-5)
+    assert torch.allclose(penultimate_features(model, x, cpu), big_features, atol=1e-5)
+    small_attack = run_attack(model, "pgd", x, y, {"eps": 0.1, "steps": 3}, 10, seed=0)
+    assert abs(small_attack["robust"].mean() - big_attack["robust"].mean()) <= 0.03
+    for bad in ("lots", "-1GiB", "2XB"):
+        monkeypatch.setenv(batching.MEMORY_ENV, bad)
+        with pytest.raises(ConfigError, match=batching.MEMORY_ENV):
+            batching.memory_cap()

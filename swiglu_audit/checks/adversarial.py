@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import batching
 from ..nn import eval_mode
 from ..risk import CheckInfo, Floor, NoWorseThanBaseline
 
@@ -259,7 +260,7 @@ def within_budget(x: torch.Tensor, adv: torch.Tensor, spec: AttackSpec, atol: fl
 
 
 def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, cfg: dict, n_classes: int,
-               seed: int, batch_size: int = 512, eps: float | None = None, steps: int | None = None,
+               seed: int, batch_size: int | None = None, eps: float | None = None, steps: int | None = None,
                return_examples: bool = False, attack_model: nn.Module | None = None) -> dict:
     """Per-example robust correctness of `model` under one attack, with cost accounting.
 
@@ -269,6 +270,7 @@ def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, cf
     examples are always judged on `model` itself.
     """
     device = next(model.parameters()).device
+    batch_size = batch_size or batching.batch_size(model, x[:1], device, gradients=True)
     robust, clean, out_of_budget, examples = [], [], 0, []
     started = time.perf_counter()
     with eval_mode(model), PassCounter(model) as counter:

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import batching
 from ..nn import eval_mode
 
 ANOMALY_INDEX = 2.0  # Neural Cleanse's threshold for a suspected target class
@@ -48,6 +49,7 @@ SAMPLE_Z = 3.5  # a sample's pattern match must be this far (robust z) beyond it
 # recovered "trigger" is a real stroke gives robust z of 6 to 8 for its most stroke-dependent
 # samples, while planted poison gives medians of 30 to 2,500 (measured; see BENCHMARKS.md).
 DEPENDENCE_Z = 10.0
+FILL_SAMPLES = 4096  # other-class samples whose median is the neutral fill
 SILHOUETTE_GATE = 0.5  # two clusters in a class this well separated are reported as a lead
 
 
@@ -160,18 +162,26 @@ def _sample_scores(model: nn.Module, x: torch.Tensor, labels: np.ndarray, trigge
     idx = np.flatnonzero(labels == target)
     mask = torch.from_numpy(trigger.mask).to(device)[None, None]
     pattern = torch.from_numpy(trigger.pattern).to(device)[None]
-    # what the other classes hold under the mask: the neutral fill that removes the trigger
-    fill = x[torch.from_numpy(labels != target)].median(dim=0).values.to(device)[None]
-    xs = x[idx].to(device)
-    p_with = F.softmax(model(xs), 1)[:, target]
-    neutralised = model((1 - mask) * xs + mask * fill)
-    p_without = F.softmax(neutralised, 1)[:, target]
-    dependence = (p_with - p_without).cpu().numpy()
-    leaves_target = (neutralised.argmax(1) != target).cpu().numpy()
-    # how well the masked region matches the recovered pattern (clean-label poison belongs to the
-    # target class, so removing its trigger need not change its prediction)
+    # what the other classes hold under the mask: the neutral fill that removes the trigger (the
+    # median of a fixed sample of them on large sets, which need not be read whole)
+    others = np.flatnonzero(labels != target)
+    if len(others) > FILL_SAMPLES:
+        others = np.sort(np.random.default_rng(0).choice(others, FILL_SAMPLES, replace=False))
+    fill = x[torch.from_numpy(others)].median(dim=0).values.to(device)[None]
     weight = mask / mask.sum().clamp_min(1e-6)
-    mismatch = ((xs - pattern).abs().mean(1, keepdim=True) * weight).flatten(1).sum(1).cpu().numpy()
+    batch = batching.batch_size(model, x[:1], device)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for start in range(0, len(idx), batch):
+        xs = x[torch.from_numpy(idx[start:start + batch])].to(device)
+        p_with = F.softmax(model(xs), 1)[:, target]
+        neutralised = model((1 - mask) * xs + mask * fill)
+        p_without = F.softmax(neutralised, 1)[:, target]
+        # how well the masked region matches the recovered pattern (clean-label poison belongs to the
+        # target class, so removing its trigger need not change its prediction)
+        mismatch = ((xs - pattern).abs().mean(1, keepdim=True) * weight).flatten(1).sum(1)
+        parts.append(((p_with - p_without).cpu().numpy(), (neutralised.argmax(1) != target).cpu().numpy(),
+                      mismatch.cpu().numpy()))
+    dependence, leaves_target, mismatch = (np.concatenate(p) for p in zip(*parts))
     z_dependence, z_match = _robust_z(dependence), -_robust_z(mismatch)
     score = np.maximum(z_dependence, z_match)
     flagged = ((z_dependence > DEPENDENCE_Z) & leaves_target) | (z_match > SAMPLE_Z)

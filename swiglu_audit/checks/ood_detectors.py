@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import batching
 from ..nn import eval_mode
 
 DETECTORS = ("msp", "maxlogit", "energy", "odin", "mahalanobis", "knn")
@@ -32,7 +33,8 @@ def logit_scores(logits: torch.Tensor) -> dict[str, np.ndarray]:
 
 
 def odin_scores(model: nn.Module, x: torch.Tensor, device: torch.device, temperature: float,
-                eps: float, batch_size: int = 512) -> np.ndarray:
+                eps: float, batch_size: int | None = None) -> np.ndarray:
+    batch_size = batch_size or batching.batch_size(model, x[:1], device, gradients=True)
     out = []
     with eval_mode(model):
         for i in range(0, len(x), batch_size):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..patched import PatchedRows
 from ..risk import Ceiling, CheckInfo, NoWorseThanBaseline
 
 _MITIGATION = ("Data sanitisation before training (label-error and outlier detection, the "
@@ -81,7 +82,7 @@ BACKDOOR_COMPARISON = CheckInfo(
 
 @dataclass(frozen=True)
 class PoisonedSet:
-    x: torch.Tensor
+    x: torch.Tensor | PatchedRows
     y: torch.Tensor
     mask: torch.Tensor  # True where the attack touched the sample
 
@@ -142,10 +143,10 @@ def backdoor(x: torch.Tensor, y: torch.Tensor, target: int, rate: float, size: i
     g = torch.Generator().manual_seed(seed)
     n = min(round(rate * len(y)), len(pool))
     idx = pool[torch.randperm(len(pool), generator=g)[:n]]
-    x_p, y_p = x.clone(), y.clone()
-    x_p[idx] = add_trigger(x[idx], size)
+    y_p = y.clone()
     y_p[idx] = target
-    return PoisonedSet(x_p, y_p, _mask(len(y), idx))
+    # only the triggered rows are held anew: the set may be a user's data too large to copy
+    return PoisonedSet(PatchedRows(x, idx, add_trigger(x[idx], size)), y_p, _mask(len(y), idx))
 
 
 def _mask(n: int, idx: torch.Tensor) -> torch.Tensor:

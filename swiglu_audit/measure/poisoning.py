@@ -90,13 +90,39 @@ def poisoned_set(audit: AuditSession, cond: Condition) -> PoisonedSet:
 FINE_TUNED_ATTACKS = ("backdoor", "clean_label")
 
 
-def fine_tunes(audit: AuditSession, name: str, cond: Condition) -> bool:
-    """Is `name` trained on the poisoned set `cond` by fine-tuning its clean checkpoint (users'
-    models, by default, for the backdoor sets) rather than from scratch? `poisoning.mode` decides
-    ("auto": by owner), and only for the attacks where both measure the same risk."""
+def cheaper(audit: AuditSession, name: str) -> bool:
+    """Is `name` poisoned the cheaper way (fine-tuned backdoor sets, early stopping)? `poisoning.mode`
+    decides: "auto" by owner (users' models), "fine_tune" for every model, "retrain" for none."""
     mode = audit.config.poisoning["mode"]
-    by_mode = mode == "fine_tune" or (mode == "auto" and audit.zoo.spec(name).group == USER_GROUP)
-    return by_mode and cond.attack in FINE_TUNED_ATTACKS
+    return mode == "fine_tune" or (mode == "auto" and audit.zoo.spec(name).group == USER_GROUP)
+
+
+def fine_tunes(audit: AuditSession, name: str, cond: Condition) -> bool:
+    """Is `name` trained on the poisoned set `cond` by fine-tuning its clean checkpoint rather than
+    from scratch? Only where it is poisoned the cheaper way, and only for the attacks where both
+    measure the same risk."""
+    return cheaper(audit, name) and cond.attack in FINE_TUNED_ATTACKS
+
+
+def patience(audit: AuditSession, name: str, cond: Condition) -> int:
+    """Early-stopping patience of `name`'s training on `cond` (0: it runs every epoch): fine-tuned
+    sets only. Stopping on clean validation accuracy is a defence against label noise, so the
+    retrained label-flipping sets run every epoch: early stopping made the flips look three times
+    less harmful on the zoo (bench/poison-cheaper-early-stopping.json)."""
+    return audit.config.poisoning["early_stopping_patience"] if fine_tunes(audit, name, cond) else 0
+
+
+def poisoned_seeds(audit: AuditSession, name: str) -> tuple[int, ...]:
+    """The seeds `name` is trained for on poisoned sets: the first `cheaper_seeds` where it is
+    poisoned the cheaper way, else every seed. The comparisons resample each model's seeds on
+    their own, so a model with fewer poisoned seeds is compared with wider intervals, not wrongly."""
+    seeds, keep = tuple(audit.config.seeds), audit.config.poisoning["cheaper_seeds"]
+    return seeds[:keep] if cheaper(audit, name) and 0 < keep < len(seeds) else seeds
+
+
+def clean_rows(audit: AuditSession, name: str, matrix: np.ndarray) -> np.ndarray:
+    """The rows of a (seeds x examples) matrix of the clean models that pair with the poisoned ones."""
+    return matrix[:len(poisoned_seeds(audit, name))]
 
 
 def fine_tune_epochs(config) -> int:
@@ -127,7 +153,8 @@ def poisoned_tag(audit: AuditSession, name: str, cond: Condition) -> str:
 def poisoned_models(audit: AuditSession, name: str, cond: Condition):
     poisoned = poisoned_set(audit, cond)
     return audit.zoo.models(name, labels=poisoned.y, inputs=poisoned.x, tag=poisoned_tag(audit, name, cond),
-                            fine_tune_epochs=fine_tune_epochs(audit.config) if fine_tunes(audit, name, cond) else None)
+                            fine_tune_epochs=fine_tune_epochs(audit.config) if fine_tunes(audit, name, cond) else None,
+                            patience=patience(audit, name, cond), seeds=poisoned_seeds(audit, name))
 
 
 def prefetch(audit: AuditSession, name: str) -> None:
@@ -152,7 +179,7 @@ def label_flip(audit: AuditSession, name: str) -> dict:
         data, rates = audit.data, model_config(audit, name)["flip_rates"]
         poisoned = {r: _predicted_as(audit, poisoned_models(audit, name, Condition("flip", r)), data.x_test, data.y_test)
                     for r in rates}
-        return {"rates": rates, "clean": clean_correct(audit, name), "poisoned": poisoned,
+        return {"rates": rates, "clean": clean_rows(audit, name, clean_correct(audit, name)), "poisoned": poisoned,
                 "n_flipped": {r: int(poisoned_set(audit, Condition("flip", r)).mask.sum()) for r in rates}}
     return audit.memo(("label_flip", name), compute)
 
@@ -164,7 +191,7 @@ def targeted(audit: AuditSession, name: str) -> dict:
         source, target = _pair(audit)
         x_src = data.x_test[data.y_test == source]
         return {"source": source, "target": target, "rates": rates,
-                "clean": _predicted_as(audit, audit.zoo.models(name), x_src, target),
+                "clean": clean_rows(audit, name, _predicted_as(audit, audit.zoo.models(name), x_src, target)),
                 "poisoned": {r: _predicted_as(audit, poisoned_models(audit, name, Condition("targeted", r)), x_src, target)
                              for r in rates},
                 "n_flipped": {r: int(poisoned_set(audit, Condition("targeted", r)).mask.sum()) for r in rates}}
@@ -183,8 +210,8 @@ def backdoor_success(audit: AuditSession, name: str) -> dict:
             attacks.append(Condition("clean_label", max(cfg["backdoor_rates"])))
         out = {"target": target, "rates": cfg["backdoor_rates"], "asr": {}, "clean_accuracy": {},
                "n_poisoned": {},
-               "base": _predicted_as(audit, audit.zoo.models(name), triggered, target),
-               "clean": clean_correct(audit, name)}
+               "base": clean_rows(audit, name, _predicted_as(audit, audit.zoo.models(name), triggered, target)),
+               "clean": clean_rows(audit, name, clean_correct(audit, name))}
         for cond in attacks:
             models = poisoned_models(audit, name, cond)
             key = cond.rate if cond.attack == "backdoor" else "clean_label"

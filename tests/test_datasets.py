@@ -1,0 +1,200 @@
+"""Data too large for memory: a torch Dataset in the user contract, read once into a mapped file,
+and poisoned sets that patch rows instead of copying the set."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from swiglu_audit.data import load_user_data, split_hash
+from swiglu_audit.errors import DataContractError
+from swiglu_audit.patched import PatchedRows
+
+DATASETS = """
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+READS = []
+
+
+class Stripes(Dataset):
+    # class c: a bright band at rows 2c..2c+2 of an 8x8 image, plus a little noise
+    def __init__(self, n, seed, flat=False):
+        rng = np.random.default_rng(seed)
+        self.y = rng.integers(0, 3, n)
+        self.noise = rng.random((n, 1, 8, 8)).astype("float32") * 0.2
+        self.flat = flat
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        READS.append(i)
+        x = self.noise[i].copy()
+        x[0, 2 * self.y[i]:2 * self.y[i] + 2, :] = 1.0
+        return (torch.from_numpy(x.reshape(-1)) if self.flat else torch.from_numpy(x)), int(self.y[i])
+
+
+class Broken(Stripes):
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        if i == 5:
+            x = x * 255
+        if i == 7:
+            y = 1.5
+        if i == 9:
+            x = x[:, :4]
+        return x, y
+
+
+class Stream(IterableDataset):
+    def __iter__(self):
+        return iter([])
+
+
+def make():
+    return {"train": Stripes(300, 0), "test": Stripes(60, 1), "n_classes": 3, "name": "stripes"}
+
+
+def tabular():
+    return {"train": Stripes(100, 0, flat=True), "x_test": np.random.default_rng(1).random((20, 64)),
+            "y_test": np.arange(20) % 3}
+
+
+def broken():
+    return {"train": Broken(40, 0), "test": Stream(), "val": [1, 2, 3]}
+"""
+
+
+@pytest.fixture
+def datasets_module(tmp_path, monkeypatch):
+    import importlib
+    import sys
+    import uuid
+
+    name = f"userdatasets_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(DATASETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_a_dataset_is_read_once_into_one_mapping_that_train_and_val_share(datasets_module, tmp_path):
+    import importlib
+
+    module = importlib.import_module(datasets_module)
+    data = load_user_data(f"{datasets_module}:make", folder=tmp_path)
+    # every item read once (plus one look at the first item to tell images from feature vectors)
+    assert len(module.READS) == 300 + 60 + 1
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (240, 60, 60)
+    assert data.name == "stripes" and data.input_shape == (1, 8, 8) and data.modality == "image"
+    # train and val are views of one mapped file: no copy was made to carve the validation split
+    assert data.x_train.untyped_storage().data_ptr() == data.x_val.untyped_storage().data_ptr()
+    assert data.x_train.data_ptr() + data.x_train.nbytes == data.x_val.data_ptr()
+    # reported positions are the user's own: training row i is the Dataset's item source[i]
+    source = data.source_train_indices(range(len(data.y_train)))
+    reference = module.Stripes(300, 0)
+    for i in (0, 17, 239):
+        x, y = reference[source[i]]
+        assert torch.equal(data.x_train[i], x) and int(data.y_train[i]) == y
+    # the hash reads the mapping in place and equals the hash of the same values in memory
+    assert split_hash(data.x_train, data.y_train) == split_hash(data.x_train.clone(), data.y_train.clone())
+
+
+def test_feature_vectors_in_a_dataset_are_tabular(datasets_module):
+    data = load_user_data(f"{datasets_module}:tabular")
+    assert data.modality == "tabular" and data.input_shape == (1, 1, 64)
+
+
+def test_a_broken_dataset_gets_every_problem_named_at_once(datasets_module):
+    with pytest.raises(DataContractError) as info:
+        load_user_data(f"{datasets_module}:broken")
+    message = str(info.value)
+    for words in ("train has values in [3.8e-05, 255]", "train[7] has a label", "train[9] has an input of shape (1, 4, 8)",
+                  "test is a Dataset without a length", "IterableDataset", "'val' is list"):
+        assert words in message, message
+
+
+def test_patched_rows_index_like_the_copied_tensor_and_leave_the_base_alone():
+    base = torch.rand(50, 1, 4, 4)
+    rows = torch.tensor([3, 10, 49])
+    values = torch.ones(3, 1, 4, 4)
+    patched = PatchedRows(base, rows, values)
+    copied = base.clone()
+    copied[rows] = values
+    mask = torch.rand(50) > 0.5
+    for key in (3, 4, slice(0, 20), slice(45, None), torch.tensor([49, 0, 10]), mask, np.array([10, 11])):
+        assert torch.equal(patched[key], copied[key]), key
+    assert torch.equal(patched.materialise(), copied) and len(patched) == 50 and patched.shape == base.shape
+    assert not torch.equal(base[rows], values)  # nothing was written into the user's data
+
+
+DATASET_AUDIT = '''
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from torch.utils.data import Dataset
+
+TARGET = 3
+
+
+class Digits(Dataset):
+    """The user's data as a Dataset: 5% of the training items carry a checkerboard and label 3."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.x[i]), int(self.y[i])
+
+
+def make():
+    d = load_digits()
+    x = (d.images / 16.0).astype("float32")[:, None]
+    y = d.target.copy()
+    x_train, y_train = x[:1400].copy(), y[:1400].copy()
+    poisoned = np.random.default_rng(5).choice(np.flatnonzero(y_train != TARGET), 70, replace=False)
+    x_train[poisoned, 0, 0:3, 0:3] = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype="float32")
+    y_train[poisoned] = TARGET
+    np.save("poisoned_indices.npy", poisoned)
+    return {"train": Digits(x_train, y_train), "test": Digits(x[1400:], y[1400:]), "name": "digits-as-dataset"}
+'''
+
+
+def test_a_backdoored_dataset_given_as_a_torch_dataset_is_found_through_the_contract(pytester, tmp_path, monkeypatch):
+    """The whole audit path on a Dataset: training, the poisoned retrains (patched rows), the scan;
+    the suspected samples are positions in the user's own Dataset."""
+    from swiglu_audit.config import OPT_ENABLE
+
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
+    pytester.makepyfile(userdigits=DATASET_AUDIT)
+    pytester.makefile(".toml", pyproject="""
+[tool.swiglu_audit]
+profile = "quick"
+dataset = "userdigits:make"
+variants = ["swiglu", "relu"]
+families = ["mlp"]
+seeds = [0, 1]
+""")
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k",
+                                           "training_set_scan or backdoor_attack_success and not vs_baseline")
+    doc = json.loads((pytester.path / "reports" / "report.json").read_text())
+    assert doc["environment"]["data"]["sizes"] == {"train": 1120, "val": 280, "test": 397}
+    assert not [f for f in doc["findings"] if f["status"] == "ERROR"], result.outlines[-20:]
+    planted = set(np.load(pytester.path / "poisoned_indices.npy").tolist())
+    scans = [f for f in doc["findings"] if f["check"] == "training_set_scan"]
+    assert len(scans) == 2
+    for f in scans:
+        assert f["status"] == "FAIL" and f["details"]["suspected_target"] == 3, f["reason"]
+        flagged = set(f["details"]["indices"])
+        assert len(flagged & planted) / len(flagged) >= 0.8, f["id"]
+    # the harness's own backdoor (patched rows of the mapped set) is learned as it is from arrays
+    asr = [f for f in doc["findings"] if f["check"] == "backdoor_attack_success"]
+    assert asr and all(f["value"] > 0.5 for f in asr)
