@@ -84,6 +84,7 @@ def split_hash(x: torch.Tensor, y: torch.Tensor) -> str:
 
 
 HASH_ROWS = 4096  # rows hashed per update: bounds what a memory-mapped split pages in at once
+CHECK_ROWS = 4096  # rows per block of the value checks of in-memory splits
 
 
 def make_audit_data(name: str, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -273,18 +274,23 @@ def _as_images(value, key: str, where: str, problems: list[str],
     if t.ndim != 4:
         problems.append(f"{where}: {key} must have shape (N, C, H, W) or (N, D); got {tuple(t.shape)}")
         return None
-    t = t.float()
-    finite = torch.isfinite(t)
-    if not finite.all():
-        bad = int((~finite).flatten(1).any(1).sum())
+    t = t.float().contiguous()  # no copy for float32 arrays in C order, the common case
+    bad, low, high = 0, float("inf"), float("-inf")
+    for start in range(0, len(t), CHECK_ROWS):  # in blocks: the checks' temporaries stay small
+        block = t[start:start + CHECK_ROWS]
+        finite = torch.isfinite(block)
+        bad += int((~finite).flatten(1).any(1).sum())
+        values = block[finite]
+        if values.numel():
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
+    if bad:
         problems.append(f"{where}: {key} contains NaN or infinite values in {bad} sample(s); remove "
                         "or impute them before the audit")
-    values = t[finite]
-    if values.numel() and (values.min() < 0 or values.max() > 1):
-        out_of_range[key] = (float(values.min()), float(values.max()))
+    if low < 0 or high > 1:
+        out_of_range[key] = (low, high)
     # A split with bad values is still returned, so that its length and shape are checked too;
     # the caller raises before anything uses it.
-    return t.contiguous()
+    return t
 
 
 def _as_labels(value, key: str, where: str, problems: list[str]) -> torch.Tensor | None:

@@ -4,8 +4,12 @@ probe of each model on the audit's device (a few training steps, one input-gradi
 
 The counts follow the suites' own definitions (`measure.poisoning.conditions`, the attack list,
 the budget curves); the estimate multiplies them by the probe's unit costs and divides by the
-number of xdist workers. It is an estimate: it leaves out evaluation, statistics and start-up,
-and assumes the workers share the work evenly.
+number of xdist workers. Besides trainings and attacks it counts the other passes over data that
+grow with the model and the data (`other_passes`): validation during training, the OOD suite's
+inputs, corruptions and training-set features, the poison detectors' features and the trigger
+scan's optimisation. On a CPU the probe runs at the thread count each worker will have, since the
+workers split the cores. It leaves out statistics, scikit-learn's own work and start-up, and
+assumes the workers share the work evenly.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from .checks.backdoor_scan import reverse_engineer
 from .config import OPT_SEEDS
 from .device import autocast
 from .errors import ConfigError
+from .nn import eval_mode
 
 if TYPE_CHECKING:
     from .config import AuditConfig
@@ -30,6 +36,12 @@ if TYPE_CHECKING:
 
 PROBE_ENV = "SWIGLU_AUDIT_PROBE_SECONDS"
 PROBE_WARMUP, PROBE_STEPS = 3, 7  # untimed calls (allocation, kernel choice), then timed ones
+SCAN_INPUTS = 120  # inputs per class and step of the trigger scan (checks/backdoor_scan.py: 2 x per_class)
+# Where the unit costs are given without a scan step: a trigger-scan step costs about two
+# input-gradient passes over its inputs (stamping, mask and pattern gradients, Adam): 115 ms
+# against 54 ms for a small CNN on 32x32 images.
+SCAN_STEP_PASSES = 2.0
+SHORT_SCAN_STEPS = 50  # the trigger scan's steps in the budget's cheaper alternative
 
 
 @dataclass
@@ -41,9 +53,17 @@ class ModelPlan:
     early_stopping: list[str] = field(default_factory=list)  # purposes whose trainings may stop early
     gradient_passes: int = 0  # input-gradient passes of the attacks, each over the attack set
     forward_passes: int = 0  # forward-only passes (query attacks), each over the attack set
+    other_forward_examples: int = 0  # examples passed forward by the rest of the audit (other_passes)
+    other_gradient_examples: int = 0  # examples passed forward and backward by the rest of the audit
+    scan_steps: int = 0  # optimisation steps of the trigger scan, each over SCAN_INPUTS inputs
     step_seconds: float = 0.0
     gradient_seconds: float = 0.0
-    seconds: float = 0.0
+    scan_step_seconds: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)  # estimated seconds by part of the work
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.parts.values())
     probe_error: str = ""  # why the probe could not time this model (its time is then left out)
 
     @property
@@ -67,7 +87,11 @@ class AuditPlan:
                             "early_stopping": m.early_stopping,
                             "cached_trainings": m.cached_trainings,
                             "gradient_passes": m.gradient_passes, "forward_passes": m.forward_passes,
+                            "other_forward_examples": m.other_forward_examples,
+                            "other_gradient_examples": m.other_gradient_examples, "scan_steps": m.scan_steps,
+                            "estimated_seconds_by_part": {k: round(v, 1) for k, v in m.parts.items()},
                             "probe_step_seconds": m.step_seconds, "probe_gradient_seconds": m.gradient_seconds,
+                            "probe_scan_step_seconds": m.scan_step_seconds,
                             "estimated_seconds": round(m.seconds, 1), "probe_error": m.probe_error or None}
                            for m in self.models]}
 
@@ -122,26 +146,61 @@ def attack_passes(config: AuditConfig) -> tuple[int, int]:
     return grads, forwards
 
 
-def probe(audit: AuditSession, name: str) -> tuple[float, float]:
-    """(seconds per training step, seconds per input-gradient pass over the attack set) of a fresh
-    copy of the model on the audit's device, each the median of a few timed repetitions; or the
-    unit costs given in SWIGLU_AUDIT_PROBE_SECONDS ("step,gradient"): to plan a run on another
-    machine from costs measured there, or to make the plan reproducible."""
+def other_passes(config: AuditConfig, audit: AuditSession, name: str,
+                 trainings: dict[str, Trainings]) -> tuple[int, int, int]:
+    """(examples passed forward, examples passed forward and backward, trigger-scan steps) by
+    everything but the training steps and the attacks, for one model, following the suites' code."""
+    from .checks.ood_sets import sets_for
+    from .checks.shift import SEVERITIES, applicable_corruptions
+    from .measure.poisoning import out_of_scope, poisoned_seeds
+
+    data, seeds = audit.data, len(config.seeds)
+    n_train, n_val, n_ood = len(data.y_train), len(data.y_val), config.ood["n_examples"]
+    steps_per_epoch = math.ceil(n_train / config.training["batch_size"])
+    forward = gradient = scan = 0
+    for t in trainings.values():  # validation at every epoch's end and at powers-of-two steps
+        runs = len(t.seeds) * max(1, len(t.tags))
+        forward += runs * (t.epochs + int(math.log2(max(2, t.epochs * steps_per_epoch)))) * n_val
+    # OOD, per seed and split (val, test): logits, ODIN (forward and backward, then forward) and
+    # features of the in-distribution and OOD sets; the corrupted test sets; training-set features
+    ood_inputs = (1 + len(sets_for(data.modality))) * n_ood
+    forward += seeds * (2 * ood_inputs * 3 + n_train)
+    gradient += seeds * 2 * ood_inputs
+    corruptions, _ = applicable_corruptions(config.ood["corruptions"], data.modality)
+    forward += seeds * len(corruptions) * len(SEVERITIES) * n_ood
+    if out_of_scope(audit, name) is None:
+        # detectors on the backdoored set (poisoned seeds); the trigger scan of the audited and
+        # of the planted set: features, then per class `scan_steps` steps over SCAN_INPUTS inputs
+        forward += len(poisoned_seeds(audit, name)) * n_train + 2 * n_train
+        scan = 2 * data.n_classes * config.poisoning["scan_steps"]
+    return forward, gradient, scan
+
+
+def probe(audit: AuditSession, name: str, workers: int = 1) -> tuple[float, float, float]:
+    """(seconds per training step, per input-gradient pass over the attack set, per trigger-scan
+    step) of a fresh copy of the model on the audit's device, each the median of a few timed
+    repetitions; or the unit costs given in SWIGLU_AUDIT_PROBE_SECONDS ("step,gradient[,scan]"):
+    to plan a run on another machine from costs measured there, or to make the plan reproducible.
+    On a CPU it runs at the thread count each of `workers` xdist workers will have (the scan at
+    one thread, as the scan itself runs)."""
+    n = audit.config.adversarial["n_examples"]
     given = os.environ.get(PROBE_ENV)
     if given:
         try:
-            step, gradient = (float(v) for v in given.split(","))
+            values = [float(v) for v in given.split(",")]
+            if len(values) not in (2, 3) or min(values) < 0:
+                raise ValueError
         except ValueError:
-            raise ConfigError(f"{PROBE_ENV}={given!r}: give two numbers of seconds, "
-                              "\"<training step>,<gradient pass>\", e.g. \"0.004,0.002\"") from None
-        return step, gradient
+            raise ConfigError(f"{PROBE_ENV}={given!r}: give two or three numbers of seconds, "
+                              "\"<training step>,<gradient pass>[,<scan step>]\", e.g. \"0.004,0.002\"") from None
+        scan = values[2] if len(values) == 3 else values[1] * SCAN_INPUTS / max(1, n) * SCAN_STEP_PASSES
+        return values[0], values[1], scan
     spec, data, device = audit.zoo.spec(name), audit.data, audit.device
     torch.manual_seed(0)
     model = audit.zoo.instantiate(spec).to(device).train()  # a fresh model: the audit's are untouched
     batch = audit.config.training["batch_size"]
     x, y = data.x_train[:batch].to(device), data.y_train[:batch].to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
-    n = audit.config.adversarial["n_examples"]
     xa, ya = data.x_test[:n].to(device), data.y_test[:n].to(device)
 
     def train_step():
@@ -155,7 +214,22 @@ def probe(audit: AuditSession, name: str) -> tuple[float, float]:
         xg = xa.clone().requires_grad_(True)
         torch.autograd.grad(F.cross_entropy(model(xg), ya), xg)
 
-    return _median_seconds(train_step, device), _median_seconds(gradient_pass, device)
+    xs = data.x_train[:SCAN_INPUTS]
+
+    def scan_step():  # one step of one class's optimisation, in eval mode as the scan runs
+        with eval_mode(model):
+            reverse_engineer(model, xs, 0, device, steps=1)
+
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and workers > 1:  # as session._share_cores_with_other_workers will
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    try:
+        step_s, grad_s = _median_seconds(train_step, device), _median_seconds(gradient_pass, device)
+        if device.type == "cpu":
+            torch.set_num_threads(1)
+        return step_s, grad_s, _median_seconds(scan_step, device)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _median_seconds(fn, device: torch.device) -> float:
@@ -173,7 +247,7 @@ def _median_seconds(fn, device: torch.device) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, float]] | None = None) -> AuditPlan:
+def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, float, float]] | None = None) -> AuditPlan:
     """The plan of this audit. `probes` reuses unit costs measured before (for alternatives)."""
     config, data = audit.config, audit.data
     steps_per_epoch = math.ceil(len(data.x_train) / config.training["batch_size"])
@@ -184,15 +258,17 @@ def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, 
         spec = audit.zoo.spec(name)
         probe_error = ""
         try:
-            step_s, grad_s = (probes or {}).get(name) or probe(audit, name)
+            step_s, grad_s, scan_s = (probes or {}).get(name) or probe(audit, name, workers)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001  # the model's own checks will report it; the plan goes on
-            step_s, grad_s, probe_error = 0.0, 0.0, f"{type(exc).__name__}: {exc}"
-        plan = ModelPlan(name, step_seconds=step_s, gradient_seconds=grad_s, probe_error=probe_error)
-        seconds = 0.0
+            step_s, grad_s, scan_s, probe_error = 0.0, 0.0, 0.0, f"{type(exc).__name__}: {exc}"
+        plan = ModelPlan(name, step_seconds=step_s, gradient_seconds=grad_s, scan_step_seconds=scan_s,
+                         probe_error=probe_error)
+        training_seconds = 0.0
         model = None
-        for purpose, trainings in training_counts(config, audit, name).items():
+        counts = training_counts(config, audit, name)
+        for purpose, trainings in counts.items():
             count = len(trainings.seeds) * max(1, len(trainings.tags))  # determinism: no tag, trained twice
             plan.trainings[purpose] = count
             plan.epochs_per_training[purpose] = trainings.epochs
@@ -207,10 +283,15 @@ def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, 
                 cached = sum(audit.cache.path_for(audit.zoo.training_key(spec, seed, tag, model, recipe)).exists()
                              for tag in trainings.tags for seed in trainings.seeds)
             plan.cached_trainings += cached
-            seconds += (count - cached) * trainings.epochs * steps_per_epoch * step_s
+            training_seconds += (count - cached) * trainings.epochs * steps_per_epoch * step_s
         plan.gradient_passes, plan.forward_passes = grads * len(seeds), forwards * len(seeds)
-        seconds += plan.gradient_passes * grad_s + plan.forward_passes * grad_s / 3  # a forward ~ a third of fwd+bwd
-        plan.seconds = seconds
+        plan.other_forward_examples, plan.other_gradient_examples, plan.scan_steps = other_passes(config, audit, name, counts)
+        per_example = grad_s / max(1, config.adversarial["n_examples"])
+        plan.parts = {"trainings": training_seconds,
+                      # a forward pass costs about a third of a forward and backward one
+                      "attacks": plan.gradient_passes * grad_s + plan.forward_passes * grad_s / 3,
+                      "trigger scan": plan.scan_steps * scan_s,
+                      "other passes": plan.other_gradient_examples * per_example + plan.other_forward_examples * per_example / 3}
         plans.append(plan)
     return AuditPlan(plans, workers, audit.device.type)
 
@@ -225,7 +306,8 @@ def plan_lines(plan: AuditPlan, max_minutes: float) -> list[str]:
         lines.append(f"  {m.name}: trainings {trained} ({m.cached_trainings} cached); attack passes "
                      f"{m.gradient_passes} gradient + {m.forward_passes} forward; "
                      f"{m.step_seconds * 1000:.1f} ms/step, {m.gradient_seconds * 1000:.1f} ms/gradient pass; "
-                     + (f"not timed ({m.probe_error})" if m.probe_error else f"about {_minutes(m.seconds)} of work"))
+                     + (f"not timed ({m.probe_error})" if m.probe_error else f"about {_minutes(m.seconds)} of work ("
+                        + ", ".join(f"{part} {_minutes(v)}" for part, v in m.parts.items()) + ")"))
     if max_minutes > 0:
         lines.append(f"  budget: max_minutes = {max_minutes:g}; the plan "
                      + ("fits" if plan.seconds <= max_minutes * 60 else "does NOT fit"))
@@ -236,14 +318,19 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.2f} s"
 
 
+def reused_probes(plan: AuditPlan) -> dict[str, tuple[float, float, float]]:
+    """The unit costs a plan measured, to estimate its alternatives without probing again."""
+    return {m.name: (m.step_seconds, m.gradient_seconds, m.scan_step_seconds) for m in plan.models}
+
+
 def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[tuple[str, AuditConfig, float]]:
     """Settings that cut the plan, each as (what to set, the changed configuration, its estimate):
-    two seeds instead of more, or one family fewer retrained on poisoned data, or both. Estimates
-    reuse the probe's unit costs."""
+    two seeds instead of more; a shorter trigger scan; one family fewer retrained on poisoned data;
+    fewer seeds with each of the others. Estimates reuse the probe's unit costs."""
     from .measure.poisoning import out_of_scope
 
     config = audit.config
-    probes = {m.name: (m.step_seconds, m.gradient_seconds) for m in plan.models}
+    probes = reused_probes(plan)
     families = list(config.poisoning["families"])
     poisoned = {("user" if audit.zoo.spec(n).group == "user" else audit.zoo.spec(n).family)
                 for n in audit.zoo.specs if out_of_scope(audit, n) is None}
@@ -251,6 +338,10 @@ def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[t
     if len(config.seeds) > 2:
         options.append((f"seeds = {list(config.seeds[:2])} (or {OPT_SEEDS}={','.join(map(str, config.seeds[:2]))})",
                         dataclasses.replace(config, seeds=tuple(config.seeds[:2]))))
+    if poisoned and config.poisoning["scan_steps"] > SHORT_SCAN_STEPS:
+        options.append((f"[tool.swiglu_audit.poisoning] scan_steps = {SHORT_SCAN_STEPS} (a weaker trigger scan; its "
+                        "measured power on the planted backdoor still decides whether \"nothing found\" passes)",
+                        dataclasses.replace(config, poisoning={**config.poisoning, "scan_steps": SHORT_SCAN_STEPS})))
     for dropped in [f for f in ("user", "vit", "mlp") if f in families and f in poisoned]:
         kept = [f for f in families if f != dropped]
         options.append((f"[tool.swiglu_audit.poisoning] families = {kept} (no retraining of the {dropped} models "

@@ -110,7 +110,8 @@ def pytest_configure(config: pytest.Config) -> None:
             cut = json.loads(os.environ[REDUCED_PLAN_ENV])
             config.stash[CONFIG_KEY] = dataclasses.replace(
                 audit_config, seeds=tuple(cut["seeds"]),
-                poisoning={**audit_config.poisoning, "families": cut["poisoning_families"]})
+                poisoning={**audit_config.poisoning, "families": cut["poisoning_families"],
+                           "scan_steps": cut["scan_steps"]})
     else:
         # Every static problem of the setup, all at once, before anything trains (exit 4).
         check_setup(audit_config, show_tracebacks=bool(config.getoption(cfg.OPT_DEBUG))
@@ -184,7 +185,7 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
     """The plan before any training, for the report; printed and exit 0 with --swiglu-audit-plan;
     over max_minutes, a usage error (exit 4) naming what would fit, or with
     --swiglu-audit-accept-reduced-plan the first setting that fits, applied and recorded as a cut."""
-    from .plan import budget_options, budget_problem, make_plan, plan_lines
+    from .plan import budget_options, budget_problem, make_plan, plan_lines, reused_probes
     from .session import AuditSession
 
     workers = config.getoption("numprocesses", default=None)
@@ -207,9 +208,9 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
         config.stash[CONFIG_KEY] = reduced
         # xdist workers build their configuration again from the settings: they get the cut this way
         os.environ[REDUCED_PLAN_ENV] = json.dumps({"seeds": list(reduced.seeds),
-                                                   "poisoning_families": list(reduced.poisoning["families"])})
-        plan = make_plan(audit.with_config(reduced), workers, {m.name: (m.step_seconds, m.gradient_seconds)
-                                                                for m in plan.models})
+                                                   "poisoning_families": list(reduced.poisoning["families"]),
+                                                   "scan_steps": reduced.poisoning["scan_steps"]})
+        plan = make_plan(audit.with_config(reduced), workers, reused_probes(plan))
         cuts = [label]
         lines = plan_lines(plan, budget) + [f"  reduced to fit max_minutes = {budget:g}: {label}"]
     if config.get_verbosity() >= 0:  # the total (and the budget's verdict or the cut) at the start

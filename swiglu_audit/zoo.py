@@ -135,6 +135,7 @@ class Zoo:
             self.progress.update(f"training {spec.name} seed {seed} ({tag.split('-seed')[0]})")  # tag without its cache suffix
             record = train_model(model, inputs, labels, recipe, seed, self.device,
                                  self.data.x_val, self.data.y_val)
+            record["model"], record["tag"] = spec.name, tag  # what the checkpoint is, for whoever reads the cache
             return model.state_dict(), record
 
         state, record, cached = self.cache.get_or_create(key, train)

@@ -39,6 +39,7 @@ def test_a_plan_over_the_budget_stops_before_training_and_says_what_fits(tiny_pr
     assert "more than max_minutes = 0.0001" in err and "does NOT fit" in err
     assert "no retraining of the mlp models on poisoned data" in err  # the tiny audit poisons only the MLPs
     assert "no retraining of the user models" not in err  # no user model here: dropping it would cut nothing
+    assert "scan_steps = 50 (a weaker trigger scan" in err
     assert "Traceback" not in err
     assert not list((tmp_path / "empty-cache").rglob("*.safetensors"))
 
@@ -48,10 +49,11 @@ def test_given_unit_costs_make_the_plan_reproducible_and_bad_ones_are_named(tiny
     first = tiny_project.runpytest_subprocess(OPT_ENABLE, OPT_PLAN, "-p", "no:cacheprovider").stdout.str()
     again = tiny_project.runpytest_subprocess(OPT_ENABLE, OPT_PLAN, "-p", "no:cacheprovider").stdout.str()
     assert "10.0 ms/step, 2.0 ms/gradient pass" in first
+    assert "trigger scan" in first  # the estimate by part of the work
     assert _estimates(first) == _estimates(again)
     monkeypatch.setenv("SWIGLU_AUDIT_PROBE_SECONDS", "fast")
     bad = tiny_project.runpytest_subprocess(OPT_ENABLE, OPT_PLAN, "-p", "no:cacheprovider")
-    assert bad.ret == 4 and "SWIGLU_AUDIT_PROBE_SECONDS='fast': give two numbers" in bad.stderr.str()
+    assert bad.ret == 4 and "SWIGLU_AUDIT_PROBE_SECONDS='fast': give two or three numbers" in bad.stderr.str()
 
 
 @pytest.mark.parametrize("bad", ["-1", "\"ten\"", "true"])
@@ -85,7 +87,8 @@ def test_an_accepted_reduced_plan_runs_the_cut_audit_and_reports_the_cut(tiny_pr
                  "backdoor_rates = [0.03, 0.05, 0.1]\ndetection_rate = 0.05\n")
     tiny_project.makefile(".toml", pyproject=TINY_AUDIT_TOML.replace("clean_label = true", many_sets, 1))
     monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.setenv("SWIGLU_AUDIT_PROBE_SECONDS", "0.004,0.001")  # the same unit costs in both runs
+    # the same unit costs in both runs; a trigger-scan step too cheap for a shorter scan to fit
+    monkeypatch.setenv("SWIGLU_AUDIT_PROBE_SECONDS", "0.004,0.001,0.000001")
     three_seeds = ("--swiglu-audit-seeds=0,1,2", "-p", "no:cacheprovider")
     over = tiny_project.runpytest_subprocess(OPT_ENABLE, f"{OPT_MAX_MINUTES}=0.0001", *three_seeds)
     assert over.ret == 4
