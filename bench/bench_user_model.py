@@ -188,7 +188,8 @@ def audit(tmp: Path, label: str, profile: str, mode: str, args) -> dict:
     result = {"profile": profile, "mode": mode, "wall_seconds": round(seconds, 1),
               "plan_estimated_seconds": plan.get("estimated_seconds"), "plan_actual_seconds": plan.get("actual_seconds"),
               "trainings": trainings, "training_seconds": training_seconds(cache),
-              "suite_worker_seconds": suite_seconds(output), "statuses": counts}
+              "suite_worker_seconds": suite_seconds(output), "statuses": counts,
+              "failed": {f["id"]: f["reason"] for f in report["findings"] if f["status"] in ("FAIL", "ERROR")}}
     clean = result["training_seconds"].get("clean", 0.0)
     poisoned = sum(v for k, v in result["training_seconds"].items() if k.startswith("poisoned"))
     result["poisoned_over_clean_training"] = round(poisoned / clean, 2) if clean else None

@@ -14,6 +14,7 @@ floating-point rounding of results that the cache and the golden files pin.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import weakref
@@ -58,7 +59,10 @@ def example_bytes(model: nn.Module, example: torch.Tensor, device: torch.device)
     return known[key]
 
 
-def _count_saved_bytes(model: nn.Module, shape: tuple[int, ...], device: torch.device) -> int:
+@contextlib.contextmanager
+def counting_saved_storages(model: nn.Module):
+    """Within: every storage autograd saves for the backward pass, each once, parameters
+    excluded; yields the dict (storage address -> bytes) it fills."""
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
@@ -68,10 +72,15 @@ def _count_saved_bytes(model: nn.Module, shape: tuple[int, ...], device: torch.d
             seen[storage.data_ptr()] = storage.nbytes()
         return t
 
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield seen
+
+
+def _count_saved_bytes(model: nn.Module, shape: tuple[int, ...], device: torch.device) -> int:
     # a fresh tensor: a slice of the dataset would count the whole dataset's storage
     x = torch.rand((2, *shape), device=device, requires_grad=True)
     try:  # callers run under no_grad, where nothing is saved: the count needs autograd on
-        with torch.enable_grad(), eval_mode(model), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with torch.enable_grad(), eval_mode(model), counting_saved_storages(model) as seen:
             out = model(x)
             F.cross_entropy(out.float(), torch.zeros(2, dtype=torch.long, device=device))
     except Exception:  # noqa: BLE001  # the model's own contract check reports a failing forward pass

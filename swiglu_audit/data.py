@@ -163,7 +163,7 @@ def load_user_data(import_path: str, folder: Path | None = None) -> AuditData:
     out_of_range: dict[str, tuple[float, float]] = {}
     carved = None
     if "val" not in splits and _dataset_at(raw, "train") is not None:  # carve val without reading the set twice
-        carved = _validation_order(len(raw["train"]))
+        carved = _validation_order(raw["train"])
     pairs = {}
     for s in splits:
         if _dataset_at(raw, s) is not None:
@@ -223,11 +223,18 @@ def _has_split(raw, split: str) -> bool:
     return _dataset_at(raw, split) is not None or (f"x_{split}" in raw and f"y_{split}" in raw)
 
 
-def _validation_order(n: int) -> tuple[np.ndarray, np.ndarray]:
+def _validation_order(dataset) -> tuple[np.ndarray, np.ndarray] | None:
     """(train, val) positions of a Dataset given without a validation split: a fixed random fifth
-    for val. Not stratified: that would need every label before the one pass over the data."""
+    for val. Not stratified: that would need every label before the one pass over the data. None
+    where the Dataset has no usable length (reading it reports that)."""
     from sklearn.model_selection import train_test_split
 
+    try:
+        n = len(dataset)
+    except TypeError:
+        return None
+    if n < 2:
+        return None
     tr, va = train_test_split(np.arange(n), test_size=0.2, random_state=SPLIT_SEED)
     return tr, va
 

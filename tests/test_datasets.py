@@ -65,6 +65,10 @@ def tabular():
 
 def broken():
     return {"train": Broken(40, 0), "test": Stream(), "val": [1, 2, 3]}
+
+
+def streamed():
+    return {"train": Stream(), "test": Stripes(10, 1)}
 """
 
 
@@ -116,6 +120,8 @@ def test_a_broken_dataset_gets_every_problem_named_at_once(datasets_module):
     for words in ("train has values in [3.8e-05, 255]", "train[7] has a label", "train[9] has an input of shape (1, 4, 8)",
                   "test is a Dataset without a length", "IterableDataset", "'val' is list"):
         assert words in message, message
+    with pytest.raises(DataContractError, match="train is a Dataset without a length"):
+        load_user_data(f"{datasets_module}:streamed")  # no validation split to carve from it either
 
 
 def test_patched_rows_index_like_the_copied_tensor_and_leave_the_base_alone():

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..batching import counting_saved_storages
 from ..nn import eval_mode
 from ..risk import CheckInfo, NoWorseThanBaseline
 
@@ -183,22 +184,13 @@ def training_memory_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     plus the activations the forward pass saves for the backward pass (each storage once)."""
     model = copy.deepcopy(model)  # a training step changes batch-norm statistics and gradients: not the user's model's
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in param_ptrs:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
     model.train()
     cuda = x.device.type == "cuda"
     if cuda:  # where the device can say, its allocator's own peak for the same step as well
         torch.cuda.synchronize(x.device)
         before = torch.cuda.memory_allocated(x.device)
         torch.cuda.reset_peak_memory_stats(x.device)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with counting_saved_storages(model) as seen:
         loss = F.cross_entropy(model(x), y)
     loss.backward()
     device_peak = torch.cuda.max_memory_allocated(x.device) - before if cuda else None
