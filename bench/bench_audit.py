@@ -73,7 +73,9 @@ def run_audit(workdir: Path, cache: Path, profile: str, workers: int) -> dict:
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(rusage.ru_maxrss / 1024, 1),
             "peak_tree_rss_mb": round(peak_tree[0], 1),
             "exit_status": os.waitstatus_to_exitcode(status), "verdict": report["summary"]["verdict"],
-            "n_findings": len(report["findings"]), "cache": report["environment"]["cache"],
+            "n_findings": len(report["findings"]),
+            # the cache's folder is a temporary path of this machine: left out of the results
+            "cache": {k: v for k, v in report["environment"]["cache"].items() if k != "dir"},
             "tail": out.decode(errors="replace").splitlines()[-1:]}
 
 
