@@ -120,15 +120,28 @@ def load_digits_data() -> AuditData:
 def load_audit_data(dataset: str | None, cache_dir: str | Path) -> AuditData:
     """The audit's data: the user's factory's (`dataset`), or the built-in digits. Splits given as
     Datasets are mapped into files under the cache folder's `datasets/` (or the temporary folder
-    where that cannot be made)."""
+    where that cannot be made).
+
+    Loaded once per process and factory: the start-up checks, the plan and the session of one
+    process share it, so a large Dataset is read once per process, not three times. The factory
+    object is part of the key, so a reloaded module loads again."""
     if not dataset:
         return load_digits_data()
+    factory = load_callable(dataset, "[tool.swiglu_audit] dataset", DataContractError)
+    key = (dataset, str(cache_dir))
+    if key in _LOADED and _LOADED[key][0] is factory:
+        return _LOADED[key][1]
     folder: Path | None = Path(cache_dir) / "datasets"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         folder = None
-    return load_user_data(dataset, folder)
+    data = load_user_data(dataset, folder)
+    _LOADED[key] = (factory, data)
+    return data
+
+
+_LOADED: dict[tuple[str, str], tuple[object, AuditData]] = {}  # (dataset, cache folder) -> (factory, data)
 
 
 def load_user_data(import_path: str, folder: Path | None = None) -> AuditData:

@@ -108,6 +108,18 @@ def test_a_dataset_is_read_once_into_one_mapping_that_train_and_val_share(datase
     assert split_hash(data.x_train, data.y_train) == split_hash(data.x_train.clone(), data.y_train.clone())
 
 
+def test_one_process_reads_a_dataset_once_for_its_checks_plan_and_session(datasets_module, tmp_path):
+    import importlib
+
+    from swiglu_audit.data import load_audit_data
+
+    module = importlib.import_module(datasets_module)
+    first = load_audit_data(f"{datasets_module}:make", tmp_path)
+    again = load_audit_data(f"{datasets_module}:make", tmp_path)
+    assert again is first and len(module.READS) == 300 + 60 + 1
+    assert (tmp_path / "datasets").is_dir()  # the mapped files go under the cache folder
+
+
 def test_feature_vectors_in_a_dataset_are_tabular(datasets_module):
     data = load_user_data(f"{datasets_module}:tabular")
     assert data.modality == "tabular" and data.input_shape == (1, 1, 64)
