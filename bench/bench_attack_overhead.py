@@ -21,8 +21,8 @@ import time
 import torch
 import torchattacks
 
-from swiglu_audit.checks.adversarial import run_attack
 from swiglu_audit.data import load_digits_data
+from swiglu_audit.methods.attacks import AttackParams, run_attack
 from swiglu_audit.nn import ModelConfig, build_model
 from swiglu_audit.specs import load_zoo_table
 from swiglu_audit.train import Recipe, train_model
@@ -60,7 +60,7 @@ def main() -> None:
     model = build_model(ModelConfig(family=args.family, ffn="swiglu", **arch))
     train_model(model, data.x_train, data.y_train, Recipe(epochs=10), 0, torch.device("cpu"))
     x, y = data.x_test, data.y_test
-    cfg = {"eps": args.eps, "steps": args.steps}
+    cfg = AttackParams(eps=args.eps, steps=args.steps)
 
     bare_times, harness_times, accs = [], [], set()
 

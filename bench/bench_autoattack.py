@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from swiglu_audit.checks.adversarial import run_attack, threat_attacks, worst_case
 from swiglu_audit.config import build_config
+from swiglu_audit.methods.attacks import AttackParams, run_attack, threat_attacks, worst_case
 from swiglu_audit.session import AuditSession
 
 
@@ -49,24 +49,24 @@ def main() -> None:
     config = build_config({}, profile="standard", cache_dir=args.cache_dir, seeds=args.seeds)
     audit = AuditSession(config)
     cfg = config.adversarial
-    n = args.n_examples or cfg["n_examples"]
+    n = args.n_examples or cfg.n_examples
     x, y = audit.data.x_test[:n], audit.data.y_test[:n]
-    linf = threat_attacks(cfg["attacks"], "linf")
+    linf = threat_attacks(cfg.attacks, "linf")
     names = [m for m in args.models.split(",") if m] or sorted(audit.zoo.specs)
     rows = []
     for name in names:
         for trained in audit.zoo.models(name):
             seed = trained.seed or 0
             started = time.perf_counter()
-            runs = {a: run_attack(trained.module, a, x, y, cfg, audit.data.n_classes, seed) for a in linf}
+            runs = {a: run_attack(trained.module, a, x, y, AttackParams.of(cfg), audit.data.n_classes, seed) for a in linf}
             ensemble_seconds = time.perf_counter() - started
             ensemble, _, _ = worst_case({a: r["robust"] for a, r in runs.items()}, runs[linf[0]]["clean"])
             started = time.perf_counter()
-            aa = run_attack(trained.module, "autoattack", x, y, cfg, audit.data.n_classes, seed)
+            aa = run_attack(trained.module, "autoattack", x, y, AttackParams.of(cfg), audit.data.n_classes, seed)
             aa_seconds = time.perf_counter() - started
             both = ensemble & aa["robust"]
             rows.append({
-                "model": name, "seed": seed, "n_examples": int(n), "eps": cfg["eps"],
+                "model": name, "seed": seed, "n_examples": int(n), "eps": cfg.eps,
                 "clean": float(runs[linf[0]]["clean"].mean()),
                 "ensemble_linf": float(ensemble.mean()), "autoattack": float(aa["robust"].mean()),
                 "both": float(both.mean()), "gap_ensemble_minus_autoattack": float(ensemble.mean() - aa["robust"].mean()),

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from swiglu_audit.checks.backdoor_scan import scan
 from swiglu_audit.data import load_digits_data
 from swiglu_audit.features import penultimate_features
+from swiglu_audit.methods.backdoor_scan import scan
 from swiglu_audit.nn import ModelConfig, build_model
 from swiglu_audit.train import Recipe, train_model
 

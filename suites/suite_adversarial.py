@@ -10,19 +10,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from swiglu_audit.checks.adversarial import (
-    SANITY,
-    SANITY_CHECKS,
-    THREAT_MODELS,
-    TRANSFER,
-    WORST_CASE,
-    WORST_CASE_COMPARISON,
-    describe_threat,
-    sanity_verdict,
-)
+from swiglu_audit.checks.adversarial import SANITY, TRANSFER, WORST_CASE, WORST_CASE_COMPARISON
+from swiglu_audit.checks.sanity import SANITY_CHECKS
 from swiglu_audit.measure import adversarial as measure
+from swiglu_audit.methods.attacks import THREAT_MODELS, describe_threat
 from swiglu_audit.risk import Status, comparison_finding, judged_finding, make_finding, with_status
-from swiglu_audit.stats import bootstrap_mean, paired_comparison
 
 
 def _inconclusive(failures: list[str], escalated: dict, threat: str) -> str:
@@ -44,23 +36,23 @@ def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
     worst = measure.threat_worst_case(audit, audit_model, threat)
     if not worst["attacks"]:
         pytest.skip(f"no {THREAT_MODELS[threat]} attack in [tool.swiglu_audit.adversarial] attacks")
-    estimate = bootstrap_mean(worst["robust"], level)
+    estimate = audit.statistics.mean(worst["robust"])
     finding = judged_finding(
         WORST_CASE, [audit_model], estimate.value, policy,
-        f"worst-case robust accuracy ({describe_threat(threat, cfg, audit.data.modality)}) over "
+        f"worst-case robust accuracy ({describe_threat(threat, cfg.eps, cfg.eps_l2, audit.data.modality)}) over "
         + ", ".join(worst["attacks"] + list(worst["escalated"])),
         aspect=threat, ci=(estimate.ci_low, estimate.ci_high), ci_level=level,
         details={
-            "threat_model": describe_threat(threat, cfg, audit.data.modality),
+            "threat_model": describe_threat(threat, cfg.eps, cfg.eps_l2, audit.data.modality),
             "attacks": worst["attacks"], "escalation": worst["escalated"], "masking_failures": worst["masked"],
-            "steps": cfg["steps"],
-            "clean_accuracy": bootstrap_mean(result["clean"], level).to_dict(),
-            "per_attack": {a: bootstrap_mean(result["per_attack"][a], level).to_dict() for a in worst["attacks"]},
+            "steps": cfg.steps,
+            "clean_accuracy": audit.statistics.mean(result["clean"]).to_dict(),
+            "per_attack": {a: audit.statistics.mean(result["per_attack"][a]).to_dict() for a in worst["attacks"]},
             "broken_by_first": worst["broken_by"],
             # per seed, per test example: the first attack that broke it, "clean" or "robust"
             "broken_by_example": worst["broken_by_example"],
             "level": threat,  # the report draws one budget curve per threat model
-            "curve": [{"eps": eps, **bootstrap_mean(r, level).to_dict()}
+            "curve": [{"eps": eps, **audit.statistics.mean(r).to_dict()}
                       for eps, r in sorted(result["curve" if threat == "linf" else "curve_l2"].items())],
             "cost_per_seed": [[c for c in seed_costs if c["attack"] in worst["attacks"]] for seed_costs in result["costs"]],
         })
@@ -74,9 +66,10 @@ def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
 @pytest.mark.swiglu_audit_check(SANITY)
 def test_evaluation_sanity(audit, audit_model, sanity, record_finding):
     policy, cfg = audit.config.policy, audit.config.adversarial
-    result = dict(measure.adversarial(audit, audit_model), large_eps=cfg["large_eps"])
-    passed, statistic, reason = sanity_verdict(sanity, result, policy)
-    question, tolerance_key = SANITY_CHECKS[sanity]
+    result = dict(measure.adversarial(audit, audit_model), large_eps=cfg.large_eps)
+    check = SANITY_CHECKS[sanity]
+    passed, statistic, reason = check.judge(result, policy)
+    question, tolerance_key = check.question, check.tolerance_key
     info = dataclasses.replace(SANITY, check=f"sanity_{sanity}", title=f"Sanity: {question}")
     record_finding(make_finding(
         info, [audit_model], Status.PASS if passed else Status.FAIL, reason,
@@ -92,14 +85,13 @@ def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, threat, recor
     cand, base = (measure.threat_worst_case(audit, m, threat) for m in audit_pair)
     if not cand["attacks"]:
         pytest.skip(f"no {THREAT_MODELS[threat]} attack in [tool.swiglu_audit.adversarial] attacks")
-    cmp = paired_comparison(cand["robust"], base["robust"], policy["confidence_level"], policy["alpha"])
-    per_attack = {a: paired_comparison(measure.adversarial(audit, candidate)["per_attack"][a],
-                                       measure.adversarial(audit, baseline)["per_attack"][a],
-                                       policy["confidence_level"], policy["alpha"]).to_dict()
+    cmp = audit.statistics.compare(cand["robust"], base["robust"])
+    per_attack = {a: audit.statistics.compare(measure.adversarial(audit, candidate)["per_attack"][a],
+                                              measure.adversarial(audit, baseline)["per_attack"][a]).to_dict()
                   for a in cand["attacks"]}
     finding = comparison_finding(WORST_CASE_COMPARISON, audit_pair, cmp, policy,
-                                 f"worst-case robust accuracy ({describe_threat(threat, cfg, audit.data.modality)})", aspect=threat,
-                                 details={"threat_model": describe_threat(threat, cfg, audit.data.modality), "per_attack": per_attack,
+                                 f"worst-case robust accuracy ({describe_threat(threat, cfg.eps, cfg.eps_l2, audit.data.modality)})", aspect=threat,
+                                 details={"threat_model": describe_threat(threat, cfg.eps, cfg.eps_l2, audit.data.modality), "per_attack": per_attack,
                                           "masking_failures": {candidate: cand["masked"], baseline: base["masked"]}})
     # A model whose masking checks fail may only look robust: where it looks better, the
     # comparison is void (never PASS); where it looks worse, the difference is a lower bound.
@@ -122,11 +114,11 @@ def test_transfer_attack_vs_baseline(audit, audit_pair, record_finding):
     candidate, baseline = audit_pair
     onto_candidate = measure.transfer(audit, source=baseline, target=candidate)
     onto_baseline = measure.transfer(audit, source=candidate, target=baseline)
-    cmp = paired_comparison(onto_candidate, onto_baseline, policy["confidence_level"], policy["alpha"])
+    cmp = audit.statistics.compare(onto_candidate, onto_baseline)
     record_finding(comparison_finding(
         TRANSFER, audit_pair, cmp, policy,
-        f"accuracy of the candidate under the baseline's PGD examples ({describe_threat('linf', cfg, audit.data.modality)}) "
+        f"accuracy of the candidate under the baseline's PGD examples ({describe_threat('linf', cfg.eps, cfg.eps_l2, audit.data.modality)}) "
         "vs the baseline under the candidate's",
-        details={"threat_model": describe_threat("linf", cfg, audit.data.modality),
+        details={"threat_model": describe_threat("linf", cfg.eps, cfg.eps_l2, audit.data.modality),
                  "candidate_accuracy_on_baseline_examples": float(np.mean(onto_candidate)),
                  "baseline_accuracy_on_candidate_examples": float(np.mean(onto_baseline))}))

@@ -6,26 +6,19 @@ training memory, each compared with every baseline of the family."""
 import numpy as np
 import pytest
 
-from swiglu_audit.checks.efficiency import (
-    CLEAN_ACCURACY_COMPARISON,
-    EFFICIENCY_COMPARISONS,
-    EFFICIENCY_METRICS,
-    TRAINING_EFFICIENCY,
-    parameter_mismatch,
-)
+from swiglu_audit.checks.efficiency import CLEAN_ACCURACY_COMPARISON, EFFICIENCY_COMPARISONS, EFFICIENCY_METRICS, TRAINING_EFFICIENCY
 from swiglu_audit.measure import efficiency as measure
 from swiglu_audit.measure.adversarial import clean_correct
 from swiglu_audit.measure.numerical import n_parameters
+from swiglu_audit.methods.efficiency import parameter_mismatch
 from swiglu_audit.risk import Status, comparison_finding, make_finding, with_status
-from swiglu_audit.stats import bootstrap_mean, paired_comparison
 
 
 @pytest.mark.swiglu_audit_check(CLEAN_ACCURACY_COMPARISON)
 def test_clean_accuracy_vs_baseline(audit, audit_pair, record_finding):
     policy = audit.config.policy
     candidate, baseline = audit_pair
-    cmp = paired_comparison(clean_correct(audit, candidate), clean_correct(audit, baseline),
-                            policy["confidence_level"], policy["alpha"])
+    cmp = audit.statistics.compare(clean_correct(audit, candidate), clean_correct(audit, baseline))
     n_cand, n_base = n_parameters(audit, candidate), n_parameters(audit, baseline)
     mismatch = parameter_mismatch(n_cand, n_base)
     finding = comparison_finding(
@@ -43,12 +36,11 @@ def test_clean_accuracy_vs_baseline(audit, audit_pair, record_finding):
 def test_training_efficiency(audit, audit_model, record_finding):
     if audit.zoo.spec(audit_model).weights:
         pytest.skip(f"'{audit_model}' is loaded from weights: the audit did not train it, so it has no learning curve")
-    policy = audit.config.policy
     m = measure.per_model(audit, audit_model)
     if None in m["flops_to_target"]:
         pytest.skip(_NO_FLOPS.format(audit_model))
     target = measure.family_target(audit, audit_model)
-    flops = bootstrap_mean(np.asarray(m["flops_to_target"], dtype=float)[:, None], policy["confidence_level"])
+    flops = audit.statistics.mean(np.asarray(m["flops_to_target"], dtype=float)[:, None])
     missed = [seed for seed, hit in zip(audit.config.seeds, m["reached"]) if not hit]
     if missed:
         status = Status.WARN
@@ -133,7 +125,7 @@ def _comparison_test(metric):
         else:
             a, b = (_relative(measure.per_model(audit, name)[metric.name]) for name in audit_pair)
         scale = float(b.mean())
-        cmp = paired_comparison(a / scale, b / scale, policy["confidence_level"], policy["alpha"])
+        cmp = audit.statistics.compare(a / scale, b / scale)
         finding = comparison_finding(
             info, [candidate, baseline], cmp, policy, f"{metric.what} (relative to the baseline's mean)",
             details={"unit": metric.unit, "candidate": a.tolist(), "baseline": b.tolist(),

@@ -10,15 +10,11 @@ import pytest
 import torch
 
 from swiglu_audit.cache import CheckpointCache, cache_key
-from swiglu_audit.checks.numerical import (
-    DETERMINISM,
-    DEVICE_PARITY,
+from swiglu_audit.checks.numerical import DETERMINISM, DEVICE_PARITY, GOLDEN, GRADCHECK, OP_PROPERTY, PRECISION_PARITY, ROUNDTRIP
+from swiglu_audit.golden import compare_or_write, golden_path
+from swiglu_audit.measure import numerical as measure
+from swiglu_audit.methods.numerical import (
     FP16_MAX,
-    GOLDEN,
-    GRADCHECK,
-    OP_PROPERTY,
-    PRECISION_PARITY,
-    ROUNDTRIP,
     check_implementation,
     device_parity,
     gradcheck_implementation,
@@ -26,16 +22,13 @@ from swiglu_audit.checks.numerical import (
     probe_digest,
     state_difference,
 )
-from swiglu_audit.golden import compare_or_write, golden_path
-from swiglu_audit.measure import numerical as measure
 from swiglu_audit.risk import Status, make_finding
-from swiglu_audit.stats import bootstrap_mean
 
 
 @pytest.mark.swiglu_audit_check(OP_PROPERTY)
 def test_swiglu_op_property(audit, audit_impl, record_finding):
     impl = measure.op_implementation(audit, audit_impl)
-    result = check_implementation(impl, audit.config.numerical["op_examples"])
+    result = check_implementation(impl, audit.config.numerical.op_examples)
     if result["passed"]:
         status, reason = Status.PASS, (
             f"implementation '{audit_impl}' agrees with the float64 reference on {result['examples']} "
@@ -67,7 +60,7 @@ def test_swiglu_gradcheck(audit, audit_impl, record_finding):
 def test_precision_parity(audit, audit_model, dtype, record_finding):
     policy = audit.config.policy
     result = measure.half_precision(audit, audit_model, dtype)
-    flips = bootstrap_mean(result["flips"], policy["confidence_level"])
+    flips = audit.statistics.mean(result["flips"])
     flip_key = "max_fp16_flip_rate" if dtype == "float16" else "max_bf16_flip_rate"
     max_flip, min_headroom = policy[flip_key], policy["min_fp16_headroom"]
     problems = []
@@ -127,14 +120,14 @@ def test_golden_outputs(audit, audit_model, dtype, record_finding):
     cfg = audit.config
     tolerance_key = f"golden_tolerance_{dtype}"
     tolerance = cfg.policy[tolerance_key]
-    folder = cfg.project_path(cfg.numerical["golden_dir"])
+    folder = cfg.project_path(cfg.numerical.golden_dir)
     platform = platform_key(audit.device, dtype)
     probe, logits = measure.golden_logits(audit, audit_model, dtype)
     # A golden file belongs to one model artefact: trained models are keyed by their recipe and
     # seed too (the quick and standard profiles train different models of the same name), models
     # loaded from weights only by the probe, so that an edited weights file is caught, not re-created.
     recipe = "" if audit.zoo.spec(audit_model).weights else "-recipe" + cache_key(
-        {"training": dict(cfg.training), "seed": cfg.seeds[0]})[:10]
+        {"training": cfg.training.to_dict(), "seed": cfg.seeds[0]})[:10]
     path = golden_path(folder, f"{platform}-probe{len(probe)}{recipe}", audit_model)
     result = compare_or_write(path, logits, probe_digest(probe), cfg.update_golden)
     if result["action"] != "compared":
@@ -177,10 +170,10 @@ def test_cpu_vs_accelerator(audit, audit_model, record_finding):
     if audit.device.type == "cpu":
         pytest.skip("no accelerator in this audit: CPU vs CUDA/MPS parity is not measured (the coverage matrix says so)")
     policy = audit.config.policy
-    x = audit.data.x_test[: audit.config.numerical["n_examples"]]
+    x = audit.data.x_test[: audit.config.numerical.n_examples]
     runs = [device_parity(m.module, x) for m in audit.zoo.models(audit_model)]
     deviation = max(r["max_logit_deviation"] for r in runs)
-    flips = bootstrap_mean([r["flips"] for r in runs], policy["confidence_level"])
+    flips = audit.statistics.mean([r["flips"] for r in runs])
     ok = deviation <= policy["max_device_logit_deviation"] and flips.value <= policy["max_device_flip_rate"]
     reason = (f"model '{audit_model}' on {audit.device.type} vs CPU: largest logit deviation {deviation:.3g} "
               f"(max_device_logit_deviation = {policy['max_device_logit_deviation']}), flip rate "

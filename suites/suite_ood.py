@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from swiglu_audit.checks import ood_metrics
 from swiglu_audit.checks.ood import (
     CALIBRATION,
     CORRUPTION,
@@ -15,15 +14,15 @@ from swiglu_audit.checks.ood import (
     POSITIVE_CLASS,
     SELECTIVE,
     SUBPOPULATION,
-    roc_points,
-    thin,
 )
-from swiglu_audit.checks.ood_sets import LEVELS, sets_of_level
-from swiglu_audit.checks.shift import SEVERITIES, aurc, aurc_estimate, expected_calibration_error, risk_coverage
 from swiglu_audit.errors import ModelContractError
 from swiglu_audit.measure import ood as measure
+from swiglu_audit.methods import ood_metrics
+from swiglu_audit.methods.calibration import aurc, aurc_estimate, expected_calibration_error, risk_coverage
+from swiglu_audit.methods.corruptions import SEVERITIES
+from swiglu_audit.methods.ood_metrics import roc_points, thin
+from swiglu_audit.methods.ood_sets import LEVELS, sets_of_level
 from swiglu_audit.risk import comparison_finding, judged_finding
-from swiglu_audit.stats import bootstrap_mean, paired_comparison
 
 
 @pytest.mark.swiglu_audit_check(OOD_DETECTION)
@@ -35,7 +34,7 @@ def test_ood_detection(audit, audit_model, level, record_finding):
     chosen, val_auroc = measure.chosen_detector(audit, audit_model, level)
     table = pd.DataFrame(measure.detector_table(audit, audit_model, level))
     pooled = measure.level_scores(scores, level, chosen)
-    est = ood_metrics.estimate("auroc", pooled["in"], pooled["out"], conf, cfg["bootstrap"])
+    est = ood_metrics.estimate("auroc", pooled["in"], pooled["out"], conf, cfg.bootstrap)
     msp = measure.level_scores(scores, level, "msp")
     record_finding(judged_finding(
         OOD_DETECTION, [audit_model], est.value, policy,
@@ -58,7 +57,7 @@ def test_ood_auroc_vs_baseline(audit, audit_pair, level, record_finding):
     policy = audit.config.policy
     cand, base = (measure.level_scores(measure.detector_scores(audit, m), level, "msp") for m in audit_pair)
     cmp = ood_metrics.compare("auroc", cand, base, policy["confidence_level"], policy["alpha"],
-                              audit.config.ood["bootstrap"])
+                              audit.config.ood.bootstrap)
     record_finding(comparison_finding(OOD_COMPARISON, audit_pair, cmp, policy,
                                       f"MSP {level}-OOD AUROC", aspect=level,
                                       details={"level": level}))
@@ -70,7 +69,7 @@ def test_selective_prediction(audit, audit_model, record_finding):
     conf = policy["confidence_level"]
     scores = measure.detector_scores(audit, audit_model)
     chosen, val_aurc = measure.selective_detector(audit, audit_model)
-    est = aurc_estimate(scores["id"][chosen], scores["correct"], conf, cfg["bootstrap"])
+    est = aurc_estimate(scores["id"][chosen], scores["correct"], conf, cfg.bootstrap)
     coverage, risk = risk_coverage(scores["id"][chosen][0], scores["correct"][0])
     record_finding(judged_finding(
         SELECTIVE, [audit_model], est.value, policy, f"AURC with {chosen} as the confidence score",
@@ -89,7 +88,7 @@ def test_corruption_robustness(audit, audit_model, record_finding):
     result = measure.corruption(audit, audit_model)
     corrupted = measure.mean_corrupted_correct(result)
     clean = result["correct"][("clean", 0)]
-    est = bootstrap_mean(corrupted, conf)
+    est = audit.statistics.mean(corrupted)
     drop = float(clean.mean() - est.value)
     reference, reference_error, ce = measure.reference_model(audit, audit_model), None, {}
     if reference:
@@ -97,9 +96,9 @@ def test_corruption_robustness(audit, audit_model, record_finding):
             ce = measure.corruption_errors(result, measure.corruption(audit, reference))
         except ModelContractError as exc:  # a broken reference costs the mCE, not this finding
             reference_error = str(exc)
-    by_severity = [{"severity": 0, **bootstrap_mean(clean, conf).to_dict()}] + [
-        {"severity": s, **bootstrap_mean(np.mean([result["correct"][(c, s)] for c in result["corruptions"]], axis=0),
-                                         conf).to_dict()} for s in SEVERITIES]
+    at_severity = lambda s: np.mean([result["correct"][(c, s)] for c in result["corruptions"]], axis=0)
+    by_severity = [{"severity": 0, **audit.statistics.mean(clean).to_dict()}] + [
+        {"severity": s, **audit.statistics.mean(at_severity(s)).to_dict()} for s in SEVERITIES]
     table = pd.DataFrame([{"corruption": c, **{f"severity_{s}": float(result["correct"][(c, s)].mean()) for s in SEVERITIES},
                            "corruption_error_vs_reference": ce.get(c)} for c in result["corruptions"]])
     valid_ce = [v for v in ce.values() if v is not None]
@@ -114,7 +113,7 @@ def test_corruption_robustness(audit, audit_model, record_finding):
 
 @pytest.mark.swiglu_audit_check(CALIBRATION)
 def test_calibration_under_shift(audit, audit_model, record_finding):
-    policy, bins = audit.config.policy, audit.config.ood["ece_bins"]
+    policy, bins = audit.config.policy, audit.config.ood.ece_bins
     result = measure.corruption(audit, audit_model)
 
     def ece(key):  # mean over seeds
@@ -141,7 +140,7 @@ def test_subpopulation_shift(audit, audit_model, record_finding):
     result = measure.subpopulation(audit, audit_model)
     if result["n_test"] < 2:
         pytest.skip("fewer than two test inputs fall in the held-out range")
-    cmp = paired_comparison(result["held_out"], result["clean"], policy["confidence_level"], policy["alpha"])
+    cmp = audit.statistics.compare(result["held_out"], result["clean"])
     record_finding(judged_finding(
         SUBPOPULATION, [audit_model], -cmp.difference, policy,
         f"accuracy lost on the {result['n_test']} test inputs with feature {result['feature']} >= "
@@ -157,6 +156,6 @@ def test_subpopulation_shift(audit, audit_model, record_finding):
 def test_corruption_accuracy_vs_baseline(audit, audit_pair, record_finding):
     policy = audit.config.policy
     cand, base = (measure.mean_corrupted_correct(measure.corruption(audit, m)) for m in audit_pair)
-    cmp = paired_comparison(cand, base, policy["confidence_level"], policy["alpha"])
+    cmp = audit.statistics.compare(cand, base)
     record_finding(comparison_finding(CORRUPTION_COMPARISON, audit_pair, cmp, policy,
                                       "mean accuracy under corruptions"))

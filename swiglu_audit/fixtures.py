@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .collect import CONFIG_KEY, ITEM_FINDINGS_KEY, ITEM_POLICY_FAILURE_KEY, SESSION_KEY, xdist_workers
+from .relay import CONFIG_KEY, ITEM_FINDINGS_KEY, ITEM_POLICY_FAILURE_KEY, SESSION_KEY, xdist_workers
 from .risk import Finding, breaches_policy
 
 
@@ -26,7 +26,7 @@ def audit(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
 
 def measurement_needs(items) -> dict[str, set[str]]:
     """model name -> the suites whose selected tests name it (what the prefetch computes)."""
-    from .collect import CHECK_MARKER, item_models
+    from .relay import CHECK_MARKER, item_models
 
     needs: dict[str, set[str]] = {}
     for item in items:
@@ -50,3 +50,13 @@ def record_finding(request: pytest.FixtureRequest):
             pytest.fail(f"{finding.status}: {finding.reason}", pytrace=False)
 
     return record
+
+
+def skip_unless_poisoned(audit, *names: str) -> None:
+    """Skip the test when one of the models is outside the poisoning suite's scope, with the reason."""
+    from .measure.poisoning import out_of_scope  # torch-side; the plugin imports this module at start-up
+
+    for name in names:
+        reason = out_of_scope(audit, name)
+        if reason:
+            pytest.skip(f"not poisoned in this audit: {reason}")

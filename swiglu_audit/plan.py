@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from .checks.backdoor_scan import reverse_engineer
 from .config import OPT_SEEDS
 from .device import autocast
 from .errors import ConfigError
+from .methods.backdoor_scan import reverse_engineer
 from .nn import eval_mode
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict
     spec = audit.zoo.spec(name)
     if spec.weights:
         return {}
-    epochs, seeds = config.training["epochs"], tuple(config.seeds)
+    epochs, seeds = config.training.epochs, tuple(config.seeds)
     out = {"clean": Trainings(["clean"], epochs, seeds)}
     if out_of_scope(audit, name) is None:
         # detection and the scan's power read the backdoor at detection_rate, one of these sets
@@ -127,7 +127,7 @@ def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict
             out["poisoning fine-tuned"] = Trainings([poisoned_tag(audit, name, c) for c in fine_tuned],
                                                     fine_tune_epochs(config), poisoned,
                                                     patience(audit, name, fine_tuned[0]))
-    out["determinism"] = Trainings([], config.numerical["determinism_epochs"], (0, 1))  # twice, never cached
+    out["determinism"] = Trainings([], config.numerical.determinism_epochs, (0, 1))  # twice, never cached
     return out
 
 
@@ -135,13 +135,13 @@ def attack_passes(config: AuditConfig) -> tuple[int, int]:
     """(input-gradient passes, forward passes) over the attack set per model and seed: the
     attacks of the ensemble, the Linf budget curve, the L2 curve and the sanity checks' extra runs."""
     cfg = config.adversarial
-    steps, apgd, queries = cfg["steps"], cfg["apgd_steps"], cfg["square_queries"]
-    per_attack = {"fgsm": (1, 0), "pgd": (steps, 0), "pgd_l2": (steps, 0), "cw_l2": (cfg["cw_steps"], 0),
+    steps, apgd, queries = cfg.steps, cfg.apgd_steps, cfg.square_queries
+    per_attack = {"fgsm": (1, 0), "pgd": (steps, 0), "pgd_l2": (steps, 0), "cw_l2": (cfg.cw_steps, 0),
                   "apgd_ce": (apgd, 0), "apgd_dlr": (apgd, 0), "apgd_t": (apgd * 9, 0), "square": (0, queries),
                   "autoattack": (apgd * 11, queries)}  # APGD-T targets 9 classes; AutoAttack adds FAB-T
-    grads = sum(per_attack.get(a, (steps, 0))[0] for a in cfg["attacks"])
-    forwards = sum(per_attack.get(a, (0, 0))[1] for a in cfg["attacks"])
-    grads += steps * (len(cfg["budgets"]) + 3)  # the Linf budget curve and three L2 budgets
+    grads = sum(per_attack.get(a, (steps, 0))[0] for a in cfg.attacks)
+    forwards = sum(per_attack.get(a, (0, 0))[1] for a in cfg.attacks)
+    grads += steps * (len(cfg.budgets) + 3)  # the Linf budget curve and three L2 budgets
     grads += steps * 3  # sanity: the large budget, doubled iterations, the transfer source
     return grads, forwards
 
@@ -150,13 +150,13 @@ def other_passes(config: AuditConfig, audit: AuditSession, name: str,
                  trainings: dict[str, Trainings]) -> tuple[int, int, int]:
     """(examples passed forward, examples passed forward and backward, trigger-scan steps) by
     everything but the training steps and the attacks, for one model, following the suites' code."""
-    from .checks.ood_sets import sets_for
-    from .checks.shift import SEVERITIES, applicable_corruptions
     from .measure.poisoning import out_of_scope, poisoned_seeds
+    from .methods.corruptions import SEVERITIES, applicable_corruptions
+    from .methods.ood_sets import sets_for
 
     data, seeds = audit.data, len(config.seeds)
-    n_train, n_val, n_ood = len(data.y_train), len(data.y_val), config.ood["n_examples"]
-    steps_per_epoch = math.ceil(n_train / config.training["batch_size"])
+    n_train, n_val, n_ood = len(data.y_train), len(data.y_val), config.ood.n_examples
+    steps_per_epoch = math.ceil(n_train / config.training.batch_size)
     forward = gradient = scan = 0
     for t in trainings.values():  # validation at every epoch's end and at powers-of-two steps
         runs = len(t.seeds) * max(1, len(t.tags))
@@ -166,13 +166,13 @@ def other_passes(config: AuditConfig, audit: AuditSession, name: str,
     ood_inputs = (1 + len(sets_for(data.modality))) * n_ood
     forward += seeds * (2 * ood_inputs * 3 + n_train)
     gradient += seeds * 2 * ood_inputs
-    corruptions, _ = applicable_corruptions(config.ood["corruptions"], data.modality)
+    corruptions, _ = applicable_corruptions(config.ood.corruptions, data.modality)
     forward += seeds * len(corruptions) * len(SEVERITIES) * n_ood
     if out_of_scope(audit, name) is None:
         # detectors on the backdoored set (poisoned seeds); the trigger scan of the audited and
         # of the planted set: features, then per class `scan_steps` steps over SCAN_INPUTS inputs
         forward += len(poisoned_seeds(audit, name)) * n_train + 2 * n_train
-        scan = 2 * data.n_classes * config.poisoning["scan_steps"]
+        scan = 2 * data.n_classes * config.poisoning.scan_steps
     return forward, gradient, scan
 
 
@@ -183,7 +183,7 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> tuple[float, floa
     to plan a run on another machine from costs measured there, or to make the plan reproducible.
     On a CPU it runs at the thread count each of `workers` xdist workers will have (the scan at
     one thread, as the scan itself runs)."""
-    n = audit.config.adversarial["n_examples"]
+    n = audit.config.adversarial.n_examples
     given = os.environ.get(PROBE_ENV)
     if given:
         try:
@@ -198,7 +198,7 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> tuple[float, floa
     spec, data, device = audit.zoo.spec(name), audit.data, audit.device
     torch.manual_seed(0)
     model = audit.zoo.instantiate(spec).to(device).train()  # a fresh model: the audit's are untouched
-    batch = audit.config.training["batch_size"]
+    batch = audit.config.training.batch_size
     x, y = data.x_train[:batch].to(device), data.y_train[:batch].to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     xa, ya = data.x_test[:n].to(device), data.y_test[:n].to(device)
@@ -250,7 +250,7 @@ def _median_seconds(fn, device: torch.device) -> float:
 def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, float, float]] | None = None) -> AuditPlan:
     """The plan of this audit. `probes` reuses unit costs measured before (for alternatives)."""
     config, data = audit.config, audit.data
-    steps_per_epoch = math.ceil(len(data.x_train) / config.training["batch_size"])
+    steps_per_epoch = math.ceil(len(data.x_train) / config.training.batch_size)
     grads, forwards = attack_passes(config)
     seeds = list(config.seeds)
     plans = []
@@ -286,7 +286,7 @@ def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, 
             training_seconds += (count - cached) * trainings.epochs * steps_per_epoch * step_s
         plan.gradient_passes, plan.forward_passes = grads * len(seeds), forwards * len(seeds)
         plan.other_forward_examples, plan.other_gradient_examples, plan.scan_steps = other_passes(config, audit, name, counts)
-        per_example = grad_s / max(1, config.adversarial["n_examples"])
+        per_example = grad_s / max(1, config.adversarial.n_examples)
         plan.parts = {"trainings": training_seconds,
                       # a forward pass costs about a third of a forward and backward one
                       "attacks": plan.gradient_passes * grad_s + plan.forward_passes * grad_s / 3,
@@ -331,21 +331,21 @@ def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[t
 
     config = audit.config
     probes = reused_probes(plan)
-    families = list(config.poisoning["families"])
+    families = list(config.poisoning.families)
     poisoned = {("user" if audit.zoo.spec(n).group == "user" else audit.zoo.spec(n).family)
                 for n in audit.zoo.specs if out_of_scope(audit, n) is None}
     options: list[tuple[str, AuditConfig]] = []
     if len(config.seeds) > 2:
         options.append((f"seeds = {list(config.seeds[:2])} (or {OPT_SEEDS}={','.join(map(str, config.seeds[:2]))})",
                         dataclasses.replace(config, seeds=tuple(config.seeds[:2]))))
-    if poisoned and config.poisoning["scan_steps"] > SHORT_SCAN_STEPS:
+    if poisoned and config.poisoning.scan_steps > SHORT_SCAN_STEPS:
         options.append((f"[tool.swiglu_audit.poisoning] scan_steps = {SHORT_SCAN_STEPS} (a weaker trigger scan; its "
                         "measured power on the planted backdoor still decides whether \"nothing found\" passes)",
-                        dataclasses.replace(config, poisoning={**config.poisoning, "scan_steps": SHORT_SCAN_STEPS})))
+                        dataclasses.replace(config, poisoning=dataclasses.replace(config.poisoning, scan_steps=SHORT_SCAN_STEPS))))
     for dropped in [f for f in ("user", "vit", "mlp") if f in families and f in poisoned]:
         kept = [f for f in families if f != dropped]
         options.append((f"[tool.swiglu_audit.poisoning] families = {kept} (no retraining of the {dropped} models "
-                        "on poisoned data)", dataclasses.replace(config, poisoning={**config.poisoning, "families": kept})))
+                        "on poisoned data)", dataclasses.replace(config, poisoning=dataclasses.replace(config.poisoning, families=tuple(kept)))))
     if len(options) > 1 and options[0][0].startswith("seeds"):
         label, fewer_seeds = options[0]
         options += [(f"{label}, and {other_label}", dataclasses.replace(other, seeds=fewer_seeds.seeds))

@@ -1,5 +1,5 @@
 """pytest hooks only: options, the suites, findings gathered across xdist workers, the summary and
-the reports. The logic lives in plain modules (config, session, report, collect).
+the reports. The logic lives in plain modules (config, session, report, relay).
 
 Findings travel from the test that records them to the process that writes the reports as JSON
 strings in `item.user_properties`: pytest-xdist ships those to the controller, and --junitxml writes
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from . import config as cfg
-from .collect import CHECK_MARKER, COLLECTOR_KEY, CONFIG_KEY, DOCUMENT_KEY, REPORT_PATHS_KEY, FindingCollector, is_xdist_worker
 from .progress import ProgressBoard
+from .relay import CHECK_MARKER, COLLECTOR_KEY, CONFIG_KEY, DOCUMENT_KEY, REPORT_PATHS_KEY, FindingCollector, is_xdist_worker
 
 BOARD_KEY = pytest.StashKey[ProgressBoard]()
 REDUCED_PLAN_ENV = "SWIGLU_AUDIT_REDUCED_PLAN"
@@ -110,8 +110,8 @@ def pytest_configure(config: pytest.Config) -> None:
             cut = json.loads(os.environ[REDUCED_PLAN_ENV])
             config.stash[CONFIG_KEY] = dataclasses.replace(
                 audit_config, seeds=tuple(cut["seeds"]),
-                poisoning={**audit_config.poisoning, "families": cut["poisoning_families"],
-                           "scan_steps": cut["scan_steps"]})
+                poisoning=dataclasses.replace(audit_config.poisoning, families=tuple(cut["poisoning_families"]),
+                                              scan_steps=cut["scan_steps"]))
     else:
         # Every static problem of the setup, all at once, before anything trains (exit 4).
         check_setup(audit_config, show_tracebacks=bool(config.getoption(cfg.OPT_DEBUG))
@@ -175,7 +175,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if CONFIG_KEY in item.config.stash:
-        from .collect import attach_to_item
+        from .relay import attach_to_item
 
         attach_to_item(item, call, report)
     return report
@@ -208,8 +208,8 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
         config.stash[CONFIG_KEY] = reduced
         # xdist workers build their configuration again from the settings: they get the cut this way
         os.environ[REDUCED_PLAN_ENV] = json.dumps({"seeds": list(reduced.seeds),
-                                                   "poisoning_families": list(reduced.poisoning["families"]),
-                                                   "scan_steps": reduced.poisoning["scan_steps"]})
+                                                   "poisoning_families": list(reduced.poisoning.families),
+                                                   "scan_steps": reduced.poisoning.scan_steps})
         plan = make_plan(audit.with_config(reduced), workers, reused_probes(plan))
         cuts = [label]
         lines = plan_lines(plan, budget) + [f"  reduced to fit max_minutes = {budget:g}: {label}"]

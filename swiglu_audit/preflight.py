@@ -89,12 +89,12 @@ def check_setup(config: AuditConfig, show_tracebacks: bool = False) -> None:
 
 def method_problems(config: AuditConfig) -> list[str]:
     """Attack and corruption names against their registries (the modules that implement them)."""
-    from .checks.adversarial import ATTACKS
-    from .checks.shift import CORRUPTIONS
+    from .methods.attacks import ATTACKS
+    from .methods.corruptions import CORRUPTIONS
 
     problems = []
-    for setting, names, known in (("[tool.swiglu_audit.adversarial] attacks", config.adversarial["attacks"], ATTACKS),
-                                  ("[tool.swiglu_audit.ood] corruptions", config.ood["corruptions"], CORRUPTIONS)):
+    for setting, names, known in (("[tool.swiglu_audit.adversarial] attacks", config.adversarial.attacks, ATTACKS),
+                                  ("[tool.swiglu_audit.ood] corruptions", config.ood.corruptions, CORRUPTIONS)):
         unknown = [n for n in names if n not in known]
         if unknown:
             problems.append(f"{setting}: unknown {', '.join(map(repr, unknown))}; known: {', '.join(known)}")

@@ -17,11 +17,12 @@ import torch
 
 from . import __version__
 from .cache import CheckpointCache, cache_key
-from .collect import xdist_workers
 from .config import AuditConfig
 from .data import AuditData, load_audit_data
 from .device import math_settings, precision_name, resolve_device
 from .progress import Progress
+from .relay import xdist_workers
+from .stats import Statistics
 from .zoo import Zoo
 
 
@@ -35,6 +36,8 @@ class AuditSession:
         self._data: AuditData | None = None
         self._zoo: Zoo | None = None
         self._memo: dict[Any, Any] = {}
+        policy, settings = config.policy, config.statistics
+        self.statistics = Statistics(policy["confidence_level"], policy["alpha"], settings.bootstrap, settings.seed)
 
     def with_config(self, config: AuditConfig) -> AuditSession:
         """A session for another configuration of the same dataset (the plan's alternatives):
@@ -102,7 +105,7 @@ class AuditSession:
                        "torch_threads": torch.get_num_threads(), "math": math_settings(self.device)},
             "data": self._data.summary() if self._data is not None else None,
             "cache": {"dir": str(self.config.cache_dir), **self.cache.stats.to_dict()},
-            "recipe": dict(self.config.training),
+            "recipe": self.config.training.to_dict(),
             "models": models,
         }
 

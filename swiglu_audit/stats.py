@@ -145,3 +145,21 @@ def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0
     example_var = float(np.var(a.mean(0) - b.mean(0), ddof=1)) / n if n > 1 else 0.0
     return Comparison(float(a.mean()), float(b.mean()), float(a.mean() - b.mean()), lo, hi, p, level,
                       alpha, min(a.shape[0], b.shape[0]), n, seed_var, example_var)
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """The audit's statistical settings in one place: the confidence level and alpha of the
+    policy, the bootstrap replicates and seed of [statistics]. Suites estimate and compare
+    through it, so no suite spells these settings."""
+
+    level: float = 0.95
+    alpha: float = 0.05
+    n_boot: int = 1000
+    seed: int = 0
+
+    def mean(self, values) -> Estimate:
+        return bootstrap_mean(values, self.level, self.n_boot, self.seed)
+
+    def compare(self, candidate, baseline) -> Comparison:
+        return paired_comparison(candidate, baseline, self.level, self.alpha, self.n_boot, self.seed)

@@ -46,7 +46,7 @@ class Zoo:
         self.device = device
         self.cache = cache
         self.progress = progress or Progress(enabled=False)
-        self.recipe = Recipe(**config.training)
+        self.recipe = Recipe(**config.training.to_dict())
         self.specs = {s.name: s for s in model_specs(config)}
         self._trained: dict[tuple, list[TrainedModel]] = {}
         # A model that failed once fails the same way for every check that asks for it: keep the

@@ -1,13 +1,16 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from swiglu_audit.checks.adversarial import PassCounter, input_gradient_stats, output_stats, run_attack, sanity_verdict, worst_case
-from swiglu_audit.checks.numerical import FP16_MAX, half_parity
-from swiglu_audit.checks.ood import auroc
-from swiglu_audit.checks.poisoning import flip_labels
+from swiglu_audit.checks.sanity import sanity_verdict
 from swiglu_audit.data import load_digits_data
+from swiglu_audit.methods.attacks import AttackParams, PassCounter, input_gradient_stats, output_stats, run_attack, worst_case
+from swiglu_audit.methods.numerical import FP16_MAX, half_parity
+from swiglu_audit.methods.ood_metrics import auroc
+from swiglu_audit.methods.poisoning import flip_labels
 from swiglu_audit.nn import ModelConfig, build_model
 from swiglu_audit.train import Recipe, train_model
 
@@ -21,7 +24,7 @@ def trained():
     return model, data
 
 
-CFG = {"eps": 0.1, "eps_l2": 0.5, "steps": 5, "square_queries": 100, "cw_steps": 10, "apgd_steps": 5}
+CFG = AttackParams(eps=0.1, eps_l2=0.5, steps=5, square_queries=100, cw_steps=10, apgd_steps=5)
 
 
 @pytest.mark.parametrize("attack", ["fgsm", "pgd", "pgd_l2", "cw_l2", "apgd_ce", "apgd_dlr", "apgd_t", "square", "autoattack"])
@@ -30,7 +33,7 @@ def test_every_attack_stays_within_budget_and_in_the_unit_box(trained, attack):
     x, y = data.x_test[:40], data.y_test[:40]
     out = run_attack(model, attack, x, y, CFG, 10, seed=0, return_examples=True)
     delta = (out["examples"] - x).flatten(1)
-    eps = CFG["eps_l2"] if attack in ("pgd_l2", "cw_l2") else CFG["eps"]
+    eps = CFG.eps_l2 if attack in ("pgd_l2", "cw_l2") else CFG.eps
     norms = delta.norm(dim=1) if attack in ("pgd_l2", "cw_l2") else delta.abs().max(1).values
     assert float(norms.max()) <= eps + 1e-5
     assert float(out["examples"].min()) >= 0 and float(out["examples"].max()) <= 1
@@ -179,7 +182,7 @@ def test_fp16_parity_flags_activations_past_the_float16_range(trained):
 
 
 def test_within_budget_rejects_examples_outside_the_ball_or_the_box():
-    from swiglu_audit.checks.adversarial import AttackSpec, within_budget
+    from swiglu_audit.methods.attacks import AttackSpec, within_budget
 
     x = torch.full((3, 1, 2, 2), 0.5)
     adv = x.clone()
@@ -210,7 +213,7 @@ def _textbook_pgd(model, x, y, eps, alpha, steps, seed):
 def test_harness_pgd_agrees_with_a_textbook_pgd_loop_within_sampling_error(trained):
     model, data = trained
     x, y = data.x_test[:300], data.y_test[:300]
-    cfg = dict(CFG, steps=10)
+    cfg = dataclasses.replace(CFG, steps=10)
     harness = run_attack(model, "pgd", x, y, cfg, 10, seed=0)["robust"]
     textbook = _textbook_pgd(model, x, y, eps=0.1, alpha=2.5 * 0.1 / 10, steps=10, seed=0)
     # two random starts of the same attack: paired difference within ~3 standard errors
@@ -221,7 +224,7 @@ def test_harness_pgd_agrees_with_a_textbook_pgd_loop_within_sampling_error(train
 
 
 def test_the_linf_worst_case_is_never_weaker_than_apgd_ce_alone(trained):
-    from swiglu_audit.checks.adversarial import threat_attacks
+    from swiglu_audit.methods.attacks import threat_attacks
 
     model, data = trained
     x, y = data.x_test[:100], data.y_test[:100]
@@ -235,7 +238,7 @@ def test_the_linf_worst_case_is_never_weaker_than_apgd_ce_alone(trained):
 
 
 def test_bpda_and_eot_wrappers_give_the_gradient_a_masked_model_hides(trained):
-    from swiglu_audit.checks.adversarial import ExpectationOverRandomness, GradientConnected, StraightThrough
+    from swiglu_audit.methods.attacks import ExpectationOverRandomness, GradientConnected, StraightThrough
 
     model, data = trained
     x, y = data.x_test[:60], data.y_test[:60]

@@ -9,16 +9,16 @@ def test_profiles_set_seeds_and_families():
     assert len(quick.seeds) >= 2 and quick.families == ("mlp",)
     assert standard.seeds == (0, 1, 2) and standard.families == ("mlp", "vit")
     assert len(full.seeds) > len(standard.seeds)
-    assert full.adversarial["steps"] > standard.adversarial["steps"] > quick.adversarial["steps"]
+    assert full.adversarial.steps > standard.adversarial.steps > quick.adversarial.steps
 
 
 def test_precedence_profile_then_table_then_command_line():
     table = {"profile": "quick", "seeds": [5, 6], "training": {"epochs": 3}, "device": "cpu"}
     c = build_config(table)
-    assert c.profile == "quick" and c.seeds == (5, 6) and c.training["epochs"] == 3
-    assert c.training["batch_size"] == 64  # untouched keys keep the profile default
+    assert c.profile == "quick" and c.seeds == (5, 6) and c.training.epochs == 3
+    assert c.training.batch_size == 64  # untouched keys keep the profile default
     c = build_config(table, profile="standard", seeds="1,2,3")
-    assert c.profile == "standard" and c.seeds == (1, 2, 3) and c.training["epochs"] == 3
+    assert c.profile == "standard" and c.seeds == (1, 2, 3) and c.training.epochs == 3
 
 
 def test_policy_defaults_and_override():
@@ -41,6 +41,13 @@ def test_policy_defaults_and_override():
     ({"models": [{"name": "a", "factory": "m:f", "role": "candidate"}]}, ["baseline"]),
     ({"models": [{"name": "a", "factory": "m:f"}, {"name": "b", "factory": "m:g"}]}, ["candidate"]),
     ({"models": [{"name": "a", "factory": "m:f", "role": "boss"}, {"name": "b", "factory": "m:g"}]}, ["role"]),
+    ({"statistics": {"bootstrap": 10}}, ["statistics", "bootstrap", "1000"]),
+    ({"statistics": {"replicates": 1000}}, ["statistics", "replicates", "known keys are bootstrap, seed"]),
+    ({"adversarial": {"budgets": []}}, ["adversarial", "budgets", "non-empty list"]),
+    ({"adversarial": {"attacks": ["pgd", 3]}}, ["adversarial.attacks", "strings"]),
+    ({"poisoning": {"flip_rates": [0.2, 1.5]}}, ["poisoning", "flip_rates", "(0, 1)"]),
+    ({"poisoning": "fast"}, ["poisoning", "must be a table"]),
+    ({"numerical": {"implementations": {"mine": "no_colon"}}}, ["implementations", "mine", "package.module:callable"]),
 ])
 def test_malformed_config_names_the_key(table, words):
     with pytest.raises(ConfigError) as info:
@@ -75,3 +82,41 @@ def test_read_pyproject_table(tmp_path):
 def test_relative_paths_resolve_against_project_root(tmp_path):
     c = build_config({"report_dir": "out", "cache_dir": "ckpt"}, project_root=tmp_path)
     assert c.report_dir == tmp_path / "out" and c.cache_dir == tmp_path / "ckpt"
+
+
+def test_profiles_are_the_shipped_base_with_each_profiles_overrides():
+    from swiglu_audit.settings import profile_defaults
+
+    base = profile_defaults("standard")
+    quick = build_config(profile="quick")
+    # what quick overrides differs; what it does not inherit from the base
+    assert quick.training.epochs == 12 and base["training"]["epochs"] == 30
+    assert quick.training.learning_rate == base["training"]["learning_rate"]
+    assert quick.adversarial.eps == base["adversarial"]["eps"] and quick.adversarial.steps == 5
+    assert build_config(profile="full").poisoning.families == ("mlp", "vit", "user")
+
+
+def test_sections_are_typed_frozen_and_echo_as_json():
+    import dataclasses
+    import json
+
+    c = build_config({"training": {"learning_rate": 1}, "poisoning": {"flip_rates": [0.2, 0.05, 0.2]}})
+    assert c.training.learning_rate == 1.0 and isinstance(c.training.learning_rate, float)
+    assert c.poisoning.flip_rates == (0.05, 0.2)  # a set of rates, in order
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.training.epochs = 1  # type: ignore[misc]
+    echoed = json.loads(json.dumps(c.to_dict()))
+    assert echoed["poisoning"]["flip_rates"] == [0.05, 0.2] and echoed["statistics"] == {"bootstrap": 1000, "seed": 0}
+
+
+def test_statistics_section_sets_the_bootstrap_of_every_estimate():
+    import numpy as np
+
+    from swiglu_audit.session import AuditSession
+
+    values = np.random.default_rng(0).random((3, 50))
+    few = AuditSession(build_config({"statistics": {"bootstrap": 100}, "device": "cpu"}, profile="quick")).statistics
+    many = AuditSession(build_config({"statistics": {"bootstrap": 4000, "seed": 3}, "device": "cpu"}, profile="quick")).statistics
+    assert (few.n_boot, many.n_boot, many.seed) == (100, 4000, 3)
+    a, b = few.mean(values), many.mean(values)
+    assert a.value == b.value and (a.ci_low, a.ci_high) != (b.ci_low, b.ci_high)

@@ -155,9 +155,9 @@ def test_device_choice_and_a_clear_error_for_a_missing_accelerator():
 
 def test_batches_follow_the_free_memory_and_results_do_not_depend_on_them(monkeypatch):
     from swiglu_audit import batching
-    from swiglu_audit.checks.adversarial import run_attack
     from swiglu_audit.errors import ConfigError
     from swiglu_audit.features import penultimate_features
+    from swiglu_audit.methods.attacks import AttackParams, run_attack
     from swiglu_audit.train import predict_logits
 
     cpu = torch.device("cpu")
@@ -171,13 +171,13 @@ def test_batches_follow_the_free_memory_and_results_do_not_depend_on_them(monkey
     assert batching.batch_size(model, x, cpu) == batching.EVAL_CEILING
     assert batching.batch_size(model, x, cpu, gradients=True) == batching.ATTACK_CEILING
     big_logits, big_features = predict_logits(model, x, cpu), penultimate_features(model, x, cpu)
-    big_attack = run_attack(model, "pgd", x, y, {"eps": 0.1, "steps": 3}, 10, seed=0)
+    big_attack = run_attack(model, "pgd", x, y, AttackParams(eps=0.1, steps=3), 10, seed=0)
     monkeypatch.setenv(batching.MEMORY_ENV, str(per_example * 40))
     assert batching.batch_size(model, x, cpu) == 10  # a quarter of 40 examples' worth
     assert batching.batch_size(model, x, cpu, gradients=True) == 5
     assert torch.allclose(predict_logits(model, x, cpu), big_logits, atol=1e-5)
     assert torch.allclose(penultimate_features(model, x, cpu), big_features, atol=1e-5)
-    small_attack = run_attack(model, "pgd", x, y, {"eps": 0.1, "steps": 3}, 10, seed=0)
+    small_attack = run_attack(model, "pgd", x, y, AttackParams(eps=0.1, steps=3), 10, seed=0)
     assert abs(small_attack["robust"].mean() - big_attack["robust"].mean()) <= 0.03
     for bad in ("lots", "-1GiB", "2XB"):
         monkeypatch.setenv(batching.MEMORY_ENV, bad)

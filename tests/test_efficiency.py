@@ -6,14 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from swiglu_audit.checks.efficiency import (
-    Timer,
-    count_flops,
-    first_reaching,
-    paired_inference_timings,
-    training_memory_bytes,
-)
 from swiglu_audit.measure.efficiency import mean_curve, to_target
+from swiglu_audit.methods.efficiency import Timer, count_flops, first_reaching, paired_inference_timings, training_memory_bytes
 from swiglu_audit.report.tradeoff import tradeoff_section
 from swiglu_audit.train import Recipe, train_model
 

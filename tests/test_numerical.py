@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swiglu_audit.checks.numerical import check_implementation, compare_op, eager_swiglu, gradcheck_implementation, half_parity, state_difference
 from swiglu_audit.golden import compare_or_write
+from swiglu_audit.methods.numerical import check_implementation, compare_op, eager_swiglu, gradcheck_implementation, half_parity, state_difference
 
 
 def swapped(gate, up):  # gate and up projections swapped
@@ -97,7 +97,7 @@ def test_bf16_autocast_parity_runs_on_cpu():
 
 
 def test_device_parity_of_a_model_with_itself_on_cpu_is_exact():
-    from swiglu_audit.checks.numerical import device_parity
+    from swiglu_audit.methods.numerical import device_parity
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     result = device_parity(model, torch.rand(8, 1, 8, 8))

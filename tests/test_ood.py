@@ -7,11 +7,12 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from swiglu_audit.checks import ood_metrics
-from swiglu_audit.checks.ood_detectors import KNN, Mahalanobis, logit_scores, odin_scores
-from swiglu_audit.checks.ood_sets import OOD_SETS, natural_patches, quadrant_shuffled, rotated
-from swiglu_audit.checks.shift import CORRUPTION_MODALITY, CORRUPTIONS, SEVERITIES, aurc, corrupt, expected_calibration_error, risk_coverage
 from swiglu_audit.config import DEFAULT_CORRUPTIONS
+from swiglu_audit.methods import ood_metrics
+from swiglu_audit.methods.calibration import aurc, expected_calibration_error, risk_coverage
+from swiglu_audit.methods.corruptions import CORRUPTION_MODALITY, CORRUPTIONS, SEVERITIES, corrupt
+from swiglu_audit.methods.ood_detectors import KNN, OOD_DETECTORS, DetectorParams, Evidence, Mahalanobis, odin_scores
+from swiglu_audit.methods.ood_sets import OOD_SETS, natural_patches, quadrant_shuffled, rotated
 
 m = ood_metrics.metric
 
@@ -79,9 +80,13 @@ def test_estimate_and_paired_comparison():
     assert better.difference > 0.1 and better.significant
 
 
+def _evidence(logits=None, features=None):
+    return Evidence(x=torch.zeros(1), logits=logits, model=None, device=torch.device("cpu"), features=features)
+
+
 def test_logit_detectors_by_hand():
     logits = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
-    s = logit_scores(logits)
+    s = {name: OOD_DETECTORS[name](DetectorParams()).score(_evidence(logits)) for name in ("msp", "maxlogit", "energy")}
     assert s["msp"] == pytest.approx([math.exp(2) / (math.exp(2) + 1), 0.5])
     assert s["maxlogit"] == pytest.approx([2.0, 1.0])
     assert s["energy"] == pytest.approx([math.log(math.exp(2) + 1), math.log(2 * math.e)])
@@ -104,11 +109,29 @@ def test_feature_detectors_rank_a_class_centre_above_a_far_point():
     feats = np.vstack([rng.normal(c, 0.5, (50, 3)) for c in centres])
     labels = np.r_[np.zeros(50, int), np.ones(50, int)]
     probe = np.vstack([centres, [[0.0, 0.0, -6.0]]])  # the last one is in neither class's direction
-    for detector in (Mahalanobis(feats, labels), KNN(feats, k=5)):
-        s = detector.score(probe)
+    for detector in (Mahalanobis().fit(feats, labels), KNN(k=5).fit(feats, labels)):
+        assert detector.needs == "features"
+        s = detector.score(_evidence(features=probe))
         assert s[0] > s[2] and s[1] > s[2]
-    maha = Mahalanobis(feats, labels)
-    assert maha.score(maha.means[:1])[0] == pytest.approx(0.0)  # at a class mean: distance 0
+    maha = Mahalanobis().fit(feats, labels)
+    assert maha.score_features(maha.means[:1])[0] == pytest.approx(0.0)  # at a class mean: distance 0
+
+
+def test_detector_registry_follows_one_protocol():
+    """Every registered detector says what it reads, fits, and gives one finite score per input."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x = torch.rand(6, 1, 2, 2)
+    with torch.no_grad():
+        logits = model(x)
+    rng = np.random.default_rng(0)
+    train, labels = rng.normal(size=(30, 5)), np.arange(30) % 3
+    evidence = Evidence(x=x, logits=logits, model=model, device=torch.device("cpu"), features=rng.normal(size=(6, 5)))
+    for name, make in OOD_DETECTORS.items():
+        detector = make(DetectorParams(knn_k=3))
+        assert detector.needs in ("logits", "model", "features"), name
+        scores = detector.fit(train, labels).score(evidence)
+        assert scores.shape == (6,) and np.isfinite(scores).all(), name
 
 
 def test_ood_sets_keep_shape_and_range_and_are_seeded():
@@ -160,7 +183,7 @@ def test_risk_coverage_by_hand_including_ties():
 
 
 def test_aurc_estimate_interval_holds_the_value():
-    from swiglu_audit.checks.shift import aurc_estimate
+    from swiglu_audit.methods.calibration import aurc_estimate
 
     rng = np.random.default_rng(0)
     correct = rng.random((2, 200)) > 0.2

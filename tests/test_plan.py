@@ -14,8 +14,8 @@ def test_attack_passes_follow_the_attack_list_and_the_curves():
     cfg = config.adversarial
     grads, forwards = attack_passes(config)
     # FGSM 1, PGD `steps`; the Linf curve (one PGD per budget), three L2 budgets, three sanity runs
-    assert grads == 1 + cfg["steps"] + cfg["steps"] * (len(cfg["budgets"]) + 3) + cfg["steps"] * 3
-    assert forwards == cfg["square_queries"]
+    assert grads == 1 + cfg.steps + cfg.steps * (len(cfg.budgets) + 3) + cfg.steps * 3
+    assert forwards == cfg.square_queries
 
 
 def test_plan_only_prints_the_plan_and_trains_nothing(tiny_project, tmp_path, monkeypatch):

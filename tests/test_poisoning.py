@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from swiglu_audit.checks.data_integrity import exact_duplicates, label_issues, near_duplicates
-from swiglu_audit.checks.poison_detection import DetectorOutput, activation_clustering, detection_metrics, run_detectors, spectral_signatures
-from swiglu_audit.checks.poisoning import add_trigger, backdoor, targeted_flip
 from swiglu_audit.config import build_config
 from swiglu_audit.data import load_digits_data
 from swiglu_audit.errors import ConfigError, ModelContractError
 from swiglu_audit.features import penultimate_features
+from swiglu_audit.methods.integrity import exact_duplicates, label_issues, near_duplicates
+from swiglu_audit.methods.poison_detectors import DetectorOutput, activation_clustering, detection_metrics, run_detectors, spectral_signatures
+from swiglu_audit.methods.poisoning import add_trigger, backdoor, targeted_flip
 from swiglu_audit.nn import ModelConfig, build_model
 from swiglu_audit.train import Recipe, train_model
 
@@ -151,7 +151,7 @@ def test_poisoning_config_is_validated():
     with pytest.raises(ConfigError, match="targeted_pair"):
         build_config({"poisoning": {"targeted_pair": [2, 2]}})
     cfg = build_config({"poisoning": {"flip_rates": [0.2, 0.05, 0.2]}})
-    assert cfg.poisoning["flip_rates"] == [0.05, 0.2]
+    assert cfg.poisoning.flip_rates == (0.05, 0.2)
 
 
 def test_penultimate_features_of_a_users_model_and_a_clear_error_without_a_head():

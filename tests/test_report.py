@@ -7,8 +7,8 @@ import pytest
 
 from swiglu_audit.checks.adversarial import WORST_CASE as PGD_ROBUST_ACCURACY
 from swiglu_audit.checks.adversarial import WORST_CASE_COMPARISON as PGD_COMPARISON
-from swiglu_audit.collect import FindingCollector
 from swiglu_audit.config import build_config
+from swiglu_audit.relay import FindingCollector
 from swiglu_audit.report.html import render_html
 from swiglu_audit.report.writer import build_document, write_document
 from swiglu_audit.risk import Status, error_finding, make_finding

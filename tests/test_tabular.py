@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from swiglu_audit.checks.shift import TABULAR_CORRUPTIONS
 from swiglu_audit.config import OPT_ENABLE
+from swiglu_audit.methods.corruptions import TABULAR_CORRUPTIONS
 
 DATA = '''
 import numpy as np

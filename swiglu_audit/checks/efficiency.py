@@ -1,26 +1,16 @@
-"""Efficiency claim: what SwiGLU buys. Accuracy at matched parameters and one training recipe, the
-compute to reach a target (steps, counted FLOPs, seconds, read off the learning curves recorded
-during the normal training), step time, inference latency and throughput, and training memory.
+"""The efficiency suite's checks: what SwiGLU buys. Accuracy at matched parameters and one
+training recipe, the compute to reach a target (steps, counted FLOPs, seconds, read off the
+learning curves recorded during the normal training), step time, inference latency and
+throughput, and training memory.
 
-Methods here are plain functions of a model and tensors; the suite measures with them and the
-conditions below judge. Counts (FLOPs, steps, bytes) are exact and may FAIL a comparison;
-wall-clock timings depend on what else the machine runs (xdist workers share its cores), so
-their comparisons stop at WARN.
-"""
+Counts (FLOPs, steps, bytes) are exact and may FAIL a comparison; wall-clock timings depend on
+what else the machine runs (xdist workers share its cores), so their comparisons stop at WARN.
+The measuring functions are in `methods.efficiency`."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import time
-from collections.abc import Callable, Sequence
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from ..batching import counting_saved_storages
-from ..nn import eval_mode
 from ..risk import CheckInfo, NoWorseThanBaseline
 
 CLEAN_ACCURACY_COMPARISON = CheckInfo(
@@ -94,106 +84,3 @@ def comparison_check(metric: EfficiencyMetric) -> CheckInfo:
 
 
 EFFICIENCY_COMPARISONS = {m.name: comparison_check(m) for m in EFFICIENCY_METRICS}
-
-
-def parameter_mismatch(n_candidate: int, n_baseline: int) -> float:
-    """Relative difference of parameter counts, against the larger."""
-    return abs(n_candidate - n_baseline) / max(n_candidate, n_baseline)
-
-
-def count_flops(fn: Callable[[], object]) -> float:
-    """FLOPs that `fn` dispatches (matmuls, convolutions, attention), counted by torch."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return float(counter.get_total_flops())
-
-
-def forward_flops_per_example(model: nn.Module, x: torch.Tensor) -> float:
-    with torch.no_grad():
-        return count_flops(lambda: model(x)) / len(x)
-
-
-def first_reaching(xs: Sequence[float], ys: Sequence[float], target: float) -> float | None:
-    """The x at which the curve (xs increasing, ys measured there) first reaches `target`,
-    interpolated linearly between the two measured points around the crossing; the first x when
-    the first point already reaches it; None when no point does."""
-    for i, (x, y) in enumerate(zip(xs, ys)):
-        if y >= target:
-            if i == 0:
-                return float(x)
-            x0, y0 = xs[i - 1], ys[i - 1]
-            return float(x0 + (x - x0) * (target - y0) / (y - y0)) if y > y0 else float(x)
-    return None
-
-
-class Timer:
-    """Seconds of a block of device work: CUDA events on a GPU (the host returns before the kernels
-    finish, so a host clock alone would time the launches), the host's monotonic clock elsewhere."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.seconds = float("nan")
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            self._start, self._end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            self._start.record()
-        else:
-            self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self._end.record()
-            self._end.synchronize()
-            self.seconds = self._start.elapsed_time(self._end) / 1000
-        else:
-            self.seconds = time.perf_counter() - self._t0
-        return False
-
-
-def paired_inference_timings(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, device: torch.device,
-                             repeats: int = 7) -> dict:
-    """Latency at batch 1 (seconds) and throughput at a batch of all of `x` (examples per second)
-    of two models, measured in turns (A B B A ...), so that a change in the machine's load falls
-    on both alike: {"latency": (a's repeats, b's), "throughput": (a's, b's), "batch": n}."""
-    single, batch = x[:1].to(device), x.to(device)
-    out: dict = {"latency": ([], []), "throughput": ([], []), "batch": len(batch)}
-    with eval_mode(model_a), eval_mode(model_b), torch.no_grad():
-        for model in (model_a, model_b):  # warm-up: first calls allocate and pick kernels
-            for _ in range(2):
-                model(single), model(batch)
-        for r in range(repeats):
-            order = ((0, model_a), (1, model_b)) if r % 2 == 0 else ((1, model_b), (0, model_a))
-            for which, model in order:
-                with Timer(device) as t:
-                    model(single)
-                out["latency"][which].append(t.seconds)
-                with Timer(device) as t:
-                    model(batch)
-                out["throughput"][which].append(len(batch) / t.seconds)
-    return out
-
-
-def training_memory_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Bytes a training step holds at its peak, counted rather than sampled so that it is the same
-    on every machine: parameters, their gradients and AdamW's two moments (4 x parameter bytes),
-    plus the activations the forward pass saves for the backward pass (each storage once)."""
-    model = copy.deepcopy(model)  # a training step changes batch-norm statistics and gradients: not the user's model's
-    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    model.train()
-    cuda = x.device.type == "cuda"
-    if cuda:  # where the device can say, its allocator's own peak for the same step as well
-        torch.cuda.synchronize(x.device)
-        before = torch.cuda.memory_allocated(x.device)
-        torch.cuda.reset_peak_memory_stats(x.device)
-    with counting_saved_storages(model) as seen:
-        loss = F.cross_entropy(model(x), y)
-    loss.backward()
-    device_peak = torch.cuda.max_memory_allocated(x.device) - before if cuda else None
-    activations = sum(seen.values())
-    return {"total": 4 * param_bytes + activations, "parameters": param_bytes, "activations": activations,
-            "batch": len(x), "device_peak_step_bytes": device_peak}

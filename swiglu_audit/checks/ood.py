@@ -1,15 +1,11 @@
-"""The OOD and distribution-shift checks: what each finding means, and small helpers they share.
+"""The OOD and distribution-shift checks: what each finding means and how it is judged.
 
 Convention: in-distribution is the positive class and a higher score means "more
-in-distribution"; see `ood_metrics` for the metric definitions.
-"""
+in-distribution"; see `methods.ood_metrics` for the metric definitions."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..risk import Ceiling, CheckInfo, Floor, NoWorseThanBaseline
-from . import ood_metrics
 
 POSITIVE_CLASS = ("in-distribution inputs are the positive class; every detector's score is higher "
                   "for inputs it believes in-distribution; AUPR-OUT ranks by the negated score with "
@@ -21,12 +17,12 @@ _OOD_MITIGATION = ("Put an OOD monitor in front of the model in production (the 
                    "it, and train with outlier exposure or augmentation.")
 
 OOD_DETECTION = CheckInfo(
-    suite="ood", check="ood_detection", title="OOD detection (best of six detectors)",
+    suite="ood", check="ood_detection", title="OOD detection (the best registered detector)",
     metric="AUROC of the detector chosen on validation data, mean over the level's OOD sets",
     rmf=("MEASURE 2.5", "MEASURE 2.6"), characteristic="safe", impact="moderate",
     explanation="How well the model can tell test inputs from out-of-distribution inputs, near "
-                "(transformed versions of the data) or far (noise, natural-image patches). Six "
-                "detectors are scored (MSP, MaxLogit, Energy, ODIN, Mahalanobis, KNN); the one "
+                "(transformed versions of the data) or far (noise, natural-image patches). Every "
+                "registered detector is scored (the details give each one's AUROC); the one "
                 "judged is chosen on the validation split and a separate OOD draw, so the choice "
                 "does not flatter the test numbers. 0.5 is chance.",
     mitigation=_OOD_MITIGATION,
@@ -62,11 +58,10 @@ CORRUPTION = CheckInfo(
     suite="ood", check="corruption_robustness", title="Accuracy under common corruptions",
     metric="accuracy averaged over the applicable corruptions x 5 severities",
     rmf=("MEASURE 2.5",), characteristic="valid_reliable", impact="moderate",
-    explanation="Test inputs are degraded at five severities: images by Gaussian noise, blur, "
-                "contrast, brightness, rotation, translation, pixelation and salt-and-pepper noise; "
-                "(N, D) feature vectors by noise scaled per feature, missing features imputed with "
-                "the training mean, and a scaling drift. The "
-                "finding is the mean accuracy; the details give each corruption's accuracy by "
+    explanation="Test inputs are degraded at five severities by each configured corruption that "
+                "applies to the data (images: noise, blur, contrast, geometry and the like; (N, D) "
+                "feature vectors: noise scaled per feature, missing features imputed with the "
+                "training mean, a scaling drift). The finding is the mean accuracy; the details give each corruption's accuracy by "
                 "severity and the corruption error relative to the ReLU baseline (mCE, as in "
                 "Hendrycks and Dietterich: errors summed over severities, divided by the "
                 "baseline's, averaged over corruptions; below 1 is better than ReLU).",
@@ -112,33 +107,3 @@ CORRUPTION_COMPARISON = CheckInfo(
     mitigation="If the candidate degrades more, augment its training data before adopting it.",
     condition=NoWorseThanBaseline("max_corruption_accuracy_gap"),
 )
-
-
-def auroc(scores_in, scores_out) -> float:
-    """P(score_in > score_out) + 0.5 P(tie), by the Mann-Whitney U statistic."""
-    return ood_metrics.metric("auroc", scores_in, scores_out)
-
-
-def auroc_estimate(scores_in: np.ndarray, scores_out: np.ndarray, level: float, n_boot: int, seed: int = 0):
-    """Seed-averaged AUROC with a two-level bootstrap interval; scores_*: (seeds x examples)."""
-    return ood_metrics.estimate("auroc", scores_in, scores_out, level, n_boot, seed)
-
-
-def compare_auroc(cand: dict, base: dict, level: float, alpha: float, n_boot: int, seed: int = 0):
-    """Candidate - baseline AUROC on the same inputs; dicts of (seeds x examples) "in" and "out"."""
-    return ood_metrics.compare("auroc", cand, base, level, alpha, n_boot, seed)
-
-
-def roc_points(scores_in: np.ndarray, scores_out: np.ndarray, max_points: int = 60) -> list[list[float]]:
-    """(false positive rate, true positive rate) pairs, in-distribution positive, thinned for plots."""
-    from sklearn.metrics import roc_curve
-
-    labels = np.r_[np.ones(len(scores_in)), np.zeros(len(scores_out))]
-    fpr, tpr, _ = roc_curve(labels, np.r_[scores_in, scores_out])
-    return thin(fpr, tpr, max_points)
-
-
-def thin(xs, ys, max_points: int = 60) -> list[list[float]]:
-    """At most `max_points` (x, y) pairs of a long curve, first and last kept, for plots."""
-    keep = np.unique(np.linspace(0, len(xs) - 1, min(max_points, len(xs))).round().astype(int))
-    return [[round(float(xs[i]), 4), round(float(ys[i]), 4)] for i in keep]

@@ -7,6 +7,7 @@ in the same process.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import TYPE_CHECKING
 
@@ -14,12 +15,13 @@ import numpy as np
 import torch
 
 from ..cache import cache_key
-from ..checks.adversarial import (
+from ..checks.sanity import masking_failures
+from ..methods.attacks import (
     THREAT_MODELS,
+    AttackParams,
     ExpectationOverRandomness,
     StraightThrough,
     input_gradient_stats,
-    masking_failures,
     output_stats,
     run_attack,
     threat_attacks,
@@ -45,37 +47,38 @@ def _code_digest() -> str:
     from importlib.metadata import version
 
     from .. import cache
-    from ..checks import adversarial as adversarial_module
+    from ..methods import attacks
 
-    return cache.code_digest(sys.modules[__name__], adversarial_module) + f" torchattacks {version('torchattacks')}"
+    return cache.code_digest(sys.modules[__name__], attacks) + f" torchattacks {version('torchattacks')}"
 
 
 CODE_DIGEST = _code_digest()
 
 
-def l2_budgets(cfg: dict) -> list[float]:
-    return [round(cfg["eps_l2"] * f, 6) for f in (0.5, 1.0, 2.0)]
+def l2_budgets(eps_l2: float) -> list[float]:
+    return [round(eps_l2 * f, 6) for f in (0.5, 1.0, 2.0)]
 
 
 def _attack_one_seed(audit: AuditSession, model, x, y) -> dict:
     cfg, n_classes = audit.config.adversarial, audit.data.n_classes
     seed = model.seed or 0
-    run = lambda attack, **kw: run_attack(model.module, attack, x, y, cfg, n_classes, seed, **kw)
-    per_attack = {a: run(a, return_examples=(a == "pgd")) for a in cfg["attacks"]}
+    params = AttackParams.of(cfg)
+    run = lambda attack, **kw: run_attack(model.module, attack, x, y, params, n_classes, seed, **kw)
+    per_attack = {a: run(a, return_examples=(a == "pgd")) for a in cfg.attacks}
     pgd_main = per_attack.get("pgd") or run("pgd", return_examples=True)
-    curve = {eps: (pgd_main if eps == cfg["eps"] else run("pgd", eps=eps))["robust"]
-             for eps in sorted(set(cfg["budgets"]) | {cfg["eps"]})}
+    curve = {eps: (pgd_main if eps == cfg.eps else run("pgd", eps=eps))["robust"]
+             for eps in sorted(set(cfg.budgets) | {cfg.eps})}
     # the L2 threat model's own curve: PGD-L2 at half, one and two times eps_l2
-    curve_l2 = {eps: (per_attack["pgd_l2"] if eps == cfg["eps_l2"] else run("pgd_l2", eps=eps))["robust"]
-                for eps in l2_budgets(cfg)} if "pgd_l2" in per_attack else {}
+    curve_l2 = {eps: (per_attack["pgd_l2"] if eps == cfg.eps_l2 else run("pgd_l2", eps=eps))["robust"]
+                for eps in l2_budgets(cfg.eps_l2)} if "pgd_l2" in per_attack else {}
     robust, broken_by, who = worst_case({a: r["robust"] for a, r in per_attack.items()}, pgd_main["clean"])
     return {
         "clean": pgd_main["clean"], "worst": robust, "broken_by": broken_by, "broken_by_example": who,
         "per_attack": {a: r["robust"] for a, r in per_attack.items()},
         "costs": [r["cost"] for r in per_attack.values()], "curve": curve, "curve_l2": curve_l2,
         "fgsm": (per_attack.get("fgsm") or run("fgsm"))["robust"], "pgd": pgd_main["robust"],
-        "pgd_double": run("pgd", steps=2 * cfg["steps"])["robust"],
-        "large": run("pgd", eps=cfg["large_eps"])["robust"],
+        "pgd_double": run("pgd", steps=2 * cfg.steps)["robust"],
+        "large": run("pgd", eps=cfg.large_eps)["robust"],
         "square": per_attack["square"]["robust"] if "square" in per_attack else None,
         "gradients": input_gradient_stats(model.module, x, y), "outputs": output_stats(model.module, x),
         "pgd_examples": pgd_main["examples"],
@@ -88,13 +91,13 @@ def adversarial(audit: AuditSession, name: str) -> dict:
     stacked over seeds. Cached on disk like checkpoints: xdist workers and later runs share it."""
     def compute_and_pack():
         cfg, data = audit.config.adversarial, audit.data
-        x, y = data.x_test[: cfg["n_examples"]], data.y_test[: cfg["n_examples"]]
+        x, y = data.x_test[: cfg.n_examples], data.y_test[: cfg.n_examples]
         seeds = [_attack_one_seed(audit, m, x, y) for m in audit.zoo.models(name)]
         stack = lambda key: torch.from_numpy(np.stack([s[key] for s in seeds]))
         tensors = {k: stack(k) for k in ("clean", "worst", "fgsm", "pgd", "pgd_double", "large")}
         if seeds[0]["square"] is not None:
             tensors["square"] = stack("square")
-        for a in cfg["attacks"]:
+        for a in cfg.attacks:
             tensors[f"per_attack/{a}"] = torch.from_numpy(np.stack([s["per_attack"][a] for s in seeds]))
         for eps in seeds[0]["curve"]:
             tensors[f"curve/{eps!r}"] = torch.from_numpy(np.stack([s["curve"][eps] for s in seeds]))
@@ -107,7 +110,7 @@ def adversarial(audit: AuditSession, name: str) -> dict:
 
     def compute():
         key = cache_key({"kind": "adversarial", "models": [m.key for m in audit.zoo.models(name)],
-                         "cfg": audit.config.adversarial, "data": audit.data.fingerprint,
+                         "cfg": audit.config.adversarial.to_dict(), "data": audit.data.fingerprint,
                          "device": audit.device.type, "code": CODE_DIGEST})
         tensors, record, _ = audit.cache.get_or_create(key, compute_and_pack, kind="result")
         arr = lambda k: tensors[k].numpy()
@@ -126,7 +129,7 @@ def adversarial(audit: AuditSession, name: str) -> dict:
 def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:
     """Target's per-example correctness on PGD examples crafted on the source (seed k onto seed k)."""
     cfg, data = audit.config.adversarial, audit.data
-    y = data.y_test[: cfg["n_examples"]]
+    y = data.y_test[: cfg.n_examples]
     rows = []
     for examples, m in zip(adversarial(audit, source)["pgd_examples"], audit.zoo.models(target)):
         rows.append((predict_logits(m.module, examples, audit.device).argmax(1) == y).numpy())
@@ -135,7 +138,7 @@ def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:
 
 def masked(audit: AuditSession, name: str) -> list[str]:
     """The gradient-masking sanity checks this model fails (empty when its evaluation is sound)."""
-    result = dict(adversarial(audit, name), large_eps=audit.config.adversarial["large_eps"])
+    result = dict(adversarial(audit, name), large_eps=audit.config.adversarial.large_eps)
     return masking_failures(result, audit.config.policy)
 
 
@@ -149,7 +152,7 @@ def escalation(audit: AuditSession, name: str) -> dict:
     - PGD on the mean of eight forward passes, when its forward pass is random (EOT).
     Cached like the attack results."""
     cfg, data = audit.config.adversarial, audit.data
-    x, y = data.x_test[: cfg["n_examples"]], data.y_test[: cfg["n_examples"]]
+    x, y = data.x_test[: cfg.n_examples], data.y_test[: cfg.n_examples]
     group = audit.zoo.spec(name).group
     sources = [n for n, s in audit.zoo.specs.items() if s.group == group and n != name]
     nondeterministic = "deterministic_eval" in masked(audit, name)
@@ -157,20 +160,21 @@ def escalation(audit: AuditSession, name: str) -> dict:
     def compute():
         arrays: dict[str, list] = {}
         labels: dict[str, str] = {}
-        stronger = {**cfg, "square_queries": 4 * cfg["square_queries"], "square_restarts": 2}
+        params = AttackParams.of(cfg)
+        stronger = dataclasses.replace(params, square_queries=4 * cfg.square_queries, square_restarts=2)
         for m in audit.zoo.models(name):
             seed, n_classes = m.seed or 0, data.n_classes
             runs = {"square_x4": run_attack(m.module, "square", x, y, stronger, n_classes, seed)}
-            labels["square_x4"] = f"Square, {4 * cfg['square_queries']} queries, 2 restarts"
+            labels["square_x4"] = f"Square, {4 * cfg.square_queries} queries, 2 restarts"
             surrogate = getattr(m.module, "bpda_forward", None)
             if callable(surrogate):
                 wrapper = StraightThrough(m.module, surrogate)
                 for attack in ("pgd", "apgd_ce"):
-                    runs[f"bpda_{attack}"] = run_attack(m.module, attack, x, y, cfg, n_classes, seed,
+                    runs[f"bpda_{attack}"] = run_attack(m.module, attack, x, y, params, n_classes, seed,
                                                         attack_model=wrapper)
                     labels[f"bpda_{attack}"] = f"{attack} through the model's bpda_forward (BPDA)"
             if nondeterministic:
-                runs["eot_pgd"] = run_attack(m.module, "pgd", x, y, cfg, n_classes, seed,
+                runs["eot_pgd"] = run_attack(m.module, "pgd", x, y, params, n_classes, seed,
                                              attack_model=ExpectationOverRandomness(m.module))
                 labels["eot_pgd"] = "PGD on the mean of 8 random forward passes (EOT)"
             for label, run in runs.items():
@@ -186,7 +190,7 @@ def escalation(audit: AuditSession, name: str) -> dict:
     def load():
         arrays, record = audit.cached_arrays(
             "adversarial-escalation", audit.zoo.models(name) + [m for s in sources for m in _safe_models(audit, s)],
-            {**cfg, "sources": sources, "nondeterministic": nondeterministic}, CODE_DIGEST, compute)
+            {**cfg.to_dict(), "sources": sources, "nondeterministic": nondeterministic}, CODE_DIGEST, compute)
         return {"robust": arrays, "labels": record["labels"]}
     return audit.memo(("escalation", name), load)
 

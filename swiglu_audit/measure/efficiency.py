@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..checks.efficiency import first_reaching, paired_inference_timings, training_memory_bytes
 from ..errors import ModelContractError
+from ..methods.efficiency import first_reaching, paired_inference_timings, training_memory_bytes
 
 if TYPE_CHECKING:
     from ..session import AuditSession
@@ -87,7 +87,7 @@ def per_model(audit: AuditSession, name: str) -> dict:
         target = family_target(audit, name)["target"]
         hits = [to_target(c, target) for c in curves]
         data, recipe = audit.data, audit.config.training
-        batch = recipe["batch_size"]
+        batch = recipe.batch_size
         x_batch, y_batch = data.x_train[:batch].to(audit.device), data.y_train[:batch].to(audit.device)
         memory = training_memory_bytes(models[0].module, x_batch, y_batch)
         return {

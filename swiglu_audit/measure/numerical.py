@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..checks.numerical import half_parity, state_difference
 from ..device import deterministic_algorithms
+from ..methods.numerical import half_parity, state_difference
 from ..train import Recipe, predict_logits, train_model
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def half_precision(audit: AuditSession, name: str, dtype: str) -> dict:
     def compute():
-        x = audit.data.x_test[: audit.config.numerical["n_examples"]]
+        x = audit.data.x_test[: audit.config.numerical.n_examples]
         runs = [half_parity(m.module, x, dtype) for m in audit.zoo.models(name)]
         return {
             "flips": np.stack([r["flips"] for r in runs]),
@@ -40,25 +40,25 @@ def op_implementation(audit: AuditSession, impl_name: str):
         return swiglu
     if impl_name == "compiled":
         return audit.memo(("compiled-op",), lambda: torch.compile(swiglu, dynamic=True))
-    path = audit.config.numerical["implementations"][impl_name]
+    path = audit.config.numerical.implementations[impl_name]
     return load_callable(path, f"[tool.swiglu_audit.numerical.implementations] {impl_name}", ConfigError)
 
 
 def implementation_names(config) -> list[str]:
-    return ["eager"] + (["compiled"] if config.numerical["compile"] else []) + sorted(config.numerical["implementations"])
+    return ["eager"] + (["compiled"] if config.numerical.compile else []) + sorted(config.numerical.implementations)
 
 
 def determinism(audit: AuditSession, name: str) -> dict:
     """Train the first seed twice, briefly, from scratch; compare weights and outputs."""
     def compute():
         spec, cfg = audit.zoo.spec(name), audit.config
-        probe = audit.data.x_val[: cfg.numerical["golden_probe"]]
+        probe = audit.data.x_val[: cfg.numerical.golden_probe]
         if spec.weights:  # pretrained: only the forward pass can be checked
             m = audit.zoo.models(name)[0].module
             a, b = predict_logits(m, probe, audit.device), predict_logits(m, probe, audit.device)
             return {"trained": False, "weight_diff": 0.0, "weight_where": None,
                     "output_diff": float((a - b).abs().max())}
-        recipe = Recipe(**{**cfg.training, "epochs": cfg.numerical["determinism_epochs"]})
+        recipe = Recipe(**{**cfg.training.to_dict(), "epochs": cfg.numerical.determinism_epochs})
         seed = cfg.seeds[0]
         states, outputs = [], []
         for _ in range(2):
@@ -76,7 +76,7 @@ def determinism(audit: AuditSession, name: str) -> dict:
 
 def golden_logits(audit: AuditSession, name: str, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(probe inputs, logits of the first seed's model on them) at float32 or bfloat16 autocast."""
-    probe = audit.data.x_val[: audit.config.numerical["golden_probe"]]
+    probe = audit.data.x_val[: audit.config.numerical.golden_probe]
     model = audit.zoo.models(name)[0].module
     if dtype == "float32":
         return probe, predict_logits(model, probe, audit.device)

@@ -15,12 +15,13 @@ import torch
 
 from .. import features as features_module
 from ..cache import code_digest
-from ..checks import ood_detectors, ood_metrics, ood_sets, shift
-from ..checks.ood_detectors import DETECTORS, KNN, Mahalanobis, logit_scores, odin_scores
-from ..checks.ood_sets import LEVELS, OOD_SETS, sets_for, sets_of_level
-from ..checks.shift import SEVERITIES, applicable_corruptions, aurc, corrupt
 from ..errors import ModelContractError
 from ..features import penultimate_features
+from ..methods import calibration, corruptions, ood_detectors, ood_metrics, ood_sets
+from ..methods.calibration import aurc
+from ..methods.corruptions import SEVERITIES, applicable_corruptions, corrupt
+from ..methods.ood_detectors import DETECTORS, OOD_DETECTORS, DetectorParams, Evidence
+from ..methods.ood_sets import LEVELS, OOD_SETS, sets_for, sets_of_level
 from ..specs import USER_GROUP
 from ..train import predict_logits
 
@@ -31,7 +32,7 @@ SPLIT_SEEDS = {"test": 0, "val": 1}  # OOD draws: one for reporting, another for
 
 
 def _id_inputs(audit: AuditSession, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    data, n = audit.data, audit.config.ood["n_examples"]
+    data, n = audit.data, audit.config.ood.n_examples
     x, y = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
     return x[:n], y[:n]
 
@@ -52,7 +53,7 @@ def detector_scores(audit: AuditSession, name: str, split: str = "test") -> dict
     "unavailable": {detector: why}, "detectors": [available detectors]}."""
     def compute():
         cfg = audit.config.ood
-        settings = {"split": split, **{k: cfg[k] for k in ("n_examples", "knn_k", "odin_temperature", "odin_eps")}}
+        settings = {"split": split, **{k: getattr(cfg, k) for k in ("n_examples", "knn_k", "odin_temperature", "odin_eps")}}
         arrays, record = _cached(audit, name, "ood-scores", settings, lambda: _compute_scores(audit, name, split))
         return {"id": {d: arrays[f"id/{d}"] for d in record["detectors"]},
                 "ood": {o.name: {d: arrays[f"ood/{o.name}/{d}"] for d in record["detectors"]}
@@ -62,25 +63,19 @@ def detector_scores(audit: AuditSession, name: str, split: str = "test") -> dict
 
 
 def _compute_scores(audit: AuditSession, name: str, split: str) -> tuple[dict, dict]:
-    cfg = audit.config.ood
     x_id, y_id = _id_inputs(audit, split)
     inputs = {"__id__": x_id, **ood_inputs(audit, split)}
     per_seed, correct, unavailable = [], [], {}
     for m in audit.zoo.models(name):
-        feature_detectors = {}
-        try:
-            feature_detectors = _feature_detectors(audit, m)
-        except ModelContractError as exc:
-            unavailable.update({"mahalanobis": str(exc), "knn": str(exc)})
+        detectors, missing = _fitted_detectors(audit, m)
+        unavailable.update(missing)
+        needs_features = any(d.needs == "features" for d in detectors.values())
         scores = {}
         for key, x in inputs.items():
             logits = predict_logits(m.module, x, audit.device)
-            s = logit_scores(logits)
-            s["odin"] = odin_scores(m.module, x, audit.device, cfg["odin_temperature"], cfg["odin_eps"])
-            if feature_detectors:
-                feats = penultimate_features(m.module, x, audit.device).numpy()
-                s.update({d: det.score(feats) for d, det in feature_detectors.items()})
-            scores[key] = s
+            features = penultimate_features(m.module, x, audit.device).numpy() if needs_features else None
+            evidence = Evidence(x, logits, m.module, audit.device, features)
+            scores[key] = {d: detector.score(evidence) for d, detector in detectors.items()}
             if key == "__id__":
                 correct.append((logits.argmax(1) == y_id).numpy())
         per_seed.append(scores)
@@ -113,26 +108,37 @@ def detector_table(audit: AuditSession, name: str, level: str) -> list[dict]:
                 row = {"detector": det, "ood_set": ood_set.name}
                 for metric in ood_metrics.METRICS:
                     est = ood_metrics.estimate(metric, scores["id"][det], scores["ood"][ood_set.name][det],
-                                               conf, cfg["bootstrap"])
+                                               conf, cfg.bootstrap)
                     row.update({metric: est.value, f"{metric}_ci_low": est.ci_low, f"{metric}_ci_high": est.ci_high})
                 rows.append(row)
         return {}, {"rows": rows}
 
     def compute():
         settings = {"level": level, "confidence_level": conf,
-                    **{k: cfg[k] for k in ("n_examples", "bootstrap", "knn_k", "odin_temperature", "odin_eps")}}
+                    **{k: getattr(cfg, k) for k in ("n_examples", "bootstrap", "knn_k", "odin_temperature", "odin_eps")}}
         return _cached(audit, name, "ood-table", settings, build)[1]["rows"]
     return audit.memo(("ood-table", name, level), compute)
 
 
-def _feature_detectors(audit: AuditSession, model) -> dict:
-    """Mahalanobis and KNN fitted on one model's training features, once per process (the test and
-    validation splits use the same fit)."""
+def _fitted_detectors(audit: AuditSession, model) -> tuple[dict, dict]:
+    """(detector name -> the registered detector, fitted on this model's training features where
+    it learns; detector name -> why it is unavailable), once per process (the test and
+    validation splits use the same fit). A model without penultimate features loses only the
+    detectors that read them."""
     def fit():
-        train_feats = audit.train_features(model)
-        return {"mahalanobis": Mahalanobis(train_feats, audit.data.y_train.numpy()),
-                "knn": KNN(train_feats, audit.config.ood["knn_k"])}
-    return audit.memo(("feature-detectors", model.key), fit)
+        cfg = audit.config.ood
+        params = DetectorParams(cfg.knn_k, cfg.odin_temperature, cfg.odin_eps)
+        detectors = {name: make(params) for name, make in OOD_DETECTORS.items()}
+        learners = [name for name, d in detectors.items() if d.needs == "features"]
+        if not learners:
+            return detectors, {}
+        try:
+            train_features = audit.train_features(model)
+        except ModelContractError as exc:
+            return {n: d for n, d in detectors.items() if n not in learners}, {n: str(exc) for n in learners}
+        labels = audit.data.y_train.numpy()
+        return {n: d.fit(train_features, labels) if n in learners else d for n, d in detectors.items()}, {}
+    return audit.memo(("fitted-ood-detectors", model.key), fit)
 
 
 def level_scores(scores: dict, level: str, detector: str) -> dict:
@@ -162,7 +168,7 @@ def selective_detector(audit: AuditSession, name: str) -> tuple[str, dict]:
 def corruption(audit: AuditSession, name: str) -> dict:
     """Per corruption and severity: correctness and confidence on the test inputs (seeds x n);
     only the corruptions that apply to the data's modality (the others are listed as such)."""
-    names, not_applicable = applicable_corruptions(audit.config.ood["corruptions"], audit.data.modality)
+    names, not_applicable = applicable_corruptions(audit.config.ood.corruptions, audit.data.modality)
     keys = [("clean", 0)] + [(c, s) for c in names for s in SEVERITIES]
 
     def measure():
@@ -177,7 +183,7 @@ def corruption(audit: AuditSession, name: str) -> dict:
         return arrays, {}
 
     def compute():
-        settings = {"n_examples": audit.config.ood["n_examples"], "corruptions": names}
+        settings = {"n_examples": audit.config.ood.n_examples, "corruptions": names}
         arrays, _ = _cached(audit, name, "corruption", settings, measure)
         return {"corruptions": names, "not_applicable": not_applicable, "modality": audit.data.modality,
                 "correct": {k: arrays[f"correct/{k[0]}/{k[1]}"] for k in keys},
@@ -239,4 +245,5 @@ def corruption_errors(result: dict, reference: dict) -> dict[str, float | None]:
     return out
 
 
-_CODE_DIGEST = code_digest(sys.modules[__name__], ood_detectors, ood_metrics, ood_sets, shift, features_module)
+_CODE_DIGEST = code_digest(sys.modules[__name__], ood_detectors, ood_metrics, ood_sets, corruptions, calibration,
+                           features_module)

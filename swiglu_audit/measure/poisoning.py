@@ -8,6 +8,7 @@ matrices, the shape `stats` works on.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass
@@ -17,17 +18,18 @@ import numpy as np
 
 from .. import features as features_module
 from ..cache import code_digest
-from ..checks import backdoor_scan, poison_detection, poisoning
-from ..checks.data_integrity import exact_duplicates, label_issues, near_duplicates
-from ..checks.poison_detection import detection_metrics, run_detectors
-from ..checks.poisoning import PoisonedSet, add_trigger, backdoor, flip_labels, targeted_flip
 from ..features import penultimate_features
+from ..methods import backdoor_scan, poison_detectors, poisoning
+from ..methods.integrity import exact_duplicates, label_issues, near_duplicates
+from ..methods.poison_detectors import detection_metrics, run_detectors
+from ..methods.poisoning import PoisonedSet, add_trigger, backdoor, flip_labels, targeted_flip
 from ..specs import USER_GROUP
 from ..train import predict_logits
 from .adversarial import clean_correct
 
 if TYPE_CHECKING:  # the session is passed in; this layer never imports it at run time
     from ..session import AuditSession
+    from ..settings import PoisoningSettings
 
 POISON_SEED = 0  # one poisoned training set per condition, shared by every model and seed
 
@@ -37,27 +39,27 @@ class Condition:
     attack: str  # "flip", "targeted", "backdoor" or "clean_label"
     rate: float
 
-    def tag(self, cfg: dict) -> str:
+    def tag(self, cfg: PoisoningSettings) -> str:
         """Names the poisoned training set in cache keys: every parameter that shapes it."""
-        params = {"flip": "", "targeted": f"-pair{cfg['targeted_pair'][0]}to{cfg['targeted_pair'][1]}",
-                  "backdoor": f"-target{cfg['backdoor_target']}-size{cfg['trigger_size']}",
-                  "clean_label": f"-target{cfg['backdoor_target']}-size{cfg['trigger_size']}"}
+        params = {"flip": "", "targeted": f"-pair{cfg.targeted_pair[0]}to{cfg.targeted_pair[1]}",
+                  "backdoor": f"-target{cfg.backdoor_target}-size{cfg.trigger_size}",
+                  "clean_label": f"-target{cfg.backdoor_target}-size{cfg.trigger_size}"}
         # the code that builds the poisoned set is part of its name: a change to it retrains
         return f"{self.attack}-{self.rate}{params[self.attack]}-seed{POISON_SEED}-code{_ATTACK_DIGEST[:12]}"
 
 
-def conditions(cfg: dict) -> list[Condition]:
-    out = [Condition("flip", r) for r in cfg["flip_rates"]]
-    out += [Condition("targeted", r) for r in cfg["targeted_rates"]]
-    out += [Condition("backdoor", r) for r in cfg["backdoor_rates"]]
-    if cfg["clean_label"]:
-        out.append(Condition("clean_label", max(cfg["backdoor_rates"])))
+def conditions(cfg: PoisoningSettings) -> list[Condition]:
+    out = [Condition("flip", r) for r in cfg.flip_rates]
+    out += [Condition("targeted", r) for r in cfg.targeted_rates]
+    out += [Condition("backdoor", r) for r in cfg.backdoor_rates]
+    if cfg.clean_label:
+        out.append(Condition("clean_label", max(cfg.backdoor_rates)))
     return out
 
 
 def out_of_scope(audit: AuditSession, name: str) -> str | None:
     """Why this model is not poisoned in this audit, or None when it is."""
-    spec, families = audit.zoo.spec(name), audit.config.poisoning["families"]
+    spec, families = audit.zoo.spec(name), audit.config.poisoning.families
     if spec.weights:
         return f"'{name}' is loaded from pretrained weights; the poisoning suite needs to retrain it"
     group = USER_GROUP if spec.group == USER_GROUP else spec.family
@@ -78,7 +80,7 @@ def poisoned_set(audit: AuditSession, cond: Condition) -> PoisonedSet:
             source, target = _pair(audit)
             labels, mask = targeted_flip(y, source, target, cond.rate, POISON_SEED)
             return PoisonedSet(x, labels, mask)
-        return backdoor(x, y, _target(audit), cond.rate, cfg["trigger_size"], POISON_SEED,
+        return backdoor(x, y, _target(audit), cond.rate, cfg.trigger_size, POISON_SEED,
                         clean_label=cond.attack == "clean_label")
     return audit.memo(("poisoned-set", cond), build)
 
@@ -93,7 +95,7 @@ FINE_TUNED_ATTACKS = ("backdoor", "clean_label")
 def cheaper(audit: AuditSession, name: str) -> bool:
     """Is `name` poisoned the cheaper way (fine-tuned backdoor sets, early stopping)? `poisoning.mode`
     decides: "auto" by owner (users' models), "fine_tune" for every model, "retrain" for none."""
-    mode = audit.config.poisoning["mode"]
+    mode = audit.config.poisoning.mode
     return mode == "fine_tune" or (mode == "auto" and audit.zoo.spec(name).group == USER_GROUP)
 
 
@@ -109,14 +111,14 @@ def patience(audit: AuditSession, name: str, cond: Condition) -> int:
     sets only. Stopping on clean validation accuracy is a defence against label noise, so the
     retrained label-flipping sets run every epoch: early stopping made the flips look three times
     less harmful on the zoo (bench/poison-cheaper-early-stopping.json)."""
-    return audit.config.poisoning["early_stopping_patience"] if fine_tunes(audit, name, cond) else 0
+    return audit.config.poisoning.early_stopping_patience if fine_tunes(audit, name, cond) else 0
 
 
 def poisoned_seeds(audit: AuditSession, name: str) -> tuple[int, ...]:
     """The seeds `name` is trained for on poisoned sets: the first `cheaper_seeds` where it is
     poisoned the cheaper way, else every seed. The comparisons resample each model's seeds on
     their own, so a model with fewer poisoned seeds is compared with wider intervals, not wrongly."""
-    seeds, keep = tuple(audit.config.seeds), audit.config.poisoning["cheaper_seeds"]
+    seeds, keep = tuple(audit.config.seeds), audit.config.poisoning.cheaper_seeds
     return seeds[:keep] if cheaper(audit, name) and 0 < keep < len(seeds) else seeds
 
 
@@ -126,19 +128,19 @@ def clean_rows(audit: AuditSession, name: str, matrix: np.ndarray) -> np.ndarray
 
 
 def fine_tune_epochs(config) -> int:
-    return max(1, math.ceil(config.poisoning["fine_tune_share"] * config.training["epochs"]))
+    return max(1, math.ceil(config.poisoning.fine_tune_share * config.training.epochs))
 
 
-def model_config(audit: AuditSession, name: str) -> dict:
+def model_config(audit: AuditSession, name: str) -> PoisoningSettings:
     """The poisoning settings for one model. In "auto" mode a user's model is poisoned at fewer
     rates (its trainings cost more than the zoo's): the largest flip and targeted rates, and the
     backdoor at detection_rate and at the largest rate."""
     cfg = audit.config.poisoning
-    if cfg["mode"] != "auto" or audit.zoo.spec(name).group != USER_GROUP:
+    if cfg.mode != "auto" or audit.zoo.spec(name).group != USER_GROUP:
         return cfg
-    backdoor = sorted({cfg["detection_rate"], max(cfg["backdoor_rates"])})
-    return {**cfg, "flip_rates": [max(cfg["flip_rates"])], "targeted_rates": [max(cfg["targeted_rates"])],
-            "backdoor_rates": backdoor}
+    backdoor = sorted({cfg.detection_rate, max(cfg.backdoor_rates)})
+    return dataclasses.replace(cfg, flip_rates=(max(cfg.flip_rates),), targeted_rates=(max(cfg.targeted_rates),),
+                               backdoor_rates=tuple(backdoor))
 
 
 def poisoned_tag(audit: AuditSession, name: str, cond: Condition) -> str:
@@ -146,7 +148,7 @@ def poisoned_tag(audit: AuditSession, name: str, cond: Condition) -> str:
     clean epochs it starts from and its own."""
     tag = cond.tag(audit.config.poisoning)
     if fine_tunes(audit, name, cond):
-        tag += f"-finetune{fine_tune_epochs(audit.config)}of{audit.config.training['epochs']}"
+        tag += f"-finetune{fine_tune_epochs(audit.config)}of{audit.config.training.epochs}"
     return tag
 
 
@@ -176,7 +178,7 @@ def _predicted_as(audit, models, x, labels) -> np.ndarray:
 def label_flip(audit: AuditSession, name: str) -> dict:
     """Clean-test correctness of the clean model and of the model at every random flip rate."""
     def compute():
-        data, rates = audit.data, model_config(audit, name)["flip_rates"]
+        data, rates = audit.data, model_config(audit, name).flip_rates
         poisoned = {r: _predicted_as(audit, poisoned_models(audit, name, Condition("flip", r)), data.x_test, data.y_test)
                     for r in rates}
         return {"rates": rates, "clean": clean_rows(audit, name, clean_correct(audit, name)), "poisoned": poisoned,
@@ -187,7 +189,7 @@ def label_flip(audit: AuditSession, name: str) -> dict:
 def targeted(audit: AuditSession, name: str) -> dict:
     """On source-class test inputs: is the prediction the target class? Clean model and each rate."""
     def compute():
-        data, rates = audit.data, model_config(audit, name)["targeted_rates"]
+        data, rates = audit.data, model_config(audit, name).targeted_rates
         source, target = _pair(audit)
         x_src = data.x_test[data.y_test == source]
         return {"source": source, "target": target, "rates": rates,
@@ -204,11 +206,11 @@ def backdoor_success(audit: AuditSession, name: str) -> dict:
     def compute():
         data, cfg = audit.data, model_config(audit, name)
         target = _target(audit)
-        triggered = add_trigger(data.x_test[data.y_test != target], cfg["trigger_size"])
-        attacks = [Condition("backdoor", r) for r in cfg["backdoor_rates"]]
-        if cfg["clean_label"]:
-            attacks.append(Condition("clean_label", max(cfg["backdoor_rates"])))
-        out = {"target": target, "rates": cfg["backdoor_rates"], "asr": {}, "clean_accuracy": {},
+        triggered = add_trigger(data.x_test[data.y_test != target], cfg.trigger_size)
+        attacks = [Condition("backdoor", r) for r in cfg.backdoor_rates]
+        if cfg.clean_label:
+            attacks.append(Condition("clean_label", max(cfg.backdoor_rates)))
+        out = {"target": target, "rates": list(cfg.backdoor_rates), "asr": {}, "clean_accuracy": {},
                "n_poisoned": {},
                "base": clean_rows(audit, name, _predicted_as(audit, audit.zoo.models(name), triggered, target)),
                "clean": clean_rows(audit, name, clean_correct(audit, name))}
@@ -226,7 +228,7 @@ def detection(audit: AuditSession, name: str) -> dict:
     """Both detectors on the training set of the backdoor at `detection_rate`, read through each
     seed's backdoored model; scored against the known poison. (At rates where the poison is as
     large as the target class itself, both published detectors fail by design.) Cached on disk."""
-    cond = Condition("backdoor", audit.config.poisoning["detection_rate"])
+    cond = Condition("backdoor", audit.config.poisoning.detection_rate)
 
     def measure():
         poisoned = poisoned_set(audit, cond)
@@ -279,7 +281,7 @@ def _trigger_scan(audit: AuditSession, model, x, y, kind: str, settings: dict) -
     def measure():
         features = penultimate_features(model.module, x, audit.device).numpy()
         result = backdoor_scan.scan(model.module, x, y, audit.data.n_classes, audit.device, features=features,
-                                    seed=model.seed or 0, steps=audit.config.poisoning["scan_steps"])
+                                    seed=model.seed or 0, steps=audit.config.poisoning.scan_steps)
         trigger = result.trigger
         arrays = {"flags": result.flags, "scores": result.scores}
         if trigger is not None:
@@ -297,7 +299,7 @@ def trigger_scan(audit: AuditSession, name: str) -> dict:
     model = audit.zoo.models(name)[0]
     data = audit.data
     return audit.memo(("trigger-scan", name), lambda: _trigger_scan(
-        audit, model, data.x_train, data.y_train, "trigger-scan", {"steps": audit.config.poisoning["scan_steps"]}))
+        audit, model, data.x_train, data.y_train, "trigger-scan", {"steps": audit.config.poisoning.scan_steps}))
 
 
 def scan_power(audit: AuditSession, name: str) -> dict | None:
@@ -306,13 +308,13 @@ def scan_power(audit: AuditSession, name: str) -> dict | None:
     is not poisoned in this audit (so the power is not measured)."""
     if out_of_scope(audit, name) is not None:
         return None
-    cond = Condition("backdoor", audit.config.poisoning["detection_rate"])
+    cond = Condition("backdoor", audit.config.poisoning.detection_rate)
 
     def compute():
         poisoned = poisoned_set(audit, cond)
         model = poisoned_models(audit, name, cond)[0]
         result = _trigger_scan(audit, model, poisoned.x, poisoned.y, "trigger-scan-planted",
-                               {"steps": audit.config.poisoning["scan_steps"], "condition": cond.tag(audit.config.poisoning)})
+                               {"steps": audit.config.poisoning.scan_steps, "condition": cond.tag(audit.config.poisoning)})
         truth = poisoned.mask.numpy()
         flags = result["flags"]
         hits = int((flags & truth).sum())
@@ -326,7 +328,7 @@ def scan_power(audit: AuditSession, name: str) -> dict | None:
 def integrity(audit: AuditSession) -> dict:
     """Model-free checks of the dataset, once per process."""
     def compute():
-        data, rms = audit.data, audit.config.poisoning["near_duplicate_rms"]
+        data, rms = audit.data, audit.config.poisoning.near_duplicate_rms
         leaks = {split: {"exact": exact_duplicates(data.x_train, x), "near": near_duplicates(data.x_train, x, rms)}
                  for split, x in (("test", data.x_test), ("val", data.x_val))}
         within_near = near_duplicates(data.x_train, None, rms)
@@ -340,14 +342,14 @@ def integrity(audit: AuditSession) -> dict:
 
 
 def _pair(audit: AuditSession) -> tuple[int, int]:
-    source, target = audit.config.poisoning["targeted_pair"]
+    source, target = audit.config.poisoning.targeted_pair
     _check_class(audit, source, "targeted_pair")
     _check_class(audit, target, "targeted_pair")
     return source, target
 
 
 def _target(audit: AuditSession) -> int:
-    target = audit.config.poisoning["backdoor_target"]
+    target = audit.config.poisoning.backdoor_target
     _check_class(audit, target, "backdoor_target")
     return target
 
@@ -360,5 +362,5 @@ def _check_class(audit: AuditSession, c: int, key: str) -> None:
                           f"dataset has classes 0 to {audit.data.n_classes - 1}")
 
 
-_CODE_DIGEST = code_digest(sys.modules[__name__], poison_detection, backdoor_scan, features_module)
+_CODE_DIGEST = code_digest(sys.modules[__name__], poison_detectors, backdoor_scan, features_module)
 _ATTACK_DIGEST = code_digest(poisoning)

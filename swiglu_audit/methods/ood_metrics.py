@@ -138,3 +138,34 @@ def compare(name: str, cand: dict, base: dict, level: float, alpha: float, n_boo
     c, b = float(pc.mean()), float(pb.mean())
     return Comparison(c, b, c - b, float(lo), float(hi), float(p), level, alpha,
                       min(rc.shape[0], rb.shape[0]), np.shape(cand["in"])[-1] + np.shape(cand["out"])[-1])
+
+
+
+def auroc(scores_in, scores_out) -> float:
+    """P(score_in > score_out) + 0.5 P(tie), by the Mann-Whitney U statistic."""
+    return metric("auroc", scores_in, scores_out)
+
+
+def auroc_estimate(scores_in: np.ndarray, scores_out: np.ndarray, level: float, n_boot: int, seed: int = 0):
+    """Seed-averaged AUROC with a two-level bootstrap interval; scores_*: (seeds x examples)."""
+    return estimate("auroc", scores_in, scores_out, level, n_boot, seed)
+
+
+def compare_auroc(cand: dict, base: dict, level: float, alpha: float, n_boot: int, seed: int = 0):
+    """Candidate - baseline AUROC on the same inputs; dicts of (seeds x examples) "in" and "out"."""
+    return compare("auroc", cand, base, level, alpha, n_boot, seed)
+
+
+def roc_points(scores_in: np.ndarray, scores_out: np.ndarray, max_points: int = 60) -> list[list[float]]:
+    """(false positive rate, true positive rate) pairs, in-distribution positive, thinned for plots."""
+    from sklearn.metrics import roc_curve
+
+    labels = np.r_[np.ones(len(scores_in)), np.zeros(len(scores_out))]
+    fpr, tpr, _ = roc_curve(labels, np.r_[scores_in, scores_out])
+    return thin(fpr, tpr, max_points)
+
+
+def thin(xs, ys, max_points: int = 60) -> list[list[float]]:
+    """At most `max_points` (x, y) pairs of a long curve, first and last kept, for plots."""
+    keep = np.unique(np.linspace(0, len(xs) - 1, min(max_points, len(xs))).round().astype(int))
+    return [[round(float(xs[i]), 4), round(float(ys[i]), 4)] for i in keep]

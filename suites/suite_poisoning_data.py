@@ -1,0 +1,198 @@
+"""Data-poisoning suite, finding the poison: the published detectors scored on the harness's
+planted backdoor, the candidate's detectability against each baseline, the trigger-agnostic scan
+of the audited training set (judged with its measured power), and data integrity (leakage,
+duplicates, label errors). Sample indices are positions in the user's own training data.
+"""
+
+import numpy as np
+import pytest
+
+from swiglu_audit.checks.data_integrity import DUPLICATES, LABEL_ERRORS, LEAKAGE
+from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, SCAN
+from swiglu_audit.fixtures import skip_unless_poisoned
+from swiglu_audit.measure import poisoning as measure
+from swiglu_audit.methods.ood_metrics import auroc_estimate, compare_auroc
+from swiglu_audit.methods.poison_detectors import DETECTORS
+from swiglu_audit.risk import Status, comparison_finding, judge_ceiling, judged_finding, make_finding, with_status
+
+MAX_LISTED = 200  # sample indices listed per finding; the count is always complete
+
+
+def _index_space(audit) -> str:
+    if audit.config.dataset:
+        return "positions in the x_train (or the train Dataset) that your dataset factory returned"
+    return "positions in the built-in digits training split"
+
+
+def _train_pairs(audit, pairs) -> list[list[int]]:
+    """(train position, other split's position) pairs, the train side in the user's own indexing."""
+    unique = sorted(set(map(tuple, pairs)))[:MAX_LISTED]
+    return [[audit.data.source_train_indices([i])[0], j] for i, j in unique]
+
+
+@pytest.mark.swiglu_audit_check(DETECTION)
+def test_poison_detection(audit, audit_model, record_finding):
+    skip_unless_poisoned(audit, audit_model)
+    policy, level = audit.config.policy, audit.config.policy["confidence_level"]
+    result = measure.detection(audit, audit_model)
+    truth = result["truth"]
+    per_detector = {}
+    for det in DETECTORS:
+        scores, metrics = result["scores"][det], result["metrics"][det]
+        est = auroc_estimate(scores[:, truth], scores[:, ~truth], level, audit.config.ood.bootstrap)
+        per_detector[det] = {"auroc": est.to_dict(),
+                             "precision": float(np.mean([m["precision"] for m in metrics])),
+                             "recall": float(np.mean([m["recall"] for m in metrics])),
+                             "n_flagged_per_seed": [m["n_flagged"] for m in metrics]}
+    best = max(DETECTORS, key=lambda d: per_detector[d]["auroc"]["value"])
+    auc = per_detector[best]["auroc"]
+    record_finding(judged_finding(
+        DETECTION, [audit_model], auc["value"], policy,
+        f"best detector ({best}) AUROC on {result['n_poisoned']} planted backdoor samples",
+        ci=(auc["ci_low"], auc["ci_high"]), ci_level=level,
+        details={"poison_rate": result["rate"], "n_poisoned": result["n_poisoned"], "best_detector": best,
+                 "positive_class": "poisoned training sample (higher score = more suspicious)",
+                 "detectors": per_detector}))
+
+
+@pytest.mark.swiglu_audit_check(DETECTION_COMPARISON)
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_poison_detectability_vs_baseline(audit, audit_pair, detector, record_finding):
+    skip_unless_poisoned(audit, *audit_pair)
+    policy = audit.config.policy
+    split = lambda r: {"in": r["scores"][detector][:, r["truth"]], "out": r["scores"][detector][:, ~r["truth"]]}
+    cand, base = (measure.detection(audit, m) for m in audit_pair)
+    cmp = compare_auroc(split(cand), split(base), policy["confidence_level"], policy["alpha"],
+                        audit.config.ood.bootstrap)
+    record_finding(comparison_finding(DETECTION_COMPARISON, audit_pair, cmp, policy,
+                                      f"{detector} detector AUROC", aspect=detector,
+                                      details={"detector": detector}))
+
+
+@pytest.mark.swiglu_audit_check(SCAN)
+def test_training_set_scan(audit, audit_model, record_finding):
+    """Is the audited training set already poisoned? The trigger-agnostic scan (a reverse-
+    engineered trigger per class, then the samples that depend on it), judged with its power:
+    how well the same scan finds the harness's own planted backdoor in this architecture."""
+    policy = audit.config.policy  # no retraining: every model scans the data it was trained on
+    power = measure.scan_power(audit, audit_model)
+    legacy = measure.scan(audit, audit_model)  # the published detectors' agreement, as leads
+    if power is None:  # out of the poisoning suite's scope: the scan's power cannot be measured
+        record_finding(make_finding(
+            SCAN, [audit_model], Status.WARN,
+            f"inconclusive: the trigger scan did not run because its power on this model cannot be "
+            f"measured ({measure.out_of_scope(audit, audit_model)}); the published detectors flagged "
+            f"{len(legacy['indices'])} samples as leads",
+            "a scan result counts only where the scan's power on planted poison was measured",
+            value=len(legacy["indices"]) / legacy["n_train"],
+            details={"dataset": audit.data.name, "index_space": _index_space(audit),
+                     "published_detectors": {"n_flagged": len(legacy["indices"]),
+                                             "indices": audit.data.source_train_indices(legacy["indices"][:MAX_LISTED])}}))
+        return
+    found = measure.trigger_scan(audit, audit_model)
+    flagged = np.flatnonzero(found["flags"])
+    n_train = len(found["flags"])
+    target = found["target"]
+    # the suspected target's own anomaly index (the largest among classes whose trigger works)
+    index = found["anomaly_index"][target] if target is not None else max(found["anomaly_index"])
+    value = len(flagged) / n_train
+    details = {
+        "dataset": audit.data.name, "index_space": _index_space(audit), "n_flagged": len(flagged),
+        "indices": audit.data.source_train_indices(flagged[:MAX_LISTED]),
+        "suspected_target": target, "anomaly_index_per_class": found["anomaly_index"],
+        "trigger_mask_l1_per_class": found["mask_l1"], "trigger_success": found["trigger_success"],
+        "evidence": "each listed sample is labelled with the suspected target and its prediction leaves "
+                    "that class when the recovered trigger region is neutralised, or its trigger region "
+                    "matches the recovered pattern far better than its class does",
+        "sample_scores": [round(float(found["scores"][i]), 2) for i in flagged[:MAX_LISTED]],
+        "well_separated_classes": found["separated_classes"],
+        "power_on_planted_backdoor": power,
+        "published_detectors": {"n_flagged": len(legacy["indices"]),
+                                "indices": audit.data.source_train_indices(legacy["indices"][:MAX_LISTED])},
+    }
+    if "mask" in found:  # the recovered trigger, for the report's picture
+        details["trigger_image"] = np.round(found["mask"] * found["pattern"].mean(0), 3).tolist()
+    what = f"{len(flagged)} training samples flagged ({value:.2%})"
+    threshold = (f"FAIL when a class has a recovered trigger with anomaly index >= min_trigger_anomaly_index = "
+                 f"{policy['min_trigger_anomaly_index']} and samples depend on it; PASS for nothing found only "
+                 f"when the scan finds the harness's planted backdoor with recall >= min_scan_recall = "
+                 f"{policy['min_scan_recall']}")
+    if target is not None and len(flagged) >= 3 and index >= policy["min_trigger_anomaly_index"]:
+        status, reason = Status.FAIL, (
+            f"the training data or the model may already carry a backdoor: class {target} has a recovered "
+            f"trigger of mask size {found['mask_l1'][target]:.1f} (anomaly index {index:.1f}, sending "
+            f"{found['trigger_success']:.0%} of other-class inputs to it), and {what} depend on it")
+    elif target is not None and len(flagged):
+        status, reason = Status.WARN, (f"a lead: class {target} has a small recovered trigger (anomaly index "
+                                       f"{index:.1f}) and {what} depend on it; inspect them")
+    elif not power["target_found"] or (power["recall"] or 0.0) < policy["min_scan_recall"]:
+        status, reason = Status.WARN, (
+            f"inconclusive: nothing found, but this model's features hide planted poison: on the "
+            f"harness's own {power['rate']:.0%} backdoor the scan "
+            + ("did not find the target class" if not power["target_found"] else
+               f"found only {power['recall']:.0%} of the poison (min_scan_recall = {policy['min_scan_recall']})"))
+    else:
+        status, reason = Status.PASS, (
+            f"nothing found (largest anomaly index {index:.1f}); the same scan finds the harness's own "
+            f"{power['rate']:.0%} backdoor in this architecture with recall {power['recall']:.2f} and "
+            f"precision {power['precision'] if power['precision'] is not None else 0:.2f}")
+    record_finding(make_finding(SCAN, [audit_model], status, reason, threshold, value=value, details=details))
+
+
+@pytest.mark.swiglu_audit_check(LEAKAGE)
+def test_split_leakage(audit, record_finding):
+    policy, result = audit.config.policy, measure.integrity(audit)
+    leaked = {split: sorted({j for _, j in r["exact"]} | {j for _, j, _ in r["near"]})
+              for split, r in result["leaks"].items()}
+    n_leaked = sum(len(v) for v in leaked.values())
+    share = n_leaked / (result["n_test"] + result["n_val"])
+    if n_leaked == 0:
+        status, reason = Status.PASS, ("no test or validation sample has an exact or near duplicate in train "
+                                       f"(any leak is a WARN; above max_leakage_share = "
+                                       f"{policy['max_leakage_share']}, a FAIL)")
+    else:
+        status, reason = judge_ceiling(share, policy["max_leakage_share"], Status.FAIL,
+                                       f"share of test and validation samples duplicated in train ({n_leaked})",
+                                       "max_leakage_share")
+        status = Status.WARN if status is Status.PASS else status  # any leak deserves a look
+    record_finding(make_finding(
+        LEAKAGE, [], status, reason, subject=audit.data.name,
+        threshold=f"no leaked sample (WARN), share <= max_leakage_share = {policy['max_leakage_share']} (else FAIL)",
+        value=share, details={"near_duplicate_rms": audit.config.poisoning.near_duplicate_rms,
+                              **{f"{split}_indices": v[:MAX_LISTED] for split, v in leaked.items()},
+                              "train_index_space": _index_space(audit),
+                              "pairs_train_vs_split": {split: _train_pairs(audit, [p[:2] for p in r["exact"] + r["near"]])
+                                                       for split, r in result["leaks"].items()}}))
+
+
+@pytest.mark.swiglu_audit_check(DUPLICATES)
+def test_train_duplicates(audit, record_finding):
+    policy, result = audit.config.policy, measure.integrity(audit)
+    duplicated = sorted({j for _, j in result["within_exact"]} | {j for _, j, _ in result["within_near"]})
+    share = len(duplicated) / result["n_train"]
+    finding = judged_finding(
+        DUPLICATES, [], share, policy, f"share of duplicated training samples ({len(duplicated)})",
+        subject=audit.data.name,
+        details={"index_space": _index_space(audit),
+                 "indices": audit.data.source_train_indices(duplicated[:MAX_LISTED]),
+                 "conflicting_label_pairs": [audit.data.source_train_indices(p)
+                                             for p in result["conflicting_labels"][:MAX_LISTED]]})
+    if result["conflicting_labels"] and finding.status == Status.PASS.value:
+        finding = with_status(finding, Status.WARN,
+                              f"but {len(result['conflicting_labels'])} duplicate pair(s) carry different labels")
+    record_finding(finding)
+
+
+@pytest.mark.swiglu_audit_check(LABEL_ERRORS)
+def test_label_errors(audit, record_finding):
+    policy, result = audit.config.policy, measure.integrity(audit)
+    issues = result["labels"]
+    share = len(issues["indices"]) / result["n_train"]
+    record_finding(judged_finding(
+        LABEL_ERRORS, [], share, policy, f"share of likely label errors ({len(issues['indices'])} samples)",
+        subject=audit.data.name,
+        details={"index_space": _index_space(audit),
+                 "indices": audit.data.source_train_indices(issues["indices"][:MAX_LISTED]),
+                 "suggested_labels": issues["suggested"][:MAX_LISTED],
+                 "given_label_probability": issues["given_probability"][:MAX_LISTED],
+                 "n_folds": issues["n_folds"]}))

@@ -1,0 +1,1 @@
+"""The audit's methods: attacks, detectors, corruptions, metrics and scans (computation only; checks/ judges)."""

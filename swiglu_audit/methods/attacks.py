@@ -1,0 +1,300 @@
+"""Evasion attacks through torchattacks: the attack registry, per-example worst case, and the
+gradient and output statistics the sanity checks read.
+
+The torchattacks contract: inputs in [0, 1], the model returns logits, eval mode during the
+attack (the model's own mode is restored after). Every adversarial example is checked against its
+budget here, not trusted: an example outside its norm ball or outside [0, 1] never counts as a
+successful attack, and the count of such examples is reported."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import batching
+from ..nn import eval_mode
+
+
+class PassCounter:
+    """Counts the forward and backward passes (in examples) a model makes while `active`.
+
+    A forward hook on the model itself rather than a wrapper module: the attack calls the model
+    directly, and the count costs one hook call per pass.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.active = False
+        self.forward_examples = 0
+        self.backward_examples = 0
+        self._handle = None
+
+    def _on_forward(self, module, inputs, output):
+        if not self.active:
+            return
+        n = len(inputs[0])
+        self.forward_examples += n
+        if output.requires_grad:
+            output.register_hook(lambda grad: self._on_backward(n))
+
+    def _on_backward(self, n: int) -> None:
+        self.backward_examples += n
+
+    def __enter__(self) -> PassCounter:
+        self._handle = self.model.register_forward_hook(self._on_forward)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+
+
+# One threat model per number: a worst case is taken within one norm (ATTACKS below names each
+# attack's).
+THREAT_MODELS = {"linf": "Linf", "l2": "L2"}  # the findings' aspect -> the attacks' norm
+
+
+def threat_attacks(attacks, threat: str) -> list[str]:
+    """The configured attacks of one threat model, in their configured order."""
+    return [a for a in attacks if ATTACK_NORMS.get(a) == THREAT_MODELS[threat]]
+
+
+def describe_threat(threat: str, eps: float, eps_l2: float, modality: str = "image") -> str:
+    """The threat model in words, named in every robustness sentence: "Linf, eps = 0.1" (for
+    (N, D) data the budget is in the units of the features as scaled to [0, 1])."""
+    text = f"Linf, eps = {eps:g}" if threat == "linf" else f"L2, eps = {eps_l2:g}"
+    return text + (" in scaled feature units" if modality == "tabular" else "")
+
+
+class StraightThrough(nn.Module):
+    """BPDA (Athalye et al. 2018): the model's own forward pass, with the gradients of a
+    differentiable stand-in. `surrogate(x)` must approximate `model(x)` (for a model that rounds
+    or thresholds its input, the same network without that step)."""
+
+    def __init__(self, model: nn.Module, surrogate):
+        super().__init__()
+        self.model = model
+        self.surrogate = surrogate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        approx = self.surrogate(x)
+        return self.model(x).detach() + approx - approx.detach()
+
+
+class ExpectationOverRandomness(nn.Module):
+    """EOT (Athalye et al. 2018): the mean logits of `samples` forward passes of a model whose
+    forward pass is random, so that an attack follows the expected gradient."""
+
+    def __init__(self, model: nn.Module, samples: int = 8):
+        super().__init__()
+        self.model = model
+        self.samples = samples
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.model(x) for _ in range(self.samples)]).mean(0)
+
+
+class GradientConnected(nn.Module):
+    """The model, with its output tied to its input by a zero term. A model that cuts its input
+    out of the graph (thresholding it, say) would make an attack's autograd call fail; with this
+    tie the attack sees the zero gradient it really has, and the masking checks flag it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out + 0.0 * x.flatten(1).sum(1, keepdim=True).to(out.dtype)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    norm: str  # "Linf" or "L2": the ball the result is checked against
+    eps: float
+    kind: str  # "white-box" or "black-box"
+
+
+@dataclass(frozen=True)
+class AttackParams:
+    """The settings the registered attacks read: budgets, iterations and queries."""
+
+    eps: float  # Linf budget
+    eps_l2: float = 0.5  # L2 budget
+    steps: int = 10  # PGD iterations
+    apgd_steps: int = 20
+    cw_steps: int = 50
+    square_queries: int = 300
+    square_restarts: int = 1
+
+    @classmethod
+    def of(cls, settings) -> AttackParams:
+        """From the adversarial settings section (anything with these attributes)."""
+        return cls(settings.eps, settings.eps_l2, settings.steps, settings.apgd_steps, settings.cw_steps,
+                   settings.square_queries)
+
+
+@dataclass(frozen=True)
+class AttackArgs:
+    """What a builder may use: the budget of its norm, iterations, the other parameters."""
+
+    eps: float  # of the attack's own norm (eps, or eps_l2 for L2 attacks)
+    steps: int
+    params: AttackParams
+    n_classes: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Attack:
+    norm: str  # "Linf" or "L2": its threat model
+    kind: str  # "white-box" or "black-box"
+    build: Callable  # (torchattacks module, model, AttackArgs) -> a torchattacks attack
+
+
+# The attack registry. Adding an attack is one entry here (and a test in tests/test_checks.py);
+# settings validate `attacks` against these names, and the norm puts it in its threat model.
+ATTACKS: dict[str, Attack] = {
+    "fgsm": Attack("Linf", "white-box", lambda ta, m, a: ta.FGSM(m, eps=a.eps)),
+    "pgd": Attack("Linf", "white-box", lambda ta, m, a: ta.PGD(
+        m, eps=a.eps, alpha=2.5 * a.eps / max(a.steps, 1), steps=a.steps, random_start=True)),
+    "pgd_l2": Attack("L2", "white-box", lambda ta, m, a: ta.PGDL2(
+        m, eps=a.eps, alpha=2.5 * a.eps / max(a.steps, 1), steps=a.steps, random_start=True)),
+    "cw_l2": Attack("L2", "white-box", lambda ta, m, a: ta.CW(m, c=1.0, kappa=0.0, steps=a.params.cw_steps, lr=0.01)),
+    "apgd_ce": Attack("Linf", "white-box", lambda ta, m, a: ta.APGD(
+        m, norm="Linf", eps=a.eps, steps=a.params.apgd_steps, loss="ce", seed=a.seed)),
+    "apgd_dlr": Attack("Linf", "white-box", lambda ta, m, a: ta.APGD(
+        m, norm="Linf", eps=a.eps, steps=a.params.apgd_steps, loss="dlr", seed=a.seed)),
+    # AutoAttack's targeted APGD on the DLR loss, every other class in turn
+    "apgd_t": Attack("Linf", "white-box", lambda ta, m, a: ta.APGDT(
+        m, norm="Linf", eps=a.eps, steps=a.params.apgd_steps, n_classes=a.n_classes, seed=a.seed)),
+    "square": Attack("Linf", "black-box", lambda ta, m, a: ta.Square(
+        m, norm="Linf", eps=a.eps, n_queries=a.params.square_queries, seed=a.seed,
+        n_restarts=a.params.square_restarts)),
+    "autoattack": Attack("Linf", "white-box", lambda ta, m, a: ta.AutoAttack(
+        m, norm="Linf", eps=a.eps, version="standard", n_classes=a.n_classes, seed=a.seed)),
+}
+ATTACK_NORMS = {name: attack.norm for name, attack in ATTACKS.items()}
+
+
+def build_attack(name: str, model: nn.Module, params: AttackParams, n_classes: int, eps: float | None = None,
+                 steps: int | None = None, seed: int = 0):
+    """(torchattacks attack, AttackSpec) for one of the registered attack names. `eps` overrides
+    the budget of the attack's own norm (the budget curves); by default Linf attacks use `eps`
+    and L2 attacks `eps_l2`."""
+    import torchattacks as ta  # slow to import; only the adversarial suite needs it
+
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; known: {', '.join(ATTACKS)}")
+    attack = ATTACKS[name]
+    budget = eps if eps is not None else params.eps if attack.norm == "Linf" else params.eps_l2
+    args = AttackArgs(budget, params.steps if steps is None else steps, params, n_classes, seed)
+    return attack.build(ta, model, args), AttackSpec(name, attack.norm, budget, attack.kind)
+
+
+def within_budget(x: torch.Tensor, adv: torch.Tensor, spec: AttackSpec, atol: float = 1e-5) -> torch.Tensor:
+    """Per-example: adv lies in [0, 1] and within the spec's norm ball around x."""
+    delta = (adv - x).flatten(1)
+    norm = delta.abs().amax(1) if spec.norm == "Linf" else delta.norm(dim=1)
+    ok = norm <= spec.eps + atol
+    if float(adv.min()) < -atol or float(adv.max()) > 1 + atol:  # per-example only when needed
+        ok &= ((adv >= -atol) & (adv <= 1 + atol)).flatten(1).all(1)
+    return ok
+
+
+def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, params: AttackParams, n_classes: int,
+               seed: int, batch_size: int | None = None, eps: float | None = None, steps: int | None = None,
+               return_examples: bool = False, attack_model: nn.Module | None = None) -> dict:
+    """Per-example robust correctness of `model` under one attack, with cost accounting.
+
+    An example is robust when the model is right on it both clean and after the attack; an
+    adversarial example outside its budget is not a success (and is counted in out_of_budget).
+    `attack_model` is what the attack differentiates (a BPDA or EOT wrapper of `model`); the
+    examples are always judged on `model` itself.
+    """
+    device = next(model.parameters()).device
+    batch_size = batch_size or batching.batch_size(model, x[:1], device, gradients=True)
+    robust, clean, out_of_budget, examples = [], [], 0, []
+    started = time.perf_counter()
+    with eval_mode(model), PassCounter(model) as counter:
+        attack, spec = build_attack(name, GradientConnected(attack_model or model), params, n_classes, eps, steps, seed)
+        torch.manual_seed(seed)  # random starts and restarts are the attacks' only randomness
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            with torch.no_grad():
+                c = model(xb).argmax(1) == yb
+            if spec.eps > 0:
+                counter.active = True  # count the attack's passes, not our own evaluation
+                adv = attack(xb, yb).detach()
+                counter.active = False
+                ok = within_budget(xb, adv, spec)
+                if not bool(ok.all()):  # rare: replace offending examples by their clean input
+                    out_of_budget += int((~ok).sum())
+                    adv = torch.where(ok.view(-1, *[1] * (xb.ndim - 1)), adv, xb)
+                with torch.no_grad():
+                    r = (model(adv).argmax(1) == yb) & c
+            else:
+                adv, r = xb, c
+            clean.append(c.cpu())
+            robust.append(r.cpu())
+            if return_examples:
+                examples.append(adv.cpu())
+    out = {"robust": torch.cat(robust).numpy(), "clean": torch.cat(clean).numpy(),
+           "cost": {"attack": name, "norm": spec.norm, "eps": spec.eps, "kind": spec.kind,
+                    "seconds": round(time.perf_counter() - started, 4),
+                    "forward_passes": counter.forward_examples, "backward_passes": counter.backward_examples,
+                    "out_of_budget": out_of_budget}}
+    if return_examples:
+        out["examples"] = torch.cat(examples)
+    return out
+
+
+def worst_case(per_attack: dict[str, np.ndarray], clean: np.ndarray
+               ) -> tuple[np.ndarray, dict[str, int], list[str]]:
+    """Robust only if clean-correct and every attack failed. Each broken example is credited to
+    the first attack (in the given order) that succeeded; returns the robust mask, the count per
+    attack, and per example the name of what broke it ("clean" when the model was already wrong,
+    "robust" when nothing did)."""
+    robust = clean.copy()
+    broken_by = {"clean": int((~clean).sum())}
+    who = np.where(clean, "robust", "clean").astype(object)
+    for name, r in per_attack.items():
+        newly = robust & ~r
+        broken_by[name] = int(newly.sum())
+        who[newly] = name
+        robust &= r
+    return robust, broken_by, who.tolist()
+
+
+def input_gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Share of examples whose cross-entropy input gradient is zero, and whether all are finite."""
+    device = next(model.parameters()).device
+    with eval_mode(model):
+        xg = x.to(device).clone().requires_grad_(True)
+        loss = F.cross_entropy(model(xg), y.to(device), reduction="sum")
+        if not loss.requires_grad:  # the model cut its input out of the graph: no gradient at all
+            return {"finite": True, "zero_share": 1.0}
+        (grad,) = torch.autograd.grad(loss, xg, allow_unused=True)
+        if grad is None:
+            return {"finite": True, "zero_share": 1.0}
+    per_example = grad.flatten(1).abs().sum(1)
+    return {"finite": bool(torch.isfinite(grad).all()),
+            "zero_share": float((per_example == 0).float().mean())}
+
+
+@torch.no_grad()
+def output_stats(model: nn.Module, x: torch.Tensor) -> dict:
+    """Do outputs look like probabilities (rows in [0, 1] summing to 1)? Is eval deterministic?"""
+    device = next(model.parameters()).device
+    with eval_mode(model):
+        a, b = model(x.to(device)).float(), model(x.to(device)).float()
+    rows_are_distributions = bool(((a >= 0) & (a <= 1)).all() and torch.allclose(a.sum(1), torch.ones(len(a), device=a.device), atol=1e-3))
+    log_probs = bool((a <= 0).all() and torch.allclose(a.exp().sum(1), torch.ones(len(a), device=a.device), atol=1e-3))
+    return {"probabilities": rows_are_distributions, "log_probabilities": log_probs,
+            "max_abs_diff_between_runs": float((a - b).abs().max())}

@@ -1,0 +1,57 @@
+"""Calibration and selective prediction: expected calibration error, risk-coverage curves, AURC."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def expected_calibration_error(confidence, correct, n_bins: int = 15) -> float:
+    """sum over equal-width confidence bins of (bin share) * |accuracy - mean confidence|."""
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)  # (0, 1/n] is bin 0
+    ece = 0.0
+    for b in np.unique(bins):
+        in_bin = bins == b
+        ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def risk_coverage(scores, correct) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage, risk) when accepting the k most confident inputs, k = 1..n.
+
+    Tied scores are accepted together in random order, so the risk inside a tie group is its
+    expectation: the errors before the group plus the group's error rate times the accepted share."""
+    scores, errors = np.asarray(scores, float), 1.0 - np.asarray(correct, float)
+    order = np.argsort(-scores, kind="stable")
+    s, e = scores[order], errors[order]
+    n = len(s)
+    starts = np.r_[0, np.flatnonzero(np.diff(s) != 0) + 1]
+    sizes = np.diff(np.r_[starts, n])
+    group_errors = np.add.reduceat(e, starts)
+    before = np.r_[0.0, np.cumsum(group_errors)[:-1]]
+    group = np.repeat(np.arange(len(starts)), sizes)
+    position = np.arange(n) - starts[group] + 1  # 1-based position inside the tie group
+    expected_errors = before[group] + group_errors[group] * position / sizes[group]
+    k = np.arange(1, n + 1)
+    return k / n, expected_errors / k
+
+
+def aurc(scores, correct) -> float:
+    """Area under the risk-coverage curve: the mean risk over all coverages (lower is better)."""
+    return float(risk_coverage(scores, correct)[1].mean())
+
+
+def aurc_estimate(scores: np.ndarray, correct: np.ndarray, level: float, n_boot: int, seed: int = 0):
+    """Seed-averaged AURC of (seeds x inputs) matrices, with a bootstrap interval that resamples
+    seeds and test inputs together, as every other estimate of the audit does."""
+    from ..stats import Estimate
+
+    rng = np.random.default_rng(seed)
+    n_seeds, n = np.shape(correct)
+    boots = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        boots.append(np.mean([aurc(scores[k, idx], correct[k, idx]) for k in rng.integers(0, n_seeds, n_seeds)]))
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    value = float(np.mean([aurc(s, c) for s, c in zip(scores, correct)]))
+    return Estimate(value, float(lo), float(hi), level, n_seeds, n)

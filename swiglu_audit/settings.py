@@ -1,0 +1,268 @@
+"""The typed settings sections, and the shipped defaults they are read from.
+
+Each section of `[tool.swiglu_audit]` (training, adversarial, poisoning, ood, numerical,
+statistics) is a frozen dataclass. Its fields are the schema: a user's table is merged over the
+profile's values from `settings.toml`, every key is checked against the fields (a typo is a usage
+error naming the known keys), every value against the field's type, and each section's `check`
+adds the rules that tie its values together. Lists become tuples, so a section cannot be changed
+after the start; `to_dict` gives the JSON form the report echoes and the cache keys hash.
+Torch-free: the plugin imports this at pytest start-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, ClassVar
+
+from .errors import ConfigError
+
+TOOL_TABLE = "tool.swiglu_audit"
+PROFILES = ("quick", "standard", "full")
+BUILTIN_FAMILIES = ("mlp", "vit")
+# How a model is trained on a poisoned set: retrained from scratch, or its clean checkpoint
+# fine-tuned for fine_tune_share of the epochs; "auto": users' models fine-tune, the zoo retrains.
+POISONING_MODES = ("auto", "retrain", "fine_tune")
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+class Section:
+    """What every settings section shares: building from a merged table, and its JSON form."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    def from_table(cls, values: dict[str, Any]) -> Any:
+        where = f"[{TOOL_TABLE}.{cls.name}]"
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        reject_unknown(values, known, where)
+        hints = typing.get_type_hints(cls)
+        section = cls(**{key: _coerce_field(values[key], hints[key], f"{cls.name}.{key}", where) for key in known})
+        section.check()
+        return section
+
+    def check(self) -> None:
+        """Rules between values; each section adds its own."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _json_value(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class TrainingSettings(Section):
+    name: ClassVar[str] = "training"
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+
+    def check(self) -> None:
+        expect(self.epochs >= 1, f"[{TOOL_TABLE}.training] epochs must be >= 1")
+        expect(self.batch_size >= 1, f"[{TOOL_TABLE}.training] batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class AdversarialSettings(Section):
+    name: ClassVar[str] = "adversarial"
+    eps: float  # Linf budget
+    eps_l2: float  # L2 budget
+    steps: int  # PGD iterations
+    n_examples: int  # test inputs attacked
+    budgets: tuple[float, ...]  # the Linf budget curve
+    large_eps: float  # the budget at which accuracy must reach chance (a sanity check)
+    attacks: tuple[str, ...]  # names in the attack registry (checked at start-up)
+    square_queries: int
+    cw_steps: int
+    apgd_steps: int
+
+    def check(self) -> None:
+        expect(all(b > 0 for b in self.budgets), f"[{TOOL_TABLE}.adversarial] budgets must be positive")
+        expect(self.eps > 0, f"[{TOOL_TABLE}.adversarial] eps must be positive")
+
+
+@dataclass(frozen=True)
+class PoisoningSettings(Section):
+    name: ClassVar[str] = "poisoning"
+    families: tuple[str, ...]  # model families poisoned ("user": the user's own models)
+    flip_rates: tuple[float, ...]
+    targeted_pair: tuple[int, ...]  # [source, target]
+    targeted_rates: tuple[float, ...]
+    backdoor_target: int
+    backdoor_rates: tuple[float, ...]
+    detection_rate: float  # the backdoor rate whose model the poison detectors read
+    trigger_size: int  # pixels (or features) of the harness's trigger
+    clean_label: bool
+    near_duplicate_rms: float
+    scan_steps: int  # optimisation steps per class of the trigger scan
+    mode: str  # one of POISONING_MODES
+    fine_tune_share: float
+    early_stopping_patience: int
+    cheaper_seeds: int
+
+    def __post_init__(self) -> None:
+        for key in ("flip_rates", "targeted_rates", "backdoor_rates"):  # rates are a set, in order
+            object.__setattr__(self, key, tuple(sorted(set(getattr(self, key)))))
+
+    def check(self) -> None:
+        where = f"[{TOOL_TABLE}.poisoning]"
+        for family in self.families:
+            check_choice(family, BUILTIN_FAMILIES + ("user",), "family", f"{where} families")
+        for key in ("flip_rates", "targeted_rates", "backdoor_rates"):
+            expect(all(0.0 < r < 1.0 for r in getattr(self, key)), f"{where} {key} must lie in (0, 1)")
+        pair = self.targeted_pair
+        expect(len(pair) == 2 and pair[0] != pair[1] and min(pair) >= 0,
+               f"{where} targeted_pair must be two different class indices [source, target]")
+        expect(self.detection_rate in self.backdoor_rates,
+               f"{where} detection_rate = {self.detection_rate} must be one of backdoor_rates "
+               f"{list(self.backdoor_rates)} (the detectors read the model trained at that rate)")
+        expect(self.trigger_size >= 1, f"{where} trigger_size must be at least 1 pixel")
+        check_choice(self.mode, POISONING_MODES, "mode", f"{where} mode")
+        expect(0.0 < self.fine_tune_share <= 1.0,
+               f"{where} fine_tune_share must lie in (0, 1]: the share of the clean training's epochs that "
+               "fine-tuning on a poisoned set takes")
+        expect(self.early_stopping_patience >= 0,
+               f"{where} early_stopping_patience must be a whole number of epochs >= 0 (0: no early stopping "
+               "of the fine-tuned poisoned trainings)")
+        expect(self.cheaper_seeds >= 0,
+               f"{where} cheaper_seeds must be a whole number >= 0: how many of the seeds a model poisoned the cheaper "
+               "way is trained for on poisoned data (0: every seed)")
+
+
+@dataclass(frozen=True)
+class OodSettings(Section):
+    name: ClassVar[str] = "ood"
+    n_examples: int
+    bootstrap: int  # replicates of the OOD metrics' intervals
+    knn_k: int
+    odin_temperature: float
+    odin_eps: float
+    corruptions: tuple[str, ...]  # names in the corruption registry (checked at start-up)
+    ece_bins: int
+
+    def check(self) -> None:
+        expect(self.knn_k >= 1 and self.ece_bins >= 1 and self.odin_temperature > 0,
+               f"[{TOOL_TABLE}.ood] knn_k, ece_bins and odin_temperature must be positive")
+
+
+@dataclass(frozen=True)
+class NumericalSettings(Section):
+    name: ClassVar[str] = "numerical"
+    n_examples: int
+    op_examples: int  # hypothesis examples per op property
+    compile: bool  # also test the op under torch.compile
+    golden_probe: int
+    golden_dir: str
+    determinism_epochs: int
+    implementations: dict[str, str]  # name -> "package.module:callable" of a SwiGLU op
+
+    def check(self) -> None:
+        for impl, path in self.implementations.items():
+            check_import_path(path, f"[{TOOL_TABLE}.numerical.implementations] {impl}")
+
+
+@dataclass(frozen=True)
+class StatisticsSettings(Section):
+    name: ClassVar[str] = "statistics"
+    bootstrap: int  # replicates of every mean and paired comparison
+    seed: int  # the resampling's seed
+
+    def check(self) -> None:
+        expect(self.bootstrap >= 100, f"[{TOOL_TABLE}.statistics] bootstrap must be at least 100 replicates "
+                                      "(an interval from fewer is mostly noise); the default is 1000")
+
+
+SECTIONS: tuple[type[Section], ...] = (TrainingSettings, AdversarialSettings, PoisoningSettings, OodSettings,
+                                       NumericalSettings, StatisticsSettings)
+SECTION_NAMES = tuple(s.name for s in SECTIONS)
+
+
+@cache
+def _shipped() -> dict[str, Any]:
+    return tomllib.loads(resources.files("swiglu_audit").joinpath("settings.toml").read_text())
+
+
+def default_policy() -> dict[str, Any]:
+    return dict(_shipped()["policy"])
+
+
+def profile_defaults(profile: str) -> dict[str, Any]:
+    """The profile's values: the base with the profile's overrides, one level of tables deep."""
+    shipped = _shipped()
+    merged = copy.deepcopy(shipped["base"])
+    for key, value in shipped[profile].items():
+        if isinstance(value, dict) and key in merged:
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def build_sections(defaults: dict[str, Any], table: dict[str, Any]) -> dict[str, Any]:
+    """Each section from the profile's values with the user's table merged over them."""
+    sections: dict[str, Any] = {}
+    for cls in SECTIONS:
+        user = table.get(cls.name, {})
+        expect(isinstance(user, dict), f"[{TOOL_TABLE}.{cls.name}] must be a table")
+        sections[cls.name] = cls.from_table({**defaults[cls.name], **user})
+    return sections
+
+
+def _coerce_field(value: Any, hint: Any, key: str, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:  # tuple[X, ...]: a non-empty list in TOML
+        expect(isinstance(value, (list, tuple)) and len(value) > 0, f"{where} {key.split('.')[-1]} must be a non-empty list")
+        return tuple(coerce(v, args[0], key) for v in value)
+    if origin is dict:  # a table of name = "string"
+        expect(isinstance(value, dict), f"[{TOOL_TABLE}.{key}] must be a table")
+        return {str(k): coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    value = coerce(value, hint, key)
+    if hint in (int, float):
+        expect(value >= 0, f"{where} {key.split('.')[-1]} must not be negative")
+    return value
+
+
+def coerce(value: Any, kind: type, key: str) -> Any:
+    if kind is str:
+        expect(isinstance(value, str), f"[{TOOL_TABLE}] {key} must hold strings, got {value!r}")
+        return value
+    if kind is bool:
+        expect(isinstance(value, bool), f"[{TOOL_TABLE}] {key} must be true or false")
+        return value
+    if kind is int:
+        expect(isinstance(value, int) and not isinstance(value, bool),
+               f"[{TOOL_TABLE}] {key} must be an integer, got {value!r}")
+        return value
+    expect(isinstance(value, (int, float)) and not isinstance(value, bool),
+           f"[{TOOL_TABLE}] {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def check_choice(value: Any, allowed: tuple[str, ...], what: str, option: str) -> None:
+    expect(value in allowed, f"{option}: unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+
+
+def check_import_path(value: Any, where: str) -> None:
+    ok = isinstance(value, str) and value.count(":") == 1 and all(value.split(":"))
+    expect(ok, f"{where} = {value!r} is not an import path; write it as \"package.module:callable\"")
+
+
+def reject_unknown(table: dict, known: set[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    expect(not unknown, f"{where}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(sorted(known))}")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
