@@ -207,7 +207,10 @@ def threat_worst_case(audit: AuditSession, name: str, threat: str) -> dict:
     configured attacks of that norm, plus, for a model whose masking checks fail, the Linf
     escalation. {"robust", "broken_by", "broken_by_example", "attacks", "masked", "escalated"}."""
     result = adversarial(audit, name)
-    attacks = threat_attacks(result["per_attack"], threat)
+    # in the configured order, which credits each broken example to an attack: the cached
+    # results' own order depends on whether this process computed them or read them back
+    configured = [a for a in audit.config.adversarial.attacks if a in result["per_attack"]]
+    attacks = threat_attacks(configured, threat)
     per = {a: result["per_attack"][a] for a in attacks}
     failures = masked(audit, name)
     escalated: dict[str, str] = {}
