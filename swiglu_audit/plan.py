@@ -150,7 +150,7 @@ def other_passes(config: AuditConfig, audit: AuditSession, name: str,
                  trainings: dict[str, Trainings]) -> tuple[int, int, int]:
     """(examples passed forward, examples passed forward and backward, trigger-scan steps) by
     everything but the training steps and the attacks, for one model, following the suites' code."""
-    from .measure.poisoning import out_of_scope, poisoned_seeds
+    from .measure.poisoning import out_of_scope, poisoned_seeds, scan_inputs, scan_settings
     from .methods.corruptions import SEVERITIES, applicable_corruptions
     from .methods.ood_sets import sets_for
 
@@ -170,9 +170,11 @@ def other_passes(config: AuditConfig, audit: AuditSession, name: str,
     forward += seeds * len(corruptions) * len(SEVERITIES) * n_ood
     if out_of_scope(audit, name) is None:
         # detectors on the backdoored set (poisoned seeds); the trigger scan of the audited and
-        # of the planted set: features, then per class `scan_steps` steps over SCAN_INPUTS inputs
+        # of the planted set: features, then per class its steps over its inputs, counted in
+        # steps over SCAN_INPUTS inputs (a step's cost is about linear in its inputs)
         forward += len(poisoned_seeds(audit, name)) * n_train + 2 * n_train
-        scan = 2 * data.n_classes * config.poisoning.scan_steps
+        settings = scan_settings(audit, name)
+        scan = round(2 * data.n_classes * settings["steps"] * scan_inputs(settings) / SCAN_INPUTS)
     return forward, gradient, scan
 
 

@@ -23,6 +23,13 @@ TRAINER_REVISION = 4  # 2: fused AdamW; 4: learning curves against steps, time a
 # Validation accuracy must rise by more than this to count as an improvement for early stopping
 # (one example of the digits validation split is 0.0028).
 EARLY_STOPPING_MIN_GAIN = 0.001
+# ... or the mean training loss fall by more than this. Early stopping serves the fine-tuning on
+# poisoned sets, whose clean validation accuracy can stall (easy data saturates at once) while the
+# poison is still being learned: a backdoor at 1% whose samples' loss falls by 1 moves the mean
+# by 0.01, ten times this, so training goes on while the poisoned set is still being fitted.
+EARLY_STOPPING_MIN_LOSS_GAIN = 0.001
+# The rule is part of an early-stopped recipe's cache key: checkpoints stopped by an earlier rule train again.
+EARLY_STOPPING_RULE = "validation accuracy and training loss both stalled"
 
 
 @dataclass(frozen=True)
@@ -33,13 +40,16 @@ class Recipe:
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
-    # Stop when validation accuracy has not improved for this many epochs (0: never). The
-    # cosine schedule still spans `epochs`, so a run that does not stop is the same as without it.
+    # Stop when neither validation accuracy nor training loss has improved for this many epochs
+    # (0: never). The cosine schedule still spans `epochs`, so a run that does not stop is the
+    # same as without it.
     patience: int = 0
 
     def to_dict(self) -> dict:
         out = dict(vars(self))
-        if not self.patience:  # absent when off: the cache keys of every existing checkpoint stay valid
+        if self.patience:
+            out["stop_rule"] = EARLY_STOPPING_RULE
+        else:  # absent when off: the cache keys of every existing checkpoint stay valid
             del out["patience"]
         return out
 
@@ -51,8 +61,8 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
 
     Randomness comes only from `seed`: one generator shuffles the batches, and the model must
     already have been initialised under the same seed by the caller. With `recipe.patience` and a
-    validation split, training stops early once validation accuracy stops improving; the record
-    then says at which epoch (`stopped_epoch`).
+    validation split, training stops early once neither validation accuracy nor the training loss
+    improves any more; the record then says at which epoch (`stopped_epoch`).
     """
     model.to(device).train()
     # The whole set moves to the device once where it fits there; otherwise (a large set on a GPU,
@@ -68,7 +78,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
     flops_per_example = None
     history, curve, step, examples = [], [], 0, 0
-    best_accuracy, best_epoch, stopped_epoch = -1.0, 0, None
+    best_accuracy, best_loss, best_epoch, stopped_epoch = -1.0, math.inf, 0, None
     started, eval_seconds = time.perf_counter(), 0.0
 
     def evaluate() -> dict:
@@ -115,8 +125,13 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
         entry.update({k: point[k] for k in ("val_loss", "val_accuracy") if k in point})
         history.append(entry)
         if recipe.patience and "val_accuracy" in point:
+            improved = False
             if point["val_accuracy"] > best_accuracy + EARLY_STOPPING_MIN_GAIN:
-                best_accuracy, best_epoch = point["val_accuracy"], epoch + 1
+                best_accuracy, improved = point["val_accuracy"], True
+            if entry["train_loss"] < best_loss - EARLY_STOPPING_MIN_LOSS_GAIN:
+                best_loss, improved = entry["train_loss"], True
+            if improved:
+                best_epoch = epoch + 1
             elif epoch + 1 - best_epoch >= recipe.patience and epoch + 1 < recipe.epochs:
                 stopped_epoch = epoch + 1
                 break

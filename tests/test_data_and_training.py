@@ -91,32 +91,39 @@ def test_training_learns_digits():
     assert not model.training  # handed back in eval mode
 
 
-def test_early_stopping_stops_when_validation_accuracy_stalls_and_changes_nothing_otherwise():
+def test_early_stopping_stops_only_when_validation_accuracy_and_training_loss_both_stall():
     data = load_digits_data()
     cpu = torch.device("cpu")
 
-    def trained(recipe, y_val):
+    def trained(recipe, y_val, y_train=data.y_train):
         torch.manual_seed(0)
         model = build_model(ModelConfig(family="mlp", ffn="swiglu"))
-        record = train_model(model, data.x_train, data.y_train, recipe, 0, cpu, data.x_val, y_val)
+        record = train_model(model, data.x_train, y_train, recipe, 0, cpu, data.x_val, y_val)
         return model.state_dict(), record
 
-    # Validation labels the model cannot learn: accuracy stalls at chance, so training stops
-    # `patience` epochs after its best epoch instead of running all 12.
+    # Validation labels the model cannot learn: validation accuracy stalls at chance at once. The
+    # training set is still being fitted (its loss keeps falling), as a poisoned set is while its
+    # backdoor is learned, so training must not stop on validation accuracy alone.
     noise = torch.randint(0, 10, data.y_val.shape, generator=torch.Generator().manual_seed(1))
-    _, stalled = trained(Recipe(epochs=12, patience=2), noise)
-    best = max(range(len(stalled["history"])), key=lambda i: stalled["history"][i]["val_accuracy"])
-    assert stalled["stopped_epoch"] == len(stalled["history"]) < 12
-    assert stalled["stopped_epoch"] - (best + 1) >= 2
+    _, fitting = trained(Recipe(epochs=8, patience=2), noise)
+    losses = [h["train_loss"] for h in fitting["history"]]
+    assert fitting["stopped_epoch"] is None and len(losses) == 8
+    assert losses[0] - losses[-1] > 0.1
+
+    # Nothing left to learn (learning rate 0): both stall, and training stops `patience` epochs
+    # after its last improvement instead of running all 12.
+    _, stalled = trained(Recipe(epochs=12, learning_rate=0.0, patience=2), noise)
+    assert stalled["stopped_epoch"] == len(stalled["history"]) == 3
     assert stalled["steps"] == stalled["stopped_epoch"] * -(-len(data.x_train) // 64)
 
-    # On real labels over 3 epochs accuracy keeps rising: the same weights as without early stopping.
+    # On real labels over 3 epochs both keep improving: the same weights as without early stopping.
     plain_state, _ = trained(Recipe(epochs=3), data.y_val)
     patient_state, patient = trained(Recipe(epochs=3, patience=2), data.y_val)
     assert patient["stopped_epoch"] is None
     assert all(torch.equal(plain_state[k], patient_state[k]) for k in plain_state)
-    # off, the recipe's cache key is what it was before early stopping existed
-    assert "patience" not in Recipe().to_dict() and Recipe(patience=2).to_dict()["patience"] == 2
+    # off, the recipe's cache key is what it was before early stopping existed; on, it names the rule
+    assert "patience" not in Recipe().to_dict() and "stop_rule" not in Recipe().to_dict()
+    assert Recipe(patience=2).to_dict()["patience"] == 2 and "training loss" in Recipe(patience=2).to_dict()["stop_rule"]
 
 
 def test_progress_is_quiet_in_ci_and_without_a_terminal(monkeypatch):

@@ -154,6 +154,26 @@ def test_poisoning_config_is_validated():
     assert cfg.poisoning.flip_rates == (0.05, 0.2)
 
 
+def test_models_poisoned_the_cheaper_way_get_the_cheaper_scan_and_the_plan_counts_it(tmp_path):
+    from swiglu_audit.measure.poisoning import CHEAPER_SCAN_PER_CLASS, CHEAPER_SCAN_STEPS, scan_inputs, scan_settings
+    from swiglu_audit.plan import SCAN_INPUTS, Trainings, other_passes
+    from swiglu_audit.session import AuditSession
+
+    def session(mode):
+        return AuditSession(build_config({"poisoning": {"mode": mode}, "device": "cpu", "cache_dir": str(tmp_path)},
+                                         profile="quick"))
+
+    full, cheap = session("retrain"), session("fine_tune")  # fine_tune: the zoo too is poisoned the cheaper way
+    assert scan_settings(full, "swiglu-mlp") == {"steps": 200}  # the scan's own inputs: the zoo's cache keys as before
+    assert scan_settings(cheap, "swiglu-mlp") == {"steps": CHEAPER_SCAN_STEPS, "per_class": CHEAPER_SCAN_PER_CLASS}
+    assert scan_inputs(scan_settings(full, "swiglu-mlp")) == SCAN_INPUTS
+    # the plan counts scan steps over SCAN_INPUTS inputs: the cheaper scan is a quarter of the full one
+    none: dict[str, Trainings] = {}
+    full_steps = other_passes(full.config, full, "swiglu-mlp", none)[2]
+    cheap_steps = other_passes(cheap.config, cheap, "swiglu-mlp", none)[2]
+    assert full_steps == 2 * 10 * 200 and cheap_steps * 4 == full_steps
+
+
 def test_penultimate_features_of_a_users_model_and_a_clear_error_without_a_head():
     torch.manual_seed(0)
     body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU())

@@ -64,7 +64,7 @@ def out_of_scope(audit: AuditSession, name: str) -> str | None:
         return f"'{name}' is loaded from pretrained weights; the poisoning suite needs to retrain it"
     group = USER_GROUP if spec.group == USER_GROUP else spec.family
     if group not in families:
-        return (f"the {group} family is not in [tool.swiglu_audit.poisoning] families = {families} "
+        return (f"the {group} family is not in [tool.swiglu_audit.poisoning] families = {list(families)} "
                 f"(profile '{audit.config.profile}'); add it there to poison it")
     return None
 
@@ -90,6 +90,12 @@ def poisoned_set(audit: AuditSession, cond: Condition) -> PoisonedSet:
 # the epochs on flipped labels degraded the models about five times less than retraining did
 # (bench/poison-finetune-all-attacks.json). Those sets are always retrained.
 FINE_TUNED_ATTACKS = ("backdoor", "clean_label")
+# The trigger scan of a model poisoned the cheaper way (scan_settings): on a user's CNN with
+# 32x32 inputs the full scan costs more than all its poisoned trainings; this one costs a
+# quarter of it, with the same targets and flags in the cases of bench/scan-cost-cnn.json. Its
+# power is measured on each model like the full scan's, so a weaker scan says "inconclusive".
+CHEAPER_SCAN_STEPS = 100
+CHEAPER_SCAN_PER_CLASS = 30
 
 
 def cheaper(audit: AuditSession, name: str) -> bool:
@@ -275,13 +281,31 @@ def scan(audit: AuditSession, name: str) -> dict:
                       lambda: audit.cached_arrays("poison-scan", audit.zoo.models(name), {}, _CODE_DIGEST, measure)[1])
 
 
+def scan_settings(audit: AuditSession, name: str) -> dict:
+    """The trigger scan's settings for `name`: {"steps"} and, where it is poisoned the cheaper way,
+    {"per_class"}: half the other-class inputs per class (the scan reads 2 x per_class of them) and
+    at most CHEAPER_SCAN_STEPS steps. The same settings scan the audited set and the planted one,
+    so the power that judges the scan is the power of the scan that ran."""
+    steps = audit.config.poisoning.scan_steps
+    if cheaper(audit, name):
+        return {"steps": min(steps, CHEAPER_SCAN_STEPS), "per_class": CHEAPER_SCAN_PER_CLASS}
+    return {"steps": steps}  # the scan's own per_class: the zoo's cache keys stay as they were
+
+
+def scan_inputs(settings: dict) -> int:
+    """Other-class inputs each class's optimisation reads per step under these settings."""
+    return 2 * settings.get("per_class", backdoor_scan.PER_CLASS)
+
+
 def _trigger_scan(audit: AuditSession, model, x, y, kind: str, settings: dict) -> dict:
-    """The trigger-agnostic scan (checks/backdoor_scan.py) of one trained model over (x, y),
-    cached on disk: {"flags", "scores", "mask", "pattern", "target", "anomaly_index", ...}."""
+    """The trigger-agnostic scan (methods/backdoor_scan.py) of one trained model over (x, y),
+    cached on disk: {"flags", "scores", "mask", "pattern", "target", "anomaly_index", ...}.
+    `settings` are the scan's (steps, per_class) and whatever else names the scanned set."""
     def measure():
         features = penultimate_features(model.module, x, audit.device).numpy()
         result = backdoor_scan.scan(model.module, x, y, audit.data.n_classes, audit.device, features=features,
-                                    seed=model.seed or 0, steps=audit.config.poisoning.scan_steps)
+                                    seed=model.seed or 0, steps=settings["steps"],
+                                    per_class=settings.get("per_class", backdoor_scan.PER_CLASS))
         trigger = result.trigger
         arrays = {"flags": result.flags, "scores": result.scores}
         if trigger is not None:
@@ -299,7 +323,7 @@ def trigger_scan(audit: AuditSession, name: str) -> dict:
     model = audit.zoo.models(name)[0]
     data = audit.data
     return audit.memo(("trigger-scan", name), lambda: _trigger_scan(
-        audit, model, data.x_train, data.y_train, "trigger-scan", {"steps": audit.config.poisoning.scan_steps}))
+        audit, model, data.x_train, data.y_train, "trigger-scan", scan_settings(audit, name)))
 
 
 def scan_power(audit: AuditSession, name: str) -> dict | None:
@@ -314,7 +338,7 @@ def scan_power(audit: AuditSession, name: str) -> dict | None:
         poisoned = poisoned_set(audit, cond)
         model = poisoned_models(audit, name, cond)[0]
         result = _trigger_scan(audit, model, poisoned.x, poisoned.y, "trigger-scan-planted",
-                               {"steps": audit.config.poisoning.scan_steps, "condition": cond.tag(audit.config.poisoning)})
+                               {**scan_settings(audit, name), "condition": cond.tag(audit.config.poisoning)})
         truth = poisoned.mask.numpy()
         flags = result["flags"]
         hits = int((flags & truth).sum())

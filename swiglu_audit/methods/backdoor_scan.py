@@ -50,6 +50,7 @@ SAMPLE_Z = 3.5  # a sample's pattern match must be this far (robust z) beyond it
 # samples, while planted poison gives medians of 30 to 2,500 (measured; see BENCHMARKS.md).
 DEPENDENCE_Z = 10.0
 FILL_SAMPLES = 4096  # other-class samples whose median is the neutral fill
+PER_CLASS = 60  # each class's trigger is optimised on 2 x PER_CLASS inputs of the other classes
 # Classes reverse-engineered together hold at most this many bytes of inputs each step: batching
 # pays where passes are small (digits: 30 KB a class), not where arithmetic dominates.
 GROUP_INPUT_BYTES = 1 << 20
@@ -174,7 +175,7 @@ def _one_cpu_thread(device: torch.device):
 
 
 def scan(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int, device: torch.device,
-         features: np.ndarray | None = None, seed: int = 0, per_class: int = 60, steps: int = 200) -> ScanResult:
+         features: np.ndarray | None = None, seed: int = 0, per_class: int = PER_CLASS, steps: int = 200) -> ScanResult:
     """The scan of one trained model over its training set (x, y)."""
     with _one_cpu_thread(device):
         return _scan(model, x, y, n_classes, device, features, seed, per_class, steps)
