@@ -66,6 +66,36 @@ def test_targeted_flip_relabels_a_share_of_the_source_class_only():
         targeted_flip(y, 1, 1, 0.5, 0)
 
 
+def test_every_registered_poisoning_attack_touches_its_share_and_marks_it():
+    from swiglu_audit.methods.poisoning import POISONING_ATTACKS, PoisonParams
+
+    x, y = torch.rand(300, 1, 8, 8), torch.arange(300) % 3
+    params = PoisonParams(n_classes=3, targeted_pair=(1, 2), backdoor_target=0, trigger_size=2, seed=0)
+    for name, attack in POISONING_ATTACKS.items():
+        poisoned = attack(x, y, 0.1, params)
+        touched = int(poisoned.mask.sum())
+        assert touched > 0 and poisoned.x.shape == x.shape and poisoned.y.shape == y.shape, name
+        untouched = ~poisoned.mask
+        assert torch.equal(poisoned.y[untouched], y[untouched]), name  # only marked samples change
+        assert torch.equal(poisoned.x[untouched], x[untouched]), name
+    # the registry builds what the functions build
+    flip = POISONING_ATTACKS["targeted"](x, y, 0.5, params)
+    assert torch.equal(flip.y, targeted_flip(y, 1, 2, 0.5, 0)[0])
+    planted = POISONING_ATTACKS["backdoor"](x, y, 0.1, params)
+    assert torch.equal(planted.mask, backdoor(x, y, 0, 0.1, 2, 0).mask)
+
+
+def test_every_registered_poison_detector_scores_and_flags_each_sample():
+    from swiglu_audit.methods.poison_detectors import POISON_DETECTORS
+
+    rng = np.random.default_rng(0)
+    features, labels = rng.normal(size=(120, 6)), np.arange(120) % 3
+    for name, detect in POISON_DETECTORS.items():
+        out = detect(features, labels, 0)
+        assert out.scores.shape == (120,) and out.flags.shape == (120,) and out.flags.dtype == bool, name
+        assert np.isfinite(out.scores).all(), name
+
+
 def test_add_trigger_rejects_a_patch_larger_than_the_image():
     with pytest.raises(ValueError, match="does not fit"):
         add_trigger(torch.zeros(1, 1, 4, 4), 5)

@@ -22,7 +22,7 @@ from ..features import penultimate_features
 from ..methods import backdoor_scan, poison_detectors, poisoning
 from ..methods.integrity import exact_duplicates, label_issues, near_duplicates
 from ..methods.poison_detectors import detection_metrics, run_detectors
-from ..methods.poisoning import PoisonedSet, add_trigger, backdoor, flip_labels, targeted_flip
+from ..methods.poisoning import POISONING_ATTACKS, PoisonedSet, PoisonParams, add_trigger
 from ..specs import USER_GROUP
 from ..train import predict_logits
 from .adversarial import clean_correct
@@ -71,17 +71,10 @@ def out_of_scope(audit: AuditSession, name: str) -> str | None:
 
 def poisoned_set(audit: AuditSession, cond: Condition) -> PoisonedSet:
     def build():
-        data, cfg = audit.data, audit.config.poisoning
-        x, y = data.x_train, data.y_train
-        if cond.attack == "flip":
-            labels, mask = flip_labels(y, cond.rate, data.n_classes, POISON_SEED)
-            return PoisonedSet(x, labels, mask)
-        if cond.attack == "targeted":
-            source, target = _pair(audit)
-            labels, mask = targeted_flip(y, source, target, cond.rate, POISON_SEED)
-            return PoisonedSet(x, labels, mask)
-        return backdoor(x, y, _target(audit), cond.rate, cfg.trigger_size, POISON_SEED,
-                        clean_label=cond.attack == "clean_label")
+        data = audit.data
+        params = PoisonParams(data.n_classes, _pair(audit), _target(audit), audit.config.poisoning.trigger_size,
+                              POISON_SEED)
+        return POISONING_ATTACKS[cond.attack](data.x_train, data.y_train, cond.rate, params)
     return audit.memo(("poisoned-set", cond), build)
 
 

@@ -15,6 +15,7 @@ a cluster holding at most `AC_MAX_SHARE` of its class for activation clustering.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,6 @@ from .ood_metrics import auroc
 
 SPECTRAL_Z = 3.5  # robust z-score cut-off (Iglewicz and Hoaglin's outlier rule)
 AC_MAX_SHARE = 0.35  # the cluster-size cut-off of Chen et al.
-DETECTORS = ("spectral", "activation_clustering")
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,17 @@ def activation_clustering(features: np.ndarray, labels: np.ndarray, n_components
     return DetectorOutput(scores, scores >= 1.0 - AC_MAX_SHARE)
 
 
+# The detector registry: name -> (features, labels, seed) -> scores and flags; the suite scores
+# and compares every entry.
+POISON_DETECTORS: dict[str, Callable[[np.ndarray, np.ndarray, int], DetectorOutput]] = {
+    "spectral": lambda features, labels, seed: spectral_signatures(features, labels),
+    "activation_clustering": lambda features, labels, seed: activation_clustering(features, labels, seed=seed),
+}
+DETECTORS = tuple(POISON_DETECTORS)
+
+
 def run_detectors(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, DetectorOutput]:
-    return {"spectral": spectral_signatures(features, labels),
-            "activation_clustering": activation_clustering(features, labels, seed=seed)}
+    return {name: detect(features, labels, seed) for name, detect in POISON_DETECTORS.items()}
 
 
 def detection_metrics(output: DetectorOutput, truth: np.ndarray) -> dict:

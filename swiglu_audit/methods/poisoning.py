@@ -1,10 +1,13 @@
 """Simulated data poisoning: label flipping (random and targeted), BadNets-style backdoors.
 
 Pure functions on tensors. Each attack returns the poisoned training set and the boolean mask of
-the samples it touched (the ground truth the detectors in `poison_detectors` are scored against)."""
+the samples it touched (the ground truth the detectors in `poison_detectors` are scored against).
+`POISONING_ATTACKS` is the registry the poisoning measurements build their sets from; a new
+attack is one entry (its findings are the suite's: a curve, a success rate)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -79,6 +82,27 @@ def backdoor(x: torch.Tensor, y: torch.Tensor, target: int, rate: float, size: i
     y_p[idx] = target
     # only the triggered rows are held anew: the set may be a user's data too large to copy
     return PoisonedSet(PatchedRows(x, idx, add_trigger(x[idx], size)), y_p, _mask(len(y), idx))
+
+
+@dataclass(frozen=True)
+class PoisonParams:
+    """What the registered attacks read besides the data and the rate."""
+
+    n_classes: int
+    targeted_pair: tuple[int, int]  # (source, target) of targeted flipping
+    backdoor_target: int
+    trigger_size: int
+    seed: int
+
+
+PoisoningAttack = Callable[[torch.Tensor, torch.Tensor, float, PoisonParams], PoisonedSet]
+POISONING_ATTACKS: dict[str, PoisoningAttack] = {
+    "flip": lambda x, y, rate, p: PoisonedSet(x, *flip_labels(y, rate, p.n_classes, p.seed)),
+    "targeted": lambda x, y, rate, p: PoisonedSet(x, *targeted_flip(y, *p.targeted_pair, rate, p.seed)),
+    "backdoor": lambda x, y, rate, p: backdoor(x, y, p.backdoor_target, rate, p.trigger_size, p.seed),
+    "clean_label": lambda x, y, rate, p: backdoor(x, y, p.backdoor_target, rate, p.trigger_size, p.seed,
+                                                  clean_label=True),
+}
 
 
 def _mask(n: int, idx: torch.Tensor) -> torch.Tensor:
