@@ -125,6 +125,11 @@ def test_training_set_scan(audit, audit_model, record_finding):
     elif target is not None and len(flagged):
         status, reason = Status.WARN, (f"a lead: class {target} has a small recovered trigger (anomaly index "
                                        f"{index:.1f}) and {what} depend on it; inspect them")
+    elif "not_learned" in power:
+        status, reason = Status.WARN, (
+            f"inconclusive: nothing found, but the scan's power on this model cannot be shown: it did not learn "
+            f"the harness's own {power['rate']:.0%} backdoor (attack success above the base rate "
+            f"{power['not_learned']:.2f}), so there was no planted backdoor for the scan to find")
     elif not power["target_found"] or (power["recall"] or 0.0) < policy["min_scan_recall"]:
         status, reason = Status.WARN, (
             f"inconclusive: nothing found, but this model's features hide planted poison: on the "

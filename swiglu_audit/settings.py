@@ -83,10 +83,15 @@ class AdversarialSettings(Section):
     square_queries: int
     cw_steps: int
     apgd_steps: int
+    pgd_step_factor: float  # PGD's step = pgd_step_factor * eps / steps
+    cw_c: float  # CW-L2's trade-off between distance and misclassification
+    cw_learning_rate: float
 
     def check(self) -> None:
         expect(all(b > 0 for b in self.budgets), f"[{TOOL_TABLE}.adversarial] budgets must be positive")
         expect(self.eps > 0, f"[{TOOL_TABLE}.adversarial] eps must be positive")
+        expect(self.pgd_step_factor > 0 and self.cw_c > 0 and self.cw_learning_rate > 0,
+               f"[{TOOL_TABLE}.adversarial] pgd_step_factor, cw_c and cw_learning_rate must be positive")
 
 
 @dataclass(frozen=True)

@@ -59,19 +59,32 @@ def write_pyproject():
 
 
 @pytest.fixture(scope="session")
-def tiny_audit(tmp_path_factory, shared_cache):
+def tiny_audit(tmp_path_factory, shared_cache, worker_id):
     """The folder of one real tiny audit (subprocess, with --junitxml=junit.xml), shared by the
-    tests that read its reports."""
+    tests that read its reports, and under xdist by every worker of the run: one audit, not one
+    per worker (two at once on two cores made each several times slower)."""
     import os
     import subprocess
     import sys
 
-    folder = tmp_path_factory.mktemp("tiny-audit")
-    (folder / "pyproject.toml").write_text(TINY_AUDIT_TOML)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env["SWIGLU_AUDIT_CACHE"] = str(shared_cache)
-    subprocess.run([sys.executable, "-m", "pytest", "--swiglu-audit", "-p", "no:cacheprovider", "-q",
-                    "--junitxml=junit.xml"], cwd=folder, env=env, capture_output=True, timeout=600)
+    from filelock import FileLock
+
+    def run(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "pyproject.toml").write_text(TINY_AUDIT_TOML)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+        env["SWIGLU_AUDIT_CACHE"] = str(shared_cache)
+        subprocess.run([sys.executable, "-m", "pytest", "--swiglu-audit", "-p", "no:cacheprovider", "-q",
+                        "--junitxml=junit.xml"], cwd=folder, env=env, capture_output=True, timeout=600)
+        return folder
+
+    if worker_id == "master":  # not under xdist: this run's own temporary folder
+        return run(tmp_path_factory.mktemp("tiny-audit"))
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, above every worker's own
+    with FileLock(str(shared / "tiny-audit.lock")):
+        folder = shared / "tiny-audit"
+        if not (folder / "reports" / "report.json").exists():
+            run(folder)
     return folder
 
 

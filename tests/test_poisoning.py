@@ -300,3 +300,77 @@ def test_a_model_that_already_obeys_the_harness_trigger_is_a_fail_not_a_low_exce
     for f in findings:
         assert f["details"]["base_rate"]["value"] > 0.9
         assert f["status"] == "FAIL" and "may already carry a backdoor" in f["reason"]
+
+
+CORNER_BLIND_MODELS = '''
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class CornerBlind(nn.Module):
+    """Reads only the top-left 6x6 of an 8x8 digit: the harness's bottom-right trigger never reaches it."""
+
+    def __init__(self, gated):
+        super().__init__()
+        self.gated = gated
+        self.inp = nn.Linear(36, 48)
+        self.up, self.gate = nn.Linear(48, 64), nn.Linear(48, 64)
+        self.down = nn.Linear(64, 48)
+        self.head = nn.Linear(48, 10)
+
+    def forward_features(self, x):
+        h = F.relu(self.inp(x[..., :6, :6].flatten(1)))
+        inner = F.silu(self.gate(h)) * self.up(h) if self.gated else F.relu(self.up(h))
+        return h + self.down(inner)
+
+    def forward(self, x):
+        return self.head(self.forward_features(x))
+
+
+def swiglu(n_classes=10):
+    return CornerBlind(gated=True)
+
+
+def relu(n_classes=10):
+    return CornerBlind(gated=False)
+'''
+
+
+def test_a_model_that_cannot_learn_the_planted_backdoor_gets_an_inconclusive_scan_without_the_power_scan(
+        pytester, tmp_path, monkeypatch):
+    """A user's model that never sees the corner where the harness plants its trigger cannot
+    learn that backdoor, so no scan can show its power on it: the training-set scan says so
+    (inconclusive WARN, never PASS), and the costly scan of the planted set is not run."""
+    from swiglu_audit.config import OPT_ENABLE
+
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
+    pytester.makepyfile(cornerblind=CORNER_BLIND_MODELS)
+    pytester.makefile(".toml", pyproject="""
+[tool.swiglu_audit]
+profile = "quick"
+[[tool.swiglu_audit.models]]
+name = "blind-swiglu"
+factory = "cornerblind:swiglu"
+role = "candidate"
+[[tool.swiglu_audit.models]]
+name = "blind-relu"
+factory = "cornerblind:relu"
+""")
+    pytester.syspathinsert()
+    pytester.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "training_set_scan")
+    doc = json.loads((pytester.path / "reports" / "report.json").read_text())
+    scans = [f for f in doc["findings"] if f["check"] == "training_set_scan"]
+    assert len(scans) == 2
+    for f in scans:
+        power = f["details"]["power_on_planted_backdoor"]
+        assert f["status"] == "WARN" and power["not_learned"] < 0.1, (f["reason"], power)
+        assert power["recall"] == 0.0 and not power["target_found"]
+    from safetensors import safe_open
+
+    records = []
+    for path in (tmp_path / "cache").rglob("*.safetensors"):
+        with safe_open(str(path), "pt") as fh:
+            records.append(json.loads((fh.metadata() or {}).get("record", "{}")))
+    trigger_scans = [r for r in records if "anomaly_index" in r]
+    assert len(trigger_scans) == 2  # each model's audited training set; the planted set's scans never ran

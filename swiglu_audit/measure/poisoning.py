@@ -89,6 +89,11 @@ FINE_TUNED_ATTACKS = ("backdoor", "clean_label")
 # power is measured on each model like the full scan's, so a weaker scan says "inconclusive".
 CHEAPER_SCAN_STEPS = 100
 CHEAPER_SCAN_PER_CLASS = 30
+# A model whose attack success on the harness's planted backdoor stays this close to the base rate
+# has not learned it, and no scan can find what the model does not carry: in the 21 cases of
+# bench/trigger-scan-mlp.json with success below 0.15 the scan found neither the target nor a
+# sample. Its power is then nil without running the scan (the verdict says why).
+MIN_LEARNED_BACKDOOR = 0.1
 
 
 def cheaper(audit: AuditSession, name: str) -> bool:
@@ -321,14 +326,21 @@ def trigger_scan(audit: AuditSession, name: str) -> dict:
 
 def scan_power(audit: AuditSession, name: str) -> dict | None:
     """How well the same scan finds the harness's own planted backdoor (at `detection_rate`) in
-    this architecture: {"target_found", "precision", "recall", "n_poisoned"}; None when the model
-    is not poisoned in this audit (so the power is not measured)."""
+    this architecture: {"target_found", "precision", "recall", "n_poisoned"}, and "not_learned"
+    (the attack success above the base rate) where the model did not learn the backdoor; None
+    when the model is not poisoned in this audit (so the power is not measured)."""
     if out_of_scope(audit, name) is not None:
         return None
     cond = Condition("backdoor", audit.config.poisoning.detection_rate)
 
     def compute():
         poisoned = poisoned_set(audit, cond)
+        success = backdoor_success(audit, name)  # row 0: the first seed, the model the scan reads
+        learned = float(success["asr"][cond.rate][0].mean() - success["base"][0].mean())
+        if learned < MIN_LEARNED_BACKDOOR:  # nothing to find: its power is nil, and not worth a scan
+            return {"rate": cond.rate, "target": _target(audit), "target_found": False, "found_target": None,
+                    "n_poisoned": int(poisoned.mask.sum()), "n_flagged": 0, "precision": None, "recall": 0.0,
+                    "not_learned": round(learned, 3)}
         model = poisoned_models(audit, name, cond)[0]
         result = _trigger_scan(audit, model, poisoned.x, poisoned.y, "trigger-scan-planted",
                                {**scan_settings(audit, name), "condition": cond.tag(audit.config.poisoning)})

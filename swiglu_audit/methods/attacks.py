@@ -132,12 +132,16 @@ class AttackParams:
     cw_steps: int = 50
     square_queries: int = 300
     square_restarts: int = 1
+    pgd_step_factor: float = 2.5  # PGD's step = pgd_step_factor * eps / steps
+    cw_c: float = 1.0
+    cw_learning_rate: float = 0.01
 
     @classmethod
     def of(cls, settings) -> AttackParams:
         """From the adversarial settings section (anything with these attributes)."""
         return cls(settings.eps, settings.eps_l2, settings.steps, settings.apgd_steps, settings.cw_steps,
-                   settings.square_queries)
+                   settings.square_queries, pgd_step_factor=settings.pgd_step_factor, cw_c=settings.cw_c,
+                   cw_learning_rate=settings.cw_learning_rate)
 
 
 @dataclass(frozen=True)
@@ -163,10 +167,11 @@ class Attack:
 ATTACKS: dict[str, Attack] = {
     "fgsm": Attack("Linf", "white-box", lambda ta, m, a: ta.FGSM(m, eps=a.eps)),
     "pgd": Attack("Linf", "white-box", lambda ta, m, a: ta.PGD(
-        m, eps=a.eps, alpha=2.5 * a.eps / max(a.steps, 1), steps=a.steps, random_start=True)),
+        m, eps=a.eps, alpha=a.params.pgd_step_factor * a.eps / max(a.steps, 1), steps=a.steps, random_start=True)),
     "pgd_l2": Attack("L2", "white-box", lambda ta, m, a: ta.PGDL2(
-        m, eps=a.eps, alpha=2.5 * a.eps / max(a.steps, 1), steps=a.steps, random_start=True)),
-    "cw_l2": Attack("L2", "white-box", lambda ta, m, a: ta.CW(m, c=1.0, kappa=0.0, steps=a.params.cw_steps, lr=0.01)),
+        m, eps=a.eps, alpha=a.params.pgd_step_factor * a.eps / max(a.steps, 1), steps=a.steps, random_start=True)),
+    "cw_l2": Attack("L2", "white-box", lambda ta, m, a: ta.CW(
+        m, c=a.params.cw_c, kappa=0.0, steps=a.params.cw_steps, lr=a.params.cw_learning_rate)),
     "apgd_ce": Attack("Linf", "white-box", lambda ta, m, a: ta.APGD(
         m, norm="Linf", eps=a.eps, steps=a.params.apgd_steps, loss="ce", seed=a.seed)),
     "apgd_dlr": Attack("Linf", "white-box", lambda ta, m, a: ta.APGD(
