@@ -2,7 +2,7 @@
 
 Both sides attack the same trained model on the same examples in the same batches with the same
 PGD settings and report robust accuracy (a clean forward pass, the attack, a forward pass on the
-adversarial examples). The harness side goes through `swiglu_audit.checks.adversarial.run_attack`,
+adversarial examples). The harness side goes through `swiglu_audit.methods.attacks.run_attack`,
 which adds pass counting, budget verification and mode restoration. Runs alternate in ABBA order
 (bare then harness, harness then bare, ...) after one warm-up of each, so that drift in machine
 speed and cache warmth hit both sides alike; the medians are compared.

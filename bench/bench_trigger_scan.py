@@ -3,7 +3,7 @@
 Each case plants one backdoor in scikit-learn's digits training split (relabelling `rate` of the
 other classes' samples to the target, except the clean-label kind, which stamps target-class
 samples and keeps their labels), trains one model of the built-in family on it (seed 0, the
-standard recipe), runs `checks.backdoor_scan.scan` on that training set, and scores its flags
+standard recipe), runs `methods.backdoor_scan.scan` on that training set, and scores its flags
 against the planted samples. Clean cases (no backdoor) measure false alarms.
 
     python bench/bench_trigger_scan.py --family mlp --out bench/trigger-scan-mlp.json

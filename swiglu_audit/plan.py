@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 PROBE_ENV = "SWIGLU_AUDIT_PROBE_SECONDS"
 PROBE_WARMUP, PROBE_STEPS = 3, 7  # untimed calls (allocation, kernel choice), then timed ones
-SCAN_INPUTS = 120  # inputs per class and step of the trigger scan (checks/backdoor_scan.py: 2 x per_class)
+SCAN_INPUTS = 120  # inputs per class and step of the trigger scan (methods/backdoor_scan.py: 2 x PER_CLASS)
 # Where the unit costs are given without a scan step: a trigger-scan step costs about two
 # input-gradient passes over its inputs (stamping, mask and pattern gradients, Adam): 115 ms
 # against 54 ms for a small CNN on 32x32 images.
