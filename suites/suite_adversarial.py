@@ -17,6 +17,12 @@ from swiglu_audit.methods.attacks import THREAT_MODELS, describe_threat
 from swiglu_audit.risk import Status, comparison_finding, judged_finding, make_finding, with_status
 
 
+def _threat_text(audit, threat: str) -> str:
+    """The threat model in words, as every robustness sentence names it."""
+    cfg = audit.config.adversarial
+    return describe_threat(threat, cfg.eps, cfg.eps_l2, audit.data.modality)
+
+
 def _inconclusive(failures: list[str], escalated: dict, threat: str) -> str:
     """Why a masked model's robustness number is not evidence of robustness."""
     tried = "; ".join(escalated.values()) if escalated else (
@@ -39,11 +45,11 @@ def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
     estimate = audit.statistics.mean(worst["robust"])
     finding = judged_finding(
         WORST_CASE, [audit_model], estimate.value, policy,
-        f"worst-case robust accuracy ({describe_threat(threat, cfg.eps, cfg.eps_l2, audit.data.modality)}) over "
+        f"worst-case robust accuracy ({_threat_text(audit, threat)}) over "
         + ", ".join(worst["attacks"] + list(worst["escalated"])),
         aspect=threat, ci=(estimate.ci_low, estimate.ci_high), ci_level=level,
         details={
-            "threat_model": describe_threat(threat, cfg.eps, cfg.eps_l2, audit.data.modality),
+            "threat_model": _threat_text(audit, threat),
             "attacks": worst["attacks"], "escalation": worst["escalated"], "masking_failures": worst["masked"],
             "steps": cfg.steps,
             "clean_accuracy": audit.statistics.mean(result["clean"]).to_dict(),
@@ -80,7 +86,7 @@ def test_evaluation_sanity(audit, audit_model, sanity, record_finding):
 @pytest.mark.parametrize("threat", list(THREAT_MODELS))
 @pytest.mark.swiglu_audit_check(WORST_CASE_COMPARISON)
 def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, threat, record_finding):
-    policy, cfg = audit.config.policy, audit.config.adversarial
+    policy = audit.config.policy
     candidate, baseline = audit_pair
     cand, base = (measure.threat_worst_case(audit, m, threat) for m in audit_pair)
     if not cand["attacks"]:
@@ -90,8 +96,8 @@ def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, threat, recor
                                               measure.adversarial(audit, baseline)["per_attack"][a]).to_dict()
                   for a in cand["attacks"]}
     finding = comparison_finding(WORST_CASE_COMPARISON, audit_pair, cmp, policy,
-                                 f"worst-case robust accuracy ({describe_threat(threat, cfg.eps, cfg.eps_l2, audit.data.modality)})", aspect=threat,
-                                 details={"threat_model": describe_threat(threat, cfg.eps, cfg.eps_l2, audit.data.modality), "per_attack": per_attack,
+                                 f"worst-case robust accuracy ({_threat_text(audit, threat)})", aspect=threat,
+                                 details={"threat_model": _threat_text(audit, threat), "per_attack": per_attack,
                                           "masking_failures": {candidate: cand["masked"], baseline: base["masked"]}})
     # A model whose masking checks fail may only look robust: where it looks better, the
     # comparison is void (never PASS); where it looks worse, the difference is a lower bound.
@@ -110,15 +116,15 @@ def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, threat, recor
 
 @pytest.mark.swiglu_audit_check(TRANSFER)
 def test_transfer_attack_vs_baseline(audit, audit_pair, record_finding):
-    policy, cfg = audit.config.policy, audit.config.adversarial
+    policy = audit.config.policy
     candidate, baseline = audit_pair
     onto_candidate = measure.transfer(audit, source=baseline, target=candidate)
     onto_baseline = measure.transfer(audit, source=candidate, target=baseline)
     cmp = audit.statistics.compare(onto_candidate, onto_baseline)
     record_finding(comparison_finding(
         TRANSFER, audit_pair, cmp, policy,
-        f"accuracy of the candidate under the baseline's PGD examples ({describe_threat('linf', cfg.eps, cfg.eps_l2, audit.data.modality)}) "
+        f"accuracy of the candidate under the baseline's PGD examples ({_threat_text(audit, 'linf')}) "
         "vs the baseline under the candidate's",
-        details={"threat_model": describe_threat("linf", cfg.eps, cfg.eps_l2, audit.data.modality),
+        details={"threat_model": _threat_text(audit, "linf"),
                  "candidate_accuracy_on_baseline_examples": float(np.mean(onto_candidate)),
                  "baseline_accuracy_on_candidate_examples": float(np.mean(onto_baseline))}))

@@ -9,6 +9,7 @@ this module at pytest start-up.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ OPT_MAX_MINUTES = "--swiglu-audit-max-minutes"
 OPT_ACCEPT_REDUCED = "--swiglu-audit-accept-reduced-plan"
 DEFAULT_HISTORY_DIR = ".swiglu-audit-history"
 DEVICES = ("auto", "cpu", "cuda", "mps")
-BUILTIN_VARIANTS = ("swiglu", "geglu", "reglu", "gelu", "relu")
+BUILTIN_VARIANTS = tuple(profile_defaults("standard")["variants"])  # every FFN variant of the zoo
 ROLES = ("candidate", "baseline")
 # The policy's defaults and the profiles' settings are data: settings.toml, read by settings.py.
 DEFAULT_POLICY: dict[str, Any] = default_policy()
@@ -256,7 +257,13 @@ def build_config(
 
 
 def _section_default(name: str) -> Any:
-    return build_sections(profile_defaults("standard"), {})[name]
+    """The standard profile's section (sections are frozen, so one built set serves every default)."""
+    return _standard_sections()[name]
+
+
+@functools.cache
+def _standard_sections() -> dict[str, Any]:
+    return build_sections(profile_defaults("standard"), {})
 
 
 def _parse_models(raw: Any) -> tuple[UserModel, ...]:

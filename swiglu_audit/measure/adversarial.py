@@ -117,7 +117,11 @@ def adversarial(audit: AuditSession, name: str) -> dict:
         return {
             **{k: arr(k) for k in ("clean", "worst", "fgsm", "pgd", "pgd_double", "large")},
             "square": arr("square") if "square" in tensors else None,
-            "per_attack": {k.split("/", 1)[1]: arr(k) for k in tensors if k.startswith("per_attack/")},
+            # in the configured order, whether this process computed the results or read them back
+            # (files hold their tensors sorted by name): the worst case credits each broken
+            # example to the first attack in this order
+            "per_attack": {a: arr(f"per_attack/{a}") for a in audit.config.adversarial.attacks
+                           if f"per_attack/{a}" in tensors},
             "curve": {float(k.split("/", 1)[1]): arr(k) for k in tensors if k.startswith("curve/")},
             "curve_l2": {float(k.split("/", 1)[1]): arr(k) for k in tensors if k.startswith("curve_l2/")},
             "pgd_examples": list(tensors["pgd_examples"]),
@@ -207,10 +211,7 @@ def threat_worst_case(audit: AuditSession, name: str, threat: str) -> dict:
     configured attacks of that norm, plus, for a model whose masking checks fail, the Linf
     escalation. {"robust", "broken_by", "broken_by_example", "attacks", "masked", "escalated"}."""
     result = adversarial(audit, name)
-    # in the configured order, which credits each broken example to an attack: the cached
-    # results' own order depends on whether this process computed them or read them back
-    configured = [a for a in audit.config.adversarial.attacks if a in result["per_attack"]]
-    attacks = threat_attacks(configured, threat)
+    attacks = threat_attacks(result["per_attack"], threat)
     per = {a: result["per_attack"][a] for a in attacks}
     failures = masked(audit, name)
     escalated: dict[str, str] = {}
