@@ -11,6 +11,7 @@ from swiglu_audit.checks.data_integrity import DUPLICATES, LABEL_ERRORS, LEAKAGE
 from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, SCAN
 from swiglu_audit.fixtures import skip_unless_poisoned
 from swiglu_audit.measure import poisoning as measure
+from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
 from swiglu_audit.methods.ood_metrics import auroc_estimate, compare_auroc
 from swiglu_audit.methods.poison_detectors import DETECTORS
 from swiglu_audit.risk import Status, comparison_finding, judge_ceiling, judged_finding, make_finding, with_status
@@ -129,7 +130,7 @@ def test_training_set_scan(audit, audit_model, record_finding):
         status, reason = Status.WARN, (
             f"inconclusive: nothing found, but the scan's power on this model cannot be shown: it did not learn "
             f"the harness's own {power['rate']:.0%} backdoor (attack success above the base rate "
-            f"{power['not_learned']:.2f}), so there was no planted backdoor for the scan to find")
+            f"{power['not_learned']:.2f}, under {MIN_LEARNED_BACKDOOR}), so there was no planted backdoor for the scan to find")
     elif not power["target_found"] or (power["recall"] or 0.0) < policy["min_scan_recall"]:
         status, reason = Status.WARN, (
             f"inconclusive: nothing found, but this model's features hide planted poison: on the "

@@ -365,6 +365,7 @@ factory = "cornerblind:relu"
     for f in scans:
         power = f["details"]["power_on_planted_backdoor"]
         assert f["status"] == "WARN" and power["not_learned"] < 0.1, (f["reason"], power)
+        assert "did not learn" in f["reason"] and "under 0.1" in f["reason"]
         assert power["recall"] == 0.0 and not power["target_found"]
     from safetensors import safe_open
 
