@@ -102,10 +102,11 @@ def test_training_set_scan(audit, audit_model, record_finding):
         "indices": audit.data.source_train_indices(flagged[:MAX_LISTED]),
         "suspected_target": target, "anomaly_index_per_class": found["anomaly_index"],
         "trigger_mask_l1_per_class": found["mask_l1"], "trigger_success": found["trigger_success"],
-        "evidence": "each listed sample is labelled with the suspected target and its prediction leaves "
-                    "that class when the recovered trigger region is neutralised, or its trigger region "
-                    "matches the recovered pattern far better than its class does",
-        "sample_scores": [round(float(found["scores"][i]), 2) for i in flagged[:MAX_LISTED]],
+        "evidence": "each listed sample is labelled with the suspected target and either rests on the recovered "
+                    "trigger (without its region the model's probability of the target falls and the prediction "
+                    "leaves the class) or carries it (its region matches the recovered pattern better than all "
+                    "but a sliver of the other classes' inputs, in a group of the class set apart by the match)",
+        "samples": _sample_evidence(audit, found, flagged[:MAX_LISTED]),
         "well_separated_classes": found["separated_classes"],
         "power_on_planted_backdoor": power,
         "published_detectors": {"n_flagged": len(legacy["indices"]),
@@ -143,6 +144,15 @@ def test_training_set_scan(audit, audit_model, record_finding):
             f"{power['rate']:.0%} backdoor in this architecture with recall {power['recall']:.2f} and "
             f"precision {power['precision'] if power['precision'] is not None else 0:.2f}")
     record_finding(make_finding(SCAN, [audit_model], status, reason, threshold, value=value, details=details))
+
+
+def _sample_evidence(audit, found: dict, flagged: np.ndarray) -> list[dict]:
+    """Each listed sample's evidence, by its index in the user's own training set."""
+    whys = (("evidence_rests_on", "rests on the trigger"), ("evidence_carries", "carries the trigger"))
+    return [{"index": index, "why": " and ".join(why for key, why in whys if found[key][i]),
+             "probability_fall": round(float(found["evidence_fall"][i]), 3),
+             "pattern_match_share": round(float(found["evidence_match"][i]), 4)}
+            for index, i in zip(audit.data.source_train_indices(flagged), flagged)]
 
 
 @pytest.mark.swiglu_audit_check(LEAKAGE)

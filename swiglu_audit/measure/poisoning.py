@@ -305,7 +305,8 @@ def _trigger_scan(audit: AuditSession, model, x, y, kind: str, settings: dict) -
                                     seed=model.seed or 0, steps=settings["steps"],
                                     per_class=settings.get("per_class", backdoor_scan.PER_CLASS))
         trigger = result.trigger
-        arrays = {"flags": result.flags, "scores": result.scores}
+        arrays = {"flags": result.flags, "scores": result.scores,
+                  **{f"evidence_{key}": values for key, values in result.evidence.items()}}
         if trigger is not None:
             arrays.update(mask=trigger.mask, pattern=trigger.pattern)
         return arrays, {"target": result.target, "anomaly_index": result.anomaly_index, "mask_l1": result.mask_l1,
