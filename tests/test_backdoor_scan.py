@@ -1,0 +1,67 @@
+"""The trigger scan's sample stage on triggers it is not told about, and on clean data."""
+
+import numpy as np
+import pytest
+import torch
+
+from swiglu_audit.data import load_digits_data
+from swiglu_audit.methods.backdoor_scan import _sample_evidence, _separated_low, reverse_engineer, scan
+from swiglu_audit.nn import ModelConfig, build_model
+from swiglu_audit.train import Recipe, train_model
+
+CPU = torch.device("cpu")
+NOISE = torch.from_numpy(np.random.default_rng(99).random((1, 8, 8))).float()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_data()
+
+
+def _trained(x, y, digits, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(family="mlp", ffn="swiglu"))
+    train_model(model, x, y, Recipe(epochs=30), seed, CPU, digits.x_val, digits.y_val)
+    return model.eval()
+
+
+def test_the_lower_of_two_separated_groups_and_nothing_for_one_spread():
+    rng = np.random.default_rng(0)
+    two = np.concatenate([rng.uniform(0.01, 0.02, 30), rng.uniform(0.8, 1.0, 70)])
+    assert _separated_low(two).tolist() == [True] * 30 + [False] * 70
+    assert not _separated_low(rng.uniform(0.2, 1.0, 100)).any()  # one spread: no group set apart
+    assert not _separated_low(np.full(10, 0.5)).any()
+
+
+def test_a_blended_trigger_is_found_by_the_samples_that_carry_it(digits):
+    """20% of a fixed noise image blended over 5% of the training set, relabelled 3: no patch for a
+    mask to cover, and poisoned samples need not leave the class when a region is neutralised."""
+    x, y = digits.x_train.clone(), digits.y_train.clone()
+    rng = np.random.default_rng(0)
+    planted = rng.choice(np.flatnonzero(y.numpy() != 3), int(round(0.05 * len(y))), replace=False)
+    x[planted] = 0.8 * x[planted] + 0.2 * NOISE
+    y[planted] = 3
+    result = scan(_trained(x, y, digits), x, y, digits.n_classes, CPU)
+    assert result.target == 3
+    truth = np.zeros(len(y), dtype=bool)
+    truth[planted] = True
+    hits = int((result.flags & truth).sum())
+    assert hits / result.flags.sum() >= 0.9 and hits / truth.sum() >= 0.8, (hits, result.flags.sum(), truth.sum())
+    assert result.evidence["carries"][planted].mean() >= 0.8  # found by the pattern they carry
+    assert set(np.flatnonzero(result.flags)) <= set(np.flatnonzero(y.numpy() == 3))
+
+
+def test_a_clean_classs_own_shortcut_flags_no_sample(digits):
+    """On clean digits Neural Cleanse can name a class whose real strokes are a small "trigger"
+    (class 2 in the benchmark's clean models). Whether or not the anomaly index names it, the
+    sample stage run on that class's recovered trigger must flag none of its samples: they share
+    the feature by degrees, not as a planted pattern."""
+    model = _trained(digits.x_train, digits.y_train, digits)
+    labels = digits.y_train.numpy()
+    others = digits.x_train[torch.from_numpy(np.random.default_rng(0).choice(np.flatnonzero(labels != 2), 120,
+                                                                               replace=False))]
+    trigger = reverse_engineer(model, others, 2, CPU)
+    assert trigger.success >= 0.5  # a working "trigger" made of the class's own strokes
+    evidence = _sample_evidence(model, digits.x_train, labels, trigger, CPU)
+    assert not evidence["rests_on"].any() and not evidence["carries"].any()
+    assert (evidence["fall"][labels == 2] > 0.5).any()  # some samples do rest on the strokes
