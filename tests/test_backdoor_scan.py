@@ -65,3 +65,33 @@ def test_a_clean_classs_own_shortcut_flags_no_sample(digits):
     evidence = _sample_evidence(model, digits.x_train, labels, trigger, CPU)
     assert not evidence["rests_on"].any() and not evidence["carries"].any()
     assert (evidence["fall"][labels == 2] > 0.5).any()  # some samples do rest on the strokes
+
+
+def test_a_class_below_the_anomaly_threshold_is_named_only_when_its_samples_carry_the_trigger(monkeypatch):
+    """The naming rule on its own: strong model-level evidence names a class; weaker evidence
+    (index above LEAD_INDEX) needs a group of samples that carry the trigger; samples that only
+    rest on it (what a clean class's own strokes also give) do not name it."""
+    from swiglu_audit.methods import backdoor_scan
+
+    n = 50
+    carried = {4: 5, 6: 0}  # class -> samples that carry its trigger
+    rested = {4: 0, 6: 20}  # class -> samples that only rest on it
+
+    def evidence(model, x, labels, trigger, device):
+        out = backdoor_scan._no_evidence(n)
+        out["carries"][:carried.get(trigger.target, 0)] = True
+        out["rests_on"][:rested.get(trigger.target, 0)] = True
+        return out
+
+    monkeypatch.setattr(backdoor_scan, "_sample_evidence", evidence)
+
+    def named(index, success=1.0):
+        triggers = [backdoor_scan.Trigger(c, np.zeros((2, 2)), np.zeros((1, 2, 2)), 1.0, success) for c in range(10)]
+        return backdoor_scan._suspected_target(None, None, np.zeros(n), triggers, np.array(index), CPU)[0]
+
+    base = [0.0] * 10
+    assert named([*base[:2], 2.5, *base[3:]]) == 2  # anomalous enough alone, whatever its samples
+    assert named([*base[:4], 1.5, *base[5:]]) == 4  # weaker, confirmed by 5 samples carrying it
+    assert named([*base[:6], 1.5, *base[7:]]) is None  # weaker, 20 samples only resting on it
+    assert named([*base[:4], 0.4, *base[5:]]) is None  # too weak to look at
+    assert named([*base[:4], 2.5, *base[5:]], success=0.3) is None  # a trigger that does not work
