@@ -139,8 +139,10 @@ def test_training_set_scan(audit, audit_model, record_finding):
             + ("did not find the target class" if not power["target_found"] else
                f"found only {power['recall']:.0%} of the poison (min_scan_recall = {policy['min_scan_recall']})"))
     else:
+        named = (f" (class {target}'s recovered trigger has anomaly index {index:.1f}, but no training sample "
+                 f"rests on or carries it)" if target is not None else f" (largest anomaly index {index:.1f})")
         status, reason = Status.PASS, (
-            f"nothing found (largest anomaly index {index:.1f}); the same scan finds the harness's own "
+            f"nothing found{named}; the same scan finds the harness's own "
             f"{power['rate']:.0%} backdoor in this architecture with recall {power['recall']:.2f} and "
             f"precision {power['precision'] if power['precision'] is not None else 0:.2f}")
     record_finding(make_finding(SCAN, [audit_model], status, reason, threshold, value=value, details=details))
