@@ -16,8 +16,7 @@ the *model* first and the samples second:
    trigger (step 2): the model-level evidence alone is too weak at 1% poison, the two together
    are not.
 2. **Which samples use it?** Every training sample labelled with the suspected target is looked
-   at two ways, each against a reference taken from the data, not a constant on the class's own
-   spread (the poison can be half of the target class at 10%, which breaks any z-score over it):
+   at two ways, each with its threshold taken from the data:
    - *it rests on the trigger*: the model's probability of the target falls when the masked
      region is replaced by what other classes hold there (their median), and the prediction leaves
      the class. A poisoned sample is an input of another class plus the trigger; a clean sample of
@@ -29,7 +28,8 @@ the *model* first and the samples second:
      model): a false FAIL costs more than the 10% cases it would find, so it is not used;
    - *it carries the trigger*: its masked region matches the recovered pattern better than all
      but `MATCH_ONLY_SHARE` of the other classes' inputs (which hold no poison: poison carries the
-     target's label), and the target class splits into a well-matching and a poorly-matching
+     target's label, so this reference stays clean however much of the target class is poison,
+     where a z-score over the class breaks once the poison is half of it), and the target class splits into a well-matching and a poorly-matching
      group (silhouette of a 1-D 2-means over the match at least `MATCH_SILHOUETTE`): blended and
      clean-label poison, whose samples need not leave the class, and not a class's own feature,
      which its samples share by degrees (silhouettes 0.55-0.62 measured) rather than exactly.
@@ -106,7 +106,7 @@ class ScanResult:
     trigger: Trigger | None  # the recovered trigger of the suspected target
     scores: np.ndarray  # (N,) suspicion of each training sample (0 outside the target class)
     flags: np.ndarray  # (N,) bool
-    evidence: dict[str, np.ndarray]  # (N,) each: "fall", "match", "rests_on", "carries" (see _sample_scores)
+    evidence: dict[str, np.ndarray]  # (N,) each: "fall", "match", "rests_on", "carries" (see _sample_evidence)
     separated_classes: dict[int, float]  # class -> silhouette of its 2-means split, when above the gate
 
 
