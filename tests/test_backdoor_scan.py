@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from swiglu_audit.data import load_digits_data
-from swiglu_audit.methods.backdoor_scan import _sample_evidence, _separated_low, reverse_engineer, scan
+from swiglu_audit.methods.backdoor_scan import _sample_evidence, _upper_group, reverse_engineer, scan
 from swiglu_audit.nn import ModelConfig, build_model
 from swiglu_audit.train import Recipe, train_model
 
@@ -25,12 +25,14 @@ def _trained(x, y, digits, seed=0):
     return model.eval()
 
 
-def test_the_lower_of_two_separated_groups_and_nothing_for_one_spread():
+def test_the_upper_of_two_separated_groups_and_nothing_for_one_spread():
     rng = np.random.default_rng(0)
     two = np.concatenate([rng.uniform(0.01, 0.02, 30), rng.uniform(0.8, 1.0, 70)])
-    assert _separated_low(two).tolist() == [True] * 30 + [False] * 70
-    assert not _separated_low(rng.uniform(0.2, 1.0, 100)).any()  # one spread: no group set apart
-    assert not _separated_low(np.full(10, 0.5)).any()
+    assert _upper_group(two, 0.9).tolist() == [False] * 30 + [True] * 70
+    assert _upper_group(-two, 0.9).tolist() == [True] * 30 + [False] * 70  # the lower group, negated
+    assert not _upper_group(rng.uniform(0.2, 1.0, 100), 0.9).any()  # one spread: no group set apart
+    assert not _upper_group(two, 0.999).any()  # split, but not as cleanly as asked
+    assert not _upper_group(np.full(10, 0.5), 0.9).any()
 
 
 def test_a_blended_trigger_is_found_by_the_samples_that_carry_it(digits):

@@ -21,7 +21,9 @@ the *model* first and the samples second:
      region is replaced by what other classes hold there (their median), and the prediction leaves
      the class. A poisoned sample is an input of another class plus the trigger; a clean sample of
      the target class keeps its class. Flagged when the fall is an outlier among the class (robust
-     z above `DEPENDENCE_Z`). A looser rule (a fall above one half, with the region matching the
+     z above `DEPENDENCE_Z`), or when the class's falls split into two groups as cleanly as
+     `FALL_SILHOUETTE` (the upper one): at 10% the poison is half the class, which breaks the
+     z-score, not the split. A looser rule (a fall above one half, with the region matching the
      pattern better than 95% of the other classes' inputs) found more poison at 10%, where the
      poison is half the class and inflates the class's spread, but it also flagged half of a clean
      class whose natural shortcut Neural Cleanse named (anomaly index 4.3 on a user's quick-profile
@@ -74,6 +76,10 @@ LEAD_FLAGS = 3
 DEPENDENCE_Z = 10.0
 MATCH_ONLY_SHARE = 0.001  # a carried trigger matches better than all but this share of the other classes
 MATCH_SILHOUETTE = 0.9
+# ... or when the class's falls split into two groups this cleanly (1-D 2-means): at 10% the poison
+# is half the class and the z-score above loses it, while the split does not. Clean classes' own
+# strokes gave splits of 0.80 to 0.91 (digits; at 0.90 one clean model had 85 samples flagged).
+FALL_SILHOUETTE = 0.95
 SILHOUETTE_SAMPLES = 2000  # silhouettes are quadratic in the samples: estimated on at most this many
 FILL_SAMPLES = 4096  # other-class samples whose median is the neutral fill
 PER_CLASS = 60  # each class's trigger is optimised on 2 x PER_CLASS inputs of the other classes
@@ -298,8 +304,10 @@ def _sample_evidence(model: nn.Module, x: torch.Tensor, labels: np.ndarray, trig
     dependence, leaves_target, own = (np.concatenate(p) for p in zip(*parts))
     # the share of trigger-free inputs that match the pattern worse than this sample does
     match = 1.0 - np.searchsorted(np.sort(reference), own, side="left") / max(1, len(reference))
-    rests_on_trigger = leaves_target & (_robust_z(dependence) > DEPENDENCE_Z)
-    carries_trigger = (match >= 1.0 - MATCH_ONLY_SHARE) & _separated_low(own)
+    rests_on_trigger = leaves_target & ((_robust_z(dependence) > DEPENDENCE_Z)
+                                        | _upper_group(dependence, FALL_SILHOUETTE))
+    # the better-matching group: the upper group of the negated log mismatch
+    carries_trigger = (match >= 1.0 - MATCH_ONLY_SHARE) & _upper_group(-np.log(own + 1e-3), MATCH_SILHOUETTE)
     out = _no_evidence(len(labels))
     for key, values in (("fall", dependence), ("match", match), ("rests_on", rests_on_trigger),
                         ("carries", carries_trigger)):
@@ -307,21 +315,21 @@ def _sample_evidence(model: nn.Module, x: torch.Tensor, labels: np.ndarray, trig
     return out
 
 
-def _separated_low(values: np.ndarray) -> np.ndarray:
-    """The lower of two clusters of `values` when the two are well separated (silhouette of a
-    1-D 2-means on their logarithm at least MATCH_SILHOUETTE), else nothing."""
+def _upper_group(values: np.ndarray, gate: float) -> np.ndarray:
+    """The upper of two groups of `values` when a 1-D 2-means splits them with a silhouette of at
+    least `gate` (two well-separated groups, whatever their sizes), else no one."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
     out = np.zeros(len(values), dtype=bool)
-    logs = np.log(values + 1e-3)[:, None]
-    if len(values) < 4 or np.ptp(logs) < 1e-9:
+    column = values[:, None]
+    if len(values) < 4 or np.ptp(column) < 1e-9:
         return out
-    split = KMeans(n_clusters=2, n_init=5, random_state=0).fit(logs)
+    split = KMeans(n_clusters=2, n_init=5, random_state=0).fit(column)
     if len(set(split.labels_)) < 2 or silhouette_score(
-            logs, split.labels_, sample_size=min(len(logs), SILHOUETTE_SAMPLES), random_state=0) < MATCH_SILHOUETTE:
+            column, split.labels_, sample_size=min(len(column), SILHOUETTE_SAMPLES), random_state=0) < gate:
         return out
-    return split.labels_ == int(np.argmin(split.cluster_centers_[:, 0]))
+    return split.labels_ == int(np.argmax(split.cluster_centers_[:, 0]))
 
 
 def separated_classes(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[int, float]:
