@@ -23,21 +23,20 @@ the *model* first and the samples second:
      the target class keeps its class. Flagged when the fall is an outlier among the class (robust
      z above `DEPENDENCE_Z`), or when the class's falls split into two groups as cleanly as
      `FALL_SILHOUETTE` (the upper one): at 10% the poison is half the class, which breaks the
-     z-score, not the split. A looser rule (a fall above one half, with the region matching the
-     pattern better than 95% of the other classes' inputs) found more poison at 10%, where the
-     poison is half the class and inflates the class's spread, but it also flagged half of a clean
-     class whose natural shortcut Neural Cleanse named (anomaly index 4.3 on a user's quick-profile
-     model): a false FAIL costs more than the 10% cases it would find, so it is not used;
+     z-score, not the split. A looser rule (a fall above one half with the region matching the
+     pattern better than 95% of the other classes' inputs) flagged half of a clean class whose
+     natural shortcut Neural Cleanse named (anomaly index 4.3 on a user's quick-profile model), a
+     false FAIL, so it is not used;
    - *it carries the trigger*: its masked region matches the recovered pattern better than all
      but `MATCH_ONLY_SHARE` of the other classes' inputs (which hold no poison: poison carries the
-     target's label, so this reference stays clean however much of the target class is poison,
-     where a z-score over the class breaks once the poison is half of it), and the target class splits into a well-matching and a poorly-matching
-     group (silhouette of a 1-D 2-means over the match at least `MATCH_SILHOUETTE`): blended and
-     clean-label poison, whose samples need not leave the class, and not a class's own feature,
-     which its samples share by degrees (silhouettes 0.55-0.62 measured) rather than exactly.
+     target's label, so this reference stays clean however much of the target class is poison),
+     and the target class splits into a well-matching and a poorly-matching group (silhouette of
+     a 1-D 2-means over the match at least `MATCH_SILHOUETTE`): blended and clean-label poison,
+     whose samples need not leave the class, and not a class's own feature, which its samples
+     share by degrees (silhouettes 0.55-0.62 measured) rather than exactly.
    Not chosen, measured on the same digits cases (BENCHMARKS.md, seventh stop): spectral
-   signatures and activation clustering as IBM ART ships them flag a third to a half of the
-   training set (precision below 0.2); per-sample minimal masks ("how few pixels make this
+   signatures and activation clustering as IBM ART ships them flag a quarter to a half of the
+   training set (precision 0.23 at best); per-sample minimal masks ("how few pixels make this
    sample leave its class") overlap, because a clean 8x8 digit leaves its class after 8 to 10
    pixels and a planted 2x2 patch needs 4 to 5.
 3. **No suspected class** means nothing is flagged. Silhouette-gated clustering of each class's
@@ -74,12 +73,12 @@ LEAD_FLAGS = 3
 # whose recovered "trigger" is a real stroke gives robust z of 6 to 8 for its most stroke-dependent
 # samples, planted poison (at up to a third of the class) 30 to 2,500.
 DEPENDENCE_Z = 10.0
-MATCH_ONLY_SHARE = 0.001  # a carried trigger matches better than all but this share of the other classes
-MATCH_SILHOUETTE = 0.9
-# ... or when the class's falls split into two groups this cleanly (1-D 2-means): at 10% the poison
+# ... or the class's falls must split into two groups this cleanly (1-D 2-means): at 10% the poison
 # is half the class and the z-score above loses it, while the split does not. Clean classes' own
 # strokes gave splits of 0.80 to 0.91 (digits; at 0.90 one clean model had 85 samples flagged).
 FALL_SILHOUETTE = 0.95
+MATCH_ONLY_SHARE = 0.001  # a carried trigger matches better than all but this share of the other classes
+MATCH_SILHOUETTE = 0.9  # ... in a class split this cleanly by the match
 SILHOUETTE_SAMPLES = 2000  # silhouettes are quadratic in the samples: estimated on at most this many
 FILL_SAMPLES = 4096  # other-class samples whose median is the neutral fill
 PER_CLASS = 60  # each class's trigger is optimised on 2 x PER_CLASS inputs of the other classes
