@@ -106,7 +106,7 @@ def test_training_set_scan(audit, audit_model, record_finding):
                     "trigger (without its region the model's probability of the target falls and the prediction "
                     "leaves the class) or carries it (its region matches the recovered pattern better than all "
                     "but a sliver of the other classes' inputs, in a group of the class set apart by the match)",
-        "samples": _sample_evidence(audit, found, flagged[:MAX_LISTED]),
+        "samples": _listed_evidence(audit, found, flagged[:MAX_LISTED]),
         "well_separated_classes": found["separated_classes"],
         "power_on_planted_backdoor": power,
         "published_detectors": {"n_flagged": len(legacy["indices"]),
@@ -148,7 +148,7 @@ def test_training_set_scan(audit, audit_model, record_finding):
     record_finding(make_finding(SCAN, [audit_model], status, reason, threshold, value=value, details=details))
 
 
-def _sample_evidence(audit, found: dict, flagged: np.ndarray) -> list[dict]:
+def _listed_evidence(audit, found: dict, flagged: np.ndarray) -> list[dict]:
     """Each listed sample's evidence, by its index in the user's own training set."""
     whys = (("evidence_rests_on", "rests on the trigger"), ("evidence_carries", "carries the trigger"))
     return [{"index": index, "why": " and ".join(why for key, why in whys if found[key][i]),

@@ -314,29 +314,36 @@ def _sample_evidence(model: nn.Module, x: torch.Tensor, labels: np.ndarray, trig
     return out
 
 
-def _upper_group(values: np.ndarray, gate: float) -> np.ndarray:
-    """The upper of two groups of `values` when a 1-D 2-means splits them with a silhouette of at
-    least `gate` (two well-separated groups, whatever their sizes), else no one."""
+def _two_means(points: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """A 2-means split of `points` (N, D): (labels, centres, silhouette), or None where the points
+    do not split in two. Silhouettes are quadratic in N: estimated on SILHOUETTE_SAMPLES at most."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
-    out = np.zeros(len(values), dtype=bool)
-    column = values[:, None]
-    if len(values) < 4 or np.ptp(column) < 1e-9:
-        return out
-    split = KMeans(n_clusters=2, n_init=5, random_state=0).fit(column)
-    if len(set(split.labels_)) < 2 or silhouette_score(
-            column, split.labels_, sample_size=min(len(column), SILHOUETTE_SAMPLES), random_state=0) < gate:
-        return out
-    return split.labels_ == int(np.argmax(split.cluster_centers_[:, 0]))
+    if len(points) < 4 or np.ptp(points, axis=0).max() < 1e-9:
+        return None
+    split = KMeans(n_clusters=2, n_init=5, random_state=seed).fit(points)
+    if len(set(split.labels_)) < 2:
+        return None
+    value = float(silhouette_score(points, split.labels_, sample_size=min(len(points), SILHOUETTE_SAMPLES),
+                                   random_state=seed))
+    return split.labels_, split.cluster_centers_, value
+
+
+def _upper_group(values: np.ndarray, gate: float) -> np.ndarray:
+    """The upper of two groups of `values` when a 1-D 2-means splits them with a silhouette of at
+    least `gate` (two well-separated groups, whatever their sizes), else no one."""
+    split = _two_means(values[:, None])
+    if split is None or split[2] < gate:
+        return np.zeros(len(values), dtype=bool)
+    labels, centres, _ = split
+    return labels == int(np.argmax(centres[:, 0]))
 
 
 def separated_classes(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[int, float]:
     """Classes whose penultimate features split into two well-separated clusters (silhouette above
     the gate), whatever the clusters' sizes: activation clustering without a size rule."""
-    from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
-    from sklearn.metrics import silhouette_score
 
     out = {}
     for c in np.unique(labels):
@@ -344,10 +351,7 @@ def separated_classes(features: np.ndarray, labels: np.ndarray, seed: int = 0) -
         if len(idx) < 10:
             continue
         reduced = PCA(n_components=min(10, len(idx) - 1, features.shape[1]), random_state=seed).fit_transform(features[idx])
-        assign = KMeans(n_clusters=2, n_init=5, random_state=seed).fit_predict(reduced)
-        if len(set(assign)) < 2:
-            continue
-        value = float(silhouette_score(reduced, assign, sample_size=min(len(idx), SILHOUETTE_SAMPLES), random_state=seed))
-        if value > SILHOUETTE_GATE:
-            out[int(c)] = value
+        split = _two_means(reduced, seed)
+        if split is not None and split[2] > SILHOUETTE_GATE:
+            out[int(c)] = split[2]
     return out
