@@ -14,7 +14,8 @@ from swiglu_audit.checks.adversarial import SANITY, TRANSFER, WORST_CASE, WORST_
 from swiglu_audit.checks.sanity import SANITY_CHECKS
 from swiglu_audit.measure import adversarial as measure
 from swiglu_audit.methods.attacks import THREAT_MODELS, describe_threat
-from swiglu_audit.risk import Status, comparison_finding, judged_finding, make_finding, with_status
+from swiglu_audit.risk import Status, judged_finding, make_finding, no_better_than
+from swiglu_audit.sequential import judged_comparison
 
 
 def _threat_text(audit, threat: str) -> str:
@@ -43,6 +44,7 @@ def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
     if not worst["attacks"]:
         pytest.skip(f"no {THREAT_MODELS[threat]} attack in [tool.swiglu_audit.adversarial] attacks")
     estimate = audit.statistics.mean(worst["robust"])
+    invalid = _invalid_examples(result, worst["attacks"])
     finding = judged_finding(
         WORST_CASE, [audit_model], estimate.value, policy,
         f"worst-case robust accuracy ({_threat_text(audit, threat)}) over "
@@ -61,11 +63,23 @@ def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
             "curve": [{"eps": eps, **audit.statistics.mean(r).to_dict()}
                       for eps, r in sorted(result["curve" if threat == "linf" else "curve_l2"].items())],
             "cost_per_seed": [[c for c in seed_costs if c["attack"] in worst["attacks"]] for seed_costs in result["costs"]],
+            "invalid_examples": invalid,
         })
     if worst["masked"]:  # masked evidence never passes (DESIGN.md section 8)
-        status = Status.WARN if finding.status == Status.PASS.value else Status(finding.status)
-        finding = with_status(finding, status, _inconclusive(worst["masked"], worst["escalated"], threat))
+        finding = no_better_than(finding, Status.WARN, _inconclusive(worst["masked"], worst["escalated"], threat))
+    if invalid["out_of_budget"] or invalid["non_finite"]:
+        finding = no_better_than(finding, Status.WARN, (
+            f"the attacks returned {invalid['out_of_budget']} example(s) outside the budget (projected back into "
+            f"it and judged there) and {invalid['non_finite']} non-finite example(s) (counted as broken): an "
+            "attack that leaves its budget is not behaving as specified, so this number needs a look"))
     record_finding(finding)
+
+
+def _invalid_examples(result: dict, attacks: list[str]) -> dict:
+    """Adversarial examples the attacks returned outside their budget or non-finite, over seeds."""
+    costs = [c for seed_costs in result["costs"] for c in seed_costs if c["attack"] in attacks]
+    return {"out_of_budget": sum(c.get("out_of_budget", 0) for c in costs),
+            "non_finite": sum(c.get("non_finite", 0) for c in costs)}
 
 
 @pytest.mark.parametrize("sanity", list(SANITY_CHECKS))
@@ -86,45 +100,51 @@ def test_evaluation_sanity(audit, audit_model, sanity, record_finding):
 @pytest.mark.parametrize("threat", list(THREAT_MODELS))
 @pytest.mark.swiglu_audit_check(WORST_CASE_COMPARISON)
 def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, threat, record_finding):
-    policy = audit.config.policy
     candidate, baseline = audit_pair
     cand, base = (measure.threat_worst_case(audit, m, threat) for m in audit_pair)
     if not cand["attacks"]:
         pytest.skip(f"no {THREAT_MODELS[threat]} attack in [tool.swiglu_audit.adversarial] attacks")
-    cmp = audit.statistics.compare(cand["robust"], base["robust"])
     per_attack = {a: audit.statistics.compare(measure.adversarial(audit, candidate)["per_attack"][a],
                                               measure.adversarial(audit, baseline)["per_attack"][a]).to_dict()
                   for a in cand["attacks"]}
-    finding = comparison_finding(WORST_CASE_COMPARISON, audit_pair, cmp, policy,
-                                 f"worst-case robust accuracy ({_threat_text(audit, threat)})", aspect=threat,
-                                 details={"threat_model": _threat_text(audit, threat), "per_attack": per_attack,
+
+    def compare(session):
+        return session.statistics.compare(*(measure.threat_worst_case(session, m, threat)["robust"] for m in audit_pair))
+    finding = judged_comparison(audit, WORST_CASE_COMPARISON, audit_pair,
+                                f"worst-case robust accuracy ({_threat_text(audit, threat)})", compare, aspect=threat,
+                                details={"threat_model": _threat_text(audit, threat), "per_attack": per_attack,
                                           "masking_failures": {candidate: cand["masked"], baseline: base["masked"]}})
-    # A model whose masking checks fail may only look robust: where it looks better, the
-    # comparison is void (never PASS); where it looks worse, the difference is a lower bound.
-    for model, looks_better in ((candidate, cmp.difference > 0), (baseline, cmp.difference < 0)):
-        failures = (cand if model == candidate else base)["masked"]
-        if failures and looks_better:
-            finding = with_status(finding, Status.WARN if finding.status == Status.PASS.value else Status(finding.status),
-                                  f"void: {model} looks more robust, but its gradient-masking checks "
-                                  f"({', '.join(failures)}) failed, so that evidence is untrustworthy")
-        elif failures:
-            finding = with_status(finding, Status(finding.status),
-                                  f"note: {model}'s gradient-masking checks ({', '.join(failures)}) failed; "
-                                  "its robustness may be overstated, so the difference may be larger")
-    record_finding(finding)
+    record_finding(_masking_caps(finding, {candidate: cand["masked"], baseline: base["masked"]}))
+
+
+def _masking_caps(finding, failures: dict[str, list[str]]):
+    """A comparison that involves a model whose gradient-masking checks fail is WARN at best,
+    whichever way it points: that model's robustness is an upper bound, so neither a PASS nor the
+    size of the difference rests on trustworthy evidence."""
+    for model, failed in failures.items():
+        if failed:
+            finding = no_better_than(finding, Status.WARN, (
+                f"inconclusive: {model}'s gradient-masking checks ({', '.join(failed)}) failed, so its "
+                "robustness may be overstated and this comparison is not evidence either way"))
+    return finding
 
 
 @pytest.mark.swiglu_audit_check(TRANSFER)
 def test_transfer_attack_vs_baseline(audit, audit_pair, record_finding):
-    policy = audit.config.policy
     candidate, baseline = audit_pair
     onto_candidate = measure.transfer(audit, source=baseline, target=candidate)
     onto_baseline = measure.transfer(audit, source=candidate, target=baseline)
-    cmp = audit.statistics.compare(onto_candidate, onto_baseline)
-    record_finding(comparison_finding(
-        TRANSFER, audit_pair, cmp, policy,
+
+    def compare(session):
+        return session.statistics.compare(measure.transfer(session, source=baseline, target=candidate),
+                                          measure.transfer(session, source=candidate, target=baseline))
+    finding = judged_comparison(
+        audit, TRANSFER, audit_pair,
         f"accuracy of the candidate under the baseline's PGD examples ({_threat_text(audit, 'linf')}) "
-        "vs the baseline under the candidate's",
+        "vs the baseline under the candidate's", compare,
         details={"threat_model": _threat_text(audit, "linf"),
                  "candidate_accuracy_on_baseline_examples": float(np.mean(onto_candidate)),
-                 "baseline_accuracy_on_candidate_examples": float(np.mean(onto_baseline))}))
+                 "baseline_accuracy_on_candidate_examples": float(np.mean(onto_baseline))})
+    # the examples come from PGD on each model: a masked source crafts weak examples, and a masked
+    # target may only look robust
+    record_finding(_masking_caps(finding, {m: measure.masked(audit, m) for m in audit_pair}))

@@ -11,22 +11,23 @@ from swiglu_audit.measure import efficiency as measure
 from swiglu_audit.measure.adversarial import clean_correct
 from swiglu_audit.measure.numerical import n_parameters
 from swiglu_audit.methods.efficiency import parameter_mismatch
-from swiglu_audit.risk import Status, comparison_finding, make_finding, with_status
+from swiglu_audit.risk import Status, make_finding, no_better_than, no_worse_than, with_status
+from swiglu_audit.sequential import judged_comparison
 
 
 @pytest.mark.swiglu_audit_check(CLEAN_ACCURACY_COMPARISON)
 def test_clean_accuracy_vs_baseline(audit, audit_pair, record_finding):
     policy = audit.config.policy
     candidate, baseline = audit_pair
-    cmp = audit.statistics.compare(clean_correct(audit, candidate), clean_correct(audit, baseline))
     n_cand, n_base = n_parameters(audit, candidate), n_parameters(audit, baseline)
     mismatch = parameter_mismatch(n_cand, n_base)
-    finding = comparison_finding(
-        CLEAN_ACCURACY_COMPARISON, [candidate, baseline], cmp, policy, "clean test accuracy",
+    finding = judged_comparison(
+        audit, CLEAN_ACCURACY_COMPARISON, [candidate, baseline], "clean test accuracy",
+        lambda session: session.statistics.compare(clean_correct(session, candidate), clean_correct(session, baseline)),
         details={"n_parameters": {candidate: n_cand, baseline: n_base}, "parameter_mismatch": mismatch,
                  "training_steps": audit.zoo.models(candidate)[0].record.get("steps")})
-    if mismatch > policy["max_param_mismatch"] and finding.status == Status.PASS.value:
-        finding = with_status(finding, Status.WARN, (
+    if mismatch > policy["max_param_mismatch"]:
+        finding = no_better_than(finding, Status.WARN, (
             f"but parameter counts differ by {mismatch:.1%} ({n_cand} vs {n_base}), more than "
             f"max_param_mismatch = {policy['max_param_mismatch']}, so this is not a matched comparison"))
     record_finding(finding)
@@ -86,24 +87,25 @@ def _censored(finding, candidate: str, reached: list[bool], seeds):
     its true cost may be higher, so a PASS would rest on a number known to flatter it. (A
     baseline's lower bound only understates the candidate's advantage.)"""
     missed = [seed for seed, hit in zip(seeds, reached) if not hit]
-    if not missed or finding.status != Status.PASS.value:
+    if not missed:
         return finding
-    return with_status(finding, Status.WARN, f"inconclusive: '{candidate}' did not reach the target with seed(s) "
-                       f"{missed}, so its value is a lower bound")
+    return no_better_than(finding, Status.WARN, f"inconclusive: '{candidate}' did not reach the target with seed(s) "
+                          f"{missed}, so its value is a lower bound")
 
 
-def _required_gain(finding, cmp, gain: float):
+def _required_gain(finding, gain: float):
     """With min_efficiency_gain set, the candidate must need at least that share fewer FLOPs to
     the target: PASS when the whole interval shows it, FAIL when the whole interval falls short,
     WARN (inconclusive) in between."""
-    if cmp.ci_high < -gain:
+    low, high = finding.ci_low, finding.ci_high
+    if high < -gain:
         return with_status(finding, Status.PASS, f"the required gain min_efficiency_gain = {gain} is shown "
-                           f"(interval's upper end {cmp.ci_high:+.3f})")
-    if cmp.ci_low > -gain:
+                           f"(interval's upper end {high:+.3f})")
+    if low > -gain:
         return with_status(finding, Status.FAIL, f"the required gain min_efficiency_gain = {gain} is not met: "
-                           f"even the interval's lower end {cmp.ci_low:+.3f} saves less")
+                           f"even the interval's lower end {low:+.3f} saves less")
     return with_status(finding, Status.WARN, f"inconclusive against min_efficiency_gain = {gain}: the interval "
-                       f"[{cmp.ci_low:+.3f}, {cmp.ci_high:+.3f}] holds both a sufficient and an insufficient gain")
+                       f"[{low:+.3f}, {high:+.3f}] holds both a sufficient and an insufficient gain")
 
 
 def _comparison_test(metric):
@@ -120,26 +122,28 @@ def _comparison_test(metric):
             for name in audit_pair:
                 if None in measure.per_model(audit, name)["flops_to_target"]:
                     pytest.skip(_NO_FLOPS.format(name))
-        if metric.name in ("latency", "throughput"):  # measured in turns, pair by pair
-            a, b = (_relative(v) for v in measure.paired_timings(audit, candidate, baseline)[metric.name])
-        else:
-            a, b = (_relative(measure.per_model(audit, name)[metric.name]) for name in audit_pair)
+        def values(session):
+            if metric.name in ("latency", "throughput"):  # measured in turns, pair by pair
+                return tuple(_relative(v) for v in measure.paired_timings(session, candidate, baseline)[metric.name])
+            return tuple(_relative(measure.per_model(session, name)[metric.name]) for name in audit_pair)
+
+        def compare(session):
+            a, b = values(session)
+            return session.statistics.compare(a / float(b.mean()), b / float(b.mean()))
+        a, b = values(audit)
         scale = float(b.mean())
-        cmp = audit.statistics.compare(a / scale, b / scale)
-        finding = comparison_finding(
-            info, [candidate, baseline], cmp, policy, f"{metric.what} (relative to the baseline's mean)",
+        finding = judged_comparison(
+            audit, info, [candidate, baseline], f"{metric.what} (relative to the baseline's mean)", compare,
             details={"unit": metric.unit, "candidate": a.tolist(), "baseline": b.tolist(),
                      "candidate_mean": float(a.mean()), "baseline_mean": scale, "device": audit.device.type,
                      # wall-clock: listed by `compare`, never gating a scheduled audit (history.py)
                      "indicative": metric.timing})
-        if finding.status == Status.FAIL.value:
-            finding = with_status(finding, Status.WARN, (
-                "a wall-clock timing on a machine the audit shares with its own workers is indicative, never a FAIL"
-                if metric.timing else "an efficiency shortfall informs the decision to adopt the candidate; it "
-                "breaches the policy only where min_efficiency_gain requires a gain"))
+        if metric.timing:
+            finding = no_worse_than(finding, Status.WARN, "a wall-clock timing on a machine the audit shares "
+                                    "with its own workers is indicative, never a FAIL")
         gain = policy["min_efficiency_gain"]
         if metric.name == "flops_to_target" and gain > 0:
-            finding = _required_gain(finding, cmp, gain)
+            finding = _required_gain(finding, gain)
         if metric.name.endswith("_to_target"):
             finding = _censored(finding, candidate, measure.per_model(audit, candidate)["reached"], audit.config.seeds)
         record_finding(finding)

@@ -22,7 +22,8 @@ from swiglu_audit.methods.calibration import aurc, aurc_estimate, expected_calib
 from swiglu_audit.methods.corruptions import SEVERITIES
 from swiglu_audit.methods.ood_metrics import roc_points, thin
 from swiglu_audit.methods.ood_sets import LEVELS, sets_of_level
-from swiglu_audit.risk import comparison_finding, judged_finding
+from swiglu_audit.risk import judged_finding
+from swiglu_audit.sequential import judged_comparison
 
 
 @pytest.mark.swiglu_audit_check(OOD_DETECTION)
@@ -54,13 +55,12 @@ def test_ood_detection(audit, audit_model, level, record_finding):
 @pytest.mark.swiglu_audit_check(OOD_COMPARISON)
 @pytest.mark.parametrize("level", LEVELS)
 def test_ood_auroc_vs_baseline(audit, audit_pair, level, record_finding):
-    policy = audit.config.policy
-    cand, base = (measure.level_scores(measure.detector_scores(audit, m), level, "msp") for m in audit_pair)
-    cmp = ood_metrics.compare("auroc", cand, base, policy["confidence_level"], policy["alpha"],
-                              audit.config.ood.bootstrap)
-    record_finding(comparison_finding(OOD_COMPARISON, audit_pair, cmp, policy,
-                                      f"MSP {level}-OOD AUROC", aspect=level,
-                                      details={"level": level}))
+    def compare(session):
+        cand, base = (measure.level_scores(measure.detector_scores(session, m), level, "msp") for m in audit_pair)
+        stats = session.statistics
+        return ood_metrics.compare("auroc", cand, base, stats.level, stats.alpha, session.config.ood.bootstrap)
+    record_finding(judged_comparison(audit, OOD_COMPARISON, audit_pair, f"MSP {level}-OOD AUROC", compare,
+                                     aspect=level, details={"level": level}))
 
 
 @pytest.mark.swiglu_audit_check(SELECTIVE)
@@ -89,7 +89,8 @@ def test_corruption_robustness(audit, audit_model, record_finding):
     corrupted = measure.mean_corrupted_correct(result)
     clean = result["correct"][("clean", 0)]
     est = audit.statistics.mean(corrupted)
-    drop = float(clean.mean() - est.value)
+    # the judged quantity is the drop, so the finding shows the drop and the drop's own interval
+    drop = audit.statistics.compare(clean, corrupted)
     reference, reference_error, ce = measure.reference_model(audit, audit_model), None, {}
     if reference:
         try:
@@ -103,9 +104,10 @@ def test_corruption_robustness(audit, audit_model, record_finding):
                            "corruption_error_vs_reference": ce.get(c)} for c in result["corruptions"]])
     valid_ce = [v for v in ce.values() if v is not None]
     record_finding(judged_finding(
-        CORRUPTION, [audit_model], est.value, policy, "clean accuracy minus mean accuracy under corruptions",
-        judged=drop, ci=(est.ci_low, est.ci_high), ci_level=conf,
-        details={"clean_accuracy": float(clean.mean()), "accuracy_drop": drop, "corruptions": result["corruptions"],
+        CORRUPTION, [audit_model], drop.difference, policy, "clean accuracy minus mean accuracy under corruptions",
+        ci=(drop.ci_low, drop.ci_high), ci_level=conf,
+        details={"clean_accuracy": float(clean.mean()), "corrupted_accuracy": est.to_dict(),
+                 "accuracy_drop": drop.to_dict(), "corruptions": result["corruptions"],
                  "not_applicable": {c: f"not applicable to {result['modality']} data" for c in result["not_applicable"]},
                  "reference_model": reference, "reference_error": reference_error, "mce_vs_reference": float(np.mean(valid_ce)) if valid_ce else None,
                  "curve": by_severity, "table": table.round(4).to_dict(orient="records")}))
@@ -154,8 +156,8 @@ def test_subpopulation_shift(audit, audit_model, record_finding):
 
 @pytest.mark.swiglu_audit_check(CORRUPTION_COMPARISON)
 def test_corruption_accuracy_vs_baseline(audit, audit_pair, record_finding):
-    policy = audit.config.policy
-    cand, base = (measure.mean_corrupted_correct(measure.corruption(audit, m)) for m in audit_pair)
-    cmp = audit.statistics.compare(cand, base)
-    record_finding(comparison_finding(CORRUPTION_COMPARISON, audit_pair, cmp, policy,
-                                      "mean accuracy under corruptions"))
+    def compare(session):
+        return session.statistics.compare(*(measure.mean_corrupted_correct(measure.corruption(session, m))
+                                            for m in audit_pair))
+    record_finding(judged_comparison(audit, CORRUPTION_COMPARISON, audit_pair, "mean accuracy under corruptions",
+                                     compare))

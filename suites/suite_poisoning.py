@@ -13,7 +13,8 @@ import pytest
 from swiglu_audit.checks.poisoning import BACKDOOR, BACKDOOR_COMPARISON, LABEL_FLIP, LABEL_FLIP_COMPARISON, TARGETED_FLIP
 from swiglu_audit.fixtures import skip_unless_poisoned
 from swiglu_audit.measure import poisoning as measure
-from swiglu_audit.risk import Status, comparison_finding, judge_drop, judged_finding, make_finding, with_status
+from swiglu_audit.risk import Status, comparison_finding, judged_finding, no_worse_than, with_status
+from swiglu_audit.sequential import judged_comparison
 
 
 def _largest_rate_vs_clean(audit, result: dict):
@@ -35,29 +36,26 @@ def test_label_flip_degradation(audit, audit_model, record_finding):
     policy = audit.config.policy
     result = measure.label_flip(audit, audit_model)
     rate, cmp = _largest_rate_vs_clean(audit, result)
-    status, reason = judge_drop(cmp, policy["max_label_flip_accuracy_drop"],
-                                f"clean accuracy after flipping {rate:.0%} of training labels",
-                                "max_label_flip_accuracy_drop")
-    status = Status.WARN if status is Status.FAIL else status  # an inherent weakness, not a regression
-    record_finding(make_finding(
-        LABEL_FLIP, [audit_model], status, reason,
-        threshold=f"accuracy lost <= max_label_flip_accuracy_drop = {policy['max_label_flip_accuracy_drop']}",
-        value=cmp.difference, ci=(cmp.ci_low, cmp.ci_high), ci_level=cmp.level,
-        details={"flip_rate": rate, "n_flipped": result["n_flipped"], "comparison": cmp.to_dict(),
-                 "curve": _curve(audit, result["poisoned"], result["clean"])}))
+    finding = comparison_finding(
+        LABEL_FLIP, [audit_model], cmp, policy, f"clean accuracy after flipping {rate:.0%} of training labels",
+        sides=("poisoned", "clean"),
+        details={"flip_rate": rate, "n_flipped": result["n_flipped"],
+                 "curve": _curve(audit, result["poisoned"], result["clean"])})
+    record_finding(no_worse_than(finding, Status.WARN, "an inherent weakness of training on flipped labels, "
+                                 "not a regression of this architecture: WARN, not FAIL"))
 
 
 @pytest.mark.swiglu_audit_check(LABEL_FLIP_COMPARISON)
 def test_label_flip_degradation_vs_baseline(audit, audit_pair, record_finding):
     skip_unless_poisoned(audit, *audit_pair)
-    policy = audit.config.policy
-    candidate, baseline = audit_pair
-    cand, base = measure.label_flip(audit, candidate), measure.label_flip(audit, baseline)
-    rate = max(cand["rates"])
-    # per-example accuracy change (poisoned - clean) of each architecture, compared paired
-    cmp = audit.statistics.compare(cand["poisoned"][rate].astype(float) - cand["clean"], base["poisoned"][rate].astype(float) - base["clean"])
-    record_finding(comparison_finding(LABEL_FLIP_COMPARISON, audit_pair, cmp, policy,
-                                      "accuracy change under label flipping", details={"flip_rate": rate}))
+    rate = max(measure.label_flip(audit, audit_pair[0])["rates"])
+
+    def compare(session):
+        # per-example accuracy change (poisoned - clean) of each architecture, on the same examples
+        change = lambda r: r["poisoned"][rate].astype(float) - r["clean"]  # noqa: E731
+        return session.statistics.compare(*(change(measure.label_flip(session, m)) for m in audit_pair))
+    record_finding(judged_comparison(audit, LABEL_FLIP_COMPARISON, audit_pair, "accuracy change under label flipping",
+                                     compare, details={"flip_rate": rate}))
 
 
 @pytest.mark.swiglu_audit_check(TARGETED_FLIP)
@@ -113,12 +111,12 @@ def test_backdoor_attack_success(audit, audit_model, record_finding):
 @pytest.mark.swiglu_audit_check(BACKDOOR_COMPARISON)
 def test_backdoor_attack_success_vs_baseline(audit, audit_pair, record_finding):
     skip_unless_poisoned(audit, *audit_pair)
-    policy = audit.config.policy
-    cand, base = (measure.backdoor_success(audit, m) for m in audit_pair)
-    rates = sorted(r for r in cand["asr"] if r != "clean_label")
-    # per triggered input: success averaged over the poison rates (an area under the ASR curve)
-    mean_asr = lambda result: np.mean([result["asr"][r] for r in rates], axis=0)
-    cmp = audit.statistics.compare(mean_asr(cand), mean_asr(base))
-    record_finding(comparison_finding(BACKDOOR_COMPARISON, audit_pair, cmp, policy,
-                                      "backdoor attack success averaged over poison rates",
-                                      details={"rates": rates}))
+    rates = sorted(r for r in measure.backdoor_success(audit, audit_pair[0])["asr"] if r != "clean_label")
+
+    def compare(session):
+        # per triggered input: success averaged over the poison rates (an area under the ASR curve)
+        mean_asr = lambda m: np.mean([measure.backdoor_success(session, m)["asr"][r] for r in rates], axis=0)  # noqa: E731
+        return session.statistics.compare(mean_asr(audit_pair[0]), mean_asr(audit_pair[1]))
+    record_finding(judged_comparison(audit, BACKDOOR_COMPARISON, audit_pair,
+                                     "backdoor attack success averaged over poison rates", compare,
+                                     details={"rates": rates}))

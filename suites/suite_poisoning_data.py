@@ -14,7 +14,8 @@ from swiglu_audit.measure import poisoning as measure
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
 from swiglu_audit.methods.ood_metrics import auroc_estimate, compare_auroc
 from swiglu_audit.methods.poison_detectors import DETECTORS
-from swiglu_audit.risk import Status, comparison_finding, judge_ceiling, judged_finding, make_finding, with_status
+from swiglu_audit.risk import Status, judged_finding, make_finding, no_better_than, with_status
+from swiglu_audit.sequential import judged_comparison
 
 MAX_LISTED = 200  # sample indices listed per finding; the count is always complete
 
@@ -40,7 +41,7 @@ def test_poison_detection(audit, audit_model, record_finding):
     per_detector = {}
     for det in DETECTORS:
         scores, metrics = result["scores"][det], result["metrics"][det]
-        est = auroc_estimate(scores[:, truth], scores[:, ~truth], level, audit.config.ood.bootstrap)
+        est = auroc_estimate(scores[:, truth], scores[:, ~truth], level, audit.statistics.n_boot, audit.statistics.seed)
         per_detector[det] = {"auroc": est.to_dict(),
                              "precision": float(np.mean([m["precision"] for m in metrics])),
                              "recall": float(np.mean([m["recall"] for m in metrics])),
@@ -60,14 +61,14 @@ def test_poison_detection(audit, audit_model, record_finding):
 @pytest.mark.parametrize("detector", DETECTORS)
 def test_poison_detectability_vs_baseline(audit, audit_pair, detector, record_finding):
     skip_unless_poisoned(audit, *audit_pair)
-    policy = audit.config.policy
-    split = lambda r: {"in": r["scores"][detector][:, r["truth"]], "out": r["scores"][detector][:, ~r["truth"]]}
-    cand, base = (measure.detection(audit, m) for m in audit_pair)
-    cmp = compare_auroc(split(cand), split(base), policy["confidence_level"], policy["alpha"],
-                        audit.config.ood.bootstrap)
-    record_finding(comparison_finding(DETECTION_COMPARISON, audit_pair, cmp, policy,
-                                      f"{detector} detector AUROC", aspect=detector,
-                                      details={"detector": detector}))
+    split = lambda r: {"in": r["scores"][detector][:, r["truth"]], "out": r["scores"][detector][:, ~r["truth"]]}  # noqa: E731
+
+    def compare(session):
+        cand, base = (split(measure.detection(session, m)) for m in audit_pair)
+        stats = session.statistics
+        return compare_auroc(cand, base, stats.level, stats.alpha, stats.n_boot, stats.seed)
+    record_finding(judged_comparison(audit, DETECTION_COMPARISON, audit_pair, f"{detector} detector AUROC", compare,
+                                     aspect=detector, details={"detector": detector}))
 
 
 @pytest.mark.swiglu_audit_check(SCAN)
@@ -164,23 +165,16 @@ def test_split_leakage(audit, record_finding):
               for split, r in result["leaks"].items()}
     n_leaked = sum(len(v) for v in leaked.values())
     share = n_leaked / (result["n_test"] + result["n_val"])
-    if n_leaked == 0:
-        status, reason = Status.PASS, ("no test or validation sample has an exact or near duplicate in train "
-                                       f"(any leak is a WARN; above max_leakage_share = "
-                                       f"{policy['max_leakage_share']}, a FAIL)")
-    else:
-        status, reason = judge_ceiling(share, policy["max_leakage_share"], Status.FAIL,
-                                       f"share of test and validation samples duplicated in train ({n_leaked})",
-                                       "max_leakage_share")
-        status = Status.WARN if status is Status.PASS else status  # any leak deserves a look
-    record_finding(make_finding(
-        LEAKAGE, [], status, reason, subject=audit.data.name,
-        threshold=f"no leaked sample (WARN), share <= max_leakage_share = {policy['max_leakage_share']} (else FAIL)",
-        value=share, details={"near_duplicate_rms": audit.config.poisoning.near_duplicate_rms,
+    finding = judged_finding(
+        LEAKAGE, [], share, policy, f"share of test and validation samples duplicated in train ({n_leaked})",
+        subject=audit.data.name, details={"near_duplicate_rms": audit.config.poisoning.near_duplicate_rms,
                               **{f"{split}_indices": v[:MAX_LISTED] for split, v in leaked.items()},
                               "train_index_space": _index_space(audit),
                               "pairs_train_vs_split": {split: _train_pairs(audit, [p[:2] for p in r["exact"] + r["near"]])
-                                                       for split, r in result["leaks"].items()}}))
+                                                       for split, r in result["leaks"].items()}})
+    if n_leaked:
+        finding = no_better_than(finding, Status.WARN, "any leaked sample deserves a look")
+    record_finding(finding)
 
 
 @pytest.mark.swiglu_audit_check(DUPLICATES)

@@ -90,6 +90,9 @@ class AuditConfig:
     report_dir: Path = Path("reports")
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     seeds: tuple[int, ...] = (0, 1, 2)
+    # seeds = "auto": comparisons still inconclusive at `seeds` get more seeds, up to
+    # statistics.max_seeds per architecture (sequential.py)
+    auto_seeds: bool = False
     families: tuple[str, ...] = BUILTIN_FAMILIES
     variants: tuple[str, ...] = BUILTIN_VARIANTS
     include_builtin_zoo: bool = True
@@ -121,6 +124,7 @@ class AuditConfig:
             "device": self.device,
             "report_dir": str(self.report_dir),
             "seeds": list(self.seeds),
+            "auto_seeds": self.auto_seeds,
             "families": list(self.families),
             "variants": list(self.variants),
             "include_builtin_zoo": self.include_builtin_zoo,
@@ -186,9 +190,12 @@ def build_config(
     # attack and corruption names are checked against their registries at start-up (preflight)
     sections = build_sections(defaults, table)
 
-    seed_list = _parse_seeds(seeds) if seeds is not None else table.get("seeds", defaults["seeds"])
+    given = _parse_seeds(seeds) if seeds is not None else table.get("seeds", defaults["seeds"])
+    auto_seeds = given == "auto"
+    # with "auto", start where the profile starts; the rest is added where a comparison needs it
+    seed_list: Any = list(defaults["seeds"]) if auto_seeds else given
     expect(isinstance(seed_list, list) and bool(seed_list) and all(isinstance(s, int) for s in seed_list),
-           f"[{TOOL_TABLE}] seeds must be a non-empty list of integers, e.g. seeds = [0, 1, 2]")
+           f"[{TOOL_TABLE}] seeds must be a non-empty list of integers, e.g. seeds = [0, 1, 2], or \"auto\"")
     expect(len(set(seed_list)) == len(seed_list), f"[{TOOL_TABLE}] seeds must not repeat")
 
     families = _string_list(table.get("families", defaults["families"]), "families",
@@ -209,10 +216,10 @@ def build_config(
     for key, value in user_policy.items():
         kind = type(DEFAULT_POLICY[key])
         policy[key] = coerce(value, kind, f"policy.{key}")
-    for key in ("alpha",):
-        expect(0 < policy[key] < 1, f"[{TOOL_TABLE}.policy] {key} must be between 0 and 1")
+    expect(0 < policy["alpha"] < 1, f"[{TOOL_TABLE}.policy] alpha must be between 0 and 1, e.g. 0.05")
     expect(0 < policy["confidence_level"] < 1,
            f"[{TOOL_TABLE}.policy] confidence_level must be between 0 and 1, e.g. 0.95")
+    _tie_alpha_to_level(policy, user_policy)
 
     gates = table.get("gates", {})
     expect(isinstance(gates, dict), f"[{TOOL_TABLE}.gates] must be a table of check = \"0.02\" or \"5%\"")
@@ -239,6 +246,7 @@ def build_config(
         report_dir=_resolve(root, report_dir or table.get("report_dir", "reports")),
         cache_dir=_resolve(root, cache_dir or table.get("cache_dir") or default_cache_dir()),
         seeds=tuple(seed_list),
+        auto_seeds=auto_seeds,
         families=tuple(families) if include_builtin else (),
         variants=tuple(variants),
         include_builtin_zoo=include_builtin,
@@ -293,11 +301,27 @@ def _parse_models(raw: Any) -> tuple[UserModel, ...]:
     return tuple(models)
 
 
-def _parse_seeds(text: str) -> list[int]:
+def _tie_alpha_to_level(policy: dict, user_policy: dict) -> None:
+    """alpha is 1 - confidence_level, so a p-value and an interval in one sentence cannot
+    disagree: set either and the other follows; set both apart and it is a usage error."""
+    if "alpha" in user_policy and "confidence_level" in user_policy:
+        expect(abs(policy["alpha"] + policy["confidence_level"] - 1) < 1e-9,
+               f"[{TOOL_TABLE}.policy] alpha = {policy['alpha']} and confidence_level = "
+               f"{policy['confidence_level']} disagree: alpha must be 1 - confidence_level (a test at alpha "
+               "rejects exactly when the interval excludes the null). Set only one of them")
+    elif "alpha" in user_policy:
+        policy["confidence_level"] = round(1 - policy["alpha"], 12)
+    else:
+        policy["alpha"] = round(1 - policy["confidence_level"], 12)
+
+
+def _parse_seeds(text: str) -> list[int] | str:
+    if text.strip() == "auto":
+        return "auto"
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"{OPT_SEEDS}={text!r}: give comma-separated integers, e.g. 0,1,2") from None
+        raise ConfigError(f"{OPT_SEEDS}={text!r}: give comma-separated integers, e.g. 0,1,2, or auto") from None
 
 
 def _string_list(value: Any, key: str, allowed: tuple[str, ...] | None) -> list[str]:

@@ -45,7 +45,7 @@ def record_finding(request: pytest.FixtureRequest):
 
     def record(finding: Finding) -> None:
         request.node.stash.setdefault(ITEM_FINDINGS_KEY, []).append(finding.to_dict())
-        if breaches_policy(finding.status, fail_on_warn):
+        if breaches_policy(finding.status, fail_on_warn, bool(finding.details.get("indicative"))):
             request.node.stash[ITEM_POLICY_FAILURE_KEY] = True
             pytest.fail(f"{finding.status}: {finding.reason}", pytrace=False)
 

@@ -52,6 +52,29 @@ def rmf_data() -> dict:
     return tomllib.loads(resources.files("swiglu_audit").joinpath("rmf.toml").read_text())
 
 
+def judge_interval(value: float, ci: tuple[float, float] | None, limit: float, higher_is_better: bool,
+                   breached: Status) -> Status:
+    """The audit's one verdict rule (DESIGN.md section 8): PASS only when the whole interval lies
+    on the acceptable side of the limit; `breached` only when the whole interval lies beyond it;
+    otherwise WARN, inconclusive. A point estimate never decides. A value without an interval is
+    an exact count or measurement (a parameter count, a flip share over all examples) and is
+    judged as it is."""
+    low, high = ci if ci is not None else (value, value)
+    if not higher_is_better:  # mirror, so that "acceptable" is always "at or above the limit"
+        low, high, limit = -high, -low, -limit
+    if low >= limit:
+        return Status.PASS
+    if high < limit:
+        return breached
+    return Status.WARN
+
+
+def _interval_words(ci: tuple[float, float] | None, level: float | None) -> str:
+    if ci is None:
+        return ""
+    return f" ({level:.0%} CI [{ci[0]:.4g}, {ci[1]:.4g}])" if level else f" (interval [{ci[0]:.4g}, {ci[1]:.4g}])"
+
+
 @dataclass(frozen=True)
 class _Limit:
     key: str  # the policy key holding the limit
@@ -62,34 +85,50 @@ class _Limit:
     def policy_key(self, aspect: str | None = None) -> str:
         return dict(self.by_aspect).get(aspect or "", self.key)
 
-    def judge(self, value: float, policy: dict, what: str, aspect: str | None = None) -> tuple[Status, str, str]:
-        """(status, the sentence naming the threshold, the threshold) for one value."""
+    def judge(self, value: float, policy: dict, what: str, aspect: str | None = None,
+              ci: tuple[float, float] | None = None, level: float | None = None) -> tuple[Status, str, str]:
+        """(status, the sentence naming the threshold, the threshold) for one value and its
+        interval, by `judge_interval`."""
         key = self.policy_key(aspect)
-        rule, sign = (judge_floor, ">=") if self.higher_is_better else (judge_ceiling, "<=")
-        status, reason = rule(value, policy[key], self.breached, what, key)
-        return status, reason, f"{self.quantity} {sign} {key} = {policy[key]}"
+        limit = policy[key]
+        sign, side, beyond = (">=", "at or above", "below") if self.higher_is_better else ("<=", "at or below", "above")
+        status = judge_interval(value, ci, limit, self.higher_is_better, self.breached)
+        shown = f"{what} {value:.4g}{_interval_words(ci, level)}"
+        whole = "the whole interval" if ci is not None else "it"
+        if status is Status.PASS:
+            reason = f"{shown}: {whole} is {side} the policy limit {key} = {limit}"
+        elif status is self.breached and (ci is None or (ci[1] < limit if self.higher_is_better else ci[0] > limit)):
+            reason = f"{shown}: {whole} is {beyond} the policy limit {key} = {limit}"
+        else:
+            reason = (f"{shown}: inconclusive, the interval reaches across the policy limit {key} = {limit}; "
+                      "more seeds or test examples would narrow it")
+        threshold = f"{self.quantity} {sign} {key} = {limit}"
+        return status, reason, threshold + (" (the whole interval)" if ci is not None else "")
 
     higher_is_better = True
 
 
 @dataclass(frozen=True)
 class Floor(_Limit):
-    """PASS when the value is at or above its policy key, else `breached`."""
+    """PASS when the whole interval is at or above its policy key; `breached` when the whole
+    interval is below it; WARN (inconclusive) when it straddles the key."""
 
     higher_is_better = True
 
 
 @dataclass(frozen=True)
 class Ceiling(_Limit):
-    """PASS when the value is at or below its policy key, else `breached`."""
+    """PASS when the whole interval is at or below its policy key; `breached` when the whole
+    interval is above it; WARN (inconclusive) when it straddles the key."""
 
     higher_is_better = False
 
 
 @dataclass(frozen=True)
 class NoWorseThanBaseline:
-    """Candidate vs baseline (`judge_drop`): FAIL only when worse by more than `policy[key]` and
-    significant; WARN when worse by more than that but not significant."""
+    """Candidate vs baseline, a non-inferiority test (`judge_non_inferiority`): PASS when the
+    whole interval of candidate - baseline shows the candidate worse by at most `policy[key]`, FAIL
+    when the whole interval shows it worse by more, WARN (inconclusive) otherwise."""
 
     key: str
     higher_is_better: bool = True
@@ -190,6 +229,27 @@ def with_status(finding: Finding, status: Status, why: str) -> Finding:
                                likelihood=likelihood, severity=severity(likelihood, finding.impact))
 
 
+# From the best verdict to the worst: the modifiers below move a finding along this order only.
+_GOODNESS = (Status.PASS, Status.WARN, Status.FAIL, Status.ERROR)
+
+
+def no_better_than(finding: Finding, cap: Status, why: str) -> Finding:
+    """At best `cap`: the condition's modifier for evidence that voids a better verdict (a model
+    whose gradient-masking checks fail never PASSes). Worse statuses stay, with `why` added."""
+    status = Status(finding.status)
+    return with_status(finding, max(status, cap, key=_GOODNESS.index), why)
+
+
+def no_worse_than(finding: Finding, floor: Status, why: str) -> Finding:
+    """At worst `floor` (never ERROR here): for findings that inform but cannot breach the policy
+    (a wall-clock timing on a shared machine, an inherent weakness rather than a regression).
+    Only a status worse than `floor` changes, and only then is `why` added."""
+    status = Status(finding.status)
+    if status is Status.ERROR or _GOODNESS.index(status) <= _GOODNESS.index(floor):
+        return finding
+    return with_status(finding, floor, why)
+
+
 def error_finding(info: CheckInfo, models: list[str], exc: BaseException, subject: str | None = None) -> Finding:
     """A check that raised becomes an ERROR finding: the audit could not measure this risk."""
     return make_finding(info, models, Status.ERROR,
@@ -197,89 +257,90 @@ def error_finding(info: CheckInfo, models: list[str], exc: BaseException, subjec
                         threshold="the check must complete", subject=subject)
 
 
-def judge_floor(value: float, floor: float, status_below: Status, what: str, key: str) -> tuple[Status, str]:
-    """PASS when value >= floor, else `status_below`; the sentence names the policy key."""
-    if value >= floor:
-        return Status.PASS, f"{what} {value:.3f} is at or above the policy floor {key} = {floor}"
-    return status_below, f"{what} {value:.3f} is below the policy floor {key} = {floor}"
+def judge_non_inferiority(comparison, tolerance: float, what: str, key: str, higher_is_better: bool = True,
+                          sides: tuple[str, str] = ("candidate", "baseline")) -> tuple[Status, str]:
+    """Candidate vs baseline by `judge_interval` on candidate - baseline with the limit at minus
+    the tolerance (or plus it, where lower is better): PASS shows non-inferiority (a one-sided test
+    at (1 - level) / 2, the interval's end), FAIL shows the candidate worse by more than the
+    tolerance, WARN is inconclusive and names what would decide it. `sides` names the two arms
+    (a poisoned model against its clean self, say)."""
+    c = comparison
+    new, old = sides
+    limit = -tolerance if higher_is_better else tolerance
+    ci = f"{c.level:.0%} CI [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
+    design = (f"t-interval over {c.n_seeds} seed(s) per architecture and {c.n_examples} example(s)"
+              if c.df is not None else "interval over seeds and examples")
+    text = f"{what}: {new} - {old} = {c.difference:+.3f}, {ci} ({design})"
+    worse = "lower" if higher_is_better else "higher"
+    if c.n_seeds < 2:
+        return Status.WARN, (f"{text}; inconclusive: with one seed per architecture the interval covers the "
+                             "test examples only, not training randomness, so it cannot show non-inferiority "
+                             "of the architecture; use 3 or more seeds")
+    status = judge_interval(c.difference, (c.ci_low, c.ci_high), limit, higher_is_better, Status.FAIL)
+    if status is Status.PASS:
+        return status, (f"{text}; non-inferior: the whole interval lies within {key} = {tolerance} of the "
+                        f"{old} (the {new} is at most {tolerance} {worse})")
+    if status is Status.FAIL:
+        return status, (f"{text}; the whole interval lies beyond {key} = {tolerance}: the {new} is "
+                        f"{worse} than the {old} by more than the tolerance")
+    return status, (f"{text}; inconclusive: the interval reaches across the tolerance {key} = {tolerance} "
+                    f"({limit:+g}); {_to_decide(c, tolerance, higher_is_better)}")
 
 
-def judge_ceiling(value: float, ceiling: float, status_above: Status, what: str, key: str) -> tuple[Status, str]:
-    if value <= ceiling:
-        return Status.PASS, f"{what} {value:.4g} is within the policy limit {key} = {ceiling}"
-    return status_above, f"{what} {value:.4g} exceeds the policy limit {key} = {ceiling}"
-
-
-def judge_drop(comparison, max_drop: float, what: str, key: str, higher_is_better: bool = True
-               ) -> tuple[Status, str]:
-    """Candidate vs baseline. FAIL only when the candidate is worse by more than `max_drop` and the
-    difference is statistically significant; WARN when it is worse by more than `max_drop` but the
-    evidence is not significant (more seeds or examples would tell)."""
-    drop = -comparison.difference if higher_is_better else comparison.difference
-    ci = f"{comparison.level:.0%} CI [{comparison.ci_low:+.3f}, {comparison.ci_high:+.3f}]"
-    # p = 0: no bootstrap replicate fell on the other side of zero
-    p = "p ~ 0, no bootstrap replicate crossed 0" if comparison.p_value == 0 else f"p = {comparison.p_value:.3g}"
-    sig = (f"significant ({p} < alpha = {comparison.alpha})" if comparison.significant
-           else f"not significant ({p}, alpha = {comparison.alpha})")
-    text = (f"{what}: candidate - baseline = {comparison.difference:+.3f}, {ci}, {sig} (interval and p "
-            "from one bootstrap over seeds and examples)")
-    if drop <= max_drop:
-        return Status.PASS, f"{text}; the candidate is not worse by more than {key} = {max_drop}"
-    if comparison.significant:
-        return Status.FAIL, f"{text}; the candidate is worse by more than {key} = {max_drop}"
-    return Status.WARN, (f"{text}; the candidate looks worse by more than {key} = {max_drop}, "
-                         f"but the evidence is not significant: {_more_evidence(comparison, max_drop)}")
-
-
-def _more_evidence(comparison, tolerance: float) -> str:
-    """What would settle an inconclusive comparison: the power estimate's seed count, or why none."""
-    needed, note = (comparison.seeds_needed(tolerance) if hasattr(comparison, "seeds_needed")
-                    else (None, "add seeds or examples"))
+def _to_decide(comparison, tolerance: float, higher_is_better: bool) -> str:
+    """What would settle an inconclusive comparison: the seed count, or why no seed count does."""
+    needed, note = comparison.seeds_to_decide(tolerance, higher_is_better)
     if needed is not None:
-        return (f"about {needed} seeds per architecture would detect a difference of {tolerance} "
-                f"(power 0.8; this audit has {comparison.n_seeds})")
-    return note or "add seeds or examples"
+        return (f"about {needed} seeds per architecture would decide it (power 0.8 if the true difference "
+                f"is the observed one; this audit has {comparison.n_seeds})")
+    return note
 
 
 def judged_finding(info: CheckInfo, models: list[str], value: float, policy: dict, what: str,
                    ci: tuple[float, float] | None = None, ci_level: float | None = None,
                    details: dict | None = None, aspect: str | None = None,
-                   judged: float | None = None, subject: str | None = None) -> Finding:
-    """A per-model finding judged by its check's declared Floor or Ceiling condition: the
-    condition gives the status, the sentence and the threshold; the test gives the value (and,
-    with `judged`, a different quantity the condition holds to its limit, such as a drop)."""
+                   subject: str | None = None) -> Finding:
+    """A per-model finding judged by its check's declared Floor or Ceiling condition on the value
+    and its interval (the value shown is the value judged)."""
     condition = info.condition
     if not isinstance(condition, (Floor, Ceiling)):
         raise TypeError(f"check {info.check} declares no Floor or Ceiling condition")
-    status, reason, threshold = condition.judge(value if judged is None else judged, policy, what, aspect)
-    # `better` tells a later comparison of two audits which way is a regression (history.py)
-    better: str | None = "higher" if condition.higher_is_better else "lower"
-    if judged is not None:
-        better = None  # the value is not the judged quantity: its direction is not declared
+    status, reason, threshold = condition.judge(value, policy, what, aspect, ci, ci_level)
+    key = condition.policy_key(aspect)
+    better = "higher" if condition.higher_is_better else "lower"
+    # `judged` lets a reader (bench/verdict_audit.py, history.py) check the rule without parsing words
+    judged = {"rule": "floor" if condition.higher_is_better else "ceiling", "key": key, "limit": policy[key],
+              "on": "interval" if ci is not None else "value"}
     return make_finding(info, models, status, reason, threshold, value=value, ci=ci, ci_level=ci_level,
-                        details={**({"better": better} if better else {}), **(details or {})},
+                        details={"better": better, "judged": judged, **(details or {})},
                         aspect=aspect, subject=subject)
 
 
 def comparison_finding(info: CheckInfo, models, comparison, policy: dict, what: str,
-                       details: dict | None = None, aspect: str | None = None) -> Finding:
-    """A candidate-vs-baseline finding, judged by the check's NoWorseThanBaseline condition."""
+                       details: dict | None = None, aspect: str | None = None,
+                       sides: tuple[str, str] = ("candidate", "baseline")) -> Finding:
+    """A two-arm finding (the candidate against a baseline, by default), judged by the check's
+    NoWorseThanBaseline condition."""
     condition = info.condition
     if not isinstance(condition, NoWorseThanBaseline):
         raise TypeError(f"check {info.check} declares no NoWorseThanBaseline condition")
     key, higher_is_better = condition.key, condition.higher_is_better
-    status, reason = judge_drop(comparison, policy[key], what, key, higher_is_better)
+    tolerance = policy[key]
+    status, reason = judge_non_inferiority(comparison, tolerance, what, key, higher_is_better, sides)
+    needed, note = comparison.seeds_to_decide(tolerance, higher_is_better)
+    limit = -tolerance if higher_is_better else tolerance
     return make_finding(
         info, list(models), status, reason,
-        threshold=f"candidate not worse ({'lower' if higher_is_better else 'higher'}) than the "
-                  f"baseline by more than {key} = {policy[key]} "
-                  f"(a FAIL needs significance at alpha = {policy['alpha']})",
+        threshold=f"non-inferiority: the whole {comparison.level:.0%} interval of {sides[0]} - {sides[1]} "
+                  f"{'>=' if higher_is_better else '<='} {limit:+g} ({key} = {tolerance}); FAIL when the whole "
+                  "interval lies beyond it",
         value=comparison.difference, ci=(comparison.ci_low, comparison.ci_high),
         ci_level=comparison.level,
         details={"better": "higher" if higher_is_better else "lower",
-                 "comparison": {**comparison.to_dict(), "p_value_method": "two-level bootstrap (seeds and examples)",
-                                "seeds_needed_for_tolerance": comparison.seeds_needed(policy[key])[0],
-                                "seeds_needed_note": comparison.seeds_needed(policy[key])[1]},
+                 "judged": {"rule": "non_inferiority", "key": key, "limit": limit, "on": "interval"},
+                 "comparison": {**comparison.to_dict(),
+                                "method": "Welch-Satterthwaite t-interval over seeds and examples",
+                                "seeds_to_decide": needed, "seeds_to_decide_note": note},
                  **(details or {})},
         aspect=aspect)
 
@@ -296,15 +357,27 @@ def _json_safe(obj):
     return obj
 
 
-def verdict(statuses, fail_on_warn: bool = False) -> str:
-    """The audit's overall status from its findings' statuses: the worst of them."""
-    statuses = set(statuses)
+def is_indicative(finding: dict | str) -> bool:
+    """A wall-clock finding (`details.indicative`): it informs, and never breaches the policy."""
+    return not isinstance(finding, str) and bool((finding.get("details") or {}).get("indicative"))
+
+
+def _status(finding: dict | str) -> str:
+    return finding if isinstance(finding, str) else finding["status"]
+
+
+def verdict(findings, fail_on_warn: bool = False) -> str:
+    """The audit's overall status from its findings (dicts, or bare statuses): the worst of them.
+    Under fail_on_warn a WARN counts as a FAIL, except an indicative (wall-clock) one."""
+    findings = list(findings)
+    statuses = {_status(f) for f in findings}
     if Status.ERROR.value in statuses:
         return Status.ERROR.value
     if Status.FAIL.value in statuses:
         return Status.FAIL.value
     if Status.WARN.value in statuses:
-        return Status.FAIL.value if fail_on_warn else Status.WARN.value
+        gating = any(_status(f) == Status.WARN.value and not is_indicative(f) for f in findings)
+        return Status.FAIL.value if fail_on_warn and gating else Status.WARN.value
     return Status.PASS.value if statuses else "NO FINDINGS"
 
 
@@ -328,5 +401,8 @@ def error_groups(findings: list[dict], min_size: int = 2) -> list[dict]:
     return sorted(groups, key=lambda g: g["model"])
 
 
-def breaches_policy(status: str, fail_on_warn: bool = False) -> bool:
-    return status in (Status.FAIL.value, Status.ERROR.value) or (fail_on_warn and status == Status.WARN.value)
+def breaches_policy(status: str, fail_on_warn: bool = False, indicative: bool = False) -> bool:
+    """FAIL and ERROR breach the policy; WARN too under fail_on_warn, unless the finding is
+    indicative (a wall-clock timing on a shared machine never fails a run)."""
+    return status in (Status.FAIL.value, Status.ERROR.value) or (
+        fail_on_warn and status == Status.WARN.value and not indicative)

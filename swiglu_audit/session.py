@@ -7,9 +7,12 @@ collection stays cheap. Usable from a notebook too: `AuditSession(build_config(p
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +41,25 @@ class AuditSession:
         self._memo: dict[Any, Any] = {}
         policy, settings = config.policy, config.statistics
         self.statistics = Statistics(policy["confidence_level"], policy["alpha"], settings.bootstrap, settings.seed)
+        self.started = time.monotonic()  # the time budget of seeds = "auto" counts from here
+        self._wider: dict[int, AuditSession] = {}
+
+    def at_look(self, n_seeds: int, level: float) -> AuditSession:
+        """This session as one look of a sequential comparison (seeds = "auto"): the first
+        `n_seeds` seeds of each architecture (the configured ones, then the next free seed
+        numbers), intervals at `level`. Trained models and measurements are shared with every
+        other view of the same seeds; models of the extra seeds are trained (or read from the
+        cache) on first use."""
+        if n_seeds == len(self.config.seeds):
+            base = self
+        else:
+            if n_seeds not in self._wider:
+                seeds = extended_seeds(self.config.seeds, n_seeds)
+                self._wider[n_seeds] = self.with_config(dataclasses.replace(self.config, seeds=seeds))
+            base = self._wider[n_seeds]
+        view = copy.copy(base)  # shares data, zoo, cache and memo: only the statistics differ
+        view.statistics = dataclasses.replace(base.statistics, level=level, alpha=1 - level)
+        return view
 
     def with_config(self, config: AuditConfig) -> AuditSession:
         """A session for another configuration of the same dataset (the plan's alternatives):
@@ -108,6 +130,17 @@ class AuditSession:
             "recipe": self.config.training.to_dict(),
             "models": models,
         }
+
+
+def extended_seeds(seeds: tuple[int, ...], n: int) -> tuple[int, ...]:
+    """The configured seeds, then the smallest unused seed numbers, `n` in all."""
+    out = list(seeds[:n])
+    candidate = 0
+    while len(out) < n:
+        if candidate not in out:
+            out.append(candidate)
+        candidate += 1
+    return tuple(out)
 
 
 def _share_cores_with_other_workers() -> None:

@@ -177,12 +177,18 @@ class NumericalSettings(Section):
 @dataclass(frozen=True)
 class StatisticsSettings(Section):
     name: ClassVar[str] = "statistics"
-    bootstrap: int  # replicates of every mean and paired comparison
+    # Means over examples get analytic t-intervals (stats.py); these two set the example resamples
+    # of metrics that are not means over examples outside the OOD suite (which has ood.bootstrap):
+    # the poison detectors' AUROC
+    bootstrap: int
     seed: int  # the resampling's seed
+    max_seeds: int  # with seeds = "auto": the most seeds per architecture a comparison may get
 
     def check(self) -> None:
         expect(self.bootstrap >= 100, f"[{TOOL_TABLE}.statistics] bootstrap must be at least 100 replicates "
                                       "(an interval from fewer is mostly noise); the default is 1000")
+        expect(2 <= self.max_seeds <= 50, f"[{TOOL_TABLE}.statistics] max_seeds must be between 2 and 50 "
+                                          "(seeds per architecture that seeds = \"auto\" may train); the default is 8")
 
 
 SECTIONS: tuple[type[Section], ...] = (TrainingSettings, AdversarialSettings, PoisoningSettings, OodSettings,

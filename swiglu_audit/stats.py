@@ -1,31 +1,49 @@
-"""Confidence intervals over seeds and examples, and paired tests between architectures.
+"""Confidence intervals over seeds and examples, and comparisons between architectures.
 
-Per-example results of one model are a (seeds x examples) matrix. Its intervals come from a
-two-level bootstrap that resamples seeds and examples together, so that both sources of variation
-(which training run, which test examples) widen the interval. Two architectures evaluated on the
-same examples are compared by the difference of their means, with the same bootstrap (examples
-resampled jointly for both, so the pairing is kept; seeds resampled per architecture).
+Per-example results of one model are a (seeds x examples) matrix. Two sources of chance make its
+mean uncertain: which training runs (seeds) and which test examples. The audit has few seeds (2 to
+5) and many examples, and a percentile bootstrap over 2 or 3 seed values is far too narrow (at 3
+seeds it called a non-existent difference significant in about a fifth of simulated cases). So
+intervals are t-intervals whose variance is split into its parts and whose degrees of freedom
+follow the part that dominates (Welch-Satterthwaite):
 
-The p-value comes from that same hierarchical bootstrap: twice the smaller share of replicate
-differences on either side of zero. So the p-value and the interval answer one question (is the
-*architecture* different, with training seeds and test examples both random?) and cannot
-contradict each other: with alpha = 1 - confidence_level, p < alpha exactly when the interval
-excludes 0 (both are read off the same replicates, with matching order statistics). An earlier
-version used a sign-flip permutation test over examples with seeds averaged; that asks about
-*these trained models* only and could print p = 0.0002 beside an interval through 0.
+    Var(mean) = sigma_seed^2 / S + Var(example mean)
 
-`Comparison.seeds_needed` is the matching power estimate: with the observed variance between seeds and
-between examples, how many seeds per architecture would detect a difference of the policy
-tolerance (two-sided alpha, power 0.8). Seed variance shrinks with more seeds; example variance
-does not, so when the examples alone are too noisy it says that more test examples are needed.
+- the seed part is estimated from the per-seed values (S - 1 degrees of freedom), after removing
+  the share of their spread that is example-by-seed noise (counted once, in the example part), and
+- the example part from the spread over examples (n - 1 degrees of freedom).
+
+With seeds dominant and 2 seeds this is a t-interval with about 1 degree of freedom (wide, as it
+must be); with examples dominant it is the usual paired interval over examples. Two architectures
+measured on the same examples are compared by the difference of their means: the example part is
+taken from the per-example differences (the pairing over examples is real, it is the same
+examples), while seeds are treated as independent between architectures. Seeds are *not* paired:
+the same seed number gives two architectures different initialisations, so nothing pairs them, and
+an unpaired analysis stays valid (conservative) where runs of one seed do share a data order.
+
+Metrics that are not means over examples (AUROC, AURC) take the example part from bootstrap
+replicates over examples, with the same example resamples for every seed and both architectures
+(`replicate_estimate`, `replicate_comparison`). Seed-level metrics (steps to a target, memory) are
+(seeds x 1) matrices: the example part is zero and the interval is Welch's.
+
+The p-value of "no difference" uses the same standard error and degrees of freedom as the
+interval, so with alpha = 1 - level, p < alpha exactly when the interval excludes 0. The coverage
+of these intervals at 2, 3 and 5 seeds is simulated by `bench/bench_interval_coverage.py` (table in
+BENCHMARKS.md).
+
+`Comparison.seeds_to_decide` is the matching power estimate for the audit's verdicts: how many
+seeds per architecture would move the interval clear of the tolerance on one side (power 0.8 if
+the true difference is the observed one), or why no number of seeds can.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
+from scipy import stats as _scipy_stats
 
 
 @dataclass(frozen=True)
@@ -48,40 +66,56 @@ class Comparison:
     difference: float  # candidate - baseline
     ci_low: float
     ci_high: float
-    p_value: float  # two-sided, from the same two-level bootstrap as the interval
+    p_value: float  # two-sided, "no difference", same standard error and df as the interval
     level: float
     alpha: float
-    n_seeds: int
+    n_seeds: int  # the smaller seed count of the two architectures
     n_examples: int
-    # variance components for the power estimate (None where the metric is not a per-example
-    # mean, e.g. an AUROC): of the two per-seed means, summed, and of the mean difference over examples
+    # variance parts (None where unknown): the two architectures' between-seed variances of one
+    # seed's value, summed; and the variance of the mean difference due to the examples
     seed_variance: float | None = None
     example_variance: float | None = None
+    df: float | None = None  # Welch-Satterthwaite degrees of freedom of the interval
+
+    def seeds_to_decide(self, tolerance: float, higher_is_better: bool = True, power: float = 0.8,
+                        max_seeds: int = 1000) -> tuple[int | None, str]:
+        """Seeds per architecture at which the interval would lie wholly on one side of the
+        tolerance, if the true difference were the observed one (normal approximation, power
+        `power`). None with the reason when no seed count does it."""
+        if self.seed_variance is None or self.example_variance is None:
+            return None, "add seeds or examples (the variance parts of this metric are not estimated)"
+        if self.n_seeds < 2:
+            return None, "one seed per architecture: the seed-to-seed variance cannot be estimated; use 3 or more"
+        bound = -tolerance if higher_is_better else tolerance
+        margin = abs(self.difference - bound)
+        z = NormalDist().inv_cdf(1 - (1 - self.level) / 2) + NormalDist().inv_cdf(power)
+        budget = (margin / z) ** 2  # the variance the difference may have
+        if margin < 1e-9 or self.example_variance >= budget:
+            return None, (f"more test examples needed: with {self.n_examples} examples the example-to-example "
+                          "noise alone keeps the interval across the tolerance, whatever the number of seeds"
+                          if margin >= 1e-9 else "the estimate sits on the tolerance: no number of seeds decides it")
+        needed = max(self.n_seeds + 1, math.ceil(self.seed_variance / (budget - self.example_variance)))
+        return (needed, "") if needed <= max_seeds else (None, f"more than {max_seeds} seeds per architecture")
 
     def seeds_needed(self, tolerance: float, power: float = 0.8, max_seeds: int = 1000) -> tuple[int | None, str]:
-        """Seeds per architecture at which a true difference of `tolerance` would be detected
-        with the given power: Var(diff) ~ seed_variance / S + example_variance. A normal
-        approximation; None with the reason when no seed count reaches it."""
-        from statistics import NormalDist
-
+        """Seeds per architecture to detect a true difference of `tolerance` from zero (two-sided,
+        the given power): the design question before an audit, not its verdict."""
         if self.seed_variance is None or self.example_variance is None:
-            return None, "not estimated for this metric (not a per-example mean)"
+            return None, "not estimated for this metric"
         if self.n_seeds < 2:
             return None, "one seed per architecture: the seed-to-seed variance cannot be estimated"
         if tolerance <= 0:
             return None, "no tolerance to detect"
         z = NormalDist().inv_cdf(1 - self.alpha / 2) + NormalDist().inv_cdf(power)
-        budget = (tolerance / z) ** 2  # the variance the estimate may have
+        budget = (tolerance / z) ** 2
         if self.example_variance >= budget:
-            return None, (f"more test examples needed: with {self.n_examples} examples the "
-                          "example-to-example noise alone hides a difference of this size, whatever "
-                          "the number of seeds")
+            return None, (f"more test examples needed: with {self.n_examples} examples the example-to-example "
+                          "noise alone hides a difference of this size, whatever the number of seeds")
         needed = max(2, math.ceil(self.seed_variance / (budget - self.example_variance)))
         return (needed, "") if needed <= max_seeds else (None, f"more than {max_seeds} seeds")
 
     @property
     def significant(self) -> bool:
-        """Both the paired test and the seed-and-example interval must exclude no difference."""
         return self.p_value < self.alpha and not (self.ci_low <= 0.0 <= self.ci_high)
 
     def to_dict(self) -> dict:
@@ -103,55 +137,138 @@ def _as_matrix(values) -> np.ndarray:
     return m
 
 
-def bootstrap_mean(values, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> Estimate:
-    """Mean of a (seeds x examples) matrix with a two-level percentile bootstrap interval."""
+def _t_interval(value: float, parts: list[tuple[float, float, float]], level: float
+                ) -> tuple[float, float, float, float, float]:
+    """(low, high, two-sided p of value = 0, standard error, df) of a t-interval whose variance is
+    a sum of independent parts. Each part is (its share of the variance, its degrees of freedom,
+    the estimated quantity whose sampling error it carries); df by Welch-Satterthwaite."""
+    var = sum(v for v, _, _ in parts if v > 0)
+    if var <= 0:  # no measured spread at all: the value is exact as far as this design can tell
+        return value, value, (1.0 if value == 0 else 0.0), 0.0, math.inf
+    df = var ** 2 / sum(u ** 2 / d for v, d, u in parts if v > 0 and d > 0)
+    se = math.sqrt(var)
+    half = float(_scipy_stats.t.ppf(1 - (1 - level) / 2, df)) * se
+    p = float(min(1.0, 2 * _scipy_stats.t.sf(abs(value) / se, df)))
+    return value - half, value + half, p, se, df
+
+
+def _seed_part(row_values: np.ndarray, interaction: float) -> tuple[float, float]:
+    """(between-seed variance of one seed's value, the spread it was estimated from). The spread
+    of the per-seed values less the share that is example-by-seed noise (counted once, in the
+    example part), floored at 0. Its uncertainty is that of the whole spread (S - 1 degrees of
+    freedom): with 2 seeds nobody can tell a small seed effect from none, and a df computed from
+    the excess alone made the interval too narrow (coverage 0.90 at 2 seeds, simulated)."""
+    if len(row_values) < 2:
+        return 0.0, 0.0
+    spread = float(np.var(row_values, ddof=1))
+    return max(0.0, spread - interaction), spread
+
+
+def _seed_parts(seeds: tuple[float, float], n_seeds: int) -> tuple[float, float, float]:
+    excess, spread = seeds
+    return excess / n_seeds, n_seeds - 1, spread / n_seeds
+
+
+def _interaction(m: np.ndarray) -> float:
+    """Example-by-seed noise's share of the variance of one seed's mean: the residual mean
+    square of the two-way layout, divided by the number of examples."""
+    s, n = m.shape
+    if s < 2 or n < 2:
+        return 0.0
+    resid = m - m.mean(1, keepdims=True) - m.mean(0, keepdims=True) + m.mean()
+    return float((resid ** 2).sum() / ((s - 1) * (n - 1))) / n
+
+
+def _binary(m: np.ndarray) -> bool:
+    return bool(np.isin(m, (0.0, 1.0)).all())
+
+
+def _clip(lo: float, hi: float, bounds: tuple[float, float] | None) -> tuple[float, float]:
+    """An interval cut to the values the quantity can take (a share lies in [0, 1]): the truth
+    lies inside them, so cutting loses no coverage and keeps the report readable."""
+    return (lo, hi) if bounds is None else (max(lo, bounds[0]), min(hi, bounds[1]))
+
+
+def mean_interval(values, level: float = 0.95) -> Estimate:
+    """Mean of a (seeds x examples) matrix with a t-interval over seeds and examples (cut to
+    [0, 1] for 0/1 outcomes)."""
     m = _as_matrix(values)
     s, n = m.shape
-    rng = np.random.default_rng(seed)
-    seed_idx = rng.integers(0, s, size=(n_boot, s))
-    ex_idx = rng.integers(0, n, size=(n_boot, n))
-    boots = np.array([m[seed_idx[b]][:, ex_idx[b]].mean() for b in range(n_boot)])
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return Estimate(float(m.mean()), float(lo), float(hi), level, s, n)
+    seeds = _seed_part(m.mean(1), _interaction(m))
+    example_var = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
+    lo, hi, _, _, _ = _t_interval(float(m.mean()), [_seed_parts(seeds, s), (example_var, n - 1, example_var)], level)
+    lo, hi = _clip(lo, hi, (0.0, 1.0) if _binary(m) else None)
+    return Estimate(float(m.mean()), lo, hi, level, s, n)
 
 
-def interval_and_p(diffs: np.ndarray, level: float) -> tuple[float, float, float]:
-    """(ci_low, ci_high, two-sided p) of "difference = 0" from bootstrap replicates of a
-    difference. Both ends are order statistics read the same way as the p-value's tails, so at
-    alpha = 1 - level: p < alpha exactly when the interval excludes 0."""
-    d = np.sort(np.asarray(diffs, dtype=np.float64))
-    m = max(1, math.ceil((1 - level) / 2 * len(d) - 1e-9))  # replicates allowed beyond each end
-    lo, hi = float(d[m - 1]), float(d[len(d) - m])  # lo > 0 iff fewer than m replicates are <= 0
-    p = float(min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0))))
-    return lo, hi, p
-
-
-def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0.05,
-                      n_boot: int = 1000, seed: int = 0) -> Comparison:
+def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0.05) -> Comparison:
     """Compare two (seeds x examples) matrices measured on the same examples."""
     a, b = _as_matrix(candidate), _as_matrix(baseline)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"paired comparison needs the same examples: {a.shape[1]} vs {b.shape[1]}")
     n = a.shape[1]
-    rng = np.random.default_rng(seed)
-    ex = rng.integers(0, n, size=(n_boot, n))  # the same examples for both models keeps the pairing
-    sa = rng.integers(0, a.shape[0], size=(n_boot, a.shape[0]))
-    sb = rng.integers(0, b.shape[0], size=(n_boot, b.shape[0]))
-    # mean over (resampled seeds x resampled examples) = mean over resampled examples of the
-    # resampled seeds' per-example means
-    diffs = np.array([a[sa[i]].mean(0)[ex[i]].mean() - b[sb[i]].mean(0)[ex[i]].mean() for i in range(n_boot)])
-    lo, hi, p = interval_and_p(diffs, level)
-    seed_var = float(np.var(a.mean(1), ddof=1) + np.var(b.mean(1), ddof=1)) if min(len(a), len(b)) > 1 else None
+    seeds_a, seeds_b = _seed_part(a.mean(1), _interaction(a)), _seed_part(b.mean(1), _interaction(b))
     example_var = float(np.var(a.mean(0) - b.mean(0), ddof=1)) / n if n > 1 else 0.0
-    return Comparison(float(a.mean()), float(b.mean()), float(a.mean() - b.mean()), lo, hi, p, level,
-                      alpha, min(a.shape[0], b.shape[0]), n, seed_var, example_var)
+    return _comparison(float(a.mean()), float(b.mean()), (seeds_a, a.shape[0]), (seeds_b, b.shape[0]),
+                       example_var, n, level, alpha, (-1.0, 1.0) if _binary(a) and _binary(b) else None)
+
+
+def _comparison(cand: float, base: float, seeds_a: tuple[tuple[float, float], int],
+                seeds_b: tuple[tuple[float, float], int], example_var: float, n: int, level: float,
+                alpha: float, bounds: tuple[float, float] | None = None) -> Comparison:
+    (parts_a, sa), (parts_b, sb) = seeds_a, seeds_b
+    diff = cand - base
+    lo, hi, p, _, df = _t_interval(diff, [_seed_parts(parts_a, sa), _seed_parts(parts_b, sb),
+                                          (example_var, n - 1, example_var)], level)
+    lo, hi = _clip(lo, hi, bounds)
+    known = min(sa, sb) > 1
+    return Comparison(cand, base, diff, lo, hi, p, level, alpha, min(sa, sb), n,
+                      parts_a[0] + parts_b[0] if known else None, example_var, df)
+
+
+def replicate_estimate(per_seed, replicates, n_examples: int, level: float = 0.95,
+                       bounds: tuple[float, float] | None = None) -> Estimate:
+    """A seed-averaged metric that is not a mean over examples (AUROC, say): `per_seed` its value
+    per seed, `replicates` (seeds x B) its value on B example resamples shared by all seeds;
+    `bounds` the values the metric can take, if any."""
+    p, r = np.asarray(per_seed, float), np.atleast_2d(np.asarray(replicates, float))
+    s = len(p)
+    seeds = _seed_part(p, _replicate_interaction(r))
+    example_var = float(np.var(r.mean(0), ddof=1))
+    lo, hi, _, _, _ = _t_interval(float(p.mean()), [_seed_parts(seeds, s), (example_var, n_examples - 1, example_var)],
+                                  level)
+    lo, hi = _clip(lo, hi, bounds)
+    return Estimate(float(p.mean()), lo, hi, level, s, n_examples)
+
+
+def replicate_comparison(per_seed_a, replicates_a, per_seed_b, replicates_b, n_examples: int,
+                         level: float = 0.95, alpha: float = 0.05,
+                         bounds: tuple[float, float] | None = None) -> Comparison:
+    """Candidate - baseline of a metric that is not a mean over examples; the replicates of both
+    must come from the same example resamples (column b of each is resample b). `bounds`: the
+    values the difference can take, if any."""
+    pa, ra = np.asarray(per_seed_a, float), np.atleast_2d(np.asarray(replicates_a, float))
+    pb, rb = np.asarray(per_seed_b, float), np.atleast_2d(np.asarray(replicates_b, float))
+    seeds_a, seeds_b = _seed_part(pa, _replicate_interaction(ra)), _seed_part(pb, _replicate_interaction(rb))
+    example_var = float(np.var(ra.mean(0) - rb.mean(0), ddof=1))
+    return _comparison(float(pa.mean()), float(pb.mean()), (seeds_a, len(pa)), (seeds_b, len(pb)),
+                       example_var, n_examples, level, alpha, bounds)
+
+
+def _replicate_interaction(r: np.ndarray) -> float:
+    """Example-by-seed noise in one seed's value, from the replicates: how much one seed's
+    replicate moves apart from the seed average's, scaled to one seed (S / (S - 1))."""
+    s = r.shape[0]
+    if s < 2:
+        return 0.0
+    return float(np.var(r - r.mean(0), axis=1, ddof=1).mean()) * s / (s - 1)
 
 
 @dataclass(frozen=True)
 class Statistics:
-    """The audit's statistical settings in one place: the confidence level and alpha of the
-    policy, the bootstrap replicates and seed of [statistics]. Suites estimate and compare
-    through it, so no suite spells these settings."""
+    """The audit's statistical settings in one place: the confidence level of the policy (alpha
+    is 1 - level), and the bootstrap replicates and seed of [statistics] for metrics that are not
+    means over examples. Suites estimate and compare through it, so no suite spells them."""
 
     level: float = 0.95
     alpha: float = 0.05
@@ -159,7 +276,7 @@ class Statistics:
     seed: int = 0
 
     def mean(self, values) -> Estimate:
-        return bootstrap_mean(values, self.level, self.n_boot, self.seed)
+        return mean_interval(values, self.level)
 
     def compare(self, candidate, baseline) -> Comparison:
-        return paired_comparison(candidate, baseline, self.level, self.alpha, self.n_boot, self.seed)
+        return paired_comparison(candidate, baseline, self.level, self.alpha)

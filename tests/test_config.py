@@ -42,7 +42,7 @@ def test_policy_defaults_and_override():
     ({"models": [{"name": "a", "factory": "m:f"}, {"name": "b", "factory": "m:g"}]}, ["candidate"]),
     ({"models": [{"name": "a", "factory": "m:f", "role": "boss"}, {"name": "b", "factory": "m:g"}]}, ["role"]),
     ({"statistics": {"bootstrap": 10}}, ["statistics", "bootstrap", "1000"]),
-    ({"statistics": {"replicates": 1000}}, ["statistics", "replicates", "known keys are bootstrap, seed"]),
+    ({"statistics": {"replicates": 1000}}, ["statistics", "replicates", "known keys are bootstrap, max_seeds, seed"]),
     ({"adversarial": {"budgets": []}}, ["adversarial", "budgets", "non-empty list"]),
     ({"adversarial": {"attacks": ["pgd", 3]}}, ["adversarial.attacks", "strings"]),
     ({"poisoning": {"flip_rates": [0.2, 1.5]}}, ["poisoning", "flip_rates", "(0, 1)"]),
@@ -106,17 +106,27 @@ def test_sections_are_typed_frozen_and_echo_as_json():
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.training.epochs = 1  # type: ignore[misc]
     echoed = json.loads(json.dumps(c.to_dict()))
-    assert echoed["poisoning"]["flip_rates"] == [0.05, 0.2] and echoed["statistics"] == {"bootstrap": 1000, "seed": 0}
+    assert echoed["poisoning"]["flip_rates"] == [0.05, 0.2] and echoed["statistics"] == {"bootstrap": 1000, "seed": 0, "max_seeds": 8}
 
 
-def test_statistics_section_sets_the_bootstrap_of_every_estimate():
+def test_statistics_section_sets_the_resamples_of_replicate_metrics():
     import numpy as np
 
+    from swiglu_audit.methods.ood_metrics import auroc_estimate
     from swiglu_audit.session import AuditSession
 
-    values = np.random.default_rng(0).random((3, 50))
+    rng = np.random.default_rng(0)
+    s_in, s_out = rng.normal(1, 1, (3, 60)), rng.normal(0, 1, (3, 60))
     few = AuditSession(build_config({"statistics": {"bootstrap": 100}, "device": "cpu"}, profile="quick")).statistics
     many = AuditSession(build_config({"statistics": {"bootstrap": 4000, "seed": 3}, "device": "cpu"}, profile="quick")).statistics
     assert (few.n_boot, many.n_boot, many.seed) == (100, 4000, 3)
-    a, b = few.mean(values), many.mean(values)
+    a = auroc_estimate(s_in, s_out, few.level, few.n_boot, few.seed)
+    b = auroc_estimate(s_in, s_out, many.level, many.n_boot, many.seed)
     assert a.value == b.value and (a.ci_low, a.ci_high) != (b.ci_low, b.ci_high)
+
+
+def test_alpha_follows_the_confidence_level_and_the_two_cannot_disagree():
+    assert build_config({"policy": {"confidence_level": 0.9}}).policy["alpha"] == pytest.approx(0.1)
+    assert build_config({"policy": {"alpha": 0.01}}).policy["confidence_level"] == pytest.approx(0.99)
+    with pytest.raises(ConfigError, match="alpha = 0.05 and confidence_level = 0.9 disagree"):
+        build_config({"policy": {"alpha": 0.05, "confidence_level": 0.9}})

@@ -5,7 +5,21 @@ import pytest
 
 import swiglu_audit.checks
 from swiglu_audit.checks import adversarial
-from swiglu_audit.risk import CheckInfo, Status, breaches_policy, judge_ceiling, judge_drop, judge_floor, make_finding, rmf_data, severity, verdict
+from swiglu_audit.risk import (
+    Ceiling,
+    CheckInfo,
+    Floor,
+    Status,
+    breaches_policy,
+    judge_interval,
+    judge_non_inferiority,
+    make_finding,
+    no_better_than,
+    no_worse_than,
+    rmf_data,
+    severity,
+    verdict,
+)
 from swiglu_audit.stats import Comparison
 
 CHECK_MODULES = [importlib.import_module(f"swiglu_audit.checks.{m.name}")
@@ -40,22 +54,70 @@ def test_severity_follows_sp800_30_matrix():
     assert severity("very low", "very low") == "very low"
 
 
-def _cmp(diff, lo, hi, p):
-    return Comparison(0.5 + diff, 0.5, diff, lo, hi, p, 0.95, 0.05, 3, 100)
+def _cmp(diff, lo, hi, p=0.5, seeds=3):
+    return Comparison(0.5 + diff, 0.5, diff, lo, hi, p, 0.95, 0.05, seeds, 100, 0.01, 0.0001, 4.0)
 
 
-def test_judge_drop_fails_only_significant_drops_beyond_the_threshold():
-    assert judge_drop(_cmp(-0.02, -0.04, 0.0, 0.3), 0.05, "acc", "k")[0] is Status.PASS
-    status, reason = judge_drop(_cmp(-0.2, -0.3, -0.1, 0.001), 0.05, "acc", "k")
-    assert status is Status.FAIL and "k = 0.05" in reason and "significant" in reason
-    assert judge_drop(_cmp(-0.2, -0.5, 0.1, 0.2), 0.05, "acc", "k")[0] is Status.WARN
+@pytest.mark.parametrize("lo, hi, expected", [
+    (-0.05, 0.02, Status.PASS),     # the whole interval at or above -tolerance: non-inferior
+    (-0.0501, 0.02, Status.WARN),   # reaches just past the tolerance: inconclusive, whatever the point
+    (-0.3, -0.0501, Status.FAIL),   # the whole interval beyond the tolerance
+    (-0.3, -0.05, Status.WARN),     # touches the tolerance: not wholly beyond it
+    (-0.2, 0.3, Status.WARN),       # wide: inconclusive
+])
+def test_non_inferiority_decides_by_the_whole_interval_at_the_boundaries(lo, hi, expected):
+    assert judge_non_inferiority(_cmp((lo + hi) / 2, lo, hi), 0.05, "acc", "k")[0] is expected
 
 
-def test_floor_and_ceiling_sentences_name_the_threshold():
-    status, reason = judge_floor(0.2, 0.3, Status.WARN, "robust accuracy", "warn_below")
-    assert status is Status.WARN and "warn_below = 0.3" in reason
-    status, reason = judge_ceiling(0.5, 0.01, Status.FAIL, "flip rate", "max_flip")
-    assert status is Status.FAIL and "max_flip = 0.01" in reason
+def test_a_point_estimate_inside_the_tolerance_never_passes_on_its_own():
+    """The case the issue found: -0.036 [-0.085, +0.010] at tolerance 0.05 was a PASS."""
+    status, reason = judge_non_inferiority(_cmp(-0.036, -0.085, 0.010), 0.05, "robust accuracy", "max_drop")
+    assert status is Status.WARN and "inconclusive" in reason and "max_drop = 0.05" in reason
+    # it names what would decide it: here the examples' own noise (example variance 1e-4) is too large
+    assert "more test examples needed" in reason
+
+
+def test_lower_is_better_mirrors_the_rule():
+    assert judge_non_inferiority(_cmp(0.0, -0.02, 0.05), 0.05, "asr", "k", higher_is_better=False)[0] is Status.PASS
+    assert judge_non_inferiority(_cmp(0.0, -0.02, 0.051), 0.05, "asr", "k", higher_is_better=False)[0] is Status.WARN
+    assert judge_non_inferiority(_cmp(0.2, 0.06, 0.3), 0.05, "asr", "k", higher_is_better=False)[0] is Status.FAIL
+
+
+def test_one_seed_per_architecture_cannot_show_non_inferiority():
+    status, reason = judge_non_inferiority(_cmp(0.0, -0.01, 0.01, seeds=1), 0.05, "acc", "k")
+    assert status is Status.WARN and "one seed" in reason
+
+
+@pytest.mark.parametrize("ci, expected", [((0.30, 0.5), Status.PASS), ((0.29, 0.5), Status.WARN),
+                                          ((0.1, 0.299), Status.FAIL), (None, Status.PASS)])
+def test_floors_judge_the_interval(ci, expected):
+    assert judge_interval(0.4 if ci is None else sum(ci) / 2, ci, 0.3, True, Status.FAIL) is expected
+
+
+def test_floor_and_ceiling_sentences_name_the_threshold_and_the_interval():
+    policy = {"warn_below": 0.8, "max_flip": 0.01}
+    status, reason, threshold = Floor("warn_below", "AUROC").judge(0.872, policy, "AUROC", ci=(0.721, 1.0), level=0.95)
+    assert status is Status.WARN and "inconclusive" in reason and "warn_below = 0.8" in reason
+    assert "the whole interval" in threshold
+    status, reason, _ = Ceiling("max_flip", "flip rate", breached=Status.FAIL).judge(0.5, policy, "flip rate")
+    assert status is Status.FAIL and "max_flip = 0.01" in reason and "above" in reason
+
+
+def test_modifiers_move_a_status_one_way_only():
+    base = make_finding(adversarial.WORST_CASE, ["m"], Status.PASS, "why", "rule")
+    failing = make_finding(adversarial.WORST_CASE, ["m"], Status.FAIL, "why", "rule")
+    assert no_better_than(base, Status.WARN, "masked").status == "WARN"
+    assert no_better_than(failing, Status.WARN, "masked").status == "FAIL"
+    assert no_worse_than(failing, Status.WARN, "timing").status == "WARN"
+    assert no_worse_than(base, Status.WARN, "timing") is base
+
+
+def test_indicative_warnings_never_fail_a_run():
+    timing = {"status": "WARN", "details": {"indicative": True}}
+    count = {"status": "WARN", "details": {}}
+    assert verdict([timing, {"status": "PASS"}], fail_on_warn=True) == "WARN"
+    assert verdict([timing, count], fail_on_warn=True) == "FAIL"
+    assert not breaches_policy("WARN", fail_on_warn=True, indicative=True)
 
 
 def test_finding_shape_and_policy():

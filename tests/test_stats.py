@@ -3,14 +3,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swiglu_audit.stats import bootstrap_mean, interval_and_p, paired_comparison
+from swiglu_audit.stats import mean_interval, paired_comparison, replicate_comparison
 
 
 def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_examples():
     rng = np.random.default_rng(1)
     small = rng.random((3, 50)) < 0.7
     large = rng.random((3, 2000)) < 0.7
-    a, b = bootstrap_mean(small), bootstrap_mean(large)
+    a, b = mean_interval(small), mean_interval(large)
     assert a.ci_low <= a.value <= a.ci_high and b.ci_low <= b.value <= b.ci_high
     assert (b.ci_high - b.ci_low) < (a.ci_high - a.ci_low)
     assert abs(b.value - 0.7) < 0.03 and a.n_seeds == 3 and a.n_examples == 50
@@ -20,8 +20,8 @@ def test_seed_variation_widens_the_interval():
     # same examples, but seeds that disagree wildly: the two-level bootstrap must show it
     steady = np.tile(np.arange(200) % 2, (3, 1))
     shaky = np.stack([np.ones(200), np.zeros(200), np.arange(200) % 2])
-    assert (bootstrap_mean(shaky).ci_high - bootstrap_mean(shaky).ci_low) > \
-           2 * (bootstrap_mean(steady).ci_high - bootstrap_mean(steady).ci_low)
+    assert (mean_interval(shaky).ci_high - mean_interval(shaky).ci_low) > \
+           2 * (mean_interval(steady).ci_high - mean_interval(steady).ci_low)
 
 
 def test_identical_models_are_not_significantly_different():
@@ -35,31 +35,59 @@ def test_a_clear_gap_is_significant_with_the_right_sign():
     worse = (rng.random((3, 400)) < 0.5).astype(float)
     better = np.maximum(worse, (rng.random((3, 400)) < 0.4))
     cmp = paired_comparison(worse, better)
-    assert cmp.difference < -0.1 and cmp.ci_high < 0 and cmp.p_value < 0.001 and cmp.significant
+    # seeds that agree this well still leave few degrees of freedom (the seed part cannot be told
+    # from none with 3 seeds), so p is small but not tiny
+    assert cmp.difference < -0.1 and cmp.ci_high < 0 and cmp.p_value < 0.05 and cmp.significant
 
 
-def test_interval_and_p_by_hand():
-    # 40 replicates, 1 of them <= 0: p = 2 * 1/40 = 0.05, not below alpha = 0.05, and the 95%
-    # interval (one replicate beyond each end allowed) still reaches down to it
-    diffs = np.array([-0.1] + [0.01 * k for k in range(1, 40)])
-    lo, hi, p = interval_and_p(diffs, 0.95)
-    assert p == pytest.approx(0.05) and lo == pytest.approx(-0.1) and hi == pytest.approx(0.39)
-    # 80 replicates, the same one <= 0: p = 0.025 < 0.05, and the interval excludes 0
-    lo, hi, p = interval_and_p(np.array([-0.1] + [0.005 * k for k in range(1, 80)]), 0.95)
-    assert p == pytest.approx(0.025) and lo == pytest.approx(0.005)
-    assert interval_and_p(np.zeros(10), 0.95)[2] == 1.0
+def test_seed_level_interval_is_welchs_t_interval():
+    """(seeds x 1) matrices: no example part, so the interval and p are Welch's, as scipy has them."""
+    from scipy import stats as scipy_stats
+
+    a = np.array([[1.10], [0.95], [1.30]])
+    b = np.array([[1.00], [1.02], [0.97], [1.05]])
+    cmp = paired_comparison(a, b, level=0.95, alpha=0.05)
+    ref = scipy_stats.ttest_ind(a[:, 0], b[:, 0], equal_var=False)
+    lo, hi = ref.confidence_interval(0.95)
+    assert cmp.p_value == pytest.approx(ref.pvalue) and cmp.df == pytest.approx(ref.df)
+    assert (cmp.ci_low, cmp.ci_high) == pytest.approx((lo, hi))
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(0, 10_000), st.integers(1, 3), st.integers(10, 120), st.sampled_from([200, 400, 1000]))
-def test_p_value_and_interval_never_contradict(seed, seeds, n, n_boot):
-    """One two-level design for both: p < alpha exactly when the (1 - alpha) interval excludes 0."""
-    rng = np.random.default_rng(seed)
-    p_a, p_b = rng.uniform(0.3, 0.9), rng.uniform(0.3, 0.9)
-    a = (rng.random((seeds, n)) < p_a).astype(float)
-    b = (rng.random((seeds, n)) < p_b).astype(float)
-    cmp = paired_comparison(a, b, level=0.95, alpha=0.05, n_boot=n_boot, seed=seed)
-    assert (cmp.p_value < 0.05) == (not cmp.ci_low <= 0 <= cmp.ci_high)
+def test_one_seed_per_architecture_is_the_paired_t_test_over_examples():
+    from scipy import stats as scipy_stats
+
+    rng = np.random.default_rng(3)
+    a, b = (rng.random((1, 150)) < 0.7).astype(float), (rng.random((1, 150)) < 0.6).astype(float)
+    cmp = paired_comparison(a, b)
+    ref = scipy_stats.ttest_rel(a[0], b[0])
+    assert cmp.p_value == pytest.approx(ref.pvalue)
+    assert (cmp.ci_low, cmp.ci_high) == pytest.approx(tuple(ref.confidence_interval(0.95)))
+
+
+def test_two_seeds_that_disagree_give_a_wide_interval_not_a_confident_one():
+    """The bootstrap this replaced resampled 2 seed values and called this difference certain."""
+    a = np.stack([np.ones(300), np.r_[np.ones(150), np.zeros(150)]])  # seeds at 1.0 and 0.5
+    b = np.stack([np.r_[np.ones(240), np.zeros(60)], np.r_[np.ones(210), np.zeros(90)]])  # 0.8, 0.7
+    cmp = paired_comparison(a, b)
+    assert cmp.ci_low < -0.5 and cmp.ci_high > 0.5 and not cmp.significant
+    assert cmp.df < 3
+
+
+def test_intervals_cover_the_truth_at_two_seeds_by_simulation():
+    """A small version of bench/bench_interval_coverage.py: 300 simulated comparisons at 2 seeds
+    per architecture with strong seed-to-seed variation; the 95% interval must cover the true
+    difference (0) in at least 91% of them (the benchmark's table shows >= 93% at full size)."""
+    rng = np.random.default_rng(11)
+    covered = 0
+    for _ in range(300):
+        e = rng.normal(0, 1.5, 200)
+
+        def arm(e=e):
+            shift = rng.normal(0, 0.4, (2, 1))
+            return (rng.random((2, 200)) < 1 / (1 + np.exp(-(1.0 + e + shift)))).astype(float)
+        cmp = paired_comparison(arm(), arm())
+        covered += cmp.ci_low <= 0 <= cmp.ci_high
+    assert covered / 300 >= 0.91
 
 
 def test_seeds_needed_grows_as_the_seeds_disagree_and_asks_for_examples_when_they_are_the_problem():
@@ -70,6 +98,7 @@ def test_seeds_needed_grows_as_the_seeds_disagree_and_asks_for_examples_when_the
     noisy = paired_comparison(base * np.array([[1.0], [0.8], [0.6]]), base)
     few = paired_comparison(base[:, :20], other[:, :20])
     assert steady.seeds_needed(0.05)[0] == 2
+    assert steady.seeds_to_decide(0.05)[0] == 4  # one more seed than the audit has, at least
     n_noisy, _ = noisy.seeds_needed(0.05)
     assert n_noisy is not None and n_noisy > 3
     assert few.seeds_needed(0.05)[0] is None and "more test examples" in few.seeds_needed(0.05)[1]
@@ -95,7 +124,7 @@ def test_an_a_a_test_of_identically_built_models_gives_no_more_false_alarms_than
         return (predict_logits(model, data.x_test, torch.device("cpu")).argmax(1) == data.y_test).numpy()
 
     runs = np.stack([correct(seed) for seed in range(60)]).astype(float)
-    alarms = [paired_comparison(runs[6 * k:6 * k + 3], runs[6 * k + 3:6 * k + 6], seed=k).significant
+    alarms = [paired_comparison(runs[6 * k:6 * k + 3], runs[6 * k + 3:6 * k + 6]).significant
               for k in range(10)]
     # P(3 or more of 10 | alpha = 0.05) is about 1%; the seeds are fixed, so this is deterministic
     assert sum(alarms) <= 2, alarms
@@ -103,12 +132,29 @@ def test_an_a_a_test_of_identically_built_models_gives_no_more_false_alarms_than
 
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.booleans(), min_size=2, max_size=60), st.integers(1, 4))
-def test_interval_always_contains_the_estimate_and_stays_in_range(values, seeds):
+def test_interval_always_contains_the_estimate(values, seeds):
     m = np.tile(np.array(values, dtype=float), (seeds, 1))
-    est = bootstrap_mean(m, n_boot=200)
-    assert 0 <= est.ci_low <= est.value <= est.ci_high <= 1
+    est = mean_interval(m)
+    assert est.ci_low <= est.value <= est.ci_high and np.isfinite([est.ci_low, est.ci_high]).all()
 
 
 def test_comparison_refuses_different_examples():
     with pytest.raises(ValueError, match="same examples"):
         paired_comparison(np.ones((2, 5)), np.ones((2, 6)))
+
+
+def test_seeds_to_decide_says_when_no_seed_count_can():
+    at_tolerance = paired_comparison(np.array([[0.70], [0.80]]), np.array([[0.75], [0.85]]))
+    assert at_tolerance.difference == pytest.approx(-0.05)
+    assert at_tolerance.seeds_to_decide(0.05) == (None, "the estimate sits on the tolerance: no number of seeds decides it")
+    far = paired_comparison(np.array([[0.70], [0.80]]), np.array([[0.70], [0.81]]))
+    needed, _ = far.seeds_to_decide(0.05)
+    assert needed is not None and needed >= 3
+
+
+def test_replicate_comparison_of_a_metric_against_itself_is_exactly_zero():
+    rng = np.random.default_rng(4)
+    per_seed = rng.uniform(0.8, 0.9, 3)
+    reps = per_seed[:, None] + rng.normal(0, 0.02, (3, 200))
+    cmp = replicate_comparison(per_seed, reps, per_seed, reps, 400)
+    assert cmp.difference == 0 and cmp.ci_low < 0 < cmp.ci_high and cmp.p_value == 1.0

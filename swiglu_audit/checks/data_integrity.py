@@ -5,7 +5,7 @@ methods are in `methods.integrity`."""
 
 from __future__ import annotations
 
-from ..risk import Ceiling, CheckInfo
+from ..risk import Ceiling, CheckInfo, Status
 
 LEAKAGE = CheckInfo(
     suite="poisoning", check="split_leakage", title="Train/test leakage: duplicates across splits",
@@ -17,6 +17,10 @@ LEAKAGE = CheckInfo(
                 "near_duplicate_rms.",
     mitigation="Deduplicate before splitting (hash and nearest-neighbour search), and split by "
                "source (user, session, document) rather than by sample.",
+    # an exact share over every test and validation sample, no interval; any leak at all is at
+    # least a WARN (the suite's modifier), above the share a FAIL
+    condition=Ceiling("max_leakage_share", "share of test and validation samples duplicated in train",
+                      breached=Status.FAIL),
 )
 
 DUPLICATES = CheckInfo(

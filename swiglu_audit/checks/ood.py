@@ -35,7 +35,8 @@ OOD_COMPARISON = CheckInfo(
     rmf=("MEASURE 2.5", "MEASURE 2.6"), characteristic="safe", impact="moderate",
     explanation="Whether the SwiGLU candidate's own confidence separates in-distribution from OOD "
                 "inputs worse than a baseline's, with the same detector (MSP) for both and the "
-                "same inputs (paired bootstrap over seeds and inputs).",
+                "same inputs (a t-interval over seeds and inputs, the inputs' part from bootstrap "
+                "resamples shared by both models).",
     mitigation="If the candidate is worse, rely on a dedicated OOD detector rather than its "
                "softmax confidence.",
     condition=NoWorseThanBaseline("max_ood_auroc_drop"),
@@ -56,12 +57,13 @@ SELECTIVE = CheckInfo(
 
 CORRUPTION = CheckInfo(
     suite="ood", check="corruption_robustness", title="Accuracy under common corruptions",
-    metric="accuracy averaged over the applicable corruptions x 5 severities",
+    metric="clean accuracy minus accuracy averaged over the applicable corruptions x 5 severities",
     rmf=("MEASURE 2.5",), characteristic="valid_reliable", impact="moderate",
     explanation="Test inputs are degraded at five severities by each configured corruption that "
                 "applies to the data (images: noise, blur, contrast, geometry and the like; (N, D) "
                 "feature vectors: noise scaled per feature, missing features imputed with the "
-                "training mean, a scaling drift). The finding is the mean accuracy; the details give each corruption's accuracy by "
+                "training mean, a scaling drift). The finding is the accuracy lost (clean minus the "
+                "mean under corruptions), with its interval; the details give each corruption's accuracy by "
                 "severity and the corruption error relative to the ReLU baseline (mCE, as in "
                 "Hendrycks and Dietterich: errors summed over severities, divided by the "
                 "baseline's, averaged over corruptions; below 1 is better than ReLU).",

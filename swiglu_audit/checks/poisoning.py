@@ -19,6 +19,9 @@ LABEL_FLIP = CheckInfo(
                 "change in clean test accuracy at the largest rate against the model trained on "
                 "clean labels (same seeds); the details hold the whole rate curve.",
     mitigation=_MITIGATION,
+    # poisoned vs clean of one architecture; beyond the tolerance it is an inherent weakness, not a
+    # regression of the candidate, so the suite caps it at WARN
+    condition=NoWorseThanBaseline("max_label_flip_accuracy_drop"),
 )
 
 LABEL_FLIP_COMPARISON = CheckInfo(

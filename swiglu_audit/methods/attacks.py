@@ -3,8 +3,9 @@ gradient and output statistics the sanity checks read.
 
 The torchattacks contract: inputs in [0, 1], the model returns logits, eval mode during the
 attack (the model's own mode is restored after). Every adversarial example is checked against its
-budget here, not trusted: an example outside its norm ball or outside [0, 1] never counts as a
-successful attack, and the count of such examples is reported."""
+budget here, not trusted: an example outside its norm ball or outside [0, 1] is projected back
+into it before it is judged, a non-finite example counts as broken (never as robust), and the
+count of each is reported."""
 
 from __future__ import annotations
 
@@ -213,19 +214,31 @@ def within_budget(x: torch.Tensor, adv: torch.Tensor, spec: AttackSpec, atol: fl
     return ok
 
 
+def project(x: torch.Tensor, adv: torch.Tensor, spec: AttackSpec) -> torch.Tensor:
+    """`adv` moved into the spec's norm ball around x and into [0, 1]."""
+    delta = adv - x
+    if spec.norm == "Linf":
+        delta = delta.clamp(-spec.eps, spec.eps)
+    else:
+        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+        delta = delta * (spec.eps / norms).clamp(max=1.0).view(-1, *[1] * (x.ndim - 1))
+    return (x + delta).clamp(0.0, 1.0)
+
+
 def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, params: AttackParams, n_classes: int,
                seed: int, batch_size: int | None = None, eps: float | None = None, steps: int | None = None,
                return_examples: bool = False, attack_model: nn.Module | None = None) -> dict:
     """Per-example robust correctness of `model` under one attack, with cost accounting.
 
     An example is robust when the model is right on it both clean and after the attack; an
-    adversarial example outside its budget is not a success (and is counted in out_of_budget).
+    adversarial example outside its budget is projected back into it (counted in out_of_budget),
+    and a non-finite one counts as broken (counted in non_finite).
     `attack_model` is what the attack differentiates (a BPDA or EOT wrapper of `model`); the
     examples are always judged on `model` itself.
     """
     device = next(model.parameters()).device
     batch_size = batch_size or batching.batch_size(model, x[:1], device, gradients=True)
-    robust, clean, out_of_budget, examples = [], [], 0, []
+    robust, clean, out_of_budget, non_finite, examples = [], [], 0, 0, []
     started = time.perf_counter()
     with eval_mode(model), PassCounter(model) as counter:
         attack, spec = build_attack(name, GradientConnected(attack_model or model), params, n_classes, eps, steps, seed)
@@ -238,12 +251,18 @@ def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, pa
                 counter.active = True  # count the attack's passes, not our own evaluation
                 adv = attack(xb, yb).detach()
                 counter.active = False
-                ok = within_budget(xb, adv, spec)
-                if not bool(ok.all()):  # rare: replace offending examples by their clean input
-                    out_of_budget += int((~ok).sum())
-                    adv = torch.where(ok.view(-1, *[1] * (xb.ndim - 1)), adv, xb)
+                finite = torch.isfinite(adv).flatten(1).all(1)
+                ok = within_budget(xb, adv, spec) & finite
+                if not bool(ok.all()):
+                    # rare. An example outside its budget is projected back into it and judged
+                    # there (a valid attack input, so a real measurement); a non-finite one has
+                    # no valid projection and counts as broken. Replacing either by its clean
+                    # input would count an attack's failure as robustness.
+                    out_of_budget += int((~ok & finite).sum())
+                    non_finite += int((~finite).sum())
+                    adv = torch.where(ok.view(-1, *[1] * (xb.ndim - 1)), adv, project(xb, torch.nan_to_num(adv), spec))
                 with torch.no_grad():
-                    r = (model(adv).argmax(1) == yb) & c
+                    r = (model(adv).argmax(1) == yb) & c & finite
             else:
                 adv, r = xb, c
             clean.append(c.cpu())
@@ -254,7 +273,7 @@ def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, pa
            "cost": {"attack": name, "norm": spec.norm, "eps": spec.eps, "kind": spec.kind,
                     "seconds": round(time.perf_counter() - started, 4),
                     "forward_passes": counter.forward_examples, "backward_passes": counter.backward_examples,
-                    "out_of_budget": out_of_budget}}
+                    "out_of_budget": out_of_budget, "non_finite": non_finite}}
     if return_examples:
         out["examples"] = torch.cat(examples)
     return out

@@ -42,16 +42,14 @@ def aurc(scores, correct) -> float:
 
 
 def aurc_estimate(scores: np.ndarray, correct: np.ndarray, level: float, n_boot: int, seed: int = 0):
-    """Seed-averaged AURC of (seeds x inputs) matrices, with a bootstrap interval that resamples
-    seeds and test inputs together, as every other estimate of the audit does."""
-    from ..stats import Estimate
+    """Seed-averaged AURC of (seeds x inputs) matrices, with a t-interval over seeds and inputs
+    whose input part comes from bootstrap resamples shared by every seed (stats.replicate_estimate),
+    as every other metric of the audit that is not a mean over inputs."""
+    from ..stats import replicate_estimate
 
     rng = np.random.default_rng(seed)
     n_seeds, n = np.shape(correct)
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        boots.append(np.mean([aurc(scores[k, idx], correct[k, idx]) for k in rng.integers(0, n_seeds, n_seeds)]))
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    value = float(np.mean([aurc(s, c) for s, c in zip(scores, correct)]))
-    return Estimate(value, float(lo), float(hi), level, n_seeds, n)
+    resamples = [rng.integers(0, n, n) for _ in range(n_boot)]
+    reps = np.array([[aurc(scores[k, idx], correct[k, idx]) for idx in resamples] for k in range(n_seeds)])
+    per_seed = [aurc(s, c) for s, c in zip(scores, correct)]
+    return replicate_estimate(per_seed, reps, n, level, bounds=(0.0, 1.0))

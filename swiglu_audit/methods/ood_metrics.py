@@ -97,47 +97,36 @@ def _resample_counts(n: int, n_boot: int, rng) -> np.ndarray:
 
 
 def seed_bootstrap(name: str, s_in, s_out, n_boot: int, rng):
-    """Two-level bootstrap: per seed, the metric on n_boot example resamples (the same resamples
-    for every seed, so that paired comparisons keep the pairing); returns (per-seed point values,
-    per-seed replicate matrix seeds x n_boot, seed resample indices n_boot x seeds)."""
+    """Per seed, the metric on n_boot example resamples (the same resamples for every seed, and
+    for another model given the same rng seed, so that comparisons keep the pairing over
+    examples); returns (per-seed point values, replicate matrix seeds x n_boot)."""
     s_in, s_out = np.atleast_2d(np.asarray(s_in, float)), np.atleast_2d(np.asarray(s_out, float))
     n_seeds = s_in.shape[0]
     w_in = _resample_counts(s_in.shape[1], n_boot, rng)
     w_out = _resample_counts(s_out.shape[1], n_boot, rng)
-    seed_idx = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
     reps = np.stack([WEIGHTED[name](s_in[k], s_out[k], w_in, w_out) for k in range(n_seeds)])
-    return per_seed(name, s_in, s_out), reps, seed_idx
+    return per_seed(name, s_in, s_out), reps
 
 
 def estimate(name: str, s_in, s_out, level: float, n_boot: int, seed: int = 0):
-    """Seed-averaged metric with a two-level percentile bootstrap interval."""
-    from ..stats import Estimate
+    """Seed-averaged metric with a t-interval over seeds and examples; the example part of its
+    variance from `n_boot` example resamples (stats.replicate_estimate)."""
+    from ..stats import replicate_estimate
 
     s_in, s_out = np.atleast_2d(s_in), np.atleast_2d(s_out)
-    point, reps, seed_idx = seed_bootstrap(name, s_in, s_out, n_boot, np.random.default_rng(seed))
-    boots = reps[seed_idx, np.arange(n_boot)[:, None]].mean(axis=1)
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return Estimate(float(point.mean()), float(lo), float(hi), level, s_in.shape[0],
-                    s_in.shape[1] + s_out.shape[1])
+    point, reps = seed_bootstrap(name, s_in, s_out, n_boot, np.random.default_rng(seed))
+    return replicate_estimate(point, reps, s_in.shape[1] + s_out.shape[1], level, bounds=(0.0, 1.0))
 
 
 def compare(name: str, cand: dict, base: dict, level: float, alpha: float, n_boot: int, seed: int = 0):
-    """Candidate - baseline metric on the same ID and OOD inputs, paired bootstrap.
+    """Candidate - baseline metric on the same ID and OOD inputs (stats.replicate_comparison)."""
+    from ..stats import replicate_comparison
 
-    The p-value is twice the smaller tail share of replicate differences on either side of zero,
-    read off the same replicates as the interval (stats.interval_and_p)."""
-    from ..stats import Comparison, interval_and_p
-
-    # the same seed gives both models the same example resamples: the pairing is kept
-    pc, rc, sc = seed_bootstrap(name, cand["in"], cand["out"], n_boot, np.random.default_rng(seed))
-    pb, rb, _ = seed_bootstrap(name, base["in"], base["out"], n_boot, np.random.default_rng(seed))
-    sb = np.random.default_rng(seed + 1).integers(0, rb.shape[0], size=(n_boot, rb.shape[0]))
-    cols = np.arange(n_boot)[:, None]
-    diffs = rc[sc, cols].mean(axis=1) - rb[sb, cols].mean(axis=1)
-    lo, hi, p = interval_and_p(diffs, level)  # one design for both, as in stats.paired_comparison
-    c, b = float(pc.mean()), float(pb.mean())
-    return Comparison(c, b, c - b, float(lo), float(hi), float(p), level, alpha,
-                      min(rc.shape[0], rb.shape[0]), np.shape(cand["in"])[-1] + np.shape(cand["out"])[-1])
+    # the same seed gives both models the same example resamples: the pairing over examples is kept
+    pc, rc = seed_bootstrap(name, cand["in"], cand["out"], n_boot, np.random.default_rng(seed))
+    pb, rb = seed_bootstrap(name, base["in"], base["out"], n_boot, np.random.default_rng(seed))
+    return replicate_comparison(pc, rc, pb, rb, np.shape(cand["in"])[-1] + np.shape(cand["out"])[-1], level, alpha,
+                                bounds=(-1.0, 1.0))
 
 
 
@@ -147,7 +136,7 @@ def auroc(scores_in, scores_out) -> float:
 
 
 def auroc_estimate(scores_in: np.ndarray, scores_out: np.ndarray, level: float, n_boot: int, seed: int = 0):
-    """Seed-averaged AUROC with a two-level bootstrap interval; scores_*: (seeds x examples)."""
+    """Seed-averaged AUROC with a t-interval over seeds and examples; scores_*: (seeds x examples)."""
     return estimate("auroc", scores_in, scores_out, level, n_boot, seed)
 
 

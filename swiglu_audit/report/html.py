@@ -260,9 +260,21 @@ def overview_section(doc: dict) -> str:
     return (f'<section id="overview"><h2>Overview: is the candidate ({esc(candidates)}) worse than its baselines?</h2>'
             f'<p><span class="verdict">Verdict: {badge(s["verdict"])}</span> &nbsp; {counts}</p>'
             f"<p class=muted>Each cell: candidate minus baseline, with its interval over seeds and examples; "
-            f"its colour is the status ({' '.join(badge(k) for k in STATUS_COLOURS)}); bold when significant; "
+            f"its colour is the status ({' '.join(badge(k) for k in STATUS_COLOURS)}): PASS only when the whole "
+            f"interval lies within the tolerance, FAIL only when the whole interval lies beyond it, WARN "
+            f"(inconclusive) otherwise; bold when the interval excludes no difference; "
             f"hover for the sentence. Efficiency: the claim (FLOPs to target) and clean accuracy here, the rest "
-            f"in its section. Not measured here: {esc('; '.join(missing)) or 'nothing'}.</p>{matrix}</section>")
+            f"in its section. Not measured here: {esc('; '.join(missing)) or 'nothing'}.</p>"
+            f"{_auto_seeds_line(s.get('auto_seeds'))}{matrix}</section>")
+
+
+def _auto_seeds_line(auto: dict | None) -> str:
+    if not auto:
+        return ""
+    return (f"<p>Seeds added where a comparison was open (seeds = \"auto\"): of {auto['comparisons']} comparisons, "
+            f"{auto['decided_at_configured_seeds']} were decided at the configured seeds, "
+            f"{auto['decided_with_more_seeds']} with more seeds (up to {auto['most_seeds_used']} per architecture), "
+            f"{auto['still_open']} stayed open; the extra looks took {auto['extra_seconds']:.0f} s.</p>")
 
 
 # The efficiency comparisons in the first screen: the claim and clean accuracy; the others
@@ -355,9 +367,10 @@ def comparison_section(doc: dict) -> str:
         return ('<section id="comparison"><h2>SwiGLU vs baselines</h2><p>No comparison was run '
                 "(an audit needs a candidate and at least one baseline).</p></section>")
     return ('<section id="comparison"><h2>SwiGLU vs baselines</h2><p class=muted>Candidate minus '
-            "baseline, with intervals over training seeds and test examples; a difference is called "
-            "significant only when the paired test rejects at the configured alpha and the interval "
-            "excludes zero.</p><details><summary>All " + str(len(comps)) + " candidate-vs-baseline findings</summary>"
+            "baseline, with intervals over training seeds and test examples. PASS: the whole interval lies "
+            "within the tolerance (non-inferiority shown); FAIL: the whole interval lies beyond it; WARN: "
+            "inconclusive, the sentence says what would decide it. A difference is called significant when "
+            "the interval excludes zero.</p><details><summary>All " + str(len(comps)) + " candidate-vs-baseline findings</summary>"
             + findings_table(sorted(comps, key=lambda f: f["id"])) + "</details></section>")
 
 

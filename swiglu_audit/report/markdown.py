@@ -19,6 +19,10 @@ def render_markdown(document: dict) -> str:
     lines = [f"## swiglu-audit: {s['verdict']}", "",
              f"{counts}. Profile `{document['config']['profile']}`, seeds "
              f"{document['config']['seeds']}.", ""]
+    if auto := s.get("auto_seeds"):
+        lines += [f"Seeds added where a comparison was open: {auto['decided_with_more_seeds']} of "
+                        f"{auto['comparisons']} comparisons decided with more seeds, {auto['still_open']} still "
+                        f"open, {auto['extra_seconds']:.0f} s extra.", ""]
     flagged = [f for f in document["findings"] if f["status"] != "PASS"]
     if flagged:
         lines += ["| status | finding | value | why |", "|---|---|---|---|"]

@@ -14,7 +14,7 @@ def _fmt(value) -> str:
 
 def summary_lines(findings: list[dict], config, paths: dict,
                   comparison: dict | None = None) -> list[tuple[str, dict]]:
-    overall = verdict((f["status"] for f in findings), config.policy["fail_on_warn"])
+    overall = verdict(findings, config.policy["fail_on_warn"])
     lines = [(f"verdict: {overall}   ({len(findings)} findings, profile {config.profile})",
               _MARKUP.get(overall, {"bold": True}))]
     groups = error_groups(findings)

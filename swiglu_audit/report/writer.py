@@ -15,7 +15,7 @@ from .. import __version__
 from ..config import AuditConfig
 from ..errors import SwigluAuditWarning
 from ..io import atomic_write_text
-from ..risk import STATUS_ORDER, Status, breaches_policy, rmf_data, verdict
+from ..risk import STATUS_ORDER, Status, breaches_policy, is_indicative, rmf_data, verdict
 from ..suite_catalog import NOT_MEASURED, SUITES
 
 SCHEMA_VERSION = 1
@@ -47,13 +47,30 @@ def order_findings(findings: list[dict]) -> list[dict]:
 def summarise(ordered: list[dict], fail_on_warn: bool, exit_status: int) -> dict:
     """The summary block of a report: verdict, policy breach, counts and risk tables."""
     return {
-        "verdict": verdict((f["status"] for f in ordered), fail_on_warn),
-        "breaches_policy": any(breaches_policy(f["status"], fail_on_warn) for f in ordered),
+        "verdict": verdict(ordered, fail_on_warn),
+        "breaches_policy": any(breaches_policy(f["status"], fail_on_warn, is_indicative(f)) for f in ordered),
         "interrupted": exit_status == 2,
         "pytest_exit_status": exit_status,
         "counts": {s.value: sum(f["status"] == s.value for f in ordered) for s in Status},
         "by_characteristic": _risk_by(ordered, lambda f: [f["characteristic"]]),
         "by_rmf_function": _risk_by(ordered, lambda f: sorted({r.split()[0] for r in f["rmf"]})),
+        **({"auto_seeds": auto} if (auto := auto_seeds_summary(ordered)) else {}),
+    }
+
+
+def auto_seeds_summary(findings: list[dict]) -> dict | None:
+    """With seeds = "auto": how many comparisons were decided at the configured seeds, how many
+    only with more, how many stayed open, and the seconds the extra looks cost (None without)."""
+    runs = [f["details"]["sequential"] for f in findings if (f.get("details") or {}).get("sequential")]
+    if not runs:
+        return None
+    return {
+        "comparisons": len(runs),
+        "decided_at_configured_seeds": sum(r["decided"] and len(r["history"]) == 1 for r in runs),
+        "decided_with_more_seeds": sum(r["decided"] and len(r["history"]) > 1 for r in runs),
+        "still_open": sum(not r["decided"] for r in runs),
+        "extra_seconds": round(sum(r["extra_seconds"] for r in runs), 1),
+        "most_seeds_used": max(r["seeds_used"] for r in runs),
     }
 
 
