@@ -15,7 +15,7 @@ from swiglu_audit.checks.sanity import SANITY_CHECKS
 from swiglu_audit.measure import adversarial as measure
 from swiglu_audit.methods.attacks import THREAT_MODELS, describe_threat
 from swiglu_audit.risk import Status, judged_finding, make_finding, no_better_than
-from swiglu_audit.sequential import judged_comparison
+from swiglu_audit.sequential import final_session, judged_comparison
 
 
 def _threat_text(audit, threat: str) -> str:
@@ -114,7 +114,8 @@ def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, threat, recor
                                 f"worst-case robust accuracy ({_threat_text(audit, threat)})", compare, aspect=threat,
                                 details={"threat_model": _threat_text(audit, threat), "per_attack": per_attack,
                                           "masking_failures": {candidate: cand["masked"], baseline: base["masked"]}})
-    record_finding(_masking_caps(finding, {candidate: cand["masked"], baseline: base["masked"]}))
+    session = final_session(audit, finding)
+    record_finding(_masking_caps(finding, {m: measure.masked(session, m) for m in audit_pair}))
 
 
 def _masking_caps(finding, failures: dict[str, list[str]]):
@@ -147,4 +148,5 @@ def test_transfer_attack_vs_baseline(audit, audit_pair, record_finding):
                  "baseline_accuracy_on_candidate_examples": float(np.mean(onto_baseline))})
     # the examples come from PGD on each model: a masked source crafts weak examples, and a masked
     # target may only look robust
-    record_finding(_masking_caps(finding, {m: measure.masked(audit, m) for m in audit_pair}))
+    session = final_session(audit, finding)
+    record_finding(_masking_caps(finding, {m: measure.masked(session, m) for m in audit_pair}))

@@ -11,8 +11,8 @@ from swiglu_audit.measure import efficiency as measure
 from swiglu_audit.measure.adversarial import clean_correct
 from swiglu_audit.measure.numerical import n_parameters
 from swiglu_audit.methods.efficiency import parameter_mismatch
-from swiglu_audit.risk import Status, make_finding, no_better_than, no_worse_than, with_status
-from swiglu_audit.sequential import judged_comparison
+from swiglu_audit.risk import Status, judge_interval, make_finding, no_better_than, no_worse_than, with_status
+from swiglu_audit.sequential import final_session, judged_comparison
 
 
 @pytest.mark.swiglu_audit_check(CLEAN_ACCURACY_COMPARISON)
@@ -93,15 +93,20 @@ def _censored(finding, candidate: str, reached: list[bool], seeds):
                           f"{missed}, so its value is a lower bound")
 
 
-def _required_gain(finding, gain: float):
+def _required_gain(finding, gain: float, n_seeds: int):
     """With min_efficiency_gain set, the candidate must need at least that share fewer FLOPs to
-    the target: PASS when the whole interval shows it, FAIL when the whole interval falls short,
-    WARN (inconclusive) in between."""
+    the target, by the audit's one rule (judge_interval, the relative difference at most -gain):
+    PASS when the whole interval shows it, FAIL when the whole interval falls short, WARN
+    (inconclusive) in between, and never PASS on one seed."""
     low, high = finding.ci_low, finding.ci_high
-    if high < -gain:
+    status = judge_interval(finding.value, (low, high), -gain, False, Status.FAIL)
+    if status is Status.PASS and n_seeds < 2:
+        return with_status(finding, Status.WARN, f"inconclusive against min_efficiency_gain = {gain}: one seed "
+                           "per architecture cannot show a gain of the architecture")
+    if status is Status.PASS:
         return with_status(finding, Status.PASS, f"the required gain min_efficiency_gain = {gain} is shown "
                            f"(interval's upper end {high:+.3f})")
-    if low > -gain:
+    if status is Status.FAIL:
         return with_status(finding, Status.FAIL, f"the required gain min_efficiency_gain = {gain} is not met: "
                            f"even the interval's lower end {low:+.3f} saves less")
     return with_status(finding, Status.WARN, f"inconclusive against min_efficiency_gain = {gain}: the interval "
@@ -129,7 +134,10 @@ def _comparison_test(metric):
 
         def compare(session):
             a, b = values(session)
-            return session.statistics.compare(a / float(b.mean()), b / float(b.mean()))
+            # (candidate - baseline) / baseline mean, by the delta method: the baseline arm's
+            # spread is scaled by the ratio too, since its mean divides the candidate's
+            ratio = float(a.mean() / b.mean())
+            return session.statistics.compare(a / float(b.mean()), 1 + ratio * (b / float(b.mean()) - 1))
         a, b = values(audit)
         scale = float(b.mean())
         finding = judged_comparison(
@@ -143,9 +151,10 @@ def _comparison_test(metric):
                                     "with its own workers is indicative, never a FAIL")
         gain = policy["min_efficiency_gain"]
         if metric.name == "flops_to_target" and gain > 0:
-            finding = _required_gain(finding, gain)
+            finding = _required_gain(finding, gain, len(final_session(audit, finding).config.seeds))
         if metric.name.endswith("_to_target"):
-            finding = _censored(finding, candidate, measure.per_model(audit, candidate)["reached"], audit.config.seeds)
+            session = final_session(audit, finding)
+            finding = _censored(finding, candidate, measure.per_model(session, candidate)["reached"], session.config.seeds)
         record_finding(finding)
 
     test.__name__ = f"test_{metric.name}_vs_baseline"

@@ -18,7 +18,7 @@ from swiglu_audit.checks.ood import (
 from swiglu_audit.errors import ModelContractError
 from swiglu_audit.measure import ood as measure
 from swiglu_audit.methods import ood_metrics
-from swiglu_audit.methods.calibration import aurc, aurc_estimate, expected_calibration_error, risk_coverage
+from swiglu_audit.methods.calibration import aurc, aurc_estimate, ece_estimate, expected_calibration_error, risk_coverage
 from swiglu_audit.methods.corruptions import SEVERITIES
 from swiglu_audit.methods.ood_metrics import roc_points, thin
 from swiglu_audit.methods.ood_sets import LEVELS, sets_of_level
@@ -123,10 +123,14 @@ def test_calibration_under_shift(audit, audit_model, record_finding):
                               for cf, cr in zip(result["confidence"][key], result["correct"][key])]))
 
     shifted = {(c, s): ece((c, s)) for c in result["corruptions"] for s in SEVERITIES}
-    value = float(np.mean(list(shifted.values())))
+    keys = list(shifted)
+    stats = audit.statistics
+    est = ece_estimate([result["confidence"][k] for k in keys], [result["correct"][k] for k in keys], bins,
+                       stats.level, stats.n_boot, stats.seed)
     record_finding(judged_finding(
-        CALIBRATION, [audit_model], value, policy,
+        CALIBRATION, [audit_model], est.value, policy,
         "expected calibration error averaged over corruptions and severities",
+        ci=(est.ci_low, est.ci_high), ci_level=est.level,
         details={"ece_clean": ece(("clean", 0)), "bins": bins,
                  "ece_by_severity": {s: float(np.mean([shifted[(c, s)] for c in result["corruptions"]])) for s in SEVERITIES},
                  "ece_by_corruption": {c: float(np.mean([shifted[(c, s)] for s in SEVERITIES])) for c in result["corruptions"]}}))

@@ -69,10 +69,15 @@ def judge_interval(value: float, ci: tuple[float, float] | None, limit: float, h
     return Status.WARN
 
 
+def level_words(level: float) -> str:
+    """A confidence level as a reader needs it: 95%, and 98.33% for a sequential look's level."""
+    return f"{100 * level:.4g}%"
+
+
 def _interval_words(ci: tuple[float, float] | None, level: float | None) -> str:
     if ci is None:
         return ""
-    return f" ({level:.0%} CI [{ci[0]:.4g}, {ci[1]:.4g}])" if level else f" (interval [{ci[0]:.4g}, {ci[1]:.4g}])"
+    return f" ({level_words(level)} CI [{ci[0]:.4g}, {ci[1]:.4g}])" if level else f" (interval [{ci[0]:.4g}, {ci[1]:.4g}])"
 
 
 @dataclass(frozen=True)
@@ -235,9 +240,12 @@ _GOODNESS = (Status.PASS, Status.WARN, Status.FAIL, Status.ERROR)
 
 def no_better_than(finding: Finding, cap: Status, why: str) -> Finding:
     """At best `cap`: the condition's modifier for evidence that voids a better verdict (a model
-    whose gradient-masking checks fail never PASSes). Worse statuses stay, with `why` added."""
+    whose gradient-masking checks fail never PASSes). Worse statuses stay as they are; `why` is
+    added only where the status changes (a FAIL must not read "inconclusive")."""
     status = Status(finding.status)
-    return with_status(finding, max(status, cap, key=_GOODNESS.index), why)
+    if _GOODNESS.index(status) >= _GOODNESS.index(cap):
+        return finding
+    return with_status(finding, cap, why)
 
 
 def no_worse_than(finding: Finding, floor: Status, why: str) -> Finding:
@@ -267,7 +275,7 @@ def judge_non_inferiority(comparison, tolerance: float, what: str, key: str, hig
     c = comparison
     new, old = sides
     limit = -tolerance if higher_is_better else tolerance
-    ci = f"{c.level:.0%} CI [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
+    ci = f"{level_words(c.level)} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
     design = (f"t-interval over {c.n_seeds} seed(s) per architecture and {c.n_examples} example(s)"
               if c.df is not None else "interval over seeds and examples")
     text = f"{what}: {new} - {old} = {c.difference:+.3f}, {ci} ({design})"
@@ -327,11 +335,12 @@ def comparison_finding(info: CheckInfo, models, comparison, policy: dict, what: 
     key, higher_is_better = condition.key, condition.higher_is_better
     tolerance = policy[key]
     status, reason = judge_non_inferiority(comparison, tolerance, what, key, higher_is_better, sides)
-    needed, note = comparison.seeds_to_decide(tolerance, higher_is_better)
+    needed, note = (comparison.seeds_to_decide(tolerance, higher_is_better) if status is Status.WARN
+                    else (None, "decided"))
     limit = -tolerance if higher_is_better else tolerance
     return make_finding(
         info, list(models), status, reason,
-        threshold=f"non-inferiority: the whole {comparison.level:.0%} interval of {sides[0]} - {sides[1]} "
+        threshold=f"non-inferiority: the whole {level_words(comparison.level)} interval of {sides[0]} - {sides[1]} "
                   f"{'>=' if higher_is_better else '<='} {limit:+g} ({key} = {tolerance}); FAIL when the whole "
                   "interval lies beyond it",
         value=comparison.difference, ci=(comparison.ci_low, comparison.ci_high),

@@ -77,3 +77,10 @@ def judged_comparison(audit, info, models, what: str, compare, details: dict | N
         "decided": finding.status in (Status.PASS.value, Status.FAIL.value), "stopped": stopped,
         "seeds_used": history[-1]["seeds"], "extra_seconds": round(sum(h["seconds"] for h in history[1:]), 3)}
     return finding
+
+
+def final_session(audit, finding):
+    """The session of a comparison's last look: what modifiers read (masking checks, seeds that
+    missed a target) must come from the same seeds as the interval they qualify."""
+    looked = finding.details.get("sequential")
+    return audit if not looked else audit.at_look(looked["seeds_used"], looked["level_per_look"])

@@ -178,8 +178,8 @@ class NumericalSettings(Section):
 class StatisticsSettings(Section):
     name: ClassVar[str] = "statistics"
     # Means over examples get analytic t-intervals (stats.py); these two set the example resamples
-    # of metrics that are not means over examples outside the OOD suite (which has ood.bootstrap):
-    # the poison detectors' AUROC
+    # of metrics that are not means over examples outside the OOD tables (which have ood.bootstrap):
+    # the poison detectors' AUROC, the ECE under shift
     bootstrap: int
     seed: int  # the resampling's seed
     max_seeds: int  # with seeds = "auto": the most seeds per architecture a comparison may get

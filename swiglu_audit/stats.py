@@ -89,13 +89,21 @@ class Comparison:
         bound = -tolerance if higher_is_better else tolerance
         margin = abs(self.difference - bound)
         z = NormalDist().inv_cdf(1 - (1 - self.level) / 2) + NormalDist().inv_cdf(power)
-        budget = (margin / z) ** 2  # the variance the difference may have
-        if margin < 1e-9 or self.example_variance >= budget:
+        if margin < 1e-9:
+            return None, "the estimate sits on the tolerance: no number of seeds decides it"
+        if self.example_variance >= (margin / z) ** 2:
             return None, (f"more test examples needed: with {self.n_examples} examples the example-to-example "
-                          "noise alone keeps the interval across the tolerance, whatever the number of seeds"
-                          if margin >= 1e-9 else "the estimate sits on the tolerance: no number of seeds decides it")
-        needed = max(self.n_seeds + 1, math.ceil(self.seed_variance / (budget - self.example_variance)))
-        return (needed, "") if needed <= max_seeds else (None, f"more than {max_seeds} seeds per architecture")
+                          "noise alone keeps the interval across the tolerance, whatever the number of seeds")
+        for seeds in range(self.n_seeds + 1, max_seeds + 1):
+            # t, not z: at a few seeds the seed part's own uncertainty widens the interval
+            seed_part = self.seed_variance / seeds
+            var = seed_part + self.example_variance
+            df = var ** 2 / ((seed_part ** 2 / (2 * (seeds - 1)) if seed_part > 0 else 0.0)
+                             + self.example_variance ** 2 / max(1, self.n_examples - 1)) if var > 0 else math.inf
+            crit = float(_scipy_stats.t.ppf(1 - (1 - self.level) / 2, df)) + NormalDist().inv_cdf(power)
+            if crit * math.sqrt(var) <= margin:
+                return seeds, ""
+        return None, f"more than {max_seeds} seeds per architecture"
 
     def seeds_needed(self, tolerance: float, power: float = 0.8, max_seeds: int = 1000) -> tuple[int | None, str]:
         """Seeds per architecture to detect a true difference of `tolerance` from zero (two-sided,
@@ -134,7 +142,14 @@ def _as_matrix(values) -> np.ndarray:
         m = m[None, :]
     if m.ndim != 2 or m.size == 0:
         raise ValueError(f"expected a (seeds x examples) matrix, got shape {m.shape}")
+    _require_finite(m)
     return m
+
+
+def _require_finite(values: np.ndarray) -> None:
+    if not np.isfinite(values).all():
+        raise ValueError(f"{int((~np.isfinite(values)).sum())} of {values.size} measured values are NaN or "
+                         "infinite: no interval can be computed; the model or the metric produced them")
 
 
 def _t_interval(value: float, parts: list[tuple[float, float, float]], level: float
@@ -145,7 +160,9 @@ def _t_interval(value: float, parts: list[tuple[float, float, float]], level: fl
     var = sum(v for v, _, _ in parts if v > 0)
     if var <= 0:  # no measured spread at all: the value is exact as far as this design can tell
         return value, value, (1.0 if value == 0 else 0.0), 0.0, math.inf
-    df = var ** 2 / sum(u ** 2 / d for v, d, u in parts if v > 0 and d > 0)
+    # a part floored at 0 still carries its estimate's uncertainty into the df: otherwise the
+    # interval would jump as a seed excess crosses 0 (too narrow just below it)
+    df = var ** 2 / sum(u ** 2 / d for _, d, u in parts if u > 0 and d > 0)
     se = math.sqrt(var)
     half = float(_scipy_stats.t.ppf(1 - (1 - level) / 2, df)) * se
     p = float(min(1.0, 2 * _scipy_stats.t.sf(abs(value) / se, df)))
@@ -196,6 +213,12 @@ def mean_interval(values, level: float = 0.95) -> Estimate:
     s, n = m.shape
     seeds = _seed_part(m.mean(1), _interaction(m))
     example_var = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
+    if _binary(m):
+        # every outcome 0 (or 1) is not proof of a rate of exactly 0: at least the variance of an
+        # Agresti-Coull proportion over all outcomes (about the rule of three's reach)
+        k, total = float(m.sum()), m.size
+        p = (k + 2) / (total + 4)
+        example_var = max(example_var, p * (1 - p) / total)
     lo, hi, _, _, _ = _t_interval(float(m.mean()), [_seed_parts(seeds, s), (example_var, n - 1, example_var)], level)
     lo, hi = _clip(lo, hi, (0.0, 1.0) if _binary(m) else None)
     return Estimate(float(m.mean()), lo, hi, level, s, n)
@@ -209,6 +232,9 @@ def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0
     n = a.shape[1]
     seeds_a, seeds_b = _seed_part(a.mean(1), _interaction(a)), _seed_part(b.mean(1), _interaction(b))
     example_var = float(np.var(a.mean(0) - b.mean(0), ddof=1)) / n if n > 1 else 0.0
+    if _binary(a) and _binary(b):
+        # no discordant example at all is not proof of no difference: at least one pseudo-pair's worth
+        example_var = max(example_var, 1.0 / n ** 2)
     return _comparison(float(a.mean()), float(b.mean()), (seeds_a, a.shape[0]), (seeds_b, b.shape[0]),
                        example_var, n, level, alpha, (-1.0, 1.0) if _binary(a) and _binary(b) else None)
 
@@ -232,6 +258,8 @@ def replicate_estimate(per_seed, replicates, n_examples: int, level: float = 0.9
     per seed, `replicates` (seeds x B) its value on B example resamples shared by all seeds;
     `bounds` the values the metric can take, if any."""
     p, r = np.asarray(per_seed, float), np.atleast_2d(np.asarray(replicates, float))
+    _require_finite(p)
+    _require_finite(r)
     s = len(p)
     seeds = _seed_part(p, _replicate_interaction(r))
     example_var = float(np.var(r.mean(0), ddof=1))
@@ -249,6 +277,8 @@ def replicate_comparison(per_seed_a, replicates_a, per_seed_b, replicates_b, n_e
     values the difference can take, if any."""
     pa, ra = np.asarray(per_seed_a, float), np.atleast_2d(np.asarray(replicates_a, float))
     pb, rb = np.asarray(per_seed_b, float), np.atleast_2d(np.asarray(replicates_b, float))
+    for values in (pa, ra, pb, rb):
+        _require_finite(values)
     seeds_a, seeds_b = _seed_part(pa, _replicate_interaction(ra)), _seed_part(pb, _replicate_interaction(rb))
     example_var = float(np.var(ra.mean(0) - rb.mean(0), ddof=1))
     return _comparison(float(pa.mean()), float(pb.mean()), (seeds_a, len(pa)), (seeds_b, len(pb)),

@@ -145,7 +145,7 @@ def test_a_required_efficiency_gain_passes_fails_or_is_inconclusive(ci, status):
 
     finding = make_finding(EFFICIENCY_COMPARISONS["flops_to_target"], ["c", "b"], Status.PASS, "measured", "t",
                            value=sum(ci) / 2, ci=ci)
-    judged = _required_gain(finding, gain=0.2)  # the candidate must save at least 20% of the FLOPs
+    judged = _required_gain(finding, gain=0.2, n_seeds=3)  # the candidate must save at least 20% of the FLOPs
     assert judged.status == status and "min_efficiency_gain = 0.2" in judged.reason
 
 

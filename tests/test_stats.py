@@ -158,3 +158,26 @@ def test_replicate_comparison_of_a_metric_against_itself_is_exactly_zero():
     reps = per_seed[:, None] + rng.normal(0, 0.02, (3, 200))
     cmp = replicate_comparison(per_seed, reps, per_seed, reps, 400)
     assert cmp.difference == 0 and cmp.ci_low < 0 < cmp.ci_high and cmp.p_value == 1.0
+
+
+def test_non_finite_values_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        paired_comparison(np.array([[0.5, np.nan]]), np.array([[0.5, 0.5]]))
+
+
+def test_all_zero_outcomes_are_not_an_exact_rate_of_zero():
+    est = mean_interval(np.zeros((3, 100)))
+    assert est.value == 0 and est.ci_low == 0 and 0 < est.ci_high < 0.05
+    same = paired_comparison(np.ones((3, 100)), np.ones((3, 100)))
+    assert same.ci_low < 0 < same.ci_high
+
+
+def test_the_interval_does_not_jump_when_the_seed_excess_crosses_zero():
+    """A seed part floored at 0 keeps its estimate's uncertainty in the degrees of freedom, so an
+    excess of -1e-9 (floored) and of +1e-9 give the same interval."""
+    from swiglu_audit.stats import _seed_parts, _t_interval
+
+    spread, example = 4e-4, 2e-4
+    below = _t_interval(-0.02, [_seed_parts((0.0, spread), 3), (example, 399, example)], 0.95)
+    above = _t_interval(-0.02, [_seed_parts((1e-9, spread), 3), (example, 399, example)], 0.95)
+    assert below[:2] == pytest.approx(above[:2], abs=1e-6) and below[4] < 10

@@ -16,6 +16,33 @@ def expected_calibration_error(confidence, correct, n_bins: int = 15) -> float:
     return float(ece)
 
 
+def _weighted_ece(confidence: np.ndarray, correct: np.ndarray, weights: np.ndarray, n_bins: int) -> np.ndarray:
+    """ECE under each row of example weights (B x n): sum over bins of |sum_i w_i (correct_i -
+    confidence_i)| / sum_i w_i, which is expected_calibration_error with counts as weights."""
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    gaps = np.zeros((len(confidence), n_bins))
+    gaps[np.arange(len(confidence)), bins] = correct - confidence
+    return np.abs(weights @ gaps).sum(1) / weights.sum(1)
+
+
+def ece_estimate(confidence: list, correct: list, n_bins: int, level: float, n_boot: int, seed: int = 0):
+    """ECE averaged over several conditions (corruptions x severities), each a (seeds x inputs)
+    pair of confidence and correctness on the same inputs, with a t-interval over seeds and
+    inputs; the inputs' part from resamples shared by every condition and seed."""
+    from ..stats import replicate_estimate
+
+    conf = [np.atleast_2d(np.asarray(c, float)) for c in confidence]
+    corr = [np.atleast_2d(np.asarray(c, float)) for c in correct]
+    n_seeds, n = conf[0].shape
+    rng = np.random.default_rng(seed)
+    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float)
+    per_seed = [np.mean([expected_calibration_error(cf[k], cr[k], n_bins) for cf, cr in zip(conf, corr)])
+                for k in range(n_seeds)]
+    reps = np.stack([np.mean([_weighted_ece(cf[k], cr[k], weights, n_bins) for cf, cr in zip(conf, corr)], axis=0)
+                     for k in range(n_seeds)])
+    return replicate_estimate(per_seed, reps, n, level, bounds=(0.0, 1.0))
+
+
 def risk_coverage(scores, correct) -> tuple[np.ndarray, np.ndarray]:
     """(coverage, risk) when accepting the k most confident inputs, k = 1..n.
 

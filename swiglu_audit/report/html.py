@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from html import escape
 
-from ..risk import error_groups
+from ..risk import error_groups, level_words
 from ..suite_catalog import SUITES
 from .ticks import nice_ticks, tick_label
 from .tradeoff import tradeoff_section
@@ -175,7 +175,7 @@ def finding_detail(f: dict, rmf: dict) -> str:
     tags += f'<span class="tag">{esc(rmf["characteristics"].get(f["characteristic"], f["characteristic"]))}</span>'
     if f.get("attack_class"):
         tags += f'<span class="tag">{esc(rmf["attack_classes"].get(f["attack_class"], f["attack_class"]))}</span>'
-    level = "" if f.get("ci_level") is None else f" ({f['ci_level']:.0%} interval)"
+    level = "" if f.get("ci_level") is None else f" ({level_words(f['ci_level'])} interval)"
     opened = " open" if f["status"] != "PASS" else ""  # what needs attention is unfolded
     return (f"<details{opened}><summary>{badge(f['status'])} <code>{esc(f['id'])}</code> {esc(f['title'])}</summary>"
             f"<p>{tags}</p><p><b>Result.</b> {esc(f['metric'])} = {num(f['value'])} {esc(interval(f))}"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import uuid
 
+from ..risk import level_words
+
 OSCAL_VERSION = "1.1.2"
 NAMESPACE = uuid.UUID("6f1f6b35-1c1e-4a8e-9a55-53b1f1e0a7a1")  # swiglu-audit's own namespace
 # Our own property namespace. OSCAL wants a URI and its NIST-generated models accept only URLs
@@ -55,7 +57,7 @@ def render_oscal(document: dict) -> str:
         obs_id = _uuid("observation", f["id"])
         value = "not measured" if f["value"] is None else f"{f['value']:.6g}"
         interval = ("" if f["ci_low"] is None else
-                    f" ({f['ci_level']:.0%} CI [{f['ci_low']:.6g}, {f['ci_high']:.6g}])")
+                    f" ({level_words(f['ci_level'])} CI [{f['ci_low']:.6g}, {f['ci_high']:.6g}])")
         observations.append({
             "uuid": obs_id, "title": _line(f["title"]),
             "description": f"{f['metric']} = {value}{interval}. {f['reason']}",
