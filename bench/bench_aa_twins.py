@@ -53,9 +53,12 @@ def project(folder: Path, family: str, baselines: int, seeds: str) -> None:
     models += [f'[[tool.swiglu_audit.models]]\nname = "{family}-twin-{i}"\nfactory = "twins:make_{family}_{i}"\n'
                for i in range(1, baselines + 1)]
     seed_line = 'seeds = "auto"' if seeds == "auto" else f"seeds = [{seeds}]"
+    # users' models are poisoned (the cheaper way) when "user" is in the poisoning families: the MLP
+    # twins are, the ViT twins are not (as the standard profile does not poison the ViTs: 7x the cost)
+    poisoned = '["mlp", "user"]' if family == "mlp" else '["mlp"]'
     (folder / "pyproject.toml").write_text(
         f'[tool.swiglu_audit]\nprofile = "standard"\ninclude_builtin_zoo = false\n{seed_line}\n\n'
-        f'[tool.swiglu_audit.poisoning]\nfamilies = ["{family}"]\n\n' + "\n".join(models))
+        f'[tool.swiglu_audit.poisoning]\nfamilies = {poisoned}\n\n' + "\n".join(models))
 
 
 def run(family: str, baselines: int, seeds: str, workers: int, keep: Path | None) -> dict:

@@ -115,14 +115,34 @@ def cmd_merge(args) -> int:
 
 
 def cmd_history(args) -> int:
-    from .history import saved_runs
+    from .history import accepted_baseline, anchor_run, saved_runs
 
     runs = saved_runs(Path(args.history))
     if not runs:
         print(f"no saved audits in {args.history} (save one with pytest --swiglu-audit --swiglu-audit-save)")
+    baseline, anchor = accepted_baseline(Path(args.history)), anchor_run(Path(args.history))
     for run in runs:
-        print(f"{run['id']}  {run.get('time')}  {run.get('verdict')}  profile {run.get('profile')}  "
-              f"commit {(run.get('commit') or '-')[:10]}  config {run.get('config_digest')}")
+        marks = [m for m, on in (("BASELINE", baseline and run["id"] == baseline["id"]),
+                                 ("ANCHOR", anchor and run["id"] == anchor["id"])) if on]
+        gates = "gates passed" if run.get("gates_passed", True) else "gates TRIPPED"
+        accepted = run.get("accepted")
+        print(f"{run['id']}  {run.get('time')}  {run.get('verdict')}  {gates}  profile {run.get('profile')}  "
+              f"commit {(run.get('commit') or '-')[:10]}  config {run.get('config_digest')}"
+              + (f"  {' '.join(marks)}" if marks else ""))
+        if accepted:
+            print(f"    accepted by {accepted['by']} at {accepted['at']}: {accepted['reason']}")
+    return 0
+
+
+def cmd_accept(args) -> int:
+    from .history import accept_run
+
+    try:
+        record = accept_run(Path(args.history), args.run, args.reason, args.by)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"swiglu-audit: {exc}") from exc
+    print(f"accepted {args.run} as the baseline (by {record['by']}: {record['reason']}); "
+          "`compare = \"accepted\"` audits compare with it from now on")
     return 0
 
 
@@ -154,9 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("reports", nargs="+", help="each shard's report.json")
     p.add_argument("-o", "--output", default="reports", help="folder for the merged reports (default: %(default)s)")
     p.set_defaults(func=cmd_merge)
-    p = sub.add_parser("history", help="list the saved audits")
+    p = sub.add_parser("history", help="list the saved audits, which passed their gates, which were accepted")
     p.add_argument("history", nargs="?", default=".swiglu-audit-history")
     p.set_defaults(func=cmd_history)
+    p = sub.add_parser("accept", help="accept a saved run as the baseline (an intended change, or the new normal)")
+    p.add_argument("run", help="the saved run's id (see `swiglu-audit history`)")
+    p.add_argument("--reason", required=True, help="why: kept in the history beside the run")
+    p.add_argument("--by", help="who accepts it (default: $GITHUB_ACTOR or $USER)")
+    p.add_argument("--history", default=".swiglu-audit-history", help="history folder (default: %(default)s)")
+    p.set_defaults(func=cmd_accept)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -65,7 +65,7 @@ DEFAULT_CORRUPTIONS = tuple(profile_defaults("standard")["ood"]["corruptions"])
 
 _TOP_KEYS = {
     "profile", "device", "report_dir", "cache_dir", "seeds", "families", "variants", "dataset",
-    "models", "include_builtin_zoo", "policy", "history_dir", "save", "compare", "gates", "max_minutes",
+    "models", "include_builtin_zoo", "policy", "history_dir", "save", "compare", "baseline", "gates", "max_minutes",
     *SECTION_NAMES,
 }
 _MODEL_KEYS = {"name", "factory", "weights", "role"}
@@ -233,7 +233,13 @@ def build_config(
     expect(isinstance(save, bool), f"[{TOOL_TABLE}] save must be true or false")
     compare_with = compare_with or table.get("compare")
     expect(compare_with is None or isinstance(compare_with, str),
-           f"[{TOOL_TABLE}] compare must be \"last\", a saved run id or a path")
+           f"[{TOOL_TABLE}] compare must be \"accepted\", \"last\", a saved run id or a path")
+    pinned = table.get("baseline")  # a release audit's fixed baseline: a saved run id
+    if pinned is not None:
+        expect(isinstance(pinned, str) and bool(pinned), f"[{TOOL_TABLE}] baseline must be a saved run id")
+        expect(compare_with in (None, pinned), f"[{TOOL_TABLE}] baseline = {pinned!r} pins the baseline, but "
+               f"compare = {compare_with!r} names another; keep one of them")
+        compare_with = pinned
 
     max_minutes = table.get("max_minutes", 0.0) if max_minutes is None else max_minutes
     expect(isinstance(max_minutes, (int, float)) and not isinstance(max_minutes, bool) and max_minutes >= 0,

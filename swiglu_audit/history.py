@@ -5,12 +5,26 @@ environment, config digest) and the full `report.json`. It is written to a tempo
 renamed into place, so a killed run leaves no half entry.
 
 `compare(old, new, gates)` lines the two reports' findings up by id and says, for each: added,
-removed, status changed, value changed. A change is a *regression* when it trips a gate:
-- a status that gets worse (PASS -> WARN -> FAIL/ERROR) always does;
-- a value that moves the wrong way (the check's condition says which way is better) by more than
-  the gate allows (absolute, or relative with a trailing %), *and* beyond the noise: the two
-  runs' confidence intervals do not overlap (runs without intervals are held to the gate alone).
-Gates come from `[tool.swiglu_audit.gates]`: `check name = "0.02"` or `"5%"`, and `default`.
+removed, status changed, value changed. A change is a *regression* when:
+- a status gets worse (PASS -> WARN -> FAIL/ERROR), always;
+- a value moves the wrong way (the check's condition says which way is better) by more than the
+  gate allows, and the excess is significant by a two-run test on the saved intervals: each
+  interval's half-width gives its standard error, and (worsening - allowance) / sqrt(se_old^2 +
+  se_new^2) must exceed the normal quantile of (1 + level) / 2 (a one-sided test at 2.5% for the
+  default level). Without any gate the allowance is 0: a significant move the wrong way is a
+  regression by default. A value without an interval (an exact count) is held to the allowance alone.
+Gates come from `[tool.swiglu_audit.gates]`: `check name = "0.02"` or `"5%"`, and `default`;
+they loosen (or, at 0, keep) the default.
+
+Which run is the baseline (`compare = "accepted"`, the default of the workflows): the last saved run
+that passed its gates, or that a person accepted (`swiglu-audit accept RUN --reason ...`). A run
+that tripped a gate is saved for the record but never becomes the baseline by itself. Against
+slow drift, a run is also compared with its *anchor*, the last run a person accepted (else the
+first saved run), so small steps that each pass the night-to-night gate add up and trip it; and
+each finding's values over the last saved runs get a Mann-Kendall trend test (Kendall's tau
+against the run order, one-sided in the worse direction at alpha), which flags a steady decline
+that no single step shows. Mann-Kendall because it assumes neither a straight line nor normal
+errors, and a handful of nightly values is all there is.
 Findings marked indicative (`details.indicative`: wall-clock timings, which move with the machine's
 load) are listed when they change but never gate: a scheduled audit must not fail on a busy runner.
 Torch-free: the CLI and the plugin's controller use it.
@@ -21,18 +35,22 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 
 from .io import atomic_write_text
 from .risk import STATUS_ORDER
 
 RUN_FILE = "run.json"
 REPORT_FILE = "report.json"
+ACCEPTED_FILE = "accepted.json"  # a person's acceptance of a run as a baseline: who, when, why
+TREND_RUNS = 8  # saved runs (before this one) the trend test reads
 
 
 # ----------------------------------------------------------------------------- gates
@@ -118,32 +136,72 @@ def _better(f: dict) -> str | None:
     return (f.get("details") or {}).get("better")
 
 
-def _value_regression(old: dict, new: dict, gates: dict[str, Gate]) -> str:
+def _se(f: dict) -> float | None:
+    """A finding's standard error from its saved interval's half-width and level."""
+    ci, level = _ci(f), f.get("ci_level") or 0.95
+    if ci is None:
+        return None
+    return (ci[1] - ci[0]) / 2 / NormalDist().inv_cdf((1 + level) / 2)
+
+
+def _value_regression(old: dict, new: dict, gates: dict[str, Gate], level: float = 0.95) -> str:
     """Why the value change of one finding is a regression, or "" when it is not."""
     better = _better(new) or _better(old)
     if better not in ("higher", "lower") or old["value"] is None or new["value"] is None:
         return ""
     worsening = (old["value"] - new["value"]) if better == "higher" else (new["value"] - old["value"])
     gate = gates.get(new["check"]) or gates.get("default")
-    if worsening <= 0 or gate is None or gate.allows(worsening, old["value"]):
+    allowance = 0.0 if gate is None else (gate.amount * abs(old["value"]) if gate.relative else gate.amount)
+    excess = worsening - allowance
+    if worsening <= 0 or excess <= 1e-12:
         return ""
-    old_ci, new_ci = _ci(old), _ci(new)
-    if old_ci and new_ci and old_ci[0] <= new_ci[1] and new_ci[0] <= old_ci[1]:
-        return ""  # the intervals overlap: within the noise of the two runs
-    gate_name = new["check"] if new["check"] in gates else "default"
+    se_old, se_new = _se(old), _se(new)
+    critical = NormalDist().inv_cdf((1 + level) / 2)
+    if se_old is not None and se_new is not None:
+        z = excess / max(math.hypot(se_old, se_new), 1e-12)
+        if z <= critical:
+            return ""  # within the noise of the two runs
+        evidence = (f", z = {z:.2f} > {critical:.2f} on the two runs' intervals ({_fmt_ci(_ci(old))} then "
+                    f"{_fmt_ci(_ci(new))})")
+    else:
+        evidence = " (exact values, no interval)"
+    gate_name = (new["check"] if new["check"] in gates else "default") if gate else None
+    allowed = f"beyond the gate {gate_name} = {gate}" if gate else "with no gate set (any significant worsening)"
     return (f"{new['metric']} got worse ({better} is better) by {worsening:.4g}: {old['value']:.4g} -> "
-            f"{new['value']:.4g}, beyond the gate {gate_name} = {gate}"
-            + (f" and outside both intervals ({_fmt_ci(old_ci)} then {_fmt_ci(new_ci)})" if old_ci and new_ci else ""))
+            f"{new['value']:.4g}, {allowed}{evidence}")
+
+
+def trend_regression(values: list[float], better: str, alpha: float = 0.05, min_runs: int = 5) -> str:
+    """A Mann-Kendall test of a steady decline over runs (oldest first): why it is one, or ""."""
+    if better not in ("higher", "lower") or len(values) < min_runs or len(set(values)) < 2:
+        return ""
+    from scipy.stats import kendalltau
+
+    tau, p_two = kendalltau(range(len(values)), values)
+    worse = tau < 0 if better == "higher" else tau > 0
+    p = p_two / 2 if worse else 1 - p_two / 2  # one-sided, in the worse direction
+    if not worse or not p < alpha:
+        return ""
+    return (f"a steady decline over the last {len(values)} runs ({_num(values[0])} -> {_num(values[-1])}; "
+            f"Mann-Kendall tau = {tau:+.2f}, one-sided p = {p:.3g} < alpha = {alpha})")
 
 
 def _fmt_ci(ci) -> str:
     return "-" if ci is None else f"[{ci[0]:.4g}, {ci[1]:.4g}]"
 
 
-def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None) -> Comparison:
+def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None,
+            anchor_doc: dict | None = None, past_docs: list[dict] | None = None) -> Comparison:
+    """Regressions of `new_doc` against `old_doc` (see the module docstring); with `anchor_doc`,
+    also the cumulative change since the anchor; with `past_docs` (oldest first, saved runs before
+    this one), also steady declines over them and this run."""
     gates = gates or {}
+    level = float((new_doc.get("policy") or {}).get("confidence_level", 0.95))
+    alpha = 1 - level
     old = {f["id"]: f for f in old_doc["findings"]}
     new = {f["id"]: f for f in new_doc["findings"]}
+    anchor = {f["id"]: f for f in anchor_doc["findings"]} if anchor_doc is not None else {}
+    past = [{f["id"]: f for f in d["findings"]} for d in past_docs or []]
     changes = []
     for fid in sorted(set(old) | set(new)):
         o, n = old.get(fid), new.get(fid)
@@ -163,8 +221,20 @@ def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None) 
         elif o["value"] != n["value"]:
             change.kind = "value"
         if o is not None and n is not None and not change.regression:
-            why = _value_regression(o, n, gates)
+            why = _value_regression(o, n, gates, level)
             change.regression, change.why = bool(why), why or change.why
+        a = anchor.get(fid) if anchor_doc is not None else None
+        if a is not None and n is not None and not change.regression:
+            why = _value_regression(a, n, gates, level)
+            if why:
+                change.regression, change.why = True, f"cumulative since the anchor run: {why}"
+        if n is not None and past_docs and not change.regression:
+            series = [f["value"] for f in (d.get(fid) for d in past) if f and f.get("value") is not None]
+            why = trend_regression(series + [n["value"]], _better(n) or "", alpha) if n["value"] is not None else ""
+            if why:
+                change.regression, change.why = True, why
+        if change.regression and change.kind == "same":
+            change.kind = "value"
         if change.regression and _indicative(n):
             change.regression, change.why = False, f"indicative (wall-clock), not gated: {change.why}"
         changes.append(change)
@@ -234,7 +304,9 @@ def _num(value) -> str:
 
 def new_run_id(now: _dt.datetime | None = None) -> str:
     now = now or _dt.datetime.now(_dt.UTC)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + os.urandom(3).hex()
+    # microseconds: runs saved within one second still sort in the order they were saved, which
+    # the accepted baseline and the trend test depend on
+    return now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + os.urandom(3).hex()
 
 
 def save_run(history_dir: Path, document: dict) -> Path:
@@ -247,7 +319,9 @@ def save_run(history_dir: Path, document: dict) -> Path:
            "environment": {"device": env.get("device"), "versions": env.get("versions"),
                            "platform": platform.platform()},
            "config_digest": config_digest(document), "profile": (document.get("config") or {}).get("profile"),
-           "verdict": document["summary"]["verdict"]}
+           "verdict": document["summary"]["verdict"],
+           # a run that tripped a gate is kept for the record but never becomes a baseline by itself
+           "gates_passed": gates_passed(document)}
     staging = Path(tempfile.mkdtemp(dir=history_dir, prefix=".tmp-run-"))
     try:
         atomic_write_text(staging / REPORT_FILE, json.dumps(document, indent=1))
@@ -260,17 +334,72 @@ def save_run(history_dir: Path, document: dict) -> Path:
     return target
 
 
+def gates_passed(document: dict) -> bool:
+    """Whether an audit passed its gates: its comparison found no regression (a first run, with
+    nothing to compare with, passes: it is the first baseline)."""
+    comparison = document.get("comparison")
+    return not comparison or not comparison.get("regressions")
+
+
 def saved_runs(history_dir: Path) -> list[dict]:
-    """The complete saved runs, oldest first (half-written ones are never listed)."""
+    """The complete saved runs, oldest first (half-written ones are never listed), each with
+    `accepted` (the acceptance record, or None)."""
     runs = []
     for folder in sorted(Path(history_dir).glob("*")) if Path(history_dir).is_dir() else []:
         if folder.name.startswith(".") or not (folder / RUN_FILE).is_file() or not (folder / REPORT_FILE).is_file():
             continue
         try:
-            runs.append({**json.loads((folder / RUN_FILE).read_text()), "path": str(folder)})
+            run = {**json.loads((folder / RUN_FILE).read_text()), "path": str(folder)}
+            accepted = folder / ACCEPTED_FILE
+            run["accepted"] = json.loads(accepted.read_text()) if accepted.is_file() else None
         except (OSError, ValueError):
             continue
+        runs.append(run)
     return sorted(runs, key=lambda r: r["id"])
+
+
+def accept_run(history_dir: Path, run_id: str, reason: str, who: str | None = None) -> dict:
+    """A person accepts a saved run as the baseline (a regression that is intended, or the new
+    normal after a fix): recorded beside the run with who, when and why."""
+    if not reason.strip():
+        raise ValueError("say why the run is accepted (--reason): the history keeps it for the next reader")
+    folder = Path(history_dir) / run_id
+    if not (folder / RUN_FILE).is_file():
+        known = ", ".join(r["id"] for r in saved_runs(history_dir)[-5:]) or "none"
+        raise FileNotFoundError(f"no saved run {run_id!r} in {history_dir} (latest: {known}); "
+                                "list them with `swiglu-audit history`")
+    record = {"by": who or os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or "unknown",
+              "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "reason": reason.strip()}
+    atomic_write_text(folder / ACCEPTED_FILE, json.dumps(record, indent=1))
+    return record
+
+
+def accepted_baseline(history_dir: Path) -> dict | None:
+    """The run `compare = "accepted"` compares with: the latest that passed its gates or that a
+    person accepted."""
+    eligible = [r for r in saved_runs(history_dir) if r.get("accepted") or r.get("gates_passed", True)]
+    return eligible[-1] if eligible else None
+
+
+def anchor_run(history_dir: Path) -> dict | None:
+    """The run cumulative change is measured from: the latest a person accepted, else the first."""
+    runs = saved_runs(history_dir)
+    accepted = [r for r in runs if r.get("accepted")]
+    return accepted[-1] if accepted else (runs[0] if runs else None)
+
+
+def past_reports(history_dir: Path, last: int = TREND_RUNS) -> list[dict]:
+    """The reports of the last saved runs, oldest first, for the trend test; none from before
+    the last run a person accepted (what a person accepted is the new normal, not a decline)."""
+    runs = saved_runs(history_dir)
+    accepted = [i for i, r in enumerate(runs) if r.get("accepted")]
+    docs = []
+    for run in runs[accepted[-1] if accepted else 0:][-last:]:
+        try:
+            docs.append(json.loads((Path(run["path"]) / REPORT_FILE).read_text()))
+        except (OSError, ValueError):
+            continue
+    return docs
 
 
 def trend(history_dir: Path, current: dict, checks: dict[str, tuple[str, str]], last: int = 20) -> dict:
@@ -295,11 +424,14 @@ def trend(history_dir: Path, current: dict, checks: dict[str, tuple[str, str]], 
 
 
 def resolve_baseline(reference: str, history_dir: Path) -> Path | None:
-    """`last`, a run id, or a path (a report.json or a folder holding one) -> that report.json;
-    None for `last` with nothing saved yet."""
+    """`accepted`, `last`, a run id, or a path (a report.json or a folder holding one) -> that
+    report.json; None for `accepted` or `last` with nothing saved yet."""
     if reference == "last":
         runs = saved_runs(history_dir)
         return Path(runs[-1]["path"]) / REPORT_FILE if runs else None
+    if reference == "accepted":
+        run = accepted_baseline(history_dir)
+        return Path(run["path"]) / REPORT_FILE if run else None
     candidate = Path(history_dir) / reference
     for path in (candidate, Path(reference)):
         if path.is_dir() and (path / REPORT_FILE).is_file():

@@ -276,8 +276,9 @@ def judge_non_inferiority(comparison, tolerance: float, what: str, key: str, hig
     new, old = sides
     limit = -tolerance if higher_is_better else tolerance
     ci = f"{level_words(c.level)} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
-    design = (f"t-interval over {c.n_seeds} seed(s) per architecture and {c.n_examples} example(s)"
-              if c.df is not None else "interval over seeds and examples")
+    design = ("interval over seeds and examples" if c.df is None else
+              f"t-interval over {c.n_seeds} seed(s) per architecture, one value per seed" if c.n_examples == 1 else
+              f"t-interval over {c.n_seeds} seed(s) per architecture and {c.n_examples} examples")
     text = f"{what}: {new} - {old} = {c.difference:+.3f}, {ci} ({design})"
     worse = "lower" if higher_is_better else "higher"
     if c.n_seeds < 2:

@@ -162,7 +162,8 @@ def _t_interval(value: float, parts: list[tuple[float, float, float]], level: fl
         return value, value, (1.0 if value == 0 else 0.0), 0.0, math.inf
     # a part floored at 0 still carries its estimate's uncertainty into the df: otherwise the
     # interval would jump as a seed excess crosses 0 (too narrow just below it)
-    df = var ** 2 / sum(u ** 2 / d for _, d, u in parts if u > 0 and d > 0)
+    spread = sum(u ** 2 / d for _, d, u in parts if u > 0 and d > 0)
+    df = var ** 2 / spread if spread > 0 else math.inf  # spread underflows for rounding-level variances
     se = math.sqrt(var)
     half = float(_scipy_stats.t.ppf(1 - (1 - level) / 2, df)) * se
     p = float(min(1.0, 2 * _scipy_stats.t.sf(abs(value) / se, df)))

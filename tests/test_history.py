@@ -27,11 +27,11 @@ def test_a_worse_value_beyond_the_gate_and_the_intervals_is_a_regression():
 
 
 @pytest.mark.parametrize("new, gates", [
-    ((0.3, (0.25, 0.52)), {"default": "0.05"}),  # intervals overlap: noise, not a regression
+    ((0.4, (0.25, 0.55)), {"default": "0.05"}),  # 0.05 past the gate, z = 0.56 on the intervals: noise
     ((0.47, (0.46, 0.48)), {"default": "0.05"}),  # within the gate
     ((0.7, (0.65, 0.75)), {"default": "0.05"}),  # better, not worse
     ((0.3, (0.25, 0.35)), {"default": "50%"}),  # a relative gate: 0.2 of 0.5 is 40% < 50%
-    ((0.3, (0.25, 0.35)), {}),  # no gate: value changes are reported, never gated
+    ((0.47, (0.42, 0.52)), {}),  # no gate: a worsening of 0.03 that the intervals cannot tell from noise
 ])
 def test_changes_within_the_noise_or_the_gate_do_not_trip(new, gates):
     result = compare(_doc(0.5, (0.45, 0.55)), _doc(*new), parse_gates(gates))
@@ -165,3 +165,60 @@ def test_a_scheduled_audit_catches_a_planted_regression_and_passes_an_unchanged_
     assert main(["compare", "last", "reports/report.json"]) == 1
     assert main(["compare", runs[0]["id"], runs[1]["id"]]) == 0
     assert main(["history"]) == 0
+
+
+def test_without_a_gate_a_significant_worsening_is_a_regression_by_default():
+    """The issue's case: 0.558 [0.479, 0.642] -> 0.358 [0.279, 0.442], status still PASS, no gates."""
+    result = compare(_doc(0.558, (0.479, 0.642)), _doc(0.358, (0.279, 0.442)), {})
+    assert len(result.regressions) == 1 and "no gate set" in result.regressions[0].why
+    assert "z = 3.4" in result.regressions[0].why
+
+
+def _night(folder, value, ci_half=0.02, gates=None, compare_with="accepted"):
+    """One nightly audit: compare with the history (as the plugin does), then save it."""
+    from types import SimpleNamespace
+
+    from swiglu_audit.report.writer import compare_with_saved
+
+    doc = _doc(value, (value - ci_half, value + ci_half))
+    config = SimpleNamespace(history_dir=folder, compare_with=compare_with, gates=gates or {})
+    doc["comparison"] = compare_with_saved(doc, config)
+    save_run(folder, doc)
+    return doc["comparison"]["regressions"]
+
+
+def test_a_sudden_drop_is_caught_and_stays_caught_until_a_person_accepts_it(tmp_path):
+    assert _night(tmp_path, 0.60) == 0  # first run: the first baseline
+    assert _night(tmp_path, 0.60) == 0
+    assert _night(tmp_path, 0.40) == 1  # the drop, status still PASS
+    assert _night(tmp_path, 0.40) == 1  # same values the next night: the regressed run is no baseline
+    dropped = saved_runs(tmp_path)[2]
+    assert dropped["gates_passed"] is False
+    history.accept_run(tmp_path, dropped["id"], "retrained on the new data; drop reviewed", who="risk-owner")
+    assert _night(tmp_path, 0.40) == 0  # accepted: the new normal
+    assert saved_runs(tmp_path)[2]["accepted"]["by"] == "risk-owner"
+
+
+def test_small_declines_under_the_gate_add_up_against_the_anchor(tmp_path):
+    gates = {"default": "0.05"}
+    nights = [_night(tmp_path, 0.70 - 0.02 * k, ci_half=0.01, gates=gates) for k in range(6)]
+    # each step is 0.02 (under the gate). Against the anchor (the first run): night 4 is 0.06 down,
+    # 0.01 past the gate, which intervals of +-0.01 cannot tell from noise (z = 1.4); night 5 is
+    # 0.08 down (z = 4.2), caught, and so is every night after it
+    assert nights == [0, 0, 0, 0, 1, 1], nights
+
+
+def test_a_steady_decline_inside_the_noise_of_each_step_is_caught_by_the_trend_test():
+    docs = [_doc(0.60 - 0.01 * k, (0.50 - 0.01 * k, 0.70 - 0.01 * k)) for k in range(7)]
+    result = compare(docs[-2], docs[-1], parse_gates({"default": "0.05"}), past_docs=docs[:-1])
+    assert len(result.regressions) == 1 and "Mann-Kendall" in result.regressions[0].why
+    flat = [_doc(0.6 + (0.01 if k % 2 else -0.01), (0.5, 0.7)) for k in range(7)]
+    assert not compare(flat[-2], flat[-1], parse_gates({"default": "0.05"}), past_docs=flat[:-1]).regressions
+
+
+def test_accepting_needs_a_reason_and_a_saved_run(tmp_path):
+    save_run(tmp_path, _doc())
+    with pytest.raises(ValueError, match="reason"):
+        history.accept_run(tmp_path, saved_runs(tmp_path)[0]["id"], " ")
+    with pytest.raises(FileNotFoundError, match="no saved run"):
+        history.accept_run(tmp_path, "nope", "why")

@@ -207,11 +207,11 @@ def write_reports(collector, config: AuditConfig, exit_status: int) -> tuple[dic
 
 def compare_with_saved(document: dict, config: AuditConfig) -> dict:
     """The comparison block of report.json: against `config.compare_with`, gated."""
-    from ..history import compare, parse_gates, resolve_baseline
+    from ..history import anchor_run, compare, parse_gates, past_reports, resolve_baseline
 
     empty = {"regressions": 0, "changes": [], "environment_differences": []}
     try:
-        baseline = resolve_baseline(config.compare_with or "last", config.history_dir)
+        baseline = resolve_baseline(config.compare_with or "accepted", config.history_dir)
     except FileNotFoundError as exc:
         return {"baseline": None, **empty, "note": str(exc)}
     if baseline is None:
@@ -222,6 +222,14 @@ def compare_with_saved(document: dict, config: AuditConfig) -> dict:
         old = json.loads(baseline.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return {"baseline": str(baseline), **empty, "note": f"the baseline {baseline} cannot be read ({exc})"}
-    result = compare(old, document, parse_gates(config.gates))
+    anchor = anchor_run(config.history_dir) if config.compare_with == "accepted" else None
+    anchor_doc = None
+    if anchor is not None and Path(anchor["path"]) != baseline.parent:
+        try:
+            anchor_doc = json.loads((Path(anchor["path"]) / "report.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            anchor_doc = None
+    result = compare(old, document, parse_gates(config.gates), anchor_doc, past_reports(config.history_dir))
     return {"baseline": str(baseline), "baseline_generated_at": old.get("generated_at"),
+            "anchor": anchor["id"] if anchor is not None and anchor_doc is not None else None,
             "gates": dict(config.gates), **result.to_dict()}
