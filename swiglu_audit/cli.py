@@ -67,7 +67,7 @@ def cmd_list(args) -> int:
 
 def _gates(args) -> dict:
     from .config import read_pyproject_table
-    from .history import Gate, parse_gates
+    from .regressions import Gate, parse_gates
 
     table = read_pyproject_table(Path(args.project)).get("gates", {}) if args.project else {}
     try:
@@ -81,7 +81,8 @@ def _gates(args) -> dict:
 
 
 def cmd_compare(args) -> int:
-    from .history import compare, render_comparison, resolve_baseline
+    from .history import resolve_baseline
+    from .regressions import compare, render_comparison
 
     def report_of(ref: str) -> Path:
         try:

@@ -46,9 +46,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="regenerate the golden output files instead of comparing with them")
     group.addoption(cfg.OPT_SAVE, action="store_true", default=False,
                     help="save this audit to the history folder (history_dir, default .swiglu-audit-history)")
-    group.addoption(cfg.OPT_COMPARE, default=None, metavar="last|RUN|PATH",
-                    help="compare with a saved audit (or a report.json) and fail (exit 1) when a gate "
-                         "of [tool.swiglu_audit.gates] trips")
+    group.addoption(cfg.OPT_COMPARE, default=None, metavar="accepted|last|RUN|PATH",
+                    help="compare with a saved audit (accepted: the last that passed its gates or that a "
+                         "person accepted) or a report.json, and fail (exit 1) on a regression: any "
+                         "significant worsening, loosened by [tool.swiglu_audit.gates]")
     group.addoption(cfg.OPT_SHARD, default=None, metavar="K/N",
                     help="run shard K of N of the audit's checks (deterministic by check id); merge the "
                          "shards' report.json files with `swiglu-audit merge`")

@@ -197,8 +197,10 @@ def _interaction(m: np.ndarray) -> float:
     return float((resid ** 2).sum() / ((s - 1) * (n - 1))) / n
 
 
-def _binary(m: np.ndarray) -> bool:
-    return bool(np.isin(m, (0.0, 1.0)).all())
+def _binary(values) -> bool:
+    """Per-example outcomes (correct, robust, flipped) arrive as booleans. Judged by the type,
+    not the values: a ratio that happens to be exactly 1 everywhere is no outcome."""
+    return np.asarray(values).dtype == np.bool_
 
 
 def _clip(lo: float, hi: float, bounds: tuple[float, float] | None) -> tuple[float, float]:
@@ -210,34 +212,35 @@ def _clip(lo: float, hi: float, bounds: tuple[float, float] | None) -> tuple[flo
 def mean_interval(values, level: float = 0.95) -> Estimate:
     """Mean of a (seeds x examples) matrix with a t-interval over seeds and examples (cut to
     [0, 1] for 0/1 outcomes)."""
-    m = _as_matrix(values)
+    m, binary = _as_matrix(values), _binary(values)
     s, n = m.shape
     seeds = _seed_part(m.mean(1), _interaction(m))
     example_var = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
-    if _binary(m):
+    if binary:
         # every outcome 0 (or 1) is not proof of a rate of exactly 0: at least the variance of an
         # Agresti-Coull proportion over all outcomes (about the rule of three's reach)
         k, total = float(m.sum()), m.size
         p = (k + 2) / (total + 4)
         example_var = max(example_var, p * (1 - p) / total)
     lo, hi, _, _, _ = _t_interval(float(m.mean()), [_seed_parts(seeds, s), (example_var, n - 1, example_var)], level)
-    lo, hi = _clip(lo, hi, (0.0, 1.0) if _binary(m) else None)
+    lo, hi = _clip(lo, hi, (0.0, 1.0) if binary else None)
     return Estimate(float(m.mean()), lo, hi, level, s, n)
 
 
 def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0.05) -> Comparison:
     """Compare two (seeds x examples) matrices measured on the same examples."""
     a, b = _as_matrix(candidate), _as_matrix(baseline)
+    binary = _binary(candidate) and _binary(baseline)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"paired comparison needs the same examples: {a.shape[1]} vs {b.shape[1]}")
     n = a.shape[1]
     seeds_a, seeds_b = _seed_part(a.mean(1), _interaction(a)), _seed_part(b.mean(1), _interaction(b))
     example_var = float(np.var(a.mean(0) - b.mean(0), ddof=1)) / n if n > 1 else 0.0
-    if _binary(a) and _binary(b):
+    if binary:
         # no discordant example at all is not proof of no difference: at least one pseudo-pair's worth
         example_var = max(example_var, 1.0 / n ** 2)
     return _comparison(float(a.mean()), float(b.mean()), (seeds_a, a.shape[0]), (seeds_b, b.shape[0]),
-                       example_var, n, level, alpha, (-1.0, 1.0) if _binary(a) and _binary(b) else None)
+                       example_var, n, level, alpha, (-1.0, 1.0) if binary else None)
 
 
 def _comparison(cand: float, base: float, seeds_a: tuple[tuple[float, float], int],

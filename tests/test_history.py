@@ -8,7 +8,8 @@ from test_report import sample_document
 
 from swiglu_audit import history
 from swiglu_audit.config import OPT_COMPARE, OPT_ENABLE, OPT_SAVE
-from swiglu_audit.history import Gate, compare, parse_gates, render_comparison, resolve_baseline, save_run, saved_runs
+from swiglu_audit.history import resolve_baseline, save_run, saved_runs
+from swiglu_audit.regressions import Gate, compare, parse_gates, render_comparison
 
 
 def _doc(value=0.5, ci=(0.45, 0.55), status="PASS", better="higher", extra=()):

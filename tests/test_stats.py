@@ -166,10 +166,13 @@ def test_non_finite_values_are_refused_with_the_reason():
 
 
 def test_all_zero_outcomes_are_not_an_exact_rate_of_zero():
-    est = mean_interval(np.zeros((3, 100)))
+    est = mean_interval(np.zeros((3, 100), dtype=bool))
     assert est.value == 0 and est.ci_low == 0 and 0 < est.ci_high < 0.05
-    same = paired_comparison(np.ones((3, 100)), np.ones((3, 100)))
+    same = paired_comparison(np.ones((3, 100), dtype=bool), np.ones((3, 100), dtype=bool))
     assert same.ci_low < 0 < same.ci_high
+    # a ratio that is exactly 1 everywhere (two architectures of the same memory) is no outcome
+    ratio = paired_comparison(np.ones((3, 1)), np.ones((3, 1)))
+    assert (ratio.ci_low, ratio.ci_high) == (0.0, 0.0)
 
 
 def test_the_interval_does_not_jump_when_the_seed_excess_crosses_zero():

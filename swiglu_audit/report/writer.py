@@ -113,7 +113,7 @@ def merge_documents(documents: list[dict]) -> dict:
     """One report from the reports of the shards of one audit (`swiglu-audit merge`): the union
     of their findings, the summary and coverage recomputed, the environments' model facts and
     cache counts combined. The shards must share a configuration (else ValueError)."""
-    from ..history import config_digest
+    from ..regressions import config_digest
 
     if not documents:
         raise ValueError("no shard reports to merge")
@@ -207,7 +207,8 @@ def write_reports(collector, config: AuditConfig, exit_status: int) -> tuple[dic
 
 def compare_with_saved(document: dict, config: AuditConfig) -> dict:
     """The comparison block of report.json: against `config.compare_with`, gated."""
-    from ..history import anchor_run, compare, parse_gates, past_reports, resolve_baseline
+    from ..history import anchor_run, past_reports, resolve_baseline
+    from ..regressions import compare, parse_gates
 
     empty = {"regressions": 0, "changes": [], "environment_differences": []}
     try:

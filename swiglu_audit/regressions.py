@@ -1,0 +1,273 @@
+"""What changed between two audits, and which changes are regressions: the gates of a scheduled audit.
+
+`compare(old, new, gates)` lines the two reports' findings up by id and says, for each: added,
+removed, status changed, value changed. A change is a *regression* when:
+- a status gets worse (PASS -> WARN -> FAIL/ERROR), always;
+- a value moves the wrong way (the check's condition says which way is better) by more than the
+  gate allows, and the excess is significant by a two-run test on the saved intervals: each
+  interval's half-width gives its standard error, and (worsening - allowance) / sqrt(se_old^2 +
+  se_new^2) must exceed the normal quantile of (1 + level) / 2 (a one-sided test at 2.5% for the
+  default level). Without any gate the allowance is 0: a significant move the wrong way is a
+  regression by default. A value without an interval (an exact count) is held to the allowance alone;
+- (with an anchor run) the same holds for the cumulative change since the anchor, so small steps
+  that each pass the night-to-night gate add up and trip it;
+- (with past runs) a finding's values over them and this run show a steady decline by a
+  Mann-Kendall trend test (Kendall's tau against the run order, one-sided in the worse direction
+  at alpha). Mann-Kendall because it assumes neither a straight line nor normal errors, and a
+  handful of nightly values is all there is.
+Gates come from `[tool.swiglu_audit.gates]`: `check name = "0.02"` or `"5%"`, and `default`;
+they loosen (or, at 0, keep) the default. Findings marked indicative (`details.indicative`:
+wall-clock timings, which move with the machine's load) are listed when they change but never
+gate: a scheduled audit must not fail on a busy runner. Torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
+
+from .risk import STATUS_ORDER
+
+
+@dataclass(frozen=True)
+class Gate:
+    """An allowed regression: `amount` in the value's own units, or a share of the old value."""
+
+    amount: float
+    relative: bool = False
+
+    @classmethod
+    def parse(cls, text: str | float, where: str) -> Gate:
+        raw = str(text).strip()
+        try:
+            if raw.endswith("%"):
+                return cls(float(raw[:-1]) / 100.0, relative=True)
+            return cls(float(raw))
+        except ValueError:
+            raise ValueError(f"{where} = {text!r}: give an allowed regression such as \"0.02\" "
+                             "(absolute) or \"5%\" (relative)") from None
+
+    def allows(self, worsening: float, old_value: float) -> bool:
+        limit = self.amount * abs(old_value) if self.relative else self.amount
+        return worsening <= limit + 1e-12
+
+    def __str__(self) -> str:
+        return f"{self.amount:.0%}" if self.relative else f"{self.amount:g}"
+
+
+def parse_gates(table: dict) -> dict[str, Gate]:
+    """`[tool.swiglu_audit.gates]` -> {check name or "default": Gate}."""
+    return {str(k): Gate.parse(v, f"[tool.swiglu_audit.gates] {k}") for k, v in table.items()}
+
+
+
+@dataclass
+class Change:
+    id: str
+    kind: str  # "added" | "removed" | "status" | "value" | "same"
+    old_status: str | None
+    new_status: str | None
+    old_value: float | None
+    new_value: float | None
+    old_ci: tuple[float, float] | None
+    new_ci: tuple[float, float] | None
+    regression: bool = False
+    why: str = ""  # for a regression: the gate it tripped and the numbers
+
+    @property
+    def delta(self) -> float | None:
+        if self.old_value is None or self.new_value is None:
+            return None
+        return self.new_value - self.old_value
+
+
+@dataclass
+class Comparison:
+    changes: list[Change]
+    environment_differences: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[Change]:
+        return [c for c in self.changes if c.regression]
+
+    def to_dict(self) -> dict:
+        return {"regressions": len(self.regressions), "environment_differences": self.environment_differences,
+                "changes": [asdict(c) for c in self.changes if c.kind != "same"]}
+
+
+def _ci(f: dict) -> tuple[float, float] | None:
+    return None if f.get("ci_low") is None or f.get("ci_high") is None else (f["ci_low"], f["ci_high"])
+
+
+def _indicative(f: dict | None) -> bool:
+    return bool(f and (f.get("details") or {}).get("indicative"))
+
+
+def _better(f: dict) -> str | None:
+    return (f.get("details") or {}).get("better")
+
+
+def _se(f: dict) -> float | None:
+    """A finding's standard error from its saved interval's half-width and level."""
+    ci, level = _ci(f), f.get("ci_level") or 0.95
+    if ci is None:
+        return None
+    return (ci[1] - ci[0]) / 2 / NormalDist().inv_cdf((1 + level) / 2)
+
+
+def _value_regression(old: dict, new: dict, gates: dict[str, Gate], level: float = 0.95) -> str:
+    """Why the value change of one finding is a regression, or "" when it is not."""
+    better = _better(new) or _better(old)
+    if better not in ("higher", "lower") or old["value"] is None or new["value"] is None:
+        return ""
+    worsening = (old["value"] - new["value"]) if better == "higher" else (new["value"] - old["value"])
+    gate = gates.get(new["check"]) or gates.get("default")
+    allowance = 0.0 if gate is None else (gate.amount * abs(old["value"]) if gate.relative else gate.amount)
+    excess = worsening - allowance
+    if worsening <= 0 or excess <= 1e-12:
+        return ""
+    se_old, se_new = _se(old), _se(new)
+    critical = NormalDist().inv_cdf((1 + level) / 2)
+    if se_old is not None and se_new is not None:
+        z = excess / max(math.hypot(se_old, se_new), 1e-12)
+        if z <= critical:
+            return ""  # within the noise of the two runs
+        evidence = (f", z = {z:.2f} > {critical:.2f} on the two runs' intervals ({_fmt_ci(_ci(old))} then "
+                    f"{_fmt_ci(_ci(new))})")
+    else:
+        evidence = " (exact values, no interval)"
+    gate_name = (new["check"] if new["check"] in gates else "default") if gate else None
+    allowed = f"beyond the gate {gate_name} = {gate}" if gate else "with no gate set (any significant worsening)"
+    return (f"{new['metric']} got worse ({better} is better) by {worsening:.4g}: {old['value']:.4g} -> "
+            f"{new['value']:.4g}, {allowed}{evidence}")
+
+
+def trend_regression(values: list[float], better: str, alpha: float = 0.05, min_runs: int = 5) -> str:
+    """A Mann-Kendall test of a steady decline over runs (oldest first): why it is one, or ""."""
+    if better not in ("higher", "lower") or len(values) < min_runs or len(set(values)) < 2:
+        return ""
+    from scipy.stats import kendalltau
+
+    tau, p_two = kendalltau(range(len(values)), values)
+    worse = tau < 0 if better == "higher" else tau > 0
+    p = p_two / 2 if worse else 1 - p_two / 2  # one-sided, in the worse direction
+    if not worse or not p < alpha:
+        return ""
+    return (f"a steady decline over the last {len(values)} runs ({_num(values[0])} -> {_num(values[-1])}; "
+            f"Mann-Kendall tau = {tau:+.2f}, one-sided p = {p:.3g} < alpha = {alpha})")
+
+
+def _fmt_ci(ci) -> str:
+    return "-" if ci is None else f"[{ci[0]:.4g}, {ci[1]:.4g}]"
+
+
+def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None,
+            anchor_doc: dict | None = None, past_docs: list[dict] | None = None) -> Comparison:
+    """Regressions of `new_doc` against `old_doc` (see the module docstring); with `anchor_doc`,
+    also the cumulative change since the anchor; with `past_docs` (oldest first, saved runs before
+    this one), also steady declines over them and this run."""
+    gates = gates or {}
+    level = float((new_doc.get("policy") or {}).get("confidence_level", 0.95))
+    alpha = 1 - level
+    old = {f["id"]: f for f in old_doc["findings"]}
+    new = {f["id"]: f for f in new_doc["findings"]}
+    anchor = {f["id"]: f for f in anchor_doc["findings"]} if anchor_doc is not None else {}
+    past = [{f["id"]: f for f in d["findings"]} for d in past_docs or []]
+    changes = []
+    for fid in sorted(set(old) | set(new)):
+        o, n = old.get(fid), new.get(fid)
+        change = Change(fid, "same", o and o["status"], n and n["status"], o and o["value"], n and n["value"],
+                        o and _ci(o), n and _ci(n))
+        if o is None:
+            change.kind = "added"
+        elif n is None:
+            change.kind = "removed"
+        elif o["status"] != n["status"]:
+            change.kind = "status"
+            if STATUS_ORDER.get(n["status"], 9) < STATUS_ORDER.get(o["status"], 9):
+                change.regression = True
+                change.why = (f"status got worse: {o['status']} -> {n['status']} (gate: any worse status), "
+                              f"{o['metric']} {_num(o['value'])} {_fmt_ci(_ci(o))} -> {_num(n['value'])} "
+                              f"{_fmt_ci(_ci(n))}; now: {n['reason']}")
+        elif o["value"] != n["value"]:
+            change.kind = "value"
+        if o is not None and n is not None and not change.regression:
+            why = _value_regression(o, n, gates, level)
+            change.regression, change.why = bool(why), why or change.why
+        a = anchor.get(fid) if anchor_doc is not None else None
+        if a is not None and n is not None and not change.regression:
+            why = _value_regression(a, n, gates, level)
+            if why:
+                change.regression, change.why = True, f"cumulative since the anchor run: {why}"
+        if n is not None and past_docs and not change.regression:
+            series = [f["value"] for f in (d.get(fid) for d in past) if f and f.get("value") is not None]
+            why = trend_regression(series + [n["value"]], _better(n) or "", alpha) if n["value"] is not None else ""
+            if why:
+                change.regression, change.why = True, why
+        if change.regression and change.kind == "same":
+            change.kind = "value"
+        if change.regression and _indicative(n):
+            change.regression, change.why = False, f"indicative (wall-clock), not gated: {change.why}"
+        changes.append(change)
+    return Comparison(changes, environment_differences(old_doc, new_doc))
+
+
+def environment_differences(old_doc: dict, new_doc: dict) -> list[str]:
+    """What differs between the two runs' setups: versions, device, data, configuration."""
+    diffs = []
+    old_env, new_env = old_doc.get("environment") or {}, new_doc.get("environment") or {}
+    for section in ("versions", "device"):
+        a, b = old_env.get(section) or {}, new_env.get(section) or {}
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key) and key not in ("torch_threads",):
+                diffs.append(f"{section}.{key}: {a.get(key)} -> {b.get(key)}")
+    old_data, new_data = (old_env.get("data") or {}).get("sha256"), (new_env.get("data") or {}).get("sha256")
+    if old_data != new_data:
+        diffs.append("data: the splits' sha256 differ")
+    if config_digest(old_doc) != config_digest(new_doc):
+        a, b = _comparable_config(old_doc), _comparable_config(new_doc)
+        keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        diffs.append("configuration differs in " + ", ".join(keys))
+    return diffs
+
+
+def _comparable_config(doc: dict) -> dict:
+    """The settings that decide what is measured (not where reports go, nor the gates)."""
+    return {k: v for k, v in (doc.get("config") or {}).items() if k not in ("report_dir", "update_golden", "gates")}
+
+
+def config_digest(doc: dict) -> str:
+    return hashlib.sha256(json.dumps(_comparable_config(doc), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def render_comparison(result: Comparison, old_name: str, new_name: str) -> list[str]:
+    """The comparison as text lines: what a CI log shows."""
+    lines = [f"swiglu-audit compare: {old_name} -> {new_name}"]
+    if result.environment_differences:
+        lines.append("WARN  the runs differ in their setup, so some changes may come from it:")
+        lines += [f"        {d}" for d in result.environment_differences]
+    changed = [c for c in result.changes if c.kind != "same"]
+    for c in sorted(changed, key=lambda c: (not c.regression, c.id)):
+        tag = "REGRESSION" if c.regression else c.kind
+        if c.kind == "added":
+            text = f"added ({c.new_status}, {_num(c.new_value)})"
+        elif c.kind == "removed":
+            text = f"removed (was {c.old_status}, {_num(c.old_value)})"
+        else:
+            delta = "" if c.delta is None else f" ({c.delta:+.4g})"
+            text = (f"{c.old_status} -> {c.new_status}, {_num(c.old_value)} {_fmt_ci(c.old_ci)} -> "
+                    f"{_num(c.new_value)} {_fmt_ci(c.new_ci)}{delta}")
+        lines.append(f"{tag:<10}  {c.id}: {text}")
+        if c.regression:
+            lines.append(f"            {c.why}")
+    n = len(result.regressions)
+    lines.append(f"{len(changed)} finding(s) changed, {n} regression(s)"
+                 + ("" if n else "; no gate tripped"))
+    return lines
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
