@@ -54,6 +54,7 @@ OPT_SHARD = "--swiglu-audit-shard"
 OPT_PLAN = "--swiglu-audit-plan"
 OPT_MAX_MINUTES = "--swiglu-audit-max-minutes"
 OPT_ACCEPT_REDUCED = "--swiglu-audit-accept-reduced-plan"
+OPT_LIVE = "--swiglu-audit-live"
 DEFAULT_HISTORY_DIR = ".swiglu-audit-history"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BUILTIN_VARIANTS = tuple(profile_defaults("standard")["variants"])  # every FFN variant of the zoo
@@ -66,6 +67,7 @@ DEFAULT_CORRUPTIONS = tuple(profile_defaults("standard")["ood"]["corruptions"])
 _TOP_KEYS = {
     "profile", "device", "report_dir", "cache_dir", "seeds", "families", "variants", "dataset",
     "models", "include_builtin_zoo", "policy", "history_dir", "save", "compare", "baseline", "gates", "max_minutes",
+    "live",
     *SECTION_NAMES,
 }
 _MODEL_KEYS = {"name", "factory", "weights", "role"}
@@ -97,6 +99,7 @@ class AuditConfig:
     variants: tuple[str, ...] = BUILTIN_VARIANTS
     include_builtin_zoo: bool = True
     dataset: str | None = None  # `package.module:callable`; None means scikit-learn's digits
+    live: str | None = None  # production inputs for the drift suite: an .npz/.npy path or `package.module:callable`
     user_models: tuple[UserModel, ...] = ()
     training: TrainingSettings = field(default_factory=lambda: _section_default("training"))
     adversarial: AdversarialSettings = field(default_factory=lambda: _section_default("adversarial"))
@@ -129,6 +132,7 @@ class AuditConfig:
             "variants": list(self.variants),
             "include_builtin_zoo": self.include_builtin_zoo,
             "dataset": self.dataset or "builtin:digits",
+            "live": self.live,
             "models": [vars(m) for m in self.user_models],
             **{section.name: getattr(self, section.name).to_dict() for section in SECTIONS},
             "max_minutes": self.max_minutes,
@@ -175,6 +179,7 @@ def build_config(
     save: bool | None = None,
     compare_with: str | None = None,
     max_minutes: float | None = None,
+    live: str | None = None,
 ) -> AuditConfig:
     """Merge profile defaults, the user's table and command-line values into one AuditConfig."""
     table = copy.deepcopy(table or {})
@@ -246,8 +251,13 @@ def build_config(
            f"[{TOOL_TABLE}] max_minutes must be a number of minutes, 0 or more (0: no budget); "
            f"got {max_minutes!r}")
 
+    live = live or table.get("live")
+    expect(live is None or (isinstance(live, str) and bool(live)),
+           f"[{TOOL_TABLE}] live must be a path to an .npz or .npy file or \"package.module:callable\"")
+
     return AuditConfig(
         profile=profile,
+        live=live,
         device=device,
         report_dir=_resolve(root, report_dir or table.get("report_dir", "reports")),
         cache_dir=_resolve(root, cache_dir or table.get("cache_dir") or default_cache_dir()),

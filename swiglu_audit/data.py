@@ -7,10 +7,17 @@ values in [0, 1] (normalisation belongs inside the model); labels are integers i
 A split too large for memory is given instead as a map-style `torch.utils.data.Dataset` of
 (input, label) pairs under `train`, `val` or `test` (dataset_file.py reads it once into a
 memory-mapped file).
+
+Live data (the drift suite): production inputs the deployed model now sees, `x_live` with
+optional `y_live` (labels that arrived later), in the factory's mapping, or from `live = ...`
+(an .npz file holding x_live and optionally y_live, an .npy file of inputs, or a callable
+returning such a mapping). Live data is kept out of the data's fingerprint: new live data each
+night must not retrain a cached model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +49,9 @@ class AuditData:
     # "image" for (N, C, H, W) inputs, "tabular" for (N, D) feature vectors (held as (N, 1, 1, D)):
     # the checks that only mean something for one of them read this (image corruptions, say)
     modality: str = "image"
+    x_live: torch.Tensor | None = None  # production inputs, same shape and range as x_test
+    y_live: torch.Tensor | None = None  # their labels, when they arrived
+    live_hash: str | None = None  # sha256 of the live data: reported, never in the fingerprint
 
     def source_train_indices(self, indices) -> list[int]:
         """Training-split positions -> positions in the user's own x_train, for reports."""
@@ -67,6 +77,8 @@ class AuditData:
             "modality": self.modality,
             "sizes": {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)},
             "sha256": dict(self.hashes),
+            **({"live": {"size": len(self.x_live), "labelled": self.y_live is not None, "sha256": self.live_hash}}
+               if self.x_live is not None else {}),
         }
 
 
@@ -117,7 +129,63 @@ def load_digits_data() -> AuditData:
     return make_audit_data("digits", splits, n_classes=10)
 
 
-def load_audit_data(dataset: str | None, cache_dir: str | Path) -> AuditData:
+def load_audit_data(dataset: str | None, cache_dir: str | Path, live: str | None = None) -> AuditData:
+    """The audit's data (`_load_audit_data`), with the live data of `live` attached when given."""
+    data = _load_audit_data(dataset, cache_dir)
+    return attach_live(data, live) if live else data
+
+
+def attach_live(data: AuditData, live: str) -> AuditData:
+    """`data` with the live inputs (and labels) of `live`: an .npz or .npy path, or a callable."""
+    where = f"live data '{live}'"
+    path = Path(live).expanduser()
+    if path.suffix in (".npz", ".npy"):
+        if not path.is_file():
+            raise DataContractError(f"{where}: no such file; give the path of an .npz (x_live, optional y_live) "
+                                    "or .npy file, or \"package.module:callable\"")
+        try:
+            loaded = np.load(path, allow_pickle=False)  # never unpickle what a pipeline dropped there
+        except (OSError, ValueError) as exc:
+            raise DataContractError(f"{where} cannot be read ({exc}); write it with numpy.savez") from exc
+        raw = {"x_live": loaded} if path.suffix == ".npy" else {k: loaded[k] for k in loaded.files}
+    else:
+        factory = load_callable(live, "[tool.swiglu_audit] live", DataContractError)
+        try:
+            raw = factory()
+        except Exception as exc:
+            raise DataContractError(f"{where} raised {type(exc).__name__}: {exc}") from exc
+    if not hasattr(raw, "__contains__") or "x_live" not in raw:
+        raise DataContractError(f"{where} must give a mapping with x_live (and optionally y_live)")
+    return _with_live(data, raw, where)
+
+
+def _with_live(data: AuditData, raw, where: str) -> AuditData:
+    """`data` with the checked x_live (and y_live) of `raw`; every problem at once."""
+    problems: list[str] = []
+    out_of_range: dict[str, tuple[float, float]] = {}
+    x = _as_images(raw["x_live"], "x_live", where, problems, out_of_range)
+    y = _as_labels(raw["y_live"], "y_live", where, problems) if "y_live" in raw else None
+    if out_of_range:
+        low, high = out_of_range["x_live"]
+        problems.append(f"{where}: x_live has values in [{low:.3g}, {high:.3g}]; inputs must lie in [0, 1] as "
+                        "the training inputs do")
+    if x is not None and tuple(x.shape[1:]) != data.input_shape:
+        problems.append(f"{where}: x_live has inputs of shape {tuple(x.shape[1:])}, the training data "
+                        f"{data.input_shape}; live inputs must have the training inputs' shape")
+    if x is not None and len(x) < 20:
+        problems.append(f"{where}: x_live has {len(x)} inputs; give at least 20 (a two-sample test needs them)")
+    if x is not None and y is not None and len(x) != len(y):
+        problems.append(f"{where}: x_live has {len(x)} inputs but y_live {len(y)} labels")
+    if y is not None and len(y) and (int(y.min()) < 0 or int(y.max()) >= data.n_classes):
+        problems.append(f"{where}: y_live has labels outside [0, {data.n_classes})")
+    if problems:
+        raise DataContractError(*problems)
+    assert x is not None
+    labels = y if y is not None else torch.full((len(x),), -1)  # unlabelled: -1 stands in for the hash
+    return dataclasses.replace(data, x_live=x, y_live=y, live_hash=split_hash(x, labels))
+
+
+def _load_audit_data(dataset: str | None, cache_dir: str | Path) -> AuditData:
     """The audit's data: the user's factory's (`dataset`), or the built-in digits. Splits given as
     Datasets are mapped into files under the cache folder's `datasets/` (or the temporary folder
     where that cannot be made).
@@ -220,7 +288,8 @@ def load_user_data(import_path: str, folder: Path | None = None) -> AuditData:
     elif "val" not in checked:  # carve a fixed, stratified validation split out of train
         x_train, y_train, x_val, y_val, source_index = _carve_validation(*checked["train"])
         checked = {"train": (x_train, y_train), "val": (x_val, y_val), "test": checked["test"]}
-    return make_audit_data(str(raw.get("name", import_path)), checked, n_classes, source_index, modality)
+    data = make_audit_data(str(raw.get("name", import_path)), checked, n_classes, source_index, modality)
+    return _with_live(data, raw, where) if "x_live" in raw else data
 
 
 MODALITIES = ("image", "tabular")

@@ -56,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(cfg.OPT_PLAN, action="store_true", default=False,
                     help="print what the audit would train and attack, what is cached, and an estimate of "
                          "the time (from a short timed probe of each model), then exit 0 without training")
+    group.addoption(cfg.OPT_LIVE, default=None, metavar="PATH|MODULE:CALLABLE",
+                    help="production inputs for the drift suite: an .npz (x_live, optional y_live) or .npy "
+                         "file, or a callable returning them; overrides [tool.swiglu_audit] live")
     group.addoption(cfg.OPT_MAX_MINUTES, type=float, default=None, metavar="MINUTES",
                     help="time budget (setting max_minutes): when the plan's estimate exceeds it, stop "
                          "before training with a usage error (exit 4) that says what would fit")
@@ -102,7 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
         seeds=config.getoption(cfg.OPT_SEEDS), project_root=project_root,
         update_golden=config.getoption(cfg.OPT_UPDATE_GOLDEN),
         save=config.getoption(cfg.OPT_SAVE), compare_with=config.getoption(cfg.OPT_COMPARE),
-        max_minutes=config.getoption(cfg.OPT_MAX_MINUTES),
+        max_minutes=config.getoption(cfg.OPT_MAX_MINUTES), live=config.getoption(cfg.OPT_LIVE),
     )
     config.stash[CONFIG_KEY] = audit_config
     if is_xdist_worker(config):

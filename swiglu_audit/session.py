@@ -65,14 +65,14 @@ class AuditSession:
         """A session for another configuration of the same dataset (the plan's alternatives):
         the data already loaded is shared, not loaded again."""
         other = AuditSession(config, self.progress)
-        if config.dataset == self.config.dataset:
+        if (config.dataset, config.live) == (self.config.dataset, self.config.live):
             other._data = self._data
         return other
 
     @property
     def data(self) -> AuditData:
         if self._data is None:
-            self._data = load_audit_data(self.config.dataset, self.config.cache_dir)
+            self._data = load_audit_data(self.config.dataset, self.config.cache_dir, self.config.live)
         return self._data
 
     @property

@@ -17,6 +17,7 @@ class CoverageRow:
     check: str | None  # a finding whose check starts with this shows the area was measured
     rmf: tuple[str, ...]
     modalities: tuple[str, ...] = ("image", "tabular")  # the data it applies to
+    needs: str | None = None  # user input without which it cannot be measured (live data, say)
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,21 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
                       "Validation loss against training FLOPs (mean over seeds)", "training FLOPs",
                       "validation cross-entropy"),
         ),
+    ),
+    SuiteInfo(
+        "drift", "Drift on live data",
+        note="Runs on the live inputs the user gives (x_live, optionally y_live): a kernel two-sample test "
+             "against the training inputs, prediction drift per model, the live accuracy measured with "
+             "labels or estimated without them (ATC), and the candidate's degradation against each baseline.",
+        coverage=(
+            CoverageRow("Input drift of live data (MMD two-sample test; per-feature KS with FDR on (N, D) data)",
+                        "input_drift", ("MEASURE 2.4", "MANAGE 4.1"), needs="live data (x_live, or `live = ...`)"),
+            CoverageRow("Prediction drift and accuracy on live data (measured, or estimated without labels)",
+                        "live_accuracy", ("MEASURE 2.4", "MANAGE 4.1"), needs="live data (x_live, or `live = ...`)"),
+            CoverageRow("Degradation under the live drift, candidate vs baseline", "drift_degradation_vs_baseline",
+                        ("MEASURE 2.4",), needs="live data (x_live, or `live = ...`)"),
+        ),
+        prefetch="drift:prefetch",
     ),
 )}
 

@@ -34,6 +34,7 @@ def coverage(findings: list[dict], modality: str = "image") -> list[dict]:
         note = ("" if measured else
                 f"not applicable to {'(N, D)' if modality == 'tabular' else 'image'} data" if not applicable else
                 "not measured by this version of the harness" if suite is None
+                else f"needs user input: {row.needs}" if row.needs
                 else "not measured in this audit (suite not run, check skipped, or it errored)")
         out.append({"area": area, "suite": suite, "rmf": list(rmf), "measured": measured,
                     "applicable": applicable, "note": note})

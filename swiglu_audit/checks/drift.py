@@ -1,0 +1,60 @@
+"""The drift suite's checks: what the deployed model now sees (live inputs) against what it was
+trained on, per dataset and per model, and whether the SwiGLU candidate degrades more under that
+drift than a baseline. The tests are in `methods.drift`."""
+
+from __future__ import annotations
+
+from ..risk import Ceiling, CheckInfo, Floor, NoWorseThanBaseline
+
+_WATCH = ("Keep the live split current in the scheduled audit; when drift is flagged, label a sample "
+          "of live inputs, measure accuracy on it, and retrain or recalibrate on data like it.")
+
+INPUT_DRIFT = CheckInfo(
+    suite="drift", check="input_drift", title="Input drift: live inputs against the training data",
+    metric="MMD two-sample test p-value (RBF kernel, permutations), live vs training inputs",
+    rmf=("MEASURE 2.4", "MANAGE 4.1"), characteristic="valid_reliable", impact="moderate",
+    explanation="A kernel two-sample test (maximum mean discrepancy, RBF kernel with the median "
+                "bandwidth, permutation p-value) asks whether the live inputs come from the training "
+                "inputs' distribution. On (N, D) data each feature also gets a Kolmogorov-Smirnov "
+                "test with the Benjamini-Hochberg correction (details). A p-value below alpha means the "
+                "deployed model sees inputs unlike its training data, so the audit's other numbers "
+                "may not describe its behaviour in production.",
+    mitigation=_WATCH,
+    condition=Floor("alpha", "MMD permutation p-value"),
+)
+
+PREDICTION_DRIFT = CheckInfo(
+    suite="drift", check="prediction_drift", title="Prediction drift: the predicted classes on live inputs",
+    metric="chi-square test p-value, predicted-label counts on live vs test inputs (first seed)",
+    rmf=("MEASURE 2.4", "MANAGE 4.1"), characteristic="valid_reliable", impact="moderate",
+    explanation="Whether the model predicts the classes in other proportions on the live inputs than "
+                "on the test split: label shift in production, or drift that moves its decisions.",
+    mitigation=_WATCH,
+    condition=Floor("alpha", "chi-square p-value"),
+)
+
+LIVE_ACCURACY = CheckInfo(
+    suite="drift", check="live_accuracy", title="Accuracy on live inputs (measured, or estimated without labels)",
+    metric="test accuracy minus live accuracy (measured where live labels are given, else the ATC estimate)",
+    rmf=("MEASURE 2.4", "MEASURE 2.3", "MANAGE 4.1"), characteristic="valid_reliable", impact="high",
+    explanation="Without labels, the live accuracy is estimated by average thresholded confidence "
+                "(ATC, Garg et al. 2022): the share of live inputs whose confidence exceeds the "
+                "threshold at which the validation set's share above it equals its accuracy. Where "
+                "live labels are given, the measured accuracy is judged and the estimate shown beside it. "
+                "The interval covers seeds and the validation and live inputs; ATC itself can be biased "
+                "under strong shifts (BENCHMARKS.md measures how often its interval holds the truth).",
+    mitigation=_WATCH,
+    condition=Ceiling("max_live_accuracy_drop", "accuracy drop on live inputs"),
+)
+
+DRIFT_DEGRADATION_COMPARISON = CheckInfo(
+    suite="drift", check="drift_degradation_vs_baseline",
+    title="Degradation on live inputs, SwiGLU candidate vs baseline",
+    metric="difference of (live - test) accuracy, candidate - baseline (measured, or ATC estimates)",
+    rmf=("MEASURE 2.4", "MANAGE 4.1"), characteristic="valid_reliable", impact="moderate",
+    explanation="The seed's question for deployed models: does the SwiGLU model lose more accuracy "
+                "under the drift its users actually see than the baseline does, on the same live inputs?",
+    mitigation="If the candidate degrades more, keep the baseline in production or retrain the "
+               "candidate on data like the live inputs before switching.",
+    condition=NoWorseThanBaseline("max_drift_degradation_gap"),
+)

@@ -1,0 +1,94 @@
+"""The drift suite: its tests on data where the truth is known, the live split's contract, and
+the suite through the user contract (a tiny audit with live data)."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY_AUDIT_TOML
+
+from swiglu_audit.config import OPT_ENABLE, OPT_LIVE
+from swiglu_audit.data import attach_live, load_digits_data
+from swiglu_audit.errors import DataContractError
+from swiglu_audit.methods.drift import atc_estimate, atc_replicates, feature_drift, mmd_permutation_test, prediction_drift
+
+
+def test_mmd_holds_its_level_on_one_distribution_and_finds_a_shift():
+    rng = np.random.default_rng(0)
+    null = [mmd_permutation_test(rng.normal(0, 1, (300, 16)), rng.normal(0, 1, (150, 16)), 99, seed=s)["p_value"]
+            for s in range(40)]
+    assert np.mean(np.array(null) < 0.05) <= 0.15  # 5% nominal; 40 draws
+    shifted = mmd_permutation_test(rng.normal(0, 1, (300, 16)), rng.normal(0.4, 1, (150, 16)), 99)
+    assert shifted["p_value"] < 0.02 and shifted["mmd2"] > 0
+
+
+def test_feature_tests_name_the_drifted_feature_after_the_fdr_correction():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(0, 1, (400, 6))
+    live = np.c_[rng.normal(0, 1, (400, 5)), rng.normal(0.8, 1, (400, 1))]
+    result = feature_drift(ref, live, 0.05)
+    assert result["drifted_features"] == [5]
+    assert all(a >= p for a, p in zip(result["adjusted"], result["p_values"]))
+
+
+def test_prediction_drift_sees_a_label_shift():
+    rng = np.random.default_rng(2)
+    ref = rng.integers(0, 4, 400)
+    assert prediction_drift(ref, rng.integers(0, 4, 400), 4)["p_value"] > 0.01
+    assert prediction_drift(ref, np.r_[np.zeros(300, int), rng.integers(0, 4, 100)], 4)["p_value"] < 1e-6
+
+
+def test_atc_recovers_the_accuracy_where_confidence_separates_right_from_wrong():
+    """A model that is right exactly when its confidence exceeds 0.3: ATC's threshold lands there
+    on validation data, and on shifted live inputs its estimate is their true accuracy."""
+    rng = np.random.default_rng(3)
+    conf_val = rng.uniform(0, 1, 4000)
+    correct_val = conf_val > 0.3
+    conf_live = rng.beta(2, 3, 4000)  # harder inputs: lower confidence
+    true_live_accuracy = float(np.mean(conf_live > 0.3))
+    assert abs(atc_estimate(conf_val, correct_val, conf_live) - true_live_accuracy) < 0.01
+    (point, reps), = atc_replicates(conf_val[None, :500], correct_val[None, :500], [conf_live[None, :500]], 100)
+    assert reps.shape == (1, 100) and 0 < reps.std() < 0.05 and abs(point[0] - reps.mean()) < 0.02
+
+
+def test_live_data_must_match_the_training_inputs():
+    data = load_digits_data()
+    with pytest.raises(DataContractError, match="no such file"):
+        attach_live(data, "no-such-live.npz")
+    from swiglu_audit.data import _with_live
+
+    with pytest.raises(DataContractError) as info:
+        _with_live(data, {"x_live": np.ones((30, 1, 4, 4)) * 2, "y_live": np.zeros(29)}, "live")
+    text = str(info.value)
+    assert "shape (1, 4, 4)" in text and "[0, 1]" in text and "30 inputs but y_live 29" in text
+    live = _with_live(data, {"x_live": data.x_test[:50].numpy()}, "live")
+    assert live.x_live.shape == (50, 1, 8, 8) and live.y_live is None
+    assert live.fingerprint == data.fingerprint  # new live data never retrains a cached model
+
+
+def _live_project(pytester, noise: float, labelled: bool, name: str = "live.npz"):
+    data = load_digits_data()
+    rng = np.random.default_rng(0)
+    x = np.clip(data.x_test.numpy() + rng.normal(0, noise, data.x_test.shape), 0, 1).astype(np.float32)
+    arrays = {"x_live": x, **({"y_live": data.y_test.numpy()} if labelled else {})}
+    np.savez(pytester.path / name, **arrays)
+    pytester.makefile(".toml", pyproject=TINY_AUDIT_TOML)
+
+
+def test_the_drift_suite_through_the_contract(tiny_project):
+    """Noisy production inputs without labels: input drift is flagged, the live accuracy is
+    estimated without labels, and the candidate is compared with the baseline; with no live data
+    the suite is skipped and the coverage matrix says what it needs."""
+    _live_project(tiny_project, noise=0.3, labelled=False)
+    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "drift", f"{OPT_LIVE}=live.npz")
+    doc = json.loads((tiny_project.path / "reports" / "report.json").read_text())
+    by_check = {f["check"]: f for f in doc["findings"]}
+    assert by_check["input_drift"]["status"] == "WARN" and by_check["input_drift"]["value"] < 0.05
+    live = by_check["live_accuracy"]
+    assert live["details"]["measured"] is False and "ATC" in live["reason"] and live["ci_low"] is not None
+    assert "drift_degradation_vs_baseline" in by_check and doc["environment"]["data"]["live"]["labelled"] is False
+    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "drift")
+    doc = json.loads((tiny_project.path / "reports" / "report.json").read_text())
+    assert not [f for f in doc["findings"] if f["suite"] == "drift"]
+    notes = {c["note"] for c in doc["coverage"] if c["suite"] == "drift"}
+    assert notes == {"needs user input: live data (x_live, or `live = ...`)"}
