@@ -134,15 +134,18 @@ def past_reports(history_dir: Path, last: int = TREND_RUNS) -> list[dict]:
 
 def trend(history_dir: Path, current: dict, checks: dict[str, tuple[str, str]], last: int = 20) -> dict:
     """The main per-model metric of each suite across the saved runs and this one, for the
-    report's trend plots: {"runs": [time, ...], "series": {suite: {model: [[run number, value], ...]}}}.
-    `checks` maps a suite to (check, id suffix), e.g. ("worst_case_robust_accuracy", "[linf]")."""
-    docs = []
+    report's trend plots: {"runs": [time, ...], "run_ids": [id, ..., None for this run],
+    "series": {suite: {model: [[run number, value], ...]}}}. `checks` maps a suite to (check, id
+    suffix), e.g. ("worst_case_robust_accuracy", "[linf]")."""
+    docs, ids = [], []
     for run in saved_runs(history_dir)[-(last - 1):]:
         try:
             docs.append(json.loads((Path(run["path"]) / REPORT_FILE).read_text()))
+            ids.append(run["id"])
         except (OSError, ValueError):
             continue
     docs.append(current)
+    ids.append(None)
     series: dict[str, dict[str, list]] = {}
     for i, doc in enumerate(docs, start=1):
         for f in doc["findings"]:
@@ -150,7 +153,7 @@ def trend(history_dir: Path, current: dict, checks: dict[str, tuple[str, str]], 
                 if (f["suite"] == suite and f["check"] == check and len(f["models"]) == 1
                         and f["id"].endswith(f"]{suffix}") and f["value"] is not None):
                     series.setdefault(suite, {}).setdefault(f["models"][0], []).append([i, f["value"]])
-    return {"runs": [d.get("generated_at") for d in docs], "series": series}
+    return {"runs": [d.get("generated_at") for d in docs], "run_ids": ids, "series": series}
 
 
 def resolve_baseline(reference: str, history_dir: Path) -> Path | None:

@@ -175,13 +175,14 @@ def test_without_a_gate_a_significant_worsening_is_a_regression_by_default():
     assert "z = 3.4" in result.regressions[0].why
 
 
-def _night(folder, value, ci_half=0.02, gates=None, compare_with="accepted"):
+def _night(folder, value, ci_half=0.02, gates=None, compare_with="accepted", suffix=""):
     """One nightly audit: compare with the history (as the plugin does), then save it."""
     from types import SimpleNamespace
 
     from swiglu_audit.report.writer import compare_with_saved
 
     doc = _doc(value, (value - ci_half, value + ci_half))
+    doc["findings"][0]["id"] += suffix
     config = SimpleNamespace(history_dir=folder, compare_with=compare_with, gates=gates or {})
     doc["comparison"] = compare_with_saved(doc, config)
     save_run(folder, doc)
@@ -223,3 +224,20 @@ def test_accepting_needs_a_reason_and_a_saved_run(tmp_path):
         history.accept_run(tmp_path, saved_runs(tmp_path)[0]["id"], " ")
     with pytest.raises(FileNotFoundError, match="no saved run"):
         history.accept_run(tmp_path, "nope", "why")
+
+
+def test_the_html_trend_plot_marks_the_baseline_and_a_flagged_decline(tmp_path):
+    from types import SimpleNamespace
+
+    from swiglu_audit.history import trend
+    from swiglu_audit.report.html import trend_section
+    from swiglu_audit.report.writer import compare_with_saved
+
+    for k in range(6):
+        _night(tmp_path, 0.60 - 0.005 * k, ci_half=0.05, suffix="[linf]")
+    doc = _doc(0.57, (0.52, 0.62))
+    doc["findings"][0]["id"] += "[linf]"  # the adversarial suite's trend plots the Linf worst case
+    doc["comparison"] = compare_with_saved(doc, SimpleNamespace(history_dir=tmp_path, compare_with="accepted", gates={}))
+    doc["trend"] = trend(tmp_path, doc, {"adversarial": ("worst_case_robust_accuracy", "[linf]")})
+    html = trend_section(doc)
+    assert ">baseline</text>" in html and ">anchor</text>" in html and ">trend flagged</text>" in html

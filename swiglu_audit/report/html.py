@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from html import escape
+from pathlib import Path
 
 from ..risk import error_groups, level_words
 from ..suite_catalog import SUITES
@@ -94,9 +95,11 @@ PALETTE = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#1b7c83", "#5
 
 
 def line_plot(series: dict[str, list[tuple[float, float]]], title: str, x_label: str, y_label: str,
-              diagonal: bool = False, highlight: frozenset[str] | set[str] = frozenset()) -> str:
+              diagonal: bool = False, highlight: frozenset[str] | set[str] = frozenset(),
+              markers: tuple[tuple[float, str], ...] = ()) -> str:
     """Several named (x, y) lines in one inline SVG, y from 0, with a legend. The `highlight`ed
-    series (the candidate) are drawn thick and first in the legend; the others thin and muted."""
+    series (the candidate) are drawn thick and first in the legend; the others thin and muted.
+    `markers`: (x, label) vertical lines, such as the accepted baseline on a trend plot."""
     series = {k: v for k, v in series.items() if v}
     if not series:
         return ""
@@ -127,6 +130,10 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, x_label:
                  f'text-anchor="middle">{esc(y_label)}</text>')
     if diagonal:
         parts.append(f'<line x1="{px(x_lo)}" y1="{py(0)}" x2="{px(x_hi)}" y2="{py(1)}" stroke="#8c959f" stroke-dasharray="3,3"/>')
+    for k, (x, label) in enumerate(markers):
+        parts.append(f'<line x1="{px(x):.1f}" y1="{top}" x2="{px(x):.1f}" y2="{top + height}" stroke="#6e7781" '
+                     f'stroke-dasharray="4,3"/><text x="{px(x) + 3:.1f}" y="{top + 12 + 12 * k}" '
+                     f'fill="#57606a">{esc(label)}</text>')
     ordered = sorted(series.items(), key=lambda kv: (kv[0] not in highlight, kv[0]))
     for i, (name, pts) in enumerate(ordered):
         colour = PALETTE[i % len(PALETTE)]
@@ -351,13 +358,22 @@ def trend_section(doc: dict) -> str:
     if len(data.get("runs", [])) < 2:
         return ""
     plots = ""
+    comp = doc.get("comparison") or {}
+    ids = data.get("run_ids") or []
+    baseline_id = Path(comp["baseline"]).parent.name if comp.get("baseline") else None
+    marks = [(ids.index(run) + 1, label) for run, label in ((baseline_id, "baseline"), (comp.get("anchor"), "anchor"))
+             if run in ids]
+    trend_flagged = {c["id"] for c in comp.get("changes", []) if c.get("regression") and "Mann-Kendall" in c.get("why", "")}
     for suite, series in sorted((data.get("series") or {}).items()):
         info = SUITES.get(suite)
         name = f"{info.trend_check}{info.trend}" if info else suite
         title = f"{info.title if info else suite}: {name} across {len(data['runs'])} runs"
+        flagged = any(f"{info.trend_check}[" in i and i.endswith(info.trend or "") for i in trend_flagged) if info else False
         plots += f"<h3>{esc(title)}</h3>" + line_plot({m: [tuple(p) for p in pts] for m, pts in series.items()},
                                                        title, "saved run (oldest first, this run last)", "value",
-                                                       highlight=_candidates(doc))
+                                                       highlight=_candidates(doc),
+                                                       markers=tuple(marks) + ((len(data["runs"]), "trend flagged"),)
+                                                       if flagged else tuple(marks))
     return f'<section id="trend"><h2>Trend over saved runs</h2>{plots}</section>' if plots else ""
 
 
