@@ -148,23 +148,38 @@ def attach_live(data: AuditData, live: str) -> AuditData:
         except (OSError, ValueError) as exc:
             raise DataContractError(f"{where} cannot be read ({exc}); write it with numpy.savez") from exc
         raw = {"x_live": loaded} if path.suffix == ".npy" else {k: loaded[k] for k in loaded.files}
+        # (a large .npy is better given as a Dataset through a callable: this reads it whole)
     else:
         factory = load_callable(live, "[tool.swiglu_audit] live", DataContractError)
         try:
             raw = factory()
         except Exception as exc:
             raise DataContractError(f"{where} raised {type(exc).__name__}: {exc}") from exc
-    if not hasattr(raw, "__contains__") or "x_live" not in raw:
-        raise DataContractError(f"{where} must give a mapping with x_live (and optionally y_live)")
+    if not hasattr(raw, "__contains__") or ("x_live" not in raw and _dataset_at(raw, "live") is None):
+        raise DataContractError(f"{where} must give a mapping with x_live (and optionally y_live), or a "
+                                "Dataset of (input, label) pairs under live (label -1: unlabelled)")
     return _with_live(data, raw, where)
 
 
-def _with_live(data: AuditData, raw, where: str) -> AuditData:
-    """`data` with the checked x_live (and y_live) of `raw`; every problem at once."""
+def _with_live(data: AuditData, raw, where: str, folder: Path | None = None) -> AuditData:
+    """`data` with the checked live split of `raw` (x_live and optionally y_live, or a Dataset of
+    (input, label) pairs under `live`, label -1 for an unlabelled item); every problem at once."""
     problems: list[str] = []
     out_of_range: dict[str, tuple[float, float]] = {}
-    x = _as_images(raw["x_live"], "x_live", where, problems, out_of_range)
-    y = _as_labels(raw["y_live"], "y_live", where, problems) if "y_live" in raw else None
+    if _dataset_at(raw, "live") is not None:
+        x, y = read_dataset(raw["live"], "live", where, problems, None, folder)
+        if y is not None and bool((y < 0).any()):
+            if not bool((y < 0).all()):
+                problems.append(f"{where}: the live Dataset labels some items and gives -1 for others; label "
+                                "all of them, or give -1 for all (unlabelled)")
+            y = None
+        if x is not None:
+            low, high = float(x.min()), float(x.max())
+            if low < 0 or high > 1:
+                out_of_range["x_live"] = (low, high)
+    else:
+        x = _as_images(raw["x_live"], "x_live", where, problems, out_of_range)
+        y = _as_labels(raw["y_live"], "y_live", where, problems) if "y_live" in raw else None
     if out_of_range:
         low, high = out_of_range["x_live"]
         problems.append(f"{where}: x_live has values in [{low:.3g}, {high:.3g}]; inputs must lie in [0, 1] as "
@@ -289,7 +304,8 @@ def load_user_data(import_path: str, folder: Path | None = None) -> AuditData:
         x_train, y_train, x_val, y_val, source_index = _carve_validation(*checked["train"])
         checked = {"train": (x_train, y_train), "val": (x_val, y_val), "test": checked["test"]}
     data = make_audit_data(str(raw.get("name", import_path)), checked, n_classes, source_index, modality)
-    return _with_live(data, raw, where) if "x_live" in raw else data
+    has_live = "x_live" in raw or _dataset_at(raw, "live") is not None
+    return _with_live(data, raw, where, folder) if has_live else data
 
 
 MODALITIES = ("image", "tabular")

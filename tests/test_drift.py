@@ -92,3 +92,25 @@ def test_the_drift_suite_through_the_contract(tiny_project):
     assert not [f for f in doc["findings"] if f["suite"] == "drift"]
     notes = {c["note"] for c in doc["coverage"] if c["suite"] == "drift"}
     assert notes == {"needs user input: live data (x_live, or `live = ...`)"}
+
+
+def test_a_live_dataset_of_pairs_is_read_and_minus_one_means_unlabelled(tmp_path):
+    import torch
+
+    from swiglu_audit.data import _with_live
+
+    data = load_digits_data()
+
+    class Live(torch.utils.data.Dataset):
+        def __init__(self, label):
+            self.label = label
+
+        def __len__(self):
+            return 40
+
+        def __getitem__(self, i):
+            return data.x_test[i], (int(data.y_test[i]) if self.label is None else self.label)
+
+    labelled = _with_live(data, {"live": Live(None)}, "live", tmp_path)
+    assert labelled.x_live.shape == (40, 1, 8, 8) and torch.equal(labelled.y_live, data.y_test[:40])
+    assert _with_live(data, {"live": Live(-1)}, "live", tmp_path).y_live is None
