@@ -14,7 +14,7 @@ from swiglu_audit.checks.adversarial import SANITY, TRANSFER, WORST_CASE, WORST_
 from swiglu_audit.checks.sanity import SANITY_CHECKS
 from swiglu_audit.measure import adversarial as measure
 from swiglu_audit.methods.attacks import THREAT_MODELS, describe_threat
-from swiglu_audit.risk import Status, judged_finding, make_finding, no_better_than
+from swiglu_audit.risk import Status, judged_finding, make_finding, no_better_than, with_status
 from swiglu_audit.sequential import final_session, judged_comparison
 
 
@@ -123,10 +123,16 @@ def _masking_caps(finding, failures: dict[str, list[str]]):
     whichever way it points: that model's robustness is an upper bound, so neither a PASS nor the
     size of the difference rests on trustworthy evidence."""
     for model, failed in failures.items():
-        if failed:
+        if not failed:
+            continue
+        if finding.status == Status.PASS.value:
             finding = no_better_than(finding, Status.WARN, (
                 f"inconclusive: {model}'s gradient-masking checks ({', '.join(failed)}) failed, so its "
                 "robustness may be overstated and this comparison is not evidence either way"))
+        else:  # the status stands; the reader still needs to know what the number rests on
+            finding = with_status(finding, Status(finding.status), (
+                f"note: {model}'s gradient-masking checks ({', '.join(failed)}) failed, so its robustness "
+                "may be overstated"))
     return finding
 
 

@@ -93,7 +93,9 @@ def test_policy_breach_fails_the_run_and_shows_in_junit(tiny_project, write_pypr
     assert len(fp16) == 2 and all(f["status"] == "FAIL" for f in fp16)
     assert "min_fp16_headroom = 1000000000000.0" in fp16[0]["reason"]
     bf16 = [f for f in doc["findings"] if f["check"] == "precision_parity_bf16"]
-    assert all(f["status"] == "PASS" for f in bf16)  # the headroom rule is float16's alone
+    # the headroom rule is float16's alone: bfloat16 does not FAIL (with the tiny audit's 120 inputs
+    # its flip rate's interval cannot show a rate under 0.02, so it may be inconclusive, not PASS)
+    assert bf16 and all(f["status"] != "FAIL" for f in bf16)
     tree = ET.parse(tiny_project.path / "junit.xml")
     props = {(p.get("name"), p.get("value")) for p in tree.iter("property")}
     assert ("swiglu_audit.status", "FAIL") in props and ("swiglu_audit.status", "PASS") in props
