@@ -254,6 +254,8 @@ def build_config(
     live = live or table.get("live")
     expect(live is None or (isinstance(live, str) and bool(live)),
            f"[{TOOL_TABLE}] live must be a path to an .npz or .npy file or \"package.module:callable\"")
+    if live and live.endswith((".npz", ".npy")):  # a file: relative to the project, like the other paths
+        live = str(_resolve(root, live))
 
     return AuditConfig(
         profile=profile,

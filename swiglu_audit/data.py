@@ -143,12 +143,15 @@ def attach_live(data: AuditData, live: str) -> AuditData:
         if not path.is_file():
             raise DataContractError(f"{where}: no such file; give the path of an .npz (x_live, optional y_live) "
                                     "or .npy file, or \"package.module:callable\"")
-        try:
-            loaded = np.load(path, allow_pickle=False)  # never unpickle what a pipeline dropped there
+        try:  # never unpickle what a pipeline dropped there
+            if path.suffix == ".npy":
+                raw = {"x_live": np.load(path, allow_pickle=False)}
+            else:
+                with np.load(path, allow_pickle=False) as loaded:
+                    raw = {k: loaded[k] for k in loaded.files}
         except (OSError, ValueError) as exc:
-            raise DataContractError(f"{where} cannot be read ({exc}); write it with numpy.savez") from exc
-        raw = {"x_live": loaded} if path.suffix == ".npy" else {k: loaded[k] for k in loaded.files}
-        # (a large .npy is better given as a Dataset through a callable: this reads it whole)
+            raise DataContractError(f"{where} cannot be read ({exc}); write it with numpy.savez, without "
+                                    "object arrays") from exc
     else:
         factory = load_callable(live, "[tool.swiglu_audit] live", DataContractError)
         try:

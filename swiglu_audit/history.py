@@ -65,10 +65,15 @@ def save_run(history_dir: Path, document: dict) -> Path:
 
 
 def gates_passed(document: dict) -> bool:
-    """Whether an audit passed its gates: its comparison found no regression (a first run, with
-    nothing to compare with, passes: it is the first baseline)."""
+    """Whether an audit may become the next baseline by itself: its comparison ran, found no
+    regression, and lost no finding (a run that dropped a finding, or could not read its
+    baseline, would let what it did not check through the next night). A first run, with nothing
+    to compare with, passes: it is the first baseline."""
     comparison = document.get("comparison")
-    return not comparison or not comparison.get("regressions")
+    if not comparison:
+        return True
+    removed = any(c.get("kind") == "removed" for c in comparison.get("changes", []))
+    return not comparison.get("regressions") and not comparison.get("error") and not removed
 
 
 def saved_runs(history_dir: Path) -> list[dict]:

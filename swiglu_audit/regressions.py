@@ -11,10 +11,11 @@ removed, status changed, value changed. A change is a *regression* when:
   regression by default. A value without an interval (an exact count) is held to the allowance alone;
 - (with an anchor run) the same holds for the cumulative change since the anchor, so small steps
   that each pass the night-to-night gate add up and trip it;
-- (with past runs) a finding's values over them and this run show a steady decline by a
-  Mann-Kendall trend test (Kendall's tau against the run order, one-sided in the worse direction
-  at alpha). Mann-Kendall because it assumes neither a straight line nor normal errors, and a
-  handful of nightly values is all there is.
+- (with past runs) a finding's values over them and this run show a steady decline: a
+  Mann-Kendall trend test (Kendall's tau against the run order, one-sided in the worse direction,
+  at alpha split over the findings tested, Bonferroni) and a decline over the window (Theil-Sen)
+  larger than the gate's allowance and the finding's own standard error. Mann-Kendall because it
+  assumes neither a straight line nor normal errors, and a handful of nightly values is all there is.
 Gates come from `[tool.swiglu_audit.gates]`: `check name = "0.02"` or `"5%"`, and `default`;
 they loosen (or, at 0, keep) the default. Findings marked indicative (`details.indicative`:
 wall-clock timings, which move with the machine's load) are listed when they change but never
@@ -111,10 +112,17 @@ def _better(f: dict) -> str | None:
 
 
 def _se(f: dict) -> float | None:
-    """A finding's standard error from its saved interval's half-width and level."""
+    """A finding's standard error from its saved interval's half-width and level: with the
+    t quantile of the interval's degrees of freedom where the comparison saved them (a t-interval
+    at 2 seeds is several standard errors wide), else the normal one."""
     ci, level = _ci(f), f.get("ci_level") or 0.95
     if ci is None:
         return None
+    df = ((f.get("details") or {}).get("comparison") or {}).get("df")
+    if df and math.isfinite(df):
+        from scipy.stats import t as t_dist
+
+        return (ci[1] - ci[0]) / 2 / float(t_dist.ppf((1 + level) / 2, df))
     return (ci[1] - ci[0]) / 2 / NormalDist().inv_cdf((1 + level) / 2)
 
 
@@ -127,7 +135,7 @@ def _value_regression(old: dict, new: dict, gates: dict[str, Gate], level: float
     gate = gates.get(new["check"]) or gates.get("default")
     allowance = 0.0 if gate is None else (gate.amount * abs(old["value"]) if gate.relative else gate.amount)
     excess = worsening - allowance
-    if worsening <= 0 or excess <= 1e-12:
+    if worsening <= 0 or excess <= 1e-9 * max(1.0, abs(old["value"])):  # rounding is no regression
         return ""
     se_old, se_new = _se(old), _se(new)
     critical = NormalDist().inv_cdf((1 + level) / 2)
@@ -145,19 +153,36 @@ def _value_regression(old: dict, new: dict, gates: dict[str, Gate], level: float
             f"{new['value']:.4g}, {allowed}{evidence}")
 
 
-def trend_regression(values: list[float], better: str, alpha: float = 0.05, min_runs: int = 5) -> str:
-    """A Mann-Kendall test of a steady decline over runs (oldest first): why it is one, or ""."""
+def trend_p_value(values: list[float], better: str, min_runs: int = 5) -> float | None:
+    """One-sided Mann-Kendall p-value of a decline over runs (oldest first), or None where no
+    test applies (too few runs, constant values, no direction)."""
     if better not in ("higher", "lower") or len(values) < min_runs or len(set(values)) < 2:
-        return ""
+        return None
     from scipy.stats import kendalltau
 
     tau, p_two = kendalltau(range(len(values)), values)
     worse = tau < 0 if better == "higher" else tau > 0
-    p = p_two / 2 if worse else 1 - p_two / 2  # one-sided, in the worse direction
-    if not worse or not p < alpha:
+    return float(p_two / 2 if worse else 1 - p_two / 2)  # the null distribution is symmetric
+
+
+def trend_regression(values: list[float], better: str, alpha: float = 0.05, floor: float = 0.0,
+                     tests: int = 1) -> str:
+    """Why a steady decline over runs (oldest first) is a regression, or "": Mann-Kendall at
+    alpha / `tests` (Bonferroni over the findings tested in one comparison), and a decline over
+    the window (Theil-Sen slope times its span) larger than `floor` (the gate's allowance, and the
+    findings' own noise), so that a steady change too small to matter is not one."""
+    p = trend_p_value(values, better)
+    if p is None or not p < alpha / tests:
+        return ""
+    from scipy.stats import theilslopes
+
+    slope = float(theilslopes(values).slope)
+    decline = abs(slope) * (len(values) - 1)
+    if decline <= floor:
         return ""
     return (f"a steady decline over the last {len(values)} runs ({_num(values[0])} -> {_num(values[-1])}; "
-            f"Mann-Kendall tau = {tau:+.2f}, one-sided p = {p:.3g} < alpha = {alpha})")
+            f"Mann-Kendall one-sided p = {p:.3g} < {alpha / tests:.3g} (alpha over {tests} trend test(s)); "
+            f"decline {decline:.3g} over the window, more than {floor:.3g})")
 
 
 def _fmt_ci(ci) -> str:
@@ -176,6 +201,7 @@ def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None,
     new = {f["id"]: f for f in new_doc["findings"]}
     anchor = {f["id"]: f for f in anchor_doc["findings"]} if anchor_doc is not None else {}
     past = [{f["id"]: f for f in d["findings"]} for d in past_docs or []]
+    trend_series = _trend_series(past, new)
     changes = []
     for fid in sorted(set(old) | set(new)):
         o, n = old.get(fid), new.get(fid)
@@ -202,9 +228,8 @@ def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None,
             why = _value_regression(a, n, gates, level)
             if why:
                 change.regression, change.why = True, f"cumulative since the anchor run: {why}"
-        if n is not None and past_docs and not change.regression:
-            series = [f["value"] for f in (d.get(fid) for d in past) if f and f.get("value") is not None]
-            why = trend_regression(series + [n["value"]], _better(n) or "", alpha) if n["value"] is not None else ""
+        if n is not None and not change.regression and fid in trend_series:
+            why = trend_regression(trend_series[fid], _better(n) or "", alpha, _trend_floor(n, gates), len(trend_series))
             if why:
                 change.regression, change.why = True, why
         if change.regression and change.kind == "same":
@@ -213,6 +238,27 @@ def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None,
             change.regression, change.why = False, f"indicative (wall-clock), not gated: {change.why}"
         changes.append(change)
     return Comparison(changes, environment_differences(old_doc, new_doc))
+
+
+def _trend_series(past: list[dict], new: dict) -> dict[str, list[float]]:
+    """Per finding of this run with a direction: its values over the past runs and this one,
+    where a trend test applies (the count of these is the Bonferroni divisor)."""
+    out = {}
+    for fid, n in new.items():
+        if n.get("value") is None or _indicative(n):
+            continue
+        values = [f["value"] for f in (d.get(fid) for d in past) if f and f.get("value") is not None] + [n["value"]]
+        if trend_p_value(values, _better(n) or "") is not None:
+            out[fid] = values
+    return out
+
+
+def _trend_floor(f: dict, gates: dict[str, Gate]) -> float:
+    """The least decline a trend must add up to: the gate's allowance, and the finding's own
+    standard error (a drift within one run's noise is no finding)."""
+    gate = gates.get(f["check"]) or gates.get("default")
+    allowance = 0.0 if gate is None else (gate.amount * abs(f["value"]) if gate.relative else gate.amount)
+    return max(allowance, _se(f) or 0.0)
 
 
 def environment_differences(old_doc: dict, new_doc: dict) -> list[str]:

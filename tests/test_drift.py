@@ -114,3 +114,15 @@ def test_a_live_dataset_of_pairs_is_read_and_minus_one_means_unlabelled(tmp_path
     labelled = _with_live(data, {"live": Live(None)}, "live", tmp_path)
     assert labelled.x_live.shape == (40, 1, 8, 8) and torch.equal(labelled.y_live, data.y_test[:40])
     assert _with_live(data, {"live": Live(-1)}, "live", tmp_path).y_live is None
+
+
+def test_confidence_scores_keep_their_order_where_the_softmax_saturates():
+    from swiglu_audit.methods.drift import confidence_scores
+
+    logits = np.array([[30.0, 0.0, 0.0], [40.0, 0.0, 0.0], [2.0, 1.0, 0.0]], dtype=np.float32)
+    import torch
+    assert float(torch.softmax(torch.from_numpy(logits[:2]), 1)[:, 0].min()) == 1.0  # float32 saturates
+    scores = confidence_scores(logits)
+    assert scores[1] > scores[0] > scores[2] and np.isfinite(scores).all()
+    with pytest.raises(ValueError, match="NaN"):
+        confidence_scores(np.array([[np.nan, 0.0]]))

@@ -241,3 +241,16 @@ def test_the_html_trend_plot_marks_the_baseline_and_a_flagged_decline(tmp_path):
     doc["trend"] = trend(tmp_path, doc, {"adversarial": ("worst_case_robust_accuracy", "[linf]")})
     html = trend_section(doc)
     assert ">baseline</text>" in html and ">anchor</text>" in html and ">trend flagged</text>" in html
+
+
+def test_a_run_that_lost_a_finding_or_its_baseline_never_becomes_the_baseline(tmp_path):
+    from swiglu_audit.history import gates_passed
+
+    kept = _doc()
+    dropped = _doc(extra=())
+    dropped["findings"] = []
+    dropped["comparison"] = {"regressions": 0, "changes": [{"kind": "removed", "id": kept["findings"][0]["id"]}]}
+    assert not gates_passed(dropped)
+    unreadable = _doc()
+    unreadable["comparison"] = {"regressions": 0, "changes": [], "error": True, "note": "cannot be read"}
+    assert not gates_passed(unreadable) and gates_passed(_doc())

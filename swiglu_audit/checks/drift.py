@@ -16,11 +16,13 @@ INPUT_DRIFT = CheckInfo(
     explanation="A kernel two-sample test (maximum mean discrepancy, RBF kernel with the median "
                 "bandwidth, permutation p-value) asks whether the live inputs come from the training "
                 "inputs' distribution. On (N, D) data each feature also gets a Kolmogorov-Smirnov "
-                "test with the Benjamini-Hochberg correction (details). A p-value below alpha means the "
+                "test with the Benjamini-Hochberg correction (details). A p-value below alpha (split over "
+                "the suite's tests, Bonferroni) means the "
                 "deployed model sees inputs unlike its training data, so the audit's other numbers "
                 "may not describe its behaviour in production.",
     mitigation=_WATCH,
-    condition=Floor("alpha", "MMD permutation p-value"),
+    # drift_alpha: the policy's alpha split over the suite's p-value tests (suite_drift.py)
+    condition=Floor("drift_alpha", "MMD permutation p-value"),
 )
 
 PREDICTION_DRIFT = CheckInfo(
@@ -30,12 +32,12 @@ PREDICTION_DRIFT = CheckInfo(
     explanation="Whether the model predicts the classes in other proportions on the live inputs than "
                 "on the test split: label shift in production, or drift that moves its decisions.",
     mitigation=_WATCH,
-    condition=Floor("alpha", "chi-square p-value"),
+    condition=Floor("drift_alpha", "chi-square p-value"),
 )
 
 LIVE_ACCURACY = CheckInfo(
     suite="drift", check="live_accuracy", title="Accuracy on live inputs (measured, or estimated without labels)",
-    metric="test accuracy minus live accuracy (measured where live labels are given, else the ATC estimate)",
+    metric="test minus live accuracy (measured where live labels are given, else ATC's estimates of both)",
     rmf=("MEASURE 2.4", "MEASURE 2.3", "MANAGE 4.1"), characteristic="valid_reliable", impact="high",
     explanation="Without labels, the live accuracy is estimated by average thresholded confidence "
                 "(ATC, Garg et al. 2022): the share of live inputs whose confidence exceeds the "

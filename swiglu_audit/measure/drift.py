@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from ..methods.drift import atc_replicates, feature_drift, mmd_permutation_test
+from ..methods.drift import atc_replicates, confidence_scores, feature_drift, mmd_permutation_test
 from ..train import predict_logits
 
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ def input_drift(audit: AuditSession) -> dict:
 
 
 def outputs(audit: AuditSession, name: str) -> dict:
-    """Per seed: max-softmax confidence and correctness on val and test, confidence and
+    """Per seed: confidence (ATC's score) and correctness on val and test, confidence and
     prediction on live (and correctness where live labels are given)."""
     def compute():
         data = audit.data
@@ -50,9 +49,9 @@ def outputs(audit: AuditSession, name: str) -> dict:
         for m in audit.zoo.models(name):
             for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test),
                                 ("live", data.x_live, data.y_live)):
-                probs = torch.softmax(predict_logits(m.module, x, audit.device), 1)
-                score, pred = probs.max(1)
-                out[f"{split}_score"].append(score.numpy())
+                logits = predict_logits(m.module, x, audit.device)
+                pred = logits.argmax(1)
+                out[f"{split}_score"].append(confidence_scores(logits.numpy()))
                 if split != "val":
                     out[f"{split}_pred"].append(pred.numpy())
                 if y is not None:
@@ -66,6 +65,10 @@ def accuracy_change(audit: AuditSession, name: str) -> tuple[np.ndarray, np.ndar
     resamples every model shares: measured where live labels are given, else ATC's estimates of
     both (the estimate on the test split stands in for the test accuracy, so that its bias
     cancels). Also returns the per-seed parts for the report."""
+    return audit.memo(("drift-change", name), lambda: _accuracy_change(audit, name))
+
+
+def _accuracy_change(audit: AuditSession, name: str) -> tuple[np.ndarray, np.ndarray, dict]:
     o, stats = outputs(audit, name), audit.statistics
     (live_atc, live_atc_reps), (test_atc, test_atc_reps) = atc_replicates(
         o["val_score"], o["val_correct"], [o["live_score"], o["test_score"]], stats.n_boot, stats.seed)

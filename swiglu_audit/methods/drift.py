@@ -20,8 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
+RESAMPLE_ROWS = 20_000  # the most inputs of one set a bootstrap resample draws (see atc_replicates)
 
-def _flat(x) -> np.ndarray:
+
+def _flat(x, rows: np.ndarray | None = None) -> np.ndarray:
+    """(N, features) float64 of `x`, or of its `rows` only: the rows are taken first, so a large
+    (memory-mapped) split is never converted whole."""
+    x = x if rows is None else x[np.sort(rows)]
     x = np.asarray(x, dtype=np.float64)
     return x.reshape(len(x), -1)
 
@@ -32,9 +37,10 @@ def mmd_permutation_test(x_ref, x_live, n_permutations: int = 500, max_samples: 
     permutation p-value: (1 + permutations at least as large) / (1 + permutations). At most
     `max_samples` of each sample are used (drawn at random), which bounds the kernel matrix."""
     rng = np.random.default_rng(seed)
-    a, b = _flat(x_ref), _flat(x_live)
-    a = a[rng.choice(len(a), min(len(a), max_samples), replace=False)]
-    b = b[rng.choice(len(b), min(len(b), max_samples), replace=False)]
+    a = _flat(x_ref, rng.choice(len(x_ref), min(len(x_ref), max_samples), replace=False))
+    b = _flat(x_live, rng.choice(len(x_live), min(len(x_live), max_samples), replace=False))
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("the inputs of the two-sample test hold NaN or infinite values")
     pooled = np.concatenate([a, b])
     sq = np.sum(pooled ** 2, 1)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * pooled @ pooled.T, 0.0)
@@ -86,6 +92,21 @@ def prediction_drift(predicted_ref, predicted_live, n_classes: int) -> dict:
             "ref_share": (ref / ref.sum()).tolist(), "live_share": (live / live.sum()).tolist()}
 
 
+def confidence_scores(logits) -> np.ndarray:
+    """ATC's score, a monotone form of the max-softmax probability that never saturates:
+    -log(sum over the other classes of exp(logit - max logit)), in float64. The softmax itself
+    reads exactly 1.0 in float32 once the top logit leads by about 17, and ties at 1.0 would put
+    the threshold there and every estimate at 0."""
+    z = np.asarray(logits, dtype=np.float64)
+    if not np.isfinite(z).all():
+        raise ValueError("the model's logits hold NaN or infinite values: no confidence can be read from them")
+    top = z.argmax(1)
+    rest = z - z[np.arange(len(z)), top][:, None]
+    rest[np.arange(len(z)), top] = -np.inf
+    m = rest.max(1, keepdims=True)
+    return -(m[:, 0] + np.log(np.exp(rest - m).sum(1)))
+
+
 def atc_threshold(score_val, correct_val) -> float:
     """The score above which the share of validation inputs equals the validation accuracy."""
     score_val = np.asarray(score_val, float)
@@ -106,11 +127,16 @@ def atc_replicates(score_val: np.ndarray, correct_val: np.ndarray, targets: list
     each target's inputs. Resamples come from `seed` alone: two models and all seeds get the same."""
     rng = np.random.default_rng(seed)
     val_idx = rng.integers(0, score_val.shape[1], (n_boot, score_val.shape[1]))
-    target_idx = [rng.integers(0, t.shape[1], (n_boot, t.shape[1])) for t in targets]
+    # resamples of at most RESAMPLE_ROWS inputs a side: the interval of a mean over more inputs
+    # is that of RESAMPLE_ROWS scaled, and the index arrays stay small for a million live inputs
+    target_idx = [rng.integers(0, t.shape[1], (n_boot, min(t.shape[1], RESAMPLE_ROWS))) for t in targets]
+    thresholds = np.array([[atc_threshold(sv[vi], cv[vi]) for vi in val_idx] for sv, cv in zip(score_val, correct_val)])
     out = []
     for target, idx in zip(targets, target_idx):
         point = np.array([atc_estimate(sv, cv, st) for sv, cv, st in zip(score_val, correct_val, target)])
-        reps = np.array([[float(np.mean(st[ti] > atc_threshold(sv[vi], cv[vi]))) for vi, ti in zip(val_idx, idx)]
-                         for sv, cv, st in zip(score_val, correct_val, target)])
+        shrink = np.sqrt(idx.shape[1] / target.shape[1])  # back to the full set's spread
+        reps = np.array([point[k] + shrink * (np.array([np.mean(st[ti] > t) for ti, t in zip(idx, thresholds[k])])
+                                              - point[k])
+                         for k, st in enumerate(target)])
         out.append((point, reps))
     return out

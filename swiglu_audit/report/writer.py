@@ -215,7 +215,7 @@ def compare_with_saved(document: dict, config: AuditConfig) -> dict:
     try:
         baseline = resolve_baseline(config.compare_with or "accepted", config.history_dir)
     except FileNotFoundError as exc:
-        return {"baseline": None, **empty, "note": str(exc)}
+        return {"baseline": None, **empty, "error": True, "note": str(exc)}
     if baseline is None:
         return {"baseline": None, **empty,
                 "note": f"first run: nothing saved in {config.history_dir} to compare with, so no "
@@ -223,7 +223,8 @@ def compare_with_saved(document: dict, config: AuditConfig) -> dict:
     try:
         old = json.loads(baseline.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        return {"baseline": str(baseline), **empty, "note": f"the baseline {baseline} cannot be read ({exc})"}
+        return {"baseline": str(baseline), **empty, "error": True,
+                "note": f"the baseline {baseline} cannot be read ({exc})"}
     anchor = anchor_run(config.history_dir) if config.compare_with == "accepted" else None
     anchor_doc = None
     if anchor is not None and Path(anchor["path"]) != baseline.parent:
