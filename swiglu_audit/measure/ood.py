@@ -96,7 +96,7 @@ def prefetch(audit: AuditSession, name: str) -> None:
 
 
 def detector_table(audit: AuditSession, name: str, level: str) -> list[dict]:
-    """One record per detector and OOD set of the level: each metric with its bootstrap interval.
+    """One record per detector and OOD set of the level: each metric with its interval (seeds, and bootstrap resamples of the inputs).
     Cached on disk (thousands of bootstrap replicates per model)."""
     cfg, conf = audit.config.ood, audit.config.policy["confidence_level"]
 

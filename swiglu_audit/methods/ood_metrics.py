@@ -1,4 +1,5 @@
-"""OOD detection metrics, with the in-distribution (ID) class positive, and their bootstrap intervals.
+"""OOD detection metrics, with the in-distribution (ID) class positive, and their intervals
+(t-intervals over seeds, the inputs' part from bootstrap resamples).
 
 Convention, stated in every report: a detector's score is higher for inputs it believes are
 in-distribution.
