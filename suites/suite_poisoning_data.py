@@ -47,11 +47,16 @@ def test_poison_detection(audit, audit_model, record_finding):
                              "recall": float(np.mean([m["recall"] for m in metrics])),
                              "n_flagged_per_seed": [m["n_flagged"] for m in metrics]}
     best = max(DETECTORS, key=lambda d: per_detector[d]["auroc"]["value"])
-    auc = per_detector[best]["auroc"]
+    # the best of several detectors, chosen on the same scores it is judged on: its interval at
+    # the level split over the detectors (Bonferroni), so the choice cannot flatter the floor
+    chosen_level = 1 - (1 - level) / len(DETECTORS)
+    scores = result["scores"][best]
+    auc = auroc_estimate(scores[:, truth], scores[:, ~truth], chosen_level, audit.statistics.n_boot,
+                         audit.statistics.seed).to_dict()
     record_finding(judged_finding(
         DETECTION, [audit_model], auc["value"], policy,
         f"best detector ({best}) AUROC on {result['n_poisoned']} planted backdoor samples",
-        ci=(auc["ci_low"], auc["ci_high"]), ci_level=level,
+        ci=(auc["ci_low"], auc["ci_high"]), ci_level=chosen_level,
         details={"poison_rate": result["rate"], "n_poisoned": result["n_poisoned"], "best_detector": best,
                  "positive_class": "poisoned training sample (higher score = more suspicious)",
                  "detectors": per_detector}))
