@@ -144,7 +144,7 @@ def _comparison_test(metric):
             audit, info, [candidate, baseline], f"{metric.what} (relative to the baseline's mean)", compare,
             details={"unit": metric.unit, "candidate": a.tolist(), "baseline": b.tolist(),
                      "candidate_mean": float(a.mean()), "baseline_mean": scale, "device": audit.device.type,
-                     # wall-clock: listed by `compare`, never gating a scheduled audit (history.py)
+                     # wall-clock: listed by `compare`, never gating a scheduled audit (regressions.py)
                      "indicative": metric.timing})
         if metric.timing:
             finding = no_worse_than(finding, Status.WARN, "a wall-clock timing on a machine the audit shares "
