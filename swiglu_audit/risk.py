@@ -317,7 +317,7 @@ def judged_finding(info: CheckInfo, models: list[str], value: float, policy: dic
     status, reason, threshold = condition.judge(value, policy, what, aspect, ci, ci_level)
     key = condition.policy_key(aspect)
     better = "higher" if condition.higher_is_better else "lower"
-    # `judged` lets a reader (bench/verdict_audit.py, history.py) check the rule without parsing words
+    # `judged` lets a reader (bench/verdict_audit.py) check the rule without parsing words
     judged = {"rule": "floor" if condition.higher_is_better else "ceiling", "key": key, "limit": policy[key],
               "on": "interval" if ci is not None else "value"}
     return make_finding(info, models, status, reason, threshold, value=value, ci=ci, ci_level=ci_level,
