@@ -51,9 +51,9 @@ class Gate:
             raise ValueError(f"{where} = {text!r}: give an allowed regression such as \"0.02\" "
                              "(absolute) or \"5%\" (relative)") from None
 
-    def allows(self, worsening: float, old_value: float) -> bool:
-        limit = self.amount * abs(old_value) if self.relative else self.amount
-        return worsening <= limit + 1e-12
+    def allowance(self, old_value: float) -> float:
+        """The worsening this gate lets through, in the value's own units."""
+        return self.amount * abs(old_value) if self.relative else self.amount
 
     def __str__(self) -> str:
         return f"{self.amount:.0%}" if self.relative else f"{self.amount:g}"
@@ -132,9 +132,8 @@ def _value_regression(old: dict, new: dict, gates: dict[str, Gate], level: float
     if better not in ("higher", "lower") or old["value"] is None or new["value"] is None:
         return ""
     worsening = (old["value"] - new["value"]) if better == "higher" else (new["value"] - old["value"])
-    gate = gates.get(new["check"]) or gates.get("default")
-    allowance = 0.0 if gate is None else (gate.amount * abs(old["value"]) if gate.relative else gate.amount)
-    excess = worsening - allowance
+    gate = _gate(gates, new)
+    excess = worsening - (gate.allowance(old["value"]) if gate else 0.0)
     if worsening <= 0 or excess <= 1e-9 * max(1.0, abs(old["value"])):  # rounding is no regression
         return ""
     se_old, se_new = _se(old), _se(new)
@@ -256,9 +255,13 @@ def _trend_series(past: list[dict], new: dict) -> dict[str, list[float]]:
 def _trend_floor(f: dict, gates: dict[str, Gate]) -> float:
     """The least decline a trend must add up to: the gate's allowance, and the finding's own
     standard error (a drift within one run's noise is no finding)."""
-    gate = gates.get(f["check"]) or gates.get("default")
-    allowance = 0.0 if gate is None else (gate.amount * abs(f["value"]) if gate.relative else gate.amount)
-    return max(allowance, _se(f) or 0.0)
+    gate = _gate(gates, f)
+    return max(gate.allowance(f["value"]) if gate else 0.0, _se(f) or 0.0)
+
+
+def _gate(gates: dict[str, Gate], f: dict) -> Gate | None:
+    """The gate of a finding's check, else the default one, else none."""
+    return gates.get(f["check"]) or gates.get("default")
 
 
 def environment_differences(old_doc: dict, new_doc: dict) -> list[str]:
