@@ -6,9 +6,11 @@ removed, status changed, value changed. A change is a *regression* when:
 - a value moves the wrong way (the check's condition says which way is better) by more than the
   gate allows, and the excess is significant by a two-run test on the saved intervals: each
   interval's half-width gives its standard error, and (worsening - allowance) / sqrt(se_old^2 +
-  se_new^2) must exceed the normal quantile of (1 + level) / 2 (a one-sided test at 2.5% for the
-  default level). Without any gate the allowance is 0: a significant move the wrong way is a
-  regression by default. A value without an interval (an exact count) is held to the allowance alone;
+  se_new^2) must exceed the quantile of 1 - (1 - level) / (2 m), m the number of findings whose
+  value moved (a one-sided test at 2.5% / m, Bonferroni: with cached models m is one or two; after
+  a retraining every value moves, and chance must not flag a few per cent of them). Without any
+  gate the allowance is 0: a significant move the wrong way is a regression by default. A value
+  without an interval (an exact count) is held to the allowance alone;
 - (with an anchor run) the same holds for the cumulative change since the anchor, so small steps
   that each pass the night-to-night gate add up and trip it;
 - (with past runs) a finding's values over them and this run show a steady decline: a
@@ -201,6 +203,11 @@ def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None,
     anchor = {f["id"]: f for f in anchor_doc["findings"]} if anchor_doc is not None else {}
     past = [{f["id"]: f for f in d["findings"]} for d in past_docs or []]
     trend_series = _trend_series(past, new)
+    # each two-run test at alpha split over the findings whose value moved (Bonferroni): with cached
+    # models one or two move and keep the full level; after a retraining every value moves, and
+    # without the split chance alone would flag a few per cent of them
+    night_level = 1 - alpha / max(1, _moved(old, new))
+    anchor_level = 1 - alpha / max(1, _moved(anchor, new))
     changes = []
     for fid in sorted(set(old) | set(new)):
         o, n = old.get(fid), new.get(fid)
@@ -220,11 +227,11 @@ def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None,
         elif o["value"] != n["value"]:
             change.kind = "value"
         if o is not None and n is not None and not change.regression:
-            why = _value_regression(o, n, gates, level)
+            why = _value_regression(o, n, gates, night_level)
             change.regression, change.why = bool(why), why or change.why
         a = anchor.get(fid) if anchor_doc is not None else None
         if a is not None and n is not None and not change.regression:
-            why = _value_regression(a, n, gates, level)
+            why = _value_regression(a, n, gates, anchor_level)
             if why:
                 change.regression, change.why = True, f"cumulative since the anchor run: {why}"
         if n is not None and not change.regression and fid in trend_series:
@@ -237,6 +244,13 @@ def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None,
             change.regression, change.why = False, f"indicative (wall-clock), not gated: {change.why}"
         changes.append(change)
     return Comparison(changes, environment_differences(old_doc, new_doc))
+
+
+def _moved(old: dict, new: dict) -> int:
+    """How many findings the two-run test reads: in both runs, with a direction and intervals
+    on both sides, not indicative, and with a value that moved."""
+    return sum(1 for fid, n in new.items() if (o := old.get(fid)) is not None and not _indicative(n)
+               and _better(n) in ("higher", "lower") and _ci(o) and _ci(n) and o.get("value") != n.get("value"))
 
 
 def _trend_series(past: list[dict], new: dict) -> dict[str, list[float]]:
