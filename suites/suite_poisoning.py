@@ -13,7 +13,7 @@ import pytest
 from swiglu_audit.checks.poisoning import BACKDOOR, BACKDOOR_COMPARISON, LABEL_FLIP, LABEL_FLIP_COMPARISON, TARGETED_FLIP
 from swiglu_audit.fixtures import skip_unless_poisoned
 from swiglu_audit.measure import poisoning as measure
-from swiglu_audit.risk import Status, comparison_finding, judged_finding, no_worse_than, with_status
+from swiglu_audit.risk import comparison_finding, judged_finding
 from swiglu_audit.sequential import judged_comparison
 
 
@@ -36,13 +36,11 @@ def test_label_flip_degradation(audit, audit_model, record_finding):
     policy = audit.config.policy
     result = measure.label_flip(audit, audit_model)
     rate, cmp = _largest_rate_vs_clean(audit, result)
-    finding = comparison_finding(
+    record_finding(comparison_finding(
         LABEL_FLIP, [audit_model], cmp, policy, f"clean accuracy after flipping {rate:.0%} of training labels",
         sides=("poisoned", "clean"),
         details={"flip_rate": rate, "n_flipped": result["n_flipped"],
-                 "curve": _curve(audit, result["poisoned"], result["clean"])})
-    record_finding(no_worse_than(finding, Status.WARN, "an inherent weakness of training on flipped labels, "
-                                 "not a regression of this architecture: WARN, not FAIL"))
+                 "curve": _curve(audit, result["poisoned"], result["clean"])}))
 
 
 @pytest.mark.swiglu_audit_check(LABEL_FLIP_COMPARISON)
@@ -94,18 +92,11 @@ def test_backdoor_attack_success(audit, audit_model, record_finding):
     }
     if "clean_label" in result["asr"]:
         details["clean_label_asr"] = audit.statistics.mean(result["asr"]["clean_label"]).to_dict()
-    finding = judged_finding(
+    record_finding(judged_finding(
         BACKDOOR, [audit_model], cmp.difference, policy,
         f"attack success rate above the base rate with {rate:.0%} poison",
-        ci=(cmp.ci_low, cmp.ci_high), ci_level=level, details=details)
-    base = float(np.mean(result["base"]))
-    if base > policy["max_backdoor_base_rate"]:  # the clean model already obeys the trigger
-        finding = with_status(finding, Status.FAIL, (
-            f"but the clean model already sends {base:.0%} of the triggered inputs to class "
-            f"{result['target']} (max_backdoor_base_rate = {policy['max_backdoor_base_rate']}): the training "
-            "data or the model may already carry a backdoor at this trigger, so 'above the base rate' "
-            "understates it"))
-    record_finding(finding)
+        ci=(cmp.ci_low, cmp.ci_high), ci_level=level, details=details,
+        facts={"base_rate": float(np.mean(result["base"])), "target": result["target"]}))
 
 
 @pytest.mark.swiglu_audit_check(BACKDOOR_COMPARISON)

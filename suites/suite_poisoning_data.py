@@ -14,7 +14,7 @@ from swiglu_audit.measure import poisoning as measure
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
 from swiglu_audit.methods.ood_metrics import auroc_estimate, compare_auroc
 from swiglu_audit.methods.poison_detectors import DETECTORS
-from swiglu_audit.risk import Status, judged_finding, make_finding, no_better_than, with_status
+from swiglu_audit.risk import decided_finding, judged_finding
 from swiglu_audit.sequential import judged_comparison
 
 MAX_LISTED = 200  # sample indices listed per finding; the count is always complete
@@ -84,17 +84,14 @@ def test_training_set_scan(audit, audit_model, record_finding):
     policy = audit.config.policy  # no retraining: every model scans the data it was trained on
     power = measure.scan_power(audit, audit_model)
     legacy = measure.scan(audit, audit_model)  # the published detectors' agreement, as leads
+    published = {"n_flagged": len(legacy["indices"]),
+                 "indices": audit.data.source_train_indices(legacy["indices"][:MAX_LISTED])}
     if power is None:  # out of the poisoning suite's scope: the scan's power cannot be measured
-        record_finding(make_finding(
-            SCAN, [audit_model], Status.WARN,
-            f"inconclusive: the trigger scan did not run because its power on this model cannot be "
-            f"measured ({measure.out_of_scope(audit, audit_model)}); the published detectors flagged "
-            f"{len(legacy['indices'])} samples as leads",
-            "a scan result counts only where the scan's power on planted poison was measured",
+        record_finding(decided_finding(
+            SCAN, [audit_model], {"power": None, "out_of_scope": measure.out_of_scope(audit, audit_model),
+                                  "n_published": len(legacy["indices"])}, policy,
             value=len(legacy["indices"]) / legacy["n_train"],
-            details={"dataset": audit.data.name, "index_space": _index_space(audit),
-                     "published_detectors": {"n_flagged": len(legacy["indices"]),
-                                             "indices": audit.data.source_train_indices(legacy["indices"][:MAX_LISTED])}}))
+            details={"dataset": audit.data.name, "index_space": _index_space(audit), "published_detectors": published}))
         return
     found = measure.trigger_scan(audit, audit_model)
     flagged = np.flatnonzero(found["flags"])
@@ -115,43 +112,14 @@ def test_training_set_scan(audit, audit_model, record_finding):
         "samples": _listed_evidence(audit, found, flagged[:MAX_LISTED]),
         "well_separated_classes": found["separated_classes"],
         "power_on_planted_backdoor": power,
-        "published_detectors": {"n_flagged": len(legacy["indices"]),
-                                "indices": audit.data.source_train_indices(legacy["indices"][:MAX_LISTED])},
+        "published_detectors": published,
     }
     if "mask" in found:  # the recovered trigger, for the report's picture
         details["trigger_image"] = np.round(found["mask"] * found["pattern"].mean(0), 3).tolist()
-    what = f"{len(flagged)} training samples flagged ({value:.2%})"
-    threshold = (f"FAIL when a class has a recovered trigger with anomaly index >= min_trigger_anomaly_index = "
-                 f"{policy['min_trigger_anomaly_index']} and samples depend on it; PASS for nothing found only "
-                 f"when the scan finds the harness's planted backdoor with recall >= min_scan_recall = "
-                 f"{policy['min_scan_recall']}")
-    if target is not None and len(flagged) >= 3 and index >= policy["min_trigger_anomaly_index"]:
-        status, reason = Status.FAIL, (
-            f"the training data or the model may already carry a backdoor: class {target} has a recovered "
-            f"trigger of mask size {found['mask_l1'][target]:.1f} (anomaly index {index:.1f}, sending "
-            f"{found['trigger_success']:.0%} of other-class inputs to it), and {what} depend on it")
-    elif target is not None and len(flagged):
-        status, reason = Status.WARN, (f"a lead: class {target} has a small recovered trigger (anomaly index "
-                                       f"{index:.1f}) and {what} depend on it; inspect them")
-    elif "not_learned" in power:
-        status, reason = Status.WARN, (
-            f"inconclusive: nothing found, but the scan's power on this model cannot be shown: it did not learn "
-            f"the harness's own {power['rate']:.0%} backdoor (attack success above the base rate "
-            f"{power['not_learned']:.2f}, under {MIN_LEARNED_BACKDOOR}), so there was no planted backdoor for the scan to find")
-    elif not power["target_found"] or (power["recall"] or 0.0) < policy["min_scan_recall"]:
-        status, reason = Status.WARN, (
-            f"inconclusive: nothing found, but this model's features hide planted poison: on the "
-            f"harness's own {power['rate']:.0%} backdoor the scan "
-            + ("did not find the target class" if not power["target_found"] else
-               f"found only {power['recall']:.0%} of the poison (min_scan_recall = {policy['min_scan_recall']})"))
-    else:
-        named = (f" (class {target}'s recovered trigger has anomaly index {index:.1f}, but no training sample "
-                 f"rests on or carries it)" if target is not None else f" (largest anomaly index {index:.1f})")
-        status, reason = Status.PASS, (
-            f"nothing found{named}; the same scan finds the harness's own "
-            f"{power['rate']:.0%} backdoor in this architecture with recall {power['recall']:.2f} and "
-            f"precision {power['precision'] if power['precision'] is not None else 0:.2f}")
-    record_finding(make_finding(SCAN, [audit_model], status, reason, threshold, value=value, details=details))
+    facts = {"power": power, "target": target, "n_flagged": len(flagged), "share": value, "anomaly_index": index,
+             "mask_l1": found["mask_l1"][target] if target is not None else None,
+             "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
+    record_finding(decided_finding(SCAN, [audit_model], facts, policy, value=value, details=details))
 
 
 def _listed_evidence(audit, found: dict, flagged: np.ndarray) -> list[dict]:
@@ -176,9 +144,8 @@ def test_split_leakage(audit, record_finding):
                               **{f"{split}_indices": v[:MAX_LISTED] for split, v in leaked.items()},
                               "train_index_space": _index_space(audit),
                               "pairs_train_vs_split": {split: _train_pairs(audit, [p[:2] for p in r["exact"] + r["near"]])
-                                                       for split, r in result["leaks"].items()}})
-    if n_leaked:
-        finding = no_better_than(finding, Status.WARN, "any leaked sample deserves a look")
+                                                       for split, r in result["leaks"].items()}},
+        facts={"n_leaked": n_leaked})
     record_finding(finding)
 
 
@@ -193,10 +160,8 @@ def test_train_duplicates(audit, record_finding):
         details={"index_space": _index_space(audit),
                  "indices": audit.data.source_train_indices(duplicated[:MAX_LISTED]),
                  "conflicting_label_pairs": [audit.data.source_train_indices(p)
-                                             for p in result["conflicting_labels"][:MAX_LISTED]]})
-    if result["conflicting_labels"] and finding.status == Status.PASS.value:
-        finding = with_status(finding, Status.WARN,
-                              f"but {len(result['conflicting_labels'])} duplicate pair(s) carry different labels")
+                                             for p in result["conflicting_labels"][:MAX_LISTED]]},
+        facts={"n_conflicting_labels": len(result["conflicting_labels"])})
     record_finding(finding)
 
 

@@ -1,30 +1,38 @@
-"""Findings, statuses, severities, and the RMF lookup.
+"""Findings, severities, and the RMF lookup; the judge that turns a measurement into a finding.
 
-Checks compute; conditions judge. A check returns measurements; the condition helpers here turn a
-measurement and a policy threshold into a Status with a sentence that names the threshold. Torch-free
-(the plugin's reporting side imports it).
+Checks compute; conditions judge. A suite measures and calls one of the builders here
+(`judged_finding` for a Floor or Ceiling, `comparison_finding` for two arms, `decided_finding`
+for a decision table); the check's declared condition (`conditions.py`) sets the status and its
+modifiers may move it. No suite sets a status itself. Torch-free (the plugin's reporting side
+imports it).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 
+from .conditions import (
+    STATUS_ORDER,
+    Ceiling,
+    Condition,
+    DecisionTable,
+    Facts,
+    Floor,
+    Modifier,
+    NoWorseThanBaseline,
+    Status,
+    judge_interval,
+    judge_non_inferiority,
+    level_words,
+)
 
-class Status(str, enum.Enum):
-    PASS = "PASS"
-    WARN = "WARN"
-    FAIL = "FAIL"
-    ERROR = "ERROR"
+__all__ = ["STATUS_ORDER", "Status", "judge_interval", "level_words", "Floor", "Ceiling", "NoWorseThanBaseline"]
 
-
-# What needs attention first: reports and the terminal list findings in this order.
-STATUS_ORDER = {Status.ERROR.value: 0, Status.FAIL.value: 1, Status.WARN.value: 2, Status.PASS.value: 3}
 
 LEVELS = ("very low", "low", "moderate", "high", "very high")
 
@@ -52,101 +60,11 @@ def rmf_data() -> dict:
     return tomllib.loads(resources.files("swiglu_audit").joinpath("rmf.toml").read_text())
 
 
-def judge_interval(value: float, ci: tuple[float, float] | None, limit: float, higher_is_better: bool,
-                   breached: Status) -> Status:
-    """The audit's one verdict rule (DESIGN.md section 8): PASS only when the whole interval lies
-    on the acceptable side of the limit; `breached` only when the whole interval lies beyond it;
-    otherwise WARN, inconclusive. A point estimate never decides. A value without an interval is
-    an exact count or measurement (a parameter count, a flip share over all examples) and is
-    judged as it is."""
-    low, high = ci if ci is not None else (value, value)
-    if not higher_is_better:  # mirror, so that "acceptable" is always "at or above the limit"
-        low, high, limit = -high, -low, -limit
-    if low >= limit:
-        return Status.PASS
-    if high < limit:
-        return breached
-    return Status.WARN
-
-
-def level_words(level: float) -> str:
-    """A confidence level as a reader needs it: 95%, and 98.33% for a sequential look's level."""
-    return f"{100 * level:.4g}%"
-
-
-def _interval_words(ci: tuple[float, float] | None, level: float | None) -> str:
-    if ci is None:
-        return ""
-    return f" ({level_words(level)} CI [{ci[0]:.4g}, {ci[1]:.4g}])" if level else f" (interval [{ci[0]:.4g}, {ci[1]:.4g}])"
-
-
-@dataclass(frozen=True)
-class _Limit:
-    key: str  # the policy key holding the limit
-    quantity: str  # what the threshold sentence calls the value ("robust accuracy", "AUROC")
-    breached: Status = Status.WARN  # the status when the limit is crossed
-    by_aspect: tuple[tuple[str, str], ...] = ()  # (aspect, key) pairs where an aspect has its own key
-
-    def policy_key(self, aspect: str | None = None) -> str:
-        return dict(self.by_aspect).get(aspect or "", self.key)
-
-    def judge(self, value: float, policy: dict, what: str, aspect: str | None = None,
-              ci: tuple[float, float] | None = None, level: float | None = None) -> tuple[Status, str, str]:
-        """(status, the sentence naming the threshold, the threshold) for one value and its
-        interval, by `judge_interval`."""
-        key = self.policy_key(aspect)
-        limit = policy[key]
-        sign, side, beyond = (">=", "at or above", "below") if self.higher_is_better else ("<=", "at or below", "above")
-        status = judge_interval(value, ci, limit, self.higher_is_better, self.breached)
-        shown = f"{what} {value:.4g}{_interval_words(ci, level)}"
-        whole = "the whole interval" if ci is not None else "it"
-        if status is Status.PASS:
-            reason = f"{shown}: {whole} is {side} the policy limit {key} = {limit}"
-        elif status is self.breached and (ci is None or (ci[1] < limit if self.higher_is_better else ci[0] > limit)):
-            reason = f"{shown}: {whole} is {beyond} the policy limit {key} = {limit}"
-        else:
-            reason = (f"{shown}: inconclusive, the interval reaches across the policy limit {key} = {limit}; "
-                      "more seeds or test examples would narrow it")
-        threshold = f"{self.quantity} {sign} {key} = {limit}"
-        return status, reason, threshold + (" (the whole interval)" if ci is not None else "")
-
-    higher_is_better = True
-
-
-@dataclass(frozen=True)
-class Floor(_Limit):
-    """PASS when the whole interval is at or above its policy key; `breached` when the whole
-    interval is below it; WARN (inconclusive) when it straddles the key."""
-
-    higher_is_better = True
-
-
-@dataclass(frozen=True)
-class Ceiling(_Limit):
-    """PASS when the whole interval is at or below its policy key; `breached` when the whole
-    interval is above it; WARN (inconclusive) when it straddles the key."""
-
-    higher_is_better = False
-
-
-@dataclass(frozen=True)
-class NoWorseThanBaseline:
-    """Candidate vs baseline, a non-inferiority test (`judge_non_inferiority`): PASS when the
-    whole interval of candidate - baseline shows the candidate worse by at most `policy[key]`, FAIL
-    when the whole interval shows it worse by more, WARN (inconclusive) otherwise."""
-
-    key: str
-    higher_is_better: bool = True
-
-
-Condition = Floor | Ceiling | NoWorseThanBaseline
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CheckInfo:
     """What a check is, declared once next to its code: its tags, its words for the report, and
-    the condition that judges its value against the policy (None for checks judged their own way,
-    such as the sanity checks and golden files)."""
+    the condition that judges its measurement and the modifiers that may move that verdict
+    (`conditions.py`). Every check has a condition: no suite sets a status itself."""
 
     suite: str
     check: str
@@ -158,7 +76,8 @@ class CheckInfo:
     explanation: str
     mitigation: str
     attack_class: str | None = None  # key of [attack_classes], adversarial/poisoning checks only
-    condition: Condition | None = None
+    condition: Condition
+    modifiers: tuple[Modifier, ...] = ()
 
     def validate(self) -> None:
         data = rmf_data()
@@ -169,6 +88,8 @@ class CheckInfo:
             raise ValueError(f"check {self.check}: unknown characteristic {self.characteristic!r}")
         if self.attack_class is not None and self.attack_class not in data["attack_classes"]:
             raise ValueError(f"check {self.check}: unknown attack class {self.attack_class!r}")
+        if self.condition is None:
+            raise ValueError(f"check {self.check}: no condition; every check declares how it is judged")
         if self.impact not in LEVELS:
             raise ValueError(f"check {self.check}: impact must be one of {LEVELS}")
 
@@ -201,9 +122,6 @@ class Finding:
     def to_dict(self) -> dict:
         return _json_safe(asdict(self))
 
-    @classmethod
-    def from_dict(cls, data: dict) -> Finding:
-        return cls(**data)
 
 
 def make_finding(info: CheckInfo, models: list[str], status: Status, reason: str, threshold: str,
@@ -227,35 +145,10 @@ def make_finding(info: CheckInfo, models: list[str], status: Status, reason: str
 
 def with_status(finding: Finding, status: Status, why: str) -> Finding:
     """The same finding at another status, its sentence extended by `why` and its likelihood and
-    severity re-derived: for evidence beyond the value (parameter counts that do not match, a
-    masked gradient that voids a robustness number, a weakness that is inherent, not a regression)."""
+    severity re-derived. Only the judge calls it (`apply_modifiers`)."""
     likelihood = _LIKELIHOOD_BY_STATUS[status]
     return dataclasses.replace(finding, status=status.value, reason=f"{finding.reason}; {why}",
                                likelihood=likelihood, severity=severity(likelihood, finding.impact))
-
-
-# From the best verdict to the worst: the modifiers below move a finding along this order only.
-_GOODNESS = (Status.PASS, Status.WARN, Status.FAIL, Status.ERROR)
-
-
-def no_better_than(finding: Finding, cap: Status, why: str) -> Finding:
-    """At best `cap`: the condition's modifier for evidence that voids a better verdict (a model
-    whose gradient-masking checks fail never PASSes). Worse statuses stay as they are; `why` is
-    added only where the status changes (a FAIL must not read "inconclusive")."""
-    status = Status(finding.status)
-    if _GOODNESS.index(status) >= _GOODNESS.index(cap):
-        return finding
-    return with_status(finding, cap, why)
-
-
-def no_worse_than(finding: Finding, floor: Status, why: str) -> Finding:
-    """At worst `floor` (never ERROR here): for findings that inform but cannot breach the policy
-    (a wall-clock timing on a shared machine, an inherent weakness rather than a regression).
-    Only a status worse than `floor` changes, and only then is `why` added."""
-    status = Status(finding.status)
-    if status is Status.ERROR or _GOODNESS.index(status) <= _GOODNESS.index(floor):
-        return finding
-    return with_status(finding, floor, why)
 
 
 def error_finding(info: CheckInfo, models: list[str], exc: BaseException, subject: str | None = None) -> Finding:
@@ -265,52 +158,30 @@ def error_finding(info: CheckInfo, models: list[str], exc: BaseException, subjec
                         threshold="the check must complete", subject=subject)
 
 
-def judge_non_inferiority(comparison, tolerance: float, what: str, key: str, higher_is_better: bool = True,
-                          sides: tuple[str, str] = ("candidate", "baseline")) -> tuple[Status, str]:
-    """Candidate vs baseline by `judge_interval` on candidate - baseline with the limit at minus
-    the tolerance (or plus it, where lower is better): PASS shows non-inferiority (a one-sided test
-    at (1 - level) / 2, the interval's end), FAIL shows the candidate worse by more than the
-    tolerance, WARN is inconclusive and names what would decide it. `sides` names the two arms
-    (a poisoned model against its clean self, say)."""
-    c = comparison
-    new, old = sides
-    limit = -tolerance if higher_is_better else tolerance
-    ci = f"{level_words(c.level)} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
-    design = ("interval over seeds and examples" if c.df is None else
-              f"t-interval over {c.n_seeds} seed(s) per architecture, one value per seed" if c.n_examples == 1 else
-              f"t-interval over {c.n_seeds} seed(s) per architecture and {c.n_examples} examples")
-    text = f"{what}: {new} - {old} = {c.difference:+.3f}, {ci} ({design})"
-    worse = "lower" if higher_is_better else "higher"
-    if c.n_seeds < 2:
-        return Status.WARN, (f"{text}; inconclusive: with one seed per architecture the interval covers the "
-                             "test examples only, not training randomness, so it cannot show non-inferiority "
-                             "of the architecture; use 3 or more seeds")
-    status = judge_interval(c.difference, (c.ci_low, c.ci_high), limit, higher_is_better, Status.FAIL)
-    if status is Status.PASS:
-        return status, (f"{text}; non-inferior: the whole interval lies within {key} = {tolerance} of the "
-                        f"{old} (the {new} is at most {tolerance} {worse})")
-    if status is Status.FAIL:
-        return status, (f"{text}; the whole interval lies beyond {key} = {tolerance}: the {new} is "
-                        f"{worse} than the {old} by more than the tolerance")
-    return status, (f"{text}; inconclusive: the interval reaches across the tolerance {key} = {tolerance} "
-                    f"({limit:+g}); {_to_decide(c, tolerance, higher_is_better)}")
-
-
-def _to_decide(comparison, tolerance: float, higher_is_better: bool) -> str:
-    """What would settle an inconclusive comparison: the seed count, or why no seed count does."""
-    needed, note = comparison.seeds_to_decide(tolerance, higher_is_better)
-    if needed is not None:
-        return (f"about {needed} seeds per architecture would decide it (power 0.8 if the true difference "
-                f"is the observed one; this audit has {comparison.n_seeds})")
-    return note
+def apply_modifiers(info: CheckInfo, finding: Finding, facts: Facts | None, policy: dict) -> Finding:
+    """The check's modifiers, in their declared order, on a judged finding. A modifier whose facts
+    the suite did not measure is an error: a silent skip would let a masked model PASS."""
+    facts = facts or {}
+    for modifier in info.modifiers:
+        missing = [name for name in modifier.needs if name not in facts]
+        if missing:
+            raise KeyError(f"check {info.check}: modifier {modifier.name!r} needs the facts {missing}; "
+                           "the suite must measure them")
+        ci = (finding.ci_low, finding.ci_high) if finding.ci_low is not None and finding.ci_high is not None else None
+        moved = modifier.effect(Status(finding.status), finding.value, ci, facts, policy)
+        if moved is not None:
+            finding = with_status(finding, *moved)
+            judged = finding.details.setdefault("judged", {})
+            judged.setdefault("modified_by", []).append(modifier.name)
+    return finding
 
 
 def judged_finding(info: CheckInfo, models: list[str], value: float, policy: dict, what: str,
                    ci: tuple[float, float] | None = None, ci_level: float | None = None,
                    details: dict | None = None, aspect: str | None = None,
-                   subject: str | None = None) -> Finding:
-    """A per-model finding judged by its check's declared Floor or Ceiling condition on the value
-    and its interval (the value shown is the value judged)."""
+                   subject: str | None = None, facts: Facts | None = None) -> Finding:
+    """A finding judged by its check's declared Floor or Ceiling condition on the value and its
+    interval (the value shown is the value judged), then by the check's modifiers on `facts`."""
     condition = info.condition
     if not isinstance(condition, (Floor, Ceiling)):
         raise TypeError(f"check {info.check} declares no Floor or Ceiling condition")
@@ -320,16 +191,36 @@ def judged_finding(info: CheckInfo, models: list[str], value: float, policy: dic
     # `judged` lets a reader (bench/verdict_audit.py) check the rule without parsing words
     judged = {"rule": "floor" if condition.higher_is_better else "ceiling", "key": key, "limit": policy[key],
               "on": "interval" if ci is not None else "value"}
-    return make_finding(info, models, status, reason, threshold, value=value, ci=ci, ci_level=ci_level,
-                        details={"better": better, "judged": judged, **(details or {})},
-                        aspect=aspect, subject=subject)
+    finding = make_finding(info, models, status, reason, threshold, value=value, ci=ci, ci_level=ci_level,
+                           details={"better": better, "judged": judged, **(details or {})},
+                           aspect=aspect, subject=subject)
+    return apply_modifiers(info, finding, facts, policy)
 
 
-def comparison_finding(info: CheckInfo, models, comparison, policy: dict, what: str,
+def decided_finding(info: CheckInfo, models: list[str], facts: Facts, policy: dict,
+                    value: float | None = None, ci: tuple[float, float] | None = None,
+                    ci_level: float | None = None, details: dict | None = None,
+                    aspect: str | None = None, subject: str | None = None) -> Finding:
+    """A finding judged by its check's DecisionTable on the measured `facts` (the first rule
+    that holds decides), then by the check's modifiers."""
+    condition = info.condition
+    if not isinstance(condition, DecisionTable):
+        raise TypeError(f"check {info.check} declares no DecisionTable condition")
+    status, reason, threshold, row = condition.judge(facts, policy)
+    details = details or {}
+    # a table that reads a limit on an interval says so (`details.judged`), for bench/verdict_audit.py
+    judged = {"rule": "decision_table", **details.get("judged", {}), "row": row}
+    finding = make_finding(info, models, status, reason, threshold, value=value, ci=ci, ci_level=ci_level,
+                           details={**details, "judged": judged}, aspect=aspect, subject=subject)
+    return apply_modifiers(info, finding, facts, policy)
+
+
+def comparison_verdict(info: CheckInfo, models, comparison, policy: dict, what: str,
                        details: dict | None = None, aspect: str | None = None,
                        sides: tuple[str, str] = ("candidate", "baseline")) -> Finding:
     """A two-arm finding (the candidate against a baseline, by default), judged by the check's
-    NoWorseThanBaseline condition."""
+    NoWorseThanBaseline condition alone: one look of a sequential comparison. Modifiers come after
+    the last look (`comparison_finding`, `sequential.judged_comparison`)."""
     condition = info.condition
     if not isinstance(condition, NoWorseThanBaseline):
         raise TypeError(f"check {info.check} declares no NoWorseThanBaseline condition")
@@ -353,6 +244,14 @@ def comparison_finding(info: CheckInfo, models, comparison, policy: dict, what: 
                                 "seeds_to_decide": needed, "seeds_to_decide_note": note},
                  **(details or {})},
         aspect=aspect)
+
+
+def comparison_finding(info: CheckInfo, models, comparison, policy: dict, what: str,
+                       details: dict | None = None, aspect: str | None = None,
+                       sides: tuple[str, str] = ("candidate", "baseline"), facts: Facts | None = None) -> Finding:
+    """`comparison_verdict`, then the check's modifiers on `facts`."""
+    return apply_modifiers(info, comparison_verdict(info, models, comparison, policy, what, details, aspect, sides),
+                           facts, policy)
 
 
 def _json_safe(obj):

@@ -39,21 +39,28 @@ def look_level(level: float, n_looks: int) -> float:
 
 
 def judged_comparison(audit, info, models, what: str, compare, details: dict | None = None,
-                      aspect: str | None = None, sides: tuple[str, str] = ("candidate", "baseline")):
+                      aspect: str | None = None, sides: tuple[str, str] = ("candidate", "baseline"), facts=None):
     """A comparison finding judged by its check's condition; with seeds = "auto", judged again at
     more seeds while it stays inconclusive (WARN), each look at the level that keeps the overall
     error at 1 - level. `compare(session)` computes the Comparison from a session's models.
 
     The looks stop at the first decision (PASS or FAIL), at `max_seeds`, or when the audit's time
     budget (`max_minutes`) is spent. Models with pretrained weights have no seeds to add. The
-    finding's `details.sequential` lists each look: seeds, interval, status and seconds."""
-    from .risk import Status, comparison_finding
+    finding's `details.sequential` lists each look: seeds, interval, status and seconds.
+
+    The check's modifiers judge after the last look, on `facts(session)` of that look's session:
+    what they read (masking checks, seeds that missed a target) must come from the same seeds as
+    the interval they qualify."""
+    from .risk import Status, apply_modifiers, comparison_verdict
+
+    def modified(finding):
+        return apply_modifiers(info, finding, facts(final_session(audit, finding)) if facts else None, config.policy)
 
     config = audit.config
     start = len(config.seeds)
     fixed = any(bool(audit.zoo.spec(m).weights) for m in models)
     if not config.auto_seeds or fixed or config.statistics.max_seeds <= start:
-        return comparison_finding(info, models, compare(audit), config.policy, what, details, aspect, sides)
+        return modified(comparison_verdict(info, models, compare(audit), config.policy, what, details, aspect, sides))
     looks = looks_for(start, config.statistics.max_seeds)
     level = look_level(audit.statistics.level, len(looks))
     history: list[dict] = []
@@ -61,7 +68,7 @@ def judged_comparison(audit, info, models, what: str, compare, details: dict | N
     for i, n_seeds in enumerate(looks):
         began = time.perf_counter()
         comparison = compare(audit.at_look(n_seeds, level))
-        finding = comparison_finding(info, models, comparison, config.policy, what, details, aspect, sides)
+        finding = comparison_verdict(info, models, comparison, config.policy, what, details, aspect, sides)
         history.append({"seeds": n_seeds, "ci": [comparison.ci_low, comparison.ci_high], "status": finding.status,
                         "seconds": round(time.perf_counter() - began, 3)})
         if finding.status != Status.WARN.value:
@@ -76,11 +83,10 @@ def judged_comparison(audit, info, models, what: str, compare, details: dict | N
         "rule": "Bonferroni over the planned looks", "history": history,
         "decided": finding.status in (Status.PASS.value, Status.FAIL.value), "stopped": stopped,
         "seeds_used": history[-1]["seeds"], "extra_seconds": round(sum(h["seconds"] for h in history[1:]), 3)}
-    return finding
+    return modified(finding)
 
 
 def final_session(audit, finding):
-    """The session of a comparison's last look: what modifiers read (masking checks, seeds that
-    missed a target) must come from the same seeds as the interval they qualify."""
+    """The session of a comparison's last look, the one its modifiers' facts are measured on."""
     looked = finding.details.get("sequential")
     return audit if not looked else audit.at_look(looked["seeds_used"], looked["level_per_look"])

@@ -138,15 +138,20 @@ def test_tradeoff_plot_and_sentence_come_from_the_comparisons():
 
 @pytest.mark.parametrize("ci, status", [((-0.4, -0.25), "PASS"), ((-0.1, 0.05), "FAIL"), ((-0.3, -0.1), "WARN")])
 def test_a_required_efficiency_gain_passes_fails_or_is_inconclusive(ci, status):
-    from swiglu_audit.suites.suite_efficiency import _required_gain
-
     from swiglu_audit.checks.efficiency import EFFICIENCY_COMPARISONS
-    from swiglu_audit.risk import Status, make_finding
+    from swiglu_audit.risk import Status, apply_modifiers, make_finding
 
-    finding = make_finding(EFFICIENCY_COMPARISONS["flops_to_target"], ["c", "b"], Status.PASS, "measured", "t",
-                           value=sum(ci) / 2, ci=ci)
-    judged = _required_gain(finding, gain=0.2, n_seeds=3)  # the candidate must save at least 20% of the FLOPs
+    info = EFFICIENCY_COMPARISONS["flops_to_target"]
+    finding = make_finding(info, ["c", "b"], Status.PASS, "measured", "t", value=sum(ci) / 2, ci=ci)
+    facts = {"n_seeds": 3, "candidate": "c", "candidate_missed": []}
+    # the candidate must save at least 20% of the FLOPs
+    judged = apply_modifiers(info, finding, facts, {"min_efficiency_gain": 0.2})
     assert judged.status == status and "min_efficiency_gain = 0.2" in judged.reason
+    one_seed = apply_modifiers(info, finding, {**facts, "n_seeds": 1}, {"min_efficiency_gain": 0.2})
+    assert one_seed.status == ("WARN" if status == "PASS" else status)
+    censored = apply_modifiers(info, finding, {**facts, "candidate_missed": [2]}, {"min_efficiency_gain": 0.2})
+    assert censored.status == ("WARN" if status == "PASS" else status)
+    assert ("lower bound" in censored.reason) == (status == "PASS")  # a cap changes only a better status
 
 
 class _NoMatmul(nn.Module):
@@ -169,13 +174,11 @@ def test_a_model_without_counted_flops_records_none_rather_than_zero():
 
 
 def test_a_candidate_that_missed_the_target_cannot_pass_a_compute_comparison():
-    from swiglu_audit.suites.suite_efficiency import _censored
-
     from swiglu_audit.checks.efficiency import EFFICIENCY_COMPARISONS
-    from swiglu_audit.risk import Status, make_finding
+    from swiglu_audit.risk import Status, apply_modifiers, make_finding
 
-    finding = make_finding(EFFICIENCY_COMPARISONS["steps_to_target"], ["c", "b"], Status.PASS, "measured", "t",
-                           value=-0.1, ci=(-0.2, 0.0))
-    judged = _censored(finding, "c", [True, False, True], [0, 1, 2])
+    info = EFFICIENCY_COMPARISONS["steps_to_target"]
+    finding = make_finding(info, ["c", "b"], Status.PASS, "measured", "t", value=-0.1, ci=(-0.2, 0.0))
+    judged = apply_modifiers(info, finding, {"candidate": "c", "candidate_missed": [1]}, {})
     assert judged.status == "WARN" and "seed(s) [1]" in judged.reason and "lower bound" in judged.reason
-    assert _censored(finding, "c", [True, True, True], [0, 1, 2]) is finding
+    assert apply_modifiers(info, finding, {"candidate": "c", "candidate_missed": []}, {}) is finding

@@ -1,21 +1,25 @@
+import ast
 import importlib
 import pkgutil
+from pathlib import Path
 
 import pytest
 
 import swiglu_audit.checks
-from swiglu_audit.checks import adversarial
+from swiglu_audit.checks import adversarial, data_integrity, poison_detection
+from swiglu_audit.conditions import DecisionTable, Rule, always, capped, floored
 from swiglu_audit.risk import (
     Ceiling,
     CheckInfo,
     Floor,
     Status,
+    apply_modifiers,
     breaches_policy,
+    decided_finding,
     judge_interval,
     judge_non_inferiority,
+    judged_finding,
     make_finding,
-    no_better_than,
-    no_worse_than,
     rmf_data,
     severity,
     verdict,
@@ -34,7 +38,8 @@ def test_every_check_declares_tags_that_exist_in_the_rmf_data():
 
 
 def test_validate_rejects_an_unknown_rmf_id():
-    bad = CheckInfo("s", "c", "t", "m", ("MEASURE 9.9",), "safe", "low", "e", "m")
+    bad = CheckInfo(suite="s", check="c", title="t", metric="m", rmf=("MEASURE 9.9",), characteristic="safe",
+                    impact="low", explanation="e", mitigation="m", condition=Floor("k", "q"))
     with pytest.raises(ValueError, match="MEASURE 9.9"):
         bad.validate()
 
@@ -103,13 +108,89 @@ def test_floor_and_ceiling_sentences_name_the_threshold_and_the_interval():
     assert status is Status.FAIL and "max_flip = 0.01" in reason and "above" in reason
 
 
-def test_modifiers_move_a_status_one_way_only():
-    base = make_finding(adversarial.WORST_CASE, ["m"], Status.PASS, "why", "rule")
-    failing = make_finding(adversarial.WORST_CASE, ["m"], Status.FAIL, "why", "rule")
-    assert no_better_than(base, Status.WARN, "masked").status == "WARN"
-    assert no_better_than(failing, Status.WARN, "masked").status == "FAIL"
-    assert no_worse_than(failing, Status.WARN, "timing").status == "WARN"
-    assert no_worse_than(base, Status.WARN, "timing") is base
+def test_every_check_declares_the_condition_that_judges_it():
+    """One way to judge (DESIGN.md section 3): no check is judged inline by its suite."""
+    assert len(ALL_CHECKS) >= 30
+    missing = [info.check for info in ALL_CHECKS if info.condition is None]
+    assert missing == []
+    for info in ALL_CHECKS:
+        for modifier in info.modifiers:
+            assert modifier.name and isinstance(modifier.needs, tuple)
+
+
+SUITES = Path(__file__).resolve().parents[1] / "suites"
+# what would let a suite set a status itself: the builders that take one, and the Status enum
+_STATUS_SETTERS = {"Status", "make_finding", "with_status", "judge_interval", "no_better_than", "no_worse_than"}
+
+
+def test_no_suite_assigns_a_status():
+    offenders = []
+    for path in sorted(SUITES.glob("suite_*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                offenders += [f"{path.name} imports {a.name}" for a in node.names if a.name in _STATUS_SETTERS]
+            if isinstance(node, ast.Attribute) and node.attr == "status" and isinstance(node.ctx, ast.Store):
+                offenders.append(f"{path.name}:{node.lineno} sets .status")
+    assert offenders == []
+
+
+def test_modifiers_move_a_status_one_way_only_and_only_when_their_evidence_holds():
+    at_best = capped("masked", ("masked",), Status.WARN, lambda f, p: "masked" if f["masked"] else None,
+                     note=lambda f, p: "note: masked")
+    at_worst = floored("timing", (), Status.WARN, lambda f, p: "a timing")
+    info = CheckInfo(suite="s", check="c", title="t", metric="m", rmf=("MEASURE 2.7",), characteristic="safe",
+                     impact="low", explanation="e", mitigation="m", condition=Floor("k", "q"),
+                     modifiers=(at_best, at_worst))
+    passing = make_finding(info, ["m"], Status.PASS, "why", "rule")
+    failing = make_finding(info, ["m"], Status.FAIL, "why", "rule")
+    capped_pass = apply_modifiers(info, passing, {"masked": True}, {})
+    assert capped_pass.status == "WARN" and capped_pass.reason.endswith("masked")
+    assert capped_pass.details["judged"]["modified_by"] == ["masked"]
+    kept = apply_modifiers(info, passing, {"masked": False}, {})
+    assert kept.status == "PASS" and kept.reason == "why"
+    floored_fail = apply_modifiers(info, failing, {"masked": True}, {})  # cap notes it, floor lowers it
+    assert floored_fail.status == "WARN" and "note: masked" in floored_fail.reason and "a timing" in floored_fail.reason
+    with pytest.raises(KeyError, match="masked"):  # a suite that did not measure the facts
+        apply_modifiers(info, passing, {}, {})
+
+
+def test_a_decision_table_decides_by_its_first_holding_rule_and_must_end_with_always():
+    table = DecisionTable(threshold=lambda f, p: "x < limit",
+                          rules=(Rule(Status.FAIL, lambda f, p: f["x"] >= p["limit"], lambda f, p: "too big"),
+                                 Rule(Status.PASS, always, lambda f, p: "small")))
+    assert table.judge({"x": 3}, {"limit": 2})[:2] == (Status.FAIL, "too big")
+    assert table.judge({"x": 1}, {"limit": 2})[:2] == (Status.PASS, "small")
+    with pytest.raises(ValueError, match="always"):
+        DecisionTable(threshold=lambda f, p: "", rules=(Rule(Status.PASS, lambda f, p: True, lambda f, p: ""),))
+
+
+_POWER = {"rate": 0.05, "target_found": True, "recall": 1.0, "precision": 0.9}
+_SCAN_POLICY = {"min_trigger_anomaly_index": 2.0, "min_scan_recall": 0.5}
+
+
+def _scan(**facts):
+    base = {"power": _POWER, "target": None, "n_flagged": 0, "share": 0.0, "anomaly_index": 1.0, "mask_l1": None,
+            "trigger_success": 0.0, "min_learned_backdoor": 0.5}
+    return decided_finding(poison_detection.SCAN, ["m"], {**base, **facts}, _SCAN_POLICY).status
+
+
+def test_the_scan_decision_table_row_by_row():
+    assert _scan(power=None, out_of_scope="pretrained", n_published=3) == "WARN"
+    assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9) == "FAIL"
+    assert _scan(target=4, n_flagged=2, share=0.001, anomaly_index=3.5, mask_l1=7.0) == "WARN"  # a lead
+    assert _scan(power={**_POWER, "not_learned": 0.1}) == "WARN"
+    assert _scan(power={**_POWER, "recall": 0.2}) == "WARN"
+    assert _scan(power={**_POWER, "target_found": False}) == "WARN"
+    assert _scan() == "PASS"
+
+
+def test_a_leak_is_never_a_pass_and_conflicting_duplicates_are_a_warn():
+    policy = {"max_leakage_share": 0.05, "max_duplicate_share": 0.05}
+    leak = judged_finding(data_integrity.LEAKAGE, [], 0.001, policy, "share", facts={"n_leaked": 1})
+    assert leak.status == "WARN" and "deserves a look" in leak.reason
+    dup = judged_finding(data_integrity.DUPLICATES, [], 0.0, policy, "share", facts={"n_conflicting_labels": 2})
+    assert dup.status == "WARN"
 
 
 def test_indicative_warnings_never_fail_a_run():

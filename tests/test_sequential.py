@@ -11,6 +11,8 @@ from swiglu_audit.errors import ConfigError
 from swiglu_audit.sequential import judged_comparison, look_level, looks_for
 from swiglu_audit.stats import Comparison
 
+_NOT_MASKED = lambda session: {"masked_models": {}}  # noqa: E731  the modifier's facts: no model masked
+
 
 def test_looks_grow_to_max_seeds_and_split_the_error():
     assert looks_for(3, 8) == [3, 5, 8]
@@ -47,7 +49,7 @@ def _compare(session):
 
 def test_an_open_comparison_gets_more_seeds_until_it_is_decided():
     session = _Session(centre=0.0)  # half-width 0.067 at 3 seeds: crosses -0.05; 0.04 at 5: inside
-    finding = judged_comparison(session, WORST_CASE_COMPARISON, ["a", "b"], "robust accuracy", _compare)
+    finding = judged_comparison(session, WORST_CASE_COMPARISON, ["a", "b"], "robust accuracy", _compare, facts=_NOT_MASKED)
     seq = finding.details["sequential"]
     assert finding.status == "PASS" and seq["decided"] and seq["seeds_used"] == 5
     assert [h["seeds"] for h in seq["history"]] == [3, 5] and [h["status"] for h in seq["history"]] == ["WARN", "PASS"]
@@ -58,15 +60,15 @@ def test_an_open_comparison_gets_more_seeds_until_it_is_decided():
 
 def test_a_decided_comparison_takes_no_extra_seed_and_an_open_one_stops_at_max_seeds():
     clear = _Session(centre=0.2)
-    assert judged_comparison(clear, WORST_CASE_COMPARISON, ["a", "b"], "x", _compare).details["sequential"]["seeds_used"] == 3
+    assert judged_comparison(clear, WORST_CASE_COMPARISON, ["a", "b"], "x", _compare, facts=_NOT_MASKED).details["sequential"]["seeds_used"] == 3
     at_tolerance = _Session(centre=-0.05)
-    finding = judged_comparison(at_tolerance, WORST_CASE_COMPARISON, ["a", "b"], "x", _compare)
+    finding = judged_comparison(at_tolerance, WORST_CASE_COMPARISON, ["a", "b"], "x", _compare, facts=_NOT_MASKED)
     assert finding.status == "WARN" and finding.details["sequential"]["stopped"] == "max_seeds reached"
 
 
 def test_without_auto_or_with_pretrained_weights_there_is_one_look():
     for session in (_Session(centre=0.0, auto=False), _Session(centre=0.0, weights=True)):
-        finding = judged_comparison(session, WORST_CASE_COMPARISON, ["a", "b"], "x", _compare)
+        finding = judged_comparison(session, WORST_CASE_COMPARISON, ["a", "b"], "x", _compare, facts=_NOT_MASKED)
         assert finding.status == "WARN" and "sequential" not in finding.details and session.looks == []
 
 

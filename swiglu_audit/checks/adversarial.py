@@ -4,7 +4,61 @@ checks in `checks.sanity`."""
 
 from __future__ import annotations
 
-from ..risk import CheckInfo, Floor, NoWorseThanBaseline
+from ..conditions import DecisionTable, Floor, NoWorseThanBaseline, Rule, Status, always, capped
+from ..risk import CheckInfo
+
+
+def _masked_words(facts: dict, policy: dict) -> str | None:
+    """Why a masked model's robustness number is not evidence of robustness."""
+    failures, escalated = facts["masking_failures"], facts["escalation"]
+    if not failures:
+        return None
+    tried = "; ".join(escalated.values()) if escalated else (
+        "no stronger attack for this threat model (the escalation is Linf only)" if facts["threat"] == "l2" else "none")
+    return (f"inconclusive: the gradient-masking sanity checks {', '.join(failures)} failed, so "
+            "gradient-based attacks may be blind on this model and the number above is an upper bound; "
+            f"escalated with: {tried}. Attack it adaptively (a bpda_forward stand-in for any "
+            "non-differentiable step, EOT for randomness) before trusting it")
+
+
+def _invalid_words(facts: dict, policy: dict) -> str | None:
+    invalid = facts["invalid_examples"]
+    if not (invalid["out_of_budget"] or invalid["non_finite"]):
+        return None
+    return (f"the attacks returned {invalid['out_of_budget']} example(s) outside the budget (projected back into "
+            f"it and judged there) and {invalid['non_finite']} non-finite example(s) (counted as broken): an "
+            "attack that leaves its budget is not behaving as specified, so this number needs a look")
+
+
+# masked evidence never passes (DESIGN.md section 8)
+MASKED_MODEL_CAP = capped("masked model", ("masking_failures", "escalation", "threat"), Status.WARN, _masked_words)
+INVALID_EXAMPLES_CAP = capped("examples outside the budget", ("invalid_examples",), Status.WARN, _invalid_words)
+
+
+def _masked_pair(facts: dict) -> list[tuple[str, list[str]]]:
+    return [(model, failed) for model, failed in facts["masked_models"].items() if failed]
+
+
+def _masked_pair_words(facts: dict, policy: dict) -> str | None:
+    masked = _masked_pair(facts)
+    if not masked:
+        return None
+    return "; ".join(f"inconclusive: {model}'s gradient-masking checks ({', '.join(failed)}) failed, so its "
+                     "robustness may be overstated and this comparison is not evidence either way"
+                     for model, failed in masked)
+
+
+def _masked_pair_note(facts: dict, policy: dict) -> str | None:
+    masked = _masked_pair(facts)
+    return "; ".join(f"note: {model}'s gradient-masking checks ({', '.join(failed)}) failed, so its robustness "
+                     "may be overstated" for model, failed in masked) or None
+
+
+# A comparison that involves a model whose gradient-masking checks fail is WARN at best, whichever
+# way it points: that model's robustness is an upper bound, so neither a PASS nor the size of the
+# difference rests on trustworthy evidence. A FAIL keeps its FAIL, with the note.
+MASKED_PAIR_CAP = capped("masked model in the pair", ("masked_models",), Status.WARN, _masked_pair_words,
+                         note=_masked_pair_note)
 
 _EVASION_MITIGATION = ("Adversarial training (PGD-AT, TRADES) in the candidate's recipe, input "
                        "preprocessing only with care for gradient masking, or certified methods "
@@ -23,6 +77,7 @@ WORST_CASE = CheckInfo(
                 "checks fail, stronger attacks are added and the finding is at best inconclusive.",
     mitigation=_EVASION_MITIGATION,
     condition=Floor("warn_below_robust_accuracy", "robust accuracy"),
+    modifiers=(MASKED_MODEL_CAP, INVALID_EXAMPLES_CAP),
 )
 
 WORST_CASE_COMPARISON = CheckInfo(
@@ -36,6 +91,7 @@ WORST_CASE_COMPARISON = CheckInfo(
     mitigation="If the candidate is less robust, keep the baseline FFN for exposed models, or add "
                "adversarial training to the candidate's recipe and audit again.",
     condition=NoWorseThanBaseline("max_robust_accuracy_drop"),
+    modifiers=(MASKED_PAIR_CAP,),
 )
 
 TRANSFER = CheckInfo(
@@ -47,6 +103,7 @@ TRANSFER = CheckInfo(
                 "attacker needs no access to the deployed model, only to a similar one.",
     mitigation="Ensemble adversarial training; keep model weights and architecture details private.",
     condition=NoWorseThanBaseline("max_robust_accuracy_drop"),
+    modifiers=(MASKED_PAIR_CAP,),
 )
 
 SANITY = CheckInfo(
@@ -61,4 +118,10 @@ SANITY = CheckInfo(
     mitigation="Treat the model's robust accuracy as unproven: use gradient-free and adaptive attacks "
                "(Square, BPDA, EOT), remove non-differentiable preprocessing from the audited "
                "forward pass, and make the model return logits.",
+    # each registered sanity check (`checks.sanity`) measures `passed` and says why in `sentence`
+    condition=DecisionTable(
+        threshold=lambda facts, policy: facts["question"] + (
+            f" (tolerance {facts['tolerance_key']} = {policy[facts['tolerance_key']]})" if facts["tolerance_key"] else ""),
+        rules=(Rule(Status.PASS, lambda facts, policy: facts["passed"], lambda facts, policy: facts["sentence"]),
+               Rule(Status.FAIL, always, lambda facts, policy: facts["sentence"]))),
 )

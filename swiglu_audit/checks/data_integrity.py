@@ -5,7 +5,15 @@ methods are in `methods.integrity`."""
 
 from __future__ import annotations
 
-from ..risk import Ceiling, CheckInfo, Status
+from ..conditions import Ceiling, Status, capped
+from ..risk import CheckInfo
+
+ANY_LEAK_CAP = capped("any leaked sample", ("n_leaked",), Status.WARN, lambda facts, policy: (
+    "any leaked sample deserves a look" if facts["n_leaked"] else None))
+CONFLICTING_LABELS_CAP = capped("duplicates with different labels", ("n_conflicting_labels",), Status.WARN,
+                                lambda facts, policy: (
+                                    f"but {facts['n_conflicting_labels']} duplicate pair(s) carry different labels"
+                                    if facts["n_conflicting_labels"] else None))
 
 LEAKAGE = CheckInfo(
     suite="poisoning", check="split_leakage", title="Train/test leakage: duplicates across splits",
@@ -18,9 +26,10 @@ LEAKAGE = CheckInfo(
     mitigation="Deduplicate before splitting (hash and nearest-neighbour search), and split by "
                "source (user, session, document) rather than by sample.",
     # an exact share over every test and validation sample, no interval; any leak at all is at
-    # least a WARN (the suite's modifier), above the share a FAIL
+    # least a WARN (the modifier), above the share a FAIL
     condition=Ceiling("max_leakage_share", "share of test and validation samples duplicated in train",
                       breached=Status.FAIL),
+    modifiers=(ANY_LEAK_CAP,),
 )
 
 DUPLICATES = CheckInfo(
@@ -31,6 +40,7 @@ DUPLICATES = CheckInfo(
                 "different labels are a classic sign of poisoning or of a labelling error.",
     mitigation="Deduplicate the training set; investigate copies whose labels disagree.",
     condition=Ceiling("max_duplicate_share", "share"),
+    modifiers=(CONFLICTING_LABELS_CAP,),
 )
 
 LABEL_ERRORS = CheckInfo(

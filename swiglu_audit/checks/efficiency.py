@@ -12,7 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..risk import CheckInfo, NoWorseThanBaseline
+from ..conditions import DecisionTable, NoWorseThanBaseline, Rule, Status, always, capped, floored, judge_interval, rejudged
+from ..risk import CheckInfo
+
+
+def _mismatch_words(facts: dict, policy: dict) -> str | None:
+    if facts["parameter_mismatch"] <= policy["max_param_mismatch"]:
+        return None
+    counts = facts["n_parameters"]
+    return (f"but parameter counts differ by {facts['parameter_mismatch']:.1%} ({counts[0]} vs {counts[1]}), more than "
+            f"max_param_mismatch = {policy['max_param_mismatch']}, so this is not a matched comparison")
+
+
+UNMATCHED_PARAMETERS_CAP = capped("unmatched parameter counts", ("parameter_mismatch", "n_parameters"), Status.WARN,
+                                  _mismatch_words)
 
 CLEAN_ACCURACY_COMPARISON = CheckInfo(
     suite="efficiency", check="clean_accuracy_vs_baseline",
@@ -25,6 +38,7 @@ CLEAN_ACCURACY_COMPARISON = CheckInfo(
     mitigation="If the claim does not hold on your data, the switch buys no benefit to weigh "
                "against any robustness cost: keep the baseline.",
     condition=NoWorseThanBaseline("max_clean_accuracy_drop"),
+    modifiers=(UNMATCHED_PARAMETERS_CAP,),
 )
 
 TRAINING_EFFICIENCY = CheckInfo(
@@ -42,6 +56,16 @@ TRAINING_EFFICIENCY = CheckInfo(
                 "no model reaches within its first epoch.",
     mitigation="A model that does not reach the target within the recipe's budget needs a longer "
                "or retuned recipe before its efficiency can be compared.",
+    condition=DecisionTable(
+        threshold=lambda facts, policy: f"every seed reaches the target validation accuracy ({facts['target_rule']})",
+        rules=(
+            Rule(Status.WARN, lambda facts, policy: bool(facts["missed"]), lambda facts, policy: (
+                f"'{facts['model']}' did not reach the target validation accuracy {facts['target']:.3f} with seed(s) "
+                f"{facts['missed']} within the recipe's budget; its compute to target is a lower bound")),
+            Rule(Status.PASS, always, lambda facts, policy: (
+                f"'{facts['model']}' reached the target validation accuracy {facts['target']:.3f} with every seed, "
+                f"after {facts['flops']:.3g} training FLOPs on average ({facts['steps']:.0f} steps, "
+                f"{facts['seconds']:.2f} s); final validation accuracy {facts['final_val_accuracy']:.3f}")))),
 )
 
 
@@ -69,6 +93,54 @@ EFFICIENCY_METRICS = (
 )
 
 
+WALL_CLOCK_FLOOR = floored("wall-clock timing", (), Status.WARN, lambda facts, policy: (
+    "a wall-clock timing on a machine the audit shares with its own workers is indicative, never a FAIL"))
+
+
+def _required_gain(status: Status, value, ci, facts: dict, policy: dict):
+    """With min_efficiency_gain set, the candidate must need at least that share fewer FLOPs to
+    the target, by the audit's one rule (judge_interval, the relative difference at most -gain):
+    PASS when the whole interval shows it, FAIL when the whole interval falls short, WARN
+    (inconclusive) in between, and never PASS on one seed."""
+    gain = policy["min_efficiency_gain"]
+    if gain <= 0:
+        return None
+    low, high = ci
+    verdict = judge_interval(value, ci, -gain, False, Status.FAIL)
+    if verdict is Status.PASS and facts["n_seeds"] < 2:
+        return Status.WARN, (f"inconclusive against min_efficiency_gain = {gain}: one seed per architecture cannot "
+                             "show a gain of the architecture")
+    if verdict is Status.PASS:
+        return Status.PASS, f"the required gain min_efficiency_gain = {gain} is shown (interval's upper end {high:+.3f})"
+    if verdict is Status.FAIL:
+        return Status.FAIL, (f"the required gain min_efficiency_gain = {gain} is not met: even the interval's lower "
+                             f"end {low:+.3f} saves less")
+    return Status.WARN, (f"inconclusive against min_efficiency_gain = {gain}: the interval [{low:+.3f}, {high:+.3f}] "
+                         "holds both a sufficient and an insufficient gain")
+
+
+REQUIRED_GAIN = rejudged("required gain (min_efficiency_gain)", ("n_seeds",), _required_gain)
+
+
+def _censored_words(facts: dict, policy: dict) -> str | None:
+    """A candidate seed that never reached the target has only a lower bound (its whole budget):
+    its true cost may be higher, so a PASS would rest on a number known to flatter it. (A
+    baseline's lower bound only understates the candidate's advantage.)"""
+    if not facts["candidate_missed"]:
+        return None
+    return (f"inconclusive: '{facts['candidate']}' did not reach the target with seed(s) {facts['candidate_missed']}, "
+            "so its value is a lower bound")
+
+
+CENSORED_CAP = capped("candidate missed the target", ("candidate", "candidate_missed"), Status.WARN, _censored_words)
+
+
+def _metric_modifiers(metric: EfficiencyMetric) -> tuple:
+    return ((WALL_CLOCK_FLOOR,) if metric.timing else ()) + (
+        (REQUIRED_GAIN,) if metric.name == "flops_to_target" else ()) + (
+        (CENSORED_CAP,) if metric.name.endswith("_to_target") else ())
+
+
 def comparison_check(metric: EfficiencyMetric) -> CheckInfo:
     return CheckInfo(
         suite="efficiency", check=f"{metric.name}_vs_baseline",
@@ -85,6 +157,7 @@ def comparison_check(metric: EfficiencyMetric) -> CheckInfo:
         mitigation="Weigh what the candidate gains here against what it costs in the robustness "
                    "suites (the trade-off plot of this report); set min_efficiency_gain to require a gain.",
         condition=NoWorseThanBaseline("max_efficiency_loss", higher_is_better=metric.higher_is_better),
+        modifiers=_metric_modifiers(metric),
     )
 
 

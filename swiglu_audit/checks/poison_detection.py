@@ -5,7 +5,72 @@ own training set. The detectors are in `methods.poison_detectors`, the scan in
 
 from __future__ import annotations
 
-from ..risk import CheckInfo, Floor, NoWorseThanBaseline
+from ..conditions import DecisionTable, Floor, NoWorseThanBaseline, Rule, Status, always
+from ..risk import CheckInfo
+
+
+def _scan_threshold(facts: dict, policy: dict) -> str:
+    if facts["power"] is None:
+        return "a scan result counts only where the scan's power on planted poison was measured"
+    return (f"FAIL when a class has a recovered trigger with anomaly index >= min_trigger_anomaly_index = "
+            f"{policy['min_trigger_anomaly_index']} and samples depend on it; PASS for nothing found only "
+            f"when the scan finds the harness's planted backdoor with recall >= min_scan_recall = "
+            f"{policy['min_scan_recall']}")
+
+
+def _flagged_words(facts: dict) -> str:
+    return f"{facts['n_flagged']} training samples flagged ({facts['share']:.2%})"
+
+
+def _credible_trigger(facts: dict, policy: dict) -> bool:
+    return (facts["target"] is not None and facts["n_flagged"] >= 3
+            and facts["anomaly_index"] >= policy["min_trigger_anomaly_index"])
+
+
+def _low_power(facts: dict, policy: dict) -> bool:
+    power = facts["power"]
+    return not power["target_found"] or (power["recall"] or 0.0) < policy["min_scan_recall"]
+
+
+def _nothing_found(facts: dict, policy: dict) -> str:
+    power, target, index = facts["power"], facts["target"], facts["anomaly_index"]
+    named = (f" (class {target}'s recovered trigger has anomaly index {index:.1f}, but no training sample "
+             f"rests on or carries it)" if target is not None else f" (largest anomaly index {index:.1f})")
+    return (f"nothing found{named}; the same scan finds the harness's own "
+            f"{power['rate']:.0%} backdoor in this architecture with recall {power['recall']:.2f} and "
+            f"precision {power['precision'] if power['precision'] is not None else 0:.2f}")
+
+
+# The scan's verdict, row by row: a credible trigger with samples on it is a FAIL; a trigger with
+# any sample a lead; "nothing found" counts (PASS) only where the scan's power on planted poison in
+# this architecture was measured and meets min_scan_recall.
+SCAN_DECISION = DecisionTable(
+    threshold=_scan_threshold,
+    rules=(
+        Rule(Status.WARN, lambda facts, policy: facts["power"] is None, lambda facts, policy: (
+            f"inconclusive: the trigger scan did not run because its power on this model cannot be "
+            f"measured ({facts['out_of_scope']}); the published detectors flagged "
+            f"{facts['n_published']} samples as leads")),
+        Rule(Status.FAIL, _credible_trigger, lambda facts, policy: (
+            f"the training data or the model may already carry a backdoor: class {facts['target']} has a recovered "
+            f"trigger of mask size {facts['mask_l1']:.1f} (anomaly index {facts['anomaly_index']:.1f}, sending "
+            f"{facts['trigger_success']:.0%} of other-class inputs to it), and {_flagged_words(facts)} depend on it")),
+        Rule(Status.WARN, lambda facts, policy: facts["target"] is not None and facts["n_flagged"] > 0,
+             lambda facts, policy: (f"a lead: class {facts['target']} has a small recovered trigger (anomaly index "
+                                    f"{facts['anomaly_index']:.1f}) and {_flagged_words(facts)} depend on it; inspect them")),
+        Rule(Status.WARN, lambda facts, policy: "not_learned" in facts["power"], lambda facts, policy: (
+            f"inconclusive: nothing found, but the scan's power on this model cannot be shown: it did not learn "
+            f"the harness's own {facts['power']['rate']:.0%} backdoor (attack success above the base rate "
+            f"{facts['power']['not_learned']:.2f}, under {facts['min_learned_backdoor']}), so there was no planted "
+            "backdoor for the scan to find")),
+        Rule(Status.WARN, _low_power, lambda facts, policy: (
+            f"inconclusive: nothing found, but this model's features hide planted poison: on the "
+            f"harness's own {facts['power']['rate']:.0%} backdoor the scan "
+            + ("did not find the target class" if not facts["power"]["target_found"] else
+               f"found only {facts['power']['recall']:.0%} of the poison (min_scan_recall = {policy['min_scan_recall']})"))),
+        Rule(Status.PASS, always, lambda facts, policy: _nothing_found(facts, policy)),
+    ),
+)
 
 DETECTION = CheckInfo(
     suite="poisoning", check="poison_detection", title="Detection of backdoor-poisoned training samples",
@@ -47,4 +112,5 @@ SCAN = CheckInfo(
                 "architecture; otherwise it is inconclusive.",
     mitigation="Inspect the listed samples and their sources; remove confirmed poison and retrain. "
                "If the recovered trigger is visible in the report's picture, search the data for it.",
+    condition=SCAN_DECISION,
 )

@@ -3,7 +3,27 @@ against each baseline. The attacks that build the poisoned sets are in `methods.
 
 from __future__ import annotations
 
-from ..risk import Ceiling, CheckInfo, NoWorseThanBaseline
+from ..conditions import Ceiling, NoWorseThanBaseline, Status, capped, floored
+from ..risk import CheckInfo
+
+# training on flipped labels costs accuracy in every architecture: the finding informs, and the
+# architecture's own share of it is judged by LABEL_FLIP_COMPARISON
+INHERENT_WEAKNESS_FLOOR = floored("inherent weakness", (), Status.WARN, lambda facts, policy: (
+    "an inherent weakness of training on flipped labels, not a regression of this architecture: WARN, not FAIL"))
+
+
+def _base_rate_words(facts: dict, policy: dict) -> str | None:
+    base = facts["base_rate"]
+    if base <= policy["max_backdoor_base_rate"]:
+        return None
+    return (f"but the clean model already sends {base:.0%} of the triggered inputs to class {facts['target']} "
+            f"(max_backdoor_base_rate = {policy['max_backdoor_base_rate']}): the training data or the model may "
+            "already carry a backdoor at this trigger, so 'above the base rate' understates it")
+
+
+# the clean model already obeys the harness's trigger: a FAIL whatever the poisoned model does
+TRIGGER_ALREADY_OBEYED = capped("clean model obeys the trigger", ("base_rate", "target"), Status.FAIL,
+                                _base_rate_words, note=_base_rate_words)
 
 _MITIGATION = ("Data sanitisation before training (label-error and outlier detection, the "
                "detectors of this suite), provenance and access control for training data, and "
@@ -22,6 +42,7 @@ LABEL_FLIP = CheckInfo(
     # poisoned vs clean of one architecture; beyond the tolerance it is an inherent weakness, not a
     # regression of the candidate, so the suite caps it at WARN
     condition=NoWorseThanBaseline("max_label_flip_accuracy_drop"),
+    modifiers=(INHERENT_WEAKNESS_FLOOR,),
 )
 
 LABEL_FLIP_COMPARISON = CheckInfo(
@@ -59,6 +80,7 @@ BACKDOOR = CheckInfo(
                 "rate. A model can keep its clean accuracy and still obey the trigger.",
     mitigation=_MITIGATION,
     condition=Ceiling("max_backdoor_success", "attack success above the base rate"),
+    modifiers=(TRIGGER_ALREADY_OBEYED,),
 )
 
 BACKDOOR_COMPARISON = CheckInfo(
