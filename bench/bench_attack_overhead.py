@@ -22,7 +22,8 @@ import torch
 import torchattacks
 
 from swiglu_audit.data import load_digits_data
-from swiglu_audit.methods.attacks import AttackParams, run_attack
+from swiglu_audit.methods.attack_registry import AttackParams
+from swiglu_audit.methods.attacks import run_attack
 from swiglu_audit.nn import ModelConfig, build_model
 from swiglu_audit.specs import load_zoo_table
 from swiglu_audit.train import Recipe, train_model

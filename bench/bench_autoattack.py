@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from swiglu_audit.config import build_config
-from swiglu_audit.methods.attacks import AttackParams, run_attack, threat_attacks, worst_case
+from swiglu_audit.methods.attack_registry import AttackParams, threat_attacks
+from swiglu_audit.methods.attacks import run_attack, worst_case
 from swiglu_audit.session import AuditSession
 
 

@@ -13,7 +13,7 @@ import pytest
 from swiglu_audit.checks.adversarial import SANITY, TRANSFER, WORST_CASE, WORST_CASE_COMPARISON
 from swiglu_audit.checks.sanity import SANITY_CHECKS
 from swiglu_audit.measure import adversarial as measure
-from swiglu_audit.methods.attacks import THREAT_MODELS, describe_threat
+from swiglu_audit.methods.attack_registry import THREAT_MODELS, describe_threat
 from swiglu_audit.risk import decided_finding, judged_finding
 from swiglu_audit.sequential import judged_comparison
 

@@ -83,14 +83,14 @@ def test_training_set_scan(audit, audit_model, record_finding):
     how well the same scan finds the harness's own planted backdoor in this architecture."""
     policy = audit.config.policy  # no retraining: every model scans the data it was trained on
     power = measure.scan_power(audit, audit_model)
-    legacy = measure.scan(audit, audit_model)  # the published detectors' agreement, as leads
-    published = {"n_flagged": len(legacy["indices"]),
-                 "indices": audit.data.source_train_indices(legacy["indices"][:MAX_LISTED])}
+    published_scan = measure.published_detectors_scan(audit, audit_model)
+    published = {"n_flagged": len(published_scan["indices"]),
+                 "indices": audit.data.source_train_indices(published_scan["indices"][:MAX_LISTED])}
     if power is None:  # out of the poisoning suite's scope: the scan's power cannot be measured
         record_finding(decided_finding(
             SCAN, [audit_model], {"power": None, "out_of_scope": measure.out_of_scope(audit, audit_model),
-                                  "n_published": len(legacy["indices"])}, policy,
-            value=len(legacy["indices"]) / legacy["n_train"],
+                                  "n_published": len(published_scan["indices"])}, policy,
+            value=len(published_scan["indices"]) / published_scan["n_train"],
             details={"dataset": audit.data.name, "index_space": _index_space(audit), "published_detectors": published}))
         return
     found = measure.trigger_scan(audit, audit_model)

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from .relay import CONFIG_KEY, ITEM_FINDINGS_KEY, ITEM_POLICY_FAILURE_KEY, SESSION_KEY, xdist_workers
+from .relay import CONFIG_KEY, ITEM_FINDINGS_KEY, ITEM_POLICY_FAILURE_KEY, SESSION_KEY, progress_channel, xdist_workers
 from .risk import Finding, breaches_policy
 
 
 @pytest.fixture(scope="session")
 def audit(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
     """This process's AuditSession: config, data, device, cache and the lazily trained zoo."""
+    from .progress import Progress
     from .session import AuditSession
 
-    session = AuditSession(pytestconfig.stash[CONFIG_KEY])
+    index, workers = xdist_workers(pytestconfig)
+    session = AuditSession(pytestconfig.stash[CONFIG_KEY], Progress(channel=progress_channel(pytestconfig)), workers)
     pytestconfig.stash[SESSION_KEY] = session
-    index, workers = xdist_workers()
     if workers > 1:
         from .measure import prefetch_share
 

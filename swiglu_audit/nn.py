@@ -168,11 +168,6 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return FAMILIES[cfg.family](cfg)
 
 
-def ffn_modules(model: nn.Module) -> list[tuple[str, FeedForward]]:
-    """Every FeedForward inside a model, with its qualified name."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, FeedForward)]
-
-
 @contextlib.contextmanager
 def eval_mode(model: nn.Module):
     """Eval mode for the block, then the model's own mode again (the torchattacks contract)."""

@@ -48,7 +48,3 @@ class PatchedRows:
         if hit.any():
             out[hit] = self.values[slot[hit]]
         return out[0] if single else out
-
-    def materialise(self) -> torch.Tensor:
-        """The whole set as one tensor (a copy): only for sets known to be small."""
-        return self[:]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from .config import OPT_SEEDS
 from .device import autocast
 from .errors import ConfigError
-from .methods.backdoor_scan import reverse_engineer
+from .methods.backdoor_scan import inputs_per_step, reverse_engineer
 from .nn import eval_mode
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 PROBE_ENV = "SWIGLU_AUDIT_PROBE_SECONDS"
 PROBE_WARMUP, PROBE_STEPS = 3, 7  # untimed calls (allocation, kernel choice), then timed ones
-SCAN_INPUTS = 120  # inputs per class and step of the trigger scan (methods/backdoor_scan.py: 2 x PER_CLASS)
+SCAN_INPUTS = inputs_per_step()  # inputs per class and step of the trigger scan at its default settings
 # Where the unit costs are given without a scan step: a trigger-scan step costs about two
 # input-gradient passes over its inputs (stamping, mask and pattern gradients, Adam): 115 ms
 # against 54 ms for a small CNN on 32x32 images.
@@ -65,10 +65,6 @@ class ModelPlan:
     def seconds(self) -> float:
         return sum(self.parts.values())
     probe_error: str = ""  # why the probe could not time this model (its time is then left out)
-
-    @property
-    def n_trainings(self) -> int:
-        return sum(self.trainings.values())
 
 
 @dataclass
@@ -131,16 +127,16 @@ def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict
     return out
 
 
-def attack_passes(config: AuditConfig) -> tuple[int, int]:
+def attack_passes(config: AuditConfig, n_classes: int) -> tuple[int, int]:
     """(input-gradient passes, forward passes) over the attack set per model and seed: the
-    attacks of the ensemble, the Linf budget curve, the L2 curve and the sanity checks' extra runs."""
+    attacks of the ensemble (each attack's cost as its registry entry declares it), the Linf
+    budget curve, the L2 curve and the sanity checks' extra runs."""
+    from .methods.attack_registry import AttackParams, attack_cost
+
     cfg = config.adversarial
-    steps, apgd, queries = cfg.steps, cfg.apgd_steps, cfg.square_queries
-    per_attack = {"fgsm": (1, 0), "pgd": (steps, 0), "pgd_l2": (steps, 0), "cw_l2": (cfg.cw_steps, 0),
-                  "apgd_ce": (apgd, 0), "apgd_dlr": (apgd, 0), "apgd_t": (apgd * 9, 0), "square": (0, queries),
-                  "autoattack": (apgd * 11, queries)}  # APGD-T targets 9 classes; AutoAttack adds FAB-T
-    grads = sum(per_attack.get(a, (steps, 0))[0] for a in cfg.attacks)
-    forwards = sum(per_attack.get(a, (0, 0))[1] for a in cfg.attacks)
+    steps, params = cfg.steps, AttackParams.of(cfg)
+    costs = [attack_cost(a, params, n_classes) for a in cfg.attacks]
+    grads, forwards = sum(c[0] for c in costs), sum(c[1] for c in costs)
     grads += steps * (len(cfg.budgets) + 3)  # the Linf budget curve and three L2 budgets
     grads += steps * 3  # sanity: the large budget, doubled iterations, the transfer source
     return grads, forwards
@@ -253,7 +249,7 @@ def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, 
     """The plan of this audit. `probes` reuses unit costs measured before (for alternatives)."""
     config, data = audit.config, audit.data
     steps_per_epoch = math.ceil(len(data.x_train) / config.training.batch_size)
-    grads, forwards = attack_passes(config)
+    grads, forwards = attack_passes(config, data.n_classes)
     seeds = list(config.seeds)
     plans = []
     for name in audit.zoo.specs:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import sys
 import time
@@ -20,10 +19,20 @@ import pytest
 
 from . import config as cfg
 from .progress import ProgressBoard
-from .relay import CHECK_MARKER, COLLECTOR_KEY, CONFIG_KEY, DOCUMENT_KEY, REPORT_PATHS_KEY, FindingCollector, is_xdist_worker
+from .relay import (
+    CHECK_MARKER,
+    COLLECTOR_KEY,
+    CONFIG_KEY,
+    DOCUMENT_KEY,
+    REPORT_PATHS_KEY,
+    WORKERINPUT_PROGRESS_DIR,
+    WORKERINPUT_REDUCED_PLAN,
+    FindingCollector,
+    is_xdist_worker,
+)
 
 BOARD_KEY = pytest.StashKey[ProgressBoard]()
-REDUCED_PLAN_ENV = "SWIGLU_AUDIT_REDUCED_PLAN"
+REDUCED_PLAN_KEY = pytest.StashKey[dict]()  # the controller's cut of the plan, for its workers
 
 SUITE_FILE_PREFIX = "suite_"
 
@@ -110,8 +119,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[CONFIG_KEY] = audit_config
     if is_xdist_worker(config):
         check_import_paths(audit_config)  # the controller checked the rest before starting us
-        if os.environ.get(REDUCED_PLAN_ENV):  # the controller cut the plan to fit max_minutes
-            cut = json.loads(os.environ[REDUCED_PLAN_ENV])
+        cut = config.workerinput.get(WORKERINPUT_REDUCED_PLAN)  # type: ignore[attr-defined]
+        if cut:  # the controller cut the plan to fit max_minutes
             config.stash[CONFIG_KEY] = dataclasses.replace(
                 audit_config, seeds=tuple(cut["seeds"]),
                 poisoning=dataclasses.replace(audit_config.poisoning, families=tuple(cut["poisoning_families"]),
@@ -210,10 +219,11 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
             raise cfg.ConfigError("\n".join(lines + [budget_problem(plan, budget, options)]))
         label, reduced = fitting[0]
         config.stash[CONFIG_KEY] = reduced
-        # xdist workers build their configuration again from the settings: they get the cut this way
-        os.environ[REDUCED_PLAN_ENV] = json.dumps({"seeds": list(reduced.seeds),
-                                                   "poisoning_families": list(reduced.poisoning.families),
-                                                   "scan_steps": reduced.poisoning.scan_steps})
+        # xdist workers build their configuration again from the settings: they get the cut in
+        # their workerinput (pytest_configure_node)
+        config.stash[REDUCED_PLAN_KEY] = {"seeds": list(reduced.seeds),
+                                          "poisoning_families": list(reduced.poisoning.families),
+                                          "scan_steps": reduced.poisoning.scan_steps}
         plan = make_plan(audit.with_config(reduced), workers, reused_probes(plan))
         cuts = [label]
         lines = plan_lines(plan, budget) + [f"  reduced to fit max_minutes = {budget:g}: {label}"]
@@ -233,6 +243,18 @@ def _prepare_progress_board(config: pytest.Config) -> None:
     stream = sys.__stderr__ or sys.stderr
     tty = bool(stream.isatty()) and not os.environ.get("CI")
     config.stash[BOARD_KEY] = ProgressBoard(ProgressBoard.create_folder(), stream, tty)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist's controller-to-worker channel: what a worker cannot rebuild from the settings (the
+    plan's cut, the progress board's folder) goes into its workerinput."""
+    cut = node.config.stash.get(REDUCED_PLAN_KEY, None)
+    if cut is not None:
+        node.workerinput[WORKERINPUT_REDUCED_PLAN] = cut
+    board = node.config.stash.get(BOARD_KEY, None)
+    if board is not None:
+        node.workerinput[WORKERINPUT_PROGRESS_DIR] = str(board.folder)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -265,8 +287,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if not is_xdist_worker(config):
-        os.environ.pop(REDUCED_PLAN_ENV, None)  # this run's cut, not the next one's (in-process runs)
     board = config.stash.get(BOARD_KEY, None)
     if board is not None:
         board.stop()

@@ -89,7 +89,7 @@ def check_setup(config: AuditConfig, show_tracebacks: bool = False) -> None:
 
 def method_problems(config: AuditConfig) -> list[str]:
     """Attack and corruption names against their registries (the modules that implement them)."""
-    from .methods.attacks import ATTACKS
+    from .methods.attack_registry import ATTACKS
     from .methods.corruptions import CORRUPTIONS
 
     problems = []

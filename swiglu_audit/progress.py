@@ -3,7 +3,7 @@
 - Serial run on a terminal: one redrawn line on the real terminal (bypassing pytest's capture).
 - Under pytest-xdist the workers have no terminal: each writes its state (what it is doing, how
   many of its items are done, since when) to a small JSON file in a folder the controller made
-  (`SWIGLU_AUDIT_PROGRESS_DIR`), and the controller's `ProgressBoard` shows all of them on one
+  and named in each worker's xdist `workerinput`, and the controller's `ProgressBoard` shows all of them on one
   line with an estimate of the time left.
 - Not a terminal (CI logs): the board writes a full line every `SWIGLU_AUDIT_PROGRESS_INTERVAL`
   seconds (30 by default); `-q` turns it off.
@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-PROGRESS_DIR_ENV = "SWIGLU_AUDIT_PROGRESS_DIR"
 INTERVAL_ENV = "SWIGLU_AUDIT_PROGRESS_INTERVAL"
 DEFAULT_LOG_INTERVAL = 30.0
 
@@ -36,8 +35,7 @@ class Progress:
 
     def __init__(self, enabled: bool | None = None, stream: TextIO | None = None, channel: Path | None = None):
         self.stream: TextIO = stream or sys.__stderr__ or sys.stderr
-        folder, worker = os.environ.get(PROGRESS_DIR_ENV), os.environ.get("PYTEST_XDIST_WORKER")
-        self.channel = channel or (Path(folder) / f"{worker}.json" if folder and worker else None)
+        self.channel = channel  # a worker's progress file, which the controller's board reads
         if enabled is None:
             enabled = bool(self.stream and self.stream.isatty()) and not os.environ.get("CI")
         self.enabled = enabled
@@ -126,9 +124,7 @@ class ProgressBoard:
 
     @classmethod
     def create_folder(cls) -> Path:
-        folder = Path(tempfile.mkdtemp(prefix="swiglu-audit-progress-"))
-        os.environ[PROGRESS_DIR_ENV] = str(folder)  # the workers inherit it when xdist starts them
-        return folder
+        return Path(tempfile.mkdtemp(prefix="swiglu-audit-progress-"))
 
     def start(self) -> None:
         self._thread.start()
@@ -138,8 +134,6 @@ class ProgressBoard:
 
     def remove_folder(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
-        if os.environ.get(PROGRESS_DIR_ENV) == str(self.folder):
-            del os.environ[PROGRESS_DIR_ENV]
 
     def pause(self) -> None:
         """Tests have started reporting: on a terminal, pytest's own progress takes the line."""

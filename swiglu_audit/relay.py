@@ -9,7 +9,6 @@ which carries all of the item's properties, so every finding is read exactly onc
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import pytest
@@ -34,14 +33,33 @@ def is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def worker_id() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+def worker_id(config: pytest.Config) -> str:
+    return str((getattr(config, "workerinput", None) or {}).get("workerid", "main"))
 
 
-def xdist_workers() -> tuple[int, int]:
-    """(this worker's index, the number of workers): (0, 1) outside pytest-xdist."""
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").lstrip("gw") or 0)
+# what the controller hands each xdist worker in `workerinput` (pytest_configure_node)
+WORKERINPUT_REDUCED_PLAN = "swiglu_audit_reduced_plan"  # the plan's cut to fit max_minutes
+WORKERINPUT_PROGRESS_DIR = "swiglu_audit_progress_dir"  # where the worker publishes its progress
+
+
+def progress_channel(config: pytest.Config):
+    """The file this xdist worker publishes its progress to, for the controller's board; None
+    outside xdist or without a board."""
+    from pathlib import Path
+
+    workerinput = getattr(config, "workerinput", None) or {}
+    folder = workerinput.get(WORKERINPUT_PROGRESS_DIR)
+    return Path(folder) / f"{workerinput.get('workerid', 'gw0')}.json" if folder else None
+
+
+def xdist_workers(config: pytest.Config) -> tuple[int, int]:
+    """(this worker's index, the number of workers) from xdist's own channel to its workers
+    (`workerinput`): (0, 1) outside pytest-xdist."""
+    workerinput = getattr(config, "workerinput", None)
+    if not workerinput:
+        return 0, 1
+    count = int(workerinput.get("workercount", 1) or 1)
+    index = int(str(workerinput.get("workerid", "gw0")).lstrip("gw") or 0)
     return (index, count) if count > 1 else (0, 1)
 
 
@@ -69,7 +87,7 @@ def attach_to_item(item: pytest.Item, call: pytest.CallInfo, report: pytest.Test
     if report.when == "teardown":
         session: Any = item.config.stash.get(SESSION_KEY, None)
         if session is not None:
-            report.user_properties.append((META_PROPERTY, json.dumps({"worker": worker_id(), **session.meta()})))
+            report.user_properties.append((META_PROPERTY, json.dumps({"worker": worker_id(item.config), **session.meta()})))
 
 
 def item_models(item: pytest.Item) -> list[str]:

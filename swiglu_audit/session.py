@@ -24,17 +24,17 @@ from .config import AuditConfig
 from .data import AuditData, load_audit_data
 from .device import math_settings, precision_name, resolve_device
 from .progress import Progress
-from .relay import xdist_workers
 from .stats import Statistics
 from .zoo import Zoo
 
 
 class AuditSession:
-    def __init__(self, config: AuditConfig, progress: Progress | None = None):
+    def __init__(self, config: AuditConfig, progress: Progress | None = None, workers: int = 1):
+        """`workers`: processes of this audit sharing the machine's cores (pytest-xdist's count)."""
         self.config = config
         self.progress = progress or Progress()
         self.device = resolve_device(config.device)
-        _share_cores_with_other_workers()
+        _share_cores_with_other_workers(workers)
         self.cache = CheckpointCache(config.cache_dir)
         self._data: AuditData | None = None
         self._zoo: Zoo | None = None
@@ -143,9 +143,8 @@ def extended_seeds(seeds: tuple[int, ...], n: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _share_cores_with_other_workers() -> None:
+def _share_cores_with_other_workers(workers: int) -> None:
     """Under pytest-xdist, split the CPU threads between workers instead of oversubscribing."""
-    _, workers = xdist_workers()
     if workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 

@@ -67,9 +67,11 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
     ),
     SuiteInfo(
         "poisoning", "Data poisoning",
-        note="Every poisoned model is retrained from scratch on a poisoned copy of the training "
-             "set (one poisoned set per attack and rate, shared by all architectures and seeds) and "
-             "compared with the clean model of the same seed. Detectors are scored against the "
+        note="Every poisoned model is trained on a poisoned copy of the training set (one poisoned "
+             "set per attack and rate, shared by all architectures and seeds): retrained from scratch, "
+             "or, where poisoning.mode takes the cheaper way (users' models by default), its clean "
+             "checkpoint fine-tuned on the backdoored sets at fewer rates and seeds; each is compared "
+             "with the clean model of the same seed. Detectors are scored against the "
              "known poisoned samples; the training-set scan and the integrity checks run on the "
              "real data, whose poison is unknown.",
         coverage=(

@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from swiglu_audit.checks.sanity import sanity_verdict
+from swiglu_audit.checks.sanity import SANITY_CHECKS
 from swiglu_audit.data import load_digits_data
-from swiglu_audit.methods.attacks import AttackParams, PassCounter, input_gradient_stats, output_stats, run_attack, worst_case
+from swiglu_audit.methods.attack_registry import AttackParams
+from swiglu_audit.methods.attacks import PassCounter, input_gradient_stats, output_stats, run_attack, worst_case
 from swiglu_audit.methods.numerical import FP16_MAX, half_parity
 from swiglu_audit.methods.ood_metrics import auroc
 from swiglu_audit.methods.poisoning import flip_labels
@@ -121,7 +122,7 @@ def test_gradient_stats_see_masked_gradients(trained):
 def _result(**overrides):
     ones = np.ones((2, 10), dtype=bool)
     base = {"clean": ones, "pgd": ones & False, "fgsm": ones & False, "pgd_double": ones & False,
-            "large": ones & False, "square": ones & False, "per_attack": {"pgd": ones & False, "square": ones & False},
+            "large": ones & False, "per_attack": {"pgd": ones & False, "square": ones & False},
             "curve": {0.1: ones & False, 0.2: ones & False}, "n_classes": 10,
             "gradients": [{"finite": True, "zero_share": 0.0}],
             "outputs": [{"probabilities": False, "max_abs_diff_between_runs": 0.0}]}
@@ -142,8 +143,8 @@ POLICY = {"masking_tolerance": 0.03, "chance_margin": 0.1, "black_box_margin": 0
     ("deterministic_eval", {"outputs": [{"probabilities": False, "max_abs_diff_between_runs": 0.1}]}),
 ])
 def test_each_sanity_check_passes_a_sane_result_and_trips_on_its_symptom(check, broken):
-    assert sanity_verdict(check, _result(), POLICY)[0]
-    passed, _, reason = sanity_verdict(check, _result(**broken), POLICY)
+    assert SANITY_CHECKS[check].judge(_result(), POLICY)[0]
+    passed, _, reason = SANITY_CHECKS[check].judge(_result(**broken), POLICY)
     assert not passed and reason
 
 
@@ -182,7 +183,8 @@ def test_fp16_parity_flags_activations_past_the_float16_range(trained):
 
 
 def test_within_budget_rejects_examples_outside_the_ball_or_the_box():
-    from swiglu_audit.methods.attacks import AttackSpec, within_budget
+    from swiglu_audit.methods.attack_registry import AttackSpec
+    from swiglu_audit.methods.attacks import within_budget
 
     x = torch.full((3, 1, 2, 2), 0.5)
     adv = x.clone()
@@ -224,7 +226,7 @@ def test_harness_pgd_agrees_with_a_textbook_pgd_loop_within_sampling_error(train
 
 
 def test_the_linf_worst_case_is_never_weaker_than_apgd_ce_alone(trained):
-    from swiglu_audit.methods.attacks import threat_attacks
+    from swiglu_audit.methods.attack_registry import threat_attacks
 
     model, data = trained
     x, y = data.x_test[:100], data.y_test[:100]
@@ -261,3 +263,51 @@ def test_bpda_and_eot_wrappers_give_the_gradient_a_masked_model_hides(trained):
     assert bpda < plain - 0.1
     eot = ExpectationOverRandomness(model, samples=3)
     assert torch.allclose(eot(x), model(x), atol=1e-6)  # a deterministic model: EOT is the identity
+
+
+def test_a_new_black_box_attack_is_one_registry_entry_that_the_plan_and_the_sanity_check_pick_up(monkeypatch):
+    """Adding a black-box attack touches the registry alone: the plan counts its declared cost, the
+    black-box sanity check holds the white-box attacks to it, and it runs through torchattacks."""
+    import torch.nn.functional as F
+    import torchattacks
+
+    from swiglu_audit.config import build_config
+    from swiglu_audit.methods import attack_registry
+    from swiglu_audit.plan import attack_passes
+
+    class UniformNoise(torchattacks.attack.Attack):
+        """A throwaway query attack: the best of a few random corners of the Linf ball."""
+
+        def __init__(self, model, eps, tries):
+            super().__init__("UniformNoise", model)
+            self.eps, self.tries = eps, tries
+
+        def forward(self, images, labels):
+            best, worst_loss = images.clone(), torch.full((len(images),), -1e9)
+            for _ in range(self.tries):
+                adv = (images + self.eps * torch.sign(torch.randn_like(images))).clamp(0, 1)
+                with torch.no_grad():
+                    loss = F.cross_entropy(self.get_logits(adv), labels, reduction="none")
+                better = loss > worst_loss
+                best[better], worst_loss[better] = adv[better], loss[better]
+            return best
+
+    monkeypatch.setitem(attack_registry.ATTACKS, "uniform_noise", attack_registry.Attack(
+        "Linf", "black-box", lambda ta, m, a: UniformNoise(m, a.eps, tries=7), lambda params, n: (0, 7)))
+    config = build_config({"profile": "quick", "adversarial": {"attacks": ["pgd", "uniform_noise"]}})
+    with_it, without = attack_passes(config, 10), attack_passes(
+        build_config({"profile": "quick", "adversarial": {"attacks": ["pgd"]}}), 10)
+    assert with_it[1] - without[1] == 7 and with_it[0] == without[0]
+
+    # the sanity check reads the registry's kind: a black-box attack far stronger than PGD trips it
+    ones = np.ones((2, 10), dtype=bool)
+    result = _result(per_attack={"pgd": ones, "uniform_noise": ones & False})
+    passed, gap, reason = SANITY_CHECKS["black_box_not_stronger"].judge(result, POLICY)
+    assert not passed and gap == 1.0 and "uniform_noise" in reason
+    assert SANITY_CHECKS["black_box_not_stronger"].judge(_result(per_attack={"pgd": ones & False, "uniform_noise": ones}), POLICY)[0]
+
+    # and it runs like any registered attack, its examples checked against its budget
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x, y = torch.rand(12, 1, 4, 4), torch.randint(0, 3, (12,))
+    out = run_attack(model, "uniform_noise", x, y, CFG, 3, seed=0)
+    assert out["robust"].shape == (12,) and out["cost"]["out_of_budget"] == 0

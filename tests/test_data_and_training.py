@@ -164,7 +164,8 @@ def test_batches_follow_the_free_memory_and_results_do_not_depend_on_them(monkey
     from swiglu_audit import batching
     from swiglu_audit.errors import ConfigError
     from swiglu_audit.features import penultimate_features
-    from swiglu_audit.methods.attacks import AttackParams, run_attack
+    from swiglu_audit.methods.attack_registry import AttackParams
+    from swiglu_audit.methods.attacks import run_attack
     from swiglu_audit.train import predict_logits
 
     cpu = torch.device("cpu")

@@ -114,7 +114,7 @@ def test_feature_detectors_rank_a_class_centre_above_a_far_point():
         s = detector.score(_evidence(features=probe))
         assert s[0] > s[2] and s[1] > s[2]
     maha = Mahalanobis().fit(feats, labels)
-    assert maha.score_features(maha.means[:1])[0] == pytest.approx(0.0)  # at a class mean: distance 0
+    assert maha.score_features(maha.means_[:1])[0] == pytest.approx(0.0)  # at a class mean: distance 0
 
 
 def test_detector_registry_follows_one_protocol():

@@ -12,7 +12,7 @@ from swiglu_audit.plan import attack_passes
 def test_attack_passes_follow_the_attack_list_and_the_curves():
     config = build_config({"profile": "quick", "adversarial": {"attacks": ["fgsm", "pgd", "square"]}})
     cfg = config.adversarial
-    grads, forwards = attack_passes(config)
+    grads, forwards = attack_passes(config, n_classes=10)
     # FGSM 1, PGD `steps`; the Linf curve (one PGD per budget), three L2 budgets, three sanity runs
     assert grads == 1 + cfg.steps + cfg.steps * (len(cfg.budgets) + 3) + cfg.steps * 3
     assert forwards == cfg.square_queries
@@ -97,8 +97,9 @@ def test_an_accepted_reduced_plan_runs_the_cut_audit_and_reports_the_cut(tiny_pr
     cheapest = min(_estimates(message))
     assert cheapest < full / 5  # two seeds and no poisoned retraining: a large cut
     budget = (full * cheapest) ** 0.5 / 60  # between the two: only a cut that drops poisoning fits
+    # under xdist: the workers get the cut through their workerinput, or they would audit the full plan
     result = tiny_project.runpytest_subprocess(OPT_ENABLE, f"{OPT_MAX_MINUTES}={budget:.6f}",
-                                               "--swiglu-audit-accept-reduced-plan", *three_seeds)
+                                               "--swiglu-audit-accept-reduced-plan", "-n", "2", *three_seeds)
     assert result.ret in (0, 1), result.stderr.str()
     assert "reduced to fit max_minutes" in result.stderr.str()
     doc = json.loads((tiny_project.path / "reports" / "report.json").read_text())

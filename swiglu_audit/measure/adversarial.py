@@ -16,15 +16,13 @@ import torch
 
 from ..cache import cache_key
 from ..checks.sanity import masking_failures
+from ..methods.attack_registry import THREAT_MODELS, AttackParams, threat_attacks
 from ..methods.attacks import (
-    THREAT_MODELS,
-    AttackParams,
     ExpectationOverRandomness,
     StraightThrough,
     input_gradient_stats,
     output_stats,
     run_attack,
-    threat_attacks,
     worst_case,
 )
 from ..train import predict_logits
@@ -47,9 +45,9 @@ def _code_digest() -> str:
     from importlib.metadata import version
 
     from .. import cache
-    from ..methods import attacks
+    from ..methods import attack_registry, attacks
 
-    return cache.code_digest(sys.modules[__name__], attacks) + f" torchattacks {version('torchattacks')}"
+    return cache.code_digest(sys.modules[__name__], attacks, attack_registry) + f" torchattacks {version('torchattacks')}"
 
 
 CODE_DIGEST = _code_digest()
@@ -79,7 +77,6 @@ def _attack_one_seed(audit: AuditSession, model, x, y) -> dict:
         "fgsm": (per_attack.get("fgsm") or run("fgsm"))["robust"], "pgd": pgd_main["robust"],
         "pgd_double": run("pgd", steps=2 * cfg.steps)["robust"],
         "large": run("pgd", eps=cfg.large_eps)["robust"],
-        "square": per_attack["square"]["robust"] if "square" in per_attack else None,
         "gradients": input_gradient_stats(model.module, x, y), "outputs": output_stats(model.module, x),
         "pgd_examples": pgd_main["examples"],
     }
@@ -95,8 +92,6 @@ def adversarial(audit: AuditSession, name: str) -> dict:
         seeds = [_attack_one_seed(audit, m, x, y) for m in audit.zoo.models(name)]
         stack = lambda key: torch.from_numpy(np.stack([s[key] for s in seeds]))
         tensors = {k: stack(k) for k in ("clean", "worst", "fgsm", "pgd", "pgd_double", "large")}
-        if seeds[0]["square"] is not None:
-            tensors["square"] = stack("square")
         for a in cfg.attacks:
             tensors[f"per_attack/{a}"] = torch.from_numpy(np.stack([s["per_attack"][a] for s in seeds]))
         for eps in seeds[0]["curve"]:
@@ -116,7 +111,6 @@ def adversarial(audit: AuditSession, name: str) -> dict:
         arr = lambda k: tensors[k].numpy()
         return {
             **{k: arr(k) for k in ("clean", "worst", "fgsm", "pgd", "pgd_double", "large")},
-            "square": arr("square") if "square" in tensors else None,
             # in the configured order, whether this process computed the results or read them back
             # (files hold their tensors sorted by name): the worst case credits each broken
             # example to the first attack in this order

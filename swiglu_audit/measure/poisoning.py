@@ -97,8 +97,9 @@ MIN_LEARNED_BACKDOOR = 0.1
 
 
 def cheaper(audit: AuditSession, name: str) -> bool:
-    """Is `name` poisoned the cheaper way (fine-tuned backdoor sets, early stopping)? `poisoning.mode`
-    decides: "auto" by owner (users' models), "fine_tune" for every model, "retrain" for none."""
+    """Is `name` poisoned the cheaper way (fine-tuned backdoor sets with early stopping, fewer rates,
+    cheaper_seeds seeds, the cheaper scan)? The one place that reads `poisoning.mode`: "auto" by
+    owner (users' models), "fine_tune" for every model, "retrain" for none."""
     mode = audit.config.poisoning.mode
     return mode == "fine_tune" or (mode == "auto" and audit.zoo.spec(name).group == USER_GROUP)
 
@@ -136,11 +137,10 @@ def fine_tune_epochs(config) -> int:
 
 
 def model_config(audit: AuditSession, name: str) -> PoisoningSettings:
-    """The poisoning settings for one model. In "auto" mode a user's model is poisoned at fewer
-    rates (its trainings cost more than the zoo's): the largest flip and targeted rates, and the
-    backdoor at detection_rate and at the largest rate."""
+    """The poisoning settings for one model. Poisoned the cheaper way, it is poisoned at fewer rates:
+    the largest flip and targeted rates, and the backdoor at detection_rate and at the largest rate."""
     cfg = audit.config.poisoning
-    if cfg.mode != "auto" or audit.zoo.spec(name).group != USER_GROUP:
+    if not cheaper(audit, name):
         return cfg
     backdoor = sorted({cfg.detection_rate, max(cfg.backdoor_rates)})
     return dataclasses.replace(cfg, flip_rates=(max(cfg.flip_rates),), targeted_rates=(max(cfg.targeted_rates),),
@@ -171,7 +171,7 @@ def prefetch(audit: AuditSession, name: str) -> None:
         detection(audit, name)
         scan_power(audit, name)
         trigger_scan(audit, name)
-    scan(audit, name)
+    published_detectors_scan(audit, name)
 
 
 def _predicted_as(audit, models, x, labels) -> np.ndarray:
@@ -257,8 +257,10 @@ def detection(audit: AuditSession, name: str) -> dict:
     return audit.memo(("detection", name), compute)
 
 
-def scan(audit: AuditSession, name: str) -> dict:
-    """Both detectors on the audited training set itself, through the clean models. Cached on disk."""
+def published_detectors_scan(audit: AuditSession, name: str) -> dict:
+    """The published detectors (spectral signatures, activation clustering) on the audited training
+    set itself, through the clean models: the samples both flag with every seed, as leads. Cached
+    on disk."""
     def measure():
         data = audit.data
         votes, per_seed = np.zeros(len(data.y_train)), []
@@ -292,7 +294,7 @@ def scan_settings(audit: AuditSession, name: str) -> dict:
 
 def scan_inputs(settings: dict) -> int:
     """Other-class inputs each class's optimisation reads per step under these settings."""
-    return 2 * settings.get("per_class", backdoor_scan.PER_CLASS)
+    return backdoor_scan.inputs_per_step(settings.get("per_class", backdoor_scan.PER_CLASS))
 
 
 def _trigger_scan(audit: AuditSession, model, x, y, kind: str, settings: dict) -> dict:

@@ -10,8 +10,6 @@ count of each is reported."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,6 +18,7 @@ from torch import nn
 
 from .. import batching
 from ..nn import eval_mode
+from .attack_registry import ATTACKS, AttackArgs, AttackParams, AttackSpec
 
 
 class PassCounter:
@@ -53,23 +52,6 @@ class PassCounter:
 
     def __exit__(self, *exc) -> None:
         self._handle.remove()
-
-
-# One threat model per number: a worst case is taken within one norm (ATTACKS below names each
-# attack's).
-THREAT_MODELS = {"linf": "Linf", "l2": "L2"}  # the findings' aspect -> the attacks' norm
-
-
-def threat_attacks(attacks, threat: str) -> list[str]:
-    """The configured attacks of one threat model, in their configured order."""
-    return [a for a in attacks if ATTACK_NORMS.get(a) == THREAT_MODELS[threat]]
-
-
-def describe_threat(threat: str, eps: float, eps_l2: float, modality: str = "image") -> str:
-    """The threat model in words, named in every robustness sentence: "Linf, eps = 0.1" (for
-    (N, D) data the budget is in the units of the features as scaled to [0, 1])."""
-    text = f"Linf, eps = {eps:g}" if threat == "linf" else f"L2, eps = {eps_l2:g}"
-    return text + (" in scaled feature units" if modality == "tabular" else "")
 
 
 class StraightThrough(nn.Module):
@@ -112,81 +94,6 @@ class GradientConnected(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
         return out + 0.0 * x.flatten(1).sum(1, keepdim=True).to(out.dtype)
-
-
-@dataclass(frozen=True)
-class AttackSpec:
-    name: str
-    norm: str  # "Linf" or "L2": the ball the result is checked against
-    eps: float
-    kind: str  # "white-box" or "black-box"
-
-
-@dataclass(frozen=True)
-class AttackParams:
-    """The settings the registered attacks read: budgets, iterations and queries."""
-
-    eps: float  # Linf budget
-    eps_l2: float = 0.5  # L2 budget
-    steps: int = 10  # PGD iterations
-    apgd_steps: int = 20
-    cw_steps: int = 50
-    square_queries: int = 300
-    square_restarts: int = 1
-    pgd_step_factor: float = 2.5  # PGD's step = pgd_step_factor * eps / steps
-    cw_c: float = 1.0
-    cw_learning_rate: float = 0.01
-
-    @classmethod
-    def of(cls, settings) -> AttackParams:
-        """From the adversarial settings section (anything with these attributes)."""
-        return cls(settings.eps, settings.eps_l2, settings.steps, settings.apgd_steps, settings.cw_steps,
-                   settings.square_queries, pgd_step_factor=settings.pgd_step_factor, cw_c=settings.cw_c,
-                   cw_learning_rate=settings.cw_learning_rate)
-
-
-@dataclass(frozen=True)
-class AttackArgs:
-    """What a builder may use: the budget of its norm, iterations, the other parameters."""
-
-    eps: float  # of the attack's own norm (eps, or eps_l2 for L2 attacks)
-    steps: int
-    params: AttackParams
-    n_classes: int
-    seed: int
-
-
-@dataclass(frozen=True)
-class Attack:
-    norm: str  # "Linf" or "L2": its threat model
-    kind: str  # "white-box" or "black-box"
-    build: Callable  # (torchattacks module, model, AttackArgs) -> a torchattacks attack
-
-
-# The attack registry. Adding an attack is one entry here (and a test in tests/test_checks.py);
-# settings validate `attacks` against these names, and the norm puts it in its threat model.
-ATTACKS: dict[str, Attack] = {
-    "fgsm": Attack("Linf", "white-box", lambda ta, m, a: ta.FGSM(m, eps=a.eps)),
-    "pgd": Attack("Linf", "white-box", lambda ta, m, a: ta.PGD(
-        m, eps=a.eps, alpha=a.params.pgd_step_factor * a.eps / max(a.steps, 1), steps=a.steps, random_start=True)),
-    "pgd_l2": Attack("L2", "white-box", lambda ta, m, a: ta.PGDL2(
-        m, eps=a.eps, alpha=a.params.pgd_step_factor * a.eps / max(a.steps, 1), steps=a.steps, random_start=True)),
-    "cw_l2": Attack("L2", "white-box", lambda ta, m, a: ta.CW(
-        m, c=a.params.cw_c, kappa=0.0, steps=a.params.cw_steps, lr=a.params.cw_learning_rate)),
-    "apgd_ce": Attack("Linf", "white-box", lambda ta, m, a: ta.APGD(
-        m, norm="Linf", eps=a.eps, steps=a.params.apgd_steps, loss="ce", seed=a.seed)),
-    "apgd_dlr": Attack("Linf", "white-box", lambda ta, m, a: ta.APGD(
-        m, norm="Linf", eps=a.eps, steps=a.params.apgd_steps, loss="dlr", seed=a.seed)),
-    # AutoAttack's targeted APGD on the DLR loss, every other class in turn
-    "apgd_t": Attack("Linf", "white-box", lambda ta, m, a: ta.APGDT(
-        m, norm="Linf", eps=a.eps, steps=a.params.apgd_steps, n_classes=a.n_classes, seed=a.seed)),
-    "square": Attack("Linf", "black-box", lambda ta, m, a: ta.Square(
-        m, norm="Linf", eps=a.eps, n_queries=a.params.square_queries, seed=a.seed,
-        n_restarts=a.params.square_restarts)),
-    "autoattack": Attack("Linf", "white-box", lambda ta, m, a: ta.AutoAttack(
-        m, norm="Linf", eps=a.eps, version="standard", n_classes=a.n_classes, seed=a.seed)),
-}
-ATTACK_NORMS = {name: attack.norm for name, attack in ATTACKS.items()}
 
 
 def build_attack(name: str, model: nn.Module, params: AttackParams, n_classes: int, eps: float | None = None,

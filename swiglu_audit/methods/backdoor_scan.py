@@ -82,6 +82,11 @@ MATCH_SILHOUETTE = 0.9  # ... in a class split this cleanly by the match
 SILHOUETTE_SAMPLES = 2000  # silhouettes are quadratic in the samples: estimated on at most this many
 FILL_SAMPLES = 4096  # other-class samples whose median is the neutral fill
 PER_CLASS = 60  # each class's trigger is optimised on 2 x PER_CLASS inputs of the other classes
+
+
+def inputs_per_step(per_class: int = PER_CLASS) -> int:
+    """Other-class inputs each class's trigger optimisation reads per step (what the plan counts)."""
+    return 2 * per_class
 # Classes reverse-engineered together hold at most this many bytes of inputs each step: batching
 # pays where passes are small (digits: 30 KB a class), not where arithmetic dominates.
 GROUP_INPUT_BYTES = 1 << 20
@@ -228,7 +233,7 @@ def _scan(model, x, y, n_classes, device, features, seed, per_class, steps) -> S
         for c in range(n_classes):
             others = np.flatnonzero(labels != c)
             if len(others) and (labels == c).any():
-                picks[c] = rng.choice(others, size=min(per_class * 2, len(others)), replace=False)
+                picks[c] = rng.choice(others, size=min(inputs_per_step(per_class), len(others)), replace=False)
         found = reverse_engineer_classes(model, [x[torch.from_numpy(p)] for p in picks.values()], list(picks), device,
                                          steps=steps, seeds=[seed + c for c in picks])
         for c, trigger in zip(picks, found):

@@ -32,11 +32,6 @@ def count_flops(fn: Callable[[], object]) -> float:
     return float(counter.get_total_flops())
 
 
-def forward_flops_per_example(model: nn.Module, x: torch.Tensor) -> float:
-    with torch.no_grad():
-        return count_flops(lambda: model(x)) / len(x)
-
-
 def first_reaching(xs: Sequence[float], ys: Sequence[float], target: float) -> float | None:
     """The x at which the curve (xs increasing, ys measured there) first reaches `target`,
     interpolated linearly between the two measured points around the crossing; the first x when

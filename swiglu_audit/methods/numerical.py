@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..nn import FeedForward, eval_mode
@@ -30,10 +29,6 @@ def reference_swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """silu(gate) * up in float64, written out (x * sigmoid(x)) rather than through F.silu."""
     g, u = gate.double(), up.double()
     return g * torch.sigmoid(g) * u
-
-
-def eager_swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    return F.silu(gate) * up
 
 
 def compare_op(impl: Callable, gate: torch.Tensor, up: torch.Tensor) -> dict:

@@ -112,19 +112,19 @@ class Mahalanobis:
 
     def fit(self, train_features: np.ndarray, train_labels: np.ndarray) -> Mahalanobis:
         classes = np.unique(train_labels)
-        self.means = np.stack([train_features[train_labels == c].mean(axis=0) for c in classes])
-        centred = train_features - self.means[np.searchsorted(classes, train_labels)]
+        self.means_ = np.stack([train_features[train_labels == c].mean(axis=0) for c in classes])
+        centred = train_features - self.means_[np.searchsorted(classes, train_labels)]
         cov = centred.T @ centred / len(centred)
         cov += self.ridge * np.trace(cov) / len(cov) * np.eye(len(cov))  # keeps a rank-deficient covariance invertible
-        self.precision = np.linalg.inv(cov)
+        self.precision_ = np.linalg.inv(cov)
         return self
 
     def score(self, evidence: Evidence) -> np.ndarray:
         return self.score_features(evidence.features)
 
     def score_features(self, features) -> np.ndarray:
-        diffs = features[:, None, :] - self.means[None, :, :]  # (N, classes, D)
-        distances = np.einsum("ncd,de,nce->nc", diffs, self.precision, diffs)
+        diffs = features[:, None, :] - self.means_[None, :, :]  # (N, classes, D)
+        distances = np.einsum("ncd,de,nce->nc", diffs, self.precision_, diffs)
         return -distances.min(axis=1)
 
 
@@ -137,15 +137,16 @@ class KNN:
     def fit(self, train_features: np.ndarray, train_labels: np.ndarray) -> KNN:
         from sklearn.neighbors import NearestNeighbors
 
-        self.k = min(self.k, len(train_features))
-        self.index = NearestNeighbors(n_neighbors=self.k).fit(_normalise(train_features))
+        # scikit-learn's convention: the constructor's k stays as given; what fit learns ends in _
+        self.k_ = min(self.k, len(train_features))
+        self.index_ = NearestNeighbors(n_neighbors=self.k_).fit(_normalise(train_features))
         return self
 
     def score(self, evidence: Evidence) -> np.ndarray:
         return self.score_features(evidence.features)
 
     def score_features(self, features) -> np.ndarray:
-        distances, _ = self.index.kneighbors(_normalise(features))
+        distances, _ = self.index_.kneighbors(_normalise(features))
         return -distances[:, -1]
 
 
