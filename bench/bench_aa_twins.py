@@ -27,7 +27,7 @@ from pathlib import Path
 
 TWINS = '''
 import torch
-from swiglu_audit.nn import ModelConfig, build_model
+from swiglu_audit.training.nn import ModelConfig, build_model
 
 def _twin(family, offset, input_shape, n_classes):
     # the audit seeds torch before calling a factory; an offset per twin gives each its own

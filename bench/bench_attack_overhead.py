@@ -21,12 +21,12 @@ import time
 import torch
 import torchattacks
 
-from swiglu_audit.data import load_digits_data
 from swiglu_audit.methods.attack_registry import AttackParams
 from swiglu_audit.methods.attacks import run_attack
-from swiglu_audit.nn import ModelConfig, build_model
-from swiglu_audit.specs import load_zoo_table
-from swiglu_audit.train import Recipe, train_model
+from swiglu_audit.training.data import load_digits_data
+from swiglu_audit.training.nn import ModelConfig, build_model
+from swiglu_audit.training.specs import load_zoo_table
+from swiglu_audit.training.train import Recipe, train_model
 
 
 def bare_pgd(model, x, y, eps, steps, seed, batch_size):

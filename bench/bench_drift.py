@@ -32,8 +32,8 @@ from swiglu_audit.config import build_config  # noqa: E402
 from swiglu_audit.methods.corruptions import corrupt  # noqa: E402
 from swiglu_audit.methods.drift import atc_replicates, mmd_permutation_test, prediction_drift  # noqa: E402
 from swiglu_audit.session import AuditSession  # noqa: E402
-from swiglu_audit.stats import replicate_estimate  # noqa: E402
-from swiglu_audit.train import predict_logits  # noqa: E402
+from swiglu_audit.training.train import predict_logits  # noqa: E402
+from swiglu_audit.verdicts.stats import replicate_estimate  # noqa: E402
 
 ALPHA, LEVEL, LIVE_SIZE, N_BOOT = 0.05, 0.95, 250, 300
 

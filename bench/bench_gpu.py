@@ -78,9 +78,9 @@ def step_timings(device: str, steps: int = 100) -> dict:
     digits-shaped inputs: the unit costs the audit repeats tens of thousands of times."""
     import torch
 
-    from swiglu_audit.device import autocast
-    from swiglu_audit.nn import ModelConfig, build_model
-    from swiglu_audit.specs import load_zoo_table
+    from swiglu_audit.training.device import autocast
+    from swiglu_audit.training.nn import ModelConfig, build_model
+    from swiglu_audit.training.specs import load_zoo_table
 
     dev, zoo, out = torch.device(device), load_zoo_table(), {}
     for family in ("mlp", "vit"):
@@ -128,7 +128,7 @@ def _unit_costs(model, dev, steps: int, autocast) -> dict:
 def environment(device: str) -> dict:
     import torch
 
-    from swiglu_audit.device import math_settings
+    from swiglu_audit.training.device import math_settings
 
     env = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
            "torch": torch.__version__, "cuda_available": torch.cuda.is_available(),

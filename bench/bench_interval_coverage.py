@@ -2,7 +2,7 @@
 
 The audit compares architectures with 2 to 5 training seeds each and a few hundred test examples.
 This script simulates that design where the truth is known and counts how often the audit's 95%
-interval (swiglu_audit.stats) covers the true difference, and how often the non-inferiority rule
+interval (swiglu_audit.verdicts.stats) covers the true difference, and how often the non-inferiority rule
 says PASS when the true difference sits exactly at the tolerance (it must be at most alpha).
 
 Cells: seeds per architecture (2, 3, 5); how much of the variance comes from seeds (none, some,
@@ -33,9 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from swiglu_audit import stats  # noqa: E402
 from swiglu_audit.methods import ood_metrics  # noqa: E402
-from swiglu_audit.sequential import look_level, looks_for  # noqa: E402
+from swiglu_audit.verdicts import stats  # noqa: E402
+from swiglu_audit.verdicts.sequential import look_level, looks_for  # noqa: E402
 
 LEVEL = 0.95
 TOLERANCE = 0.05

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_audit import matmul_gflops  # noqa: E402
 from bench_user_model import USER_PROJECT  # noqa: E402
 
-from swiglu_audit.features import penultimate_features  # noqa: E402
 from swiglu_audit.methods.backdoor_scan import scan  # noqa: E402
-from swiglu_audit.train import Recipe, train_model  # noqa: E402
+from swiglu_audit.training.features import penultimate_features  # noqa: E402
+from swiglu_audit.training.train import Recipe, train_model  # noqa: E402
 
 CHECKER = (torch.arange(16).reshape(4, 4) + torch.arange(4)[:, None]) % 2  # a 4x4 checkerboard
 

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from swiglu_audit.data import load_digits_data
-from swiglu_audit.features import penultimate_features
 from swiglu_audit.methods.backdoor_scan import scan
-from swiglu_audit.nn import ModelConfig, build_model
-from swiglu_audit.train import Recipe, train_model
+from swiglu_audit.training.data import load_digits_data
+from swiglu_audit.training.features import penultimate_features
+from swiglu_audit.training.nn import ModelConfig, build_model
+from swiglu_audit.training.train import Recipe, train_model
 
 POSITIONS = {"top_left": (0, 0), "bottom_right": (5, 5), "middle_left": (3, 0)}
 CHECKER = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0]])

@@ -14,8 +14,8 @@ from swiglu_audit.checks.adversarial import SANITY, TRANSFER, WORST_CASE, WORST_
 from swiglu_audit.checks.sanity import SANITY_CHECKS
 from swiglu_audit.measure import adversarial as measure
 from swiglu_audit.methods.attack_registry import THREAT_MODELS, describe_threat
-from swiglu_audit.risk import decided_finding, judged_finding
-from swiglu_audit.sequential import judged_comparison
+from swiglu_audit.verdicts.risk import decided_finding, judged_finding
+from swiglu_audit.verdicts.sequential import judged_comparison
 
 
 def _threat_text(audit, threat: str) -> str:

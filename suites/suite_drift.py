@@ -11,9 +11,9 @@ import pytest
 from swiglu_audit.checks.drift import DRIFT_DEGRADATION_COMPARISON, INPUT_DRIFT, LIVE_ACCURACY, PREDICTION_DRIFT
 from swiglu_audit.measure import drift as measure
 from swiglu_audit.methods.drift import prediction_drift
-from swiglu_audit.risk import judged_finding
-from swiglu_audit.sequential import judged_comparison
-from swiglu_audit.stats import replicate_comparison, replicate_estimate
+from swiglu_audit.verdicts.risk import judged_finding
+from swiglu_audit.verdicts.sequential import judged_comparison
+from swiglu_audit.verdicts.stats import replicate_comparison, replicate_estimate
 
 
 def _skip_without_live(audit) -> None:

@@ -11,8 +11,8 @@ from swiglu_audit.measure import efficiency as measure
 from swiglu_audit.measure.adversarial import clean_correct
 from swiglu_audit.measure.numerical import n_parameters
 from swiglu_audit.methods.efficiency import parameter_mismatch
-from swiglu_audit.risk import decided_finding
-from swiglu_audit.sequential import judged_comparison
+from swiglu_audit.verdicts.risk import decided_finding
+from swiglu_audit.verdicts.sequential import judged_comparison
 
 
 @pytest.mark.swiglu_audit_check(CLEAN_ACCURACY_COMPARISON)

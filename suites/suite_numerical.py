@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from swiglu_audit.cache import CheckpointCache, cache_key
 from swiglu_audit.checks.numerical import DETERMINISM, DEVICE_PARITY, GOLDEN, GRADCHECK, OP_PROPERTY, PRECISION_PARITY, ROUNDTRIP
-from swiglu_audit.golden import compare_or_write, golden_path
 from swiglu_audit.measure import numerical as measure
 from swiglu_audit.methods.numerical import (
     FP16_MAX,
@@ -22,7 +20,9 @@ from swiglu_audit.methods.numerical import (
     probe_digest,
     state_difference,
 )
-from swiglu_audit.risk import decided_finding
+from swiglu_audit.training.cache import CheckpointCache, cache_key
+from swiglu_audit.training.golden import compare_or_write, golden_path
+from swiglu_audit.verdicts.risk import decided_finding
 
 
 @pytest.mark.swiglu_audit_check(OP_PROPERTY)

@@ -22,8 +22,8 @@ from swiglu_audit.methods.calibration import aurc, aurc_estimate, ece_estimate, 
 from swiglu_audit.methods.corruptions import SEVERITIES
 from swiglu_audit.methods.ood_metrics import roc_points, thin
 from swiglu_audit.methods.ood_sets import LEVELS, sets_of_level
-from swiglu_audit.risk import judged_finding
-from swiglu_audit.sequential import judged_comparison
+from swiglu_audit.verdicts.risk import judged_finding
+from swiglu_audit.verdicts.sequential import judged_comparison
 
 
 @pytest.mark.swiglu_audit_check(OOD_DETECTION)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from swiglu_audit.checks.poisoning import BACKDOOR, BACKDOOR_COMPARISON, LABEL_FLIP, LABEL_FLIP_COMPARISON, TARGETED_FLIP
-from swiglu_audit.fixtures import skip_unless_poisoned
 from swiglu_audit.measure import poisoning as measure
-from swiglu_audit.risk import comparison_finding, judged_finding
-from swiglu_audit.sequential import judged_comparison
+from swiglu_audit.pytest.fixtures import skip_unless_poisoned
+from swiglu_audit.verdicts.risk import comparison_finding, judged_finding
+from swiglu_audit.verdicts.sequential import judged_comparison
 
 
 def _largest_rate_vs_clean(audit, result: dict):

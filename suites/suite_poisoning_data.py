@@ -9,13 +9,13 @@ import pytest
 
 from swiglu_audit.checks.data_integrity import DUPLICATES, LABEL_ERRORS, LEAKAGE
 from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, SCAN
-from swiglu_audit.fixtures import skip_unless_poisoned
 from swiglu_audit.measure import poisoning as measure
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
 from swiglu_audit.methods.ood_metrics import auroc_estimate, compare_auroc
 from swiglu_audit.methods.poison_detectors import DETECTORS
-from swiglu_audit.risk import decided_finding, judged_finding
-from swiglu_audit.sequential import judged_comparison
+from swiglu_audit.pytest.fixtures import skip_unless_poisoned
+from swiglu_audit.verdicts.risk import decided_finding, judged_finding
+from swiglu_audit.verdicts.sequential import judged_comparison
 
 MAX_LISTED = 200  # sample indices listed per finding; the count is always complete
 

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .io import atomic_write_text
 from .report.writer import SCHEMA_VERSION
+from .util.io import atomic_write_text
 
 
 def _load(path: str) -> dict:
@@ -67,7 +67,7 @@ def cmd_list(args) -> int:
 
 def _gates(args) -> dict:
     from .config import read_pyproject_table
-    from .regressions import Gate, parse_gates
+    from .scheduled.regressions import Gate, parse_gates
 
     table = read_pyproject_table(Path(args.project)).get("gates", {}) if args.project else {}
     try:
@@ -81,8 +81,8 @@ def _gates(args) -> dict:
 
 
 def cmd_compare(args) -> int:
-    from .history import resolve_baseline
-    from .regressions import compare, render_comparison
+    from .scheduled.history import resolve_baseline
+    from .scheduled.regressions import compare, render_comparison
 
     def report_of(ref: str) -> Path:
         try:
@@ -116,7 +116,7 @@ def cmd_merge(args) -> int:
 
 
 def cmd_history(args) -> int:
-    from .history import accepted_baseline, anchor_run, saved_runs
+    from .scheduled.history import accepted_baseline, anchor_run, saved_runs
 
     runs = saved_runs(Path(args.history))
     if not runs:
@@ -136,7 +136,7 @@ def cmd_history(args) -> int:
 
 
 def cmd_accept(args) -> int:
-    from .history import accept_run
+    from .scheduled.history import accept_run
 
     try:
         record = accept_run(Path(args.history), args.run, args.reason, args.by)

@@ -228,7 +228,7 @@ def build_config(
 
     gates = table.get("gates", {})
     expect(isinstance(gates, dict), f"[{TOOL_TABLE}.gates] must be a table of check = \"0.02\" or \"5%\"")
-    from .regressions import parse_gates
+    from .scheduled.regressions import parse_gates
 
     try:
         parse_gates(gates)

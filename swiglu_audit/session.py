@@ -19,13 +19,13 @@ from typing import Any
 import torch
 
 from . import __version__
-from .cache import CheckpointCache, cache_key
 from .config import AuditConfig
-from .data import AuditData, load_audit_data
-from .device import math_settings, precision_name, resolve_device
-from .progress import Progress
-from .stats import Statistics
-from .zoo import Zoo
+from .training.cache import CheckpointCache, cache_key
+from .training.data import AuditData, load_audit_data
+from .training.device import math_settings, precision_name, resolve_device
+from .training.progress import Progress
+from .training.zoo import Zoo
+from .verdicts.stats import Statistics
 
 
 class AuditSession:
@@ -98,7 +98,7 @@ class AuditSession:
     def train_features(self, model):
         """(N, D) penultimate features of the training split through one trained model, computed
         once per process: the OOD feature detectors and the poison scan read the same features."""
-        from .features import penultimate_features
+        from .training.features import penultimate_features
 
         return self.memo(("train-features", model.key),
                          lambda: penultimate_features(model.module, self.data.x_train, self.device).numpy())

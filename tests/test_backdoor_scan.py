@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from swiglu_audit.data import load_digits_data
 from swiglu_audit.methods.backdoor_scan import _sample_evidence, _upper_group, reverse_engineer, scan
-from swiglu_audit.nn import ModelConfig, build_model
-from swiglu_audit.train import Recipe, train_model
+from swiglu_audit.training.data import load_digits_data
+from swiglu_audit.training.nn import ModelConfig, build_model
+from swiglu_audit.training.train import Recipe, train_model
 
 CPU = torch.device("cpu")
 NOISE = torch.from_numpy(np.random.default_rng(99).random((1, 8, 8))).float()

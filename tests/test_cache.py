@@ -5,8 +5,8 @@ import warnings
 import pytest
 import torch
 
-from swiglu_audit.cache import CheckpointCache, cache_key
 from swiglu_audit.errors import SwigluAuditWarning
+from swiglu_audit.training.cache import CheckpointCache, cache_key
 
 
 def _state():
@@ -91,7 +91,7 @@ def test_cache_key_depends_on_every_field():
 def test_a_planted_entry_with_a_valid_checksum_is_rejected_when_the_project_signs_its_cache(tmp_path):
     from safetensors.torch import save_file
 
-    from swiglu_audit.cache import tensors_digest
+    from swiglu_audit.training.cache import tensors_digest
 
     trusted = CheckpointCache(tmp_path, secret="the-scheduled-audit's-secret")
     key = cache_key({"model": "x"})

@@ -6,14 +6,14 @@ import torch
 from torch import nn
 
 from swiglu_audit.checks.sanity import SANITY_CHECKS
-from swiglu_audit.data import load_digits_data
 from swiglu_audit.methods.attack_registry import AttackParams
 from swiglu_audit.methods.attacks import PassCounter, input_gradient_stats, output_stats, run_attack, worst_case
 from swiglu_audit.methods.numerical import FP16_MAX, half_parity
 from swiglu_audit.methods.ood_metrics import auroc
 from swiglu_audit.methods.poisoning import flip_labels
-from swiglu_audit.nn import ModelConfig, build_model
-from swiglu_audit.train import Recipe, train_model
+from swiglu_audit.training.data import load_digits_data
+from swiglu_audit.training.nn import ModelConfig, build_model
+from swiglu_audit.training.train import Recipe, train_model
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +273,7 @@ def test_a_new_black_box_attack_is_one_registry_entry_that_the_plan_and_the_sani
 
     from swiglu_audit.config import build_config
     from swiglu_audit.methods import attack_registry
-    from swiglu_audit.plan import attack_passes
+    from swiglu_audit.planning.plan import attack_passes
 
     class UniformNoise(torchattacks.attack.Attack):
         """A throwaway query attack: the best of a few random corners of the Linf ball."""

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from swiglu_audit.data import load_digits_data, load_user_data, split_hash
 from swiglu_audit.errors import DataContractError
-from swiglu_audit.nn import ModelConfig, build_model
-from swiglu_audit.train import Recipe, accuracy, train_model
+from swiglu_audit.training.data import load_digits_data, load_user_data, split_hash
+from swiglu_audit.training.nn import ModelConfig, build_model
+from swiglu_audit.training.train import Recipe, accuracy, train_model
 
 
 def test_digits_splits_are_fixed_stratified_and_hashed():
@@ -129,7 +129,7 @@ def test_early_stopping_stops_only_when_validation_accuracy_and_training_loss_bo
 def test_progress_is_quiet_in_ci_and_without_a_terminal(monkeypatch):
     import io
 
-    from swiglu_audit.progress import Progress
+    from swiglu_audit.training.progress import Progress
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -148,8 +148,8 @@ def test_progress_is_quiet_in_ci_and_without_a_terminal(monkeypatch):
 
 def test_device_choice_and_a_clear_error_for_a_missing_accelerator():
     from swiglu_audit.config import OPT_DEVICE
-    from swiglu_audit.device import precision_name, resolve_device
     from swiglu_audit.errors import ConfigError
+    from swiglu_audit.training.device import precision_name, resolve_device
 
     auto = resolve_device("auto")
     assert auto.type == ("cuda" if torch.cuda.is_available() else auto.type)
@@ -161,12 +161,12 @@ def test_device_choice_and_a_clear_error_for_a_missing_accelerator():
 
 
 def test_batches_follow_the_free_memory_and_results_do_not_depend_on_them(monkeypatch):
-    from swiglu_audit import batching
     from swiglu_audit.errors import ConfigError
-    from swiglu_audit.features import penultimate_features
     from swiglu_audit.methods.attack_registry import AttackParams
     from swiglu_audit.methods.attacks import run_attack
-    from swiglu_audit.train import predict_logits
+    from swiglu_audit.training import batching
+    from swiglu_audit.training.features import penultimate_features
+    from swiglu_audit.training.train import predict_logits
 
     cpu = torch.device("cpu")
     data = load_digits_data()

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from swiglu_audit.data import load_user_data, split_hash
 from swiglu_audit.errors import DataContractError
-from swiglu_audit.patched import PatchedRows
+from swiglu_audit.training.data import load_user_data, split_hash
+from swiglu_audit.training.patched import PatchedRows
 
 DATASETS = """
 import numpy as np
@@ -111,7 +111,7 @@ def test_a_dataset_is_read_once_into_one_mapping_that_train_and_val_share(datase
 def test_one_process_reads_a_dataset_once_for_its_checks_plan_and_session(datasets_module, tmp_path):
     import importlib
 
-    from swiglu_audit.data import load_audit_data
+    from swiglu_audit.training.data import load_audit_data
 
     module = importlib.import_module(datasets_module)
     first = load_audit_data(f"{datasets_module}:make", tmp_path)

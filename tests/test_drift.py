@@ -8,9 +8,9 @@ import pytest
 from conftest import TINY_AUDIT_TOML
 
 from swiglu_audit.config import OPT_ENABLE, OPT_LIVE
-from swiglu_audit.data import attach_live, load_digits_data
 from swiglu_audit.errors import DataContractError
 from swiglu_audit.methods.drift import atc_estimate, atc_replicates, feature_drift, mmd_permutation_test, prediction_drift
+from swiglu_audit.training.data import attach_live, load_digits_data
 
 
 def test_mmd_holds_its_level_on_one_distribution_and_finds_a_shift():
@@ -55,7 +55,7 @@ def test_live_data_must_match_the_training_inputs():
     data = load_digits_data()
     with pytest.raises(DataContractError, match="no such file"):
         attach_live(data, "no-such-live.npz")
-    from swiglu_audit.data import _with_live
+    from swiglu_audit.training.data import _with_live
 
     with pytest.raises(DataContractError) as info:
         _with_live(data, {"x_live": np.ones((30, 1, 4, 4)) * 2, "y_live": np.zeros(29)}, "live")
@@ -97,7 +97,7 @@ def test_the_drift_suite_through_the_contract(tiny_project):
 def test_a_live_dataset_of_pairs_is_read_and_minus_one_means_unlabelled(tmp_path):
     import torch
 
-    from swiglu_audit.data import _with_live
+    from swiglu_audit.training.data import _with_live
 
     data = load_digits_data()
 

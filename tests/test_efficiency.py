@@ -9,7 +9,7 @@ from torch import nn
 from swiglu_audit.measure.efficiency import mean_curve, to_target
 from swiglu_audit.methods.efficiency import Timer, count_flops, first_reaching, paired_inference_timings, training_memory_bytes
 from swiglu_audit.report.tradeoff import tradeoff_section
-from swiglu_audit.train import Recipe, train_model
+from swiglu_audit.training.train import Recipe, train_model
 
 CPU = torch.device("cpu")
 
@@ -139,7 +139,7 @@ def test_tradeoff_plot_and_sentence_come_from_the_comparisons():
 @pytest.mark.parametrize("ci, status", [((-0.4, -0.25), "PASS"), ((-0.1, 0.05), "FAIL"), ((-0.3, -0.1), "WARN")])
 def test_a_required_efficiency_gain_passes_fails_or_is_inconclusive(ci, status):
     from swiglu_audit.checks.efficiency import EFFICIENCY_COMPARISONS
-    from swiglu_audit.risk import Status, apply_modifiers, make_finding
+    from swiglu_audit.verdicts.risk import Status, apply_modifiers, make_finding
 
     info = EFFICIENCY_COMPARISONS["flops_to_target"]
     finding = make_finding(info, ["c", "b"], Status.PASS, "measured", "t", value=sum(ci) / 2, ci=ci)
@@ -175,7 +175,7 @@ def test_a_model_without_counted_flops_records_none_rather_than_zero():
 
 def test_a_candidate_that_missed_the_target_cannot_pass_a_compute_comparison():
     from swiglu_audit.checks.efficiency import EFFICIENCY_COMPARISONS
-    from swiglu_audit.risk import Status, apply_modifiers, make_finding
+    from swiglu_audit.verdicts.risk import Status, apply_modifiers, make_finding
 
     info = EFFICIENCY_COMPARISONS["steps_to_target"]
     finding = make_finding(info, ["c", "b"], Status.PASS, "measured", "t", value=-0.1, ci=(-0.2, 0.0))

@@ -11,7 +11,7 @@ from test_report import EVIL, sample_document
 
 from swiglu_audit.report.markdown import render_markdown
 from swiglu_audit.report.oscal import render_oscal
-from swiglu_audit.risk import Status, make_finding
+from swiglu_audit.verdicts.risk import Status, make_finding
 
 HOSTILE = EVIL + ' | "quoted"\n  new line \\| '
 

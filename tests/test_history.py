@@ -6,10 +6,10 @@ import json
 import pytest
 from test_report import sample_document
 
-from swiglu_audit import history
 from swiglu_audit.config import OPT_COMPARE, OPT_ENABLE, OPT_SAVE
-from swiglu_audit.history import resolve_baseline, save_run, saved_runs
-from swiglu_audit.regressions import Gate, compare, parse_gates, render_comparison
+from swiglu_audit.scheduled import history
+from swiglu_audit.scheduled.history import resolve_baseline, save_run, saved_runs
+from swiglu_audit.scheduled.regressions import Gate, compare, parse_gates, render_comparison
 
 
 def _doc(value=0.5, ci=(0.45, 0.55), status="PASS", better="higher", extra=()):
@@ -96,7 +96,7 @@ def test_saving_is_atomic_and_a_failed_save_leaves_no_entry(tmp_path, monkeypatc
 
 
 MODELS = '''
-from swiglu_audit.nn import ModelConfig, build_model
+from swiglu_audit.training.nn import ModelConfig, build_model
 
 def make_swiglu(input_shape, n_classes):
     return build_model(ModelConfig(ffn="swiglu", input_shape=input_shape, n_classes=n_classes, d_model=32, ffn_hidden=96))
@@ -229,9 +229,9 @@ def test_accepting_needs_a_reason_and_a_saved_run(tmp_path):
 def test_the_html_trend_plot_marks_the_baseline_and_a_flagged_decline(tmp_path):
     from types import SimpleNamespace
 
-    from swiglu_audit.history import trend
     from swiglu_audit.report.html import trend_section
     from swiglu_audit.report.writer import compare_with_saved
+    from swiglu_audit.scheduled.history import trend
 
     for k in range(6):
         _night(tmp_path, 0.60 - 0.005 * k, ci_half=0.05, suffix="[linf]")
@@ -244,7 +244,7 @@ def test_the_html_trend_plot_marks_the_baseline_and_a_flagged_decline(tmp_path):
 
 
 def test_a_run_that_lost_a_finding_or_its_baseline_never_becomes_the_baseline(tmp_path):
-    from swiglu_audit.history import gates_passed
+    from swiglu_audit.scheduled.history import gates_passed
 
     kept = _doc()
     dropped = _doc(extra=())

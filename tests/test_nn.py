@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swiglu_audit.nn import FFN_VARIANTS, FeedForward, ModelConfig, build_model, count_parameters, register_ffn, swiglu
-from swiglu_audit.specs import load_zoo_table
+from swiglu_audit.training.nn import FFN_VARIANTS, FeedForward, ModelConfig, build_model, count_parameters, register_ffn, swiglu
+from swiglu_audit.training.specs import load_zoo_table
 
 ZOO = load_zoo_table()
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swiglu_audit.golden import compare_or_write
 from swiglu_audit.methods.numerical import check_implementation, compare_op, gradcheck_implementation, half_parity, state_difference
-from swiglu_audit.nn import swiglu as eager_swiglu  # the implementation the zoo's models run
+from swiglu_audit.training.golden import compare_or_write
+from swiglu_audit.training.nn import swiglu as eager_swiglu  # the implementation the zoo's models run
 
 
 def swapped(gate, up):  # gate and up projections swapped

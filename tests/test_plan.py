@@ -6,7 +6,7 @@ import pytest
 from conftest import TINY_AUDIT_TOML
 
 from swiglu_audit.config import OPT_ENABLE, OPT_MAX_MINUTES, OPT_PLAN, build_config
-from swiglu_audit.plan import attack_passes
+from swiglu_audit.planning.plan import attack_passes
 
 
 def test_attack_passes_follow_the_attack_list_and_the_curves():

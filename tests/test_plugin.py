@@ -109,11 +109,16 @@ def test_policy_breach_fails_the_run_and_shows_in_junit(tiny_project, write_pypr
      "[[tool.swiglu_audit.models]]\nname = 'b'\nfactory = 'nosuchmodule:make'\n", ["nosuchmodule", "cannot import"]),
 ])
 def test_bad_config_is_a_usage_error_naming_the_key(tiny_project, extra, words):
+    """In-process, through what the plugin calls at start-up; the exit status of a usage error
+    through pytest is the next test's."""
+    from swiglu_audit.config import ConfigError, build_config, read_pyproject_table
+    from swiglu_audit.pytest.preflight import check_import_paths
+
     tiny_project.makefile(".toml", pyproject="[tool.swiglu_audit]\nprofile = 'quick'\n" + extra)
-    result = tiny_project.runpytest_subprocess(OPT_ENABLE)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    with pytest.raises(ConfigError) as raised:
+        check_import_paths(build_config(read_pyproject_table(tiny_project.path), project_root=tiny_project.path))
     for word in words:
-        assert word in result.stderr.str()
+        assert word in str(raised.value)
 
 
 def test_bad_command_line_seeds_and_unwritable_report_folder(tiny_project):
@@ -128,7 +133,7 @@ def test_bad_command_line_seeds_and_unwritable_report_folder(tiny_project):
 USER_MODELS = '''
 import torch
 from torch import nn
-from swiglu_audit.nn import ModelConfig, build_model
+from swiglu_audit.training.nn import ModelConfig, build_model
 
 def make_swiglu(input_shape, n_classes):
     return build_model(ModelConfig(ffn="swiglu", input_shape=input_shape, n_classes=n_classes, d_model=32, ffn_hidden=96))
@@ -476,7 +481,7 @@ def test_a_users_training_set_is_scanned_and_planted_problems_are_listed_by_thei
     assert leak["status"] == "WARN" and leak["details"]["test_indices"] == [5]
     # the train side is reported in the user's own indexing, although a validation split was carved
     assert leak["details"]["pairs_train_vs_split"]["test"] == [[10, 5]]
-    from swiglu_audit.data import load_user_data
+    from swiglu_audit.training.data import load_user_data
 
     kept_in_train = set(load_user_data("planted_data:load").train_source_index.tolist())
     planted = {i for i in (20, 40, 60) if i in kept_in_train}

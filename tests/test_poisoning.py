@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from swiglu_audit.config import build_config
-from swiglu_audit.data import load_digits_data
 from swiglu_audit.errors import ConfigError, ModelContractError
-from swiglu_audit.features import penultimate_features
 from swiglu_audit.methods.integrity import exact_duplicates, label_issues, near_duplicates
 from swiglu_audit.methods.poison_detectors import DetectorOutput, activation_clustering, detection_metrics, run_detectors, spectral_signatures
 from swiglu_audit.methods.poisoning import add_trigger, backdoor, targeted_flip
-from swiglu_audit.nn import ModelConfig, build_model
-from swiglu_audit.train import Recipe, train_model
+from swiglu_audit.training.data import load_digits_data
+from swiglu_audit.training.features import penultimate_features
+from swiglu_audit.training.nn import ModelConfig, build_model
+from swiglu_audit.training.train import Recipe, train_model
 
 CPU = torch.device("cpu")
 TARGET = 0
@@ -186,7 +186,7 @@ def test_poisoning_config_is_validated():
 
 def test_models_poisoned_the_cheaper_way_get_the_cheaper_scan_and_the_plan_counts_it(tmp_path):
     from swiglu_audit.measure.poisoning import CHEAPER_SCAN_PER_CLASS, CHEAPER_SCAN_STEPS, scan_inputs, scan_settings
-    from swiglu_audit.plan import SCAN_INPUTS, Trainings, other_passes
+    from swiglu_audit.planning.plan import SCAN_INPUTS, Trainings, other_passes
     from swiglu_audit.session import AuditSession
 
     def session(mode):

@@ -3,7 +3,7 @@
 import io
 import json
 
-from swiglu_audit.progress import Progress, ProgressBoard, read_states, render, time_left
+from swiglu_audit.training.progress import Progress, ProgressBoard, read_states, render, time_left
 
 
 def test_a_worker_publishes_its_state_whole(tmp_path):

@@ -8,10 +8,10 @@ import pytest
 from swiglu_audit.checks.adversarial import WORST_CASE as PGD_ROBUST_ACCURACY
 from swiglu_audit.checks.adversarial import WORST_CASE_COMPARISON as PGD_COMPARISON
 from swiglu_audit.config import build_config
-from swiglu_audit.relay import FindingCollector
+from swiglu_audit.pytest.relay import FindingCollector
 from swiglu_audit.report.html import render_html
 from swiglu_audit.report.writer import build_document, write_document
-from swiglu_audit.risk import Status, error_finding, make_finding
+from swiglu_audit.verdicts.risk import Status, error_finding, make_finding
 
 EVIL = '<script>alert("x")</script>'
 
@@ -137,7 +137,7 @@ def test_a_real_audit_report_validates_against_the_schema(tiny_audit_report):
 
 
 def test_a_real_report_draws_the_curves_of_every_suite_and_the_detector_tables(tiny_audit_report):
-    from swiglu_audit.suite_catalog import SUITES
+    from swiglu_audit.checks.suite_catalog import SUITES
 
     html = render_html(tiny_audit_report)
     levels = {f["details"].get("level") for f in tiny_audit_report["findings"]}

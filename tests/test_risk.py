@@ -7,8 +7,8 @@ import pytest
 
 import swiglu_audit.checks
 from swiglu_audit.checks import adversarial, data_integrity, poison_detection
-from swiglu_audit.conditions import DecisionTable, Rule, always, capped, floored
-from swiglu_audit.risk import (
+from swiglu_audit.verdicts.conditions import DecisionTable, Rule, always, capped, floored
+from swiglu_audit.verdicts.risk import (
     Ceiling,
     CheckInfo,
     Floor,
@@ -24,7 +24,7 @@ from swiglu_audit.risk import (
     severity,
     verdict,
 )
-from swiglu_audit.stats import Comparison
+from swiglu_audit.verdicts.stats import Comparison
 
 CHECK_MODULES = [importlib.import_module(f"swiglu_audit.checks.{m.name}")
                  for m in pkgutil.iter_modules(swiglu_audit.checks.__path__)]

@@ -8,8 +8,8 @@ import pytest
 from swiglu_audit.checks.adversarial import WORST_CASE_COMPARISON
 from swiglu_audit.config import build_config
 from swiglu_audit.errors import ConfigError
-from swiglu_audit.sequential import judged_comparison, look_level, looks_for
-from swiglu_audit.stats import Comparison
+from swiglu_audit.verdicts.sequential import judged_comparison, look_level, looks_for
+from swiglu_audit.verdicts.stats import Comparison
 
 _NOT_MASKED = lambda session: {"masked_models": {}}  # noqa: E731  the modifier's facts: no model masked
 

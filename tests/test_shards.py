@@ -8,7 +8,7 @@ from test_plugin import report
 
 from swiglu_audit.config import OPT_ENABLE, OPT_REPORT_DIR, OPT_SHARD
 from swiglu_audit.errors import ConfigError
-from swiglu_audit.sharding import parse_shard, shard_of
+from swiglu_audit.pytest.sharding import parse_shard, shard_of
 
 
 def _key(doc):

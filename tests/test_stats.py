@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swiglu_audit.stats import mean_interval, paired_comparison, replicate_comparison
+from swiglu_audit.verdicts.stats import mean_interval, paired_comparison, replicate_comparison
 
 
 def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_examples():
@@ -110,9 +110,9 @@ def test_an_a_a_test_of_identically_built_models_gives_no_more_false_alarms_than
     initialisation seeds, compared on clean test accuracy like two architectures."""
     import torch
 
-    from swiglu_audit.data import load_digits_data
-    from swiglu_audit.nn import ModelConfig, build_model
-    from swiglu_audit.train import Recipe, predict_logits, train_model
+    from swiglu_audit.training.data import load_digits_data
+    from swiglu_audit.training.nn import ModelConfig, build_model
+    from swiglu_audit.training.train import Recipe, predict_logits, train_model
 
     data = load_digits_data()
     recipe = Recipe(epochs=3)
@@ -178,7 +178,7 @@ def test_all_zero_outcomes_are_not_an_exact_rate_of_zero():
 def test_the_interval_does_not_jump_when_the_seed_excess_crosses_zero():
     """A seed part floored at 0 keeps its estimate's uncertainty in the degrees of freedom, so an
     excess of -1e-9 (floored) and of +1e-9 give the same interval."""
-    from swiglu_audit.stats import _seed_parts, _t_interval
+    from swiglu_audit.verdicts.stats import _seed_parts, _t_interval
 
     spread, example = 4e-4, 2e-4
     below = _t_interval(-0.02, [_seed_parts((0.0, spread), 3), (example, 399, example)], 0.95)

@@ -25,7 +25,7 @@ def load():
 '''
 
 MODELS = '''
-from swiglu_audit.nn import ModelConfig, build_model
+from swiglu_audit.training.nn import ModelConfig, build_model
 
 def make(ffn):
     def factory(input_shape, n_classes):

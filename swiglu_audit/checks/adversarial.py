@@ -4,8 +4,8 @@ checks in `checks.sanity`."""
 
 from __future__ import annotations
 
-from ..conditions import DecisionTable, Floor, NoWorseThanBaseline, Rule, Status, always, capped
-from ..risk import CheckInfo
+from ..verdicts.conditions import DecisionTable, Floor, NoWorseThanBaseline, Rule, Status, always, capped
+from ..verdicts.risk import CheckInfo
 
 
 def _masked_words(facts: dict, policy: dict) -> str | None:

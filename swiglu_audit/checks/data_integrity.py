@@ -5,8 +5,8 @@ methods are in `methods.integrity`."""
 
 from __future__ import annotations
 
-from ..conditions import Ceiling, Status, capped
-from ..risk import CheckInfo
+from ..verdicts.conditions import Ceiling, Status, capped
+from ..verdicts.risk import CheckInfo
 
 ANY_LEAK_CAP = capped("any leaked sample", ("n_leaked",), Status.WARN, lambda facts, policy: (
     "any leaked sample deserves a look" if facts["n_leaked"] else None))

@@ -4,7 +4,7 @@ drift than a baseline. The tests are in `methods.drift`."""
 
 from __future__ import annotations
 
-from ..risk import Ceiling, CheckInfo, Floor, NoWorseThanBaseline
+from ..verdicts.risk import Ceiling, CheckInfo, Floor, NoWorseThanBaseline
 
 _WATCH = ("Keep the live split current in the scheduled audit; when drift is flagged, label a sample "
           "of live inputs, measure accuracy on it, and retrain or recalibrate on data like it.")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..conditions import DecisionTable, NoWorseThanBaseline, Rule, Status, always, capped, floored, judge_interval, rejudged
-from ..risk import CheckInfo
+from ..verdicts.conditions import DecisionTable, NoWorseThanBaseline, Rule, Status, always, capped, floored, judge_interval, rejudged
+from ..verdicts.risk import CheckInfo
 
 
 def _mismatch_words(facts: dict, policy: dict) -> str | None:

@@ -4,8 +4,8 @@ device parity. The measuring functions are in `methods.numerical`."""
 
 from __future__ import annotations
 
-from ..conditions import DecisionTable, Rule, Status, always, judge_interval
-from ..risk import CheckInfo
+from ..verdicts.conditions import DecisionTable, Rule, Status, always, judge_interval
+from ..verdicts.risk import CheckInfo
 
 
 def _passed(facts: dict, policy: dict) -> bool:

@@ -5,7 +5,7 @@ in-distribution"; see `methods.ood_metrics` for the metric definitions."""
 
 from __future__ import annotations
 
-from ..risk import Ceiling, CheckInfo, Floor, NoWorseThanBaseline
+from ..verdicts.risk import Ceiling, CheckInfo, Floor, NoWorseThanBaseline
 
 POSITIVE_CLASS = ("in-distribution inputs are the positive class; every detector's score is higher "
                   "for inputs it believes in-distribution; AUPR-OUT ranks by the negated score with "

@@ -5,8 +5,8 @@ own training set. The detectors are in `methods.poison_detectors`, the scan in
 
 from __future__ import annotations
 
-from ..conditions import DecisionTable, Floor, NoWorseThanBaseline, Rule, Status, always
-from ..risk import CheckInfo
+from ..verdicts.conditions import DecisionTable, Floor, NoWorseThanBaseline, Rule, Status, always
+from ..verdicts.risk import CheckInfo
 
 
 def _scan_threshold(facts: dict, policy: dict) -> str:

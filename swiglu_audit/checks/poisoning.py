@@ -3,8 +3,8 @@ against each baseline. The attacks that build the poisoned sets are in `methods.
 
 from __future__ import annotations
 
-from ..conditions import Ceiling, NoWorseThanBaseline, Status, capped, floored
-from ..risk import CheckInfo
+from ..verdicts.conditions import Ceiling, NoWorseThanBaseline, Status, capped, floored
+from ..verdicts.risk import CheckInfo
 
 # training on flipped labels costs accuracy in every architecture: the finding informs, and the
 # architecture's own share of it is judged by LABEL_FLIP_COMPARISON

@@ -22,7 +22,7 @@ def _prefetchers() -> dict[str, Callable[[AuditSession, str], None]]:
     measurement modules import torch)."""
     import importlib
 
-    from ..suite_catalog import SUITES
+    from ..checks.suite_catalog import SUITES
 
     out = {}
     for name, info in SUITES.items():

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..cache import cache_key
 from ..checks.sanity import masking_failures
 from ..methods.attack_registry import THREAT_MODELS, AttackParams, threat_attacks
 from ..methods.attacks import (
@@ -25,7 +24,8 @@ from ..methods.attacks import (
     run_attack,
     worst_case,
 )
-from ..train import predict_logits
+from ..training.cache import cache_key
+from ..training.train import predict_logits
 
 if TYPE_CHECKING:  # the session is passed in; this layer never imports it at run time
     from ..session import AuditSession
@@ -44,8 +44,8 @@ def _code_digest() -> str:
     """Attack results are cached across runs; see `cache.code_digest`."""
     from importlib.metadata import version
 
-    from .. import cache
     from ..methods import attack_registry, attacks
+    from ..training import cache
 
     return cache.code_digest(sys.modules[__name__], attacks, attack_registry) + f" torchattacks {version('torchattacks')}"
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..methods.drift import atc_replicates, confidence_scores, feature_drift, mmd_permutation_test
-from ..train import predict_logits
+from ..training.train import predict_logits
 
 if TYPE_CHECKING:
     from ..session import AuditSession

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..device import deterministic_algorithms
 from ..methods.numerical import half_parity, state_difference
-from ..train import Recipe, predict_logits, train_model
+from ..training.device import deterministic_algorithms
+from ..training.train import Recipe, predict_logits, train_model
 
 if TYPE_CHECKING:
     from ..session import AuditSession
@@ -33,8 +33,8 @@ def op_implementation(audit: AuditSession, impl_name: str):
     """The SwiGLU implementations under test: the eager reference op, its torch.compile'd form,
     and any the user registered under [tool.swiglu_audit.numerical.implementations]."""
     from ..errors import ConfigError
-    from ..imports import load_callable
-    from ..nn import swiglu
+    from ..training.nn import swiglu
+    from ..util.imports import load_callable
 
     if impl_name == "eager":
         return swiglu

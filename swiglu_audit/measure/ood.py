@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .. import features as features_module
-from ..cache import code_digest
 from ..errors import ModelContractError
-from ..features import penultimate_features
 from ..methods import calibration, corruptions, ood_detectors, ood_metrics, ood_sets
 from ..methods.calibration import aurc
 from ..methods.corruptions import SEVERITIES, applicable_corruptions, corrupt
 from ..methods.ood_detectors import DETECTORS, OOD_DETECTORS, DetectorParams, Evidence
 from ..methods.ood_sets import LEVELS, OOD_SETS, sets_for, sets_of_level
-from ..specs import USER_GROUP
-from ..train import predict_logits
+from ..training import features as features_module
+from ..training.cache import code_digest
+from ..training.features import penultimate_features
+from ..training.specs import USER_GROUP
+from ..training.train import predict_logits
 
 if TYPE_CHECKING:  # the session is passed in; this layer never imports it at run time
     from ..session import AuditSession

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import features as features_module
-from ..cache import code_digest
-from ..features import penultimate_features
 from ..methods import backdoor_scan, poison_detectors, poisoning
 from ..methods.integrity import exact_duplicates, label_issues, near_duplicates
 from ..methods.poison_detectors import detection_metrics, run_detectors
 from ..methods.poisoning import POISONING_ATTACKS, PoisonedSet, PoisonParams, add_trigger
-from ..specs import USER_GROUP
-from ..train import predict_logits
+from ..training import features as features_module
+from ..training.cache import code_digest
+from ..training.features import penultimate_features
+from ..training.specs import USER_GROUP
+from ..training.train import predict_logits
 from .adversarial import clean_correct
 
 if TYPE_CHECKING:  # the session is passed in; this layer never imports it at run time

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import batching
-from ..nn import eval_mode
+from ..training import batching
+from ..training.nn import eval_mode
 from .attack_registry import ATTACKS, AttackArgs, AttackParams, AttackSpec
 
 

@@ -57,8 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import batching
-from ..nn import eval_mode
+from ..training import batching
+from ..training.nn import eval_mode
 
 ANOMALY_INDEX = 2.0  # Neural Cleanse's threshold for a suspected target class
 # Below ANOMALY_INDEX the two most anomalous classes (index above LEAD_INDEX) are still named

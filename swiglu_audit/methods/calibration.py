@@ -29,7 +29,7 @@ def ece_estimate(confidence: list, correct: list, n_bins: int, level: float, n_b
     """ECE averaged over several conditions (corruptions x severities), each a (seeds x inputs)
     pair of confidence and correctness on the same inputs, with a t-interval over seeds and
     inputs; the inputs' part from resamples shared by every condition and seed."""
-    from ..stats import replicate_estimate
+    from ..verdicts.stats import replicate_estimate
 
     conf = [np.atleast_2d(np.asarray(c, float)) for c in confidence]
     corr = [np.atleast_2d(np.asarray(c, float)) for c in correct]
@@ -72,7 +72,7 @@ def aurc_estimate(scores: np.ndarray, correct: np.ndarray, level: float, n_boot:
     """Seed-averaged AURC of (seeds x inputs) matrices, with a t-interval over seeds and inputs
     whose input part comes from bootstrap resamples shared by every seed (stats.replicate_estimate),
     as every other metric of the audit that is not a mean over inputs."""
-    from ..stats import replicate_estimate
+    from ..verdicts.stats import replicate_estimate
 
     rng = np.random.default_rng(seed)
     n_seeds, n = np.shape(correct)

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..batching import counting_saved_storages
-from ..nn import eval_mode
+from ..training.batching import counting_saved_storages
+from ..training.nn import eval_mode
 
 
 def parameter_mismatch(n_candidate: int, n_baseline: int) -> float:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..nn import FeedForward, eval_mode
+from ..training.nn import FeedForward, eval_mode
 
 FP16_MAX = float(torch.finfo(torch.float16).max)  # 65504
 

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import batching
-from ..nn import eval_mode
+from ..training import batching
+from ..training.nn import eval_mode
 
 
 @dataclass(frozen=True)

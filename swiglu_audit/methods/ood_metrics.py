@@ -112,7 +112,7 @@ def seed_bootstrap(name: str, s_in, s_out, n_boot: int, rng):
 def estimate(name: str, s_in, s_out, level: float, n_boot: int, seed: int = 0):
     """Seed-averaged metric with a t-interval over seeds and examples; the example part of its
     variance from `n_boot` example resamples (stats.replicate_estimate)."""
-    from ..stats import replicate_estimate
+    from ..verdicts.stats import replicate_estimate
 
     s_in, s_out = np.atleast_2d(s_in), np.atleast_2d(s_out)
     point, reps = seed_bootstrap(name, s_in, s_out, n_boot, np.random.default_rng(seed))
@@ -121,7 +121,7 @@ def estimate(name: str, s_in, s_out, level: float, n_boot: int, seed: int = 0):
 
 def compare(name: str, cand: dict, base: dict, level: float, alpha: float, n_boot: int, seed: int = 0):
     """Candidate - baseline metric on the same ID and OOD inputs (stats.replicate_comparison)."""
-    from ..stats import replicate_comparison
+    from ..verdicts.stats import replicate_comparison
 
     # the same seed gives both models the same example resamples: the pairing over examples is kept
     pc, rc = seed_bootstrap(name, cand["in"], cand["out"], n_boot, np.random.default_rng(seed))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..patched import PatchedRows
+from ..training.patched import PatchedRows
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import json
 from html import escape
 from pathlib import Path
 
-from ..risk import error_groups, level_words
-from ..suite_catalog import SUITES
+from ..checks.suite_catalog import SUITES
+from ..verdicts.risk import error_groups, level_words
 from .ticks import nice_ticks, tick_label
 from .tradeoff import tradeoff_section
 

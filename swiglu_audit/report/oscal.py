@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from ..risk import level_words
+from ..verdicts.risk import level_words
 
 OSCAL_VERSION = "1.1.2"
 NAMESPACE = uuid.UUID("6f1f6b35-1c1e-4a8e-9a55-53b1f1e0a7a1")  # swiglu-audit's own namespace

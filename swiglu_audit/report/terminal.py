@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..risk import STATUS_ORDER, error_groups, verdict
+from ..verdicts.risk import STATUS_ORDER, error_groups, verdict
 
 _MARKUP = {"PASS": {"green": True}, "WARN": {"yellow": True}, "FAIL": {"red": True, "bold": True},
            "ERROR": {"red": True, "bold": True}}

@@ -12,11 +12,11 @@ from collections import Counter
 from pathlib import Path
 
 from .. import __version__
+from ..checks.suite_catalog import NOT_MEASURED, SUITES
 from ..config import AuditConfig
 from ..errors import SwigluAuditWarning
-from ..io import atomic_write_text
-from ..risk import STATUS_ORDER, Status, breaches_policy, is_indicative, rmf_data, verdict
-from ..suite_catalog import NOT_MEASURED, SUITES
+from ..util.io import atomic_write_text
+from ..verdicts.risk import STATUS_ORDER, Status, breaches_policy, is_indicative, rmf_data, verdict
 
 SCHEMA_VERSION = 1
 
@@ -114,7 +114,7 @@ def merge_documents(documents: list[dict]) -> dict:
     """One report from the reports of the shards of one audit (`swiglu-audit merge`): the union
     of their findings, the summary and coverage recomputed, the environments' model facts and
     cache counts combined. The shards must share a configuration (else ValueError)."""
-    from ..regressions import config_digest
+    from ..scheduled.regressions import config_digest
 
     if not documents:
         raise ValueError("no shard reports to merge")
@@ -194,13 +194,13 @@ def write_reports(collector, config: AuditConfig, exit_status: int) -> tuple[dic
     if config.compare_with:
         document["comparison"] = compare_with_saved(document, config)
     if config.compare_with or config.save_run:
-        from ..history import trend
+        from ..scheduled.history import trend
 
         checks = {name: (info.trend_check, info.trend or "") for name, info in SUITES.items() if info.trend_check}
         document["trend"] = trend(config.history_dir, document, checks)
     paths = write_document(document, config.report_dir)
     if config.save_run and exit_status != 2:  # an interrupted audit is no baseline for the next
-        from ..history import save_run
+        from ..scheduled.history import save_run
 
         paths["saved run"] = str(save_run(config.history_dir, document))
     return paths, document
@@ -208,8 +208,8 @@ def write_reports(collector, config: AuditConfig, exit_status: int) -> tuple[dic
 
 def compare_with_saved(document: dict, config: AuditConfig) -> dict:
     """The comparison block of report.json: against `config.compare_with`, gated."""
-    from ..history import anchor_run, past_reports, resolve_baseline
-    from ..regressions import compare, parse_gates
+    from ..scheduled.history import anchor_run, past_reports, resolve_baseline
+    from ..scheduled.regressions import compare, parse_gates
 
     empty = {"regressions": 0, "changes": [], "environment_differences": []}
     try:

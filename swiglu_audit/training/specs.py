@@ -9,8 +9,8 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 
-from .config import AuditConfig
-from .errors import ConfigError
+from ..config import AuditConfig
+from ..errors import ConfigError
 
 USER_GROUP = "user"
 

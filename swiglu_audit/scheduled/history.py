@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .io import atomic_write_text
+from ..util.io import atomic_write_text
 from .regressions import config_digest
 
 RUN_FILE = "run.json"

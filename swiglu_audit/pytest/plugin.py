@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from . import config as cfg
-from .progress import ProgressBoard
+from .. import config as cfg
+from ..training.progress import ProgressBoard
 from .relay import (
     CHECK_MARKER,
     COLLECTOR_KEY,
@@ -93,8 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{CHECK_MARKER}(info): a swiglu-audit check (CheckInfo)")
     if not _enabled(config):
         return
-    from .batching import memory_cap
-    from .device import prepare_cuda_determinism
+    from ..training.batching import memory_cap
+    from ..training.device import prepare_cuda_determinism
     from .preflight import check_import_paths, check_report_dir, check_setup
 
     prepare_cuda_determinism()  # before anything creates a cuBLAS handle; xdist workers inherit it
@@ -137,7 +137,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     from . import fixtures
 
-    config.pluginmanager.register(fixtures, "swiglu_audit.fixtures")
+    config.pluginmanager.register(fixtures, "swiglu_audit.pytest.fixtures")
     # Without explicit paths, run the suites (not the project's own tests); with paths, add them.
     suites = str(suites_dir())
     if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -157,13 +157,13 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if CONFIG_KEY not in metafunc.config.stash:
         return
-    from .specs import comparison_pairs, model_specs
+    from ..training.specs import comparison_pairs, model_specs
 
     specs = model_specs(metafunc.config.stash[CONFIG_KEY])
     if "audit_model" in metafunc.fixturenames:
         metafunc.parametrize("audit_model", [s.name for s in specs])
     if "audit_impl" in metafunc.fixturenames:
-        from .measure.numerical import implementation_names
+        from ..measure.numerical import implementation_names
 
         metafunc.parametrize("audit_impl", implementation_names(metafunc.config.stash[CONFIG_KEY]))
     if "audit_pair" in metafunc.fixturenames:
@@ -198,8 +198,8 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
     """The plan before any training, for the report; printed and exit 0 with --swiglu-audit-plan;
     over max_minutes, a usage error (exit 4) naming what would fit, or with
     --swiglu-audit-accept-reduced-plan the first setting that fits, applied and recorded as a cut."""
-    from .plan import budget_options, budget_problem, make_plan, plan_lines, reused_probes
-    from .session import AuditSession
+    from ..planning.plan import budget_options, budget_problem, make_plan, plan_lines, reused_probes
+    from ..session import AuditSession
 
     workers = config.getoption("numprocesses", default=None)
     workers = workers if isinstance(workers, int) and workers > 0 else 1
@@ -275,7 +275,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     collector = session.config.stash.get(COLLECTOR_KEY, None)
     if collector is None:
         return
-    from .report.writer import write_reports
+    from ..report.writer import write_reports
 
     audit_config = session.config.stash[CONFIG_KEY]
     paths, document = write_reports(collector, audit_config, int(exitstatus))
@@ -297,7 +297,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     collector = config.stash.get(COLLECTOR_KEY, None)
     if collector is None:
         return
-    from .report.terminal import summary_lines
+    from ..report.terminal import summary_lines
 
     terminalreporter.section("swiglu-audit")
     for line, markup in summary_lines(collector.findings, config.stash[CONFIG_KEY],

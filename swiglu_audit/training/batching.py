@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .nn import eval_mode
 
 MEMORY_ENV = "SWIGLU_AUDIT_DEVICE_MEMORY"  # caps the memory the batches plan for, e.g. "2GiB"

@@ -32,7 +32,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 
-from .risk import STATUS_ORDER
+from ..verdicts.risk import STATUS_ORDER
 
 
 @dataclass(frozen=True)

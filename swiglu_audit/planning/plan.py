@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from .config import OPT_SEEDS
-from .device import autocast
-from .errors import ConfigError
-from .methods.backdoor_scan import inputs_per_step, reverse_engineer
-from .nn import eval_mode
+from ..config import OPT_SEEDS
+from ..errors import ConfigError
+from ..methods.backdoor_scan import inputs_per_step, reverse_engineer
+from ..training.device import autocast
+from ..training.nn import eval_mode
 
 if TYPE_CHECKING:
-    from .config import AuditConfig
-    from .session import AuditSession
+    from ..config import AuditConfig
+    from ..session import AuditSession
 
 PROBE_ENV = "SWIGLU_AUDIT_PROBE_SECONDS"
 PROBE_WARMUP, PROBE_STEPS = 3, 7  # untimed calls (allocation, kernel choice), then timed ones
@@ -104,7 +104,7 @@ class Trainings:
 
 def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict[str, Trainings]:
     """What each model is trained for, by purpose."""
-    from .measure.poisoning import conditions, fine_tune_epochs, fine_tunes, model_config, out_of_scope, patience, poisoned_seeds, poisoned_tag
+    from ..measure.poisoning import conditions, fine_tune_epochs, fine_tunes, model_config, out_of_scope, patience, poisoned_seeds, poisoned_tag
 
     spec = audit.zoo.spec(name)
     if spec.weights:
@@ -131,7 +131,7 @@ def attack_passes(config: AuditConfig, n_classes: int) -> tuple[int, int]:
     """(input-gradient passes, forward passes) over the attack set per model and seed: the
     attacks of the ensemble (each attack's cost as its registry entry declares it), the Linf
     budget curve, the L2 curve and the sanity checks' extra runs."""
-    from .methods.attack_registry import AttackParams, attack_cost
+    from ..methods.attack_registry import AttackParams, attack_cost
 
     cfg = config.adversarial
     steps, params = cfg.steps, AttackParams.of(cfg)
@@ -146,9 +146,9 @@ def other_passes(config: AuditConfig, audit: AuditSession, name: str,
                  trainings: dict[str, Trainings]) -> tuple[int, int, int]:
     """(examples passed forward, examples passed forward and backward, trigger-scan steps) by
     everything but the training steps and the attacks, for one model, following the suites' code."""
-    from .measure.poisoning import out_of_scope, poisoned_seeds, scan_inputs, scan_settings
-    from .methods.corruptions import SEVERITIES, applicable_corruptions
-    from .methods.ood_sets import sets_for
+    from ..measure.poisoning import out_of_scope, poisoned_seeds, scan_inputs, scan_settings
+    from ..methods.corruptions import SEVERITIES, applicable_corruptions
+    from ..methods.ood_sets import sets_for
 
     data, seeds = audit.data, len(config.seeds)
     n_train, n_val, n_ood = len(data.y_train), len(data.y_val), config.ood.n_examples
@@ -325,7 +325,7 @@ def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[t
     """Settings that cut the plan, each as (what to set, the changed configuration, its estimate):
     two seeds instead of more; a shorter trigger scan; one family fewer retrained on poisoned data;
     fewer seeds with each of the others. Estimates reuse the probe's unit costs."""
-    from .measure.poisoning import out_of_scope
+    from ..measure.poisoning import out_of_scope
 
     config = audit.config
     probes = reused_probes(plan)

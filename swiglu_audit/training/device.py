@@ -7,8 +7,8 @@ import os
 
 import torch
 
-from .config import OPT_DEVICE
-from .errors import ConfigError
+from ..config import OPT_DEVICE
+from ..errors import ConfigError
 
 
 def resolve_device(requested: str = "auto") -> torch.device:

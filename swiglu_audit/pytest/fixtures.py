@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from ..verdicts.risk import Finding, breaches_policy
 from .relay import CONFIG_KEY, ITEM_FINDINGS_KEY, ITEM_POLICY_FAILURE_KEY, SESSION_KEY, progress_channel, xdist_workers
-from .risk import Finding, breaches_policy
 
 
 @pytest.fixture(scope="session")
 def audit(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
     """This process's AuditSession: config, data, device, cache and the lazily trained zoo."""
-    from .progress import Progress
-    from .session import AuditSession
+    from ..session import AuditSession
+    from ..training.progress import Progress
 
     index, workers = xdist_workers(pytestconfig)
     session = AuditSession(pytestconfig.stash[CONFIG_KEY], Progress(channel=progress_channel(pytestconfig)), workers)
     pytestconfig.stash[SESSION_KEY] = session
     if workers > 1:
-        from .measure import prefetch_share
+        from ..measure import prefetch_share
 
         prefetch_share(session, measurement_needs(request.session.items), index, workers)
     yield session
@@ -55,7 +55,7 @@ def record_finding(request: pytest.FixtureRequest):
 
 def skip_unless_poisoned(audit, *names: str) -> None:
     """Skip the test when one of the models is outside the poisoning suite's scope, with the reason."""
-    from .measure.poisoning import out_of_scope  # torch-side; the plugin imports this module at start-up
+    from ..measure.poisoning import out_of_scope  # torch-side; the plugin imports this module at start-up
 
     for name in names:
         reason = out_of_scope(audit, name)

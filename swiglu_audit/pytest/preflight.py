@@ -15,9 +15,9 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from .config import OPT_REPORT_DIR, AuditConfig
-from .errors import ConfigError, ContractError
-from .imports import load_callable
+from ..config import OPT_REPORT_DIR, AuditConfig
+from ..errors import ConfigError, ContractError
+from ..util.imports import load_callable
 
 
 class SetupError(ConfigError):  # type: ignore[misc]  # UsageError is final only in the stubs
@@ -69,7 +69,7 @@ def check_setup(config: AuditConfig, show_tracebacks: bool = False) -> None:
     problems = _weights_file_problems(config) + method_problems(config)
     if imports:  # nothing below can run without the imports
         raise SetupError(*imports, *problems)
-    from .data import load_audit_data
+    from ..training.data import load_audit_data
 
     try:
         data = load_audit_data(config.dataset, config.cache_dir, config.live)
@@ -89,8 +89,8 @@ def check_setup(config: AuditConfig, show_tracebacks: bool = False) -> None:
 
 def method_problems(config: AuditConfig) -> list[str]:
     """Attack and corruption names against their registries (the modules that implement them)."""
-    from .methods.attack_registry import ATTACKS
-    from .methods.corruptions import CORRUPTIONS
+    from ..methods.attack_registry import ATTACKS
+    from ..methods.corruptions import CORRUPTIONS
 
     problems = []
     for setting, names, known in (("[tool.swiglu_audit.adversarial] attacks", config.adversarial.attacks, ATTACKS),
@@ -105,9 +105,9 @@ def check_user_model(config: AuditConfig, model, data) -> None:
     """Build the model, load its weights if it has any, and run one probe batch through it."""
     import torch
 
-    from .errors import ModelContractError
-    from .specs import ModelSpec
-    from .zoo import call_factory, check_model_contract
+    from ..errors import ModelContractError
+    from ..training.specs import ModelSpec
+    from ..training.zoo import call_factory, check_model_contract
 
     spec = ModelSpec(name=model.name, group="user", role=model.role, factory=model.factory,
                      weights=model.weights)

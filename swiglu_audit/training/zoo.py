@@ -15,12 +15,12 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from . import __version__
+from .. import __version__
+from ..config import AuditConfig
+from ..errors import ModelContractError
+from ..util.imports import load_callable
 from .cache import CheckpointCache, cache_key, tensors_digest
-from .config import AuditConfig
 from .data import AuditData
-from .errors import ModelContractError
-from .imports import load_callable
 from .nn import ModelConfig, build_model, count_parameters
 from .progress import Progress
 from .specs import ModelSpec, model_specs

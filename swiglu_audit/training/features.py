@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ModelContractError
 from . import batching
-from .errors import ModelContractError
 from .nn import eval_mode
 
 

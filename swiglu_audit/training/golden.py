@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .io import atomic_write, safetensors_metadata
+from ..util.io import atomic_write, safetensors_metadata
 
 
 def golden_path(golden_dir: Path, platform: str, model: str) -> Path:

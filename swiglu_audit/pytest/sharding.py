@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .config import AuditConfig
+from ..config import AuditConfig
 
 CHECK_MARKER = "swiglu_audit_check"
 FINDING_PROPERTY = "swiglu_audit.finding"
@@ -71,7 +71,7 @@ def attach_to_item(item: pytest.Item, call: pytest.CallInfo, report: pytest.Test
     failed_here = report.failed and call.excinfo is not None
     if failed_here and report.when in ("setup", "call") and not item.stash.get(ITEM_POLICY_FAILURE_KEY, False):
         # An exception inside a check (or its fixtures) is an ERROR finding, not a crashed audit.
-        from .risk import error_finding
+        from ..verdicts.risk import error_finding
 
         callspec = getattr(item, "callspec", None)
         assert call.excinfo is not None  # failed_here says so

@@ -25,8 +25,8 @@ from filelock import FileLock, Timeout
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import CacheError, SwigluAuditWarning
-from .io import atomic_write, safetensors_metadata
+from ..errors import CacheError, SwigluAuditWarning
+from ..util.io import atomic_write, safetensors_metadata
 
 LOCK_TIMEOUT_S = 3600  # a training run holding the lock longer than this is presumed dead
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import DataContractError
+from ..util.imports import load_callable
 from .dataset_file import is_dataset, read_dataset
-from .errors import DataContractError
-from .imports import load_callable
 
 SPLIT_SEED = 0  # the splits are fixed: every model of every run sees the same examples
 

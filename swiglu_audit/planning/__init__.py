@@ -1,0 +1,1 @@
+"""The plan before any training: what the audit will train and measure, and its cost."""

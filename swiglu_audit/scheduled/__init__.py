@@ -1,0 +1,1 @@
+"""Scheduled audits: saved runs, accepted baselines, regression gates and trend tests."""

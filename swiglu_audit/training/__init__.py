@@ -1,0 +1,1 @@
+"""The training core: data, models, training, the checkpoint cache, devices, progress."""

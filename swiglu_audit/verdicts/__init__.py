@@ -1,0 +1,1 @@
+"""How a measurement becomes a verdict: statistics, conditions, findings, sequential looks."""
