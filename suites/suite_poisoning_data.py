@@ -136,15 +136,20 @@ def test_split_leakage(audit, record_finding):
     policy, result = audit.config.policy, measure.integrity(audit)
     leaked = {split: sorted({j for _, j in r["exact"]} | {j for _, j, _ in r["near"]})
               for split, r in result["leaks"].items()}
+    in_val = result["test_in_val"]
+    val_pairs = sorted({(i, j) for i, j in in_val["exact"]} | {(i, j) for i, j, _ in in_val["near"]})
+    leaked["test"] = sorted(set(leaked["test"]) | {j for _, j in val_pairs})
     n_leaked = sum(len(v) for v in leaked.values())
     share = n_leaked / (result["n_test"] + result["n_val"])
     finding = judged_finding(
         LEAKAGE, [], share, policy, f"share of test and validation samples duplicated in train ({n_leaked})",
         subject=audit.data.name, details={"near_duplicate_rms": audit.config.poisoning.near_duplicate_rms,
+                                          "near_duplicate_ratio": audit.config.poisoning.near_duplicate_ratio,
                               **{f"{split}_indices": v[:MAX_LISTED] for split, v in leaked.items()},
                               "train_index_space": _index_space(audit),
                               "pairs_train_vs_split": {split: _train_pairs(audit, [p[:2] for p in r["exact"] + r["near"]])
-                                                       for split, r in result["leaks"].items()}},
+                                                       for split, r in result["leaks"].items()},
+                              "pairs_val_vs_test": [list(p) for p in val_pairs[:MAX_LISTED]]},
         facts={"n_leaked": n_leaked})
     record_finding(finding)
 

@@ -106,7 +106,8 @@ class PoisoningSettings(Section):
     detection_rate: float  # the backdoor rate whose model the poison detectors read
     trigger_size: int  # pixels (or features) of the harness's trigger
     clean_label: bool
-    near_duplicate_rms: float
+    near_duplicate_rms: float  # raw RMS pixel difference of a near duplicate
+    near_duplicate_ratio: float  # up to brightness, contrast, shifts, noise: distance over the typical nearest neighbour's
     scan_steps: int  # optimisation steps per class of the trigger scan
     mode: str  # one of POISONING_MODES
     fine_tune_share: float

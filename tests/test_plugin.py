@@ -489,6 +489,45 @@ def test_a_users_training_set_is_scanned_and_planted_problems_are_listed_by_thei
     assert findings["training_set_scan"]["details"]["index_space"].startswith("positions in the x_train")
 
 
+BRIGHTENED_LEAK_DATA = '''
+import numpy as np
+from sklearn.datasets import load_digits
+
+
+def load():
+    """A sixth of the test set: training images after a brightness change and faint noise, as a
+    changed pre-processing step or a re-encoding leaves them."""
+    d = load_digits()
+    x = (d.images / 16.0).astype("float32")[:, None]
+    y = d.target.copy()
+    x_train, y_train, x_test, y_test = x[:1400].copy(), y[:1400].copy(), x[1400:].copy(), y[1400:].copy()
+    rng = np.random.default_rng(0)
+    for j in range(0, len(x_test), 6):
+        source = 3 * j
+        x_test[j] = np.clip(x_train[source] * 0.9 + 0.08 + rng.normal(0, 0.015, x_train[source].shape), 0, 1)
+        y_test[j] = y_train[source]
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test, "name": "brightened-leak"}
+'''
+
+
+def test_a_brightened_copy_leak_fails_and_lists_its_pairs(tiny_project):
+    tiny_project.makepyfile(leaky_data=BRIGHTENED_LEAK_DATA)
+    pyproject = tiny_project.path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('profile = "quick"',
+                                                       'profile = "quick"\ndataset = "leaky_data:load"'))
+    tiny_project.syspathinsert()
+    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "split_leakage")
+    leak = {f["check"]: f for f in report(tiny_project)["findings"]}["split_leakage"]
+    planted = {(3 * j, j) for j in range(0, 397, 6)}
+    listed = {tuple(pair) for pair in leak["details"]["pairs_train_vs_split"]["test"]}
+    # the audit carves its validation split out of x_train: a copy of a sample that went there is
+    # paired with the validation sample instead (in the validation split's positions)
+    via_val = {j for _, j in leak["details"]["pairs_val_vs_test"]}
+    assert leak["status"] == "FAIL"
+    assert len(listed & planted) + len(via_val & {j for _, j in planted}) >= 0.95 * len(planted)
+    assert len(listed - planted) <= 3 and via_val <= {j for _, j in planted}
+
+
 def test_auto_seeds_judge_open_comparisons_again_with_more_seeds(tiny_project):
     """seeds = "auto" through the user contract: each comparison lists its looks; one that is
     still open after the configured 2 seeds is judged again at 3, at the split level."""

@@ -158,6 +158,40 @@ def test_a_planted_duplicate_is_found_across_and_within_splits(digits):
     assert (5, 100) in {(i, j) for i, j, _ in near_duplicates(train, None, 0.03)}
 
 
+def test_copies_that_went_through_a_pipeline_are_near_duplicates_and_clean_digits_are_not(digits):
+    from swiglu_audit.methods.integrity import invariant_near_duplicates
+
+    train, test = digits.x_train, digits.x_test[:120].clone()
+    assert invariant_near_duplicates(train, test) == []  # no clean test digit is paired
+    assert invariant_near_duplicates(train, None) == []  # nor any two clean training digits
+    gen = torch.Generator().manual_seed(0)
+    planted = {10: 3, 20: 4, 30: 5, 40: 6}  # test row -> its training source
+    test[10] = (train[3] * 0.9 + 0.08).clamp(0, 1)  # brighter, less contrast
+    test[20] = (train[4] * 0.9 + 0.08 + 0.02 * torch.randn(train[4].shape, generator=gen)).clamp(0, 1)  # and noise
+    test[30] = torch.cat([train[5][..., :1], train[5][..., :-1]], dim=-1)  # shifted one pixel
+    test[40] = (torch.round(train[6] * 31) / 31).clamp(0, 1)  # re-encoded at 5 bits
+    found = {j: i for i, j, _ in invariant_near_duplicates(train, test)}
+    assert found == planted
+    assert {j for _, j, _ in near_duplicates(train, test, 0.03)} <= {40}  # the raw rule misses the rest
+    within = train.clone()
+    within[200] = (within[7] * 0.8 + 0.1).clamp(0, 1)
+    assert [(i, j) for i, j, _ in invariant_near_duplicates(within, None)] == [(7, 200)]
+
+
+def test_tabular_copies_rounded_or_faintly_noised_are_near_duplicates():
+    from sklearn.datasets import load_breast_cancer
+
+    from swiglu_audit.methods.integrity import invariant_near_duplicates
+
+    x = torch.from_numpy(load_breast_cancer().data.astype("float32"))
+    train, test = x[:400], x[400:].clone()
+    assert invariant_near_duplicates(train, test) == []
+    magnitude = 10 ** (torch.floor(torch.log10(train[17].abs() + 1e-12)) - 2)
+    test[5] = torch.round(train[17] / magnitude) * magnitude  # 3 significant digits
+    test[9] = train[30] * 1.001
+    assert {(i, j) for i, j, _ in invariant_near_duplicates(train, test)} == {(17, 5), (30, 9)}
+
+
 def test_a_planted_mislabel_is_found(digits):
     y = digits.y_train.clone()
     clean_flags = set(label_issues(digits.x_train, y, 10)["indices"])

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..methods import backdoor_scan, poison_detectors, poisoning
-from ..methods.integrity import exact_duplicates, label_issues, near_duplicates
+from ..methods.integrity import exact_duplicates, invariant_near_duplicates, label_issues, near_duplicates
 from ..methods.poison_detectors import detection_metrics, run_detectors
 from ..methods.poisoning import POISONING_ATTACKS, PoisonedSet, PoisonParams, add_trigger
 from ..training import features as features_module
@@ -360,13 +360,24 @@ def scan_power(audit: AuditSession, name: str) -> dict | None:
 def integrity(audit: AuditSession) -> dict:
     """Model-free checks of the dataset, once per process."""
     def compute():
-        data, rms = audit.data, audit.config.poisoning.near_duplicate_rms
-        leaks = {split: {"exact": exact_duplicates(data.x_train, x), "near": near_duplicates(data.x_train, x, rms)}
+        data, cfg = audit.data, audit.config.poisoning
+
+        def near(a, b):
+            """Near duplicates by either rule: the raw pixel difference, or up to what pipelines do
+            (brightness, contrast, 1-pixel shifts, re-encoding noise); the ratio shown is the
+            invariant rule's (0 where only the raw rule paired them)."""
+            raw = {(i, j): 0.0 for i, j, _ in near_duplicates(a, b, cfg.near_duplicate_rms)}
+            invariant = {(i, j): r for i, j, r in invariant_near_duplicates(a, b, cfg.near_duplicate_ratio)}
+            return sorted(((i, j, invariant.get((i, j), raw.get((i, j), 0.0))) for i, j in raw.keys() | invariant.keys()),
+                          key=lambda t: (t[1], t[0]))
+        leaks = {split: {"exact": exact_duplicates(data.x_train, x), "near": near(data.x_train, x)}
                  for split, x in (("test", data.x_test), ("val", data.x_val))}
-        within_near = near_duplicates(data.x_train, None, rms)
+        # a test sample that copies a validation sample leaks too (model selection saw it)
+        test_in_val = {"exact": exact_duplicates(data.x_val, data.x_test), "near": near(data.x_val, data.x_test)}
+        within_near = near(data.x_train, None)
         y = data.y_train
         conflicting = [(i, j) for i, j, _ in within_near if int(y[i]) != int(y[j])]
-        return {"leaks": leaks, "n_test": len(data.y_test), "n_val": len(data.y_val),
+        return {"leaks": leaks, "test_in_val": test_in_val, "n_test": len(data.y_test), "n_val": len(data.y_val),
                 "n_train": len(y), "within_exact": exact_duplicates(data.x_train),
                 "within_near": within_near, "conflicting_labels": conflicting,
                 "labels": label_issues(data.x_train, y, data.n_classes)}

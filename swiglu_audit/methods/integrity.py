@@ -49,6 +49,90 @@ def near_duplicates(a: torch.Tensor, b: torch.Tensor | None, max_rms: float) -> 
     return out
 
 
+# Pipelines re-encode, brighten, rescale contrast and shift their images; a copy of a training
+# image that went through that is still a leak. Images are compared after a per-image
+# standardisation (brightness and contrast drop out), a blur (re-encoding noise fades) and at most
+# 16x16 pixels per channel (by average pooling), against every training image shifted by up to
+# `max_shift` pixels. Tabular rows are compared on robust z-scores (the training split's median
+# and interquartile range per feature). A distance is read in units of the training set's own
+# typical nearest-neighbour distance, so one ratio serves any data: a pair at or below
+# `max_ratio` of it is a near duplicate. 0.35 was chosen on the built-in digits (its clean pairs
+# start at 0.40 at the 0.1% quantile, planted copies with brightness, contrast, 1-pixel shifts and
+# noise of sd 0.02-0.03 end at 0.31 at the 99% quantile); other data sets are its held-out test
+# (bench/bench_leakage.py, BENCHMARKS.md).
+INVARIANT_RATIO = 0.35
+_MAX_SIDE = 16  # pixels per side after pooling
+_SCALE_SAMPLE = 2000  # training rows whose nearest-neighbour distance sets the unit
+
+
+def _standardised_images(x: torch.Tensor, dy: int = 0, dx: int = 0) -> np.ndarray:
+    """(N, C, H, W) -> rows: shifted by (dy, dx) pixels (edges repeated), pooled to at most
+    16x16, blurred 3x3, centred and scaled to unit norm per image."""
+    import torch.nn.functional as F
+
+    x = x.detach().cpu().float()
+    _, _, h, w = x.shape
+    if dy or dx:
+        pad = max(abs(dy), abs(dx))
+        x = F.pad(x, (pad,) * 4, mode="replicate")[:, :, pad - dy:pad - dy + h, pad - dx:pad - dx + w]
+    factor = max(1, -(-max(h, w) // _MAX_SIDE))
+    if factor > 1:
+        x = F.avg_pool2d(x, factor, ceil_mode=True)
+    x = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    rows = x.reshape(len(x), -1)
+    rows = rows - rows.mean(1, keepdim=True)
+    return (rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-8)).numpy()
+
+
+def _robust_rows(x: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
+    ref = _rows(reference)
+    median = np.median(ref, axis=0)
+    spread = np.subtract(*np.percentile(ref, [75, 25], axis=0))
+    spread = np.where(spread > 0, spread, np.abs(ref - median).max(axis=0) + 1e-12)
+    return (_rows(x) - median) / spread
+
+
+def invariant_near_duplicates(a: torch.Tensor, b: torch.Tensor | None, max_ratio: float = INVARIANT_RATIO,
+                              max_shift: int = 1, seed: int = 0) -> list[tuple[int, int, float]]:
+    """(i, j, ratio): b[j]'s nearest sample a[i] up to brightness, contrast, shifts of up to
+    `max_shift` pixels and faint noise (images), or up to rounding and faint noise (tabular rows),
+    where `ratio` (their distance over a's typical nearest-neighbour distance) is at most
+    `max_ratio`. Within `a` when `b` is None: each sample with an earlier one that close."""
+    from sklearn.neighbors import NearestNeighbors
+
+    image = a.ndim == 4
+    base = _standardised_images(a) if image else _robust_rows(a, a)
+    # the unit: the median distance of a sample of training rows to their nearest other row
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(base), size=min(_SCALE_SAMPLE, len(base)), replace=False)
+    distances, _ = NearestNeighbors(n_neighbors=2).fit(base).kneighbors(base[sample])
+    unit = float(np.median(distances[:, 1])) or 1e-12
+    queries = base if b is None else (_standardised_images(b) if image else _robust_rows(b, a))
+    shifts = [(dy, dx) for dy in range(-max_shift, max_shift + 1) for dx in range(-max_shift, max_shift + 1)] \
+        if image else [(0, 0)]
+    best = np.full(len(queries), np.inf)
+    nearest = np.zeros(len(queries), dtype=int)
+    for dy, dx in shifts:
+        candidates = base if (dy, dx) == (0, 0) else _standardised_images(a, dy, dx)
+        k = 2 if b is None else 1  # within a set, the nearest row is the row itself
+        d, i = NearestNeighbors(n_neighbors=k).fit(candidates).kneighbors(queries)
+        if b is None:  # drop the row itself (at distance 0 in the unshifted copy)
+            own = i[:, 0] == np.arange(len(queries))
+            d = np.where(own, d[:, 1], d[:, 0])
+            i = np.where(own, i[:, 1], i[:, 0])
+        else:
+            d, i = d[:, 0], i[:, 0]
+        better = d < best
+        best[better], nearest[better] = d[better], i[better]
+    ratio = best / unit
+    pairs: dict[tuple[int, int], float] = {}
+    for j in np.flatnonzero(ratio <= max_ratio):
+        i = int(nearest[j])
+        key = (min(i, int(j)), max(i, int(j))) if b is None else (i, int(j))  # within a set: earlier first
+        pairs[key] = min(pairs.get(key, np.inf), round(float(ratio[j]), 4))
+    return sorted(((i, j, r) for (i, j), r in pairs.items()), key=lambda t: (t[1], t[0]))
+
+
 def label_issues(x: torch.Tensor, y: torch.Tensor, n_classes: int, folds: int = 5, seed: int = 0) -> dict:
     """Confident-learning flags from out-of-fold probabilities.
 
