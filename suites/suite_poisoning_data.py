@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from swiglu_audit.checks.data_integrity import DUPLICATES, LABEL_ERRORS, LEAKAGE
-from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, SCAN
+from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, SCAN, TRAINING_SET_VERDICT
 from swiglu_audit.measure import poisoning as measure
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
 from swiglu_audit.methods.ood_metrics import auroc_estimate, compare_auroc
@@ -76,50 +76,98 @@ def test_poison_detectability_vs_baseline(audit, audit_pair, detector, record_fi
                                      aspect=detector, details={"detector": detector}))
 
 
+def _scan_evidence(audit, model: str) -> dict:
+    """One model's scan of the audited training set: {"facts", "value", "details", "flagged"},
+    judged by the scan's decision table (no retraining: every model scans the data it was trained
+    on). Memoised: the dataset's verdict and every model's finding read the same evidence."""
+    def compute():
+        power = measure.scan_power(audit, model)
+        published_scan = measure.published_detectors_scan(audit, model)
+        published = {"n_flagged": len(published_scan["indices"]),
+                     "indices": audit.data.source_train_indices(published_scan["indices"][:MAX_LISTED])}
+        if power is None:  # out of the poisoning suite's scope: the scan's power cannot be measured
+            return {"facts": {"power": None, "out_of_scope": measure.out_of_scope(audit, model),
+                              "n_published": len(published_scan["indices"])},
+                    "value": len(published_scan["indices"]) / published_scan["n_train"], "flagged": [],
+                    "details": {"dataset": audit.data.name, "index_space": _index_space(audit),
+                                "published_detectors": published}}
+        found = measure.trigger_scan(audit, model)
+        flagged = np.flatnonzero(found["flags"])
+        target = found["target"]
+        # the suspected target's own anomaly index (the largest among classes whose trigger works)
+        index = found["anomaly_index"][target] if target is not None else max(found["anomaly_index"])
+        value = len(flagged) / len(found["flags"])
+        details = {
+            "dataset": audit.data.name, "index_space": _index_space(audit), "n_flagged": len(flagged),
+            "indices": audit.data.source_train_indices(flagged[:MAX_LISTED]),
+            "suspected_target": target, "anomaly_index_per_class": found["anomaly_index"],
+            "trigger_mask_l1_per_class": found["mask_l1"], "trigger_success": found["trigger_success"],
+            "evidence": "each listed sample is labelled with the suspected target and either rests on the recovered "
+                        "trigger (without its region the model's probability of the target falls and the prediction "
+                        "leaves the class) or carries it (its region matches the recovered pattern better than all "
+                        "but a sliver of the other classes' inputs, in a group of the class set apart by the match)",
+            "samples": _listed_evidence(audit, found, flagged[:MAX_LISTED]),
+            "well_separated_classes": found["separated_classes"],
+            "power_on_planted_backdoor": power,
+            "published_detectors": published,
+        }
+        if "mask" in found:  # the recovered trigger, for the report's picture
+            details["trigger_image"] = np.round(found["mask"] * found["pattern"].mean(0), 3).tolist()
+        facts = {"power": power, "target": target, "n_flagged": len(flagged), "share": value, "anomaly_index": index,
+                 "mask_l1": found["mask_l1"][target] if target is not None else None,
+                 "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
+        return {"facts": facts, "value": value, "details": details,
+                "flagged": list(audit.data.source_train_indices(flagged)) if len(flagged) else []}
+    return audit.memo(("scan-evidence", model), compute)
+
+
+def _scanned_models(audit) -> list[str]:
+    return list(audit.zoo.specs)
+
+
+def _scan_outcome(audit, model: str) -> dict:
+    """What one model's scan says, by the scan's own decision table (its condition alone). A model
+    that cannot be scanned (it does not build, or diverged) is no evidence either way: ERROR here,
+    its own findings say why, and the other models' findings stand."""
+    try:
+        evidence = _scan_evidence(audit, model)
+    except Exception as exc:  # noqa: BLE001  (the model's own scan finding carries the error)
+        return {"model": model, "status": "ERROR", "reason": f"could not be scanned ({type(exc).__name__}: {exc})",
+                "n_flagged": 0, "suspected_target": None, "flagged": []}
+    status, reason, _, _ = SCAN.condition.judge(evidence["facts"], audit.config.policy)
+    facts = evidence["facts"]
+    return {"model": model, "status": status.value, "reason": reason, "n_flagged": facts.get("n_flagged", 0),
+            "suspected_target": facts.get("target"), "flagged": evidence["flagged"]}
+
+
 @pytest.mark.swiglu_audit_check(SCAN)
 def test_training_set_scan(audit, audit_model, record_finding):
     """Is the audited training set already poisoned? The trigger-agnostic scan (a reverse-
     engineered trigger per class, then the samples that depend on it), judged with its power:
-    how well the same scan finds the harness's own planted backdoor in this architecture."""
-    policy = audit.config.policy  # no retraining: every model scans the data it was trained on
-    power = measure.scan_power(audit, audit_model)
-    published_scan = measure.published_detectors_scan(audit, audit_model)
-    published = {"n_flagged": len(published_scan["indices"]),
-                 "indices": audit.data.source_train_indices(published_scan["indices"][:MAX_LISTED])}
-    if power is None:  # out of the poisoning suite's scope: the scan's power cannot be measured
-        record_finding(decided_finding(
-            SCAN, [audit_model], {"power": None, "out_of_scope": measure.out_of_scope(audit, audit_model),
-                                  "n_published": len(published_scan["indices"])}, policy,
-            value=len(published_scan["indices"]) / published_scan["n_train"],
-            details={"dataset": audit.data.name, "index_space": _index_space(audit), "published_detectors": published}))
-        return
-    found = measure.trigger_scan(audit, audit_model)
-    flagged = np.flatnonzero(found["flags"])
-    n_train = len(found["flags"])
-    target = found["target"]
-    # the suspected target's own anomaly index (the largest among classes whose trigger works)
-    index = found["anomaly_index"][target] if target is not None else max(found["anomaly_index"])
-    value = len(flagged) / n_train
-    details = {
-        "dataset": audit.data.name, "index_space": _index_space(audit), "n_flagged": len(flagged),
-        "indices": audit.data.source_train_indices(flagged[:MAX_LISTED]),
-        "suspected_target": target, "anomaly_index_per_class": found["anomaly_index"],
-        "trigger_mask_l1_per_class": found["mask_l1"], "trigger_success": found["trigger_success"],
-        "evidence": "each listed sample is labelled with the suspected target and either rests on the recovered "
-                    "trigger (without its region the model's probability of the target falls and the prediction "
-                    "leaves the class) or carries it (its region matches the recovered pattern better than all "
-                    "but a sliver of the other classes' inputs, in a group of the class set apart by the match)",
-        "samples": _listed_evidence(audit, found, flagged[:MAX_LISTED]),
-        "well_separated_classes": found["separated_classes"],
-        "power_on_planted_backdoor": power,
-        "published_detectors": published,
-    }
-    if "mask" in found:  # the recovered trigger, for the report's picture
-        details["trigger_image"] = np.round(found["mask"] * found["pattern"].mean(0), 3).tolist()
-    facts = {"power": power, "target": target, "n_flagged": len(flagged), "share": value, "anomaly_index": index,
-             "mask_l1": found["mask_l1"][target] if target is not None else None,
-             "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
-    record_finding(decided_finding(SCAN, [audit_model], facts, policy, value=value, details=details))
+    how well the same scan finds the harness's own planted backdoor in this architecture. The
+    same data scanned through another model that flags it caps this model's "nothing found"."""
+    evidence = _scan_evidence(audit, audit_model)
+    others = [_scan_outcome(audit, m) for m in _scanned_models(audit) if m != audit_model]
+    flagging = [o["model"] for o in others if o["n_flagged"] and o["status"] in ("FAIL", "WARN")]
+    record_finding(decided_finding(SCAN, [audit_model], {**evidence["facts"], "flagged_by_other_models": flagging},
+                                   audit.config.policy, value=evidence["value"],
+                                   details={**evidence["details"], "other_models": [
+                                       {k: o[k] for k in ("model", "status", "n_flagged", "suspected_target")}
+                                       for o in others]}))
+
+
+@pytest.mark.swiglu_audit_check(TRAINING_SET_VERDICT)
+def test_training_set_verdict(audit, record_finding):
+    """One verdict per training set: every model's scan is evidence about the same data."""
+    outcomes = [_scan_outcome(audit, m) for m in _scanned_models(audit)]
+    union = sorted({i for o in outcomes for i in o["flagged"]})
+    record_finding(decided_finding(
+        TRAINING_SET_VERDICT, [o["model"] for o in outcomes], {"scans": outcomes}, audit.config.policy,
+        subject=audit.data.name, value=len(union) / len(audit.data.y_train),
+        details={"dataset": audit.data.name, "index_space": _index_space(audit), "n_flagged": len(union),
+                 "indices": union[:MAX_LISTED],
+                 "per_model": [{k: o[k] for k in ("model", "status", "reason", "n_flagged", "suspected_target")}
+                               for o in outcomes]}))
 
 
 def _listed_evidence(audit, found: dict, flagged: np.ndarray) -> list[dict]:

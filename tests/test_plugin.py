@@ -22,8 +22,9 @@ PER_MODEL = 1 + 8 + 5 + 5 + 2 + 1 + 2 + 1 + 1
 # the 2 detectors; MSP AUROC near and far, corruption accuracy; 8 efficiency comparisons (FLOPs,
 # steps and seconds to target, final accuracy, step time, latency, throughput, training memory).
 PER_PAIR = 3 + 4 + 3 + 8
-# Once: the op's property check and gradcheck; split leakage, train duplicates, label errors.
-ONCE = 2 + 3
+# Once: the op's property check and gradcheck; split leakage, train duplicates, label errors; the
+# training set's verdict from every model's scan.
+ONCE = 2 + 3 + 1
 N_FINDINGS_TINY = 2 * PER_MODEL + 1 * PER_PAIR + ONCE
 
 

@@ -171,7 +171,7 @@ _SCAN_POLICY = {"min_trigger_anomaly_index": 2.0, "min_scan_recall": 0.5}
 
 def _scan(**facts):
     base = {"power": _POWER, "target": None, "n_flagged": 0, "share": 0.0, "anomaly_index": 1.0, "mask_l1": None,
-            "trigger_success": 0.0, "min_learned_backdoor": 0.5}
+            "trigger_success": 0.0, "min_learned_backdoor": 0.5, "flagged_by_other_models": []}
     return decided_finding(poison_detection.SCAN, ["m"], {**base, **facts}, _SCAN_POLICY).status
 
 
@@ -179,10 +179,33 @@ def test_the_scan_decision_table_row_by_row():
     assert _scan(power=None, out_of_scope="pretrained", n_published=3) == "WARN"
     assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9) == "FAIL"
     assert _scan(target=4, n_flagged=2, share=0.001, anomaly_index=3.5, mask_l1=7.0) == "WARN"  # a lead
+    assert _scan(target=4, n_flagged=0, anomaly_index=3.5, mask_l1=7.0) == "WARN"  # anomalous, nothing on it
+    assert _scan(target=4, n_flagged=0, anomaly_index=1.5, mask_l1=7.0) == "PASS"  # below the policy's index
     assert _scan(power={**_POWER, "not_learned": 0.1}) == "WARN"
     assert _scan(power={**_POWER, "recall": 0.2}) == "WARN"
     assert _scan(power={**_POWER, "target_found": False}) == "WARN"
     assert _scan() == "PASS"
+
+
+def test_a_models_nothing_found_cannot_stand_against_another_models_flags():
+    assert _scan() == "PASS"
+    assert _scan(flagged_by_other_models=["other-model"]) == "WARN"
+
+
+def _set_verdict(*statuses_and_flags):
+    scans = [{"model": f"m{i}", "status": status, "reason": "why", "n_flagged": flagged, "suspected_target": None,
+              "flagged": []} for i, (status, flagged) in enumerate(statuses_and_flags)]
+    return decided_finding(poison_detection.TRAINING_SET_VERDICT, [s["model"] for s in scans], {"scans": scans},
+                           _SCAN_POLICY).status
+
+
+def test_one_verdict_per_training_set_from_every_models_scan():
+    assert _set_verdict(("PASS", 0), ("FAIL", 12)) == "FAIL"  # whichever model found it
+    assert _set_verdict(("PASS", 0), ("WARN", 3)) == "WARN"  # a lead
+    assert _set_verdict(("PASS", 0), ("WARN", 0)) == "WARN"  # one scan could not show its power
+    assert _set_verdict(("PASS", 0), ("ERROR", 0)) == "WARN"  # one model could not be scanned
+    assert _set_verdict(("PASS", 0), ("PASS", 0)) == "PASS"
+    assert _set_verdict() == "WARN"  # no scan, no verdict
 
 
 def test_a_leak_is_never_a_pass_and_conflicting_duplicates_are_a_warn():

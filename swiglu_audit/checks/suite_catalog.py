@@ -85,6 +85,8 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
             CoverageRow("Poisoned-sample detection (spectral signatures, activation clustering)", "poison_detection",
                         ("MEASURE 2.7",)),
             CoverageRow("Scan of the audited training set for poison", "training_set_scan", ("MEASURE 2.1", "MEASURE 2.7")),
+            CoverageRow("One verdict per training set (every model's scan combined)", "training_set_verdict",
+                        ("MEASURE 2.1", "MEASURE 2.7")),
             CoverageRow("Data integrity (split leakage, duplicates, label errors)", "split_leakage", ("MEASURE 2.1",)),
         ),
         curves=(
