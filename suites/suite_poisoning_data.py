@@ -133,11 +133,13 @@ def _scan_outcome(audit, model: str) -> dict:
         evidence = _scan_evidence(audit, model)
     except Exception as exc:  # noqa: BLE001  (the model's own scan finding carries the error)
         return {"model": model, "status": "ERROR", "reason": f"could not be scanned ({type(exc).__name__}: {exc})",
-                "n_flagged": 0, "suspected_target": None, "flagged": []}
+                "n_flagged": 0, "suspected_target": None, "flagged": [], "scanned": True}
     status, reason, _, _ = SCAN.condition.judge(evidence["facts"], audit.config.policy)
     facts = evidence["facts"]
     return {"model": model, "status": status.value, "reason": reason, "n_flagged": facts.get("n_flagged", 0),
-            "suspected_target": facts.get("target"), "flagged": evidence["flagged"]}
+            "suspected_target": facts.get("target"), "flagged": evidence["flagged"],
+            # out of the poisoning suite's scope by the configuration: this model did not scan
+            "scanned": facts["power"] is not None}
 
 
 @pytest.mark.swiglu_audit_check(SCAN)
@@ -166,7 +168,7 @@ def test_training_set_verdict(audit, record_finding):
         subject=audit.data.name, value=len(union) / len(audit.data.y_train),
         details={"dataset": audit.data.name, "index_space": _index_space(audit), "n_flagged": len(union),
                  "indices": union[:MAX_LISTED],
-                 "per_model": [{k: o[k] for k in ("model", "status", "reason", "n_flagged", "suspected_target")}
+                 "per_model": [{k: o[k] for k in ("model", "status", "reason", "n_flagged", "suspected_target", "scanned")}
                                for o in outcomes]}))
 
 

@@ -194,7 +194,7 @@ def test_a_models_nothing_found_cannot_stand_against_another_models_flags():
 
 def _set_verdict(*statuses_and_flags):
     scans = [{"model": f"m{i}", "status": status, "reason": "why", "n_flagged": flagged, "suspected_target": None,
-              "flagged": []} for i, (status, flagged) in enumerate(statuses_and_flags)]
+              "flagged": [], "scanned": status != "OUT"} for i, (status, flagged) in enumerate(statuses_and_flags)]
     return decided_finding(poison_detection.TRAINING_SET_VERDICT, [s["model"] for s in scans], {"scans": scans},
                            _SCAN_POLICY).status
 
@@ -206,6 +206,8 @@ def test_one_verdict_per_training_set_from_every_models_scan():
     assert _set_verdict(("PASS", 0), ("ERROR", 0)) == "WARN"  # one model could not be scanned
     assert _set_verdict(("PASS", 0), ("PASS", 0)) == "PASS"
     assert _set_verdict() == "WARN"  # no scan, no verdict
+    assert _set_verdict(("OUT", 0)) == "WARN"
+    assert _set_verdict(("PASS", 0), ("OUT", 0)) == "PASS"  # a model out of the suite's scope did not scan
 
 
 def test_a_leak_is_never_a_pass_and_conflicting_duplicates_are_a_warn():

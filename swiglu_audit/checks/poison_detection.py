@@ -133,16 +133,26 @@ SCAN = CheckInfo(
 )
 
 
+def _scans(facts: dict) -> list[dict]:
+    """The models that scanned the set (out-of-scope models did not, by the configuration)."""
+    return [s for s in facts["scans"] if s["scanned"]]
+
+
 def _with(status: str):
-    return lambda facts: [s for s in facts["scans"] if s["status"] == status]
+    return lambda facts: [s for s in _scans(facts) if s["status"] == status]
 
 
 def _not_passed(facts: dict) -> list[dict]:  # inconclusive, or could not be scanned at all
-    return [s for s in facts["scans"] if s["status"] != "PASS"]
+    return [s for s in _scans(facts) if s["status"] != "PASS"]
 
 
 def _named(scans: list[dict]) -> str:
     return "; ".join(f"{s['model']}: {s['reason']}" for s in scans)
+
+
+def _unscanned(facts: dict) -> str:
+    names = [s["model"] for s in facts["scans"] if not s["scanned"]]
+    return f" ({', '.join(names)}: out of the poisoning suite's scope, not scanned)" if names else ""
 
 
 TRAINING_SET_VERDICT = CheckInfo(
@@ -163,16 +173,16 @@ TRAINING_SET_VERDICT = CheckInfo(
                                          "is inconclusive; PASS only when every model's scan finds nothing with "
                                          "its power measured"),
         rules=(
-            Rule(Status.WARN, lambda facts, policy: not facts["scans"], lambda facts, policy: (
-                "inconclusive: no model scanned the training set")),
+            Rule(Status.WARN, lambda facts, policy: not _scans(facts), lambda facts, policy: (
+                "inconclusive: no model scanned the training set" + _unscanned(facts))),
             Rule(Status.FAIL, lambda facts, policy: bool(_with("FAIL")(facts)), lambda facts, policy: (
                 "the training set is suspect, whichever model found it: " + _named(_with("FAIL")(facts)))),
-            Rule(Status.WARN, lambda facts, policy: any(s["n_flagged"] for s in facts["scans"]), lambda facts, policy: (
-                "a lead: " + _named([s for s in facts["scans"] if s["n_flagged"]]))),
+            Rule(Status.WARN, lambda facts, policy: any(s["n_flagged"] for s in _scans(facts)), lambda facts, policy: (
+                "a lead: " + _named([s for s in _scans(facts) if s["n_flagged"]]))),
             Rule(Status.WARN, lambda facts, policy: bool(_not_passed(facts)), lambda facts, policy: (
                 "inconclusive: no model's scan flags the set, but " + _named(_not_passed(facts)))),
             Rule(Status.PASS, always, lambda facts, policy: (
-                f"nothing found by the scans through {', '.join(s['model'] for s in facts['scans'])}, each with its "
-                "power on the harness's planted backdoor measured and sufficient")),
+                f"nothing found by the scans through {', '.join(s['model'] for s in _scans(facts))}, each with its "
+                "power on the harness's planted backdoor measured and sufficient" + _unscanned(facts))),
         )),
 )

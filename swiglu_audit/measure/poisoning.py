@@ -362,18 +362,20 @@ def integrity(audit: AuditSession) -> dict:
     def compute():
         data, cfg = audit.data, audit.config.poisoning
 
-        def near(a, b):
+        def near(a, b, unit_from=None):
             """Near duplicates by either rule: the raw pixel difference, or up to what pipelines do
             (brightness, contrast, 1-pixel shifts, re-encoding noise); the ratio shown is the
             invariant rule's (0 where only the raw rule paired them)."""
             raw = {(i, j): 0.0 for i, j, _ in near_duplicates(a, b, cfg.near_duplicate_rms)}
-            invariant = {(i, j): r for i, j, r in invariant_near_duplicates(a, b, cfg.near_duplicate_ratio)}
+            invariant = {(i, j): r for i, j, r in invariant_near_duplicates(a, b, cfg.near_duplicate_ratio,
+                                                                            unit_from=unit_from)}
             return sorted(((i, j, invariant.get((i, j), raw.get((i, j), 0.0))) for i, j in raw.keys() | invariant.keys()),
                           key=lambda t: (t[1], t[0]))
         leaks = {split: {"exact": exact_duplicates(data.x_train, x), "near": near(data.x_train, x)}
                  for split, x in (("test", data.x_test), ("val", data.x_val))}
         # a test sample that copies a validation sample leaks too (model selection saw it)
-        test_in_val = {"exact": exact_duplicates(data.x_val, data.x_test), "near": near(data.x_val, data.x_test)}
+        test_in_val = {"exact": exact_duplicates(data.x_val, data.x_test),
+                       "near": near(data.x_val, data.x_test, unit_from=data.x_train)}
         within_near = near(data.x_train, None)
         y = data.y_train
         conflicting = [(i, j) for i, j, _ in within_near if int(y[i]) != int(y[j])]

@@ -93,21 +93,26 @@ def _robust_rows(x: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
 
 
 def invariant_near_duplicates(a: torch.Tensor, b: torch.Tensor | None, max_ratio: float = INVARIANT_RATIO,
-                              max_shift: int = 1, seed: int = 0) -> list[tuple[int, int, float]]:
+                              max_shift: int = 1, seed: int = 0, unit_from: torch.Tensor | None = None
+                              ) -> list[tuple[int, int, float]]:
     """(i, j, ratio): b[j]'s nearest sample a[i] up to brightness, contrast, shifts of up to
     `max_shift` pixels and faint noise (images), or up to rounding and faint noise (tabular rows),
-    where `ratio` (their distance over a's typical nearest-neighbour distance) is at most
-    `max_ratio`. Within `a` when `b` is None: each sample with an earlier one that close."""
+    where `ratio` (their distance over the typical nearest-neighbour distance in `unit_from`, by
+    default `a`) is at most `max_ratio`. Within `a` when `b` is None: each sample with an earlier
+    one that close. The typical distance shrinks as a set grows, so a small `a` (a validation
+    split) should take its unit from the training split, the size the ratio was chosen at."""
     from sklearn.neighbors import NearestNeighbors
 
     image = a.ndim == 4
-    base = _standardised_images(a) if image else _robust_rows(a, a)
-    # the unit: the median distance of a sample of training rows to their nearest other row
+    reference = a if unit_from is None else unit_from
+    base = _standardised_images(a) if image else _robust_rows(a, reference)
+    # the unit: the median distance of a sample of the reference's rows to their nearest other row
+    units = base if unit_from is None else (_standardised_images(unit_from) if image else _robust_rows(unit_from, unit_from))
     rng = np.random.default_rng(seed)
-    sample = rng.choice(len(base), size=min(_SCALE_SAMPLE, len(base)), replace=False)
-    distances, _ = NearestNeighbors(n_neighbors=2).fit(base).kneighbors(base[sample])
+    sample = rng.choice(len(units), size=min(_SCALE_SAMPLE, len(units)), replace=False)
+    distances, _ = NearestNeighbors(n_neighbors=2).fit(units).kneighbors(units[sample])
     unit = float(np.median(distances[:, 1])) or 1e-12
-    queries = base if b is None else (_standardised_images(b) if image else _robust_rows(b, a))
+    queries = base if b is None else (_standardised_images(b) if image else _robust_rows(b, reference))
     shifts = [(dy, dx) for dy in range(-max_shift, max_shift + 1) for dx in range(-max_shift, max_shift + 1)] \
         if image else [(0, 0)]
     best = np.full(len(queries), np.inf)
