@@ -24,8 +24,8 @@ _NUMBER = r"([-+]?\d*\.?\d+(?:e[-+]?\d+)?)"
 def rule_of(finding: dict) -> dict | None:
     """{"rule": "floor" | "ceiling" | "non_inferiority", "limit": number} or None (no limit)."""
     judged = (finding.get("details") or {}).get("judged")
-    if judged:
-        return {"rule": judged["rule"], "limit": judged["limit"]}
+    if judged:  # a decision table without one limit (the scan, the sanity checks) has no single rule
+        return {"rule": judged["rule"], "limit": judged["limit"]} if "limit" in judged else None
     threshold = finding.get("threshold") or ""
     if threshold.startswith("candidate not worse"):  # reports before this step
         tolerance = float(re.search(rf"= {_NUMBER}", threshold).group(1))

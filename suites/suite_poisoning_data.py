@@ -129,17 +129,17 @@ def _scan_outcome(audit, model: str) -> dict:
     """What one model's scan says, by the scan's own decision table (its condition alone). A model
     that cannot be scanned (it does not build, or diverged) is no evidence either way: ERROR here,
     its own findings say why, and the other models' findings stand."""
+    # out of the poisoning suite's scope by the configuration: this model does not scan
+    scanned = measure.out_of_scope(audit, model) is None
     try:
         evidence = _scan_evidence(audit, model)
     except Exception as exc:  # noqa: BLE001  (the model's own scan finding carries the error)
         return {"model": model, "status": "ERROR", "reason": f"could not be scanned ({type(exc).__name__}: {exc})",
-                "n_flagged": 0, "suspected_target": None, "flagged": [], "scanned": True}
+                "n_flagged": 0, "suspected_target": None, "flagged": [], "scanned": scanned}
     status, reason, _, _ = SCAN.condition.judge(evidence["facts"], audit.config.policy)
     facts = evidence["facts"]
     return {"model": model, "status": status.value, "reason": reason, "n_flagged": facts.get("n_flagged", 0),
-            "suspected_target": facts.get("target"), "flagged": evidence["flagged"],
-            # out of the poisoning suite's scope by the configuration: this model did not scan
-            "scanned": facts["power"] is not None}
+            "suspected_target": facts.get("target"), "flagged": evidence["flagged"], "scanned": scanned}
 
 
 @pytest.mark.swiglu_audit_check(SCAN)
@@ -199,6 +199,7 @@ def test_split_leakage(audit, record_finding):
                               "train_index_space": _index_space(audit),
                               "pairs_train_vs_split": {split: _train_pairs(audit, [p[:2] for p in r["exact"] + r["near"]])
                                                        for split, r in result["leaks"].items()},
+                              # (validation position, test position): the validation split's own indexing
                               "pairs_val_vs_test": [list(p) for p in val_pairs[:MAX_LISTED]]},
         facts={"n_leaked": n_leaked})
     record_finding(finding)

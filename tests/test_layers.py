@@ -1,6 +1,8 @@
 """The rooms of the house and their import rules (DESIGN.md section 3): each sub-package or root
 module sits on a floor, and imports only from lower floors (lazy imports inside functions count;
-imports for type checking only do not). A new arrow up, or a circle, fails here."""
+imports for type checking only do not). A new arrow up fails here, and so would a circle between
+rooms (rooms on strictly lower floors cannot import back). Torch-free rooms are checked file by
+file, and as a whole: importing them all in a fresh interpreter must not import torch."""
 
 import ast
 from pathlib import Path
@@ -105,3 +107,20 @@ def test_torch_free_rooms_import_no_torch_at_module_level(room):
         name = ".".join(("swiglu_audit",) + path.relative_to(PACKAGE).with_suffix("").parts)
         top_level = [t for _, t, top in _imports(path, name, path.name == "__init__.py") if top]
         assert not [t for t in top_level if t.split(".")[0] in ("torch", "torchattacks")], path
+
+
+def test_the_torch_free_rooms_import_no_torch_even_through_what_they_import():
+    import subprocess
+    import sys
+
+    modules = []
+    for room in TORCH_FREE:
+        paths = [PACKAGE / room] if room.endswith(".py") else sorted((PACKAGE / room).rglob("*.py")) or [PACKAGE / f"{room}.py"]
+        for path in paths:
+            parts = path.relative_to(PACKAGE).with_suffix("").parts
+            modules.append(".".join(("swiglu_audit",) + (parts[:-1] if parts[-1] == "__init__" else parts)))
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + (
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchattacks'))\n"
+        "assert not loaded, loaded[:5]\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

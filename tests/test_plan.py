@@ -9,13 +9,44 @@ from swiglu_audit.config import OPT_ENABLE, OPT_MAX_MINUTES, OPT_PLAN, build_con
 from swiglu_audit.planning.plan import attack_passes
 
 
-def test_attack_passes_follow_the_attack_list_and_the_curves():
-    config = build_config({"profile": "quick", "adversarial": {"attacks": ["fgsm", "pgd", "square"]}})
-    cfg = config.adversarial
-    grads, forwards = attack_passes(config, n_classes=10)
-    # FGSM 1, PGD `steps`; the Linf curve (one PGD per budget), three L2 budgets, three sanity runs
-    assert grads == 1 + cfg.steps + cfg.steps * (len(cfg.budgets) + 3) + cfg.steps * 3
-    assert forwards == cfg.square_queries
+@pytest.mark.parametrize("attacks", [["fgsm", "pgd", "square"], ["pgd_l2", "apgd_ce", "square"]])
+def test_the_plan_counts_the_attack_runs_the_measurement_makes(monkeypatch, attacks):
+    """The plan's count is the adversarial measurement's own declaration: checked against the runs
+    `_attack_one_seed` makes, each costed by its registry entry."""
+    import types
+
+    import numpy as np
+    import torch
+
+    from swiglu_audit.measure import adversarial
+    from swiglu_audit.methods.attack_registry import AttackParams, attack_cost
+
+    config = build_config({"profile": "quick", "adversarial": {"attacks": attacks}})
+    cfg, params = config.adversarial, AttackParams.of(config.adversarial)
+    spent = {"grads": 0, "forwards": 0}
+
+    def fake_run(module, attack, x, y, params_, n_classes, seed, steps=None, eps=None, return_examples=False):
+        import dataclasses
+
+        run_params = dataclasses.replace(params, steps=steps) if steps else params
+        grads, forwards = attack_cost(attack, run_params, n_classes)
+        spent["grads"] += grads
+        spent["forwards"] += forwards
+        ones = np.ones(len(x), dtype=bool)
+        return {"robust": ones, "clean": ones, "cost": {"attack": attack}, "examples": x}
+
+    def gradient_stats(module, x, y):
+        spent["grads"] += 1
+        return {}
+
+    monkeypatch.setattr(adversarial, "run_attack", fake_run)
+    monkeypatch.setattr(adversarial, "input_gradient_stats", gradient_stats)
+    monkeypatch.setattr(adversarial, "output_stats", lambda module, x: {})
+    audit = types.SimpleNamespace(config=config, data=types.SimpleNamespace(n_classes=10))
+    model = types.SimpleNamespace(seed=0, module=None)
+    adversarial._attack_one_seed(audit, model, torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
+    assert attack_passes(config, n_classes=10) == (spent["grads"], spent["forwards"])
+    assert spent["forwards"] == cfg.square_queries  # Square's queries: forward passes only
 
 
 def test_plan_only_prints_the_plan_and_trains_nothing(tiny_project, tmp_path, monkeypatch):
@@ -44,16 +75,23 @@ def test_a_plan_over_the_budget_stops_before_training_and_says_what_fits(tiny_pr
     assert not list((tmp_path / "empty-cache").rglob("*.safetensors"))
 
 
-def test_given_unit_costs_make_the_plan_reproducible_and_bad_ones_are_named(tiny_project, monkeypatch):
-    monkeypatch.setenv("SWIGLU_AUDIT_PROBE_SECONDS", "0.01,0.002")
-    first = tiny_project.runpytest_subprocess(OPT_ENABLE, OPT_PLAN, "-p", "no:cacheprovider").stdout.str()
-    again = tiny_project.runpytest_subprocess(OPT_ENABLE, OPT_PLAN, "-p", "no:cacheprovider").stdout.str()
+def test_given_unit_costs_make_the_plan_reproducible_and_bad_ones_are_named(monkeypatch, tmp_path):
+    """In-process, through what the plugin calls before training (the plan printed through pytest
+    is the test above's)."""
+    from swiglu_audit.errors import ConfigError
+    from swiglu_audit.planning.plan import PROBE_ENV, make_plan, plan_lines
+    from swiglu_audit.session import AuditSession
+
+    monkeypatch.setenv(PROBE_ENV, "0.01,0.002")
+    config = build_config(profile="quick", cache_dir=str(tmp_path / "cache"))
+    first = "\n".join(plan_lines(make_plan(AuditSession(config), 1), 0))
+    again = "\n".join(plan_lines(make_plan(AuditSession(config), 1), 0))
     assert "10.0 ms/step, 2.0 ms/gradient pass" in first
     assert "trigger scan" in first  # the estimate by part of the work
     assert _estimates(first) == _estimates(again)
-    monkeypatch.setenv("SWIGLU_AUDIT_PROBE_SECONDS", "fast")
-    bad = tiny_project.runpytest_subprocess(OPT_ENABLE, OPT_PLAN, "-p", "no:cacheprovider")
-    assert bad.ret == 4 and "SWIGLU_AUDIT_PROBE_SECONDS='fast': give two or three numbers" in bad.stderr.str()
+    monkeypatch.setenv(PROBE_ENV, "fast")
+    with pytest.raises(ConfigError, match="SWIGLU_AUDIT_PROBE_SECONDS='fast': give two or three numbers"):
+        make_plan(AuditSession(config), 1)
 
 
 @pytest.mark.parametrize("bad", ["-1", "\"ten\"", "true"])

@@ -227,7 +227,7 @@ def test_models_poisoned_the_cheaper_way_get_the_cheaper_scan_and_the_plan_count
         return AuditSession(build_config({"poisoning": {"mode": mode}, "device": "cpu", "cache_dir": str(tmp_path)},
                                          profile="quick"))
 
-    full, cheap = session("retrain"), session("fine_tune")  # fine_tune: the zoo too is poisoned the cheaper way
+    full, cheap = session("retrain"), session("cheaper")  # cheaper: the zoo too is poisoned the cheaper way
     assert scan_settings(full, "swiglu-mlp") == {"steps": 200}  # the scan's own inputs: the zoo's cache keys as before
     assert scan_settings(cheap, "swiglu-mlp") == {"steps": CHEAPER_SCAN_STEPS, "per_class": CHEAPER_SCAN_PER_CLASS}
     assert scan_inputs(scan_settings(full, "swiglu-mlp")) == SCAN_INPUTS

@@ -43,15 +43,18 @@ def _masked_pair_words(facts: dict, policy: dict) -> str | None:
     masked = _masked_pair(facts)
     if not masked:
         return None
-    return "; ".join(f"inconclusive: {model}'s gradient-masking checks ({', '.join(failed)}) failed, so its "
-                     "robustness may be overstated and this comparison is not evidence either way"
-                     for model, failed in masked)
+    (model, failed), others = masked[0], masked[1:]
+    words = (f"inconclusive: {model}'s gradient-masking checks ({', '.join(failed)}) failed, so its "
+             "robustness may be overstated and this comparison is not evidence either way")
+    return "; ".join([words] + [_masked_note(m, f) for m, f in others])
+
+
+def _masked_note(model: str, failed: list[str]) -> str:
+    return f"note: {model}'s gradient-masking checks ({', '.join(failed)}) failed, so its robustness may be overstated"
 
 
 def _masked_pair_note(facts: dict, policy: dict) -> str | None:
-    masked = _masked_pair(facts)
-    return "; ".join(f"note: {model}'s gradient-masking checks ({', '.join(failed)}) failed, so its robustness "
-                     "may be overstated" for model, failed in masked) or None
+    return "; ".join(_masked_note(model, failed) for model, failed in _masked_pair(facts)) or None
 
 
 # A comparison that involves a model whose gradient-masking checks fail is WARN at best, whichever

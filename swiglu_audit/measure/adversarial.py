@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..checks.sanity import masking_failures
-from ..methods.attack_registry import THREAT_MODELS, AttackParams, threat_attacks
+from ..methods.attack_registry import THREAT_MODELS, AttackParams, attack_cost, threat_attacks
 from ..methods.attacks import (
     ExpectationOverRandomness,
     StraightThrough,
@@ -55,6 +55,25 @@ CODE_DIGEST = _code_digest()
 
 def l2_budgets(eps_l2: float) -> list[float]:
     return [round(eps_l2 * f, 6) for f in (0.5, 1.0, 2.0)]
+
+
+def planned_passes(config, n_classes: int) -> tuple[int, int]:
+    """(input-gradient passes, forward passes) over the attack set per model and seed, as
+    `_attack_one_seed` runs them: every configured attack at its registry cost; PGD and FGSM where
+    the sanity checks need them and they are not configured; the Linf budget curve (the main budget
+    reuses PGD's run); the L2 curve where PGD-L2 is configured; PGD at doubled iterations and at
+    the large budget; one input-gradient pass for the gradient statistics (what the plan counts)."""
+    cfg = config.adversarial
+    params = AttackParams.of(cfg)
+    costs = [attack_cost(a, params, n_classes) for a in cfg.attacks]
+    grads, forwards = sum(c[0] for c in costs), sum(c[1] for c in costs)
+    pgd = attack_cost("pgd", params, n_classes)[0]
+    grads += (0 if "pgd" in cfg.attacks else pgd) + (0 if "fgsm" in cfg.attacks else attack_cost("fgsm", params, n_classes)[0])
+    grads += pgd * len(set(cfg.budgets) - {cfg.eps})
+    if "pgd_l2" in cfg.attacks:
+        grads += attack_cost("pgd_l2", params, n_classes)[0] * len(set(l2_budgets(cfg.eps_l2)) - {cfg.eps_l2})
+    grads += 2 * pgd + pgd + 1  # doubled iterations, the large budget, the gradient statistics
+    return grads, forwards
 
 
 def _attack_one_seed(audit: AuditSession, model, x, y) -> dict:

@@ -31,6 +31,18 @@ if TYPE_CHECKING:  # the session is passed in; this layer never imports it at ru
 SPLIT_SEEDS = {"test": 0, "val": 1}  # OOD draws: one for reporting, another for choosing
 
 
+def planned_passes(config, data) -> tuple[int, int]:
+    """(examples passed forward, examples passed forward and backward) per model and seed by the
+    OOD suite (what the plan counts): per split (validation, test) the logits, ODIN (a forward and
+    backward pass, then a forward one) and the features of the in-distribution and OOD sets; the
+    training split's features; the corrupted test sets."""
+    n_ood = config.ood.n_examples
+    inputs = (1 + len(sets_for(data.modality))) * n_ood
+    names, _ = applicable_corruptions(config.ood.corruptions, data.modality)
+    forward = 2 * inputs * 3 + len(data.y_train) + len(names) * len(SEVERITIES) * n_ood
+    return forward, 2 * inputs
+
+
 def _id_inputs(audit: AuditSession, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     data, n = audit.data, audit.config.ood.n_examples
     x, y = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)

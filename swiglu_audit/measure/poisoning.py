@@ -99,9 +99,9 @@ MIN_LEARNED_BACKDOOR = 0.1
 def cheaper(audit: AuditSession, name: str) -> bool:
     """Is `name` poisoned the cheaper way (fine-tuned backdoor sets with early stopping, fewer rates,
     cheaper_seeds seeds, the cheaper scan)? The one place that reads `poisoning.mode`: "auto" by
-    owner (users' models), "fine_tune" for every model, "retrain" for none."""
+    owner (users' models), "cheaper" (formerly "fine_tune") for every model, "retrain" for none."""
     mode = audit.config.poisoning.mode
-    return mode == "fine_tune" or (mode == "auto" and audit.zoo.spec(name).group == USER_GROUP)
+    return mode in ("cheaper", "fine_tune") or (mode == "auto" and audit.zoo.spec(name).group == USER_GROUP)
 
 
 def fine_tunes(audit: AuditSession, name: str, cond: Condition) -> bool:
@@ -290,6 +290,19 @@ def scan_settings(audit: AuditSession, name: str) -> dict:
     if cheaper(audit, name):
         return {"steps": min(steps, CHEAPER_SCAN_STEPS), "per_class": CHEAPER_SCAN_PER_CLASS}
     return {"steps": steps}  # the scan's own per_class: the zoo's cache keys stay as they were
+
+
+def planned_passes(audit: AuditSession, name: str) -> tuple[int, int]:
+    """(examples passed forward, trigger-scan input-steps) for one model by the poisoning
+    suite's detectors and scans (what the plan counts; the poisoned trainings are counted with the
+    trainings): the detectors read the backdoored set's features per poisoned seed; the audited
+    and the planted sets are scanned: their features, then per class its steps over its inputs."""
+    if out_of_scope(audit, name) is not None:
+        return 0, 0
+    n_train = len(audit.data.y_train)
+    forward = len(poisoned_seeds(audit, name)) * n_train + 2 * n_train
+    settings = scan_settings(audit, name)
+    return forward, 2 * audit.data.n_classes * settings["steps"] * scan_inputs(settings)
 
 
 def scan_inputs(settings: dict) -> int:

@@ -128,49 +128,30 @@ def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict
 
 
 def attack_passes(config: AuditConfig, n_classes: int) -> tuple[int, int]:
-    """(input-gradient passes, forward passes) over the attack set per model and seed: the
-    attacks of the ensemble (each attack's cost as its registry entry declares it), the Linf
-    budget curve, the L2 curve and the sanity checks' extra runs."""
-    from ..methods.attack_registry import AttackParams, attack_cost
+    """(input-gradient passes, forward passes) over the attack set per model and seed, as the
+    adversarial measurements declare them."""
+    from ..measure.adversarial import planned_passes
 
-    cfg = config.adversarial
-    steps, params = cfg.steps, AttackParams.of(cfg)
-    costs = [attack_cost(a, params, n_classes) for a in cfg.attacks]
-    grads, forwards = sum(c[0] for c in costs), sum(c[1] for c in costs)
-    grads += steps * (len(cfg.budgets) + 3)  # the Linf budget curve and three L2 budgets
-    grads += steps * 3  # sanity: the large budget, doubled iterations, the transfer source
-    return grads, forwards
+    return planned_passes(config, n_classes)
 
 
 def other_passes(config: AuditConfig, audit: AuditSession, name: str,
                  trainings: dict[str, Trainings]) -> tuple[int, int, int]:
     """(examples passed forward, examples passed forward and backward, trigger-scan steps) by
     everything but the training steps and the attacks, for one model, following the suites' code."""
-    from ..measure.poisoning import out_of_scope, poisoned_seeds, scan_inputs, scan_settings
-    from ..methods.corruptions import SEVERITIES, applicable_corruptions
-    from ..methods.ood_sets import sets_for
+    from ..measure import ood, poisoning
+    from ..training.train import validation_passes
 
     data, seeds = audit.data, len(config.seeds)
-    n_train, n_val, n_ood = len(data.y_train), len(data.y_val), config.ood.n_examples
-    steps_per_epoch = math.ceil(n_train / config.training.batch_size)
-    forward = gradient = scan = 0
-    for t in trainings.values():  # validation at every epoch's end and at powers-of-two steps
-        runs = len(t.seeds) * max(1, len(t.tags))
-        forward += runs * (t.epochs + int(math.log2(max(2, t.epochs * steps_per_epoch)))) * n_val
-    # OOD, per seed and split (val, test): logits, ODIN (forward and backward, then forward) and
-    # features of the in-distribution and OOD sets; the corrupted test sets; training-set features
-    ood_inputs = (1 + len(sets_for(data.modality))) * n_ood
-    forward += seeds * (2 * ood_inputs * 3 + n_train)
-    gradient += seeds * 2 * ood_inputs
-    corruptions, _ = applicable_corruptions(config.ood.corruptions, data.modality)
-    forward += seeds * len(corruptions) * len(SEVERITIES) * n_ood
-    if out_of_scope(audit, name) is None:
-        # detectors on the backdoored set (poisoned seeds); the trigger scan of the audited and
-        # of the planted set: features, then per class its steps over its inputs, counted in
-        # steps over SCAN_INPUTS inputs (a step's cost is about linear in its inputs)
-        forward += len(poisoned_seeds(audit, name)) * n_train + 2 * n_train
-        settings = scan_settings(audit, name)
-        scan = round(2 * data.n_classes * settings["steps"] * scan_inputs(settings) / SCAN_INPUTS)
+    steps_per_epoch = math.ceil(len(data.y_train) / config.training.batch_size)
+    forward = sum(len(t.seeds) * max(1, len(t.tags)) * validation_passes(t.epochs, steps_per_epoch) * len(data.y_val)
+                  for t in trainings.values())
+    ood_forward, ood_gradient = ood.planned_passes(config, data)
+    poison_forward, scan_steps = poisoning.planned_passes(audit, name)
+    forward += seeds * ood_forward + poison_forward
+    gradient = seeds * ood_gradient
+    # the scan counted in steps over SCAN_INPUTS inputs (a step's cost is about linear in its inputs)
+    scan = round(scan_steps / SCAN_INPUTS)
     return forward, gradient, scan
 
 

@@ -54,6 +54,19 @@ class Recipe:
         return out
 
 
+def is_curve_point(step: int, steps_per_epoch: int) -> bool:
+    """A learning-curve point inside an epoch (one more ends each epoch): at powers of two, where
+    curves climb."""
+    return step & (step - 1) == 0 and step % steps_per_epoch != 0
+
+
+def validation_passes(epochs: int, steps_per_epoch: int) -> int:
+    """Passes over the validation split in one training: one per epoch's end and one per curve
+    point inside an epoch (what the plan counts)."""
+    total = epochs * steps_per_epoch
+    return epochs + sum(is_curve_point(1 << k, steps_per_epoch) for k in range(total.bit_length()) if 1 << k <= total)
+
+
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, seed: int,
                 device: torch.device, x_val: torch.Tensor | None = None,
                 y_val: torch.Tensor | None = None) -> dict:
@@ -114,7 +127,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
             epoch_loss += loss.detach().double() * len(idx)
             step += 1
             examples += len(idx)
-            if step & (step - 1) == 0 and step % steps_per_epoch:  # powers of two: resolution where curves climb
+            if is_curve_point(step, steps_per_epoch):
                 curve.append(evaluate())
         if not torch.isfinite(epoch_loss):
             raise FloatingPointError(f"training loss became {float(epoch_loss)} in epoch {epoch + 1}; "

@@ -218,7 +218,7 @@ Effect = Callable[[Status, float | None, tuple[float, float] | None, Facts, dict
 class Modifier:
     """Evidence beyond the value, applied after the condition (and after every sequential look):
     it may cap the verdict (`capped`), floor it (`floored`) or judge it again (`rejudged`). Its
-    name is listed in the finding's `details.judged.modifiers` when it changed anything."""
+    name is listed in the finding's `details.judged.modified_by` when it changed anything."""
 
     name: str
     needs: tuple[str, ...]  # the facts it reads: a suite that does not measure them is an error, not a silent skip
