@@ -469,15 +469,20 @@ def load():
 '''
 
 
+def _audit_with_dataset(project, module: str, source: str, selection: str) -> dict:
+    """The tiny audit on a user's dataset factory `module:load`, the checks in `selection` only:
+    its findings by check."""
+    project.makepyfile(**{module: source})
+    pyproject = project.path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('profile = "quick"', f'profile = "quick"\ndataset = "{module}:load"'))
+    project.syspathinsert()
+    project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", selection)
+    return {f["check"]: f for f in report(project)["findings"]}
+
+
 def test_a_users_training_set_is_scanned_and_planted_problems_are_listed_by_their_index(tiny_project):
-    tiny_project.makepyfile(planted_data=PLANTED_DATA)
-    pyproject = tiny_project.path / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('profile = "quick"',
-                                                       'profile = "quick"\ndataset = "planted_data:load"'))
-    tiny_project.syspathinsert()
-    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k",
-                                      "split_leakage or label_errors or training_set_scan")
-    findings = {f["check"]: f for f in report(tiny_project)["findings"]}
+    findings = _audit_with_dataset(tiny_project, "planted_data", PLANTED_DATA,
+                                   "split_leakage or label_errors or training_set_scan")
     leak = findings["split_leakage"]
     assert leak["status"] == "WARN" and leak["details"]["test_indices"] == [5]
     # the train side is reported in the user's own indexing, although a validation split was carved
@@ -512,13 +517,7 @@ def load():
 
 
 def test_a_brightened_copy_leak_fails_and_lists_its_pairs(tiny_project):
-    tiny_project.makepyfile(leaky_data=BRIGHTENED_LEAK_DATA)
-    pyproject = tiny_project.path / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('profile = "quick"',
-                                                       'profile = "quick"\ndataset = "leaky_data:load"'))
-    tiny_project.syspathinsert()
-    tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "split_leakage")
-    leak = {f["check"]: f for f in report(tiny_project)["findings"]}["split_leakage"]
+    leak = _audit_with_dataset(tiny_project, "leaky_data", BRIGHTENED_LEAK_DATA, "split_leakage")["split_leakage"]
     planted = {(3 * j, j) for j in range(0, 397, 6)}
     listed = {tuple(pair) for pair in leak["details"]["pairs_train_vs_split"]["test"]}
     # the audit carves its validation split out of x_train: a copy of a sample that went there is
