@@ -38,7 +38,10 @@ def _nothing_found(facts: dict, policy: dict) -> str:
              f"rests on or carries it)" if target is not None else f" (largest anomaly index {index:.1f})")
     return (f"nothing found{named}; the same scan finds the harness's own "
             f"{power['rate']:.0%} backdoor in this architecture with recall {power['recall']:.2f} and "
-            f"precision {power['precision'] if power['precision'] is not None else 0:.2f}")
+            f"precision {power['precision'] if power['precision'] is not None else 0:.2f}. What this covers: a "
+            "trigger of the harness's kind (a full-intensity corner patch; on tabular data, a few features at their "
+            f"largest value) at {power['rate']:.0%} or more; the scan's power on other trigger kinds and smaller "
+            "rates was not measured")
 
 
 # The scan's verdict, row by row: a credible trigger with samples on it is a FAIL; a trigger with
@@ -183,6 +186,8 @@ TRAINING_SET_VERDICT = CheckInfo(
                 "inconclusive: no model's scan flags the set, but " + _named(_not_passed(facts)))),
             Rule(Status.PASS, always, lambda facts, policy: (
                 f"nothing found by the scans through {', '.join(s['model'] for s in _scans(facts))}, each with its "
-                "power on the harness's planted backdoor measured and sufficient" + _unscanned(facts))),
+                "power on the harness's planted backdoor measured and sufficient" + _unscanned(facts)
+                + "; what this covers: triggers of the harness's kind at its rate or more, not other trigger "
+                  "kinds or smaller rates")),
         )),
 )
