@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..methods import backdoor_scan, poison_detectors, poisoning
-from ..methods.integrity import exact_duplicates, invariant_near_duplicates, label_issues, near_duplicates
+from ..methods.integrity import NearDuplicateIndex, exact_duplicates, label_issues, near_duplicates
 from ..methods.poison_detectors import detection_metrics, run_detectors
 from ..methods.poisoning import POISONING_ATTACKS, PoisonedSet, PoisonParams, add_trigger
 from ..training import features as features_module
@@ -375,21 +375,25 @@ def integrity(audit: AuditSession) -> dict:
     def compute():
         data, cfg = audit.data, audit.config.poisoning
 
-        def near(a, b, unit_from=None):
+        # the training split prepared once for the invariant rule, queried by test, val and itself;
+        # the validation split's own index reads distances in the training split's unit
+        train_index = NearDuplicateIndex(data.x_train)
+        val_index = NearDuplicateIndex(data.x_val, reference=data.x_train, unit=train_index.unit)
+
+        def near(a, b, index):
             """Near duplicates by either rule: the raw pixel difference, or up to what pipelines do
             (brightness, contrast, 1-pixel shifts, re-encoding noise); the ratio shown is the
             invariant rule's (0 where only the raw rule paired them)."""
             raw = {(i, j): 0.0 for i, j, _ in near_duplicates(a, b, cfg.near_duplicate_rms)}
-            invariant = {(i, j): r for i, j, r in invariant_near_duplicates(a, b, cfg.near_duplicate_ratio,
-                                                                            unit_from=unit_from)}
+            invariant = {(i, j): r for i, j, r in index.pairs(b, cfg.near_duplicate_ratio)}
             return sorted(((i, j, invariant.get((i, j), raw.get((i, j), 0.0))) for i, j in raw.keys() | invariant.keys()),
                           key=lambda t: (t[1], t[0]))
-        leaks = {split: {"exact": exact_duplicates(data.x_train, x), "near": near(data.x_train, x)}
+        leaks = {split: {"exact": exact_duplicates(data.x_train, x), "near": near(data.x_train, x, train_index)}
                  for split, x in (("test", data.x_test), ("val", data.x_val))}
         # a test sample that copies a validation sample leaks too (model selection saw it)
         test_in_val = {"exact": exact_duplicates(data.x_val, data.x_test),
-                       "near": near(data.x_val, data.x_test, unit_from=data.x_train)}
-        within_near = near(data.x_train, None)
+                       "near": near(data.x_val, data.x_test, val_index)}
+        within_near = near(data.x_train, None, train_index)
         y = data.y_train
         conflicting = [(i, j) for i, j, _ in within_near if int(y[i]) != int(y[j])]
         return {"leaks": leaks, "test_in_val": test_in_val, "n_test": len(data.y_test), "n_val": len(data.y_val),

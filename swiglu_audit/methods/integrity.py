@@ -93,6 +93,62 @@ def _robust_rows(x: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
     return (_rows(x) - median) / spread
 
 
+class NearDuplicateIndex:
+    """The training split (or any set `a`) prepared once for the invariant rule: its rows and their
+    shifted copies, each with a fitted nearest-neighbour search, and the unit distances are read
+    in. Querying the test split, the validation split and `a` itself reuses all of it.
+
+    `reference` gives the robust z-scores of tabular rows (default `a`); `unit`, a unit measured on
+    another set. The typical distance shrinks as a set grows, so a small `a` (a validation split)
+    should take its unit from the training split, the size the ratio was chosen at."""
+
+    def __init__(self, a: torch.Tensor, max_shift: int = 1, seed: int = 0,
+                 reference: torch.Tensor | None = None, unit: float | None = None):
+        from sklearn.neighbors import NearestNeighbors
+
+        self.image = a.ndim == 4
+        self.reference = a if reference is None else reference
+        base = self._rows(a)
+        shifts = [(dy, dx) for dy in range(-max_shift, max_shift + 1) for dx in range(-max_shift, max_shift + 1)] \
+            if self.image else [(0, 0)]
+        self.searches = [NearestNeighbors(n_neighbors=2).fit(base if (dy, dx) == (0, 0) else _standardised_images(a, dy, dx))
+                         for dy, dx in shifts]
+        self.size = len(base)
+        if unit is None:  # the median distance of a sample of a's rows to their nearest other row
+            sample = np.random.default_rng(seed).choice(len(base), size=min(_SCALE_SAMPLE, len(base)), replace=False)
+            unshifted = self.searches[len(shifts) // 2]
+            distances, _ = unshifted.kneighbors(base[sample])
+            unit = float(np.median(distances[:, 1]))
+        self.unit = unit or 1e-12
+        self._base = base
+
+    def _rows(self, x: torch.Tensor) -> np.ndarray:
+        return _standardised_images(x) if self.image else _robust_rows(x, self.reference)
+
+    def pairs(self, b: torch.Tensor | None = None, max_ratio: float = INVARIANT_RATIO) -> list[tuple[int, int, float]]:
+        """(i, j, ratio) as `invariant_near_duplicates` returns them, for `b` (None: within `a`)."""
+        queries = self._base if b is None else self._rows(b)
+        best = np.full(len(queries), np.inf)
+        nearest = np.zeros(len(queries), dtype=int)
+        for search in self.searches:
+            d, i = search.kneighbors(queries, n_neighbors=2 if b is None else 1)
+            if b is None:  # within a set the nearest row is the row itself (in any shifted copy): drop it
+                own = i[:, 0] == np.arange(len(queries))
+                d = np.where(own, d[:, 1], d[:, 0])
+                i = np.where(own, i[:, 1], i[:, 0])
+            else:
+                d, i = d[:, 0], i[:, 0]
+            better = d < best
+            best[better], nearest[better] = d[better], i[better]
+        ratio = best / self.unit
+        pairs: dict[tuple[int, int], float] = {}
+        for j in np.flatnonzero(ratio <= max_ratio):
+            i = int(nearest[j])
+            key = (min(i, int(j)), max(i, int(j))) if b is None else (i, int(j))  # within a set: earlier first
+            pairs[key] = min(pairs.get(key, np.inf), round(float(ratio[j]), 4))
+        return sorted(((i, j, r) for (i, j), r in pairs.items()), key=lambda t: (t[1], t[0]))
+
+
 def invariant_near_duplicates(a: torch.Tensor, b: torch.Tensor | None, max_ratio: float = INVARIANT_RATIO,
                               max_shift: int = 1, seed: int = 0, unit_from: torch.Tensor | None = None
                               ) -> list[tuple[int, int, float]]:
@@ -100,43 +156,9 @@ def invariant_near_duplicates(a: torch.Tensor, b: torch.Tensor | None, max_ratio
     `max_shift` pixels and faint noise (images), or up to rounding and faint noise (tabular rows),
     where `ratio` (their distance over the typical nearest-neighbour distance in `unit_from`, by
     default `a`) is at most `max_ratio`. Within `a` when `b` is None: each sample with an earlier
-    one that close. The typical distance shrinks as a set grows, so a small `a` (a validation
-    split) should take its unit from the training split, the size the ratio was chosen at."""
-    from sklearn.neighbors import NearestNeighbors
-
-    image = a.ndim == 4
-    reference = a if unit_from is None else unit_from
-    base = _standardised_images(a) if image else _robust_rows(a, reference)
-    # the unit: the median distance of a sample of the reference's rows to their nearest other row
-    units = base if unit_from is None else (_standardised_images(unit_from) if image else _robust_rows(unit_from, unit_from))
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(len(units), size=min(_SCALE_SAMPLE, len(units)), replace=False)
-    distances, _ = NearestNeighbors(n_neighbors=2).fit(units).kneighbors(units[sample])
-    unit = float(np.median(distances[:, 1])) or 1e-12
-    queries = base if b is None else (_standardised_images(b) if image else _robust_rows(b, reference))
-    shifts = [(dy, dx) for dy in range(-max_shift, max_shift + 1) for dx in range(-max_shift, max_shift + 1)] \
-        if image else [(0, 0)]
-    best = np.full(len(queries), np.inf)
-    nearest = np.zeros(len(queries), dtype=int)
-    for dy, dx in shifts:
-        candidates = base if (dy, dx) == (0, 0) else _standardised_images(a, dy, dx)
-        k = 2 if b is None else 1  # within a set, the nearest row is the row itself
-        d, i = NearestNeighbors(n_neighbors=k).fit(candidates).kneighbors(queries)
-        if b is None:  # drop the row itself (at distance 0 in the unshifted copy)
-            own = i[:, 0] == np.arange(len(queries))
-            d = np.where(own, d[:, 1], d[:, 0])
-            i = np.where(own, i[:, 1], i[:, 0])
-        else:
-            d, i = d[:, 0], i[:, 0]
-        better = d < best
-        best[better], nearest[better] = d[better], i[better]
-    ratio = best / unit
-    pairs: dict[tuple[int, int], float] = {}
-    for j in np.flatnonzero(ratio <= max_ratio):
-        i = int(nearest[j])
-        key = (min(i, int(j)), max(i, int(j))) if b is None else (i, int(j))  # within a set: earlier first
-        pairs[key] = min(pairs.get(key, np.inf), round(float(ratio[j]), 4))
-    return sorted(((i, j, r) for (i, j), r in pairs.items()), key=lambda t: (t[1], t[0]))
+    one that close. One query; `NearDuplicateIndex` serves several against one set."""
+    unit = None if unit_from is None else NearDuplicateIndex(unit_from, max_shift=0, seed=seed).unit
+    return NearDuplicateIndex(a, max_shift, seed, reference=unit_from, unit=unit).pairs(b, max_ratio)
 
 
 def label_issues(x: torch.Tensor, y: torch.Tensor, n_classes: int, folds: int = 5, seed: int = 0) -> dict:
