@@ -105,15 +105,22 @@ def _scan_evidence(audit, model: str) -> dict:
             "evidence": "each listed sample is labelled with the suspected target and either rests on the recovered "
                         "trigger (without its region the model's probability of the target falls and the prediction "
                         "leaves the class) or carries it (its region matches the recovered pattern better than all "
-                        "but a sliver of the other classes' inputs, in a group of the class set apart by the match)",
+                        "but a sliver of the other classes' inputs, in a group of the class set apart by the match); "
+                        "target_label_neighbours: the share of its 10 nearest training inputs outside the region that "
+                        "carry the target label (poison relabelled from another class looks like that class: near 0)",
             "samples": _listed_evidence(audit, found, flagged[:MAX_LISTED]),
             "well_separated_classes": found["separated_classes"],
-            "power_on_planted_backdoor": power,
+            "power_on_planted_backdoors": power,
             "published_detectors": published,
         }
         if "mask" in found:  # the recovered trigger, for the report's picture
             details["trigger_image"] = np.round(found["mask"] * found["pattern"].mean(0), 3).tolist()
+        # flagged samples that look like the target class themselves without the trigger's region
+        own = found["target_neighbours"][flagged]
+        looks_like_target = float(np.mean(own >= 0.5)) if len(flagged) else None
+        details["flagged_looking_like_target"] = looks_like_target
         facts = {"power": power, "target": target, "n_flagged": len(flagged), "share": value, "anomaly_index": index,
+                 "looks_like_target": looks_like_target,
                  "mask_l1": found["mask_l1"][target] if target is not None else None,
                  "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
         return {"facts": facts, "value": value, "details": details,
@@ -146,7 +153,8 @@ def _scan_outcome(audit, model: str) -> dict:
 def test_training_set_scan(audit, audit_model, record_finding):
     """Is the audited training set already poisoned? The trigger-agnostic scan (a reverse-
     engineered trigger per class, then the samples that depend on it), judged with its power:
-    how well the same scan finds the harness's own planted backdoor in this architecture. The
+    how well the same scan finds each trigger kind of the threat panel, planted in the audited
+    set at the threat rate, in this architecture. The
     same data scanned through another model that flags it caps this model's "nothing found"."""
     evidence = _scan_evidence(audit, audit_model)
     others = [_scan_outcome(audit, m) for m in _scanned_models(audit) if m != audit_model]
@@ -163,11 +171,13 @@ def test_training_set_verdict(audit, record_finding):
     """One verdict per training set: every model's scan is evidence about the same data."""
     outcomes = [_scan_outcome(audit, m) for m in _scanned_models(audit)]
     union = sorted({i for o in outcomes for i in o["flagged"]})
+    cfg = audit.config.poisoning
+    threat = {"rate": cfg.threat_rate, "kinds": list(cfg.threat_triggers)}
     record_finding(decided_finding(
-        TRAINING_SET_VERDICT, [o["model"] for o in outcomes], {"scans": outcomes}, audit.config.policy,
+        TRAINING_SET_VERDICT, [o["model"] for o in outcomes], {"scans": outcomes, "threat": threat}, audit.config.policy,
         subject=audit.data.name, value=len(union) / len(audit.data.y_train),
         details={"dataset": audit.data.name, "index_space": _index_space(audit), "n_flagged": len(union),
-                 "indices": union[:MAX_LISTED],
+                 "indices": union[:MAX_LISTED], "threat": threat,
                  "per_model": [{k: o[k] for k in ("model", "status", "reason", "n_flagged", "suspected_target", "scanned")}
                                for o in outcomes]}))
 
@@ -177,6 +187,7 @@ def _listed_evidence(audit, found: dict, flagged: np.ndarray) -> list[dict]:
     whys = (("evidence_rests_on", "rests on the trigger"), ("evidence_carries", "carries the trigger"))
     return [{"index": index, "why": " and ".join(why for key, why in whys if found[key][i]),
              "probability_fall": round(float(found["evidence_fall"][i]), 3),
+             "target_label_neighbours": round(float(found["target_neighbours"][i]), 2),
              "pattern_match_share": round(float(found["evidence_match"][i]), 4)}
             for index, i in zip(audit.data.source_train_indices(flagged), flagged)]
 

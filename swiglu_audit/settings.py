@@ -30,6 +30,17 @@ BUILTIN_FAMILIES = ("mlp", "vit")
 # "cheaper" was first called "fine_tune", a name that said less than the mode does (it also cuts
 # rates, seeds and the scan); the old name is still accepted
 POISONING_MODES = ("auto", "retrain", "cheaper", "fine_tune")
+# The trigger kinds the scan's power can be measured on (`methods.triggers` draws them), with the
+# words a verdict uses for each
+TRIGGER_KINDS = {
+    "corner_patch": "a full-intensity patch in the bottom-right corner (the harness's own trigger)",
+    "top_left_patch": "the same patch in the top-left corner",
+    "edge_patch": "a larger patch on the middle of the left edge",
+    "centre_patch": "a patch in the centre of the input",
+    "checkerboard": "a 3x3 checkerboard in the top-right corner",
+    "blend": "20% of a noise image blended over the whole input",
+    "sparse": "two single pixels at full intensity, far apart",
+}
 
 
 def expect(condition: bool, message: str) -> None:
@@ -111,6 +122,10 @@ class PoisoningSettings(Section):
     near_duplicate_rms: float  # raw RMS pixel difference of a near duplicate
     near_duplicate_ratio: float  # up to brightness, contrast, shifts, noise: distance over the typical nearest neighbour's
     scan_steps: int  # optimisation steps per class of the trigger scan
+    # the threat the scan's "nothing found" must cover: the smallest poison rate, and the trigger
+    # kinds (TRIGGER_KINDS) its power is measured on
+    threat_rate: float
+    threat_triggers: tuple[str, ...]
     mode: str  # one of POISONING_MODES
     fine_tune_share: float
     early_stopping_patience: int
@@ -119,6 +134,7 @@ class PoisoningSettings(Section):
     def __post_init__(self) -> None:
         for key in ("flip_rates", "targeted_rates", "backdoor_rates"):  # rates are a set, in order
             object.__setattr__(self, key, tuple(sorted(set(getattr(self, key)))))
+        object.__setattr__(self, "threat_triggers", tuple(dict.fromkeys(self.threat_triggers)))  # in the user's order
 
     def check(self) -> None:
         where = f"[{TOOL_TABLE}.poisoning]"
@@ -133,6 +149,14 @@ class PoisoningSettings(Section):
                f"{where} detection_rate = {self.detection_rate} must be one of backdoor_rates "
                f"{list(self.backdoor_rates)} (the detectors read the model trained at that rate)")
         expect(self.trigger_size >= 1, f"{where} trigger_size must be at least 1 pixel")
+        expect(0.0 < self.threat_rate < 0.5,
+               f"{where} threat_rate = {self.threat_rate} must lie in (0, 0.5): the smallest share of the training "
+               "set an attacker's poison takes that the scan's 'nothing found' must cover")
+        expect(len(self.threat_triggers) > 0,
+               f"{where} threat_triggers is empty: name the trigger kinds the scan's power is measured on, "
+               f"from {list(TRIGGER_KINDS)}")
+        for kind in self.threat_triggers:
+            check_choice(kind, tuple(TRIGGER_KINDS), "trigger kind", f"{where} threat_triggers")
         check_choice(self.mode, POISONING_MODES, "mode", f"{where} mode")
         expect(0.0 < self.fine_tune_share <= 1.0,
                f"{where} fine_tune_share must lie in (0, 1]: the share of the clean training's epochs that "

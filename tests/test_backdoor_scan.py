@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from swiglu_audit.methods.backdoor_scan import _sample_evidence, _upper_group, reverse_engineer, scan
+from swiglu_audit.methods.backdoor_scan import _looks_like_target, _sample_evidence, _upper_group, reverse_engineer, scan
 from swiglu_audit.training.data import load_digits_data
 from swiglu_audit.training.nn import ModelConfig, build_model
 from swiglu_audit.training.train import Recipe, train_model
@@ -51,6 +51,9 @@ def test_a_blended_trigger_is_found_by_the_samples_that_carry_it(digits):
     assert hits / result.flags.sum() >= 0.9 and hits / truth.sum() >= 0.8, (hits, result.flags.sum(), truth.sum())
     assert result.evidence["carries"][planted].mean() >= 0.8  # found by the pattern they carry
     assert set(np.flatnonzero(result.flags)) <= set(np.flatnonzero(y.numpy() == 3))
+    # relabelled inputs of other classes: without the trigger's region they look like those classes
+    neighbours = result.target_neighbours[result.flags & truth]
+    assert np.median(neighbours) <= 0.2 and np.isnan(result.target_neighbours[~result.flags]).all()
 
 
 def test_a_clean_classs_own_shortcut_flags_no_sample(digits):
@@ -66,7 +69,11 @@ def test_a_clean_classs_own_shortcut_flags_no_sample(digits):
     assert trigger.success >= 0.5  # a working "trigger" made of the class's own strokes
     evidence = _sample_evidence(model, digits.x_train, labels, trigger, CPU)
     assert not evidence["rests_on"].any() and not evidence["carries"].any()
-    assert (evidence["fall"][labels == 2] > 0.5).any()  # some samples do rest on the strokes
+    resting = evidence["fall"] > 0.5
+    assert resting[labels == 2].any()  # some samples do rest on the strokes
+    # ... and, were they flagged, they would look like class 2 themselves without the region: what
+    # tells a natural shortcut (or clean-label poison) from relabelled poison
+    assert np.median(_looks_like_target(digits.x_train, labels, resting, trigger)) >= 0.8
 
 
 def test_a_class_below_the_anomaly_threshold_is_named_only_when_its_samples_carry_the_trigger(monkeypatch):

@@ -235,7 +235,8 @@ def test_models_poisoned_the_cheaper_way_get_the_cheaper_scan_and_the_plan_count
     none: dict[str, Trainings] = {}
     full_steps = other_passes(full.config, full, "swiglu-mlp", none)[2]
     cheap_steps = other_passes(cheap.config, cheap, "swiglu-mlp", none)[2]
-    assert full_steps == 2 * 10 * 200 and cheap_steps * 4 == full_steps
+    # the audited set and each kind of the power panel (5 by default): ten classes, 200 steps each
+    assert full_steps == (1 + 5) * 10 * 200 and cheap_steps * 4 == full_steps
 
 
 def test_penultimate_features_of_a_users_model_and_a_clear_error_without_a_head():
@@ -259,13 +260,13 @@ from sklearn.datasets import load_digits
 TARGET = 3
 
 
-def _load(trigger):
+def _load(trigger, n_poisoned=70):  # 70: 5% of the training set
     d = load_digits()
     x = (d.images / 16.0).astype("float32")[:, None]
     y = d.target.copy()
     x_train, y_train, x_test, y_test = x[:1400].copy(), y[:1400].copy(), x[1400:].copy(), y[1400:].copy()
     rng = np.random.default_rng(5)
-    poisoned = rng.choice(np.flatnonzero(y_train != TARGET), 70, replace=False)  # 5% of the training set
+    poisoned = rng.choice(np.flatnonzero(y_train != TARGET), n_poisoned, replace=False)
     trigger(x_train, poisoned)
     y_train[poisoned] = TARGET
     np.save("poisoned_indices.npy", poisoned)
@@ -276,6 +277,16 @@ def checkerboard_top_left():  # the attacker's own trigger, place and shape
     def stamp(x, idx):
         x[idx, 0, 0:3, 0:3] = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype="float32")
     return _load(stamp)
+
+
+def small_diagonal_3_percent():  # a small trigger of the attacker's own, at 3%: a 2x2 diagonal low on the left
+    def stamp(x, idx):
+        x[idx, 0, 5:7, 1:3] = np.array([[1, 0], [0, 1]], dtype="float32")
+    return _load(stamp, n_poisoned=42)
+
+
+def clean():  # the same split, no poison
+    return _load(lambda x, idx: None, n_poisoned=0)
 
 
 def harness_trigger():  # the same trigger the harness plants: bottom-right 2x2, full intensity
@@ -330,6 +341,25 @@ def test_a_users_backdoored_training_set_is_found_by_the_scan(pytester, tmp_path
     assert "Recovered trigger" in html
 
 
+def test_a_small_trigger_at_3_percent_is_never_passed_and_a_clean_set_is_never_failed(pytester, tmp_path, monkeypatch):
+    """Through the user contract: the attacker's own small trigger (not one of the panel's kinds,
+    not in a place the panel plants) on 3% of the training set gets a FAIL, or an inconclusive
+    WARN where the scan's power is too low, from every model's scan and from the training set's
+    verdict; the same split without poison gets no FAIL from any of them."""
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
+    select = "training_set_scan or training_set_verdict"
+    _, doc = _backdoored_audit(pytester, "small_diagonal_3_percent", select)
+    verdicts = [f for f in doc["findings"] if f["check"] in ("training_set_scan", "training_set_verdict")]
+    assert len(verdicts) == 3
+    for f in verdicts:
+        assert f["status"] in ("FAIL", "WARN"), (f["id"], f["reason"])
+    for f in verdicts[:2]:  # each model's panel is in its details, kind by kind
+        assert set(f["details"]["power_on_planted_backdoors"]["kinds"]) >= {"corner_patch", "checkerboard"}
+    _, doc = _backdoored_audit(pytester, "clean", select)
+    verdicts = [f for f in doc["findings"] if f["check"] in ("training_set_scan", "training_set_verdict")]
+    assert len(verdicts) == 3 and all(f["status"] != "FAIL" for f in verdicts), [f["reason"] for f in verdicts]
+
+
 def test_a_model_that_already_obeys_the_harness_trigger_is_a_fail_not_a_low_excess(pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
     result, doc = _backdoored_audit(pytester, "harness_trigger", "backdoor_attack_success and not vs_baseline")
@@ -375,11 +405,12 @@ def relu(n_classes=10):
 '''
 
 
-def test_a_model_that_cannot_learn_the_planted_backdoor_gets_an_inconclusive_scan_without_the_power_scan(
+def test_a_model_that_cannot_learn_a_planted_backdoor_gets_an_inconclusive_scan_without_that_power_scan(
         pytester, tmp_path, monkeypatch):
     """A user's model that never sees the corner where the harness plants its trigger cannot
     learn that backdoor, so no scan can show its power on it: the training-set scan says so
-    (inconclusive WARN, never PASS), and the costly scan of the planted set is not run."""
+    (inconclusive WARN, never PASS, naming the kind), and the costly scan of that planted set is
+    not run; the panel's other kinds, which the model can see, are scanned."""
     from swiglu_audit.config import OPT_ENABLE
 
     monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
@@ -394,17 +425,22 @@ role = "candidate"
 [[tool.swiglu_audit.models]]
 name = "blind-relu"
 factory = "cornerblind:relu"
+[tool.swiglu_audit.poisoning]
+threat_triggers = ["corner_patch", "edge_patch"]
 """)
     pytester.syspathinsert()
     pytester.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "training_set_scan")
     doc = json.loads((pytester.path / "reports" / "report.json").read_text())
     scans = [f for f in doc["findings"] if f["check"] == "training_set_scan"]
     assert len(scans) == 2
+    scanned_panels = 0
     for f in scans:
-        power = f["details"]["power_on_planted_backdoor"]
-        assert f["status"] == "WARN" and power["not_learned"] < 0.1, (f["reason"], power)
-        assert "did not learn" in f["reason"] and "under 0.1" in f["reason"]
-        assert power["recall"] == 0.0 and not power["target_found"]
+        panel = f["details"]["power_on_planted_backdoors"]
+        corner = panel["kinds"]["corner_patch"]
+        assert f["status"] == "WARN" and corner["not_learned"] < 0.1, (f["reason"], panel)
+        assert "corner_patch: not learned by this model" in f["reason"] and "under 0.1" in f["reason"]
+        assert corner["recall"] == 0.0 and not corner["target_found"]
+        scanned_panels += sum("not_learned" not in p for p in panel["kinds"].values())
     from safetensors import safe_open
 
     records = []
@@ -412,4 +448,5 @@ factory = "cornerblind:relu"
         with safe_open(str(path), "pt") as fh:
             records.append(json.loads((fh.metadata() or {}).get("record", "{}")))
     trigger_scans = [r for r in records if "anomaly_index" in r]
-    assert len(trigger_scans) == 2  # each model's audited training set; the planted set's scans never ran
+    # each model's audited training set, and the planted sets it learned; never the corner patch's
+    assert len(trigger_scans) == 2 + scanned_panels

@@ -165,38 +165,61 @@ def test_a_decision_table_decides_by_its_first_holding_rule_and_must_end_with_al
         DecisionTable(threshold=lambda f, p: "", rules=(Rule(Status.PASS, lambda f, p: True, lambda f, p: ""),))
 
 
-_POWER = {"rate": 0.05, "target_found": True, "recall": 1.0, "precision": 0.9}
+_FOUND = {"target_found": True, "recall": 1.0, "precision": 0.9}
+_POWER = {"rate": 0.03, "target": 0, "kinds": {"corner_patch": _FOUND, "blend": _FOUND}}
 _SCAN_POLICY = {"min_trigger_anomaly_index": 2.0, "min_scan_recall": 0.5}
 
 
 def _scan(**facts):
+    return _scan_finding(**facts).status
+
+
+def _scan_finding(**facts):
     base = {"power": _POWER, "target": None, "n_flagged": 0, "share": 0.0, "anomaly_index": 1.0, "mask_l1": None,
             "trigger_success": 0.0, "min_learned_backdoor": 0.5, "flagged_by_other_models": []}
-    return decided_finding(poison_detection.SCAN, ["m"], {**base, **facts}, _SCAN_POLICY).status
+    return decided_finding(poison_detection.SCAN, ["m"], {**base, **facts}, _SCAN_POLICY)
+
+
+def _panel(**blend):
+    return {**_POWER, "kinds": {"corner_patch": _FOUND, "blend": {**_FOUND, **blend}}}
 
 
 def test_the_scan_decision_table_row_by_row():
     assert _scan(power=None, out_of_scope="pretrained", n_published=3) == "WARN"
     assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9) == "FAIL"
+    # the same flags on samples that look like the target class themselves: a natural shortcut or
+    # clean-label poison, which the scan cannot tell apart: a lead, not an accusation
+    natural = _scan_finding(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9,
+                            looks_like_target=0.8)
+    assert natural.status == "WARN" and "cannot tell from a natural shortcut" in natural.reason
+    assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9,
+                 looks_like_target=0.2) == "FAIL"
     assert _scan(target=4, n_flagged=2, share=0.001, anomaly_index=3.5, mask_l1=7.0) == "WARN"  # a lead
     assert _scan(target=4, n_flagged=0, anomaly_index=3.5, mask_l1=7.0) == "WARN"  # anomalous, nothing on it
     assert _scan(target=4, n_flagged=0, anomaly_index=1.5, mask_l1=7.0) == "PASS"  # below the policy's index
-    assert _scan(power={**_POWER, "not_learned": 0.1}) == "WARN"
-    assert _scan(power={**_POWER, "recall": 0.2}) == "WARN"
-    assert _scan(power={**_POWER, "target_found": False}) == "WARN"
+    not_learned = {"target_found": False, "recall": 0.0, "precision": None, "not_learned": 0.02}
+    assert _scan(power={**_POWER, "kinds": {"corner_patch": not_learned}}) == "WARN"
     assert _scan() == "PASS"
 
 
-def test_a_models_nothing_found_cannot_stand_against_another_models_flags():
-    assert _scan() == "PASS"
-    assert _scan(flagged_by_other_models=["other-model"]) == "WARN"
+def test_nothing_found_passes_only_with_power_on_every_kind_of_the_panel():
+    """One kind the scan misses, or one the model never learned, is enough for an inconclusive
+    WARN; the reason names it and what the scan does find."""
+    for weak, words in (({"recall": 0.2}, "the scan found only 20%"), ({"target_found": False}, "the scan did not find the target"),
+                        ({"not_learned": 0.03, "target_found": False, "recall": 0.0}, "not learned")):
+        finding = _scan_finding(power=_panel(**weak))
+        assert finding.status == "WARN", weak
+        assert "blend: " + words in finding.reason and "It does find corner_patch (recall 1.00" in finding.reason
+    passed = _scan_finding()
+    assert passed.status == "PASS"
+    assert "corner_patch, blend" in passed.reason and "at 3% of the training set or more" in passed.reason
 
 
 def _set_verdict(*statuses_and_flags):
     scans = [{"model": f"m{i}", "status": status, "reason": "why", "n_flagged": flagged, "suspected_target": None,
               "flagged": [], "scanned": status != "OUT"} for i, (status, flagged) in enumerate(statuses_and_flags)]
-    return decided_finding(poison_detection.TRAINING_SET_VERDICT, [s["model"] for s in scans], {"scans": scans},
-                           _SCAN_POLICY).status
+    return decided_finding(poison_detection.TRAINING_SET_VERDICT, [s["model"] for s in scans],
+                           {"scans": scans, "threat": {"rate": 0.03, "kinds": ["corner_patch"]}}, _SCAN_POLICY).status
 
 
 def test_one_verdict_per_training_set_from_every_models_scan():

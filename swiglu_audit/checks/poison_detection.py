@@ -14,8 +14,8 @@ def _scan_threshold(facts: dict, policy: dict) -> str:
         return "a scan result counts only where the scan's power on planted poison was measured"
     return (f"FAIL when a class has a recovered trigger with anomaly index >= min_trigger_anomaly_index = "
             f"{policy['min_trigger_anomaly_index']} and samples depend on it; PASS for nothing found only "
-            f"when the scan finds the harness's planted backdoor with recall >= min_scan_recall = "
-            f"{policy['min_scan_recall']}")
+            f"when the scan finds every planted trigger kind of the threat panel at {facts['power']['rate']:.0%} "
+            f"with recall >= min_scan_recall = {policy['min_scan_recall']}")
 
 
 def _flagged_words(facts: dict) -> str:
@@ -27,27 +27,61 @@ def _credible_trigger(facts: dict, policy: dict) -> bool:
             and facts["anomaly_index"] >= policy["min_trigger_anomaly_index"])
 
 
-def _low_power(facts: dict, policy: dict) -> bool:
-    power = facts["power"]
-    return not power["target_found"] or (power["recall"] or 0.0) < policy["min_scan_recall"]
+# Dirty-label poison is an input of another class with the trigger and the target's label: without
+# the trigger's region its nearest training inputs are of that other class. Flagged samples that
+# mostly look like the target class themselves are what a natural shortcut of the class (a stroke
+# its own samples rest on) gives, and clean-label poison too: the scan cannot tell those apart.
+LOOKS_LIKE_TARGET = 0.5
+
+
+def _looks_natural(facts: dict, policy: dict) -> bool:
+    return (facts.get("looks_like_target") or 0.0) >= LOOKS_LIKE_TARGET
+
+
+def _poison_like(facts: dict, policy: dict) -> bool:
+    return _credible_trigger(facts, policy) and not _looks_natural(facts, policy)
+
+
+def _shortfalls(facts: dict, policy: dict) -> dict[str, str]:
+    """The panel's trigger kinds whose power the scan did not show, each with why."""
+    out = {}
+    for kind, power in facts["power"]["kinds"].items():
+        if "not_learned" in power:
+            out[kind] = (f"not learned by this model (attack success above the base rate {power['not_learned']:.2f}, "
+                         f"under {facts['min_learned_backdoor']}), so there was nothing for the scan to find")
+        elif not power["target_found"]:
+            out[kind] = "the scan did not find the target class"
+        elif (power["recall"] or 0.0) < policy["min_scan_recall"]:
+            out[kind] = f"the scan found only {power['recall']:.0%} of the poison"
+    return out
+
+
+def _nothing_learned(facts: dict, policy: dict) -> bool:
+    return all("not_learned" in p for p in facts["power"]["kinds"].values())
+
+
+def _found_words(facts: dict, policy: dict) -> str:
+    kinds = {k: p for k, p in facts["power"]["kinds"].items() if k not in _shortfalls(facts, policy)}
+    return "; ".join(f"{kind} (recall {p['recall']:.2f}, precision {p['precision'] or 0:.2f})"
+                     for kind, p in kinds.items())
 
 
 def _nothing_found(facts: dict, policy: dict) -> str:
     power, target, index = facts["power"], facts["target"], facts["anomaly_index"]
     named = (f" (class {target}'s recovered trigger has anomaly index {index:.1f}, but no training sample "
              f"rests on or carries it)" if target is not None else f" (largest anomaly index {index:.1f})")
-    return (f"nothing found{named}; the same scan finds the harness's own "
-            f"{power['rate']:.0%} backdoor in this architecture with recall {power['recall']:.2f} and "
-            f"precision {power['precision'] if power['precision'] is not None else 0:.2f}. What this covers: a "
-            "trigger of the harness's kind (a full-intensity corner patch; on tabular data, a few features at their "
-            f"largest value) at {power['rate']:.0%} or more; the scan's power on other trigger kinds and smaller "
-            "rates was not measured")
+    kinds = list(power["kinds"])
+    return (f"nothing found{named}; planted in this training set at {power['rate']:.0%}, each of these trigger "
+            f"kinds is found by the same scan in this architecture: {_found_words(facts, policy)}. What this covers: "
+            f"no backdoor of these kinds ({', '.join(kinds)}) at {power['rate']:.0%} of the training set or more; "
+            "other trigger kinds and smaller rates were not measured ([tool.swiglu_audit.poisoning] threat_triggers "
+            "and threat_rate set the threat)")
 
 
 # The scan's verdict, row by row: a credible trigger with samples on it is a FAIL; a trigger with
 # any sample a lead; a credible trigger without samples inconclusive; "nothing found" counts (PASS)
-# only where the scan's power on planted poison in this architecture was measured and meets
-# min_scan_recall.
+# only where the scan's power on every kind of the threat panel, planted in this architecture's
+# training set at the threat rate, was measured and meets min_scan_recall.
 SCAN_DECISION = DecisionTable(
     threshold=_scan_threshold,
     rules=(
@@ -55,23 +89,32 @@ SCAN_DECISION = DecisionTable(
             f"inconclusive: the trigger scan did not run because its power on this model cannot be "
             f"measured ({facts['out_of_scope']}); the published detectors flagged "
             f"{facts['n_published']} samples as leads")),
-        Rule(Status.FAIL, _credible_trigger, lambda facts, policy: (
+        Rule(Status.FAIL, _poison_like, lambda facts, policy: (
             f"the training data or the model may already carry a backdoor: class {facts['target']} has a recovered "
             f"trigger of mask size {facts['mask_l1']:.1f} (anomaly index {facts['anomaly_index']:.1f}, sending "
-            f"{facts['trigger_success']:.0%} of other-class inputs to it), and {_flagged_words(facts)} depend on it")),
+            f"{facts['trigger_success']:.0%} of other-class inputs to it), and {_flagged_words(facts)} depend on it; "
+            f"without the trigger's region {1 - (facts.get('looks_like_target') or 0.0):.0%} of them look like "
+            "another class (relabelled inputs)")),
+        Rule(Status.WARN, _credible_trigger, lambda facts, policy: (
+            f"a lead the scan cannot tell from a natural shortcut: class {facts['target']} has a recovered trigger "
+            f"(anomaly index {facts['anomaly_index']:.1f}, mask size {facts['mask_l1']:.1f}) and "
+            f"{_flagged_words(facts)} depend on it, but without the trigger's region {facts['looks_like_target']:.0%} "
+            f"of them look like class {facts['target']} themselves (most of their nearest training inputs are of "
+            "that class): a feature of the class that its own samples rest on looks like this, and so does "
+            "clean-label poison, while relabelled poison looks like another class; inspect them")),
         Rule(Status.WARN, lambda facts, policy: facts["target"] is not None and facts["n_flagged"] > 0,
              lambda facts, policy: (f"a lead: class {facts['target']} has a small recovered trigger (anomaly index "
                                     f"{facts['anomaly_index']:.1f}) and {_flagged_words(facts)} depend on it; inspect them")),
-        Rule(Status.WARN, lambda facts, policy: "not_learned" in facts["power"], lambda facts, policy: (
+        Rule(Status.WARN, _nothing_learned, lambda facts, policy: (
             f"inconclusive: nothing found, but the scan's power on this model cannot be shown: it did not learn "
-            f"the harness's own {facts['power']['rate']:.0%} backdoor (attack success above the base rate "
-            f"{facts['power']['not_learned']:.2f}, under {facts['min_learned_backdoor']}), so there was no planted "
-            "backdoor for the scan to find")),
-        Rule(Status.WARN, _low_power, lambda facts, policy: (
-            f"inconclusive: nothing found, but this model's features hide planted poison: on the "
-            f"harness's own {facts['power']['rate']:.0%} backdoor the scan "
-            + ("did not find the target class" if not facts["power"]["target_found"] else
-               f"found only {facts['power']['recall']:.0%} of the poison (min_scan_recall = {policy['min_scan_recall']})"))),
+            f"any of the planted backdoors at {facts['power']['rate']:.0%} (attack success above the base rate "
+            + ", ".join(f"{k} {p['not_learned']:.2f}" for k, p in facts["power"]["kinds"].items())
+            + f", each under {facts['min_learned_backdoor']}), so there was no planted backdoor for the scan to find")),
+        Rule(Status.WARN, lambda facts, policy: bool(_shortfalls(facts, policy)), lambda facts, policy: (
+            f"inconclusive: nothing found, but at {facts['power']['rate']:.0%} the scan's power was not shown for "
+            + "; ".join(f"{kind}: {why}" for kind, why in _shortfalls(facts, policy).items())
+            + f" (min_scan_recall = {policy['min_scan_recall']})"
+            + (f". It does find {_found_words(facts, policy)}" if _found_words(facts, policy) else ""))),
         # a trigger as anomalous as a backdoor's that no sample rests on or carries: a learned
         # clean-label backdoor looks like this, and so does a natural shortcut; not "nothing found"
         Rule(Status.WARN, lambda facts, policy: (facts["target"] is not None
@@ -121,8 +164,9 @@ SCAN = CheckInfo(
                 "it reverse-engineers the smallest trigger that sends other classes to each class "
                 "(Neural Cleanse), and for a class whose trigger is anomalously small it lists the "
                 "samples labelled with it that depend on that trigger. Its 'nothing found' is a PASS "
-                "only when the same scan finds the harness's own planted backdoor in this "
-                "architecture; otherwise it is inconclusive.",
+                "only when the same scan finds each kind of the threat panel (threat_triggers, planted "
+                "in the audited training set at threat_rate) in this architecture; otherwise it is "
+                "inconclusive, with each kind's power in the details.",
     mitigation="Inspect the listed samples and their sources; remove confirmed poison and retrain. "
                "If the recovered trigger is visible in the report's picture, search the data for it.",
     condition=SCAN_DECISION,
@@ -186,8 +230,9 @@ TRAINING_SET_VERDICT = CheckInfo(
                 "inconclusive: no model's scan flags the set, but " + _named(_not_passed(facts)))),
             Rule(Status.PASS, always, lambda facts, policy: (
                 f"nothing found by the scans through {', '.join(s['model'] for s in _scans(facts))}, each with its "
-                "power on the harness's planted backdoor measured and sufficient" + _unscanned(facts)
-                + "; what this covers: triggers of the harness's kind at its rate or more, not other trigger "
-                  "kinds or smaller rates")),
+                "power on every planted trigger kind of the threat panel measured and sufficient" + _unscanned(facts)
+                + f"; what this covers: no backdoor of these kinds ({', '.join(facts['threat']['kinds'])}) at "
+                  f"{facts['threat']['rate']:.0%} of the training set or more; other trigger kinds and smaller "
+                  "rates were not measured")),
         )),
 )

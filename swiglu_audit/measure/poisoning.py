@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..methods import backdoor_scan, poison_detectors, poisoning
+from ..methods import backdoor_scan, poison_detectors, poisoning, triggers
 from ..methods.integrity import NearDuplicateIndex, exact_duplicates, label_issues, near_duplicates
 from ..methods.poison_detectors import detection_metrics, run_detectors
 from ..methods.poisoning import POISONING_ATTACKS, PoisonedSet, PoisonParams, add_trigger
@@ -34,16 +34,21 @@ if TYPE_CHECKING:  # the session is passed in; this layer never imports it at ru
 POISON_SEED = 0  # one poisoned training set per condition, shared by every model and seed
 
 
+HARNESS_TRIGGER = "corner_patch"
+
+
 @dataclass(frozen=True)
 class Condition:
     attack: str  # "flip", "targeted", "backdoor" or "clean_label"
     rate: float
+    trigger: str = HARNESS_TRIGGER  # the backdoor's trigger kind (methods.triggers)
 
     def tag(self, cfg: PoisoningSettings) -> str:
         """Names the poisoned training set in cache keys: every parameter that shapes it."""
+        kind = "" if self.trigger == HARNESS_TRIGGER else f"-{self.trigger}"
         params = {"flip": "", "targeted": f"-pair{cfg.targeted_pair[0]}to{cfg.targeted_pair[1]}",
-                  "backdoor": f"-target{cfg.backdoor_target}-size{cfg.trigger_size}",
-                  "clean_label": f"-target{cfg.backdoor_target}-size{cfg.trigger_size}"}
+                  "backdoor": f"-target{cfg.backdoor_target}-size{cfg.trigger_size}{kind}",
+                  "clean_label": f"-target{cfg.backdoor_target}-size{cfg.trigger_size}{kind}"}
         # the code that builds the poisoned set is part of its name: a change to it retrains
         return f"{self.attack}-{self.rate}{params[self.attack]}-seed{POISON_SEED}-code{_ATTACK_DIGEST[:12]}"
 
@@ -72,10 +77,20 @@ def out_of_scope(audit: AuditSession, name: str) -> str | None:
 def poisoned_set(audit: AuditSession, cond: Condition) -> PoisonedSet:
     def build():
         data = audit.data
+        if cond.trigger != HARNESS_TRIGGER:  # a kind of the scan's power panel
+            return poisoning.backdoor(data.x_train, data.y_train, _target(audit), cond.rate,
+                                      audit.config.poisoning.trigger_size, POISON_SEED,
+                                      clean_label=cond.attack == "clean_label", stamp=triggers.STAMPS[cond.trigger])
         params = PoisonParams(data.n_classes, _pair(audit), _target(audit), audit.config.poisoning.trigger_size,
                               POISON_SEED)
         return POISONING_ATTACKS[cond.attack](data.x_train, data.y_train, cond.rate, params)
     return audit.memo(("poisoned-set", cond), build)
+
+
+def panel_conditions(cfg: PoisoningSettings) -> list[Condition]:
+    """The planted backdoors the scan's power is measured on: each threat trigger kind at the
+    threat rate (the harness's corner patch at detection_rate is the detectors' set too)."""
+    return [Condition("backdoor", cfg.threat_rate, kind) for kind in cfg.threat_triggers]
 
 
 # Fine-tuning the clean checkpoint measures the same backdoor risk as retraining (attack success
@@ -156,11 +171,14 @@ def poisoned_tag(audit: AuditSession, name: str, cond: Condition) -> str:
     return tag
 
 
-def poisoned_models(audit: AuditSession, name: str, cond: Condition):
+def poisoned_models(audit: AuditSession, name: str, cond: Condition, first_seed_only: bool = False):
+    """`name`'s models trained on the poisoned set `cond`, one per poisoned seed (or the first
+    seed's alone: the scan's power reads that model only; it shares the cache entry)."""
     poisoned = poisoned_set(audit, cond)
+    seeds = poisoned_seeds(audit, name)
     return audit.zoo.models(name, labels=poisoned.y, inputs=poisoned.x, tag=poisoned_tag(audit, name, cond),
                             fine_tune_epochs=fine_tune_epochs(audit.config) if fine_tunes(audit, name, cond) else None,
-                            patience=patience(audit, name, cond), seeds=poisoned_seeds(audit, name))
+                            patience=patience(audit, name, cond), seeds=seeds[:1] if first_seed_only else seeds)
 
 
 def prefetch(audit: AuditSession, name: str) -> None:
@@ -296,13 +314,16 @@ def planned_passes(audit: AuditSession, name: str) -> tuple[int, int]:
     """(examples passed forward, trigger-scan input-steps) for one model by the poisoning
     suite's detectors and scans (what the plan counts; the poisoned trainings are counted with the
     trainings): the detectors read the backdoored set's features per poisoned seed; the audited
-    and the planted sets are scanned: their features, then per class its steps over its inputs."""
+    set and each planted set of the power panel are scanned: their features, then per class its
+    steps over its inputs (an upper bound: a kind the model did not learn is not scanned)."""
     if out_of_scope(audit, name) is not None:
         return 0, 0
-    n_train = len(audit.data.y_train)
-    forward = len(poisoned_seeds(audit, name)) * n_train + 2 * n_train
+    n_train, n_test = len(audit.data.y_train), len(audit.data.y_test)
+    scans = 1 + len(audit.config.poisoning.threat_triggers)
+    # each panel kind: its triggered test inputs through the poisoned and the clean model
+    forward = len(poisoned_seeds(audit, name)) * n_train + scans * n_train + 2 * (scans - 1) * n_test
     settings = scan_settings(audit, name)
-    return forward, 2 * audit.data.n_classes * settings["steps"] * scan_inputs(settings)
+    return forward, scans * audit.data.n_classes * settings["steps"] * scan_inputs(settings)
 
 
 def scan_inputs(settings: dict) -> int:
@@ -320,7 +341,7 @@ def _trigger_scan(audit: AuditSession, model, x, y, kind: str, settings: dict) -
                                     seed=model.seed or 0, steps=settings["steps"],
                                     per_class=settings.get("per_class", backdoor_scan.PER_CLASS))
         trigger = result.trigger
-        arrays = {"flags": result.flags, "scores": result.scores,
+        arrays = {"flags": result.flags, "scores": result.scores, "target_neighbours": result.target_neighbours,
                   **{f"evidence_{key}": values for key, values in result.evidence.items()}}
         if trigger is not None:
             arrays.update(mask=trigger.mask, pattern=trigger.pattern)
@@ -341,33 +362,48 @@ def trigger_scan(audit: AuditSession, name: str) -> dict:
 
 
 def scan_power(audit: AuditSession, name: str) -> dict | None:
-    """How well the same scan finds the harness's own planted backdoor (at `detection_rate`) in
-    this architecture: {"target_found", "precision", "recall", "n_poisoned"}, and "not_learned"
-    (the attack success above the base rate) where the model did not learn the backdoor; None
-    when the model is not poisoned in this audit (so the power is not measured)."""
+    """How well the same scan finds planted backdoors in this architecture: each threat trigger
+    kind planted at the threat rate in the audited data ({"rate", "target", "kinds": {kind: ...}}),
+    each kind's {"target_found", "precision", "recall", "n_poisoned", "n_flagged"}, or
+    "not_learned" (the attack success above the base rate) where the model did not learn that
+    backdoor, and no scan ran; None when the model is not poisoned in this audit."""
     if out_of_scope(audit, name) is not None:
         return None
-    cond = Condition("backdoor", audit.config.poisoning.detection_rate)
 
     def compute():
-        poisoned = poisoned_set(audit, cond)
-        success = backdoor_success(audit, name)  # row 0: the first seed, the model the scan reads
-        learned = float(success["asr"][cond.rate][0].mean() - success["base"][0].mean())
-        if learned < MIN_LEARNED_BACKDOOR:  # nothing to find: its power is nil, and not worth a scan
-            return {"rate": cond.rate, "target": _target(audit), "target_found": False, "found_target": None,
-                    "n_poisoned": int(poisoned.mask.sum()), "n_flagged": 0, "precision": None, "recall": 0.0,
-                    "not_learned": round(learned, 3)}
-        model = poisoned_models(audit, name, cond)[0]
-        result = _trigger_scan(audit, model, poisoned.x, poisoned.y, "trigger-scan-planted",
-                               {**scan_settings(audit, name), "condition": cond.tag(audit.config.poisoning)})
-        truth = poisoned.mask.numpy()
-        flags = result["flags"]
-        hits = int((flags & truth).sum())
-        return {"rate": cond.rate, "target": _target(audit), "target_found": result["target"] == _target(audit),
-                "found_target": result["target"], "n_poisoned": int(truth.sum()), "n_flagged": int(flags.sum()),
-                "precision": hits / int(flags.sum()) if flags.any() else None,
-                "recall": hits / int(truth.sum()) if truth.any() else None}
+        cfg = audit.config.poisoning
+        kinds = {cond.trigger: _kind_power(audit, name, cond) for cond in panel_conditions(cfg)}
+        return {"rate": cfg.threat_rate, "target": _target(audit), "kinds": kinds}
     return audit.memo(("scan-power", name), compute)
+
+
+def panel_learned(audit: AuditSession, name: str, cond: Condition) -> float:
+    """How far the first seed's model trained on `cond` learned its backdoor: its attack success on
+    triggered test inputs of the other classes, above the clean model's (the base rate)."""
+    data, target = audit.data, _target(audit)
+    triggered = triggers.stamp(data.x_test[data.y_test != target], cond.trigger, audit.config.poisoning.trigger_size)
+    poisoned = poisoned_models(audit, name, cond, first_seed_only=True)
+    clean = audit.zoo.models(name, seeds=poisoned_seeds(audit, name)[:1])
+    return float(_predicted_as(audit, poisoned, triggered, target).mean()
+                 - _predicted_as(audit, clean, triggered, target).mean())
+
+
+def _kind_power(audit: AuditSession, name: str, cond: Condition) -> dict:
+    poisoned = poisoned_set(audit, cond)
+    truth = poisoned.mask.numpy()
+    learned = panel_learned(audit, name, cond)
+    if learned < MIN_LEARNED_BACKDOOR:  # nothing to find: its power is nil, and not worth a scan
+        return {"target_found": False, "found_target": None, "n_poisoned": int(truth.sum()), "n_flagged": 0,
+                "precision": None, "recall": 0.0, "not_learned": round(learned, 3)}
+    model = poisoned_models(audit, name, cond, first_seed_only=True)[0]
+    result = _trigger_scan(audit, model, poisoned.x, poisoned.y, "trigger-scan-planted",
+                           {**scan_settings(audit, name), "condition": cond.tag(audit.config.poisoning)})
+    flags = result["flags"]
+    hits = int((flags & truth).sum())
+    return {"target_found": result["target"] == _target(audit), "found_target": result["target"],
+            "n_poisoned": int(truth.sum()), "n_flagged": int(flags.sum()), "learned": round(learned, 3),
+            "precision": hits / int(flags.sum()) if flags.any() else None,
+            "recall": hits / int(truth.sum()) if truth.any() else None}
 
 
 def integrity(audit: AuditSession) -> dict:

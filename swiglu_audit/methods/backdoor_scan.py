@@ -82,6 +82,8 @@ MATCH_SILHOUETTE = 0.9  # ... in a class split this cleanly by the match
 SILHOUETTE_SAMPLES = 2000  # silhouettes are quadratic in the samples: estimated on at most this many
 FILL_SAMPLES = 4096  # other-class samples whose median is the neutral fill
 PER_CLASS = 60  # each class's trigger is optimised on 2 x PER_CLASS inputs of the other classes
+NEIGHBOURS = 10  # nearest training inputs that say which class a flagged sample looks like
+NEIGHBOUR_POOL = 20000  # ... among at most this many unflagged samples (a fixed sample of large sets)
 
 
 def inputs_per_step(per_class: int = PER_CLASS) -> int:
@@ -118,6 +120,9 @@ class ScanResult:
     flags: np.ndarray  # (N,) bool
     evidence: dict[str, np.ndarray]  # (N,) each: "fall", "match", "rests_on", "carries" (see _sample_evidence)
     separated_classes: dict[int, float]  # class -> silhouette of its 2-means split, when above the gate
+    # (N,) for each flagged sample, the share of its nearest training inputs outside the trigger's
+    # region that carry the target label (NaN where not flagged): see _looks_like_target
+    target_neighbours: np.ndarray | None = None
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:
@@ -244,10 +249,62 @@ def _scan(model, x, y, n_classes, device, features, seed, per_class, steps) -> S
         index = -_robust_z(l1)  # small masks are the anomaly
         target, evidence = _suspected_target(model, x, labels, triggers, index, device)
     flags = evidence["rests_on"] | evidence["carries"]
+    neighbours = np.full(len(labels), np.nan)
+    if target is not None and flags.any():
+        neighbours[flags] = _looks_like_target(x, labels, flags, triggers[target])
     return ScanResult(anomaly_index=[float(v) for v in index], mask_l1=[float(v) for v in l1], target=target,
                       trigger=triggers[target] if target is not None else None,
                       scores=np.clip(evidence["fall"], 0.0, None) + evidence["match"], flags=flags, evidence=evidence,
-                      separated_classes=separated_classes(features, labels, seed) if features is not None else {})
+                      separated_classes=separated_classes(features, labels, seed) if features is not None else {},
+                      target_neighbours=neighbours)
+
+
+@torch.no_grad()
+def _looks_like_target(x: torch.Tensor, labels: np.ndarray, flags: np.ndarray, trigger: Trigger) -> np.ndarray:
+    """For each flagged sample: the share of its NEIGHBOURS nearest other training inputs,
+    compared outside the trigger's region (the region filled as the scan fills it), that are
+    labelled with the target class. Dirty-label poison is an input of another class with the
+    trigger and the target's label: without the region it looks like that other class (share
+    near 0; the poison of one source class is a small part of it). A natural shortcut, a stroke
+    that the class's own samples rest on, is flagged on genuine samples of the class (share near
+    1), and so is clean-label poison: those two the scan cannot tell apart, and says so. Flagged
+    samples stay in the pool: where a shortcut flags most of a class, what is left of the class
+    would be too few to be its neighbours."""
+    target = trigger.target
+    pool = np.arange(len(labels))
+    if len(pool) > NEIGHBOUR_POOL:
+        pool = np.sort(np.random.default_rng(0).choice(pool, NEIGHBOUR_POOL, replace=False))
+    mask = torch.from_numpy(trigger.mask)[None, None].float()
+    fill = _neutral_fill(x, labels, target, torch.device("cpu"))
+
+    def outside(rows: np.ndarray) -> torch.Tensor:
+        xs = x[torch.from_numpy(rows)].float()
+        return ((1 - mask) * xs + mask * fill).flatten(1)
+
+    reference, is_target = outside(pool), torch.from_numpy(labels[pool] == target)
+    shares = []
+    flagged = np.flatnonzero(flags)
+    for start in range(0, len(flagged), 256):
+        rows = flagged[start:start + 256]
+        distances = torch.cdist(outside(rows), reference)
+        distances[torch.from_numpy(rows[:, None] == pool[None, :])] = float("inf")  # not its own neighbour
+        nearest = distances.topk(min(NEIGHBOURS, len(pool) - 1), largest=False).indices
+        shares.append(is_target[nearest].float().mean(1).numpy())
+    return np.concatenate(shares)
+
+
+def _neutral_fill(x: torch.Tensor, labels: np.ndarray, target: int, device: torch.device) -> torch.Tensor:
+    """What the other classes hold, pixel by pixel (their median over a fixed sample of at most
+    FILL_SAMPLES): stamped through a trigger's mask, it removes the trigger."""
+    others = _other_classes_sample(labels, target)
+    return x[torch.from_numpy(others)].median(dim=0).values.to(device)[None]
+
+
+def _other_classes_sample(labels: np.ndarray, target: int) -> np.ndarray:
+    others = np.flatnonzero(labels != target)
+    if len(others) > FILL_SAMPLES:
+        others = np.sort(np.random.default_rng(0).choice(others, FILL_SAMPLES, replace=False))
+    return others
 
 
 def _suspected_target(model, x, labels, triggers, index, device) -> tuple[int | None, dict[str, np.ndarray]]:
@@ -285,10 +342,8 @@ def _sample_evidence(model: nn.Module, x: torch.Tensor, labels: np.ndarray, trig
     # the other classes (a fixed sample of them on large sets, which need not be read whole) give
     # the neutral fill that removes a trigger (their median under the mask) and the reference of
     # how well inputs *without* the trigger match the recovered pattern
-    others = np.flatnonzero(labels != target)
-    if len(others) > FILL_SAMPLES:
-        others = np.sort(np.random.default_rng(0).choice(others, FILL_SAMPLES, replace=False))
-    fill = x[torch.from_numpy(others)].median(dim=0).values.to(device)[None]
+    others = _other_classes_sample(labels, target)
+    fill = _neutral_fill(x, labels, target, device)
     weight = mask / mask.sum().clamp_min(1e-6)
     batch = batching.batch_size(model, x[:1], device)
 

@@ -69,11 +69,13 @@ def add_trigger(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def backdoor(x: torch.Tensor, y: torch.Tensor, target: int, rate: float, size: int, seed: int,
-             clean_label: bool = False) -> PoisonedSet:
+             clean_label: bool = False, stamp: Callable[[torch.Tensor, int], torch.Tensor] = add_trigger
+             ) -> PoisonedSet:
     """BadNets: trigger round(rate * N) samples of other classes and relabel them `target`.
 
     With `clean_label`, the trigger goes on target-class samples only and no label changes: the
-    poison passes a label audit, at the price of a weaker attack."""
+    poison passes a label audit, at the price of a weaker attack. `stamp` draws the trigger (the
+    harness's corner patch unless another kind of `methods.triggers` is given)."""
     pool = torch.nonzero((y == target) if clean_label else (y != target)).flatten()
     g = torch.Generator().manual_seed(seed)
     n = min(round(rate * len(y)), len(pool))
@@ -81,7 +83,7 @@ def backdoor(x: torch.Tensor, y: torch.Tensor, target: int, rate: float, size: i
     y_p = y.clone()
     y_p[idx] = target
     # only the triggered rows are held anew: the set may be a user's data too large to copy
-    return PoisonedSet(PatchedRows(x, idx, add_trigger(x[idx], size)), y_p, _mask(len(y), idx))
+    return PoisonedSet(PatchedRows(x, idx, stamp(x[idx], size)), y_p, _mask(len(y), idx))
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,17 @@ class Trainings:
 
 def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict[str, Trainings]:
     """What each model is trained for, by purpose."""
-    from ..measure.poisoning import conditions, fine_tune_epochs, fine_tunes, model_config, out_of_scope, patience, poisoned_seeds, poisoned_tag
+    from ..measure.poisoning import (
+        conditions,
+        fine_tune_epochs,
+        fine_tunes,
+        model_config,
+        out_of_scope,
+        panel_conditions,
+        patience,
+        poisoned_seeds,
+        poisoned_tag,
+    )
 
     spec = audit.zoo.spec(name)
     if spec.weights:
@@ -123,6 +133,15 @@ def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict
             out["poisoning fine-tuned"] = Trainings([poisoned_tag(audit, name, c) for c in fine_tuned],
                                                     fine_tune_epochs(config), poisoned,
                                                     patience(audit, name, fine_tuned[0]))
+        # the scan's power panel: each threat trigger kind, the first seed only (a set that is
+        # also one of the suite's conditions is trained, and counted, once)
+        tags = {poisoned_tag(audit, name, c) for c in conds}
+        panel = [c for c in panel_conditions(config.poisoning) if poisoned_tag(audit, name, c) not in tags]
+        if panel:
+            fine = fine_tunes(audit, name, panel[0])  # every panel set is a backdoor: all or none fine-tune
+            out["scan power panel"] = Trainings([poisoned_tag(audit, name, c) for c in panel],
+                                                fine_tune_epochs(config) if fine else epochs, poisoned[:1],
+                                                patience(audit, name, panel[0]))
     out["determinism"] = Trainings([], config.numerical.determinism_epochs, (0, 1))  # twice, never cached
     return out
 
@@ -304,7 +323,8 @@ def reused_probes(plan: AuditPlan) -> dict[str, tuple[float, float, float]]:
 
 def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[tuple[str, AuditConfig, float]]:
     """Settings that cut the plan, each as (what to set, the changed configuration, its estimate):
-    two seeds instead of more; a shorter trigger scan; one family fewer retrained on poisoned data;
+    two seeds instead of more; a shorter trigger scan; a one-kind power panel; one family fewer
+    retrained on poisoned data;
     fewer seeds with each of the others. Estimates reuse the probe's unit costs."""
     from ..measure.poisoning import out_of_scope
 
@@ -321,6 +341,11 @@ def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[t
         options.append((f"[tool.swiglu_audit.poisoning] scan_steps = {SHORT_SCAN_STEPS} (a weaker trigger scan; its "
                         "measured power on the planted backdoor still decides whether \"nothing found\" passes)",
                         dataclasses.replace(config, poisoning=dataclasses.replace(config.poisoning, scan_steps=SHORT_SCAN_STEPS))))
+    if poisoned and len(config.poisoning.threat_triggers) > 1:
+        narrow = config.poisoning.threat_triggers[:1]
+        options.append((f"[tool.swiglu_audit.poisoning] threat_triggers = {list(narrow)} (the scan's power measured on "
+                        "one trigger kind: its \"nothing found\" then covers that kind alone)",
+                        dataclasses.replace(config, poisoning=dataclasses.replace(config.poisoning, threat_triggers=narrow))))
     for dropped in [f for f in ("user", "vit", "mlp") if f in families and f in poisoned]:
         kept = [f for f in families if f != dropped]
         options.append((f"[tool.swiglu_audit.poisoning] families = {kept} (no retraining of the {dropped} models "

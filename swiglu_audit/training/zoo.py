@@ -48,7 +48,7 @@ class Zoo:
         self.progress = progress or Progress(enabled=False)
         self.recipe = Recipe(**config.training.to_dict())
         self.specs = {s.name: s for s in model_specs(config)}
-        self._trained: dict[tuple, list[TrainedModel]] = {}
+        self._trained: dict[tuple, dict[int | None, TrainedModel]] = {}
         # A model that failed once fails the same way for every check that asks for it: keep the
         # error instead of training (and failing) again for each of its checks.
         self._failed: dict[tuple, ModelContractError] = {}
@@ -71,31 +71,32 @@ class Zoo:
         key = (name, tag)
         if key in self._failed:
             raise self._failed[key]
-        if key not in self._trained:
-            spec = self.spec(name)
+        spec = self.spec(name)
+        seeds = (None,) if spec.weights else (tuple(self.config.seeds) if seeds is None else seeds)
+        trained = self._trained.setdefault(key, {})  # seed -> model: a later call may ask for more seeds
+        try:
             if spec.weights and tag != "clean":
                 raise ModelContractError(f"model '{spec.name}' has pretrained weights; it cannot "
                                          f"be retrained on changed training data ({tag})")
-            try:
-                if spec.weights:
-                    self._trained[key] = [self._load_pretrained(spec)]
-                else:
-                    x = self.data.x_train if inputs is None else inputs
-                    y = self.data.y_train if labels is None else labels
-                    seeds = tuple(self.config.seeds) if seeds is None else seeds
-                    clean = {m.seed: m for m in self.models(name)} if fine_tune_epochs else {}
-                    self._trained[key] = [self._train_one(spec, seed, x, y, tag,
-                                                          clean[seed].module.state_dict() if clean else None,
-                                                          fine_tune_epochs, patience)
-                                          for seed in seeds]
-            except ModelContractError as exc:
-                self._failed[key] = exc
-                raise
-        return self._trained[key]
+            missing = [seed for seed in seeds if seed not in trained]
+            if spec.weights and missing:
+                trained[None] = self._load_pretrained(spec)
+            elif missing:
+                x = self.data.x_train if inputs is None else inputs
+                y = self.data.y_train if labels is None else labels
+                clean = {m.seed: m for m in self.models(name)} if fine_tune_epochs else {}
+                for seed in missing:
+                    trained[seed] = self._train_one(spec, seed, x, y, tag,
+                                                    clean[seed].module.state_dict() if clean else None,
+                                                    fine_tune_epochs, patience)
+        except ModelContractError as exc:
+            self._failed[key] = exc
+            raise
+        return [trained[seed] for seed in seeds]
 
     def trained_runs(self) -> list[tuple[tuple[str, str], list[TrainedModel]]]:
         """((model name, tag), its trained models) for everything this process has trained or loaded."""
-        return list(self._trained.items())
+        return [(key, list(by_seed.values())) for key, by_seed in self._trained.items() if by_seed]
 
     def instantiate(self, spec: ModelSpec) -> nn.Module:
         """A fresh, untrained model of this spec (random init from the current torch seed)."""
