@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from swiglu_audit.checks.data_integrity import DUPLICATES, LABEL_ERRORS, LEAKAGE
-from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, SCAN, TRAINING_SET_VERDICT
+from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, SCAN, TRAINING_SET_VERDICT, own_class_likeness
 from swiglu_audit.measure import poisoning as measure
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
 from swiglu_audit.methods.ood_metrics import auroc_estimate, compare_auroc
@@ -107,7 +107,9 @@ def _scan_evidence(audit, model: str) -> dict:
                         "leaves the class) or carries it (its region matches the recovered pattern better than all "
                         "but a sliver of the other classes' inputs, in a group of the class set apart by the match); "
                         "target_label_neighbours: the share of its 10 nearest training inputs outside the region that "
-                        "carry the target label (poison relabelled from another class looks like that class: near 0)",
+                        "carry the target label; class_cohesion: the same share's median over the class's unflagged "
+                        "samples; own_class_likeness: the flagged samples' median over the class's (poison relabelled "
+                        "from another class looks like that class: near 0)",
             "samples": _listed_evidence(audit, found, flagged[:MAX_LISTED]),
             "well_separated_classes": found["separated_classes"],
             "power_on_planted_backdoors": power,
@@ -115,12 +117,11 @@ def _scan_evidence(audit, model: str) -> dict:
         }
         if "mask" in found:  # the recovered trigger, for the report's picture
             details["trigger_image"] = np.round(found["mask"] * found["pattern"].mean(0), 3).tolist()
-        # flagged samples that look like the target class themselves without the trigger's region
-        own = found["target_neighbours"][flagged]
-        looks_like_target = float(np.mean(own >= 0.5)) if len(flagged) else None
-        details["flagged_looking_like_target"] = looks_like_target
+        likeness = own_class_likeness(found["target_neighbours"][flagged], found.get("class_cohesion"))
+        details["own_class_likeness"] = likeness
+        details["class_cohesion"] = found.get("class_cohesion")
         facts = {"power": power, "target": target, "n_flagged": len(flagged), "share": value, "anomaly_index": index,
-                 "looks_like_target": looks_like_target,
+                 "likeness": likeness, "class_cohesion": found.get("class_cohesion"),
                  "mask_l1": found["mask_l1"][target] if target is not None else None,
                  "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
         return {"facts": facts, "value": value, "details": details,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from swiglu_audit.methods.backdoor_scan import _looks_like_target, _sample_evidence, _upper_group, reverse_engineer, scan
+from swiglu_audit.methods.backdoor_scan import _sample_evidence, _target_label_shares, _upper_group, reverse_engineer, scan
 from swiglu_audit.training.data import load_digits_data
 from swiglu_audit.training.nn import ModelConfig, build_model
 from swiglu_audit.training.train import Recipe, train_model
@@ -54,6 +54,7 @@ def test_a_blended_trigger_is_found_by_the_samples_that_carry_it(digits):
     # relabelled inputs of other classes: without the trigger's region they look like those classes
     neighbours = result.target_neighbours[result.flags & truth]
     assert np.median(neighbours) <= 0.2 and np.isnan(result.target_neighbours[~result.flags]).all()
+    assert result.class_cohesion >= 0.8  # the class's own samples look like it
 
 
 def test_a_clean_classs_own_shortcut_flags_no_sample(digits):
@@ -73,7 +74,7 @@ def test_a_clean_classs_own_shortcut_flags_no_sample(digits):
     assert resting[labels == 2].any()  # some samples do rest on the strokes
     # ... and, were they flagged, they would look like class 2 themselves without the region: what
     # tells a natural shortcut (or clean-label poison) from relabelled poison
-    assert np.median(_looks_like_target(digits.x_train, labels, resting, trigger)) >= 0.8
+    assert np.median(_target_label_shares(digits.x_train, labels, np.flatnonzero(resting), trigger)) >= 0.8
 
 
 def test_a_class_below_the_anomaly_threshold_is_named_only_when_its_samples_carry_the_trigger(monkeypatch):

@@ -176,7 +176,7 @@ def _scan(**facts):
 
 def _scan_finding(**facts):
     base = {"power": _POWER, "target": None, "n_flagged": 0, "share": 0.0, "anomaly_index": 1.0, "mask_l1": None,
-            "trigger_success": 0.0, "min_learned_backdoor": 0.5, "flagged_by_other_models": []}
+            "trigger_success": 0.0, "min_learned_backdoor": 0.5, "flagged_by_other_models": [], "likeness": 0.1}
     return decided_finding(poison_detection.SCAN, ["m"], {**base, **facts}, _SCAN_POLICY)
 
 
@@ -190,10 +190,19 @@ def test_the_scan_decision_table_row_by_row():
     # the same flags on samples that look like the target class themselves: a natural shortcut or
     # clean-label poison, which the scan cannot tell apart: a lead, not an accusation
     natural = _scan_finding(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9,
-                            looks_like_target=0.8)
-    assert natural.status == "WARN" and "cannot tell from a natural shortcut" in natural.reason
+                            likeness=0.8)
+    assert natural.status == "WARN" and "they look like class 4 (80% as much" in natural.reason
+    assert "cannot tell apart" in natural.reason
+    # where the class's own samples are not each other's neighbours, nothing can say: not a FAIL
+    unknown = _scan_finding(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9,
+                            likeness=None)
+    assert unknown.status == "WARN" and "not each other's nearest neighbours" in unknown.reason
+    # relabelled-looking samples on a recovered trigger are poison's signature whatever the class's
+    # anomaly index (planted 3% backdoors on the shapes set: 1.9-2.5)
+    assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=1.5, mask_l1=7.0, trigger_success=0.9,
+                 likeness=0.0) == "FAIL"
     assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9,
-                 looks_like_target=0.2) == "FAIL"
+                 likeness=0.2) == "FAIL"
     assert _scan(target=4, n_flagged=2, share=0.001, anomaly_index=3.5, mask_l1=7.0) == "WARN"  # a lead
     assert _scan(target=4, n_flagged=0, anomaly_index=3.5, mask_l1=7.0) == "WARN"  # anomalous, nothing on it
     assert _scan(target=4, n_flagged=0, anomaly_index=1.5, mask_l1=7.0) == "PASS"  # below the policy's index
@@ -231,6 +240,13 @@ def test_one_verdict_per_training_set_from_every_models_scan():
     assert _set_verdict() == "WARN"  # no scan, no verdict
     assert _set_verdict(("OUT", 0)) == "WARN"
     assert _set_verdict(("PASS", 0), ("OUT", 0)) == "PASS"  # a model out of the suite's scope did not scan
+
+
+def test_own_class_likeness_is_relative_to_the_class_and_silent_where_neighbours_say_nothing():
+    assert poison_detection.own_class_likeness([0.1, 0.1, 0.2], 0.9) == pytest.approx(0.1 / 0.9)
+    assert poison_detection.own_class_likeness([0.3, 0.3, 0.4], 0.5) == pytest.approx(0.6)  # a tabular class's own
+    assert poison_detection.own_class_likeness([0.1], 0.2) is None  # the class's samples are not each other's
+    assert poison_detection.own_class_likeness([], 0.9) is None
 
 
 def test_a_leak_is_never_a_pass_and_conflicting_duplicates_are_a_warn():

@@ -5,6 +5,8 @@ own training set. The detectors are in `methods.poison_detectors`, the scan in
 
 from __future__ import annotations
 
+import statistics
+
 from ..verdicts.conditions import DecisionTable, Floor, NoWorseThanBaseline, Rule, Status, always, capped
 from ..verdicts.risk import CheckInfo
 
@@ -12,8 +14,9 @@ from ..verdicts.risk import CheckInfo
 def _scan_threshold(facts: dict, policy: dict) -> str:
     if facts["power"] is None:
         return "a scan result counts only where the scan's power on planted poison was measured"
-    return (f"FAIL when a class has a recovered trigger with anomaly index >= min_trigger_anomaly_index = "
-            f"{policy['min_trigger_anomaly_index']} and samples depend on it; PASS for nothing found only "
+    return (f"FAIL when at least {MIN_GROUP} samples labelled with a class rest on or carry its recovered trigger and "
+            "look like another class without it; WARN for a trigger with anomaly index >= min_trigger_anomaly_index = "
+            f"{policy['min_trigger_anomaly_index']} and no sample on it; PASS for nothing found only "
             f"when the scan finds every planted trigger kind of the threat panel at {facts['power']['rate']:.0%} "
             f"with recall >= min_scan_recall = {policy['min_scan_recall']}")
 
@@ -22,24 +25,41 @@ def _flagged_words(facts: dict) -> str:
     return f"{facts['n_flagged']} training samples flagged ({facts['share']:.2%})"
 
 
-def _credible_trigger(facts: dict, policy: dict) -> bool:
-    return (facts["target"] is not None and facts["n_flagged"] >= 3
-            and facts["anomaly_index"] >= policy["min_trigger_anomaly_index"])
-
-
 # Dirty-label poison is an input of another class with the trigger and the target's label: without
-# the trigger's region its nearest training inputs are of that other class. Flagged samples that
-# mostly look like the target class themselves are what a natural shortcut of the class (a stroke
-# its own samples rest on) gives, and clean-label poison too: the scan cannot tell those apart.
-LOOKS_LIKE_TARGET = 0.5
+# the trigger's region its nearest training inputs are of that other class, far more than the
+# target class's own samples' are. Flagged samples that look like the target class about as much
+# as its other samples do are what a natural shortcut of the class (a feature its own samples rest
+# on) gives, and clean-label poison too: the scan cannot tell those apart. Chosen on the tuning
+# rounds of bench/bench_scan_verdicts.py: planted poison's likeness 0.10-0.11 of the class's own,
+# clean classes' flagged groups 0.6-1.0 (digits, shapes, and a tabular class whose own samples
+# have a median share of 0.5); where a class's own samples are not each other's neighbours (a
+# median share under MIN_COHESION) the comparison says nothing, and the scan says it cannot tell.
+RELABELLED_LIKENESS = 0.35
+MIN_COHESION = 0.3
+MIN_GROUP = 3  # flagged samples that make a group rather than a stray sample
+
+
+def own_class_likeness(flagged_shares, cohesion: float | None) -> float | None:
+    """How much the flagged samples look like the target class, relative to its own samples: the
+    flagged samples' median share of target-labelled nearest neighbours over the class's; None
+    where nothing is flagged or the class's own samples are not each other's neighbours."""
+    if len(flagged_shares) == 0 or cohesion is None or cohesion < MIN_COHESION:
+        return None
+    return float(statistics.median(flagged_shares)) / cohesion
 
 
 def _looks_natural(facts: dict, policy: dict) -> bool:
-    return (facts.get("looks_like_target") or 0.0) >= LOOKS_LIKE_TARGET
+    """Flagged samples that may be the class's own: they look like it, or nothing can say."""
+    return (facts["target"] is not None and facts["n_flagged"] > 0
+            and (facts["likeness"] is None or facts["likeness"] >= RELABELLED_LIKENESS))
 
 
-def _poison_like(facts: dict, policy: dict) -> bool:
-    return _credible_trigger(facts, policy) and not _looks_natural(facts, policy)
+def _relabelled_group(facts: dict, policy: dict) -> bool:
+    """A group of samples labelled with the suspected target that rest on or carry its recovered
+    trigger and look like another class without it: what dirty-label poison is. The sample-level
+    evidence stands on its own: on the synthetic shapes set the model-level anomaly index of
+    planted 3% backdoors was 1.9-2.5, under min_trigger_anomaly_index."""
+    return facts["target"] is not None and facts["n_flagged"] >= MIN_GROUP and not _looks_natural(facts, policy)
 
 
 def _shortfalls(facts: dict, policy: dict) -> dict[str, str]:
@@ -78,8 +98,10 @@ def _nothing_found(facts: dict, policy: dict) -> str:
             "and threat_rate set the threat)")
 
 
-# The scan's verdict, row by row: a credible trigger with samples on it is a FAIL; a trigger with
-# any sample a lead; a credible trigger without samples inconclusive; "nothing found" counts (PASS)
+# The scan's verdict, row by row: a group of samples that rest on or carry a recovered trigger and
+# look like another class (relabelled) is a FAIL; a group that looks like the target class itself
+# is inconclusive (a natural shortcut or clean-label poison); one or two samples are a lead; an
+# anomalous trigger without samples is inconclusive; "nothing found" counts (PASS)
 # only where the scan's power on every kind of the threat panel, planted in this architecture's
 # training set at the threat rate, was measured and meets min_scan_recall.
 SCAN_DECISION = DecisionTable(
@@ -89,19 +111,23 @@ SCAN_DECISION = DecisionTable(
             f"inconclusive: the trigger scan did not run because its power on this model cannot be "
             f"measured ({facts['out_of_scope']}); the published detectors flagged "
             f"{facts['n_published']} samples as leads")),
-        Rule(Status.FAIL, _poison_like, lambda facts, policy: (
+        Rule(Status.FAIL, _relabelled_group, lambda facts, policy: (
             f"the training data or the model may already carry a backdoor: class {facts['target']} has a recovered "
             f"trigger of mask size {facts['mask_l1']:.1f} (anomaly index {facts['anomaly_index']:.1f}, sending "
             f"{facts['trigger_success']:.0%} of other-class inputs to it), and {_flagged_words(facts)} depend on it; "
-            f"without the trigger's region {1 - (facts.get('looks_like_target') or 0.0):.0%} of them look like "
-            "another class (relabelled inputs)")),
-        Rule(Status.WARN, _credible_trigger, lambda facts, policy: (
-            f"a lead the scan cannot tell from a natural shortcut: class {facts['target']} has a recovered trigger "
+            f"without the trigger's region they look like another class (their nearest training inputs carry the "
+            f"target label {facts['likeness']:.0%} as often as the class's own samples' do): relabelled inputs")),
+        Rule(Status.WARN, _looks_natural, lambda facts, policy: (
+            f"inconclusive: class {facts['target']} has a recovered trigger "
             f"(anomaly index {facts['anomaly_index']:.1f}, mask size {facts['mask_l1']:.1f}) and "
-            f"{_flagged_words(facts)} depend on it, but without the trigger's region {facts['looks_like_target']:.0%} "
-            f"of them look like class {facts['target']} themselves (most of their nearest training inputs are of "
-            "that class): a feature of the class that its own samples rest on looks like this, and so does "
-            "clean-label poison, while relabelled poison looks like another class; inspect them")),
+            f"{_flagged_words(facts)} depend on it, and "
+            + (f"without the trigger's region they look like class {facts['target']} ({facts['likeness']:.0%} as much "
+               "as the class's own samples do, by their nearest training inputs)" if facts["likeness"] is not None else
+               "the class's own samples are not each other's nearest neighbours, so nothing tells whether they are "
+               "relabelled inputs of another class")
+            + ": a natural shortcut of the class (a feature its own samples rest on) looks like this, and so "
+            "does clean-label poison, which the scan cannot tell apart; inspect them if poison is in your threat "
+            "model")),
         Rule(Status.WARN, lambda facts, policy: facts["target"] is not None and facts["n_flagged"] > 0,
              lambda facts, policy: (f"a lead: class {facts['target']} has a small recovered trigger (anomaly index "
                                     f"{facts['anomaly_index']:.1f}) and {_flagged_words(facts)} depend on it; inspect them")),

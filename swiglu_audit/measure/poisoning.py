@@ -346,7 +346,7 @@ def _trigger_scan(audit: AuditSession, model, x, y, kind: str, settings: dict) -
         if trigger is not None:
             arrays.update(mask=trigger.mask, pattern=trigger.pattern)
         return arrays, {"target": result.target, "anomaly_index": result.anomaly_index, "mask_l1": result.mask_l1,
-                        "trigger_success": trigger.success if trigger else None,
+                        "trigger_success": trigger.success if trigger else None, "class_cohesion": result.class_cohesion,
                         "separated_classes": {str(k): v for k, v in result.separated_classes.items()}}
 
     arrays, record = audit.cached_arrays(kind, [model], settings, _CODE_DIGEST, measure)

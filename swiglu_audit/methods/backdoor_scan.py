@@ -83,7 +83,8 @@ SILHOUETTE_SAMPLES = 2000  # silhouettes are quadratic in the samples: estimated
 FILL_SAMPLES = 4096  # other-class samples whose median is the neutral fill
 PER_CLASS = 60  # each class's trigger is optimised on 2 x PER_CLASS inputs of the other classes
 NEIGHBOURS = 10  # nearest training inputs that say which class a flagged sample looks like
-NEIGHBOUR_POOL = 20000  # ... among at most this many unflagged samples (a fixed sample of large sets)
+NEIGHBOUR_POOL = 20000  # ... among at most this many training samples (a fixed sample of large sets)
+COHESION_SAMPLES = 500  # unflagged samples of the target class that give its own share
 
 
 def inputs_per_step(per_class: int = PER_CLASS) -> int:
@@ -121,8 +122,11 @@ class ScanResult:
     evidence: dict[str, np.ndarray]  # (N,) each: "fall", "match", "rests_on", "carries" (see _sample_evidence)
     separated_classes: dict[int, float]  # class -> silhouette of its 2-means split, when above the gate
     # (N,) for each flagged sample, the share of its nearest training inputs outside the trigger's
-    # region that carry the target label (NaN where not flagged): see _looks_like_target
+    # region that carry the target label (NaN where not flagged): see _target_label_shares; and the
+    # same share's median over the target class's unflagged samples (how much the class's own
+    # samples look like it), None when nothing is flagged
     target_neighbours: np.ndarray | None = None
+    class_cohesion: float | None = None
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:
@@ -249,27 +253,33 @@ def _scan(model, x, y, n_classes, device, features, seed, per_class, steps) -> S
         index = -_robust_z(l1)  # small masks are the anomaly
         target, evidence = _suspected_target(model, x, labels, triggers, index, device)
     flags = evidence["rests_on"] | evidence["carries"]
-    neighbours = np.full(len(labels), np.nan)
+    neighbours, cohesion = np.full(len(labels), np.nan), None
     if target is not None and flags.any():
-        neighbours[flags] = _looks_like_target(x, labels, flags, triggers[target])
+        neighbours[flags] = _target_label_shares(x, labels, np.flatnonzero(flags), triggers[target])
+        rest = np.flatnonzero((labels == target) & ~flags)
+        if len(rest) > COHESION_SAMPLES:
+            rest = np.sort(np.random.default_rng(0).choice(rest, COHESION_SAMPLES, replace=False))
+        if len(rest):
+            cohesion = float(np.median(_target_label_shares(x, labels, rest, triggers[target])))
     return ScanResult(anomaly_index=[float(v) for v in index], mask_l1=[float(v) for v in l1], target=target,
                       trigger=triggers[target] if target is not None else None,
                       scores=np.clip(evidence["fall"], 0.0, None) + evidence["match"], flags=flags, evidence=evidence,
                       separated_classes=separated_classes(features, labels, seed) if features is not None else {},
-                      target_neighbours=neighbours)
+                      target_neighbours=neighbours, class_cohesion=cohesion)
 
 
 @torch.no_grad()
-def _looks_like_target(x: torch.Tensor, labels: np.ndarray, flags: np.ndarray, trigger: Trigger) -> np.ndarray:
-    """For each flagged sample: the share of its NEIGHBOURS nearest other training inputs,
+def _target_label_shares(x: torch.Tensor, labels: np.ndarray, rows: np.ndarray, trigger: Trigger) -> np.ndarray:
+    """For each sample of `rows`: the share of its NEIGHBOURS nearest other training inputs,
     compared outside the trigger's region (the region filled as the scan fills it), that are
     labelled with the target class. Dirty-label poison is an input of another class with the
-    trigger and the target's label: without the region it looks like that other class (share
-    near 0; the poison of one source class is a small part of it). A natural shortcut, a stroke
-    that the class's own samples rest on, is flagged on genuine samples of the class (share near
-    1), and so is clean-label poison: those two the scan cannot tell apart, and says so. Flagged
-    samples stay in the pool: where a shortcut flags most of a class, what is left of the class
-    would be too few to be its neighbours."""
+    trigger and the target's label: without the region it looks like that other class (a share
+    far below the one the class's own samples have; the poison of one source class is a small
+    part of it). A natural shortcut, a feature that the class's own samples rest on, is flagged on
+    genuine samples of the class (a share like the class's), and so is clean-label poison: those
+    two the scan cannot tell apart, and says so. Flagged samples stay in the pool: where a
+    shortcut flags most of a class, what is left of the class would be too few to be its
+    neighbours."""
     target = trigger.target
     pool = np.arange(len(labels))
     if len(pool) > NEIGHBOUR_POOL:
@@ -277,17 +287,16 @@ def _looks_like_target(x: torch.Tensor, labels: np.ndarray, flags: np.ndarray, t
     mask = torch.from_numpy(trigger.mask)[None, None].float()
     fill = _neutral_fill(x, labels, target, torch.device("cpu"))
 
-    def outside(rows: np.ndarray) -> torch.Tensor:
-        xs = x[torch.from_numpy(rows)].float()
+    def outside(which: np.ndarray) -> torch.Tensor:
+        xs = x[torch.from_numpy(which)].float()
         return ((1 - mask) * xs + mask * fill).flatten(1)
 
     reference, is_target = outside(pool), torch.from_numpy(labels[pool] == target)
     shares = []
-    flagged = np.flatnonzero(flags)
-    for start in range(0, len(flagged), 256):
-        rows = flagged[start:start + 256]
-        distances = torch.cdist(outside(rows), reference)
-        distances[torch.from_numpy(rows[:, None] == pool[None, :])] = float("inf")  # not its own neighbour
+    for start in range(0, len(rows), 256):
+        chunk = rows[start:start + 256]
+        distances = torch.cdist(outside(chunk), reference)
+        distances[torch.from_numpy(chunk[:, None] == pool[None, :])] = float("inf")  # not its own neighbour
         nearest = distances.topk(min(NEIGHBOURS, len(pool) - 1), largest=False).indices
         shares.append(is_target[nearest].float().mean(1).numpy())
     return np.concatenate(shares)
