@@ -1,6 +1,6 @@
 """The training-set scan's verdicts on cases its rules were not tuned on, and on clean models.
 
-Three rounds of cases, none of them the seventh stop's (bench_trigger_scan.py: digits, one SwiGLU
+Four rounds of cases, none of them the seventh stop's (bench_trigger_scan.py: digits, one SwiGLU
 MLP of seed 0, kinds corner patch, centre patch, checkerboard, blend, sparse and clean-label,
 targets 3 and 7), on which the scan's thresholds were chosen:
 
@@ -20,11 +20,19 @@ targets 3 and 7), on which the scan's thresholds were chosen:
   Clean models: seeds 3 and 4 on digits, a third split, another shapes set (14x14) and another
   tabular set (16 features, 8 classes); backdoors: a 3x3 cross, a three-pixel L, a 10% blend of
   another noise image, target 8, 4 and 3;
+- `--round tuning-3`: held out for the likeness rule (0 FAIL on its 21 clean models), it showed
+  4 clean models whose flagged groups were a class's own strokes (likeness 0.9-1.0) reported as
+  an inconclusive WARN. Such samples only *rest on* the recovered trigger; clean-label poison is
+  one pattern stamped on samples of the class, which they would *carry*. So a group that looks
+  like its class and carries no shared pattern is now a natural shortcut, set aside (the power
+  decides), and this round became a tuning round (bench/scan-verdicts-tuning-3-likeness-rule.json).
+  Clean models: seeds 5 and 6 on digits, a fourth split, a 10x10 shapes set, a tabular set of 20
+  features and 5 classes; backdoors: two dots, a hollow square, a mixed-intensity patch;
 - `--round held-out`, the headline: nothing in it was used to choose anything. Clean models: the
-  five variants on digits with seeds 5 and 6, on a fourth split, on a third shapes set (10x10)
-  and a third tabular set (20 features, 5 classes). Backdoors: kinds in no other round and not in
-  the panel (two dots on the right edge, a hollow 3x3 square, a fixed 2x3 patch of mixed
-  intensities), targets 6 (digits), 2 (shapes) and 1 (tabular), new seeds.
+  five variants on digits with seeds 8 and 9, on a fifth split, on a 16x16 shapes set and a
+  tabular set of 28 features and 7 classes. Backdoors: kinds in no other round and not in the
+  panel (a four-pixel T at the bottom middle, a three-pixel stripe near the top-right edge; on the
+  tabular set, runs of features), targets 9 (digits), 3 (shapes) and 4 (tabular), new seeds.
 
 Each case trains one model (the standard recipe, 30 epochs), scans its training set, and judges
 it with the product's decision table (`checks.poison_detection.SCAN`) and the product's power
@@ -35,6 +43,7 @@ model's scan caps it).
 
     python bench/bench_scan_verdicts.py --round tuning --out bench/scan-verdicts-tuning.json [--shard 0/2] [--art]
     python bench/bench_scan_verdicts.py --round tuning-2 --out bench/scan-verdicts-tuning-2.json [--shard 0/2] [--art]
+    python bench/bench_scan_verdicts.py --round tuning-3 --out bench/scan-verdicts-tuning-3.json [--shard 0/2] [--art]
     python bench/bench_scan_verdicts.py --round held-out --out bench/scan-verdicts-heldout.json [--shard 0/2] [--art]
     python bench/bench_scan_verdicts.py --table bench/scan-verdicts-heldout.json
 
@@ -130,7 +139,9 @@ DATASETS = {"digits": load_digits_data, "digits-resplit": digits_resplit, "shape
             "digits-resplit-b": lambda: digits_resplit(13), "shapes-b": lambda: shapes(side=14, seed=21),
             "tabular-b": lambda: tabular(seed=9, n_features=16, n_classes=8),
             "digits-resplit-c": lambda: digits_resplit(29), "shapes-c": lambda: shapes(side=10, seed=33),
-            "tabular-c": lambda: tabular(seed=17, n_features=20, n_classes=5)}
+            "tabular-c": lambda: tabular(seed=17, n_features=20, n_classes=5),
+            "digits-resplit-d": lambda: digits_resplit(41), "shapes-d": lambda: shapes(side=16, seed=45),
+            "tabular-d": lambda: tabular(seed=23, n_features=28, n_classes=7)}
 
 
 # --- trigger kinds the rules never saw (the panel's own kinds come from the product) -------------
@@ -161,6 +172,10 @@ def _heldout_stamp(x: torch.Tensor, kind: str) -> torch.Tensor:
             out[..., w - 8:w - 4] = torch.tensor([1.0, 0.0, 0.0, 1.0])
         elif kind == "noise_patch":
             out[..., 5:8] = torch.tensor([0.9, 0.2, 0.7])
+        elif kind == "t_shape":
+            out[..., w - 3:w] = torch.tensor([1.0, 1.0, 0.0])
+        elif kind == "stripe":
+            out[..., 0:w:7] = 1.0
         return out
     if kind == "diagonal":  # a 2x2 diagonal low on the left
         out[..., h - 3:h - 1, 1:3] = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -180,6 +195,11 @@ def _heldout_stamp(x: torch.Tensor, kind: str) -> torch.Tensor:
         out[..., h - 3:h, w - 3:w] = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
     elif kind == "noise_patch":  # a fixed 2x3 patch of mixed intensities at the top middle
         out[..., 0:2, w // 2 - 1:w // 2 + 2] = torch.tensor([[0.9, 0.2, 0.7], [0.3, 1.0, 0.1]])
+    elif kind == "t_shape":  # a T of four pixels at the bottom middle
+        out[..., h - 2, w // 2 - 1:w // 2 + 2] = 1.0
+        out[..., h - 1, w // 2] = 1.0
+    elif kind == "stripe":  # a vertical run of three pixels near the right edge, at the top
+        out[..., 0:3, w - 2] = 1.0
     return out
 
 
@@ -229,6 +249,7 @@ def scan_facts(model, data: AuditData, x, y) -> tuple[dict, np.ndarray]:
              "mask_l1": result.mask_l1[target] if target is not None else None,
              "trigger_success": result.trigger.success if result.trigger else None,
              "likeness": likeness, "class_cohesion": result.class_cohesion,
+             "n_carrying": int(result.evidence["carries"][flagged].sum()),
              "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
     return facts, result.flags
 
@@ -285,18 +306,31 @@ def cases(round_: str) -> list[dict]:
             out += [{"data": data, "ffn": ffn, "seed": 0, "kind": k, "rate": 0.03, "target": target}
                     for ffn in ("swiglu", "gelu") for k in kinds]
         return out
+    if round_ == "tuning-3":  # held out for the likeness rule; the natural-shortcut rule was mended on it
+        for ffn in ("swiglu", "geglu", "reglu", "gelu", "relu"):
+            out += [{"data": "digits", "ffn": ffn, "seed": s, "kind": "none"} for s in (5, 6)]
+            out.append({"data": "digits-resplit-c", "ffn": ffn, "seed": 7, "kind": "none"})
+        for data in ("shapes-c", "tabular-c"):
+            out += [{"data": data, "ffn": ffn, "seed": 1, "kind": "none"} for ffn in ("swiglu", "reglu", "gelu")]
+        for ffn, seed in (("gelu", 5), ("geglu", 6), ("swiglu", 7)):
+            out += [{"data": "digits", "ffn": ffn, "seed": seed, "kind": k, "rate": 0.03, "target": 6}
+                    for k in ("two_dots", "ring", "noise_patch")]
+        for data, target in (("shapes-c", 2), ("tabular-c", 1)):
+            out += [{"data": data, "ffn": ffn, "seed": 1, "kind": k, "rate": 0.03, "target": target}
+                    for ffn in ("swiglu", "reglu") for k in ("two_dots", "ring")]
+        return out
     # held out: seeds, a split, data sets, trigger kinds and targets no rule was chosen on
     for ffn in ("swiglu", "geglu", "reglu", "gelu", "relu"):
-        out += [{"data": "digits", "ffn": ffn, "seed": s, "kind": "none"} for s in (5, 6)]
-        out.append({"data": "digits-resplit-c", "ffn": ffn, "seed": 7, "kind": "none"})
-    for data in ("shapes-c", "tabular-c"):
-        out += [{"data": data, "ffn": ffn, "seed": 1, "kind": "none"} for ffn in ("swiglu", "reglu", "gelu")]
-    for ffn, seed in (("gelu", 5), ("geglu", 6), ("swiglu", 7)):
-        out += [{"data": "digits", "ffn": ffn, "seed": seed, "kind": k, "rate": 0.03, "target": 6}
-                for k in ("two_dots", "ring", "noise_patch")]
-    for data, target in (("shapes-c", 2), ("tabular-c", 1)):
-        out += [{"data": data, "ffn": ffn, "seed": 1, "kind": k, "rate": 0.03, "target": target}
-                for ffn in ("swiglu", "reglu") for k in ("two_dots", "ring")]
+        out += [{"data": "digits", "ffn": ffn, "seed": s, "kind": "none"} for s in (8, 9)]
+        out.append({"data": "digits-resplit-d", "ffn": ffn, "seed": 10, "kind": "none"})
+    for data in ("shapes-d", "tabular-d"):
+        out += [{"data": data, "ffn": ffn, "seed": 2, "kind": "none"} for ffn in ("swiglu", "geglu", "relu")]
+    for ffn, seed in (("relu", 8), ("reglu", 9), ("swiglu", 10)):
+        out += [{"data": "digits", "ffn": ffn, "seed": seed, "kind": k, "rate": 0.03, "target": 9}
+                for k in ("t_shape", "stripe", "two_dots")]
+    for data, target in (("shapes-d", 3), ("tabular-d", 4)):
+        out += [{"data": data, "ffn": ffn, "seed": 2, "kind": k, "rate": 0.03, "target": target}
+                for ffn in ("swiglu", "gelu") for k in ("t_shape", "stripe")]
     return out
 
 
@@ -344,8 +378,8 @@ def rejudge(row: dict) -> dict:
 
 def table(path: str) -> None:
     doc = json.loads(Path(path).read_text())
-    # rows measured before the likeness rule (the first held-out round) keep the verdicts they got
-    rows = [rejudge(r) if "likeness" in r.get("facts", {}) else r for r in doc["rows"]]
+    # rows measured before the last rule's facts existed keep the verdicts they got then
+    rows = [rejudge(r) if "n_carrying" in r.get("facts", {}) else r for r in doc["rows"]]
     clean = [r for r in rows if r["kind"] == "none"]
     print(f"machine: {doc['machine']}\n")
     print("Clean models (false alarms)\n")
@@ -388,7 +422,7 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--table", help="print the tables of a result file")
     ap.add_argument("--shard", default="0/1", help="K/N: run every N-th case from the K-th")
-    ap.add_argument("--round", choices=("tuning", "tuning-2", "held-out"), default="held-out")
+    ap.add_argument("--round", choices=("tuning", "tuning-2", "tuning-3", "held-out"), default="held-out")
     ap.add_argument("--art", action="store_true")
     args = ap.parse_args()
     if args.table:

@@ -122,6 +122,7 @@ def _scan_evidence(audit, model: str) -> dict:
         details["class_cohesion"] = found.get("class_cohesion")
         facts = {"power": power, "target": target, "n_flagged": len(flagged), "share": value, "anomaly_index": index,
                  "likeness": likeness, "class_cohesion": found.get("class_cohesion"),
+                 "n_carrying": int(found["evidence_carries"][flagged].sum()),
                  "mask_l1": found["mask_l1"][target] if target is not None else None,
                  "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
         return {"facts": facts, "value": value, "details": details,
@@ -171,7 +172,8 @@ def test_training_set_scan(audit, audit_model, record_finding):
 def test_training_set_verdict(audit, record_finding):
     """One verdict per training set: every model's scan is evidence about the same data."""
     outcomes = [_scan_outcome(audit, m) for m in _scanned_models(audit)]
-    union = sorted({i for o in outcomes for i in o["flagged"]})
+    # the samples of any scan that did not set its flags aside (a natural shortcut passes)
+    union = sorted({i for o in outcomes if o["status"] != "PASS" for i in o["flagged"]})
     cfg = audit.config.poisoning
     threat = {"rate": cfg.threat_rate, "kinds": list(cfg.threat_triggers)}
     record_finding(decided_finding(

@@ -74,6 +74,7 @@ def test_a_plan_over_the_budget_stops_before_training_and_says_what_fits(tiny_pr
     assert "no retraining of the mlp models on poisoned data" in err  # the tiny audit poisons only the MLPs
     assert "no retraining of the user models" not in err  # no user model here: dropping it would cut nothing
     assert "scan_steps = 50 (a weaker trigger scan" in err
+    assert "threat_triggers = ['corner_patch'] (the scan's power measured on one trigger kind" in err
     assert "Traceback" not in err
     assert not list((tmp_path / "empty-cache").rglob("*.safetensors"))
 

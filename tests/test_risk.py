@@ -176,7 +176,8 @@ def _scan(**facts):
 
 def _scan_finding(**facts):
     base = {"power": _POWER, "target": None, "n_flagged": 0, "share": 0.0, "anomaly_index": 1.0, "mask_l1": None,
-            "trigger_success": 0.0, "min_learned_backdoor": 0.5, "flagged_by_other_models": [], "likeness": 0.1}
+            "trigger_success": 0.0, "min_learned_backdoor": 0.5, "flagged_by_other_models": [], "likeness": 0.1,
+            "n_carrying": 0}
     return decided_finding(poison_detection.SCAN, ["m"], {**base, **facts}, _SCAN_POLICY)
 
 
@@ -189,10 +190,18 @@ def test_the_scan_decision_table_row_by_row():
     assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9) == "FAIL"
     # the same flags on samples that look like the target class themselves: a natural shortcut or
     # clean-label poison, which the scan cannot tell apart: a lead, not an accusation
+    # samples that look like their class and carry a shared pattern: clean-label poison's signature,
+    # which a natural shortcut can share: inconclusive
+    clean_label = _scan_finding(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0,
+                                trigger_success=0.9, likeness=0.8, n_carrying=5)
+    assert clean_label.status == "WARN" and "they look like class 4 (80% as much" in clean_label.reason
+    assert "cannot tell them apart" in clean_label.reason
+    # ... that only rest on the class's own feature: a natural shortcut, set aside; the power decides
     natural = _scan_finding(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9,
-                            likeness=0.8)
-    assert natural.status == "WARN" and "they look like class 4 (80% as much" in natural.reason
-    assert "cannot tell apart" in natural.reason
+                            likeness=0.9)
+    assert natural.status == "PASS" and "a natural shortcut, not counted as poison" in natural.reason
+    assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9,
+                 likeness=0.9, power=_panel(recall=0.2)) == "WARN"
     # where the class's own samples are not each other's neighbours, nothing can say: not a FAIL
     unknown = _scan_finding(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9,
                             likeness=None)
@@ -222,6 +231,7 @@ def test_nothing_found_passes_only_with_power_on_every_kind_of_the_panel():
     passed = _scan_finding()
     assert passed.status == "PASS"
     assert "corner_patch, blend" in passed.reason and "at 3% of the training set or more" in passed.reason
+    assert "no relabelled (dirty-label) backdoor" in passed.reason and "clean-label poison" in passed.reason
 
 
 def _set_verdict(*statuses_and_flags):
@@ -237,6 +247,7 @@ def test_one_verdict_per_training_set_from_every_models_scan():
     assert _set_verdict(("PASS", 0), ("WARN", 0)) == "WARN"  # one scan could not show its power
     assert _set_verdict(("PASS", 0), ("ERROR", 0)) == "WARN"  # one model could not be scanned
     assert _set_verdict(("PASS", 0), ("PASS", 0)) == "PASS"
+    assert _set_verdict(("PASS", 12), ("PASS", 0)) == "PASS"  # a natural shortcut one scan set aside
     assert _set_verdict() == "WARN"  # no scan, no verdict
     assert _set_verdict(("OUT", 0)) == "WARN"
     assert _set_verdict(("PASS", 0), ("OUT", 0)) == "PASS"  # a model out of the suite's scope did not scan

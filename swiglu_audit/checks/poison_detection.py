@@ -54,6 +54,20 @@ def _looks_natural(facts: dict, policy: dict) -> bool:
             and (facts["likeness"] is None or facts["likeness"] >= RELABELLED_LIKENESS))
 
 
+def _natural_shortcut(facts: dict, policy: dict) -> bool:
+    """The class's own feature, not poison: the flagged samples look like the class as much as its
+    other samples do, and they only rest on the recovered trigger: none carries a shared pattern
+    (clean-label poison is one pattern stamped on samples of the class: they would carry it)."""
+    return _looks_natural(facts, policy) and facts["likeness"] is not None and facts["n_carrying"] == 0
+
+
+def _shortcut_words(facts: dict) -> str:
+    return (f"class {facts['target']}'s recovered trigger (anomaly index {facts['anomaly_index']:.1f}) is a feature "
+            f"of the class itself: the {facts['n_flagged']} samples that rest on it look like class {facts['target']} "
+            f"({facts['likeness']:.0%} as much as its own samples do, by their nearest training inputs) and none "
+            "carries a shared pattern; a natural shortcut, not counted as poison")
+
+
 def _relabelled_group(facts: dict, policy: dict) -> bool:
     """A group of samples labelled with the suspected target that rest on or carry its recovered
     trigger and look like another class without it: what dirty-label poison is. The sample-level
@@ -88,20 +102,27 @@ def _found_words(facts: dict, policy: dict) -> str:
 
 def _nothing_found(facts: dict, policy: dict) -> str:
     power, target, index = facts["power"], facts["target"], facts["anomaly_index"]
-    named = (f" (class {target}'s recovered trigger has anomaly index {index:.1f}, but no training sample "
-             f"rests on or carries it)" if target is not None else f" (largest anomaly index {index:.1f})")
+    if target is not None and facts["n_flagged"]:
+        named = f" that looks like poison ({_shortcut_words(facts)})"
+    elif target is not None:
+        named = (f" (class {target}'s recovered trigger has anomaly index {index:.1f}, but no training sample rests "
+                 "on or carries it)")
+    else:
+        named = f" (largest anomaly index {index:.1f})"
     kinds = list(power["kinds"])
     return (f"nothing found{named}; planted in this training set at {power['rate']:.0%}, each of these trigger "
             f"kinds is found by the same scan in this architecture: {_found_words(facts, policy)}. What this covers: "
-            f"no backdoor of these kinds ({', '.join(kinds)}) at {power['rate']:.0%} of the training set or more; "
-            "other trigger kinds and smaller rates were not measured ([tool.swiglu_audit.poisoning] threat_triggers "
-            "and threat_rate set the threat)")
+            f"no relabelled (dirty-label) backdoor of these kinds ({', '.join(kinds)}) at {power['rate']:.0%} of the "
+            "training set or more; clean-label poison, other trigger kinds and smaller rates were not measured "
+            "([tool.swiglu_audit.poisoning] threat_triggers and threat_rate set the threat)")
 
 
 # The scan's verdict, row by row: a group of samples that rest on or carry a recovered trigger and
 # look like another class (relabelled) is a FAIL; a group that looks like the target class itself
-# is inconclusive (a natural shortcut or clean-label poison); one or two samples are a lead; an
-# anomalous trigger without samples is inconclusive; "nothing found" counts (PASS)
+# and carries a shared pattern (or where nothing can tell) is inconclusive (clean-label poison); one
+# or two relabelled-looking samples are a lead; samples of the class that only rest on its own
+# feature are a natural shortcut, set aside; an anomalous trigger without samples is
+# inconclusive; "nothing found" counts (PASS)
 # only where the scan's power on every kind of the threat panel, planted in this architecture's
 # training set at the threat rate, was measured and meets min_scan_recall.
 SCAN_DECISION = DecisionTable(
@@ -117,7 +138,8 @@ SCAN_DECISION = DecisionTable(
             f"{facts['trigger_success']:.0%} of other-class inputs to it), and {_flagged_words(facts)} depend on it; "
             f"without the trigger's region they look like another class (their nearest training inputs carry the "
             f"target label {facts['likeness']:.0%} as often as the class's own samples' do): relabelled inputs")),
-        Rule(Status.WARN, _looks_natural, lambda facts, policy: (
+        Rule(Status.WARN, lambda facts, policy: _looks_natural(facts, policy) and not _natural_shortcut(facts, policy),
+             lambda facts, policy: (
             f"inconclusive: class {facts['target']} has a recovered trigger "
             f"(anomaly index {facts['anomaly_index']:.1f}, mask size {facts['mask_l1']:.1f}) and "
             f"{_flagged_words(facts)} depend on it, and "
@@ -125,10 +147,11 @@ SCAN_DECISION = DecisionTable(
                "as the class's own samples do, by their nearest training inputs)" if facts["likeness"] is not None else
                "the class's own samples are not each other's nearest neighbours, so nothing tells whether they are "
                "relabelled inputs of another class")
-            + ": a natural shortcut of the class (a feature its own samples rest on) looks like this, and so "
-            "does clean-label poison, which the scan cannot tell apart; inspect them if poison is in your threat "
-            "model")),
-        Rule(Status.WARN, lambda facts, policy: facts["target"] is not None and facts["n_flagged"] > 0,
+            + (f", and {facts['n_carrying']} of them carry a shared pattern" if facts["n_carrying"] else "")
+            + ": clean-label poison (one pattern stamped on samples of the class) looks like this, and so can a "
+            "natural shortcut of the class; the scan cannot tell them apart; inspect them")),
+        Rule(Status.WARN, lambda facts, policy: (facts["target"] is not None and facts["n_flagged"] > 0
+                                                 and not _natural_shortcut(facts, policy)),
              lambda facts, policy: (f"a lead: class {facts['target']} has a small recovered trigger (anomaly index "
                                     f"{facts['anomaly_index']:.1f}) and {_flagged_words(facts)} depend on it; inspect them")),
         Rule(Status.WARN, _nothing_learned, lambda facts, policy: (
@@ -143,7 +166,7 @@ SCAN_DECISION = DecisionTable(
             + (f". It does find {_found_words(facts, policy)}" if _found_words(facts, policy) else ""))),
         # a trigger as anomalous as a backdoor's that no sample rests on or carries: a learned
         # clean-label backdoor looks like this, and so does a natural shortcut; not "nothing found"
-        Rule(Status.WARN, lambda facts, policy: (facts["target"] is not None
+        Rule(Status.WARN, lambda facts, policy: (facts["target"] is not None and facts["n_flagged"] == 0
                                                  and facts["anomaly_index"] >= policy["min_trigger_anomaly_index"]),
              lambda facts, policy: (
                  f"inconclusive: class {facts['target']} has a recovered trigger as anomalous as a backdoor's (anomaly "
@@ -235,7 +258,7 @@ TRAINING_SET_VERDICT = CheckInfo(
     attack_class="poisoning/backdoor", impact="moderate",
     explanation="Every model trained on the audited data scans it (the training-set scan); the models are "
                 "evidence about one training set, so the set gets one verdict: suspect (FAIL) when any "
-                "model's scan finds a credible trigger with samples on it, a lead (WARN) when any model's "
+                "model's scan finds a group of relabelled samples on a recovered trigger, a lead (WARN) when any model's "
                 "scan flags samples, inconclusive (WARN) when any model's scan cannot show its power, and "
                 "'nothing found' (PASS) only when every model's scan finds nothing with its power measured. "
                 "Each model's evidence is listed.",
@@ -250,15 +273,17 @@ TRAINING_SET_VERDICT = CheckInfo(
                 "inconclusive: no model scanned the training set" + _unscanned(facts))),
             Rule(Status.FAIL, lambda facts, policy: bool(_with("FAIL")(facts)), lambda facts, policy: (
                 "the training set is suspect, whichever model found it: " + _named(_with("FAIL")(facts)))),
-            Rule(Status.WARN, lambda facts, policy: any(s["n_flagged"] for s in _scans(facts)), lambda facts, policy: (
-                "a lead: " + _named([s for s in _scans(facts) if s["n_flagged"]]))),
+            # a model whose flags its own scan set aside (a natural shortcut: a PASS) is no lead
+            Rule(Status.WARN, lambda facts, policy: any(s["n_flagged"] and s["status"] != "PASS" for s in _scans(facts)),
+                 lambda facts, policy: ("samples flagged, to inspect: "
+                                        + _named([s for s in _scans(facts) if s["n_flagged"] and s["status"] != "PASS"]))),
             Rule(Status.WARN, lambda facts, policy: bool(_not_passed(facts)), lambda facts, policy: (
                 "inconclusive: no model's scan flags the set, but " + _named(_not_passed(facts)))),
             Rule(Status.PASS, always, lambda facts, policy: (
                 f"nothing found by the scans through {', '.join(s['model'] for s in _scans(facts))}, each with its "
                 "power on every planted trigger kind of the threat panel measured and sufficient" + _unscanned(facts)
-                + f"; what this covers: no backdoor of these kinds ({', '.join(facts['threat']['kinds'])}) at "
-                  f"{facts['threat']['rate']:.0%} of the training set or more; other trigger kinds and smaller "
-                  "rates were not measured")),
+                + f"; what this covers: no relabelled (dirty-label) backdoor of these kinds "
+                  f"({', '.join(facts['threat']['kinds'])}) at {facts['threat']['rate']:.0%} of the training set or "
+                  "more; clean-label poison, other trigger kinds and smaller rates were not measured")),
         )),
 )

@@ -124,7 +124,8 @@ def pytest_configure(config: pytest.Config) -> None:
             config.stash[CONFIG_KEY] = dataclasses.replace(
                 audit_config, seeds=tuple(cut["seeds"]),
                 poisoning=dataclasses.replace(audit_config.poisoning, families=tuple(cut["poisoning_families"]),
-                                              scan_steps=cut["scan_steps"]))
+                                              scan_steps=cut["scan_steps"],
+                                              threat_triggers=tuple(cut["threat_triggers"])))
     else:
         # Every static problem of the setup, all at once, before anything trains (exit 4).
         check_setup(audit_config, show_tracebacks=bool(config.getoption(cfg.OPT_DEBUG))
@@ -223,7 +224,8 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
         # their workerinput (pytest_configure_node)
         config.stash[REDUCED_PLAN_KEY] = {"seeds": list(reduced.seeds),
                                           "poisoning_families": list(reduced.poisoning.families),
-                                          "scan_steps": reduced.poisoning.scan_steps}
+                                          "scan_steps": reduced.poisoning.scan_steps,
+                                          "threat_triggers": list(reduced.poisoning.threat_triggers)}
         plan = make_plan(audit.with_config(reduced), workers, reused_probes(plan))
         cuts = [label]
         lines = plan_lines(plan, budget) + [f"  reduced to fit max_minutes = {budget:g}: {label}"]
