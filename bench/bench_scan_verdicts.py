@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from swiglu_audit.checks.poison_detection import SCAN, own_class_likeness
+from swiglu_audit.checks.poison_detection import SCAN, TRAINING_SET_VERDICT, own_class_likeness
 from swiglu_audit.config import build_config
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
 from swiglu_audit.methods import triggers
@@ -366,8 +366,15 @@ def run_case(case: dict, art: bool) -> dict:
 
 # --- the tables -----------------------------------------------------------------------------------
 
-def lead(row: dict) -> bool:  # an accusation: samples flagged on a named class
-    return row["status"] == "WARN" and row["n_flagged"] > 0 and row["found_target"] is not None
+def lead(row: dict) -> bool:
+    """A WARN about flagged samples: a lead, or samples the scan cannot tell from clean-label poison
+    (not a WARN about the scan's power, which accuses no sample)."""
+    return (row["status"] == "WARN" and row["n_flagged"] > 0
+            and row["reason"].startswith(("a lead", "inconclusive: class")))
+
+
+def set_aside(row: dict) -> bool:  # flags the scan named a natural shortcut of the class
+    return "a natural shortcut, not counted as poison" in row["reason"]
 
 
 def rejudge(row: dict) -> dict:
@@ -383,16 +390,16 @@ def table(path: str) -> None:
     clean = [r for r in rows if r["kind"] == "none"]
     print(f"machine: {doc['machine']}\n")
     print("Clean models (false alarms)\n")
-    print("| data | models | FAIL | lead (WARN, samples flagged) | inconclusive WARN | PASS |")
-    print("|---|---|---|---|---|---|")
-    for data in dict.fromkeys(r["data"] for r in clean):
-        group = [r for r in clean if r["data"] == data]
+    print("| data | models | FAIL | WARN about flagged samples | WARN about the scan's power | PASS "
+          "| natural shortcut set aside |")
+    print("|---|---|---|---|---|---|---|")
+    for data in [*dict.fromkeys(r["data"] for r in clean), "all"]:
+        group = [r for r in clean if data in (r["data"], "all")]
         fails = sum(r["status"] == "FAIL" for r in group)
         leads = sum(lead(r) for r in group)
         passes = sum(r["status"] == "PASS" for r in group)
-        print(f"| {data} | {len(group)} | {fails} | {leads} | {len(group) - fails - leads - passes} | {passes} |")
-    print(f"| all | {len(clean)} | {sum(r['status'] == 'FAIL' for r in clean)} | {sum(lead(r) for r in clean)} | "
-          f"{sum(r['status'] == 'WARN' and not lead(r) for r in clean)} | {sum(r['status'] == 'PASS' for r in clean)} |")
+        print(f"| {data} | {len(group)} | {fails} | {leads} | {len(group) - fails - leads - passes} | {passes} "
+              f"| {sum(set_aside(r) for r in group)} |")
     print("\nHeld-out backdoors\n")
     print("| data | kind | rate | arch (seed) | cases | ASR | target named | precision | recall | FAIL / WARN / PASS "
           "| ART AC P / R | ART SS P / R |")
@@ -410,6 +417,25 @@ def table(path: str) -> None:
         print(f"| {data} | {kind} | {rate:.0%} | {arch} | {len(group)} | {mean('asr'):.2f} | "
               f"{sum(r['target_right'] for r in group)}/{len(group)} | {mean('precision'):.2f} | {mean('recall'):.2f} | "
               f"{statuses} | {art['art_activation']} | {art['art_spectral']} |")
+    print("\nAs audits: the models that scanned the same poisoned set (one poison per data, kind, rate and "
+          "target, whatever the model), judged together as an audit judges them\n")
+    print("| data | kind | models | each model alone | each model as the audit reports it | the training set's verdict |")
+    print("|---|---|---|---|---|---|")
+    sets = dict.fromkeys((r["data"], r["kind"], r["rate"], r["target"]) for r in backdoored)
+    audit_passes = 0
+    for key in sets:
+        group = [r for r in backdoored if (r["data"], r["kind"], r["rate"], r["target"]) == key]
+        flagging = [r for r in group if r["n_flagged"] and r["status"] in ("FAIL", "WARN")]
+        # the scan's modifier: a model's "nothing found" is capped at WARN when another model flags the set
+        capped = ["WARN" if r["status"] == "PASS" and [o for o in flagging if o is not r] else r["status"] for r in group]
+        scans = [{"model": f"{r['ffn']}({r['seed']})", "status": r["status"], "reason": r["reason"],
+                  "n_flagged": r["n_flagged"], "suspected_target": r["found_target"], "flagged": [], "scanned": True}
+                 for r in group]
+        verdict = TRAINING_SET_VERDICT.condition.judge({"scans": scans, "threat": {"rate": 0.03, "kinds": []}}, POLICY)[0]
+        audit_passes += sum(c == "PASS" for c in capped) + (verdict.value == "PASS")
+        print(f"| {key[0]} | {key[1]} | {', '.join(s['model'] for s in scans)} | {'/'.join(r['status'] for r in group)} "
+              f"| {'/'.join(capped)} | {verdict.value} |")
+    print(f"\nPASS in the audits' findings (each model as reported, and each set's verdict): {audit_passes}")
     learned = [r for r in backdoored if r["asr"] - r["base_rate"] >= 0.5]
     print(f"\nheld-out backdoors: {len(backdoored)}; learned (ASR above base >= 0.5): {len(learned)}; "
           f"PASS on any: {sum(r['status'] == 'PASS' for r in backdoored)}; PASS on a learned one: "

@@ -61,6 +61,10 @@ def _natural_shortcut(facts: dict, policy: dict) -> bool:
     return _looks_natural(facts, policy) and facts["likeness"] is not None and facts["n_carrying"] == 0
 
 
+def _set_aside(facts: dict, policy: dict) -> str:
+    return f". Set aside: {_shortcut_words(facts)}" if _natural_shortcut(facts, policy) else ""
+
+
 def _shortcut_words(facts: dict) -> str:
     return (f"class {facts['target']}'s recovered trigger (anomaly index {facts['anomaly_index']:.1f}) is a feature "
             f"of the class itself: the {facts['n_flagged']} samples that rest on it look like class {facts['target']} "
@@ -158,12 +162,14 @@ SCAN_DECISION = DecisionTable(
             f"inconclusive: nothing found, but the scan's power on this model cannot be shown: it did not learn "
             f"any of the planted backdoors at {facts['power']['rate']:.0%} (attack success above the base rate "
             + ", ".join(f"{k} {p['not_learned']:.2f}" for k, p in facts["power"]["kinds"].items())
-            + f", each under {facts['min_learned_backdoor']}), so there was no planted backdoor for the scan to find")),
+            + f", each under {facts['min_learned_backdoor']}), so there was no planted backdoor for the scan to find"
+            + _set_aside(facts, policy))),
         Rule(Status.WARN, lambda facts, policy: bool(_shortfalls(facts, policy)), lambda facts, policy: (
             f"inconclusive: nothing found, but at {facts['power']['rate']:.0%} the scan's power was not shown for "
             + "; ".join(f"{kind}: {why}" for kind, why in _shortfalls(facts, policy).items())
             + f" (min_scan_recall = {policy['min_scan_recall']})"
-            + (f". It does find {_found_words(facts, policy)}" if _found_words(facts, policy) else ""))),
+            + (f". It does find {_found_words(facts, policy)}" if _found_words(facts, policy) else "")
+            + _set_aside(facts, policy))),
         # a trigger as anomalous as a backdoor's that no sample rests on or carries: a learned
         # clean-label backdoor looks like this, and so does a natural shortcut; not "nothing found"
         Rule(Status.WARN, lambda facts, policy: (facts["target"] is not None and facts["n_flagged"] == 0
