@@ -405,7 +405,7 @@ def table(path: str) -> None:
           "| ART AC P / R | ART SS P / R |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     backdoored = [r for r in rows if r["kind"] != "none"]
-    keys = dict.fromkeys((r["data"], r["kind"], r["rate"], f"{r['ffn']} ({r['seed']})") for r in backdoored)
+    keys = sorted(dict.fromkeys((r["data"], r["kind"], r["rate"], f"{r['ffn']} ({r['seed']})") for r in backdoored))
     for data, kind, rate, arch in keys:
         group = [r for r in backdoored if (r["data"], r["kind"], r["rate"], f"{r['ffn']} ({r['seed']})")
                  == (data, kind, rate, arch)]
@@ -421,7 +421,7 @@ def table(path: str) -> None:
           "target, whatever the model), judged together as an audit judges them\n")
     print("| data | kind | models | each model alone | each model as the audit reports it | the training set's verdict |")
     print("|---|---|---|---|---|---|")
-    sets = dict.fromkeys((r["data"], r["kind"], r["rate"], r["target"]) for r in backdoored)
+    sets = sorted(dict.fromkeys((r["data"], r["kind"], r["rate"], r["target"]) for r in backdoored))
     audit_passes = 0
     for key in sets:
         group = [r for r in backdoored if (r["data"], r["kind"], r["rate"], r["target"]) == key]

@@ -199,6 +199,8 @@ dataset = "userdigits:make"
 variants = ["swiglu", "relu"]
 families = ["mlp"]
 seeds = [0, 1]
+[tool.swiglu_audit.poisoning]
+threat_triggers = ["corner_patch"]  # the scan's FAIL needs no power panel: one kind keeps the test short
 """)
     pytester.syspathinsert()
     result = pytester.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k",

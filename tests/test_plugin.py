@@ -207,8 +207,13 @@ def test_users_own_models_are_audited(tiny_project, write_pyproject):
         assert fine and all(t.startswith(("backdoor", "clean_label")) for t in fine)
         assert {t.split("-")[0] for t in tags if t not in fine} == {"flip", "targeted"}
         planned = next(m for m in doc["plan"]["models"] if m["name"] == model)
-        assert planned["epochs_per_training"] == {"clean": 4, "poisoning": 4, "poisoning fine-tuned": 1, "determinism": 1}
-        assert planned["trainings"]["poisoning fine-tuned"] == 2 * len(fine)
+        # ... and so do the power panel's planted sets (the checkerboard; the corner patch's 3% set
+        # is the detectors' own)
+        assert planned["epochs_per_training"] == {"clean": 4, "poisoning": 4, "poisoning fine-tuned": 1,
+                                                  "scan power panel": 1, "determinism": 1}
+        panel = [t for t in fine if "-checkerboard-" in t]  # the panel's set: the first seed alone
+        assert len(panel) == 1 and planned["trainings"]["scan power panel"] == 1
+        assert planned["trainings"]["poisoning fine-tuned"] == 2 * (len(fine) - len(panel))
 
 
 def test_a_model_that_diverges_in_training_becomes_error_findings_naming_it(tiny_project, write_pyproject):

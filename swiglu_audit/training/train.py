@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -108,12 +109,14 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
         eval_seconds += time.perf_counter() - now
         return point
 
+    digest = hashlib.blake2b(digest_size=8)  # the batches seen, in order (stacked.batch_digest's twin)
     for epoch in range(recipe.epochs):
         order = torch.randperm(len(x), generator=generator).to(order_device)
         # summed on the device: one host synchronisation per epoch, not one per step
         epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
         for start in range(0, len(x), recipe.batch_size):
             idx = order[start:start + recipe.batch_size]
+            digest.update(idx.cpu().numpy().tobytes())
             counter = _flop_counter() if flops_per_example is None else None
             with counter or contextlib.nullcontext():
                 with autocast(device):
@@ -150,7 +153,8 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
                 break
     model.eval()
     record = {"seconds": time.perf_counter() - started - eval_seconds, "steps": step, "history": history,
-              "curve": curve, "train_flops_per_example": flops_per_example, "eval_seconds": eval_seconds}
+              "curve": curve, "train_flops_per_example": flops_per_example, "eval_seconds": eval_seconds,
+              "batch_digest": digest.hexdigest()}
     if recipe.patience:
         record["stopped_epoch"] = stopped_epoch
     return record
