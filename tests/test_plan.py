@@ -55,12 +55,13 @@ def test_plan_only_prints_the_plan_and_trains_nothing(tiny_project, tmp_path, mo
     assert result.ret == 0
     out = result.stdout.str()
     assert "swiglu-audit plan (cpu, 1 worker(s)): about" in out
-    # the tiny audit: 2 seeds; 4 poisoned sets (flip, targeted, backdoor, clean-label) per seed; the
-    # scan's power panel: the first seed on each trigger kind but the corner patch, whose 3% set is
-    # the backdoor's (the tiny audit's panel: the corner patch and the checkerboard)
+    # the tiny audit: 2 seeds, trained as one stacked model; 4 poisoned sets (flip, targeted,
+    # backdoor, clean-label) per seed; the scan's power panel: the first seed on each trigger kind
+    # but the corner patch, whose 3% set is the backdoor's (the tiny audit's panel: the corner patch
+    # and the checkerboard)
     for model in ("swiglu-mlp", "relu-mlp"):
-        assert (f"{model}: trainings 2 clean x 4 epochs, 8 poisoning x 4 epochs, 1 scan power panel x 4 epochs, "
-                "2 determinism x 1 epochs (0 cached)") in out
+        assert (f"{model}: trainings 2 clean x 4 epochs (seeds stacked), 8 poisoning x 4 epochs (seeds stacked), "
+                "1 scan power panel x 4 epochs, 2 determinism x 1 epochs (0 cached)") in out
     assert not list((tmp_path / "empty-cache").rglob("*.safetensors"))  # nothing trained
     assert not (tiny_project.path / "reports" / "report.json").exists()
 

@@ -14,6 +14,7 @@ assumes the workers share the work evenly.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -59,6 +60,8 @@ class ModelPlan:
     step_seconds: float = 0.0
     gradient_seconds: float = 0.0
     scan_step_seconds: float = 0.0
+    stacked_step_seconds: float = 0.0  # one step of all the audit's seeds stacked; 0: not stacked
+    stacked: list[str] = field(default_factory=list)  # purposes whose seeds train as one stacked model
     parts: dict[str, float] = field(default_factory=dict)  # estimated seconds by part of the work
 
     @property
@@ -88,6 +91,7 @@ class AuditPlan:
                             "estimated_seconds_by_part": {k: round(v, 1) for k, v in m.parts.items()},
                             "probe_step_seconds": m.step_seconds, "probe_gradient_seconds": m.gradient_seconds,
                             "probe_scan_step_seconds": m.scan_step_seconds,
+                            "probe_stacked_step_seconds": m.stacked_step_seconds, "stacked": m.stacked,
                             "estimated_seconds": round(m.seconds, 1), "probe_error": m.probe_error or None}
                            for m in self.models]}
 
@@ -174,9 +178,10 @@ def other_passes(config: AuditConfig, audit: AuditSession, name: str,
     return forward, gradient, scan
 
 
-def probe(audit: AuditSession, name: str, workers: int = 1) -> tuple[float, float, float]:
+def probe(audit: AuditSession, name: str, workers: int = 1) -> tuple[float, float, float, float]:
     """(seconds per training step, per input-gradient pass over the attack set, per trigger-scan
-    step) of a fresh copy of the model on the audit's device, each the median of a few timed
+    step, per stacked training step of all the audit's seeds together, or 0 where the model
+    does not stack) of a fresh copy of the model on the audit's device, each the median of a few timed
     repetitions; or the unit costs given in SWIGLU_AUDIT_PROBE_SECONDS ("step,gradient[,scan]"):
     to plan a run on another machine from costs measured there, or to make the plan reproducible.
     On a CPU it runs at the thread count each of `workers` xdist workers will have (the scan at
@@ -192,7 +197,7 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> tuple[float, floa
             raise ConfigError(f"{PROBE_ENV}={given!r}: give two or three numbers of seconds, "
                               "\"<training step>,<gradient pass>[,<scan step>]\", e.g. \"0.004,0.002\"") from None
         scan = values[2] if len(values) == 3 else values[1] * SCAN_INPUTS / max(1, n) * SCAN_STEP_PASSES
-        return values[0], values[1], scan
+        return values[0], values[1], scan, 0.0  # no stacked step given: trainings counted one by one
     spec, data, device = audit.zoo.spec(name), audit.data, audit.device
     torch.manual_seed(0)
     model = audit.zoo.instantiate(spec).to(device).train()  # a fresh model: the audit's are untouched
@@ -223,11 +228,31 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> tuple[float, floa
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     try:
         step_s, grad_s = _median_seconds(train_step, device), _median_seconds(gradient_pass, device)
+        stacked_s = _stacked_step_seconds(model, x, y, len(audit.config.seeds), device)
         if device.type == "cpu":
             torch.set_num_threads(1)
-        return step_s, grad_s, _median_seconds(scan_step, device)
+        return step_s, grad_s, _median_seconds(scan_step, device), stacked_s
     finally:
         torch.set_num_threads(threads)
+
+
+def _stacked_step_seconds(model, x, y, members: int, device: torch.device) -> float:
+    """One training step of `members` copies of the model stacked (training/stacked.py), as a
+    one-step stacked training over one batch: its setup is timed too, so it is an upper bound.
+    0 where the model does not stack (or stacking is off): its trainings are counted one by one."""
+    from ..training.stacked import NotStackable, stackable, train_stacked
+    from ..training.train import Recipe
+    from ..training.zoo import stacking_enabled
+
+    copies = [copy.deepcopy(model) for _ in range(members)]
+    if members < 2 or not stacking_enabled() or stackable(copies) is not None:
+        return 0.0
+    recipe = Recipe(epochs=1, batch_size=len(x))
+    try:
+        return _median_seconds(lambda: train_stacked(copies, [x] * members, [y] * members, recipe,
+                                                     list(range(members)), device), device)
+    except NotStackable:
+        return 0.0
 
 
 def _median_seconds(fn, device: torch.device) -> float:
@@ -245,7 +270,8 @@ def _median_seconds(fn, device: torch.device) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, float, float]] | None = None) -> AuditPlan:
+def make_plan(audit: AuditSession, workers: int,
+              probes: dict[str, tuple[float, float, float, float]] | None = None) -> AuditPlan:
     """The plan of this audit. `probes` reuses unit costs measured before (for alternatives)."""
     config, data = audit.config, audit.data
     steps_per_epoch = math.ceil(len(data.x_train) / config.training.batch_size)
@@ -256,13 +282,13 @@ def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, 
         spec = audit.zoo.spec(name)
         probe_error = ""
         try:
-            step_s, grad_s, scan_s = (probes or {}).get(name) or probe(audit, name, workers)
+            step_s, grad_s, scan_s, stacked_s = (probes or {}).get(name) or probe(audit, name, workers)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001  # the model's own checks will report it; the plan goes on
-            step_s, grad_s, scan_s, probe_error = 0.0, 0.0, 0.0, f"{type(exc).__name__}: {exc}"
+            step_s, grad_s, scan_s, stacked_s, probe_error = 0.0, 0.0, 0.0, 0.0, f"{type(exc).__name__}: {exc}"
         plan = ModelPlan(name, step_seconds=step_s, gradient_seconds=grad_s, scan_step_seconds=scan_s,
-                         probe_error=probe_error)
+                         stacked_step_seconds=stacked_s, probe_error=probe_error)
         training_seconds = 0.0
         model = None
         counts = training_counts(config, audit, name)
@@ -281,7 +307,14 @@ def make_plan(audit: AuditSession, workers: int, probes: dict[str, tuple[float, 
                 cached = sum(audit.cache.path_for(audit.zoo.training_key(spec, seed, tag, model, recipe)).exists()
                              for tag in trainings.tags for seed in trainings.seeds)
             plan.cached_trainings += cached
-            training_seconds += (count - cached) * trainings.epochs * steps_per_epoch * step_s
+            to_train = count - cached
+            if stacked_s and trainings.tags and len(trainings.seeds) == len(seeds) > 1:
+                # a tag's seeds train as one stacked model (an upper bound: whole stacks, setup timed)
+                plan.stacked.append(purpose)
+                to_train = math.ceil(to_train / len(seeds))
+                training_seconds += to_train * trainings.epochs * steps_per_epoch * stacked_s
+            else:
+                training_seconds += to_train * trainings.epochs * steps_per_epoch * step_s
         plan.gradient_passes, plan.forward_passes = grads * len(seeds), forwards * len(seeds)
         plan.other_forward_examples, plan.other_gradient_examples, plan.scan_steps = other_passes(config, audit, name, counts)
         per_example = grad_s / max(1, config.adversarial.n_examples)
@@ -299,7 +332,7 @@ def plan_lines(plan: AuditPlan, max_minutes: float) -> list[str]:
              f"{_minutes(plan.seconds)} (an estimate from a timed probe of each model)"]
     for m in plan.models:
         trained = ", ".join(f"{count} {purpose} x {'up to ' if purpose in m.early_stopping else ''}"
-                            f"{m.epochs_per_training[purpose]} epochs"
+                            f"{m.epochs_per_training[purpose]} epochs{' (seeds stacked)' if purpose in m.stacked else ''}"
                             for purpose, count in m.trainings.items()) or "none (pretrained)"
         lines.append(f"  {m.name}: trainings {trained} ({m.cached_trainings} cached); attack passes "
                      f"{m.gradient_passes} gradient + {m.forward_passes} forward; "
@@ -316,9 +349,10 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.2f} s"
 
 
-def reused_probes(plan: AuditPlan) -> dict[str, tuple[float, float, float]]:
+def reused_probes(plan: AuditPlan) -> dict[str, tuple[float, float, float, float]]:
     """The unit costs a plan measured, to estimate its alternatives without probing again."""
-    return {m.name: (m.step_seconds, m.gradient_seconds, m.scan_step_seconds) for m in plan.models}
+    return {m.name: (m.step_seconds, m.gradient_seconds, m.scan_step_seconds, m.stacked_step_seconds)
+            for m in plan.models}
 
 
 def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[tuple[str, AuditConfig, float]]:

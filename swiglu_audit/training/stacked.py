@@ -83,9 +83,8 @@ def train_stacked(modules: list[nn.Module], inputs: list[torch.Tensor], labels: 
         return functional_call(template, (p, b), (x,))
 
     batched = vmap(forward)
-    xs = torch.stack([x.to(device) for x in inputs])  # (K, N, ...)
-    ys = torch.stack([y.to(device) for y in labels])  # (K, N)
-    n = xs.shape[1]
+    gather = _batches(inputs, labels, device)
+    n = len(inputs[0])
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     digests = [batch_digest() for _ in seeds]
     optimizer = _stacked_adamw(list(params.values()), recipe, device)
@@ -119,14 +118,13 @@ def train_stacked(modules: list[nn.Module], inputs: list[torch.Tensor], labels: 
         return points
 
     for epoch in range(recipe.epochs):
-        orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)  # (K, N)
+        orders = torch.stack([torch.randperm(n, generator=g) for g in generators])  # (K, N), on the host
         epoch_loss = torch.zeros(k_members, dtype=torch.float64, device=device)
         for start in range(0, n, recipe.batch_size):
             idx = orders[:, start:start + recipe.batch_size]  # (K, B): each member's own batch
             for k in range(k_members):
                 digests[k].update(idx[k].cpu().numpy().tobytes())
-            xb = torch.gather(xs, 1, idx.view(*idx.shape, *([1] * (xs.dim() - 2))).expand(-1, -1, *xs.shape[2:]))
-            yb = torch.gather(ys, 1, idx)
+            xb, yb = gather(idx)
             counter = _flop_counter() if step == 0 else None
             try:
                 with counter or contextlib.nullcontext(), autocast(device):
@@ -189,6 +187,29 @@ def train_stacked(modules: list[nn.Module], inputs: list[torch.Tensor], labels: 
         if recipe.patience:
             records[k].setdefault("stopped_epoch", None)
     return records
+
+
+def _batches(inputs: list, labels: list[torch.Tensor], device: torch.device):
+    """idx (K, B) -> (inputs (K, B, ...), labels (K, B)) on the device: each member's batch from
+    its own set. Members that share one set (the seeds of a variant) index it once; a set that
+    is not a plain tensor (a poisoned set's patched rows) is indexed on the host, batch by batch."""
+    shared = all(x is inputs[0] for x in inputs) and all(y is labels[0] for y in labels)
+    if shared:
+        x = inputs[0]
+        x = x.to(device) if isinstance(x, torch.Tensor) else x  # the whole set once, where it is a tensor
+        y = labels[0].to(device)
+
+        def gather(idx):
+            flat = idx.flatten()
+            xb = x[flat.to(device) if isinstance(x, torch.Tensor) else flat].to(device, non_blocking=True)
+            return xb.view(*idx.shape, *xb.shape[1:]), y[idx.to(device)]
+        return gather
+
+    def gather_each(idx):
+        xb = torch.stack([inputs[k][idx[k]] for k in range(len(inputs))]).to(device, non_blocking=True)
+        yb = torch.stack([labels[k][idx[k]] for k in range(len(labels))]).to(device)
+        return xb, yb
+    return gather_each
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,7 @@ from .data import AuditData
 from .nn import ModelConfig, build_model, count_parameters
 from .progress import Progress
 from .specs import ModelSpec, model_specs
+from .stacked import NotStackable, stackable, train_stacked
 from .train import TRAINER_REVISION, Recipe, predict_logits, train_model
 
 
@@ -36,6 +38,14 @@ class TrainedModel:
     cached: bool
     n_parameters: int
     key: str  # identity of these weights: the checkpoint's cache key, or a hash of the weights file
+
+
+# "0" trains every seed alone (for comparing stacked and lone runs); stacking is on by default
+STACK_ENV = "SWIGLU_AUDIT_STACK"
+
+
+def stacking_enabled() -> bool:
+    return os.environ.get(STACK_ENV, "1") != "0"
 
 
 class Zoo:
@@ -85,10 +95,11 @@ class Zoo:
                 x = self.data.x_train if inputs is None else inputs
                 y = self.data.y_train if labels is None else labels
                 clean = {m.seed: m for m in self.models(name)} if fine_tune_epochs else {}
+                starts = {seed: clean[seed].module.state_dict() for seed in missing} if clean else {}
+                stacked = self._train_stacked(spec, missing, x, y, tag, starts, fine_tune_epochs, patience)
                 for seed in missing:
-                    trained[seed] = self._train_one(spec, seed, x, y, tag,
-                                                    clean[seed].module.state_dict() if clean else None,
-                                                    fine_tune_epochs, patience)
+                    trained[seed] = self._train_one(spec, seed, x, y, tag, starts.get(seed), fine_tune_epochs,
+                                                    patience, stacked.get(seed))
         except ModelContractError as exc:
             self._failed[key] = exc
             raise
@@ -119,11 +130,46 @@ class Zoo:
             "precision": "bf16" if self.device.type == "cuda" else "fp32",
         })
 
+    def _train_stacked(self, spec: ModelSpec, seeds: list[int], inputs, labels: torch.Tensor, tag: str,
+                       starts: dict, epochs: int | None, patience: int) -> dict[int, tuple[dict, dict]]:
+        """The seeds of `spec` not in the cache, trained as one stacked model (training/stacked.py):
+        {seed: (state, record)} for `_train_one` to store under each seed's own key, so a stacked
+        and a lone run share the cache. {} where fewer than two seeds need training, stacking is
+        off (SWIGLU_AUDIT_STACK=0), or the model cannot be stacked (it then trains alone)."""
+        if len(seeds) < 2 or not stacking_enabled():
+            return {}
+        recipe = dataclasses.replace(self.recipe, epochs=epochs or self.recipe.epochs, patience=patience)
+        members = {}
+        for seed in seeds:
+            torch.manual_seed(seed)  # each member initialised as its lone training would be
+            model = self.instantiate(spec).to(self.device)
+            check_model_contract(model, spec.name, self.data, self.device)
+            if self.cache.path_for(self.training_key(spec, seed, tag, model, recipe)).exists():
+                continue
+            if starts.get(seed) is not None:
+                model.load_state_dict(starts[seed])
+            members[seed] = model
+        if len(members) < 2 or stackable(list(members.values())) is not None:
+            return {}
+        self.progress.update(f"training {spec.name} seeds {', '.join(map(str, members))} stacked "
+                             f"({tag.split('-seed')[0]})")
+        try:
+            records = train_stacked(list(members.values()), [inputs] * len(members), [labels] * len(members),
+                                    recipe, list(members), self.device, self.data.x_val, self.data.y_val)
+        except NotStackable:  # found at the first step (an in-place buffer update): train them alone
+            return {}
+        out = {}
+        for (seed, model), record in zip(members.items(), records):
+            record["model"], record["tag"] = spec.name, tag
+            out[seed] = ({k: v.detach().clone() for k, v in model.state_dict().items()}, record)
+        return out
+
     def _train_one(self, spec: ModelSpec, seed: int, inputs: torch.Tensor, labels: torch.Tensor,
                    tag: str, start: dict | None = None, epochs: int | None = None,
-                   patience: int = 0) -> TrainedModel:
+                   patience: int = 0, stacked: tuple[dict, dict] | None = None) -> TrainedModel:
         """One seed's training; from `start` (a clean model's state) for `epochs` when fine-tuning.
-        The clean model's key is in the tag (via the seed and recipe): the fine-tuned key follows it."""
+        The clean model's key is in the tag (via the seed and recipe): the fine-tuned key follows it.
+        `stacked`: this seed's (state, record) from a stacked training, stored under its own key."""
         torch.manual_seed(seed)
         model = self.instantiate(spec).to(self.device)
         check_model_contract(model, spec.name, self.data, self.device)
@@ -133,6 +179,9 @@ class Zoo:
             model.load_state_dict(start)
 
         def train() -> tuple[dict, dict]:
+            if stacked is not None:  # trained with its siblings: this model takes its weights
+                model.load_state_dict(stacked[0])
+                return stacked
             self.progress.update(f"training {spec.name} seed {seed} ({tag.split('-seed')[0]})")  # tag without its cache suffix
             record = train_model(model, inputs, labels, recipe, seed, self.device,
                                  self.data.x_val, self.data.y_val)

@@ -1,0 +1,156 @@
+"""Stacked training: each member is its own training (init, batches, optimiser, early stopping),
+the zoo stores each member under its own cache key, and models that cannot stack train alone."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from swiglu_audit.training.data import load_digits_data
+from swiglu_audit.training.nn import ModelConfig, build_model
+from swiglu_audit.training.stacked import NotStackable, stackable, train_stacked
+from swiglu_audit.training.train import Recipe, train_model
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_data()
+
+
+def _members(seeds, ffn="swiglu"):
+    out = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        out.append(build_model(ModelConfig(family="mlp", ffn=ffn)))
+    return out
+
+
+def test_each_stacked_member_trains_as_it_would_alone(digits):
+    """Three seeds, two epochs: the same batches in the same order (digest), the same weights to
+    the rounding of batched kernels, the same learning curve points."""
+    seeds, recipe = [0, 1, 2], Recipe(epochs=2)
+    lone = _members(seeds)
+    lone_records = [train_model(m, digits.x_train, digits.y_train, recipe, s, CPU, digits.x_val, digits.y_val)
+                    for m, s in zip(lone, seeds)]
+    stacked = _members(seeds)
+    records = train_stacked(stacked, [digits.x_train] * 3, [digits.y_train] * 3, recipe, seeds, CPU,
+                            digits.x_val, digits.y_val)
+    for alone, together, a_rec, s_rec in zip(lone, stacked, lone_records, records):
+        assert a_rec["batch_digest"] == s_rec["batch_digest"]
+        for (name, a), b in zip(alone.state_dict().items(), together.state_dict().values()):
+            assert torch.allclose(a, b, atol=1e-4), name
+        assert [p["step"] for p in a_rec["curve"]] == [p["step"] for p in s_rec["curve"]]
+        assert s_rec["history"][-1]["val_accuracy"] == pytest.approx(a_rec["history"][-1]["val_accuracy"], abs=0.01)
+        assert s_rec["stacked"] == 3 and s_rec["train_flops_per_example"] == a_rec["train_flops_per_example"]
+    # the members differ from one another: their own seeds, not one model copied
+    assert not torch.allclose(stacked[0].state_dict()["head.weight"], stacked[1].state_dict()["head.weight"])
+
+
+def test_a_member_trains_on_its_own_data(digits):
+    """Member 1's labels are shuffled: it alone fits noise, member 0 learns digits."""
+    y_noise = digits.y_train[torch.randperm(len(digits.y_train), generator=torch.Generator().manual_seed(0))]
+    records = train_stacked(_members([0, 1]), [digits.x_train, digits.x_train], [digits.y_train, y_noise],
+                            Recipe(epochs=3), [0, 1], CPU, digits.x_val, digits.y_val)
+    assert records[0]["history"][-1]["val_accuracy"] > 0.9
+    assert records[1]["history"][-1]["val_accuracy"] < 0.3
+
+
+def test_a_member_that_stops_early_keeps_its_weights_while_the_others_train_on(digits):
+    """Patience 1 on one constant label stops member 1 early (nothing left to learn); member 0 runs
+    every epoch. Member 1's weights are those of its stopping epoch: as a lone run that stopped there."""
+    y_noise = torch.zeros_like(digits.y_train)
+    recipe = Recipe(epochs=6, patience=1)
+    members = _members([0, 1])
+    records = train_stacked(members, [digits.x_train, digits.x_train], [digits.y_train, y_noise], recipe, [0, 1],
+                            CPU, digits.x_val, digits.y_val)
+    stopped = records[1]["stopped_epoch"]
+    assert stopped is not None and stopped < 6 and len(records[1]["history"]) == stopped
+    assert records[0]["stopped_epoch"] is None and len(records[0]["history"]) == 6
+    lone = _members([1])[0]
+    lone_record = train_model(lone, digits.x_train, y_noise, recipe, 1, CPU, digits.x_val, digits.y_val)
+    assert lone_record["stopped_epoch"] == stopped
+    for a, b in zip(lone.state_dict().values(), members[1].state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-3)
+
+
+class _WithBatchNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+class _BranchesOnData(nn.Module):
+    """Takes a branch on a value of its input: vmap cannot batch that."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        if x.sum().item() > 0:
+            x = x * 2
+        return self.head(x.flatten(1))
+
+
+def test_models_that_cannot_stack_are_named_and_refused(digits):
+    assert "BatchNorm1d" in stackable([_WithBatchNorm(), _WithBatchNorm()])
+    assert stackable(_members([0])) == "a single model"
+    assert stackable(_members([0, 1])) is None  # a fixed normalisation buffer is read, not written
+    with pytest.raises(NotStackable, match="cannot run batched"):
+        train_stacked([_BranchesOnData(), _BranchesOnData()], [digits.x_train] * 2, [digits.y_train] * 2,
+                      Recipe(epochs=1), [0, 1], CPU)
+
+
+def test_the_zoo_stores_each_stacked_member_under_its_own_key_and_a_lone_run_reads_it(tmp_path, monkeypatch):
+    """Stacked (the default) then lone (SWIGLU_AUDIT_STACK=0) on one cache: the lone run loads every
+    seed the stacked run trained, and the records say how each was trained."""
+    from swiglu_audit.config import build_config
+    from swiglu_audit.session import AuditSession
+
+    config = build_config({"seeds": [0, 1, 2], "variants": ["swiglu", "relu"], "families": ["mlp"], "device": "cpu",
+                           "cache_dir": str(tmp_path), "training": {"epochs": 2}}, profile="quick")
+    first = AuditSession(config).zoo.models("relu-mlp")
+    assert [m.cached for m in first] == [False] * 3 and all(m.record["stacked"] == 3 for m in first)
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "0")
+    again = AuditSession(config).zoo.models("relu-mlp")
+    assert [m.cached for m in again] == [True] * 3
+    for a, b in zip(first, again):
+        assert a.key == b.key
+        assert all(torch.equal(x, y) for x, y in zip(a.module.state_dict().values(), b.module.state_dict().values()))
+    # more seeds later: only the new ones train (two of them: stacked together)
+    monkeypatch.delenv("SWIGLU_AUDIT_STACK")
+    wider = AuditSession(config).zoo.models("relu-mlp", seeds=(0, 1, 2, 3, 4))
+    assert [m.cached for m in wider] == [True, True, True, False, False]
+    assert [m.record.get("stacked") for m in wider[3:]] == [2, 2]
+    assert np.isfinite([m.record["history"][-1]["val_accuracy"] for m in wider]).all()
+
+
+def test_a_users_model_that_cannot_stack_trains_alone_and_the_plan_says_so(tmp_path, monkeypatch):
+    """A user's model with BatchNorm (running statistics updated in place): the plan counts its
+    seeds one by one, and the zoo trains them one by one; the stackable one is stacked."""
+    import sys
+    import types
+
+    from swiglu_audit.config import build_config
+    from swiglu_audit.planning.plan import make_plan, plan_lines
+    from swiglu_audit.session import AuditSession
+
+    module = types.ModuleType("stacking_user_models")
+    module.with_batchnorm = _WithBatchNorm
+    module.plain = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    monkeypatch.setitem(sys.modules, "stacking_user_models", module)
+    config = build_config({"models": [{"name": "bn", "factory": "stacking_user_models:with_batchnorm", "role": "candidate"},
+                                      {"name": "plain", "factory": "stacking_user_models:plain"}],
+                           "seeds": [0, 1], "device": "cpu", "cache_dir": str(tmp_path), "training": {"epochs": 1}},
+                          profile="quick")
+    audit = AuditSession(config)
+    lines = {line.split(":")[0].strip(): line for line in plan_lines(make_plan(audit, 1), 0)[1:]}
+    assert "(seeds stacked)" not in lines["bn"] and "clean x 1 epochs (seeds stacked)" in lines["plain"]
+    assert [m.record.get("stacked") for m in audit.zoo.models("bn")] == [None, None]
+    assert [m.record.get("stacked") for m in audit.zoo.models("plain")] == [2, 2]
