@@ -22,6 +22,7 @@ from swiglu_audit.methods.numerical import (
 )
 from swiglu_audit.training.cache import CheckpointCache, cache_key
 from swiglu_audit.training.golden import compare_or_write, golden_path
+from swiglu_audit.training.train import TRAINER_REVISION
 from swiglu_audit.verdicts.risk import decided_finding
 
 
@@ -81,8 +82,9 @@ def test_golden_outputs(audit, audit_model, dtype, record_finding):
     # A golden file belongs to one model artefact: trained models are keyed by their recipe and
     # seed too (the quick and standard profiles train different models of the same name), models
     # loaded from weights only by the probe, so that an edited weights file is caught, not re-created.
+    # (and by the trainer's revision: a change to how models train makes another artefact)
     recipe = "" if audit.zoo.spec(audit_model).weights else "-recipe" + cache_key(
-        {"training": cfg.training.to_dict(), "seed": cfg.seeds[0]})[:10]
+        {"training": cfg.training.to_dict(), "seed": cfg.seeds[0], "trainer": TRAINER_REVISION})[:10]
     path = golden_path(folder, f"{platform}-probe{len(probe)}{recipe}", audit_model)
     result = compare_or_write(path, logits, probe_digest(probe), cfg.update_golden)
     info = GOLDEN if dtype == "float32" else dataclasses.replace(GOLDEN, check="golden_outputs_bf16")

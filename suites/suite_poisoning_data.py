@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from swiglu_audit.checks.data_integrity import DUPLICATES, LABEL_ERRORS, LEAKAGE
-from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, SCAN, TRAINING_SET_VERDICT, own_class_likeness
+from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, SCAN, TRAINING_SET_VERDICT, natural_shortcut, sample_facts
 from swiglu_audit.measure import poisoning as measure
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
 from swiglu_audit.methods.ood_metrics import auroc_estimate, compare_auroc
@@ -117,12 +117,12 @@ def _scan_evidence(audit, model: str) -> dict:
         }
         if "mask" in found:  # the recovered trigger, for the report's picture
             details["trigger_image"] = np.round(found["mask"] * found["pattern"].mean(0), 3).tolist()
-        likeness = own_class_likeness(found["target_neighbours"][flagged], found.get("class_cohesion"))
-        details["own_class_likeness"] = likeness
-        details["class_cohesion"] = found.get("class_cohesion")
+        samples = sample_facts(list(found["target_neighbours"][flagged]), found.get("class_cohesion"),
+                               int(found["evidence_carries"][flagged].sum()))
+        details.update(own_class_likeness=samples["likeness"], class_cohesion=found.get("class_cohesion"),
+                       n_looking_like_another_class=samples["n_relabelled"], n_carrying_a_pattern=samples["n_carrying"])
         facts = {"power": power, "target": target, "n_flagged": len(flagged), "share": value, "anomaly_index": index,
-                 "likeness": likeness, "class_cohesion": found.get("class_cohesion"),
-                 "n_carrying": int(found["evidence_carries"][flagged].sum()),
+                 **samples, "class_cohesion": found.get("class_cohesion"),
                  "mask_l1": found["mask_l1"][target] if target is not None else None,
                  "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
         return {"facts": facts, "value": value, "details": details,
@@ -144,11 +144,13 @@ def _scan_outcome(audit, model: str) -> dict:
         evidence = _scan_evidence(audit, model)
     except Exception as exc:  # noqa: BLE001  (the model's own scan finding carries the error)
         return {"model": model, "status": "ERROR", "reason": f"could not be scanned ({type(exc).__name__}: {exc})",
-                "n_flagged": 0, "suspected_target": None, "flagged": [], "scanned": scanned}
+                "n_flagged": 0, "suspected_target": None, "flagged": [], "scanned": scanned, "set_aside": False}
     status, reason, _, _ = SCAN.condition.judge(evidence["facts"], audit.config.policy)
     facts = evidence["facts"]
+    set_aside = facts.get("power") is not None and natural_shortcut(facts)
     return {"model": model, "status": status.value, "reason": reason, "n_flagged": facts.get("n_flagged", 0),
-            "suspected_target": facts.get("target"), "flagged": evidence["flagged"], "scanned": scanned}
+            "suspected_target": facts.get("target"), "flagged": evidence["flagged"], "scanned": scanned,
+            "set_aside": set_aside}
 
 
 @pytest.mark.swiglu_audit_check(SCAN)
@@ -160,7 +162,8 @@ def test_training_set_scan(audit, audit_model, record_finding):
     same data scanned through another model that flags it caps this model's "nothing found"."""
     evidence = _scan_evidence(audit, audit_model)
     others = [_scan_outcome(audit, m) for m in _scanned_models(audit) if m != audit_model]
-    flagging = [o["model"] for o in others if o["n_flagged"] and o["status"] in ("FAIL", "WARN")]
+    # flags another scan set aside as a natural shortcut contradict nothing
+    flagging = [o["model"] for o in others if o["n_flagged"] and not o["set_aside"] and o["status"] in ("FAIL", "WARN")]
     record_finding(decided_finding(SCAN, [audit_model], {**evidence["facts"], "flagged_by_other_models": flagging},
                                    audit.config.policy, value=evidence["value"],
                                    details={**evidence["details"], "other_models": [
@@ -172,8 +175,8 @@ def test_training_set_scan(audit, audit_model, record_finding):
 def test_training_set_verdict(audit, record_finding):
     """One verdict per training set: every model's scan is evidence about the same data."""
     outcomes = [_scan_outcome(audit, m) for m in _scanned_models(audit)]
-    # the samples of any scan that did not set its flags aside (a natural shortcut passes)
-    union = sorted({i for o in outcomes if o["status"] != "PASS" for i in o["flagged"]})
+    # the samples of every scan that did not set its flags aside as a natural shortcut
+    union = sorted({i for o in outcomes if not o["set_aside"] for i in o["flagged"]})
     cfg = audit.config.poisoning
     threat = {"rate": cfg.threat_rate, "kinds": list(cfg.threat_triggers)}
     record_finding(decided_finding(
@@ -181,7 +184,8 @@ def test_training_set_verdict(audit, record_finding):
         subject=audit.data.name, value=len(union) / len(audit.data.y_train),
         details={"dataset": audit.data.name, "index_space": _index_space(audit), "n_flagged": len(union),
                  "indices": union[:MAX_LISTED], "threat": threat,
-                 "per_model": [{k: o[k] for k in ("model", "status", "reason", "n_flagged", "suspected_target", "scanned")}
+                 "per_model": [{k: o[k] for k in ("model", "status", "reason", "n_flagged", "suspected_target", "scanned",
+                                                  "set_aside")}
                                for o in outcomes]}))
 
 

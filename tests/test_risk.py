@@ -188,8 +188,6 @@ def _panel(**blend):
 def test_the_scan_decision_table_row_by_row():
     assert _scan(power=None, out_of_scope="pretrained", n_published=3) == "WARN"
     assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9) == "FAIL"
-    # the same flags on samples that look like the target class themselves: a natural shortcut or
-    # clean-label poison, which the scan cannot tell apart: a lead, not an accusation
     # samples that look like their class and carry a shared pattern: clean-label poison's signature,
     # which a natural shortcut can share: inconclusive
     clean_label = _scan_finding(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0,
@@ -197,10 +195,10 @@ def test_the_scan_decision_table_row_by_row():
     assert clean_label.status == "WARN" and "they look like class 4 (80% as much" in clean_label.reason
     assert "cannot tell them apart" in clean_label.reason
     # ... that only rest on the class's own feature: a natural shortcut, set aside; the power decides
-    natural = _scan_finding(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9,
+    natural = _scan_finding(target=4, n_flagged=12, share=0.01, anomaly_index=1.5, mask_l1=7.0, trigger_success=0.9,
                             likeness=0.9)
     assert natural.status == "PASS" and "a natural shortcut, not counted as poison" in natural.reason
-    assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9,
+    assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=1.5, mask_l1=7.0, trigger_success=0.9,
                  likeness=0.9, power=_panel(recall=0.2)) == "WARN"
     # where the class's own samples are not each other's neighbours, nothing can say: not a FAIL
     unknown = _scan_finding(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9,
@@ -230,13 +228,34 @@ def test_nothing_found_passes_only_with_power_on_every_kind_of_the_panel():
         assert "blend: " + words in finding.reason and "It does find corner_patch (recall 1.00" in finding.reason
     passed = _scan_finding()
     assert passed.status == "PASS"
-    assert "corner_patch, blend" in passed.reason and "at 3% of the training set or more" in passed.reason
-    assert "no relabelled (dirty-label) backdoor" in passed.reason and "clean-label poison" in passed.reason
+    assert "corner_patch, blend" in passed.reason and "at 3% of the training set" in passed.reason
+    assert "relabelled (dirty-label) backdoors of these kinds" in passed.reason and "clean-label poison" in passed.reason
+    # a kind whose planted poison the scan flags but would not call relabelled gives no power
+    undecided = _scan_finding(power=_panel(decided=False))
+    assert undecided.status == "WARN" and "would not call it relabelled" in undecided.reason
 
 
-def _set_verdict(*statuses_and_flags):
+def test_a_models_nothing_found_cannot_stand_against_another_models_flags():
+    assert _scan() == "PASS"
+    assert _scan(flagged_by_other_models=["other-model"]) == "WARN"
+
+
+def test_a_relabelled_subgroup_in_a_natural_looking_group_is_not_set_aside():
+    """The median of a large natural group would hide a few relabelled samples: three or more that
+    look like another class one by one keep the group from being set aside (inconclusive)."""
+    natural = dict(target=4, n_flagged=20, share=0.01, anomaly_index=1.5, mask_l1=7.0, trigger_success=0.9,
+                   likeness=0.9, n_carrying=0)
+    assert _scan(**natural, n_relabelled=0) == "PASS"
+    hidden = _scan_finding(**natural, n_relabelled=5)
+    assert hidden.status == "WARN" and "5 of them look like another class" in hidden.reason
+    # an anomalous trigger whose samples look like the class's own is not "nothing found" either
+    assert _scan(**{**natural, "anomaly_index": 3.5}, n_relabelled=0) == "WARN"
+
+
+def _set_verdict(*statuses_and_flags, set_aside=()):
     scans = [{"model": f"m{i}", "status": status, "reason": "why", "n_flagged": flagged, "suspected_target": None,
-              "flagged": [], "scanned": status != "OUT"} for i, (status, flagged) in enumerate(statuses_and_flags)]
+              "flagged": [], "scanned": status != "OUT", "set_aside": i in set_aside}
+             for i, (status, flagged) in enumerate(statuses_and_flags)]
     return decided_finding(poison_detection.TRAINING_SET_VERDICT, [s["model"] for s in scans],
                            {"scans": scans, "threat": {"rate": 0.03, "kinds": ["corner_patch"]}}, _SCAN_POLICY).status
 
@@ -247,7 +266,9 @@ def test_one_verdict_per_training_set_from_every_models_scan():
     assert _set_verdict(("PASS", 0), ("WARN", 0)) == "WARN"  # one scan could not show its power
     assert _set_verdict(("PASS", 0), ("ERROR", 0)) == "WARN"  # one model could not be scanned
     assert _set_verdict(("PASS", 0), ("PASS", 0)) == "PASS"
-    assert _set_verdict(("PASS", 12), ("PASS", 0)) == "PASS"  # a natural shortcut one scan set aside
+    assert _set_verdict(("PASS", 12), ("PASS", 0), set_aside=(0,)) == "PASS"  # a natural shortcut one scan set aside
+    # set aside, but that scan's power fell short: inconclusive, not a lead
+    assert _set_verdict(("WARN", 12), ("PASS", 0), set_aside=(0,)) == "WARN"
     assert _set_verdict() == "WARN"  # no scan, no verdict
     assert _set_verdict(("OUT", 0)) == "WARN"
     assert _set_verdict(("PASS", 0), ("OUT", 0)) == "PASS"  # a model out of the suite's scope did not scan

@@ -15,9 +15,11 @@ def _scan_threshold(facts: dict, policy: dict) -> str:
     if facts["power"] is None:
         return "a scan result counts only where the scan's power on planted poison was measured"
     return (f"FAIL when at least {MIN_GROUP} samples labelled with a class rest on or carry its recovered trigger and "
-            "look like another class without it; WARN for a trigger with anomaly index >= min_trigger_anomaly_index = "
-            f"{policy['min_trigger_anomaly_index']} and no sample on it; PASS for nothing found only "
-            f"when the scan finds every planted trigger kind of the threat panel at {facts['power']['rate']:.0%} "
+            f"look like another class without it (their likeness to the class under {RELABELLED_LIKENESS} of its own "
+            "samples'); samples that look like the class and carry no shared pattern are set aside as a natural "
+            "shortcut; WARN for a trigger with anomaly index >= min_trigger_anomaly_index = "
+            f"{policy['min_trigger_anomaly_index']} and no relabelled sample on it; PASS for nothing found only "
+            f"when the scan finds every planted trigger kind of the threat panel at {_rate(facts['power']['rate'])} "
             f"with recall >= min_scan_recall = {policy['min_scan_recall']}")
 
 
@@ -48,36 +50,54 @@ def own_class_likeness(flagged_shares, cohesion: float | None) -> float | None:
     return float(statistics.median(flagged_shares)) / cohesion
 
 
+def sample_facts(flagged_shares, cohesion: float | None, n_carrying: int) -> dict:
+    """What the decision reads of the flagged samples: their median likeness to the class, how many
+    of them look like another class one by one (a relabelled subgroup that the median of a larger
+    natural group would hide), and how many carry the recovered pattern."""
+    likeness = own_class_likeness(flagged_shares, cohesion)
+    relabelled = (sum(share / cohesion < RELABELLED_LIKENESS for share in flagged_shares)
+                  if likeness is not None and cohesion else None)
+    return {"likeness": likeness, "n_relabelled": relabelled, "n_carrying": int(n_carrying)}
+
+
 def _looks_natural(facts: dict, policy: dict) -> bool:
     """Flagged samples that may be the class's own: they look like it, or nothing can say."""
     return (facts["target"] is not None and facts["n_flagged"] > 0
             and (facts["likeness"] is None or facts["likeness"] >= RELABELLED_LIKENESS))
 
 
-def _natural_shortcut(facts: dict, policy: dict) -> bool:
-    """The class's own feature, not poison: the flagged samples look like the class as much as its
-    other samples do, and they only rest on the recovered trigger: none carries a shared pattern
-    (clean-label poison is one pattern stamped on samples of the class: they would carry it)."""
-    return _looks_natural(facts, policy) and facts["likeness"] is not None and facts["n_carrying"] == 0
+def natural_shortcut(facts: dict, policy: dict | None = None) -> bool:
+    """A feature of the class, not poison, as far as the scan can tell: the flagged samples look
+    like the class as much as its other samples do, no subgroup of them looks like another class,
+    and they only rest on the recovered trigger: none carries a shared pattern (clean-label poison
+    is one pattern stamped on samples of the class: they would carry it)."""
+    return (_looks_natural(facts, policy or {}) and facts["likeness"] is not None and facts["n_carrying"] == 0
+            and (facts.get("n_relabelled") or 0) < MIN_GROUP)
 
 
 def _set_aside(facts: dict, policy: dict) -> str:
-    return f". Set aside: {_shortcut_words(facts)}" if _natural_shortcut(facts, policy) else ""
+    return f". Set aside: {_shortcut_words(facts)}" if natural_shortcut(facts, policy) else ""
 
 
 def _shortcut_words(facts: dict) -> str:
-    return (f"class {facts['target']}'s recovered trigger (anomaly index {facts['anomaly_index']:.1f}) is a feature "
-            f"of the class itself: the {facts['n_flagged']} samples that rest on it look like class {facts['target']} "
-            f"({facts['likeness']:.0%} as much as its own samples do, by their nearest training inputs) and none "
-            "carries a shared pattern; a natural shortcut, not counted as poison")
+    return (f"class {facts['target']}'s recovered trigger (anomaly index {facts['anomaly_index']:.1f}) looks like a "
+            f"feature of the class itself: the {facts['n_flagged']} samples that rest on it look like class "
+            f"{facts['target']} ({facts['likeness']:.0%} as much as its own samples do, by their nearest training "
+            "inputs) and none carries a shared pattern; a natural shortcut, not counted as poison")
 
 
-def _relabelled_group(facts: dict, policy: dict) -> bool:
+def relabelled_group(facts: dict, policy: dict | None = None) -> bool:
     """A group of samples labelled with the suspected target that rest on or carry its recovered
     trigger and look like another class without it: what dirty-label poison is. The sample-level
     evidence stands on its own: on the synthetic shapes set the model-level anomaly index of
     planted 3% backdoors was 1.9-2.5, under min_trigger_anomaly_index."""
-    return facts["target"] is not None and facts["n_flagged"] >= MIN_GROUP and not _looks_natural(facts, policy)
+    return (facts["target"] is not None and facts["n_flagged"] >= MIN_GROUP
+            and not _looks_natural(facts, policy or {}))
+
+
+def _rate(rate: float) -> str:
+    """A poison rate as a percentage, with a decimal only where it has one (3%, 0.5%)."""
+    return f"{rate * 100:g}%"
 
 
 def _shortfalls(facts: dict, policy: dict) -> dict[str, str]:
@@ -90,7 +110,10 @@ def _shortfalls(facts: dict, policy: dict) -> dict[str, str]:
         elif not power["target_found"]:
             out[kind] = "the scan did not find the target class"
         elif (power["recall"] or 0.0) < policy["min_scan_recall"]:
-            out[kind] = f"the scan found only {power['recall']:.0%} of the poison"
+            out[kind] = f"the scan found only {power['recall'] or 0.0:.0%} of the poison"
+        elif not power.get("decided", True):
+            out[kind] = ("the scan flags the poison but would not call it relabelled (it looks like a feature of "
+                         "the class), so it would not fail the set")
     return out
 
 
@@ -100,7 +123,7 @@ def _nothing_learned(facts: dict, policy: dict) -> bool:
 
 def _found_words(facts: dict, policy: dict) -> str:
     kinds = {k: p for k, p in facts["power"]["kinds"].items() if k not in _shortfalls(facts, policy)}
-    return "; ".join(f"{kind} (recall {p['recall']:.2f}, precision {p['precision'] or 0:.2f})"
+    return "; ".join(f"{kind} (recall {p['recall'] or 0.0:.2f}, precision {p['precision'] or 0:.2f})"
                      for kind, p in kinds.items())
 
 
@@ -114,11 +137,13 @@ def _nothing_found(facts: dict, policy: dict) -> str:
     else:
         named = f" (largest anomaly index {index:.1f})"
     kinds = list(power["kinds"])
-    return (f"nothing found{named}; planted in this training set at {power['rate']:.0%}, each of these trigger "
-            f"kinds is found by the same scan in this architecture: {_found_words(facts, policy)}. What this covers: "
-            f"no relabelled (dirty-label) backdoor of these kinds ({', '.join(kinds)}) at {power['rate']:.0%} of the "
-            "training set or more; clean-label poison, other trigger kinds and smaller rates were not measured "
-            "([tool.swiglu_audit.poisoning] threat_triggers and threat_rate set the threat)")
+    return (f"nothing found{named}. Planted in this training set at {_rate(power['rate'])} (one planted set per kind, "
+            f"this architecture's first seed), each of these trigger kinds is found by the same scan: "
+            f"{_found_words(facts, policy)}. What this covers: relabelled (dirty-label) backdoors of these kinds "
+            f"({', '.join(kinds)}) at {_rate(power['rate'])} of the training set, which the scan finds with at least "
+            f"min_scan_recall = {policy['min_scan_recall']} of their samples; clean-label poison, other trigger kinds, "
+            "places and sizes, and smaller rates were not measured ([tool.swiglu_audit.poisoning] threat_triggers and "
+            "threat_rate set the threat)")
 
 
 # The scan's verdict, row by row: a group of samples that rest on or carry a recovered trigger and
@@ -136,49 +161,55 @@ SCAN_DECISION = DecisionTable(
             f"inconclusive: the trigger scan did not run because its power on this model cannot be "
             f"measured ({facts['out_of_scope']}); the published detectors flagged "
             f"{facts['n_published']} samples as leads")),
-        Rule(Status.FAIL, _relabelled_group, lambda facts, policy: (
+        Rule(Status.FAIL, relabelled_group, lambda facts, policy: (
             f"the training data or the model may already carry a backdoor: class {facts['target']} has a recovered "
             f"trigger of mask size {facts['mask_l1']:.1f} (anomaly index {facts['anomaly_index']:.1f}, sending "
             f"{facts['trigger_success']:.0%} of other-class inputs to it), and {_flagged_words(facts)} depend on it; "
             f"without the trigger's region they look like another class (their nearest training inputs carry the "
             f"target label {facts['likeness']:.0%} as often as the class's own samples' do): relabelled inputs")),
-        Rule(Status.WARN, lambda facts, policy: _looks_natural(facts, policy) and not _natural_shortcut(facts, policy),
+        Rule(Status.WARN, lambda facts, policy: _looks_natural(facts, policy) and not natural_shortcut(facts, policy),
              lambda facts, policy: (
             f"inconclusive: class {facts['target']} has a recovered trigger "
             f"(anomaly index {facts['anomaly_index']:.1f}, mask size {facts['mask_l1']:.1f}) and "
             f"{_flagged_words(facts)} depend on it, and "
             + (f"without the trigger's region they look like class {facts['target']} ({facts['likeness']:.0%} as much "
                "as the class's own samples do, by their nearest training inputs)" if facts["likeness"] is not None else
-               "the class's own samples are not each other's nearest neighbours, so nothing tells whether they are "
-               "relabelled inputs of another class")
+               "nothing tells whether they are relabelled inputs of another class (the class's own samples are not "
+               "each other's nearest neighbours, or too few of them are left unflagged to compare)")
             + (f", and {facts['n_carrying']} of them carry a shared pattern" if facts["n_carrying"] else "")
+            + (f", and {facts['n_relabelled']} of them look like another class" if (facts.get("n_relabelled") or 0)
+               >= MIN_GROUP else "")
             + ": clean-label poison (one pattern stamped on samples of the class) looks like this, and so can a "
             "natural shortcut of the class; the scan cannot tell them apart; inspect them")),
         Rule(Status.WARN, lambda facts, policy: (facts["target"] is not None and facts["n_flagged"] > 0
-                                                 and not _natural_shortcut(facts, policy)),
+                                                 and not natural_shortcut(facts, policy)),
              lambda facts, policy: (f"a lead: class {facts['target']} has a small recovered trigger (anomaly index "
                                     f"{facts['anomaly_index']:.1f}) and {_flagged_words(facts)} depend on it; inspect them")),
         Rule(Status.WARN, _nothing_learned, lambda facts, policy: (
             f"inconclusive: nothing found, but the scan's power on this model cannot be shown: it did not learn "
-            f"any of the planted backdoors at {facts['power']['rate']:.0%} (attack success above the base rate "
+            f"any of the planted backdoors at {_rate(facts['power']['rate'])} (attack success above the base rate "
             + ", ".join(f"{k} {p['not_learned']:.2f}" for k, p in facts["power"]["kinds"].items())
             + f", each under {facts['min_learned_backdoor']}), so there was no planted backdoor for the scan to find"
             + _set_aside(facts, policy))),
         Rule(Status.WARN, lambda facts, policy: bool(_shortfalls(facts, policy)), lambda facts, policy: (
-            f"inconclusive: nothing found, but at {facts['power']['rate']:.0%} the scan's power was not shown for "
+            f"inconclusive: nothing found, but at {_rate(facts['power']['rate'])} the scan's power was not shown for "
             + "; ".join(f"{kind}: {why}" for kind, why in _shortfalls(facts, policy).items())
             + f" (min_scan_recall = {policy['min_scan_recall']})"
             + (f". It does find {_found_words(facts, policy)}" if _found_words(facts, policy) else "")
             + _set_aside(facts, policy))),
         # a trigger as anomalous as a backdoor's that no sample rests on or carries: a learned
         # clean-label backdoor looks like this, and so does a natural shortcut; not "nothing found"
-        Rule(Status.WARN, lambda facts, policy: (facts["target"] is not None and facts["n_flagged"] == 0
+        Rule(Status.WARN, lambda facts, policy: (facts["target"] is not None
+                                                 and (facts["n_flagged"] == 0 or natural_shortcut(facts, policy))
                                                  and facts["anomaly_index"] >= policy["min_trigger_anomaly_index"]),
              lambda facts, policy: (
                  f"inconclusive: class {facts['target']} has a recovered trigger as anomalous as a backdoor's (anomaly "
                  f"index {facts['anomaly_index']:.1f} >= min_trigger_anomaly_index = {policy['min_trigger_anomaly_index']}, "
-                 f"mask size {facts['mask_l1']:.1f}) but no training sample rests on or carries it: a clean-label "
-                 "backdoor or a natural shortcut of the class looks like this; inspect the trigger's picture")),
+                 f"mask size {facts['mask_l1']:.1f}) but "
+                 + ("no training sample rests on or carries it" if not facts["n_flagged"] else
+                    "the samples that rest on it look like the class's own (no relabelled inputs)")
+                 + ": a clean-label backdoor or a natural shortcut of the class looks like this; inspect the "
+                   "trigger's picture")),
         Rule(Status.PASS, always, lambda facts, policy: _nothing_found(facts, policy)),
     ),
 )
@@ -244,6 +275,11 @@ def _with(status: str):
     return lambda facts: [s for s in _scans(facts) if s["status"] == status]
 
 
+def _leads(facts: dict) -> list[dict]:
+    """The scans with flagged samples they did not set aside as a natural shortcut."""
+    return [s for s in _scans(facts) if s["n_flagged"] and not s.get("set_aside")]
+
+
 def _not_passed(facts: dict) -> list[dict]:  # inconclusive, or could not be scanned at all
     return [s for s in _scans(facts) if s["status"] != "PASS"]
 
@@ -265,31 +301,32 @@ TRAINING_SET_VERDICT = CheckInfo(
     explanation="Every model trained on the audited data scans it (the training-set scan); the models are "
                 "evidence about one training set, so the set gets one verdict: suspect (FAIL) when any "
                 "model's scan finds a group of relabelled samples on a recovered trigger, a lead (WARN) when any model's "
-                "scan flags samples, inconclusive (WARN) when any model's scan cannot show its power, and "
+                "scan flags samples it does not set aside as a natural shortcut, inconclusive (WARN) when any "
+                "model's scan cannot show its power, and "
                 "'nothing found' (PASS) only when every model's scan finds nothing with its power measured. "
                 "Each model's evidence is listed.",
     mitigation="Inspect the flagged samples (the union over models is listed) and their sources; remove "
                "confirmed poison and retrain.",
     condition=DecisionTable(
-        threshold=lambda facts, policy: ("FAIL when any model's scan fails the set; WARN when any flags samples or "
-                                         "is inconclusive; PASS only when every model's scan finds nothing with "
-                                         "its power measured"),
+        threshold=lambda facts, policy: ("FAIL when any model's scan fails the set; WARN when any flags samples "
+                                         "(other than a natural shortcut it sets aside) or is inconclusive; PASS "
+                                         "only when every model's scan finds nothing with its power measured"),
         rules=(
             Rule(Status.WARN, lambda facts, policy: not _scans(facts), lambda facts, policy: (
                 "inconclusive: no model scanned the training set" + _unscanned(facts))),
             Rule(Status.FAIL, lambda facts, policy: bool(_with("FAIL")(facts)), lambda facts, policy: (
                 "the training set is suspect, whichever model found it: " + _named(_with("FAIL")(facts)))),
-            # a model whose flags its own scan set aside (a natural shortcut: a PASS) is no lead
-            Rule(Status.WARN, lambda facts, policy: any(s["n_flagged"] and s["status"] != "PASS" for s in _scans(facts)),
-                 lambda facts, policy: ("samples flagged, to inspect: "
-                                        + _named([s for s in _scans(facts) if s["n_flagged"] and s["status"] != "PASS"]))),
+            # flags a scan set aside as a natural shortcut are no lead, whatever that scan's status
+            Rule(Status.WARN, lambda facts, policy: bool(_leads(facts)),
+                 lambda facts, policy: "samples flagged, to inspect: " + _named(_leads(facts))),
             Rule(Status.WARN, lambda facts, policy: bool(_not_passed(facts)), lambda facts, policy: (
                 "inconclusive: no model's scan flags the set, but " + _named(_not_passed(facts)))),
             Rule(Status.PASS, always, lambda facts, policy: (
                 f"nothing found by the scans through {', '.join(s['model'] for s in _scans(facts))}, each with its "
                 "power on every planted trigger kind of the threat panel measured and sufficient" + _unscanned(facts)
-                + f"; what this covers: no relabelled (dirty-label) backdoor of these kinds "
-                  f"({', '.join(facts['threat']['kinds'])}) at {facts['threat']['rate']:.0%} of the training set or "
-                  "more; clean-label poison, other trigger kinds and smaller rates were not measured")),
+                + f"; what this covers: relabelled (dirty-label) backdoors of these kinds "
+                  f"({', '.join(facts['threat']['kinds'])}) at {_rate(facts['threat']['rate'])} of the training set, "
+                  "as each model's finding says; clean-label poison, other trigger kinds and smaller rates were not "
+                  "measured")),
         )),
 )

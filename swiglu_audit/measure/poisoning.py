@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..checks.poison_detection import relabelled_group, sample_facts
 from ..methods import backdoor_scan, poison_detectors, poisoning, triggers
 from ..methods.integrity import NearDuplicateIndex, exact_duplicates, label_issues, near_duplicates
 from ..methods.poison_detectors import detection_metrics, run_detectors
@@ -44,8 +45,9 @@ class Condition:
     trigger: str = HARNESS_TRIGGER  # the backdoor's trigger kind (methods.triggers)
 
     def tag(self, cfg: PoisoningSettings) -> str:
-        """Names the poisoned training set in cache keys: every parameter that shapes it."""
-        kind = "" if self.trigger == HARNESS_TRIGGER else f"-{self.trigger}"
+        """Names the poisoned training set in cache keys: every parameter that shapes it (a panel
+        kind's name carries the digest of the code that draws it)."""
+        kind = "" if self.trigger == HARNESS_TRIGGER else f"-{self.trigger}{_TRIGGER_DIGEST[:8]}"
         params = {"flip": "", "targeted": f"-pair{cfg.targeted_pair[0]}to{cfg.targeted_pair[1]}",
                   "backdoor": f"-target{cfg.backdoor_target}-size{cfg.trigger_size}{kind}",
                   "clean_label": f"-target{cfg.backdoor_target}-size{cfg.trigger_size}{kind}"}
@@ -176,6 +178,9 @@ def poisoned_models(audit: AuditSession, name: str, cond: Condition, first_seed_
     seed's alone: the scan's power reads that model only; it shares the cache entry)."""
     poisoned = poisoned_set(audit, cond)
     seeds = poisoned_seeds(audit, name)
+    # a set the suite trains for every seed anyway is trained for all of them at once (stacked),
+    # whichever measurement asks first: the first seed's weights do not depend on the order
+    first_seed_only = first_seed_only and cond not in conditions(model_config(audit, name))
     return audit.zoo.models(name, labels=poisoned.y, inputs=poisoned.x, tag=poisoned_tag(audit, name, cond),
                             fine_tune_epochs=fine_tune_epochs(audit.config) if fine_tunes(audit, name, cond) else None,
                             patience=patience(audit, name, cond), seeds=seeds[:1] if first_seed_only else seeds)
@@ -382,8 +387,8 @@ def panel_learned(audit: AuditSession, name: str, cond: Condition) -> float:
     triggered test inputs of the other classes, above the clean model's (the base rate)."""
     data, target = audit.data, _target(audit)
     triggered = triggers.stamp(data.x_test[data.y_test != target], cond.trigger, audit.config.poisoning.trigger_size)
-    poisoned = poisoned_models(audit, name, cond, first_seed_only=True)
-    clean = audit.zoo.models(name, seeds=poisoned_seeds(audit, name)[:1])
+    poisoned = poisoned_models(audit, name, cond, first_seed_only=True)[:1]
+    clean = audit.zoo.models(name)[:1]  # every seed's clean model is trained anyway
     return float(_predicted_as(audit, poisoned, triggered, target).mean()
                  - _predicted_as(audit, clean, triggered, target).mean())
 
@@ -400,10 +405,16 @@ def _kind_power(audit: AuditSession, name: str, cond: Condition) -> dict:
                            {**scan_settings(audit, name), "condition": cond.tag(audit.config.poisoning)})
     flags = result["flags"]
     hits = int((flags & truth).sum())
+    # the planted poison counts as found only where the decision would call it relabelled (FAIL):
+    # flags the verdict would set aside as the class's own feature are no power
+    samples = sample_facts(list(result["target_neighbours"][flags]), result.get("class_cohesion"),
+                           int(result["evidence_carries"][flags].sum()))
+    decided = relabelled_group({"target": result["target"], "n_flagged": int(flags.sum()), **samples})
     return {"target_found": result["target"] == _target(audit), "found_target": result["target"],
             "n_poisoned": int(truth.sum()), "n_flagged": int(flags.sum()), "learned": round(learned, 3),
             "precision": hits / int(flags.sum()) if flags.any() else None,
-            "recall": hits / int(truth.sum()) if truth.any() else None}
+            "recall": hits / int(truth.sum()) if truth.any() else None, "decided": decided,
+            "likeness": samples["likeness"]}
 
 
 def integrity(audit: AuditSession) -> dict:
@@ -462,3 +473,4 @@ def _check_class(audit: AuditSession, c: int, key: str) -> None:
 
 _CODE_DIGEST = code_digest(sys.modules[__name__], poison_detectors, backdoor_scan, features_module)
 _ATTACK_DIGEST = code_digest(poisoning)
+_TRIGGER_DIGEST = code_digest(triggers)

@@ -255,12 +255,14 @@ def _scan(model, x, y, n_classes, device, features, seed, per_class, steps) -> S
     flags = evidence["rests_on"] | evidence["carries"]
     neighbours, cohesion = np.full(len(labels), np.nan), None
     if target is not None and flags.any():
-        neighbours[flags] = _target_label_shares(x, labels, np.flatnonzero(flags), triggers[target])
+        # both against the unflagged samples: poison drawn from one source class must not vote for
+        # itself, and the class's own samples are measured against the same pool
+        neighbours[flags] = _target_label_shares(x, labels, np.flatnonzero(flags), triggers[target], ~flags)
         rest = np.flatnonzero((labels == target) & ~flags)
         if len(rest) > COHESION_SAMPLES:
             rest = np.sort(np.random.default_rng(0).choice(rest, COHESION_SAMPLES, replace=False))
-        if len(rest):
-            cohesion = float(np.median(_target_label_shares(x, labels, rest, triggers[target])))
+        if len(rest) > 1:
+            cohesion = float(np.median(_target_label_shares(x, labels, rest, triggers[target], ~flags)))
     return ScanResult(anomaly_index=[float(v) for v in index], mask_l1=[float(v) for v in l1], target=target,
                       trigger=triggers[target] if target is not None else None,
                       scores=np.clip(evidence["fall"], 0.0, None) + evidence["match"], flags=flags, evidence=evidence,
@@ -269,19 +271,20 @@ def _scan(model, x, y, n_classes, device, features, seed, per_class, steps) -> S
 
 
 @torch.no_grad()
-def _target_label_shares(x: torch.Tensor, labels: np.ndarray, rows: np.ndarray, trigger: Trigger) -> np.ndarray:
-    """For each sample of `rows`: the share of its NEIGHBOURS nearest other training inputs,
-    compared outside the trigger's region (the region filled as the scan fills it), that are
-    labelled with the target class. Dirty-label poison is an input of another class with the
+def _target_label_shares(x: torch.Tensor, labels: np.ndarray, rows: np.ndarray, trigger: Trigger,
+                         in_pool: np.ndarray | None = None) -> np.ndarray:
+    """For each sample of `rows`: the share of its NEIGHBOURS nearest other training inputs (among
+    those `in_pool` marks, all by default), compared outside the trigger's region (the region
+    filled as the scan fills it), that are labelled with the target class. Dirty-label poison is an input of another class with the
     trigger and the target's label: without the region it looks like that other class (a share
     far below the one the class's own samples have; the poison of one source class is a small
     part of it). A natural shortcut, a feature that the class's own samples rest on, is flagged on
     genuine samples of the class (a share like the class's), and so is clean-label poison: those
-    two the scan cannot tell apart, and says so. Flagged samples stay in the pool: where a
-    shortcut flags most of a class, what is left of the class would be too few to be its
-    neighbours."""
+    two the scan cannot tell apart, and says so. The scan measures flagged samples and the class's
+    unflagged ones against the unflagged samples alike, so that poison drawn from one source class
+    does not vote for itself."""
     target = trigger.target
-    pool = np.arange(len(labels))
+    pool = np.arange(len(labels)) if in_pool is None else np.flatnonzero(in_pool)
     if len(pool) > NEIGHBOUR_POOL:
         pool = np.sort(np.random.default_rng(0).choice(pool, NEIGHBOUR_POOL, replace=False))
     mask = torch.from_numpy(trigger.mask)[None, None].float()
@@ -297,7 +300,7 @@ def _target_label_shares(x: torch.Tensor, labels: np.ndarray, rows: np.ndarray, 
         chunk = rows[start:start + 256]
         distances = torch.cdist(outside(chunk), reference)
         distances[torch.from_numpy(chunk[:, None] == pool[None, :])] = float("inf")  # not its own neighbour
-        nearest = distances.topk(min(NEIGHBOURS, len(pool) - 1), largest=False).indices
+        nearest = distances.topk(max(1, min(NEIGHBOURS, len(pool) - 1)), largest=False).indices
         shares.append(is_target[nearest].float().mean(1).numpy())
     return np.concatenate(shares)
 

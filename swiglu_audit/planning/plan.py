@@ -298,23 +298,26 @@ def make_plan(audit: AuditSession, workers: int,
             plan.epochs_per_training[purpose] = trainings.epochs
             if trainings.patience:
                 plan.early_stopping.append(purpose)
-            cached = 0
+            # per tag: the seeds the cache lacks; two or more of them train as one stacked model
+            missing = {}
             if trainings.tags:
                 if model is None:
                     torch.manual_seed(seeds[0])
                     model = audit.zoo.instantiate(spec)
                 recipe = dataclasses.replace(audit.zoo.recipe, epochs=trainings.epochs, patience=trainings.patience)
-                cached = sum(audit.cache.path_for(audit.zoo.training_key(spec, seed, tag, model, recipe)).exists()
-                             for tag in trainings.tags for seed in trainings.seeds)
+                missing = {tag: sum(not audit.cache.path_for(audit.zoo.training_key(spec, seed, tag, model, recipe)).exists()
+                                    for seed in trainings.seeds) for tag in trainings.tags}
+            cached = count - sum(missing.values()) if trainings.tags else 0
             plan.cached_trainings += cached
-            to_train = count - cached
-            if stacked_s and trainings.tags and len(trainings.seeds) == len(seeds) > 1:
-                # a tag's seeds train as one stacked model (an upper bound: whole stacks, setup timed)
+            steps = trainings.epochs * steps_per_epoch
+            if stacked_s and any(m > 1 for m in missing.values()):
                 plan.stacked.append(purpose)
-                to_train = math.ceil(to_train / len(seeds))
-                training_seconds += to_train * trainings.epochs * steps_per_epoch * stacked_s
-            else:
-                training_seconds += to_train * trainings.epochs * steps_per_epoch * step_s
+            for tag_missing in (missing.values() if trainings.tags else [count]):
+                if stacked_s and tag_missing > 1:
+                    # a stack's step, timed with its setup: never counted above the lone steps it replaces
+                    training_seconds += steps * min(stacked_s * tag_missing / len(seeds), tag_missing * step_s)
+                else:
+                    training_seconds += tag_missing * steps * step_s
         plan.gradient_passes, plan.forward_passes = grads * len(seeds), forwards * len(seeds)
         plan.other_forward_examples, plan.other_gradient_examples, plan.scan_steps = other_passes(config, audit, name, counts)
         per_example = grad_s / max(1, config.adversarial.n_examples)

@@ -1,4 +1,7 @@
-"""Seeded, reproducible training: the same seed gives the same weights on the same platform."""
+"""Seeded, reproducible training: the same seed gives the same weights on the same platform, by
+the same path (a seed trained with its siblings as one stacked model, training/stacked.py, gets
+the same batches and the same weights up to the rounding of batched kernels; both are stored
+under one cache key, so a cache holds whichever trained it first)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from .nn import eval_mode
 
 # Part of every checkpoint's cache key: bump it when a change to the training loop changes weights
 # or what its record holds.
-TRAINER_REVISION = 4  # 2: fused AdamW; 4: learning curves against steps, time and counted FLOPs
+TRAINER_REVISION = 5  # 2: fused AdamW; 4: learning curves against steps, time and counted FLOPs; 5: stacked seeds, batch digests
 
 
 # Validation accuracy must rise by more than this to count as an improvement for early stopping

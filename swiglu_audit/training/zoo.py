@@ -25,7 +25,7 @@ from .data import AuditData
 from .nn import ModelConfig, build_model, count_parameters
 from .progress import Progress
 from .specs import ModelSpec, model_specs
-from .stacked import NotStackable, stackable, train_stacked
+from .stacked import stackable, train_stacked
 from .train import TRAINER_REVISION, Recipe, predict_logits, train_model
 
 
@@ -156,7 +156,9 @@ class Zoo:
         try:
             records = train_stacked(list(members.values()), [inputs] * len(members), [labels] * len(members),
                                     recipe, list(members), self.device, self.data.x_val, self.data.y_val)
-        except NotStackable:  # found at the first step (an in-place buffer update): train them alone
+        except FloatingPointError:  # a diverging training diverges alone too: let it say so there
+            return {}
+        except Exception:  # noqa: BLE001  NotStackable, or anything else the batched path meets: train alone
             return {}
         out = {}
         for (seed, model), record in zip(members.items(), records):
