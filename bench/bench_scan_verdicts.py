@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from swiglu_audit.checks.poison_detection import SCAN, TRAINING_SET_VERDICT, own_class_likeness
+from swiglu_audit.checks.poison_detection import SCAN, TRAINING_SET_VERDICT, natural_shortcut, relabelled_group, sample_facts
 from swiglu_audit.config import build_config
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
 from swiglu_audit.methods import triggers
@@ -243,13 +243,12 @@ def scan_facts(model, data: AuditData, x, y) -> tuple[dict, np.ndarray]:
     target = result.target
     flagged = np.flatnonzero(result.flags)
     own = result.target_neighbours[flagged] if len(flagged) else np.array([])
-    likeness = own_class_likeness(own, result.class_cohesion)
+    samples = sample_facts(list(own), result.class_cohesion, int(result.evidence["carries"][flagged].sum()))
     facts = {"target": target, "n_flagged": len(flagged), "share": len(flagged) / len(y),
              "anomaly_index": result.anomaly_index[target] if target is not None else max(result.anomaly_index),
              "mask_l1": result.mask_l1[target] if target is not None else None,
              "trigger_success": result.trigger.success if result.trigger else None,
-             "likeness": likeness, "class_cohesion": result.class_cohesion,
-             "n_carrying": int(result.evidence["carries"][flagged].sum()),
+             **samples, "class_cohesion": result.class_cohesion,
              "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
     return facts, result.flags
 
@@ -271,7 +270,8 @@ def panel_power(data: AuditData, x, y, ffn: str, seed: int) -> dict:
         facts, flags = scan_facts(model, data, px, py)
         hits = int((flags & truth).sum())
         kinds[kind] = {"target_found": facts["target"] == target, "learned": round(learned, 3),
-                       "precision": hits / int(flags.sum()) if flags.any() else None, "recall": hits / int(truth.sum())}
+                       "precision": hits / int(flags.sum()) if flags.any() else None, "recall": hits / int(truth.sum()),
+                       "decided": relabelled_group(facts)}  # as measure.poisoning._kind_power decides
     return {"rate": POISONING.threat_rate, "target": target, "kinds": kinds}
 
 
@@ -369,11 +369,15 @@ def run_case(case: dict, art: bool) -> dict:
 def lead(row: dict) -> bool:
     """A WARN about flagged samples: a lead, or samples the scan cannot tell from clean-label poison
     (not a WARN about the scan's power, which accuses no sample)."""
-    return (row["status"] == "WARN" and row["n_flagged"] > 0
+    return (row["status"] == "WARN" and row["n_flagged"] > 0 and not set_aside(row)
             and row["reason"].startswith(("a lead", "inconclusive: class")))
 
 
-def set_aside(row: dict) -> bool:  # flags the scan named a natural shortcut of the class
+def set_aside(row: dict) -> bool:
+    """Flags the scan set aside as a natural shortcut of the class (for rows measured before the
+    rule had its facts: as the reason said)."""
+    if "n_relabelled" in row.get("facts", {}):
+        return row["facts"]["target"] is not None and natural_shortcut(row["facts"])
     return "a natural shortcut, not counted as poison" in row["reason"]
 
 
@@ -386,7 +390,7 @@ def rejudge(row: dict) -> dict:
 def table(path: str) -> None:
     doc = json.loads(Path(path).read_text())
     # rows measured before the last rule's facts existed keep the verdicts they got then
-    rows = [rejudge(r) if "n_carrying" in r.get("facts", {}) else r for r in doc["rows"]]
+    rows = [rejudge(r) if "n_relabelled" in r.get("facts", {}) else r for r in doc["rows"]]
     clean = [r for r in rows if r["kind"] == "none"]
     print(f"machine: {doc['machine']}\n")
     print("Clean models (false alarms)\n")
@@ -425,11 +429,13 @@ def table(path: str) -> None:
     audit_passes = 0
     for key in sets:
         group = [r for r in backdoored if (r["data"], r["kind"], r["rate"], r["target"]) == key]
-        flagging = [r for r in group if r["n_flagged"] and r["status"] in ("FAIL", "WARN")]
+        aside = [r for r in group if "n_relabelled" in r["facts"] and natural_shortcut(r["facts"])]
+        flagging = [r for r in group if r["n_flagged"] and r not in aside and r["status"] in ("FAIL", "WARN")]
         # the scan's modifier: a model's "nothing found" is capped at WARN when another model flags the set
         capped = ["WARN" if r["status"] == "PASS" and [o for o in flagging if o is not r] else r["status"] for r in group]
         scans = [{"model": f"{r['ffn']}({r['seed']})", "status": r["status"], "reason": r["reason"],
-                  "n_flagged": r["n_flagged"], "suspected_target": r["found_target"], "flagged": [], "scanned": True}
+                  "n_flagged": r["n_flagged"], "suspected_target": r["found_target"], "flagged": [], "scanned": True,
+                  "set_aside": r in aside}
                  for r in group]
         verdict = TRAINING_SET_VERDICT.condition.judge({"scans": scans, "threat": {"rate": 0.03, "kinds": []}}, POLICY)[0]
         audit_passes += sum(c == "PASS" for c in capped) + (verdict.value == "PASS")

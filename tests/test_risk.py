@@ -247,7 +247,7 @@ def test_a_relabelled_subgroup_in_a_natural_looking_group_is_not_set_aside():
                    likeness=0.9, n_carrying=0)
     assert _scan(**natural, n_relabelled=0) == "PASS"
     hidden = _scan_finding(**natural, n_relabelled=5)
-    assert hidden.status == "WARN" and "5 of them look like another class" in hidden.reason
+    assert hidden.status == "WARN" and "5 of them, one by one, look like another class" in hidden.reason
     # an anomalous trigger whose samples look like the class's own is not "nothing found" either
     assert _scan(**{**natural, "anomaly_index": 3.5}, n_relabelled=0) == "WARN"
 

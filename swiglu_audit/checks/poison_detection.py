@@ -55,7 +55,7 @@ def sample_facts(flagged_shares, cohesion: float | None, n_carrying: int) -> dic
     of them look like another class one by one (a relabelled subgroup that the median of a larger
     natural group would hide), and how many carry the recovered pattern."""
     likeness = own_class_likeness(flagged_shares, cohesion)
-    relabelled = (sum(share / cohesion < RELABELLED_LIKENESS for share in flagged_shares)
+    relabelled = (int(sum(float(share) / cohesion < RELABELLED_LIKENESS for share in flagged_shares))
                   if likeness is not None and cohesion else None)
     return {"likeness": likeness, "n_relabelled": relabelled, "n_carrying": int(n_carrying)}
 
@@ -93,6 +93,20 @@ def relabelled_group(facts: dict, policy: dict | None = None) -> bool:
     planted 3% backdoors was 1.9-2.5, under min_trigger_anomaly_index."""
     return (facts["target"] is not None and facts["n_flagged"] >= MIN_GROUP
             and not _looks_natural(facts, policy or {}))
+
+
+def _why_undecided(facts: dict) -> str:
+    """Why flagged samples that look like their class are neither set aside nor poison."""
+    if (facts.get("n_relabelled") or 0) >= MIN_GROUP:
+        return (f", but {facts['n_relabelled']} of them, one by one, look like another class: relabelled poison "
+                "hidden among the class's own samples looks like this, and so do a class's borderline samples; "
+                "the scan cannot tell them apart; inspect those samples")
+    if facts["n_carrying"]:
+        return (f", and {facts['n_carrying']} of them carry a shared pattern: clean-label poison (one pattern "
+                "stamped on samples of the class) looks like this, and so can a natural shortcut of the class; the "
+                "scan cannot tell them apart; inspect them")
+    return (": relabelled inputs and the class's own samples cannot be told apart here; clean-label poison and a "
+            "natural shortcut look alike too; inspect them")
 
 
 def _rate(rate: float) -> str:
@@ -176,11 +190,7 @@ SCAN_DECISION = DecisionTable(
                "as the class's own samples do, by their nearest training inputs)" if facts["likeness"] is not None else
                "nothing tells whether they are relabelled inputs of another class (the class's own samples are not "
                "each other's nearest neighbours, or too few of them are left unflagged to compare)")
-            + (f", and {facts['n_carrying']} of them carry a shared pattern" if facts["n_carrying"] else "")
-            + (f", and {facts['n_relabelled']} of them look like another class" if (facts.get("n_relabelled") or 0)
-               >= MIN_GROUP else "")
-            + ": clean-label poison (one pattern stamped on samples of the class) looks like this, and so can a "
-            "natural shortcut of the class; the scan cannot tell them apart; inspect them")),
+            + _why_undecided(facts))),
         Rule(Status.WARN, lambda facts, policy: (facts["target"] is not None and facts["n_flagged"] > 0
                                                  and not natural_shortcut(facts, policy)),
              lambda facts, policy: (f"a lead: class {facts['target']} has a small recovered trigger (anomaly index "
