@@ -154,3 +154,14 @@ def test_a_users_model_that_cannot_stack_trains_alone_and_the_plan_says_so(tmp_p
     assert "(seeds stacked)" not in lines["bn"] and "clean x 1 epochs (seeds stacked)" in lines["plain"]
     assert [m.record.get("stacked") for m in audit.zoo.models("bn")] == [None, None]
     assert [m.record.get("stacked") for m in audit.zoo.models("plain")] == [2, 2]
+
+
+def test_a_model_vmap_would_run_member_by_member_is_not_stacked(digits):
+    """The zoo's ViT: vmap has no batching rule for CPU attention, so a stacked training would be
+    slower than lone ones (BENCHMARKS.md); it is refused at its first step, and trains alone."""
+    vits = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        vits.append(build_model(ModelConfig(family="vit", ffn="swiglu")))
+    with pytest.raises(NotStackable, match="batching rule"):
+        train_stacked(vits, [digits.x_train] * 2, [digits.y_train] * 2, Recipe(epochs=1), [0, 1], CPU)
