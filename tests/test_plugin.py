@@ -211,7 +211,7 @@ def test_users_own_models_are_audited(tiny_project, write_pyproject):
         # is the detectors' own)
         assert planned["epochs_per_training"] == {"clean": 4, "poisoning": 4, "poisoning fine-tuned": 1,
                                                   "scan power panel": 1, "determinism": 1}
-        panel = [t for t in fine if "-checkerboard-" in t]  # the panel's set: the first seed alone
+        panel = [t for t in fine if "-checkerboard" in t]  # the panel's set: the first seed alone
         assert len(panel) == 1 and planned["trainings"]["scan power panel"] == 1
         assert planned["trainings"]["poisoning fine-tuned"] == 2 * (len(fine) - len(panel))
 
