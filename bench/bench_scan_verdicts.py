@@ -58,6 +58,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -253,16 +254,15 @@ def scan_facts(model, data: AuditData, x, y) -> tuple[dict, np.ndarray]:
     return facts, result.flags
 
 
-def panel_power(data: AuditData, x, y, ffn: str, seed: int) -> dict:
+def panel_power(data: AuditData, x, y, ffn: str, seed: int, base_model) -> dict:
     """The product's power panel on this training set: each threat kind planted at the threat
-    rate (target: the policy's backdoor_target) in (x, y), a model trained, learned?, scanned."""
-    target, base_model = POISONING.backdoor_target, None
+    rate (target: the policy's backdoor_target) in (x, y), a model trained, learned?, scanned.
+    `base_model`: the model of this architecture and seed trained on (x, y) itself (the base rate)."""
+    target = POISONING.backdoor_target
     kinds = {}
     for kind in POISONING.threat_triggers:
         px, py, truth = plant(x, y, kind, target, POISONING.threat_rate, seed=0)
         model = train(data, px, py, ffn, seed)
-        if base_model is None:
-            base_model = train(data, x, y, ffn, seed)
         learned = success(model, data, kind, target) - success(base_model, data, kind, target)
         if learned < MIN_LEARNED_BACKDOOR:
             kinds[kind] = {"target_found": False, "recall": 0.0, "precision": None, "not_learned": round(learned, 3)}
@@ -293,44 +293,57 @@ def cases(round_: str) -> list[dict]:
                 out += [{"data": data, "ffn": ffn, "seed": 0, "kind": k, "rate": 0.03, "target": target}
                         for k in ("corner_patch", "diagonal", "sparse" if data == "tabular" else "blend")]
         return out
-    if round_ == "tuning-2":  # held out first, then the round the likeness rule was mended on
-        for ffn in ("swiglu", "geglu", "reglu", "gelu", "relu"):
-            out += [{"data": "digits", "ffn": ffn, "seed": s, "kind": "none"} for s in (3, 4)]
-            out.append({"data": "digits-resplit-b", "ffn": ffn, "seed": 5, "kind": "none"})
-        for data in ("shapes-b", "tabular-b"):
-            out += [{"data": data, "ffn": ffn, "seed": 0, "kind": "none"} for ffn in ("swiglu", "geglu", "relu")]
-        for ffn, seed in (("reglu", 0), ("swiglu", 2), ("relu", 3)):
-            out += [{"data": "digits", "ffn": ffn, "seed": seed, "kind": k, "rate": 0.03, "target": 8}
-                    for k in ("cross", "frame", "faint_blend")]
-        for data, target, kinds in (("shapes-b", 4, ("cross", "frame")), ("tabular-b", 3, ("frame", "faint_blend"))):
-            out += [{"data": data, "ffn": ffn, "seed": 0, "kind": k, "rate": 0.03, "target": target}
-                    for ffn in ("swiglu", "gelu") for k in kinds]
-        return out
-    if round_ == "tuning-3":  # held out for the likeness rule; the natural-shortcut rule was mended on it
-        for ffn in ("swiglu", "geglu", "reglu", "gelu", "relu"):
-            out += [{"data": "digits", "ffn": ffn, "seed": s, "kind": "none"} for s in (5, 6)]
-            out.append({"data": "digits-resplit-c", "ffn": ffn, "seed": 7, "kind": "none"})
-        for data in ("shapes-c", "tabular-c"):
-            out += [{"data": data, "ffn": ffn, "seed": 1, "kind": "none"} for ffn in ("swiglu", "reglu", "gelu")]
-        for ffn, seed in (("gelu", 5), ("geglu", 6), ("swiglu", 7)):
-            out += [{"data": "digits", "ffn": ffn, "seed": seed, "kind": k, "rate": 0.03, "target": 6}
-                    for k in ("two_dots", "ring", "noise_patch")]
-        for data, target in (("shapes-c", 2), ("tabular-c", 1)):
-            out += [{"data": data, "ffn": ffn, "seed": 1, "kind": k, "rate": 0.03, "target": target}
-                    for ffn in ("swiglu", "reglu") for k in ("two_dots", "ring")]
-        return out
+    return _round_cases(ROUNDS[round_])
+
+
+@dataclass(frozen=True)
+class Round:
+    """The cases of a round after the first: clean models on digits (seeds), on a split and on the
+    other data sets; backdoors on digits and on the other data sets, at 3%."""
+    digits_seeds: tuple[int, ...]
+    resplit: str
+    resplit_seed: int
+    other_seed: int  # the seed of the models on the shapes and tabular sets
+    other_clean: tuple[str, ...]  # the variants of the clean models there
+    digits_models: tuple[tuple[str, int], ...]  # (variant, seed) of the backdoored digits models
+    digits_kinds: tuple[str, ...]
+    digits_target: int
+    other_backdoors: tuple[tuple[str, int, tuple[str, ...]], ...]  # (data, target, kinds)
+    other_models: tuple[str, ...]
+
+
+ROUNDS = {
+    # held out first, then the round the likeness rule was mended on
+    "tuning-2": Round((3, 4), "digits-resplit-b", 5, 0, ("swiglu", "geglu", "relu"),
+                      (("reglu", 0), ("swiglu", 2), ("relu", 3)), ("cross", "frame", "faint_blend"), 8,
+                      (("shapes-b", 4, ("cross", "frame")), ("tabular-b", 3, ("frame", "faint_blend"))),
+                      ("swiglu", "gelu")),
+    # held out for the likeness rule; the natural-shortcut rule was mended on it
+    "tuning-3": Round((5, 6), "digits-resplit-c", 7, 1, ("swiglu", "reglu", "gelu"),
+                      (("gelu", 5), ("geglu", 6), ("swiglu", 7)), ("two_dots", "ring", "noise_patch"), 6,
+                      (("shapes-c", 2, ("two_dots", "ring")), ("tabular-c", 1, ("two_dots", "ring"))),
+                      ("swiglu", "reglu")),
     # held out: seeds, a split, data sets, trigger kinds and targets no rule was chosen on
+    "held-out": Round((8, 9), "digits-resplit-d", 10, 2, ("swiglu", "geglu", "relu"),
+                      (("relu", 8), ("reglu", 9), ("swiglu", 10)), ("t_shape", "stripe", "two_dots"), 9,
+                      (("shapes-d", 3, ("t_shape", "stripe")), ("tabular-d", 4, ("t_shape", "stripe"))),
+                      ("swiglu", "gelu")),
+}
+
+
+def _round_cases(r: Round) -> list[dict]:
+    out = []
     for ffn in ("swiglu", "geglu", "reglu", "gelu", "relu"):
-        out += [{"data": "digits", "ffn": ffn, "seed": s, "kind": "none"} for s in (8, 9)]
-        out.append({"data": "digits-resplit-d", "ffn": ffn, "seed": 10, "kind": "none"})
-    for data in ("shapes-d", "tabular-d"):
-        out += [{"data": data, "ffn": ffn, "seed": 2, "kind": "none"} for ffn in ("swiglu", "geglu", "relu")]
-    for ffn, seed in (("relu", 8), ("reglu", 9), ("swiglu", 10)):
-        out += [{"data": "digits", "ffn": ffn, "seed": seed, "kind": k, "rate": 0.03, "target": 9}
-                for k in ("t_shape", "stripe", "two_dots")]
-    for data, target in (("shapes-d", 3), ("tabular-d", 4)):
-        out += [{"data": data, "ffn": ffn, "seed": 2, "kind": k, "rate": 0.03, "target": target}
-                for ffn in ("swiglu", "gelu") for k in ("t_shape", "stripe")]
+        out += [{"data": "digits", "ffn": ffn, "seed": s, "kind": "none"} for s in r.digits_seeds]
+        out.append({"data": r.resplit, "ffn": ffn, "seed": r.resplit_seed, "kind": "none"})
+    for data, _, _ in r.other_backdoors:
+        out += [{"data": data, "ffn": ffn, "seed": r.other_seed, "kind": "none"} for ffn in r.other_clean]
+    for ffn, seed in r.digits_models:
+        out += [{"data": "digits", "ffn": ffn, "seed": seed, "kind": k, "rate": 0.03, "target": r.digits_target}
+                for k in r.digits_kinds]
+    for data, target, kinds in r.other_backdoors:
+        out += [{"data": data, "ffn": ffn, "seed": r.other_seed, "kind": k, "rate": 0.03, "target": target}
+                for ffn in r.other_models for k in kinds]
     return out
 
 
@@ -343,7 +356,7 @@ def run_case(case: dict, art: bool) -> dict:
     started = time.perf_counter()
     model = train(data, x, y, case["ffn"], case["seed"])
     facts, flags = scan_facts(model, data, x, y)
-    facts["power"] = panel_power(data, x, y, case["ffn"], case["seed"])
+    facts["power"] = panel_power(data, x, y, case["ffn"], case["seed"], base_model=model)
     status, reason, _, _ = SCAN.condition.judge(facts, POLICY)
     hits = int((flags & truth).sum())
     row = {**case, "status": status.value, "reason": reason, "facts": facts, "found_target": facts["target"],

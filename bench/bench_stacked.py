@@ -21,20 +21,12 @@ import time
 from pathlib import Path
 
 import torch
+from bench_audit import matmul_gflops  # bench/ is on the path: the script's own folder
 
 from swiglu_audit.training.data import load_digits_data
 from swiglu_audit.training.nn import ModelConfig, build_model
 from swiglu_audit.training.stacked import train_stacked
 from swiglu_audit.training.train import Recipe, train_model
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n ** 3 * repeats / (time.perf_counter() - started) / 1e9
 
 
 def build(ffn: str, seed: int) -> torch.nn.Module:

@@ -152,9 +152,6 @@ class PoisoningSettings(Section):
         expect(0.0 < self.threat_rate < 0.5,
                f"{where} threat_rate = {self.threat_rate} must lie in (0, 0.5): the smallest share of the training "
                "set an attacker's poison takes that the scan's 'nothing found' must cover")
-        expect(len(self.threat_triggers) > 0,
-               f"{where} threat_triggers is empty: name the trigger kinds the scan's power is measured on, "
-               f"from {list(TRIGGER_KINDS)}")
         for kind in self.threat_triggers:
             check_choice(kind, tuple(TRIGGER_KINDS), "trigger kind", f"{where} threat_triggers")
         check_choice(self.mode, POISONING_MODES, "mode", f"{where} mode")

@@ -216,6 +216,15 @@ def test_poisoning_config_is_validated():
         build_config({"poisoning": {"targeted_pair": [2, 2]}})
     cfg = build_config({"poisoning": {"flip_rates": [0.2, 0.05, 0.2]}})
     assert cfg.poisoning.flip_rates == (0.05, 0.2)
+    # the threat the scan's "nothing found" covers: named kinds, a rate that is a share
+    with pytest.raises(ConfigError, match="threat_triggers: unknown trigger kind 'moon'; choose one of corner_patch"):
+        build_config({"poisoning": {"threat_triggers": ["corner_patch", "moon"]}})
+    with pytest.raises(ConfigError, match="threat_triggers must be a non-empty list"):
+        build_config({"poisoning": {"threat_triggers": []}})
+    with pytest.raises(ConfigError, match=r"threat_rate = 0.7 must lie in \(0, 0.5\)"):
+        build_config({"poisoning": {"threat_rate": 0.7}})
+    kept = build_config({"poisoning": {"threat_triggers": ["blend", "sparse", "blend"]}}).poisoning.threat_triggers
+    assert kept == ("blend", "sparse")  # the user's order, once each
 
 
 def test_models_poisoned_the_cheaper_way_get_the_cheaper_scan_and_the_plan_counts_it(tmp_path):
