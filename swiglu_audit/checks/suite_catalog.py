@@ -148,6 +148,27 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
         ),
     ),
     SuiteInfo(
+        "deployment", "Deployment precision: activation outliers and quantised inference",
+        note="Each trained model as it would be shipped in low precision: int8 dynamic quantisation of the "
+             "linear layers (torch.ao.quantization, run on the CPU) and float8 e4m3 casts of the weights and "
+             "the FFN activations (simulated by rounding through float8, on every device), 32 inputs per "
+             "call, against its float32 self on the same inputs. The FFN's hidden activation (the input of "
+             "its down projection) is found by the LLaMA naming (up_proj, down_proj) or by a linear layer "
+             "marked `swiglu_audit_ffn = True`; its outliers are also recorded at every learning-curve "
+             "point of training.",
+        coverage=(
+            CoverageRow("FFN activation outliers (largest / median, kurtosis, outlier channels) and their growth "
+                        "over training", "ffn_activation_outliers", ("MEASURE 2.5", "MEASURE 2.3")),
+            CoverageRow("Accuracy, prediction flips and robust accuracy after int8 dynamic quantisation and "
+                        "float8 (e4m3, simulated) casts", "quantised_accuracy", ("MEASURE 2.3", "MEASURE 2.5")),
+            CoverageRow("Quantisation loss and outliers, candidate vs baseline", "quantised_accuracy_vs_baseline",
+                        ("MEASURE 2.3", "MEASURE 2.5")),
+        ),
+        curves=(CurvePlot("ffn_activation_outliers", "growth_curve", "step",
+                          "FFN activation outliers over training (worst layer, mean over seeds)", "training step",
+                          "log10 (largest / median |FFN hidden activation|)"),),
+    ),
+    SuiteInfo(
         "efficiency", "Efficiency claim",
         note="What the candidate buys, measured on the audit's own training (no extra training runs): "
              "learning curves against steps, wall time and FLOPs counted by torch.utils.flop_counter, "

@@ -162,16 +162,18 @@ def other_passes(config: AuditConfig, audit: AuditSession, name: str,
                  trainings: dict[str, Trainings]) -> tuple[int, int, int]:
     """(examples passed forward, examples passed forward and backward, trigger-scan steps) by
     everything but the training steps and the attacks, for one model, following the suites' code."""
-    from ..measure import ood, poisoning
-    from ..training.train import validation_passes
+    from ..measure import deployment, ood, poisoning
+    from ..training.train import OUTLIER_PROBE, validation_passes
 
     data, seeds = audit.data, len(config.seeds)
     steps_per_epoch = math.ceil(len(data.y_train) / config.training.batch_size)
-    forward = sum(len(t.seeds) * max(1, len(t.tags)) * validation_passes(t.epochs, steps_per_epoch) * len(data.y_val)
+    # each validation pass of a training also passes OUTLIER_PROBE inputs for the FFN's outliers
+    per_pass = len(data.y_val) + min(OUTLIER_PROBE, len(data.y_val))
+    forward = sum(len(t.seeds) * max(1, len(t.tags)) * validation_passes(t.epochs, steps_per_epoch) * per_pass
                   for t in trainings.values())
     ood_forward, ood_gradient = ood.planned_passes(config, data)
     poison_forward, scan_steps = poisoning.planned_passes(audit, name)
-    forward += seeds * ood_forward + poison_forward
+    forward += seeds * (ood_forward + deployment.planned_passes(config)) + poison_forward
     gradient = seeds * ood_gradient
     # the scan counted in steps over SCAN_INPUTS inputs (a step's cost is about linear in its inputs)
     scan = round(scan_steps / SCAN_INPUTS)

@@ -159,8 +159,11 @@ def suite_curves(suite: str, findings: list[dict], highlight: frozenset[str] | s
             if f["check"] != check or (level and f["details"].get("level") != level):
                 continue
             points = f["details"].get(key)
-            if points:
-                series[f["models"][0]] = [tuple(p) if x_field is None else (p[x_field], p["value"]) for p in points]
+            pairs = [tuple(p) if x_field is None else (p[x_field], p["value"]) for p in points or ()]
+            # a point without a number (an infinite ratio is stored as null) has no place on the plot
+            pairs = [(x, y) for x, y in pairs if isinstance(x, (int, float)) and isinstance(y, (int, float))]
+            if pairs:
+                series[f["models"][0]] = pairs
         if series:
             html += f"<h3>{esc(heading)}</h3>" + line_plot(series, heading, plot.x_label, plot.y_label,
                                                             diagonal=plot.diagonal, highlight=highlight)

@@ -36,8 +36,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from .activations import ffn_layers, outlier_point
 from .device import autocast
-from .train import EARLY_STOPPING_MIN_GAIN, EARLY_STOPPING_MIN_LOSS_GAIN, Recipe, _fits, _flop_counter, is_curve_point
+from .train import (
+    EARLY_STOPPING_MIN_GAIN,
+    EARLY_STOPPING_MIN_LOSS_GAIN,
+    OUTLIER_PROBE,
+    Recipe,
+    _fits,
+    _flop_counter,
+    is_curve_point,
+)
 
 
 def stackable(modules: list[nn.Module]) -> str | None:
@@ -82,6 +91,9 @@ def train_stacked(modules: list[nn.Module], inputs: list[torch.Tensor], labels: 
         m.to(device).train()
     params, buffers = stack_module_state(modules)
     template = copy.deepcopy(modules[0]).to("meta")
+    # a real copy to hook: each member's FFN outliers at a curve point, as its lone training records them
+    probe_model = copy.deepcopy(modules[0]).eval()
+    layers = ffn_layers(probe_model)
 
     def forward(p, b, x):
         return functional_call(template, (p, b), (x,))
@@ -115,9 +127,14 @@ def train_stacked(modules: list[nn.Module], inputs: list[torch.Tensor], labels: 
             template.eval()  # as predict_logits evaluates a lone model
             logits = _stacked_logits(batched, params, buffers, x_val, device)  # (K, N_val, C)
             template.train()
+            probe = x_val[:OUTLIER_PROBE].to(device)
             for k, point in enumerate(points):
                 point["val_loss"] = float(F.cross_entropy(logits[k], y_val.cpu()))
                 point["val_accuracy"] = float((logits[k].argmax(1) == y_val.cpu()).float().mean())
+                if layers:
+                    member = ({name: p[k] for name, p in params.items()}, {name: b[k] for name, b in buffers.items()})
+                    point["ffn"] = outlier_point(probe_model, probe, layers,
+                                                 forward=lambda x, m=member: functional_call(probe_model, m, (x,)))
         eval_seconds += time.perf_counter() - now
         return points
 

@@ -16,12 +16,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import batching
+from .activations import ffn_layers, outlier_point
 from .device import autocast
 from .nn import eval_mode
 
 # Part of every checkpoint's cache key: bump it when a change to the training loop changes weights
 # or what its record holds.
-TRAINER_REVISION = 5  # 2: fused AdamW; 4: learning curves against steps, time and counted FLOPs; 5: stacked seeds, batch digests
+# 2: fused AdamW; 4: learning curves against steps, time and counted FLOPs; 5: stacked seeds,
+# batch digests; 6: FFN outliers at every curve point
+TRAINER_REVISION = 6
+
+# Each learning-curve point also records the FFN's hidden-activation statistics (`activations.
+# outlier_point`) on this many validation inputs: how outliers grow over training.
+OUTLIER_PROBE = 256
 
 
 # Validation accuracy must rise by more than this to count as an improvement for early stopping
@@ -97,6 +104,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
     history, curve, step, examples = [], [], 0, 0
     best_accuracy, best_loss, best_epoch, stopped_epoch = -1.0, math.inf, 0, None
     started, eval_seconds = time.perf_counter(), 0.0
+    layers = ffn_layers(model)
 
     def evaluate() -> dict:
         """A point of the learning curve; its seconds are training time, evaluation excluded."""
@@ -109,6 +117,9 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
             logits = predict_logits(model, x_val, device)
             point["val_loss"] = float(F.cross_entropy(logits, y_val.cpu()))
             point["val_accuracy"] = float((logits.argmax(1) == y_val.cpu()).float().mean())
+            if layers:
+                with eval_mode(model):
+                    point["ffn"] = outlier_point(model, x_val[:OUTLIER_PROBE].to(device), layers)
         eval_seconds += time.perf_counter() - now
         return point
 

@@ -1,0 +1,136 @@
+"""Deployment-precision measurements per model, over all training seeds, memoised per process:
+the FFN's activation outliers (now, and over the training steps its record holds) and its
+accuracy, prediction flips and robust accuracy after post-training quantisation.
+
+The test inputs are the numerical suite's (`numerical.n_examples`); the robust accuracy reuses
+the adversarial suite's PGD-Linf examples at its main budget, crafted on the float32 model of the
+same seed (a quantised model has no gradient to attack: these are the examples an attacker who
+holds the float weights brings to the shipped model)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..errors import ModelContractError
+from ..methods.quantisation import quantised_copy, served_logits
+from ..training.activations import activation_stats, captured_inputs, ffn_layers, row_peak_ratios
+from ..training.nn import eval_mode
+from . import adversarial as adversarial_measure
+
+if TYPE_CHECKING:
+    from ..session import AuditSession
+
+
+def _inputs(audit: AuditSession) -> tuple[torch.Tensor, torch.Tensor]:
+    n = audit.config.numerical.n_examples
+    return audit.data.x_test[:n], audit.data.y_test[:n]
+
+
+def outliers(audit: AuditSession, name: str) -> dict:
+    """{"layers": [names], "per_seed": [{layer: activation_stats}], "log_peak": seeds x examples
+    matrix of log10(largest |hidden value| of the input / the layer's median |value|), the largest
+    over layers, "curve": per seed [(step, {layer: stats})] from the training record}; "layers" is
+    empty for a model without a findable FFN."""
+    def compute():
+        x, _ = _inputs(audit)
+        per_seed, log_peaks, curves = [], [], []
+        names: list[str] = []
+        for trained in audit.zoo.models(name):
+            model = trained.module
+            layers = ffn_layers(model)
+            names = list(layers)
+            if not layers:
+                break
+            with torch.no_grad(), eval_mode(model), captured_inputs(layers) as seen:
+                for i in range(0, len(x), 256):
+                    model(x[i:i + 256].to(audit.device))
+            stats, peaks = {}, []
+            for layer, parts in seen.items():
+                h = torch.cat(parts).cpu()
+                stats[layer] = activation_stats(h)
+                # rows of one input are contiguous (a ViT's tokens): the input's peak over them
+                per_input = h.reshape(len(x), -1)
+                peaks.append(row_peak_ratios(per_input, stats[layer]["median"]))
+            per_seed.append(stats)
+            log_peaks.append(torch.log10(torch.stack(peaks).amax(0).clamp_min(1e-30)).numpy())
+            curves.append([(p["step"], p["ffn"]) for p in trained.record.get("curve", []) if p.get("ffn")])
+        return {"layers": names, "per_seed": per_seed,
+                "log_peak": np.stack(log_peaks) if log_peaks else None, "curve": curves}
+    return audit.memo(("ffn-outliers", name), compute)
+
+
+def growth(curves: list[list[tuple[int, dict]]]) -> dict | None:
+    """Over the training steps the records hold: the mean over seeds of the largest
+    absmax/median ratio (over layers) at each recorded step, and where it grew most (the layer
+    with the largest final ratio and the step after which its log ratio rose most). None where
+    no record holds outlier points (weights loaded, not trained)."""
+    curves = [c for c in curves if c]
+    if not curves:
+        return None
+    steps = sorted(set.intersection(*(set(s for s, _ in c) for c in curves)))
+    if not steps:
+        return None
+
+    def ratio(stats: dict) -> float:
+        return stats["absmax"] / stats["median"] if stats.get("median") else float("inf")
+
+    by_step = [dict(c) for c in curves]
+    points = [{"step": s, "ratio": float(np.mean([max(ratio(v) for v in seed[s].values()) for seed in by_step]))}
+              for s in steps]
+    final = by_step[0][steps[-1]]
+    layer = max(final, key=lambda n: ratio(final[n]))
+    logs = [float(np.mean([math.log10(max(ratio(seed[s][layer]), 1e-30)) for seed in by_step])) for s in steps]
+    jumps = [logs[i + 1] - logs[i] for i in range(len(logs) - 1)]
+    i = int(np.argmax(jumps)) if jumps else 0
+    return {"curve": points, "layer": layer, "first_ratio": 10 ** logs[0], "final_ratio": 10 ** logs[-1],
+            "grew_most_between": [steps[i], steps[min(i + 1, len(steps) - 1)]],
+            "grew_most_factor": 10 ** jumps[i] if jumps else 1.0}
+
+
+def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
+    """seeds x examples matrices: "float_correct", "quantised_correct", "flips" on the test
+    inputs; "robust_float", "robust_quantised" on the adversarial suite's PGD examples (or
+    "robust_error": why they could not be had); "how": the scheme in words."""
+    def compute():
+        x, y = _inputs(audit)
+        out: dict = {k: [] for k in ("float_correct", "quantised_correct", "flips", "robust_float", "robust_quantised")}
+        try:
+            adversarial = adversarial_measure.adversarial(audit, name)
+            examples, y_adv = adversarial["pgd_examples"], audit.data.y_test[: audit.config.adversarial.n_examples]
+        except ModelContractError as exc:
+            examples, y_adv, out["robust_error"] = None, None, str(exc)
+        for k, trained in enumerate(audit.zoo.models(name)):
+            model = trained.module
+            q_model, q_device, out["how"] = quantised_copy(model, scheme)
+            reference, shipped = served_logits(model, x, audit.device), served_logits(q_model, x, q_device)
+            if not torch.isfinite(shipped).all():
+                out["non_finite"] = True
+            out["float_correct"].append((reference.argmax(1) == y).numpy())
+            out["quantised_correct"].append((shipped.argmax(1) == y).numpy())
+            out["flips"].append((reference.argmax(1) != shipped.argmax(1)).numpy())
+            if examples is not None:
+                adv = examples[k]
+                out["robust_float"].append((served_logits(model, adv, audit.device).argmax(1) == y_adv).numpy())
+                out["robust_quantised"].append((served_logits(q_model, adv, q_device).argmax(1) == y_adv).numpy())
+        return {k: (np.stack(v).astype(float) if isinstance(v, list) and v else v) for k, v in out.items()}
+    return audit.memo(("quantised", name, scheme), compute)
+
+
+def planned_passes(config) -> int:
+    """Examples passed forward per model and seed, as `outliers` and `quantised` run them (what
+    the plan counts): the outlier pass, and per scheme the float32 and the quantised model on the
+    test inputs and on the adversarial examples."""
+    from ..methods.quantisation import SCHEMES
+
+    n_test, n_adversarial = config.numerical.n_examples, config.adversarial.n_examples
+    return n_test + len(SCHEMES) * 2 * (n_test + n_adversarial)
+
+
+def accuracy_change(result: dict) -> np.ndarray:
+    """Per seed and test input: quantised minus float32 correctness (-1, 0 or 1); its mean is the
+    accuracy change quantisation makes (higher is better)."""
+    return result["quantised_correct"] - result["float_correct"]

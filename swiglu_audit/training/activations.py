@@ -1,0 +1,135 @@
+"""The FFN's hidden activation, the tensor low-precision deployment breaks on: which layers carry
+it, how to capture it, and the statistics that say how outlier-heavy it is.
+
+The hidden activation is the input of an FFN's down projection: act(gate(x)) * up(x) in a gated
+FFN (SwiGLU's product of two projections, quadratic in the input), act(up(x)) in an ungated one.
+A single large channel there sets the scale of a per-tensor int8 or float8 grid, and every other
+value loses its resolution (Dettmers et al. 2022, LLM.int8(); Fishman et al. 2024 on SwiGLU).
+
+Where the layers are found, in this order:
+1. any `nn.Linear` a user marked with the attribute `swiglu_audit_ffn = True` (set it on the
+   down projection, the layer whose input is the hidden activation: `model.mlp.down.swiglu_audit_ffn = True`);
+2. otherwise the `down_proj` of every module that has `up_proj` and `down_proj` (the zoo's
+   FeedForward, and the LLaMA naming that most SwiGLU code follows).
+A model with neither has no FFN the audit can find; its outliers are not measured, and the
+finding says how to mark them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+FFN_MARKER = "swiglu_audit_ffn"
+# Quantiles are taken on at most this many values (an even stride through the tensor): exact
+# enough for a median and a 99.9th percentile, and cheap enough to run at every curve point.
+_QUANTILE_SAMPLE = 1 << 16
+
+
+def ffn_layers(model: nn.Module) -> dict[str, nn.Linear]:
+    """name -> the down projection of each FFN, in the order `named_modules` gives them."""
+    marked = {name: m for name, m in model.named_modules()
+              if isinstance(m, nn.Linear) and getattr(m, FFN_MARKER, False)}
+    if marked:
+        return marked
+    found = {}
+    for name, module in model.named_modules():
+        down = getattr(module, "down_proj", None)
+        if isinstance(down, nn.Linear) and hasattr(module, "up_proj"):
+            found[f"{name}.down_proj" if name else "down_proj"] = down
+    return found
+
+
+@contextlib.contextmanager
+def captured_inputs(layers: dict[str, nn.Module]) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """While open, every forward pass appends each layer's input, as (rows, features) float32,
+    to the yielded dict's list for that layer."""
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+
+    def hook_for(name: str):
+        def hook(module, inputs):
+            h = inputs[0].detach()
+            seen[name].append(h.reshape(-1, h.shape[-1]).float())
+        return hook
+
+    handles = [layer.register_forward_pre_hook(hook_for(name)) for name, layer in layers.items()]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def activation_stats(h: torch.Tensor) -> dict:
+    """How outlier-heavy one layer's hidden activation is. `h` is (rows, channels).
+
+    - absmax: the largest |value|; median and p999: the median and 99.9th percentile of the
+      non-zero |values| (a ReLU's exact zeros need no resolution);
+    - ratio_to_median, ratio_to_p999: absmax over each (a per-tensor int8 grid has 127 steps on
+      each side of zero, so above a ratio of about 254 the median value rounds to zero);
+    - kurtosis: E[(v - mean)^4] / Var^2 over all values (3 for a Gaussian; heavy tails raise it);
+    - top_channel: the channel holding absmax, and top_channel_ratio: its largest |value| over the
+      median live channel's largest |value| (a few such channels are the LLM.int8 picture).
+    """
+    h = h.detach().float()
+    values = h.reshape(-1)
+    magnitudes = values.abs()
+    # exact zeros (ReLU silences about half its units) sit exactly on any grid: "typical" is
+    # taken over the values a quantiser has to round
+    nonzero = magnitudes[magnitudes > 0]
+    stride = max(1, math.ceil(nonzero.numel() / _QUANTILE_SAMPLE))
+    median, p999 = (torch.quantile(nonzero[::stride], torch.tensor([0.5, 0.999])).tolist()
+                    if nonzero.numel() else (0.0, 0.0))
+    absmax = float(magnitudes.max())
+    centred = values.double() - values.double().mean()
+    variance = float((centred ** 2).mean())
+    kurtosis = float((centred ** 4).mean()) / variance ** 2 if variance > 0 else float("nan")
+    per_channel = h.abs().amax(dim=0)
+    live = per_channel[per_channel > 0]  # dead channels round to zero whatever the grid
+    channel_median = float(live.median()) if live.numel() else 0.0
+    return {
+        "absmax": absmax, "median": median, "p999": p999,
+        "ratio_to_median": _ratio(absmax, median), "ratio_to_p999": _ratio(absmax, p999),
+        "kurtosis": kurtosis, "top_channel": int(per_channel.argmax()),
+        "top_channel_ratio": _ratio(float(per_channel.max()), channel_median),
+    }
+
+
+def row_peak_ratios(h: torch.Tensor, median: float) -> torch.Tensor:
+    """Per row (an input, or a token) the largest |value| over the layer's median |value|: the
+    per-example quantity the candidate-vs-baseline comparison averages."""
+    peaks = h.detach().float().abs().amax(dim=1)
+    return peaks / median if median > 0 else torch.full_like(peaks, float("inf"))
+
+
+def _ratio(top: float, typical: float) -> float:
+    if typical > 0:
+        return top / typical
+    return 0.0 if top == 0 else float("inf")
+
+
+@torch.no_grad()
+def outlier_point(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Linear] | None = None,
+                  forward=None) -> dict[str, dict]:
+    """Each FFN layer's `activation_stats` (absmax, median, p999, kurtosis) on inputs x: one point
+    of the outlier curve a training records. `forward(x)` runs the model (a stacked member's
+    functional call) where it is not `model(x)` itself; either way the hooks are on `model`'s layers."""
+    layers = ffn_layers(model) if layers is None else layers
+    if not layers:
+        return {}
+    with captured_inputs(layers) as seen:
+        (forward or model)(x)
+    out = {}
+    for name, parts in seen.items():
+        if parts:
+            stats = activation_stats(torch.cat(parts))
+            out[name] = {k: _rounded(stats[k]) for k in ("absmax", "median", "p999", "kurtosis")}
+    return out
+
+
+def _rounded(v: float) -> float | None:
+    return float(f"{v:.5g}") if math.isfinite(v) else None
