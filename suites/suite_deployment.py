@@ -63,22 +63,23 @@ def _mean(per_seed: list[dict], layer: str, key: str) -> float:
 def test_quantised_accuracy(audit, audit_model, scheme, record_finding):
     stats = audit.statistics
     result = measure.quantised(audit, audit_model, scheme)
-    drop = stats.compare(result["float_correct"], result["quantised_correct"])  # float - quantised
+    drop = stats.difference(result["float_correct"], result["quantised_correct"])  # float - quantised, seed k with itself
     details = {"scheme": result["how"], "serving_batch": SERVING_BATCH,
                "float_accuracy": float(result["float_correct"].mean()),
                "quantised_accuracy": stats.mean(result["quantised_correct"]).to_dict(),
                "accuracy_drop": drop.to_dict(), "flip_rate": stats.mean(result["flips"]).to_dict(),
                "non_finite": bool(result.get("non_finite", False))}
     if len(result["robust_float"]):
-        robust = stats.compare(result["robust_quantised"], result["robust_float"])
-        details["robust"] = {"on": "the adversarial suite's PGD-Linf examples, crafted on the float32 model",
+        robust = stats.difference(result["robust_quantised"], result["robust_float"])
+        details["robust"] = {"on": "the adversarial suite's Linf worst-case examples, crafted on the float32 model "
+                                   "(per input, the first attack's that broke it; PGD's where none did)",
                              "float": stats.mean(result["robust_float"]).to_dict(),
                              "quantised": stats.mean(result["robust_quantised"]).to_dict(),
                              "change": robust.to_dict()}
     else:
         details["robust"] = {"not_measured": result.get("robust_error", "no adversarial examples")}
     record_finding(judged_finding(
-        QUANTISED_ACCURACY, [audit_model], drop.difference, audit.config.policy,
+        QUANTISED_ACCURACY, [audit_model], drop.value, audit.config.policy,
         f"accuracy lost to {scheme} ({details['float_accuracy']:.4f} float32, "
         f"{details['quantised_accuracy']['value']:.4f} {scheme}; flip rate {details['flip_rate']['value']:.4f})",
         ci=(drop.ci_low, drop.ci_high), ci_level=drop.level, details=details, aspect=scheme,

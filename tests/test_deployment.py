@@ -224,3 +224,15 @@ def test_a_model_whose_ffn_outliers_break_int8_fails_and_the_same_model_without_
     assert "robust" in broken["details"] and "change" in broken["details"]["robust"]
     assert result.ret == 1
     assert math.isfinite(broken["details"]["quantised_accuracy"]["value"])
+
+
+def test_the_worst_case_examples_take_the_first_attack_that_broke_each_input():
+    import numpy as np
+
+    from swiglu_audit.measure.adversarial import _worst_examples
+
+    pgd = torch.zeros(4, 1)
+    runs = {"fgsm": {"robust": np.array([True, False, True, True]), "examples": torch.full((4, 1), 1.0)},
+            "square": {"robust": np.array([True, False, False, True]), "examples": torch.full((4, 1), 2.0)}}
+    # input 1: FGSM broke it first; input 2: only Square; inputs 0 and 3: nothing did, PGD's example
+    assert _worst_examples(runs, pgd).flatten().tolist() == [0.0, 1.0, 2.0, 0.0]

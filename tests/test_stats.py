@@ -184,3 +184,23 @@ def test_the_interval_does_not_jump_when_the_seed_excess_crosses_zero():
     below = _t_interval(-0.02, [_seed_parts((0.0, spread), 3), (example, 399, example)], 0.95)
     above = _t_interval(-0.02, [_seed_parts((1e-9, spread), 3), (example, 399, example)], 0.95)
     assert below[:2] == pytest.approx(above[:2], abs=1e-6) and below[4] < 10
+
+
+def test_a_model_against_itself_after_a_change_is_paired_by_seed():
+    from swiglu_audit.verdicts.stats import paired_comparison, within_model_difference
+
+    rng = np.random.default_rng(0)
+    before = rng.random((3, 360)) < np.array([[0.90], [0.97], [0.99]])  # seeds that differ a lot
+    after = before.copy()
+    # unchanged: no discordant pair is not proof of no change; the interval reaches about 3 / 1080
+    same = within_model_difference(before, after)
+    assert same.value == 0.0 and 0.001 < same.ci_high < 0.006 and same.ci_low == -same.ci_high
+    # the seeds' own spread does not enter: unpaired seeds (different architectures) would give an
+    # interval wider by orders of magnitude for the same data
+    assert paired_comparison(before, after).ci_high > 20 * same.ci_high
+    after[:, :36] = False  # the change costs every seed's first 36 inputs
+    lost = within_model_difference(before, after)
+    expected = float(before[:, :36].mean()) * 36 / 360
+    assert lost.value == pytest.approx(expected) and lost.ci_low > 0
+    with pytest.raises(ValueError, match="same seeds and examples"):
+        within_model_difference(before, after[:2])

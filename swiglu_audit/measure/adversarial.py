@@ -81,7 +81,8 @@ def _attack_one_seed(audit: AuditSession, model, x, y) -> dict:
     seed = model.seed or 0
     params = AttackParams.of(cfg)
     run = lambda attack, **kw: run_attack(model.module, attack, x, y, params, n_classes, seed, **kw)
-    per_attack = {a: run(a, return_examples=(a == "pgd")) for a in cfg.attacks}
+    linf = threat_attacks(cfg.attacks, "linf")
+    per_attack = {a: run(a, return_examples=(a in linf)) for a in cfg.attacks}
     pgd_main = per_attack.get("pgd") or run("pgd", return_examples=True)
     curve = {eps: (pgd_main if eps == cfg.eps else run("pgd", eps=eps))["robust"]
              for eps in sorted(set(cfg.budgets) | {cfg.eps})}
@@ -98,7 +99,20 @@ def _attack_one_seed(audit: AuditSession, model, x, y) -> dict:
         "large": run("pgd", eps=cfg.large_eps)["robust"],
         "gradients": input_gradient_stats(model.module, x, y), "outputs": output_stats(model.module, x),
         "pgd_examples": pgd_main["examples"],
+        "linf_worst_examples": _worst_examples({a: per_attack[a] for a in linf}, pgd_main["examples"]),
     }
+
+
+def _worst_examples(runs: dict[str, dict], fallback: torch.Tensor) -> torch.Tensor:
+    """Per test input, the adversarial example of the first attack (configured order) that broke
+    the model on it, or `fallback`'s (PGD's) where none did: the Linf worst case as inputs, which
+    other suites replay on other forms of the model (its quantised copies)."""
+    examples, taken = fallback.clone(), np.zeros(len(fallback), dtype=bool)
+    for run in runs.values():
+        newly = ~run["robust"] & ~taken
+        examples[torch.from_numpy(newly)] = run["examples"][torch.from_numpy(newly)]
+        taken |= newly
+    return examples
 
 
 def adversarial(audit: AuditSession, name: str) -> dict:
@@ -118,6 +132,7 @@ def adversarial(audit: AuditSession, name: str) -> dict:
         for eps in seeds[0]["curve_l2"]:
             tensors[f"curve_l2/{eps!r}"] = torch.from_numpy(np.stack([s["curve_l2"][eps] for s in seeds]))
         tensors["pgd_examples"] = torch.stack([s["pgd_examples"] for s in seeds])
+        tensors["linf_worst_examples"] = torch.stack([s["linf_worst_examples"] for s in seeds])
         record = {k: [s[k] for s in seeds]
                   for k in ("broken_by", "broken_by_example", "costs", "gradients", "outputs")}
         return tensors, {**record, "n_classes": data.n_classes}
@@ -138,6 +153,7 @@ def adversarial(audit: AuditSession, name: str) -> dict:
             "curve": {float(k.split("/", 1)[1]): arr(k) for k in tensors if k.startswith("curve/")},
             "curve_l2": {float(k.split("/", 1)[1]): arr(k) for k in tensors if k.startswith("curve_l2/")},
             "pgd_examples": list(tensors["pgd_examples"]),
+            "linf_worst_examples": list(tensors["linf_worst_examples"]),
             **record,
         }
     return audit.memo(("adversarial", name), compute)

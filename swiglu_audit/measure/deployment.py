@@ -2,10 +2,11 @@
 the FFN's activation outliers (now, and over the training steps its record holds) and its
 accuracy, prediction flips and robust accuracy after post-training quantisation.
 
-The test inputs are the numerical suite's (`numerical.n_examples`); the robust accuracy reuses
-the adversarial suite's PGD-Linf examples at its main budget, crafted on the float32 model of the
-same seed (a quantised model has no gradient to attack: these are the examples an attacker who
-holds the float weights brings to the shipped model)."""
+The test inputs are the numerical suite's (`numerical.n_examples`); the robust accuracy replays
+the adversarial suite's Linf worst case at its main budget, crafted on the float32 model of the
+same seed: per input, the example of the first attack that broke the float model (PGD's where
+none did). A quantised model has no gradient to attack: these are the examples an attacker who
+holds the float weights brings to the shipped model."""
 
 from __future__ import annotations
 
@@ -93,14 +94,14 @@ def growth(curves: list[list[tuple[int, dict]]]) -> dict | None:
 
 def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
     """seeds x examples matrices: "float_correct", "quantised_correct", "flips" on the test
-    inputs; "robust_float", "robust_quantised" on the adversarial suite's PGD examples (or
+    inputs; "robust_float", "robust_quantised" on the adversarial suite's Linf worst-case examples (or
     "robust_error": why they could not be had); "how": the scheme in words."""
     def compute():
         x, y = _inputs(audit)
         out: dict = {k: [] for k in ("float_correct", "quantised_correct", "flips", "robust_float", "robust_quantised")}
         try:
             adversarial = adversarial_measure.adversarial(audit, name)
-            examples, y_adv = adversarial["pgd_examples"], audit.data.y_test[: audit.config.adversarial.n_examples]
+            examples, y_adv = adversarial["linf_worst_examples"], audit.data.y_test[: audit.config.adversarial.n_examples]
         except ModelContractError as exc:
             examples, y_adv, out["robust_error"] = None, None, str(exc)
         for k, trained in enumerate(audit.zoo.models(name)):
@@ -113,24 +114,27 @@ def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
             out["quantised_correct"].append((shipped.argmax(1) == y).numpy())
             out["flips"].append((reference.argmax(1) != shipped.argmax(1)).numpy())
             if examples is not None:
-                adv = examples[k]
-                out["robust_float"].append((served_logits(model, adv, audit.device).argmax(1) == y_adv).numpy())
-                out["robust_quantised"].append((served_logits(q_model, adv, q_device).argmax(1) == y_adv).numpy())
-        return {k: (np.stack(v).astype(float) if isinstance(v, list) and v else v) for k, v in out.items()}
+                # robust: right on the clean input and on its worst-case example, as the adversarial suite counts it
+                clean = audit.data.x_test[: len(y_adv)]
+                for key, m, on in (("robust_float", model, audit.device), ("robust_quantised", q_model, q_device)):
+                    right = lambda inputs: (served_logits(m, inputs, on).argmax(1) == y_adv).numpy()  # noqa: B023
+                    out[key].append(right(clean) & right(examples[k]))
+        # boolean outcomes, as the statistics expect them (their 0/1 floors depend on it)
+        return {k: (np.stack(v).astype(bool) if isinstance(v, list) and v else v) for k, v in out.items()}
     return audit.memo(("quantised", name, scheme), compute)
 
 
 def planned_passes(config) -> int:
     """Examples passed forward per model and seed, as `outliers` and `quantised` run them (what
     the plan counts): the outlier pass, and per scheme the float32 and the quantised model on the
-    test inputs and on the adversarial examples."""
+    test inputs, and on the adversarial inputs clean and attacked."""
     from ..methods.quantisation import SCHEMES
 
     n_test, n_adversarial = config.numerical.n_examples, config.adversarial.n_examples
-    return n_test + len(SCHEMES) * 2 * (n_test + n_adversarial)
+    return n_test + len(SCHEMES) * 2 * (n_test + 2 * n_adversarial)
 
 
 def accuracy_change(result: dict) -> np.ndarray:
     """Per seed and test input: quantised minus float32 correctness (-1, 0 or 1); its mean is the
     accuracy change quantisation makes (higher is better)."""
-    return result["quantised_correct"] - result["float_correct"]
+    return result["quantised_correct"].astype(int) - result["float_correct"].astype(int)

@@ -227,6 +227,30 @@ def mean_interval(values, level: float = 0.95) -> Estimate:
     return Estimate(float(m.mean()), lo, hi, level, s, n)
 
 
+def within_model_difference(first, second, level: float = 0.95) -> Estimate:
+    """Mean of first - second where both (seeds x examples) matrices are the same models'
+    outcomes on the same examples (row k is seed k's model in both: the model before and after a
+    change made to it, such as quantisation), with a t-interval over seeds and examples of the
+    per-example differences. Unlike `paired_comparison`, whose arms are different architectures
+    with unpaired seeds, seed k is paired with itself. For 0/1 outcomes no discordant pair at all
+    is not proof of no difference: at least the variance of an Agresti-Coull share of discordant
+    pairs (about the rule of three's reach)."""
+    a, b = _as_matrix(first), _as_matrix(second)
+    if a.shape != b.shape:
+        raise ValueError(f"a within-model difference needs the same seeds and examples: {a.shape} vs {b.shape}")
+    binary = _binary(first) and _binary(second)
+    m = a - b
+    s, n = m.shape
+    seeds = _seed_part(m.mean(1), _interaction(m))
+    example_var = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
+    if binary:
+        discordant = (float(np.abs(m).sum()) + 2) / (m.size + 4)
+        example_var = max(example_var, discordant / m.size)
+    lo, hi, _, _, _ = _t_interval(float(m.mean()), [_seed_parts(seeds, s), (example_var, n - 1, example_var)], level)
+    lo, hi = _clip(lo, hi, (-1.0, 1.0) if binary else None)
+    return Estimate(float(m.mean()), lo, hi, level, s, n)
+
+
 def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0.05) -> Comparison:
     """Compare two (seeds x examples) matrices measured on the same examples."""
     a, b = _as_matrix(candidate), _as_matrix(baseline)
@@ -314,3 +338,7 @@ class Statistics:
 
     def compare(self, candidate, baseline) -> Comparison:
         return paired_comparison(candidate, baseline, self.level, self.alpha)
+
+    def difference(self, first, second) -> Estimate:
+        """One set of models before and after a change: `within_model_difference`."""
+        return within_model_difference(first, second, self.level)
