@@ -204,3 +204,17 @@ def test_a_model_against_itself_after_a_change_is_paired_by_seed():
     assert lost.value == pytest.approx(expected) and lost.ci_low > 0
     with pytest.raises(ValueError, match="same seeds and examples"):
         within_model_difference(before, after[:2])
+
+
+def test_two_unchanged_arms_are_not_an_exact_tie():
+    from swiglu_audit.verdicts.stats import change_comparison
+
+    rng = np.random.default_rng(1)
+    a, b = rng.random((3, 360)) < 0.95, rng.random((3, 360)) < 0.9
+    tie = change_comparison(a, a.copy(), b, b.copy())
+    assert tie.difference == 0.0 and tie.ci_low < 0 < tie.ci_high < 0.01  # not [0, 0]
+    worse = a.copy()
+    worse[:, :72] = False  # the treatment costs the candidate about a fifth of its inputs
+    hurt = change_comparison(a, worse, b, b.copy())
+    assert hurt.difference == pytest.approx(-float(a[:, :72].mean()) * 72 / 360)
+    assert hurt.ci_high < -0.1

@@ -62,8 +62,8 @@ QUANTISED_ACCURACY = CheckInfo(
                 "the prediction flip rate and the robust accuracy before and after quantisation on the "
                 "adversarial suite's Linf worst case, crafted on the float32 model (per input, the "
                 "example of the first attack that broke it, PGD's where none did; the quantised model "
-                "has no gradient: these are the examples an attacker holding the float weights brings), "
-                "each with its interval.",
+                "has no gradient: these are the examples an attacker holding the float weights brings; "
+                "transferred, they make the quantised figure an upper bound), each with its interval.",
     mitigation=_QUANTISE_WITH_CARE,
     condition=Ceiling("max_int8_accuracy_drop", "accuracy lost to quantisation", breached=Status.FAIL,
                       by_aspect=(("fp8", "max_fp8_accuracy_drop"),)),

@@ -134,7 +134,3 @@ def planned_passes(config) -> int:
     return n_test + len(SCHEMES) * 2 * (n_test + 2 * n_adversarial)
 
 
-def accuracy_change(result: dict) -> np.ndarray:
-    """Per seed and test input: quantised minus float32 correctness (-1, 0 or 1); its mean is the
-    accuracy change quantisation makes (higher is better)."""
-    return result["quantised_correct"].astype(int) - result["float_correct"].astype(int)

@@ -251,6 +251,24 @@ def within_model_difference(first, second, level: float = 0.95) -> Estimate:
     return Estimate(float(m.mean()), lo, hi, level, s, n)
 
 
+def change_comparison(before_a, after_a, before_b, after_b, level: float = 0.95, alpha: float = 0.05) -> Comparison:
+    """Candidate - baseline of the change a treatment makes to each (mean of after - before),
+    where each architecture's before and after are the same models' 0/1 outcomes on the same
+    examples (quantisation, say). As `paired_comparison` on the two change matrices, with each
+    side's `within_model_difference` floor: two arms in which no outcome changed are not proof
+    that neither changes."""
+    change_a = _as_matrix(after_a) - _as_matrix(before_a)
+    change_b = _as_matrix(after_b) - _as_matrix(before_b)
+    if change_a.shape[1] != change_b.shape[1]:
+        raise ValueError(f"a change comparison needs the same examples: {change_a.shape[1]} vs {change_b.shape[1]}")
+    n = change_a.shape[1]
+    seeds_a, seeds_b = (_seed_part(m.mean(1), _interaction(m)) for m in (change_a, change_b))
+    example_var = float(np.var(change_a.mean(0) - change_b.mean(0), ddof=1)) / n if n > 1 else 0.0
+    floor = sum((float(np.abs(m).sum()) + 2) / (m.size + 4) / m.size for m in (change_a, change_b))
+    return _comparison(float(change_a.mean()), float(change_b.mean()), (seeds_a, change_a.shape[0]),
+                       (seeds_b, change_b.shape[0]), max(example_var, floor), n, level, alpha, (-2.0, 2.0))
+
+
 def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0.05) -> Comparison:
     """Compare two (seeds x examples) matrices measured on the same examples."""
     a, b = _as_matrix(candidate), _as_matrix(baseline)
@@ -338,6 +356,10 @@ class Statistics:
 
     def compare(self, candidate, baseline) -> Comparison:
         return paired_comparison(candidate, baseline, self.level, self.alpha)
+
+    def compare_changes(self, before_a, after_a, before_b, after_b) -> Comparison:
+        """Candidate vs baseline on the change a treatment makes to each: `change_comparison`."""
+        return change_comparison(before_a, after_a, before_b, after_b, self.level, self.alpha)
 
     def difference(self, first, second) -> Estimate:
         """One set of models before and after a change: `within_model_difference`."""
