@@ -24,6 +24,7 @@ from .settings import (
     SECTIONS,
     TOOL_TABLE,
     AdversarialSettings,
+    FairnessSettings,
     NumericalSettings,
     OodSettings,
     PoisoningSettings,
@@ -107,6 +108,7 @@ class AuditConfig:
     ood: OodSettings = field(default_factory=lambda: _section_default("ood"))
     numerical: NumericalSettings = field(default_factory=lambda: _section_default("numerical"))
     statistics: StatisticsSettings = field(default_factory=lambda: _section_default("statistics"))
+    fairness: FairnessSettings = field(default_factory=lambda: _section_default("fairness"))
     policy: dict = field(default_factory=lambda: dict(DEFAULT_POLICY))
     project_root: Path = Path(".")
     update_golden: bool = False  # regenerate golden output files instead of comparing

@@ -72,7 +72,8 @@ class AuditSession:
     @property
     def data(self) -> AuditData:
         if self._data is None:
-            self._data = load_audit_data(self.config.dataset, self.config.cache_dir, self.config.live)
+            self._data = load_audit_data(self.config.dataset, self.config.cache_dir, self.config.live,
+                                         self.config.fairness.group_feature)
         return self._data
 
     @property

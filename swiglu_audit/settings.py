@@ -1,7 +1,7 @@
 """The typed settings sections, and the shipped defaults they are read from.
 
 Each section of `[tool.swiglu_audit]` (training, adversarial, poisoning, ood, numerical,
-statistics) is a frozen dataclass. Its fields are the schema: a user's table is merged over the
+statistics, fairness) is a frozen dataclass. Its fields are the schema: a user's table is merged over the
 profile's values from `settings.toml`, every key is checked against the fields (a typo is a usage
 error naming the known keys), every value against the field's type, and each section's `check`
 adds the rules that tie its values together. Lists become tuples, so a section cannot be changed
@@ -215,8 +215,20 @@ class StatisticsSettings(Section):
                                           "(seeds per architecture that seeds = \"auto\" may train); the default is 8")
 
 
+@dataclass(frozen=True)
+class FairnessSettings(Section):
+    name: ClassVar[str] = "fairness"
+    # (N, D) data: the feature whose values name the groups the fairness suite compares (a category,
+    # or below and at or above its median); -1: none (groups_test in the dataset names them instead)
+    group_feature: int
+
+    def check(self) -> None:
+        expect(self.group_feature >= -1, f"[{TOOL_TABLE}.fairness] group_feature must be a feature index (0, 1, ...) "
+                                         "or -1 for none")
+
+
 SECTIONS: tuple[type[Section], ...] = (TrainingSettings, AdversarialSettings, PoisoningSettings, OodSettings,
-                                       NumericalSettings, StatisticsSettings)
+                                       NumericalSettings, StatisticsSettings, FairnessSettings)
 SECTION_NAMES = tuple(s.name for s in SECTIONS)
 
 
@@ -260,9 +272,13 @@ def _coerce_field(value: Any, hint: Any, key: str, where: str) -> Any:
         expect(isinstance(value, dict), f"[{TOOL_TABLE}.{key}] must be a table")
         return {str(k): coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
     value = coerce(value, hint, key)
-    if hint in (int, float):
+    if hint in (int, float) and key not in SIGNED_FIELDS:
         expect(value >= 0, f"{where} {key.split('.')[-1]} must not be negative")
     return value
+
+
+# numbers whose negative values mean something (the section's own check says what)
+SIGNED_FIELDS = frozenset({"fairness.group_feature"})
 
 
 def coerce(value: Any, kind: type, key: str) -> Any:

@@ -17,13 +17,14 @@ from swiglu_audit.config import OPT_ENABLE, OPT_REPORT_DIR, OPT_SEEDS, OPT_UPDAT
 # Per model: worst case, 8 sanity checks; 5 poisoning (label flip, targeted flip, backdoor,
 # detection, training-set scan); 5 OOD (detection near and far, selective prediction, corruptions,
 # calibration); 2 precisions, determinism, 2 golden, round-trip; training efficiency; FFN
-# outliers, int8 and fp8 accuracy.
-PER_MODEL = 1 + 8 + 5 + 5 + 2 + 1 + 2 + 1 + 1 + 3
+# outliers, int8 and fp8 accuracy; class disparity of accuracy, robust accuracy and corrupted
+# accuracy (group disparity: no groups are given).
+PER_MODEL = 1 + 8 + 5 + 5 + 2 + 1 + 2 + 1 + 1 + 3 + 3
 # Per pair: worst case, transfer, clean accuracy; label flip, backdoor, detectability by each of
 # the 2 detectors; MSP AUROC near and far, corruption accuracy; 8 efficiency comparisons (FLOPs,
 # steps and seconds to target, final accuracy, step time, latency, throughput, training memory);
-# int8 and fp8 accuracy change, FFN outliers.
-PER_PAIR = 3 + 4 + 3 + 8 + 3
+# int8 and fp8 accuracy change, FFN outliers; worst-class accuracy and robust accuracy.
+PER_PAIR = 3 + 4 + 3 + 8 + 3 + 2
 # Once: the op's property check and gradcheck; split leakage, train duplicates, label errors; the
 # training set's verdict from every model's scan.
 ONCE = 2 + 3 + 1

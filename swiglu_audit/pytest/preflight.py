@@ -72,7 +72,7 @@ def check_setup(config: AuditConfig, show_tracebacks: bool = False) -> None:
     from ..training.data import load_audit_data
 
     try:
-        data = load_audit_data(config.dataset, config.cache_dir, config.live)
+        data = load_audit_data(config.dataset, config.cache_dir, config.live, config.fairness.group_feature)
     except ContractError as exc:  # the models cannot be probed without data
         raise SetupError(*_messages(exc, show_tracebacks), *problems) from None
     if problems:  # weights that cannot be read: the models' probes would only repeat them

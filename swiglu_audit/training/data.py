@@ -52,6 +52,18 @@ class AuditData:
     x_live: torch.Tensor | None = None  # production inputs, same shape and range as x_test
     y_live: torch.Tensor | None = None  # their labels, when they arrived
     live_hash: str | None = None  # sha256 of the live data: reported, never in the fingerprint
+    # The groups a user names (the fairness suite): one label per test input, from `groups_test`
+    # in the factory's mapping or from a feature's values (`fairness.group_feature`); never in the
+    # fingerprint: naming groups must not retrain a cached model
+    groups_test: np.ndarray | None = None
+    groups_source: str | None = None  # where the groups came from, in words
+
+    def group_codes(self) -> tuple[np.ndarray, list[str]]:
+        """(a group index per test input, the group names in index order)."""
+        if self.groups_test is None:
+            raise ValueError("no groups were given")
+        names, codes = np.unique(self.groups_test, return_inverse=True)
+        return codes.astype(np.int64), [str(n) for n in names]
 
     def source_train_indices(self, indices) -> list[int]:
         """Training-split positions -> positions in the user's own x_train, for reports."""
@@ -129,10 +141,13 @@ def load_digits_data() -> AuditData:
     return make_audit_data("digits", splits, n_classes=10)
 
 
-def load_audit_data(dataset: str | None, cache_dir: str | Path, live: str | None = None) -> AuditData:
-    """The audit's data (`_load_audit_data`), with the live data of `live` attached when given."""
+def load_audit_data(dataset: str | None, cache_dir: str | Path, live: str | None = None,
+                    group_feature: int = -1) -> AuditData:
+    """The audit's data (`_load_audit_data`), with the live data of `live` attached when given,
+    and groups named by `group_feature` when it is a feature index."""
     data = _load_audit_data(dataset, cache_dir)
-    return attach_live(data, live) if live else data
+    data = attach_live(data, live) if live else data
+    return groups_from_feature(data, group_feature) if group_feature >= 0 else data
 
 
 def attach_live(data: AuditData, live: str) -> AuditData:
@@ -307,11 +322,57 @@ def load_user_data(import_path: str, folder: Path | None = None) -> AuditData:
         x_train, y_train, x_val, y_val, source_index = _carve_validation(*checked["train"])
         checked = {"train": (x_train, y_train), "val": (x_val, y_val), "test": checked["test"]}
     data = make_audit_data(str(raw.get("name", import_path)), checked, n_classes, source_index, modality)
+    if "groups_test" in raw:
+        data = dataclasses.replace(data, groups_test=_as_groups(raw["groups_test"], len(data.y_test), where),
+                                   groups_source="groups_test in the dataset factory's mapping")
     has_live = "x_live" in raw or _dataset_at(raw, "live") is not None
     return _with_live(data, raw, where, folder) if has_live else data
 
 
 MODALITIES = ("image", "tabular")
+MAX_GROUPS = 50  # more distinct values than this is a continuous feature or an id, not groups
+
+
+def _as_groups(value, n_test: int, where: str) -> np.ndarray:
+    """groups_test as one string label per test input."""
+    try:
+        groups = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+    except Exception as exc:
+        raise DataContractError(f"{where}: groups_test cannot be read as an array ({exc}); give one group "
+                                "label (int or str) per test input") from exc
+    if groups.ndim != 1 or len(groups) != n_test:
+        raise DataContractError(f"{where}: groups_test has shape {groups.shape}; give one group label per test "
+                                f"input ({n_test})")
+    labels = groups.astype(str)
+    distinct = len(np.unique(labels))
+    if not 2 <= distinct <= MAX_GROUPS:
+        raise DataContractError(f"{where}: groups_test has {distinct} distinct group(s); give between 2 and "
+                                f"{MAX_GROUPS} groups (a sensitive attribute, a region, a data source)")
+    return labels
+
+
+def groups_from_feature(data: AuditData, feature: int) -> AuditData:
+    """`data` with groups named by one feature of (N, D) data: its values where it has at most 10
+    (a category), else below and at-or-above its training median."""
+    if data.modality != "tabular":
+        raise DataContractError(f"[tool.swiglu_audit.fairness] group_feature = {feature} needs (N, D) feature "
+                                f"vectors; this data is {data.modality}: give groups_test in the dataset instead")
+    n_features = data.x_test.shape[-1]
+    if not 0 <= feature < n_features:
+        raise DataContractError(f"[tool.swiglu_audit.fairness] group_feature = {feature} is not a feature index "
+                                f"of this data (0 to {n_features - 1})")
+    values = data.x_test[..., feature].reshape(-1).numpy()
+    if len(np.unique(values)) <= 10:
+        labels = np.array([f"feature {feature} = {v:.4g}" for v in values])
+        how = f"the values of feature {feature}"
+    else:
+        median = float(data.x_train[..., feature].reshape(-1).median())
+        labels = np.where(values < median, f"feature {feature} < {median:.4g}", f"feature {feature} >= {median:.4g}")
+        how = f"feature {feature} below and at or above its training median {median:.4g}"
+    if len(np.unique(labels)) < 2:
+        raise DataContractError(f"[tool.swiglu_audit.fairness] group_feature = {feature} takes one value on the "
+                                "test split: no groups to compare")
+    return dataclasses.replace(data, groups_test=labels, groups_source=how)
 
 
 def _dataset_at(raw, split: str):

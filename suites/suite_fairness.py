@@ -1,0 +1,113 @@
+"""Fairness suite: per model, who pays for the errors by class (clean, under the Linf worst case,
+under corruptions) and by the groups the user named; per pair, whether the SwiGLU candidate
+amplifies a disparity against the baseline."""
+
+import numpy as np
+import pytest
+
+from swiglu_audit.checks.fairness import (
+    CLASS_DISPARITY,
+    GROUP_DISPARITY,
+    PARITY_COMPARISON,
+    WORST_CLASS_COMPARISON,
+    WORST_GROUP_COMPARISON,
+)
+from swiglu_audit.measure import fairness as measure
+from swiglu_audit.verdicts.risk import judged_finding
+from swiglu_audit.verdicts.sequential import judged_comparison
+from swiglu_audit.verdicts.stats import replicate_comparison, replicate_estimate
+
+
+def _estimate(audit, per_seed, replicates, n_examples):
+    return replicate_estimate(per_seed, replicates, n_examples, audit.statistics.level, bounds=(0.0, 1.0))
+
+
+def _skip_without_groups(audit):
+    why = measure.groups_missing(audit)
+    if why:
+        pytest.skip(why)
+
+
+@pytest.mark.parametrize("outcome", list(measure.OUTCOMES))
+@pytest.mark.swiglu_audit_check(CLASS_DISPARITY)
+def test_class_disparity(audit, audit_model, outcome, record_finding):
+    if outcome == "corrupted" and not audit.config.ood.corruptions:
+        pytest.skip("no corruptions configured ([tool.swiglu_audit.ood] corruptions)")
+    r = measure.by_class(audit, audit_model, outcome)
+    n = r["n_examples"]
+    gap, worst = _estimate(audit, r["gap"], r["gap_replicates"], n), _estimate(audit, r["worst"], r["worst_replicates"], n)
+    per_class = [{"class": int(c), "value": float(np.mean(r["per_class"][:, c])), "size": r["class_sizes"][c]}
+                 for c in r["present"]]
+    worst_class = min(per_class, key=lambda p: p["value"])
+    what = (f"gap between the best and the worst class, {measure.OUTCOMES[outcome]} (worst: class "
+            f"{worst_class['class']}, {worst.value:.3f} [{worst.ci_low:.3f}, {worst.ci_high:.3f}])")
+    record_finding(judged_finding(
+        CLASS_DISPARITY, [audit_model], gap.value, audit.config.policy, what, ci=(gap.ci_low, gap.ci_high),
+        ci_level=gap.level, aspect=outcome,
+        details={"outcome": measure.OUTCOMES[outcome], "level": outcome, "per_class": per_class,
+                 "worst_class": worst_class["class"], "worst": worst.to_dict(), "gap": gap.to_dict(),
+                 "n_examples": n, "groups": measure.groups_missing(audit) or "given (see group_disparity)"}))
+
+
+@pytest.mark.swiglu_audit_check(GROUP_DISPARITY)
+def test_group_disparity(audit, audit_model, record_finding):
+    _skip_without_groups(audit)
+    r = measure.by_group(audit, audit_model)
+    n = len(audit.data.y_test)
+    estimates = {k: replicate_estimate(r[k], r[f"{k}_replicates"], n, audit.statistics.level, bounds=(0.0, 1.0))
+                 for k in ("equalized_odds_difference", "demographic_parity_difference", "worst_group_accuracy")}
+    eo = estimates["equalized_odds_difference"]
+    by_group = [{"group": g, "index": i, "value": float(np.mean(r["accuracy_by_group"][:, i])), "size": r["group_sizes"][i]}
+                for i, g in enumerate(r["groups"])]
+    worst = estimates["worst_group_accuracy"]
+    record_finding(judged_finding(
+        GROUP_DISPARITY, [audit_model], eo.value, audit.config.policy,
+        f"equalised-odds difference between the {len(r['groups'])} groups ({audit.data.groups_source}); "
+        f"demographic-parity difference {estimates['demographic_parity_difference'].value:.3f}, worst-group accuracy "
+        f"{worst.value:.3f} [{worst.ci_low:.3f}, {worst.ci_high:.3f}]",
+        ci=(eo.ci_low, eo.ci_high), ci_level=eo.level,
+        details={**{k: e.to_dict() for k, e in estimates.items()}, "by_group": by_group,
+                 "group_curve": [{"group": p["index"], "value": p["value"]} for p in by_group],
+                 "groups_from": audit.data.groups_source, "fairlearn_per_seed": r["fairlearn"]}))
+
+
+def _compare(key_a, key_b, session, n):
+    return replicate_comparison(key_a[0], key_a[1], key_b[0], key_b[1], n, session.statistics.level,
+                                session.statistics.alpha, bounds=(-1.0, 1.0))
+
+
+@pytest.mark.parametrize("outcome", ["accuracy", "robust"])
+@pytest.mark.swiglu_audit_check(WORST_CLASS_COMPARISON)
+def test_worst_class_accuracy_vs_baseline(audit, audit_pair, outcome, record_finding):
+    def compare(session):
+        a, b = (measure.by_class(session, m, outcome) for m in audit_pair)
+        return _compare((a["worst"], a["worst_replicates"]), (b["worst"], b["worst_replicates"]), session, a["n_examples"])
+    record_finding(judged_comparison(audit, WORST_CLASS_COMPARISON, audit_pair,
+                                     f"worst-class {measure.OUTCOMES[outcome]}", compare, aspect=outcome))
+
+
+@pytest.mark.swiglu_audit_check(WORST_GROUP_COMPARISON)
+def test_worst_group_accuracy_vs_baseline(audit, audit_pair, record_finding):
+    _skip_without_groups(audit)
+
+    def compare(session):
+        a, b = (measure.by_group(session, m) for m in audit_pair)
+        key = "worst_group_accuracy"
+        return _compare((a[key], a[f"{key}_replicates"]), (b[key], b[f"{key}_replicates"]), session,
+                        len(session.data.y_test))
+    record_finding(judged_comparison(audit, WORST_GROUP_COMPARISON, audit_pair,
+                                     f"worst-group accuracy ({audit.data.groups_source})", compare))
+
+
+@pytest.mark.parametrize("parity", ["demographic_parity", "equalized_odds"])
+@pytest.mark.swiglu_audit_check(PARITY_COMPARISON)
+def test_group_parity_vs_baseline(audit, audit_pair, parity, record_finding):
+    _skip_without_groups(audit)
+    key = f"{parity}_difference"
+
+    def compare(session):
+        a, b = (measure.by_group(session, m) for m in audit_pair)
+        return _compare((a[key], a[f"{key}_replicates"]), (b[key], b[f"{key}_replicates"]), session,
+                        len(session.data.y_test))
+    record_finding(judged_comparison(audit, PARITY_COMPARISON, audit_pair,
+                                     f"{parity.replace('_', ' ')} difference between groups", compare, aspect=parity))

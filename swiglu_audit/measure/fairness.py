@@ -1,0 +1,79 @@
+"""Fairness measurements per model, over all training seeds, memoised per process: who pays for
+the errors, by class (accuracy, robust accuracy under the adversarial suite's Linf worst case,
+accuracy under the OOD suite's corruptions) and by the groups a user names.
+
+The outcomes are the other suites' own (the same test inputs, attacks and corruptions), so this
+suite trains and attacks nothing of its own."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..methods.attack_registry import threat_attacks
+from ..methods.fairness import class_disparity, fairlearn_report, group_disparity
+from ..training.train import predict_logits
+from . import adversarial as adversarial_measure
+from . import ood as ood_measure
+
+if TYPE_CHECKING:
+    from ..session import AuditSession
+
+# what each per-class outcome is, in words, and where it comes from
+OUTCOMES = {
+    "accuracy": "accuracy on the test split",
+    "robust": "robust accuracy under the adversarial suite's Linf worst case",
+    "corrupted": "accuracy under the OOD suite's corruptions (mean over corruptions and severities)",
+}
+
+
+def outcomes(audit: AuditSession, name: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds x examples outcome matrix, the examples' labels) for one kind of OUTCOMES."""
+    data = audit.data
+    if kind == "accuracy":
+        return adversarial_measure.clean_correct(audit, name), data.y_test.numpy()
+    if kind == "robust":
+        result = adversarial_measure.adversarial(audit, name)
+        linf = threat_attacks(audit.config.adversarial.attacks, "linf")
+        robust = result["clean"].astype(bool)
+        for attack in linf:
+            robust = robust & result["per_attack"][attack].astype(bool)
+        return robust, data.y_test[: robust.shape[1]].numpy()
+    if kind == "corrupted":
+        corrupted = ood_measure.mean_corrupted_correct(ood_measure.corruption(audit, name))
+        return corrupted, data.y_test[: corrupted.shape[1]].numpy()
+    raise ValueError(f"unknown outcome {kind!r}; known: {sorted(OUTCOMES)}")
+
+
+def by_class(audit: AuditSession, name: str, kind: str) -> dict:
+    def compute():
+        values, labels = outcomes(audit, name, kind)
+        stats = audit.statistics
+        return {**class_disparity(values, labels, audit.data.n_classes, stats.n_boot, stats.seed),
+                "n_examples": len(labels), "class_sizes": np.bincount(labels, minlength=audit.data.n_classes).tolist()}
+    return audit.memo(("fairness-class", name, kind), compute)
+
+
+def groups_missing(audit: AuditSession) -> str | None:
+    """Why the group metrics cannot run here, or None when the user named groups."""
+    if audit.data.groups_test is None:
+        return ("groups not given: per-class disparity only. Name groups with a groups_test array in the dataset "
+                "factory's mapping (one group label per test input), or, for (N, D) data, a feature whose "
+                "values are the groups with [tool.swiglu_audit.fairness] group_feature")
+    return None
+
+
+def by_group(audit: AuditSession, name: str) -> dict:
+    def compute():
+        data, stats = audit.data, audit.statistics
+        codes, names = data.group_codes()
+        y = data.y_test.numpy()
+        predictions = np.stack([predict_logits(m.module, data.x_test, audit.device).argmax(1).numpy()
+                                for m in audit.zoo.models(name)])
+        out = group_disparity(predictions, y, codes, len(names), data.n_classes, stats.n_boot, stats.seed)
+        out["fairlearn"] = [fairlearn_report(y, p, np.asarray(names)[codes], data.n_classes) for p in predictions]
+        out["groups"] = names
+        out["group_sizes"] = np.bincount(codes, minlength=len(names)).tolist()
+        return out
+    return audit.memo(("fairness-group", name), compute)

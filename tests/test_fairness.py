@@ -1,0 +1,179 @@
+"""The fairness suite: each metric against fairlearn's own computation on the same predictions,
+the per-class disparity by hand, the groups contract, and, through the user contract, a model
+built to serve one group worse against the same architecture that is not."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY_AUDIT_TOML
+
+from swiglu_audit.config import OPT_ENABLE
+from swiglu_audit.errors import DataContractError
+from swiglu_audit.methods.fairness import (
+    class_disparity,
+    fairlearn_report,
+    group_disparity,
+    group_metrics,
+    stratified_resamples,
+    stratum_means,
+)
+
+
+def _predictions(n_classes: int, n: int = 900, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 3, n)
+    y = rng.integers(0, n_classes, n)
+    # group 2 is served worse: its predictions are right less often
+    right = rng.random(n) < np.where(groups == 2, 0.6, 0.9)
+    pred = np.where(right, y, rng.integers(0, n_classes, n))
+    return y, pred, groups
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_group_metrics_are_fairlearns(n_classes):
+    y, pred, groups = _predictions(n_classes)
+    names = np.array(["a", "b", "c"])[groups]
+    ours = group_metrics(y, pred, groups, 3, n_classes)
+    theirs = fairlearn_report(y, pred, names, n_classes)
+    for key in ("demographic_parity_difference", "equalized_odds_difference", "worst_group_accuracy"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-12), key
+    assert ours["accuracy_by_group"] == pytest.approx([theirs["by_group"][g]["accuracy"] for g in "abc"])
+    assert sum(v["size"] for v in theirs["by_group"].values()) == len(y)
+    assert theirs["worst_group_accuracy"] == theirs["by_group"]["c"]["accuracy"]  # the group served worse
+
+
+def test_class_disparity_by_hand():
+    labels = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    outcomes = np.array([[1, 1, 1, 0, 0, 1, 1, 1, 1, 0],
+                         [1, 0, 1, 1, 1, 1, 1, 1, 1, 1]], dtype=bool)
+    r = class_disparity(outcomes, labels, 4, n_boot=200, seed=0)
+    assert r["present"] == [0, 1, 2]  # class 3 has no test input: left out, not counted as 0
+    assert np.allclose(r["per_class"][:, :3], [[1.0, 1 / 3, 0.8], [0.5, 1.0, 1.0]])
+    assert np.allclose(r["worst"], [1 / 3, 0.5]) and np.allclose(r["gap"], [2 / 3, 0.5])
+    assert r["worst_replicates"].shape == (2, 200)
+    # every resample keeps each class's size, so a class is never missing from a replicate
+    assert np.isfinite(r["worst_replicates"]).all() and (r["gap_replicates"] >= 0).all()
+
+
+def test_stratified_resamples_keep_each_stratum_and_its_size():
+    strata = np.array([0, 0, 0, 1, 1, 2])
+    draws = stratified_resamples(strata, 50, seed=3)
+    assert draws.shape == (50, 6)
+    assert (strata[draws] == strata).all()
+    assert np.array_equal(draws, stratified_resamples(strata, 50, seed=3))  # shared by the models compared
+
+
+def test_group_disparity_intervals_come_from_resamples_around_the_per_seed_values():
+    y, pred, groups = _predictions(2)
+    r = group_disparity(np.stack([pred, pred]), y, groups, 3, 2, n_boot=200, seed=0)
+    assert r["worst_group_accuracy"][0] == pytest.approx(group_metrics(y, pred, groups, 3, 2)["worst_group_accuracy"])
+    reps = r["worst_group_accuracy_replicates"]
+    assert reps.shape == (2, 200) and abs(reps.mean() - r["worst_group_accuracy"][0]) < 0.02
+    assert np.isnan(stratum_means(np.ones((1, 4)), np.array([0, 0, 2, 2]), 3)[0, 1])  # an empty stratum: NaN, not 0
+
+
+def test_groups_are_checked_where_they_are_given():
+    import torch
+
+    from swiglu_audit.training.data import _as_groups, groups_from_feature, load_digits_data
+
+    with pytest.raises(DataContractError, match="one group label per test input"):
+        _as_groups([0, 1, 0], 5, "factory")
+    with pytest.raises(DataContractError, match="between 2 and"):
+        _as_groups([1, 1, 1], 3, "factory")
+    assert _as_groups(torch.tensor([0, 1, 1]), 3, "factory").tolist() == ["0", "1", "1"]
+    with pytest.raises(DataContractError, match="groups_test in the dataset instead"):
+        groups_from_feature(load_digits_data(), 0)
+
+
+# A tabular set whose group-1 labels the features predict worse (a fifth of them flipped), group
+# named by feature 0; a model built to serve group 1 worse (it flips its own answer on half of that
+# group once trained) and two that are not.
+GROUP_DATA = '''
+import numpy as np
+
+def load():
+    rng = np.random.default_rng(0)
+    n = 1500
+    x = rng.random((n, 6)).astype("float32")
+    x[:, 0] = (rng.random(n) < 0.4).astype("float32")  # the group
+    y = (x[:, 1] + x[:, 2] - x[:, 3] > 0.5).astype("int64")
+    noisy = (x[:, 0] == 1) & (rng.random(n) < 0.2)
+    y[noisy] = 1 - y[noisy]
+    return {"x_train": x[:900], "y_train": y[:900], "x_val": x[900:1100], "y_val": y[900:1100],
+            "x_test": x[1100:], "y_test": y[1100:], "name": "grouped"}
+'''
+
+GROUP_MODELS = '''
+import torch
+from torch import nn
+from swiglu_audit.training.nn import ModelConfig, build_model
+
+def _mlp(ffn, input_shape, n_classes):
+    return build_model(ModelConfig(ffn=ffn, input_shape=input_shape, n_classes=n_classes, d_model=32, ffn_hidden=96))
+
+class ServesGroupOneWorse(nn.Module):
+    def __init__(self, input_shape, n_classes):
+        super().__init__()
+        self.inner = _mlp("swiglu", input_shape, n_classes)
+    def forward(self, x):
+        logits = self.inner(x)
+        if self.training:
+            return logits
+        flat = x.reshape(len(x), -1)
+        hurt = (flat[:, 0] > 0.5) & (flat[:, 4] > 0.5)
+        return torch.where(hurt[:, None], logits.flip(1), logits)
+
+def make_unfair(input_shape, n_classes):
+    return ServesGroupOneWorse(input_shape, n_classes)
+
+def make_swiglu(input_shape, n_classes):
+    return _mlp("swiglu", input_shape, n_classes)
+
+def make_gelu(input_shape, n_classes):
+    return _mlp("gelu", input_shape, n_classes)
+'''
+
+_GROUP_TESTS = "group_disparity or worst_group or group_parity"
+
+
+def _group_audit(pytester, candidate: str, baseline: str) -> dict:
+    """A tiny audit of the grouped set, the group tests only; its findings by id."""
+    pytester.makepyfile(groupdata=GROUP_DATA, groupmodels=GROUP_MODELS)
+    pytester.syspathinsert()
+    factory = lambda name: f"groupmodels:make_{name.split('-')[0]}"
+    pytester.makefile(".toml", pyproject=(
+        TINY_AUDIT_TOML.replace("[tool.swiglu_audit]\n", '[tool.swiglu_audit]\ndataset = "groupdata:load"\n', 1)
+        + f'\n[[tool.swiglu_audit.models]]\nname = "{candidate}"\nfactory = "{factory(candidate)}"\nrole = "candidate"\n'
+        + f'\n[[tool.swiglu_audit.models]]\nname = "{baseline}"\nfactory = "{factory(baseline)}"\n'
+        + "\n[tool.swiglu_audit.fairness]\ngroup_feature = 0\n"))
+    pytester.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", _GROUP_TESTS)
+    doc = json.loads((pytester.path / "reports" / "report.json").read_text())
+    return {f["id"]: f for f in doc["findings"]}
+
+
+def test_a_model_that_serves_a_group_worse_fails_the_amplification_check(tiny_project):
+    found = _group_audit(tiny_project, "unfair-swiglu", "gelu-mlp")
+    amplified = found["fairness.worst_group_accuracy_vs_baseline[unfair-swiglu-vs-gelu-mlp]"]
+    assert amplified["status"] == "FAIL", amplified["reason"]
+    assert amplified["value"] < -0.2
+    unfair = found["fairness.group_disparity[unfair-swiglu]"]
+    fair = found["fairness.group_disparity[gelu-mlp]"]
+    # the groups came from feature 0, and fairlearn's own per-seed figures are in the details
+    assert "feature 0" in unfair["details"]["groups_from"]
+    assert len(unfair["details"]["by_group"]) == 2
+    assert unfair["details"]["fairlearn_per_seed"][0]["worst_group_accuracy"] == pytest.approx(
+        unfair["details"]["worst_group_accuracy"]["value"], abs=0.1)
+    assert unfair["value"] > fair["value"] + 0.2  # equalised odds: the flipped answers open the gap
+    assert found["fairness.group_parity_vs_baseline[unfair-swiglu-vs-gelu-mlp][equalized_odds]"]["status"] == "FAIL"
+
+
+def test_a_pair_without_such_a_difference_does_not_fail(tiny_project):
+    found = _group_audit(tiny_project, "swiglu-mlp", "gelu-mlp")
+    pair = found["fairness.worst_group_accuracy_vs_baseline[swiglu-mlp-vs-gelu-mlp]"]
+    assert pair["status"] != "FAIL", pair["reason"]
+    # the group the features predict worse is the worst group of both models
+    for model in ("swiglu-mlp", "gelu-mlp"):
+        by_group = found[f"fairness.group_disparity[{model}]"]["details"]["by_group"]
+        assert min(by_group, key=lambda g: g["value"])["group"] == "feature 0 = 1"
