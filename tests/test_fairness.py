@@ -177,3 +177,15 @@ def test_a_pair_without_such_a_difference_does_not_fail(tiny_project):
     for model in ("swiglu-mlp", "gelu-mlp"):
         by_group = found[f"fairness.group_disparity[{model}]"]["details"]["by_group"]
         assert min(by_group, key=lambda g: g["value"])["group"] == "feature 0 = 1"
+
+
+def test_without_groups_the_audit_reports_per_class_disparity_and_says_groups_were_not_given(tiny_audit_report):
+    findings = [f for f in tiny_audit_report["findings"] if f["suite"] == "fairness"]
+    assert {f["check"] for f in findings} == {"class_disparity", "worst_class_accuracy_vs_baseline"}
+    accuracy = [f for f in findings if f["id"].endswith("[accuracy]") and f["check"] == "class_disparity"]
+    assert len(accuracy) == 2
+    for f in accuracy:
+        assert f["ci_low"] <= f["value"] <= f["ci_high"] and len(f["details"]["per_class"]) == 10
+        assert f["details"]["groups"].startswith("groups not given")
+    rows = [r for r in tiny_audit_report["coverage"] if r["suite"] == "fairness" and not r["measured"]]
+    assert rows and all("groups" in r["note"] for r in rows)

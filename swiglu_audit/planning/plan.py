@@ -173,7 +173,10 @@ def other_passes(config: AuditConfig, audit: AuditSession, name: str,
                   for t in trainings.values())
     ood_forward, ood_gradient = ood.planned_passes(config, data)
     poison_forward, scan_steps = poisoning.planned_passes(audit, name)
-    forward += seeds * (ood_forward + deployment.planned_passes(config)) + poison_forward
+    # the fairness suite's group metrics predict the whole test split once per seed (its class
+    # metrics reuse the other suites' outcomes)
+    fairness_forward = len(data.y_test) if data.groups_test is not None else 0
+    forward += seeds * (ood_forward + deployment.planned_passes(config) + fairness_forward) + poison_forward
     gradient = seeds * ood_gradient
     # the scan counted in steps over SCAN_INPUTS inputs (a step's cost is about linear in its inputs)
     scan = round(scan_steps / SCAN_INPUTS)
