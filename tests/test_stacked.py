@@ -32,16 +32,21 @@ def test_each_stacked_member_trains_as_it_would_alone(digits):
     the rounding of batched kernels, the same learning curve points."""
     seeds, recipe = [0, 1, 2], Recipe(epochs=2)
     lone = _members(seeds)
-    lone_records = [train_model(m, digits.x_train, digits.y_train, recipe, s, CPU, digits.x_val, digits.y_val)
-                    for m, s in zip(lone, seeds)]
+    lone_records = [train_model(m, digits.x_train, digits.y_train, recipe, s, CPU, digits.x_val, digits.y_val,
+                                outliers=True) for m, s in zip(lone, seeds)]
     stacked = _members(seeds)
     records = train_stacked(stacked, [digits.x_train] * 3, [digits.y_train] * 3, recipe, seeds, CPU,
-                            digits.x_val, digits.y_val)
+                            digits.x_val, digits.y_val, outliers=True)
     for alone, together, a_rec, s_rec in zip(lone, stacked, lone_records, records):
         assert a_rec["batch_digest"] == s_rec["batch_digest"]
         for (name, a), b in zip(alone.state_dict().items(), together.state_dict().values()):
             assert torch.allclose(a, b, atol=1e-4), name
         assert [p["step"] for p in a_rec["curve"]] == [p["step"] for p in s_rec["curve"]]
+        # the FFN outliers of each curve point (the deployment suite's growth curve), member by member
+        for a_point, s_point in zip(a_rec["curve"], s_rec["curve"]):
+            assert set(a_point["ffn"]) == set(s_point["ffn"]) == {"ffns.0.down_proj", "ffns.1.down_proj"}
+            for layer, stats in a_point["ffn"].items():
+                assert s_point["ffn"][layer]["absmax"] == pytest.approx(stats["absmax"], rel=0.05), layer
         assert s_rec["history"][-1]["val_accuracy"] == pytest.approx(a_rec["history"][-1]["val_accuracy"], abs=0.01)
         assert s_rec["stacked"] == 3 and s_rec["train_flops_per_example"] == a_rec["train_flops_per_example"]
     # the members differ from one another: their own seeds, not one model copied

@@ -167,10 +167,10 @@ def other_passes(config: AuditConfig, audit: AuditSession, name: str,
 
     data, seeds = audit.data, len(config.seeds)
     steps_per_epoch = math.ceil(len(data.y_train) / config.training.batch_size)
-    # each validation pass of a training also passes OUTLIER_PROBE inputs for the FFN's outliers
-    per_pass = len(data.y_val) + min(OUTLIER_PROBE, len(data.y_val))
-    forward = sum(len(t.seeds) * max(1, len(t.tags)) * validation_passes(t.epochs, steps_per_epoch) * per_pass
-                  for t in trainings.values())
+    # each validation pass of a clean training also passes OUTLIER_PROBE inputs for the FFN's outliers
+    forward = sum(len(t.seeds) * max(1, len(t.tags)) * validation_passes(t.epochs, steps_per_epoch)
+                  * (len(data.y_val) + (min(OUTLIER_PROBE, len(data.y_val)) if kind == "clean" else 0))
+                  for kind, t in trainings.items())
     ood_forward, ood_gradient = ood.planned_passes(config, data)
     poison_forward, scan_steps = poisoning.planned_passes(audit, name)
     # the fairness suite's group metrics predict the whole test split once per seed (its class

@@ -77,7 +77,8 @@ def batch_digest() -> hashlib.blake2b:
 
 def train_stacked(modules: list[nn.Module], inputs: list[torch.Tensor], labels: list[torch.Tensor],
                   recipe: Recipe, seeds: list[int], device: torch.device,
-                  x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None) -> list[dict]:
+                  x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
+                  outliers: bool = False) -> list[dict]:
     """Train `modules` (one architecture, each built under its seed) in place, member k on
     (inputs[k], labels[k]) with the data order of seeds[k]; one record per member, as
     `train.train_model` returns it, plus "stacked": K and "batch_digest"."""
@@ -93,7 +94,7 @@ def train_stacked(modules: list[nn.Module], inputs: list[torch.Tensor], labels: 
     template = copy.deepcopy(modules[0]).to("meta")
     # a real copy to hook: each member's FFN outliers at a curve point, as its lone training records them
     probe_model = copy.deepcopy(modules[0]).eval()
-    layers = ffn_layers(probe_model)
+    layers = ffn_layers(probe_model) if outliers else {}
 
     def forward(p, b, x):
         return functional_call(template, (p, b), (x,))

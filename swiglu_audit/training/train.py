@@ -26,9 +26,9 @@ from .nn import eval_mode
 # batch digests; 6: FFN outliers at every curve point
 TRAINER_REVISION = 6
 
-# Each learning-curve point also records the FFN's hidden-activation statistics (`activations.
-# outlier_point`) on this many validation inputs: how outliers grow over training.
-OUTLIER_PROBE = 256
+# Each learning-curve point of a clean training also records the FFN's hidden-activation
+# statistics (`activations.outlier_point`) on this many validation inputs: how outliers grow.
+OUTLIER_PROBE = 128
 
 
 # Validation accuracy must rise by more than this to count as an improvement for early stopping
@@ -80,13 +80,14 @@ def validation_passes(epochs: int, steps_per_epoch: int) -> int:
 
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, seed: int,
                 device: torch.device, x_val: torch.Tensor | None = None,
-                y_val: torch.Tensor | None = None) -> dict:
+                y_val: torch.Tensor | None = None, outliers: bool = False) -> dict:
     """Train in place with AdamW and a cosine schedule; returns a JSON-safe training record.
 
     Randomness comes only from `seed`: one generator shuffles the batches, and the model must
     already have been initialised under the same seed by the caller. With `recipe.patience` and a
     validation split, training stops early once neither validation accuracy nor the training loss
-    improves any more; the record then says at which epoch (`stopped_epoch`).
+    improves any more; the record then says at which epoch (`stopped_epoch`). With `outliers`,
+    each curve point also holds the FFN outlier statistics (`ffn`) on OUTLIER_PROBE validation inputs.
     """
     model.to(device).train()
     # The whole set moves to the device once where it fits there; otherwise (a large set on a GPU,
@@ -104,7 +105,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
     history, curve, step, examples = [], [], 0, 0
     best_accuracy, best_loss, best_epoch, stopped_epoch = -1.0, math.inf, 0, None
     started, eval_seconds = time.perf_counter(), 0.0
-    layers = ffn_layers(model)
+    layers = ffn_layers(model) if outliers else {}
 
     def evaluate() -> dict:
         """A point of the learning curve; its seconds are training time, evaluation excluded."""

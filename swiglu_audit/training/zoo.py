@@ -155,7 +155,8 @@ class Zoo:
                              f"({tag.split('-seed')[0]})")
         try:
             records = train_stacked(list(members.values()), [inputs] * len(members), [labels] * len(members),
-                                    recipe, list(members), self.device, self.data.x_val, self.data.y_val)
+                                    recipe, list(members), self.device, self.data.x_val, self.data.y_val,
+                                    outliers=tag == "clean")
         except FloatingPointError:  # a diverging training diverges alone too: let it say so there
             return {}
         except Exception:  # noqa: BLE001  NotStackable, or anything else the batched path meets: train alone
@@ -185,8 +186,9 @@ class Zoo:
                 model.load_state_dict(stacked[0])
                 return stacked
             self.progress.update(f"training {spec.name} seed {seed} ({tag.split('-seed')[0]})")  # tag without its cache suffix
+            # the FFN's outliers over training are the deployment suite's, read from clean trainings only
             record = train_model(model, inputs, labels, recipe, seed, self.device,
-                                 self.data.x_val, self.data.y_val)
+                                 self.data.x_val, self.data.y_val, outliers=tag == "clean")
             record["model"], record["tag"] = spec.name, tag  # what the checkpoint is, for whoever reads the cache
             return model.state_dict(), record
 
