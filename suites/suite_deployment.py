@@ -13,6 +13,7 @@ from swiglu_audit.methods.quantisation import SCHEMES, SERVING_BATCH
 from swiglu_audit.training.activations import FFN_MARKER
 from swiglu_audit.verdicts.risk import judged_finding
 from swiglu_audit.verdicts.sequential import judged_comparison
+from swiglu_audit.verdicts.stats import replicate_estimate
 
 _NO_FFN = ("no FFN found in '{model}': the audit looks for modules with up_proj and down_proj (the LLaMA "
            "naming) or for linear layers marked `{marker} = True` (mark the down projection, whose input is "
@@ -29,19 +30,22 @@ def _outliers_or_skip(audit, model) -> dict:
 @pytest.mark.swiglu_audit_check(ACTIVATION_OUTLIERS)
 def test_ffn_activation_outliers(audit, audit_model, record_finding):
     result = _outliers_or_skip(audit, audit_model)
-    worst = [max(stats.values(), key=lambda s: s["ratio_to_median"]) for stats in result["per_seed"]]
+    stats = audit.statistics
     worst_layer = max(result["per_seed"][0], key=lambda n: result["per_seed"][0][n]["ratio_to_median"])
-    logs = np.array([[math.log10(max(w["ratio_to_median"], 1e-30))] for w in worst])
-    est = audit.statistics.mean(logs)  # over seeds; the ratio is a property of the whole test set
-    # one model (weights loaded, or one seed): the ratio is measured, not estimated over seeds
-    value, ci = 10 ** est.value, ((10 ** est.ci_low, 10 ** est.ci_high) if len(logs) > 1 else None)
+    # the worst layer's ratio per seed is the largest per-input peak ratio; its interval covers the
+    # seeds and the inputs drawn (a sample's largest value grows with the sample)
+    log_peak = result["log_peak"]
+    est = replicate_estimate(log_peak.max(1), measure.peak_ratio_replicates(log_peak, stats.n_boot, stats.seed),
+                             log_peak.shape[1], stats.level)
+    value, ci = 10 ** est.value, (10 ** est.ci_low, 10 ** est.ci_high)
     grown = measure.growth(result["curve"])
     details = {"layers": {layer: {k: _mean(result["per_seed"], layer, k) for k in
                                   ("absmax", "median", "p999", "ratio_to_median", "ratio_to_p999", "kurtosis",
                                    "top_channel_ratio")} | {"top_channel_first_seed": result["per_seed"][0][layer]["top_channel"]}
                           for layer in result["layers"]},
                "worst_layer_first_seed": worst_layer, "n_inputs": audit.config.numerical.n_examples}
-    what = f"largest / median |FFN hidden activation| (worst layer; first seed: {worst_layer})"
+    what = (f"largest / median |FFN hidden activation| on {log_peak.shape[1]} test inputs (worst layer; first seed: "
+            f"{worst_layer})")
     if grown:
         details["growth"] = {k: v for k, v in grown.items() if k != "curve"}
         details["growth_curve"] = [{"step": p["step"], "value": math.log10(max(p["ratio"], 1e-30))} for p in grown["curve"]]
@@ -49,9 +53,10 @@ def test_ffn_activation_outliers(audit, audit_model, record_finding):
         what += (f"; over training, {grown['layer']}'s ratio went from {grown['first_ratio']:.3g} to "
                  f"{grown['final_ratio']:.3g} and grew most ({grown['grew_most_factor']:.3g}x) between steps {a} and {b}")
     else:
-        details["growth"] = "not recorded: the model was loaded from weights, not trained here"
+        details["growth"] = ("not recorded: the model was loaded from weights, or its training record holds no "
+                             "outlier points (a checkpoint trained before they were recorded)")
     record_finding(judged_finding(ACTIVATION_OUTLIERS, [audit_model], value, audit.config.policy, what,
-                                  ci=ci, ci_level=est.level if ci else None, details=details))
+                                  ci=ci, ci_level=est.level, details=details))
 
 
 def _mean(per_seed: list[dict], layer: str, key: str) -> float:

@@ -18,8 +18,8 @@ from swiglu_audit.verdicts.sequential import judged_comparison
 from swiglu_audit.verdicts.stats import replicate_comparison, replicate_estimate
 
 
-def _estimate(audit, per_seed, replicates, n_examples):
-    return replicate_estimate(per_seed, replicates, n_examples, audit.statistics.level, bounds=(0.0, 1.0))
+def _estimate(audit, per_seed, replicates, n_examples, floor):
+    return replicate_estimate(per_seed, replicates, n_examples, audit.statistics.level, bounds=(0.0, 1.0), floor=floor)
 
 
 def _skip_without_groups(audit):
@@ -31,16 +31,19 @@ def _skip_without_groups(audit):
 @pytest.mark.parametrize("outcome", list(measure.OUTCOMES))
 @pytest.mark.swiglu_audit_check(CLASS_DISPARITY)
 def test_class_disparity(audit, audit_model, outcome, record_finding):
-    if outcome == "corrupted" and not audit.config.ood.corruptions:
-        pytest.skip("no corruptions configured ([tool.swiglu_audit.ood] corruptions)")
+    why = measure.outcome_missing(audit, outcome)
+    if why:
+        pytest.skip(why)
     r = measure.by_class(audit, audit_model, outcome)
     n = r["n_examples"]
-    gap, worst = _estimate(audit, r["gap"], r["gap_replicates"], n), _estimate(audit, r["worst"], r["worst_replicates"], n)
+    gap = _estimate(audit, r["gap"], r["gap_replicates"], n, r["gap_floor"])
+    worst = _estimate(audit, r["worst"], r["worst_replicates"], n, r["worst_floor"])
     per_class = [{"class": int(c), "value": float(np.mean(r["per_class"][:, c])), "size": r["class_sizes"][c]}
                  for c in r["present"]]
     worst_class = min(per_class, key=lambda p: p["value"])
-    what = (f"gap between the best and the worst class, {measure.OUTCOMES[outcome]} (worst: class "
-            f"{worst_class['class']}, {worst.value:.3f} [{worst.ci_low:.3f}, {worst.ci_high:.3f}])")
+    what = (f"gap between the best and the worst class, {measure.OUTCOMES[outcome]} (worst on average: class "
+            f"{worst_class['class']} at {worst_class['value']:.3f}; each seed's worst class {worst.value:.3f} "
+            f"[{worst.ci_low:.3f}, {worst.ci_high:.3f}])")
     record_finding(judged_finding(
         CLASS_DISPARITY, [audit_model], gap.value, audit.config.policy, what, ci=(gap.ci_low, gap.ci_high),
         ci_level=gap.level, aspect=outcome,
@@ -54,7 +57,7 @@ def test_group_disparity(audit, audit_model, record_finding):
     _skip_without_groups(audit)
     r = measure.by_group(audit, audit_model)
     n = len(audit.data.y_test)
-    estimates = {k: replicate_estimate(r[k], r[f"{k}_replicates"], n, audit.statistics.level, bounds=(0.0, 1.0))
+    estimates = {k: _estimate(audit, r[k], r[f"{k}_replicates"], n, r[f"{k}_floor"])
                  for k in ("equalized_odds_difference", "demographic_parity_difference", "worst_group_accuracy")}
     eo = estimates["equalized_odds_difference"]
     by_group = [{"group": g, "index": i, "value": float(np.mean(r["accuracy_by_group"][:, i])), "size": r["group_sizes"][i]}
@@ -71,17 +74,24 @@ def test_group_disparity(audit, audit_model, record_finding):
                  "groups_from": audit.data.groups_source, "fairlearn_per_seed": r["fairlearn"]}))
 
 
-def _compare(key_a, key_b, session, n):
-    return replicate_comparison(key_a[0], key_a[1], key_b[0], key_b[1], n, session.statistics.level,
-                                session.statistics.alpha, bounds=(-1.0, 1.0))
+def _compare(a: dict, b: dict, key: str, session, n: int):
+    """Candidate - baseline of metric `key`, the two models' replicates on the same resamples, the
+    least variance the sum of theirs."""
+    return replicate_comparison(a[key], a[f"{key}_replicates"], b[key], b[f"{key}_replicates"], n,
+                                session.statistics.level, session.statistics.alpha, bounds=(-1.0, 1.0),
+                                floor=a[f"{key}_floor"] + b[f"{key}_floor"])
 
 
 @pytest.mark.parametrize("outcome", ["accuracy", "robust"])
 @pytest.mark.swiglu_audit_check(WORST_CLASS_COMPARISON)
 def test_worst_class_accuracy_vs_baseline(audit, audit_pair, outcome, record_finding):
+    why = measure.outcome_missing(audit, outcome)
+    if why:
+        pytest.skip(why)
+
     def compare(session):
         a, b = (measure.by_class(session, m, outcome) for m in audit_pair)
-        return _compare((a["worst"], a["worst_replicates"]), (b["worst"], b["worst_replicates"]), session, a["n_examples"])
+        return _compare(a, b, "worst", session, a["n_examples"])
     record_finding(judged_comparison(audit, WORST_CLASS_COMPARISON, audit_pair,
                                      f"worst-class {measure.OUTCOMES[outcome]}", compare, aspect=outcome))
 
@@ -92,9 +102,7 @@ def test_worst_group_accuracy_vs_baseline(audit, audit_pair, record_finding):
 
     def compare(session):
         a, b = (measure.by_group(session, m) for m in audit_pair)
-        key = "worst_group_accuracy"
-        return _compare((a[key], a[f"{key}_replicates"]), (b[key], b[f"{key}_replicates"]), session,
-                        len(session.data.y_test))
+        return _compare(a, b, "worst_group_accuracy", session, len(session.data.y_test))
     record_finding(judged_comparison(audit, WORST_GROUP_COMPARISON, audit_pair,
                                      f"worst-group accuracy ({audit.data.groups_source})", compare))
 
@@ -107,7 +115,6 @@ def test_group_parity_vs_baseline(audit, audit_pair, parity, record_finding):
 
     def compare(session):
         a, b = (measure.by_group(session, m) for m in audit_pair)
-        return _compare((a[key], a[f"{key}_replicates"]), (b[key], b[f"{key}_replicates"]), session,
-                        len(session.data.y_test))
+        return _compare(a, b, key, session, len(session.data.y_test))
     record_finding(judged_comparison(audit, PARITY_COMPARISON, audit_pair,
                                      f"{parity.replace('_', ' ')} difference between groups", compare, aspect=parity))

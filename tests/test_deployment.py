@@ -217,7 +217,8 @@ def test_a_model_whose_ffn_outliers_break_int8_fails_and_the_same_model_without_
     outliers = found["deployment.ffn_activation_outliers[with-outliers]"]
     assert outliers["details"]["layers"]["ffn.down_proj"]["top_channel_ratio"] > 100
     assert found["deployment.ffn_activation_outliers[well-behaved]"]["value"] < outliers["value"] / 100
-    assert outliers["status"] == "WARN" and outliers.get("ci_low") is None  # one model: a measurement, no seeds to vary
+    # one model: the interval covers the inputs drawn, and the whole of it is above the limit
+    assert outliers["status"] == "WARN" and outliers["ci_low"] > 127
     # weights loaded, not trained: no growth over training to report, and the finding says so
     assert "not recorded" in outliers["details"]["growth"]
     assert found["deployment.quantised_accuracy_vs_baseline[with-outliers-vs-well-behaved][int8]"]["status"] != "PASS"
@@ -232,7 +233,9 @@ def test_the_worst_case_examples_take_the_first_attack_that_broke_each_input():
     from swiglu_audit.measure.adversarial import _worst_examples
 
     pgd = torch.zeros(4, 1)
-    runs = {"fgsm": {"robust": np.array([True, False, True, True]), "examples": torch.full((4, 1), 1.0)},
-            "square": {"robust": np.array([True, False, False, True]), "examples": torch.full((4, 1), 2.0)}}
-    # input 1: FGSM broke it first; input 2: only Square; inputs 0 and 3: nothing did, PGD's example
+    clean = np.array([True, True, True, False])
+    runs = {"fgsm": {"robust": np.array([True, False, True, False]), "clean": clean, "examples": torch.full((4, 1), 1.0)},
+            "square": {"robust": np.array([True, False, False, False]), "clean": clean, "examples": torch.full((4, 1), 2.0)}}
+    # input 1: FGSM broke it first; input 2: only Square; input 0: nothing did, PGD's example; input
+    # 3: wrong before any attack (the attacks left it as it was), PGD's example too
     assert _worst_examples(runs, pgd).flatten().tolist() == [0.0, 1.0, 2.0, 0.0]

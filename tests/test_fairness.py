@@ -30,6 +30,34 @@ def _predictions(n_classes: int, n: int = 900, seed: int = 0):
     return y, pred, groups
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_a_group_without_a_class_counts_its_rates_as_fairlearn_does(n_classes):
+    y, pred, groups = _predictions(n_classes, seed=5)
+    lacking = groups == 1
+    y[lacking & (y == n_classes - 1)] = 0  # group 1 has no positives of the last class
+    ours = group_metrics(y, pred, groups, 3, n_classes)
+    theirs = fairlearn_report(y, pred, np.array(["a", "b", "c"])[groups], n_classes)
+    for key in ("demographic_parity_difference", "equalized_odds_difference"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-12), key
+
+
+def test_an_always_right_small_group_is_not_an_exact_measurement():
+    from swiglu_audit.verdicts.stats import replicate_comparison, replicate_estimate
+
+    y = np.array([0, 1] * 30)
+    groups = np.array([0] * 48 + [1] * 12)
+    pred = y.copy()  # every model right on every input
+    r = group_disparity(np.stack([pred, pred]), y, groups, 2, 2, n_boot=100, seed=0)
+    assert (r["worst_group_accuracy_replicates"] == 1.0).all()  # resamples alone would say "exactly 1"
+    est = replicate_estimate(r["worst_group_accuracy"], r["worst_group_accuracy_replicates"], 60,
+                             bounds=(0.0, 1.0), floor=r["worst_group_accuracy_floor"])
+    assert est.value == 1.0 and est.ci_low < 0.9  # 12 of 12 right is not proof of 100%
+    tie = replicate_comparison(r["worst_group_accuracy"], r["worst_group_accuracy_replicates"],
+                               r["worst_group_accuracy"], r["worst_group_accuracy_replicates"], 60,
+                               floor=2 * r["worst_group_accuracy_floor"])
+    assert tie.ci_low < -0.05  # two such models are no proof of non-inferiority at a 0.05 tolerance
+
+
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_group_metrics_are_fairlearns(n_classes):
     y, pred, groups = _predictions(n_classes)
@@ -82,7 +110,9 @@ def test_groups_are_checked_where_they_are_given():
         _as_groups([0, 1, 0], 5, "factory")
     with pytest.raises(DataContractError, match="between 2 and"):
         _as_groups([1, 1, 1], 3, "factory")
-    assert _as_groups(torch.tensor([0, 1, 1]), 3, "factory").tolist() == ["0", "1", "1"]
+    with pytest.raises(DataContractError, match=r"fewer than 10 test inputs: '1' \(3\)"):
+        _as_groups([0] * 20 + [1] * 3, 23, "factory")
+    assert _as_groups(torch.tensor([0] * 10 + [1] * 12), 22, "factory").tolist() == ["0"] * 10 + ["1"] * 12
     with pytest.raises(DataContractError, match="groups_test in the dataset instead"):
         groups_from_feature(load_digits_data(), 0)
 
@@ -150,7 +180,9 @@ def _group_audit(pytester, candidate: str, baseline: str) -> dict:
         + "\n[tool.swiglu_audit.fairness]\ngroup_feature = 0\n"))
     pytester.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", _GROUP_TESTS)
     doc = json.loads((pytester.path / "reports" / "report.json").read_text())
-    return {f["id"]: f for f in doc["findings"]}
+    found = {f["id"]: f for f in doc["findings"]}
+    found["html"] = (pytester.path / "reports" / "report.html").read_text()
+    return found
 
 
 def test_a_model_that_serves_a_group_worse_fails_the_amplification_check(tiny_project):
@@ -167,6 +199,7 @@ def test_a_model_that_serves_a_group_worse_fails_the_amplification_check(tiny_pr
         unfair["details"]["worst_group_accuracy"]["value"], abs=0.1)
     assert unfair["value"] > fair["value"] + 0.2  # equalised odds: the flipped answers open the gap
     assert found["fairness.group_parity_vs_baseline[unfair-swiglu-vs-gelu-mlp][equalized_odds]"]["status"] == "FAIL"
+    assert 'aria-label="Per-group accuracy' in found["html"]  # every model's per-group plot
 
 
 def test_a_pair_without_such_a_difference_does_not_fail(tiny_project):

@@ -48,7 +48,8 @@ def test_audit_writes_reports_and_exit_status_matches_policy(tiny_project):
     jsonschema.validate(doc, json.loads(resources.files("swiglu_audit").joinpath("schema/report.schema.json").read_text()))
     assert len(doc["findings"]) == N_FINDINGS_TINY
     assert result.ret == (1 if doc["summary"]["breaches_policy"] else 0)
-    assert {f["suite"] for f in doc["findings"]} == {"adversarial", "poisoning", "ood", "numerical", "efficiency"}
+    assert {f["suite"] for f in doc["findings"]} == {"adversarial", "poisoning", "ood", "numerical", "efficiency",
+                                                     "deployment", "fairness"}
     assert all(f["rmf"] for f in doc["findings"])
     env = doc["environment"]
     assert set(env["data"]["sha256"]) == {"train", "val", "test"}

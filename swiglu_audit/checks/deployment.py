@@ -31,15 +31,18 @@ OUTLIERS_INDICATE = floored("outliers indicate, accuracy decides", (), Status.WA
 ACTIVATION_OUTLIERS = CheckInfo(
     suite="deployment", check="ffn_activation_outliers",
     title="FFN activation outliers (the hidden product a quantiser must represent)",
-    metric="largest |FFN hidden activation| / median |activation| on test inputs, worst layer; "
+    metric="largest |FFN hidden activation| / median non-zero |activation| on test inputs, worst layer; "
            "geometric mean over seeds",
     rmf=("MEASURE 2.5", "MEASURE 2.3"), characteristic="valid_reliable", impact="moderate",
     explanation="The FFN's hidden activation (silu(gate(x)) * up(x) in SwiGLU, the input of the down "
                 "projection) is where low-precision deployment breaks: one large value sets the scale "
                 "of a per-tensor int8 or float8 grid and the typical values lose their resolution "
                 "(LLM.int8(), Dettmers et al. 2022; SwiGLU's quadratic product amplifies outliers late "
-                "in training, Fishman et al. 2024). With 127 int8 steps each side of zero, a ratio "
-                "above about 254 rounds the median activation to zero. The details give each layer's "
+                "in training, Fishman et al. 2024). torch's dynamic int8 rounds an activation to 127 "
+                "steps over [min, max] (x86's reduced range), about 2 absmax / 127 each for values of "
+                "both signs, so above a ratio of about 127 the median activation rounds to zero. The "
+                "interval covers the seeds and the test inputs drawn (a sample's largest value grows "
+                "with the sample). The details give each layer's "
                 "largest value, median, 99.9th percentile, kurtosis and outlier channel, and the ratio "
                 "over the training steps the record holds (the plot), naming the layer and the steps "
                 "where it grew most. A WARN says the model needs care when quantised; the quantised "

@@ -109,7 +109,9 @@ def _worst_examples(runs: dict[str, dict], fallback: torch.Tensor) -> torch.Tens
     other suites replay on other forms of the model (its quantised copies)."""
     examples, taken = fallback.clone(), np.zeros(len(fallback), dtype=bool)
     for run in runs.values():
-        newly = ~run["robust"] & ~taken
+        # an input the model already got wrong was not attacked (torchattacks hands some back
+        # unperturbed): it keeps PGD's example, which was
+        newly = run["clean"] & ~run["robust"] & ~taken
         examples[torch.from_numpy(newly)] = run["examples"][torch.from_numpy(newly)]
         taken |= newly
     return examples

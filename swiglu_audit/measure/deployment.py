@@ -10,6 +10,7 @@ holds the float weights brings to the shipped model."""
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import TYPE_CHECKING
 
@@ -46,22 +47,42 @@ def outliers(audit: AuditSession, name: str) -> dict:
             names = list(layers)
             if not layers:
                 break
+            chunks = [x[i:i + 256] for i in range(0, len(x), 256)]
             with torch.no_grad(), eval_mode(model), captured_inputs(layers) as seen:
-                for i in range(0, len(x), 256):
-                    model(x[i:i + 256].to(audit.device))
+                for chunk in chunks:
+                    model(chunk.to(audit.device))
             stats, peaks = {}, []
             for layer, parts in seen.items():
-                h = torch.cat(parts).cpu()
+                _check_batch_first(name, layer, parts, [len(c) for c in chunks])
+                h = torch.cat(parts).cpu()  # (inputs, rows per input, channels)
                 stats[layer] = activation_stats(h)
-                # rows of one input are contiguous (a ViT's tokens): the input's peak over them
-                per_input = h.reshape(len(x), -1)
-                peaks.append(row_peak_ratios(per_input, stats[layer]["median"]))
+                peaks.append(row_peak_ratios(h, stats[layer]["median"]))
             per_seed.append(stats)
             log_peaks.append(torch.log10(torch.stack(peaks).amax(0).clamp_min(1e-30)).numpy())
             curves.append([(p["step"], p["ffn"]) for p in trained.record.get("curve", []) if p.get("ffn")])
         return {"layers": names, "per_seed": per_seed,
                 "log_peak": np.stack(log_peaks) if log_peaks else None, "curve": curves}
     return audit.memo(("ffn-outliers", name), compute)
+
+
+def _check_batch_first(model: str, layer: str, parts: list[torch.Tensor], batch_sizes: list[int]) -> None:
+    """The per-input peak needs one call of the layer per forward pass with the batch first."""
+    calls = [len(p) for p in parts]
+    if calls != batch_sizes:
+        raise ModelContractError(
+            f"FFN layer '{layer}' of '{model}' was called {len(parts)} time(s) on leading dimensions {calls[:4]} "
+            f"for {len(batch_sizes)} batch(es) of {batch_sizes[:4]} inputs: the audit needs the layer called "
+            "once per forward pass with the batch first (a sequence-first FFN, an FFN run twice or routed tokens "
+            "cannot be read per input); mark another layer with swiglu_audit_ffn = True, or none")
+
+
+def peak_ratio_replicates(log_peak: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(seeds x B) log10 of the largest per-input peak ratio on input resamples shared by the
+    seeds: the largest value of a sample grows with the sample, so its interval must cover the
+    inputs drawn, not only the seeds."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, log_peak.shape[1], size=(n_boot, log_peak.shape[1]))
+    return np.stack([log_peak[:, idx].max(1) for idx in draws], axis=1)
 
 
 def growth(curves: list[list[tuple[int, dict]]]) -> dict | None:
@@ -77,7 +98,9 @@ def growth(curves: list[list[tuple[int, dict]]]) -> dict | None:
         return None
 
     def ratio(stats: dict) -> float:
-        return stats["absmax"] / stats["median"] if stats.get("median") else float("inf")
+        if stats.get("absmax") is None or stats.get("median") is None:
+            return float("nan")  # not finite when it was recorded
+        return stats["absmax"] / stats["median"] if stats["median"] else float("inf")
 
     by_step = [dict(c) for c in curves]
     points = [{"step": s, "ratio": float(np.mean([max(ratio(v) for v in seed[s].values()) for seed in by_step]))}
@@ -105,9 +128,11 @@ def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
         except ModelContractError as exc:
             examples, y_adv, out["robust_error"] = None, None, str(exc)
         for k, trained in enumerate(audit.zoo.models(name)):
-            model = trained.module
-            q_model, q_device, out["how"] = quantised_copy(model, scheme)
-            reference, shipped = served_logits(model, x, audit.device), served_logits(q_model, x, q_device)
+            q_model, q_device, out["how"] = quantised_copy(trained.module, scheme)
+            # the float32 reference on the quantised copy's device: int8 runs on the CPU, and a
+            # GPU's float32 (TF32 matmuls) against a CPU's would count device differences as loss
+            model = trained.module if q_device == audit.device else copy.deepcopy(trained.module).to(q_device)
+            reference, shipped = served_logits(model, x, q_device), served_logits(q_model, x, q_device)
             if not torch.isfinite(shipped).all():
                 out["non_finite"] = True
             out["float_correct"].append((reference.argmax(1) == y).numpy())
@@ -116,7 +141,7 @@ def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
             if examples is not None:
                 # robust: right on the clean input and on its worst-case example, as the adversarial suite counts it
                 clean = audit.data.x_test[: len(y_adv)]
-                for key, m, on in (("robust_float", model, audit.device), ("robust_quantised", q_model, q_device)):
+                for key, m, on in (("robust_float", model, q_device), ("robust_quantised", q_model, q_device)):
                     right = lambda inputs: (served_logits(m, inputs, on).argmax(1) == y_adv).numpy()  # noqa: B023
                     out[key].append(right(clean) & right(examples[k]))
         # boolean outcomes, as the statistics expect them (their 0/1 floors depend on it)

@@ -46,6 +46,18 @@ def outcomes(audit: AuditSession, name: str, kind: str) -> tuple[np.ndarray, np.
     raise ValueError(f"unknown outcome {kind!r}; known: {sorted(OUTCOMES)}")
 
 
+def outcome_missing(audit: AuditSession, kind: str) -> str | None:
+    """Why an outcome cannot be had in this audit's configuration, or None."""
+    from ..methods.corruptions import applicable_corruptions
+
+    if kind == "robust" and not threat_attacks(audit.config.adversarial.attacks, "linf"):
+        return "no Linf attack is configured ([tool.swiglu_audit.adversarial] attacks): no Linf worst case per class"
+    if kind == "corrupted" and not applicable_corruptions(audit.config.ood.corruptions, audit.data.modality)[0]:
+        return (f"no configured corruption applies to {audit.data.modality} data ([tool.swiglu_audit.ood] "
+                "corruptions): no accuracy under corruptions per class")
+    return None
+
+
 def by_class(audit: AuditSession, name: str, kind: str) -> dict:
     def compute():
         values, labels = outcomes(audit, name, kind)

@@ -19,8 +19,21 @@ Torch-free.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
+
+from ..verdicts.stats import share_floor
+
+
+def extreme_floor(shares: np.ndarray, sizes: np.ndarray, lowest: bool = True) -> float:
+    """The least variance of the lowest (or highest) of several shares: the largest binomial floor
+    among the strata that could be the extreme one (within two of their own standard errors of
+    it). A small group that is always right is as likely the worst as the large group at 0.99."""
+    floors = np.array([share_floor(p * n, n) for p, n in zip(shares, sizes)])
+    extreme = shares.min() if lowest else shares.max()
+    near = shares - 2 * np.sqrt(floors) <= extreme if lowest else shares + 2 * np.sqrt(floors) >= extreme
+    return float(floors[near].max())
 
 
 def stratified_resamples(strata: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -57,13 +70,20 @@ def class_disparity(outcomes: np.ndarray, labels: np.ndarray, n_classes: int, n_
     reps = np.stack([stratum_means(outcomes[:, idx], labels[idx], n_classes)[:, present] for idx in resamples],
                     axis=1)  # seeds x B x present
     chosen = per_class[:, present]
+    sizes = np.bincount(labels, minlength=n_classes)[present]
+    mean = chosen.mean(0)  # per present class, over seeds
+    worst_floor = extreme_floor(mean, sizes)
     return {"per_class": per_class, "present": present.tolist(),
             "worst": chosen.min(1), "gap": chosen.max(1) - chosen.min(1),
-            "worst_replicates": reps.min(2), "gap_replicates": reps.max(2) - reps.min(2)}
+            "worst_replicates": reps.min(2), "gap_replicates": reps.max(2) - reps.min(2),
+            # the least variance each can have: the binomial noise of the classes that may set it
+            "worst_floor": worst_floor, "gap_floor": worst_floor + extreme_floor(mean, sizes, lowest=False)}
 
 
 def _rates(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, n_groups: int, n_classes: int) -> dict:
-    """Per group (and per class, one-vs-rest): selection rate, true- and false-positive rate."""
+    """Per group (and per class, one-vs-rest): selection rate, true- and false-positive rate, and
+    the counts each is a share of. A rate with no example to be a share of (a group without
+    positives of a class) is 0, as fairlearn (through scikit-learn's confusion matrix) counts it."""
     onehot_g = np.zeros((len(groups), n_groups))
     onehot_g[np.arange(len(groups)), groups] = 1.0
     pred = (y_pred[:, None] == np.arange(n_classes)).astype(float)  # n x K
@@ -72,30 +92,41 @@ def _rates(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, n_groups:
     positives, negatives = onehot_g.T @ true, onehot_g.T @ (1 - true)  # G x K
     with np.errstate(invalid="ignore", divide="ignore"):
         return {"selection": onehot_g.T @ pred / size,
-                "tpr": np.where(positives > 0, onehot_g.T @ (pred * true) / positives, np.nan),
-                "fpr": np.where(negatives > 0, onehot_g.T @ (pred * (1 - true)) / negatives, np.nan),
-                "accuracy": (onehot_g.T @ (y_true == y_pred).astype(float)) / size[:, 0]}
+                "tpr": np.where(positives > 0, onehot_g.T @ (pred * true) / np.maximum(positives, 1), 0.0),
+                "fpr": np.where(negatives > 0, onehot_g.T @ (pred * (1 - true)) / np.maximum(negatives, 1), 0.0),
+                "accuracy": (onehot_g.T @ (y_true == y_pred).astype(float)) / size[:, 0],
+                "size": np.broadcast_to(size, positives.shape), "positives": positives, "negatives": negatives}
 
 
-def _spread(values: np.ndarray) -> np.ndarray:
-    """max - min over groups (axis 0), per class, ignoring groups where the rate is undefined."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a class no group can measure: NaN, dropped below
-        return np.nanmax(values, 0) - np.nanmin(values, 0)
+def _widest(rates: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
+    """(the largest max - min over groups of any column, the least variance of that difference:
+    the binomial noise of the two groups that set it)."""
+    spread = rates.max(0) - rates.min(0)
+    c = int(np.argmax(spread))
+    hi, lo = int(np.argmax(rates[:, c])), int(np.argmin(rates[:, c]))
+    floor = sum(share_floor(rates[g, c] * counts[g, c], counts[g, c]) for g in (hi, lo))
+    return float(spread[c]), floor
 
 
 def group_metrics(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, n_groups: int, n_classes: int) -> dict:
     """Worst-group accuracy, and the demographic-parity and equalised-odds differences (fairlearn's
     definitions; for K > 2 classes the largest over the classes taken one-vs-rest, for 2 classes
-    class 1 is the positive one), from one model's predictions."""
+    class 1 is the positive one), from one model's predictions; with each one's least variance
+    (`*_floor`: the binomial noise of the groups that set it)."""
     r = _rates(np.asarray(y_true), np.asarray(y_pred), np.asarray(groups), n_groups, n_classes)
     classes = [1] if n_classes == 2 else list(range(n_classes))
-    dp = _spread(r["selection"][:, classes])
-    eo = np.fmax(_spread(r["tpr"][:, classes]), _spread(r["fpr"][:, classes]))
-    return {"worst_group_accuracy": float(np.nanmin(r["accuracy"])), "accuracy_by_group": r["accuracy"].tolist(),
-            "demographic_parity_difference": float(np.nanmax(dp)),
-            "equalized_odds_difference": float(np.nanmax(eo)),
-            "class_of_largest_parity_gap": int(classes[int(np.nanargmax(dp))])}
+    dp, dp_floor = _widest(r["selection"][:, classes], r["size"][:, classes])
+    tpr, tpr_floor = _widest(r["tpr"][:, classes], r["positives"][:, classes])
+    fpr, fpr_floor = _widest(r["fpr"][:, classes], r["negatives"][:, classes])
+    worst = int(np.argmin(r["accuracy"]))
+    sizes = r["size"][:, 0]
+    return {"worst_group_accuracy": float(r["accuracy"][worst]), "accuracy_by_group": r["accuracy"].tolist(),
+            "demographic_parity_difference": dp, "equalized_odds_difference": max(tpr, fpr),
+            "class_of_largest_parity_gap": int(classes[int(np.argmax(r["selection"][:, classes].max(0)
+                                                                     - r["selection"][:, classes].min(0)))]),
+            "worst_group_accuracy_floor": extreme_floor(r["accuracy"], sizes),
+            "demographic_parity_difference_floor": dp_floor,
+            "equalized_odds_difference_floor": tpr_floor if tpr >= fpr else fpr_floor}
 
 
 def group_disparity(predictions: np.ndarray, y_true: np.ndarray, groups: np.ndarray, n_groups: int, n_classes: int,
@@ -112,8 +143,9 @@ def group_disparity(predictions: np.ndarray, y_true: np.ndarray, groups: np.ndar
             m = group_metrics(y_true[idx], p[idx], groups[idx], n_groups, n_classes)
             for k in keys:
                 reps[k][s, b] = m[k]
-    out = {k: np.array([m[k] for m in per_seed]) for k in keys}
+    out: dict[str, Any] = {k: np.array([m[k] for m in per_seed]) for k in keys}
     out.update({f"{k}_replicates": reps[k] for k in keys})
+    out.update({f"{k}_floor": float(np.mean([m[f"{k}_floor"] for m in per_seed])) for k in keys})
     out["accuracy_by_group"] = np.array([m["accuracy_by_group"] for m in per_seed])
     return out
 

@@ -38,9 +38,12 @@ def quantised_copy(model: nn.Module, scheme: str) -> tuple[nn.Module, torch.devi
         return _int8_dynamic(model)
     if scheme == "fp8":
         device = _device_of(model)
+        ffn = "and the FFN hidden activations on each call" if ffn_layers(model) else \
+            "(no FFN found: its activations stay float32)"
         return fp8_simulated(model), device, (
-            "float8 e4m3, simulated by rounding through torch.float8_e4m3fn with one scale per tensor: "
-            "the weights of every linear and convolution layer, and the FFN hidden activations on each call")
+            "float8 e4m3, simulated by rounding through torch.float8_e4m3fn with one scale per tensor: the "
+            f"weights of every nn.Linear and convolution layer {ffn}; nn.MultiheadAttention's packed "
+            "projection weights stay float32")
     raise ValueError(f"unknown quantisation scheme {scheme!r}; known: {SCHEMES}")
 
 
@@ -61,9 +64,9 @@ def _int8_dynamic(model: nn.Module) -> tuple[nn.Module, torch.device, str]:
                 warnings.simplefilter("ignore")
                 quantised = quantize_dynamic(cpu_copy, {nn.Linear}, dtype=torch.qint8)
             return quantised, torch.device("cpu"), (
-                f"int8 dynamic quantisation of every linear layer (torch.ao.quantization.quantize_dynamic, "
+                f"int8 dynamic quantisation of every nn.Linear layer (torch.ao.quantization.quantize_dynamic, "
                 f"engine {torch.backends.quantized.engine}, on the CPU): int8 weights with one scale per tensor, "
-                "activations quantised per call; convolutions stay float32")
+                "activations quantised per call; convolutions and nn.MultiheadAttention stay float32")
         except (RuntimeError, AssertionError, NotImplementedError) as exc:
             why = f"quantize_dynamic failed ({type(exc).__name__}: {str(exc)[:120]})"
     else:
@@ -83,6 +86,8 @@ def fake_quantise_int8(t: torch.Tensor) -> torch.Tensor:
 def fake_quantise_fp8(t: torch.Tensor) -> torch.Tensor:
     """Per-tensor scaled float8 e4m3: the largest |value| maps to 448, every value is rounded
     to e4m3 (3 mantissa bits) and scaled back."""
+    if t.device.type == "mps":  # no float8 dtype there: round on the CPU
+        return fake_quantise_fp8(t.cpu()).to(t.device)
     scale = t.detach().abs().max().float().clamp_min(torch.finfo(torch.float32).tiny) / FP8_MAX
     return ((t.float() / scale).to(torch.float8_e4m3fn).float() * scale).to(t.dtype)
 

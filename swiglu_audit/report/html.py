@@ -260,8 +260,14 @@ def overview_section(doc: dict) -> str:
                 f'[{num(f["ci_low"], 2)}, {num(f["ci_high"], 2)}]</span></td>')
 
     head = "".join(f"<th>{esc(b)}</th>" for b in baselines)
+    # the first screen shows what needs a look; a check that PASSes against every baseline it was
+    # compared with is named in one closing row (its cells are in "All comparisons")
+    settled = sorted(label for label, cols in rows.items() if all(f["status"] == "PASS" for f in cols.values()))
     body = "".join(f"<tr><td><code>{esc(label)}</code></td>" + "".join(cell(cols.get(b)) for b in baselines) + "</tr>"
-                   for label, cols in sorted(rows.items()))
+                   for label, cols in sorted(rows.items()) if label not in settled)
+    if settled:
+        body += (f'<tr><td colspan={1 + len(baselines)} class=muted>{badge("PASS")} against every baseline: '
+                 + ", ".join(f"<code>{esc(label)}</code>" for label in settled) + "</td></tr>")
     matrix = (f"<table class=overview><tr><th>check (candidate - baseline)</th>{head}</tr>{body}</table>"
               if comps else "<p>No candidate-vs-baseline comparison ran.</p>")
     counts = " ".join(f"{badge(k)} {v}" for k, v in s["counts"].items())

@@ -47,14 +47,15 @@ def ffn_layers(model: nn.Module) -> dict[str, nn.Linear]:
 
 @contextlib.contextmanager
 def captured_inputs(layers: dict[str, nn.Module]) -> Iterator[dict[str, list[torch.Tensor]]]:
-    """While open, every forward pass appends each layer's input, as (rows, features) float32,
-    to the yielded dict's list for that layer."""
+    """While open, every call of each layer appends its input, as (leading dimension, rows,
+    features) float32 (a (batch, features) input has one row), to the yielded dict's list for
+    that layer."""
     seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
 
     def hook_for(name: str):
         def hook(module, inputs):
             h = inputs[0].detach()
-            seen[name].append(h.reshape(-1, h.shape[-1]).float())
+            seen[name].append(h.reshape(h.shape[0], -1, h.shape[-1]).float())
         return hook
 
     handles = [layer.register_forward_pre_hook(hook_for(name)) for name, layer in layers.items()]
@@ -70,8 +71,9 @@ def _typical(magnitudes: torch.Tensor, sample: int) -> tuple[float, float]:
     nonzero = magnitudes[magnitudes > 0]
     if not nonzero.numel():
         return 0.0, 0.0
-    stride = max(1, math.ceil(nonzero.numel() / sample))
-    median, p999 = torch.quantile(nonzero[::stride], torch.tensor([0.5, 0.999])).tolist()
+    if nonzero.numel() > sample:  # a fixed random draw: a stride would keep the same few channels
+        nonzero = nonzero[torch.randint(0, nonzero.numel(), (sample,), generator=torch.Generator().manual_seed(0))]
+    median, p999 = torch.quantile(nonzero, torch.tensor([0.5, 0.999])).tolist()
     return median, p999
 
 
@@ -86,13 +88,14 @@ def activation_stats(h: torch.Tensor) -> dict:
 
     - absmax: the largest |value|; median and p999: the median and 99.9th percentile of the
       non-zero |values| (a ReLU's exact zeros need no resolution);
-    - ratio_to_median, ratio_to_p999: absmax over each (a per-tensor int8 grid has 127 steps on
-      each side of zero, so above a ratio of about 254 the median value rounds to zero);
+    - ratio_to_median, ratio_to_p999: absmax over each (torch's dynamic int8 rounds an
+      activation to 127 steps over [min, max], about 2 absmax / 127 each for values of both signs,
+      so above a ratio of about 127 the median value rounds to zero);
     - kurtosis: E[(v - mean)^4] / Var^2 over all values (3 for a Gaussian; heavy tails raise it);
     - top_channel: the channel holding absmax, and top_channel_ratio: its largest |value| over the
       median live channel's largest |value| (a few such channels are the LLM.int8 picture).
     """
-    h = h.detach().float()
+    h = h.detach().float().reshape(-1, h.shape[-1])
     values = h.reshape(-1)
     magnitudes = values.abs()
     # exact zeros (ReLU silences about half its units) sit exactly on any grid: "typical" is
@@ -112,9 +115,9 @@ def activation_stats(h: torch.Tensor) -> dict:
 
 
 def row_peak_ratios(h: torch.Tensor, median: float) -> torch.Tensor:
-    """Per row (an input, or a token) the largest |value| over the layer's median |value|: the
-    per-example quantity the candidate-vs-baseline comparison averages."""
-    peaks = h.detach().float().abs().amax(dim=1)
+    """Per input (the leading dimension; an input's tokens are its rows) the largest |value| over
+    the layer's median |value|: the per-example quantity the comparison averages."""
+    peaks = h.detach().float().abs().reshape(len(h), -1).amax(dim=1)
     return peaks / median if median > 0 else torch.full_like(peaks, float("inf"))
 
 

@@ -331,6 +331,12 @@ def load_user_data(import_path: str, folder: Path | None = None) -> AuditData:
 
 MODALITIES = ("image", "tabular")
 MAX_GROUPS = 50  # more distinct values than this is a continuous feature or an id, not groups
+MIN_GROUP_SIZE = 10  # test inputs per group: a rate measured on fewer is noise, whatever its interval says
+
+
+def _small_groups(labels: np.ndarray) -> list[str]:
+    names, counts = np.unique(labels, return_counts=True)
+    return [f"'{n}' ({c})" for n, c in zip(names, counts) if c < MIN_GROUP_SIZE]
 
 
 def _as_groups(value, n_test: int, where: str) -> np.ndarray:
@@ -348,6 +354,10 @@ def _as_groups(value, n_test: int, where: str) -> np.ndarray:
     if not 2 <= distinct <= MAX_GROUPS:
         raise DataContractError(f"{where}: groups_test has {distinct} distinct group(s); give between 2 and "
                                 f"{MAX_GROUPS} groups (a sensitive attribute, a region, a data source)")
+    small = _small_groups(labels)
+    if small:
+        raise DataContractError(f"{where}: groups_test has groups with fewer than {MIN_GROUP_SIZE} test inputs: "
+                                f"{', '.join(small)}; merge them (a rate measured on so few inputs is noise)")
     return labels
 
 
@@ -372,6 +382,11 @@ def groups_from_feature(data: AuditData, feature: int) -> AuditData:
     if len(np.unique(labels)) < 2:
         raise DataContractError(f"[tool.swiglu_audit.fairness] group_feature = {feature} takes one value on the "
                                 "test split: no groups to compare")
+    small = _small_groups(labels)
+    if small:
+        raise DataContractError(f"[tool.swiglu_audit.fairness] group_feature = {feature} makes groups with fewer "
+                                f"than {MIN_GROUP_SIZE} test inputs: {', '.join(small)}; name coarser groups with "
+                                "groups_test in the dataset")
     return dataclasses.replace(data, groups_test=labels, groups_source=how)
 
 

@@ -227,6 +227,13 @@ def mean_interval(values, level: float = 0.95) -> Estimate:
     return Estimate(float(m.mean()), lo, hi, level, s, n)
 
 
+def share_floor(successes: float, n: float) -> float:
+    """The least variance of a share measured on n examples: an Agresti-Coull share's, so that k
+    of n right (0 or n included) is never read as exact."""
+    p = (successes + 2) / (n + 4)
+    return p * (1 - p) / n if n > 0 else 0.25
+
+
 def within_model_difference(first, second, level: float = 0.95) -> Estimate:
     """Mean of first - second where both (seeds x examples) matrices are the same models'
     outcomes on the same examples (row k is seed k's model in both: the model before and after a
@@ -257,6 +264,10 @@ def change_comparison(before_a, after_a, before_b, after_b, level: float = 0.95,
     examples (quantisation, say). As `paired_comparison` on the two change matrices, with each
     side's `within_model_difference` floor: two arms in which no outcome changed are not proof
     that neither changes."""
+    for before, after in ((before_a, after_a), (before_b, after_b)):
+        if np.shape(before) != np.shape(after):
+            raise ValueError(f"each arm's before and after need the same seeds and examples: "
+                             f"{np.shape(before)} vs {np.shape(after)}")
     change_a = _as_matrix(after_a) - _as_matrix(before_a)
     change_b = _as_matrix(after_b) - _as_matrix(before_b)
     if change_a.shape[1] != change_b.shape[1]:
@@ -299,16 +310,18 @@ def _comparison(cand: float, base: float, seeds_a: tuple[tuple[float, float], in
 
 
 def replicate_estimate(per_seed, replicates, n_examples: int, level: float = 0.95,
-                       bounds: tuple[float, float] | None = None) -> Estimate:
+                       bounds: tuple[float, float] | None = None, floor: float = 0.0) -> Estimate:
     """A seed-averaged metric that is not a mean over examples (AUROC, say): `per_seed` its value
     per seed, `replicates` (seeds x B) its value on B example resamples shared by all seeds;
-    `bounds` the values the metric can take, if any."""
+    `bounds` the values the metric can take, if any; `floor` the least example variance the
+    metric can have (resamples of a small group that is always right vary by nothing, which is
+    no proof that it always is)."""
     p, r = np.asarray(per_seed, float), np.atleast_2d(np.asarray(replicates, float))
     _require_finite(p)
     _require_finite(r)
     s = len(p)
     seeds = _seed_part(p, _replicate_interaction(r))
-    example_var = float(np.var(r.mean(0), ddof=1))
+    example_var = max(float(np.var(r.mean(0), ddof=1)), floor)
     lo, hi, _, _, _ = _t_interval(float(p.mean()), [_seed_parts(seeds, s), (example_var, n_examples - 1, example_var)],
                                   level)
     lo, hi = _clip(lo, hi, bounds)
@@ -317,16 +330,17 @@ def replicate_estimate(per_seed, replicates, n_examples: int, level: float = 0.9
 
 def replicate_comparison(per_seed_a, replicates_a, per_seed_b, replicates_b, n_examples: int,
                          level: float = 0.95, alpha: float = 0.05,
-                         bounds: tuple[float, float] | None = None) -> Comparison:
+                         bounds: tuple[float, float] | None = None, floor: float = 0.0) -> Comparison:
     """Candidate - baseline of a metric that is not a mean over examples; the replicates of both
     must come from the same example resamples (column b of each is resample b). `bounds`: the
-    values the difference can take, if any."""
+    values the difference can take, if any; `floor`: the least example variance of the
+    difference (as `replicate_estimate`'s)."""
     pa, ra = np.asarray(per_seed_a, float), np.atleast_2d(np.asarray(replicates_a, float))
     pb, rb = np.asarray(per_seed_b, float), np.atleast_2d(np.asarray(replicates_b, float))
     for values in (pa, ra, pb, rb):
         _require_finite(values)
     seeds_a, seeds_b = _seed_part(pa, _replicate_interaction(ra)), _seed_part(pb, _replicate_interaction(rb))
-    example_var = float(np.var(ra.mean(0) - rb.mean(0), ddof=1))
+    example_var = max(float(np.var(ra.mean(0) - rb.mean(0), ddof=1)), floor)
     return _comparison(float(pa.mean()), float(pb.mean()), (seeds_a, len(pa)), (seeds_b, len(pb)),
                        example_var, n_examples, level, alpha, bounds)
 
