@@ -271,7 +271,14 @@ def overview_section(doc: dict) -> str:
     matrix = (f"<table class=overview><tr><th>check (candidate - baseline)</th>{head}</tr>{body}</table>"
               if comps else "<p>No candidate-vs-baseline comparison ran.</p>")
     counts = " ".join(f"{badge(k)} {v}" for k, v in s["counts"].items())
-    missing = [c["area"] for c in doc.get("coverage", []) if not c["measured"] and c.get("applicable", True)]
+    coverage = [c for c in doc.get("coverage", []) if not c["measured"] and c.get("applicable", True)]
+    missing = [c["area"] for c in coverage if not c["note"].startswith(_NEEDS)]
+    # rows that need the user's input, one mention per input, not one per row
+    needs: dict[str, int] = {}
+    for c in coverage:
+        if c["note"].startswith(_NEEDS):
+            needs[c["note"].removeprefix(_NEEDS)] = needs.get(c["note"].removeprefix(_NEEDS), 0) + 1
+    wanting = "; ".join(f"{what} ({n} check{'s' if n > 1 else ''})" for what, n in needs.items())
     candidates = ", ".join(sorted(_candidates(doc))) or "-"
     return (f'<section id="overview"><h2>Overview: is the candidate ({esc(candidates)}) worse than its baselines?</h2>'
             f'<p><span class="verdict">Verdict: {badge(s["verdict"])}</span> &nbsp; {counts}</p>'
@@ -280,8 +287,13 @@ def overview_section(doc: dict) -> str:
             f"interval lies within the tolerance, FAIL only when the whole interval lies beyond it, WARN "
             f"(inconclusive) otherwise; bold when the interval excludes no difference; "
             f"hover for the sentence. Efficiency: the claim (FLOPs to target) and clean accuracy here, the rest "
-            f"in its section. Not measured here: {esc('; '.join(missing)) or 'nothing'}.</p>"
+            f"in its section; FFN outliers (an indicator) in the deployment section. Not measured here: "
+            f"{esc('; '.join(missing)) or 'nothing'}."
+            + (f" Needs your input: {esc(wanting)}." if wanting else "") + "</p>"
             f"{_auto_seeds_line(s.get('auto_seeds'))}{matrix}</section>")
+
+
+_NEEDS = "needs user input: "  # how the coverage matrix notes a row that needs the user's input
 
 
 def _auto_seeds_line(auto: dict | None) -> str:
@@ -298,7 +310,13 @@ def _auto_seeds_line(auto: dict | None) -> str:
 _OVERVIEW_EFFICIENCY = frozenset({"clean_accuracy_vs_baseline", "flops_to_target_vs_baseline"})
 
 
+# Indicators that cannot FAIL (they say where to look; the accuracy comparisons judge): in their section.
+_OVERVIEW_INDICATORS = frozenset({"ffn_outliers_vs_baseline"})
+
+
 def _in_overview(f: dict) -> bool:
+    if "comparison" not in f["details"] or f["check"] in _OVERVIEW_INDICATORS:
+        return False  # a two-model finding that is no comparison (the training set's verdict), or an indicator
     return f["suite"] != "efficiency" or f["check"] in _OVERVIEW_EFFICIENCY
 
 

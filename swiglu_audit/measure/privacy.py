@@ -1,0 +1,97 @@
+"""Membership-inference measurements per model, over all training seeds, memoised per process.
+
+Members are records of the training split the audited models were trained on; non-members are
+records of the validation and test splits, which no audited model trained on (the validation
+split only draws the learning curves of a clean training); equal numbers of each. The population
+the reference models are drawn from is all three splits: each reference model trains, with the
+harness's recipe, on a random half of it (`methods.privacy.reference_halves`), so every record is
+in the training set of half of them. Reference models are cached like every checkpoint and
+counted in the plan ("privacy reference")."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..errors import ModelContractError
+from ..methods.privacy import attack_metrics, member_split, reference_halves, rmia_scores
+from ..training.cache import cache_key
+from ..training.train import predict_logits
+
+if TYPE_CHECKING:
+    from ..session import AuditSession
+
+SPLIT_SEED = 0  # the members drawn and the references' halves: fixed, so that runs and models share them
+REFERENCE_SEED = 1000  # reference model k trains from seed REFERENCE_SEED + k, apart from the audit's seeds
+
+
+def out_of_scope(audit: AuditSession, name: str) -> str | None:
+    """Why this model is not attacked here, or None."""
+    spec = audit.zoo.spec(name)
+    if spec.weights:
+        return (f"'{name}' is loaded from pretrained weights: its training set is not this audit's, so which "
+                "records are members is not known here")
+    family = "user" if spec.factory else spec.family
+    if family not in audit.config.privacy.families:
+        return (f"the {family} family is not in [tool.swiglu_audit.privacy] families "
+                f"{list(audit.config.privacy.families)}: its reference models are not trained in this profile")
+    return None
+
+
+def population(audit: AuditSession) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(every record of train, val and test, their labels, the number of training records first)."""
+    data = audit.data
+    x = torch.cat([data.x_train, data.x_val, data.x_test])
+    y = torch.cat([data.y_train, data.y_val, data.y_test])
+    return x, y, len(data.y_train)
+
+
+def targets(audit: AuditSession) -> tuple[np.ndarray, np.ndarray]:
+    """(population positions of the attacked records, which of them are members)."""
+    _, y, n_train = population(audit)
+    members, non_members = member_split(n_train, len(y) - n_train, SPLIT_SEED)
+    positions = np.concatenate([members, n_train + non_members])
+    return positions, np.concatenate([np.ones(len(members), bool), np.zeros(len(non_members), bool)])
+
+
+def reference_tag(audit: AuditSession, k: int) -> str:
+    """The cache tag of reference model k: its half of the population, by content."""
+    halves = reference_halves(len(population(audit)[1]), audit.config.privacy.reference_models, SPLIT_SEED)
+    return f"privacy-reference{k}-{cache_key({'half': np.flatnonzero(halves[k]).tolist()})[:10]}"
+
+
+def references(audit: AuditSession, name: str) -> list:
+    """The reference models of `name`, one per half of the population."""
+    x, y, _ = population(audit)
+    halves = reference_halves(len(y), audit.config.privacy.reference_models, SPLIT_SEED)
+    out = []
+    for k, half in enumerate(halves):
+        keep = torch.from_numpy(np.flatnonzero(half))
+        out += audit.zoo.models(name, labels=y[keep], inputs=x[keep], tag=reference_tag(audit, k),
+                                seeds=(REFERENCE_SEED + k,))
+    return out
+
+
+def _true_label_probability(model, x: torch.Tensor, y: torch.Tensor, device) -> np.ndarray:
+    logits = predict_logits(model, x, device)
+    if not torch.isfinite(logits).all():
+        raise ModelContractError("the model's logits on the membership records contain NaN or infinity")
+    return torch.softmax(logits, 1).gather(1, y[:, None])[:, 0].double().numpy()
+
+
+def membership(audit: AuditSession, name: str) -> dict:
+    """{"rmia": attack_metrics of RMIA, "loss": of the loss-threshold baseline, "is_member",
+    "n_references"}: per seed of the audited model, on the same records and resamples."""
+    def compute():
+        x, y, _ = population(audit)
+        positions, is_member = targets(audit)
+        xt, yt = x[torch.from_numpy(positions)], y[torch.from_numpy(positions)]
+        target = np.stack([_true_label_probability(m.module, xt, yt, audit.device) for m in audit.zoo.models(name)])
+        refs = np.stack([_true_label_probability(m.module, xt, yt, audit.device) for m in references(audit, name)])
+        stats = audit.statistics
+        return {"rmia": attack_metrics(rmia_scores(target, refs), is_member, stats.n_boot, stats.seed),
+                "loss": attack_metrics(target, is_member, stats.n_boot, stats.seed),
+                "is_member": is_member, "n_references": len(refs)}
+    return audit.memo(("membership", name), compute)
