@@ -28,6 +28,7 @@ from .settings import (
     NumericalSettings,
     OodSettings,
     PoisoningSettings,
+    PrivacySettings,
     StatisticsSettings,
     TrainingSettings,
     build_sections,
@@ -109,6 +110,7 @@ class AuditConfig:
     numerical: NumericalSettings = field(default_factory=lambda: _section_default("numerical"))
     statistics: StatisticsSettings = field(default_factory=lambda: _section_default("statistics"))
     fairness: FairnessSettings = field(default_factory=lambda: _section_default("fairness"))
+    privacy: PrivacySettings = field(default_factory=lambda: _section_default("privacy"))
     policy: dict = field(default_factory=lambda: dict(DEFAULT_POLICY))
     project_root: Path = Path(".")
     update_golden: bool = False  # regenerate golden output files instead of comparing

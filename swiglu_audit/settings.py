@@ -1,7 +1,7 @@
 """The typed settings sections, and the shipped defaults they are read from.
 
 Each section of `[tool.swiglu_audit]` (training, adversarial, poisoning, ood, numerical,
-statistics, fairness) is a frozen dataclass. Its fields are the schema: a user's table is merged over the
+statistics, fairness, privacy) is a frozen dataclass. Its fields are the schema: a user's table is merged over the
 profile's values from `settings.toml`, every key is checked against the fields (a typo is a usage
 error naming the known keys), every value against the field's type, and each section's `check`
 adds the rules that tie its values together. Lists become tuples, so a section cannot be changed
@@ -227,8 +227,25 @@ class FairnessSettings(Section):
                                          "or -1 for none")
 
 
+@dataclass(frozen=True)
+class PrivacySettings(Section):
+    name: ClassVar[str] = "privacy"
+    families: tuple[str, ...]  # model families attacked ("user": the user's own models)
+    # reference models per attacked model, each trained on a random half of all the audit's records
+    # (RMIA); pairs take complementary halves, so every record is in half of them
+    reference_models: int
+
+    def check(self) -> None:
+        where = f"[{TOOL_TABLE}.privacy]"
+        for family in self.families:
+            check_choice(family, BUILTIN_FAMILIES + ("user",), "family", f"{where} families")
+        expect(self.reference_models >= 2 and self.reference_models % 2 == 0,
+               f"{where} reference_models must be an even number >= 2 (pairs of reference models train on "
+               "complementary halves of the records)")
+
+
 SECTIONS: tuple[type[Section], ...] = (TrainingSettings, AdversarialSettings, PoisoningSettings, OodSettings,
-                                       NumericalSettings, StatisticsSettings, FairnessSettings)
+                                       NumericalSettings, StatisticsSettings, FairnessSettings, PrivacySettings)
 SECTION_NAMES = tuple(s.name for s in SECTIONS)
 
 

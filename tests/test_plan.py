@@ -58,10 +58,11 @@ def test_plan_only_prints_the_plan_and_trains_nothing(tiny_project, tmp_path, mo
     # the tiny audit: 2 seeds, trained as one stacked model; 4 poisoned sets (flip, targeted,
     # backdoor, clean-label) per seed; the scan's power panel: the first seed on each trigger kind
     # but the corner patch, whose 3% set is the backdoor's (the tiny audit's panel: the corner patch
-    # and the checkerboard)
+    # and the checkerboard); the privacy suite's 2 reference models (quick), one seed each
     for model in ("swiglu-mlp", "relu-mlp"):
         assert (f"{model}: trainings 2 clean x 4 epochs (seeds stacked), 8 poisoning x 4 epochs (seeds stacked), "
-                "1 scan power panel x 4 epochs, 2 determinism x 1 epochs (0 cached)") in out
+                "1 scan power panel x 4 epochs, 2 privacy reference x 4 epochs, 2 determinism x 1 epochs "
+                "(0 cached)") in out
     assert not list((tmp_path / "empty-cache").rglob("*.safetensors"))  # nothing trained
     assert not (tiny_project.path / "reports" / "report.json").exists()
 
@@ -128,7 +129,9 @@ def test_an_accepted_reduced_plan_runs_the_cut_audit_and_reports_the_cut(tiny_pr
     # budget below sits far from both estimates whatever the machine's load does to the probe
     many_sets = ("clean_label = true\nflip_rates = [0.05, 0.1, 0.2, 0.3]\ntargeted_rates = [0.2, 0.4]\n"
                  "backdoor_rates = [0.03, 0.05, 0.1]\ndetection_rate = 0.05\n")
-    tiny_project.makefile(".toml", pyproject=TINY_AUDIT_TOML.replace("clean_label = true", many_sets, 1))
+    # (no membership inference: its reference models would be a cost no poisoning cut touches)
+    tiny_project.makefile(".toml", pyproject=TINY_AUDIT_TOML.replace("clean_label = true", many_sets, 1)
+                          + '\n[tool.swiglu_audit.privacy]\nfamilies = ["user"]\n')
     monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "empty-cache"))
     # the same unit costs in both runs; a trigger-scan step too cheap for a shorter scan to fit
     monkeypatch.setenv("SWIGLU_AUDIT_PROBE_SECONDS", "0.004,0.001,0.000001")

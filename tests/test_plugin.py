@@ -18,13 +18,14 @@ from swiglu_audit.config import OPT_ENABLE, OPT_REPORT_DIR, OPT_SEEDS, OPT_UPDAT
 # detection, training-set scan); 5 OOD (detection near and far, selective prediction, corruptions,
 # calibration); 2 precisions, determinism, 2 golden, round-trip; training efficiency; FFN
 # outliers, int8 and fp8 accuracy; class disparity of accuracy, robust accuracy and corrupted
-# accuracy (group disparity: no groups are given).
-PER_MODEL = 1 + 8 + 5 + 5 + 2 + 1 + 2 + 1 + 1 + 3 + 3
+# accuracy (group disparity: no groups are given); membership inference.
+PER_MODEL = 1 + 8 + 5 + 5 + 2 + 1 + 2 + 1 + 1 + 3 + 3 + 1
 # Per pair: worst case, transfer, clean accuracy; label flip, backdoor, detectability by each of
 # the 2 detectors; MSP AUROC near and far, corruption accuracy; 8 efficiency comparisons (FLOPs,
 # steps and seconds to target, final accuracy, step time, latency, throughput, training memory);
-# int8 and fp8 accuracy change, FFN outliers; worst-class accuracy and robust accuracy.
-PER_PAIR = 3 + 4 + 3 + 8 + 3 + 2
+# int8 and fp8 accuracy change, FFN outliers; worst-class accuracy and robust accuracy;
+# membership leakage.
+PER_PAIR = 3 + 4 + 3 + 8 + 3 + 2 + 1
 # Once: the op's property check and gradcheck; split leakage, train duplicates, label errors; the
 # training set's verdict from every model's scan.
 ONCE = 2 + 3 + 1
@@ -49,7 +50,7 @@ def test_audit_writes_reports_and_exit_status_matches_policy(tiny_project):
     assert len(doc["findings"]) == N_FINDINGS_TINY
     assert result.ret == (1 if doc["summary"]["breaches_policy"] else 0)
     assert {f["suite"] for f in doc["findings"]} == {"adversarial", "poisoning", "ood", "numerical", "efficiency",
-                                                     "deployment", "fairness"}
+                                                     "deployment", "fairness", "privacy"}
     assert all(f["rmf"] for f in doc["findings"])
     env = doc["environment"]
     assert set(env["data"]["sha256"]) == {"train", "val", "test"}
@@ -206,7 +207,10 @@ def test_users_own_models_are_audited(tiny_project, write_pyproject):
     # users' models: the backdoor sets fine-tune the clean checkpoints for a quarter of the epochs,
     # the label-flipping sets (where fine-tuning understates the risk) are retrained
     for model in ("my-swiglu", "my-baseline"):
-        tags = [t for t in doc["environment"]["models"][model]["runs"] if t != "clean"]
+        runs = doc["environment"]["models"][model]["runs"]
+        references = [t for t in runs if t.startswith("privacy-reference")]
+        assert len(references) == 2  # the quick profile's membership-inference reference models
+        tags = [t for t in runs if t != "clean" and t not in references]
         fine = [t for t in tags if t.endswith("-finetune1of4")]
         assert fine and all(t.startswith(("backdoor", "clean_label")) for t in fine)
         assert {t.split("-")[0] for t in tags if t not in fine} == {"flip", "targeted"}
@@ -214,7 +218,7 @@ def test_users_own_models_are_audited(tiny_project, write_pyproject):
         # ... and so do the power panel's planted sets (the checkerboard; the corner patch's 3% set
         # is the detectors' own)
         assert planned["epochs_per_training"] == {"clean": 4, "poisoning": 4, "poisoning fine-tuned": 1,
-                                                  "scan power panel": 1, "determinism": 1}
+                                                  "scan power panel": 1, "privacy reference": 4, "determinism": 1}
         panel = [t for t in fine if "-checkerboard" in t]  # the panel's set: the first seed alone
         assert len(panel) == 1 and planned["trainings"]["scan power panel"] == 1
         assert planned["trainings"]["poisoning fine-tuned"] == 2 * (len(fine) - len(panel))

@@ -134,7 +134,7 @@ def test_markdown_summary_lists_what_is_not_pass():
 def test_a_real_audit_report_validates_against_the_schema(tiny_audit_report):
     jsonschema.validate(tiny_audit_report, schema())
     assert {f["suite"] for f in tiny_audit_report["findings"]} == {
-        "adversarial", "poisoning", "ood", "numerical", "efficiency", "deployment", "fairness"}
+        "adversarial", "poisoning", "ood", "numerical", "efficiency", "deployment", "fairness", "privacy"}
 
 
 def test_a_real_report_draws_the_curves_of_every_suite_and_the_detector_tables(tiny_audit_report):

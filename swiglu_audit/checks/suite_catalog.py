@@ -202,6 +202,21 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
                       "groups in the order of the finding's by_group table)", "group (index)", "accuracy"),),
     ),
     SuiteInfo(
+        "privacy", "Privacy: membership inference",
+        note="Members are training records of the audited models, non-members records of the validation and "
+             "test splits no audited model trained on, in equal numbers. RMIA scores each record by the "
+             "model's probability of its true label over the mean of reference models' (trained with the "
+             "harness's recipe on random halves of all the records; privacy.reference_models per model); the "
+             "loss-threshold attack is the baseline it must beat. TPR at 1% and 0.1% FPR and AUROC, with "
+             "intervals over seeds and resampled records.",
+        coverage=(
+            CoverageRow("Membership inference (RMIA with reference models; loss-threshold baseline): TPR at low "
+                        "FPR, AUROC", "membership_inference", ("MEASURE 2.10",)),
+            CoverageRow("Membership leakage, candidate vs baseline", "membership_inference_vs_baseline",
+                        ("MEASURE 2.10",)),
+        ),
+    ),
+    SuiteInfo(
         "efficiency", "Efficiency claim",
         note="What the candidate buys, measured on the audit's own training (no extra training runs): "
              "learning curves against steps, wall time and FLOPs counted by torch.utils.flop_counter, "
@@ -246,5 +261,5 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
 
 # What no suite of this version measures (MEASURE 1.1 asks to list it too).
 NOT_MEASURED = (
-    CoverageRow("Privacy (membership inference, model inversion)", None, ("MEASURE 2.10",)),
+    CoverageRow("Privacy: model inversion and attribute inference", None, ("MEASURE 2.10",)),
 )

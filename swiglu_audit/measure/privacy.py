@@ -90,8 +90,9 @@ def membership(audit: AuditSession, name: str) -> dict:
         xt, yt = x[torch.from_numpy(positions)], y[torch.from_numpy(positions)]
         target = np.stack([_true_label_probability(m.module, xt, yt, audit.device) for m in audit.zoo.models(name)])
         refs = np.stack([_true_label_probability(m.module, xt, yt, audit.device) for m in references(audit, name)])
+        halves = reference_halves(len(y), audit.config.privacy.reference_models, SPLIT_SEED)[:, positions]
         stats = audit.statistics
-        return {"rmia": attack_metrics(rmia_scores(target, refs), is_member, stats.n_boot, stats.seed),
+        return {"rmia": attack_metrics(rmia_scores(target, refs, halves), is_member, stats.n_boot, stats.seed),
                 "loss": attack_metrics(target, is_member, stats.n_boot, stats.seed),
                 "is_member": is_member, "n_references": len(refs)}
     return audit.memo(("membership", name), compute)

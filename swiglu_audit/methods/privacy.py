@@ -9,12 +9,15 @@ Two attacks:
   higher for members;
 - RMIA (Zarifzadeh et al., "Low-Cost High-Power Membership Inference Attacks", 2024), which
   calibrates each record by reference models trained on random halves of the population:
-  Pr(x | target) / Pr(x), where Pr(x) is the mean over the reference models of their probability
-  of x's true label (the online form: each record is in about half of the references' training
-  sets). RMIA compares that ratio with the ratios of population records z, and with its threshold
-  gamma = 1 the pairwise test ranks the records as the ratio itself does, so the ratio is the score
-  here (every metric below depends on the ranking only). It needs few reference models: the paper
-  reports most of its power with one or two.
+  Pr(x | target) / Pr(x), with the offline form of Pr(x): from the reference models whose half
+  did not hold x (its OUT models; half of them), Pr(x) = ((1 + a) Pr_OUT(x) + (1 - a)) / 2, which
+  stands in for the IN models an offline attacker lacks (a = OFFLINE_A, not tuned here). With
+  few reference models the online form (the mean over all of them) fails: each record's one IN
+  model gives every confident prediction the same Pr(x), member or not. RMIA compares the ratio
+  with the ratios of population records z; with its threshold gamma = 1 that pairwise test ranks
+  the records as the ratio itself does, so the ratio is the score here (every metric below depends
+  on the ranking only). It needs few reference models: the paper reports most of its power with
+  one or two.
 Torch-free.
 """
 
@@ -50,9 +53,19 @@ def reference_halves(n_population: int, n_references: int, seed: int) -> np.ndar
     return halves
 
 
-def rmia_scores(target_probability: np.ndarray, reference_probability: np.ndarray) -> np.ndarray:
-    """(seeds x records) Pr(x | target) / Pr(x), Pr(x) the mean over the references (K x records)."""
-    marginal = np.asarray(reference_probability, dtype=float).mean(0)
+OFFLINE_A = 0.3  # RMIA's offline scaling of Pr_OUT(x) towards Pr(x)
+
+
+def rmia_scores(target_probability: np.ndarray, reference_probability: np.ndarray,
+                reference_trained_on: np.ndarray, a: float = OFFLINE_A) -> np.ndarray:
+    """(seeds x records) Pr(x | target) / Pr(x), Pr(x) from the references (K x records) that did
+    not train on the record (`reference_trained_on`: K x records, True where the half held it)."""
+    probability = np.asarray(reference_probability, dtype=float)
+    out = ~np.asarray(reference_trained_on, dtype=bool)
+    if not out.any(0).all():
+        raise ValueError("every record needs at least one reference model that did not train on it")
+    p_out = (probability * out).sum(0) / out.sum(0)
+    marginal = ((1 + a) * p_out + (1 - a)) / 2
     return np.asarray(target_probability, dtype=float) / np.maximum(marginal, _TINY)
 
 
@@ -87,27 +100,46 @@ def attack_metrics(scores: np.ndarray, is_member: np.ndarray, n_boot: int, seed:
     """Per seed of a (seeds x records) score matrix: AUROC and the TPR at each of FPRS, and each
     on `n_boot` resamples of the records (members and non-members resampled apart, so each keeps
     its count; the same resamples for every model scored on these records): {metric: seeds},
-    {metric + "_replicates": seeds x B}."""
-    scores = np.atleast_2d(scores)
+    {metric + "_replicates": seeds x B}. A resample is a count per record (`_resampled`)."""
+    scores = np.atleast_2d(np.asarray(scores, dtype=float))
     is_member = np.asarray(is_member, dtype=bool)
     members, non_members = np.flatnonzero(is_member), np.flatnonzero(~is_member)
     rng = np.random.default_rng(seed)
-    draws = [(members[rng.integers(0, len(members), len(members))],
-              non_members[rng.integers(0, len(non_members), len(non_members))]) for _ in range(n_boot)]
-
-    def metrics(row: np.ndarray, m_idx: np.ndarray, n_idx: np.ndarray) -> dict:
-        out = {"auroc": auroc(row[m_idx], row[n_idx])}
-        out.update({f"tpr_at_{fpr:g}": tpr_at_fpr(row[m_idx], row[n_idx], fpr) for fpr in FPRS})
-        return out
-
-    per_seed = [metrics(row, members, non_members) for row in scores]
-    keys = list(per_seed[0])
-    out: dict = {k: np.array([p[k] for p in per_seed]) for k in keys}
-    for k in keys:
-        out[f"{k}_replicates"] = np.empty((len(scores), n_boot))
-    for b, (m_idx, n_idx) in enumerate(draws):
-        for s, row in enumerate(scores):
-            for k, v in metrics(row, m_idx, n_idx).items():
-                out[f"{k}_replicates"][s, b] = v
+    m_counts = _counts(rng.integers(0, len(members), (n_boot, len(members))), len(members))
+    n_counts = _counts(rng.integers(0, len(non_members), (n_boot, len(non_members))), len(non_members))
+    keys = ["auroc"] + [f"tpr_at_{fpr:g}" for fpr in FPRS]
+    out: dict = {k: np.empty(len(scores)) for k in keys}
+    out.update({f"{k}_replicates": np.empty((len(scores), n_boot)) for k in keys})
+    for s, row in enumerate(scores):
+        m_scores, n_scores = row[members], row[non_members]
+        out["auroc"][s] = auroc(m_scores, n_scores)
+        for fpr in FPRS:
+            out[f"tpr_at_{fpr:g}"][s] = tpr_at_fpr(m_scores, n_scores, fpr)
+        for k, v in _resampled(m_scores, n_scores, m_counts, n_counts).items():
+            out[f"{k}_replicates"][s] = v
     out["n_members"], out["n_non_members"] = len(members), len(non_members)
+    return out
+
+
+def _counts(draws: np.ndarray, n: int) -> np.ndarray:
+    """(B, n) how often each record is drawn in each resample."""
+    counts = np.zeros((len(draws), n))
+    np.add.at(counts, (np.repeat(np.arange(len(draws)), draws.shape[1]), draws.ravel()), 1.0)
+    return counts
+
+
+def _resampled(member_scores: np.ndarray, non_member_scores: np.ndarray, m_counts: np.ndarray,
+               n_counts: np.ndarray) -> dict[str, np.ndarray]:
+    """`auroc` and `tpr_at_fpr` on every resample at once, a resample being a count per record:
+    AUROC from the member-by-non-member win matrix (ties a half), weighted by the counts; the TPR
+    from each resample's threshold, its (floor(fpr n) + 1)-th largest drawn non-member score."""
+    m, n = len(member_scores), len(non_member_scores)
+    wins = (member_scores[:, None] > non_member_scores[None, :]) + 0.5 * (member_scores[:, None] == non_member_scores[None, :])
+    out = {"auroc": ((m_counts @ wins) * n_counts).sum(1) / (m * n)}  # one matrix product, not a triple loop
+    order = np.argsort(-non_member_scores, kind="mergesort")
+    cumulative = np.cumsum(n_counts[:, order], axis=1)  # drawn non-members at or above each score, descending
+    for fpr in FPRS:
+        allowed = int(np.floor(fpr * n))
+        threshold = non_member_scores[order][np.argmax(cumulative > allowed, axis=1)]
+        out[f"tpr_at_{fpr:g}"] = ((member_scores[None, :] > threshold[:, None]) * m_counts).sum(1) / m
     return out

@@ -104,6 +104,10 @@ class Trainings:
     epochs: int
     seeds: tuple[int, ...]
     patience: int = 0
+    paired: bool = False  # tags[i] trains from seeds[i] alone (reference models), not every tag x seed
+
+    def pairs(self) -> list[tuple[str, int]]:
+        return list(zip(self.tags, self.seeds)) if self.paired else [(t, s) for t in self.tags for s in self.seeds]
 
 
 def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict[str, Trainings]:
@@ -146,6 +150,14 @@ def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict
             out["scan power panel"] = Trainings([poisoned_tag(audit, name, c) for c in panel],
                                                 fine_tune_epochs(config) if fine else epochs, poisoned[:1],
                                                 patience(audit, name, panel[0]))
+    from ..measure import privacy
+
+    if privacy.out_of_scope(audit, name) is None:
+        # RMIA's reference models, each on its half of all the records (counted at the training
+        # split's size: an upper bound where the half is smaller)
+        k = config.privacy.reference_models
+        out["privacy reference"] = Trainings([privacy.reference_tag(audit, i) for i in range(k)], epochs,
+                                             tuple(privacy.REFERENCE_SEED + i for i in range(k)), paired=True)
     out["determinism"] = Trainings([], config.numerical.determinism_epochs, (0, 1))  # twice, never cached
     return out
 
@@ -168,7 +180,7 @@ def other_passes(config: AuditConfig, audit: AuditSession, name: str,
     data, seeds = audit.data, len(config.seeds)
     steps_per_epoch = math.ceil(len(data.y_train) / config.training.batch_size)
     # each validation pass of a clean training also passes OUTLIER_PROBE inputs for the FFN's outliers
-    forward = sum(len(t.seeds) * max(1, len(t.tags)) * validation_passes(t.epochs, steps_per_epoch)
+    forward = sum((len(t.pairs()) if t.tags else len(t.seeds)) * validation_passes(t.epochs, steps_per_epoch)
                   * (len(data.y_val) + (min(OUTLIER_PROBE, len(data.y_val)) if kind == "clean" else 0))
                   for kind, t in trainings.items())
     ood_forward, ood_gradient = ood.planned_passes(config, data)
@@ -176,6 +188,10 @@ def other_passes(config: AuditConfig, audit: AuditSession, name: str,
     # the fairness suite's group metrics predict the whole test split once per seed (its class
     # metrics reuse the other suites' outcomes)
     fairness_forward = len(data.y_test) if data.groups_test is not None else 0
+    from ..measure import privacy
+    if privacy.out_of_scope(audit, name) is None:  # the records attacked, by each seed and reference model
+        n_targets = 2 * min(len(data.y_train), len(data.y_val) + len(data.y_test))
+        forward += (seeds + config.privacy.reference_models) * n_targets
     forward += seeds * (ood_forward + deployment.planned_passes(config) + fairness_forward) + poison_forward
     gradient = seeds * ood_gradient
     # the scan counted in steps over SCAN_INPUTS inputs (a step's cost is about linear in its inputs)
@@ -298,20 +314,21 @@ def make_plan(audit: AuditSession, workers: int,
         model = None
         counts = training_counts(config, audit, name)
         for purpose, trainings in counts.items():
-            count = len(trainings.seeds) * max(1, len(trainings.tags))  # determinism: no tag, trained twice
+            count = len(trainings.pairs()) if trainings.tags else len(trainings.seeds)  # determinism: no tag, trained twice
             plan.trainings[purpose] = count
             plan.epochs_per_training[purpose] = trainings.epochs
             if trainings.patience:
                 plan.early_stopping.append(purpose)
             # per tag: the seeds the cache lacks; two or more of them train as one stacked model
-            missing = {}
+            missing: dict[str, int] = {}
             if trainings.tags:
                 if model is None:
                     torch.manual_seed(seeds[0])
                     model = audit.zoo.instantiate(spec)
                 recipe = dataclasses.replace(audit.zoo.recipe, epochs=trainings.epochs, patience=trainings.patience)
-                missing = {tag: sum(not audit.cache.path_for(audit.zoo.training_key(spec, seed, tag, model, recipe)).exists()
-                                    for seed in trainings.seeds) for tag in trainings.tags}
+                for tag, seed in trainings.pairs():
+                    absent = not audit.cache.path_for(audit.zoo.training_key(spec, seed, tag, model, recipe)).exists()
+                    missing[tag] = missing.get(tag, 0) + absent
             cached = count - sum(missing.values()) if trainings.tags else 0
             plan.cached_trainings += cached
             steps = trainings.epochs * steps_per_epoch
@@ -366,7 +383,7 @@ def reused_probes(plan: AuditPlan) -> dict[str, tuple[float, float, float, float
 def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[tuple[str, AuditConfig, float]]:
     """Settings that cut the plan, each as (what to set, the changed configuration, its estimate):
     two seeds instead of more; a shorter trigger scan; a one-kind power panel; one family fewer
-    retrained on poisoned data;
+    retrained on poisoned data; one family fewer attacked by membership inference;
     fewer seeds with each of the others. Estimates reuse the probe's unit costs."""
     from ..measure.poisoning import out_of_scope
 
@@ -392,6 +409,16 @@ def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[t
         kept = [f for f in families if f != dropped]
         options.append((f"[tool.swiglu_audit.poisoning] families = {kept} (no retraining of the {dropped} models "
                         "on poisoned data)", dataclasses.replace(config, poisoning=dataclasses.replace(config.poisoning, families=tuple(kept)))))
+    from ..measure import privacy
+
+    attacked = {("user" if audit.zoo.spec(n).group == "user" else audit.zoo.spec(n).family)
+                for n in audit.zoo.specs if privacy.out_of_scope(audit, n) is None}
+    for dropped in [f for f in ("user", "vit", "mlp") if f in config.privacy.families and f in attacked]:
+        kept = [f for f in config.privacy.families if f != dropped]
+        if kept:
+            options.append((f"[tool.swiglu_audit.privacy] families = {kept} (no membership inference on the {dropped} "
+                            "models: their reference models are not trained)",
+                            dataclasses.replace(config, privacy=dataclasses.replace(config.privacy, families=tuple(kept)))))
     if len(options) > 1 and options[0][0].startswith("seeds"):
         label, fewer_seeds = options[0]
         options += [(f"{label}, and {other_label}", dataclasses.replace(other, seeds=fewer_seeds.seeds))
