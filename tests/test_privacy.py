@@ -51,18 +51,32 @@ def test_members_and_non_members_come_in_equal_numbers_and_references_take_compl
 def test_rmia_calibrates_each_record_by_the_reference_models_that_did_not_train_on_it():
     # record 0 is easy for every model (no evidence of membership); record 1 only for the target
     # and for the reference that trained on it
-    target = np.array([[0.99, 0.99]])
-    refs = np.array([[0.99, 0.95], [0.98, 0.2]])
+    target = np.log(np.array([[0.99, 0.99]]))
+    refs = np.log(np.array([[0.99, 0.95], [0.98, 0.2]]))
     trained_on = np.array([[False, True], [True, False]])
     scores = rmia_scores(target, refs, trained_on)
     p_out = np.array([0.99, 0.2])  # record 0: reference 0 is its OUT model; record 1: reference 1
-    assert np.allclose(scores[0], 0.99 / ((1.3 * p_out + 0.7) / 2))
-    assert scores[0, 1] > 1.5 * scores[0, 0]
+    assert np.allclose(np.exp(scores[0]), 0.99 / ((1.3 * p_out + 0.7) / 2))
+    assert scores[0, 1] > scores[0, 0] + np.log(1.5)
     # the loss threshold cannot tell them apart; RMIA gives the easy record no credit
     result = attack_metrics(scores, np.array([False, True]), n_boot=20, seed=0)
     assert result["auroc"][0] == 1.0
     with pytest.raises(ValueError, match="did not train on it"):
         rmia_scores(target, refs, np.ones((2, 2), bool))
+
+
+def test_confident_records_are_not_rounded_into_ties():
+    import torch
+
+    from swiglu_audit.measure.privacy import true_label_margin
+
+    # margins of 20 and 25 logits: a float32 softmax gives both p = 1.0 exactly
+    logits = torch.tensor([[20.0, 0.0, 0.0], [25.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    assert torch.softmax(logits, 1)[0, 0] == torch.softmax(logits, 1)[1, 0] == 1.0
+    identity = torch.nn.Linear(3, 3, bias=False)
+    torch.nn.init.eye_(identity.weight)  # a "model" whose logits are its inputs
+    margin = true_label_margin(identity, logits, torch.tensor([0, 0, 0]), torch.device("cpu"))
+    assert margin[0] == pytest.approx(20 - np.log(2)) and margin[1] > margin[0] > margin[2]
 
 
 def test_the_metrics_resample_members_and_non_members_apart():

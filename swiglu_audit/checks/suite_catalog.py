@@ -205,10 +205,11 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
         "privacy", "Privacy: membership inference",
         note="Members are training records of the audited models, non-members records of the validation and "
              "test splits no audited model trained on, in equal numbers. RMIA scores each record by the "
-             "model's probability of its true label over the mean of reference models' (trained with the "
-             "harness's recipe on random halves of all the records; privacy.reference_models per model); the "
-             "loss-threshold attack is the baseline it must beat. TPR at 1% and 0.1% FPR and AUROC, with "
-             "intervals over seeds and resampled records.",
+             "model's probability of its true label against the reference models' that did not train on it "
+             "(trained with the harness's recipe on random halves of all the records; privacy.reference_models "
+             "per model; the offline form of Pr(x)); the loss-threshold attack is the baseline it must beat, "
+             "and the stronger is judged. TPR at 1% and 0.1% FPR and AUROC, with intervals over seeds and "
+             "resampled records, conditional on the reference models.",
         coverage=(
             CoverageRow("Membership inference (RMIA with reference models; loss-threshold baseline): TPR at low "
                         "FPR, AUROC", "membership_inference", ("MEASURE 2.10",)),

@@ -41,24 +41,32 @@ def out_of_scope(audit: AuditSession, name: str) -> str | None:
 
 
 def population(audit: AuditSession) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(every record of train, val and test, their labels, the number of training records first)."""
+    """(every record of train, val and test, their labels, the number of training records first),
+    gathered once per process (the reference models train on halves of it)."""
+    def gather():
+        data = audit.data
+        return (torch.cat([data.x_train, data.x_val, data.x_test]), torch.cat([data.y_train, data.y_val, data.y_test]),
+                len(data.y_train))
+    return audit.memo(("privacy-population",), gather)
+
+
+def population_size(audit: AuditSession) -> tuple[int, int]:
+    """(all records, training records), from the splits' lengths alone."""
     data = audit.data
-    x = torch.cat([data.x_train, data.x_val, data.x_test])
-    y = torch.cat([data.y_train, data.y_val, data.y_test])
-    return x, y, len(data.y_train)
+    return len(data.y_train) + len(data.y_val) + len(data.y_test), len(data.y_train)
 
 
 def targets(audit: AuditSession) -> tuple[np.ndarray, np.ndarray]:
     """(population positions of the attacked records, which of them are members)."""
-    _, y, n_train = population(audit)
-    members, non_members = member_split(n_train, len(y) - n_train, SPLIT_SEED)
+    n_all, n_train = population_size(audit)
+    members, non_members = member_split(n_train, n_all - n_train, SPLIT_SEED)
     positions = np.concatenate([members, n_train + non_members])
     return positions, np.concatenate([np.ones(len(members), bool), np.zeros(len(non_members), bool)])
 
 
 def reference_tag(audit: AuditSession, k: int) -> str:
     """The cache tag of reference model k: its half of the population, by content."""
-    halves = reference_halves(len(population(audit)[1]), audit.config.privacy.reference_models, SPLIT_SEED)
+    halves = reference_halves(population_size(audit)[0], audit.config.privacy.reference_models, SPLIT_SEED)
     return f"privacy-reference{k}-{cache_key({'half': np.flatnonzero(halves[k]).tolist()})[:10]}"
 
 
@@ -74,11 +82,20 @@ def references(audit: AuditSession, name: str) -> list:
     return out
 
 
-def _true_label_probability(model, x: torch.Tensor, y: torch.Tensor, device) -> np.ndarray:
-    logits = predict_logits(model, x, device)
+def true_label_margin(model, x: torch.Tensor, y: torch.Tensor, device) -> np.ndarray:
+    """Per record z_y - logsumexp of the other classes' logits, in float64: the logit-scaled
+    confidence (Carlini et al. 2022), log p / (1 - p) of the true label. Its log-sigmoid is log p,
+    exact where a float32 softmax would round p to 1 for every confident record."""
+    logits = predict_logits(model, x, device).double()
     if not torch.isfinite(logits).all():
         raise ModelContractError("the model's logits on the membership records contain NaN or infinity")
-    return torch.softmax(logits, 1).gather(1, y[:, None])[:, 0].double().numpy()
+    true = logits.gather(1, y[:, None])[:, 0]
+    others = logits.scatter(1, y[:, None], float("-inf")).logsumexp(1)
+    return (true - others).numpy()
+
+
+def _log_probability(margin: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0.0, -margin)  # log sigmoid, stable for large margins
 
 
 def membership(audit: AuditSession, name: str) -> dict:
@@ -88,11 +105,12 @@ def membership(audit: AuditSession, name: str) -> dict:
         x, y, _ = population(audit)
         positions, is_member = targets(audit)
         xt, yt = x[torch.from_numpy(positions)], y[torch.from_numpy(positions)]
-        target = np.stack([_true_label_probability(m.module, xt, yt, audit.device) for m in audit.zoo.models(name)])
-        refs = np.stack([_true_label_probability(m.module, xt, yt, audit.device) for m in references(audit, name)])
+        target = np.stack([true_label_margin(m.module, xt, yt, audit.device) for m in audit.zoo.models(name)])
+        refs = np.stack([true_label_margin(m.module, xt, yt, audit.device) for m in references(audit, name)])
         halves = reference_halves(len(y), audit.config.privacy.reference_models, SPLIT_SEED)[:, positions]
         stats = audit.statistics
-        return {"rmia": attack_metrics(rmia_scores(target, refs, halves), is_member, stats.n_boot, stats.seed),
+        scores = rmia_scores(_log_probability(target), _log_probability(refs), halves)
+        return {"rmia": attack_metrics(scores, is_member, stats.n_boot, stats.seed),
                 "loss": attack_metrics(target, is_member, stats.n_boot, stats.seed),
                 "is_member": is_member, "n_references": len(refs)}
     return audit.memo(("membership", name), compute)

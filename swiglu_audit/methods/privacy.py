@@ -5,8 +5,9 @@ Principles", 2022): the true-positive rate at a low false-positive rate (1% and 
 AUROC, members against non-members in equal numbers.
 
 Two attacks:
-- the baseline, a loss threshold (Yeom et al. 2018): the model's probability of the true label,
-  higher for members;
+- the baseline, a loss threshold (Yeom et al. 2018): the model's confidence in the true label,
+  higher for members, as Carlini et al.'s logit-scaled margin z_y - logsumexp over the other
+  classes (the ranking of the probability, without its rounding to 1 on confident records);
 - RMIA (Zarifzadeh et al., "Low-Cost High-Power Membership Inference Attacks", 2024), which
   calibrates each record by reference models trained on random halves of the population:
   Pr(x | target) / Pr(x), with the offline form of Pr(x): from the reference models whose half
@@ -56,17 +57,19 @@ def reference_halves(n_population: int, n_references: int, seed: int) -> np.ndar
 OFFLINE_A = 0.3  # RMIA's offline scaling of Pr_OUT(x) towards Pr(x)
 
 
-def rmia_scores(target_probability: np.ndarray, reference_probability: np.ndarray,
+def rmia_scores(target_log_probability: np.ndarray, reference_log_probability: np.ndarray,
                 reference_trained_on: np.ndarray, a: float = OFFLINE_A) -> np.ndarray:
-    """(seeds x records) Pr(x | target) / Pr(x), Pr(x) from the references (K x records) that did
-    not train on the record (`reference_trained_on`: K x records, True where the half held it)."""
-    probability = np.asarray(reference_probability, dtype=float)
+    """(seeds x records) log Pr(x | target) - log Pr(x), Pr(x) from the references (K x records)
+    that did not train on the record (`reference_trained_on`: K x records, True where the half
+    held it). In logs: a confident model's probability of the true label is 1 - 1e-9 or closer,
+    which float32 and a plain ratio would round to a tie."""
+    probability = np.exp(np.asarray(reference_log_probability, dtype=float))
     out = ~np.asarray(reference_trained_on, dtype=bool)
     if not out.any(0).all():
         raise ValueError("every record needs at least one reference model that did not train on it")
     p_out = (probability * out).sum(0) / out.sum(0)
     marginal = ((1 + a) * p_out + (1 - a)) / 2
-    return np.asarray(target_probability, dtype=float) / np.maximum(marginal, _TINY)
+    return np.asarray(target_log_probability, dtype=float) - np.log(np.maximum(marginal, _TINY))
 
 
 def auroc(member_scores: np.ndarray, non_member_scores: np.ndarray) -> float:
@@ -134,8 +137,15 @@ def _resampled(member_scores: np.ndarray, non_member_scores: np.ndarray, m_count
     AUROC from the member-by-non-member win matrix (ties a half), weighted by the counts; the TPR
     from each resample's threshold, its (floor(fpr n) + 1)-th largest drawn non-member score."""
     m, n = len(member_scores), len(non_member_scores)
-    wins = (member_scores[:, None] > non_member_scores[None, :]) + 0.5 * (member_scores[:, None] == non_member_scores[None, :])
-    out = {"auroc": ((m_counts @ wins) * n_counts).sum(1) / (m * n)}  # one matrix product, not a triple loop
+    # each member's wins against the drawn non-members: those below it, and half of those tied,
+    # from a running count over the non-members in ascending order (memory B x (m + n))
+    ascending = np.argsort(non_member_scores, kind="mergesort")
+    below = np.concatenate([np.zeros((len(n_counts), 1)), np.cumsum(n_counts[:, ascending], axis=1)], axis=1)
+    sorted_scores = non_member_scores[ascending]
+    lo = np.searchsorted(sorted_scores, member_scores, side="left")
+    hi = np.searchsorted(sorted_scores, member_scores, side="right")
+    wins = below[:, lo] + 0.5 * (below[:, hi] - below[:, lo])  # B x m
+    out = {"auroc": (wins * m_counts).sum(1) / (m * n)}
     order = np.argsort(-non_member_scores, kind="mergesort")
     cumulative = np.cumsum(n_counts[:, order], axis=1)  # drawn non-members at or above each score, descending
     for fpr in FPRS:

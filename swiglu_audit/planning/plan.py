@@ -107,7 +107,7 @@ class Trainings:
     paired: bool = False  # tags[i] trains from seeds[i] alone (reference models), not every tag x seed
 
     def pairs(self) -> list[tuple[str, int]]:
-        return list(zip(self.tags, self.seeds)) if self.paired else [(t, s) for t in self.tags for s in self.seeds]
+        return list(zip(self.tags, self.seeds, strict=True)) if self.paired else [(t, s) for t in self.tags for s in self.seeds]
 
 
 def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict[str, Trainings]:

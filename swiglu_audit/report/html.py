@@ -280,8 +280,10 @@ def overview_section(doc: dict) -> str:
             needs[c["note"].removeprefix(_NEEDS)] = needs.get(c["note"].removeprefix(_NEEDS), 0) + 1
     wanting = "; ".join(f"{what} ({n} check{'s' if n > 1 else ''})" for what, n in needs.items())
     candidates = ", ".join(sorted(_candidates(doc))) or "-"
+    # the matrix right under the verdict, the legend after it: the first screen holds the answer
     return (f'<section id="overview"><h2>Overview: is the candidate ({esc(candidates)}) worse than its baselines?</h2>'
             f'<p><span class="verdict">Verdict: {badge(s["verdict"])}</span> &nbsp; {counts}</p>'
+            f"{_auto_seeds_line(s.get('auto_seeds'))}{matrix}"
             f"<p class=muted>Each cell: candidate minus baseline, with its interval over seeds and examples; "
             f"its colour is the status ({' '.join(badge(k) for k in STATUS_COLOURS)}): PASS only when the whole "
             f"interval lies within the tolerance, FAIL only when the whole interval lies beyond it, WARN "
@@ -289,8 +291,7 @@ def overview_section(doc: dict) -> str:
             f"hover for the sentence. Efficiency: the claim (FLOPs to target) and clean accuracy here, the rest "
             f"in its section; FFN outliers (an indicator) in the deployment section. Not measured here: "
             f"{esc('; '.join(missing)) or 'nothing'}."
-            + (f" Needs your input: {esc(wanting)}." if wanting else "") + "</p>"
-            f"{_auto_seeds_line(s.get('auto_seeds'))}{matrix}</section>")
+            + (f" Needs your input: {esc(wanting)}." if wanting else "") + "</p></section>")
 
 
 _NEEDS = "needs user input: "  # how the coverage matrix notes a row that needs the user's input
