@@ -155,3 +155,13 @@ def test_an_accepted_reduced_plan_runs_the_cut_audit_and_reports_the_cut(tiny_pr
     assert not [f for f in doc["findings"] if f["suite"] == "poisoning" and f["check"] == "backdoor_attack_success"]
     cut_rows = [c for c in doc["coverage"] if c["area"].startswith("Cut to fit max_minutes")]
     assert cut_rows and not any(c["measured"] for c in cut_rows)
+
+
+def test_reference_models_are_counted_at_the_size_of_their_own_training_set():
+    from swiglu_audit.planning.plan import Trainings
+
+    # digits: 1,078 training records; a reference model trains on half of all 1,797
+    reference = Trainings(["privacy-reference0"], 30, (1000,), paired=True, examples=1797 // 2)
+    assert reference.steps_per_epoch(1078, 64) == 15
+    assert Trainings(["clean"], 30, (0, 1)).steps_per_epoch(1078, 64) == 17
+    assert reference.pairs() == [("privacy-reference0", 1000)]

@@ -105,6 +105,10 @@ class Trainings:
     seeds: tuple[int, ...]
     patience: int = 0
     paired: bool = False  # tags[i] trains from seeds[i] alone (reference models), not every tag x seed
+    examples: int | None = None  # the training set's size where it is not the training split's
+
+    def steps_per_epoch(self, n_train: int, batch_size: int) -> int:
+        return math.ceil((self.examples or n_train) / batch_size)
 
     def pairs(self) -> list[tuple[str, int]]:
         return list(zip(self.tags, self.seeds, strict=True)) if self.paired else [(t, s) for t in self.tags for s in self.seeds]
@@ -153,11 +157,11 @@ def training_counts(config: AuditConfig, audit: AuditSession, name: str) -> dict
     from ..measure import privacy
 
     if privacy.out_of_scope(audit, name) is None:
-        # RMIA's reference models, each on its half of all the records (counted at the training
-        # split's size: an upper bound where the half is smaller)
+        # RMIA's reference models, each on its half of all the records
         k = config.privacy.reference_models
         out["privacy reference"] = Trainings([privacy.reference_tag(audit, i) for i in range(k)], epochs,
-                                             tuple(privacy.REFERENCE_SEED + i for i in range(k)), paired=True)
+                                             tuple(privacy.REFERENCE_SEED + i for i in range(k)), paired=True,
+                                             examples=privacy.population_size(audit)[0] // 2)
     out["determinism"] = Trainings([], config.numerical.determinism_epochs, (0, 1))  # twice, never cached
     return out
 
@@ -178,9 +182,10 @@ def other_passes(config: AuditConfig, audit: AuditSession, name: str,
     from ..training.train import OUTLIER_PROBE, validation_passes
 
     data, seeds = audit.data, len(config.seeds)
-    steps_per_epoch = math.ceil(len(data.y_train) / config.training.batch_size)
+    batch = config.training.batch_size
     # each validation pass of a clean training also passes OUTLIER_PROBE inputs for the FFN's outliers
-    forward = sum((len(t.pairs()) if t.tags else len(t.seeds)) * validation_passes(t.epochs, steps_per_epoch)
+    forward = sum((len(t.pairs()) if t.tags else len(t.seeds))
+                  * validation_passes(t.epochs, t.steps_per_epoch(len(data.y_train), batch))
                   * (len(data.y_val) + (min(OUTLIER_PROBE, len(data.y_val)) if kind == "clean" else 0))
                   for kind, t in trainings.items())
     ood_forward, ood_gradient = ood.planned_passes(config, data)
@@ -295,7 +300,6 @@ def make_plan(audit: AuditSession, workers: int,
               probes: dict[str, tuple[float, float, float, float]] | None = None) -> AuditPlan:
     """The plan of this audit. `probes` reuses unit costs measured before (for alternatives)."""
     config, data = audit.config, audit.data
-    steps_per_epoch = math.ceil(len(data.x_train) / config.training.batch_size)
     grads, forwards = attack_passes(config, data.n_classes)
     seeds = list(config.seeds)
     plans = []
@@ -331,7 +335,7 @@ def make_plan(audit: AuditSession, workers: int,
                     missing[tag] = missing.get(tag, 0) + absent
             cached = count - sum(missing.values()) if trainings.tags else 0
             plan.cached_trainings += cached
-            steps = trainings.epochs * steps_per_epoch
+            steps = trainings.epochs * trainings.steps_per_epoch(len(data.x_train), config.training.batch_size)
             if stacked_s and any(m > 1 for m in missing.values()):
                 plan.stacked.append(purpose)
             for tag_missing in (missing.values() if trainings.tags else [count]):
