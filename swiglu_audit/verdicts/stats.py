@@ -251,8 +251,7 @@ def within_model_difference(first, second, level: float = 0.95) -> Estimate:
     seeds = _seed_part(m.mean(1), _interaction(m))
     example_var = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
     if binary:
-        discordant = (float(np.abs(m).sum()) + 2) / (m.size + 4)
-        example_var = max(example_var, discordant / m.size)
+        example_var = max(example_var, _discordance_floor(m))
     lo, hi, _, _, _ = _t_interval(float(m.mean()), [_seed_parts(seeds, s), (example_var, n - 1, example_var)], level)
     lo, hi = _clip(lo, hi, (-1.0, 1.0) if binary else None)
     return Estimate(float(m.mean()), lo, hi, level, s, n)
@@ -270,18 +269,20 @@ def change_comparison(before_a, after_a, before_b, after_b, level: float = 0.95,
                              f"{np.shape(before)} vs {np.shape(after)}")
     change_a = _as_matrix(after_a) - _as_matrix(before_a)
     change_b = _as_matrix(after_b) - _as_matrix(before_b)
-    if change_a.shape[1] != change_b.shape[1]:
-        raise ValueError(f"a change comparison needs the same examples: {change_a.shape[1]} vs {change_b.shape[1]}")
-    n = change_a.shape[1]
-    seeds_a, seeds_b = (_seed_part(m.mean(1), _interaction(m)) for m in (change_a, change_b))
-    example_var = float(np.var(change_a.mean(0) - change_b.mean(0), ddof=1)) / n if n > 1 else 0.0
-    floor = sum((float(np.abs(m).sum()) + 2) / (m.size + 4) / m.size for m in (change_a, change_b))
-    return _comparison(float(change_a.mean()), float(change_b.mean()), (seeds_a, change_a.shape[0]),
-                       (seeds_b, change_b.shape[0]), max(example_var, floor), n, level, alpha, (-2.0, 2.0))
+    return paired_comparison(change_a, change_b, level, alpha, bounds=(-2.0, 2.0),
+                             floor=_discordance_floor(change_a) + _discordance_floor(change_b))
 
 
-def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0.05) -> Comparison:
-    """Compare two (seeds x examples) matrices measured on the same examples."""
+def _discordance_floor(change: np.ndarray) -> float:
+    """The least variance of the mean of per-example changes (-1, 0, 1): an Agresti-Coull share of
+    changed outcomes, so that no change seen is not read as no change possible."""
+    return (float(np.abs(change).sum()) + 2) / (change.size + 4) / change.size
+
+
+def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0.05, *,
+                      floor: float = 0.0, bounds: tuple[float, float] | None = None) -> Comparison:
+    """Compare two (seeds x examples) matrices measured on the same examples. `floor`: the least
+    example variance of the difference; `bounds`: the values it can take (0/1 outcomes: [-1, 1])."""
     a, b = _as_matrix(candidate), _as_matrix(baseline)
     binary = _binary(candidate) and _binary(baseline)
     if a.shape[1] != b.shape[1]:
@@ -293,7 +294,7 @@ def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0
         # no discordant example at all is not proof of no difference: at least one pseudo-pair's worth
         example_var = max(example_var, 1.0 / n ** 2)
     return _comparison(float(a.mean()), float(b.mean()), (seeds_a, a.shape[0]), (seeds_b, b.shape[0]),
-                       example_var, n, level, alpha, (-1.0, 1.0) if binary else None)
+                       max(example_var, floor), n, level, alpha, bounds or ((-1.0, 1.0) if binary else None))
 
 
 def _comparison(cand: float, base: float, seeds_a: tuple[tuple[float, float], int],
