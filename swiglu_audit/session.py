@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import os
 import platform
 import sys
@@ -96,6 +97,15 @@ class AuditSession:
                          "data": self.data.fingerprint, "device": self.device.type, "code": code})
         return self.cache.get_or_create_arrays(key, compute)
 
+    def machine_today(self) -> dict:
+        """What a measurement of the machine rather than of the weights (timings, run-to-run
+        determinism) holds for, as part of its cache key: this host, its cores and threads, the
+        device and torch, today (UTC). A warm audit re-judges today's measurement; tomorrow, or on
+        another machine, it is measured again."""
+        return {"host": platform.node(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+                "device": str(self.device), "torch": torch.__version__,
+                "day": time.strftime("%Y-%m-%d", time.gmtime())}
+
     def train_features(self, model):
         """(N, D) penultimate features of the training split through one trained model, computed
         once per process: the OOD feature detectors and the poison scan read the same features."""
@@ -121,7 +131,7 @@ class AuditSession:
             "versions": {
                 "swiglu_audit": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
                 "platform": platform.platform(),
-                **_package_versions(("torchattacks", "scikit-learn", "numpy", "pandas", "safetensors")),
+                **dict(_package_versions(("torchattacks", "scikit-learn", "numpy", "pandas", "safetensors"))),
             },
             "device": {"type": self.device.type, "precision": precision_name(self.device),
                        "name": torch.cuda.get_device_name(0) if self.device.type == "cuda" else platform.processor() or platform.machine(),
@@ -150,7 +160,9 @@ def _share_cores_with_other_workers(workers: int) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
-def _package_versions(names) -> dict:
+@functools.cache
+def _package_versions(names: tuple[str, ...]) -> dict:
+    """Read once per process: meta() runs for every check, and importlib.metadata is slow."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}

@@ -4,6 +4,11 @@ import textwrap
 
 import pytest
 
+# Imported before any test: pytester's fixture restores sys.modules after each test, and a
+# torch._dynamo first imported inside one (torch.optim imports it) would be imported again by the
+# next, which torch refuses (its operator libraries register once per process).
+import torch._dynamo  # noqa: F401
+
 # A tiny audit: two architectures, two seeds, a few epochs. Seconds on two CPU cores.
 TINY_AUDIT_TOML = """
 [tool.swiglu_audit]

@@ -182,6 +182,17 @@ def test_risk_coverage_by_hand_including_ties():
     assert aurc([0.9, 0.8, 0.1], [1, 1, 0]) < aurc([0.1, 0.8, 0.9], [1, 1, 0])
 
 
+def test_aurc_of_many_rows_at_once_equals_each_row_alone_with_ties():
+    from swiglu_audit.methods.calibration import aurc_rows
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 40):
+        tied = rng.integers(0, 3, size=(6, n)).astype(float)  # few distinct scores: long tie groups
+        for scores in (tied, rng.normal(size=(6, n))):
+            correct = (rng.random((6, n)) > 0.3).astype(float)
+            assert aurc_rows(scores, correct) == pytest.approx([aurc(s, c) for s, c in zip(scores, correct)])
+
+
 def test_aurc_estimate_interval_holds_the_value():
     from swiglu_audit.methods.calibration import aurc_estimate
 

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..errors import ModelContractError
+from ..methods import quantisation
 from ..methods.quantisation import quantised_copy, served_logits
 from ..training.activations import activation_stats, captured_inputs, ffn_layers, row_peak_ratios
+from ..training.cache import code_digest
 from ..training.nn import eval_mode
 from . import adversarial as adversarial_measure
 
@@ -115,13 +118,16 @@ def growth(curves: list[list[tuple[int, dict]]]) -> dict | None:
             "grew_most_factor": 10 ** jumps[i] if jumps else 1.0}
 
 
+MATRICES = ("float_correct", "quantised_correct", "flips", "robust_float", "robust_quantised")
+
+
 def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
     """seeds x examples matrices: "float_correct", "quantised_correct", "flips" on the test
     inputs; "robust_float", "robust_quantised" on the adversarial suite's Linf worst-case examples (or
     "robust_error": why they could not be had); "how": the scheme in words."""
     def compute():
         x, y = _inputs(audit)
-        out: dict = {k: [] for k in ("float_correct", "quantised_correct", "flips", "robust_float", "robust_quantised")}
+        out: dict = {k: [] for k in MATRICES}
         try:
             adversarial = adversarial_measure.adversarial(audit, name)
             examples, y_adv = adversarial["linf_worst_examples"], audit.data.y_test[: audit.config.adversarial.n_examples]
@@ -144,9 +150,19 @@ def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
                 for key, m, on in (("robust_float", model, q_device), ("robust_quantised", q_model, q_device)):
                     right = lambda inputs: (served_logits(m, inputs, on).argmax(1) == y_adv).numpy()  # noqa: B023
                     out[key].append(right(clean) & right(examples[k]))
+        arrays = {k: np.stack(v) for k, v in out.items() if isinstance(v, list) and v}
+        return arrays, {k: v for k, v in out.items() if not isinstance(v, list)}
+
+    def cached() -> dict:
+        # on disk like the attack results: a warm audit re-judges without quantising again
+        arrays, record = audit.cached_arrays(f"quantised-{scheme}", audit.zoo.models(name),
+                                             {"n_examples": audit.config.numerical.n_examples,
+                                              "n_adversarial": audit.config.adversarial.n_examples},
+                                             _CODE_DIGEST, compute)
         # boolean outcomes, as the statistics expect them (their 0/1 floors depend on it)
-        return {k: (np.stack(v).astype(bool) if isinstance(v, list) and v else v) for k, v in out.items()}
-    return audit.memo(("quantised", name, scheme), compute)
+        outcomes = {k: np.zeros((0, 0), bool) for k in MATRICES}  # none measured: an empty matrix
+        return {**outcomes, **{k: v.astype(bool) for k, v in arrays.items()}, **record}
+    return audit.memo(("quantised", name, scheme), cached)
 
 
 def planned_passes(config) -> int:
@@ -159,3 +175,5 @@ def planned_passes(config) -> int:
     return n_test + len(SCHEMES) * 2 * (n_test + 2 * n_adversarial)
 
 
+# the quantised measurement's cache entries follow the code that makes them
+_CODE_DIGEST = code_digest(sys.modules[__name__], quantisation)

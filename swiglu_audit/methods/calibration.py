@@ -75,8 +75,28 @@ def aurc_estimate(scores: np.ndarray, correct: np.ndarray, level: float, n_boot:
     from ..verdicts.stats import replicate_estimate
 
     rng = np.random.default_rng(seed)
+    scores, correct = np.asarray(scores, float), np.asarray(correct, float)
     n_seeds, n = np.shape(correct)
-    resamples = [rng.integers(0, n, n) for _ in range(n_boot)]
-    reps = np.array([[aurc(scores[k, idx], correct[k, idx]) for idx in resamples] for k in range(n_seeds)])
+    resamples = np.stack([rng.integers(0, n, n) for _ in range(n_boot)])
+    reps = np.stack([aurc_rows(scores[k][resamples], correct[k][resamples]) for k in range(n_seeds)])
     per_seed = [aurc(s, c) for s, c in zip(scores, correct)]
     return replicate_estimate(per_seed, reps, n, level, bounds=(0.0, 1.0))
+
+
+def aurc_rows(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """`aurc` of each row of two (B x n) matrices at once (the bootstrap's replicates), ties
+    handled as `risk_coverage` handles them."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    s = np.take_along_axis(scores, order, axis=1)
+    e = 1.0 - np.take_along_axis(correct, order, axis=1)
+    rows, n = s.shape
+    positions = np.broadcast_to(np.arange(n), (rows, n))
+    new_group = np.concatenate([np.ones((rows, 1), bool), np.diff(s, axis=1) != 0], axis=1)
+    ends_group = np.concatenate([new_group[:, 1:], np.ones((rows, 1), bool)], axis=1)
+    start = np.maximum.accumulate(np.where(new_group, positions, 0), axis=1)  # first index of each tie group
+    end = np.minimum.accumulate(np.where(ends_group, positions + 1, n)[:, ::-1], axis=1)[:, ::-1]  # one past its last
+    errors_before = np.concatenate([np.zeros((rows, 1)), np.cumsum(e, axis=1)], axis=1)  # errors in [0, j)
+    before = np.take_along_axis(errors_before, start, axis=1)
+    in_group = np.take_along_axis(errors_before, end, axis=1) - before
+    expected = before + in_group * (positions - start + 1) / (end - start)
+    return (expected / np.arange(1, n + 1)).mean(axis=1)

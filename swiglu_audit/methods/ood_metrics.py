@@ -16,6 +16,8 @@ of a thousand sorts.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 TPR_LEVEL = 0.95
@@ -28,21 +30,33 @@ def _as_1d(a) -> np.ndarray:
     return a
 
 
+def _cumulative_weights(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted scores, B x (n + 1) weight below each sorted position): one sort and one cumulative
+    sum that any number of threshold look-ups share."""
+    order = np.argsort(scores, kind="stable")
+    below = np.concatenate([np.zeros((len(weights), 1)), np.cumsum(weights[:, order], axis=1)], axis=1)
+    return scores[order], below
+
+
+def _at_or_above(cumulative: tuple[np.ndarray, np.ndarray], thresholds: np.ndarray,
+                 strictly: bool = False) -> np.ndarray:
+    sorted_scores, below = cumulative
+    idx = np.searchsorted(sorted_scores, thresholds, side="right" if strictly else "left")
+    idx = np.broadcast_to(idx, (len(below), np.shape(thresholds)[-1]))
+    return below[:, -1:] - np.take_along_axis(below, idx, axis=1)
+
+
 def _weight_at_or_above(scores: np.ndarray, weights: np.ndarray, thresholds: np.ndarray,
                         strictly: bool = False) -> np.ndarray:
     """For each row of `weights` (B x n, over `scores`) and each threshold (T,) or (B x T): the
     total weight of scores >= threshold (> threshold when `strictly`)."""
-    order = np.argsort(scores, kind="stable")
-    sorted_scores = scores[order]
-    below = np.concatenate([np.zeros((len(weights), 1)), np.cumsum(weights[:, order], axis=1)], axis=1)
-    idx = np.searchsorted(sorted_scores, thresholds, side="right" if strictly else "left")
-    idx = np.broadcast_to(idx, (len(weights), np.shape(thresholds)[-1]))
-    return below[:, -1:] - np.take_along_axis(below, idx, axis=1)
+    return _at_or_above(_cumulative_weights(scores, weights), thresholds, strictly)
 
 
 def weighted_auroc(s_in, s_out, w_in, w_out) -> np.ndarray:
-    above = _weight_at_or_above(s_out, w_out, s_in)  # OOD weight >= each ID score
-    strictly_above = _weight_at_or_above(s_out, w_out, s_in, strictly=True)
+    cumulative = _cumulative_weights(s_out, w_out)
+    above = _at_or_above(cumulative, s_in)  # OOD weight >= each ID score
+    strictly_above = _at_or_above(cumulative, s_in, strictly=True)
     # OOD weight strictly below each ID score, plus half the tied weight
     wins = w_out.sum(axis=1, keepdims=True) - above + 0.5 * (above - strictly_above)
     return (w_in * wins).sum(axis=1) / (w_in.sum(axis=1) * w_out.sum(axis=1))
@@ -109,13 +123,29 @@ def seed_bootstrap(name: str, s_in, s_out, n_boot: int, rng):
     return per_seed(name, s_in, s_out), reps
 
 
+_REPLICATES: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # content digest -> seed_bootstrap's result
+
+
+def _replicates(name: str, s_in, s_out, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """seed_bootstrap with a fresh generator from `seed`, once per process for the same scores: a
+    candidate compared with every baseline, and its estimate, share its replicates."""
+    s_in, s_out = np.atleast_2d(np.asarray(s_in, float)), np.atleast_2d(np.asarray(s_out, float))
+    digest = hashlib.sha256(repr((name, n_boot, seed, s_in.shape, s_out.shape)).encode()
+                            + s_in.tobytes() + s_out.tobytes()).hexdigest()
+    if digest not in _REPLICATES:
+        if len(_REPLICATES) > 256:  # a long-lived notebook session: keep memory bounded
+            _REPLICATES.clear()
+        _REPLICATES[digest] = seed_bootstrap(name, s_in, s_out, n_boot, np.random.default_rng(seed))
+    return _REPLICATES[digest]
+
+
 def estimate(name: str, s_in, s_out, level: float, n_boot: int, seed: int = 0):
     """Seed-averaged metric with a t-interval over seeds and examples; the example part of its
     variance from `n_boot` example resamples (stats.replicate_estimate)."""
     from ..verdicts.stats import replicate_estimate
 
     s_in, s_out = np.atleast_2d(s_in), np.atleast_2d(s_out)
-    point, reps = seed_bootstrap(name, s_in, s_out, n_boot, np.random.default_rng(seed))
+    point, reps = _replicates(name, s_in, s_out, n_boot, seed)
     return replicate_estimate(point, reps, s_in.shape[1] + s_out.shape[1], level, bounds=(0.0, 1.0))
 
 
@@ -124,8 +154,8 @@ def compare(name: str, cand: dict, base: dict, level: float, alpha: float, n_boo
     from ..verdicts.stats import replicate_comparison
 
     # the same seed gives both models the same example resamples: the pairing over examples is kept
-    pc, rc = seed_bootstrap(name, cand["in"], cand["out"], n_boot, np.random.default_rng(seed))
-    pb, rb = seed_bootstrap(name, base["in"], base["out"], n_boot, np.random.default_rng(seed))
+    pc, rc = _replicates(name, cand["in"], cand["out"], n_boot, seed)
+    pb, rb = _replicates(name, base["in"], base["out"], n_boot, seed)
     return replicate_comparison(pc, rc, pb, rb, np.shape(cand["in"])[-1] + np.shape(cand["out"])[-1], level, alpha,
                                 bounds=(-1.0, 1.0))
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import os
+import platform
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -262,6 +264,43 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> tuple[float, floa
         torch.set_num_threads(threads)
 
 
+def timed_today(audit: AuditSession, name: str, workers: int) -> tuple[float, float, float, float]:
+    """`probe`, kept in the cache folder for the rest of the day (UTC) on this machine: a warm
+    audit re-plans without timing every model again. The entry is keyed by what the unit costs
+    depend on (the model and its parameters' shapes, the data's shape, the device, the threads per
+    worker, torch, the host),
+    so another machine, setting or model times afresh; the day bounds how stale a machine's
+    speed, which drifts from day to day, can be. Unit costs given in SWIGLU_AUDIT_PROBE_SECONDS
+    are used as given."""
+    from ..training.cache import cache_key
+    from ..util.io import atomic_write_text
+
+    if os.environ.get(PROBE_ENV):
+        return probe(audit, name, workers)
+    data, device = audit.data, audit.device
+    spec = audit.zoo.spec(name)
+    shapes = [(k, list(v.shape)) for k, v in audit.zoo.instantiate(spec).state_dict().items()]  # an edited model
+    key = cache_key({"spec": spec.to_dict(), "params": shapes, "input": list(data.input_shape),
+                     "classes": data.n_classes, "device": str(device), "workers": workers,
+                     "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                     "host": platform.node(), "day": time.strftime("%Y-%m-%d", time.gmtime()),
+                     "batch": audit.config.training.batch_size, "attack_set": audit.config.adversarial.n_examples,
+                     "seeds": len(audit.config.seeds), "stacking": os.environ.get("SWIGLU_AUDIT_STACK", "")})
+    path = audit.cache.root / "probes" / f"{key}.json"
+    try:
+        values = json.loads(path.read_text())
+        if isinstance(values, list) and len(values) == 4 and all(isinstance(v, (int, float)) and v >= 0 for v in values):
+            return tuple(float(v) for v in values)  # type: ignore[return-value]
+    except (OSError, ValueError):
+        pass  # absent or damaged: time it again
+    measured = probe(audit, name, workers)
+    try:
+        atomic_write_text(path, json.dumps(list(measured)))
+    except OSError:
+        pass  # a read-only cache still plans, by timing each time
+    return measured
+
+
 def _stacked_step_seconds(model, x, y, members: int, device: torch.device) -> float:
     """One training step of `members` copies of the model stacked (training/stacked.py), as a
     one-step stacked training over one batch: its setup is timed too, so it is an upper bound.
@@ -307,7 +346,7 @@ def make_plan(audit: AuditSession, workers: int,
         spec = audit.zoo.spec(name)
         probe_error = ""
         try:
-            step_s, grad_s, scan_s, stacked_s = (probes or {}).get(name) or probe(audit, name, workers)
+            step_s, grad_s, scan_s, stacked_s = (probes or {}).get(name) or timed_today(audit, name, workers)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001  # the model's own checks will report it; the plan goes on
