@@ -22,13 +22,13 @@ FLOORS = {
     "methods": 5,  # attacks, detectors, corruptions: on models and data
     "checks": 6, "session": 6,  # what is judged and how; the notebook's entry point
     "measure": 7, "report": 7,  # measurements from a session; reports from findings
-    "planning": 8, "cli": 8,
+    "planning": 8, "cli": 8, "jobs": 8,  # the job graph and its executors run what the suites declare
     "pytest": 9,  # wiring only
     "suites": 10,
 }
 TORCH_FREE = ["errors", "util", "verdicts", "settings", "scheduled", "config", "checks", "report", "cli", "pytest",
               "training/specs.py", "training/progress.py", "methods/attack_registry.py", "methods/fairness.py",
-              "methods/privacy.py"]
+              "methods/privacy.py", "jobs"]
 
 
 def _room(module: str) -> str:

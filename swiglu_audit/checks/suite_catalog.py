@@ -41,7 +41,9 @@ class SuiteInfo:
     note: str = ""
     coverage: tuple[CoverageRow, ...] = ()
     curves: tuple[CurvePlot, ...] = ()
-    prefetch: str | None = None  # "module:function" in swiglu_audit.measure, for the xdist prefetch
+    # "module:function" in swiglu_audit.measure: the suite's expensive work on one model, run first
+    # (the xdist prefetch) and the suite's job in the audit's job graph (swiglu_audit.jobs)
+    prefetch: str | None = None
     trend: str | None = None  # the per-model finding id suffix plotted across saved runs, e.g. "[linf]"
     trend_check: str | None = None  # ... of this check
 
@@ -216,6 +218,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
             CoverageRow("Membership leakage, candidate vs baseline", "membership_inference_vs_baseline",
                         ("MEASURE 2.10",)),
         ),
+        prefetch="privacy:prefetch",
     ),
     SuiteInfo(
         "efficiency", "Efficiency claim",

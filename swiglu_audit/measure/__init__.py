@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..session import AuditSession
 
 
-def _prefetchers() -> dict[str, Callable[[AuditSession, str], None]]:
+def prefetchers() -> dict[str, Callable[[AuditSession, str], None]]:
     """suite -> its prefetch function, as the suite catalogue declares it (imported on use: the
     measurement modules import torch)."""
     import importlib
@@ -42,15 +42,15 @@ def prefetch_share(audit: AuditSession, needs: dict[str, set[str]], worker_index
     transformers first, so every worker gets its share of them); a worker then finds the other
     workers' results in the cache when its tests need them.
     """
-    prefetchers = _prefetchers()
+    by_suite = prefetchers()
     order = sorted(needs, key=lambda n: (audit.zoo.spec(n).family != "vit", n))
     mine = order[worker_index::n_workers]
     for done, name in enumerate(mine):
         audit.progress.update(f"prefetch {name}", done, len(mine))
         try:
             audit.zoo.models(name)
-            for suite in sorted(needs[name] & set(prefetchers)):
-                prefetchers[suite](audit, name)
+            for suite in sorted(needs[name] & set(by_suite)):
+                by_suite[suite](audit, name)
         except Exception:  # noqa: BLE001
             # A broken model must not fail the session fixture (and with it every test on
             # this worker): its own tests hit the same error and report it as ERROR findings.

@@ -82,6 +82,13 @@ def references(audit: AuditSession, name: str) -> list:
     return out
 
 
+def prefetch(audit: AuditSession, name: str) -> None:
+    """The reference models of `name` and its membership scores: the suite's job (xdist
+    prefetch, job graph)."""
+    if out_of_scope(audit, name) is None:
+        membership(audit, name)
+
+
 def true_label_margin(model, x: torch.Tensor, y: torch.Tensor, device) -> np.ndarray:
     """Per record z_y - logsumexp of the other classes' logits, in float64: the logit-scaled
     confidence (Carlini et al. 2022), log p / (1 - p) of the true label. Its log-sigmoid is log p,

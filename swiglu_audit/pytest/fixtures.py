@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ..config import OPT_EXECUTOR
 from ..verdicts.risk import Finding, breaches_policy
-from .relay import CONFIG_KEY, ITEM_FINDINGS_KEY, ITEM_POLICY_FAILURE_KEY, SESSION_KEY, progress_channel, xdist_workers
+from .relay import COLLECTOR_KEY, CONFIG_KEY, ITEM_FINDINGS_KEY, ITEM_POLICY_FAILURE_KEY, SESSION_KEY, progress_channel, xdist_workers
 
 
 @pytest.fixture(scope="session")
@@ -17,12 +18,36 @@ def audit(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
     index, workers = xdist_workers(pytestconfig)
     session = AuditSession(pytestconfig.stash[CONFIG_KEY], Progress(channel=progress_channel(pytestconfig)), workers)
     pytestconfig.stash[SESSION_KEY] = session
-    if workers > 1:
+    if pytestconfig.getoption(OPT_EXECUTOR) == "ray":
+        _run_jobs_on_ray(session, pytestconfig, measurement_needs(request.session.items))
+    elif workers > 1:
         from ..measure import prefetch_share
 
         prefetch_share(session, measurement_needs(request.session.items), index, workers)
     yield session
     session.progress.done()
+
+
+def _run_jobs_on_ray(session, pytestconfig: pytest.Config, needs: dict[str, set[str]]) -> None:
+    """The selected checks' jobs, run on Ray before any check; what ran is kept in the report's plan."""
+    import sys
+
+    from ..jobs.audit_jobs import audit_graph
+    from ..jobs.executors import run_on_ray
+
+    collector = pytestconfig.stash.get(COLLECTOR_KEY, None)
+    plan = collector.plan if collector is not None else None
+    stream = sys.__stderr__ or sys.stderr
+
+    def say(line: str) -> None:
+        if pytestconfig.get_verbosity() >= 0:
+            stream.write(line + "\n")
+
+    results = run_on_ray(session.config, audit_graph(session, plan, needs), say)
+    if plan is not None:
+        plan["executor_results"] = {"jobs_run": len(results), "models_trained": sum(r["trained"] for r in results),
+                                    "failed": {r["id"]: r["error"] for r in results if r["error"]},
+                                    "job_seconds": round(sum(r["seconds"] for r in results), 1)}
 
 
 def measurement_needs(items) -> dict[str, set[str]]:

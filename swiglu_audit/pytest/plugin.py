@@ -74,6 +74,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(cfg.OPT_ACCEPT_REDUCED, action="store_true", default=False,
                     help="when the plan exceeds max_minutes, apply the first reduction that fits (fewer "
                          "seeds, fewer families retrained on poisoned data) and record it in the report")
+    group.addoption(cfg.OPT_EXECUTOR, choices=("local", "ray"), default="local",
+                    help="where the audit's jobs (trainings, each suite's measurements of each model) run: "
+                         "local (this process and its xdist workers) or ray (a Ray cluster: RAY_ADDRESS, or a "
+                         "local one; give the cluster a shared cache folder); the checks then judge their results")
     group.addoption(cfg.OPT_DEBUG, action="store_true", default=False,
                     help="show the traceback behind each setup problem (as -v does)")
 
@@ -127,6 +131,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                               scan_steps=cut["scan_steps"],
                                               threat_triggers=tuple(cut["threat_triggers"])))
     else:
+        _check_executor(config)
         # Every static problem of the setup, all at once, before anything trains (exit 4).
         check_setup(audit_config, show_tracebacks=bool(config.getoption(cfg.OPT_DEBUG))
                     or config.getoption("verbose") > 0)
@@ -195,10 +200,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+def _check_executor(config: pytest.Config) -> None:
+    if config.getoption(cfg.OPT_EXECUTOR) != "ray":
+        return
+    from ..jobs.executors import ray_module
+
+    ray_module()  # installed, or a usage error that says how
+    if config.getoption("numprocesses", default=None):
+        raise cfg.ConfigError(f"{cfg.OPT_EXECUTOR}=ray runs the audit's jobs on Ray, in parallel; the checks then only "
+                              "read their results. Leave out -n (pytest-xdist), or give -n 0.")
+
+
 def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
     """The plan before any training, for the report; printed and exit 0 with --swiglu-audit-plan;
     over max_minutes, a usage error (exit 4) naming what would fit, or with
     --swiglu-audit-accept-reduced-plan the first setting that fits, applied and recorded as a cut."""
+    from ..jobs.audit_jobs import audit_graph
     from ..planning.plan import budget_options, budget_problem, make_plan, plan_lines, reused_probes
     from ..session import AuditSession
 
@@ -206,7 +223,8 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
     workers = workers if isinstance(workers, int) and workers > 0 else 1
     audit = AuditSession(audit_config)
     plan = make_plan(audit, workers)
-    lines = plan_lines(plan, audit_config.max_minutes)
+    graph = audit_graph(audit, plan.to_dict())
+    lines = plan_lines(plan, audit_config.max_minutes) + graph.lines()
     if config.getoption(cfg.OPT_PLAN):
         stream = sys.__stdout__ or sys.stdout
         stream.write("\n".join(lines) + "\n")
@@ -232,7 +250,8 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
     if config.get_verbosity() >= 0:  # the total (and the budget's verdict or the cut) at the start
         summary = [lines[0]] + ([lines[-1]] if cuts or budget > 0 else [])
         (sys.__stderr__ or sys.stderr).write("\n".join(summary) + f"\n  ({cfg.OPT_PLAN} lists it per model)\n")
-    return {**plan.to_dict(), "started": time.time(), "max_minutes": budget, "cuts": cuts}
+    return {**plan.to_dict(), "jobs": graph.to_dict(), "executor": config.getoption(cfg.OPT_EXECUTOR),
+            "started": time.time(), "max_minutes": budget, "cuts": cuts}
 
 
 def _prepare_progress_board(config: pytest.Config) -> None:

@@ -1,0 +1,114 @@
+"""The jobs of one audit, as the suites declare them, and how one job runs in any process.
+
+Each model has a training job (its clean trainings, stacked where they can be); each suite that
+names a `prefetch` in the suite catalogue has a job per model it measures, which waits for that
+model's training job. A job's cost is its part of the plan's estimate for the model. Running a
+job fills the checkpoint cache; the pytest items then read what it wrote and judge.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from .graph import Job, JobGraph
+
+if TYPE_CHECKING:
+    from ..config import AuditConfig
+    from ..session import AuditSession
+
+TRAINING = "training"
+# the plan's parts of a model's estimate that each suite's job spends (the clean trainings are
+# the training job's; the rest of "trainings" is the suites' own models, by their purpose)
+SUITE_PURPOSES = {"poisoning": ("poisoning", "poisoning fine-tuned", "scan power panel"),
+                  "privacy": ("privacy reference",)}
+SUITE_PARTS = {"adversarial": ("attacks",), "poisoning": ("trigger scan",), "ood": ("other passes",)}
+
+
+def training_job_id(model: str) -> str:
+    return f"{TRAINING}:{model}"
+
+
+def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str]] | None = None) -> JobGraph:
+    """The jobs of this audit: per model, its training and each measuring suite's job. `needs`:
+    model -> the suites its selected checks belong to (every prefetching suite when None);
+    `plan`: the plan's dictionary, for each job's estimated seconds (0 without it)."""
+    from ..measure import prefetchers
+
+    suites = set(prefetchers())
+    per_model = {m["name"]: m for m in (plan or {}).get("models", [])}
+    jobs = []
+    for name in (needs if needs is not None else audit.zoo.specs):
+        model_plan = per_model.get(name, {})
+        jobs.append(Job(training_job_id(name), name, TRAINING, _seconds(model_plan, "clean", ()),
+                        cached=_clean_cached(audit, name)))
+        for suite in sorted(suites & (needs[name] if needs is not None else suites)):
+            jobs.append(Job(f"{suite}:{name}", name, suite,
+                            _seconds(model_plan, SUITE_PURPOSES.get(suite, ()), SUITE_PARTS.get(suite, ())),
+                            deps=(training_job_id(name),)))
+    return JobGraph(jobs)
+
+
+def _seconds(model_plan: dict, purposes, parts) -> float:
+    """The plan's estimate of one job: its purposes' share of the model's training time (by
+    trainings x epochs) and the parts of the estimate that are its own."""
+    purposes = (purposes,) if isinstance(purposes, str) else purposes
+    estimate = model_plan.get("estimated_seconds_by_part", {})
+    counts, epochs = model_plan.get("trainings", {}), model_plan.get("epochs_per_training", {})
+    weight = {p: counts.get(p, 0) * epochs.get(p, 0) for p in counts}
+    total = sum(weight.values())
+    trainings = estimate.get("trainings", 0.0) * sum(weight.get(p, 0) for p in purposes) / total if total else 0.0
+    return trainings + sum(estimate.get(part, 0.0) for part in parts)
+
+
+def _clean_cached(audit: AuditSession, name: str) -> bool:
+    """Every seed's clean checkpoint of `name` is in the cache (or it has pretrained weights)."""
+    import torch
+
+    spec = audit.zoo.spec(name)
+    if spec.weights:
+        return True
+    try:
+        torch.manual_seed(0)
+        model = audit.zoo.instantiate(spec)
+    except Exception:  # noqa: BLE001  the training job meets the error and the model's checks report it
+        return False
+    return all(audit.cache.path_for(audit.zoo.training_key(spec, seed, "clean", model)).exists()
+               for seed in audit.config.seeds)
+
+
+_SESSIONS: dict[int, AuditSession] = {}  # one session per configuration and worker process
+
+
+def run_job(config: AuditConfig, job: Job, threads: int = 0, *_after) -> dict:
+    """Run one job in this process (a Ray worker, or the audit's own): train or measure, and so
+    fill the cache. `_after`: the results of the jobs it waits for (an executor passes them so
+    that it starts after them). An error is returned, not raised: the checks that need the job
+    meet the same error and report it as their ERROR findings, once each, as without executors."""
+    import torch
+
+    from ..measure import prefetchers
+    from ..session import AuditSession
+
+    root = str(config.project_root.resolve())
+    if root not in sys.path:  # the user's dataset and model factories, as pytest's rootdir gives them
+        sys.path.insert(0, root)
+    if threads:
+        torch.set_num_threads(threads)
+    key = hash(repr(config))
+    if key not in _SESSIONS:  # data loaded once per worker process, not once per job
+        _SESSIONS[key] = AuditSession(config)
+    audit = _SESSIONS[key]
+    started, before = time.monotonic(), audit.cache.stats.misses
+    error = None
+    try:
+        if job.suite == TRAINING:
+            audit.zoo.models(job.model)
+        else:
+            prefetchers()[job.suite](audit, job.model)
+    except Exception as exc:  # noqa: BLE001
+        error = f"{type(exc).__name__}: {exc}"
+    return {"id": job.id, "seconds": round(time.monotonic() - started, 3), "error": error,
+            "trained": audit.cache.stats.misses - before, "pid": os.getpid()}

@@ -1,0 +1,175 @@
+"""The job graph and its executors: the graph's arithmetic by hand, the plan that prints it, and
+the tiny audit through a local Ray cluster (same findings as the local executor, a worker killed
+mid-job retried, two runs of one graph at once training each model once)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from swiglu_audit.jobs.graph import Job, JobGraph
+
+
+def test_the_graph_orders_jobs_after_what_they_wait_for_and_finds_its_critical_path():
+    graph = JobGraph([
+        Job("attack:b", "b", "adversarial", 5.0, deps=("training:b",)),
+        Job("training:a", "a", "training", 10.0),
+        Job("training:b", "b", "training", 4.0),
+        Job("poison:a", "a", "poisoning", 30.0, deps=("training:a",)),
+        Job("attack:a", "a", "adversarial", 2.0, deps=("training:a",)),
+    ])
+    order = graph.order
+    assert order.index("training:b") < order.index("attack:b")
+    assert order.index("training:a") < min(order.index("poison:a"), order.index("attack:a"))
+    assert graph.critical_path() == (40.0, ["training:a", "poison:a"])
+    assert graph.total_seconds() == 51.0
+    assert graph.ideal_seconds(1) == 51.0 and graph.ideal_seconds(8) == 40.0  # the chain bounds it
+    # a cached job costs nothing: the chain through it shortens
+    cached = JobGraph([Job("training:a", "a", "training", 10.0, cached=True),
+                       Job("poison:a", "a", "poisoning", 30.0, deps=("training:a",))])
+    assert cached.critical_path()[0] == 30.0 and cached.to_dict()["cached"] == 1
+
+
+def test_a_graph_that_cannot_run_is_refused_with_what_is_wrong():
+    with pytest.raises(ValueError, match="waits for training:x, which is not in the graph"):
+        JobGraph([Job("attack:x", "x", "adversarial", 1.0, deps=("training:x",))])
+    with pytest.raises(ValueError, match="in a circle"):
+        JobGraph([Job("a", "m", "s", 1.0, deps=("b",)), Job("b", "m", "s", 1.0, deps=("a",))])
+    with pytest.raises(ValueError, match="share an id"):
+        JobGraph([Job("a", "m", "s", 1.0), Job("a", "m", "s", 2.0)])
+
+
+def test_the_plan_prints_the_job_graph(tiny_project):
+    result = tiny_project.runpytest_subprocess("--swiglu-audit", "--swiglu-audit-plan", "-p", "no:cacheprovider")
+    text = result.stdout.str()
+    assert result.ret == 0
+    # two models: each a training job and one job per measuring suite, waiting for it
+    assert "job graph: 12 jobs (2 training, 2 adversarial, 2 drift, 2 ood, 2 poisoning, 2 privacy" in text
+    assert "critical path" in text and "ideal wall time on 1 worker(s)" in text
+
+
+def test_the_ray_executor_with_xdist_is_a_usage_error(tiny_project):
+    pytest.importorskip("ray")
+    result = tiny_project.runpytest_subprocess("--swiglu-audit", "--swiglu-audit-executor=ray", "-n", "2",
+                                               "-p", "no:cacheprovider")
+    assert result.ret == 4
+    assert "Leave out -n (pytest-xdist)" in result.stderr.str()
+
+
+def _findings(report: dict) -> dict[str, tuple]:
+    """id -> what must not depend on where the jobs ran: the status and value, except for
+    wall-clock timings (indicative), whose presence alone is compared."""
+    out = {}
+    for f in report["findings"]:
+        indicative = bool((f.get("details") or {}).get("indicative"))
+        out[f["id"]] = ("timing",) if indicative else (f["status"], f.get("value"))
+    return out
+
+
+def _worker_running_a_job() -> int | None:
+    """The pid of a Ray worker process while it runs one of the audit's jobs (Ray titles it)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().startswith(b"ray::run_job"):
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc")
+def test_the_tiny_audit_on_ray_matches_the_local_executor_though_a_worker_is_killed_mid_job(
+        tiny_audit_report, tmp_path):
+    """A local Ray cluster started by the audit (two CPUs), an empty cache, and the first worker
+    seen running a job killed with SIGKILL: Ray runs that job again, the audit completes, and
+    its findings are the local executor's (timings aside)."""
+    pytest.importorskip("ray")
+    from conftest import TINY_AUDIT_TOML
+
+    (tmp_path / "pyproject.toml").write_text(TINY_AUDIT_TOML)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "RAY_"))}
+    env["SWIGLU_AUDIT_CACHE"] = str(tmp_path / "cache")
+    audit = subprocess.Popen([sys.executable, "-m", "pytest", "--swiglu-audit", "--swiglu-audit-executor=ray",
+                              "-p", "no:cacheprovider", "-q"], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.extend(audit.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    killed, deadline = None, time.monotonic() + 300
+    while audit.poll() is None and time.monotonic() < deadline:
+        if killed is None and (pid := _worker_running_a_job()) is not None:
+            os.kill(pid, signal.SIGKILL)
+            killed = pid
+        time.sleep(0.1)
+    if audit.poll() is None:
+        audit.kill()
+    reader.join(5)
+    text = b"".join(output).decode(errors="replace")
+    assert killed is not None, "no Ray worker was seen running a job:\n" + text[-3000:]
+    assert audit.returncode == tiny_audit_report["summary"]["pytest_exit_status"], text[-3000:]
+    report = json.loads((tmp_path / "reports" / "report.json").read_text())
+    ran = report["plan"]["executor_results"]
+    assert report["plan"]["executor"] == "ray" and ran["failed"] == {}
+    assert ran["jobs_run"] == report["plan"]["jobs"]["jobs"]  # every job ran to the end, the killed one again
+    assert _findings(report) == _findings(tiny_audit_report)
+    # the killed job's half-written checkpoint, if it had begun one, is a temporary file nobody reads
+    assert all(".tmp-" in p.name or p.suffix in (".safetensors", ".lock", ".json")
+               for p in (tmp_path / "cache").rglob("*") if p.is_file())
+
+
+TWO_AT_ONCE = """
+import json, sys, threading, tomllib
+from pathlib import Path
+
+import ray
+
+from swiglu_audit.config import build_config
+from swiglu_audit.jobs.audit_jobs import audit_graph
+from swiglu_audit.jobs.executors import run_on_ray
+from swiglu_audit.session import AuditSession
+
+folder = Path(sys.argv[1])
+table = tomllib.loads((folder / "pyproject.toml").read_text())["tool"]["swiglu_audit"]
+config = build_config(table, cache_dir=str(folder / "cache"), project_root=folder)
+audit = AuditSession(config)
+trainings = lambda: audit_graph(audit, None, {name: set() for name in audit.zoo.specs})
+graph = trainings()
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+results = []
+runs = [threading.Thread(target=lambda: results.append(run_on_ray(config, graph))) for _ in range(2)]
+for run in runs:
+    run.start()
+for run in runs:
+    run.join(300)
+ray.shutdown()
+print(json.dumps({"results": results, "seeds": len(config.seeds), "jobs": [j.suite for j in graph.jobs.values()],
+                  "cached_after": all(j.cached for j in trainings().jobs.values())}))
+"""
+
+
+def test_two_runs_of_one_graph_at_once_on_one_cache_train_each_model_once(tmp_path):
+    """Two executors sending the same training jobs to one Ray cluster at the same time, over
+    one shared cache folder: the cache's lock makes one train each model and the other load it.
+    (In a process of its own: Ray and this test process's threads do not mix.)"""
+    pytest.importorskip("ray")
+    from conftest import TINY_AUDIT_TOML
+
+    (tmp_path / "pyproject.toml").write_text(TINY_AUDIT_TOML)
+    (tmp_path / "two_at_once.py").write_text(TWO_AT_ONCE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "RAY_"))}
+    done = subprocess.run([sys.executable, "two_at_once.py", str(tmp_path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["jobs"] == ["training", "training"] and len(out["results"]) == 2
+    assert not any(r["error"] for run in out["results"] for r in run)
+    trained = [sum(r["trained"] for r in run) for run in out["results"]]
+    assert sum(trained) == out["seeds"] * 2  # each seed of each model, once in all
+    assert out["cached_after"]
