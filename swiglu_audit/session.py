@@ -89,6 +89,13 @@ class AuditSession:
             self._memo[key] = compute()
         return self._memo[key]
 
+    def forget_results(self) -> None:
+        """Drop the models and measurements held in memory (they stay in the cache): a worker
+        that runs one job after another keeps its data, not every job's models."""
+        self._memo.clear()
+        if self._zoo is not None:
+            self._zoo.forget()
+
     def cached_arrays(self, kind: str, models, settings: dict, code: str, compute) -> tuple[dict, dict]:
         """A measurement of these trained models, cached on disk like attack results (xdist workers
         and later runs share it): keyed by the weights, the settings, the data, the device and a

@@ -63,7 +63,9 @@ def test_plan_only_prints_the_plan_and_trains_nothing(tiny_project, tmp_path, mo
         assert (f"{model}: trainings 2 clean x 4 epochs (seeds stacked), 8 poisoning x 4 epochs (seeds stacked), "
                 "1 scan power panel x 4 epochs, 2 privacy reference x 4 epochs, 2 determinism x 1 epochs "
                 "(0 cached)") in out
-    assert not list((tmp_path / "empty-cache").rglob("*.safetensors"))  # nothing trained
+    # nothing trained or measured: the only entries are the probes' unit costs, kept for the day
+    assert {p.relative_to(tmp_path / "empty-cache").parts[0]
+            for p in (tmp_path / "empty-cache").rglob("*.safetensors")} <= {"probes"}
     assert not (tiny_project.path / "reports" / "report.json").exists()
 
 
@@ -78,7 +80,8 @@ def test_a_plan_over_the_budget_stops_before_training_and_says_what_fits(tiny_pr
     assert "scan_steps = 50 (a weaker trigger scan" in err
     assert "threat_triggers = ['corner_patch'] (the scan's power measured on one trigger kind" in err
     assert "Traceback" not in err
-    assert not list((tmp_path / "empty-cache").rglob("*.safetensors"))
+    assert {p.relative_to(tmp_path / "empty-cache").parts[0]
+            for p in (tmp_path / "empty-cache").rglob("*.safetensors")} <= {"probes"}
 
 
 def test_given_unit_costs_make_the_plan_reproducible_and_bad_ones_are_named(monkeypatch, tmp_path):
@@ -165,3 +168,27 @@ def test_reference_models_are_counted_at_the_size_of_their_own_training_set():
     assert reference.steps_per_epoch(1078, 64) == 15
     assert Trainings(["clean"], 30, (0, 1)).steps_per_epoch(1078, 64) == 17
     assert reference.pairs() == [("privacy-reference0", 1000)]
+
+
+def test_the_probe_is_timed_once_a_day_and_an_unsigned_one_is_not_trusted(monkeypatch, tmp_path):
+    """A warm audit re-plans from the day's probe; with SWIGLU_AUDIT_CACHE_KEY set, an entry that
+    is not signed with it (it would decide max_minutes and the cut) is timed again."""
+    from swiglu_audit.planning import plan as plan_module
+    from swiglu_audit.session import AuditSession
+
+    monkeypatch.delenv(plan_module.PROBE_ENV, raising=False)
+    monkeypatch.delenv("SWIGLU_AUDIT_CACHE_KEY", raising=False)
+    timed = []
+    real = plan_module.probe
+    monkeypatch.setattr(plan_module, "probe", lambda *args: timed.append(args[1]) or real(*args))
+    config = build_config(profile="quick", cache_dir=str(tmp_path / "cache"))
+    first = plan_module.make_plan(AuditSession(config), 1)
+    models = len(first.models)
+    assert len(timed) == models
+    again = plan_module.make_plan(AuditSession(config), 1)
+    assert len(timed) == models  # nothing timed the second time
+    assert plan_module.reused_probes(again) == plan_module.reused_probes(first)
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE_KEY", "a secret the first run did not have")
+    with pytest.warns(Warning, match="untrusted"):
+        plan_module.make_plan(AuditSession(config), 1)
+    assert len(timed) == 2 * models

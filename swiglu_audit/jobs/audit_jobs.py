@@ -9,8 +9,10 @@ job fills the checkpoint cache; the pytest items then read what it wrote and jud
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .graph import Job, JobGraph
@@ -52,15 +54,12 @@ def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str
 
 
 def _seconds(model_plan: dict, purposes, parts) -> float:
-    """The plan's estimate of one job: its purposes' share of the model's training time (by
-    trainings x epochs) and the parts of the estimate that are its own."""
+    """The plan's estimate of one job: the trainings of its purposes that the cache lacks, and
+    the parts of the estimate that are its own."""
     purposes = (purposes,) if isinstance(purposes, str) else purposes
+    by_purpose = model_plan.get("training_seconds_by_purpose", {})
     estimate = model_plan.get("estimated_seconds_by_part", {})
-    counts, epochs = model_plan.get("trainings", {}), model_plan.get("epochs_per_training", {})
-    weight = {p: counts.get(p, 0) * epochs.get(p, 0) for p in counts}
-    total = sum(weight.values())
-    trainings = estimate.get("trainings", 0.0) * sum(weight.get(p, 0) for p in purposes) / total if total else 0.0
-    return trainings + sum(estimate.get(part, 0.0) for part in parts)
+    return sum(by_purpose.get(p, 0.0) for p in purposes) + sum(estimate.get(part, 0.0) for part in parts)
 
 
 def _clean_cached(audit: AuditSession, name: str) -> bool:
@@ -79,14 +78,27 @@ def _clean_cached(audit: AuditSession, name: str) -> bool:
                for seed in audit.config.seeds)
 
 
-_SESSIONS: dict[int, AuditSession] = {}  # one session per configuration and worker process
+_SESSIONS: dict[str, AuditSession] = {}  # one session per configuration and worker process
 
 
-def run_job(config: AuditConfig, job: Job, threads: int = 0, *_after) -> dict:
+def attempts_folder(config: AuditConfig, run_id: str) -> Path:
+    """Where one executor run notes each start of each of its jobs, in the cache folder every
+    worker shares (removed when the run ends)."""
+    return Path(config.cache_dir) / "jobs" / run_id
+
+
+def run_job(config: AuditConfig, job: Job, run_id: str, threads: int = 0, *_after) -> dict:
     """Run one job in this process (a Ray worker, or the audit's own): train or measure, and so
-    fill the cache. `_after`: the results of the jobs it waits for (an executor passes them so
-    that it starts after them). An error is returned, not raised: the checks that need the job
-    meet the same error and report it as their ERROR findings, once each, as without executors."""
+    fill the cache. `run_id` names the executor's run: each start of the job is noted under it
+    (one line per attempt, its process id), so a job that Ray ran again after its worker died
+    says so. `_after`: the results of the jobs it waits for (an executor passes them so that it
+    starts after them). An error is returned, not raised: the checks that need the job meet the
+    same error and report it as their ERROR findings, once each, as without executors."""
+    attempts = attempts_folder(config, run_id) / (re.sub(r"[^A-Za-z0-9_.-]", "_", job.id) + ".attempts")
+    attempts.parent.mkdir(parents=True, exist_ok=True)
+    with open(attempts, "a") as log:  # first of all: a worker that dies later has still said it started
+        log.write(f"{os.getpid()}\n")
+
     import torch
 
     from ..measure import prefetchers
@@ -97,11 +109,11 @@ def run_job(config: AuditConfig, job: Job, threads: int = 0, *_after) -> dict:
         sys.path.insert(0, root)
     if threads:
         torch.set_num_threads(threads)
-    key = hash(repr(config))
+    key = repr(config)
     if key not in _SESSIONS:  # data loaded once per worker process, not once per job
         _SESSIONS[key] = AuditSession(config)
     audit = _SESSIONS[key]
-    started, before = time.monotonic(), audit.cache.stats.misses
+    started, wall, before = time.monotonic(), time.time(), audit.cache.stats.misses
     error = None
     try:
         if job.suite == TRAINING:
@@ -110,5 +122,8 @@ def run_job(config: AuditConfig, job: Job, threads: int = 0, *_after) -> dict:
             prefetchers()[job.suite](audit, job.model)
     except Exception as exc:  # noqa: BLE001
         error = f"{type(exc).__name__}: {exc}"
+    finally:
+        audit.forget_results()  # a long-lived worker keeps the data, not every job's models
     return {"id": job.id, "seconds": round(time.monotonic() - started, 3), "error": error,
-            "trained": audit.cache.stats.misses - before, "pid": os.getpid()}
+            "trained": audit.cache.stats.misses - before, "pid": os.getpid(),
+            "attempts": len(attempts.read_text().split()), "started": wall, "ended": time.time()}

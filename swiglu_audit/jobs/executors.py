@@ -10,11 +10,13 @@ Ray is the engine ML teams already run on their clusters; this module only decla
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from .audit_jobs import run_job
+from .audit_jobs import attempts_folder, run_job
 from .graph import JobGraph
 
 if TYPE_CHECKING:
@@ -38,11 +40,11 @@ def ray_module():
 
 
 def _resources(config: AuditConfig) -> tuple[int, float]:
-    """(CPUs, GPUs) each job asks of Ray: one CPU, and on a GPU audit a quarter of a GPU (the
+    """(CPUs, GPUs) each job asks of Ray: one CPU, and on a CUDA audit a quarter of a GPU (the
     zoo's models are small: four jobs share one device), unless set in the environment."""
     try:
         cpus = int(os.environ.get(CPUS_PER_JOB_ENV, "1"))
-        gpus = float(os.environ.get(GPU_SHARE_ENV, "0.25" if config.device in ("cuda", "auto") else "0"))
+        gpus = float(os.environ.get(GPU_SHARE_ENV, "0.25" if config.device == "cuda" else "0"))
         if cpus < 1 or not 0 <= gpus <= 1:
             raise ValueError
     except ValueError:
@@ -53,7 +55,11 @@ def _resources(config: AuditConfig) -> tuple[int, float]:
 
 def run_on_ray(config: AuditConfig, graph: JobGraph, report: Callable[[str], None] = lambda line: None) -> list[dict]:
     """Run every job of `graph` not known to be cached as a Ray task; return their results in
-    the graph's order. Connects to the cluster named by RAY_ADDRESS, or starts a local one."""
+    the graph's order. Connects to the cluster named by RAY_ADDRESS, or starts a local one.
+    `config.device` must be the device the audit resolved ("cpu", "cuda"): a worker that chose
+    its own would write checkpoints under another precision's keys than the audit reads."""
+    if config.device not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"run_on_ray needs the audit's resolved device, not {config.device!r}")
     ray = ray_module()
     if not ray.is_initialized():
         # workers import the user's dataset and model factories as the audit does: from its folder
@@ -65,17 +71,27 @@ def run_on_ray(config: AuditConfig, graph: JobGraph, report: Callable[[str], Non
     available_gpus = ray.cluster_resources().get("GPU", 0)
     task = ray.remote(run_job).options(num_cpus=cpus, num_gpus=gpus if available_gpus else 0,
                                        max_retries=RETRIES, retry_exceptions=False)
+    run_id = uuid.uuid4().hex[:12]
     refs: dict = {}
     for job_id in graph.order:
         job = graph.jobs[job_id]
         if job.cached:
             continue
         after = [refs[dep] for dep in job.deps if dep in refs]
-        refs[job_id] = task.remote(config, job, cpus, *after)
+        refs[job_id] = task.remote(config, job, run_id, cpus, *after)
     report(f"swiglu-audit: {len(refs)} of {len(graph.jobs)} jobs sent to Ray "
            f"({cpus} CPU{'s' if cpus > 1 else ''} each{f', {gpus:g} GPU' if gpus and available_gpus else ''})")
-    results = ray.get(list(refs.values()))
+    results = []
+    for job_id, ref in refs.items():
+        try:
+            results.append(ray.get(ref))
+        except ray.exceptions.RayError as exc:  # retries spent, or the worker could not start the job
+            results.append({"id": job_id, "seconds": 0.0, "error": f"{type(exc).__name__}: {exc}"[:2000],
+                            "trained": 0, "pid": None, "attempts": None, "started": None, "ended": None})
+    shutil.rmtree(attempts_folder(config, run_id), ignore_errors=True)
     failed = [r for r in results if r["error"]]
+    retried = [r["id"] for r in results if (r["attempts"] or 0) > 1]
     report(f"swiglu-audit: {len(results) - len(failed)} jobs done on Ray, {sum(r['trained'] for r in results)} "
-           f"models trained" + (f"; {len(failed)} failed (their checks report why)" if failed else ""))
+           f"models trained" + (f"; {len(retried)} run again after their worker died" if retried else "")
+           + (f"; {len(failed)} failed (their checks report why)" if failed else ""))
     return results

@@ -66,8 +66,11 @@ def determinism(audit: AuditSession, name: str) -> dict:
         seed = cfg.seeds[0]
         torch.manual_seed(seed)
         key = audit.zoo.training_key(spec, seed, "determinism", audit.zoo.instantiate(spec), recipe)
-        # a property of this machine and code, measured once a day: a warm audit re-judges it
-        return audit.cached_arrays("determinism", [], {"training": key, **audit.machine_today()}, _CODE_DIGEST,
+        # A property of this machine and code, measured once a day: a warm audit re-judges it. A
+        # user's model is keyed by its module's source too: a mended forward is measured again.
+        settings = {"training": key, "probe": cfg.numerical.golden_probe, "source": factory_source(spec),
+                    **audit.machine_today()}
+        return audit.cached_arrays("determinism", [], settings, _CODE_DIGEST,
                                    lambda: ({}, twice(spec, recipe, seed, probe)))[1]
 
     def twice(spec, recipe, seed, probe) -> dict:
@@ -83,6 +86,21 @@ def determinism(audit: AuditSession, name: str) -> dict:
         return {"trained": True, "weight_diff": diff, "weight_where": where,
                 "output_diff": float((outputs[0] - outputs[1]).abs().max())}
     return audit.memo(("determinism", name), compute)
+
+
+def factory_source(spec) -> str | None:
+    """sha256 of the source file of a user model's factory module (None for the zoo's models)."""
+    if not spec.factory:
+        return None
+    import hashlib
+    import importlib
+    import inspect
+
+    try:
+        path = inspect.getsourcefile(importlib.import_module(spec.factory.partition(":")[0]))
+        return hashlib.sha256(open(path, "rb").read()).hexdigest() if path else None
+    except (ImportError, OSError, TypeError):
+        return None
 
 
 def golden_logits(audit: AuditSession, name: str, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import os
 import platform
@@ -24,11 +23,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..config import OPT_SEEDS
-from ..errors import ConfigError
+from ..errors import CacheError, ConfigError
 from ..methods.backdoor_scan import inputs_per_step, reverse_engineer
 from ..training.device import autocast
 from ..training.nn import eval_mode
@@ -65,6 +65,7 @@ class ModelPlan:
     stacked_step_seconds: float = 0.0  # one step of all the audit's seeds stacked; 0: not stacked
     stacked: list[str] = field(default_factory=list)  # purposes whose seeds train as one stacked model
     parts: dict[str, float] = field(default_factory=dict)  # estimated seconds by part of the work
+    purpose_seconds: dict[str, float] = field(default_factory=dict)  # the trainings' part, by purpose
 
     @property
     def seconds(self) -> float:
@@ -91,6 +92,7 @@ class AuditPlan:
                             "other_forward_examples": m.other_forward_examples,
                             "other_gradient_examples": m.other_gradient_examples, "scan_steps": m.scan_steps,
                             "estimated_seconds_by_part": {k: round(v, 1) for k, v in m.parts.items()},
+                            "training_seconds_by_purpose": {k: round(v, 2) for k, v in m.purpose_seconds.items()},
                             "probe_step_seconds": m.step_seconds, "probe_gradient_seconds": m.gradient_seconds,
                             "probe_scan_step_seconds": m.scan_step_seconds,
                             "probe_stacked_step_seconds": m.stacked_step_seconds, "stacked": m.stacked,
@@ -268,37 +270,31 @@ def timed_today(audit: AuditSession, name: str, workers: int) -> tuple[float, fl
     """`probe`, kept in the cache folder for the rest of the day (UTC) on this machine: a warm
     audit re-plans without timing every model again. The entry is keyed by what the unit costs
     depend on (the model and its parameters' shapes, the data's shape, the device, the threads per
-    worker, torch, the host),
-    so another machine, setting or model times afresh; the day bounds how stale a machine's
+    worker, torch, the host), so another machine, setting or model times afresh; the day bounds how stale a machine's
     speed, which drifts from day to day, can be. Unit costs given in SWIGLU_AUDIT_PROBE_SECONDS
     are used as given."""
     from ..training.cache import cache_key
-    from ..util.io import atomic_write_text
 
     if os.environ.get(PROBE_ENV):
         return probe(audit, name, workers)
     data, device = audit.data, audit.device
     spec = audit.zoo.spec(name)
     shapes = [(k, list(v.shape)) for k, v in audit.zoo.instantiate(spec).state_dict().items()]  # an edited model
-    key = cache_key({"spec": spec.to_dict(), "params": shapes, "input": list(data.input_shape),
+    key = cache_key({"kind": "probe", "spec": spec.to_dict(), "params": shapes, "input": list(data.input_shape),
                      "classes": data.n_classes, "device": str(device), "workers": workers,
                      "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                      "host": platform.node(), "day": time.strftime("%Y-%m-%d", time.gmtime()),
                      "batch": audit.config.training.batch_size, "attack_set": audit.config.adversarial.n_examples,
                      "seeds": len(audit.config.seeds), "stacking": os.environ.get("SWIGLU_AUDIT_STACK", "")})
-    path = audit.cache.root / "probes" / f"{key}.json"
+    # through the cache's signed result entries: with SWIGLU_AUDIT_CACHE_KEY a planted probe,
+    # which would decide max_minutes and the cut, is not trusted
     try:
-        values = json.loads(path.read_text())
-        if isinstance(values, list) and len(values) == 4 and all(isinstance(v, (int, float)) and v >= 0 for v in values):
-            return tuple(float(v) for v in values)  # type: ignore[return-value]
-    except (OSError, ValueError):
-        pass  # absent or damaged: time it again
-    measured = probe(audit, name, workers)
-    try:
-        atomic_write_text(path, json.dumps(list(measured)))
-    except OSError:
-        pass  # a read-only cache still plans, by timing each time
-    return measured
+        arrays, _ = audit.cache.get_or_create_arrays(
+            key, lambda: ({"unit_costs": np.array(probe(audit, name, workers), dtype=np.float64)}, {}), kind="probe")
+    except CacheError:  # a cache that cannot be written still plans, by timing each time
+        return probe(audit, name, workers)
+    step_s, grad_s, scan_s, stacked_s = (float(v) for v in arrays["unit_costs"])
+    return step_s, grad_s, scan_s, stacked_s
 
 
 def _stacked_step_seconds(model, x, y, members: int, device: torch.device) -> float:
@@ -377,12 +373,15 @@ def make_plan(audit: AuditSession, workers: int,
             steps = trainings.epochs * trainings.steps_per_epoch(len(data.x_train), config.training.batch_size)
             if stacked_s and any(m > 1 for m in missing.values()):
                 plan.stacked.append(purpose)
+            purpose_seconds = 0.0
             for tag_missing in (missing.values() if trainings.tags else [count]):
                 if stacked_s and tag_missing > 1:
                     # a stack's step, timed with its setup: never counted above the lone steps it replaces
-                    training_seconds += steps * min(stacked_s * tag_missing / len(seeds), tag_missing * step_s)
+                    purpose_seconds += steps * min(stacked_s * tag_missing / len(seeds), tag_missing * step_s)
                 else:
-                    training_seconds += tag_missing * steps * step_s
+                    purpose_seconds += tag_missing * steps * step_s
+            plan.purpose_seconds[purpose] = purpose_seconds
+            training_seconds += purpose_seconds
         plan.gradient_passes, plan.forward_passes = grads * len(seeds), forwards * len(seeds)
         plan.other_forward_examples, plan.other_gradient_examples, plan.scan_steps = other_passes(config, audit, name, counts)
         per_example = grad_s / max(1, config.adversarial.n_examples)

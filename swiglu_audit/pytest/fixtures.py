@@ -30,6 +30,7 @@ def audit(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
 
 def _run_jobs_on_ray(session, pytestconfig: pytest.Config, needs: dict[str, set[str]]) -> None:
     """The selected checks' jobs, run on Ray before any check; what ran is kept in the report's plan."""
+    import dataclasses
     import sys
 
     from ..jobs.audit_jobs import audit_graph
@@ -43,9 +44,12 @@ def _run_jobs_on_ray(session, pytestconfig: pytest.Config, needs: dict[str, set[
         if pytestconfig.get_verbosity() >= 0:
             stream.write(line + "\n")
 
-    results = run_on_ray(session.config, audit_graph(session, plan, needs), say)
+    # the workers train on the device this audit resolved, under the keys it reads
+    resolved = dataclasses.replace(session.config, device=session.device.type)
+    results = run_on_ray(resolved, audit_graph(session, plan, needs), say)
     if plan is not None:
         plan["executor_results"] = {"jobs_run": len(results), "models_trained": sum(r["trained"] for r in results),
+                                    "retried": sorted(r["id"] for r in results if (r["attempts"] or 0) > 1),
                                     "failed": {r["id"]: r["error"] for r in results if r["error"]},
                                     "job_seconds": round(sum(r["seconds"] for r in results), 1)}
 

@@ -223,11 +223,10 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
     workers = workers if isinstance(workers, int) and workers > 0 else 1
     audit = AuditSession(audit_config)
     plan = make_plan(audit, workers)
-    graph = audit_graph(audit, plan.to_dict())
-    lines = plan_lines(plan, audit_config.max_minutes) + graph.lines()
+    lines = plan_lines(plan, audit_config.max_minutes)
     if config.getoption(cfg.OPT_PLAN):
         stream = sys.__stdout__ or sys.stdout
-        stream.write("\n".join(lines) + "\n")
+        stream.write("\n".join(lines + audit_graph(audit, plan.to_dict()).lines()) + "\n")
         stream.flush()
         pytest.exit("swiglu-audit: plan only, nothing was trained", returncode=0)
     budget, cuts = audit_config.max_minutes, []
@@ -244,13 +243,15 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
                                           "poisoning_families": list(reduced.poisoning.families),
                                           "scan_steps": reduced.poisoning.scan_steps,
                                           "threat_triggers": list(reduced.poisoning.threat_triggers)}
-        plan = make_plan(audit.with_config(reduced), workers, reused_probes(plan))
+        audit = audit.with_config(reduced)
+        plan = make_plan(audit, workers, reused_probes(plan))
         cuts = [label]
         lines = plan_lines(plan, budget) + [f"  reduced to fit max_minutes = {budget:g}: {label}"]
     if config.get_verbosity() >= 0:  # the total (and the budget's verdict or the cut) at the start
         summary = [lines[0]] + ([lines[-1]] if cuts or budget > 0 else [])
         (sys.__stderr__ or sys.stderr).write("\n".join(summary) + f"\n  ({cfg.OPT_PLAN} lists it per model)\n")
-    return {**plan.to_dict(), "jobs": graph.to_dict(), "executor": config.getoption(cfg.OPT_EXECUTOR),
+    return {**plan.to_dict(), "jobs": audit_graph(audit, plan.to_dict()).to_dict(),
+            "executor": config.getoption(cfg.OPT_EXECUTOR),
             "started": time.time(), "max_minutes": budget, "cuts": cuts}
 
 

@@ -85,7 +85,9 @@ class CheckpointCache:
         self.secret = secret if secret is not None else os.environ.get(CACHE_KEY_ENV) or None
 
     def path_for(self, key: str, kind: str = "checkpoint") -> Path:
-        folder = self.root if kind == "checkpoint" else self.root / "results"
+        """kind: "checkpoint" (trained weights), "result" (measurements of them), "probe" (the
+        plan's unit costs, timed on this machine)."""
+        folder = {"checkpoint": self.root, "result": self.root / "results", "probe": self.root / "probes"}[kind]
         return folder / key[:2] / f"{key}.safetensors"
 
     def get_or_create(self, key: str, create: Callable[[], tuple[dict[str, torch.Tensor], dict]],
@@ -117,13 +119,14 @@ class CheckpointCache:
             raise CacheError(f"waited {LOCK_TIMEOUT_S}s for the lock on {path}; if no other audit "
                              f"is running, delete {path}.lock") from exc
 
-    def get_or_create_arrays(self, key: str, create: Callable[[], tuple[dict, dict]]) -> tuple[dict, dict]:
+    def get_or_create_arrays(self, key: str, create: Callable[[], tuple[dict, dict]],
+                             kind: str = "result") -> tuple[dict, dict]:
         """A cached measurement made of numpy arrays: `create` returns (name -> array, record)."""
         def create_tensors():
             arrays, record = create()
             return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, record
 
-        tensors, record, _ = self.get_or_create(key, create_tensors, kind="result")
+        tensors, record, _ = self.get_or_create(key, create_tensors, kind=kind)
         return {k: v.numpy() for k, v in tensors.items()}, record
 
     def _load(self, path: Path, key: str):

@@ -105,6 +105,10 @@ class Zoo:
             raise
         return [trained[seed] for seed in seeds]
 
+    def forget(self) -> None:
+        """Drop the trained models held in memory; the next request loads them from the cache."""
+        self._trained.clear()
+
     def trained_runs(self) -> list[tuple[tuple[str, str], list[TrainedModel]]]:
         """((model name, tag), its trained models) for everything this process has trained or loaded."""
         return [(key, list(by_seed.values())) for key, by_seed in self._trained.items() if by_seed]
