@@ -48,11 +48,15 @@ def _tree_rss_mb(root: int) -> float:
     return total / 1024
 
 
-def run_audit(workdir: Path, cache: Path, profile: str, workers: int) -> dict:
+def run_audit(workdir: Path, cache: Path, profile: str, workers: int, executor: str = "local") -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["SWIGLU_AUDIT_CACHE"] = str(cache)
     cmd = [sys.executable, "-m", "pytest", "--swiglu-audit", f"--swiglu-audit-profile={profile}",
-           "-p", "no:cacheprovider", "-q"] + (["-n", str(workers)] if workers > 1 else [])
+           "-p", "no:cacheprovider", "-q"]
+    if executor == "ray":  # Ray runs the jobs (a local instance with the machine's CPUs); no xdist
+        cmd.append("--swiglu-audit-executor=ray")
+    elif workers > 1:
+        cmd += ["-n", str(workers)]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     peak_tree, finished = [0.0], threading.Event()
@@ -98,6 +102,8 @@ def main() -> None:
     ap.add_argument("--cold-runs", type=int, default=3)
     ap.add_argument("--warm-runs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (1: serial)")
+    ap.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="ray: the audit's jobs on a local Ray instance (--workers is then not used)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--keep-reports", default=None, help="copy the first cold run's reports/ folder here")
     args = ap.parse_args()
@@ -106,7 +112,9 @@ def main() -> None:
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                            "cpu_count": os.cpu_count(), "torch": torch.__version__,
                            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
-               "profile": args.profile, "workers": args.workers, "cold": [], "warm": [],
+               "profile": args.profile, "workers": args.workers, "executor": args.executor, "cold": [], "warm": [],
+               # bytecode not written (an environment setting): every process compiles the package again
+               "python_dont_write_bytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
                "matmul_gflops_before": matmul_gflops()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -114,7 +122,7 @@ def main() -> None:
         for i in range(args.cold_runs):
             cache, work = tmp / f"cache-cold-{i}", tmp / f"work-cold-{i}"
             work.mkdir()
-            results["cold"].append(run_audit(work, cache, args.profile, args.workers))
+            results["cold"].append(run_audit(work, cache, args.profile, args.workers, args.executor))
             if args.keep_reports and first_cache is None:
                 shutil.copytree(work / "reports", args.keep_reports, dirs_exist_ok=True)
             first_cache = first_cache or cache
@@ -122,7 +130,7 @@ def main() -> None:
         for i in range(args.warm_runs):
             work = tmp / f"work-warm-{i}"
             work.mkdir()
-            results["warm"].append(run_audit(work, first_cache, args.profile, args.workers))
+            results["warm"].append(run_audit(work, first_cache, args.profile, args.workers, args.executor))
             print("warm", results["warm"][-1], flush=True)
     results["matmul_gflops_after"] = matmul_gflops()
     rate = (results["matmul_gflops_before"] + results["matmul_gflops_after"]) / 2
