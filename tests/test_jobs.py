@@ -50,8 +50,39 @@ def test_the_plan_prints_the_job_graph(tiny_project):
     text = result.stdout.str()
     assert result.ret == 0
     # two models: each a training job and one job per measuring suite, waiting for it
-    assert "job graph: 12 jobs (2 training, 2 adversarial, 2 drift, 2 ood, 2 poisoning, 2 privacy" in text
+    # (the drift suite's outputs stay in memory: no job)
+    assert "job graph: 10 jobs (2 training, 2 adversarial, 2 ood, 2 poisoning, 2 privacy" in text
     assert "critical path" in text and "ideal wall time on 1 worker(s)" in text
+
+
+def test_the_jobs_costs_are_the_plans_estimate_less_what_the_checks_do_themselves(monkeypatch, tmp_path):
+    from swiglu_audit.config import build_config
+    from swiglu_audit.jobs.audit_jobs import audit_graph
+    from swiglu_audit.planning.plan import PROBE_ENV, make_plan
+    from swiglu_audit.session import AuditSession
+
+    monkeypatch.setenv(PROBE_ENV, "0.004,0.002,0.01")  # given unit costs: nothing is timed
+    audit = AuditSession(build_config(profile="quick", cache_dir=str(tmp_path / "cache")))
+    plan = make_plan(audit, 1)
+    graph = audit_graph(audit, plan.to_dict())
+    checks = sum(m.seconds_by_job()["checks"] for m in plan.models)
+    assert checks > 0  # the determinism check's trainings at least
+    assert graph.total_seconds() + checks == pytest.approx(plan.seconds, abs=0.1)  # (rounded to 0.01 s a job)
+    by_suite = {suite: sum(j.seconds for j in graph.jobs.values() if j.suite == suite)
+                for suite in ("training", "adversarial", "poisoning", "ood", "privacy")}
+    assert all(v > 0 for v in by_suite.values()), by_suite
+    # the attacks are the adversarial job's alone, the scan the poisoning job's
+    assert by_suite["adversarial"] == pytest.approx(sum(m.parts["attacks"] for m in plan.models), abs=0.05)
+    assert by_suite["poisoning"] > sum(m.parts["trigger scan"] for m in plan.models)
+
+
+def test_the_ray_executor_needs_the_device_the_audit_resolved(tmp_path):
+    from swiglu_audit.config import build_config
+    from swiglu_audit.jobs.executors import run_on_ray
+    from swiglu_audit.jobs.graph import JobGraph
+
+    with pytest.raises(ValueError, match="resolved device, not 'auto'"):
+        run_on_ray(build_config(profile="quick", cache_dir=str(tmp_path)), JobGraph([]))
 
 
 def test_the_ray_executor_with_xdist_is_a_usage_error(tiny_project):
@@ -141,8 +172,7 @@ audit = AuditSession(config)
 # one model's training: the two runs' jobs are the same training, at the same time
 trainings = lambda: audit_graph(audit, None, {next(iter(audit.zoo.specs)): set()})
 graph = trainings()
-ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-results = []
+results = []  # the two runs start (one) Ray instance themselves, on the machine's CPUs
 runs = [threading.Thread(target=lambda: results.append(run_on_ray(config, graph))) for _ in range(2)]
 for run in runs:
     run.start()

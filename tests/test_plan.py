@@ -153,6 +153,8 @@ def test_an_accepted_reduced_plan_runs_the_cut_audit_and_reports_the_cut(tiny_pr
     assert "reduced to fit max_minutes" in result.stderr.str()
     doc = json.loads((tiny_project.path / "reports" / "report.json").read_text())
     assert doc["plan"]["cuts"] and doc["plan"]["estimated_seconds"] <= budget * 60
+    # the job graph in the report is the cut audit's (its work over the two workers fits too)
+    assert doc["plan"]["jobs"]["estimated_seconds"] / 2 <= budget * 60
     assert "no retraining of the mlp models on poisoned data" in doc["plan"]["cuts"][0]
     assert doc["config"]["poisoning"]["families"] == ["user"] and doc["config"]["max_minutes"] == pytest.approx(budget, rel=1e-4)
     assert not [f for f in doc["findings"] if f["suite"] == "poisoning" and f["check"] == "backdoor_attack_success"]

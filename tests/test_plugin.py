@@ -254,10 +254,15 @@ def test_a_broken_user_model_under_xdist_leaves_the_other_models_audited(tiny_pr
     assert candidate_only and all(f["status"] != "ERROR" for f in candidate_only)
 
 
+def _checkpoints(cache) -> list:
+    """The trained models' entries (the cache's first level), not measurements or the plan's probes."""
+    return sorted(p for p in cache.rglob("*.safetensors") if p.parent.parent == cache)
+
+
 def test_corrupted_cache_entry_is_healed_during_an_audit(tiny_project, tmp_path, monkeypatch):
     monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "private-cache"))
     tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "roundtrip and not relu")
-    entries = sorted((tmp_path / "private-cache").rglob("*.safetensors"))
+    entries = _checkpoints(tmp_path / "private-cache")
     assert len(entries) == 2  # two seeds of swiglu-mlp
     entries[0].write_bytes(entries[0].read_bytes()[:100])
     result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "roundtrip and not relu")
@@ -449,7 +454,7 @@ def test_an_interrupted_audit_still_writes_its_reports(tiny_project, write_pypro
                             cwd=tiny_project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(cache.rglob("*.safetensors"))) < 2:
+    while time.time() < deadline and len(_checkpoints(cache)) < 2:
         time.sleep(0.1)  # both seeds of the first model trained: the first checks are running
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)  # Ctrl-C

@@ -2,7 +2,8 @@
 
 Each model has a training job (its clean trainings, stacked where they can be); each suite that
 names a `prefetch` in the suite catalogue has a job per model it measures, which waits for that
-model's training job. A job's cost is its part of the plan's estimate for the model. Running a
+model's training job. A job's cost is its part of the plan's estimate for the model
+(`ModelPlan.seconds_by_job`; what the checks do themselves is the plan's "checks" and no job's). Running a
 job fills the checkpoint cache; the pytest items then read what it wrote and judge.
 """
 
@@ -22,11 +23,9 @@ if TYPE_CHECKING:
     from ..session import AuditSession
 
 TRAINING = "training"
-# the plan's parts of a model's estimate that each suite's job spends (the clean trainings are
-# the training job's; the rest of "trainings" is the suites' own models, by their purpose)
-SUITE_PURPOSES = {"poisoning": ("poisoning", "poisoning fine-tuned", "scan power panel"),
-                  "privacy": ("privacy reference",)}
-SUITE_PARTS = {"adversarial": ("attacks",), "poisoning": ("trigger scan",), "ood": ("other passes",)}
+# Suites whose prefetch keeps its result in the process's memory only (the drift suite's outputs
+# of each split, cheap forward passes): as a job elsewhere it would be computed and dropped.
+IN_MEMORY_ONLY = frozenset({"drift"})
 
 
 def training_job_id(model: str) -> str:
@@ -39,27 +38,16 @@ def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str
     `plan`: the plan's dictionary, for each job's estimated seconds (0 without it)."""
     from ..measure import prefetchers
 
-    suites = set(prefetchers())
-    per_model = {m["name"]: m for m in (plan or {}).get("models", [])}
+    suites = set(prefetchers()) - IN_MEMORY_ONLY
+    per_model = {m["name"]: m.get("seconds_by_job", {}) for m in (plan or {}).get("models", [])}
     jobs = []
     for name in (needs if needs is not None else audit.zoo.specs):
-        model_plan = per_model.get(name, {})
-        jobs.append(Job(training_job_id(name), name, TRAINING, _seconds(model_plan, "clean", ()),
+        seconds = per_model.get(name, {})
+        jobs.append(Job(training_job_id(name), name, TRAINING, seconds.get(TRAINING, 0.0),
                         cached=_clean_cached(audit, name)))
         for suite in sorted(suites & (needs[name] if needs is not None else suites)):
-            jobs.append(Job(f"{suite}:{name}", name, suite,
-                            _seconds(model_plan, SUITE_PURPOSES.get(suite, ()), SUITE_PARTS.get(suite, ())),
-                            deps=(training_job_id(name),)))
+            jobs.append(Job(f"{suite}:{name}", name, suite, seconds.get(suite, 0.0), deps=(training_job_id(name),)))
     return JobGraph(jobs)
-
-
-def _seconds(model_plan: dict, purposes, parts) -> float:
-    """The plan's estimate of one job: the trainings of its purposes that the cache lacks, and
-    the parts of the estimate that are its own."""
-    purposes = (purposes,) if isinstance(purposes, str) else purposes
-    by_purpose = model_plan.get("training_seconds_by_purpose", {})
-    estimate = model_plan.get("estimated_seconds_by_part", {})
-    return sum(by_purpose.get(p, 0.0) for p in purposes) + sum(estimate.get(part, 0.0) for part in parts)
 
 
 def _clean_cached(audit: AuditSession, name: str) -> bool:
@@ -94,6 +82,7 @@ def run_job(config: AuditConfig, job: Job, run_id: str, threads: int = 0, *_afte
     says so. `_after`: the results of the jobs it waits for (an executor passes them so that it
     starts after them). An error is returned, not raised: the checks that need the job meet the
     same error and report it as their ERROR findings, once each, as without executors."""
+    wall = time.time()
     attempts = attempts_folder(config, run_id) / (re.sub(r"[^A-Za-z0-9_.-]", "_", job.id) + ".attempts")
     attempts.parent.mkdir(parents=True, exist_ok=True)
     with open(attempts, "a") as log:  # first of all: a worker that dies later has still said it started
@@ -113,7 +102,7 @@ def run_job(config: AuditConfig, job: Job, run_id: str, threads: int = 0, *_afte
     if key not in _SESSIONS:  # data loaded once per worker process, not once per job
         _SESSIONS[key] = AuditSession(config)
     audit = _SESSIONS[key]
-    started, wall, before = time.monotonic(), time.time(), audit.cache.stats.misses
+    started, before = time.monotonic(), audit.cache.stats.misses
     error = None
     try:
         if job.suite == TRAINING:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ EXECUTORS = ("local", "ray")
 RETRIES = 3
 CPUS_PER_JOB_ENV = "SWIGLU_AUDIT_RAY_CPUS_PER_JOB"
 GPU_SHARE_ENV = "SWIGLU_AUDIT_RAY_GPUS_PER_JOB"
+_STARTING = threading.Lock()
 
 
 def ray_module():
@@ -61,12 +63,14 @@ def run_on_ray(config: AuditConfig, graph: JobGraph, report: Callable[[str], Non
     if config.device not in ("cpu", "cuda", "mps"):
         raise ValueError(f"run_on_ray needs the audit's resolved device, not {config.device!r}")
     ray = ray_module()
-    if not ray.is_initialized():
-        # workers import the user's dataset and model factories as the audit does: from its folder
-        root = str(config.project_root.resolve())
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    with _STARTING:  # two audits' executors in one process start (or join) one Ray instance
+        if not ray.is_initialized():
+            # workers import the user's dataset and model factories as the audit does: from its folder
+            root = str(config.project_root.resolve())
+            path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+            ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False, ignore_reinit_error=True,
+                     runtime_env={"env_vars": {"PYTHONPATH": path}})
     cpus, gpus = _resources(config)
     available_gpus = ray.cluster_resources().get("GPU", 0)
     task = ray.remote(run_job).options(num_cpus=cpus, num_gpus=gpus if available_gpus else 0,

@@ -66,11 +66,25 @@ class ModelPlan:
     stacked: list[str] = field(default_factory=list)  # purposes whose seeds train as one stacked model
     parts: dict[str, float] = field(default_factory=dict)  # estimated seconds by part of the work
     purpose_seconds: dict[str, float] = field(default_factory=dict)  # the trainings' part, by purpose
+    other_seconds_by_job: dict[str, float] = field(default_factory=dict)  # "other passes", by the job doing them
+
+    probe_error: str = ""  # why the probe could not time this model (its time is then left out)
 
     @property
     def seconds(self) -> float:
         return sum(self.parts.values())
-    probe_error: str = ""  # why the probe could not time this model (its time is then left out)
+
+    def seconds_by_job(self) -> dict[str, float]:
+        """The estimate split by the job of the audit's graph that does the work (PURPOSE_JOB;
+        "checks": what the pytest items do themselves); the parts sum to `seconds`."""
+        out: dict[str, float] = dict.fromkeys(("training", "adversarial", "poisoning", "ood", "privacy", "checks"), 0.0)
+        for purpose, value in self.purpose_seconds.items():
+            out[PURPOSE_JOB.get(purpose, "checks")] += value
+        for job, value in self.other_seconds_by_job.items():
+            out[job] = out.get(job, 0.0) + value
+        out["adversarial"] += self.parts.get("attacks", 0.0)
+        out["poisoning"] += self.parts.get("trigger scan", 0.0)
+        return out
 
 
 @dataclass
@@ -93,6 +107,7 @@ class AuditPlan:
                             "other_gradient_examples": m.other_gradient_examples, "scan_steps": m.scan_steps,
                             "estimated_seconds_by_part": {k: round(v, 1) for k, v in m.parts.items()},
                             "training_seconds_by_purpose": {k: round(v, 2) for k, v in m.purpose_seconds.items()},
+                            "seconds_by_job": {k: round(v, 2) for k, v in m.seconds_by_job().items()},
                             "probe_step_seconds": m.step_seconds, "probe_gradient_seconds": m.gradient_seconds,
                             "probe_scan_step_seconds": m.scan_step_seconds,
                             "probe_stacked_step_seconds": m.stacked_step_seconds, "stacked": m.stacked,
@@ -178,34 +193,57 @@ def attack_passes(config: AuditConfig, n_classes: int) -> tuple[int, int]:
     return planned_passes(config, n_classes)
 
 
-def other_passes(config: AuditConfig, audit: AuditSession, name: str,
-                 trainings: dict[str, Trainings]) -> tuple[int, int, int]:
-    """(examples passed forward, examples passed forward and backward, trigger-scan steps) by
-    everything but the training steps and the attacks, for one model, following the suites' code."""
-    from ..measure import deployment, ood, poisoning
+# which job of the audit's graph (jobs/audit_jobs.py) does the work of each training purpose;
+# "checks": what the pytest items do themselves (the determinism check, deployment, fairness)
+PURPOSE_JOB = {"clean": "training", "poisoning": "poisoning", "poisoning fine-tuned": "poisoning",
+               "scan power panel": "poisoning", "privacy reference": "privacy", "determinism": "checks"}
+
+
+def other_passes_by_job(config: AuditConfig, audit: AuditSession, name: str,
+                        trainings: dict[str, Trainings]) -> dict[str, tuple[int, int]]:
+    """(examples passed forward, examples passed forward and backward) by everything but the
+    training steps, the attacks and the trigger scan, for one model, following the suites'
+    code; by the job that does them (PURPOSE_JOB's names, and "ood")."""
+    from ..measure import deployment, ood, poisoning, privacy
     from ..training.train import OUTLIER_PROBE, validation_passes
 
     data, seeds = audit.data, len(config.seeds)
     batch = config.training.batch_size
+    out: dict[str, list[int]] = {}
+
+    def add(job: str, forward: int, gradient: int = 0) -> None:
+        totals = out.setdefault(job, [0, 0])
+        totals[0] += forward
+        totals[1] += gradient
+
     # each validation pass of a clean training also passes OUTLIER_PROBE inputs for the FFN's outliers
-    forward = sum((len(t.pairs()) if t.tags else len(t.seeds))
-                  * validation_passes(t.epochs, t.steps_per_epoch(len(data.y_train), batch))
-                  * (len(data.y_val) + (min(OUTLIER_PROBE, len(data.y_val)) if kind == "clean" else 0))
-                  for kind, t in trainings.items())
+    for kind, t in trainings.items():
+        add(PURPOSE_JOB.get(kind, "checks"), (len(t.pairs()) if t.tags else len(t.seeds))
+            * validation_passes(t.epochs, t.steps_per_epoch(len(data.y_train), batch))
+            * (len(data.y_val) + (min(OUTLIER_PROBE, len(data.y_val)) if kind == "clean" else 0)))
     ood_forward, ood_gradient = ood.planned_passes(config, data)
-    poison_forward, scan_steps = poisoning.planned_passes(audit, name)
+    add("ood", seeds * ood_forward, seeds * ood_gradient)
+    add("poisoning", poisoning.planned_passes(audit, name)[0])
+    if privacy.out_of_scope(audit, name) is None:  # the records attacked, by each seed and reference model
+        n_targets = 2 * min(len(data.y_train), len(data.y_val) + len(data.y_test))
+        add("privacy", (seeds + config.privacy.reference_models) * n_targets)
     # the fairness suite's group metrics predict the whole test split once per seed (its class
     # metrics reuse the other suites' outcomes)
     fairness_forward = len(data.y_test) if data.groups_test is not None else 0
-    from ..measure import privacy
-    if privacy.out_of_scope(audit, name) is None:  # the records attacked, by each seed and reference model
-        n_targets = 2 * min(len(data.y_train), len(data.y_val) + len(data.y_test))
-        forward += (seeds + config.privacy.reference_models) * n_targets
-    forward += seeds * (ood_forward + deployment.planned_passes(config) + fairness_forward) + poison_forward
-    gradient = seeds * ood_gradient
+    add("checks", seeds * (deployment.planned_passes(config) + fairness_forward))
+    return {job: (f, g) for job, (f, g) in out.items()}
+
+
+def other_passes(config: AuditConfig, audit: AuditSession, name: str,
+                 trainings: dict[str, Trainings]) -> tuple[int, int, int]:
+    """(examples passed forward, examples passed forward and backward, trigger-scan steps) by
+    everything but the training steps and the attacks, for one model, following the suites' code."""
+    from ..measure import poisoning
+
+    by_job = other_passes_by_job(config, audit, name, trainings)
+    forward, gradient = sum(f for f, _ in by_job.values()), sum(g for _, g in by_job.values())
     # the scan counted in steps over SCAN_INPUTS inputs (a step's cost is about linear in its inputs)
-    scan = round(scan_steps / SCAN_INPUTS)
-    return forward, gradient, scan
+    return forward, gradient, round(poisoning.planned_passes(audit, name)[1] / SCAN_INPUTS)
 
 
 def probe(audit: AuditSession, name: str, workers: int = 1) -> tuple[float, float, float, float]:
@@ -291,7 +329,7 @@ def timed_today(audit: AuditSession, name: str, workers: int) -> tuple[float, fl
     try:
         arrays, _ = audit.cache.get_or_create_arrays(
             key, lambda: ({"unit_costs": np.array(probe(audit, name, workers), dtype=np.float64)}, {}), kind="probe")
-    except CacheError:  # a cache that cannot be written still plans, by timing each time
+    except (CacheError, OSError):  # a cache that cannot be written still plans, by timing each time
         return probe(audit, name, workers)
     step_s, grad_s, scan_s, stacked_s = (float(v) for v in arrays["unit_costs"])
     return step_s, grad_s, scan_s, stacked_s
@@ -385,6 +423,8 @@ def make_plan(audit: AuditSession, workers: int,
         plan.gradient_passes, plan.forward_passes = grads * len(seeds), forwards * len(seeds)
         plan.other_forward_examples, plan.other_gradient_examples, plan.scan_steps = other_passes(config, audit, name, counts)
         per_example = grad_s / max(1, config.adversarial.n_examples)
+        plan.other_seconds_by_job = {job: gradient * per_example + forward * per_example / 3
+                                     for job, (forward, gradient) in other_passes_by_job(config, audit, name, counts).items()}
         plan.parts = {"trainings": training_seconds,
                       # a forward pass costs about a third of a forward and backward one
                       "attacks": plan.gradient_passes * grad_s + plan.forward_passes * grad_s / 3,

@@ -145,7 +145,8 @@ class CheckpointCache:
         except (SafetensorError, ValueError, OSError, json.JSONDecodeError, RuntimeError) as exc:
             warnings.warn(SwigluAuditWarning(
                 f"checkpoint cache entry {path.name} is corrupted or untrusted ({exc}); it was deleted and "
-                "the model is retrained"), stacklevel=2)
+                + ("the model is retrained" if path.parent.parent == self.root else "it is measured again")),
+                stacklevel=2)
             self.stats.healed.append(key)
             path.unlink(missing_ok=True)
             return None
