@@ -205,3 +205,53 @@ def test_two_runs_of_one_graph_at_once_on_one_cache_train_each_model_once(tmp_pa
     assert first["pid"] != second["pid"] and max(first["started"], second["started"]) < min(first["ended"], second["ended"])
     assert sorted([first["trained"], second["trained"]]) == [0, out["seeds"]]  # one trained, the other loaded
     assert out["cached_after"]
+
+
+DIVERGING_USER_MODELS = '''
+import torch
+from torch import nn
+
+
+class Diverging(nn.Module):
+    """Trains for a few steps, then its outputs turn NaN: its training fails for good."""
+    def __init__(self, n_classes):
+        super().__init__()
+        self.linear = nn.Linear(64, n_classes)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.linear(x.flatten(1))
+        return out * float("nan") if self.training and self.calls > 20 else out
+
+
+def diverging(n_classes):
+    return Diverging(n_classes)
+
+
+def sound(n_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, n_classes))
+'''
+
+
+def test_on_ray_a_model_whose_training_fails_is_error_findings_and_its_other_jobs_do_not_retrain_it(
+        tiny_project, write_pyproject):
+    pytest.importorskip("ray")
+    tiny_project.makepyfile(usermodels=DIVERGING_USER_MODELS)
+    write_pyproject(tiny_project, (
+        '[[tool.swiglu_audit.models]]\nname = "sound"\nfactory = "usermodels:sound"\nrole = "candidate"\n\n'
+        '[[tool.swiglu_audit.models]]\nname = "diverging"\nfactory = "usermodels:diverging"\nrole = "baseline"\n'))
+    result = tiny_project.runpytest_subprocess("--swiglu-audit", "--swiglu-audit-executor=ray", "-p", "no:cacheprovider")
+    assert result.ret == 1
+    doc = json.loads((tiny_project.path / "reports" / "report.json").read_text())
+    failed = doc["plan"]["executor_results"]["failed"]
+    assert "nan" in failed["training:diverging"]
+    # the jobs that wait for it fail with its error, once, without training it again
+    others = {k: v for k, v in failed.items() if k != "training:diverging"}
+    assert others and all(v.startswith("waits for training:diverging, which failed") for v in others.values())
+    assert not any("sound" in k for k in failed)
+    errors = [f for f in doc["findings"] if f["status"] == "ERROR"]
+    # every ERROR is the diverging model's training, named (a few of the sound model's findings
+    # read both models, as under the local executor)
+    assert errors and all("training loss became nan" in f["reason"] for f in errors)
+    assert any(f["status"] == "PASS" and f["id"].endswith("[sound]") for f in doc["findings"])

@@ -88,6 +88,11 @@ def run_job(config: AuditConfig, job: Job, run_id: str, threads: int = 0, *_afte
     with open(attempts, "a") as log:  # first of all: a worker that dies later has still said it started
         log.write(f"{os.getpid()}\n")
 
+    waited = [r for r in _after if isinstance(r, dict) and r.get("error")]
+    if waited:  # its model could not be trained: the same error, without training it again here
+        return {"id": job.id, "seconds": 0.0, "error": f"waits for {waited[0]['id']}, which failed: {waited[0]['error']}",
+                "trained": 0, "pid": os.getpid(), "attempts": 1, "started": wall, "ended": time.time()}
+
     import torch
 
     from ..measure import prefetchers
