@@ -69,7 +69,7 @@ def out_of_scope(audit: AuditSession, name: str) -> str | None:
     spec, families = audit.zoo.spec(name), audit.config.poisoning.families
     if spec.weights:
         return f"'{name}' is loaded from pretrained weights; the poisoning suite needs to retrain it"
-    group = USER_GROUP if spec.group == USER_GROUP else spec.family
+    group = spec.scope_family
     if group not in families:
         return (f"the {group} family is not in [tool.swiglu_audit.poisoning] families = {list(families)} "
                 f"(profile '{audit.config.profile}'); add it there to poison it")

@@ -33,7 +33,7 @@ def out_of_scope(audit: AuditSession, name: str) -> str | None:
     if spec.weights:
         return (f"'{name}' is loaded from pretrained weights: its training set is not this audit's, so which "
                 "records are members is not known here")
-    family = "user" if spec.factory else spec.family
+    family = spec.scope_family  # as the poisoning suite and the plan scope it
     if family not in audit.config.privacy.families:
         return (f"the {family} family is not in [tool.swiglu_audit.privacy] families "
                 f"{list(audit.config.privacy.families)}: its reference models are not trained in this profile")
@@ -64,16 +64,24 @@ def targets(audit: AuditSession) -> tuple[np.ndarray, np.ndarray]:
     return positions, np.concatenate([np.ones(len(members), bool), np.zeros(len(non_members), bool)])
 
 
+def _halves(audit: AuditSession) -> np.ndarray:
+    """(reference models x records) membership of each reference model's half, drawn once per
+    process (the plan, each model's references and the attack read the same halves)."""
+    n, k = population_size(audit)[0], audit.config.privacy.reference_models
+    return audit.memo(("privacy-halves", n, k), lambda: reference_halves(n, k, SPLIT_SEED))
+
+
 def reference_tag(audit: AuditSession, k: int) -> str:
     """The cache tag of reference model k: its half of the population, by content."""
-    halves = reference_halves(population_size(audit)[0], audit.config.privacy.reference_models, SPLIT_SEED)
-    return f"privacy-reference{k}-{cache_key({'half': np.flatnonzero(halves[k]).tolist()})[:10]}"
+    def tag():
+        return f"privacy-reference{k}-{cache_key({'half': np.flatnonzero(_halves(audit)[k]).tolist()})[:10]}"
+    return audit.memo(("privacy-reference-tag", k, audit.config.privacy.reference_models), tag)
 
 
 def references(audit: AuditSession, name: str) -> list:
     """The reference models of `name`, one per half of the population."""
     x, y, _ = population(audit)
-    halves = reference_halves(len(y), audit.config.privacy.reference_models, SPLIT_SEED)
+    halves = _halves(audit)
     out = []
     for k, half in enumerate(halves):
         keep = torch.from_numpy(np.flatnonzero(half))
@@ -114,7 +122,7 @@ def membership(audit: AuditSession, name: str) -> dict:
         xt, yt = x[torch.from_numpy(positions)], y[torch.from_numpy(positions)]
         target = np.stack([true_label_margin(m.module, xt, yt, audit.device) for m in audit.zoo.models(name)])
         refs = np.stack([true_label_margin(m.module, xt, yt, audit.device) for m in references(audit, name)])
-        halves = reference_halves(len(y), audit.config.privacy.reference_models, SPLIT_SEED)[:, positions]
+        halves = _halves(audit)[:, positions]
         stats = audit.statistics
         scores = rmia_scores(_log_probability(target), _log_probability(refs), halves)
         return {"rmia": attack_metrics(scores, is_member, stats.n_boot, stats.seed),

@@ -472,8 +472,7 @@ def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[t
     config = audit.config
     probes = reused_probes(plan)
     families = list(config.poisoning.families)
-    poisoned = {("user" if audit.zoo.spec(n).group == "user" else audit.zoo.spec(n).family)
-                for n in audit.zoo.specs if out_of_scope(audit, n) is None}
+    poisoned = {audit.zoo.spec(n).scope_family for n in audit.zoo.specs if out_of_scope(audit, n) is None}
     options: list[tuple[str, AuditConfig]] = []
     if len(config.seeds) > 2:
         options.append((f"seeds = {list(config.seeds[:2])} (or {OPT_SEEDS}={','.join(map(str, config.seeds[:2]))})",
@@ -493,8 +492,7 @@ def budget_options(audit: AuditSession, plan: AuditPlan, workers: int) -> list[t
                         "on poisoned data)", dataclasses.replace(config, poisoning=dataclasses.replace(config.poisoning, families=tuple(kept)))))
     from ..measure import privacy
 
-    attacked = {("user" if audit.zoo.spec(n).group == "user" else audit.zoo.spec(n).family)
-                for n in audit.zoo.specs if privacy.out_of_scope(audit, n) is None}
+    attacked = {audit.zoo.spec(n).scope_family for n in audit.zoo.specs if privacy.out_of_scope(audit, n) is None}
     for dropped in [f for f in ("user", "vit", "mlp") if f in config.privacy.families and f in attacked]:
         kept = [f for f in config.privacy.families if f != dropped]
         if kept:

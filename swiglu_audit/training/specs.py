@@ -29,6 +29,12 @@ class ModelSpec:
     def to_dict(self) -> dict:
         return {k: v for k, v in vars(self).items() if v not in (None, {})}
 
+    @property
+    def scope_family(self) -> str:
+        """The name the suites' `families` settings scope this model by: "user" for the user's
+        own models, else its built-in family."""
+        return USER_GROUP if self.group == USER_GROUP else str(self.family)
+
 
 def load_zoo_table() -> dict:
     text = resources.files("swiglu_audit.zoo_specs").joinpath("zoo.toml").read_text()

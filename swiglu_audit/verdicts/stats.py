@@ -219,9 +219,7 @@ def mean_interval(values, level: float = 0.95) -> Estimate:
     if binary:
         # every outcome 0 (or 1) is not proof of a rate of exactly 0: at least the variance of an
         # Agresti-Coull proportion over all outcomes (about the rule of three's reach)
-        k, total = float(m.sum()), m.size
-        p = (k + 2) / (total + 4)
-        example_var = max(example_var, p * (1 - p) / total)
+        example_var = max(example_var, share_floor(float(m.sum()), m.size))
     lo, hi, _, _, _ = _t_interval(float(m.mean()), [_seed_parts(seeds, s), (example_var, n - 1, example_var)], level)
     lo, hi = _clip(lo, hi, (0.0, 1.0) if binary else None)
     return Estimate(float(m.mean()), lo, hi, level, s, n)
