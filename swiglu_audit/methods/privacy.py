@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import ood_metrics
+
 FPRS = (0.01, 0.001)
 _TINY = 1e-12
 
@@ -73,17 +75,9 @@ def rmia_scores(target_log_probability: np.ndarray, reference_log_probability: n
 
 
 def auroc(member_scores: np.ndarray, non_member_scores: np.ndarray) -> float:
-    """P(member score > non-member score), ties counting one half (Mann-Whitney)."""
-    scores = np.concatenate([member_scores, non_member_scores])
-    order = scores.argsort(kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    average = first + (counts - 1) / 2.0 + 1
-    ranks[order] = np.repeat(average, counts)
-    m, n = len(member_scores), len(non_member_scores)
-    return float((ranks[:m].sum() - m * (m + 1) / 2) / (m * n))
+    """P(member score > non-member score), ties counting one half (Mann-Whitney): the OOD
+    metrics' AUROC with members as the positive side."""
+    return ood_metrics.metric("auroc", member_scores, non_member_scores)
 
 
 def tpr_at_fpr(member_scores: np.ndarray, non_member_scores: np.ndarray, fpr: float) -> float:
@@ -134,18 +128,11 @@ def _counts(draws: np.ndarray, n: int) -> np.ndarray:
 def _resampled(member_scores: np.ndarray, non_member_scores: np.ndarray, m_counts: np.ndarray,
                n_counts: np.ndarray) -> dict[str, np.ndarray]:
     """`auroc` and `tpr_at_fpr` on every resample at once, a resample being a count per record:
-    AUROC from the member-by-non-member win matrix (ties a half), weighted by the counts; the TPR
+    the weighted AUROC of `ood_metrics` (ties a half); the TPR
     from each resample's threshold, its (floor(fpr n) + 1)-th largest drawn non-member score."""
     m, n = len(member_scores), len(non_member_scores)
-    # each member's wins against the drawn non-members: those below it, and half of those tied,
-    # from a running count over the non-members in ascending order (memory B x (m + n))
-    ascending = np.argsort(non_member_scores, kind="mergesort")
-    below = np.concatenate([np.zeros((len(n_counts), 1)), np.cumsum(n_counts[:, ascending], axis=1)], axis=1)
-    sorted_scores = non_member_scores[ascending]
-    lo = np.searchsorted(sorted_scores, member_scores, side="left")
-    hi = np.searchsorted(sorted_scores, member_scores, side="right")
-    wins = below[:, lo] + 0.5 * (below[:, hi] - below[:, lo])  # B x m
-    out = {"auroc": (wins * m_counts).sum(1) / (m * n)}
+    # the counts are the OOD metrics' resampling weights (memory B x (m + n))
+    out = {"auroc": ood_metrics.weighted_auroc(member_scores, non_member_scores, m_counts, n_counts)}
     order = np.argsort(-non_member_scores, kind="mergesort")
     cumulative = np.cumsum(n_counts[:, order], axis=1)  # drawn non-members at or above each score, descending
     for fpr in FPRS:
