@@ -93,7 +93,8 @@ class AuditConfig:
     profile: str = "standard"
     device: str = "auto"
     report_dir: Path = Path("reports")
-    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir())  # local; with cache_url, its copy
+    cache_url: str | None = None  # a cache shared on an object store (s3://, gs://): every worker's entries
     seeds: tuple[int, ...] = (0, 1, 2)
     # seeds = "auto": comparisons still inconclusive at `seeds` get more seeds, up to
     # statistics.max_seeds per architecture (sequential.py)
@@ -147,9 +148,41 @@ class AuditConfig:
         }
 
 
+# the fsspec packages that speak each object store's protocol, for the error that names the fix
+PROTOCOL_PACKAGES = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
+                     "az": ("adlfs", None), "abfs": ("adlfs", None)}
+
+
+def is_url(value: object) -> bool:
+    """A cache location given as an fsspec URL (`s3://bucket/prefix`); `file://` is a plain folder."""
+    return isinstance(value, str) and "://" in value and not value.startswith("file://")
+
+
+def check_url(url: str) -> None:
+    """Raise ConfigError when no installed fsspec implementation speaks the URL's protocol."""
+    protocol = url.split("://", 1)[0]
+    try:
+        import fsspec
+
+        fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as exc:
+        package, extra = PROTOCOL_PACKAGES.get(protocol, (None, None))
+        fix = (f"pip install 'swiglu-audit[{extra}]'" if extra else f"pip install {package}" if package
+               else "give an fsspec URL such as s3://bucket/prefix or gs://bucket/prefix, or a folder")
+        raise ConfigError(f"cache_dir {url!r}: no installed filesystem speaks {protocol}:// ({exc}); {fix}") from None
+
+
+def mirror_dir(url: str) -> Path:
+    """This machine's copy of a shared cache: a folder of the local cache named after the URL."""
+    import hashlib
+
+    local = default_cache_dir()
+    return local / "shared" / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+
+
 def default_cache_dir() -> Path:
     """Checkpoints live outside any git checkout by default: $SWIGLU_AUDIT_CACHE, else XDG."""
-    if os.environ.get("SWIGLU_AUDIT_CACHE"):
+    if os.environ.get("SWIGLU_AUDIT_CACHE") and not is_url(os.environ["SWIGLU_AUDIT_CACHE"]):
         return Path(os.environ["SWIGLU_AUDIT_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "swiglu-audit"
@@ -262,12 +295,23 @@ def build_config(
     if live and live.endswith((".npz", ".npy")):  # a file: relative to the project, like the other paths
         live = str(_resolve(root, live))
 
+    cache_location = cache_dir or table.get("cache_dir") or os.environ.get("SWIGLU_AUDIT_CACHE") or default_cache_dir()
+    expect(isinstance(cache_location, (str, os.PathLike)) and bool(str(cache_location)),
+           f"[{TOOL_TABLE}] cache_dir must be a folder or an object-store URL (s3://bucket/prefix); "
+           f"got {cache_location!r}")
+    if isinstance(cache_location, str) and cache_location.startswith("file://"):
+        cache_location = cache_location[len("file://"):]
+    cache_url = str(cache_location).rstrip("/") if is_url(cache_location) else None
+    if cache_url:
+        check_url(cache_url)
+
     return AuditConfig(
         profile=profile,
         live=live,
         device=device,
         report_dir=_resolve(root, report_dir or table.get("report_dir", "reports")),
-        cache_dir=_resolve(root, cache_dir or table.get("cache_dir") or default_cache_dir()),
+        cache_dir=mirror_dir(cache_url) if cache_url else _resolve(root, cache_location),
+        cache_url=cache_url,
         seeds=tuple(seed_list),
         auto_seeds=auto_seeds,
         families=tuple(families) if include_builtin else (),

@@ -36,7 +36,7 @@ class AuditSession:
         self.progress = progress or Progress()
         self.device = resolve_device(config.device)
         _share_cores_with_other_workers(workers)
-        self.cache = CheckpointCache(config.cache_dir)
+        self.cache = CheckpointCache(config.cache_dir, shared=config.cache_url)
         self._data: AuditData | None = None
         self._zoo: Zoo | None = None
         self._memo: dict[Any, Any] = {}
@@ -144,7 +144,7 @@ class AuditSession:
                        "name": torch.cuda.get_device_name(0) if self.device.type == "cuda" else platform.processor() or platform.machine(),
                        "torch_threads": torch.get_num_threads(), "math": math_settings(self.device)},
             "data": self._data.summary() if self._data is not None else None,
-            "cache": {"dir": str(self.config.cache_dir), **self.cache.stats.to_dict()},
+            "cache": {"dir": str(self.config.cache_dir), "url": self.config.cache_url, **self.cache.stats.to_dict()},
             "recipe": self.config.training.to_dict(),
             "models": models,
         }

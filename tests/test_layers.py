@@ -27,8 +27,8 @@ FLOORS = {
     "suites": 10,
 }
 TORCH_FREE = ["errors", "util", "verdicts", "settings", "scheduled", "config", "checks", "report", "cli", "pytest",
-              "training/specs.py", "training/progress.py", "methods/attack_registry.py", "methods/fairness.py",
-              "methods/privacy.py", "jobs"]
+              "training/specs.py", "training/progress.py", "training/shared_store.py", "methods/attack_registry.py",
+              "methods/fairness.py", "methods/privacy.py", "jobs"]
 
 
 def _room(module: str) -> str:

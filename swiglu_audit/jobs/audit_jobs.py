@@ -9,10 +9,15 @@ job fills the checkpoint cache; the pytest items then read what it wrote and jud
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import platform
 import re
+import shutil
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,7 +67,7 @@ def _clean_cached(audit: AuditSession, name: str) -> bool:
         model = audit.zoo.instantiate(spec)
     except Exception:  # noqa: BLE001  the training job meets the error and the model's checks report it
         return False
-    return all(audit.cache.path_for(audit.zoo.training_key(spec, seed, "clean", model)).exists()
+    return all(audit.cache.contains(audit.zoo.training_key(spec, seed, "clean", model))
                for seed in audit.config.seeds)
 
 
@@ -75,6 +80,32 @@ def attempts_folder(config: AuditConfig, run_id: str) -> Path:
     return Path(config.cache_dir) / "jobs" / run_id
 
 
+def _note_start(config: AuditConfig, run_id: str, job: Job) -> Callable[[], int]:
+    """Note this start of `job` where every worker of the run can see it (the local cache folder,
+    or the shared store when the cache is on one); return how to count the starts so far."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", job.id)
+    if config.cache_url:
+        from ..training.shared_store import SharedStore
+
+        store, folder = SharedStore(config.cache_url), f"jobs/{run_id}/{name}"
+        store.note(f"{folder}/{os.getpid()}-{uuid.uuid4().hex[:8]}", platform.node())
+        return lambda: len(store.listing(folder))
+    attempts = attempts_folder(config, run_id) / f"{name}.attempts"
+    attempts.parent.mkdir(parents=True, exist_ok=True)
+    with open(attempts, "a") as log:  # one line per start: its process id
+        log.write(f"{os.getpid()}\n")
+    return lambda: len(attempts.read_text().split())
+
+
+def forget_attempts(config: AuditConfig, run_id: str) -> None:
+    """Remove one run's notes of its jobs' starts (the run has read them)."""
+    shutil.rmtree(attempts_folder(config, run_id), ignore_errors=True)
+    if config.cache_url:
+        from ..training.shared_store import SharedStore
+
+        SharedStore(config.cache_url).remove_folder(f"jobs/{run_id}")
+
+
 def run_job(config: AuditConfig, job: Job, run_id: str, threads: int = 0, *_after) -> dict:
     """Run one job in this process (a Ray worker, or the audit's own): train or measure, and so
     fill the cache. `run_id` names the executor's run: each start of the job is noted under it
@@ -83,15 +114,16 @@ def run_job(config: AuditConfig, job: Job, run_id: str, threads: int = 0, *_afte
     starts after them). An error is returned, not raised: the checks that need the job meet the
     same error and report it as their ERROR findings, once each, as without executors."""
     wall = time.time()
-    attempts = attempts_folder(config, run_id) / (re.sub(r"[^A-Za-z0-9_.-]", "_", job.id) + ".attempts")
-    attempts.parent.mkdir(parents=True, exist_ok=True)
-    with open(attempts, "a") as log:  # first of all: a worker that dies later has still said it started
-        log.write(f"{os.getpid()}\n")
+    if config.cache_url:  # this node's copy of the shared cache, wherever the driver keeps its own
+        from ..config import mirror_dir
+
+        config = dataclasses.replace(config, cache_dir=mirror_dir(config.cache_url))
+    attempts = _note_start(config, run_id, job)  # first of all: a worker that dies later has still said it started
 
     waited = [r for r in _after if isinstance(r, dict) and r.get("error")]
     if waited:  # its model could not be trained: the same error, without training it again here
         return {"id": job.id, "seconds": 0.0, "error": f"waits for {waited[0]['id']}, which failed: {waited[0]['error']}",
-                "trained": 0, "pid": os.getpid(), "attempts": 1, "started": wall, "ended": time.time()}
+                "trained": 0, "pid": os.getpid(), "attempts": attempts(), "started": wall, "ended": time.time()}
 
     import torch
 
@@ -120,4 +152,4 @@ def run_job(config: AuditConfig, job: Job, run_id: str, threads: int = 0, *_afte
         audit.forget_results()  # a long-lived worker keeps the data, not every job's models
     return {"id": job.id, "seconds": round(time.monotonic() - started, 3), "error": error,
             "trained": audit.cache.stats.misses - before, "pid": os.getpid(),
-            "attempts": len(attempts.read_text().split()), "started": wall, "ended": time.time()}
+            "attempts": attempts(), "started": wall, "ended": time.time()}

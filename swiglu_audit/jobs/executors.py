@@ -10,14 +10,13 @@ Ray is the engine ML teams already run on their clusters; this module only decla
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from .audit_jobs import attempts_folder, run_job
+from .audit_jobs import forget_attempts, run_job
 from .graph import JobGraph
 
 if TYPE_CHECKING:
@@ -92,7 +91,7 @@ def run_on_ray(config: AuditConfig, graph: JobGraph, report: Callable[[str], Non
         except ray.exceptions.RayError as exc:  # retries spent, or the worker could not start the job
             results.append({"id": job_id, "seconds": 0.0, "error": f"{type(exc).__name__}: {exc}"[:2000],
                             "trained": 0, "pid": None, "attempts": None, "started": None, "ended": None})
-    shutil.rmtree(attempts_folder(config, run_id), ignore_errors=True)
+    forget_attempts(config, run_id)
     failed = [r for r in results if r["error"]]
     retried = [r["id"] for r in results if (r["attempts"] or 0) > 1]
     report(f"swiglu-audit: {len(results) - len(failed)} jobs done on Ray, {sum(r['trained'] for r in results)} "

@@ -404,7 +404,7 @@ def make_plan(audit: AuditSession, workers: int,
                     model = audit.zoo.instantiate(spec)
                 recipe = dataclasses.replace(audit.zoo.recipe, epochs=trainings.epochs, patience=trainings.patience)
                 for tag, seed in trainings.pairs():
-                    absent = not audit.cache.path_for(audit.zoo.training_key(spec, seed, tag, model, recipe)).exists()
+                    absent = not audit.cache.contains(audit.zoo.training_key(spec, seed, tag, model, recipe))
                     missing[tag] = missing.get(tag, 0) + absent
             cached = count - sum(missing.values()) if trainings.tags else 0
             plan.cached_trainings += cached

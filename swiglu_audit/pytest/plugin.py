@@ -48,7 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(cfg.OPT_REPORT_DIR, default=None, metavar="DIR",
                     help="folder for report.json, report.html and the other reports")
     group.addoption(cfg.OPT_CACHE_DIR, default=None, metavar="DIR",
-                    help="checkpoint cache folder (default: $SWIGLU_AUDIT_CACHE or ~/.cache/swiglu-audit)")
+                    help="checkpoint cache folder, or an object store's URL shared by every worker and audit "
+                         "(s3://bucket/prefix, gs://...; default: $SWIGLU_AUDIT_CACHE or ~/.cache/swiglu-audit)")
     group.addoption(cfg.OPT_SEEDS, default=None, metavar="0,1,2",
                     help="training seeds, comma-separated (overrides the profile)")
     group.addoption(cfg.OPT_UPDATE_GOLDEN, action="store_true", default=False,
@@ -99,7 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from ..training.batching import memory_cap
     from ..training.device import prepare_cuda_determinism
-    from .preflight import check_import_paths, check_report_dir, check_setup
+    from .preflight import check_import_paths, check_report_dir, check_setup, check_shared_cache
 
     prepare_cuda_determinism()  # before anything creates a cuBLAS handle; xdist workers inherit it
     memory_cap()  # a malformed SWIGLU_AUDIT_DEVICE_MEMORY is a usage error now, not an ERROR per check later
@@ -109,6 +110,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     def from_cli(option):  # paths typed on the command line are relative to where pytest runs
         value = config.getoption(option)
+        if value and "://" in value:  # a URL (the cache on an object store, or file://), not a relative path
+            return value
         return str((invocation / value).resolve()) if value else None
 
     audit_config = cfg.build_config(
@@ -136,6 +139,7 @@ def pytest_configure(config: pytest.Config) -> None:
         check_setup(audit_config, show_tracebacks=bool(config.getoption(cfg.OPT_DEBUG))
                     or config.getoption("verbose") > 0)
         check_report_dir(audit_config.report_dir)
+        check_shared_cache(audit_config)
         collector = FindingCollector()
         collector.plan = _plan_or_stop(config, audit_config)
         config.stash[COLLECTOR_KEY] = collector

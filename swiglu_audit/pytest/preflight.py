@@ -181,3 +181,23 @@ def check_report_dir(report_dir: Path) -> None:
     except OSError as exc:
         raise ConfigError(f"report folder {report_dir} is not writable ({exc.strerror or exc}); "
                           f"pass {OPT_REPORT_DIR}=DIR or set report_dir in [tool.swiglu_audit]") from exc
+
+
+def check_shared_cache(config: AuditConfig) -> None:
+    """Fail now if the cache's object store cannot be written (credentials, a missing bucket),
+    not when the first model has trained: write a small object and delete it."""
+    if not config.cache_url:
+        return
+    import uuid
+
+    from ..training.shared_store import SharedStore
+
+    probe = f"write-tests/{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        store = SharedStore(config.cache_url)
+        store.note(probe, "a swiglu-audit write test; safe to delete")
+        store.delete(probe)
+    except Exception as exc:  # noqa: BLE001  every store has its own errors (botocore, google-auth)
+        raise ConfigError(f"cache_dir {config.cache_url} cannot be written ({type(exc).__name__}: {exc}); check the "
+                          "store's credentials (the usual AWS_*/GOOGLE_* settings) and that the bucket exists, or "
+                          "use a folder shared by every worker") from exc

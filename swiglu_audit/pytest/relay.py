@@ -126,8 +126,8 @@ class FindingCollector:
         merged = {k: v for k, v in metas[0].items() if k not in ("cache", "models")}
         merged["workers"] = sorted(self.meta_by_worker)
         merged["data"] = next((m["data"] for m in metas if m.get("data")), None)
-        counters = ("hits", "misses", "result_hits", "result_misses")
-        merged["cache"] = {"dir": metas[0]["cache"]["dir"],
+        counters = ("hits", "misses", "result_hits", "result_misses", "fetched")
+        merged["cache"] = {"dir": metas[0]["cache"]["dir"], "url": metas[0]["cache"].get("url"),
                            **{c: sum(m["cache"].get(c, 0) for m in metas) for c in counters},
                            "healed": sorted({k for m in metas for k in m["cache"]["healed"]})}
         models: dict = {}

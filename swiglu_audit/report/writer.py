@@ -139,7 +139,7 @@ def merge_documents(documents: list[dict]) -> dict:
     environment["models"] = dict(sorted(models.items()))
     caches = [d["environment"].get("cache") or {} for d in documents]
     environment["cache"] = {**caches[0], **{k: sum(c.get(k, 0) for c in caches)
-                                           for k in ("hits", "misses", "result_hits", "result_misses")}}
+                                           for k in ("hits", "misses", "result_hits", "result_misses", "fetched")}}
     environment["shards"] = len(documents)
     return {**base, "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "summary": summarise(ordered, bool(base["policy"].get("fail_on_warn")), exit_status),

@@ -6,6 +6,10 @@ into place, so a reader never sees half a file; a file lock around "load or trai
 means two concurrent runs (pytest-xdist workers, two CI jobs) train an entry once. Each file
 carries a sha256 of its tensors in its metadata: a truncated or altered file is detected,
 reported with a warning, deleted and retrained. Loading never unpickles anything.
+
+With a shared store (`cache_dir` an object-store URL, `training.shared_store`), the local folder
+is this machine's copy: an entry missing here is fetched from the store, checked the same way, and
+an entry computed here is published there, under a lease so that two audits compute it once.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import CacheError, SwigluAuditWarning
 from ..util.io import atomic_write, safetensors_metadata
+from .shared_store import SharedStore
 
 LOCK_TIMEOUT_S = 3600  # a training run holding the lock longer than this is presumed dead
 
@@ -62,10 +67,11 @@ class CacheStats:
     result_hits: int = 0  # expensive measurements (attack results) loaded
     result_misses: int = 0  # expensive measurements computed
     healed: list[str] = field(default_factory=list)  # keys of corrupted entries that were redone
+    fetched: int = 0  # entries (of any kind) copied from the shared store; counted in the hits too
 
     def to_dict(self) -> dict:
         return {"hits": self.hits, "misses": self.misses, "result_hits": self.result_hits,
-                "result_misses": self.result_misses, "healed": list(self.healed)}
+                "result_misses": self.result_misses, "healed": list(self.healed), "fetched": self.fetched}
 
 
 # A secret (for example a CI secret of the scheduled audit) that signs every entry this project's
@@ -79,10 +85,21 @@ def _signature(secret: str, key: str, digest: str) -> str:
 
 
 class CheckpointCache:
-    def __init__(self, root: Path, secret: str | None = None):
+    def __init__(self, root: Path, secret: str | None = None, shared: SharedStore | str | None = None):
+        """root: the local folder; shared: an object-store URL (or store) whose entries every
+        worker and audit share, the local folder then being this machine's copy of them."""
         self.root = Path(root)
         self.stats = CacheStats()
         self.secret = secret if secret is not None else os.environ.get(CACHE_KEY_ENV) or None
+        self.shared = SharedStore(shared) if isinstance(shared, str) else shared
+
+    def _relative(self, key: str, kind: str) -> str:
+        return self.path_for(key, kind).relative_to(self.root).as_posix()
+
+    def contains(self, key: str, kind: str = "checkpoint") -> bool:
+        """The entry is here or in the shared store (not checked: loading checks it)."""
+        return self.path_for(key, kind).exists() or (
+            self.shared is not None and self.shared.exists(self._relative(key, kind)))
 
     def path_for(self, key: str, kind: str = "checkpoint") -> Path:
         """kind: "checkpoint" (trained weights), "result" (measurements of them), "probe" (the
@@ -106,13 +123,28 @@ class CheckpointCache:
         lock = FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S)
         try:
             with lock:
-                loaded = self._load(path, key)
                 hit, miss = ("hits", "misses") if kind == "checkpoint" else ("result_hits", "result_misses")
+                loaded = self._load(path, key)
+                if loaded is None and self.shared is not None:
+                    loaded = self._load_shared(path, key, kind)
                 if loaded is not None:
                     setattr(self.stats, hit, getattr(self.stats, hit) + 1)
                     return (*loaded, True)
-                state, record = create()
-                self._store(path, state, record)
+                if self.shared is None:
+                    state, record = create()
+                    self._store(path, state, record)
+                else:
+                    relative = self._relative(key, kind)
+                    with self.shared.lease(relative, published=lambda: self.shared.exists(relative)) as mine:
+                        if not mine:  # another audit computed it while this one waited
+                            loaded = self._load_shared(path, key, kind)
+                            if loaded is not None:
+                                setattr(self.stats, hit, getattr(self.stats, hit) + 1)
+                                return (*loaded, True)
+                        # held (or the published entry was damaged, and deleted): compute and publish
+                        state, record = create()
+                        self._store(path, state, record)
+                        self.shared.publish(path, relative)
                 setattr(self.stats, miss, getattr(self.stats, miss) + 1)
                 return state, record, False
         except Timeout as exc:
@@ -128,6 +160,20 @@ class CheckpointCache:
 
         tensors, record, _ = self.get_or_create(key, create_tensors, kind=kind)
         return {k: v.numpy() for k, v in tensors.items()}, record
+
+    def _load_shared(self, path: Path, key: str, kind: str):
+        """Fetch the entry from the shared store into the local copy and load it as a local file;
+        an entry that fails the checks is deleted from the store too, so nobody reads it again."""
+        assert self.shared is not None
+        relative = self._relative(key, kind)
+        if not self.shared.fetch(relative, path):
+            return None
+        loaded = self._load(path, key)
+        if loaded is None:
+            self.shared.delete(relative)
+        else:
+            self.stats.fetched += 1
+        return loaded
 
     def _load(self, path: Path, key: str):
         if not path.exists():

@@ -148,7 +148,7 @@ class Zoo:
             torch.manual_seed(seed)  # each member initialised as its lone training would be
             model = self.instantiate(spec).to(self.device)
             check_model_contract(model, spec.name, self.data, self.device)
-            if self.cache.path_for(self.training_key(spec, seed, tag, model, recipe)).exists():
+            if self.cache.contains(self.training_key(spec, seed, tag, model, recipe)):
                 continue
             if starts.get(seed) is not None:
                 model.load_state_dict(starts[seed])
