@@ -9,6 +9,7 @@ this module at pytest start-up.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import os
 import tomllib
@@ -178,6 +179,20 @@ def mirror_dir(url: str) -> Path:
 
     local = default_cache_dir()
     return local / "shared" / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+
+
+def apply_changes(config: AuditConfig, changes: dict[str, Any]) -> AuditConfig:
+    """`config` with some settings changed: {"seeds": [0, 1]} at the top level, or a section's
+    {"poisoning": {"scan_steps": 50}} (lists become the tuples the configuration holds). The budget's
+    cuts are written this way, so that xdist workers can apply the cut the controller chose."""
+    top: dict[str, Any] = {}
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            section = getattr(config, key)
+            top[key] = dataclasses.replace(section, **{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+        else:
+            top[key] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(config, **top)
 
 
 def default_cache_dir() -> Path:

@@ -272,8 +272,8 @@ def test_a_new_black_box_attack_is_one_registry_entry_that_the_plan_and_the_sani
     import torchattacks
 
     from swiglu_audit.config import build_config
+    from swiglu_audit.measure.adversarial import planned_passes as attack_passes
     from swiglu_audit.methods import attack_registry
-    from swiglu_audit.planning.plan import attack_passes
 
     class UniformNoise(torchattacks.attack.Attack):
         """A throwaway query attack: the best of a few random corners of the Linf ball."""

@@ -27,7 +27,8 @@ FLOORS = {
     "suites": 10,
 }
 TORCH_FREE = ["errors", "util", "verdicts", "settings", "scheduled", "config", "checks", "report", "cli", "pytest",
-              "training/specs.py", "training/progress.py", "training/shared_store.py", "methods/attack_registry.py",
+              "training/specs.py", "training/progress.py", "training/shared_store.py", "training/planned.py",
+              "methods/attack_registry.py",
               "methods/fairness.py", "methods/privacy.py", "jobs"]
 
 

@@ -1,12 +1,13 @@
 """The plan before training: counts that follow the suites, --swiglu-audit-plan, and max_minutes."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import TINY_AUDIT_TOML
 
 from swiglu_audit.config import OPT_ENABLE, OPT_MAX_MINUTES, OPT_PLAN, build_config
-from swiglu_audit.planning.plan import attack_passes
+from swiglu_audit.measure.adversarial import planned_passes as attack_passes
 
 
 @pytest.mark.parametrize("attacks", [["fgsm", "pgd", "square"], ["pgd_l2", "apgd_ce", "square"]])
@@ -61,7 +62,7 @@ def test_plan_only_prints_the_plan_and_trains_nothing(tiny_project, tmp_path, mo
     # and the checkerboard); the privacy suite's 2 reference models (quick), one seed each
     for model in ("swiglu-mlp", "relu-mlp"):
         assert (f"{model}: trainings 2 clean x 4 epochs (seeds stacked), 8 poisoning x 4 epochs (seeds stacked), "
-                "1 scan power panel x 4 epochs, 2 privacy reference x 4 epochs, 2 determinism x 1 epochs "
+                "1 scan power panel x 4 epochs, 2 determinism x 1 epochs, 2 privacy reference x 4 epochs "
                 "(0 cached)") in out
     # nothing trained or measured: the only entries are the probes' unit costs, kept for the day
     assert {p.relative_to(tmp_path / "empty-cache").parts[0]
@@ -163,7 +164,7 @@ def test_an_accepted_reduced_plan_runs_the_cut_audit_and_reports_the_cut(tiny_pr
 
 
 def test_reference_models_are_counted_at_the_size_of_their_own_training_set():
-    from swiglu_audit.planning.plan import Trainings
+    from swiglu_audit.training.planned import Trainings
 
     # digits: 1,078 training records; a reference model trains on half of all 1,797
     reference = Trainings(["privacy-reference0"], 30, (1000,), paired=True, examples=1797 // 2)
@@ -194,3 +195,56 @@ def test_the_probe_is_timed_once_a_day_and_an_unsigned_one_is_not_trusted(monkey
     with pytest.warns(Warning, match="untrusted"):
         plan_module.make_plan(AuditSession(config), 1)
     assert len(timed) == 2 * models
+
+
+def test_a_new_suite_declares_its_own_work_and_the_plan_prices_it_without_planning_code(monkeypatch, tmp_path):
+    """A suite added to the catalogue with its `work`, `units` and `cuts`: the plan, the job graph
+    and the budget's options take it in, and nothing in planning/ names it."""
+    import sys
+    import types
+
+    from swiglu_audit.checks import suite_catalog
+    from swiglu_audit.jobs.audit_jobs import audit_graph
+    from swiglu_audit.planning.plan import PROBE_ENV, budget_options, make_plan
+    from swiglu_audit.session import AuditSession
+    from swiglu_audit.training.planned import Trainings, Unit, Work
+    from swiglu_audit.training.train import validation_passes
+
+    module = types.ModuleType("swiglu_audit.measure.watermark")
+    module.prefetch = lambda audit, name: None
+    module.planned_work = lambda audit, name: Work(
+        trainings={"watermark fine-tune": Trainings(["watermarked"], 3, (0,))},
+        attack_gradient_passes=10, forward_examples=3000, units={"watermark probe": 7})
+    module.probe_units = lambda audit, model: [Unit("watermark probe", lambda: None, gradient_passes=4.0)]
+    module.budget_cuts = lambda audit: [("[tool.swiglu_audit.training] epochs = 2 (a shorter watermark)",
+                                         {"training": {"epochs": 2}})]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(suite_catalog.SUITES, "watermark", suite_catalog.SuiteInfo(
+        "watermark", "Watermark robustness", prefetch="watermark:prefetch", work="watermark:planned_work",
+        units="watermark:probe_units", cuts="watermark:budget_cuts"))
+    monkeypatch.setenv(PROBE_ENV, "0.004,0.002,0.01")  # given unit costs: the arithmetic is exact
+    config = build_config({"variants": ["swiglu", "relu"], "families": ["mlp"], "seeds": [0, 1, 2],
+                           "cache_dir": str(tmp_path / "cache")}, profile="quick")
+    audit = AuditSession(config)
+    plan = make_plan(audit, 1)
+    model = plan.models[0]
+    data = audit.data
+    steps = -(-len(data.y_train) // config.training.batch_size)
+    forward = 3000 + validation_passes(3, steps) * len(data.y_val)
+    expected = (3 * steps * 0.004  # the training
+                + 10 * 0.002  # the attack passes
+                + forward / 3 * 0.002 / config.adversarial.n_examples  # forward passes by the example
+                + 7 * 0.01)  # its own unit, at the given unit cost
+    assert model.seconds_by_job()["watermark"] == pytest.approx(expected)
+    assert model.trainings["watermark fine-tune"] == 1 and model.units["watermark probe"] == 7
+    assert sum(model.seconds_by_job().values()) == pytest.approx(model.seconds)
+    graph = audit_graph(audit, plan.to_dict())
+    job = graph.jobs[f"watermark:{model.name}"]
+    assert job.seconds == pytest.approx(expected, abs=0.01) and job.deps == (f"training:{model.name}",)
+    labels = [o.label for o in budget_options(audit, plan, 1)]
+    assert "[tool.swiglu_audit.training] epochs = 2 (a shorter watermark)" in labels
+    # the planning code names no suite
+    import swiglu_audit.planning.plan as plan_module
+
+    source = Path(plan_module.__file__).read_text()
+    assert not [s for s in suite_catalog.SUITES if f'"{s}"' in source or f"measure.{s}" in source]

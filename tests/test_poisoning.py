@@ -228,8 +228,14 @@ def test_poisoning_config_is_validated():
 
 
 def test_models_poisoned_the_cheaper_way_get_the_cheaper_scan_and_the_plan_counts_it(tmp_path):
-    from swiglu_audit.measure.poisoning import CHEAPER_SCAN_PER_CLASS, CHEAPER_SCAN_STEPS, scan_inputs, scan_settings
-    from swiglu_audit.planning.plan import SCAN_INPUTS, Trainings, other_passes
+    from swiglu_audit.measure.poisoning import (
+        CHEAPER_SCAN_PER_CLASS,
+        CHEAPER_SCAN_STEPS,
+        SCAN_INPUTS,
+        planned_work,
+        scan_inputs,
+        scan_settings,
+    )
     from swiglu_audit.session import AuditSession
 
     def session(mode):
@@ -241,9 +247,8 @@ def test_models_poisoned_the_cheaper_way_get_the_cheaper_scan_and_the_plan_count
     assert scan_settings(cheap, "swiglu-mlp") == {"steps": CHEAPER_SCAN_STEPS, "per_class": CHEAPER_SCAN_PER_CLASS}
     assert scan_inputs(scan_settings(full, "swiglu-mlp")) == SCAN_INPUTS
     # the plan counts scan steps over SCAN_INPUTS inputs: the cheaper scan is a quarter of the full one
-    none: dict[str, Trainings] = {}
-    full_steps = other_passes(full.config, full, "swiglu-mlp", none)[2]
-    cheap_steps = other_passes(cheap.config, cheap, "swiglu-mlp", none)[2]
+    full_steps = planned_work(full, "swiglu-mlp").units["trigger scan"]
+    cheap_steps = planned_work(cheap, "swiglu-mlp").units["trigger scan"]
     # the audited set and each kind of the power panel (5 by default): ten classes, 200 steps each
     assert full_steps == (1 + 5) * 10 * 200 and cheap_steps * 4 == full_steps
 

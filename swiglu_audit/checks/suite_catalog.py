@@ -44,6 +44,14 @@ class SuiteInfo:
     # "module:function" in swiglu_audit.measure: the suite's expensive work on one model, run first
     # (the xdist prefetch) and the suite's job in the audit's job graph (swiglu_audit.jobs)
     prefetch: str | None = None
+    in_memory: bool = False  # its prefetch keeps its results in memory only: no job (it would be computed and dropped)
+    # "module:function" in swiglu_audit.measure, what the plan prices and sums (planning/plan.py):
+    # work(audit, model name) -> training.planned.Work, the suite's declared work on one model;
+    # units(audit, fresh model) -> [training.planned.Unit], units of work it times itself;
+    # cuts(audit) -> [(label, changes)], settings that make it cheaper, offered when over budget
+    work: str | None = None
+    units: str | None = None
+    cuts: str | None = None
     trend: str | None = None  # the per-model finding id suffix plotted across saved runs, e.g. "[linf]"
     trend_check: str | None = None  # ... of this check
 
@@ -65,7 +73,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
                           "Linf budget eps (input units)", "robust accuracy (share of test inputs)", level="linf"),
                 CurvePlot("worst_case_robust_accuracy", "curve", "eps", "PGD-L2 robust accuracy against budget",
                           "L2 budget eps (input units)", "robust accuracy (share of test inputs)", level="l2")),
-        prefetch="adversarial:prefetch", trend_check="worst_case_robust_accuracy", trend="[linf]",
+        prefetch="adversarial:prefetch", work="adversarial:planned_work", trend_check="worst_case_robust_accuracy", trend="[linf]",
     ),
     SuiteInfo(
         "poisoning", "Data poisoning",
@@ -99,7 +107,8 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
             CurvePlot("backdoor_attack_success", "curve", "rate", "Backdoor attack success against the poison rate",
                       "share of the training set poisoned", "attack success rate (share of triggered inputs)"),
         ),
-        prefetch="poisoning:prefetch", trend_check="poison_detection", trend="",
+        prefetch="poisoning:prefetch", work="poisoning:planned_work", units="poisoning:probe_units",
+        cuts="poisoning:budget_cuts", trend_check="poison_detection", trend="",
     ),
     SuiteInfo(
         "ood", "Out-of-distribution detection and distribution shift",
@@ -138,7 +147,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
                       "Risk-coverage curves, first seed (abstain on the least confident first)",
                       "coverage (share of inputs accepted)", "risk (error rate on the accepted inputs)"),
         ),
-        prefetch="ood:prefetch", trend_check="ood_detection", trend="[far]",
+        prefetch="ood:prefetch", work="ood:planned_work", trend_check="ood_detection", trend="[far]",
     ),
     SuiteInfo(
         "numerical", "Numerical regression",
@@ -148,6 +157,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
             CoverageRow("Determinism and golden outputs over time", "golden_outputs", ("MEASURE 4.3",)),
             CoverageRow("CPU vs accelerator parity", "cpu_vs_accelerator", ("MEASURE 2.5",)),
         ),
+        work="numerical:planned_work",
     ),
     SuiteInfo(
         "deployment", "Deployment precision: activation outliers and quantised inference",
@@ -170,6 +180,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
         curves=(CurvePlot("ffn_activation_outliers", "growth_curve", "step",
                           "FFN activation outliers over training (worst layer, mean over seeds)", "training step",
                           "log10 (largest / median |FFN hidden activation|)"),),
+        work="deployment:planned_work",
     ),
     SuiteInfo(
         "fairness", "Fairness: who pays for the errors",
@@ -202,6 +213,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
                                 ("corrupted", "accuracy under corruptions"))) + (
             CurvePlot("group_disparity", "group_curve", "group", "Per-group accuracy, every model (mean over seeds; "
                       "groups in the order of the finding's by_group table)", "group (index)", "accuracy"),),
+        work="fairness:planned_work",
     ),
     SuiteInfo(
         "privacy", "Privacy: membership inference",
@@ -218,7 +230,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
             CoverageRow("Membership leakage, candidate vs baseline", "membership_inference_vs_baseline",
                         ("MEASURE 2.10",)),
         ),
-        prefetch="privacy:prefetch",
+        prefetch="privacy:prefetch", work="privacy:planned_work", cuts="privacy:budget_cuts",
     ),
     SuiteInfo(
         "efficiency", "Efficiency claim",
@@ -259,9 +271,20 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
             CoverageRow("Degradation under the live drift, candidate vs baseline", "drift_degradation_vs_baseline",
                         ("MEASURE 2.4",), needs="live data (x_live, or `live = ...`)"),
         ),
-        prefetch="drift:prefetch",
+        prefetch="drift:prefetch", in_memory=True,
     ),
 )}
+
+def job_of(suite: str) -> str:
+    """The job of the audit's graph that does a suite's expensive work: the suite's own, when it
+    prefetches into the cache; else "checks" (the pytest items do it themselves)."""
+    info = SUITES[suite]
+    return suite if info.prefetch and not info.in_memory else "checks"
+
+
+def job_suites() -> tuple[str, ...]:
+    """The suites with a job per model in the audit's graph."""
+    return tuple(name for name in SUITES if job_of(name) == name)
 
 # What no suite of this version measures (MEASURE 1.1 asks to list it too).
 NOT_MEASURED = (

@@ -28,9 +28,6 @@ if TYPE_CHECKING:
     from ..session import AuditSession
 
 TRAINING = "training"
-# Suites whose prefetch keeps its result in the process's memory only (the drift suite's outputs
-# of each split, cheap forward passes): as a job elsewhere it would be computed and dropped.
-IN_MEMORY_ONLY = frozenset({"drift"})
 
 
 def training_job_id(model: str) -> str:
@@ -41,9 +38,9 @@ def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str
     """The jobs of this audit: per model, its training and each measuring suite's job. `needs`:
     model -> the suites its selected checks belong to (every prefetching suite when None);
     `plan`: the plan's dictionary, for each job's estimated seconds (0 without it)."""
-    from ..measure import prefetchers
+    from ..checks.suite_catalog import job_suites
 
-    suites = set(prefetchers()) - IN_MEMORY_ONLY
+    suites = set(job_suites())  # a suite whose prefetch keeps its results in memory (drift) has no job
     per_model = {m["name"]: m.get("seconds_by_job", {}) for m in (plan or {}).get("models", [])}
     jobs = []
     for name in (needs if needs is not None else audit.zoo.specs):

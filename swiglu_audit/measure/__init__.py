@@ -5,7 +5,9 @@ It depends on the session; the session never depends on it. The suites and the f
 
 To add a suite's measurements: write `measure/<suite>.py`, and if some of them are expensive,
 give it `prefetch(audit, name)` and name it in the suite's entry of `suite_catalog.py`: under
-pytest-xdist each worker then computes its share of the models first.
+pytest-xdist each worker then computes its share of the models first, and the job graph gets a
+job per model. Declare what that work costs there too (`planned_work`, and `probe_units` and
+`budget_cuts` where it has them): the plan prices what the suites declare and restates nothing.
 """
 
 from __future__ import annotations
@@ -17,19 +19,25 @@ if TYPE_CHECKING:
     from ..session import AuditSession
 
 
-def prefetchers() -> dict[str, Callable[[AuditSession, str], None]]:
-    """suite -> its prefetch function, as the suite catalogue declares it (imported on use: the
-    measurement modules import torch)."""
+def declared(role: str) -> dict[str, Callable]:
+    """suite -> the function its catalogue entry names for `role` ("prefetch", "work", "units",
+    "cuts"; see `checks.suite_catalog.SuiteInfo`), imported on use (the measurement modules import torch)."""
     import importlib
 
     from ..checks.suite_catalog import SUITES
 
     out = {}
     for name, info in SUITES.items():
-        if info.prefetch:
-            module, _, function = info.prefetch.partition(":")
+        target = getattr(info, role)
+        if target:
+            module, _, function = target.partition(":")
             out[name] = getattr(importlib.import_module(f"{__name__}.{module}"), function)
     return out
+
+
+def prefetchers() -> dict[str, Callable[[AuditSession, str], None]]:
+    """suite -> its prefetch function, as the suite catalogue declares it."""
+    return declared("prefetch")
 
 
 

@@ -25,6 +25,7 @@ from ..methods.attacks import (
     worst_case,
 )
 from ..training.cache import cache_key
+from ..training.planned import Work
 from ..training.train import predict_logits
 
 if TYPE_CHECKING:  # the session is passed in; this layer never imports it at run time
@@ -74,6 +75,13 @@ def planned_passes(config, n_classes: int) -> tuple[int, int]:
         grads += attack_cost("pgd_l2", params, n_classes)[0] * len(set(l2_budgets(cfg.eps_l2)) - {cfg.eps_l2})
     grads += 2 * pgd + pgd + 1  # doubled iterations, the large budget, the gradient statistics
     return grads, forwards
+
+
+def planned_work(audit: AuditSession, name: str) -> Work:
+    """The adversarial job's declared work on one model: every seed attacked (`planned_passes`)."""
+    grads, forwards = planned_passes(audit.config, audit.data.n_classes)
+    seeds = len(audit.config.seeds)
+    return Work(attack_gradient_passes=grads * seeds, attack_forward_passes=forwards * seeds)
 
 
 def _attack_one_seed(audit: AuditSession, model, x, y) -> dict:

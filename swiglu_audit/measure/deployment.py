@@ -25,6 +25,7 @@ from ..methods.quantisation import quantised_copy, served_logits
 from ..training.activations import activation_stats, captured_inputs, ffn_layers, row_peak_ratios
 from ..training.cache import code_digest
 from ..training.nn import eval_mode
+from ..training.planned import Work
 from . import adversarial as adversarial_measure
 
 if TYPE_CHECKING:
@@ -184,6 +185,11 @@ def planned_passes(config) -> int:
 
     n_test, n_adversarial = config.numerical.n_examples, config.adversarial.n_examples
     return n_test + len(SCHEMES) * 2 * (n_test + 2 * n_adversarial)
+
+
+def planned_work(audit: AuditSession, name: str) -> Work:
+    """The deployment suite's declared work on one model: `planned_passes` for every seed."""
+    return Work(forward_examples=len(audit.config.seeds) * planned_passes(audit.config))
 
 
 # the quantised measurement's cache entries follow the code that makes them

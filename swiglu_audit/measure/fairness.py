@@ -13,6 +13,7 @@ import numpy as np
 
 from ..methods.attack_registry import threat_attacks
 from ..methods.fairness import class_disparity, fairlearn_report, group_disparity
+from ..training.planned import Work
 from ..training.train import predict_logits
 from . import adversarial as adversarial_measure
 from . import ood as ood_measure
@@ -26,6 +27,13 @@ OUTCOMES = {
     "robust": "robust accuracy under the adversarial suite's Linf worst case",
     "corrupted": "accuracy under the OOD suite's corruptions (mean over corruptions and severities)",
 }
+
+
+def planned_work(audit: AuditSession, name: str) -> Work:
+    """The suite's declared work on one model: its group metrics predict the whole test split once
+    per seed (its class metrics reuse the other suites' outcomes)."""
+    data = audit.data
+    return Work(forward_examples=len(audit.config.seeds) * len(data.y_test) if data.groups_test is not None else 0)
 
 
 def outcomes(audit: AuditSession, name: str, kind: str) -> tuple[np.ndarray, np.ndarray]:

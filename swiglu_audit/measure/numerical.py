@@ -13,6 +13,7 @@ from ..methods.numerical import half_parity, state_difference
 from ..training import train as train_module
 from ..training.cache import code_digest
 from ..training.device import deterministic_algorithms
+from ..training.planned import Trainings, Work
 from ..training.train import Recipe, predict_logits, train_model
 
 if TYPE_CHECKING:
@@ -50,6 +51,14 @@ def op_implementation(audit: AuditSession, impl_name: str):
 
 def implementation_names(config) -> list[str]:
     return ["eager"] + (["compiled"] if config.numerical.compile else []) + sorted(config.numerical.implementations)
+
+
+def planned_work(audit: AuditSession, name: str) -> Work:
+    """The suite's declared work on one model: the determinism check's two trainings (never
+    cached as checkpoints; the check's outcome is cached for the day). A pretrained model is not trained."""
+    if audit.zoo.spec(name).weights:
+        return Work()
+    return Work(trainings={"determinism": Trainings([], audit.config.numerical.determinism_epochs, (0, 1))})
 
 
 def determinism(audit: AuditSession, name: str) -> dict:

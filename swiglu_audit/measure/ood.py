@@ -22,6 +22,7 @@ from ..methods.ood_sets import LEVELS, OOD_SETS, sets_for, sets_of_level
 from ..training import features as features_module
 from ..training.cache import code_digest
 from ..training.features import penultimate_features
+from ..training.planned import Work
 from ..training.specs import USER_GROUP
 from ..training.train import predict_logits
 
@@ -41,6 +42,13 @@ def planned_passes(config, data) -> tuple[int, int]:
     names, _ = applicable_corruptions(config.ood.corruptions, data.modality)
     forward = 2 * inputs * 3 + len(data.y_train) + len(names) * len(SEVERITIES) * n_ood
     return forward, 2 * inputs
+
+
+def planned_work(audit: AuditSession, name: str) -> Work:
+    """The OOD job's declared work on one model: `planned_passes` for every seed."""
+    forward, gradient = planned_passes(audit.config, audit.data)
+    seeds = len(audit.config.seeds)
+    return Work(forward_examples=seeds * forward, gradient_examples=seeds * gradient)
 
 
 def _id_inputs(audit: AuditSession, split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,6 +24,7 @@ from ..methods.poisoning import POISONING_ATTACKS, PoisonedSet, PoisonParams, ad
 from ..training import features as features_module
 from ..training.cache import code_digest
 from ..training.features import penultimate_features
+from ..training.planned import Trainings, Unit, Work
 from ..training.specs import USER_GROUP
 from ..training.train import predict_logits
 from .adversarial import clean_correct
@@ -329,6 +330,85 @@ def planned_passes(audit: AuditSession, name: str) -> tuple[int, int]:
     forward = len(poisoned_seeds(audit, name)) * n_train + scans * n_train + 2 * (scans - 1) * n_test
     settings = scan_settings(audit, name)
     return forward, scans * audit.data.n_classes * settings["steps"] * scan_inputs(settings)
+
+
+SCAN_INPUTS = backdoor_scan.inputs_per_step()  # inputs per class and step of the scan at its default settings
+# Where unit costs are given rather than timed: a trigger-scan step costs about two input-gradient
+# passes over its inputs (stamping, mask and pattern gradients, Adam): 115 ms against 54 ms for a
+# small CNN on 32x32 images.
+SCAN_STEP_PASSES = 2.0
+SHORT_SCAN_STEPS = 50  # the trigger scan's steps in the budget's cheaper alternative
+
+
+def planned_work(audit: AuditSession, name: str) -> Work:
+    """The poisoning job's declared work on one model: its trainings on poisoned sets (retrained,
+    or fine-tuned from the clean checkpoint), the power panel's sets (first seed only; a set that
+    is also one of the suite's conditions is trained, and counted, once), the detectors' and
+    scans' passes (`planned_passes`) and the scan's steps, counted over SCAN_INPUTS inputs each
+    (a step's cost is about linear in its inputs)."""
+    if out_of_scope(audit, name) is not None or audit.zoo.spec(name).weights:
+        return Work()
+    config = audit.config
+    epochs = config.training.epochs
+    conds = conditions(model_config(audit, name))
+    retrained = [c for c in conds if not fine_tunes(audit, name, c)]
+    fine_tuned = [c for c in conds if fine_tunes(audit, name, c)]
+    seeds = poisoned_seeds(audit, name)
+    trainings = {}
+    if retrained:
+        trainings["poisoning"] = Trainings([poisoned_tag(audit, name, c) for c in retrained], epochs, seeds)
+    if fine_tuned:
+        trainings["poisoning fine-tuned"] = Trainings([poisoned_tag(audit, name, c) for c in fine_tuned],
+                                                      fine_tune_epochs(config), seeds,
+                                                      patience(audit, name, fine_tuned[0]))
+    tags = {poisoned_tag(audit, name, c) for c in conds}
+    panel = [c for c in panel_conditions(config.poisoning) if poisoned_tag(audit, name, c) not in tags]
+    if panel:
+        fine = fine_tunes(audit, name, panel[0])  # every panel set is a backdoor: all or none fine-tune
+        trainings["scan power panel"] = Trainings([poisoned_tag(audit, name, c) for c in panel],
+                                                  fine_tune_epochs(config) if fine else epochs, seeds[:1],
+                                                  patience(audit, name, panel[0]))
+    forward, scan_input_steps = planned_passes(audit, name)
+    return Work(trainings=trainings, forward_examples=forward, units={"trigger scan": round(scan_input_steps / SCAN_INPUTS)})
+
+
+def probe_units(audit: AuditSession, model) -> list[Unit]:
+    """The trigger scan's step, timed as the scan runs it: one class's optimisation over
+    SCAN_INPUTS inputs, in eval mode, at one CPU thread."""
+    from ..training.nn import eval_mode
+
+    xs = audit.data.x_train[:SCAN_INPUTS]
+
+    def scan_step():
+        with eval_mode(model):
+            backdoor_scan.reverse_engineer(model, xs, 0, audit.device, steps=1)
+
+    return [Unit("trigger scan", scan_step, SCAN_STEP_PASSES * SCAN_INPUTS / max(1, audit.config.adversarial.n_examples),
+                 cpu_threads=1)]
+
+
+def budget_cuts(audit: AuditSession) -> list[tuple[str, dict]]:
+    """Settings that make the suite cheaper: a shorter scan; a one-kind power panel; one family
+    fewer retrained on poisoned data."""
+    cfg = audit.config.poisoning
+    poisoned = {audit.zoo.spec(n).scope_family for n in audit.zoo.specs if out_of_scope(audit, n) is None}
+    if not poisoned:
+        return []
+    cuts = []
+    if cfg.scan_steps > SHORT_SCAN_STEPS:
+        cuts.append((f"[tool.swiglu_audit.poisoning] scan_steps = {SHORT_SCAN_STEPS} (a weaker trigger scan; its "
+                     "measured power on the planted backdoor still decides whether \"nothing found\" passes)",
+                     {"poisoning": {"scan_steps": SHORT_SCAN_STEPS}}))
+    if len(cfg.threat_triggers) > 1:
+        narrow = list(cfg.threat_triggers[:1])
+        cuts.append((f"[tool.swiglu_audit.poisoning] threat_triggers = {narrow} (the scan's power measured on "
+                     "one trigger kind: its \"nothing found\" then covers that kind alone)",
+                     {"poisoning": {"threat_triggers": narrow}}))
+    for dropped in [f for f in ("user", "vit", "mlp") if f in cfg.families and f in poisoned]:
+        kept = [f for f in cfg.families if f != dropped]
+        cuts.append((f"[tool.swiglu_audit.poisoning] families = {kept} (no retraining of the {dropped} models "
+                     "on poisoned data)", {"poisoning": {"families": kept}}))
+    return cuts
 
 
 def scan_inputs(settings: dict) -> int:

@@ -18,6 +18,7 @@ import torch
 from ..errors import ModelContractError
 from ..methods.privacy import attack_metrics, member_split, reference_halves, rmia_scores
 from ..training.cache import cache_key
+from ..training.planned import Trainings, Work
 from ..training.train import predict_logits
 
 if TYPE_CHECKING:
@@ -88,6 +89,31 @@ def references(audit: AuditSession, name: str) -> list:
         out += audit.zoo.models(name, labels=y[keep], inputs=x[keep], tag=reference_tag(audit, k),
                                 seeds=(REFERENCE_SEED + k,))
     return out
+
+
+def planned_work(audit: AuditSession, name: str) -> Work:
+    """The privacy job's declared work on one model: its reference models, each on its half of
+    the records, and every attacked record through each seed and reference model."""
+    if out_of_scope(audit, name) is not None:
+        return Work()
+    k, seeds = audit.config.privacy.reference_models, len(audit.config.seeds)
+    references = Trainings([reference_tag(audit, i) for i in range(k)], audit.config.training.epochs,
+                           tuple(REFERENCE_SEED + i for i in range(k)), paired=True,
+                           examples=population_size(audit)[0] // 2)
+    return Work(trainings={"privacy reference": references}, forward_examples=(seeds + k) * len(targets(audit)[0]))
+
+
+def budget_cuts(audit: AuditSession) -> list[tuple[str, dict]]:
+    """Settings that make the suite cheaper: one family fewer attacked (its references untrained)."""
+    families = audit.config.privacy.families
+    attacked = {audit.zoo.spec(n).scope_family for n in audit.zoo.specs if out_of_scope(audit, n) is None}
+    cuts = []
+    for dropped in [f for f in ("user", "vit", "mlp") if f in families and f in attacked]:
+        kept = [f for f in families if f != dropped]
+        if kept:
+            cuts.append((f"[tool.swiglu_audit.privacy] families = {kept} (no membership inference on the {dropped} "
+                         "models: their reference models are not trained)", {"privacy": {"families": kept}}))
+    return cuts
 
 
 def prefetch(audit: AuditSession, name: str) -> None:

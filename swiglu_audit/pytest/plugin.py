@@ -8,7 +8,6 @@ them as <property> elements. Only the controller (never a worker) writes report 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import sys
@@ -127,12 +126,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if is_xdist_worker(config):
         check_import_paths(audit_config)  # the controller checked the rest before starting us
         cut = config.workerinput.get(WORKERINPUT_REDUCED_PLAN)  # type: ignore[attr-defined]
-        if cut:  # the controller cut the plan to fit max_minutes
-            config.stash[CONFIG_KEY] = dataclasses.replace(
-                audit_config, seeds=tuple(cut["seeds"]),
-                poisoning=dataclasses.replace(audit_config.poisoning, families=tuple(cut["poisoning_families"]),
-                                              scan_steps=cut["scan_steps"],
-                                              threat_triggers=tuple(cut["threat_triggers"])))
+        if cut:  # the controller cut the plan to fit max_minutes: the same settings changed here
+            config.stash[CONFIG_KEY] = cfg.apply_changes(audit_config, cut)
     else:
         _check_executor(config)
         # Every static problem of the setup, all at once, before anything trains (exit 4).
@@ -236,17 +231,14 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
     budget, cuts = audit_config.max_minutes, []
     if budget > 0 and plan.seconds > budget * 60:
         options = budget_options(audit, plan, workers)
-        fitting = [(label, option) for label, option, seconds in options if seconds <= budget * 60]
+        fitting = [o for o in options if o.seconds <= budget * 60]
         if not (config.getoption(cfg.OPT_ACCEPT_REDUCED) and fitting):
             raise cfg.ConfigError("\n".join(lines + [budget_problem(plan, budget, options)]))
-        label, reduced = fitting[0]
+        label, reduced = fitting[0].label, fitting[0].config
         config.stash[CONFIG_KEY] = reduced
-        # xdist workers build their configuration again from the settings: they get the cut in
-        # their workerinput (pytest_configure_node)
-        config.stash[REDUCED_PLAN_KEY] = {"seeds": list(reduced.seeds),
-                                          "poisoning_families": list(reduced.poisoning.families),
-                                          "scan_steps": reduced.poisoning.scan_steps,
-                                          "threat_triggers": list(reduced.poisoning.threat_triggers)}
+        # xdist workers build their configuration again from the settings: they get the cut's
+        # changed settings in their workerinput (pytest_configure_node)
+        config.stash[REDUCED_PLAN_KEY] = fitting[0].changes
         audit = audit.with_config(reduced)
         plan = make_plan(audit, workers, reused_probes(plan))
         cuts = [label]

@@ -23,10 +23,11 @@ from ..util.imports import load_callable
 from .cache import CheckpointCache, cache_key, tensors_digest
 from .data import AuditData
 from .nn import ModelConfig, build_model, count_parameters
+from .planned import Trainings, Work
 from .progress import Progress
 from .specs import ModelSpec, model_specs
 from .stacked import stackable, train_stacked
-from .train import TRAINER_REVISION, Recipe, predict_logits, train_model
+from .train import OUTLIER_PROBE, TRAINER_REVISION, Recipe, predict_logits, train_model
 
 
 @dataclass
@@ -67,6 +68,15 @@ class Zoo:
         if name not in self.specs:
             raise KeyError(f"no model named {name!r} in this audit; known: {sorted(self.specs)}")
         return self.specs[name]
+
+    def planned_work(self, name: str) -> Work:
+        """The training job's declared work: the clean trainings of every seed (none for a model
+        with pretrained weights); each validation pass also reads the FFN-outlier probe."""
+        if self.spec(name).weights:
+            return Work()
+        clean = Trainings(["clean"], self.config.training.epochs, tuple(self.config.seeds),
+                          probe_examples=min(OUTLIER_PROBE, len(self.data.y_val)))
+        return Work(trainings={"clean": clean})
 
     def models(self, name: str, labels: torch.Tensor | None = None, tag: str = "clean",
                inputs: torch.Tensor | None = None, fine_tune_epochs: int | None = None,
