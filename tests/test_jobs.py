@@ -51,7 +51,7 @@ def test_the_plan_prints_the_job_graph(tiny_project):
     assert result.ret == 0
     # two models: each a training job and one job per measuring suite, waiting for it
     # (the drift suite's outputs stay in memory: no job)
-    assert "job graph: 10 jobs (2 training, 2 adversarial, 2 ood, 2 poisoning, 2 privacy" in text
+    assert "job graph: 12 jobs (2 training, 2 adversarial, 2 deployment, 2 ood, 2 poisoning, 2 privacy" in text
     assert "critical path" in text and "ideal wall time on 1 worker(s)" in text
 
 
@@ -69,11 +69,16 @@ def test_the_jobs_costs_are_the_plans_estimate_less_what_the_checks_do_themselve
     assert checks > 0  # the determinism check's trainings at least
     assert graph.total_seconds() + checks == pytest.approx(plan.seconds, abs=0.1)  # (rounded to 0.01 s a job)
     by_suite = {suite: sum(j.seconds for j in graph.jobs.values() if j.suite == suite)
-                for suite in ("training", "adversarial", "poisoning", "ood", "privacy")}
+                for suite in ("training", "adversarial", "poisoning", "ood", "privacy", "deployment")}
     assert all(v > 0 for v in by_suite.values()), by_suite
     # the attacks are the adversarial job's alone, the scan the poisoning job's
     assert by_suite["adversarial"] == pytest.approx(sum(m.parts["attacks"] for m in plan.models), abs=0.05)
     assert by_suite["poisoning"] > sum(m.parts["trigger scan"] for m in plan.models)
+    # the deployment job replays the adversarial job's worst-case examples: it waits for both jobs
+    name = plan.models[0].name
+    assert graph.jobs[f"deployment:{name}"].deps == (f"training:{name}", f"adversarial:{name}")
+    order = graph.order
+    assert order.index(f"adversarial:{name}") < order.index(f"deployment:{name}")
 
 
 def test_the_ray_executor_needs_the_device_the_audit_resolved(tmp_path):

@@ -120,20 +120,20 @@ def test_a_lease_its_holder_stopped_renewing_is_broken(tmp_path, url):
 
 
 def test_a_live_holder_keeps_its_lease_by_renewing_it(tmp_path, url):
-    store = _store(url, stale_seconds=0.6, renew_seconds=0.1)
+    store = _store(url, stale_seconds=1.5, renew_seconds=0.1)
     taken = []
     with store.lease("entry", published=lambda: False) as mine:
         assert mine
         rival = threading.Thread(target=lambda: taken.append(_try_lease(url)))
         rival.start()
-        time.sleep(1.5)  # well past stale_seconds: only the renewals keep the rival out
+        time.sleep(2.5)  # well past stale_seconds: only the renewals keep the rival out
         assert not taken
     rival.join(5)
     assert taken == [True]
 
 
 def _try_lease(url):
-    with _store(url, stale_seconds=0.6).lease("entry", published=lambda: False) as mine:
+    with _store(url, stale_seconds=1.5).lease("entry", published=lambda: False) as mine:
         return mine
 
 

@@ -45,6 +45,7 @@ class SuiteInfo:
     # (the xdist prefetch) and the suite's job in the audit's job graph (swiglu_audit.jobs)
     prefetch: str | None = None
     in_memory: bool = False  # its prefetch keeps its results in memory only: no job (it would be computed and dropped)
+    after: tuple[str, ...] = ()  # suites whose job on the same model its job waits for (it reads their results)
     # "module:function" in swiglu_audit.measure, what the plan prices and sums (planning/plan.py):
     # work(audit, model name) -> training.planned.Work, the suite's declared work on one model;
     # units(audit, fresh model) -> [training.planned.Unit], units of work it times itself;
@@ -180,7 +181,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
         curves=(CurvePlot("ffn_activation_outliers", "growth_curve", "step",
                           "FFN activation outliers over training (worst layer, mean over seeds)", "training step",
                           "log10 (largest / median |FFN hidden activation|)"),),
-        work="deployment:planned_work",
+        prefetch="deployment:prefetch", after=("adversarial",), work="deployment:planned_work",
     ),
     SuiteInfo(
         "fairness", "Fairness: who pays for the errors",

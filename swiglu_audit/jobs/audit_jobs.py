@@ -38,7 +38,7 @@ def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str
     """The jobs of this audit: per model, its training and each measuring suite's job. `needs`:
     model -> the suites its selected checks belong to (every prefetching suite when None);
     `plan`: the plan's dictionary, for each job's estimated seconds (0 without it)."""
-    from ..checks.suite_catalog import job_suites
+    from ..checks.suite_catalog import SUITES, job_suites
 
     suites = set(job_suites())  # a suite whose prefetch keeps its results in memory (drift) has no job
     per_model = {m["name"]: m.get("seconds_by_job", {}) for m in (plan or {}).get("models", [])}
@@ -47,8 +47,13 @@ def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str
         seconds = per_model.get(name, {})
         jobs.append(Job(training_job_id(name), name, TRAINING, seconds.get(TRAINING, 0.0),
                         cached=_clean_cached(audit, name)))
-        for suite in sorted(suites & (needs[name] if needs is not None else suites)):
-            jobs.append(Job(f"{suite}:{name}", name, suite, seconds.get(suite, 0.0), deps=(training_job_id(name),)))
+        measured = suites & (needs[name] if needs is not None else suites)
+        for suite in sorted(measured):
+            # after the model's training, and after the jobs whose results it reads (deployment
+            # replays the adversarial suite's worst-case examples)
+            after = tuple(f"{other}:{name}" for other in SUITES[suite].after if other in measured)
+            jobs.append(Job(f"{suite}:{name}", name, suite, seconds.get(suite, 0.0),
+                            deps=(training_job_id(name), *after)))
     return JobGraph(jobs)
 
 

@@ -177,6 +177,15 @@ def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
     return audit.memo(("quantised", name, scheme), cached)
 
 
+def prefetch(audit: AuditSession, name: str) -> None:
+    """The quantised outcomes of every scheme (cached on disk), after the adversarial suite's
+    worst-case examples they replay: the xdist prefetch and the suite's job."""
+    from ..methods.quantisation import SCHEMES
+
+    for scheme in SCHEMES:
+        quantised(audit, name, scheme)
+
+
 def planned_passes(config) -> int:
     """Examples passed forward per model and seed, as `outliers` and `quantised` run them (what
     the plan counts): the outlier pass, and per scheme the float32 and the quantised model on the

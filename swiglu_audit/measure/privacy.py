@@ -10,6 +10,7 @@ counted in the plan ("privacy reference")."""
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 
 from ..errors import ModelContractError
 from ..methods.privacy import attack_metrics, member_split, reference_halves, rmia_scores
-from ..training.cache import cache_key
+from ..training.cache import cache_key, code_digest
 from ..training.planned import Trainings, Work
 from ..training.train import predict_logits
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from ..session import AuditSession
 
 SPLIT_SEED = 0  # the members drawn and the references' halves: fixed, so that runs and models share them
+_CODE_DIGEST = code_digest(sys.modules[__name__])  # the cached margins follow the code that computes them
 REFERENCE_SEED = 1000  # reference model k trains from seed REFERENCE_SEED + k, apart from the audit's seeds
 
 
@@ -143,11 +145,20 @@ def membership(audit: AuditSession, name: str) -> dict:
     """{"rmia": attack_metrics of RMIA, "loss": of the loss-threshold baseline, "is_member",
     "n_references"}: per seed of the audited model, on the same records and resamples."""
     def compute():
-        x, y, _ = population(audit)
         positions, is_member = targets(audit)
-        xt, yt = x[torch.from_numpy(positions)], y[torch.from_numpy(positions)]
-        target = np.stack([true_label_margin(m.module, xt, yt, audit.device) for m in audit.zoo.models(name)])
-        refs = np.stack([true_label_margin(m.module, xt, yt, audit.device) for m in references(audit, name)])
+        audited, reference_models = audit.zoo.models(name), references(audit, name)
+
+        def margins():
+            x, y, _ = population(audit)
+            xt, yt = x[torch.from_numpy(positions)], y[torch.from_numpy(positions)]
+            return {"target": np.stack([true_label_margin(m.module, xt, yt, audit.device) for m in audited]),
+                    "refs": np.stack([true_label_margin(m.module, xt, yt, audit.device) for m in reference_models])}, {}
+
+        # the records' margins through every model, on disk: the privacy job (another process, a
+        # Ray worker) leaves them for the checks, and a warm audit re-judges without them
+        arrays, _ = audit.cached_arrays("membership-margins", list(audited) + list(reference_models),
+                                        {"targets": len(positions)}, _CODE_DIGEST, margins)
+        target, refs = arrays["target"], arrays["refs"]
         halves = _halves(audit)[:, positions]
         stats = audit.statistics
         scores = rmia_scores(_log_probability(target), _log_probability(refs), halves)
