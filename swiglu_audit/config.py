@@ -195,10 +195,19 @@ def apply_changes(config: AuditConfig, changes: dict[str, Any]) -> AuditConfig:
     return dataclasses.replace(config, **top)
 
 
+def local_path(value: str | os.PathLike) -> str | os.PathLike:
+    """A `file://` URL as the path it names (`file:///x`, `file://localhost/x`); anything else as given."""
+    if isinstance(value, str) and value.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(value).path)
+    return value
+
+
 def default_cache_dir() -> Path:
     """Checkpoints live outside any git checkout by default: $SWIGLU_AUDIT_CACHE, else XDG."""
     if os.environ.get("SWIGLU_AUDIT_CACHE") and not is_url(os.environ["SWIGLU_AUDIT_CACHE"]):
-        return Path(os.environ["SWIGLU_AUDIT_CACHE"])
+        return Path(local_path(os.environ["SWIGLU_AUDIT_CACHE"]))
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "swiglu-audit"
 
@@ -314,8 +323,7 @@ def build_config(
     expect(isinstance(cache_location, (str, os.PathLike)) and bool(str(cache_location)),
            f"[{TOOL_TABLE}] cache_dir must be a folder or an object-store URL (s3://bucket/prefix); "
            f"got {cache_location!r}")
-    if isinstance(cache_location, str) and cache_location.startswith("file://"):
-        cache_location = cache_location[len("file://"):]
+    cache_location = local_path(cache_location)
     cache_url = str(cache_location).rstrip("/") if is_url(cache_location) else None
     if cache_url:
         check_url(cache_url)

@@ -108,22 +108,54 @@ def test_an_audit_waits_for_the_lease_holder_and_then_loads_its_entry(tmp_path, 
     assert not fsspec.filesystem("memory").glob(f"{url.split('://')[1]}/**/*.lease")  # released
 
 
-def test_a_lease_its_holder_stopped_renewing_is_broken(tmp_path, url):
+def test_a_lease_its_holder_stopped_renewing_is_broken_by_the_waiters_own_clock(tmp_path, url):
     key = cache_key({"model": "abandoned"})
-    cache = CheckpointCache(tmp_path / "a", shared=_store(url, stale_seconds=60))
+    cache = CheckpointCache(tmp_path / "a", shared=_store(url, stale_seconds=0.5))
     lease = f"{url.split('://')[1]}/{cache.path_for(key).relative_to(cache.root).as_posix()}.lease"
-    # a worker killed mid-training left its lease, last renewed ten minutes ago
-    fsspec.filesystem("memory").pipe_file(lease, json.dumps({"token": "dead", "renewed": time.time() - 600,
+    # a worker killed mid-training left its lease; its clock ran an hour ahead, so the time it
+    # wrote says nothing: the waiter watches the lease stay unchanged for stale_seconds itself
+    fsspec.filesystem("memory").pipe_file(lease, json.dumps({"token": "dead", "renewed": time.time() + 3600,
                                                              "holder": "a killed worker"}).encode())
+    began = time.monotonic()
     state, _, cached = cache.get_or_create(key, lambda: (_state(), {}))
-    assert not cached and torch.equal(state["w"], _state()["w"])
+    assert not cached and torch.equal(state["w"], _state()["w"]) and time.monotonic() - began >= 0.5
+
+
+def test_an_entry_published_just_before_the_lease_is_taken_is_loaded_not_computed(url):
+    store = _store(url)
+    looks = iter([False, True])  # absent at the first look; there once the lease is taken
+    with store.lease("entry", published=lambda: next(looks)) as held:
+        assert held is None
+    assert not fsspec.filesystem("memory").exists(f"{url.split('://')[1]}/entry.lease")
+
+
+def test_a_holder_whose_lease_was_broken_keeps_the_copy_the_other_audit_published(tmp_path, url):
+    key = cache_key({"model": "contested"})
+    store = _store(url, renew_seconds=0.05)
+    slow = CheckpointCache(tmp_path / "slow", shared=store)
+    relative = slow.path_for(key).relative_to(slow.root).as_posix()
+    fs, root = fsspec.filesystem("memory"), url.split("://")[1]
+    other = CheckpointCache(tmp_path / "other")  # the audit that judged the slow one dead
+
+    def create():
+        # meanwhile, another audit broke this one's lease, took its own and published its weights
+        fs.pipe_file(f"{root}/{relative}.lease", json.dumps({"token": "other"}).encode())
+        other.get_or_create(key, lambda: (_state(1.0), {}))
+        fs.pipe_file(f"{root}/{relative}", other.path_for(key).read_bytes())
+        time.sleep(0.3)  # a renewal finds the lease is no longer this audit's
+        return _state(), {}
+
+    state, _, cached = slow.get_or_create(key, create)
+    assert cached and torch.equal(state["w"], _state(1.0)["w"])  # one copy on every machine
+    assert torch.equal(CheckpointCache(tmp_path / "third", shared=_store(url)).get_or_create(
+        key, lambda: pytest.fail("again"))[0]["w"], _state(1.0)["w"])
 
 
 def test_a_live_holder_keeps_its_lease_by_renewing_it(tmp_path, url):
     store = _store(url, stale_seconds=1.5, renew_seconds=0.1)
     taken = []
-    with store.lease("entry", published=lambda: False) as mine:
-        assert mine
+    with store.lease("entry", published=lambda: False) as held:
+        assert held is not None
         rival = threading.Thread(target=lambda: taken.append(_try_lease(url)))
         rival.start()
         time.sleep(2.5)  # well past stale_seconds: only the renewals keep the rival out
@@ -133,25 +165,29 @@ def test_a_live_holder_keeps_its_lease_by_renewing_it(tmp_path, url):
 
 
 def _try_lease(url):
-    with _store(url, stale_seconds=1.5).lease("entry", published=lambda: False) as mine:
-        return mine
+    with _store(url, stale_seconds=1.5).lease("entry", published=lambda: False) as held:
+        return held is not None
 
 
 class ExclusiveLocalFS(LocalFileSystem):
-    """A local folder with an object store's write primitives: `mode="create"` fails when the
-    object exists (atomically, by O_EXCL), and every write replaces the object whole."""
+    """A local folder with an object store's write primitives: every write makes the object
+    appear whole, and `mode="create"` fails when it exists (atomically: a hard link, which fails
+    when the name is taken)."""
+
+    exclusive_create = True
 
     def pipe_file(self, path, value, mode="overwrite", **kwargs):
         path = self._strip_protocol(path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        if mode == "create":
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # FileExistsError when taken
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(value)
-            return
         tmp = f"{path}.{uuid.uuid4().hex}.part"
         with open(tmp, "wb") as fh:
             fh.write(value)
+        if mode == "create":
+            try:
+                os.link(tmp, path)  # FileExistsError when taken
+            finally:
+                os.unlink(tmp)
+            return
         os.replace(tmp, path)
 
 
@@ -240,17 +276,21 @@ def test_an_unreachable_store_is_a_usage_error_before_anything_trains(tiny_proje
     assert result.ret == 4
     err = result.stderr.str()
     assert "cache_dir http://127.0.0.1:9/cache cannot be written" in err and "credentials" in err
+    assert "Connect" in err  # the store's own error, named
 
 
-def test_a_jobs_starts_are_noted_in_the_shared_store_where_every_node_sees_them(tmp_path, url):
+def test_a_jobs_starts_are_noted_in_the_shared_store_where_every_node_sees_them(tmp_path, url, monkeypatch):
     from swiglu_audit.jobs.audit_jobs import _note_start, forget_attempts
     from swiglu_audit.jobs.graph import Job
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("SWIGLU_AUDIT_CACHE", raising=False)
     config = build_config({"cache_dir": url}, project_root=tmp_path)
     job = Job("poisoning:swiglu-mlp", "swiglu-mlp", "poisoning", 1.0)
     count = _note_start(config, "run1", job)
     assert count() == 1
     assert _note_start(config, "run1", job)() == 2  # a retry on another worker
-    assert not (config.cache_dir / "jobs").exists()  # not in one node's local copy
+    notes = fsspec.filesystem("memory").find(f"{url.split('://')[1]}/jobs/run1")
+    assert len(notes) == 2 and all("/jobs/run1/poisoning_swiglu-mlp/" in n for n in notes)
     forget_attempts(config, "run1")
-    assert count() == 0
+    assert count() == 0 and not fsspec.filesystem("memory").find(f"{url.split('://')[1]}/jobs")

@@ -41,6 +41,21 @@ def prefetchers() -> dict[str, Callable[[AuditSession, str], None]]:
 
 
 
+def _in_dependency_order(suites: set[str]) -> list[str]:
+    """The suites in an order where each comes after those whose results it reads (catalogue
+    `after`: deployment after adversarial), by name otherwise."""
+    from ..checks.suite_catalog import SUITES
+
+    done: list[str] = []
+    pending = sorted(suites)
+    while pending:
+        ready = [s for s in pending if not set(SUITES[s].after) & (set(pending) - {s})]
+        ready = ready or pending[:1]  # (a circle in the catalogue: by name)
+        done.append(ready[0])
+        pending.remove(ready[0])
+    return done
+
+
 def prefetch_share(audit: AuditSession, needs: dict[str, set[str]], worker_index: int, n_workers: int) -> None:
     """Under pytest-xdist, compute this worker's share of the expensive measurements first.
 
@@ -57,7 +72,7 @@ def prefetch_share(audit: AuditSession, needs: dict[str, set[str]], worker_index
         audit.progress.update(f"prefetch {name}", done, len(mine))
         try:
             audit.zoo.models(name)
-            for suite in sorted(needs[name] & set(by_suite)):
+            for suite in _in_dependency_order(needs[name] & set(by_suite)):
                 by_suite[suite](audit, name)
         except Exception:  # noqa: BLE001
             # A broken model must not fail the session fixture (and with it every test on

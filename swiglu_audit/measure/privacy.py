@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 from ..errors import ModelContractError
+from ..methods import privacy as privacy_methods
 from ..methods.privacy import attack_metrics, member_split, reference_halves, rmia_scores
+from ..training import train as train_module
 from ..training.cache import cache_key, code_digest
 from ..training.planned import Trainings, Work
 from ..training.train import predict_logits
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from ..session import AuditSession
 
 SPLIT_SEED = 0  # the members drawn and the references' halves: fixed, so that runs and models share them
-_CODE_DIGEST = code_digest(sys.modules[__name__])  # the cached margins follow the code that computes them
+_CODE_DIGEST = code_digest(sys.modules[__name__], privacy_methods, train_module)  # the cached margins follow their code
 REFERENCE_SEED = 1000  # reference model k trains from seed REFERENCE_SEED + k, apart from the audit's seeds
 
 
@@ -157,7 +159,8 @@ def membership(audit: AuditSession, name: str) -> dict:
         # the records' margins through every model, on disk: the privacy job (another process, a
         # Ray worker) leaves them for the checks, and a warm audit re-judges without them
         arrays, _ = audit.cached_arrays("membership-margins", list(audited) + list(reference_models),
-                                        {"targets": len(positions)}, _CODE_DIGEST, margins)
+                                        {"targets": cache_key({"positions": positions.tolist()})}, _CODE_DIGEST,
+                                        margins)
         target, refs = arrays["target"], arrays["refs"]
         halves = _halves(audit)[:, positions]
         stats = audit.statistics

@@ -200,6 +200,7 @@ def timed_today(audit: AuditSession, name: str, workers: int) -> UnitCosts:
     worker, torch, the host), so another machine, setting or model times afresh; the day bounds how stale a machine's
     speed, which drifts from day to day, can be. Unit costs given in SWIGLU_AUDIT_PROBE_SECONDS
     are used as given."""
+    from ..measure import declared
     from ..training.cache import cache_key
 
     if os.environ.get(PROBE_ENV):
@@ -213,7 +214,8 @@ def timed_today(audit: AuditSession, name: str, workers: int) -> UnitCosts:
                      "torch": torch.__version__, "host": platform.node(),
                      "day": time.strftime("%Y-%m-%d", time.gmtime()),
                      "batch": audit.config.training.batch_size, "attack_set": audit.config.adversarial.n_examples,
-                     "seeds": len(audit.config.seeds), "stacking": os.environ.get("SWIGLU_AUDIT_STACK", "")})
+                     "seeds": len(audit.config.seeds), "stacking": os.environ.get("SWIGLU_AUDIT_STACK", ""),
+                     "unit_suites": sorted(declared("units"))})  # a suite with new units times afresh
 
     def measure():
         costs = probe(audit, name, workers)

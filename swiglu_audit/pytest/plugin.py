@@ -109,8 +109,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     def from_cli(option):  # paths typed on the command line are relative to where pytest runs
         value = config.getoption(option)
-        if value and "://" in value:  # a URL (the cache on an object store, or file://), not a relative path
+        if value and cfg.is_url(value):  # the cache on an object store: a URL, not a path
             return value
+        value = cfg.local_path(value) if value else value  # file:///x is the folder /x
         return str((invocation / value).resolve()) if value else None
 
     audit_config = cfg.build_config(

@@ -97,9 +97,10 @@ class CheckpointCache:
         return self.path_for(key, kind).relative_to(self.root).as_posix()
 
     def contains(self, key: str, kind: str = "checkpoint") -> bool:
-        """The entry is here or in the shared store (not checked: loading checks it)."""
+        """The entry is here or in the shared store (not checked: loading checks it). The store is
+        asked through a listing kept for a few seconds (`SharedStore.names`)."""
         return self.path_for(key, kind).exists() or (
-            self.shared is not None and self.shared.exists(self._relative(key, kind)))
+            self.shared is not None and self._relative(key, kind) in self.shared.names())
 
     def path_for(self, key: str, kind: str = "checkpoint") -> Path:
         """kind: "checkpoint" (trained weights), "result" (measurements of them), "probe" (the
@@ -135,16 +136,24 @@ class CheckpointCache:
                     self._store(path, state, record)
                 else:
                     relative = self._relative(key, kind)
-                    with self.shared.lease(relative, published=lambda: self.shared.exists(relative)) as mine:
-                        if not mine:  # another audit computed it while this one waited
+                    shared = self.shared
+                    with shared.lease(relative, published=lambda: shared.exists(relative)) as held:
+                        if held is None:  # another audit computed it while this one waited
                             loaded = self._load_shared(path, key, kind)
                             if loaded is not None:
                                 setattr(self.stats, hit, getattr(self.stats, hit) + 1)
                                 return (*loaded, True)
-                        # held (or the published entry was damaged, and deleted): compute and publish
+                        # held (or the published entry failed its checks): compute and publish
                         state, record = create()
+                        if held is not None and held.lost.is_set() and shared.exists(relative):
+                            # another audit judged this one dead, broke its lease and published
+                            # first: every machine keeps that one copy
+                            loaded = self._load_shared(path, key, kind)
+                            if loaded is not None:
+                                setattr(self.stats, hit, getattr(self.stats, hit) + 1)
+                                return (*loaded, True)
                         self._store(path, state, record)
-                        self.shared.publish(path, relative)
+                        shared.publish(path, relative)
                 setattr(self.stats, miss, getattr(self.stats, miss) + 1)
                 return state, record, False
         except Timeout as exc:
@@ -162,22 +171,28 @@ class CheckpointCache:
         return {k: v.numpy() for k, v in tensors.items()}, record
 
     def _load_shared(self, path: Path, key: str, kind: str):
-        """Fetch the entry from the shared store into the local copy and load it as a local file;
-        an entry that fails the checks is deleted from the store too, so nobody reads it again."""
+        """Fetch the entry from the shared store into the local copy and load it as a local file.
+        A damaged object is deleted from the store too, so nobody reads it again; an unsigned (or
+        otherwise signed) one is left for the computed entry to replace, since a machine with
+        another key must not delete entries its own audits trust."""
         assert self.shared is not None
         relative = self._relative(key, kind)
         if not self.shared.fetch(relative, path):
             return None
-        loaded = self._load(path, key)
-        if loaded is None:
+        failures: list[str] = []
+        loaded = self._load(path, key, failures)
+        if loaded is None and failures != ["untrusted"]:
             self.shared.delete(relative)
-        else:
+        elif loaded is not None:
             self.stats.fetched += 1
         return loaded
 
-    def _load(self, path: Path, key: str):
+    def _load(self, path: Path, key: str, failures: list[str] | None = None):
+        """(tensors, record) of the entry at `path`, or None when it is absent or fails its checks
+        (then deleted, with a warning; `failures` gets "damaged" or "untrusted")."""
         if not path.exists():
             return None
+        reason = "damaged"
         try:
             state = load_file(str(path))
             meta = safetensors_metadata(path)  # the header holds our metadata
@@ -185,10 +200,13 @@ class CheckpointCache:
             if meta.get("sha256") != digest:
                 raise ValueError("tensor checksum mismatch")
             if self.secret and not hmac.compare_digest(meta.get("signature", ""), _signature(self.secret, key, digest)):
+                reason = "untrusted"
                 raise ValueError(f"not signed with this project's {CACHE_KEY_ENV}: it may have been planted, "
                                  "so it is not trusted")
             return state, json.loads(meta.get("record", "{}"))
         except (SafetensorError, ValueError, OSError, json.JSONDecodeError, RuntimeError) as exc:
+            if failures is not None:
+                failures.append(reason)
             warnings.warn(SwigluAuditWarning(
                 f"checkpoint cache entry {path.name} is corrupted or untrusted ({exc}); it was deleted and "
                 + ("the model is retrained" if path.parent.parent == self.root else "it is measured again")),
