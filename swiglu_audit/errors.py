@@ -31,6 +31,12 @@ class ModelContractError(ContractError):
     """A user's model factory, weights or outputs break the model contract (see README)."""
 
 
+class TrainingDivergedError(ModelContractError):
+    """A model's training loss became NaN or infinite: the model (or its recipe) cannot be
+    trained as configured. A model error like any other, so that the checks of other models that
+    only compare with it report the comparison as lost, not their own finding."""
+
+
 class DataContractError(ContractError):
     """A user's dataset factory returned data that breaks the dataset contract (see README)."""
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import __version__
 from ..config import AuditConfig
-from ..errors import ModelContractError
+from ..errors import ModelContractError, TrainingDivergedError
 from ..util.imports import load_callable
 from .cache import CheckpointCache, cache_key, tensors_digest
 from .data import AuditData
@@ -113,6 +113,9 @@ class Zoo:
         except ModelContractError as exc:
             self._failed[key] = exc
             raise
+        except FloatingPointError as exc:  # diverged: remembered like a contract error, not retrained per check
+            self._failed[key] = TrainingDivergedError(f"model '{name}' could not be trained ({tag}): {exc}")
+            raise self._failed[key] from exc
         return [trained[seed] for seed in seeds]
 
     def forget(self) -> None:
