@@ -51,7 +51,10 @@ def test_the_plan_prints_the_job_graph(tiny_project):
     assert result.ret == 0
     # two models: each a training job and one job per measuring suite, waiting for it
     # (the drift suite's outputs stay in memory: no job)
-    assert "job graph: 12 jobs (2 training, 2 adversarial, 2 deployment, 2 ood, 2 poisoning, 2 privacy" in text
+    # the poisoning job's parts run on their own first: per model its 4 poisoned sets and the
+    # power panel's checkerboard (the corner patch is one of the 4)
+    assert ("job graph: 22 jobs (2 training, 2 adversarial, 2 deployment, 2 ood, 10 poisoning parts, "
+            "2 poisoning, 2 privacy") in text
     assert "critical path" in text and "ideal wall time on 1 worker(s)" in text
 
 
@@ -74,8 +77,22 @@ def test_the_jobs_costs_are_the_plans_estimate_less_what_the_checks_do_themselve
     # the attacks are the adversarial job's alone, the scan the poisoning job's
     assert by_suite["adversarial"] == pytest.approx(sum(m.parts["attacks"] for m in plan.models), abs=0.05)
     assert by_suite["poisoning"] > sum(m.parts["trigger scan"] for m in plan.models)
-    # the deployment job replays the adversarial job's worst-case examples: it waits for both jobs
+    # the poisoning job's parts: each poisoned set's trainings and each panel kind's training and
+    # scan wait for the model's training alone; the rest of the job waits for all of them
     name = plan.models[0].name
+    parts = [j for j in graph.jobs.values() if j.model == name and j.part]
+    names = {j.part for j in parts}
+    assert "panel-edge_patch" in names and any(n.startswith("flip-") for n in names)
+    assert all(j.suite == "poisoning" for j in parts)
+    assert all(j.deps == (f"training:{name}",) and j.seconds > 0 for j in parts)
+    assert set(graph.jobs[f"poisoning:{name}"].deps) == {f"training:{name}", *(j.id for j in parts)}
+    whole = plan.models[0].seconds_by_job()
+    assert sum(j.seconds for j in parts) + graph.jobs[f"poisoning:{name}"].seconds == pytest.approx(
+        sum(v for k, v in whole.items() if k.startswith("poisoning")), abs=0.05)
+    # so the longest chain is shorter than one model's training and whole poisoning work
+    assert graph.critical_path()[0] < max(m.seconds_by_job()["training"] + sum(
+        v for k, v in m.seconds_by_job().items() if k.startswith("poisoning")) for m in plan.models)
+    # the deployment job replays the adversarial job's worst-case examples: it waits for both jobs
     assert graph.jobs[f"deployment:{name}"].deps == (f"training:{name}", f"adversarial:{name}")
     order = graph.order
     assert order.index(f"adversarial:{name}") < order.index(f"deployment:{name}")

@@ -50,9 +50,12 @@ class SuiteInfo:
     # work(audit, model name) -> training.planned.Work, the suite's declared work on one model;
     # units(audit, fresh model) -> [training.planned.Unit], units of work it times itself;
     # cuts(audit) -> [(label, changes)], settings that make it cheaper, offered when over budget
+    # parts(audit, model name) -> [training.planned.Part]: parts of its job that run on their own
+    # first (each a job of the graph: the poisoned sets train side by side on a cluster)
     work: str | None = None
     units: str | None = None
     cuts: str | None = None
+    parts: str | None = None
     trend: str | None = None  # the per-model finding id suffix plotted across saved runs, e.g. "[linf]"
     trend_check: str | None = None  # ... of this check
 
@@ -109,7 +112,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
                       "share of the training set poisoned", "attack success rate (share of triggered inputs)"),
         ),
         prefetch="poisoning:prefetch", work="poisoning:planned_work", units="poisoning:probe_units",
-        cuts="poisoning:budget_cuts", trend_check="poison_detection", trend="",
+        cuts="poisoning:budget_cuts", parts="poisoning:planned_parts", trend_check="poison_detection", trend="",
     ),
     SuiteInfo(
         "ood", "Out-of-distribution detection and distribution shift",

@@ -39,8 +39,11 @@ def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str
     model -> the suites its selected checks belong to (every prefetching suite when None);
     `plan`: the plan's dictionary, for each job's estimated seconds (0 without it)."""
     from ..checks.suite_catalog import SUITES, job_suites
+    from ..measure import declared
+    from ..training.planned import part_job
 
     suites = set(job_suites())  # a suite whose prefetch keeps its results in memory (drift) has no job
+    parts_of = declared("parts")
     per_model = {m["name"]: m.get("seconds_by_job", {}) for m in (plan or {}).get("models", [])}
     jobs = []
     for name in (needs if needs is not None else audit.zoo.specs):
@@ -52,8 +55,14 @@ def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str
             # after the model's training, and after the jobs whose results it reads (deployment
             # replays the adversarial suite's worst-case examples)
             after = tuple(f"{other}:{name}" for other in SUITES[suite].after if other in measured)
+            # its parts first, side by side (each poisoned set's trainings); the rest waits for them
+            parts = [p.name for p in parts_of[suite](audit, name)] if suite in parts_of else []
+            for part in parts:
+                jobs.append(Job(f"{part_job(suite, part)}:{name}", name, suite,
+                                seconds.get(part_job(suite, part), 0.0), deps=(training_job_id(name),), part=part))
             jobs.append(Job(f"{suite}:{name}", name, suite, seconds.get(suite, 0.0),
-                            deps=(training_job_id(name), *after)))
+                            deps=(training_job_id(name), *after,
+                                  *(f"{part_job(suite, part)}:{name}" for part in parts))))
     return JobGraph(jobs)
 
 
@@ -146,6 +155,11 @@ def run_job(config: AuditConfig, job: Job, run_id: str, threads: int = 0, *_afte
     try:
         if job.suite == TRAINING:
             audit.zoo.models(job.model)
+        elif job.part:
+            from ..measure import declared
+
+            parts = {p.name: p for p in declared("parts")[job.suite](audit, job.model)}
+            parts[job.part].run()
         else:
             prefetchers()[job.suite](audit, job.model)
     except Exception as exc:  # noqa: BLE001

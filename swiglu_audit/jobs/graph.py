@@ -19,6 +19,7 @@ class Job:
     seconds: float  # the plan's estimate (0 where the plan could not time the model)
     cached: bool = False  # every cache entry the job writes is already there (known for trainings)
     deps: tuple[str, ...] = field(default_factory=tuple)
+    part: str = ""  # a part of the suite's job that runs on its own first (one poisoned set, say)
 
 
 class JobGraph:
@@ -103,5 +104,6 @@ class JobGraph:
 def _count_by(jobs) -> dict[str, int]:
     out: dict[str, int] = {}
     for job in jobs:
-        out[job.suite] = out.get(job.suite, 0) + 1
+        kind = f"{job.suite} parts" if job.part else job.suite
+        out[kind] = out.get(kind, 0) + 1
     return out

@@ -24,7 +24,7 @@ from ..methods.poisoning import POISONING_ATTACKS, PoisonedSet, PoisonParams, ad
 from ..training import features as features_module
 from ..training.cache import code_digest
 from ..training.features import penultimate_features
-from ..training.planned import Trainings, Unit, Work
+from ..training.planned import Part, Trainings, Unit, Work
 from ..training.specs import USER_GROUP
 from ..training.train import predict_logits
 from .adversarial import clean_correct
@@ -370,6 +370,37 @@ def planned_work(audit: AuditSession, name: str) -> Work:
                                                   patience(audit, name, panel[0]))
     forward, scan_input_steps = planned_passes(audit, name)
     return Work(trainings=trainings, forward_examples=forward, units={"trigger scan": round(scan_input_steps / SCAN_INPUTS)})
+
+
+def planned_parts(audit: AuditSession, name: str) -> list[Part]:
+    """The parts of the poisoning job that can run side by side before the rest: one per poisoned
+    set of the suite (its trainings, every poisoned seed stacked), and one per kind of the power
+    panel that is not one of those sets (its first-seed training, the check that it learned the
+    backdoor, and its scan). Detection, the scan of the audited set and the panel's verdicts stay
+    in the suite's job, which waits for every part. Each part's work is its share of `planned_work`."""
+    if out_of_scope(audit, name) is not None or audit.zoo.spec(name).weights:
+        return []
+    work, data = planned_work(audit, name), audit.data
+    conds = conditions(model_config(audit, name))
+    parts = []
+
+    def trained(purpose: str, tag: str) -> Trainings:
+        return dataclasses.replace(work.trainings[purpose], tags=[tag])
+
+    for cond in conds:
+        purpose = "poisoning fine-tuned" if fine_tunes(audit, name, cond) else "poisoning"
+        parts.append(Part(f"{cond.attack}-{cond.rate}", Work(trainings={purpose: trained(purpose, poisoned_tag(audit, name, cond))}),
+                          lambda cond=cond: poisoned_models(audit, name, cond)))
+    tags = {poisoned_tag(audit, name, c) for c in conds}
+    settings = scan_settings(audit, name)
+    one_scan = round(data.n_classes * settings["steps"] * scan_inputs(settings) / SCAN_INPUTS)
+    for cond in panel_conditions(audit.config.poisoning):
+        if poisoned_tag(audit, name, cond) in tags:
+            continue
+        share = Work(trainings={"scan power panel": trained("scan power panel", poisoned_tag(audit, name, cond))},
+                     forward_examples=len(data.y_train) + 2 * len(data.y_test), units={"trigger scan": one_scan})
+        parts.append(Part(f"panel-{cond.trigger}", share, lambda cond=cond: _kind_power(audit, name, cond)))
+    return parts
 
 
 def probe_units(audit: AuditSession, model) -> list[Unit]:

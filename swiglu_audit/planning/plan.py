@@ -32,7 +32,7 @@ from ..checks.suite_catalog import job_of
 from ..config import OPT_SEEDS, apply_changes
 from ..errors import CacheError, ConfigError
 from ..training.device import autocast
-from ..training.planned import Trainings, Unit, Work, total
+from ..training.planned import Trainings, Unit, Work, minus, part_job, total
 
 if TYPE_CHECKING:
     from ..config import AuditConfig
@@ -126,10 +126,17 @@ def declared_work(audit: AuditSession, name: str) -> dict[str, Work]:
     from ..measure import declared
 
     out = {TRAINING_JOB: audit.zoo.planned_work(name)}
+    parts_of = declared("parts")
     for suite, planned in declared("work").items():
-        job = job_of(suite)
-        out[job] = total([out.get(job, Work()), planned(audit, name)])
+        job, work = job_of(suite), planned(audit, name)
+        if job == suite and suite in parts_of:  # its parts are jobs of their own: the rest is the suite's
+            parts = parts_of[suite](audit, name)
+            for part in parts:
+                out[part_job(suite, part.name)] = part.work
+            work = minus(work, [part.work for part in parts])
+        out[job] = total([out.get(job, Work()), work])
     return out
+
 
 
 def declared_units(audit: AuditSession, model) -> list[Unit]:
@@ -311,17 +318,17 @@ def _price(audit: AuditSession, name: str, plan: ModelPlan, job: str, work: Work
     config, data, costs = audit.config, audit.data, plan.costs
     per_example = costs.gradient / max(1, config.adversarial.n_examples)
     training_seconds, forward = 0.0, work.forward_examples
-    for purpose, trainings in work.trainings.items():
-        plan.trainings[purpose] = trainings.count
+    for purpose, trainings in work.trainings.items():  # (a purpose's tags may be split among jobs)
+        plan.trainings[purpose] = plan.trainings.get(purpose, 0) + trainings.count
         plan.epochs_per_training[purpose] = trainings.epochs
-        if trainings.patience:
+        if trainings.patience and purpose not in plan.early_stopping:
             plan.early_stopping.append(purpose)
         steps_per_epoch = trainings.steps_per_epoch(len(data.y_train), config.training.batch_size)
         # each training validates now and then, on the validation split and the probe's inputs
         forward += trainings.count * validation_passes(trainings.epochs, steps_per_epoch) * (
             len(data.y_val) + trainings.probe_examples)
         seconds = _training_seconds(audit, name, plan, purpose, trainings, trainings.epochs * steps_per_epoch, instance)
-        plan.purpose_seconds[purpose] = seconds
+        plan.purpose_seconds[purpose] = plan.purpose_seconds.get(purpose, 0.0) + seconds
         training_seconds += seconds
     plan.gradient_passes += work.attack_gradient_passes
     plan.forward_passes += work.attack_forward_passes
@@ -351,7 +358,7 @@ def _training_seconds(audit: AuditSession, name: str, plan: ModelPlan, purpose: 
             absent = not audit.cache.contains(audit.zoo.training_key(spec, seed, tag, model, recipe))
             missing[tag] = missing.get(tag, 0) + absent
         plan.cached_trainings += trainings.count - sum(missing.values())
-    if costs.stacked and any(m > 1 for m in missing.values()):
+    if costs.stacked and any(m > 1 for m in missing.values()) and purpose not in plan.stacked:
         plan.stacked.append(purpose)
     seconds = 0.0
     for tag_missing in (missing.values() if trainings.tags else [trainings.count]):  # untagged: never cached

@@ -9,6 +9,7 @@ new suite or attack touches no planning code. Torch-free.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,11 +64,52 @@ class Unit:
     cpu_threads: int = 0  # on a CPU, timed at this many threads (as the work runs); 0: the worker's
 
 
+@dataclass(frozen=True)
+class Part:
+    """A part of a suite's job on one model that can run on its own, before the rest of the job
+    (one poisoned set's trainings, say): a job of its own in the audit's graph, so that a cluster
+    runs the parts side by side. `work` is its share of the suite's declared work."""
+    name: str
+    work: Work
+    run: Callable[[], Any]
+
+
+def part_job(suite: str, part: str) -> str:
+    """The name of a suite's part as a job of the audit's graph (and a key of the plan's
+    `seconds_by_job`)."""
+    return f"{suite}[{part}]"
+
+
+def minus(whole: Work, parts: list[Work]) -> Work:
+    """What is left of `whole` once `parts` (shares of it) are taken out."""
+    taken = total(parts)
+    trainings = {}
+    for purpose, t in whole.trainings.items():
+        gone = set(taken.trainings[purpose].tags) if purpose in taken.trainings else set()
+        kept = [i for i, tag in enumerate(t.tags) if tag not in gone]
+        if len(kept) == len(t.tags):
+            trainings[purpose] = t
+        elif kept:
+            trainings[purpose] = dataclasses.replace(t, tags=[t.tags[i] for i in kept],
+                                                     seeds=tuple(t.seeds[i] for i in kept) if t.paired else t.seeds)
+    return Work(trainings=trainings,
+                attack_gradient_passes=whole.attack_gradient_passes - taken.attack_gradient_passes,
+                attack_forward_passes=whole.attack_forward_passes - taken.attack_forward_passes,
+                forward_examples=whole.forward_examples - taken.forward_examples,
+                gradient_examples=whole.gradient_examples - taken.gradient_examples,
+                units={k: v - taken.units.get(k, 0) for k, v in whole.units.items()})
+
+
 def total(works: list[Work]) -> Work:
     """The sum of several suites' declared work (their trainings' purposes are distinct)."""
     out = Work()
     for w in works:
-        out.trainings.update(w.trainings)
+        for purpose, trainings in w.trainings.items():
+            if purpose in out.trainings:  # the same purpose in two shares: its tags together
+                mine = out.trainings[purpose]
+                trainings = dataclasses.replace(mine, tags=mine.tags + trainings.tags,
+                                                seeds=mine.seeds + trainings.seeds if mine.paired else mine.seeds)
+            out.trainings[purpose] = trainings
         out.attack_gradient_passes += w.attack_gradient_passes
         out.attack_forward_passes += w.attack_forward_passes
         out.forward_examples += w.forward_examples
