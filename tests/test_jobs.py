@@ -51,10 +51,10 @@ def test_the_plan_prints_the_job_graph(tiny_project):
     assert result.ret == 0
     # two models: each a training job and one job per measuring suite, waiting for it
     # (the drift suite's outputs stay in memory: no job)
-    # the poisoning job's parts run on their own first: per model its 4 poisoned sets and the
-    # power panel's checkerboard (the corner patch is one of the 4)
-    assert ("job graph: 22 jobs (2 training, 2 adversarial, 2 deployment, 2 ood, 10 poisoning parts, "
-            "2 poisoning, 2 privacy") in text
+    # parts run on their own first: per model, each seed's attacks, and its 4 poisoned sets and
+    # the power panel's checkerboard (the corner patch is one of the 4)
+    assert ("job graph: 26 jobs (2 training, 4 adversarial parts, 2 adversarial, 2 deployment, 2 ood, "
+            "10 poisoning parts, 2 poisoning, 2 privacy") in text
     assert "critical path" in text and "ideal wall time on 1 worker(s)" in text
 
 
@@ -74,16 +74,17 @@ def test_the_jobs_costs_are_the_plans_estimate_less_what_the_checks_do_themselve
     by_suite = {suite: sum(j.seconds for j in graph.jobs.values() if j.suite == suite)
                 for suite in ("training", "adversarial", "poisoning", "ood", "privacy", "deployment")}
     assert all(v > 0 for v in by_suite.values()), by_suite
-    # the attacks are the adversarial job's alone, the scan the poisoning job's
+    # the attacks are the adversarial job's alone (its parts: each seed's), the scan the poisoning job's
     assert by_suite["adversarial"] == pytest.approx(sum(m.parts["attacks"] for m in plan.models), abs=0.05)
+    seed_parts = [j for j in graph.jobs.values() if j.suite == "adversarial" and j.part]
+    assert len(seed_parts) == len(plan.models) * len(audit.config.seeds)
     assert by_suite["poisoning"] > sum(m.parts["trigger scan"] for m in plan.models)
     # the poisoning job's parts: each poisoned set's trainings and each panel kind's training and
     # scan wait for the model's training alone; the rest of the job waits for all of them
     name = plan.models[0].name
-    parts = [j for j in graph.jobs.values() if j.model == name and j.part]
+    parts = [j for j in graph.jobs.values() if j.model == name and j.part and j.suite == "poisoning"]
     names = {j.part for j in parts}
     assert "panel-edge_patch" in names and any(n.startswith("flip-") for n in names)
-    assert all(j.suite == "poisoning" for j in parts)
     assert all(j.deps == (f"training:{name}",) and j.seconds > 0 for j in parts)
     assert set(graph.jobs[f"poisoning:{name}"].deps) == {f"training:{name}", *(j.id for j in parts)}
     whole = plan.models[0].seconds_by_job()

@@ -77,7 +77,8 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
                           "Linf budget eps (input units)", "robust accuracy (share of test inputs)", level="linf"),
                 CurvePlot("worst_case_robust_accuracy", "curve", "eps", "PGD-L2 robust accuracy against budget",
                           "L2 budget eps (input units)", "robust accuracy (share of test inputs)", level="l2")),
-        prefetch="adversarial:prefetch", work="adversarial:planned_work", trend_check="worst_case_robust_accuracy", trend="[linf]",
+        prefetch="adversarial:prefetch", work="adversarial:planned_work", parts="adversarial:planned_parts",
+        trend_check="worst_case_robust_accuracy", trend="[linf]",
     ),
     SuiteInfo(
         "poisoning", "Data poisoning",

@@ -25,7 +25,7 @@ from ..methods.attacks import (
     worst_case,
 )
 from ..training.cache import cache_key
-from ..training.planned import Work
+from ..training.planned import Part, Work
 from ..training.train import predict_logits
 
 if TYPE_CHECKING:  # the session is passed in; this layer never imports it at run time
@@ -78,9 +78,10 @@ def planned_passes(config, n_classes: int) -> tuple[int, int]:
 
 
 def planned_work(audit: AuditSession, name: str) -> Work:
-    """The adversarial job's declared work on one model: every seed attacked (`planned_passes`)."""
+    """The adversarial job's declared work on one model: every seed attacked (`planned_passes`;
+    a pretrained model has one "seed")."""
     grads, forwards = planned_passes(audit.config, audit.data.n_classes)
-    seeds = len(audit.config.seeds)
+    seeds = 1 if audit.zoo.spec(name).weights else len(audit.config.seeds)
     return Work(attack_gradient_passes=grads * seeds, attack_forward_passes=forwards * seeds)
 
 
@@ -125,48 +126,74 @@ def _worst_examples(runs: dict[str, dict], fallback: torch.Tensor) -> torch.Tens
     return examples
 
 
+RECORD_FIELDS = ("broken_by", "broken_by_example", "costs", "gradients", "outputs")
+ARRAY_FIELDS = ("clean", "worst", "fgsm", "pgd", "pgd_double", "large")
+
+
+def seed_attacks(audit: AuditSession, name: str, model) -> dict:
+    """`_attack_one_seed` of one trained seed, cached on disk as its own entry (keyed by that
+    seed's weights, the attack settings, the data, the device and the attack code): the seeds of a
+    model are attacked side by side, as parts of the adversarial job, and merged by `adversarial`."""
+    def compute():
+        cfg, data = audit.config.adversarial, audit.data
+        one = _attack_one_seed(audit, model, data.x_test[: cfg.n_examples], data.y_test[: cfg.n_examples])
+        tensors = {k: torch.from_numpy(np.asarray(one[k])) for k in ARRAY_FIELDS}
+        tensors.update({f"per_attack/{a}": torch.from_numpy(np.asarray(v)) for a, v in one["per_attack"].items()})
+        tensors.update({f"curve/{eps!r}": torch.from_numpy(np.asarray(v)) for eps, v in one["curve"].items()})
+        tensors.update({f"curve_l2/{eps!r}": torch.from_numpy(np.asarray(v)) for eps, v in one["curve_l2"].items()})
+        tensors["pgd_examples"], tensors["linf_worst_examples"] = one["pgd_examples"], one["linf_worst_examples"]
+        return tensors, {k: one[k] for k in RECORD_FIELDS}
+
+    def cached():
+        key = cache_key({"kind": "adversarial-seed", "model": model.key, "cfg": audit.config.adversarial.to_dict(),
+                         "data": audit.data.fingerprint, "device": audit.device.type, "code": CODE_DIGEST})
+        tensors, record, _ = audit.cache.get_or_create(key, compute, kind="result")
+        return tensors, record
+    return audit.memo(("adversarial-seed", model.key), cached)
+
+
 def adversarial(audit: AuditSession, name: str) -> dict:
     """Every configured attack at the main budget, the PGD budget curve, the extra runs the
     sanity checks need, gradient and output statistics, and the PGD examples (for transfer);
-    stacked over seeds. Cached on disk like checkpoints: xdist workers and later runs share it."""
-    def compute_and_pack():
-        cfg, data = audit.config.adversarial, audit.data
-        x, y = data.x_test[: cfg.n_examples], data.y_test[: cfg.n_examples]
-        seeds = [_attack_one_seed(audit, m, x, y) for m in audit.zoo.models(name)]
-        stack = lambda key: torch.from_numpy(np.stack([s[key] for s in seeds]))
-        tensors = {k: stack(k) for k in ("clean", "worst", "fgsm", "pgd", "pgd_double", "large")}
-        for a in cfg.attacks:
-            tensors[f"per_attack/{a}"] = torch.from_numpy(np.stack([s["per_attack"][a] for s in seeds]))
-        for eps in seeds[0]["curve"]:
-            tensors[f"curve/{eps!r}"] = torch.from_numpy(np.stack([s["curve"][eps] for s in seeds]))
-        for eps in seeds[0]["curve_l2"]:
-            tensors[f"curve_l2/{eps!r}"] = torch.from_numpy(np.stack([s["curve_l2"][eps] for s in seeds]))
-        tensors["pgd_examples"] = torch.stack([s["pgd_examples"] for s in seeds])
-        tensors["linf_worst_examples"] = torch.stack([s["linf_worst_examples"] for s in seeds])
-        record = {k: [s[k] for s in seeds]
-                  for k in ("broken_by", "broken_by_example", "costs", "gradients", "outputs")}
-        return tensors, {**record, "n_classes": data.n_classes}
-
+    stacked over seeds. Each seed's are cached on disk (`seed_attacks`): xdist workers, the job
+    graph's parts and later runs share them."""
     def compute():
-        key = cache_key({"kind": "adversarial", "models": [m.key for m in audit.zoo.models(name)],
-                         "cfg": audit.config.adversarial.to_dict(), "data": audit.data.fingerprint,
-                         "device": audit.device.type, "code": CODE_DIGEST})
-        tensors, record, _ = audit.cache.get_or_create(key, compute_and_pack, kind="result")
-        arr = lambda k: tensors[k].numpy()
+        seeds = [seed_attacks(audit, name, m) for m in audit.zoo.models(name)]
+        tensors = [t for t, _ in seeds]
+        stack = lambda k: np.stack([t[k].numpy() for t in tensors])
+        keyed = lambda prefix: sorted((k for k in tensors[0] if k.startswith(prefix)),  # by budget
+                                      key=lambda k: float(k.split("/", 1)[1]))
         return {
-            **{k: arr(k) for k in ("clean", "worst", "fgsm", "pgd", "pgd_double", "large")},
+            **{k: stack(k) for k in ARRAY_FIELDS},
             # in the configured order, whether this process computed the results or read them back
             # (files hold their tensors sorted by name): the worst case credits each broken
             # example to the first attack in this order
-            "per_attack": {a: arr(f"per_attack/{a}") for a in audit.config.adversarial.attacks
-                           if f"per_attack/{a}" in tensors},
-            "curve": {float(k.split("/", 1)[1]): arr(k) for k in tensors if k.startswith("curve/")},
-            "curve_l2": {float(k.split("/", 1)[1]): arr(k) for k in tensors if k.startswith("curve_l2/")},
-            "pgd_examples": list(tensors["pgd_examples"]),
-            "linf_worst_examples": list(tensors["linf_worst_examples"]),
-            **record,
+            "per_attack": {a: stack(f"per_attack/{a}") for a in audit.config.adversarial.attacks
+                           if f"per_attack/{a}" in tensors[0]},
+            "curve": {float(k.split("/", 1)[1]): stack(k) for k in keyed("curve/")},
+            "curve_l2": {float(k.split("/", 1)[1]): stack(k) for k in keyed("curve_l2/")},
+            "pgd_examples": [t["pgd_examples"] for t in tensors],
+            "linf_worst_examples": [t["linf_worst_examples"] for t in tensors],
+            **{k: [r[k] for _, r in seeds] for k in RECORD_FIELDS},
+            "n_classes": audit.data.n_classes,
         }
     return audit.memo(("adversarial", name), compute)
+
+
+def planned_parts(audit: AuditSession, name: str) -> list[Part]:
+    """The adversarial job's parts: each seed attacked on its own (`seed_attacks`), side by side;
+    the job itself then merges them. Each part's share is one seed's attack passes."""
+    grads, forwards = planned_passes(audit.config, audit.data.n_classes)
+    spec = audit.zoo.spec(name)
+    seeds = (None,) if spec.weights else tuple(audit.config.seeds)
+
+    def attack(seed):
+        model = next(m for m in audit.zoo.models(name) if m.seed == seed)
+        seed_attacks(audit, name, model)
+
+    return [Part(f"seed-{seed if seed is not None else 'pretrained'}",
+                 Work(attack_gradient_passes=grads, attack_forward_passes=forwards), lambda seed=seed: attack(seed))
+            for seed in seeds]
 
 
 def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:
