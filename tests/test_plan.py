@@ -248,3 +248,70 @@ def test_a_new_suite_declares_its_own_work_and_the_plan_prices_it_without_planni
 
     source = Path(plan_module.__file__).read_text()
     assert not [s for s in suite_catalog.SUITES if f'"{s}"' in source or f"measure.{s}" in source]
+
+
+def test_a_suites_parts_are_shares_of_its_declared_work_and_a_wrong_share_is_refused(tmp_path):
+    """The parts of the adversarial and poisoning jobs together with the rest of each job are the
+    suite's declared work, exactly; `minus` refuses a share its suite does not hold."""
+    from swiglu_audit.measure import adversarial, poisoning
+    from swiglu_audit.session import AuditSession
+    from swiglu_audit.training.planned import Trainings, Work, minus, total
+
+    audit = AuditSession(build_config({"variants": ["swiglu", "relu"], "families": ["mlp"], "seeds": [0, 1, 2],
+                                       "cache_dir": str(tmp_path / "cache")}, profile="quick"))
+    name = "swiglu-mlp"
+    for suite in (adversarial, poisoning):
+        whole, parts = suite.planned_work(audit, name), suite.planned_parts(audit, name)
+        assert parts and len({p.name for p in parts}) == len(parts)
+        rebuilt = total([*(p.work for p in parts), minus(whole, [p.work for p in parts])])
+        assert {k: sorted(v.tags) for k, v in rebuilt.trainings.items()} == {k: sorted(v.tags) for k, v in whole.trainings.items()}
+        for field in ("attack_gradient_passes", "attack_forward_passes", "forward_examples", "gradient_examples"):
+            assert getattr(rebuilt, field) == getattr(whole, field), (suite.__name__, field)
+        assert rebuilt.units == whole.units
+    assert [p.name for p in adversarial.planned_parts(audit, name)] == ["seed-0", "seed-1", "seed-2"]
+    # every poisoned set and each panel kind that is not one of them
+    names = [p.name for p in poisoning.planned_parts(audit, name)]
+    assert sum(n.startswith("panel-") for n in names) == len(audit.config.poisoning.threat_triggers) - 1
+    whole = Work(trainings={"poisoning": Trainings(["a", "b"], 3, (0, 1))}, forward_examples=10, units={"scan": 4})
+    share = Work(trainings={"poisoning": Trainings(["a"], 3, (0, 1))}, forward_examples=4, units={"scan": 1})
+    rest = minus(whole, [share])
+    assert rest.trainings["poisoning"].tags == ["b"] and rest.forward_examples == 6 and rest.units == {"scan": 3}
+    with pytest.raises(ValueError, match="does not hold"):
+        minus(whole, [Work(trainings={"poisoning": Trainings(["c"], 3, (0,))})])
+    with pytest.raises(ValueError, match="more work"):
+        minus(whole, [Work(forward_examples=11)])
+
+
+def test_a_pretrained_model_is_planned_at_one_seed(tmp_path):
+    """A model loaded from weights is measured once (it has no seeds): its attacks, OOD and
+    deployment passes are counted once, and it is not trained."""
+    from safetensors.torch import save_file
+    from torch import nn
+
+    from swiglu_audit.measure import adversarial, deployment, ood
+    from swiglu_audit.session import AuditSession
+
+    (tmp_path / "pretrained_models.py").write_text(
+        "from torch import nn\n\ndef small(n_classes):\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, n_classes))\n")
+    save_file(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).state_dict(), str(tmp_path / "small.safetensors"))
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        config = build_config({"profile": "quick", "seeds": [0, 1, 2], "include_builtin_zoo": False,
+                               "cache_dir": str(tmp_path / "cache"),
+                               "models": [{"name": "mine", "factory": "pretrained_models:small",
+                                           "weights": "small.safetensors", "role": "candidate"},
+                                          {"name": "theirs", "factory": "pretrained_models:small", "role": "baseline"}]},
+                              project_root=tmp_path)
+        audit = AuditSession(config)
+        assert audit.zoo.trained_seeds("mine") == (None,) and audit.zoo.trained_seeds("theirs") == (0, 1, 2)
+        assert not audit.zoo.planned_work("mine").trainings
+        for suite in (adversarial, ood, deployment):
+            once, thrice = suite.planned_work(audit, "mine"), suite.planned_work(audit, "theirs")
+            assert (once.attack_gradient_passes * 3, once.forward_examples * 3) == (
+                thrice.attack_gradient_passes, thrice.forward_examples), suite.__name__
+        assert [p.name for p in adversarial.planned_parts(audit, "mine")] == ["seed-pretrained"]
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("pretrained_models", None)

@@ -2,7 +2,9 @@
 
 Each model has a training job (its clean trainings, stacked where they can be); each suite that
 names a `prefetch` in the suite catalogue has a job per model it measures, which waits for that
-model's training job. A job's cost is its part of the plan's estimate for the model
+model's training job, for the jobs of the suites it reads (catalogue `after`) and for its own
+parts (catalogue `parts`: each seed's attacks, each poisoned set's trainings), which run side by
+side after the training. A job's cost is its part of the plan's estimate for the model
 (`ModelPlan.seconds_by_job`; what the checks do themselves is the plan's "checks" and no job's). Running a
 job fills the checkpoint cache; the pytest items then read what it wrote and judge.
 """

@@ -81,7 +81,7 @@ def planned_work(audit: AuditSession, name: str) -> Work:
     """The adversarial job's declared work on one model: every seed attacked (`planned_passes`;
     a pretrained model has one "seed")."""
     grads, forwards = planned_passes(audit.config, audit.data.n_classes)
-    seeds = 1 if audit.zoo.spec(name).weights else len(audit.config.seeds)
+    seeds = len(audit.zoo.trained_seeds(name))
     return Work(attack_gradient_passes=grads * seeds, attack_forward_passes=forwards * seeds)
 
 
@@ -184,16 +184,14 @@ def planned_parts(audit: AuditSession, name: str) -> list[Part]:
     """The adversarial job's parts: each seed attacked on its own (`seed_attacks`), side by side;
     the job itself then merges them. Each part's share is one seed's attack passes."""
     grads, forwards = planned_passes(audit.config, audit.data.n_classes)
-    spec = audit.zoo.spec(name)
-    seeds = (None,) if spec.weights else tuple(audit.config.seeds)
 
-    def attack(seed):
-        model = next(m for m in audit.zoo.models(name) if m.seed == seed)
+    def attack(seed):  # that seed's model alone is loaded
+        model = audit.zoo.models(name, seeds=(seed,))[0] if seed is not None else audit.zoo.models(name)[0]
         seed_attacks(audit, name, model)
 
     return [Part(f"seed-{seed if seed is not None else 'pretrained'}",
                  Work(attack_gradient_passes=grads, attack_forward_passes=forwards), lambda seed=seed: attack(seed))
-            for seed in seeds]
+            for seed in audit.zoo.trained_seeds(name)]
 
 
 def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:

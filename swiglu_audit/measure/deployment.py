@@ -198,7 +198,7 @@ def planned_passes(config) -> int:
 
 def planned_work(audit: AuditSession, name: str) -> Work:
     """The deployment suite's declared work on one model: `planned_passes` for every seed."""
-    return Work(forward_examples=len(audit.config.seeds) * planned_passes(audit.config))
+    return Work(forward_examples=len(audit.zoo.trained_seeds(name)) * planned_passes(audit.config))
 
 
 # the quantised measurement's cache entries follow the code that makes them

@@ -33,7 +33,7 @@ def planned_work(audit: AuditSession, name: str) -> Work:
     """The suite's declared work on one model: its group metrics predict the whole test split once
     per seed (its class metrics reuse the other suites' outcomes)."""
     data = audit.data
-    return Work(forward_examples=len(audit.config.seeds) * len(data.y_test) if data.groups_test is not None else 0)
+    return Work(forward_examples=len(audit.zoo.trained_seeds(name)) * len(data.y_test) if data.groups_test is not None else 0)
 
 
 def outcomes(audit: AuditSession, name: str, kind: str) -> tuple[np.ndarray, np.ndarray]:

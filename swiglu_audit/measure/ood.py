@@ -47,7 +47,7 @@ def planned_passes(config, data) -> tuple[int, int]:
 def planned_work(audit: AuditSession, name: str) -> Work:
     """The OOD job's declared work on one model: `planned_passes` for every seed."""
     forward, gradient = planned_passes(audit.config, audit.data)
-    seeds = len(audit.config.seeds)
+    seeds = len(audit.zoo.trained_seeds(name))
     return Work(forward_examples=seeds * forward, gradient_examples=seeds * gradient)
 
 

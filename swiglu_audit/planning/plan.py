@@ -138,7 +138,6 @@ def declared_work(audit: AuditSession, name: str) -> dict[str, Work]:
     return out
 
 
-
 def declared_units(audit: AuditSession, model) -> list[Unit]:
     """Every suite's self-timed units (catalogue `units`), on `model`."""
     from ..measure import declared

@@ -81,8 +81,13 @@ def part_job(suite: str, part: str) -> str:
 
 
 def minus(whole: Work, parts: list[Work]) -> Work:
-    """What is left of `whole` once `parts` (shares of it) are taken out."""
+    """What is left of `whole` once `parts` (shares of it) are taken out. A share takes whole tags
+    of a purpose (with all their seeds) and counts; anything in a share that is not in `whole`, or
+    a count that would go below zero, is a mistake in the suite's declaration and raises."""
     taken = total(parts)
+    for purpose, t in taken.trainings.items():
+        if purpose not in whole.trainings or not set(t.tags) <= set(whole.trainings[purpose].tags):
+            raise ValueError(f"a part declares trainings ({purpose}: {t.tags}) its suite's work does not hold")
     trainings = {}
     for purpose, t in whole.trainings.items():
         gone = set(taken.trainings[purpose].tags) if purpose in taken.trainings else set()
@@ -92,16 +97,21 @@ def minus(whole: Work, parts: list[Work]) -> Work:
         elif kept:
             trainings[purpose] = dataclasses.replace(t, tags=[t.tags[i] for i in kept],
                                                      seeds=tuple(t.seeds[i] for i in kept) if t.paired else t.seeds)
-    return Work(trainings=trainings,
+    rest = Work(trainings=trainings,
                 attack_gradient_passes=whole.attack_gradient_passes - taken.attack_gradient_passes,
                 attack_forward_passes=whole.attack_forward_passes - taken.attack_forward_passes,
                 forward_examples=whole.forward_examples - taken.forward_examples,
                 gradient_examples=whole.gradient_examples - taken.gradient_examples,
                 units={k: v - taken.units.get(k, 0) for k, v in whole.units.items()})
+    counts = [rest.attack_gradient_passes, rest.attack_forward_passes, rest.forward_examples, rest.gradient_examples]
+    if min(counts + list(rest.units.values()), default=0) < 0 or set(taken.units) - set(whole.units):
+        raise ValueError("the parts declare more work than their suite's whole")
+    return rest
 
 
 def total(works: list[Work]) -> Work:
-    """The sum of several suites' declared work (their trainings' purposes are distinct)."""
+    """The sum of several declarations of work (suites', or a suite's parts): a purpose that
+    appears in several has its tags put together."""
     out = Work()
     for w in works:
         for purpose, trainings in w.trainings.items():

@@ -69,6 +69,10 @@ class Zoo:
             raise KeyError(f"no model named {name!r} in this audit; known: {sorted(self.specs)}")
         return self.specs[name]
 
+    def trained_seeds(self, name: str) -> tuple[int | None, ...]:
+        """The seeds a model is trained at: the audit's, or one "seed" (None) for pretrained weights."""
+        return (None,) if self.spec(name).weights else tuple(self.config.seeds)
+
     def planned_work(self, name: str) -> Work:
         """The training job's declared work: the clean trainings of every seed (none for a model
         with pretrained weights); each validation pass also reads the FFN-outlier probe."""
@@ -89,8 +93,9 @@ class Zoo:
         train for these of the audit's seeds only (the cheaper poisoning); every seed by default.
         A model with pretrained weights cannot be retrained on changed data."""
         key = (name, tag)
-        if key in self._failed:
-            raise self._failed[key]
+        if key in self._failed:  # a fresh copy each time: a raised error carries the frames it passed
+            failed = self._failed[key]
+            raise type(failed)(*failed.args)
         spec = self.spec(name)
         seeds = (None,) if spec.weights else (tuple(self.config.seeds) if seeds is None else seeds)
         trained = self._trained.setdefault(key, {})  # seed -> model: a later call may ask for more seeds
@@ -111,11 +116,12 @@ class Zoo:
                     trained[seed] = self._train_one(spec, seed, x, y, tag, starts.get(seed), fine_tune_epochs,
                                                     patience, stacked.get(seed))
         except ModelContractError as exc:
-            self._failed[key] = exc
+            # remembered without its traceback, which holds the training's frames (model, data)
+            self._failed[key] = type(exc)(*exc.args)
             raise
         except FloatingPointError as exc:  # diverged: remembered like a contract error, not retrained per check
             self._failed[key] = TrainingDivergedError(f"model '{name}' could not be trained ({tag}): {exc}")
-            raise self._failed[key] from exc
+            raise TrainingDivergedError(*self._failed[key].args) from None
         return [trained[seed] for seed in seeds]
 
     def forget(self) -> None:
