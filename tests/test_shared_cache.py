@@ -294,3 +294,23 @@ def test_a_jobs_starts_are_noted_in_the_shared_store_where_every_node_sees_them(
     assert len(notes) == 2 and all("/jobs/run1/poisoning_swiglu-mlp/" in n for n in notes)
     forget_attempts(config, "run1")
     assert count() == 0 and not fsspec.filesystem("memory").find(f"{url.split('://')[1]}/jobs")
+
+
+def test_two_shards_on_two_machines_over_one_store_train_each_model_once(tiny_project, tmp_path, monkeypatch):
+    """`--swiglu-audit-shard=K/N` over a CI matrix with the cache on an object store: a shard on
+    another machine fetches what the first trained instead of training it again."""
+    bucket = f"memory://bucket-{uuid.uuid4().hex[:8]}/shards"
+    monkeypatch.delenv("SWIGLU_AUDIT_CACHE", raising=False)
+    caches = []
+    for k in (1, 2):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / f"machine-{k}"))
+        result = tiny_project.runpytest("--swiglu-audit", f"--swiglu-audit-cache-dir={bucket}",
+                                        f"--swiglu-audit-shard={k}/2", f"--swiglu-audit-report-dir=shard-{k}",
+                                        "-k", "adversarial or efficiency", "-p", "no:cacheprovider")
+        assert result.ret in (0, 1), result.stdout.str()[-2000:]
+        caches.append(json.loads((tiny_project.path / f"shard-{k}" / "report.json").read_text())["environment"]["cache"])
+    fs, root = fsspec.filesystem("memory"), bucket.split("://")[1]
+    relative = [p.split(f"{root}/", 1)[1] for p in fs.find(root)]
+    checkpoints = [p for p in relative if p.count("/") == 1 and p.endswith(".safetensors")]  # <2 hex>/<key>
+    assert checkpoints and caches[0]["misses"] + caches[1]["misses"] == len(checkpoints)  # each trained once
+    assert caches[1]["fetched"] > 0 and caches[1]["misses"] < caches[0]["misses"]
