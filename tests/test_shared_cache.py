@@ -270,12 +270,12 @@ def test_an_audit_on_another_machine_trains_nothing_from_a_shared_cache(tiny_pro
 
 
 def test_an_unreachable_store_is_a_usage_error_before_anything_trains(tiny_project):
-    pytest.importorskip("aiohttp")  # fsspec's http filesystem: a store that refuses the connection
-    result = tiny_project.runpytest_subprocess("--swiglu-audit", "--swiglu-audit-cache-dir=http://127.0.0.1:9/cache",
+    # fsspec's FTP filesystem (the standard library's ftplib): a store that refuses the connection
+    result = tiny_project.runpytest_subprocess("--swiglu-audit", "--swiglu-audit-cache-dir=ftp://127.0.0.1:9/cache",
                                                "-p", "no:cacheprovider")
     assert result.ret == 4
     err = result.stderr.str()
-    assert "cache_dir http://127.0.0.1:9/cache cannot be written" in err and "credentials" in err
+    assert "cache_dir ftp://127.0.0.1:9/cache cannot be written" in err and "credentials" in err
     assert "Connect" in err  # the store's own error, named
 
 
