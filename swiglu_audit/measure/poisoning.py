@@ -24,7 +24,7 @@ from ..methods.poisoning import POISONING_ATTACKS, PoisonedSet, PoisonParams, ad
 from ..training import features as features_module
 from ..training.cache import code_digest
 from ..training.features import penultimate_features
-from ..training.planned import Part, Trainings, Unit, Work
+from ..training.planned import Part, Trainings, Unit, Work, total
 from ..training.specs import USER_GROUP
 from ..training.train import predict_logits
 from .adversarial import clean_correct
@@ -316,22 +316,6 @@ def scan_settings(audit: AuditSession, name: str) -> dict:
     return {"steps": steps}  # the scan's own per_class: the zoo's cache keys stay as they were
 
 
-def planned_passes(audit: AuditSession, name: str) -> tuple[int, int]:
-    """(examples passed forward, trigger-scan input-steps) for one model by the poisoning
-    suite's detectors and scans (what the plan counts; the poisoned trainings are counted with the
-    trainings): the detectors read the backdoored set's features per poisoned seed; the audited
-    set and each planted set of the power panel are scanned: their features, then per class its
-    steps over its inputs (an upper bound: a kind the model did not learn is not scanned)."""
-    if out_of_scope(audit, name) is not None:
-        return 0, 0
-    n_train, n_test = len(audit.data.y_train), len(audit.data.y_test)
-    scans = 1 + len(audit.config.poisoning.threat_triggers)
-    # each panel kind: its triggered test inputs through the poisoned and the clean model
-    forward = len(poisoned_seeds(audit, name)) * n_train + scans * n_train + 2 * (scans - 1) * n_test
-    settings = scan_settings(audit, name)
-    return forward, scans * audit.data.n_classes * settings["steps"] * scan_inputs(settings)
-
-
 SCAN_INPUTS = backdoor_scan.inputs_per_step()  # inputs per class and step of the scan at its default settings
 # Where unit costs are given rather than timed: a trigger-scan step costs about two input-gradient
 # passes over its inputs (stamping, mask and pattern gradients, Adam): 115 ms against 54 ms for a
@@ -340,67 +324,58 @@ SCAN_STEP_PASSES = 2.0
 SHORT_SCAN_STEPS = 50  # the trigger scan's steps in the budget's cheaper alternative
 
 
+def _shares(audit: AuditSession, name: str) -> tuple[list[Part], Work]:
+    """The poisoning job's work on one model, declared once: its parts, which run side by side
+    before the rest (one per poisoned set of the suite: its trainings, every poisoned seed
+    stacked, retrained or fine-tuned from the clean checkpoint; one per kind of the power panel
+    that is not one of those sets: its first-seed training, the check that it learned the backdoor
+    and its scan), and the rest (the detectors, which read the backdoored set's features per
+    poisoned seed; the scan of the audited set; the checks and scans of panel kinds that are the
+    suite's own sets). A scan passes its set's features forward, then per class runs its steps,
+    counted over SCAN_INPUTS inputs each (a step's cost is about linear in its inputs; an upper
+    bound: a kind the model did not learn is not scanned)."""
+    config, data = audit.config, audit.data
+    n_train, n_test = len(data.y_train), len(data.y_test)
+    settings = scan_settings(audit, name)
+    one_scan = Work(forward_examples=n_train,
+                    units={"trigger scan": round(data.n_classes * settings["steps"] * scan_inputs(settings) / SCAN_INPUTS)})
+    panel_check = Work(forward_examples=2 * n_test)  # its triggered test inputs through the poisoned and the clean model
+    conds = conditions(model_config(audit, name))
+    seeds = poisoned_seeds(audit, name)
+
+    def trainings(cond: Condition, first_seed_only: bool) -> Trainings:
+        fine = fine_tunes(audit, name, cond)
+        return Trainings([poisoned_tag(audit, name, cond)], fine_tune_epochs(config) if fine else config.training.epochs,
+                         seeds[:1] if first_seed_only else seeds, patience(audit, name, cond))
+
+    parts = [Part(f"{cond.attack}-{cond.rate}",
+                  Work(trainings={"poisoning fine-tuned" if fine_tunes(audit, name, cond) else "poisoning":
+                                  trainings(cond, False)}),
+                  lambda cond=cond: poisoned_models(audit, name, cond)) for cond in conds]
+    rest = [Work(forward_examples=len(seeds) * n_train), one_scan]
+    tags = {poisoned_tag(audit, name, c) for c in conds}
+    for cond in panel_conditions(config.poisoning):
+        if poisoned_tag(audit, name, cond) in tags:  # one of the suite's sets: trained, and counted, once
+            rest += [one_scan, panel_check]
+            continue
+        share = total([Work(trainings={"scan power panel": trainings(cond, True)}), one_scan, panel_check])
+        parts.append(Part(f"panel-{cond.trigger}", share, lambda cond=cond: _kind_power(audit, name, cond)))
+    return parts, total(rest)
+
+
 def planned_work(audit: AuditSession, name: str) -> Work:
-    """The poisoning job's declared work on one model: its trainings on poisoned sets (retrained,
-    or fine-tuned from the clean checkpoint), the power panel's sets (first seed only; a set that
-    is also one of the suite's conditions is trained, and counted, once), the detectors' and
-    scans' passes (`planned_passes`) and the scan's steps, counted over SCAN_INPUTS inputs each
-    (a step's cost is about linear in its inputs)."""
+    """The poisoning job's declared work on one model: its parts and the rest together (`_shares`)."""
     if out_of_scope(audit, name) is not None or audit.zoo.spec(name).weights:
         return Work()
-    config = audit.config
-    epochs = config.training.epochs
-    conds = conditions(model_config(audit, name))
-    retrained = [c for c in conds if not fine_tunes(audit, name, c)]
-    fine_tuned = [c for c in conds if fine_tunes(audit, name, c)]
-    seeds = poisoned_seeds(audit, name)
-    trainings = {}
-    if retrained:
-        trainings["poisoning"] = Trainings([poisoned_tag(audit, name, c) for c in retrained], epochs, seeds)
-    if fine_tuned:
-        trainings["poisoning fine-tuned"] = Trainings([poisoned_tag(audit, name, c) for c in fine_tuned],
-                                                      fine_tune_epochs(config), seeds,
-                                                      patience(audit, name, fine_tuned[0]))
-    tags = {poisoned_tag(audit, name, c) for c in conds}
-    panel = [c for c in panel_conditions(config.poisoning) if poisoned_tag(audit, name, c) not in tags]
-    if panel:
-        fine = fine_tunes(audit, name, panel[0])  # every panel set is a backdoor: all or none fine-tune
-        trainings["scan power panel"] = Trainings([poisoned_tag(audit, name, c) for c in panel],
-                                                  fine_tune_epochs(config) if fine else epochs, seeds[:1],
-                                                  patience(audit, name, panel[0]))
-    forward, scan_input_steps = planned_passes(audit, name)
-    return Work(trainings=trainings, forward_examples=forward, units={"trigger scan": round(scan_input_steps / SCAN_INPUTS)})
+    parts, rest = _shares(audit, name)
+    return total([*(p.work for p in parts), rest])
 
 
 def planned_parts(audit: AuditSession, name: str) -> list[Part]:
-    """The parts of the poisoning job that can run side by side before the rest: one per poisoned
-    set of the suite (its trainings, every poisoned seed stacked), and one per kind of the power
-    panel that is not one of those sets (its first-seed training, the check that it learned the
-    backdoor, and its scan). Detection, the scan of the audited set and the panel's verdicts stay
-    in the suite's job, which waits for every part. Each part's work is its share of `planned_work`."""
+    """The parts of the poisoning job that run side by side before the rest (`_shares`)."""
     if out_of_scope(audit, name) is not None or audit.zoo.spec(name).weights:
         return []
-    work, data = planned_work(audit, name), audit.data
-    conds = conditions(model_config(audit, name))
-    parts = []
-
-    def trained(purpose: str, tag: str) -> Trainings:
-        return dataclasses.replace(work.trainings[purpose], tags=[tag])
-
-    for cond in conds:
-        purpose = "poisoning fine-tuned" if fine_tunes(audit, name, cond) else "poisoning"
-        parts.append(Part(f"{cond.attack}-{cond.rate}", Work(trainings={purpose: trained(purpose, poisoned_tag(audit, name, cond))}),
-                          lambda cond=cond: poisoned_models(audit, name, cond)))
-    tags = {poisoned_tag(audit, name, c) for c in conds}
-    settings = scan_settings(audit, name)
-    one_scan = round(data.n_classes * settings["steps"] * scan_inputs(settings) / SCAN_INPUTS)
-    for cond in panel_conditions(audit.config.poisoning):
-        if poisoned_tag(audit, name, cond) in tags:
-            continue
-        share = Work(trainings={"scan power panel": trained("scan power panel", poisoned_tag(audit, name, cond))},
-                     forward_examples=len(data.y_train) + 2 * len(data.y_test), units={"trigger scan": one_scan})
-        parts.append(Part(f"panel-{cond.trigger}", share, lambda cond=cond: _kind_power(audit, name, cond)))
-    return parts
+    return _shares(audit, name)[0]
 
 
 def probe_units(audit: AuditSession, model) -> list[Unit]:
