@@ -30,14 +30,16 @@ from .verdicts.stats import Statistics
 
 
 class AuditSession:
-    def __init__(self, config: AuditConfig, progress: Progress | None = None, workers: int = 1):
-        """`workers`: processes of this audit sharing the machine's cores (pytest-xdist's count)."""
+    def __init__(self, config: AuditConfig, progress: Progress | None = None, workers: int = 1,
+                 data: AuditData | None = None):
+        """`workers`: processes of this audit sharing the machine's cores (pytest-xdist's count);
+        `data`: the audit's data when already loaded for this configuration (else loaded on use)."""
         self.config = config
         self.progress = progress or Progress()
         self.device = resolve_device(config.device)
         _share_cores_with_other_workers(workers)
         self.cache = CheckpointCache(config.cache_dir, shared=config.cache_url)
-        self._data: AuditData | None = None
+        self._data: AuditData | None = data
         self._zoo: Zoo | None = None
         self._memo: dict[Any, Any] = {}
         policy, settings = config.policy, config.statistics
@@ -103,6 +105,23 @@ class AuditSession:
         key = cache_key({"kind": kind, "models": [m.key for m in models], "settings": settings,
                          "data": self.data.fingerprint, "device": self.device.type, "code": code})
         return self.cache.get_or_create_arrays(key, compute)
+
+    def keep_replicates(self) -> None:
+        """Keep the statistics' bootstrap replicates in this audit's cache (methods.replicate_store),
+        so a warm audit reads them instead of resampling. A cache that cannot keep them (a
+        read-only folder, an unreachable store) costs the resampling, never the check."""
+        from .errors import CacheError
+        from .methods import replicate_store
+
+        # this machine's folder only: a round trip to a shared store costs more than resampling
+        local = CheckpointCache(self.cache.root, secret=self.cache.secret)
+
+        def store(key: str, compute):
+            try:
+                return local.get_or_create_arrays(key, lambda: (compute(), {}))[0]
+            except (CacheError, OSError):
+                return compute()
+        replicate_store.install(store)
 
     def machine_today(self) -> dict:
         """What a measurement of the machine rather than of the weights (timings, run-to-run

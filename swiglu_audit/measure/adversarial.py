@@ -26,7 +26,7 @@ from ..methods.attacks import (
 )
 from ..training.cache import cache_key
 from ..training.planned import Part, Work
-from ..training.train import predict_logits
+from .predictions import predicted_as
 
 if TYPE_CHECKING:  # the session is passed in; this layer never imports it at run time
     from ..session import AuditSession
@@ -34,10 +34,7 @@ if TYPE_CHECKING:  # the session is passed in; this layer never imports it at ru
 
 def clean_correct(audit: AuditSession, name: str) -> np.ndarray:
     def compute():
-        data = audit.data
-        rows = [(predict_logits(m.module, data.x_test, audit.device).argmax(1) == data.y_test).numpy()
-                for m in audit.zoo.models(name)]
-        return np.stack(rows)
+        return predicted_as(audit, audit.zoo.models(name), audit.data.x_test, audit.data.y_test)
     return audit.memo(("clean", name), compute)
 
 
@@ -198,9 +195,8 @@ def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:
     """Target's per-example correctness on PGD examples crafted on the source (seed k onto seed k)."""
     cfg, data = audit.config.adversarial, audit.data
     y = data.y_test[: cfg.n_examples]
-    rows = []
-    for examples, m in zip(adversarial(audit, source)["pgd_examples"], audit.zoo.models(target)):
-        rows.append((predict_logits(m.module, examples, audit.device).argmax(1) == y).numpy())
+    rows = [predicted_as(audit, [m], examples, y)[0]
+            for examples, m in zip(adversarial(audit, source)["pgd_examples"], audit.zoo.models(target))]
     return np.stack(rows)
 
 

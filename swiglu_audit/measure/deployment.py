@@ -42,9 +42,9 @@ def outliers(audit: AuditSession, name: str) -> dict:
     matrix of log10(largest |hidden value| of the input / the layer's median |value|), the largest
     over layers, "curve": per seed [(step, {layer: stats})] from the training record}; "layers" is
     empty for a model without a findable FFN."""
-    def compute():
+    def measure():
         x, _ = _inputs(audit)
-        per_seed, log_peaks, curves = [], [], []
+        per_seed, log_peaks = [], []
         names: list[str] = []
         for trained in audit.zoo.models(name):
             model = trained.module
@@ -64,9 +64,15 @@ def outliers(audit: AuditSession, name: str) -> dict:
                 peaks.append(row_peak_ratios(h, stats[layer]["median"]))
             per_seed.append(stats)
             log_peaks.append(torch.log10(torch.stack(peaks).amax(0).clamp_min(1e-30)).numpy())
-            curves.append([(p["step"], p["ffn"]) for p in trained.record.get("curve", []) if p.get("ffn")])
-        return {"layers": names, "per_seed": per_seed,
-                "log_peak": np.stack(log_peaks) if log_peaks else None, "curve": curves}
+        return ({"log_peak": np.stack(log_peaks)} if log_peaks else {}), {"layers": names, "per_seed": per_seed}
+
+    def compute():
+        models = audit.zoo.models(name)
+        arrays, record = audit.cached_arrays("ffn-outliers", models, {"n": len(_inputs(audit)[0])}, _CODE_DIGEST,
+                                             measure)
+        curves = [[(p["step"], p["ffn"]) for p in trained.record.get("curve", []) if p.get("ffn")] for trained in models]
+        return {"layers": record["layers"], "per_seed": record["per_seed"], "log_peak": arrays.get("log_peak"),
+                "curve": curves if record["layers"] else []}
     return audit.memo(("ffn-outliers", name), compute)
 
 

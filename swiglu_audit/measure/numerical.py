@@ -21,16 +21,23 @@ if TYPE_CHECKING:
 
 
 def half_precision(audit: AuditSession, name: str, dtype: str) -> dict:
-    def compute():
-        x = audit.data.x_test[: audit.config.numerical.n_examples]
-        runs = [half_parity(m.module, x, dtype) for m in audit.zoo.models(name)]
-        return {
-            "flips": np.stack([r["flips"] for r in runs]),
+    """Each seed's model at `dtype` against float32 on the first test inputs; cached on disk."""
+    def measure():
+        runs = [half_parity(m.module, x, dtype) for m in models]
+        return {"flips": np.stack([r["flips"] for r in runs])}, {
             "max_logit_deviation": max(r["max_logit_deviation"] for r in runs),
             "finite": all(r["finite"] for r in runs),
             "ffn_absmax": max(r["ffn_absmax"] for r in runs),
             "headroom": min(r["headroom"] for r in runs),
         }
+
+    def compute():
+        arrays, record = audit.cached_arrays("half-precision", models, {"dtype": dtype, "n": len(x)}, _CODE_DIGEST,
+                                             measure)
+        return {**record, "flips": arrays["flips"]}
+
+    x = audit.data.x_test[: audit.config.numerical.n_examples]
+    models = audit.zoo.models(name)
     return audit.memo(("half", name, dtype), compute)
 
 

@@ -26,8 +26,8 @@ from ..training.cache import code_digest
 from ..training.features import penultimate_features
 from ..training.planned import Part, Trainings, Unit, Work, total
 from ..training.specs import USER_GROUP
-from ..training.train import predict_logits
 from .adversarial import clean_correct
+from .predictions import predicted_as
 
 if TYPE_CHECKING:  # the session is passed in; this layer never imports it at run time
     from ..session import AuditSession
@@ -200,7 +200,7 @@ def prefetch(audit: AuditSession, name: str) -> None:
 
 def _predicted_as(audit, models, x, labels) -> np.ndarray:
     """(seeds x inputs): does each seed's model predict `labels` (a tensor, or one class for all)?"""
-    return np.stack([(predict_logits(m.module, x, audit.device).argmax(1) == labels).numpy() for m in models])
+    return predicted_as(audit, models, x, labels)
 
 
 def label_flip(audit: AuditSession, name: str) -> dict:

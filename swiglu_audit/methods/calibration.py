@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import replicate_store
+
 
 def expected_calibration_error(confidence, correct, n_bins: int = 15) -> float:
     """sum over equal-width confidence bins of (bin share) * |accuracy - mean confidence|."""
@@ -34,13 +36,20 @@ def ece_estimate(confidence: list, correct: list, n_bins: int, level: float, n_b
     conf = [np.atleast_2d(np.asarray(c, float)) for c in confidence]
     corr = [np.atleast_2d(np.asarray(c, float)) for c in correct]
     n_seeds, n = conf[0].shape
-    rng = np.random.default_rng(seed)
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float)
-    per_seed = [np.mean([expected_calibration_error(cf[k], cr[k], n_bins) for cf, cr in zip(conf, corr)])
-                for k in range(n_seeds)]
-    reps = np.stack([np.mean([_weighted_ece(cf[k], cr[k], weights, n_bins) for cf, cr in zip(conf, corr)], axis=0)
-                     for k in range(n_seeds)])
-    return replicate_estimate(per_seed, reps, n, level, bounds=(0.0, 1.0))
+
+    def compute():
+        rng = np.random.default_rng(seed)
+        weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float)
+        per_seed = [np.mean([expected_calibration_error(cf[k], cr[k], n_bins) for cf, cr in zip(conf, corr)])
+                    for k in range(n_seeds)]
+        reps = np.stack([np.mean([_weighted_ece(cf[k], cr[k], weights, n_bins) for cf, cr in zip(conf, corr)],
+                                 axis=0) for k in range(n_seeds)])
+        return {"per_seed": np.asarray(per_seed, float), "replicates": reps}
+
+    inputs = {f"confidence/{i}": c for i, c in enumerate(conf)} | {f"correct/{i}": c for i, c in enumerate(corr)}
+    out = replicate_store.replicates("calibration.ece", inputs, {"n_bins": n_bins, "n_boot": n_boot, "seed": seed},
+                                     compute)
+    return replicate_estimate(out["per_seed"], out["replicates"], n, level, bounds=(0.0, 1.0))
 
 
 def risk_coverage(scores, correct) -> tuple[np.ndarray, np.ndarray]:
@@ -74,13 +83,18 @@ def aurc_estimate(scores: np.ndarray, correct: np.ndarray, level: float, n_boot:
     as every other metric of the audit that is not a mean over inputs."""
     from ..verdicts.stats import replicate_estimate
 
-    rng = np.random.default_rng(seed)
     scores, correct = np.asarray(scores, float), np.asarray(correct, float)
     n_seeds, n = np.shape(correct)
-    resamples = np.stack([rng.integers(0, n, n) for _ in range(n_boot)])
-    reps = np.stack([aurc_rows(scores[k][resamples], correct[k][resamples]) for k in range(n_seeds)])
-    per_seed = [aurc(s, c) for s, c in zip(scores, correct)]
-    return replicate_estimate(per_seed, reps, n, level, bounds=(0.0, 1.0))
+
+    def compute():
+        rng = np.random.default_rng(seed)
+        resamples = np.stack([rng.integers(0, n, n) for _ in range(n_boot)])
+        reps = np.stack([aurc_rows(scores[k][resamples], correct[k][resamples]) for k in range(n_seeds)])
+        return {"per_seed": np.array([aurc(s, c) for s, c in zip(scores, correct)]), "replicates": reps}
+
+    out = replicate_store.replicates("calibration.aurc", {"scores": scores, "correct": correct},
+                                     {"n_boot": n_boot, "seed": seed}, compute)
+    return replicate_estimate(out["per_seed"], out["replicates"], n, level, bounds=(0.0, 1.0))
 
 
 def aurc_rows(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..verdicts.stats import share_floor
+from . import replicate_store
 
 
 def extreme_floor(shares: np.ndarray, sizes: np.ndarray, lowest: bool = True) -> float:
@@ -63,21 +64,29 @@ def class_disparity(outcomes: np.ndarray, labels: np.ndarray, n_classes: int, n_
     Returns {"per_class": seeds x K, "worst": seeds, "gap": seeds, "worst_replicates": seeds x B,
     "gap_replicates": seeds x B, "present": the classes with examples}."""
     labels = np.asarray(labels)
+    outcomes = np.atleast_2d(np.asarray(outcomes, dtype=float))
+    out = replicate_store.replicates("fairness.class_disparity", {"outcomes": outcomes, "labels": labels},
+                                     {"n_classes": n_classes, "n_boot": n_boot, "seed": seed},
+                                     lambda: _class_disparity(outcomes, labels, n_classes, n_boot, seed))
+    return {k: v.tolist() if k == "present" else float(v) if np.ndim(v) == 0 else v for k, v in out.items()}
+
+
+def _class_disparity(outcomes: np.ndarray, labels: np.ndarray, n_classes: int, n_boot: int, seed: int) -> dict:
     per_class = stratum_means(outcomes, labels, n_classes)
     present = np.flatnonzero(~np.isnan(per_class[0]))
     resamples = stratified_resamples(labels, n_boot, seed)
-    outcomes = np.atleast_2d(np.asarray(outcomes, dtype=float))
     reps = np.stack([stratum_means(outcomes[:, idx], labels[idx], n_classes)[:, present] for idx in resamples],
                     axis=1)  # seeds x B x present
     chosen = per_class[:, present]
     sizes = np.bincount(labels, minlength=n_classes)[present]
     mean = chosen.mean(0)  # per present class, over seeds
     worst_floor = extreme_floor(mean, sizes)
-    return {"per_class": per_class, "present": present.tolist(),
+    return {"per_class": per_class, "present": present,
             "worst": chosen.min(1), "gap": chosen.max(1) - chosen.min(1),
             "worst_replicates": reps.min(2), "gap_replicates": reps.max(2) - reps.min(2),
             # the least variance each can have: the binomial noise of the classes that may set it
-            "worst_floor": worst_floor, "gap_floor": worst_floor + extreme_floor(mean, sizes, lowest=False)}
+            "worst_floor": np.array(worst_floor),
+            "gap_floor": np.array(worst_floor + extreme_floor(mean, sizes, lowest=False))}
 
 
 def _rates(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, n_groups: int, n_classes: int) -> dict:

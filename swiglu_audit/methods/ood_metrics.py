@@ -16,9 +16,9 @@ of a thousand sorts.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
+
+from . import replicate_store
 
 TPR_LEVEL = 0.95
 
@@ -123,20 +123,19 @@ def seed_bootstrap(name: str, s_in, s_out, n_boot: int, rng):
     return per_seed(name, s_in, s_out), reps
 
 
-_REPLICATES: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # content digest -> seed_bootstrap's result
-
-
 def _replicates(name: str, s_in, s_out, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """seed_bootstrap with a fresh generator from `seed`, once per process for the same scores: a
-    candidate compared with every baseline, and its estimate, share its replicates."""
+    """seed_bootstrap with a fresh generator from `seed`, once for the same scores (in this
+    process and, through the audit's cache, across audits): a candidate compared with every
+    baseline, and its estimate, share its replicates."""
     s_in, s_out = np.atleast_2d(np.asarray(s_in, float)), np.atleast_2d(np.asarray(s_out, float))
-    digest = hashlib.sha256(repr((name, n_boot, seed, s_in.shape, s_out.shape)).encode()
-                            + s_in.tobytes() + s_out.tobytes()).hexdigest()
-    if digest not in _REPLICATES:
-        if len(_REPLICATES) > 256:  # a long-lived notebook session: keep memory bounded
-            _REPLICATES.clear()
-        _REPLICATES[digest] = seed_bootstrap(name, s_in, s_out, n_boot, np.random.default_rng(seed))
-    return _REPLICATES[digest]
+
+    def compute():
+        point, reps = seed_bootstrap(name, s_in, s_out, n_boot, np.random.default_rng(seed))
+        return {"point": point, "replicates": reps}
+
+    out = replicate_store.replicates(f"ood_metrics.{name}", {"in": s_in, "out": s_out},
+                                     {"n_boot": n_boot, "seed": seed}, compute)
+    return out["point"], out["replicates"]
 
 
 def estimate(name: str, s_in, s_out, level: float, n_boot: int, seed: int = 0):

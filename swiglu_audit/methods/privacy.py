@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ood_metrics
+from . import ood_metrics, replicate_store
 
 FPRS = (0.01, 0.001)
 _TINY = 1e-12
@@ -100,6 +100,13 @@ def attack_metrics(scores: np.ndarray, is_member: np.ndarray, n_boot: int, seed:
     {metric + "_replicates": seeds x B}. A resample is a count per record (`_resampled`)."""
     scores = np.atleast_2d(np.asarray(scores, dtype=float))
     is_member = np.asarray(is_member, dtype=bool)
+    out = replicate_store.replicates("privacy.attack_metrics", {"scores": scores, "is_member": is_member},
+                                     {"n_boot": n_boot, "seed": seed},
+                                     lambda: _attack_metrics(scores, is_member, n_boot, seed))
+    return {k: (int(v) if k in ("n_members", "n_non_members") else v) for k, v in out.items()}
+
+
+def _attack_metrics(scores: np.ndarray, is_member: np.ndarray, n_boot: int, seed: int) -> dict:
     members, non_members = np.flatnonzero(is_member), np.flatnonzero(~is_member)
     rng = np.random.default_rng(seed)
     m_counts = _counts(rng.integers(0, len(members), (n_boot, len(members))), len(members))
@@ -114,7 +121,7 @@ def attack_metrics(scores: np.ndarray, is_member: np.ndarray, n_boot: int, seed:
             out[f"tpr_at_{fpr:g}"][s] = tpr_at_fpr(m_scores, n_scores, fpr)
         for k, v in _resampled(m_scores, n_scores, m_counts, n_counts).items():
             out[f"{k}_replicates"][s] = v
-    out["n_members"], out["n_non_members"] = len(members), len(non_members)
+    out["n_members"], out["n_non_members"] = np.array(len(members)), np.array(len(non_members))
     return out
 
 

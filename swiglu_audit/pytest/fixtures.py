@@ -6,7 +6,17 @@ import pytest
 
 from ..config import OPT_EXECUTOR
 from ..verdicts.risk import Finding, breaches_policy
-from .relay import COLLECTOR_KEY, CONFIG_KEY, ITEM_FINDINGS_KEY, ITEM_POLICY_FAILURE_KEY, SESSION_KEY, progress_channel, xdist_workers
+from .relay import (
+    COLLECTOR_KEY,
+    CONFIG_KEY,
+    DATA_KEY,
+    ITEM_FINDINGS_KEY,
+    ITEM_POLICY_FAILURE_KEY,
+    SESSION_KEY,
+    data_settings,
+    progress_channel,
+    xdist_workers,
+)
 
 
 @pytest.fixture(scope="session")
@@ -16,8 +26,12 @@ def audit(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
     from ..training.progress import Progress
 
     index, workers = xdist_workers(pytestconfig)
-    session = AuditSession(pytestconfig.stash[CONFIG_KEY], Progress(channel=progress_channel(pytestconfig)), workers)
+    config = pytestconfig.stash[CONFIG_KEY]
+    loaded, loaded_for = pytestconfig.stash.get(DATA_KEY, (None, None))  # the controller's setup check loaded it
+    session = AuditSession(config, Progress(channel=progress_channel(pytestconfig)), workers,
+                           data=loaded if loaded_for == data_settings(config) else None)
     pytestconfig.stash[SESSION_KEY] = session
+    session.keep_replicates()
     if pytestconfig.getoption(OPT_EXECUTOR) == "ray":
         _run_jobs_on_ray(session, pytestconfig, measurement_needs(request.session.items))
     elif workers > 1:
@@ -26,6 +40,9 @@ def audit(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
         prefetch_share(session, measurement_needs(request.session.items), index, workers)
     yield session
     session.progress.done()
+    from ..methods import replicate_store
+
+    replicate_store.install(None)  # the next audit in this process (a test of the harness) installs its own
 
 
 def _run_jobs_on_ray(session, pytestconfig: pytest.Config, needs: dict[str, set[str]]) -> None:

@@ -22,15 +22,18 @@ from .relay import (
     CHECK_MARKER,
     COLLECTOR_KEY,
     CONFIG_KEY,
+    DATA_KEY,
     DOCUMENT_KEY,
     REPORT_PATHS_KEY,
     WORKERINPUT_PROGRESS_DIR,
     WORKERINPUT_REDUCED_PLAN,
     FindingCollector,
+    data_settings,
     is_xdist_worker,
 )
 
 BOARD_KEY = pytest.StashKey[ProgressBoard]()
+FINGERPRINT_KEY = pytest.StashKey[str]()  # what this audit's results depend on (warm.audit_fingerprint)
 REDUCED_PLAN_KEY = pytest.StashKey[dict]()  # the controller's cut of the plan, for its workers
 
 SUITE_FILE_PREFIX = "suite_"
@@ -132,8 +135,10 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         _check_executor(config)
         # Every static problem of the setup, all at once, before anything trains (exit 4).
-        check_setup(audit_config, show_tracebacks=bool(config.getoption(cfg.OPT_DEBUG))
-                    or config.getoption("verbose") > 0)
+        data = check_setup(audit_config, show_tracebacks=bool(config.getoption(cfg.OPT_DEBUG))
+                           or config.getoption("verbose") > 0)
+        config.stash[DATA_KEY] = (data, data_settings(audit_config))
+        _run_warm_audit_in_this_process(config, audit_config, data.fingerprint)
         check_report_dir(audit_config.report_dir)
         check_shared_cache(audit_config)
         collector = FindingCollector()
@@ -211,6 +216,24 @@ def _check_executor(config: pytest.Config) -> None:
                               "read their results. Leave out -n (pytest-xdist), or give -n 0.")
 
 
+def _run_warm_audit_in_this_process(config: pytest.Config, audit_config: cfg.AuditConfig, data_fingerprint: str) -> None:
+    """Under -n N, an audit this cache completed before (same settings, code, data and selection)
+    runs in this process: its checks only read and judge, which costs less than starting workers."""
+    from .warm import audit_fingerprint, completed_here, run_in_this_process
+
+    fingerprint = audit_fingerprint(config, audit_config, data_fingerprint)
+    config.stash[FINGERPRINT_KEY] = fingerprint
+    workers = config.getoption("numprocesses", default=None)
+    if not (isinstance(workers, int) and workers > 1) or config.getoption(cfg.OPT_EXECUTOR) != "local":
+        return
+    if completed_here(audit_config.cache_dir, fingerprint):
+        run_in_this_process(config)
+        if config.get_verbosity() >= 0:
+            (sys.__stderr__ or sys.stderr).write(
+                f"swiglu-audit: this cache holds a completed audit of the same settings, code and data; its checks "
+                f"run in this process instead of starting {workers} workers\n")
+
+
 def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
     """The plan before any training, for the report; printed and exit 0 with --swiglu-audit-plan;
     over max_minutes, a usage error (exit 4) naming what would fit, or with
@@ -221,7 +244,7 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
 
     workers = config.getoption("numprocesses", default=None)
     workers = workers if isinstance(workers, int) and workers > 0 else 1
-    audit = AuditSession(audit_config)
+    audit = AuditSession(audit_config, data=config.stash[DATA_KEY][0])
     plan = make_plan(audit, workers)
     lines = plan_lines(plan, audit_config.max_minutes)
     if config.getoption(cfg.OPT_PLAN):
@@ -300,9 +323,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     paths, document = write_reports(collector, audit_config, int(exitstatus))
     session.config.stash[REPORT_PATHS_KEY] = paths
     session.config.stash[DOCUMENT_KEY] = document
+    _mark_completed(session, exitstatus, collector.findings)
     breached = document["summary"]["breaches_policy"] or bool((document.get("comparison") or {}).get("regressions"))
     if breached and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _mark_completed(session: pytest.Session, exitstatus: int, findings: list[dict]) -> None:
+    """A whole audit that ran to its end with no check in ERROR leaves its marker in the cache."""
+    fingerprint = session.config.stash.get(FINGERPRINT_KEY, None)
+    ended = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    if fingerprint is None or not ended or not findings or any(f.get("status") == "ERROR" for f in findings):
+        return
+    from .warm import mark_completed
+
+    mark_completed(session.config.stash[CONFIG_KEY].cache_dir, fingerprint, len(findings))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -61,8 +61,9 @@ def _weights_file_problems(config: AuditConfig) -> list[str]:
     return problems
 
 
-def check_setup(config: AuditConfig, show_tracebacks: bool = False) -> None:
-    """Every static check, all problems at once: raises SetupError listing them, else returns.
+def check_setup(config: AuditConfig, show_tracebacks: bool = False):
+    """Every static check, all problems at once: raises SetupError listing them, else returns the
+    audit's data it loaded (an AuditData), which the plan and the checks of this process reuse.
 
     `show_tracebacks` appends each problem's traceback (for --swiglu-audit-debug or -v)."""
     imports = _import_problems(config)
@@ -85,6 +86,7 @@ def check_setup(config: AuditConfig, show_tracebacks: bool = False) -> None:
             messages += _messages(exc, show_tracebacks)
     if messages:
         raise SetupError(*messages)
+    return data
 
 
 def method_problems(config: AuditConfig) -> list[str]:

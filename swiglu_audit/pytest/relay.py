@@ -25,8 +25,16 @@ COLLECTOR_KEY = pytest.StashKey["FindingCollector"]()
 REPORT_PATHS_KEY = pytest.StashKey[dict]()
 DOCUMENT_KEY = pytest.StashKey[dict]()  # the report document the controller wrote
 SESSION_KEY = pytest.StashKey[object]()  # the AuditSession of this process
+# The controller's data, loaded once by the setup check, with the settings it was loaded for
+# (dataset, live, group feature): its plan and, without workers, its checks reuse it
+DATA_KEY = pytest.StashKey[tuple]()
 ITEM_FINDINGS_KEY = pytest.StashKey[list]()
 ITEM_POLICY_FAILURE_KEY = pytest.StashKey[bool]()
+
+
+def data_settings(config: AuditConfig) -> tuple:
+    """The settings that decide the audit's data: data loaded for equal ones is the same data."""
+    return (config.dataset, str(config.cache_dir), config.live, config.fairness.group_feature)
 
 
 def is_xdist_worker(config: pytest.Config) -> bool:

@@ -108,6 +108,15 @@ class CheckpointCache:
         folder = {"checkpoint": self.root, "result": self.root / "results", "probe": self.root / "probes"}[kind]
         return folder / key[:2] / f"{key}.safetensors"
 
+    def record(self, key: str, kind: str = "checkpoint") -> dict | None:
+        """The JSON record of a local entry, read from its header alone (no tensor is loaded or
+        checked; `get_or_create` checks them), or None when absent or unreadable."""
+        path = self.path_for(key, kind)
+        try:
+            return json.loads(safetensors_metadata(path).get("record", "{}"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+
     def get_or_create(self, key: str, create: Callable[[], tuple[dict[str, torch.Tensor], dict]],
                       kind: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict, bool]:
         """Return (tensors, record, was_cached). `create` computes and returns (tensors, record).
@@ -165,7 +174,8 @@ class CheckpointCache:
         """A cached measurement made of numpy arrays: `create` returns (name -> array, record)."""
         def create_tensors():
             arrays, record = create()
-            return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, record
+            # ascontiguousarray makes a 0-d array 1-d: the reshape keeps a scalar a scalar
+            return {k: torch.from_numpy(np.ascontiguousarray(v).reshape(np.shape(v))) for k, v in arrays.items()}, record
 
         tensors, record, _ = self.get_or_create(key, create_tensors, kind=kind)
         return {k: v.numpy() for k, v in tensors.items()}, record

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 from safetensors.torch import load_file
@@ -30,15 +30,38 @@ from .stacked import stackable, train_stacked
 from .train import OUTLIER_PROBE, TRAINER_REVISION, Recipe, predict_logits, train_model
 
 
-@dataclass
 class TrainedModel:
-    name: str
-    seed: int | None  # None for user models loaded from pretrained weights
-    module: nn.Module  # on the audit device, in eval mode
-    record: dict  # training record (history, seconds), {} for pretrained weights
-    cached: bool
-    n_parameters: int
-    key: str  # identity of these weights: the checkpoint's cache key, or a hash of the weights file
+    """One trained model. A model found in the cache is described (key, training record) without
+    its weights, which are read, checked and given the contract check the first time `module` is
+    used: a warm audit whose measurements are all cached never reads them."""
+
+    def __init__(self, name: str, seed: int | None, module: nn.Module | None, record: dict, cached: bool,
+                 n_parameters: int, key: str, load: Callable[[], TrainedModel] | None = None):
+        self.name = name
+        self.seed = seed  # None for user models loaded from pretrained weights
+        self.record = record  # training record (history, seconds), {} for pretrained weights
+        self.cached = cached
+        self.n_parameters = n_parameters
+        self.key = key  # identity of these weights: the checkpoint's cache key, or a hash of the weights file
+        self._module, self._load = module, load
+        if module is None and load is None:
+            raise ValueError("a TrainedModel needs its module or a way to load it")
+
+    @property
+    def module(self) -> nn.Module:
+        """The model on the audit device, in eval mode (read from the cache on first use)."""
+        if self._module is None:
+            assert self._load is not None
+            read = self._load()  # a damaged entry is retrained there: its record replaces this one
+            self._module, self._load, self.record, self.cached = read.module, None, read.record, read.cached
+        return self._module
+
+    @property
+    def loaded(self) -> bool:
+        return self._module is not None
+
+    def __repr__(self) -> str:
+        return f"TrainedModel({self.name!r}, seed={self.seed}, key={self.key[:12]}, loaded={self.loaded})"
 
 
 # "0" trains every seed alone (for comparing stacked and lone runs); stacking is on by default
@@ -63,6 +86,7 @@ class Zoo:
         # A model that failed once fails the same way for every check that asks for it: keep the
         # error instead of training (and failing) again for each of its checks.
         self._failed: dict[tuple, ModelContractError] = {}
+        self._architectures: dict[str, tuple[nn.Module, int]] = {}
 
     def spec(self, name: str) -> ModelSpec:
         if name not in self.specs:
@@ -163,12 +187,13 @@ class Zoo:
             return {}
         recipe = dataclasses.replace(self.recipe, epochs=epochs or self.recipe.epochs, patience=patience)
         members = {}
+        architecture, _ = self._architecture(spec)
         for seed in seeds:
+            if self.cache.contains(self.training_key(spec, seed, tag, architecture, recipe)):
+                continue
             torch.manual_seed(seed)  # each member initialised as its lone training would be
             model = self.instantiate(spec).to(self.device)
             check_model_contract(model, spec.name, self.data, self.device)
-            if self.cache.contains(self.training_key(spec, seed, tag, model, recipe)):
-                continue
             if starts.get(seed) is not None:
                 model.load_state_dict(starts[seed])
             members[seed] = model
@@ -192,14 +217,27 @@ class Zoo:
 
     def _train_one(self, spec: ModelSpec, seed: int, inputs: torch.Tensor, labels: torch.Tensor,
                    tag: str, start: dict | None = None, epochs: int | None = None,
-                   patience: int = 0, stacked: tuple[dict, dict] | None = None) -> TrainedModel:
+                   patience: int = 0, stacked: tuple[dict, dict] | None = None, eager: bool = False) -> TrainedModel:
         """One seed's training; from `start` (a clean model's state) for `epochs` when fine-tuning.
         The clean model's key is in the tag (via the seed and recipe): the fine-tuned key follows it.
-        `stacked`: this seed's (state, record) from a stacked training, stored under its own key."""
+        `stacked`: this seed's (state, record) from a stacked training, stored under its own key.
+        A model already in the local cache is returned unread unless `eager`: its weights are read
+        (checked, and retrained if damaged) when first used."""
+        recipe = dataclasses.replace(self.recipe, epochs=epochs or self.recipe.epochs, patience=patience)
+        if stacked is None and not eager:  # a warm audit: described from the cache, its weights read on first use
+            architecture, n_parameters = self._architecture(spec)
+            key = self.training_key(spec, seed, tag, architecture, recipe)
+            record = self.cache.record(key)
+            if record is not None:
+                self.cache.stats.hits += 1
+
+                def load() -> TrainedModel:
+                    self.cache.stats.hits -= 1  # counted above; reading it counts again (or a miss, if damaged)
+                    return self._train_one(spec, seed, inputs, labels, tag, start, epochs, patience, eager=True)
+                return TrainedModel(spec.name, seed, None, record, True, n_parameters, key, load=load)
         torch.manual_seed(seed)
         model = self.instantiate(spec).to(self.device)
         check_model_contract(model, spec.name, self.data, self.device)
-        recipe = dataclasses.replace(self.recipe, epochs=epochs or self.recipe.epochs, patience=patience)
         key = self.training_key(spec, seed, tag, model, recipe)
         if start is not None:
             model.load_state_dict(start)
@@ -221,6 +259,15 @@ class Zoo:
         model.to(self.device).eval()
         check_model_contract(model, spec.name, self.data, self.device, trained=True)
         return TrainedModel(spec.name, seed, model, record, cached, count_parameters(model), key)
+
+    def _architecture(self, spec: ModelSpec) -> tuple[nn.Module, int]:
+        """An untrained instance of `spec` (what its cache key reads: parameter names and shapes)
+        and its parameter count; built once per spec, leaving the random state as it was."""
+        if spec.name not in self._architectures:
+            with torch.random.fork_rng(devices=[]):
+                model = self.instantiate(spec)
+            self._architectures[spec.name] = (model, count_parameters(model))
+        return self._architectures[spec.name]
 
     def _load_pretrained(self, spec: ModelSpec) -> TrainedModel:
         path = self.config.project_path(spec.weights or "")
