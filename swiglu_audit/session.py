@@ -26,6 +26,7 @@ from .training.data import AuditData, load_audit_data
 from .training.device import math_settings, precision_name, resolve_device
 from .training.progress import Progress
 from .training.zoo import Zoo
+from .util.imports import source_digest
 from .verdicts.stats import Statistics
 
 
@@ -101,9 +102,14 @@ class AuditSession:
     def cached_arrays(self, kind: str, models, settings: dict, code: str, compute) -> tuple[dict, dict]:
         """A measurement of these trained models, cached on disk like attack results (xdist workers
         and later runs share it): keyed by the weights, the settings, the data, the device and a
-        digest of the code that computes it. `compute` returns (flat name -> array, JSON record)."""
+        digest of the code that computes it, and of a user's model code (its forward pass may change
+        where its parameters' shapes, which its weights' key reads, do not). `compute` returns
+        (flat name -> array, JSON record)."""
+        factories = sorted({self.memo(("factory-source", f), lambda f=f: source_digest(f)) or ""
+                            for f in (self.zoo.spec(m.name).factory for m in models) if f})
         key = cache_key({"kind": kind, "models": [m.key for m in models], "settings": settings,
-                         "data": self.data.fingerprint, "device": self.device.type, "code": code})
+                         "data": self.data.fingerprint, "device": self.device.type, "code": code,
+                         **({"factories": factories} if factories else {})})
         return self.cache.get_or_create_arrays(key, compute)
 
     def keep_replicates(self) -> None:

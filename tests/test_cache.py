@@ -108,3 +108,80 @@ def test_a_planted_entry_with_a_valid_checksum_is_rejected_when_the_project_sign
     assert not cached and torch.equal(loaded["w"], _state()["w"])  # rejected and retrained
     assert any("SWIGLU_AUDIT_CACHE_KEY" in str(w.message) for w in caught)
     assert trusted.get_or_create(key, lambda: (_state(), {}))[2]  # its own signed entry is trusted
+
+
+def _zoo_config(tmp_path):
+    from swiglu_audit.config import build_config
+
+    return build_config({"seeds": [0, 1], "variants": ["swiglu", "relu"], "families": ["mlp"], "device": "cpu",
+                         "cache_dir": str(tmp_path), "training": {"epochs": 1}}, profile="quick")
+
+
+def test_a_cached_model_is_described_without_its_weights_and_read_checked_on_first_use(tmp_path):
+    """A warm audit's models carry their key and training record; the weights are read (and the
+    checkpoint checked) only when a measurement uses them, and a damaged one is retrained then."""
+    from swiglu_audit.session import AuditSession
+
+    config = _zoo_config(tmp_path)
+    trained = AuditSession(config).zoo.models("relu-mlp")
+    warm = AuditSession(config)
+    described = warm.zoo.models("relu-mlp")
+    assert [m.loaded for m in described] == [False, False] and [m.cached for m in described] == [True, True]
+    assert [m.key for m in described] == [m.key for m in trained]
+    assert [m.record for m in described] == [m.record for m in trained]
+    assert [m.n_parameters for m in described] == [m.n_parameters for m in trained]
+    first = described[0].module  # read now
+    assert described[0].loaded and not first.training
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), trained[0].module.state_dict().values()))
+    assert warm.cache.stats.hits == 2 and warm.cache.stats.misses == 0  # each counted once
+    # the second seed's checkpoint is damaged after it was described: reading it retrains it
+    path = warm.cache.path_for(described[1].key)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(SwigluAuditWarning, match="corrupted"):
+        module = described[1].module
+    assert described[1].cached is False and warm.cache.stats.misses == 1
+    # retrained alone (the first run stacked both seeds), and stored again under the same key
+    again = AuditSession(config).zoo.models("relu-mlp")[1]
+    assert again.key == described[1].key and again.cached
+    assert all(torch.equal(a, b) for a, b in zip(module.state_dict().values(), again.module.state_dict().values()))
+
+
+def test_bootstrap_replicates_are_computed_once_and_read_back_from_the_cache(tmp_path):
+    """The store keeps the resampling only: a second audit (memory cleared) reads the replicates
+    and computes the same interval; other scores, or another bootstrap size, resample again."""
+    import numpy as np
+
+    from swiglu_audit.methods import ood_metrics, replicate_store
+    from swiglu_audit.session import AuditSession
+
+    rng = np.random.default_rng(0)
+    s_in, s_out = rng.normal(1, 1, (3, 200)), rng.normal(0, 1, (3, 150))
+    computed = []
+    original = ood_metrics.seed_bootstrap
+
+    def counting(*args, **kwargs):
+        computed.append(1)
+        return original(*args, **kwargs)
+
+    session = AuditSession(_zoo_config(tmp_path))
+    try:
+        ood_metrics.seed_bootstrap = counting
+        session.keep_replicates()
+        replicate_store._MEMORY.clear()
+        first = ood_metrics.estimate("auroc", s_in, s_out, 0.95, 300)
+        assert len(computed) == 1 and session.cache.stats.result_misses == 0  # the store has its own counts
+        replicate_store._MEMORY.clear()  # another process
+        second = ood_metrics.estimate("auroc", s_in, s_out, 0.90, 300)
+        assert len(computed) == 1  # read back, and the interval read at the new level
+        assert second.value == first.value and second.ci_high - second.ci_low < first.ci_high - first.ci_low
+        replicate_store.install(None)
+        replicate_store._MEMORY.clear()
+        fresh = ood_metrics.estimate("auroc", s_in, s_out, 0.90, 300)
+        assert (fresh.value, fresh.ci_low, fresh.ci_high) == (second.value, second.ci_low, second.ci_high)
+        ood_metrics.estimate("auroc", s_in, s_out[:, :-1], 0.90, 300)
+        ood_metrics.estimate("auroc", s_in, s_out, 0.90, 301)
+        assert len(computed) == 4
+    finally:
+        ood_metrics.seed_bootstrap = original
+        replicate_store.install(None)
+        replicate_store._MEMORY.clear()

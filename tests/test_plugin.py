@@ -5,6 +5,7 @@ sys.modules, which is not safe, and a subprocess is what users run anyway.
 """
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from importlib import resources
 
@@ -63,9 +64,13 @@ def test_audit_writes_reports_and_exit_status_matches_policy(tiny_project):
     assert report(tiny_project)["environment"]["cache"]["misses"] == 0
 
 
-def test_xdist_gives_the_same_findings_as_a_serial_run(tiny_project, monkeypatch):
+def test_xdist_gives_the_same_findings_as_a_serial_run(tiny_project, shared_cache, monkeypatch):
     tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", OPT_REPORT_DIR + "=serial")
     monkeypatch.setenv("SWIGLU_AUDIT_PROGRESS_INTERVAL", "1")  # a log line a second, not one per 30 s
+    # the serial run left its completed-audit marker: without it, -n 2 starts its workers
+    markers = shared_cache / "completed-audits"
+    assert len(list(markers.glob("*.json"))) >= 1
+    shutil.rmtree(markers)
     result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-n", "2", OPT_REPORT_DIR + "=parallel")
     # the controller shows what the workers are doing while they train (their output is hidden)
     board = [line for line in result.stderr.lines if line.startswith("[swiglu-audit]")]
@@ -84,6 +89,12 @@ def test_xdist_gives_the_same_findings_as_a_serial_run(tiny_project, monkeypatch
     assert len(serial["findings"]) == N_FINDINGS_TINY
     assert key(serial) == key(parallel)
     assert len(parallel["environment"]["workers"]) == 2
+    # warm now (the parallel run completed): -n 2 judges in this one process, and finds the same
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-n", "2", OPT_REPORT_DIR + "=warm")
+    result.stderr.fnmatch_lines(["*completed audit of the same settings, code and data*instead of starting 2 workers*"])
+    warm = report(tiny_project, "warm")
+    assert key(warm) == key(serial) and len(warm["environment"]["workers"]) == 1
+    assert warm["environment"]["cache"]["misses"] == 0
 
 
 def test_policy_breach_fails_the_run_and_shows_in_junit(tiny_project, write_pyproject):

@@ -264,7 +264,8 @@ def test_an_audit_on_another_machine_trains_nothing_from_a_shared_cache(tiny_pro
     first, second = (r["environment"]["cache"] for r in runs)
     assert first["url"] == bucket and first["misses"] > 0 and first["fetched"] == 0
     assert second["misses"] == 0 and second["result_misses"] == 0
-    assert second["fetched"] == second["hits"] + second["result_hits"] > 0
+    # every entry the first machine computed, the second fetched once (and may read again locally)
+    assert second["fetched"] == first["misses"] + first["result_misses"] > 0
     statuses = [{f["id"]: f["status"] for f in r["findings"]} for r in runs]
     assert statuses[0] == statuses[1] and statuses[0]
 

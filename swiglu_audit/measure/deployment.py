@@ -22,6 +22,7 @@ import torch
 from ..errors import ModelContractError
 from ..methods import quantisation
 from ..methods.quantisation import quantised_copy, served_logits
+from ..training import activations
 from ..training.activations import activation_stats, captured_inputs, ffn_layers, row_peak_ratios
 from ..training.cache import code_digest
 from ..training.nn import eval_mode
@@ -207,5 +208,5 @@ def planned_work(audit: AuditSession, name: str) -> Work:
     return Work(forward_examples=len(audit.zoo.trained_seeds(name)) * planned_passes(audit.config))
 
 
-# the quantised measurement's cache entries follow the code that makes them
-_CODE_DIGEST = code_digest(sys.modules[__name__], quantisation)
+# the quantised measurements' and the outliers' cache entries follow the code that makes them
+_CODE_DIGEST = code_digest(sys.modules[__name__], quantisation, activations)

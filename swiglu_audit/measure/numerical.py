@@ -15,6 +15,7 @@ from ..training.cache import code_digest
 from ..training.device import deterministic_algorithms
 from ..training.planned import Trainings, Work
 from ..training.train import Recipe, predict_logits, train_model
+from ..util.imports import source_digest
 
 if TYPE_CHECKING:
     from ..session import AuditSession
@@ -106,17 +107,7 @@ def determinism(audit: AuditSession, name: str) -> dict:
 
 def factory_source(spec) -> str | None:
     """sha256 of the source file of a user model's factory module (None for the zoo's models)."""
-    if not spec.factory:
-        return None
-    import hashlib
-    import importlib
-    import inspect
-
-    try:
-        path = inspect.getsourcefile(importlib.import_module(spec.factory.partition(":")[0]))
-        return hashlib.sha256(open(path, "rb").read()).hexdigest() if path else None
-    except (ImportError, OSError, TypeError):
-        return None
+    return source_digest(spec.factory)
 
 
 def golden_logits(audit: AuditSession, name: str, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:

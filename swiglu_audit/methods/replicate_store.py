@@ -39,12 +39,14 @@ def install(store: Store | None) -> None:
 
 
 def _code_digest() -> str:
-    """The source of the modules whose functions compute replicates: a change to any of them
-    computes every entry again (they share `ood_metrics.weighted_auroc`)."""
+    """The source of the modules whose functions compute what is kept: a change to any of them
+    computes every entry again (they share `ood_metrics.weighted_auroc`; the fairness floors are
+    `verdicts.stats.share_floor`'s)."""
     here = Path(__file__).parent
     h = hashlib.sha256(f"numpy {np.__version__}".encode())
     for name in ("replicate_store", "ood_metrics", "calibration", "privacy", "fairness"):
         h.update((here / f"{name}.py").read_bytes())
+    h.update((here.parent / "verdicts" / "stats.py").read_bytes())
     return h.hexdigest()
 
 

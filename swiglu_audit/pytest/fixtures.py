@@ -9,6 +9,7 @@ from ..verdicts.risk import Finding, breaches_policy
 from .relay import (
     COLLECTOR_KEY,
     CONFIG_KEY,
+    CORES_SHARED_BY_KEY,
     DATA_KEY,
     ITEM_FINDINGS_KEY,
     ITEM_POLICY_FAILURE_KEY,
@@ -28,7 +29,9 @@ def audit(request: pytest.FixtureRequest, pytestconfig: pytest.Config):
     index, workers = xdist_workers(pytestconfig)
     config = pytestconfig.stash[CONFIG_KEY]
     loaded, loaded_for = pytestconfig.stash.get(DATA_KEY, (None, None))  # the controller's setup check loaded it
-    session = AuditSession(config, Progress(channel=progress_channel(pytestconfig)), workers,
+    # a warm audit run here instead of on N workers keeps their share of the threads (pytest/warm.py)
+    threads_of = pytestconfig.stash.get(CORES_SHARED_BY_KEY, workers)
+    session = AuditSession(config, Progress(channel=progress_channel(pytestconfig)), threads_of,
                            data=loaded if loaded_for == data_settings(config) else None)
     pytestconfig.stash[SESSION_KEY] = session
     session.keep_replicates()

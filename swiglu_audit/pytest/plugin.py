@@ -22,6 +22,7 @@ from .relay import (
     CHECK_MARKER,
     COLLECTOR_KEY,
     CONFIG_KEY,
+    CORES_SHARED_BY_KEY,
     DATA_KEY,
     DOCUMENT_KEY,
     REPORT_PATHS_KEY,
@@ -138,12 +139,12 @@ def pytest_configure(config: pytest.Config) -> None:
         data = check_setup(audit_config, show_tracebacks=bool(config.getoption(cfg.OPT_DEBUG))
                            or config.getoption("verbose") > 0)
         config.stash[DATA_KEY] = (data, data_settings(audit_config))
-        _run_warm_audit_in_this_process(config, audit_config, data.fingerprint)
         check_report_dir(audit_config.report_dir)
         check_shared_cache(audit_config)
         collector = FindingCollector()
         collector.plan = _plan_or_stop(config, audit_config)
         config.stash[COLLECTOR_KEY] = collector
+        _run_warm_audit_in_this_process(config, audit_config, data, collector.plan)
         _prepare_progress_board(config)
 
     from . import fixtures
@@ -216,22 +217,28 @@ def _check_executor(config: pytest.Config) -> None:
                               "read their results. Leave out -n (pytest-xdist), or give -n 0.")
 
 
-def _run_warm_audit_in_this_process(config: pytest.Config, audit_config: cfg.AuditConfig, data_fingerprint: str) -> None:
+def _run_warm_audit_in_this_process(config: pytest.Config, audit_config: cfg.AuditConfig, data, plan: dict) -> None:
     """Under -n N, an audit this cache completed before (same settings, code, data and selection)
-    runs in this process: its checks only read and judge, which costs less than starting workers."""
+    runs in this process: its checks only read and judge, which costs less than starting workers.
+    It keeps the workers' share of the CPU threads, so that what is measured per thread count
+    (timings, the determinism check) is what -n N measured and cached. Decided after the plan,
+    which is priced for the N workers asked for, as without a marker."""
     from .warm import audit_fingerprint, completed_here, run_in_this_process
 
-    fingerprint = audit_fingerprint(config, audit_config, data_fingerprint)
-    config.stash[FINGERPRINT_KEY] = fingerprint
+    config.stash[FINGERPRINT_KEY] = audit_fingerprint(config, audit_config, data, suites_dir())
     workers = config.getoption("numprocesses", default=None)
-    if not (isinstance(workers, int) and workers > 1) or config.getoption(cfg.OPT_EXECUTOR) != "local":
+    if not (isinstance(workers, int) and workers > 1):
         return
-    if completed_here(audit_config.cache_dir, fingerprint):
+    if (config.getoption(cfg.OPT_EXECUTOR) == "local" and not plan.get("cuts")
+            and completed_here(audit_config.cache_dir, config.stash[FINGERPRINT_KEY])):
         run_in_this_process(config)
+        config.stash[CORES_SHARED_BY_KEY] = workers
         if config.get_verbosity() >= 0:
             (sys.__stderr__ or sys.stderr).write(
                 f"swiglu-audit: this cache holds a completed audit of the same settings, code and data; its checks "
                 f"run in this process instead of starting {workers} workers\n")
+    else:
+        del config.stash[DATA_KEY]  # the workers load their own; the controller runs no check
 
 
 def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
@@ -330,10 +337,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _mark_completed(session: pytest.Session, exitstatus: int, findings: list[dict]) -> None:
-    """A whole audit that ran to its end with no check in ERROR leaves its marker in the cache."""
-    fingerprint = session.config.stash.get(FINGERPRINT_KEY, None)
-    ended = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
-    if fingerprint is None or not ended or not findings or any(f.get("status") == "ERROR" for f in findings):
+    """A whole audit that ran to its end (not stopped by -x or --maxfail, not cut to fit a time
+    budget, on the local executor) with no check in ERROR leaves its marker in the cache."""
+    config = session.config
+    fingerprint = config.stash.get(FINGERPRINT_KEY, None)
+    collector = config.stash.get(COLLECTOR_KEY, None)
+    ended = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not (
+        session.shouldfail or session.shouldstop)
+    cut = bool(((collector.plan if collector else None) or {}).get("cuts"))
+    if (fingerprint is None or not ended or cut or config.getoption(cfg.OPT_EXECUTOR) != "local" or not findings
+            or any(f.get("status") == "ERROR" for f in findings)):
         return
     from .warm import mark_completed
 

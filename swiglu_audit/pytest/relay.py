@@ -28,6 +28,8 @@ SESSION_KEY = pytest.StashKey[object]()  # the AuditSession of this process
 # The controller's data, loaded once by the setup check, with the settings it was loaded for
 # (dataset, live, group feature): its plan and, without workers, its checks reuse it
 DATA_KEY = pytest.StashKey[tuple]()
+# A warm audit under -n N that runs in the controller (pytest/warm.py): the N its threads are shared by
+CORES_SHARED_BY_KEY = pytest.StashKey[int]()
 ITEM_FINDINGS_KEY = pytest.StashKey[list]()
 ITEM_POLICY_FAILURE_KEY = pytest.StashKey[bool]()
 

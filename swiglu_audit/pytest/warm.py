@@ -19,32 +19,60 @@ from pathlib import Path
 
 import pytest
 
-from ..config import AuditConfig
+from ..config import OPT_SHARD, AuditConfig
+from ..util.imports import source_digest
 from ..util.io import atomic_write_text
 
 MARKER_FOLDER = "completed-audits"
 
 
-def _package_digest() -> str:
-    """sha256 of the package's source (the suites included) and of the versions of what computes."""
-    root = Path(__file__).resolve().parents[1]
+# Settings read from the environment that change what an audit computes
+_ENVIRONMENT = ("SWIGLU_AUDIT_STACK", "SWIGLU_AUDIT_PROBE_SECONDS", "SWIGLU_AUDIT_CACHE_KEY", "SWIGLU_AUDIT_DEVICE_MEMORY")
+
+
+def _files_digest(roots: list[Path]) -> str:
+    """sha256 of every source and data file under `roots` (the package, the suites, the zoo's
+    specs) and of the versions of what computes."""
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode())
-        h.update(path.read_bytes())
+    for root in roots:
+        for path in sorted(p for p in Path(root).rglob("*") if p.suffix in (".py", ".toml", ".json") and p.is_file()):
+            h.update(path.as_posix().encode())
+            h.update(path.read_bytes())
     for name in ("torch", "numpy", "sklearn", "torchattacks"):
         module = sys.modules.get(name)
         h.update(f"{name} {getattr(module, '__version__', None)}".encode())
     return h.hexdigest()
 
 
-def audit_fingerprint(config: pytest.Config, audit_config: AuditConfig, data_fingerprint: str) -> str:
+def _user_code(audit_config: AuditConfig) -> list:
+    """The source of the user's model factories and the content of their weights files, which
+    the package's digest does not see."""
+    out: list = []
+    for spec in audit_config.user_models:
+        weights = audit_config.project_path(spec.weights) if spec.weights else None
+        out.append([spec.name, source_digest(spec.factory),
+                    hashlib.sha256(weights.read_bytes()).hexdigest() if weights and weights.is_file() else None])
+    return out
+
+
+def audit_fingerprint(config: pytest.Config, audit_config: AuditConfig, data, suites: Path) -> str:
     """A digest of what an audit's results depend on: its settings (not where reports go), the
-    package's code, the data, and which checks run (arguments, -k, -m, shard)."""
+    package's code, the suites and the zoo's specs, the user's model code and weights, the data
+    (live data and named groups included), the settings read from the environment, and which
+    checks run (the paths or ids given, -k, -m, --deselect, the shard). Call it before the plugin
+    adds the suites to `config.args`."""
+    import os
+
     settings = {k: v for k, v in audit_config.to_dict().items() if k != "report_dir"}
-    selection = {"args": [str(a) for a in config.invocation_params.args],
-                 "keywords": [config.getoption("keyword", ""), config.getoption("markexpr", "")]}
-    fields = {"settings": settings, "code": _package_digest(), "data": data_fingerprint, "selection": selection}
+    options = ("keyword", "markexpr", "deselect", "lf", "failedfirst", OPT_SHARD)
+    selection = {"args": [str(a) for a in config.args],
+                 "options": [str(config.getoption(name, None)) for name in options]}
+    package = Path(__file__).resolve().parents[1]
+    fields = {"settings": settings, "cache_url": audit_config.cache_url,
+              "code": _files_digest([package, suites]), "user_code": _user_code(audit_config),
+              "data": [data.fingerprint, data.live_hash, None if data.groups_test is None else
+                       hashlib.sha256(data.groups_test.astype(str).tobytes()).hexdigest()],
+              "environment": {name: os.environ.get(name) for name in _ENVIRONMENT}, "selection": selection}
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -113,9 +113,10 @@ class CheckpointCache:
         checked; `get_or_create` checks them), or None when absent or unreadable."""
         path = self.path_for(key, kind)
         try:
-            return json.loads(safetensors_metadata(path).get("record", "{}"))
-        except (OSError, ValueError, UnicodeDecodeError):
+            record = json.loads(safetensors_metadata(path).get("record", "{}"))
+        except (OSError, ValueError, UnicodeDecodeError):  # absent or damaged: get_or_create heals it
             return None
+        return record if isinstance(record, dict) else None
 
     def get_or_create(self, key: str, create: Callable[[], tuple[dict[str, torch.Tensor], dict]],
                       kind: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict, bool]:

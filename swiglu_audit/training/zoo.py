@@ -117,13 +117,11 @@ class Zoo:
         train for these of the audit's seeds only (the cheaper poisoning); every seed by default.
         A model with pretrained weights cannot be retrained on changed data."""
         key = (name, tag)
-        if key in self._failed:  # a fresh copy each time: a raised error carries the frames it passed
-            failed = self._failed[key]
-            raise type(failed)(*failed.args)
         spec = self.spec(name)
         seeds = (None,) if spec.weights else (tuple(self.config.seeds) if seeds is None else seeds)
         trained = self._trained.setdefault(key, {})  # seed -> model: a later call may ask for more seeds
-        try:
+
+        def train_missing() -> None:
             if spec.weights and tag != "clean":
                 raise ModelContractError(f"model '{spec.name}' has pretrained weights; it cannot "
                                          f"be retrained on changed training data ({tag})")
@@ -139,14 +137,25 @@ class Zoo:
                 for seed in missing:
                     trained[seed] = self._train_one(spec, seed, x, y, tag, starts.get(seed), fine_tune_epochs,
                                                     patience, stacked.get(seed))
+
+        self._remembering_failures(key, train_missing)
+        return [trained[seed] for seed in seeds]
+
+    def _remembering_failures(self, key: tuple[str, str], action: Callable):
+        """`action()`, unless (model, tag) failed before: a model that failed once fails the same
+        way for every check that asks for it, so its error is kept (without its traceback, which
+        holds the training's frames: model, data) instead of training and failing again."""
+        if key in self._failed:  # a fresh copy each time: a raised error carries the frames it passed
+            failed = self._failed[key]
+            raise type(failed)(*failed.args)
+        try:
+            return action()
         except ModelContractError as exc:
-            # remembered without its traceback, which holds the training's frames (model, data)
             self._failed[key] = type(exc)(*exc.args)
             raise
         except FloatingPointError as exc:  # diverged: remembered like a contract error, not retrained per check
-            self._failed[key] = TrainingDivergedError(f"model '{name}' could not be trained ({tag}): {exc}")
+            self._failed[key] = TrainingDivergedError(f"model '{key[0]}' could not be trained ({key[1]}): {exc}")
             raise TrainingDivergedError(*self._failed[key].args) from None
-        return [trained[seed] for seed in seeds]
 
     def forget(self) -> None:
         """Drop the trained models held in memory; the next request loads them from the cache."""
@@ -224,16 +233,22 @@ class Zoo:
         A model already in the local cache is returned unread unless `eager`: its weights are read
         (checked, and retrained if damaged) when first used."""
         recipe = dataclasses.replace(self.recipe, epochs=epochs or self.recipe.epochs, patience=patience)
-        if stacked is None and not eager:  # a warm audit: described from the cache, its weights read on first use
+        # A warm audit: described from the cache, its weights read on first use. Not where the cache
+        # is signed: an entry's record is trusted only once its weights' signature is checked.
+        if stacked is None and not eager and not self.cache.secret:
             architecture, n_parameters = self._architecture(spec)
             key = self.training_key(spec, seed, tag, architecture, recipe)
             record = self.cache.record(key)
             if record is not None:
                 self.cache.stats.hits += 1
+                uncounted = [True]
 
                 def load() -> TrainedModel:
-                    self.cache.stats.hits -= 1  # counted above; reading it counts again (or a miss, if damaged)
-                    return self._train_one(spec, seed, inputs, labels, tag, start, epochs, patience, eager=True)
+                    if uncounted:  # counted above; reading it counts it again (or a miss, if damaged)
+                        uncounted.clear()
+                        self.cache.stats.hits -= 1
+                    return self._remembering_failures((spec.name, tag), lambda: self._train_one(
+                        spec, seed, inputs, labels, tag, start, epochs, patience, eager=True))
                 return TrainedModel(spec.name, seed, None, record, True, n_parameters, key, load=load)
         torch.manual_seed(seed)
         model = self.instantiate(spec).to(self.device)
@@ -245,13 +260,18 @@ class Zoo:
         def train() -> tuple[dict, dict]:
             if stacked is not None:  # trained with its siblings: this model takes its weights
                 model.load_state_dict(stacked[0])
-                return stacked
-            self.progress.update(f"training {spec.name} seed {seed} ({tag.split('-seed')[0]})")  # tag without its cache suffix
-            # the FFN's outliers over training are the deployment suite's, read from clean trainings only
-            record = train_model(model, inputs, labels, recipe, seed, self.device,
-                                 self.data.x_val, self.data.y_val, outliers=tag == "clean")
-            record["model"], record["tag"] = spec.name, tag  # what the checkpoint is, for whoever reads the cache
-            return model.state_dict(), record
+                state, record = stacked
+            else:
+                self.progress.update(f"training {spec.name} seed {seed} ({tag.split('-seed')[0]})")  # tag without its cache suffix
+                # the FFN's outliers over training are the deployment suite's, read from clean trainings only
+                record = train_model(model, inputs, labels, recipe, seed, self.device,
+                                     self.data.x_val, self.data.y_val, outliers=tag == "clean")
+                record["model"], record["tag"] = spec.name, tag  # what the checkpoint is, for whoever reads the cache
+                state = model.state_dict()
+            # only a model that keeps the contract is stored: a cached entry can be described
+            # from its record (a warm audit) without reading its weights to check them again
+            check_model_contract(model, spec.name, self.data, self.device, trained=True)
+            return state, record
 
         state, record, cached = self.cache.get_or_create(key, train)
         if cached:

@@ -23,3 +23,19 @@ def load_callable(import_path: str, setting: str, error: type[Exception]) -> Cal
     if not callable(target):
         raise error(f"{setting} = '{import_path}': '{attr}' is not callable")
     return target
+
+
+def source_digest(import_path: str | None) -> str | None:
+    """sha256 of the source file of the module of `package.module:callable` (None when there is
+    no such path or its file cannot be read): what a cached measurement of a user's model keys
+    on, since the model's parameter shapes do not change when its forward pass does."""
+    if not import_path:
+        return None
+    import hashlib
+    import inspect
+
+    try:
+        path = inspect.getsourcefile(importlib.import_module(import_path.partition(":")[0]))
+        return hashlib.sha256(open(path, "rb").read()).hexdigest() if path else None
+    except Exception:  # noqa: BLE001  an unimportable module is the setup check's to report
+        return None

@@ -48,4 +48,10 @@ def safetensors_metadata(path: Path) -> dict[str, str]:
     (8 bytes of little-endian length, then the header): no tensor is loaded."""
     with open(path, "rb") as fh:
         header_len = int.from_bytes(fh.read(8), "little")
-        return json.loads(fh.read(header_len)).get("__metadata__", {})
+        if header_len > os.fstat(fh.fileno()).st_size - 8:  # damaged: never read past the file
+            raise ValueError(f"{Path(path).name}: header length {header_len} exceeds the file")
+        header = json.loads(fh.read(header_len))
+        metadata = header.get("__metadata__", {}) if isinstance(header, dict) else None
+        if not isinstance(metadata, dict):
+            raise ValueError(f"{Path(path).name}: the header holds no metadata map")
+        return metadata
