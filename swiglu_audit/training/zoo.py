@@ -247,8 +247,11 @@ class Zoo:
                     if uncounted:  # counted above; reading it counts it again (or a miss, if damaged)
                         uncounted.clear()
                         self.cache.stats.hits -= 1
-                    return self._remembering_failures((spec.name, tag), lambda: self._train_one(
-                        spec, seed, inputs, labels, tag, start, epochs, patience, eager=True))
+                    # read in the middle of a measurement: the seeding that reading does (as a
+                    # training would) must not change the random state the measurement draws from
+                    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+                        return self._remembering_failures((spec.name, tag), lambda: self._train_one(
+                            spec, seed, inputs, labels, tag, start, epochs, patience, eager=True))
                 return TrainedModel(spec.name, seed, None, record, True, n_parameters, key, load=load)
         torch.manual_seed(seed)
         model = self.instantiate(spec).to(self.device)
