@@ -65,7 +65,10 @@ def audit_fingerprint(config: pytest.Config, audit_config: AuditConfig, data, su
 
     settings = {k: v for k, v in audit_config.to_dict().items() if k != "report_dir"}
     options = ("keyword", "markexpr", "deselect", "lf", "failedfirst", OPT_SHARD)
-    selection = {"args": [str(a) for a in config.args],
+    # paths named on the command line select checks; without any, pytest's default (the folder it
+    # runs in) selects every check wherever the project lives
+    given = config.args_source == pytest.Config.ArgsSource.ARGS
+    selection = {"args": [str(a) for a in config.args] if given else [],
                  "options": [str(config.getoption(name, None)) for name in options]}
     package = Path(__file__).resolve().parents[1]
     fields = {"settings": settings, "cache_url": audit_config.cache_url,
