@@ -58,11 +58,18 @@ def per_model(audit: AuditSession, name: str) -> dict:
         loss = torch.nn.functional.cross_entropy(model(x_batch), y_batch)
         loss.backward()
 
-    def input_gradient(x):
+    def input_gradient(x):  # as an attack takes it: the gradient with respect to the inputs only
         def run():
             x_ = x.clone().requires_grad_(True)
-            torch.nn.functional.cross_entropy(model(x_), data.y_test[: len(x)] if len(x) <= len(data.y_test)
-                                              else torch.zeros(len(x), dtype=torch.long)).backward()
+            labels = data.y_test[: len(x)] if len(x) <= len(data.y_test) else torch.zeros(len(x), dtype=torch.long)
+            params = [p for p in model.parameters() if p.requires_grad]
+            for p in params:  # frozen weights: no weight-gradient work is counted
+                p.requires_grad_(False)
+            try:
+                torch.nn.functional.cross_entropy(model(x_), labels).backward()
+            finally:
+                for p in params:
+                    p.requires_grad_(True)
         return run
 
     def forward(x):

@@ -105,12 +105,17 @@ class AuditSession:
         digest of the code that computes it, and of a user's model code (its forward pass may change
         where its parameters' shapes, which its weights' key reads, do not). `compute` returns
         (flat name -> array, JSON record)."""
-        factories = sorted({self.memo(("factory-source", f), lambda f=f: source_digest(f)) or ""
-                            for f in (self.zoo.spec(m.name).factory for m in models) if f})
         key = cache_key({"kind": kind, "models": [m.key for m in models], "settings": settings,
                          "data": self.data.fingerprint, "device": self.device.type, "code": code,
-                         **({"factories": factories} if factories else {})})
+                         **self.model_code(models)})
         return self.cache.get_or_create_arrays(key, compute)
+
+    def model_code(self, models) -> dict:
+        """{"factories": digests of the source of these models' user factories} for a cached
+        measurement's key, {} for the zoo's own models (their code is in the measurement's digest)."""
+        factories = sorted({self.memo(("factory-source", f), lambda f=f: source_digest(f)) or ""
+                            for f in (self.zoo.spec(m.name).factory for m in models) if f})
+        return {"factories": factories} if factories else {}
 
     def keep_replicates(self) -> None:
         """Keep the statistics' bootstrap replicates in this audit's cache (methods.replicate_store),

@@ -185,3 +185,38 @@ def test_bootstrap_replicates_are_computed_once_and_read_back_from_the_cache(tmp
         ood_metrics.seed_bootstrap = original
         replicate_store.install(None)
         replicate_store._MEMORY.clear()
+
+
+def test_a_model_is_read_at_once_where_the_cache_is_signed_or_its_parameters_are_sized_on_first_use(
+        tmp_path, monkeypatch):
+    """Signed cache: a record outside the signature is not trusted before the weights' signature
+    is checked, so models are read at once. A user's model whose parameters exist only after a
+    first forward pass (nn.LazyLinear) keys on their real shapes: the second audit finds it."""
+    import dataclasses
+    import sys
+    import types
+
+    from torch import nn
+
+    from swiglu_audit.config import build_config
+    from swiglu_audit.session import AuditSession
+
+    module = types.ModuleType("lazy_user_models")
+    module.lazy = lambda: nn.Sequential(nn.Flatten(), nn.LazyLinear(32), nn.ReLU(), nn.Linear(32, 10))
+    monkeypatch.setitem(sys.modules, "lazy_user_models", module)
+    config = build_config({"models": [{"name": "lazy", "factory": "lazy_user_models:lazy", "role": "candidate"},
+                                      {"name": "other", "factory": "lazy_user_models:lazy"}],
+                           "include_builtin_zoo": False, "seeds": [0, 1], "device": "cpu",
+                           "cache_dir": str(tmp_path / "plain"), "training": {"epochs": 1}}, profile="quick")
+    first = AuditSession(config).zoo.models("lazy")
+    assert [m.record["contract"] for m in first] == [True, True]
+    again = AuditSession(config).zoo.models("lazy")
+    assert [m.key for m in again] == [m.key for m in first] and not any(m.loaded for m in again)
+    assert again[0].n_parameters == first[0].n_parameters == 64 * 32 + 32 + 32 * 10 + 10
+
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE_KEY", "a-secret")
+    signed = dataclasses.replace(config, cache_dir=tmp_path / "signed")
+    AuditSession(signed).zoo.models("lazy")
+    read = AuditSession(signed).zoo.models("lazy")
+    assert all(m.loaded and m.cached for m in read)
+

@@ -143,7 +143,8 @@ def seed_attacks(audit: AuditSession, name: str, model) -> dict:
 
     def cached():
         key = cache_key({"kind": "adversarial-seed", "model": model.key, "cfg": audit.config.adversarial.to_dict(),
-                         "data": audit.data.fingerprint, "device": audit.device.type, "code": CODE_DIGEST})
+                         "data": audit.data.fingerprint, "device": audit.device.type, "code": CODE_DIGEST,
+                         **audit.model_code([model])})
         tensors, record, _ = audit.cache.get_or_create(key, compute, kind="result")
         return tensors, record
     return audit.memo(("adversarial-seed", model.key), cached)

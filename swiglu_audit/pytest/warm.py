@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -61,8 +63,6 @@ def audit_fingerprint(config: pytest.Config, audit_config: AuditConfig, data, su
     (live data and named groups included), the settings read from the environment, and which
     checks run (the paths or ids given, -k, -m, --deselect, the shard). Call it before the plugin
     adds the suites to `config.args`."""
-    import os
-
     settings = {k: v for k, v in audit_config.to_dict().items() if k != "report_dir"}
     options = ("keyword", "markexpr", "deselect", "lf", "failedfirst", OPT_SHARD)
     # paths named on the command line select checks; without any, pytest's default (the folder it
@@ -71,7 +71,10 @@ def audit_fingerprint(config: pytest.Config, audit_config: AuditConfig, data, su
     selection = {"args": [str(a) for a in config.args] if given else [],
                  "options": [str(config.getoption(name, None)) for name in options]}
     package = Path(__file__).resolve().parents[1]
-    fields = {"settings": settings, "cache_url": audit_config.cache_url,
+    # what is measured per machine and day (timings, the determinism check) is measured again on
+    # another host or the next day: that first run starts its workers, as a cold one does
+    machine_day = [platform.node(), os.cpu_count(), time.strftime("%Y-%m-%d", time.gmtime())]
+    fields = {"settings": settings, "cache_url": audit_config.cache_url, "machine_day": machine_day,
               "code": _files_digest([package, suites]), "user_code": _user_code(audit_config),
               "data": [data.fingerprint, data.live_hash, None if data.groups_test is None else
                        hashlib.sha256(data.groups_test.astype(str).tobytes()).hexdigest()],

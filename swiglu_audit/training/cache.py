@@ -114,7 +114,7 @@ class CheckpointCache:
         path = self.path_for(key, kind)
         try:
             record = json.loads(safetensors_metadata(path).get("record", "{}"))
-        except (OSError, ValueError, UnicodeDecodeError):  # absent or damaged: get_or_create heals it
+        except (OSError, ValueError, TypeError, UnicodeDecodeError):  # absent or damaged: get_or_create heals it
             return None
         return record if isinstance(record, dict) else None
 

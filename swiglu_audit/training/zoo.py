@@ -239,7 +239,7 @@ class Zoo:
             architecture, n_parameters = self._architecture(spec)
             key = self.training_key(spec, seed, tag, architecture, recipe)
             record = self.cache.record(key)
-            if record is not None:
+            if record is not None and record.get("contract") is True:  # kept it when stored (`train` below)
                 self.cache.stats.hits += 1
                 uncounted = [True]
 
@@ -249,7 +249,7 @@ class Zoo:
                         self.cache.stats.hits -= 1
                     # read in the middle of a measurement: the seeding that reading does (as a
                     # training would) must not change the random state the measurement draws from
-                    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+                    with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == "cuda" else []):
                         return self._remembering_failures((spec.name, tag), lambda: self._train_one(
                             spec, seed, inputs, labels, tag, start, epochs, patience, eager=True))
                 return TrainedModel(spec.name, seed, None, record, True, n_parameters, key, load=load)
@@ -271,9 +271,14 @@ class Zoo:
                                      self.data.x_val, self.data.y_val, outliers=tag == "clean")
                 record["model"], record["tag"] = spec.name, tag  # what the checkpoint is, for whoever reads the cache
                 state = model.state_dict()
-            # only a model that keeps the contract is stored: a cached entry can be described
-            # from its record (a warm audit) without reading its weights to check them again
-            check_model_contract(model, spec.name, self.data, self.device, trained=True)
+            # whether it kept the contract when stored: a cached entry that did can be described
+            # from its record (a warm audit) without reading its weights to check them again; one
+            # that did not is stored too, and fails the same check cheaply on every later run
+            try:
+                check_model_contract(model, spec.name, self.data, self.device, trained=True)
+                record["contract"] = True
+            except ModelContractError:
+                record["contract"] = False
             return state, record
 
         state, record, cached = self.cache.get_or_create(key, train)
@@ -287,8 +292,11 @@ class Zoo:
         """An untrained instance of `spec` (what its cache key reads: parameter names and shapes)
         and its parameter count; built once per spec, leaving the random state as it was."""
         if spec.name not in self._architectures:
-            with torch.random.fork_rng(devices=[]):
-                model = self.instantiate(spec)
+            with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == "cuda" else []):
+                model = self.instantiate(spec).to(self.device)
+                # a first forward pass, as before training: it sizes parameters created on first use
+                # (nn.LazyLinear), whose shapes the key reads, and names a broken factory
+                check_model_contract(model, spec.name, self.data, self.device)
             self._architectures[spec.name] = (model, count_parameters(model))
         return self._architectures[spec.name]
 
