@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -71,11 +72,12 @@ def audit_fingerprint(config: pytest.Config, audit_config: AuditConfig, data, su
     selection = {"args": [str(a) for a in config.args] if given else [],
                  "options": [str(config.getoption(name, None)) for name in options]}
     package = Path(__file__).resolve().parents[1]
+    specs = Path(str(resources.files("swiglu_audit.zoo_specs")))  # the zoo's models/ (outside the package when editable)
     # what is measured per machine and day (timings, the determinism check) is measured again on
     # another host or the next day: that first run starts its workers, as a cold one does
     machine_day = [platform.node(), os.cpu_count(), time.strftime("%Y-%m-%d", time.gmtime())]
     fields = {"settings": settings, "cache_url": audit_config.cache_url, "machine_day": machine_day,
-              "code": _files_digest([package, suites]), "user_code": _user_code(audit_config),
+              "code": _files_digest([package, suites, specs]), "user_code": _user_code(audit_config),
               "data": [data.fingerprint, data.live_hash, None if data.groups_test is None else
                        hashlib.sha256(data.groups_test.astype(str).tobytes()).hexdigest()],
               "environment": {name: os.environ.get(name) for name in _ENVIRONMENT}, "selection": selection}
