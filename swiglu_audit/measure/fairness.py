@@ -14,9 +14,9 @@ import numpy as np
 from ..methods.attack_registry import threat_attacks
 from ..methods.fairness import class_disparity, fairlearn_report, group_disparity
 from ..training.planned import Work
-from ..training.train import predict_logits
 from . import adversarial as adversarial_measure
 from . import ood as ood_measure
+from .predictions import predicted_classes
 
 if TYPE_CHECKING:
     from ..session import AuditSession
@@ -89,8 +89,7 @@ def by_group(audit: AuditSession, name: str) -> dict:
         data, stats = audit.data, audit.statistics
         codes, names = data.group_codes()
         y = data.y_test.numpy()
-        predictions = np.stack([predict_logits(m.module, data.x_test, audit.device).argmax(1).numpy()
-                                for m in audit.zoo.models(name)])
+        predictions = predicted_classes(audit, audit.zoo.models(name), data.x_test)
         out = group_disparity(predictions, y, codes, len(names), data.n_classes, stats.n_boot, stats.seed)
         out["fairlearn"] = [fairlearn_report(y, p, np.asarray(names)[codes], data.n_classes) for p in predictions]
         out["groups"] = names

@@ -85,7 +85,7 @@ def determinism(audit: AuditSession, name: str) -> dict:
         key = audit.zoo.training_key(spec, seed, "determinism", audit.zoo.instantiate(spec), recipe)
         # A property of this machine and code, measured once a day: a warm audit re-judges it. A
         # user's model is keyed by its module's source too: a mended forward is measured again.
-        settings = {"training": key, "probe": cfg.numerical.golden_probe, "source": factory_source(spec),
+        settings = {"training": key, "probe": cfg.numerical.golden_probe, "source": source_digest(spec.factory),
                     **audit.machine_today()}
         return audit.cached_arrays("determinism", [], settings, _CODE_DIGEST,
                                    lambda: ({}, twice(spec, recipe, seed, probe)))[1]
@@ -103,11 +103,6 @@ def determinism(audit: AuditSession, name: str) -> dict:
         return {"trained": True, "weight_diff": diff, "weight_where": where,
                 "output_diff": float((outputs[0] - outputs[1]).abs().max())}
     return audit.memo(("determinism", name), compute)
-
-
-def factory_source(spec) -> str | None:
-    """sha256 of the source file of a user model's factory module (None for the zoo's models)."""
-    return source_digest(spec.factory)
 
 
 def golden_logits(audit: AuditSession, name: str, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,6 +25,7 @@ from ..training.features import penultimate_features
 from ..training.planned import Work
 from ..training.specs import USER_GROUP
 from ..training.train import predict_logits
+from .predictions import predicted_as
 
 if TYPE_CHECKING:  # the session is passed in; this layer never imports it at run time
     from ..session import AuditSession
@@ -230,8 +231,7 @@ def subpopulation(audit: AuditSession, name: str) -> dict:
         held_out = audit.zoo.models(name, inputs=data.x_train[keep], labels=data.y_train[keep],
                                     tag=f"subpopulation-f{feature}-q{SUBPOPULATION_QUANTILE}")
         x_sub, y_sub = data.x_test[inside], data.y_test[inside]
-        correct = lambda models: np.stack([(predict_logits(m.module, x_sub, audit.device).argmax(1) == y_sub).numpy()
-                                           for m in models])
+        correct = lambda models: predicted_as(audit, models, x_sub, y_sub)
         return {"feature": feature, "threshold": threshold, "n_test": int(inside.sum()),
                 "n_train_held_out": int((~keep).sum()),
                 "clean": correct(audit.zoo.models(name)), "held_out": correct(held_out)}

@@ -285,7 +285,8 @@ class Zoo:
         if cached:
             model.load_state_dict(state)
         model.to(self.device).eval()
-        check_model_contract(model, spec.name, self.data, self.device, trained=True)
+        if cached or record.get("contract") is not True:  # a fresh training passed it in `train` already
+            check_model_contract(model, spec.name, self.data, self.device, trained=True)
         return TrainedModel(spec.name, seed, model, record, cached, count_parameters(model), key)
 
     def _architecture(self, spec: ModelSpec) -> tuple[nn.Module, int]:
