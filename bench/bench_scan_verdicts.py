@@ -64,10 +64,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from swiglu_audit.checks.poison_detection import SCAN, TRAINING_SET_VERDICT, natural_shortcut, relabelled_group, sample_facts
+from swiglu_audit.checks.poison_detection import (
+    SCAN,
+    TRAINING_SET_VERDICT,
+    census_facts,
+    census_group,
+    natural_shortcut,
+    sample_facts,
+)
 from swiglu_audit.config import build_config
-from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
-from swiglu_audit.methods import triggers
+from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR, listed_samples, planted_found
+from swiglu_audit.methods import relabel_census, triggers
 from swiglu_audit.methods.backdoor_scan import scan
 from swiglu_audit.training.data import AuditData, load_digits_data, make_audit_data
 from swiglu_audit.training.features import penultimate_features
@@ -142,7 +149,9 @@ DATASETS = {"digits": load_digits_data, "digits-resplit": digits_resplit, "shape
             "digits-resplit-c": lambda: digits_resplit(29), "shapes-c": lambda: shapes(side=10, seed=33),
             "tabular-c": lambda: tabular(seed=17, n_features=20, n_classes=5),
             "digits-resplit-d": lambda: digits_resplit(41), "shapes-d": lambda: shapes(side=16, seed=45),
-            "tabular-d": lambda: tabular(seed=23, n_features=28, n_classes=7)}
+            "tabular-d": lambda: tabular(seed=23, n_features=28, n_classes=7),
+            "digits-resplit-e": lambda: digits_resplit(53), "shapes-e": lambda: shapes(side=13, seed=57),
+            "tabular-e": lambda: tabular(seed=61, n_features=22, n_classes=6)}
 
 
 # --- trigger kinds the rules never saw (the panel's own kinds come from the product) -------------
@@ -177,6 +186,12 @@ def _heldout_stamp(x: torch.Tensor, kind: str) -> torch.Tensor:
             out[..., w - 3:w] = torch.tensor([1.0, 1.0, 0.0])
         elif kind == "stripe":
             out[..., 0:w:7] = 1.0
+        elif kind == "mid_bar":
+            out[..., w // 2 - 1:w // 2 + 2] = torch.tensor([1.0, 0.0, 1.0])
+        elif kind == "low_l":
+            out[..., 1], out[..., 2] = 0.0, 1.0
+        elif kind == "dim_dots":
+            out[..., w // 5], out[..., (4 * w) // 5] = 0.7, 0.7
         return out
     if kind == "diagonal":  # a 2x2 diagonal low on the left
         out[..., h - 3:h - 1, 1:3] = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -201,6 +216,14 @@ def _heldout_stamp(x: torch.Tensor, kind: str) -> torch.Tensor:
         out[..., h - 1, w // 2] = 1.0
     elif kind == "stripe":  # a vertical run of three pixels near the right edge, at the top
         out[..., 0:3, w - 2] = 1.0
+    elif kind == "mid_bar":  # a vertical run of three pixels in the middle, over the strokes
+        out[..., h // 2 - 2:h // 2 + 1, w // 2] = 1.0
+    elif kind == "low_l":  # three pixels of an L in the bottom-left corner
+        out[..., h - 2:h, 0] = 1.0
+        out[..., h - 1, 1] = 1.0
+    elif kind == "dim_dots":  # two pixels at 70% intensity in the upper half
+        out[..., 1, 2] = 0.7
+        out[..., 2, w - 3] = 0.7
     return out
 
 
@@ -237,21 +260,36 @@ def success(model, data: AuditData, kind: str, target: int) -> float:
         return float((model(stamp(others, kind)).argmax(1) == target).float().mean())
 
 
-def scan_facts(model, data: AuditData, x, y) -> tuple[dict, np.ndarray]:
-    """The facts the suite gives the scan's decision table (suites/suite_poisoning_data.py)."""
+def scan_result(model, data: AuditData, x, y) -> dict:
+    """The trigger scan and the relabel census of (x, y) through `model`, in the shape the suite's
+    cached scan has (measure.poisoning._trigger_scan)."""
     result = scan(model, x, y, data.n_classes, CPU, features=penultimate_features(model, x, CPU).numpy(),
                   steps=POISONING.scan_steps)
-    target = result.target
-    flagged = np.flatnonzero(result.flags)
-    own = result.target_neighbours[flagged] if len(flagged) else np.array([])
-    samples = sample_facts(list(own), result.class_cohesion, int(result.evidence["carries"][flagged].sum()))
+    census = relabel_census.census(model, x, y, data.n_classes, CPU)
+    return {"flags": result.flags, "target": result.target, "target_neighbours": result.target_neighbours,
+            "class_cohesion": result.class_cohesion, "evidence_carries": result.evidence["carries"],
+            "anomaly_index": result.anomaly_index, "mask_l1": result.mask_l1,
+            "trigger_success": result.trigger.success if result.trigger else None,
+            "census": census.summary(), "census_flags": census.flags}
+
+
+def scan_facts(model, data: AuditData, x, y) -> tuple[dict, np.ndarray]:
+    """The facts the suite gives the scan's decision table (suites/suite_poisoning_data.py), and
+    the samples a finding lists (the trigger scan's, and the census's where it names a class)."""
+    result = scan_result(model, data, x, y)
+    target = result["target"]
+    flagged = np.flatnonzero(result["flags"])
+    own = result["target_neighbours"][flagged] if len(flagged) else np.array([])
+    samples = sample_facts(list(own), result["class_cohesion"], int(result["evidence_carries"][flagged].sum()))
     facts = {"target": target, "n_flagged": len(flagged), "share": len(flagged) / len(y),
-             "anomaly_index": result.anomaly_index[target] if target is not None else max(result.anomaly_index),
-             "mask_l1": result.mask_l1[target] if target is not None else None,
-             "trigger_success": result.trigger.success if result.trigger else None,
-             **samples, "class_cohesion": result.class_cohesion,
+             "anomaly_index": result["anomaly_index"][target] if target is not None else max(result["anomaly_index"]),
+             "mask_l1": result["mask_l1"][target] if target is not None else None,
+             "trigger_success": result["trigger_success"],
+             **samples, "class_cohesion": result["class_cohesion"],
+             "census": census_facts(result["census"], int(result["census_flags"].sum())),
+             "census_summary": result["census"],
              "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
-    return facts, result.flags
+    return facts, listed_samples(result)
 
 
 def panel_power(data: AuditData, x, y, ffn: str, seed: int, base_model) -> dict:
@@ -267,11 +305,7 @@ def panel_power(data: AuditData, x, y, ffn: str, seed: int, base_model) -> dict:
         if learned < MIN_LEARNED_BACKDOOR:
             kinds[kind] = {"target_found": False, "recall": 0.0, "precision": None, "not_learned": round(learned, 3)}
             continue
-        facts, flags = scan_facts(model, data, px, py)
-        hits = int((flags & truth).sum())
-        kinds[kind] = {"target_found": facts["target"] == target, "learned": round(learned, 3),
-                       "precision": hits / int(flags.sum()) if flags.any() else None, "recall": hits / int(truth.sum()),
-                       "decided": relabelled_group(facts)}  # as measure.poisoning._kind_power decides
+        kinds[kind] = {**planted_found(scan_result(model, data, px, py), truth, target), "learned": round(learned, 3)}
     return {"rate": POISONING.threat_rate, "target": target, "kinds": kinds}
 
 
@@ -328,6 +362,13 @@ ROUNDS = {
                       (("relu", 8), ("reglu", 9), ("swiglu", 10)), ("t_shape", "stripe", "two_dots"), 9,
                       (("shapes-d", 3, ("t_shape", "stripe")), ("tabular-d", 4, ("t_shape", "stripe"))),
                       ("swiglu", "gelu")),
+    # held out for the relabel census (chosen in the fifteenth stop on the four
+    # rounds above, the "held-out" one included, which had been seen): seeds, a split, data sets,
+    # trigger kinds (one over the strokes) and targets in no other round
+    "held-out-2": Round((11, 12), "digits-resplit-e", 14, 4, ("geglu", "reglu", "relu"),
+                        (("gelu", 11), ("geglu", 12), ("relu", 13)), ("mid_bar", "low_l", "dim_dots"), 2,
+                        (("shapes-e", 5, ("mid_bar", "low_l")), ("tabular-e", 0, ("mid_bar", "dim_dots"))),
+                        ("reglu", "relu")),
 }
 
 
@@ -359,7 +400,8 @@ def run_case(case: dict, art: bool) -> dict:
     facts["power"] = panel_power(data, x, y, case["ffn"], case["seed"], base_model=model)
     status, reason, _, _ = SCAN.condition.judge(facts, POLICY)
     hits = int((flags & truth).sum())
-    row = {**case, "status": status.value, "reason": reason, "facts": facts, "found_target": facts["target"],
+    named = facts["census"]["target"] if census_group(facts) else facts["target"]
+    row = {**case, "status": status.value, "reason": reason, "facts": facts, "found_target": named,
            "anomaly_index": round(facts["anomaly_index"], 2), "n_flagged": int(flags.sum()),
            "likeness": facts["likeness"], "power": facts["power"],
            "seconds": round(time.perf_counter() - started, 1)}
@@ -367,7 +409,7 @@ def run_case(case: dict, art: bool) -> dict:
         base = train(data, data.x_train, data.y_train, case["ffn"], case["seed"])
         row.update(asr=round(success(model, data, case["kind"], case["target"]), 3),
                    base_rate=round(success(base, data, case["kind"], case["target"]), 3),
-                   n_planted=int(truth.sum()), target_right=facts["target"] == case["target"],
+                   n_planted=int(truth.sum()), target_right=named == case["target"],
                    precision=hits / int(flags.sum()) if flags.any() else None, recall=hits / int(truth.sum()))
         if art:
             sys.path.insert(0, str(Path(__file__).parent))
@@ -467,7 +509,7 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--table", help="print the tables of a result file")
     ap.add_argument("--shard", default="0/1", help="K/N: run every N-th case from the K-th")
-    ap.add_argument("--round", choices=("tuning", "tuning-2", "tuning-3", "held-out"), default="held-out")
+    ap.add_argument("--round", choices=("tuning", "tuning-2", "tuning-3", "held-out", "held-out-2"), default="held-out-2")
     ap.add_argument("--art", action="store_true")
     args = ap.parse_args()
     if args.table:

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from swiglu_audit.checks.data_integrity import DUPLICATES, LABEL_ERRORS, LEAKAGE
-from swiglu_audit.checks.poison_detection import DETECTION, DETECTION_COMPARISON, SCAN, TRAINING_SET_VERDICT, natural_shortcut, sample_facts
+from swiglu_audit.checks.poison_detection import (
+    DETECTION,
+    DETECTION_COMPARISON,
+    SCAN,
+    TRAINING_SET_VERDICT,
+    census_facts,
+    census_group,
+    natural_shortcut,
+    sample_facts,
+)
 from swiglu_audit.measure import poisoning as measure
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
 from swiglu_audit.methods.ood_metrics import auroc_estimate, compare_auroc
@@ -92,6 +101,7 @@ def _scan_evidence(audit, model: str) -> dict:
                     "details": {"dataset": audit.data.name, "index_space": _index_space(audit),
                                 "published_detectors": published}}
         found = measure.trigger_scan(audit, model)
+        census = census_facts(found.get("census"), int(found["census_flags"].sum()))
         flagged = np.flatnonzero(found["flags"])
         target = found["target"]
         # the suspected target's own anomaly index (the largest among classes whose trigger works)
@@ -121,12 +131,23 @@ def _scan_evidence(audit, model: str) -> dict:
                                int(found["evidence_carries"][flagged].sum()))
         details.update(own_class_likeness=samples["likeness"], class_cohesion=found.get("class_cohesion"),
                        n_looking_like_another_class=samples["n_relabelled"], n_carrying_a_pattern=samples["n_carrying"])
+        census_flagged = np.flatnonzero(found["census_flags"])
+        details["relabel_census"] = {
+            **found["census"], "n_flagged": len(census_flagged),
+            "indices": audit.data.source_train_indices(census_flagged[:MAX_LISTED]),
+            "evidence": "groups: per class, its samples that look like other classes (the share of their 10 nearest "
+                        "training inputs carrying their own label, over the class's median share, under 0.35; each "
+                        "coordinate's difference capped at one data scale, and coordinates a part of the class holds "
+                        "at one value left out); transfer: the share of other classes' inputs that what the group "
+                        "shares (stamped or added) sends to the class in this model, above the base rate; target: "
+                        "the class whose group transfers most, when it reaches the share required for its size"}
         facts = {"power": power, "target": target, "n_flagged": len(flagged), "share": value, "anomaly_index": index,
-                 **samples, "class_cohesion": found.get("class_cohesion"),
+                 **samples, "class_cohesion": found.get("class_cohesion"), "census": census,
                  "mask_l1": found["mask_l1"][target] if target is not None else None,
                  "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
-        return {"facts": facts, "value": value, "details": details,
-                "flagged": list(audit.data.source_train_indices(flagged)) if len(flagged) else []}
+        listed = np.flatnonzero(measure.listed_samples(found))
+        return {"facts": facts, "value": len(listed) / len(found["flags"]), "details": details,
+                "flagged": list(audit.data.source_train_indices(listed)) if len(listed) else []}
     return audit.memo(("scan-evidence", model), compute)
 
 
@@ -148,8 +169,9 @@ def _scan_outcome(audit, model: str) -> dict:
     status, reason, _, _ = SCAN.condition.judge(evidence["facts"], audit.config.policy)
     facts = evidence["facts"]
     set_aside = facts.get("power") is not None and natural_shortcut(facts)
-    return {"model": model, "status": status.value, "reason": reason, "n_flagged": facts.get("n_flagged", 0),
-            "suspected_target": facts.get("target"), "flagged": evidence["flagged"], "scanned": scanned,
+    suspected = facts["census"]["target"] if census_group(facts) else facts.get("target")
+    return {"model": model, "status": status.value, "reason": reason, "n_flagged": len(evidence["flagged"]),
+            "suspected_target": suspected, "flagged": evidence["flagged"], "scanned": scanned,
             "set_aside": set_aside}
 
 

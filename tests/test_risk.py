@@ -252,6 +252,61 @@ def test_a_relabelled_subgroup_in_a_natural_looking_group_is_not_set_aside():
     assert _scan(**{**natural, "anomaly_index": 3.5}, n_relabelled=0) == "WARN"
 
 
+_CENSUS_RULE = {"large_group": 10, "min_transfer": 0.25, "min_transfer_small": 0.5}
+_CENSUS_NAMES_3 = {"target": 3, "rule": _CENSUS_RULE, "n_groups": 4, "n_flagged": 31, "transfer": 0.41, "base": 0.01,
+                   "how": "stamped", "n_stamped": 3, "required": 0.25, "sources": {0: 5, 1: 4, 7: 22}}
+_CENSUS_NAMES_NONE = {"target": None, "rule": _CENSUS_RULE, "n_groups": 2}
+
+
+def test_the_relabel_census_fails_a_set_the_trigger_scan_passes_and_says_why():
+    """A trigger over the strokes: the trigger scan names no class, the census names one."""
+    finding = _scan_finding(census=_CENSUS_NAMES_3)
+    assert finding.status == "FAIL"
+    assert "31 training samples labelled 3 look like other classes (5 like class 0, 4 like class 1, 22 like class 7" in finding.reason
+    assert "stamping the 3 values they hold in common sends 41% of them there" in finding.reason
+    assert "25% needed for a group of this size" in finding.reason
+    assert "at least 25% of them for a group of 10 or more, 50% for a smaller one" in finding.threshold
+    # the census naming nothing leaves "nothing found" to the power, and the PASS sentence says so
+    passed = _scan_finding(census=_CENSUS_NAMES_NONE)
+    assert passed.status == "PASS" and "the relabel census" in passed.reason
+    # the census naming nothing leaves the trigger scan's own FAIL standing
+    assert _scan(target=4, n_flagged=12, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9, likeness=0.0,
+                 census=_CENSUS_NAMES_NONE) == "FAIL"
+    # where both name a class, the census's is the one the reason names (it tested that the model
+    # obeys what the samples share; on tabular rows the trigger scan named a clean class)
+    both = _scan_finding(target=4, n_flagged=12, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9, likeness=0.0,
+                         census=_CENSUS_NAMES_3)
+    assert both.status == "FAIL" and "labelled 3 look like other classes" in both.reason
+
+
+def test_a_hidden_relabelled_subgroup_is_set_aside_only_when_the_census_finds_nothing_the_model_obeys():
+    natural = dict(target=4, n_flagged=20, share=0.01, anomaly_index=1.5, mask_l1=7.0, trigger_success=0.9,
+                   likeness=0.9, n_carrying=0, n_relabelled=5)
+    assert _scan(**natural) == "WARN"  # no census: cannot tell
+    cleared = _scan_finding(**natural, census=_CENSUS_NAMES_NONE)
+    assert cleared.status == "PASS" and "a natural shortcut, not counted as poison" in cleared.reason
+    assert poison_detection.natural_shortcut({**natural, "census": _CENSUS_NAMES_NONE})
+    # the census naming a class is never set aside, whatever the trigger scan's group looks like
+    assert _scan(**natural, census=_CENSUS_NAMES_3) == "FAIL"
+    assert not poison_detection.natural_shortcut({**natural, "census": _CENSUS_NAMES_3})
+    # samples that carry a shared pattern stay inconclusive: the census does not judge clean-label poison
+    assert _scan(**{**natural, "n_carrying": 4}, census=_CENSUS_NAMES_NONE) == "WARN"
+
+
+def test_census_facts_read_the_named_group_from_the_cached_summary():
+    summary = {"target": 7, "rule": _CENSUS_RULE, "cohesion": {"7": 0.9},
+               "groups": {"2": {"n": 4, "sources": {"5": 4}, "required": 0.5, "transfer": 0.1, "base": 0.0,
+                                "how": "added", "n_stamped": 0, "transfers": {}, "perturbation_norm": 1.0},
+                          "7": {"n": 30, "sources": {"1": 10, "4": 20}, "required": 0.25, "transfer": 0.8,
+                                "base": 0.02, "how": "stamped", "n_stamped": 4, "transfers": {}, "perturbation_norm": 2.0}}}
+    facts = poison_detection.census_facts(summary, 30)
+    assert facts["target"] == 7 and facts["sources"] == {1: 10, 4: 20} and facts["transfer"] == 0.8
+    assert facts["n_groups"] == 2 and facts["required"] == 0.25
+    assert poison_detection.census_facts({**summary, "target": None}, 0) == {"target": None, "rule": _CENSUS_RULE,
+                                                                             "n_groups": 2}
+    assert poison_detection.census_facts(None, 0) is None
+
+
 def _set_verdict(*statuses_and_flags, set_aside=()):
     scans = [{"model": f"m{i}", "status": status, "reason": "why", "n_flagged": flagged, "suspected_target": None,
               "flagged": [], "scanned": status != "OUT", "set_aside": i in set_aside}

@@ -18,9 +18,34 @@ def _scan_threshold(facts: dict, policy: dict) -> str:
             f"look like another class without it (their likeness to the class under {RELABELLED_LIKENESS} of its own "
             "samples'); samples that look like the class and carry no shared pattern are set aside as a natural "
             "shortcut; WARN for a trigger with anomaly index >= min_trigger_anomaly_index = "
-            f"{policy['min_trigger_anomaly_index']} and no relabelled sample on it; PASS for nothing found only "
+            f"{policy['min_trigger_anomaly_index']} and no relabelled sample on it; FAIL too when the relabel census "
+            "finds a group of a class's samples that look like other classes and share a perturbation that sends "
+            f"other classes' inputs to the class{_census_rule(facts)}; PASS for nothing found only "
             f"when the scan finds every planted trigger kind of the threat panel at {_rate(facts['power']['rate'])} "
             f"with recall >= min_scan_recall = {policy['min_scan_recall']}")
+
+
+def _census_rule(facts: dict) -> str:
+    rule = (facts.get("census") or {}).get("rule")
+    if not rule:
+        return ""
+    return (f" (at least {rule['min_transfer']:.0%} of them for a group of {rule['large_group']} or more, "
+            f"{rule['min_transfer_small']:.0%} for a smaller one)")
+
+
+def census_facts(summary: dict | None, n_flagged: int) -> dict | None:
+    """What the decision reads of the relabel census: its named class and that class's group
+    ({"target": None} when it names none), from the census's cached summary."""
+    if summary is None:
+        return None
+    target = summary["target"]
+    out = {"target": target, "rule": summary.get("rule"), "n_groups": len(summary["groups"])}
+    if target is not None:
+        group = summary["groups"][str(target)]
+        out.update(n_flagged=n_flagged, transfer=group["transfer"], base=group["base"], how=group["how"],
+                   n_stamped=group["n_stamped"], required=group["required"],
+                   sources={int(c): n for c, n in group["sources"].items()})
+    return out
 
 
 def _flagged_words(facts: dict) -> str:
@@ -66,13 +91,30 @@ def _looks_natural(facts: dict, policy: dict) -> bool:
             and (facts["likeness"] is None or facts["likeness"] >= RELABELLED_LIKENESS))
 
 
+def census_group(facts: dict, policy: dict | None = None) -> bool:
+    """The relabel census (methods/relabel_census.py) names a class: a group of its samples looks
+    like other classes, and what they share sends other classes' inputs to it in this model."""
+    return (facts.get("census") or {}).get("target") is not None
+
+
+def _census_clears(facts: dict) -> bool:
+    """The census, a second test that needs no recovered trigger, looked at the suspected class and
+    found no relabelled group there that the model obeys (a group of relabelled poison with a trigger
+    the model learned moves other classes' inputs to it: bench/bench_scan_verdicts.py)."""
+    census = facts.get("census")
+    return census is not None and census.get("target") is None
+
+
 def natural_shortcut(facts: dict, policy: dict | None = None) -> bool:
     """A feature of the class, not poison, as far as the scan can tell: the flagged samples look
-    like the class as much as its other samples do, no subgroup of them looks like another class,
-    and they only rest on the recovered trigger: none carries a shared pattern (clean-label poison
-    is one pattern stamped on samples of the class: they would carry it)."""
+    like the class as much as its other samples do, and they only rest on the recovered trigger:
+    none carries a shared pattern (clean-label poison is one pattern stamped on samples of the
+    class: they would carry it); and no subgroup of them looks like another class one by one,
+    or the census finds no relabelled group that the model obeys (borderline samples of a class
+    look like another class one by one too, and share nothing)."""
     return (_looks_natural(facts, policy or {}) and facts["likeness"] is not None and facts["n_carrying"] == 0
-            and (facts.get("n_relabelled") or 0) < MIN_GROUP)
+            and ((facts.get("n_relabelled") or 0) < MIN_GROUP or _census_clears(facts))
+            and not census_group(facts))
 
 
 def _set_aside(facts: dict, policy: dict) -> str:
@@ -93,6 +135,19 @@ def relabelled_group(facts: dict, policy: dict | None = None) -> bool:
     planted 3% backdoors was 1.9-2.5, under min_trigger_anomaly_index."""
     return (facts["target"] is not None and facts["n_flagged"] >= MIN_GROUP
             and not _looks_natural(facts, policy or {}))
+
+
+def _census_words(facts: dict) -> str:
+    census = facts["census"]
+    sources = ", ".join(f"{n} like class {c}" for c, n in census["sources"].items())
+    shared = (f"stamping the {census['n_stamped']} values they hold in common" if census["how"] == "stamped" else
+              "adding the median of what each adds to its look-alikes")
+    return (f"the training data or the model may already carry a backdoor: {census['n_flagged']} training samples "
+            f"labelled {census['target']} look like other classes ({sources}: their nearest training inputs, with "
+            f"each coordinate's difference capped, carry those labels), and what they share moves other classes' "
+            f"inputs to class {census['target']} in this model ({shared} sends {census['transfer']:.0%} of them there, "
+            f"above the {census['base']:.0%} already predicted so; {census['required']:.0%} needed for a group of this "
+            "size): relabelled inputs with a trigger the model obeys, found without recovering the trigger")
 
 
 def _why_undecided(facts: dict) -> str:
@@ -151,7 +206,9 @@ def _nothing_found(facts: dict, policy: dict) -> str:
     else:
         named = f" (largest anomaly index {index:.1f})"
     kinds = list(power["kinds"])
-    return (f"nothing found{named}. Planted in this training set at {_rate(power['rate'])} (one planted set per kind, "
+    return (f"nothing found{named}, and no class holds a group of samples that look like other classes and share "
+            f"a perturbation this model obeys (the relabel census). Planted in this training set at "
+            f"{_rate(power['rate'])} (one planted set per kind, "
             f"this architecture's first seed), each of these trigger kinds is found by the same scan: "
             f"{_found_words(facts, policy)}. What this covers: relabelled (dirty-label) backdoors of these kinds "
             f"({', '.join(kinds)}) at {_rate(power['rate'])} of the training set, which the scan finds with at least "
@@ -175,6 +232,11 @@ SCAN_DECISION = DecisionTable(
             f"inconclusive: the trigger scan did not run because its power on this model cannot be "
             f"measured ({facts['out_of_scope']}); the published detectors flagged "
             f"{facts['n_published']} samples as leads")),
+        # the census first: it tests what the trigger scan's likeness rule only reads off neighbours
+        # (that the model obeys what the samples share); on tabular rows the trigger scan named a
+        # clean class whose borderline rows look like other classes while the census named the
+        # planted one, and its samples are the ones to list
+        Rule(Status.FAIL, census_group, lambda facts, policy: _census_words(facts)),
         Rule(Status.FAIL, relabelled_group, lambda facts, policy: (
             f"the training data or the model may already carry a backdoor: class {facts['target']} has a recovered "
             f"trigger of mask size {facts['mask_l1']:.1f} (anomaly index {facts['anomaly_index']:.1f}, sending "
@@ -253,13 +315,16 @@ DETECTION_COMPARISON = CheckInfo(
 
 SCAN = CheckInfo(
     suite="poisoning", check="training_set_scan", title="Scan of the audited training set for poison",
-    metric="share of training samples flagged by both detectors with every seed's model",
+    metric="share of training samples the scan lists (the trigger scan's, and the relabel census's where it names a class)",
     rmf=("MEASURE 2.1", "MEASURE 2.7"), characteristic="secure_resilient",
     attack_class="poisoning/backdoor", impact="moderate",
     explanation="Is the audited training set already poisoned? The scan does not assume the trigger: "
                 "it reverse-engineers the smallest trigger that sends other classes to each class "
                 "(Neural Cleanse), and for a class whose trigger is anomalously small it lists the "
-                "samples labelled with it that depend on that trigger. Its 'nothing found' is a PASS "
+                "samples labelled with it that depend on that trigger. A second test needs no trigger "
+                "(the relabel census): a group of a class's samples that look like other classes and "
+                "share a perturbation that sends other classes' inputs to the class in this model. "
+                "Its 'nothing found' is a PASS "
                 "only when the same scan finds each kind of the threat panel (threat_triggers, planted "
                 "in the audited training set at threat_rate) in this architecture; otherwise it is "
                 "inconclusive, with each kind's power in the details.",

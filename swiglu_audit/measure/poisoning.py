@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..checks.poison_detection import relabelled_group, sample_facts
-from ..methods import backdoor_scan, poison_detectors, poisoning, triggers
+from ..methods import backdoor_scan, poison_detectors, poisoning, relabel_census, triggers
 from ..methods.integrity import NearDuplicateIndex, exact_duplicates, label_issues, near_duplicates
 from ..methods.poison_detectors import detection_metrics, run_detectors
 from ..methods.poisoning import POISONING_ATTACKS, PoisonedSet, PoisonParams, add_trigger
@@ -432,16 +432,20 @@ def _trigger_scan(audit: AuditSession, model, x, y, kind: str, settings: dict) -
                                     seed=model.seed or 0, steps=settings["steps"],
                                     per_class=settings.get("per_class", backdoor_scan.PER_CLASS))
         trigger = result.trigger
+        # the trigger-free second test: relabelled samples sharing a perturbation the model obeys
+        census = relabel_census.census(model.module, x, y, audit.data.n_classes, audit.device, seed=model.seed or 0)
         arrays = {"flags": result.flags, "scores": result.scores, "target_neighbours": result.target_neighbours,
+                  "census_flags": census.flags,
                   **{f"evidence_{key}": values for key, values in result.evidence.items()}}
         if trigger is not None:
             arrays.update(mask=trigger.mask, pattern=trigger.pattern)
         return arrays, {"target": result.target, "anomaly_index": result.anomaly_index, "mask_l1": result.mask_l1,
                         "trigger_success": trigger.success if trigger else None, "class_cohesion": result.class_cohesion,
-                        "separated_classes": {str(k): v for k, v in result.separated_classes.items()}}
+                        "separated_classes": {str(k): v for k, v in result.separated_classes.items()},
+                        "census": census.summary()}
 
     arrays, record = audit.cached_arrays(kind, [model], settings, _CODE_DIGEST, measure)
-    return {**arrays, **record, "flags": arrays["flags"].astype(bool)}
+    return {**arrays, **record, "flags": arrays["flags"].astype(bool), "census_flags": arrays["census_flags"].astype(bool)}
 
 
 def trigger_scan(audit: AuditSession, name: str) -> dict:
@@ -489,17 +493,44 @@ def _kind_power(audit: AuditSession, name: str, cond: Condition) -> dict:
     model = poisoned_models(audit, name, cond, first_seed_only=True)[0]
     result = _trigger_scan(audit, model, poisoned.x, poisoned.y, "trigger-scan-planted",
                            {**scan_settings(audit, name), "condition": cond.tag(audit.config.poisoning)})
-    flags = result["flags"]
+    return {**planted_found(result, truth, _target(audit)), "learned": round(learned, 3)}
+
+
+def listed_samples(result: dict) -> np.ndarray:
+    """(N,) bool: the samples a finding on a scan result (`_trigger_scan`'s) lists. Where the
+    relabel census names a class its group, with the trigger scan's flags when that scan names
+    the same class (the census is judged first: checks.poison_detection.SCAN); else the trigger
+    scan's flags."""
+    if result["census"]["target"] is None:
+        return result["flags"]
+    if result["target"] == result["census"]["target"]:
+        return result["flags"] | result["census_flags"]
+    return result["census_flags"]
+
+
+def planted_found(result: dict, truth: np.ndarray, target: int) -> dict:
+    """How a scan result (`_trigger_scan`'s) finds planted poison (`truth`, labelled `target`).
+    The poison counts as found only where the decision would call it relabelled (FAIL), by the
+    trigger scan or by the relabel census: flags the verdict would set aside as the class's own
+    feature are no power. Precision and recall are over the samples such a FAIL would list."""
+    samples = sample_facts(list(result["target_neighbours"][result["flags"]]), result.get("class_cohesion"),
+                           int(result["evidence_carries"][result["flags"]].sum()))
+    by_trigger = relabelled_group({"target": result["target"], "n_flagged": int(result["flags"].sum()), **samples})
+    by_census = result["census"]["target"] == target
+    flags = np.zeros_like(result["flags"])
+    if by_trigger and result["target"] == target:
+        flags |= result["flags"]
+    if by_census:
+        flags |= result["census_flags"]
+    if not (by_trigger or by_census):
+        flags = result["flags"]
     hits = int((flags & truth).sum())
-    # the planted poison counts as found only where the decision would call it relabelled (FAIL):
-    # flags the verdict would set aside as the class's own feature are no power
-    samples = sample_facts(list(result["target_neighbours"][flags]), result.get("class_cohesion"),
-                           int(result["evidence_carries"][flags].sum()))
-    decided = relabelled_group({"target": result["target"], "n_flagged": int(flags.sum()), **samples})
-    return {"target_found": result["target"] == _target(audit), "found_target": result["target"],
-            "n_poisoned": int(truth.sum()), "n_flagged": int(flags.sum()), "learned": round(learned, 3),
+    return {"target_found": result["target"] == target or by_census,
+            "found_target": result["target"] if result["target"] is not None else result["census"]["target"],
+            "n_poisoned": int(truth.sum()), "n_flagged": int(flags.sum()),
             "precision": hits / int(flags.sum()) if flags.any() else None,
-            "recall": hits / int(truth.sum()) if truth.any() else None, "decided": decided,
+            "recall": hits / int(truth.sum()) if truth.any() else None, "decided": by_trigger or by_census,
+            "found_by": [name for name, found in (("trigger scan", by_trigger), ("relabel census", by_census)) if found],
             "likeness": samples["likeness"]}
 
 
@@ -557,6 +588,6 @@ def _check_class(audit: AuditSession, c: int, key: str) -> None:
                           f"dataset has classes 0 to {audit.data.n_classes - 1}")
 
 
-_CODE_DIGEST = code_digest(sys.modules[__name__], poison_detectors, backdoor_scan, features_module)
+_CODE_DIGEST = code_digest(sys.modules[__name__], poison_detectors, backdoor_scan, relabel_census, features_module)
 _ATTACK_DIGEST = code_digest(poisoning)
 _TRIGGER_DIGEST = code_digest(triggers)

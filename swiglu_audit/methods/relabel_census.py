@@ -1,0 +1,266 @@
+"""Relabelled samples found without recovering a trigger: a census of the training set's labels.
+
+The trigger scan (`backdoor_scan`) asks the model which class has a shortcut. On digits it does
+not find a trigger laid over the strokes (a T at the bottom middle, a centre patch): every class
+there is reached by a few stroke pixels, so the backdoor's mask is not anomalously small. And on
+tabular data Neural Cleanse's mask over a few features singles out no class at all. Dirty-label
+poison has a second signature that does not depend on where or what the trigger is:
+
+1. **It looks like another class.** A poisoned sample is an input of a source class with a small
+   trigger and the target's label. Compared coordinate by coordinate with every difference capped
+   (`CAP` data scales, so that a few trigger pixels or features add little), its nearest training
+   inputs carry the source's label, not the target's. The share of a sample's nearest neighbours
+   that carry its own label, over the same share's median in its class (`cohesion`), is its
+   likeness to its class; under `RELABELLED_LIKENESS` it looks like another class.
+2. **The model obeys what those samples share.** Each such sample minus the mean of its nearest
+   neighbours of the class it looks like is what was added to it; the coordinate-wise median of
+   that over the group cancels what is each sample's own and keeps what they share (the trigger).
+   Added to inputs of the other classes, it sends them to the group's class when the model learned
+   a backdoor. The borderline samples of a clean class share no such perturbation: what each
+   differs by is its own, and their median moves other classes' inputs little.
+
+The census flags the samples of the class whose group's shared perturbation sends the most
+other-class inputs to it, when that share (above the base rate of those inputs already predicted
+as the class) is at least `required_transfer` of the group's size; the decision
+(checks.poison_detection) judges it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..training import batching
+from ..training.nn import eval_mode
+
+NEIGHBOURS = 10  # nearest training inputs that say which class a sample looks like
+CANDIDATES = 100  # ... chosen among this many nearest by plain Euclidean distance (a matmul)
+QUERY_LIMIT = 5000  # samples whose likeness is measured (a fixed random sample of larger sets)
+POOL_LIMIT = 20000  # training inputs they are compared with (likewise)
+# Every coordinate's squared difference is capped at CAP data scales squared: a trigger of a few
+# pixels or features then moves a sample little, while the many coordinates in which two classes
+# differ still separate them.
+CAP = 1.0
+WINDOW = 0.1  # data scales: values this close count as one value (shared_coordinates)
+SHARED_EXCESS = 0.1  # a share of the class more than the other classes hold that value
+MAX_PART = 0.5  # ... held by at most this share of the class
+RELABELLED_LIKENESS = 0.35  # as checks.poison_detection: a sample that looks like its class this little
+MIN_COHESION = 0.3  # a class whose own samples are not each other's neighbours: no census there
+MIN_GROUP = 3
+TRANSFER_INPUTS = 500  # other-class inputs the shared perturbation is added to
+# The share of them it must send to the class (above their base rate), by the group's size. A few
+# samples share values by chance: on the tuning rounds' clean models (bench/bench_scan_verdicts.py)
+# groups of 3 to 9 transferred up to 0.38, groups of 10 or more at most 0.14; planted poison at 3%
+# made groups of 13 to 57 that transferred 0.29 (a T the model learned at attack success 0.53) to 1.0.
+LARGE_GROUP = 10
+MIN_TRANSFER = 0.25  # a group of LARGE_GROUP or more
+MIN_TRANSFER_SMALL = 0.5  # a smaller group
+
+
+def required_transfer(n_members: int) -> float:
+    """How much of the other classes' inputs a group's shared perturbation must move to count."""
+    return MIN_TRANSFER if n_members >= LARGE_GROUP else MIN_TRANSFER_SMALL
+TIGHT = 0.1  # data scales: a coordinate the group holds at one value (median absolute deviation)
+SHIFT = 0.5  # ... that far from where the other classes' inputs sit (their median)
+
+
+@dataclass
+class Group:
+    """The samples of one class that look like another class, and what they share."""
+    label: int
+    indices: np.ndarray  # training rows
+    sources: dict[int, int]  # the class each looks like -> how many
+    transfer: float  # share of other-class inputs the shared perturbation sends to `label`, above base
+    base: float  # share of those inputs predicted as `label` without it
+    how: str  # "stamped" or "added": the form of the shared perturbation that transferred more
+    transfers: dict[str, float]  # each form's share above base
+    n_stamped: int  # coordinates the stamped form sets
+    perturbation_norm: float  # the added form's L2 norm in data scales
+
+
+@dataclass
+class Census:
+    likeness: np.ndarray  # (N,) own-label share over the class's median share; NaN where not measured
+    cohesion: dict[int, float]  # class -> its samples' median own-label share
+    groups: dict[int, Group]  # classes with at least MIN_GROUP relabelled-looking samples
+    target: int | None  # the class whose group's perturbation transfers most, when at least MIN_TRANSFER
+    flags: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # (N,) the target's group
+
+    def summary(self) -> dict:
+        """What the cache keeps and the decision reads, JSON-ready."""
+        return {"target": self.target, "cohesion": {str(c): v for c, v in self.cohesion.items()},
+                "rule": {"large_group": LARGE_GROUP, "min_transfer": MIN_TRANSFER,
+                         "min_transfer_small": MIN_TRANSFER_SMALL},
+                "groups": {str(c): {"n": len(g.indices), "sources": {str(s): n for s, n in g.sources.items()},
+                                    "required": required_transfer(len(g.indices)),
+                                    "transfer": round(g.transfer, 4), "base": round(g.base, 4),
+                                    "how": g.how, "n_stamped": g.n_stamped, "transfers": g.transfers,
+                                    "perturbation_norm": round(g.perturbation_norm, 4)}
+                           for c, g in self.groups.items()}}
+
+
+def _scale(rows: np.ndarray, tabular: bool) -> np.ndarray:
+    """Per-coordinate scales: each feature's own spread on tabular data (features have their own
+    units); one scale for all pixels of an image (a pixel's unit is the image's)."""
+    spread = rows.std(axis=0)
+    if tabular:
+        return np.where(spread > 1e-6, spread, 1.0)
+    typical = float(np.sqrt(np.mean(spread ** 2)))
+    return np.full(rows.shape[1], typical if typical > 1e-6 else 1.0)
+
+
+def _sample(n: int, limit: int, seed: int) -> np.ndarray:
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
+@torch.no_grad()
+def nearest(rows: np.ndarray, queries: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """(len(queries), NEIGHBOURS) rows of `pool` nearest each query row by the capped distance
+    (never the query itself): Euclidean candidates first, then re-ranked."""
+    data = torch.from_numpy(rows)
+    reference = data[torch.from_numpy(pool)]
+    k = max(1, min(NEIGHBOURS, len(pool) - 1))
+    m = min(CANDIDATES, len(pool))
+    out = []
+    for start in range(0, len(queries), 256):
+        chunk = queries[start:start + 256]
+        q = data[torch.from_numpy(chunk)]
+        distances = torch.cdist(q, reference)
+        distances[torch.from_numpy(chunk[:, None] == pool[None, :])] = float("inf")
+        candidates = distances.topk(m, largest=False).indices  # (B, m)
+        capped = ((q[:, None, :] - reference[candidates]) ** 2).clamp_max(CAP ** 2).sum(-1)
+        capped[torch.from_numpy(chunk[:, None] == pool[candidates.numpy()])] = float("inf")
+        out.append(pool[candidates.gather(1, capped.topk(k, largest=False).indices).numpy()])
+    return np.concatenate(out)
+
+
+def shared_coordinates(scaled: np.ndarray, labels: np.ndarray, c: int) -> np.ndarray:
+    """(D,) bool: coordinates on which a part of class c holds one value (within WINDOW data
+    scales) far more often than the other classes do (by SHARED_EXCESS of the class): where a
+    stamped trigger sits. On tabular data a trigger of a few features is what makes poisoned
+    samples each other's nearest neighbours; without these coordinates they look like their source."""
+    inside, outside = scaled[labels == c], scaled[labels != c]
+    if not len(inside) or not len(outside):
+        return np.zeros(scaled.shape[1], dtype=bool)
+    cells_in, cells_out = np.round(inside / WINDOW), np.round(outside / WINDOW)
+    excess = np.zeros(scaled.shape[1])
+    for j in range(scaled.shape[1]):
+        values, counts = np.unique(cells_in[:, j], return_counts=True)
+        mode, share = values[counts.argmax()], counts.max() / len(inside)
+        # a part of the class, not its bulk: what most of a class holds is its own feature
+        excess[j] = share - float(np.mean(cells_out[:, j] == mode)) if share <= MAX_PART else 0.0
+    return excess >= SHARED_EXCESS
+
+
+def census(model: nn.Module, x, y: torch.Tensor, n_classes: int, device: torch.device, seed: int = 0) -> Census:
+    """The census of training set (x, y) with one trained model (see the module's docstring).
+    `x` is a tensor or anything indexed like one along its first dimension (a poisoned set's
+    patched rows): only the rows the census reads (at most QUERY_LIMIT + POOL_LIMIT) are taken."""
+    labels = y.cpu().numpy()
+    queries, pool = _sample(len(labels), QUERY_LIMIT, seed), _sample(len(labels), POOL_LIMIT, seed + 1)
+    held = np.union1d(queries, pool)
+    local = _census(model, x[torch.from_numpy(held)].float().cpu(), labels[held], np.searchsorted(held, queries),
+                    np.searchsorted(held, pool), n_classes, device, seed)
+    # back to the training set's own rows
+    likeness = np.full(len(labels), np.nan)
+    likeness[held] = local.likeness
+    flags = np.zeros(len(labels), dtype=bool)
+    flags[held] = local.flags
+    for group in local.groups.values():
+        group.indices = held[group.indices]
+    return Census(likeness=likeness, cohesion=local.cohesion, groups=local.groups, target=local.target, flags=flags)
+
+
+def _census(model: nn.Module, x: torch.Tensor, labels: np.ndarray, queries: np.ndarray, pool: np.ndarray,
+            n_classes: int, device: torch.device, seed: int) -> Census:
+    rows = x.flatten(1).numpy()
+    scale = _scale(rows, tabular=x.shape[-2] == 1)
+    scaled = (rows / scale).astype(np.float32)
+    neighbours = np.zeros((len(queries), max(1, min(NEIGHBOURS, len(pool) - 1))), dtype=np.int64)
+    for c in np.unique(labels[queries]):
+        # each class's samples compared without the coordinates a part of the class shares
+        keep = ~shared_coordinates(scaled[queries], labels[queries], int(c))
+        which = labels[queries] == c
+        neighbours[which] = nearest(np.ascontiguousarray(scaled[:, keep]), queries[which], pool)
+    own_share = (labels[neighbours] == labels[queries, None]).mean(1)
+    cohesion = {int(c): float(np.median(own_share[labels[queries] == c])) for c in np.unique(labels[queries])}
+    likeness = np.full(len(labels), np.nan)
+    for c, value in cohesion.items():
+        if value >= MIN_COHESION:
+            members = labels[queries] == c
+            likeness[queries[members]] = own_share[members] / value
+    looks_other = np.zeros(len(labels), dtype=bool)
+    looks_other[queries] = likeness[queries] < RELABELLED_LIKENESS
+    position = {int(q): i for i, q in enumerate(queries)}
+    groups = {}
+    for c in range(n_classes):
+        members = np.flatnonzero(looks_other & (labels == c))
+        if len(members) >= MIN_GROUP:
+            groups[c] = _group(model, x, labels, c, members, neighbours[[position[int(i)] for i in members]],
+                               looks_other, scale, device, seed)
+    working = [g for g in groups.values() if g.transfer >= required_transfer(len(g.indices))]
+    target = max(working, key=lambda g: g.transfer).label if working else None
+    flags = np.zeros(len(labels), dtype=bool)
+    if target is not None:
+        flags[groups[target].indices] = True
+    return Census(likeness=likeness, cohesion=cohesion, groups=groups, target=target, flags=flags)
+
+
+def _group(model: nn.Module, x: torch.Tensor, labels: np.ndarray, c: int, members: np.ndarray,
+           member_neighbours: np.ndarray, looks_other: np.ndarray, scale: np.ndarray, device: torch.device,
+           seed: int) -> Group:
+    """The group of class c: what its samples share, and how far the model obeys it. What they
+    share is tried two ways, and the one the model obeys more counts: the coordinates on which the
+    group holds one value that the other classes do not (stamped, as a patch trigger is), and the
+    coordinate-wise median of what each sample adds to its look-alikes (added, as a blend is)."""
+    sources, added = {}, []
+    for row, near in zip(members, member_neighbours):
+        other = labels[near][labels[near] != c]
+        source = int(np.bincount(other).argmax())  # the class it looks like
+        sources[source] = sources.get(source, 0) + 1
+        like = near[labels[near] == source]
+        added.append((x[int(row)] - x[torch.from_numpy(like)].mean(0)).cpu())
+    perturbation = torch.stack(added).median(0).values  # what the group shares, not each one's own
+    others = np.flatnonzero((labels != c) & ~looks_other)
+    others = others[_sample(len(others), TRANSFER_INPUTS, seed + c)]
+    inputs = x[torch.from_numpy(others)]
+    lo, hi = x.amin(0), x.amax(0)  # the data's range per coordinate: perturbed inputs stay inside it
+    held = x[torch.from_numpy(members)]
+    value = held.median(0).values
+    spread = (held - value).abs().median(0).values
+    unit = torch.from_numpy(scale.astype(np.float32)).view_as(value)
+    rest = x[torch.from_numpy(np.setdiff1d(np.flatnonzero(labels == c), members))]
+    typical = rest.median(0).values if len(rest) else value
+    # held by the group, and neither where the other classes' inputs sit nor where the rest of
+    # the class does: a stamped trigger, not a feature of either
+    stamp = ((spread <= TIGHT * unit) & ((value - inputs.median(0).values).abs() >= SHIFT * unit)
+             & ((value - typical).abs() >= SHIFT * unit))
+    variants = {"added": lambda xs: torch.minimum(torch.maximum(xs + perturbation, lo), hi),
+                "stamped": lambda xs: torch.where(stamp, value, xs)}
+    base, moved = _predicted_shares(model, inputs, c, device, variants)
+    best = max(moved, key=lambda k: moved[k])
+    return Group(label=c, indices=members, sources=dict(sorted(sources.items())),
+                 transfer=max(0.0, moved[best] - base), base=base, how=best, n_stamped=int(stamp.sum()),
+                 transfers={k: round(max(0.0, v - base), 4) for k, v in moved.items()},
+                 perturbation_norm=float((perturbation / unit).norm()))
+
+
+@torch.no_grad()
+def _predicted_shares(model: nn.Module, inputs: torch.Tensor, c: int, device: torch.device,
+                      variants: dict) -> tuple[float, dict[str, float]]:
+    """The share of `inputs` predicted as c as they are, and under each variant's change."""
+    batch = batching.batch_size(model, inputs[:1], device)
+    plain, moved = 0, dict.fromkeys(variants, 0)
+    with eval_mode(model):
+        for start in range(0, len(inputs), batch):
+            xs = inputs[start:start + batch]
+            plain += int((model(xs.to(device)).argmax(1) == c).sum())
+            for name, change in variants.items():
+                moved[name] += int((model(change(xs).to(device)).argmax(1) == c).sum())
+    n = max(1, len(inputs))
+    return plain / n, {name: count / n for name, count in moved.items()}
