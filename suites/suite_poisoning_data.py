@@ -169,7 +169,8 @@ def _scan_outcome(audit, model: str) -> dict:
     status, reason, _, _ = SCAN.condition.judge(evidence["facts"], audit.config.policy)
     facts = evidence["facts"]
     set_aside = facts.get("power") is not None and natural_shortcut(facts)
-    suspected = facts["census"]["target"] if census_group(facts) else facts.get("target")
+    census = facts.get("census") or {}
+    suspected = census["target"] if census_group(facts) else facts.get("target", census.get("lead"))
     return {"model": model, "status": status.value, "reason": reason, "n_flagged": len(evidence["flagged"]),
             "suspected_target": suspected, "flagged": evidence["flagged"], "scanned": scanned,
             "set_aside": set_aside}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from swiglu_audit.methods.relabel_census import census, nearest, required_transfer, shared_coordinates
+from swiglu_audit.methods.relabel_census import Group, census, lead_class, nearest, required_transfer, shared_coordinates
 from swiglu_audit.training.data import load_digits_data
 from swiglu_audit.training.nn import ModelConfig, build_model
 from swiglu_audit.training.train import Recipe, train_model
@@ -110,6 +110,17 @@ def test_the_capped_distance_sees_past_a_few_trigger_coordinates():
     rows = np.concatenate([rows, triggered[[0]], triggered[5:]])  # row 10: shape A with the trigger
     found = nearest(rows, np.array([10]), np.arange(len(rows)))[0]
     assert set(found[:4].tolist()) <= {0, 1, 2, 3, 4}, found
+
+
+def test_a_lead_is_the_largest_group_standing_out_and_moving_some_inputs():
+    def group(label, n, transfer):
+        return Group(label=label, indices=np.arange(n), sources={}, transfer=transfer, base=0.0, how="added",
+                     transfers={}, n_stamped=0, perturbation_norm=1.0)
+    assert lead_class({2: group(2, 40, 0.1), 3: group(3, 9, 0.0)}) == 2
+    assert lead_class({2: group(2, 40, 0.01), 3: group(3, 9, 0.0)}) is None  # moves nothing
+    assert lead_class({2: group(2, 14, 0.1), 3: group(3, 9, 0.0)}) is None  # not twice the next
+    assert lead_class({2: group(2, 8, 0.3)}) is None  # too small to stand out
+    assert lead_class({2: group(2, 12, 0.1)}) == 2 and lead_class({}) is None
 
 
 def test_shared_coordinates_are_a_part_of_the_class_holding_one_value_the_others_do_not():

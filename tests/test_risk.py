@@ -165,7 +165,7 @@ def test_a_decision_table_decides_by_its_first_holding_rule_and_must_end_with_al
         DecisionTable(threshold=lambda f, p: "", rules=(Rule(Status.PASS, lambda f, p: True, lambda f, p: ""),))
 
 
-_FOUND = {"target_found": True, "recall": 1.0, "precision": 0.9}
+_FOUND = {"target_found": True, "recall": 1.0, "precision": 0.9, "learned": 0.93}
 _POWER = {"rate": 0.03, "target": 0, "kinds": {"corner_patch": _FOUND, "blend": _FOUND}}
 _SCAN_POLICY = {"min_trigger_anomaly_index": 2.0, "min_scan_recall": 0.5}
 
@@ -230,6 +230,7 @@ def test_nothing_found_passes_only_with_power_on_every_kind_of_the_panel():
     assert passed.status == "PASS"
     assert "corner_patch, blend" in passed.reason and "at 3% of the training set" in passed.reason
     assert "relabelled (dirty-label) backdoors of these kinds" in passed.reason and "clean-label poison" in passed.reason
+    assert "as strongly as it learned the panel's (attack success above the base rate 0.93 or more)" in passed.reason
     # a kind whose planted poison the scan flags but would not call relabelled gives no power
     undecided = _scan_finding(power=_panel(decided=False))
     assert undecided.status == "WARN" and "would not call it relabelled" in undecided.reason
@@ -255,7 +256,10 @@ def test_a_relabelled_subgroup_in_a_natural_looking_group_is_not_set_aside():
 _CENSUS_RULE = {"large_group": 10, "min_transfer": 0.25, "min_transfer_small": 0.5}
 _CENSUS_NAMES_3 = {"target": 3, "rule": _CENSUS_RULE, "n_groups": 4, "n_flagged": 31, "transfer": 0.41, "base": 0.01,
                    "how": "stamped", "n_stamped": 3, "required": 0.25, "sources": {0: 5, 1: 4, 7: 22}}
-_CENSUS_NAMES_NONE = {"target": None, "rule": _CENSUS_RULE, "n_groups": 2}
+_CENSUS_NAMES_NONE = {"target": None, "lead": None, "rule": _CENSUS_RULE, "n_groups": 2}
+_CENSUS_LEAD_2 = {"target": None, "lead": 2, "rule": _CENSUS_RULE, "n_groups": 3, "n_flagged": 40, "transfer": 0.1,
+                  "base": 0.0, "how": "stamped", "n_stamped": 2, "required": 0.25, "sources": {0: 20, 5: 20},
+                  "next_largest": 9}
 
 
 def test_the_relabel_census_fails_a_set_the_trigger_scan_passes_and_says_why():
@@ -277,6 +281,21 @@ def test_the_relabel_census_fails_a_set_the_trigger_scan_passes_and_says_why():
     both = _scan_finding(target=4, n_flagged=12, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9, likeness=0.0,
                          census=_CENSUS_NAMES_3)
     assert both.status == "FAIL" and "labelled 3 look like other classes" in both.reason
+
+
+def test_a_census_group_that_stands_out_but_moves_too_few_inputs_is_a_lead_never_a_pass():
+    """A backdoor the model learned weakly (attack success 0.18-0.42 in BENCHMARKS.md): the group
+    is far larger than any other class's, what it shares moves some inputs, not enough to FAIL."""
+    lead = _scan_finding(census=_CENSUS_LEAD_2)
+    assert lead.status == "WARN" and lead.reason.startswith("a lead: 40 training samples labelled 2")
+    assert "against at most 9 in any other class" in lead.reason and "moves 10% of other classes' inputs" in lead.reason
+    # nor does it let a natural-looking group of the trigger scan be set aside
+    natural = dict(target=2, n_flagged=20, share=0.01, anomaly_index=1.5, mask_l1=7.0, trigger_success=0.9,
+                   likeness=0.9, n_carrying=0, n_relabelled=5)
+    assert not poison_detection.natural_shortcut({**natural, "census": _CENSUS_LEAD_2})
+    # the trigger scan's own FAIL still comes before the lead
+    assert _scan(target=4, n_flagged=12, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9, likeness=0.0,
+                 census=_CENSUS_LEAD_2) == "FAIL"
 
 
 def test_a_hidden_relabelled_subgroup_is_set_aside_only_when_the_census_finds_nothing_the_model_obeys():
@@ -302,8 +321,11 @@ def test_census_facts_read_the_named_group_from_the_cached_summary():
     facts = poison_detection.census_facts(summary, 30)
     assert facts["target"] == 7 and facts["sources"] == {1: 10, 4: 20} and facts["transfer"] == 0.8
     assert facts["n_groups"] == 2 and facts["required"] == 0.25
-    assert poison_detection.census_facts({**summary, "target": None}, 0) == {"target": None, "rule": _CENSUS_RULE,
-                                                                             "n_groups": 2}
+    assert facts["next_largest"] == 4 and facts["lead"] is None
+    assert poison_detection.census_facts({**summary, "target": None}, 0) == {"target": None, "lead": None,
+                                                                             "rule": _CENSUS_RULE, "n_groups": 2}
+    lead = poison_detection.census_facts({**summary, "target": None, "lead": 7}, 30)
+    assert lead["lead"] == 7 and lead["transfer"] == 0.8 and lead["n_flagged"] == 30
     assert poison_detection.census_facts(None, 0) is None
 
 

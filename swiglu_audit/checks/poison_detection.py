@@ -38,13 +38,15 @@ def census_facts(summary: dict | None, n_flagged: int) -> dict | None:
     ({"target": None} when it names none), from the census's cached summary."""
     if summary is None:
         return None
-    target = summary["target"]
-    out = {"target": target, "rule": summary.get("rule"), "n_groups": len(summary["groups"])}
-    if target is not None:
-        group = summary["groups"][str(target)]
+    target, lead = summary["target"], summary.get("lead")
+    out = {"target": target, "lead": lead, "rule": summary.get("rule"), "n_groups": len(summary["groups"])}
+    named = target if target is not None else lead
+    if named is not None:
+        group = summary["groups"][str(named)]
         out.update(n_flagged=n_flagged, transfer=group["transfer"], base=group["base"], how=group["how"],
                    n_stamped=group["n_stamped"], required=group["required"],
-                   sources={int(c): n for c, n in group["sources"].items()})
+                   sources={int(c): n for c, n in group["sources"].items()},
+                   next_largest=max((g["n"] for c, g in summary["groups"].items() if c != str(named)), default=0))
     return out
 
 
@@ -97,12 +99,19 @@ def census_group(facts: dict, policy: dict | None = None) -> bool:
     return (facts.get("census") or {}).get("target") is not None
 
 
+def census_lead(facts: dict, policy: dict | None = None) -> bool:
+    """The census names no class but one class's group stands out (relabel_census.lead_class):
+    what a weakly learned backdoor looks like."""
+    census = facts.get("census") or {}
+    return census.get("target") is None and census.get("lead") is not None
+
+
 def _census_clears(facts: dict) -> bool:
     """The census, a second test that needs no recovered trigger, looked at the suspected class and
     found no relabelled group there that the model obeys (a group of relabelled poison with a trigger
     the model learned moves other classes' inputs to it: bench/bench_scan_verdicts.py)."""
     census = facts.get("census")
-    return census is not None and census.get("target") is None
+    return census is not None and census.get("target") is None and census.get("lead") is None
 
 
 def natural_shortcut(facts: dict, policy: dict | None = None) -> bool:
@@ -114,7 +123,7 @@ def natural_shortcut(facts: dict, policy: dict | None = None) -> bool:
     look like another class one by one too, and share nothing)."""
     return (_looks_natural(facts, policy or {}) and facts["likeness"] is not None and facts["n_carrying"] == 0
             and ((facts.get("n_relabelled") or 0) < MIN_GROUP or _census_clears(facts))
-            and not census_group(facts))
+            and not census_group(facts) and not census_lead(facts))
 
 
 def _set_aside(facts: dict, policy: dict) -> str:
@@ -148,6 +157,15 @@ def _census_words(facts: dict) -> str:
             f"inputs to class {census['target']} in this model ({shared} sends {census['transfer']:.0%} of them there, "
             f"above the {census['base']:.0%} already predicted so; {census['required']:.0%} needed for a group of this "
             "size): relabelled inputs with a trigger the model obeys, found without recovering the trigger")
+
+
+def _census_lead_words(facts: dict) -> str:
+    census = facts["census"]
+    return (f"a lead: {census['n_flagged']} training samples labelled {census['lead']} look like other classes, "
+            f"against at most {census['next_largest']} in any other class, and what they share moves "
+            f"{census['transfer']:.0%} of other classes' inputs to class {census['lead']} in this model (under the "
+            f"{census['required']:.0%} a FAIL needs): a backdoor the model learned weakly looks like this (the relabel "
+            "census); inspect them")
 
 
 def _why_undecided(facts: dict) -> str:
@@ -212,9 +230,20 @@ def _nothing_found(facts: dict, policy: dict) -> str:
             f"this architecture's first seed), each of these trigger kinds is found by the same scan: "
             f"{_found_words(facts, policy)}. What this covers: relabelled (dirty-label) backdoors of these kinds "
             f"({', '.join(kinds)}) at {_rate(power['rate'])} of the training set, which the scan finds with at least "
-            f"min_scan_recall = {policy['min_scan_recall']} of their samples; clean-label poison, other trigger kinds, "
-            "places and sizes, and smaller rates were not measured ([tool.swiglu_audit.poisoning] threat_triggers and "
-            "threat_rate set the threat)")
+            f"min_scan_recall = {policy['min_scan_recall']} of their samples{_strength_words(power)}; clean-label "
+            "poison, other trigger kinds, places and sizes, and smaller rates were not measured "
+            "([tool.swiglu_audit.poisoning] threat_triggers and threat_rate set the threat)")
+
+
+def _strength_words(power: dict) -> str:
+    """How strongly the model learned the panel's backdoors: what "nothing found" was shown on. A
+    backdoor the model learns more weakly moves fewer inputs and can be missed (BENCHMARKS.md:
+    attack success 0.18-0.42 gave a lead or nothing)."""
+    learned = [p["learned"] for p in power["kinds"].values() if p.get("learned") is not None]
+    if not learned:
+        return ""
+    return (f", when this model learns them as strongly as it learned the panel's (attack success above the base "
+            f"rate {min(learned):.2f} or more); a backdoor it learns more weakly may be missed")
 
 
 # The scan's verdict, row by row: a group of samples that rest on or carry a recovered trigger and
@@ -243,6 +272,7 @@ SCAN_DECISION = DecisionTable(
             f"{facts['trigger_success']:.0%} of other-class inputs to it), and {_flagged_words(facts)} depend on it; "
             f"without the trigger's region they look like another class (their nearest training inputs carry the "
             f"target label {facts['likeness']:.0%} as often as the class's own samples' do): relabelled inputs")),
+        Rule(Status.WARN, census_lead, lambda facts, policy: _census_lead_words(facts)),
         Rule(Status.WARN, lambda facts, policy: _looks_natural(facts, policy) and not natural_shortcut(facts, policy),
              lambda facts, policy: (
             f"inconclusive: class {facts['target']} has a recovered trigger "

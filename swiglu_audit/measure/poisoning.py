@@ -500,10 +500,11 @@ def listed_samples(result: dict) -> np.ndarray:
     """(N,) bool: the samples a finding on a scan result (`_trigger_scan`'s) lists. Where the
     relabel census names a class its group, with the trigger scan's flags when that scan names
     the same class (the census is judged first: checks.poison_detection.SCAN); else the trigger
-    scan's flags."""
-    if result["census"]["target"] is None:
-        return result["flags"]
-    if result["target"] == result["census"]["target"]:
+    scan's flags, and the census's lead group where it has one."""
+    census = result["census"]
+    if census["target"] is None:  # the census's lead group, if any, is listed beside the trigger scan's flags
+        return result["flags"] | result["census_flags"] if census.get("lead") is not None else result["flags"]
+    if result["target"] == census["target"]:
         return result["flags"] | result["census_flags"]
     return result["census_flags"]
 
@@ -516,7 +517,7 @@ def planted_found(result: dict, truth: np.ndarray, target: int) -> dict:
     samples = sample_facts(list(result["target_neighbours"][result["flags"]]), result.get("class_cohesion"),
                            int(result["evidence_carries"][result["flags"]].sum()))
     by_trigger = relabelled_group({"target": result["target"], "n_flagged": int(result["flags"].sum()), **samples})
-    by_census = result["census"]["target"] == target
+    by_census = result["census"]["target"] == target and target is not None
     flags = np.zeros_like(result["flags"])
     if by_trigger and result["target"] == target:
         flags |= result["flags"]
