@@ -209,7 +209,7 @@ def test_the_scan_decision_table_row_by_row():
     assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=1.5, mask_l1=7.0, trigger_success=0.9,
                  likeness=0.0) == "FAIL"
     assert _scan(target=4, n_flagged=12, share=0.01, anomaly_index=3.5, mask_l1=7.0, trigger_success=0.9,
-                 likeness=0.2) == "FAIL"
+                 likeness=0.15) == "FAIL"
     assert _scan(target=4, n_flagged=2, share=0.001, anomaly_index=3.5, mask_l1=7.0) == "WARN"  # a lead
     assert _scan(target=4, n_flagged=0, anomaly_index=3.5, mask_l1=7.0) == "WARN"  # anomalous, nothing on it
     assert _scan(target=4, n_flagged=0, anomaly_index=1.5, mask_l1=7.0) == "PASS"  # below the policy's index

@@ -59,11 +59,15 @@ def _flagged_words(facts: dict) -> str:
 # target class's own samples' are. Flagged samples that look like the target class about as much
 # as its other samples do are what a natural shortcut of the class (a feature its own samples rest
 # on) gives, and clean-label poison too: the scan cannot tell those apart. Chosen on the tuning
-# rounds of bench/bench_scan_verdicts.py: planted poison's likeness 0.10-0.11 of the class's own,
+# rounds of bench/bench_scan_verdicts.py: planted poison's likeness 0.00-0.11 of the class's own,
 # clean classes' flagged groups 0.6-1.0 (digits, shapes, and a tabular class whose own samples
 # have a median share of 0.5); where a class's own samples are not each other's neighbours (a
 # median share under MIN_COHESION) the comparison says nothing, and the scan says it cannot tell.
-RELABELLED_LIKENESS = 0.35
+# First 0.35; lowered to 0.2 in the fifteenth stop, when the round "held-out-3" showed a clean
+# tabular class (its samples' median share 0.3) whose flagged group's likeness was 0.33: with ten
+# neighbours a share of 0.1 against 0.3 is one neighbour against three, while every planted
+# backdoor the trigger scan failed on in five rounds had likeness 0.00.
+RELABELLED_LIKENESS = 0.2
 MIN_COHESION = 0.3
 MIN_GROUP = 3  # flagged samples that make a group rather than a stray sample
 
