@@ -249,8 +249,9 @@ def test_models_poisoned_the_cheaper_way_get_the_cheaper_scan_and_the_plan_count
     # the plan counts scan steps over SCAN_INPUTS inputs: the cheaper scan is a quarter of the full one
     full_steps = planned_work(full, "swiglu-mlp").units["trigger scan"]
     cheap_steps = planned_work(cheap, "swiglu-mlp").units["trigger scan"]
-    # the audited set and each kind of the power panel (5 by default): ten classes, 200 steps each
-    assert full_steps == (1 + 5) * 10 * 200 and cheap_steps * 4 == full_steps
+    # the audited set and each kind of the power panel (6 by default): ten classes, 200 steps each
+    kinds = len(full.config.poisoning.threat_triggers)
+    assert kinds == 6 and full_steps == (1 + kinds) * 10 * 200 and cheap_steps * 4 == full_steps
 
 
 def test_penultimate_features_of_a_users_model_and_a_clear_error_without_a_head():
@@ -310,7 +311,7 @@ def harness_trigger():  # the same trigger the harness plants: bottom-right 2x2,
 '''
 
 
-def _backdoored_audit(pytester, factory, select, panel=None):
+def _backdoored_audit(pytester, factory, select, panel=None, seeds=(0, 1)):
     from swiglu_audit.config import OPT_ENABLE
 
     pytester.makepyfile(backdoored=BACKDOORED_DATA)
@@ -320,7 +321,7 @@ profile = "quick"
 dataset = "backdoored:{factory}"
 variants = ["swiglu", "relu"]
 families = ["mlp"]
-seeds = [0, 1]
+seeds = {list(seeds)}
 [tool.swiglu_audit.poisoning]
 backdoor_target = {3 if factory == "harness_trigger" else 0}
 """ + (f"threat_triggers = {list(panel)}\n".replace("'", '"') if panel else ""))
@@ -363,14 +364,16 @@ def test_a_small_trigger_at_3_percent_is_never_passed_and_a_clean_set_is_never_f
     monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
     select = "training_set_scan or training_set_verdict"
     # a two-kind panel: fewer kinds only make "nothing found" easier to pass, so the test is no weaker
-    _, doc = _backdoored_audit(pytester, "small_diagonal_3_percent", select, panel=("corner_patch", "checkerboard"))
+    # one seed: the scan reads each model's first seed only
+    _, doc = _backdoored_audit(pytester, "small_diagonal_3_percent", select, panel=("corner_patch", "checkerboard"),
+                               seeds=(0,))
     verdicts = [f for f in doc["findings"] if f["check"] in ("training_set_scan", "training_set_verdict")]
     assert len(verdicts) == 3
     for f in verdicts:
         assert f["status"] in ("FAIL", "WARN"), (f["id"], f["reason"])
     for f in verdicts[:2]:  # each model's panel is in its details, kind by kind
         assert set(f["details"]["power_on_planted_backdoors"]["kinds"]) >= {"corner_patch", "checkerboard"}
-    _, doc = _backdoored_audit(pytester, "clean", select, panel=("corner_patch", "checkerboard"))
+    _, doc = _backdoored_audit(pytester, "clean", select, panel=("corner_patch", "checkerboard"), seeds=(0,))
     verdicts = [f for f in doc["findings"] if f["check"] in ("training_set_scan", "training_set_verdict")]
     assert len(verdicts) == 3 and all(f["status"] != "FAIL" for f in verdicts), [f["reason"] for f in verdicts]
 

@@ -175,7 +175,7 @@ profile = "quick"
 dataset = "table:{factory}"
 variants = ["swiglu", "relu"]
 families = ["mlp"]
-seeds = [0, 1]
+seeds = [0]  # the scan reads each model's first seed only
 [tool.swiglu_audit.poisoning]
 threat_triggers = ["corner_patch"]
 """)

@@ -1,0 +1,118 @@
+"""The relabel census alone, on the scan benchmark's cases, and its cost on a CIFAR-sized set.
+
+The census (swiglu_audit/methods/relabel_census.py) was chosen on what this prints for the cases
+of the rounds tuning, tuning-2, tuning-3 and held-out of bench_scan_verdicts.py: per case, every
+class's group of samples that look like other classes (size, where they look, how far what they
+share moves other classes' inputs), without the power panel (one model per case, so a round takes
+minutes, not the scan benchmark's tens of minutes).
+
+    python bench/bench_census.py --rounds tuning,tuning-2,tuning-3,held-out --out census-rounds.jsonl [--shard 0/2]
+    python bench/bench_census.py --summary census-rounds.jsonl
+    python bench/bench_census.py --cifar-timing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_scan_verdicts as rounds  # noqa: E402
+
+from swiglu_audit.methods import relabel_census  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+def run(round_names: list[str], shard: str, out: str) -> None:
+    torch.set_num_threads(1)
+    k, n = map(int, shard.split("/"))
+    cases = [(name, case) for name in round_names for case in rounds.cases(name)][k::n]
+    data_sets: dict = {}
+    with open(out, "w") as sink:
+        for name, case in cases:
+            data = data_sets.setdefault(case["data"], rounds.DATASETS[case["data"]]())
+            if case["kind"] == "none":
+                x, y, truth = data.x_train, data.y_train, np.zeros(len(data.y_train), dtype=bool)
+            else:
+                x, y, truth = rounds.plant(data.x_train, data.y_train, case["kind"], case["target"], case["rate"])
+            model = rounds.train(data, x, y, case["ffn"], case["seed"])
+            started = time.perf_counter()
+            found = relabel_census.census(model, x, y, data.n_classes, CPU)
+            row = {"round": name, **case, "census_seconds": round(time.perf_counter() - started, 2),
+                   "census": found.summary()}
+            if case["kind"] != "none":
+                group = found.groups.get(case["target"])
+                members = group.indices if group is not None else np.array([], dtype=int)
+                row.update(asr=round(rounds.success(model, data, case["kind"], case["target"]), 3),
+                           group_precision=round(float(truth[members].mean()), 3) if len(members) else None,
+                           group_recall=round(float(truth[members].sum() / truth.sum()), 3))
+            sink.write(json.dumps(row) + "\n")
+            sink.flush()
+            print(json.dumps({key: row[key] for key in ("round", "data", "ffn", "kind", "census_seconds")}), flush=True)
+
+
+def summary(path: str) -> None:
+    """The largest transfer of groups that are not planted poison, by group size; and the planted
+    groups' transfers (what the thresholds were chosen between)."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    not_poison, poison = defaultdict(list), []
+    for row in rows:
+        for label, group in row["census"]["groups"].items():
+            planted = row["kind"] != "none" and int(label) == row["target"] and row["asr"] >= 0.5
+            if planted:
+                poison.append((group["transfer"], group["n"], row["data"], row["kind"], row["asr"]))
+            else:
+                not_poison["3-9" if group["n"] < relabel_census.LARGE_GROUP else "10+"].append(group["transfer"])
+    for size, values in sorted(not_poison.items()):
+        print(f"groups of {size} that are not planted poison: {len(values)}, largest transfer {max(values):.3f}")
+    print(f"planted poison learned at attack success >= 0.5: {len(poison)} groups, transfer "
+          f"{min(p[0] for p in poison):.3f} to {max(p[0] for p in poison):.3f}, size "
+          f"{min(p[1] for p in poison)} to {max(p[1] for p in poison)}")
+    clean = [row for row in rows if row["kind"] == "none"]
+    print(f"clean models: {len(clean)}, with a class named: {sum(row['census']['target'] is not None for row in clean)}")
+
+
+def cifar_timing() -> None:
+    """The census's own time on a CIFAR-sized set (random inputs, a small CNN): its neighbour
+    search is arithmetic on the inputs, which the plan does not count."""
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    x = torch.rand(50_000, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    y = torch.from_numpy(rng.integers(0, 10, 50_000))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=2), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(16 * 15 * 15, 10))
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        relabel_census.census(model, x, y, 10, CPU)
+        times.append(time.perf_counter() - started)
+    print(json.dumps({"census_seconds": [round(t, 1) for t in times], "median": round(sorted(times)[1], 1),
+                      "threads": 2, "shape": list(x.shape)}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", default="tuning,tuning-2,tuning-3,held-out")
+    ap.add_argument("--shard", default="0/1")
+    ap.add_argument("--out")
+    ap.add_argument("--summary")
+    ap.add_argument("--cifar-timing", action="store_true")
+    args = ap.parse_args()
+    if args.summary:
+        summary(args.summary)
+    elif args.cifar_timing:
+        cifar_timing()
+    else:
+        run(args.rounds.split(","), args.shard, args.out)
+
+
+if __name__ == "__main__":
+    main()
