@@ -20,6 +20,7 @@ from swiglu_audit.checks.poison_detection import (
 )
 from swiglu_audit.measure import poisoning as measure
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
+from swiglu_audit.methods import relabel_census
 from swiglu_audit.methods.ood_metrics import auroc_estimate, compare_auroc
 from swiglu_audit.methods.poison_detectors import DETECTORS
 from swiglu_audit.pytest.fixtures import skip_unless_poisoned
@@ -106,46 +107,50 @@ def _scan_evidence(audit, model: str) -> dict:
         target = found["target"]
         # the suspected target's own anomaly index (the largest among classes whose trigger works)
         index = found["anomaly_index"][target] if target is not None else max(found["anomaly_index"])
-        value = len(flagged) / len(found["flags"])
+        samples = sample_facts(list(found["target_neighbours"][flagged]), found.get("class_cohesion"),
+                               int(found["evidence_carries"][flagged].sum()))
+        facts = {"power": power, "target": target, "n_flagged": len(flagged), "share": len(flagged) / len(found["flags"]),
+                 "anomaly_index": index, **samples, "class_cohesion": found.get("class_cohesion"), "census": census,
+                 "mask_l1": found["mask_l1"][target] if target is not None else None,
+                 "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
+        # what the finding lists and names: the census's group where the census is the test that decides
+        listed = np.flatnonzero(measure.listed_samples(found))
+        named = census["target"] if census_group(facts) else (target if target is not None else census.get("lead"))
         details = {
-            "dataset": audit.data.name, "index_space": _index_space(audit), "n_flagged": len(flagged),
-            "indices": audit.data.source_train_indices(flagged[:MAX_LISTED]),
-            "suspected_target": target, "anomaly_index_per_class": found["anomaly_index"],
+            "dataset": audit.data.name, "index_space": _index_space(audit), "n_flagged": len(listed),
+            "indices": audit.data.source_train_indices(listed[:MAX_LISTED]), "suspected_target": named,
+            "trigger_scan": {"suspected_target": target, "n_flagged": len(flagged)},
+            "anomaly_index_per_class": found["anomaly_index"],
             "trigger_mask_l1_per_class": found["mask_l1"], "trigger_success": found["trigger_success"],
-            "evidence": "each listed sample is labelled with the suspected target and either rests on the recovered "
-                        "trigger (without its region the model's probability of the target falls and the prediction "
-                        "leaves the class) or carries it (its region matches the recovered pattern better than all "
-                        "but a sliver of the other classes' inputs, in a group of the class set apart by the match); "
-                        "target_label_neighbours: the share of its 10 nearest training inputs outside the region that "
-                        "carry the target label; class_cohesion: the same share's median over the class's unflagged "
-                        "samples; own_class_likeness: the flagged samples' median over the class's (poison relabelled "
-                        "from another class looks like that class: near 0)",
-            "samples": _listed_evidence(audit, found, flagged[:MAX_LISTED]),
+            "evidence": "each listed sample rests on the recovered trigger (without its region the model's probability "
+                        "of the target falls and the prediction leaves the class), carries it (its region matches the "
+                        "recovered pattern better than all but a sliver of the other classes' inputs, in a group of the "
+                        "class set apart by the match), or is in the relabel census's group (below); "
+                        "target_label_neighbours: the share of its 10 nearest training inputs outside the trigger's "
+                        "region that carry the target label; class_cohesion: the same share's median over the class's "
+                        "unflagged samples; own_class_likeness: the flagged samples' median over the class's (poison "
+                        "relabelled from another class looks like that class: near 0)",
+            "samples": _listed_evidence(audit, found, listed[:MAX_LISTED]),
             "well_separated_classes": found["separated_classes"],
             "power_on_planted_backdoors": power,
             "published_detectors": published,
+            "own_class_likeness": samples["likeness"], "class_cohesion": found.get("class_cohesion"),
+            "n_looking_like_another_class": samples["n_relabelled"], "n_carrying_a_pattern": samples["n_carrying"],
         }
         if "mask" in found:  # the recovered trigger, for the report's picture
             details["trigger_image"] = np.round(found["mask"] * found["pattern"].mean(0), 3).tolist()
-        samples = sample_facts(list(found["target_neighbours"][flagged]), found.get("class_cohesion"),
-                               int(found["evidence_carries"][flagged].sum()))
-        details.update(own_class_likeness=samples["likeness"], class_cohesion=found.get("class_cohesion"),
-                       n_looking_like_another_class=samples["n_relabelled"], n_carrying_a_pattern=samples["n_carrying"])
         census_flagged = np.flatnonzero(found["census_flags"])
         details["relabel_census"] = {
             **found["census"], "n_flagged": len(census_flagged),
             "indices": audit.data.source_train_indices(census_flagged[:MAX_LISTED]),
-            "evidence": "groups: per class, its samples that look like other classes (the share of their 10 nearest "
-                        "training inputs carrying their own label, over the class's median share, under 0.35; each "
-                        "coordinate's difference capped at one data scale, and coordinates a part of the class holds "
-                        "at one value left out); transfer: the share of other classes' inputs that what the group "
-                        "shares (stamped or added) sends to the class in this model, above the base rate; target: "
-                        "the class whose group transfers most, when it reaches the share required for its size"}
-        facts = {"power": power, "target": target, "n_flagged": len(flagged), "share": value, "anomaly_index": index,
-                 **samples, "class_cohesion": found.get("class_cohesion"), "census": census,
-                 "mask_l1": found["mask_l1"][target] if target is not None else None,
-                 "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
-        listed = np.flatnonzero(measure.listed_samples(found))
+            "evidence": f"groups: per class, its samples that look like other classes (the share of their "
+                        f"{relabel_census.NEIGHBOURS} nearest training inputs carrying their own label, over the class's "
+                        f"median share, under {relabel_census.LOOKS_OTHER_LIKENESS}; each coordinate's difference capped "
+                        f"at {relabel_census.CAP:g} data scale, and coordinates a part of the class holds at one value "
+                        "left out); transfer: the share of other classes' inputs that what the group shares (stamped or "
+                        "added) sends to the class in this model, above the base rate; target: the class whose group "
+                        "transfers most, when it reaches the share required for its size; lead: where there is no "
+                        "target, a group far larger than any other class's that moves some inputs"}
         return {"facts": facts, "value": len(listed) / len(found["flags"]), "details": details,
                 "flagged": list(audit.data.source_train_indices(listed)) if len(listed) else []}
     return audit.memo(("scan-evidence", model), compute)
@@ -169,8 +174,7 @@ def _scan_outcome(audit, model: str) -> dict:
     status, reason, _, _ = SCAN.condition.judge(evidence["facts"], audit.config.policy)
     facts = evidence["facts"]
     set_aside = facts.get("power") is not None and natural_shortcut(facts)
-    census = facts.get("census") or {}
-    suspected = census["target"] if census_group(facts) else facts.get("target", census.get("lead"))
+    suspected = evidence["details"].get("suspected_target")
     return {"model": model, "status": status.value, "reason": reason, "n_flagged": len(evidence["flagged"]),
             "suspected_target": suspected, "flagged": evidence["flagged"], "scanned": scanned,
             "set_aside": set_aside}
@@ -214,7 +218,8 @@ def test_training_set_verdict(audit, record_finding):
 
 def _listed_evidence(audit, found: dict, flagged: np.ndarray) -> list[dict]:
     """Each listed sample's evidence, by its index in the user's own training set."""
-    whys = (("evidence_rests_on", "rests on the trigger"), ("evidence_carries", "carries the trigger"))
+    whys = (("evidence_rests_on", "rests on the trigger"), ("evidence_carries", "carries the trigger"),
+            ("census_flags", "is in the relabel census's group"))
     return [{"index": index, "why": " and ".join(why for key, why in whys if found[key][i]),
              "probability_fall": round(float(found["evidence_fall"][i]), 3),
              "target_label_neighbours": round(float(found["target_neighbours"][i]), 2),

@@ -349,8 +349,9 @@ def test_a_users_backdoored_training_set_is_found_by_the_scan(pytester, tmp_path
         assert precision >= 0.8 and recall >= 0.7, (f["id"], precision, recall)
         samples = f["details"]["samples"]  # the evidence for each listed sample
         assert [s["index"] for s in samples] == f["details"]["indices"]
-        assert all(s["why"] in ("rests on the trigger", "carries the trigger", "rests on the trigger and carries "
-                                "the trigger") and 0.0 <= s["pattern_match_share"] <= 1.0 for s in samples)
+        reasons = {"rests on the trigger", "carries the trigger", "is in the relabel census's group"}
+        assert all(s["why"] and set(s["why"].split(" and ")) <= reasons and 0.0 <= s["pattern_match_share"] <= 1.0
+                   for s in samples), [s["why"] for s in samples]
         assert f["details"]["trigger_image"]  # the recovered trigger, drawn in the report
     html = (pytester.path / "reports" / "report.html").read_text()
     assert "Recovered trigger" in html

@@ -40,15 +40,20 @@ def _scores(flags, truth):
     return hits / max(1, int(flags.sum())), hits / int(truth.sum())
 
 
-def test_a_trigger_over_the_strokes_is_found_without_recovering_it(digits):
+@pytest.fixture(scope="module")
+def bar_backdoor(digits):
     """A three-pixel bar down the middle of the image, where most digits have strokes (the trigger
-    scan's blind spot on digits), on 3% of the training set, relabelled 2."""
+    scan's blind spot on digits), on 3% of the training set, relabelled 2; a model trained on it."""
     def bar(x):
         x = x.clone()
         x[..., 2:5, 4] = 1.0
         return x
     x, y, truth = _planted(digits.x_train, digits.y_train, bar, target=2)
-    model = _trained(x, y, 10, digits.input_shape, digits.x_val, digits.y_val)
+    return x, y, truth, _trained(x, y, 10, digits.input_shape, digits.x_val, digits.y_val)
+
+
+def test_a_trigger_over_the_strokes_is_found_without_recovering_it(bar_backdoor):
+    x, y, truth, model = bar_backdoor
     found = census(model, x, y, 10, CPU)
     assert found.target == 2, found.summary()
     group = found.groups[2]
@@ -59,10 +64,26 @@ def test_a_trigger_over_the_strokes_is_found_without_recovering_it(digits):
     assert sum(group.sources.values()) == len(group.indices) and 2 not in group.sources
 
 
+def test_on_a_set_larger_than_its_sample_the_census_lists_the_whole_named_class(bar_backdoor, monkeypatch):
+    """Past QUERY_LIMIT rows the census measures a sample; the class it names is then measured
+    whole, so the FAIL lists the poison outside the sample too."""
+    import swiglu_audit.methods.relabel_census as module
+
+    x, y, truth, model = bar_backdoor
+    monkeypatch.setattr(module, "QUERY_LIMIT", 600)
+    monkeypatch.setattr(module, "POOL_LIMIT", 900)
+    found = census(model, x, y, 10, CPU)
+    assert found.target == 2, found.summary()
+    precision, recall = _scores(found.flags, truth)
+    # 600 of 1078 rows queried: recall about 0.56 at most unless the class is measured whole
+    assert precision >= 0.5 and recall >= 0.8, (precision, recall)
+    assert set(np.flatnonzero(found.flags)) == set(found.groups[2].indices.tolist())
+
+
 def test_clean_digits_name_no_class(digits):
     model = _trained(digits.x_train, digits.y_train, 10, digits.input_shape, digits.x_val, digits.y_val)
     found = census(model, digits.x_train, digits.y_train, 10, CPU)
-    assert found.target is None and not found.flags.any()
+    assert found.target is None and found.lead is None and not found.flags.any()
     # borderline samples form small groups, and what they share moves other classes' inputs little
     assert all(g.transfer < required_transfer(len(g.indices)) for g in found.groups.values())
 
@@ -94,7 +115,8 @@ def test_a_tabular_trigger_of_three_features_is_found_and_a_clean_table_names_no
     precision, recall = _scores(found.flags, truth)
     assert precision >= 0.6 and recall >= 0.5, (precision, recall)
     clean_model = _trained(x[train], y[train], 5, (1, 1, 20), x[val], y[val], ffn="swiglu")
-    assert census(clean_model, x[train], y[train], 5, CPU).target is None
+    clean = census(clean_model, x[train], y[train], 5, CPU)
+    assert clean.target is None and clean.lead is None and not clean.flags.any()
 
 
 def test_the_capped_distance_sees_past_a_few_trigger_coordinates():
@@ -132,6 +154,42 @@ def test_shared_coordinates_are_a_part_of_the_class_holding_one_value_the_others
     assert shared_coordinates(rows, labels, 0).tolist() == [False, False, False, False, True, False]
     assert not shared_coordinates(rows, labels, 1).any()
     assert not shared_coordinates(rows, labels, 2).any()
+    # a class of a few rows: each of its values is "a part" of it, held by one row; none is shared
+    tiny = np.concatenate([labels, [3, 3, 3, 3]])
+    assert not shared_coordinates(np.concatenate([rows, rng.random((4, 6)).astype(np.float32) * 10]), tiny, 3).any()
+
+
+def _scan_result(flags, target, census_flags, census_target, lead=None, neighbours=0.0, cohesion=1.0):
+    """A cached scan result's shape (measure.poisoning._trigger_scan), made by hand."""
+    flags, census_flags = np.array(flags, dtype=bool), np.array(census_flags, dtype=bool)
+    return {"flags": flags, "target": target, "target_neighbours": np.where(flags, neighbours, np.nan),
+            "class_cohesion": cohesion, "evidence_carries": np.zeros(len(flags), dtype=bool),
+            "census": {"target": census_target, "lead": lead}, "census_flags": census_flags}
+
+
+def test_a_planted_kind_is_found_only_where_the_first_fail_names_its_class_and_scored_on_what_is_listed():
+    from swiglu_audit.measure.poisoning import listed_samples, planted_found
+
+    truth = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    trigger_scan = [1, 1, 1, 0, 0, 0, 0, 0]
+    census_group = [0, 1, 1, 1, 1, 0, 0, 0]
+    # both name the planted class: the finding lists both, and the power is scored on that
+    both = _scan_result(trigger_scan, 2, census_group, 2)
+    assert listed_samples(both).tolist() == [True] * 5 + [False] * 3
+    power = planted_found(both, truth, 2)
+    assert power["decided"] and power["recall"] == 1.0 and power["precision"] == 0.8 and power["found_by"] == "relabel census"
+    # the census names another class: its FAIL comes first and names that class, so no power
+    other = planted_found(_scan_result(trigger_scan, 2, [0, 0, 0, 0, 1, 1, 1, 0], 5), truth, 2)
+    assert not other["decided"] and not other["target_found"] and other["recall"] == 0.0
+    # the census names none: the trigger scan's relabelled group decides
+    alone = planted_found(_scan_result(trigger_scan, 2, [0] * 8, None), truth, 2)
+    assert alone["decided"] and alone["found_by"] == "trigger scan" and alone["recall"] == 0.75
+    # ... but not where its flagged samples look like the class (a natural shortcut): flagged, no power
+    natural = planted_found(_scan_result(trigger_scan, 2, [0] * 8, None, neighbours=0.9), truth, 2)
+    assert not natural["decided"] and natural["target_found"]
+    # a census lead is listed beside the trigger scan's flags, and is no FAIL
+    lead = _scan_result([0] * 8, None, census_group, None, lead=2)
+    assert listed_samples(lead).tolist() == census_group and not planted_found(lead, truth, 2)["decided"]
 
 
 TABULAR_DATA = '''
@@ -195,8 +253,13 @@ def test_a_users_tabular_backdoor_fails_every_scan_and_the_set_and_a_clean_table
     planted = set(np.load(pytester.path / "poisoned_indices.npy").tolist())
     for f in verdicts:
         assert f["status"] == "FAIL", (f["id"], f["reason"])
-    for f in verdicts[:2]:
+    scans = [f for f in verdicts if f["check"] == "training_set_scan"]
+    assert len(scans) == 2
+    verdict = next(f for f in verdicts if f["check"] == "training_set_verdict")
+    assert all(m["suspected_target"] == 0 for m in verdict["details"]["per_model"])
+    for f in scans:
         assert "look like other classes" in f["reason"] and f["details"]["relabel_census"]["target"] == 0
+        assert f["details"]["suspected_target"] == 0
         listed = set(f["details"]["relabel_census"]["indices"])  # positions in the user's own x_train
         # measured 0.65 and 0.42 (chance: 0.15, the poison's share of class 0); the FAIL lists the
         # samples to inspect, and on rows this noisy a poisoned row's neighbours often include a 0

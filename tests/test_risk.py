@@ -298,18 +298,19 @@ def test_a_census_group_that_stands_out_but_moves_too_few_inputs_is_a_lead_never
                  census=_CENSUS_LEAD_2) == "FAIL"
 
 
-def test_a_hidden_relabelled_subgroup_is_set_aside_only_when_the_census_finds_nothing_the_model_obeys():
+def test_a_hidden_relabelled_subgroup_stays_inconclusive_whatever_the_census_says_of_the_class():
+    """The census's median over a class's group can wash a few poisoned samples out: it never
+    clears a subgroup the trigger scan found looking like another class one by one."""
     natural = dict(target=4, n_flagged=20, share=0.01, anomaly_index=1.5, mask_l1=7.0, trigger_success=0.9,
                    likeness=0.9, n_carrying=0, n_relabelled=5)
-    assert _scan(**natural) == "WARN"  # no census: cannot tell
-    cleared = _scan_finding(**natural, census=_CENSUS_NAMES_NONE)
-    assert cleared.status == "PASS" and "a natural shortcut, not counted as poison" in cleared.reason
-    assert poison_detection.natural_shortcut({**natural, "census": _CENSUS_NAMES_NONE})
+    assert _scan(**natural) == "WARN"
+    assert _scan(**natural, census=_CENSUS_NAMES_NONE) == "WARN"
+    assert not poison_detection.natural_shortcut({**natural, "census": _CENSUS_NAMES_NONE})
     # the census naming a class is never set aside, whatever the trigger scan's group looks like
     assert _scan(**natural, census=_CENSUS_NAMES_3) == "FAIL"
-    assert not poison_detection.natural_shortcut({**natural, "census": _CENSUS_NAMES_3})
-    # samples that carry a shared pattern stay inconclusive: the census does not judge clean-label poison
-    assert _scan(**{**natural, "n_carrying": 4}, census=_CENSUS_NAMES_NONE) == "WARN"
+    assert not poison_detection.natural_shortcut({**{**natural, "n_relabelled": 0}, "census": _CENSUS_NAMES_3})
+    # without a subgroup, a natural-looking group is set aside as before
+    assert poison_detection.natural_shortcut({**{**natural, "n_relabelled": 0}, "census": _CENSUS_NAMES_NONE})
 
 
 def test_census_facts_read_the_named_group_from_the_cached_summary():

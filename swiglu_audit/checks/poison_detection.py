@@ -110,24 +110,15 @@ def census_lead(facts: dict, policy: dict | None = None) -> bool:
     return census.get("target") is None and census.get("lead") is not None
 
 
-def _census_clears(facts: dict) -> bool:
-    """The census, a second test that needs no recovered trigger, looked at the suspected class and
-    found no relabelled group there that the model obeys (a group of relabelled poison with a trigger
-    the model learned moves other classes' inputs to it: bench/bench_scan_verdicts.py)."""
-    census = facts.get("census")
-    return census is not None and census.get("target") is None and census.get("lead") is None
-
-
 def natural_shortcut(facts: dict, policy: dict | None = None) -> bool:
     """A feature of the class, not poison, as far as the scan can tell: the flagged samples look
     like the class as much as its other samples do, and they only rest on the recovered trigger:
     none carries a shared pattern (clean-label poison is one pattern stamped on samples of the
-    class: they would carry it); and no subgroup of them looks like another class one by one,
-    or the census finds no relabelled group that the model obeys (borderline samples of a class
-    look like another class one by one too, and share nothing)."""
+    class: they would carry it); and no subgroup of them looks like another class one by one (the
+    census does not clear such a subgroup: its median over the class's group can wash a few
+    poisoned samples out). Never where the census names a class or has a lead."""
     return (_looks_natural(facts, policy or {}) and facts["likeness"] is not None and facts["n_carrying"] == 0
-            and ((facts.get("n_relabelled") or 0) < MIN_GROUP or _census_clears(facts))
-            and not census_group(facts) and not census_lead(facts))
+            and (facts.get("n_relabelled") or 0) < MIN_GROUP and not census_group(facts) and not census_lead(facts))
 
 
 def _set_aside(facts: dict, policy: dict) -> str:
@@ -228,8 +219,9 @@ def _nothing_found(facts: dict, policy: dict) -> str:
     else:
         named = f" (largest anomaly index {index:.1f})"
     kinds = list(power["kinds"])
-    return (f"nothing found{named}, and no class holds a group of samples that look like other classes and share "
-            f"a perturbation this model obeys (the relabel census). Planted in this training set at "
+    return (f"nothing found{named}, and the relabel census finds no class (among those whose samples are each "
+            f"other's neighbours) holding a group of samples that look like other classes and share a perturbation "
+            f"this model obeys. Planted in this training set at "
             f"{_rate(power['rate'])} (one planted set per kind, "
             f"this architecture's first seed), each of these trigger kinds is found by the same scan: "
             f"{_found_words(facts, policy)}. What this covers: relabelled (dirty-label) backdoors of these kinds "
@@ -409,7 +401,8 @@ TRAINING_SET_VERDICT = CheckInfo(
     attack_class="poisoning/backdoor", impact="moderate",
     explanation="Every model trained on the audited data scans it (the training-set scan); the models are "
                 "evidence about one training set, so the set gets one verdict: suspect (FAIL) when any "
-                "model's scan finds a group of relabelled samples on a recovered trigger, a lead (WARN) when any model's "
+                "model's scan finds a group of relabelled samples on a recovered trigger or the relabel census names a "
+                "class (relabelled samples sharing a perturbation the model obeys), a lead (WARN) when any model's "
                 "scan flags samples it does not set aside as a natural shortcut, inconclusive (WARN) when any "
                 "model's scan cannot show its power, and "
                 "'nothing found' (PASS) only when every model's scan finds nothing with its power measured. "

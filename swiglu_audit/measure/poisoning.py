@@ -515,27 +515,23 @@ def listed_samples(result: dict) -> np.ndarray:
 
 def planted_found(result: dict, truth: np.ndarray, target: int) -> dict:
     """How a scan result (`_trigger_scan`'s) finds planted poison (`truth`, labelled `target`).
-    The poison counts as found only where the decision would call it relabelled (FAIL), by the
-    trigger scan or by the relabel census: flags the verdict would set aside as the class's own
-    feature are no power. Precision and recall are over the samples such a FAIL would list."""
+    The poison counts as found only where the decision's first FAIL names its class: the relabel
+    census's when it names one (it is judged first), else the trigger scan's relabelled group.
+    Flags the verdict would set aside as the class's own feature are no power. Precision and recall
+    are over the samples a finding lists (`listed_samples`)."""
     samples = sample_facts(list(result["target_neighbours"][result["flags"]]), result.get("class_cohesion"),
                            int(result["evidence_carries"][result["flags"]].sum()))
     by_trigger = relabelled_group({"target": result["target"], "n_flagged": int(result["flags"].sum()), **samples})
-    by_census = result["census"]["target"] == target and target is not None
-    flags = np.zeros_like(result["flags"])
-    if by_trigger and result["target"] == target:
-        flags |= result["flags"]
-    if by_census:
-        flags |= result["census_flags"]
-    if not (by_trigger or by_census):
-        flags = result["flags"]
+    census_named = result["census"]["target"]
+    named = census_named if census_named is not None else result["target"]
+    decided = named == target and (census_named is not None or by_trigger)
+    flags = listed_samples(result)
     hits = int((flags & truth).sum())
-    return {"target_found": result["target"] == target or by_census,
-            "found_target": result["target"] if result["target"] is not None else result["census"]["target"],
+    return {"target_found": named == target, "found_target": named,
             "n_poisoned": int(truth.sum()), "n_flagged": int(flags.sum()),
             "precision": hits / int(flags.sum()) if flags.any() else None,
-            "recall": hits / int(truth.sum()) if truth.any() else None, "decided": by_trigger or by_census,
-            "found_by": [name for name, found in (("trigger scan", by_trigger), ("relabel census", by_census)) if found],
+            "recall": hits / int(truth.sum()) if truth.any() else None, "decided": decided,
+            "found_by": ("relabel census" if census_named is not None else "trigger scan") if decided else None,
             "likeness": samples["likeness"]}
 
 

@@ -11,7 +11,7 @@ poison has a second signature that does not depend on where or what the trigger 
    (`CAP` data scales, so that a few trigger pixels or features add little), its nearest training
    inputs carry the source's label, not the target's. The share of a sample's nearest neighbours
    that carry its own label, over the same share's median in its class (`cohesion`), is its
-   likeness to its class; under `RELABELLED_LIKENESS` it looks like another class.
+   likeness to its class; under `LOOKS_OTHER_LIKENESS` it looks like another class.
 2. **The model obeys what those samples share.** Each such sample minus the mean of its nearest
    neighbours of the class it looks like is what was added to it; the coordinate-wise median of
    that over the group cancels what is each sample's own and keeps what they share (the trigger).
@@ -48,7 +48,9 @@ RERANK_ELEMENTS = 1 << 24  # differences held at once while re-ranking candidate
 WINDOW = 0.1  # data scales: values this close count as one value (shared_coordinates)
 SHARED_EXCESS = 0.1  # a share of the class more than the other classes hold that value
 MAX_PART = 0.5  # ... held by at most this share of the class
-RELABELLED_LIKENESS = 0.35  # a sample that looks like its class this little (its share over the class's)
+# a sample that looks like its class this little (its share over the class's) looks like another; the
+# census's own threshold (the trigger scan's, checks.poison_detection, is stricter: it has no transfer test)
+LOOKS_OTHER_LIKENESS = 0.35
 MIN_COHESION = 0.3  # a class whose own samples are not each other's neighbours: no census there
 MIN_GROUP = 3
 TRANSFER_INPUTS = 500  # other-class inputs the shared perturbation is added to
@@ -94,6 +96,8 @@ class Census:
     target: int | None  # the class whose group's perturbation transfers most, when at least MIN_TRANSFER
     lead: int | None = None  # where no target: a class whose group stands out (see lead_class)
     flags: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # (N,) the target's (or lead's) group
+    scale: np.ndarray | None = None  # (D,) the data scale each coordinate was measured in
+    kept: dict[int, np.ndarray] = field(default_factory=dict)  # class -> the coordinates its samples were compared on
 
     def summary(self) -> dict:
         """What the cache keeps and the decision reads, JSON-ready."""
@@ -160,8 +164,9 @@ def shared_coordinates(scaled: np.ndarray, labels: np.ndarray, c: int) -> np.nda
     cells_in, cells_out = np.round(inside / WINDOW), np.round(outside / WINDOW)
     mode, count = _column_modes(cells_in)
     share = count / len(inside)
-    # a part of the class, not its bulk: what most of a class holds is its own feature
-    excess = np.where(share <= MAX_PART, share - (cells_out == mode[None, :]).mean(0), 0.0)
+    # a part of the class, not its bulk: what most of a class holds is its own feature; and a part
+    # of at least MIN_GROUP samples (in a class of a few, every value is "a part" held by one)
+    excess = np.where((share <= MAX_PART) & (count >= MIN_GROUP), share - (cells_out == mode[None, :]).mean(0), 0.0)
     return excess >= SHARED_EXCESS
 
 
@@ -195,8 +200,30 @@ def census(model: nn.Module, x, y: torch.Tensor, n_classes: int, device: torch.d
     flags[held] = local.flags
     for group in local.groups.values():
         group.indices = held[group.indices]
+    named = local.target if local.target is not None else local.lead
+    if named is not None:  # on a large set the sample holds part of the named class: measure the rest of it
+        rest = np.setdiff1d(np.flatnonzero(labels == named), queries)
+        if len(rest):
+            more = _rest_looking_other(x, labels, named, rest, pool, local)
+            local.groups[named].indices = np.union1d(local.groups[named].indices, more)
+            flags[more] = True
     return Census(likeness=likeness, cohesion=local.cohesion, groups=local.groups, target=local.target,
                   lead=local.lead, flags=flags)
+
+
+def _rest_looking_other(x, labels: np.ndarray, c: int, rest: np.ndarray, pool: np.ndarray, local: Census) -> np.ndarray:
+    """The rows of `rest` (class c, outside the census's sample) that look like another class, by
+    the sample's own scale, coordinates and class cohesion: the FAIL lists every such row."""
+    keep, cohesion = local.kept[c], local.cohesion[c]
+    out = []
+    for start in range(0, len(rest), QUERY_LIMIT):
+        part = rest[start:start + QUERY_LIMIT]
+        ids = np.union1d(pool, part)
+        data = (x[torch.from_numpy(ids)].float().cpu().flatten(1).numpy() / local.scale).astype(np.float32)
+        near = nearest(np.ascontiguousarray(data[:, keep]), np.searchsorted(ids, part), np.searchsorted(ids, pool))
+        share = (labels[ids[near]] == c).mean(1)
+        out.append(part[share / cohesion < LOOKS_OTHER_LIKENESS])
+    return np.concatenate(out)
 
 
 def _census(model: nn.Module, x: torch.Tensor, labels: np.ndarray, queries: np.ndarray, pool: np.ndarray,
@@ -205,9 +232,13 @@ def _census(model: nn.Module, x: torch.Tensor, labels: np.ndarray, queries: np.n
     scale = _scale(rows, tabular=x.shape[-2] == 1)
     scaled = (rows / scale).astype(np.float32)
     neighbours = np.zeros((len(queries), max(1, min(NEIGHBOURS, len(pool) - 1))), dtype=np.int64)
+    kept: dict[int, np.ndarray] = {}
     for c in np.unique(labels[queries]):
         # each class's samples compared without the coordinates a part of the class shares
         keep = ~shared_coordinates(scaled[queries], labels[queries], int(c))
+        if not keep.any():  # nothing left to compare: compare everything
+            keep[:] = True
+        kept[int(c)] = keep
         which = labels[queries] == c
         neighbours[which] = nearest(scaled if keep.all() else np.ascontiguousarray(scaled[:, keep]), queries[which], pool)
     own_share = (labels[neighbours] == labels[queries, None]).mean(1)
@@ -218,7 +249,7 @@ def _census(model: nn.Module, x: torch.Tensor, labels: np.ndarray, queries: np.n
             members = labels[queries] == c
             likeness[queries[members]] = own_share[members] / value
     looks_other = np.zeros(len(labels), dtype=bool)
-    looks_other[queries] = likeness[queries] < RELABELLED_LIKENESS
+    looks_other[queries] = likeness[queries] < LOOKS_OTHER_LIKENESS
     position = {int(q): i for i, q in enumerate(queries)}
     groups = {}
     for c in range(n_classes):
@@ -232,7 +263,8 @@ def _census(model: nn.Module, x: torch.Tensor, labels: np.ndarray, queries: np.n
     flags = np.zeros(len(labels), dtype=bool)
     if target is not None or lead is not None:
         flags[groups[target if target is not None else lead].indices] = True
-    return Census(likeness=likeness, cohesion=cohesion, groups=groups, target=target, lead=lead, flags=flags)
+    return Census(likeness=likeness, cohesion=cohesion, groups=groups, target=target, lead=lead, flags=flags,
+                  scale=scale, kept=kept)
 
 
 def lead_class(groups: dict[int, Group]) -> int | None:
@@ -255,8 +287,9 @@ def _group(model: nn.Module, x: torch.Tensor, labels: np.ndarray, c: int, member
            seed: int) -> Group:
     """The group of class c: what its samples share, and how far the model obeys it. What they
     share is tried two ways, and the one the model obeys more counts: the coordinates on which the
-    group holds one value that the other classes do not (stamped, as a patch trigger is), and the
-    coordinate-wise median of what each sample adds to its look-alikes (added, as a blend is)."""
+    group holds one value that the other classes do not (stamped, as a patch trigger is; counted
+    beyond a control that stamps the rest of the class's values there), and the coordinate-wise
+    median of what each sample adds to its look-alikes (added, as a blend is)."""
     sources, added = {}, []
     for row, near in zip(members, member_neighbours):
         other = labels[near][labels[near] != c]
@@ -275,17 +308,20 @@ def _group(model: nn.Module, x: torch.Tensor, labels: np.ndarray, c: int, member
     unit = torch.from_numpy(scale.astype(np.float32)).view_as(value)
     rest = x[torch.from_numpy(np.setdiff1d(np.flatnonzero(labels == c), members))]
     typical = rest.median(0).values if len(rest) else value
-    # held by the group, and neither where the other classes' inputs sit nor where the rest of
-    # the class does: a stamped trigger, not a feature of either
-    stamp = ((spread <= TIGHT * unit) & ((value - inputs.median(0).values).abs() >= SHIFT * unit)
-             & ((value - typical).abs() >= SHIFT * unit))
+    # held by the group and not where the other classes' inputs sit: stamped at the group's values,
+    # against a control stamped at the rest of the class's values on the same coordinates. What the
+    # class itself holds (its own feature) moves inputs in both alike; a trigger only in the first.
+    stamp = (spread <= TIGHT * unit) & ((value - inputs.median(0).values).abs() >= SHIFT * unit)
     variants = {"added": lambda xs: torch.minimum(torch.maximum(xs + perturbation, lo), hi),
-                "stamped": lambda xs: torch.where(stamp, value, xs)}
+                "stamped": lambda xs: torch.where(stamp, value, xs),
+                "control": lambda xs: torch.where(stamp, typical, xs)}
     base, moved = _predicted_shares(model, inputs, c, device, variants)
-    best = max(moved, key=lambda k: moved[k])
+    transfers = {"added": max(0.0, moved["added"] - base),
+                 "stamped": max(0.0, moved["stamped"] - max(base, moved["control"]))}
+    best = max(transfers, key=lambda k: transfers[k])
     return Group(label=c, indices=members, sources=dict(sorted(sources.items())),
-                 transfer=max(0.0, moved[best] - base), base=base, how=best, n_stamped=int(stamp.sum()),
-                 transfers={k: round(max(0.0, v - base), 4) for k, v in moved.items()},
+                 transfer=transfers[best], base=base, how=best, n_stamped=int(stamp.sum()),
+                 transfers={k: round(v, 4) for k, v in transfers.items()},
                  perturbation_norm=float((perturbation / unit).norm()))
 
 
