@@ -71,6 +71,7 @@ from swiglu_audit.checks.poison_detection import (
     census_group,
     natural_shortcut,
     sample_facts,
+    smallest_failing_group,
 )
 from swiglu_audit.config import build_config
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR, listed_samples, planted_found
@@ -157,7 +158,9 @@ DATASETS = {"digits": load_digits_data, "digits-resplit": digits_resplit, "shape
             "digits-resplit-g": lambda: digits_resplit(83), "shapes-g": lambda: shapes(side=11, seed=89),
             "tabular-g": lambda: tabular(seed=97, n_features=18, n_classes=5),
             "digits-resplit-h": lambda: digits_resplit(101), "shapes-h": lambda: shapes(side=17, seed=103),
-            "tabular-h": lambda: tabular(seed=107, n_features=30, n_classes=6)}
+            "tabular-h": lambda: tabular(seed=107, n_features=30, n_classes=6),
+            "digits-resplit-i": lambda: digits_resplit(109), "shapes-i": lambda: shapes(side=18, seed=113),
+            "tabular-i": lambda: tabular(seed=127, n_features=14, n_classes=4)}
 
 
 # --- trigger kinds the rules never saw (the panel's own kinds come from the product) -------------
@@ -216,6 +219,12 @@ def _heldout_stamp(x: torch.Tensor, kind: str) -> torch.Tensor:
             out[..., w - 5:w] = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0])
         elif kind == "centre_dash":
             out[..., w // 2 - 1:w // 2 + 2] = 1.0
+        elif kind == "top_dash":
+            out[..., 2:5] = 1.0
+        elif kind == "right_l":
+            out[..., w - 4], out[..., w - 3] = 1.0, 0.0
+        elif kind == "stroke_dots":
+            out[..., w // 2 - 2], out[..., w // 2] = 0.9, 0.9
         return out
     if kind == "diagonal":  # a 2x2 diagonal low on the left
         out[..., h - 3:h - 1, 1:3] = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -271,6 +280,14 @@ def _heldout_stamp(x: torch.Tensor, kind: str) -> torch.Tensor:
             out[..., r, k] = 1.0
     elif kind == "centre_dash":  # a horizontal run of three pixels below the middle, over the strokes
         out[..., h // 2 + 1, w // 2 - 1:w // 2 + 2] = 1.0
+    elif kind == "top_dash":  # a 1x3 run on the top edge, left of the middle
+        out[..., 0, 2:5] = 1.0
+    elif kind == "right_l":  # three pixels of an L on the right edge, low
+        out[..., h - 4:h - 2, w - 1] = 1.0
+        out[..., h - 3, w - 2] = 1.0
+    elif kind == "stroke_dots":  # two pixels at 90% in the middle, over the strokes
+        out[..., h // 2, w // 2 - 2] = 0.9
+        out[..., h // 2 - 2, w // 2] = 0.9
     return out
 
 
@@ -335,7 +352,8 @@ def scan_facts(model, data: AuditData, x, y) -> tuple[dict, np.ndarray]:
              **samples, "class_cohesion": result["class_cohesion"],
              "census": census_facts(result["census"], int(result["census_flags"].sum())),
              "census_summary": result["census"],
-             "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
+             "min_learned_backdoor": MIN_LEARNED_BACKDOOR,
+             "min_fail_group": smallest_failing_group(POISONING.threat_rate, len(y), POLICY["min_scan_recall"])}
     return facts, listed_samples(result)
 
 
@@ -352,7 +370,9 @@ def panel_power(data: AuditData, x, y, ffn: str, seed: int, base_model) -> dict:
         if learned < MIN_LEARNED_BACKDOOR:
             kinds[kind] = {"target_found": False, "recall": 0.0, "precision": None, "not_learned": round(learned, 3)}
             continue
-        kinds[kind] = {**planted_found(scan_result(model, data, px, py), truth, target), "learned": round(learned, 3)}
+        min_group = smallest_failing_group(POISONING.threat_rate, len(py), POLICY["min_scan_recall"])
+        kinds[kind] = {**planted_found(scan_result(model, data, px, py), truth, target, min_group),
+                       "learned": round(learned, 3)}
     return {"rate": POISONING.threat_rate, "target": target, "kinds": kinds}
 
 
@@ -437,6 +457,12 @@ ROUNDS = {
                         (("geglu", 21), ("relu", 22), ("reglu", 23)), ("left_dots", "corner_x", "centre_dash"), 3,
                         (("shapes-h", 4, ("corner_x", "centre_dash")), ("tabular-h", 2, ("left_dots", "corner_x"))),
                         ("swiglu", "relu")),
+    # held out for the smallest failing group (chosen in the fifteenth stop on "held-out-5", which
+    # had been seen): seeds, a split, data sets, kinds and targets in no other round
+    "held-out-6": Round((24, 25), "digits-resplit-i", 26, 8, ("relu", "reglu", "swiglu"),
+                        (("swiglu", 24), ("gelu", 25), ("relu", 26)), ("top_dash", "right_l", "stroke_dots"), 0,
+                        (("shapes-i", 1, ("right_l", "stroke_dots")), ("tabular-i", 1, ("top_dash", "stroke_dots"))),
+                        ("geglu", "swiglu")),
 }
 
 
@@ -577,7 +603,7 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--table", help="print the tables of a result file")
     ap.add_argument("--shard", default="0/1", help="K/N: run every N-th case from the K-th")
-    ap.add_argument("--round", choices=tuple(["tuning", *ROUNDS]), default="held-out-5")
+    ap.add_argument("--round", choices=tuple(["tuning", *ROUNDS]), default="held-out-6")
     ap.add_argument("--art", action="store_true")
     args = ap.parse_args()
     if args.table:

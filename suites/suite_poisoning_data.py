@@ -17,6 +17,7 @@ from swiglu_audit.checks.poison_detection import (
     census_group,
     natural_shortcut,
     sample_facts,
+    smallest_failing_group,
 )
 from swiglu_audit.measure import poisoning as measure
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
@@ -112,7 +113,9 @@ def _scan_evidence(audit, model: str) -> dict:
         facts = {"power": power, "target": target, "n_flagged": len(flagged), "share": len(flagged) / len(found["flags"]),
                  "anomaly_index": index, **samples, "class_cohesion": found.get("class_cohesion"), "census": census,
                  "mask_l1": found["mask_l1"][target] if target is not None else None,
-                 "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR}
+                 "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR,
+                 "min_fail_group": smallest_failing_group(audit.config.poisoning.threat_rate, len(found["flags"]),
+                                                          audit.config.policy["min_scan_recall"])}
         # what the finding lists and names: the census's group where the census is the test that decides
         listed = np.flatnonzero(measure.listed_samples(found))
         named = census["target"] if census_group(facts) else (target if target is not None else census.get("lead"))

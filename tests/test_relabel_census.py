@@ -53,13 +53,17 @@ def bar_backdoor(digits):
 
 
 def test_a_trigger_over_the_strokes_is_found_without_recovering_it(bar_backdoor):
+    """The model learns this bar weakly (attack success 0.48): what the group shares moves 23% of
+    the other classes' inputs to class 2 beyond the class's own values, under a FAIL's 25%, and the
+    group is four times any other class's: a lead that lists the poison."""
     x, y, truth, model = bar_backdoor
     found = census(model, x, y, 10, CPU)
-    assert found.target == 2, found.summary()
+    assert found.target is None and found.lead == 2, found.summary()
     group = found.groups[2]
-    assert group.transfer >= required_transfer(len(group.indices))
+    assert group.how == "stamped" and 0.05 <= group.transfer < required_transfer(len(group.indices))
+    assert len(group.indices) >= 2 * max(len(g.indices) for c, g in found.groups.items() if c != 2)
     precision, recall = _scores(found.flags, truth)
-    assert precision >= 0.6 and recall >= 0.5, (precision, recall)  # measured: 0.74 and 1.00
+    assert precision >= 0.6 and recall >= 0.8, (precision, recall)  # measured: 0.74 and 1.00
     # the samples it lists look like the classes the poison came from, not like a 2
     assert sum(group.sources.values()) == len(group.indices) and 2 not in group.sources
 
@@ -73,7 +77,7 @@ def test_on_a_set_larger_than_its_sample_the_census_lists_the_whole_named_class(
     monkeypatch.setattr(module, "QUERY_LIMIT", 600)
     monkeypatch.setattr(module, "POOL_LIMIT", 900)
     found = census(model, x, y, 10, CPU)
-    assert found.target == 2, found.summary()
+    assert found.lead == 2, found.summary()
     precision, recall = _scores(found.flags, truth)
     # 600 of 1078 rows queried: recall about 0.56 at most unless the class is measured whole
     assert precision >= 0.5 and recall >= 0.8, (precision, recall)

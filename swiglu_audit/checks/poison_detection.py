@@ -5,6 +5,7 @@ own training set. The detectors are in `methods.poison_detectors`, the scan in
 
 from __future__ import annotations
 
+import math
 import statistics
 
 from ..verdicts.conditions import DecisionTable, Floor, NoWorseThanBaseline, Rule, Status, always, capped
@@ -14,7 +15,8 @@ from ..verdicts.risk import CheckInfo
 def _scan_threshold(facts: dict, policy: dict) -> str:
     if facts["power"] is None:
         return "a scan result counts only where the scan's power on planted poison was measured"
-    return (f"FAIL when at least {MIN_GROUP} samples labelled with a class rest on or carry its recovered trigger and "
+    return (f"FAIL when at least {facts.get('min_fail_group', MIN_GROUP)} samples labelled with a class (min_scan_recall "
+            "of the threat's poison) rest on or carry its recovered trigger and "
             f"look like another class without it (their likeness to the class under {RELABELLED_LIKENESS} of its own "
             "samples'); samples that look like the class and carry no shared pattern are set aside as a natural "
             "shortcut; WARN for a trigger with anomaly index >= min_trigger_anomaly_index = "
@@ -132,12 +134,23 @@ def _shortcut_words(facts: dict) -> str:
             "inputs) and none carries a shared pattern; a natural shortcut, not counted as poison")
 
 
+def smallest_failing_group(threat_rate: float, n_train: int, min_scan_recall: float) -> int:
+    """The fewest flagged samples on a recovered trigger that fail a set: the share of the threat's
+    poison a scan must find to show its power (min_scan_recall of threat_rate x n_train). A smaller
+    group is a lead (WARN): on a clean digits model of the fifth held-out round the trigger scan
+    flagged 9 borderline samples of a class (0.8% of the set) that looked like other classes, while
+    planted 3% backdoors gave groups of 20 or more; poison below the threat's rate is what a PASS
+    says it does not cover, and a lead is no PASS."""
+    return max(MIN_GROUP, math.ceil(min_scan_recall * threat_rate * n_train))
+
+
 def relabelled_group(facts: dict, policy: dict | None = None) -> bool:
     """A group of samples labelled with the suspected target that rest on or carry its recovered
-    trigger and look like another class without it: what dirty-label poison is. The sample-level
-    evidence stands on its own: on the synthetic shapes set the model-level anomaly index of
-    planted 3% backdoors was 1.9-2.5, under min_trigger_anomaly_index."""
-    return (facts["target"] is not None and facts["n_flagged"] >= MIN_GROUP
+    trigger and look like another class without it: what dirty-label poison is, when the group is
+    at least `smallest_failing_group` (facts["min_fail_group"]). The sample-level evidence stands on
+    its own: on the synthetic shapes set the model-level anomaly index of planted 3% backdoors was
+    1.9-2.5, under min_trigger_anomaly_index."""
+    return (facts["target"] is not None and facts["n_flagged"] >= facts.get("min_fail_group", MIN_GROUP)
             and not _looks_natural(facts, policy or {}))
 
 

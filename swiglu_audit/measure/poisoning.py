@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..checks.poison_detection import relabelled_group, sample_facts
+from ..checks.poison_detection import relabelled_group, sample_facts, smallest_failing_group
 from ..methods import backdoor_scan, poison_detectors, poisoning, relabel_census, triggers
 from ..methods.integrity import NearDuplicateIndex, exact_duplicates, label_issues, near_duplicates
 from ..methods.poison_detectors import detection_metrics, run_detectors
@@ -497,7 +497,9 @@ def _kind_power(audit: AuditSession, name: str, cond: Condition) -> dict:
     model = poisoned_models(audit, name, cond, first_seed_only=True)[0]
     result = _trigger_scan(audit, model, poisoned.x, poisoned.y, "trigger-scan-planted",
                            {**scan_settings(audit, name), "condition": cond.tag(audit.config.poisoning)})
-    return {**planted_found(result, truth, _target(audit)), "learned": round(learned, 3)}
+    min_group = smallest_failing_group(audit.config.poisoning.threat_rate, len(truth),
+                                       audit.config.policy["min_scan_recall"])
+    return {**planted_found(result, truth, _target(audit), min_group), "learned": round(learned, 3)}
 
 
 def listed_samples(result: dict) -> np.ndarray:
@@ -513,7 +515,7 @@ def listed_samples(result: dict) -> np.ndarray:
     return result["census_flags"]
 
 
-def planted_found(result: dict, truth: np.ndarray, target: int) -> dict:
+def planted_found(result: dict, truth: np.ndarray, target: int, min_fail_group: int = 3) -> dict:
     """How a scan result (`_trigger_scan`'s) finds planted poison (`truth`, labelled `target`).
     The poison counts as found only where the decision's first FAIL names its class: the relabel
     census's when it names one (it is judged first), else the trigger scan's relabelled group.
@@ -521,7 +523,8 @@ def planted_found(result: dict, truth: np.ndarray, target: int) -> dict:
     are over the samples a finding lists (`listed_samples`)."""
     samples = sample_facts(list(result["target_neighbours"][result["flags"]]), result.get("class_cohesion"),
                            int(result["evidence_carries"][result["flags"]].sum()))
-    by_trigger = relabelled_group({"target": result["target"], "n_flagged": int(result["flags"].sum()), **samples})
+    by_trigger = relabelled_group({"target": result["target"], "n_flagged": int(result["flags"].sum()),
+                                   "min_fail_group": min_fail_group, **samples})
     census_named = result["census"]["target"]
     named = census_named if census_named is not None else result["target"]
     decided = named == target and (census_named is not None or by_trigger)
