@@ -236,6 +236,18 @@ def test_nothing_found_passes_only_with_power_on_every_kind_of_the_panel():
     assert undecided.status == "WARN" and "would not call it relabelled" in undecided.reason
 
 
+def test_a_relabelled_group_smaller_than_the_threat_needs_is_a_lead_not_a_fail():
+    """min_scan_recall of the threat's poison: 3% of 1,078 rows, half of it, is 17 samples."""
+    assert poison_detection.smallest_failing_group(0.03, 1078, 0.5) == 17
+    assert poison_detection.smallest_failing_group(0.001, 1078, 0.5) == poison_detection.MIN_GROUP
+    group = dict(target=2, share=0.008, anomaly_index=2.7, mask_l1=7.5, trigger_success=0.98, likeness=0.1,
+                 min_fail_group=17)
+    small = _scan_finding(**group, n_flagged=9)
+    assert small.status == "WARN" and small.reason.startswith("a lead: class 2")
+    assert _scan(**group, n_flagged=30) == "FAIL"
+    assert "FAIL when at least 17 samples labelled with a class" in _scan_finding(**group, n_flagged=30).threshold
+
+
 def test_a_models_nothing_found_cannot_stand_against_another_models_flags():
     assert _scan() == "PASS"
     assert _scan(flagged_by_other_models=["other-model"]) == "WARN"
