@@ -338,9 +338,10 @@ def _shares(audit: AuditSession, name: str) -> tuple[list[Part], Work]:
     n_train, n_test = len(data.y_train), len(data.y_test)
     settings = scan_settings(audit, name)
     # the relabel census beside it: each class's group (at most one per class) through the model
-    # twice over TRANSFER_INPUTS inputs, and once plain; its neighbour search is arithmetic on the
-    # inputs alone (about 0.1 s on digits, 16 s on a CIFAR-sized set: BENCHMARKS.md), not counted
-    census_examples = 3 * data.n_classes * relabel_census.TRANSFER_INPUTS
+    # over TRANSFER_INPUTS inputs as they are, added to, stamped, and stamped as the control; its
+    # neighbour search is arithmetic on the inputs alone (about 0.1 s on digits, 16 s on a
+    # CIFAR-sized set: BENCHMARKS.md), not counted
+    census_examples = 4 * data.n_classes * relabel_census.TRANSFER_INPUTS
     one_scan = Work(forward_examples=n_train + census_examples,
                     units={"trigger scan": round(data.n_classes * settings["steps"] * scan_inputs(settings) / SCAN_INPUTS)})
     panel_check = Work(forward_examples=2 * n_test)  # its triggered test inputs through the poisoned and the clean model
