@@ -29,7 +29,7 @@ square_queries = 50
 
 [tool.swiglu_audit.poisoning]
 clean_label = true            # the full profile's clean-label backdoor, so that its path is tested
-threat_triggers = ["corner_patch", "checkerboard"]  # a two-kind power panel (the default has five)
+threat_triggers = ["corner_patch", "checkerboard"]  # a two-kind power panel (the default has six)
 
 [tool.swiglu_audit.ood]
 n_examples = 60

@@ -364,17 +364,16 @@ def test_a_small_trigger_at_3_percent_is_never_passed_and_a_clean_set_is_never_f
     verdict; the same split without poison gets no FAIL from any of them."""
     monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
     select = "training_set_scan or training_set_verdict"
-    # a two-kind panel: fewer kinds only make "nothing found" easier to pass, so the test is no weaker
+    # a one-kind panel: fewer kinds only make "nothing found" easier to pass, so the test is no weaker;
     # one seed: the scan reads each model's first seed only
-    _, doc = _backdoored_audit(pytester, "small_diagonal_3_percent", select, panel=("corner_patch", "checkerboard"),
-                               seeds=(0,))
+    _, doc = _backdoored_audit(pytester, "small_diagonal_3_percent", select, panel=("corner_patch",), seeds=(0,))
     verdicts = [f for f in doc["findings"] if f["check"] in ("training_set_scan", "training_set_verdict")]
     assert len(verdicts) == 3
     for f in verdicts:
         assert f["status"] in ("FAIL", "WARN"), (f["id"], f["reason"])
-    for f in verdicts[:2]:  # each model's panel is in its details, kind by kind
-        assert set(f["details"]["power_on_planted_backdoors"]["kinds"]) >= {"corner_patch", "checkerboard"}
-    _, doc = _backdoored_audit(pytester, "clean", select, panel=("corner_patch", "checkerboard"), seeds=(0,))
+    for f in (f for f in verdicts if f["check"] == "training_set_scan"):  # each model's panel, kind by kind
+        assert set(f["details"]["power_on_planted_backdoors"]["kinds"]) == {"corner_patch"}
+    _, doc = _backdoored_audit(pytester, "clean", select, panel=("corner_patch",), seeds=(0,))
     verdicts = [f for f in doc["findings"] if f["check"] in ("training_set_scan", "training_set_verdict")]
     assert len(verdicts) == 3 and all(f["status"] != "FAIL" for f in verdicts), [f["reason"] for f in verdicts]
 

@@ -12,17 +12,20 @@ poison has a second signature that does not depend on where or what the trigger 
    inputs carry the source's label, not the target's. The share of a sample's nearest neighbours
    that carry its own label, over the same share's median in its class (`cohesion`), is its
    likeness to its class; under `LOOKS_OTHER_LIKENESS` it looks like another class.
-2. **The model obeys what those samples share.** Each such sample minus the mean of its nearest
-   neighbours of the class it looks like is what was added to it; the coordinate-wise median of
-   that over the group cancels what is each sample's own and keeps what they share (the trigger).
-   Added to inputs of the other classes, it sends them to the group's class when the model learned
-   a backdoor. The borderline samples of a clean class share no such perturbation: what each
+2. **The model obeys what those samples share.** Two forms of what they share are tried. Stamped:
+   the coordinates on which the group holds one value far from where other classes' inputs sit,
+   set to the group's values (a patch trigger), counted beyond a control that sets the same
+   coordinates to the rest of the class's own values (so a feature of the class does not count).
+   Added: each sample minus the mean of its nearest neighbours of the class it looks like is what
+   was added to it, and the coordinate-wise median over the group keeps what they share (a blend).
+   Put on inputs of the other classes, what they share sends them to the group's class when the
+   model learned a backdoor. The borderline samples of a clean class share no such thing: what each
    differs by is its own, and their median moves other classes' inputs little.
 
-The census flags the samples of the class whose group's shared perturbation sends the most
-other-class inputs to it, when that share (above the base rate of those inputs already predicted
-as the class) is at least `required_transfer` of the group's size; the decision
-(checks.poison_detection) judges it.
+The census names the class whose group moves the most other-class inputs to it (above the base
+rate of those inputs already predicted as the class), when that share is at least
+`required_transfer` of the group's size; where it names none, a group that stands out by its size
+and moves some inputs is a lead (`lead_class`). The decision (checks.poison_detection) judges both.
 """
 
 from __future__ import annotations
@@ -53,25 +56,25 @@ MAX_PART = 0.5  # ... held by at most this share of the class
 LOOKS_OTHER_LIKENESS = 0.35
 MIN_COHESION = 0.3  # a class whose own samples are not each other's neighbours: no census there
 MIN_GROUP = 3
-TRANSFER_INPUTS = 500  # other-class inputs the shared perturbation is added to
-# The share of them it must send to the class (above their base rate), by the group's size. A few
-# samples share values by chance: on the tuning rounds' clean models (bench/bench_scan_verdicts.py)
-# groups of 3 to 9 transferred up to 0.38, groups of 10 or more at most 0.14; planted poison at 3%
-# made groups of 13 to 57 that transferred 0.29 (a T the model learned at attack success 0.53) to 1.0.
+TRANSFER_INPUTS = 500  # other-class inputs the shared perturbation is put on
+TIGHT = 0.1  # data scales: a coordinate the group holds at one value (median absolute deviation)
+SHIFT = 0.5  # ... that far from where the other classes' inputs sit (their median)
+# The share of those inputs it must send to the class (above their base rate), by the group's size.
+# A few samples share values by chance: on the tenth stop's four rounds of cases (84 clean models,
+# 87 backdoored; bench/bench_census.py, bench/census-rounds.jsonl) groups that are not planted
+# poison moved at most 0.35 in groups of 3 to 9 and 0.14 in groups of 10 or more; planted poison
+# the models learned made groups of 13 to 57 that moved 0.47 (a T learned at attack success 0.53)
+# to 1.0, except a blend on the shapes set, which forms no group.
 LARGE_GROUP = 10
 MIN_TRANSFER = 0.25  # a group of LARGE_GROUP or more
 MIN_TRANSFER_SMALL = 0.5  # a smaller group
-
-
-LEAD_SIZE_RATIO = 2.0
-LEAD_TRANSFER = 0.05
+LEAD_SIZE_RATIO = 2.0  # a lead's group is at least this many times the next class's ...
+LEAD_TRANSFER = 0.05  # ... and moves at least this share of the inputs
 
 
 def required_transfer(n_members: int) -> float:
     """How much of the other classes' inputs a group's shared perturbation must move to count."""
     return MIN_TRANSFER if n_members >= LARGE_GROUP else MIN_TRANSFER_SMALL
-TIGHT = 0.1  # data scales: a coordinate the group holds at one value (median absolute deviation)
-SHIFT = 0.5  # ... that far from where the other classes' inputs sit (their median)
 
 
 @dataclass
@@ -271,8 +274,9 @@ def lead_class(groups: dict[int, Group]) -> int | None:
     """A class whose group stands out though its shared perturbation moves too few inputs for a
     FAIL: the largest group, of LARGE_GROUP or more, at least LEAD_SIZE_RATIO times the next
     largest, moving at least LEAD_TRANSFER of the other classes' inputs. A backdoor the model
-    learned weakly looks like this (attack success 0.18-0.55: groups of 37-43 beside 9-15,
-    moving 0.07-0.40); no clean model's group did (105 clean models of the tuning rounds)."""
+    learned weakly looks like this (on the second held-out round, chosen there: attack success
+    0.18-0.42, groups of 40-43 beside at most 15, moving 0.07-0.22); no group of the 105 clean
+    models of the rounds up to it did."""
     ranked = sorted(groups.values(), key=lambda g: -len(g.indices))
     if not ranked:
         return None
