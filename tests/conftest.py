@@ -100,3 +100,29 @@ def tiny_audit_report(tiny_audit):
     import json
 
     return json.loads((tiny_audit / "reports" / "report.json").read_text())
+
+
+def audit_users_data(pytester, module: str, source: str, factory: str, select: str, *, panel=None,
+                     seeds=(0, 1), backdoor_target: int = 0):
+    """An audit through the user contract of a dataset factory of the user's own (`source`,
+    written as `module.py`): quick profile, the SwiGLU and ReLU MLPs, only the checks `select`
+    names. Returns pytest's result and the JSON report."""
+    import json
+
+    from swiglu_audit.config import OPT_ENABLE
+
+    pytester.makepyfile(**{module: source})
+    panel_line = f"threat_triggers = {list(panel)}\n".replace("'", '"') if panel else ""
+    pytester.makefile(".toml", pyproject=f"""
+[tool.swiglu_audit]
+profile = "quick"
+dataset = "{module}:{factory}"
+variants = ["swiglu", "relu"]
+families = ["mlp"]
+seeds = {list(seeds)}
+[tool.swiglu_audit.poisoning]
+backdoor_target = {backdoor_target}
+""" + panel_line)
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", select)
+    return result, json.loads((pytester.path / "reports" / "report.json").read_text())

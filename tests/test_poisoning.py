@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import audit_users_data
 
 from swiglu_audit.config import build_config
 from swiglu_audit.errors import ConfigError, ModelContractError
@@ -312,23 +313,8 @@ def harness_trigger():  # the same trigger the harness plants: bottom-right 2x2,
 
 
 def _backdoored_audit(pytester, factory, select, panel=None, seeds=(0, 1)):
-    from swiglu_audit.config import OPT_ENABLE
-
-    pytester.makepyfile(backdoored=BACKDOORED_DATA)
-    pytester.makefile(".toml", pyproject=f"""
-[tool.swiglu_audit]
-profile = "quick"
-dataset = "backdoored:{factory}"
-variants = ["swiglu", "relu"]
-families = ["mlp"]
-seeds = {list(seeds)}
-[tool.swiglu_audit.poisoning]
-backdoor_target = {3 if factory == "harness_trigger" else 0}
-""" + (f"threat_triggers = {list(panel)}\n".replace("'", '"') if panel else ""))
-    pytester.syspathinsert()
-    result = pytester.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", select)
-    doc = json.loads((pytester.path / "reports" / "report.json").read_text())
-    return result, doc
+    return audit_users_data(pytester, "backdoored", BACKDOORED_DATA, factory, select, panel=panel, seeds=seeds,
+                            backdoor_target=3 if factory == "harness_trigger" else 0)
 
 
 def test_a_users_backdoored_training_set_is_found_by_the_scan(pytester, tmp_path, monkeypatch):

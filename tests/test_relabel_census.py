@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import audit_users_data
 
 from swiglu_audit.methods.relabel_census import Group, census, lead_class, nearest, required_transfer, shared_coordinates
 from swiglu_audit.training.data import load_digits_data
@@ -226,24 +227,10 @@ def clean():
 
 
 def _tabular_audit(pytester, factory):
-    import json
-
-    from swiglu_audit.config import OPT_ENABLE
-
-    pytester.makepyfile(table=TABULAR_DATA)
-    pytester.makefile(".toml", pyproject=f"""
-[tool.swiglu_audit]
-profile = "quick"
-dataset = "table:{factory}"
-variants = ["swiglu", "relu"]
-families = ["mlp"]
-seeds = [0]  # the scan reads each model's first seed only
-[tool.swiglu_audit.poisoning]
-threat_triggers = ["corner_patch"]
-""")
-    pytester.syspathinsert()
-    pytester.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider", "-k", "training_set_scan or training_set_verdict")
-    doc = json.loads((pytester.path / "reports" / "report.json").read_text())
+    """The scan's findings of an audit of the user's own table; one seed (the scan reads each
+    model's first seed only), a one-kind panel."""
+    _, doc = audit_users_data(pytester, "table", TABULAR_DATA, factory, "training_set_scan or training_set_verdict",
+                              panel=("corner_patch",), seeds=(0,))
     return [f for f in doc["findings"] if f["check"] in ("training_set_scan", "training_set_verdict")]
 
 
