@@ -117,6 +117,26 @@ def _zoo_config(tmp_path):
                          "cache_dir": str(tmp_path), "training": {"epochs": 1}}, profile="quick")
 
 
+def test_a_cached_fine_tuned_model_is_described_without_reading_its_clean_start(tmp_path):
+    """The cheaper poisoning fine-tunes each seed's clean model: on a warm run the fine-tuned
+    entries are in the cache, so neither they nor the clean models they started from are read.
+    A fine-tuning that is not cached reads its clean start and trains from it."""
+    from swiglu_audit.session import AuditSession
+
+    config = _zoo_config(tmp_path)
+    tuned = AuditSession(config).zoo.models("relu-mlp", tag="poisoned", fine_tune_epochs=1)
+    warm = AuditSession(config).zoo
+    again = warm.models("relu-mlp", tag="poisoned", fine_tune_epochs=1)
+    assert [m.key for m in again] == [m.key for m in tuned] and not any(m.loaded for m in again)
+    assert not any(m.loaded for m in warm.models("relu-mlp"))  # the clean starts were not read
+    # a fine-tuning not in the cache (another tag) starts from its clean model, which it reads
+    fresh = warm.models("relu-mlp", tag="poisoned-again", fine_tune_epochs=1)
+    assert all(m.loaded and not m.cached for m in fresh) and all(m.loaded for m in warm.models("relu-mlp"))
+    # the same start, data and seed as the cached fine-tuning: the same weights
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(fresh[0].module.state_dict().values(),
+                                                               tuned[0].module.state_dict().values()))
+
+
 def test_a_cached_model_is_described_without_its_weights_and_read_checked_on_first_use(tmp_path):
     """A warm audit's models carry their key and training record; the weights are read (and the
     checkpoint checked) only when a measurement uses them, and a damaged one is retrained then."""

@@ -156,15 +156,21 @@ def reverse_engineer_classes(model: nn.Module, inputs: list[torch.Tensor], targe
     seeds = seeds if seeds is not None else [0] * len(targets)
     if not targets:
         return []
-    class_bytes = max(x.nbytes for x in inputs)
-    per_group = max(1, min(GROUP_INPUT_BYTES // max(1, class_bytes),
-                           batching.batch_size(model, inputs[0][:1], device, gradients=True)
-                           // max(1, max(len(x) for x in inputs))))
+    per_group = classes_per_group(model, inputs, device)
     out: list[Trigger] = []
     for start in range(0, len(targets), per_group):
         group = slice(start, start + per_group)
         out += _reverse_engineer_group(model, inputs[group], targets[group], device, steps, cost, seeds[group])
     return out
+
+
+def classes_per_group(model: nn.Module, inputs: list[torch.Tensor], device: torch.device) -> int:
+    """How many classes `reverse_engineer_classes` optimises in one pass: as many as fit in
+    GROUP_INPUT_BYTES of inputs and in one batch of input gradients."""
+    class_bytes = max(x.nbytes for x in inputs)
+    return max(1, min(GROUP_INPUT_BYTES // max(1, class_bytes),
+                      batching.batch_size(model, inputs[0][:1], device, gradients=True)
+                      // max(1, max(len(x) for x in inputs))))
 
 
 def _reverse_engineer_group(model, inputs, targets, device, steps, cost, seeds) -> list[Trigger]:

@@ -193,7 +193,7 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> UnitCosts:
         unit_s = {}
         for unit in units:
             torch.set_num_threads(unit.cpu_threads if device.type == "cpu" and unit.cpu_threads else worker_threads)
-            unit_s[unit.name] = _median_seconds(unit.run, device)
+            unit_s[unit.name] = _median_seconds(unit.run, device) / unit.per_run
         return UnitCosts(step_s, grad_s, stacked_s, unit_s)
     finally:
         torch.set_num_threads(threads)

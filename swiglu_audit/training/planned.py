@@ -62,6 +62,7 @@ class Unit:
     run: Callable[[], Any]
     gradient_passes: float
     cpu_threads: int = 0  # on a CPU, timed at this many threads (as the work runs); 0: the worker's
+    per_run: float = 1.0  # units one call of `run` does: its time is divided by this (setup shared, as in the work)
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,9 @@ class Zoo:
                 x = self.data.x_train if inputs is None else inputs
                 y = self.data.y_train if labels is None else labels
                 clean = {m.seed: m for m in self.models(name)} if fine_tune_epochs else {}
-                starts = {seed: clean[seed].module.state_dict() for seed in missing} if clean else {}
+                # each fine-tuning's start, read only where that seed trains: a warm audit describes
+                # the fine-tuned models from the cache without reading their clean models' weights
+                starts = {seed: (lambda m=clean[seed]: m.module.state_dict()) for seed in missing} if clean else {}
                 stacked = self._train_stacked(spec, missing, x, y, tag, starts, fine_tune_epochs, patience)
                 for seed in missing:
                     trained[seed] = self._train_one(spec, seed, x, y, tag, starts.get(seed), fine_tune_epochs,
@@ -187,7 +189,7 @@ class Zoo:
         })
 
     def _train_stacked(self, spec: ModelSpec, seeds: list[int], inputs, labels: torch.Tensor, tag: str,
-                       starts: dict, epochs: int | None, patience: int) -> dict[int, tuple[dict, dict]]:
+                       starts: dict[int, Callable[[], dict]], epochs: int | None, patience: int) -> dict[int, tuple[dict, dict]]:
         """The seeds of `spec` not in the cache, trained as one stacked model (training/stacked.py):
         {seed: (state, record)} for `_train_one` to store under each seed's own key, so a stacked
         and a lone run share the cache. {} where fewer than two seeds need training, stacking is
@@ -203,8 +205,8 @@ class Zoo:
             torch.manual_seed(seed)  # each member initialised as its lone training would be
             model = self.instantiate(spec).to(self.device)
             check_model_contract(model, spec.name, self.data, self.device)
-            if starts.get(seed) is not None:
-                model.load_state_dict(starts[seed])
+            if seed in starts:
+                model.load_state_dict(starts[seed]())
             members[seed] = model
         if len(members) < 2 or stackable(list(members.values())) is not None:
             return {}
@@ -225,9 +227,9 @@ class Zoo:
         return out
 
     def _train_one(self, spec: ModelSpec, seed: int, inputs: torch.Tensor, labels: torch.Tensor,
-                   tag: str, start: dict | None = None, epochs: int | None = None,
+                   tag: str, start: Callable[[], dict] | None = None, epochs: int | None = None,
                    patience: int = 0, stacked: tuple[dict, dict] | None = None, eager: bool = False) -> TrainedModel:
-        """One seed's training; from `start` (a clean model's state) for `epochs` when fine-tuning.
+        """One seed's training; from `start()` (a clean model's state) for `epochs` when fine-tuning.
         The clean model's key is in the tag (via the seed and recipe): the fine-tuned key follows it.
         `stacked`: this seed's (state, record) from a stacked training, stored under its own key.
         A model already in the local cache is returned unread unless `eager`: its weights are read
@@ -258,7 +260,7 @@ class Zoo:
         check_model_contract(model, spec.name, self.data, self.device)
         key = self.training_key(spec, seed, tag, model, recipe)
         if start is not None:
-            model.load_state_dict(start)
+            model.load_state_dict(start())
 
         def train() -> tuple[dict, dict]:
             if stacked is not None:  # trained with its siblings: this model takes its weights
