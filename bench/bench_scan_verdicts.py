@@ -67,14 +67,13 @@ import torch
 from swiglu_audit.checks.poison_detection import (
     SCAN,
     TRAINING_SET_VERDICT,
-    census_facts,
     census_group,
     natural_shortcut,
-    sample_facts,
     smallest_failing_group,
 )
 from swiglu_audit.config import build_config
 from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR, listed_samples, planted_found
+from swiglu_audit.measure.poisoning import scan_facts as scan_facts_of
 from swiglu_audit.methods import relabel_census, triggers
 from swiglu_audit.methods.backdoor_scan import scan
 from swiglu_audit.training.data import AuditData, load_digits_data, make_audit_data
@@ -341,19 +340,7 @@ def scan_facts(model, data: AuditData, x, y) -> tuple[dict, np.ndarray]:
     """The facts the suite gives the scan's decision table (suites/suite_poisoning_data.py), and
     the samples a finding lists (the trigger scan's, and the census's where it names a class)."""
     result = scan_result(model, data, x, y)
-    target = result["target"]
-    flagged = np.flatnonzero(result["flags"])
-    own = result["target_neighbours"][flagged] if len(flagged) else np.array([])
-    samples = sample_facts(list(own), result["class_cohesion"], int(result["evidence_carries"][flagged].sum()))
-    facts = {"target": target, "n_flagged": len(flagged), "share": len(flagged) / len(y),
-             "anomaly_index": result["anomaly_index"][target] if target is not None else max(result["anomaly_index"]),
-             "mask_l1": result["mask_l1"][target] if target is not None else None,
-             "trigger_success": result["trigger_success"],
-             **samples, "class_cohesion": result["class_cohesion"],
-             "census": census_facts(result["census"], int(result["census_flags"].sum())),
-             "census_summary": result["census"],
-             "min_learned_backdoor": MIN_LEARNED_BACKDOOR,
-             "min_fail_group": smallest_failing_group(POISONING.threat_rate, len(y), POLICY["min_scan_recall"])}
+    facts = {**scan_facts_of(result, POISONING.threat_rate, POLICY["min_scan_recall"]), "census_summary": result["census"]}
     return facts, listed_samples(result)
 
 

@@ -13,14 +13,10 @@ from swiglu_audit.checks.poison_detection import (
     DETECTION_COMPARISON,
     SCAN,
     TRAINING_SET_VERDICT,
-    census_facts,
     census_group,
     natural_shortcut,
-    sample_facts,
-    smallest_failing_group,
 )
 from swiglu_audit.measure import poisoning as measure
-from swiglu_audit.measure.poisoning import MIN_LEARNED_BACKDOOR
 from swiglu_audit.methods import relabel_census
 from swiglu_audit.methods.ood_metrics import auroc_estimate, compare_auroc
 from swiglu_audit.methods.poison_detectors import DETECTORS
@@ -103,19 +99,9 @@ def _scan_evidence(audit, model: str) -> dict:
                     "details": {"dataset": audit.data.name, "index_space": _index_space(audit),
                                 "published_detectors": published}}
         found = measure.trigger_scan(audit, model)
-        census = census_facts(found.get("census"), int(found["census_flags"].sum()))
-        flagged = np.flatnonzero(found["flags"])
-        target = found["target"]
-        # the suspected target's own anomaly index (the largest among classes whose trigger works)
-        index = found["anomaly_index"][target] if target is not None else max(found["anomaly_index"])
-        samples = sample_facts(list(found["target_neighbours"][flagged]), found.get("class_cohesion"),
-                               int(found["evidence_carries"][flagged].sum()))
-        facts = {"power": power, "target": target, "n_flagged": len(flagged), "share": len(flagged) / len(found["flags"]),
-                 "anomaly_index": index, **samples, "class_cohesion": found.get("class_cohesion"), "census": census,
-                 "mask_l1": found["mask_l1"][target] if target is not None else None,
-                 "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR,
-                 "min_fail_group": smallest_failing_group(audit.config.poisoning.threat_rate, len(found["flags"]),
-                                                          audit.config.policy["min_scan_recall"])}
+        facts = {"power": power, **measure.scan_facts(found, audit.config.poisoning.threat_rate,
+                                                      audit.config.policy["min_scan_recall"])}
+        census, target, flagged = facts["census"], facts["target"], np.flatnonzero(found["flags"])
         # what the finding lists and names: the census's group where the census is the test that decides
         listed = np.flatnonzero(measure.listed_samples(found))
         named = census["target"] if census_group(facts) else (target if target is not None else census.get("lead"))
@@ -137,8 +123,8 @@ def _scan_evidence(audit, model: str) -> dict:
             "well_separated_classes": found["separated_classes"],
             "power_on_planted_backdoors": power,
             "published_detectors": published,
-            "own_class_likeness": samples["likeness"], "class_cohesion": found.get("class_cohesion"),
-            "n_looking_like_another_class": samples["n_relabelled"], "n_carrying_a_pattern": samples["n_carrying"],
+            "own_class_likeness": facts["likeness"], "class_cohesion": found.get("class_cohesion"),
+            "n_looking_like_another_class": facts["n_relabelled"], "n_carrying_a_pattern": facts["n_carrying"],
         }
         if "mask" in found:  # the recovered trigger, for the report's picture
             details["trigger_image"] = np.round(found["mask"] * found["pattern"].mean(0), 3).tolist()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..checks.poison_detection import relabelled_group, sample_facts, smallest_failing_group
+from ..checks.poison_detection import census_facts, relabelled_group, sample_facts, smallest_failing_group
 from ..methods import backdoor_scan, poison_detectors, poisoning, relabel_census, triggers
 from ..methods.integrity import NearDuplicateIndex, exact_duplicates, label_issues, near_duplicates
 from ..methods.poison_detectors import detection_metrics, run_detectors
@@ -508,6 +508,25 @@ def _kind_power(audit: AuditSession, name: str, cond: Condition) -> dict:
     min_group = smallest_failing_group(audit.config.poisoning.threat_rate, len(truth),
                                        audit.config.policy["min_scan_recall"])
     return {**planted_found(result, truth, _target(audit), min_group), "learned": round(learned, 3)}
+
+
+def scan_facts(found: dict, threat_rate: float, min_scan_recall: float) -> dict:
+    """What the scan's decision table (checks/poison_detection.py) reads of one scan of a training
+    set, `found` as `trigger_scan` gives it (the trigger scan and the relabel census): built here
+    once, for the suite and for the benchmark that judges held-out cases as the suite does. The
+    scan's power on planted backdoors is the caller's to add ("power")."""
+    flagged = np.flatnonzero(found["flags"])
+    target = found["target"]
+    samples = sample_facts(list(found["target_neighbours"][flagged]), found.get("class_cohesion"),
+                           int(found["evidence_carries"][flagged].sum()))
+    return {"target": target, "n_flagged": len(flagged), "share": len(flagged) / len(found["flags"]),
+            # the suspected target's own anomaly index (the largest among classes whose trigger works)
+            "anomaly_index": found["anomaly_index"][target] if target is not None else max(found["anomaly_index"]),
+            **samples, "class_cohesion": found.get("class_cohesion"),
+            "census": census_facts(found.get("census"), int(found["census_flags"].sum())),
+            "mask_l1": found["mask_l1"][target] if target is not None else None,
+            "trigger_success": found["trigger_success"], "min_learned_backdoor": MIN_LEARNED_BACKDOOR,
+            "min_fail_group": smallest_failing_group(threat_rate, len(found["flags"]), min_scan_recall)}
 
 
 def listed_samples(result: dict) -> np.ndarray:
