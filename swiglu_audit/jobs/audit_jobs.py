@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..util.memory import release_freed_memory
 from .graph import Job, JobGraph
 
 if TYPE_CHECKING:
@@ -168,6 +169,7 @@ def run_job(config: AuditConfig, job: Job, run_id: str, threads: int = 0, *_afte
         error = f"{type(exc).__name__}: {exc}"
     finally:
         audit.forget_results()  # a long-lived worker keeps the data, not every job's models
+        release_freed_memory()  # ... nor the memory they held, which the allocator would keep
     return {"id": job.id, "seconds": round(time.monotonic() - started, 3), "error": error,
             "trained": audit.cache.stats.misses - before, "pid": os.getpid(),
             "attempts": attempts(), "started": wall, "ended": time.time()}

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..util.memory import release_freed_memory
+
 if TYPE_CHECKING:
     from ..session import AuditSession
 
@@ -78,4 +80,9 @@ def prefetch_share(audit: AuditSession, needs: dict[str, set[str]], worker_index
             # A broken model must not fail the session fixture (and with it every test on
             # this worker): its own tests hit the same error and report it as ERROR findings.
             continue
+        finally:
+            # this model's measurements are in the cache: its checks read them from there, as
+            # the other workers' do; what they held in memory goes back before the next model's
+            audit.forget_results()
+            release_freed_memory()
     audit.progress.update("prefetch done, running checks", len(mine), len(mine))

@@ -18,6 +18,7 @@ import pytest
 
 from .. import config as cfg
 from ..training.progress import ProgressBoard
+from ..util.memory import release_freed_memory
 from .relay import (
     CHECK_MARKER,
     COLLECTOR_KEY,
@@ -143,6 +144,7 @@ def pytest_configure(config: pytest.Config) -> None:
         check_shared_cache(audit_config)
         collector = FindingCollector()
         collector.plan = _plan_or_stop(config, audit_config)
+        release_freed_memory()  # the controller waits for its workers from here: what planning freed goes back
         config.stash[COLLECTOR_KEY] = collector
         _run_warm_audit_in_this_process(config, audit_config, data, collector.plan)
         _prepare_progress_board(config)

@@ -1,0 +1,39 @@
+"""Giving freed memory back to the system between the audit's stages.
+
+glibc's allocator keeps memory that Python and torch free for its own reuse: a worker that has
+trained and measured model after model holds hundreds of MB it no longer uses, and the process
+tree (the controller and its xdist workers) crossed the 2 GB budget of the standard audit that
+way (BENCHMARKS.md, sixteenth stop). Setting lower allocator thresholds for the whole run returns
+memory at every free instead, but made the audit half again as slow; trimming once per stage
+(after the plan, after each model's measurements) costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import sys
+from functools import cache
+
+
+@cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None where there is none (another C library, another system)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # musl and others have no malloc_trim
+        return None
+
+
+def release_freed_memory() -> bool:
+    """Collect Python's unreachable objects, then hand the allocator's free memory back to the
+    system. True where the allocator could be asked to (glibc); the collection happens anyway."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
