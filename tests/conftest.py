@@ -1,5 +1,6 @@
 """Shared helpers for the harness's own tests."""
 
+import os
 import textwrap
 
 import pytest
@@ -8,6 +9,12 @@ import pytest
 # torch._dynamo first imported inside one (torch.optim imports it) would be imported again by the
 # next, which torch refuses (its operator libraries register once per process).
 import torch._dynamo  # noqa: F401
+
+# The audits these tests start in subprocesses (about a hundred processes with the xdist workers)
+# compile, and pytest assertion-rewrites, the same plugin modules (hypothesis, xdist, ...). Where
+# the environment sets PYTHONDONTWRITEBYTECODE, as this project's CI machines do, every process did
+# that again, about 0.6 s each; without it the first child writes the bytecode and the rest read it.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # A tiny audit: two architectures, two seeds, a few epochs. Seconds on two CPU cores.
 TINY_AUDIT_TOML = """
