@@ -8,7 +8,10 @@ each run, the median, and the peak resident memory of the audit process (from wa
 
 Memory: `peak_rss_mb` is the largest resident set of any one process of the run (wait4's
 ru_maxrss covers the audit process and the xdist workers it waited for); `peak_tree_rss_mb` is
-the largest sum over the whole process tree, sampled from /proc every 0.2 s (Linux only).
+the largest sum over the whole process tree, sampled from /proc every 0.2 s (Linux only). That
+sum counts the pages the processes share (torch's libraries, mapped by each) once per process:
+`peak_tree_pss_mb`, the largest sum of their proportional set sizes (each shared page divided
+among the processes that map it), sampled with it, is the memory the tree holds.
 """
 
 from __future__ import annotations
@@ -27,25 +30,36 @@ import time
 from pathlib import Path
 
 
-def _tree_rss_mb(root: int) -> float:
-    """Sum of VmRSS over `root` and all its descendants, from /proc."""
-    parents, rss = {}, {}
+def _tree_memory_mb(root: int) -> tuple[float, float]:
+    """(sum of VmRSS, sum of Pss) over `root` and all its descendants, from /proc."""
+    rss = pss = 0
+    for pid in _tree(root):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                fields = {line.split(":")[0]: int(line.split()[1]) for line in fh if line.split(":")[0] in ("Rss", "Pss")}
+            rss, pss = rss + fields.get("Rss", 0), pss + fields.get("Pss", 0)
+        except (OSError, ValueError, IndexError):
+            continue
+    return rss / 1024, pss / 1024
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and all its descendants, from /proc."""
+    parents = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/status") as fh:
-                fields = dict(line.split(":", 1) for line in fh if ":" in line)
-            parents[int(entry)] = int(fields["PPid"])
-            rss[int(entry)] = int(fields.get("VmRSS", "0 kB").split()[0])
-        except (OSError, KeyError, ValueError):
+            with open(f"/proc/{entry}/stat") as fh:  # the parent's pid follows the name's closing bracket
+                parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
-    total, frontier = 0, [root]
+    tree, frontier = [], [root]
     while frontier:
         pid = frontier.pop()
-        total += rss.get(pid, 0)
+        tree.append(pid)
         frontier += [p for p, parent in parents.items() if parent == pid]
-    return total / 1024
+    return tree
 
 
 def run_audit(workdir: Path, cache: Path, profile: str, workers: int, executor: str = "local") -> dict:
@@ -59,11 +73,12 @@ def run_audit(workdir: Path, cache: Path, profile: str, workers: int, executor: 
         cmd += ["-n", str(workers)]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peak_tree, finished = [0.0], threading.Event()
+    peak_tree, finished = [0.0, 0.0], threading.Event()
 
     def sample():  # never poll() the process here: os.wait4 below must be the one to reap it
         while not finished.is_set():
-            peak_tree[0] = max(peak_tree[0], _tree_rss_mb(proc.pid))
+            rss, pss = _tree_memory_mb(proc.pid)
+            peak_tree[:] = [max(peak_tree[0], rss), max(peak_tree[1], pss)]
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -75,7 +90,7 @@ def run_audit(workdir: Path, cache: Path, profile: str, workers: int, executor: 
     report = json.loads((workdir / "reports" / "report.json").read_text())
     sampler.join(timeout=1)
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(rusage.ru_maxrss / 1024, 1),
-            "peak_tree_rss_mb": round(peak_tree[0], 1),
+            "peak_tree_rss_mb": round(peak_tree[0], 1), "peak_tree_pss_mb": round(peak_tree[1], 1),
             "exit_status": os.waitstatus_to_exitcode(status), "verdict": report["summary"]["verdict"],
             "n_findings": len(report["findings"]),
             # the cache's folder is a temporary path of this machine: left out of the results
@@ -142,6 +157,7 @@ def main() -> None:
             results[f"{kind}_median_seconds_at_220_gflops"] = round(results[f"{kind}_median_seconds"] * rate / 220, 1)
             results[f"{kind}_peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
             results[f"{kind}_peak_tree_rss_mb"] = max(r["peak_tree_rss_mb"] for r in runs)
+            results[f"{kind}_peak_tree_pss_mb"] = max(r["peak_tree_pss_mb"] for r in runs)
     print(json.dumps({k: v for k, v in results.items() if k not in ("cold", "warm")}, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

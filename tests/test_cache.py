@@ -129,12 +129,30 @@ def test_a_cached_fine_tuned_model_is_described_without_reading_its_clean_start(
     again = warm.models("relu-mlp", tag="poisoned", fine_tune_epochs=1)
     assert [m.key for m in again] == [m.key for m in tuned] and not any(m.loaded for m in again)
     assert not any(m.loaded for m in warm.models("relu-mlp"))  # the clean starts were not read
+    read = again[0].module  # nor when a fine-tuned model's own weights are read
+    assert all(torch.equal(a, b) for a, b in zip(read.state_dict().values(), tuned[0].module.state_dict().values()))
+    assert not any(m.loaded for m in warm.models("relu-mlp"))
     # a fine-tuning not in the cache (another tag) starts from its clean model, which it reads
     fresh = warm.models("relu-mlp", tag="poisoned-again", fine_tune_epochs=1)
     assert all(m.loaded and not m.cached for m in fresh) and all(m.loaded for m in warm.models("relu-mlp"))
     # the same start, data and seed as the cached fine-tuning: the same weights
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(fresh[0].module.state_dict().values(),
                                                                tuned[0].module.state_dict().values()))
+
+
+def test_models_a_worker_forgot_are_still_reported_as_trained_in_this_run(tmp_path):
+    """An xdist worker drops each model after its measurements (`forget_results`) and its checks
+    read it again from the cache: the report still says it was trained in this run."""
+    from swiglu_audit.session import AuditSession
+
+    audit = AuditSession(_zoo_config(tmp_path))
+    trained = audit.zoo.models("relu-mlp")
+    audit.forget_results()
+    again = audit.zoo.models("relu-mlp")
+    assert all(m.cached for m in again) and not any(m.loaded for m in again)  # read from the cache
+    runs = audit.meta()["models"]["relu-mlp"]["runs"]["clean"]
+    assert [(r["seed"], r["cached"]) for r in runs] == [(0, False), (1, False)]
+    assert [r["train_seconds"] for r in runs] == [m.record["seconds"] for m in trained]
 
 
 def test_a_cached_model_is_described_without_its_weights_and_read_checked_on_first_use(tmp_path):

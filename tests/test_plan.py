@@ -315,3 +315,32 @@ def test_a_pretrained_model_is_planned_at_one_seed(tmp_path):
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("pretrained_models", None)
+
+
+def test_under_xdist_a_child_process_times_the_models_and_the_plan_reads_its_costs(monkeypatch, tmp_path):
+    """The controller of an xdist run waits for its workers: the probes (and the memory they leave)
+    run in a child process, whose unit costs the plan reads from the cache; where the child fails,
+    the plan times the models itself and the report says why."""
+    import subprocess
+
+    from swiglu_audit.planning import plan as plan_module
+    from swiglu_audit.planning import probe_apart as apart
+    from swiglu_audit.session import AuditSession
+
+    monkeypatch.delenv(plan_module.PROBE_ENV, raising=False)
+    monkeypatch.delenv("SWIGLU_AUDIT_CACHE_KEY", raising=False)
+    config = build_config({"variants": ["swiglu", "relu"], "families": ["mlp"]}, profile="quick",
+                          cache_dir=str(tmp_path / "cache"))
+    audit = AuditSession(config)
+    assert apart.probe_apart(audit, 2) is None
+    assert all(audit.cache.contains(plan_module.probe_key(audit, n, 2), kind="probe") for n in audit.zoo.specs)
+    monkeypatch.setattr(plan_module, "probe", lambda *args: pytest.fail("timed again in this process"))
+    costs = plan_module.reused_probes(plan_module.make_plan(audit, 2))
+    assert set(costs) == set(audit.zoo.specs)
+    assert all(c.step > 0 and c.gradient > 0 and c.units["trigger scan"] > 0 for c in costs.values())
+    assert apart.probe_apart(audit, 2) is None  # all cached: no child started
+
+    other = AuditSession(build_config({"variants": ["swiglu", "relu"], "families": ["mlp"]}, profile="quick",
+                                      cache_dir=str(tmp_path / "other")))
+    monkeypatch.setattr(apart.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, b"", b"it broke"))
+    assert apart.probe_apart(other, 2) == "the probe's process failed: it broke"

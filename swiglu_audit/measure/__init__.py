@@ -67,7 +67,11 @@ def prefetch_share(audit: AuditSession, needs: dict[str, set[str]], worker_index
     transformers first, so every worker gets its share of them); a worker then finds the other
     workers' results in the cache when its tests need them.
     """
-    by_suite = prefetchers()
+    from ..checks.suite_catalog import SUITES
+
+    # a suite whose prefetch lives in memory only (drift) would be computed and dropped with the
+    # model's other results below: its checks compute it when they need it
+    by_suite = {suite: run for suite, run in prefetchers().items() if not SUITES[suite].in_memory}
     order = sorted(needs, key=lambda n: (audit.zoo.spec(n).family != "vit", n))
     mine = order[worker_index::n_workers]
     for done, name in enumerate(mine):
@@ -76,6 +80,7 @@ def prefetch_share(audit: AuditSession, needs: dict[str, set[str]], worker_index
             audit.zoo.models(name)
             for suite in _in_dependency_order(needs[name] & set(by_suite)):
                 by_suite[suite](audit, name)
+                release_freed_memory()  # the suite's working set, before the next suite's
         except Exception:  # noqa: BLE001
             # A broken model must not fail the session fixture (and with it every test on
             # this worker): its own tests hit the same error and report it as ERROR findings.

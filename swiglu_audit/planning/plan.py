@@ -206,22 +206,9 @@ def timed_today(audit: AuditSession, name: str, workers: int) -> UnitCosts:
     worker, torch, the host), so another machine, setting or model times afresh; the day bounds how stale a machine's
     speed, which drifts from day to day, can be. Unit costs given in SWIGLU_AUDIT_PROBE_SECONDS
     are used as given."""
-    from ..measure import declared
-    from ..training.cache import cache_key
-
     if os.environ.get(PROBE_ENV):
         return probe(audit, name, workers)
-    data, device = audit.data, audit.device
-    spec = audit.zoo.spec(name)
-    shapes = [(k, list(v.shape)) for k, v in audit.zoo.instantiate(spec).state_dict().items()]  # an edited model
-    key = cache_key({"kind": "probe", "format": 2, "spec": spec.to_dict(), "params": shapes,
-                     "input": list(data.input_shape), "classes": data.n_classes, "device": str(device),
-                     "workers": workers, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-                     "torch": torch.__version__, "host": platform.node(),
-                     "day": time.strftime("%Y-%m-%d", time.gmtime()),
-                     "batch": audit.config.training.batch_size, "attack_set": audit.config.adversarial.n_examples,
-                     "seeds": len(audit.config.seeds), "stacking": os.environ.get("SWIGLU_AUDIT_STACK", ""),
-                     "unit_suites": sorted(declared("units"))})  # a suite with new units times afresh
+    key = probe_key(audit, name, workers)
 
     def measure():
         costs = probe(audit, name, workers)
@@ -238,6 +225,25 @@ def timed_today(audit: AuditSession, name: str, workers: int) -> UnitCosts:
     step_s, grad_s, stacked_s = (float(v) for v in tensors["unit_costs"])
     return UnitCosts(step_s, grad_s, stacked_s,
                      {u: float(v) for u, v in zip(record["units"], tensors["suite_units"].tolist(), strict=True)})
+
+
+def probe_key(audit: AuditSession, name: str, workers: int) -> str:
+    """The cache key of `name`'s unit costs timed today (`timed_today`)."""
+    from ..measure import declared
+    from ..training.cache import cache_key
+
+    data, device = audit.data, audit.device
+    spec = audit.zoo.spec(name)
+    shapes = [(k, list(v.shape)) for k, v in audit.zoo.instantiate(spec).state_dict().items()]  # an edited model
+    # format 3: the trigger scan's unit timed per class-step of a group of classes
+    return cache_key({"kind": "probe", "format": 3, "spec": spec.to_dict(), "params": shapes,
+                     "input": list(data.input_shape), "classes": data.n_classes, "device": str(device),
+                     "workers": workers, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+                     "torch": torch.__version__, "host": platform.node(),
+                     "day": time.strftime("%Y-%m-%d", time.gmtime()),
+                     "batch": audit.config.training.batch_size, "attack_set": audit.config.adversarial.n_examples,
+                     "seeds": len(audit.config.seeds), "stacking": os.environ.get("SWIGLU_AUDIT_STACK", ""),
+                     "unit_suites": sorted(declared("units"))})  # a suite with new units times afresh
 
 
 def _as_tensors(measure):

@@ -249,11 +249,14 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
     --swiglu-audit-accept-reduced-plan the first setting that fits, applied and recorded as a cut."""
     from ..jobs.audit_jobs import audit_graph
     from ..planning.plan import budget_options, budget_problem, make_plan, plan_lines, reused_probes
+    from ..planning.probe_apart import probe_apart
     from ..session import AuditSession
 
     workers = config.getoption("numprocesses", default=None)
     workers = workers if isinstance(workers, int) and workers > 0 else 1
     audit = AuditSession(audit_config, data=config.stash[DATA_KEY][0])
+    # under xdist this process only waits once the workers start: the probes' memory goes with a child
+    probe_note = probe_apart(audit, workers) if workers > 1 and config.getoption(cfg.OPT_EXECUTOR) == "local" else None
     plan = make_plan(audit, workers)
     lines = plan_lines(plan, audit_config.max_minutes)
     if config.getoption(cfg.OPT_PLAN):
@@ -281,7 +284,8 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
         (sys.__stderr__ or sys.stderr).write("\n".join(summary) + f"\n  ({cfg.OPT_PLAN} lists it per model)\n")
     return {**plan.to_dict(), "jobs": audit_graph(audit, plan.to_dict()).to_dict(),
             "executor": config.getoption(cfg.OPT_EXECUTOR),
-            "started": time.time(), "max_minutes": budget, "cuts": cuts}
+            "started": time.time(), "max_minutes": budget, "cuts": cuts,
+            **({"probed_here_because": probe_note} if probe_note else {})}
 
 
 def _prepare_progress_board(config: pytest.Config) -> None:

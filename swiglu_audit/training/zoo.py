@@ -64,6 +64,16 @@ class TrainedModel:
         return f"TrainedModel({self.name!r}, seed={self.seed}, key={self.key[:12]}, loaded={self.loaded})"
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelRun:
+    """What the report says of one trained model: its seed, whether it was read from the cache,
+    its training record and size (not its weights)."""
+    seed: int | None
+    cached: bool
+    record: dict
+    n_parameters: int
+
+
 # "0" trains every seed alone (for comparing stacked and lone runs); stacking is on by default
 STACK_ENV = "SWIGLU_AUDIT_STACK"
 
@@ -83,6 +93,7 @@ class Zoo:
         self.recipe = Recipe(**config.training.to_dict())
         self.specs = {s.name: s for s in model_specs(config)}
         self._trained: dict[tuple, dict[int | None, TrainedModel]] = {}
+        self._forgotten: dict[tuple, dict[int | None, ModelRun]] = {}  # what `forget` dropped, for the report
         # A model that failed once fails the same way for every check that asks for it: keep the
         # error instead of training (and failing) again for each of its checks.
         self._failed: dict[tuple, ModelContractError] = {}
@@ -160,12 +171,24 @@ class Zoo:
             raise TrainingDivergedError(*self._failed[key].args) from None
 
     def forget(self) -> None:
-        """Drop the trained models held in memory; the next request loads them from the cache."""
+        """Drop the trained models held in memory; the next request loads them from the cache.
+        What the report says of them (trained in this run or read from the cache) is kept."""
+        for key, by_seed in self._trained.items():
+            kept = self._forgotten.setdefault(key, {})
+            for seed, model in by_seed.items():
+                kept.setdefault(seed, ModelRun(model.seed, model.cached, model.record, model.n_parameters))
         self._trained.clear()
 
-    def trained_runs(self) -> list[tuple[tuple[str, str], list[TrainedModel]]]:
-        """((model name, tag), its trained models) for everything this process has trained or loaded."""
-        return [(key, list(by_seed.values())) for key, by_seed in self._trained.items() if by_seed]
+    def trained_runs(self) -> list[tuple[tuple[str, str], list[ModelRun]]]:
+        """((model name, tag), its trained models) for everything this process has trained or
+        loaded, forgotten ones included: as first seen (a model trained here and read again from
+        the cache after `forget` was trained here)."""
+        out = {key: dict(by_seed) for key, by_seed in self._forgotten.items()}
+        for key, by_seed in self._trained.items():
+            seen = out.setdefault(key, {})
+            for seed, model in by_seed.items():
+                seen.setdefault(seed, ModelRun(model.seed, model.cached, model.record, model.n_parameters))
+        return [(key, list(by_seed.values())) for key, by_seed in out.items() if by_seed]
 
     def instantiate(self, spec: ModelSpec) -> nn.Module:
         """A fresh, untrained model of this spec (random init from the current torch seed)."""
@@ -258,15 +281,15 @@ class Zoo:
         torch.manual_seed(seed)
         model = self.instantiate(spec).to(self.device)
         check_model_contract(model, spec.name, self.data, self.device)
-        key = self.training_key(spec, seed, tag, model, recipe)
-        if start is not None:
-            model.load_state_dict(start())
+        key = self.training_key(spec, seed, tag, model, recipe)  # (names and shapes: no start needed)
 
         def train() -> tuple[dict, dict]:
             if stacked is not None:  # trained with its siblings: this model takes its weights
                 model.load_state_dict(stacked[0])
                 state, record = stacked
             else:
+                if start is not None:  # read here, not for a cached fine-tuning: its own weights replace it
+                    model.load_state_dict(start())
                 self.progress.update(f"training {spec.name} seed {seed} ({tag.split('-seed')[0]})")  # tag without its cache suffix
                 # the FFN's outliers over training are the deployment suite's, read from clean trainings only
                 record = train_model(model, inputs, labels, recipe, seed, self.device,

@@ -11,7 +11,6 @@ memory at every free instead, but made the audit half again as slow; trimming on
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import sys
 from functools import cache
@@ -23,7 +22,7 @@ def _malloc_trim():
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        return ctypes.CDLL("libc.so.6").malloc_trim  # glibc's name (find_library would start ldconfig)
     except (OSError, AttributeError):  # musl and others have no malloc_trim
         return None
 
