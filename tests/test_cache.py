@@ -117,12 +117,13 @@ def _zoo_config(tmp_path):
                          "cache_dir": str(tmp_path), "training": {"epochs": 1}}, profile="quick")
 
 
-def test_a_cached_fine_tuned_model_is_described_without_reading_its_clean_start(tmp_path):
+def test_a_cached_fine_tuned_model_is_described_without_reading_its_clean_start(tmp_path, monkeypatch):
     """The cheaper poisoning fine-tunes each seed's clean model: on a warm run the fine-tuned
     entries are in the cache, so neither they nor the clean models they started from are read.
     A fine-tuning that is not cached reads its clean start and trains from it."""
     from swiglu_audit.session import AuditSession
 
+    monkeypatch.delenv("SWIGLU_AUDIT_CACHE_KEY", raising=False)  # (a signed cache reads every entry)
     config = _zoo_config(tmp_path)
     tuned = AuditSession(config).zoo.models("relu-mlp", tag="poisoned", fine_tune_epochs=1)
     warm = AuditSession(config).zoo
@@ -140,11 +141,12 @@ def test_a_cached_fine_tuned_model_is_described_without_reading_its_clean_start(
                                                                tuned[0].module.state_dict().values()))
 
 
-def test_models_a_worker_forgot_are_still_reported_as_trained_in_this_run(tmp_path):
+def test_models_a_worker_forgot_are_still_reported_as_trained_in_this_run(tmp_path, monkeypatch):
     """An xdist worker drops each model after its measurements (`forget_results`) and its checks
     read it again from the cache: the report still says it was trained in this run."""
     from swiglu_audit.session import AuditSession
 
+    monkeypatch.delenv("SWIGLU_AUDIT_CACHE_KEY", raising=False)  # (a signed cache reads every entry)
     audit = AuditSession(_zoo_config(tmp_path))
     trained = audit.zoo.models("relu-mlp")
     audit.forget_results()

@@ -319,8 +319,8 @@ def test_a_pretrained_model_is_planned_at_one_seed(tmp_path):
 
 def test_under_xdist_a_child_process_times_the_models_and_the_plan_reads_its_costs(monkeypatch, tmp_path):
     """The controller of an xdist run waits for its workers: the probes (and the memory they leave)
-    run in a child process, whose unit costs the plan reads from the cache; where the child fails,
-    the plan times the models itself and the report says why."""
+    run in a child process, whose unit costs the plan takes as they are (and the cache keeps for
+    the day); where the child fails, the plan times the models itself and says why."""
     import subprocess
 
     from swiglu_audit.planning import plan as plan_module
@@ -329,18 +329,21 @@ def test_under_xdist_a_child_process_times_the_models_and_the_plan_reads_its_cos
 
     monkeypatch.delenv(plan_module.PROBE_ENV, raising=False)
     monkeypatch.delenv("SWIGLU_AUDIT_CACHE_KEY", raising=False)
-    config = build_config({"variants": ["swiglu", "relu"], "families": ["mlp"]}, profile="quick",
-                          cache_dir=str(tmp_path / "cache"))
-    audit = AuditSession(config)
-    assert apart.probe_apart(audit, 2) is None
-    assert all(audit.cache.contains(plan_module.probe_key(audit, n, 2), kind="probe") for n in audit.zoo.specs)
-    monkeypatch.setattr(plan_module, "probe", lambda *args: pytest.fail("timed again in this process"))
-    costs = plan_module.reused_probes(plan_module.make_plan(audit, 2))
-    assert set(costs) == set(audit.zoo.specs)
+    settings = {"variants": ["swiglu", "relu"], "families": ["mlp"]}
+    audit = AuditSession(build_config(settings, profile="quick", cache_dir=str(tmp_path / "cache")))
+    costs, note = apart.probe_apart(audit, 2)
+    assert note is None and set(costs) == set(audit.zoo.specs)
     assert all(c.step > 0 and c.gradient > 0 and c.units["trigger scan"] > 0 for c in costs.values())
-    assert apart.probe_apart(audit, 2) is None  # all cached: no child started
+    real_run = apart.subprocess.run
+    monkeypatch.setattr(apart.subprocess, "run", lambda *a, **k: pytest.fail("a second child started"))
+    monkeypatch.setattr(plan_module, "probe", lambda *args: pytest.fail("timed again in this process"))
+    assert plan_module.reused_probes(plan_module.make_plan(audit, 2, costs)) == costs
+    assert apart.probe_apart(audit, 2) == ({}, None)  # kept for the day: no child, no probe here
+    assert plan_module.reused_probes(plan_module.make_plan(audit, 2)) == costs
 
-    other = AuditSession(build_config({"variants": ["swiglu", "relu"], "families": ["mlp"]}, profile="quick",
-                                      cache_dir=str(tmp_path / "other")))
+    other = AuditSession(build_config(settings, profile="quick", cache_dir=str(tmp_path / "other")))
     monkeypatch.setattr(apart.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, b"", b"it broke"))
-    assert apart.probe_apart(other, 2) == "the probe's process failed: it broke"
+    assert apart.probe_apart(other, 2) == ({}, "the probe's process failed: it broke")
+    monkeypatch.setattr(apart.subprocess, "run", real_run)
+    monkeypatch.setattr(apart.tempfile, "TemporaryDirectory", lambda **k: (_ for _ in ()).throw(OSError("no room")))
+    assert apart.probe_apart(other, 2) == ({}, "OSError: no room")  # never raises: the plan times them here

@@ -62,3 +62,22 @@ def test_merging_reports_of_different_audits_is_refused(tmp_path):
         (tmp_path / name).write_text(json.dumps(doc))
     with pytest.raises(SystemExit, match="different configurations"):
         main(["merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "-o", str(tmp_path / "out")])
+
+
+def test_a_model_one_process_trained_and_another_read_from_the_cache_is_reported_as_trained():
+    """Under xdist (and across shards) one process trains a model and another reads it from the
+    cache for its checks: the merged report says it was trained in this audit, whatever the
+    order the processes report in."""
+    from swiglu_audit.report.writer import merged_models
+
+    def listed(cached_seeds, seeds=(0, 1)):
+        return {"relu-mlp": {"spec": {}, "n_parameters": 9, "runs": {"clean": [
+            {"seed": s, "cached": s in cached_seeds, "train_seconds": 1.0 + s} for s in seeds]}}}
+
+    trainer, reader = listed(cached_seeds=()), listed(cached_seeds=(0, 1))
+    for order in ([trainer, reader], [reader, trainer]):
+        runs = merged_models(order)["relu-mlp"]["runs"]["clean"]
+        assert sorted((r["seed"], r["cached"]) for r in runs) == [(0, False), (1, False)]
+    # seeds only one process saw are kept, each as that process saw it
+    runs = merged_models([listed(cached_seeds=(0,), seeds=(0,)), listed(cached_seeds=(), seeds=(1,))])["relu-mlp"]["runs"]
+    assert sorted((r["seed"], r["cached"]) for r in runs["clean"]) == [(0, True), (1, False)]

@@ -4,10 +4,10 @@ The probe trains a few steps of every model. The optimiser's first step imports 
 (about 70 MB), and the steps leave their working memory to the allocator. Under xdist the
 controller then waits for its workers for the rest of the audit, holding all of that: about
 100 MB of the standard audit's 2 GB budget for the process tree (BENCHMARKS.md, sixteenth stop).
-A child process times the models instead and exits. Its unit costs reach the plan through the
-cache: they are `timed_today`'s entries, which the plan then reads as on any later run that day.
+A child process times the models instead, hands their unit costs back in a file and exits; it
+also keeps them in the cache for the day, as `timed_today` does in the audit's own process.
 
-    python -m swiglu_audit.planning.probe_apart REQUEST   (what `probe_apart` starts)
+    python -m swiglu_audit.planning.probe_apart FOLDER   (what `probe_apart` starts)
 """
 
 from __future__ import annotations
@@ -23,76 +23,94 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .plan import PROBE_ENV, probe_key, timed_today
+from .plan import PROBE_ENV, UnitCosts, probe_key, timed_today
 
 if TYPE_CHECKING:
     from ..session import AuditSession
 
-# Rows of each split the child gets: the probes read batches from the front (a training batch,
-# the attack set, the trigger scan's inputs), so a large dataset is not copied whole
-PROBE_ROWS = 4096
 TIMEOUT_S = 900
+VALIDATION_ROWS = 64  # the contract check's probe batch reads 8
 
 
-def probe_apart(audit: AuditSession, workers: int) -> str | None:
-    """Time, in a child process, the models whose unit costs the cache lacks for today. Returns
-    None when the cache holds every model's costs afterwards (or nothing was to be timed), else
-    why not, in words: the plan then times what is left in this process, as before."""
+def probe_apart(audit: AuditSession, workers: int) -> tuple[dict[str, UnitCosts], str | None]:
+    """The unit costs of the models the cache lacks for today, timed in a child process:
+    ({model: its costs}, None), or what it could not time and why, in words: the plan then
+    times those models in this process, as before. Never raises: a failure here only costs the
+    memory it was meant to save."""
     if os.environ.get(PROBE_ENV):
-        return None  # given, not timed
+        return {}, None  # given, not timed
     try:
-        missing = [name for name in audit.zoo.specs
-                   if not audit.cache.contains(probe_key(audit, name, workers), kind="probe")]
-    except Exception as exc:  # noqa: BLE001  a model that cannot be built: the plan reports it itself
-        return f"{type(exc).__name__}: {exc}"
-    if not missing:
-        return None
-    request = {"config": audit.config, "data": _front(audit.data), "names": missing, "workers": workers,
-               "threads": torch.get_num_threads(), "sys_path": list(sys.path)}
-    with tempfile.TemporaryDirectory(prefix="swiglu-audit-probe-") as folder:
-        path = Path(folder) / "request.pkl"
+        return _probe_apart(audit, workers)
+    except Exception as exc:  # noqa: BLE001  (no temporary folder, a model that cannot be built, ...)
+        return {}, f"{type(exc).__name__}: {exc}"
+
+
+def _probe_apart(audit: AuditSession, workers: int) -> tuple[dict[str, UnitCosts], str | None]:
+    missing, notes = [], []
+    for name in audit.zoo.specs:
         try:
-            path.write_bytes(pickle.dumps(request))
-        except Exception as exc:  # noqa: BLE001  a setting that does not pickle: time them here
-            return f"the settings could not be handed to a child process ({type(exc).__name__}: {exc})"
+            if not audit.cache.contains(probe_key(audit, name, workers), kind="probe"):
+                missing.append(name)
+        except Exception as exc:  # noqa: BLE001  the plan reports a model that cannot be built itself
+            notes.append(f"{name}: {type(exc).__name__}: {exc}")
+    if not missing:
+        return {}, "; ".join(notes) or None
+    request = {"config": audit.config, "data": _front(audit), "names": missing, "workers": workers,
+               "threads": torch.get_num_threads(), "sys_path": list(sys.path)}
+    with tempfile.TemporaryDirectory(prefix="swiglu-audit-probe-") as folder:  # mode 0700: this user's
+        with open(Path(folder) / "request.pkl", "wb") as fh:
+            pickle.dump(request, fh)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
-            done = subprocess.run([sys.executable, "-m", __name__, str(path)], env=env, capture_output=True,
+            done = subprocess.run([sys.executable, "-m", __name__, folder], env=env, capture_output=True,
                                   timeout=TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"the probe's process did not finish ({type(exc).__name__})"
+        except subprocess.TimeoutExpired:
+            return {}, f"the probe's process did not finish in {TIMEOUT_S} s"
+        result = Path(folder) / "costs.pkl"
+        costs = pickle.loads(result.read_bytes()) if done.returncode == 0 and result.exists() else {}
     if done.returncode != 0:
-        return f"the probe's process failed: {done.stderr.decode(errors='replace').strip()[-500:]}"
-    left = [name for name in missing if not audit.cache.contains(probe_key(audit, name, workers), kind="probe")]
-    return f"no unit costs cached for {', '.join(left)}" if left else None
+        notes.append(f"the probe's process failed: {done.stderr.decode(errors='replace').strip()[-500:]}")
+    left = [name for name in missing if name not in costs]
+    if left and done.returncode == 0:
+        notes.append(f"not timed there: {done.stderr.decode(errors='replace').strip()[-500:] or ', '.join(left)}")
+    return costs, "; ".join(notes) or None
 
 
-def _front(data):
-    """The data with each split cut to its first PROBE_ROWS rows, as plain in-memory tensors."""
-    def cut(x):
-        return None if x is None else x[:PROBE_ROWS].clone()
-    return dataclasses.replace(data, **{split: cut(getattr(data, split)) for split in (
-        "x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "x_live", "y_live")},
-        train_source_index=None, groups_test=None)
+def _front(audit: AuditSession):
+    """The data cut to what the probes read: a training batch and the trigger scan's inputs from
+    the front of the training split, the attack set from the front of the test split, a few
+    validation rows for the model contract's check; no live data, and no fingerprint (nothing the
+    child computes is cached under the data's identity)."""
+    from ..measure.poisoning import SCAN_INPUTS
+
+    data, config = audit.data, audit.config
+    train = max(config.training.batch_size, SCAN_INPUTS)
+    return dataclasses.replace(
+        data, x_train=data.x_train[:train].clone(), y_train=data.y_train[:train].clone(),
+        x_val=data.x_val[:VALIDATION_ROWS].clone(), y_val=data.y_val[:VALIDATION_ROWS].clone(),
+        x_test=data.x_test[:config.adversarial.n_examples].clone(), y_test=data.y_test[:config.adversarial.n_examples].clone(),
+        x_live=None, y_live=None, live_hash=None, hashes={}, train_source_index=None, groups_test=None)
 
 
-def main(path: str) -> int:
+def main(folder: str) -> int:
     from ..session import AuditSession
 
     # the parent's own request, in a folder only this user can read: not data from elsewhere
-    request = pickle.loads(Path(path).read_bytes())
+    request = pickle.loads((Path(folder) / "request.pkl").read_bytes())
     sys.path[:] = request["sys_path"]
-    torch.set_num_threads(request["threads"])  # the parent's: part of the entries' keys
+    torch.set_num_threads(request["threads"])  # the parent's: part of the cached entries' keys
     audit = AuditSession(request["config"], data=request["data"])
-    failed = []
+    costs, failed = {}, []
     for name in request["names"]:
         try:
-            timed_today(audit, name, request["workers"])
-        except Exception as exc:  # noqa: BLE001  the parent's plan meets it again, and says so
+            costs[name] = timed_today(audit, name, request["workers"])
+        except Exception as exc:  # noqa: BLE001  the parent times it again, and its plan says why it failed
             failed.append(f"{name}: {type(exc).__name__}: {exc}")
+    with open(Path(folder) / "costs.pkl", "wb") as fh:
+        pickle.dump(costs, fh)
     if failed:
         print("\n".join(failed), file=sys.stderr)
-    return 1 if failed else 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -256,8 +256,9 @@ def _plan_or_stop(config: pytest.Config, audit_config: cfg.AuditConfig) -> dict:
     workers = workers if isinstance(workers, int) and workers > 0 else 1
     audit = AuditSession(audit_config, data=config.stash[DATA_KEY][0])
     # under xdist this process only waits once the workers start: the probes' memory goes with a child
-    probe_note = probe_apart(audit, workers) if workers > 1 and config.getoption(cfg.OPT_EXECUTOR) == "local" else None
-    plan = make_plan(audit, workers)
+    probes, probe_note = (probe_apart(audit, workers) if workers > 1 and config.getoption(cfg.OPT_EXECUTOR) == "local"
+                          else ({}, None))
+    plan = make_plan(audit, workers, probes)
     lines = plan_lines(plan, audit_config.max_minutes)
     if config.getoption(cfg.OPT_PLAN):
         stream = sys.__stdout__ or sys.stdout

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ..config import AuditConfig
+from ..report.writer import merged_models
 
 CHECK_MARKER = "swiglu_audit_check"
 FINDING_PROPERTY = "swiglu_audit.finding"
@@ -140,10 +141,5 @@ class FindingCollector:
         merged["cache"] = {"dir": metas[0]["cache"]["dir"], "url": metas[0]["cache"].get("url"),
                            **{c: sum(m["cache"].get(c, 0) for m in metas) for c in counters},
                            "healed": sorted({k for m in metas for k in m["cache"]["healed"]})}
-        models: dict = {}
-        for m in metas:
-            for name, entry in m["models"].items():
-                target = models.setdefault(name, {**entry, "runs": {}})
-                target["runs"].update(entry["runs"])
-        merged["models"] = dict(sorted(models.items()))
+        merged["models"] = merged_models([m["models"] for m in metas])
         return merged

@@ -110,6 +110,23 @@ def _git_commit(root: Path) -> str | None:
         return None
 
 
+def merged_models(model_lists: list[dict]) -> dict:
+    """The models of several processes' (or shards') reports as one: per model, tag and seed, a
+    run that trained the model wins over one that read it from the cache (under xdist one worker
+    trains a model and another reads it for its checks: the model was trained in this audit)."""
+    models: dict = {}
+    for listed in model_lists:
+        for name, entry in listed.items():
+            target = models.setdefault(name, {**entry, "runs": {}})
+            for tag, runs in (entry.get("runs") or {}).items():
+                by_seed = {run["seed"]: run for run in target["runs"].get(tag, [])}
+                for run in runs:
+                    if run["seed"] not in by_seed or (by_seed[run["seed"]]["cached"] and not run["cached"]):
+                        by_seed[run["seed"]] = run
+                target["runs"][tag] = list(by_seed.values())
+    return dict(sorted(models.items()))
+
+
 def merge_documents(documents: list[dict]) -> dict:
     """One report from the reports of the shards of one audit (`swiglu-audit merge`): the union
     of their findings, the summary and coverage recomputed, the environments' model facts and
@@ -131,12 +148,7 @@ def merge_documents(documents: list[dict]) -> dict:
     ordered = order_findings(list(by_id.values()))
     exit_status = max(d["summary"]["pytest_exit_status"] for d in documents)
     environment = dict(base["environment"])
-    models: dict = {}
-    for doc in documents:
-        for name, entry in (doc["environment"].get("models") or {}).items():
-            target = models.setdefault(name, {**entry, "runs": {}})
-            target["runs"].update(entry.get("runs", {}))
-    environment["models"] = dict(sorted(models.items()))
+    environment["models"] = merged_models([doc["environment"].get("models") or {} for doc in documents])
     caches = [d["environment"].get("cache") or {} for d in documents]
     environment["cache"] = {**caches[0], **{k: sum(c.get(k, 0) for c in caches)
                                            for k in ("hits", "misses", "result_hits", "result_misses", "fetched")}}
