@@ -80,7 +80,7 @@ def prefetch_share(audit: AuditSession, needs: dict[str, set[str]], worker_index
             audit.zoo.models(name)
             for suite in _in_dependency_order(needs[name] & set(by_suite)):
                 by_suite[suite](audit, name)
-                release_freed_memory()  # the suite's working set, before the next suite's
+                release_freed_memory(collect=False)  # the suite's working set, before the next suite's
         except Exception:  # noqa: BLE001
             # A broken model must not fail the session fixture (and with it every test on
             # this worker): its own tests hit the same error and report it as ERROR findings.
