@@ -1,6 +1,6 @@
 """Where the audit's process tree holds its memory, process by process, over time.
 
-    python bench/memory_timeline.py OUT_FOLDER [--profile standard] [-- PYTEST_ARGS ...]
+    python bench/memory_timeline.py [--profile standard] OUT_FOLDER [PYTEST_ARGS ...]   (e.g. -n 2)
 
 Runs `python -m pytest --swiglu-audit` (with the given extra arguments, e.g. `-n 2`) in an empty
 folder with an empty cache under OUT_FOLDER, and every half second writes each process of its tree
@@ -54,7 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--profile", default="standard")
-    ap.add_argument("pytest_args", nargs="*")
+    ap.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest, e.g. -n 2")
     args = ap.parse_args()
     out = Path(args.out)
     (out / "work").mkdir(parents=True, exist_ok=True)
