@@ -73,6 +73,10 @@ class ModelRun:
     record: dict
     n_parameters: int
 
+    @classmethod
+    def of(cls, model: TrainedModel) -> ModelRun:
+        return cls(model.seed, model.cached, model.record, model.n_parameters)
+
 
 # "0" trains every seed alone (for comparing stacked and lone runs); stacking is on by default
 STACK_ENV = "SWIGLU_AUDIT_STACK"
@@ -176,7 +180,7 @@ class Zoo:
         for key, by_seed in self._trained.items():
             kept = self._forgotten.setdefault(key, {})
             for seed, model in by_seed.items():
-                kept.setdefault(seed, ModelRun(model.seed, model.cached, model.record, model.n_parameters))
+                kept.setdefault(seed, ModelRun.of(model))
         self._trained.clear()
 
     def trained_runs(self) -> list[tuple[tuple[str, str], list[ModelRun]]]:
@@ -187,7 +191,7 @@ class Zoo:
         for key, by_seed in self._trained.items():
             seen = out.setdefault(key, {})
             for seed, model in by_seed.items():
-                seen.setdefault(seed, ModelRun(model.seed, model.cached, model.record, model.n_parameters))
+                seen.setdefault(seed, ModelRun.of(model))
         return [(key, list(by_seed.values())) for key, by_seed in out.items() if by_seed]
 
     def instantiate(self, spec: ModelSpec) -> nn.Module:
