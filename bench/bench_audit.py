@@ -62,9 +62,12 @@ def _tree(root: int) -> list[int]:
     return tree
 
 
-def run_audit(workdir: Path, cache: Path, profile: str, workers: int, executor: str = "local") -> dict:
+def run_audit(workdir: Path, cache: Path, profile: str, workers: int, executor: str = "local",
+              lone: bool = False) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["SWIGLU_AUDIT_CACHE"] = str(cache)
+    if lone:  # every model trained on its own, none stacked
+        env["SWIGLU_AUDIT_STACK"] = "0"
     cmd = [sys.executable, "-m", "pytest", "--swiglu-audit", f"--swiglu-audit-profile={profile}",
            "-p", "no:cacheprovider", "-q"]
     if executor == "ray":  # Ray runs the jobs (a local instance with the machine's CPUs); no xdist
@@ -98,6 +101,13 @@ def run_audit(workdir: Path, cache: Path, profile: str, workers: int, executor: 
             "tail": out.decode(errors="replace").splitlines()[-1:]}
 
 
+def _make_folder(work: Path, seeds: list[int] | None) -> None:
+    """An empty audit folder; with `seeds`, a pyproject.toml that sets them."""
+    work.mkdir()
+    if seeds:
+        (work / "pyproject.toml").write_text(f"[tool.swiglu_audit]\nseeds = {seeds}\n")
+
+
 def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
     """The machine's float32 matmul rate now (DESIGN.md section 7: machines of one type differ
     from day to day, so every timing is recorded beside it)."""
@@ -121,13 +131,19 @@ def main() -> None:
                     help="ray: the audit's jobs on a local Ray instance (--workers is then not used)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--keep-reports", default=None, help="copy the first cold run's reports/ folder here")
+    ap.add_argument("--seeds", default=None,
+                    help="comma-separated training seeds, written to the audit folder's pyproject.toml "
+                         "(default: the profile's)")
+    ap.add_argument("--lone", action="store_true", help="train every model alone (SWIGLU_AUDIT_STACK=0)")
     args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     import torch
 
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                            "cpu_count": os.cpu_count(), "torch": torch.__version__,
                            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
                "profile": args.profile, "workers": args.workers, "executor": args.executor, "cold": [], "warm": [],
+               "seeds": seeds or "the profile's", "stacking": "off" if args.lone else "on",
                # bytecode not written (an environment setting): every process compiles the package again
                "python_dont_write_bytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
                "matmul_gflops_before": matmul_gflops()}
@@ -136,16 +152,16 @@ def main() -> None:
         first_cache = None
         for i in range(args.cold_runs):
             cache, work = tmp / f"cache-cold-{i}", tmp / f"work-cold-{i}"
-            work.mkdir()
-            results["cold"].append(run_audit(work, cache, args.profile, args.workers, args.executor))
+            _make_folder(work, seeds)
+            results["cold"].append(run_audit(work, cache, args.profile, args.workers, args.executor, args.lone))
             if args.keep_reports and first_cache is None:
                 shutil.copytree(work / "reports", args.keep_reports, dirs_exist_ok=True)
             first_cache = first_cache or cache
             print("cold", results["cold"][-1], flush=True)
         for i in range(args.warm_runs):
             work = tmp / f"work-warm-{i}"
-            work.mkdir()
-            results["warm"].append(run_audit(work, first_cache, args.profile, args.workers, args.executor))
+            _make_folder(work, seeds)
+            results["warm"].append(run_audit(work, first_cache, args.profile, args.workers, args.executor, args.lone))
             print("warm", results["warm"][-1], flush=True)
     results["matmul_gflops_after"] = matmul_gflops()
     rate = (results["matmul_gflops_before"] + results["matmul_gflops_after"]) / 2
