@@ -9,6 +9,7 @@ batches (the two trainings' batch digests), and the final validation accuracies.
 rate of the machine is measured in the same run (DESIGN.md section 7).
 
     python bench/bench_stacked.py --out bench/stacked-cpu.json [--epochs 30] [--members 3,5]
+    python bench/bench_stacked.py --model usercnn --variants swiglu,gelu --epochs 5 --out bench/stacked-usercnn-cpu.json
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from bench_audit import matmul_gflops  # bench/ is on the path: the script's own folder
+from bench_user_model import USER_PROJECT
 
 from swiglu_audit.training.data import load_digits_data
 from swiglu_audit.training.nn import ModelConfig, build_model
@@ -29,9 +32,22 @@ from swiglu_audit.training.stacked import train_stacked
 from swiglu_audit.training.train import Recipe, train_model
 
 
-def build(ffn: str, seed: int) -> torch.nn.Module:
+def build(ffn: str, seed: int, user: dict | None = None) -> torch.nn.Module:
     torch.manual_seed(seed)
+    if user is not None:  # the user-model benchmark's CNN: factories named "<variant>_cnn"
+        return user[f"{ffn}_cnn"]()
     return build_model(ModelConfig(family="mlp", ffn=ffn))
+
+
+def user_project(n_train: int, n_test: int) -> tuple[dict, SimpleNamespace]:
+    """The user-model benchmark's module (its factories) and its training images, the last fifth
+    held out for validation (the audit carves about as much)."""
+    namespace: dict = {}
+    exec(compile(USER_PROJECT.format(n_train=n_train, n_test=n_test), "usercnn", "exec"), namespace)  # noqa: S102  our own benchmark's text
+    raw = namespace["make"]()
+    x, y = torch.from_numpy(raw["x_train"]), torch.from_numpy(raw["y_train"]).long()
+    cut = len(x) * 4 // 5
+    return namespace, SimpleNamespace(x_train=x[:cut], y_train=y[:cut], x_val=x[cut:], y_val=y[cut:])
 
 
 def main() -> None:
@@ -41,11 +57,13 @@ def main() -> None:
     ap.add_argument("--members", default="3,5")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--variants", default="swiglu,geglu,reglu,gelu,relu")
+    ap.add_argument("--model", choices=("mlp", "usercnn"), default="mlp")
+    ap.add_argument("--n-train", type=int, default=2000, help="usercnn: the benchmark's training images")
     args = ap.parse_args()
-    data = load_digits_data()
+    user, data = user_project(args.n_train, 500) if args.model == "usercnn" else (None, load_digits_data())
     cpu = torch.device("cpu")
     recipe = Recipe(epochs=args.epochs)
-    train_model(build("relu", 99), data.x_train, data.y_train, Recipe(epochs=1), 99, cpu)  # warm-up
+    train_model(build(args.variants.split(",")[-1], 99, user), data.x_train, data.y_train, Recipe(epochs=1), 99, cpu)  # warm-up
     rate_before = matmul_gflops()
     rows = []
     for ffn in args.variants.split(","):
@@ -54,7 +72,7 @@ def main() -> None:
             lone_s, stacked_s = [], []
             for repeat in range(args.repeats):
                 for order in (("lone", "stacked") if repeat % 2 == 0 else ("stacked", "lone")):
-                    models = [build(ffn, s) for s in seeds]
+                    models = [build(ffn, s, user) for s in seeds]
                     started = time.perf_counter()
                     if order == "lone":
                         records = [train_model(m, data.x_train, data.y_train, recipe, s, cpu, data.x_val, data.y_val)
@@ -68,7 +86,7 @@ def main() -> None:
                         stacked_models, stacked_records = models, records
             diff = max(float((a - b).abs().max()) for m1, m2 in zip(lone_models, stacked_models)
                        for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
-            row = {"ffn": ffn, "members": k, "epochs": args.epochs,
+            row = {"model": args.model, "ffn": ffn, "members": k, "epochs": args.epochs,
                    "lone_seconds": [round(v, 3) for v in lone_s], "stacked_seconds": [round(v, 3) for v in stacked_s],
                    "lone_median": round(statistics.median(lone_s), 3),
                    "stacked_median": round(statistics.median(stacked_s), 3),

@@ -15,6 +15,11 @@ import torch._dynamo  # noqa: F401
 # the environment sets PYTHONDONTWRITEBYTECODE, as this project's CI machines do, every process did
 # that again, about 0.6 s each; without it the first child writes the bytecode and the rest read it.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+# Whether a model's seeds train stacked is timed by default (training/stack_choice.py), and stacked
+# and lone trainings agree up to rounding only: audits that the tests compare finding for finding
+# (Ray against local, warm against cold, shards) would otherwise be timed tests. The tests stack
+# wherever a model can; tests/test_stacked.py drops this to test the timed choice itself.
+os.environ["SWIGLU_AUDIT_STACK"] = "1"
 
 # A tiny audit: two architectures, two seeds, a few epochs. Seconds on two CPU cores.
 TINY_AUDIT_TOML = """

@@ -52,6 +52,7 @@ def test_the_plan_counts_the_attack_runs_the_measurement_makes(monkeypatch, atta
 
 def test_plan_only_prints_the_plan_and_trains_nothing(tiny_project, tmp_path, monkeypatch):
     monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "1")  # stacked where it can, untimed: the line below is the machine's otherwise
     result = tiny_project.runpytest_subprocess(OPT_ENABLE, OPT_PLAN, "-p", "no:cacheprovider")
     assert result.ret == 0
     out = result.stdout.str()

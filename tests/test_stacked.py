@@ -113,11 +113,12 @@ def test_models_that_cannot_stack_are_named_and_refused(digits):
 
 
 def test_the_zoo_stores_each_stacked_member_under_its_own_key_and_a_lone_run_reads_it(tmp_path, monkeypatch):
-    """Stacked (the default) then lone (SWIGLU_AUDIT_STACK=0) on one cache: the lone run loads every
-    seed the stacked run trained, and the records say how each was trained."""
+    """Stacked (SWIGLU_AUDIT_STACK=1: wherever it can, untimed) then lone (=0) on one cache: the
+    lone run loads every seed the stacked run trained, and the records say how each was trained."""
     from swiglu_audit.config import build_config
     from swiglu_audit.session import AuditSession
 
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "1")
     config = build_config({"seeds": [0, 1, 2], "variants": ["swiglu", "relu"], "families": ["mlp"], "device": "cpu",
                            "cache_dir": str(tmp_path), "training": {"epochs": 2}}, profile="quick")
     first = AuditSession(config).zoo.models("relu-mlp")
@@ -129,7 +130,7 @@ def test_the_zoo_stores_each_stacked_member_under_its_own_key_and_a_lone_run_rea
         assert a.key == b.key
         assert all(torch.equal(x, y) for x, y in zip(a.module.state_dict().values(), b.module.state_dict().values()))
     # more seeds later: only the new ones train (two of them: stacked together)
-    monkeypatch.delenv("SWIGLU_AUDIT_STACK")
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "1")
     wider = AuditSession(config).zoo.models("relu-mlp", seeds=(0, 1, 2, 3, 4))
     assert [m.cached for m in wider] == [True, True, True, False, False]
     assert [m.record.get("stacked") for m in wider[3:]] == [2, 2]
@@ -146,6 +147,7 @@ def test_a_users_model_that_cannot_stack_trains_alone_and_the_plan_says_so(tmp_p
     from swiglu_audit.planning.plan import make_plan, plan_lines
     from swiglu_audit.session import AuditSession
 
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "1")  # stack what can stack, untimed
     module = types.ModuleType("stacking_user_models")
     module.with_batchnorm = _WithBatchNorm
     module.plain = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
@@ -157,6 +159,7 @@ def test_a_users_model_that_cannot_stack_trains_alone_and_the_plan_says_so(tmp_p
     audit = AuditSession(config)
     lines = {line.split(":")[0].strip(): line for line in plan_lines(make_plan(audit, 1), 0)[1:]}
     assert "(seeds stacked)" not in lines["bn"] and "clean x 1 epochs (seeds stacked)" in lines["plain"]
+    assert "trains one by one: BatchNorm1d updates its running statistics in place" in lines["bn"]
     assert [m.record.get("stacked") for m in audit.zoo.models("bn")] == [None, None]
     assert [m.record.get("stacked") for m in audit.zoo.models("plain")] == [2, 2]
 
@@ -170,3 +173,99 @@ def test_a_model_vmap_would_run_member_by_member_is_not_stacked(digits):
         vits.append(build_model(ModelConfig(family="vit", ffn="swiglu")))
     with pytest.raises(NotStackable, match="batching rule"):
         train_stacked(vits, [digits.x_train] * 2, [digits.y_train] * 2, Recipe(epochs=1), [0, 1], CPU)
+
+
+def test_the_seeds_train_one_by_one_only_where_stacking_is_timed_clearly_slower():
+    from swiglu_audit.training.stack_choice import SLOWER_ABOVE, choose
+
+    faster = choose(lone_step=0.001, stacked_step=0.002, members=3)  # 0.67x the lone steps
+    assert faster.stack and "3 seeds stacked took 0.67x the time of one by one" in faster.why
+    slower = choose(lone_step=0.05, stacked_step=0.26, members=3)  # a CNN's convolutions under vmap
+    assert not slower.stack and slower.why.startswith("trains one by one: 3 seeds stacked took 1.73x")
+    # within the margin for timing noise the default holds: stacked, whichever way the noise went
+    assert choose(0.001, 0.00295, 3).stack and choose(0.001, 3 * 0.001 * SLOWER_ABOVE, 3).stack
+
+
+def test_timing_refuses_what_cannot_stack_and_says_why(digits):
+    from swiglu_audit.training.stack_choice import time_stacking
+
+    choice = time_stacking(_WithBatchNorm(), digits.x_train, digits.y_train, 3, 64, CPU)
+    assert not choice.stack and "BatchNorm1d" in choice.why and choice.stacked_step == 0.0
+    vit = build_model(ModelConfig(family="vit", ffn="swiglu"))
+    choice = time_stacking(vit, digits.x_train, digits.y_train, 2, 64, CPU)
+    assert not choice.stack and "batching rule" in choice.why
+    mlp = _members([0])[0]
+    timed = time_stacking(mlp, digits.x_train, digits.y_train, 3, 64, CPU)
+    assert timed.lone_step > 0 and timed.stacked_step > 0  # timed; which way it goes is the machine's
+    assert timed.stack == (timed.stacked_step <= 3 * timed.lone_step * 1.1)
+
+
+def test_the_zoo_trains_alone_where_stacking_is_timed_slower_and_the_plan_says_why(tmp_path, monkeypatch):
+    """The default: the zoo times stacking once per model (kept in the cache for the day); a model
+    timed slower stacked trains its seeds one by one, and the plan prices and says that."""
+    from swiglu_audit.config import build_config
+    from swiglu_audit.planning.plan import make_plan, plan_lines
+    from swiglu_audit.session import AuditSession
+    from swiglu_audit.training import zoo as zoo_module
+    from swiglu_audit.training.stack_choice import choose
+
+    monkeypatch.delenv("SWIGLU_AUDIT_STACK", raising=False)
+    timed = []
+
+    def slower_stacked(model, x, y, members, batch_size, device):
+        timed.append(members)
+        return choose(0.05, 0.26, members)
+
+    monkeypatch.setattr(zoo_module, "time_stacking", slower_stacked)
+    config = build_config({"seeds": [0, 1, 2], "variants": ["swiglu", "relu"], "families": ["mlp"], "device": "cpu",
+                           "cache_dir": str(tmp_path), "training": {"epochs": 1}}, profile="quick")
+    audit = AuditSession(config)
+    line = next(line for line in plan_lines(make_plan(audit, 1), 0) if line.startswith("  relu-mlp:"))
+    assert "(seeds stacked)" not in line and "trains one by one: 3 seeds stacked took 1.73x" in line
+    assert [m.record.get("stacked") for m in audit.zoo.models("relu-mlp")] == [None] * 3
+    assert timed == [3, 3]  # once per model: the plan and the trainings share the choice
+    # a second audit the same day reads the choice from the cache instead of timing again
+    again = AuditSession(config)
+    assert not again.zoo.stacking_choice(again.zoo.spec("relu-mlp")).stack and timed == [3, 3]
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "0")
+    assert again.zoo.stacking_choice(again.zoo.spec("relu-mlp")).why == "trains one by one: stacking is off (SWIGLU_AUDIT_STACK=0)"
+
+
+def test_trainings_on_several_sets_stack_across_sets_each_on_its_own_set(tmp_path, monkeypatch):
+    """`Zoo.train_together` (the poisoning suite's sets): the trainings that share a schedule
+    stack across sets, each member on its own set and seed, each stored under its own key; a lone
+    run of the same training (another cache) sees the same batches and ends at the same weights up
+    to rounding, and a later audit reads every member from the cache."""
+    from swiglu_audit.config import build_config
+    from swiglu_audit.session import AuditSession
+    from swiglu_audit.training.zoo import TrainingRequest
+
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "1")
+    settings = {"seeds": [0, 1], "variants": ["swiglu", "relu"], "families": ["mlp"], "device": "cpu",
+                "training": {"epochs": 2}}
+    audit = AuditSession(build_config({**settings, "cache_dir": str(tmp_path / "a")}, profile="quick"))
+    y = audit.data.y_train
+    flipped = (y + 1) % 10  # two sets of the same length: labels shifted, and the inputs inverted
+    inverted = 1 - audit.data.x_train
+    requests = [TrainingRequest("shifted", audit.data.x_train, flipped, (0, 1)),
+                TrainingRequest("inverted", inverted, y, (0, 1)),
+                TrainingRequest("shifted-again", audit.data.x_train, flipped, (0,), patience=2)]  # another schedule
+    audit.zoo.train_together("relu-mlp", requests)
+    together = {tag: audit.zoo.models("relu-mlp", labels=r.labels, inputs=r.inputs, tag=tag, seeds=r.seeds,
+                                      patience=r.patience)
+                for r in requests for tag in [r.tag]}
+    assert [m.record["stacked"] for m in together["shifted"] + together["inverted"]] == [4] * 4
+    assert together["shifted-again"][0].record.get("stacked") is None  # alone: its schedule is its own
+    assert not any(m.cached for models in together.values() for m in models)
+    # member by member, as it trains alone
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "0")
+    lone = AuditSession(build_config({**settings, "cache_dir": str(tmp_path / "b")}, profile="quick"))
+    for m in together["inverted"]:
+        alone = lone.zoo.models("relu-mlp", labels=y, inputs=inverted, tag="inverted", seeds=(m.seed,))[0]
+        assert m.key == alone.key and not alone.cached
+        assert alone.record["batch_digest"] == m.record["batch_digest"]  # exactly its own batches
+        for a, b in zip(m.module.state_dict().values(), alone.module.state_dict().values()):
+            assert torch.allclose(a, b, atol=1e-4)
+    # read back: the same keys, from the cache
+    again = AuditSession(build_config({**settings, "cache_dir": str(tmp_path / "a")}, profile="quick"))
+    assert all(m.cached for m in again.zoo.models("relu-mlp", labels=flipped, tag="shifted"))

@@ -26,6 +26,7 @@ from ..training.cache import code_digest
 from ..training.features import penultimate_features
 from ..training.planned import Part, Trainings, Unit, Work, total
 from ..training.specs import USER_GROUP
+from ..training.zoo import TrainingRequest
 from .adversarial import clean_correct
 from .predictions import predicted_as
 
@@ -174,22 +175,55 @@ def poisoned_tag(audit: AuditSession, name: str, cond: Condition) -> str:
     return tag
 
 
-def poisoned_models(audit: AuditSession, name: str, cond: Condition, first_seed_only: bool = False):
-    """`name`'s models trained on the poisoned set `cond`, one per poisoned seed (or the first
-    seed's alone: the scan's power reads that model only; it shares the cache entry)."""
+def _request(audit: AuditSession, name: str, cond: Condition, first_seed_only: bool) -> TrainingRequest:
+    """`name`'s trainings on the poisoned set `cond`: every poisoned seed, or the first seed's alone
+    (the scan's power reads that model only; it shares the cache entry)."""
     poisoned = poisoned_set(audit, cond)
     seeds = poisoned_seeds(audit, name)
     # a set the suite trains for every seed anyway is trained for all of them at once (stacked),
     # whichever measurement asks first: the first seed's weights do not depend on the order
     first_seed_only = first_seed_only and cond not in conditions(model_config(audit, name))
-    return audit.zoo.models(name, labels=poisoned.y, inputs=poisoned.x, tag=poisoned_tag(audit, name, cond),
-                            fine_tune_epochs=fine_tune_epochs(audit.config) if fine_tunes(audit, name, cond) else None,
-                            patience=patience(audit, name, cond), seeds=seeds[:1] if first_seed_only else seeds)
+    return TrainingRequest(poisoned_tag(audit, name, cond), poisoned.x, poisoned.y,
+                           seeds[:1] if first_seed_only else seeds,
+                           fine_tune_epochs(audit.config) if fine_tunes(audit, name, cond) else None,
+                           patience(audit, name, cond))
+
+
+def train_poisoned_sets(audit: AuditSession, name: str) -> None:
+    """Every poisoned training of `name` the suite will ask for (its sets for every poisoned seed,
+    the power panel's other kinds for the first), trained together: the members that share a
+    schedule stack across sets (`Zoo.train_together`), where one set's seeds alone would make
+    stacks of three. Once per model and process; what is cached is read, not trained."""
+    if out_of_scope(audit, name) is not None:
+        return
+
+    def train() -> bool:
+        cfg = model_config(audit, name)
+        requests = [_request(audit, name, cond, False) for cond in conditions(cfg)]
+        requests += [_request(audit, name, cond, True) for cond in panel_conditions(audit.config.poisoning)
+                     if cond not in conditions(cfg)]
+        audit.zoo.train_together(name, requests)
+        return True
+    audit.memo(("poisoned-trainings", name), train)
+
+
+def poisoned_models(audit: AuditSession, name: str, cond: Condition, first_seed_only: bool = False,
+                    together: bool = True):
+    """`name`'s models trained on the poisoned set `cond`, one per poisoned seed (or the first
+    seed's alone: the scan's power reads that model only; it shares the cache entry). `together`:
+    the first call trains every poisoned set of the model at once (`train_poisoned_sets`); the job
+    graph's parts, which each train one set side by side with the others, train theirs alone."""
+    if together:
+        train_poisoned_sets(audit, name)
+    request = _request(audit, name, cond, first_seed_only)
+    return audit.zoo.models(name, labels=request.labels, inputs=request.inputs, tag=request.tag,
+                            fine_tune_epochs=request.fine_tune_epochs, patience=request.patience, seeds=request.seeds)
 
 
 def prefetch(audit: AuditSession, name: str) -> None:
     """Train (or load) every poisoned model of `name` and run its detectors: the xdist prefetch."""
     if out_of_scope(audit, name) is None:
+        train_poisoned_sets(audit, name)
         for cond in conditions(model_config(audit, name)):
             poisoned_models(audit, name, cond)
         detection(audit, name)
@@ -357,7 +391,7 @@ def _shares(audit: AuditSession, name: str) -> tuple[list[Part], Work]:
     parts = [Part(f"{cond.attack}-{cond.rate}",
                   Work(trainings={"poisoning fine-tuned" if fine_tunes(audit, name, cond) else "poisoning":
                                   trainings(cond, False)}),
-                  lambda cond=cond: poisoned_models(audit, name, cond)) for cond in conds]
+                  lambda cond=cond: poisoned_models(audit, name, cond, together=False)) for cond in conds]
     rest = [Work(forward_examples=len(seeds) * n_train), one_scan]
     tags = {poisoned_tag(audit, name, c) for c in conds}
     for cond in panel_conditions(config.poisoning):
@@ -365,7 +399,7 @@ def _shares(audit: AuditSession, name: str) -> tuple[list[Part], Work]:
             rest += [one_scan, panel_check]
             continue
         share = total([Work(trainings={"scan power panel": trainings(cond, True)}), one_scan, panel_check])
-        parts.append(Part(f"panel-{cond.trigger}", share, lambda cond=cond: _kind_power(audit, name, cond)))
+        parts.append(Part(f"panel-{cond.trigger}", share, lambda cond=cond: _kind_power(audit, name, cond, together=False)))
     return parts, total(rest)
 
 
@@ -484,25 +518,25 @@ def scan_power(audit: AuditSession, name: str) -> dict | None:
     return audit.memo(("scan-power", name), compute)
 
 
-def panel_learned(audit: AuditSession, name: str, cond: Condition) -> float:
+def panel_learned(audit: AuditSession, name: str, cond: Condition, together: bool = True) -> float:
     """How far the first seed's model trained on `cond` learned its backdoor: its attack success on
     triggered test inputs of the other classes, above the clean model's (the base rate)."""
     data, target = audit.data, _target(audit)
     triggered = triggers.stamp(data.x_test[data.y_test != target], cond.trigger, audit.config.poisoning.trigger_size)
-    poisoned = poisoned_models(audit, name, cond, first_seed_only=True)[:1]
+    poisoned = poisoned_models(audit, name, cond, first_seed_only=True, together=together)[:1]
     clean = audit.zoo.models(name)[:1]  # every seed's clean model is trained anyway
     return float(_predicted_as(audit, poisoned, triggered, target).mean()
                  - _predicted_as(audit, clean, triggered, target).mean())
 
 
-def _kind_power(audit: AuditSession, name: str, cond: Condition) -> dict:
+def _kind_power(audit: AuditSession, name: str, cond: Condition, together: bool = True) -> dict:
     poisoned = poisoned_set(audit, cond)
     truth = poisoned.mask.numpy()
-    learned = panel_learned(audit, name, cond)
+    learned = panel_learned(audit, name, cond, together)
     if learned < MIN_LEARNED_BACKDOOR:  # nothing to find: its power is nil, and not worth a scan
         return {"target_found": False, "found_target": None, "n_poisoned": int(truth.sum()), "n_flagged": 0,
                 "precision": None, "recall": 0.0, "not_learned": round(learned, 3)}
-    model = poisoned_models(audit, name, cond, first_seed_only=True)[0]
+    model = poisoned_models(audit, name, cond, first_seed_only=True, together=together)[0]
     result = _trigger_scan(audit, model, poisoned.x, poisoned.y, "trigger-scan-planted",
                            {**scan_settings(audit, name), "condition": cond.tag(audit.config.poisoning)})
     min_group = smallest_failing_group(audit.config.poisoning.threat_rate, len(truth),

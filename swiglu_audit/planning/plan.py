@@ -16,7 +16,6 @@ share the work evenly.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 import platform
@@ -52,6 +51,7 @@ class UnitCosts:
     gradient: float
     stacked: float = 0.0
     units: dict[str, float] = field(default_factory=dict)
+    stacking: str = ""  # whether the seeds train stacked, and why (training/stack_choice.py)
 
 
 @dataclass
@@ -116,6 +116,7 @@ class AuditPlan:
                             "probe_step_seconds": m.costs.step, "probe_gradient_seconds": m.costs.gradient,
                             "probe_unit_seconds": m.costs.units,
                             "probe_stacked_step_seconds": m.costs.stacked, "stacked": m.stacked,
+                            "stacking": m.costs.stacking or None,
                             "estimated_seconds": round(m.seconds, 1), "probe_error": m.probe_error or None}
                            for m in self.models]}
 
@@ -166,7 +167,8 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> UnitCosts:
             raise ConfigError(f"{PROBE_ENV}={given!r}: give two or three numbers of seconds, "
                               "\"<training step>,<gradient pass>[,<scan step>]\", e.g. \"0.004,0.002\"") from None
         return UnitCosts(values[0], values[1], 0.0,  # no stacked step given: trainings counted one by one
-                         {u.name: values[2] if len(values) == 3 else values[1] * u.gradient_passes for u in units})
+                         {u.name: values[2] if len(values) == 3 else values[1] * u.gradient_passes for u in units},
+                         f"not timed (unit costs given in {PROBE_ENV}): trainings counted one by one")
     n = audit.config.adversarial.n_examples
     batch = audit.config.training.batch_size
     x, y = data.x_train[:batch].to(device), data.y_train[:batch].to(device)
@@ -189,12 +191,15 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> UnitCosts:
     try:
         torch.set_num_threads(worker_threads)  # as session._share_cores_with_other_workers will
         step_s, grad_s = _median_seconds(train_step, device), _median_seconds(gradient_pass, device)
-        stacked_s = _stacked_step_seconds(model, x, y, len(audit.config.seeds), device)
+        # the zoo's own choice (timed, kept for the day): the plan prices what the trainings will do
+        choice = audit.zoo.stacking_choice(spec)
+        # stacked untimed (SWIGLU_AUDIT_STACK=1): priced as the lone steps it replaces
+        stacked_s = (choice.stacked_step or len(audit.config.seeds) * step_s) if choice.stack else 0.0
         unit_s = {}
         for unit in units:
             torch.set_num_threads(unit.cpu_threads if device.type == "cpu" and unit.cpu_threads else worker_threads)
             unit_s[unit.name] = _median_seconds(unit.run, device) / unit.per_run
-        return UnitCosts(step_s, grad_s, stacked_s, unit_s)
+        return UnitCosts(step_s, grad_s, stacked_s, unit_s, choice.why)
     finally:
         torch.set_num_threads(threads)
 
@@ -214,7 +219,8 @@ def timed_today(audit: AuditSession, name: str, workers: int) -> UnitCosts:
         costs = probe(audit, name, workers)
         names = sorted(costs.units)
         return ({"unit_costs": np.array([costs.step, costs.gradient, costs.stacked], dtype=np.float64),
-                 "suite_units": np.array([costs.units[u] for u in names], dtype=np.float64)}, {"units": names})
+                 "suite_units": np.array([costs.units[u] for u in names], dtype=np.float64)},
+                {"units": names, "stacking": costs.stacking})
 
     # through the cache's signed result entries: with SWIGLU_AUDIT_CACHE_KEY a planted probe,
     # which would decide max_minutes and the cut, is not trusted
@@ -224,7 +230,8 @@ def timed_today(audit: AuditSession, name: str, workers: int) -> UnitCosts:
         return probe(audit, name, workers)
     step_s, grad_s, stacked_s = (float(v) for v in tensors["unit_costs"])
     return UnitCosts(step_s, grad_s, stacked_s,
-                     {u: float(v) for u, v in zip(record["units"], tensors["suite_units"].tolist(), strict=True)})
+                     {u: float(v) for u, v in zip(record["units"], tensors["suite_units"].tolist(), strict=True)},
+                     str(record.get("stacking", "")))
 
 
 def probe_key(audit: AuditSession, name: str, workers: int) -> str:
@@ -235,8 +242,9 @@ def probe_key(audit: AuditSession, name: str, workers: int) -> str:
     data, device = audit.data, audit.device
     spec = audit.zoo.spec(name)
     shapes = [(k, list(v.shape)) for k, v in audit.zoo.instantiate(spec).state_dict().items()]  # an edited model
-    # format 3: the trigger scan's unit timed per class-step of a group of classes
-    return cache_key({"kind": "probe", "format": 3, "spec": spec.to_dict(), "params": shapes,
+    # format 3: the trigger scan's unit timed per class-step of a group of classes; 4: the stacked
+    # step is the zoo's timed choice (training/stack_choice.py), with its reason
+    return cache_key({"kind": "probe", "format": 4, "spec": spec.to_dict(), "params": shapes,
                      "input": list(data.input_shape), "classes": data.n_classes, "device": str(device),
                      "workers": workers, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
                      "torch": torch.__version__, "host": platform.node(),
@@ -251,25 +259,6 @@ def _as_tensors(measure):
         arrays, record = measure()
         return {k: torch.from_numpy(v) for k, v in arrays.items()}, record
     return create
-
-
-def _stacked_step_seconds(model, x, y, members: int, device: torch.device) -> float:
-    """One training step of `members` copies of the model stacked (training/stacked.py), as a
-    one-step stacked training over one batch: its setup is timed too, so it is an upper bound.
-    0 where the model does not stack (or stacking is off): its trainings are counted one by one."""
-    from ..training.stacked import NotStackable, stackable, train_stacked
-    from ..training.train import Recipe
-    from ..training.zoo import stacking_enabled
-
-    copies = [copy.deepcopy(model) for _ in range(members)]
-    if members < 2 or not stacking_enabled() or stackable(copies) is not None:
-        return 0.0
-    recipe = Recipe(epochs=1, batch_size=len(x))
-    try:
-        return _median_seconds(lambda: train_stacked(copies, [x] * members, [y] * members, recipe,
-                                                     list(range(members)), device), device)
-    except NotStackable:
-        return 0.0
 
 
 def _median_seconds(fn, device: torch.device) -> float:
@@ -382,7 +371,9 @@ def plan_lines(plan: AuditPlan, max_minutes: float) -> list[str]:
         trained = ", ".join(f"{count} {purpose} x {'up to ' if purpose in m.early_stopping else ''}"
                             f"{m.epochs_per_training[purpose]} epochs{' (seeds stacked)' if purpose in m.stacked else ''}"
                             for purpose, count in m.trainings.items()) or "none (pretrained)"
-        lines.append(f"  {m.name}: trainings {trained} ({m.cached_trainings} cached); attack passes "
+        # a model whose seeds train one by one says why (cannot stack, or timed no faster stacked)
+        alone = f"; {m.costs.stacking}" if m.costs.stacking and not m.stacked and m.trainings else ""
+        lines.append(f"  {m.name}: trainings {trained} ({m.cached_trainings} cached){alone}; attack passes "
                      f"{m.gradient_passes} gradient + {m.forward_passes} forward; "
                      f"{m.step_seconds * 1000:.1f} ms/step, {m.gradient_seconds * 1000:.1f} ms/gradient pass; "
                      + (f"not timed ({m.probe_error})" if m.probe_error else f"about {_minutes(m.seconds)} of work ("

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import platform
+import time
 from collections.abc import Callable
 
 import torch
@@ -18,14 +20,16 @@ from torch import nn
 
 from .. import __version__
 from ..config import AuditConfig
-from ..errors import ModelContractError, TrainingDivergedError
+from ..errors import CacheError, ModelContractError, TrainingDivergedError
 from ..util.imports import load_callable
+from . import batching
 from .cache import CheckpointCache, cache_key, tensors_digest
 from .data import AuditData
 from .nn import ModelConfig, build_model, count_parameters
 from .planned import Trainings, Work
 from .progress import Progress
 from .specs import ModelSpec, model_specs
+from .stack_choice import StackChoice, time_stacking
 from .stacked import stackable, train_stacked
 from .train import OUTLIER_PROBE, TRAINER_REVISION, Recipe, predict_logits, train_model
 
@@ -78,12 +82,42 @@ class ModelRun:
         return cls(model.seed, model.cached, model.record, model.n_parameters)
 
 
-# "0" trains every seed alone (for comparing stacked and lone runs); stacking is on by default
+@dataclasses.dataclass(frozen=True)
+class TrainingRequest:
+    """Trainings of one model on one training set, for `Zoo.train_together`: as `Zoo.models` takes them."""
+    tag: str
+    inputs: object  # a tensor, or a poisoned set whose rows are patched on the fly
+    labels: torch.Tensor
+    seeds: tuple[int, ...]
+    fine_tune_epochs: int | None = None
+    patience: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Member:
+    """One training of a stacked model: a seed on a training set, from `start()` when fine-tuned."""
+    tag: str
+    seed: int
+    inputs: object
+    labels: torch.Tensor
+    start: Callable[[], dict] | None = None
+
+
+# A stack's members each hold their weights, AdamW moments and batches: a bound beside the memory's
+MAX_STACKED_MEMBERS = 32
+
+# "0" trains every seed alone (for comparing stacked and lone runs); "1" stacks wherever the model
+# can stack, untimed; unset (the default): the seeds stack unless timing shows them clearly slower
+# stacked (training/stack_choice.py)
 STACK_ENV = "SWIGLU_AUDIT_STACK"
 
 
 def stacking_enabled() -> bool:
-    return os.environ.get(STACK_ENV, "1") != "0"
+    return os.environ.get(STACK_ENV, "") != "0"
+
+
+def stacking_forced() -> bool:
+    return os.environ.get(STACK_ENV, "") == "1"
 
 
 class Zoo:
@@ -98,6 +132,7 @@ class Zoo:
         self.specs = {s.name: s for s in model_specs(config)}
         self._trained: dict[tuple, dict[int | None, TrainedModel]] = {}
         self._forgotten: dict[tuple, dict[int | None, ModelRun]] = {}  # what `forget` dropped, for the report
+        self._choices: dict[tuple, StackChoice] = {}  # whether each model's seeds stack (stacking_choice)
         # A model that failed once fails the same way for every check that asks for it: keep the
         # error instead of training (and failing) again for each of its checks.
         self._failed: dict[tuple, ModelContractError] = {}
@@ -150,10 +185,11 @@ class Zoo:
                 # each fine-tuning's start, read only where that seed trains: a warm audit describes
                 # the fine-tuned models from the cache without reading their clean models' weights
                 starts = {seed: (lambda m=clean[seed]: m.module.state_dict()) for seed in missing} if clean else {}
-                stacked = self._train_stacked(spec, missing, x, y, tag, starts, fine_tune_epochs, patience)
+                stacked = self._train_stacked(spec, [_Member(tag, seed, x, y, starts.get(seed)) for seed in missing],
+                                              fine_tune_epochs, patience)
                 for seed in missing:
                     trained[seed] = self._train_one(spec, seed, x, y, tag, starts.get(seed), fine_tune_epochs,
-                                                    patience, stacked.get(seed))
+                                                    patience, stacked.get((tag, seed)))
 
         self._remembering_failures(key, train_missing)
         return [trained[seed] for seed in seeds]
@@ -215,43 +251,152 @@ class Zoo:
             "precision": "bf16" if self.device.type == "cuda" else "fp32",
         })
 
-    def _train_stacked(self, spec: ModelSpec, seeds: list[int], inputs, labels: torch.Tensor, tag: str,
-                       starts: dict[int, Callable[[], dict]], epochs: int | None, patience: int) -> dict[int, tuple[dict, dict]]:
-        """The seeds of `spec` not in the cache, trained as one stacked model (training/stacked.py):
-        {seed: (state, record)} for `_train_one` to store under each seed's own key, so a stacked
-        and a lone run share the cache. {} where fewer than two seeds need training, stacking is
-        off (SWIGLU_AUDIT_STACK=0), or the model cannot be stacked (it then trains alone)."""
-        if len(seeds) < 2 or not stacking_enabled():
+    def train_together(self, name: str, requests: list[TrainingRequest]) -> None:
+        """Train what these requests lack (trainings of one model on several training sets: the
+        poisoning suite's sets) as few stacked models as it can: the members that share a schedule
+        (epochs, patience, fine-tuning) and a set length stack across sets, each member on its own
+        set, where the model's seeds stack (`stacking_choice`). Each is stored under its own key
+        and kept, so `models(name, tag=...)` then returns it as if it had trained it; whatever
+        does not stack (or fails to) is left to `models`, which trains it alone."""
+        spec = self.spec(name)
+        if spec.weights or not stacking_enabled():
+            return
+        groups: dict[tuple, list[tuple[TrainingRequest, int]]] = {}
+        for request in requests:
+            known = self._trained.get((name, request.tag), {})
+            for seed in request.seeds:
+                if seed not in known:
+                    schedule = (request.fine_tune_epochs, request.patience, len(request.labels))
+                    groups.setdefault(schedule, []).append((request, seed))
+        for (epochs, patience, _), wanted in groups.items():
+            if len(wanted) < 2:
+                continue
+            try:  # a fine-tuning starts from the clean model of its seed
+                clean = {m.seed: m for m in self.models(name)} if epochs else {}
+            except Exception:  # noqa: BLE001  the clean model's own checks report its error
+                continue
+            members = [_Member(r.tag, seed, r.inputs, r.labels,
+                               (lambda m=clean[seed]: m.module.state_dict()) if clean else None)
+                       for r, seed in wanted]
+            stacked = self._train_stacked(spec, members, epochs, patience)
+            for member in members:
+                if (member.tag, member.seed) not in stacked:
+                    continue
+                try:
+                    trained = self._train_one(spec, member.seed, member.inputs, member.labels, member.tag,
+                                              member.start, epochs, patience, stacked[(member.tag, member.seed)])
+                except Exception:  # noqa: BLE001  its own `models` call trains it alone and reports what fails
+                    continue
+                self._trained.setdefault((name, member.tag), {})[member.seed] = trained
+
+    def _train_stacked(self, spec: ModelSpec, members: list[_Member], epochs: int | None,
+                       patience: int) -> dict[tuple[str, int], tuple[dict, dict]]:
+        """The members (seeds of `spec`, each on its training set) not in the cache, trained as
+        stacked models (training/stacked.py), as many to a stack as memory allows:
+        {(tag, seed): (state, record)} for `_train_one` to store under each one's own key, so a
+        stacked and a lone run share the cache. {} where fewer than two need training, stacking is
+        off (SWIGLU_AUDIT_STACK=0), or the model cannot stack or is timed no faster stacked (each
+        then trains alone)."""
+        if len(members) < 2 or not stacking_enabled():
             return {}
         recipe = dataclasses.replace(self.recipe, epochs=epochs or self.recipe.epochs, patience=patience)
-        members = {}
         architecture, _ = self._architecture(spec)
-        for seed in seeds:
-            if self.cache.contains(self.training_key(spec, seed, tag, architecture, recipe)):
-                continue
-            torch.manual_seed(seed)  # each member initialised as its lone training would be
+        todo = [m for m in members
+                if not self.cache.contains(self.training_key(spec, m.seed, m.tag, architecture, recipe))]
+        if len(todo) < 2 or stackable([architecture, architecture]) is not None:
+            return {}
+        if not self.stacking_choice(spec).stack:  # timed: stacked would be no faster here
+            return {}
+        out: dict[tuple[str, int], tuple[dict, dict]] = {}
+        size = self._stack_size(architecture)
+        for first in range(0, len(todo), size):
+            chunk = todo[first:first + size]
+            if len(chunk) > 1:
+                out.update(self._train_one_stack(spec, chunk, recipe))
+        return out
+
+    def _train_one_stack(self, spec: ModelSpec, chunk: list[_Member], recipe: Recipe) -> dict[tuple[str, int], tuple[dict, dict]]:
+        models = []
+        for member in chunk:
+            torch.manual_seed(member.seed)  # each member initialised as its lone training would be
             model = self.instantiate(spec).to(self.device)
             check_model_contract(model, spec.name, self.data, self.device)
-            if seed in starts:
-                model.load_state_dict(starts[seed]())
-            members[seed] = model
-        if len(members) < 2 or stackable(list(members.values())) is not None:
+            if member.start is not None:
+                model.load_state_dict(member.start())
+            models.append(model)
+        if stackable(models) is not None:
             return {}
-        self.progress.update(f"training {spec.name} seeds {', '.join(map(str, members))} stacked "
-                             f"({tag.split('-seed')[0]})")
+        sets = sorted({m.tag.split("-seed")[0] for m in chunk})  # tags without their cache suffix
+        self.progress.update(f"training {spec.name}: {len(chunk)} models stacked ({', '.join(sets)[:120]})")
         try:
-            records = train_stacked(list(members.values()), [inputs] * len(members), [labels] * len(members),
-                                    recipe, list(members), self.device, self.data.x_val, self.data.y_val,
-                                    outliers=tag == "clean")
+            records = train_stacked(models, [m.inputs for m in chunk], [m.labels for m in chunk], recipe,
+                                    [m.seed for m in chunk], self.device, self.data.x_val, self.data.y_val,
+                                    outliers=all(m.tag == "clean" for m in chunk))
         except FloatingPointError:  # a diverging training diverges alone too: let it say so there
             return {}
         except Exception:  # noqa: BLE001  NotStackable, or anything else the batched path meets: train alone
             return {}
         out = {}
-        for (seed, model), record in zip(members.items(), records):
-            record["model"], record["tag"] = spec.name, tag
-            out[seed] = ({k: v.detach().clone() for k, v in model.state_dict().items()}, record)
+        for member, model, record in zip(chunk, models, records):
+            record["model"], record["tag"] = spec.name, member.tag
+            out[(member.tag, member.seed)] = ({k: v.detach().clone() for k, v in model.state_dict().items()}, record)
         return out
+
+    def _stack_size(self, architecture: nn.Module) -> int:
+        """How many members one stacked training may hold: their batches' saved activations (with
+        their gradients, twice as much) within the share of free memory a pass may plan for."""
+        per_member = 2 * batching.example_bytes(architecture, self.data.x_train[:1], self.device) * self.recipe.batch_size
+        budget = batching.free_memory_bytes(self.device) * batching.MEMORY_SHARE.get(self.device.type, 0.25)
+        return max(2, min(MAX_STACKED_MEMBERS, int(budget // max(1, per_member))))
+
+    def stacking_choice(self, spec: ModelSpec) -> StackChoice:
+        """Whether the seeds of `spec` train stacked, and why (for the plan): off with
+        SWIGLU_AUDIT_STACK=0, wherever the model can stack with SWIGLU_AUDIT_STACK=1, and by default
+        unless a short stacked training of the audit's seeds is timed clearly slower than their
+        lone ones (training/stack_choice.py).
+        The timing is kept in the cache for the day (like the plan's probe), keyed by what it depends
+        on: the model, the data's shape, the device, the threads, torch and the host."""
+        if not stacking_enabled():
+            return StackChoice(False, f"trains one by one: stacking is off ({STACK_ENV}=0)")
+        members = len(self.config.seeds)
+        if spec.weights or members < 2:
+            return StackChoice(False, "trains one by one: a single seed" if members < 2 else "pretrained: not trained")
+        architecture, _ = self._architecture(spec)
+        if stacking_forced():
+            why = stackable([architecture, architecture])
+            return StackChoice(not why, f"trains one by one: {why}" if why else f"seeds stacked ({STACK_ENV}=1)")
+        memo = ("stacking", spec.name, torch.get_num_threads())
+        if memo not in self._choices:
+            self._choices[memo] = self._timed_choice(spec, architecture, members)
+        return self._choices[memo]
+
+    def _timed_choice(self, spec: ModelSpec, architecture: nn.Module, members: int) -> StackChoice:
+        batch = self.recipe.batch_size
+
+        def timed() -> StackChoice:
+            with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == "cuda" else []):
+                torch.manual_seed(0)
+                model = self.instantiate(spec).to(self.device)
+                check_model_contract(model, spec.name, self.data, self.device)  # sizes lazily made parameters
+                return time_stacking(model, self.data.x_train[: 6 * batch], self.data.y_train[: 6 * batch],
+                                     members, batch, self.device)
+
+        def measure() -> tuple[dict, dict]:
+            choice = timed()
+            return ({"step_seconds": torch.tensor([choice.lone_step, choice.stacked_step], dtype=torch.float64)},
+                    {"stack": choice.stack, "why": choice.why})
+
+        key = cache_key({"kind": "stack-choice", "format": 1, "spec": spec.to_dict(), "members": members,
+                         "params": [(k, list(v.shape)) for k, v in architecture.state_dict().items()],
+                         "input": list(self.data.input_shape), "batch": batch, "device": str(self.device),
+                         "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                         "host": platform.node(), "day": time.strftime("%Y-%m-%d", time.gmtime())})
+        try:
+            tensors, record, _ = self.cache.get_or_create(key, measure, kind="probe")
+        except (CacheError, OSError):  # a cache that cannot be written: time it in this process
+            return timed()
+        lone_step, stacked_step = (float(v) for v in tensors["step_seconds"])
+        return StackChoice(bool(record["stack"]), str(record["why"]), lone_step, stacked_step)
 
     def _train_one(self, spec: ModelSpec, seed: int, inputs: torch.Tensor, labels: torch.Tensor,
                    tag: str, start: Callable[[], dict] | None = None, epochs: int | None = None,

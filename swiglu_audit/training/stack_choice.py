@@ -1,0 +1,99 @@
+"""Whether the seeds of one model train stacked or one by one, here: timed, not assumed.
+
+Stacking shares a training step's overhead among its members (the zoo's MLP at two threads:
+1.2x faster at 3 seeds, 1.8x at 5; bench/stacked-cpu.json), but vmap runs some layers slower than
+their lone kernels: a CIFAR-sized CNN's convolutions on a CPU trained 1.3 to 1.5 times slower
+stacked (bench/stacked-usercnn-cpu.json, bench/stacking-choice-cpu.json). So the members' lone
+trainings and their stacked training are timed on the same few batches, and a model whose stacked
+steps take more than SLOWER_ABOVE times its lone ones trains one by one. A fixed cost (building
+the optimiser, the first step's FLOP count) is taken out by timing a short and a longer training
+and keeping the difference.
+
+Why stacking stays the default below that margin, where it gains little (the zoo's MLP at one
+thread, an xdist worker's share: 0.84 to 0.92 of the lone time): stacked and lone trainings agree
+up to the rounding of batched kernels, not bit for bit, and comparisons that sit at their
+tolerance follow that rounding (5 and 11 of 501 findings in bench/compare-stacked-*-standard.json).
+A choice that flipped with timing noise from one day to the next would move them; one that
+changes only for a model clearly slower stacked does not.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .stacked import NotStackable, stackable, train_stacked
+from .train import Recipe, train_model
+
+SLOWER_ABOVE = 1.1  # stacked steps over 1.1 times the lone ones: clearly slower, beyond timing noise
+SHORT_STEPS, LONG_STEPS = 2, 6  # the difference of the two trainings is LONG - SHORT steady steps
+REPEATS = 2
+
+
+@dataclass(frozen=True)
+class StackChoice:
+    stack: bool
+    why: str  # in words, for the plan
+    lone_step: float = 0.0  # seconds of one member's training step alone (0: not timed)
+    stacked_step: float = 0.0  # seconds of one step of all members stacked (0: not timed)
+
+
+def choose(lone_step: float, stacked_step: float, members: int) -> StackChoice:
+    """The choice from the timed steps: one by one where `members` stacked take more than
+    SLOWER_ABOVE times their time one by one; stacked otherwise."""
+    ratio = stacked_step / max(members * lone_step, 1e-12)
+    timed = f"{members} seeds stacked took {ratio:.2f}x the time of one by one (timed here)"
+    if ratio > SLOWER_ABOVE:
+        return StackChoice(False, f"trains one by one: {timed}", lone_step, stacked_step)
+    return StackChoice(True, f"seeds stacked: {timed}", lone_step, stacked_step)
+
+
+def time_stacking(model: nn.Module, x: torch.Tensor, y: torch.Tensor, members: int, batch_size: int,
+                  device: torch.device) -> StackChoice:
+    """Time `members` copies of `model` (fresh, untrained) trained one by one and stacked on the
+    first batches of (x, y), and choose. A model that cannot stack trains one by one, and says why."""
+    if members < 2:
+        return StackChoice(False, "trains one by one: a single seed")
+    why = stackable([model, model])
+    if why:
+        return StackChoice(False, f"trains one by one: {why}")
+    batches = min(LONG_STEPS, len(x) // batch_size)
+    if batches < SHORT_STEPS + 1:  # a set of two batches or less: too short to time; overhead rules there
+        return StackChoice(True, "seeds stacked: the training set is too small to time them")
+
+    def one_by_one(steps: int) -> float:
+        started = time.perf_counter()
+        for k in range(members):
+            train_model(copy.deepcopy(model), x[:steps * batch_size], y[:steps * batch_size],
+                        Recipe(epochs=1, batch_size=batch_size), k, device)
+        return _elapsed(started, device)
+
+    def stacked(steps: int) -> float:
+        started = time.perf_counter()
+        train_stacked([copy.deepcopy(model) for _ in range(members)], [x[:steps * batch_size]] * members,
+                      [y[:steps * batch_size]] * members, Recipe(epochs=1, batch_size=batch_size),
+                      list(range(members)), device)
+        return _elapsed(started, device)
+
+    try:
+        stacked(SHORT_STEPS)  # untimed: allocation and kernel choice; refuses what vmap cannot batch
+    except NotStackable as exc:
+        return StackChoice(False, f"trains one by one: {exc}")
+    one_by_one(SHORT_STEPS)
+    steady = batches - SHORT_STEPS
+    # the fastest of REPEATS runs of each: other work on the machine only ever adds time
+    lone = {n: min(one_by_one(n) for _ in range(REPEATS)) for n in (SHORT_STEPS, batches)}
+    together = {n: min(stacked(n) for _ in range(REPEATS)) for n in (SHORT_STEPS, batches)}
+    lone_step = max(lone[batches] - lone[SHORT_STEPS], 1e-9) / (steady * members)
+    stacked_step = max(together[batches] - together[SHORT_STEPS], 1e-9) / steady
+    return choose(lone_step, stacked_step, members)
+
+
+def _elapsed(started: float, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
