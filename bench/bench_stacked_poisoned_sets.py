@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from bench_audit import matmul_gflops  # bench/ is on the path: the script's own folder
 
 from swiglu_audit.training.data import load_digits_data
 from swiglu_audit.training.nn import ModelConfig, build_model
@@ -48,6 +50,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    threads = torch.get_num_threads()
+    rate_before = matmul_gflops()  # at the machine's threads, as every benchmark here states it
     torch.set_num_threads(1)
     cpu, data, recipe = torch.device("cpu"), load_digits_data(), Recipe(epochs=args.epochs)
     labels = poisoned_labels(data.y_train, SETS)
@@ -71,7 +75,11 @@ def main() -> None:
         rows.append({"ffn": ffn, "threads": 1, "epochs": args.epochs, "seconds": seconds,
                      "median": {way: statistics.median(v) for way, v in seconds.items()}})
         print(rows[-1], flush=True)
-    Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+    torch.set_num_threads(threads)
+    result = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                          "torch": torch.__version__, "threads_timed": 1},
+              "matmul_gflops_before": rate_before, "rows": rows, "matmul_gflops_after": matmul_gflops()}
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

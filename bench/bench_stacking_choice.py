@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import time
 from pathlib import Path
 
 import torch
+from bench_audit import matmul_gflops  # bench/ is on the path: the script's own folder
 from bench_stacked import user_project  # bench/ is on the path: the script's own folder
 
 from swiglu_audit.training.data import load_digits_data
@@ -25,6 +27,8 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
+    threads = torch.get_num_threads()
+    rate_before = matmul_gflops()  # at the machine's threads, as every benchmark here states it
     torch.set_num_threads(1)
     cpu, digits = torch.device("cpu"), load_digits_data()
     user, cifar = user_project(2000, 500)
@@ -43,7 +47,11 @@ def main() -> None:
                          "why": choice.why, "lone_step_ms": round(choice.lone_step * 1e3, 2),
                          "stacked_step_ms": round(choice.stacked_step * 1e3, 2)})
             print(rows[-1], flush=True)
-    Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+    torch.set_num_threads(threads)
+    result = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                          "torch": torch.__version__, "threads_timed": 1},
+              "matmul_gflops_before": rate_before, "rows": rows, "matmul_gflops_after": matmul_gflops()}
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -79,13 +79,16 @@ def test_the_jobs_costs_are_the_plans_estimate_less_what_the_checks_do_themselve
     seed_parts = [j for j in graph.jobs.values() if j.suite == "adversarial" and j.part]
     assert len(seed_parts) == len(plan.models) * len(audit.config.seeds)
     assert by_suite["poisoning"] > sum(m.parts["trigger scan"] for m in plan.models)
-    # the poisoning job's parts: each poisoned set's trainings and each panel kind's training and
-    # scan wait for the model's training alone; the rest of the job waits for all of them
+    # the poisoning job's parts: every poisoned training (stacked across sets) waits for the
+    # model's training; each panel kind's check and scan wait for those trainings too, and run
+    # side by side; the rest of the job waits for all of them
     name = plan.models[0].name
     parts = [j for j in graph.jobs.values() if j.model == name and j.part and j.suite == "poisoning"]
     names = {j.part for j in parts}
-    assert "panel-edge_patch" in names and any(n.startswith("flip-") for n in names)
-    assert all(j.deps == (f"training:{name}",) and j.seconds > 0 for j in parts)
+    assert "panel-edge_patch" in names and "trainings" in names and not any(n.startswith("flip-") for n in names)
+    trainings = f"poisoning[trainings]:{name}"
+    assert all(j.deps == ((f"training:{name}",) if j.id == trainings else (f"training:{name}", trainings))
+               and j.seconds > 0 for j in parts)
     assert set(graph.jobs[f"poisoning:{name}"].deps) == {f"training:{name}", *(j.id for j in parts)}
     whole = plan.models[0].seconds_by_job()
     assert sum(j.seconds for j in parts) + graph.jobs[f"poisoning:{name}"].seconds == pytest.approx(

@@ -3,10 +3,11 @@
 Each model has a training job (its clean trainings, stacked where they can be); each suite that
 names a `prefetch` in the suite catalogue has a job per model it measures, which waits for that
 model's training job, for the jobs of the suites it reads (catalogue `after`) and for its own
-parts (catalogue `parts`: each seed's attacks, each poisoned set's trainings), which run side by
-side after the training. A job's cost is its part of the plan's estimate for the model
-(`ModelPlan.seconds_by_job`; what the checks do themselves is the plan's "checks" and no job's). Running a
-job fills the checkpoint cache; the pytest items then read what it wrote and judge.
+parts (catalogue `parts`: each seed's attacks; the poisoned trainings, then each scan of the power
+panel), which run side by side after the training where they do not read each other. A job's cost
+is its part of the plan's estimate for the model (`ModelPlan.seconds_by_job`; what the checks do
+themselves is the plan's "checks" and no job's). Running a job fills the checkpoint cache; the
+pytest items then read what it wrote and judge.
 """
 
 from __future__ import annotations
@@ -58,11 +59,13 @@ def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str
             # after the model's training, and after the jobs whose results it reads (deployment
             # replays the adversarial suite's worst-case examples)
             after = tuple(f"{other}:{name}" for other in SUITES[suite].after if other in measured)
-            # its parts first, side by side (each poisoned set's trainings); the rest waits for them
-            parts = [p.name for p in parts_of[suite](audit, name)] if suite in parts_of else []
-            for part in parts:
-                jobs.append(Job(f"{part_job(suite, part)}:{name}", name, suite,
-                                seconds.get(part_job(suite, part), 0.0), deps=(training_job_id(name),), part=part))
+            # its parts first, side by side (each seed's attacks); the rest waits for them
+            declared_parts = parts_of[suite](audit, name) if suite in parts_of else []
+            parts = [p.name for p in declared_parts]
+            for p in declared_parts:  # after the training, and after the parts it reads
+                jobs.append(Job(f"{part_job(suite, p.name)}:{name}", name, suite, seconds.get(part_job(suite, p.name), 0.0),
+                                deps=(training_job_id(name), *(f"{part_job(suite, a)}:{name}" for a in p.after)),
+                                part=p.name))
             jobs.append(Job(f"{suite}:{name}", name, suite, seconds.get(suite, 0.0),
                             deps=(training_job_id(name), *after,
                                   *(f"{part_job(suite, part)}:{name}" for part in parts))))

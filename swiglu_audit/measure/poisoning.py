@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the session is passed in; this layer never imports it at ru
     from ..settings import PoisoningSettings
 
 POISON_SEED = 0  # one poisoned training set per condition, shared by every model and seed
+TRAININGS_PART = "trainings"  # the poisoning job's part that trains every poisoned model
 
 
 HARNESS_TRIGGER = "corner_patch"
@@ -193,7 +194,11 @@ def train_poisoned_sets(audit: AuditSession, name: str) -> None:
     """Every poisoned training of `name` the suite will ask for (its sets for every poisoned seed,
     the power panel's other kinds for the first), trained together: the members that share a
     schedule stack across sets (`Zoo.train_together`), where one set's seeds alone would make
-    stacks of three. Once per model and process; what is cached is read, not trained."""
+    stacks of three. Every measurement of the suite asks for this first, in every way an audit
+    runs (serial, xdist, the job graph's trainings part), so that the same trainings stack the
+    same way, and round the same way, whichever asks; a selection of some poisoning checks alone
+    (`-k`) trains every set too. What the cache holds is read, not trained (memoised per model
+    until the session forgets its results)."""
     if out_of_scope(audit, name) is not None:
         return
 
@@ -207,14 +212,11 @@ def train_poisoned_sets(audit: AuditSession, name: str) -> None:
     audit.memo(("poisoned-trainings", name), train)
 
 
-def poisoned_models(audit: AuditSession, name: str, cond: Condition, first_seed_only: bool = False,
-                    together: bool = True):
+def poisoned_models(audit: AuditSession, name: str, cond: Condition, first_seed_only: bool = False):
     """`name`'s models trained on the poisoned set `cond`, one per poisoned seed (or the first
-    seed's alone: the scan's power reads that model only; it shares the cache entry). `together`:
-    the first call trains every poisoned set of the model at once (`train_poisoned_sets`); the job
-    graph's parts, which each train one set side by side with the others, train theirs alone."""
-    if together:
-        train_poisoned_sets(audit, name)
+    seed's alone: the scan's power reads that model only; it shares the cache entry); every
+    poisoned set of the model is trained at the first call (`train_poisoned_sets`)."""
+    train_poisoned_sets(audit, name)
     request = _request(audit, name, cond, first_seed_only)
     return audit.zoo.models(name, labels=request.labels, inputs=request.inputs, tag=request.tag,
                             fine_tune_epochs=request.fine_tune_epochs, patience=request.patience, seeds=request.seeds)
@@ -360,11 +362,11 @@ PROBE_SCAN_STEPS = 3  # steps of the plan's timed scan unit (its setup shared by
 
 
 def _shares(audit: AuditSession, name: str) -> tuple[list[Part], Work]:
-    """The poisoning job's work on one model, declared once: its parts, which run side by side
-    before the rest (one per poisoned set of the suite: its trainings, every poisoned seed
-    stacked, retrained or fine-tuned from the clean checkpoint; one per kind of the power panel
-    that is not one of those sets: its first-seed training, the check that it learned the backdoor
-    and its scan), and the rest (the detectors, which read the backdoored set's features per
+    """The poisoning job's work on one model, declared once: its parts, which run before the rest
+    (the trainings: every poisoned set of the suite for every poisoned seed, retrained or
+    fine-tuned from the clean checkpoint, and the first seed on each kind of the power panel that
+    is not one of those sets, stacked across sets; then, side by side, one per such panel kind:
+    the check that its model learned the backdoor, and its scan), and the rest (the detectors, which read the backdoored set's features per
     poisoned seed; the scan of the audited set; the checks and scans of panel kinds that are the
     suite's own sets). A scan passes its set's features forward, then per class runs its steps,
     counted over SCAN_INPUTS inputs each (a step's cost is about linear in its inputs; an upper
@@ -388,19 +390,20 @@ def _shares(audit: AuditSession, name: str) -> tuple[list[Part], Work]:
         return Trainings([poisoned_tag(audit, name, cond)], fine_tune_epochs(config) if fine else config.training.epochs,
                          seeds[:1] if first_seed_only else seeds, patience(audit, name, cond))
 
-    parts = [Part(f"{cond.attack}-{cond.rate}",
-                  Work(trainings={"poisoning fine-tuned" if fine_tunes(audit, name, cond) else "poisoning":
-                                  trainings(cond, False)}),
-                  lambda cond=cond: poisoned_models(audit, name, cond, together=False)) for cond in conds]
+    # every poisoned training first, as one part (they stack across sets: `train_poisoned_sets`)
+    trained = [Work(trainings={"poisoning fine-tuned" if fine_tunes(audit, name, cond) else "poisoning":
+                               trainings(cond, False)}) for cond in conds]
     rest = [Work(forward_examples=len(seeds) * n_train), one_scan]
     tags = {poisoned_tag(audit, name, c) for c in conds}
+    panel = []
     for cond in panel_conditions(config.poisoning):
         if poisoned_tag(audit, name, cond) in tags:  # one of the suite's sets: trained, and counted, once
             rest += [one_scan, panel_check]
             continue
-        share = total([Work(trainings={"scan power panel": trainings(cond, True)}), one_scan, panel_check])
-        parts.append(Part(f"panel-{cond.trigger}", share, lambda cond=cond: _kind_power(audit, name, cond, together=False)))
-    return parts, total(rest)
+        trained.append(Work(trainings={"scan power panel": trainings(cond, True)}))
+        panel.append(Part(f"panel-{cond.trigger}", total([one_scan, panel_check]),
+                          lambda cond=cond: _kind_power(audit, name, cond), after=(TRAININGS_PART,)))
+    return [Part(TRAININGS_PART, total(trained), lambda: train_poisoned_sets(audit, name)), *panel], total(rest)
 
 
 def planned_work(audit: AuditSession, name: str) -> Work:
@@ -518,25 +521,25 @@ def scan_power(audit: AuditSession, name: str) -> dict | None:
     return audit.memo(("scan-power", name), compute)
 
 
-def panel_learned(audit: AuditSession, name: str, cond: Condition, together: bool = True) -> float:
+def panel_learned(audit: AuditSession, name: str, cond: Condition) -> float:
     """How far the first seed's model trained on `cond` learned its backdoor: its attack success on
     triggered test inputs of the other classes, above the clean model's (the base rate)."""
     data, target = audit.data, _target(audit)
     triggered = triggers.stamp(data.x_test[data.y_test != target], cond.trigger, audit.config.poisoning.trigger_size)
-    poisoned = poisoned_models(audit, name, cond, first_seed_only=True, together=together)[:1]
+    poisoned = poisoned_models(audit, name, cond, first_seed_only=True)[:1]
     clean = audit.zoo.models(name)[:1]  # every seed's clean model is trained anyway
     return float(_predicted_as(audit, poisoned, triggered, target).mean()
                  - _predicted_as(audit, clean, triggered, target).mean())
 
 
-def _kind_power(audit: AuditSession, name: str, cond: Condition, together: bool = True) -> dict:
+def _kind_power(audit: AuditSession, name: str, cond: Condition) -> dict:
     poisoned = poisoned_set(audit, cond)
     truth = poisoned.mask.numpy()
-    learned = panel_learned(audit, name, cond, together)
+    learned = panel_learned(audit, name, cond)
     if learned < MIN_LEARNED_BACKDOOR:  # nothing to find: its power is nil, and not worth a scan
         return {"target_found": False, "found_target": None, "n_poisoned": int(truth.sum()), "n_flagged": 0,
                 "precision": None, "recall": 0.0, "not_learned": round(learned, 3)}
-    model = poisoned_models(audit, name, cond, first_seed_only=True, together=together)[0]
+    model = poisoned_models(audit, name, cond, first_seed_only=True)[0]
     result = _trigger_scan(audit, model, poisoned.x, poisoned.y, "trigger-scan-planted",
                            {**scan_settings(audit, name), "condition": cond.tag(audit.config.poisoning)})
     min_group = smallest_failing_group(audit.config.poisoning.threat_rate, len(truth),

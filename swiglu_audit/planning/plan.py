@@ -52,6 +52,7 @@ class UnitCosts:
     stacked: float = 0.0
     units: dict[str, float] = field(default_factory=dict)
     stacking: str = ""  # whether the seeds train stacked, and why (training/stack_choice.py)
+    stacks: bool = False  # ... and which way it went
 
 
 @dataclass
@@ -199,7 +200,7 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> UnitCosts:
         for unit in units:
             torch.set_num_threads(unit.cpu_threads if device.type == "cpu" and unit.cpu_threads else worker_threads)
             unit_s[unit.name] = _median_seconds(unit.run, device) / unit.per_run
-        return UnitCosts(step_s, grad_s, stacked_s, unit_s, choice.why)
+        return UnitCosts(step_s, grad_s, stacked_s, unit_s, choice.why, choice.stack)
     finally:
         torch.set_num_threads(threads)
 
@@ -220,7 +221,7 @@ def timed_today(audit: AuditSession, name: str, workers: int) -> UnitCosts:
         names = sorted(costs.units)
         return ({"unit_costs": np.array([costs.step, costs.gradient, costs.stacked], dtype=np.float64),
                  "suite_units": np.array([costs.units[u] for u in names], dtype=np.float64)},
-                {"units": names, "stacking": costs.stacking})
+                {"units": names, "stacking": costs.stacking, "stacks": costs.stacks})
 
     # through the cache's signed result entries: with SWIGLU_AUDIT_CACHE_KEY a planted probe,
     # which would decide max_minutes and the cut, is not trusted
@@ -231,7 +232,7 @@ def timed_today(audit: AuditSession, name: str, workers: int) -> UnitCosts:
     step_s, grad_s, stacked_s = (float(v) for v in tensors["unit_costs"])
     return UnitCosts(step_s, grad_s, stacked_s,
                      {u: float(v) for u, v in zip(record["units"], tensors["suite_units"].tolist(), strict=True)},
-                     str(record.get("stacking", "")))
+                     str(record.get("stacking", "")), bool(record.get("stacks", False)))
 
 
 def probe_key(audit: AuditSession, name: str, workers: int) -> str:
@@ -371,8 +372,8 @@ def plan_lines(plan: AuditPlan, max_minutes: float) -> list[str]:
         trained = ", ".join(f"{count} {purpose} x {'up to ' if purpose in m.early_stopping else ''}"
                             f"{m.epochs_per_training[purpose]} epochs{' (seeds stacked)' if purpose in m.stacked else ''}"
                             for purpose, count in m.trainings.items()) or "none (pretrained)"
-        # a model whose seeds train one by one says why (cannot stack, or timed no faster stacked)
-        alone = f"; {m.costs.stacking}" if m.costs.stacking and not m.stacked and m.trainings else ""
+        # a model whose seeds train one by one says why (it cannot stack, or was timed clearly slower stacked)
+        alone = f"; {m.costs.stacking}" if m.costs.stacking and not m.costs.stacks and m.trainings else ""
         lines.append(f"  {m.name}: trainings {trained} ({m.cached_trainings} cached){alone}; attack passes "
                      f"{m.gradient_passes} gradient + {m.forward_passes} forward; "
                      f"{m.step_seconds * 1000:.1f} ms/step, {m.gradient_seconds * 1000:.1f} ms/gradient pass; "

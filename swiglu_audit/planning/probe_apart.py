@@ -77,14 +77,16 @@ def _probe_apart(audit: AuditSession, workers: int) -> tuple[dict[str, UnitCosts
 
 
 def _front(audit: AuditSession):
-    """The data cut to what the probes read: a training batch and the trigger scan's inputs from
-    the front of the training split, the attack set from the front of the test split, a few
-    validation rows for the model contract's check; no live data, and no fingerprint (nothing the
-    child computes is cached under the data's identity)."""
+    """The data cut to what the probes read: the training batches the stacking choice times and
+    the trigger scan's inputs from the front of the training split, the attack set from the front
+    of the test split, a few validation rows for the model contract's check; no live data, and no
+    fingerprint (nothing the child computes is cached under the data's identity)."""
     from ..measure.poisoning import SCAN_INPUTS
+    from ..training.stack_choice import LONG_STEPS
 
     data, config = audit.data, audit.config
-    train = max(config.training.batch_size, SCAN_INPUTS)
+    # the stacking choice's timed trainings read LONG_STEPS batches
+    train = max(LONG_STEPS * config.training.batch_size, SCAN_INPUTS)
     return dataclasses.replace(
         data, x_train=data.x_train[:train].clone(), y_train=data.y_train[:train].clone(),
         x_val=data.x_val[:VALIDATION_ROWS].clone(), y_val=data.y_val[:VALIDATION_ROWS].clone(),

@@ -100,11 +100,28 @@ def free_memory_bytes(device: torch.device) -> int:
     return min(free, cap) if cap else free
 
 
+def total_memory_bytes(device: torch.device) -> int:
+    """The device's whole memory (not what is free now), capped by SWIGLU_AUDIT_DEVICE_MEMORY: for
+    sizes that must not change from run to run with what else the machine holds."""
+    cap = memory_cap()
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        total = torch.mps.recommended_max_memory()
+    else:
+        total = _meminfo("MemTotal:")
+    return min(total, cap) if cap else total
+
+
 def _cpu_available() -> int:
+    return _meminfo("MemAvailable:")
+
+
+def _meminfo(field: str) -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass

@@ -68,11 +68,12 @@ class Unit:
 @dataclass(frozen=True)
 class Part:
     """A part of a suite's job on one model that can run on its own, before the rest of the job
-    (one poisoned set's trainings, say): a job of its own in the audit's graph, so that a cluster
-    runs the parts side by side. `work` is its share of the suite's declared work."""
+    (a seed's attacks, say): a job of its own in the audit's graph, so that a cluster runs the
+    parts side by side. `work` is its share of the suite's declared work."""
     name: str
     work: Work
     run: Callable[[], Any]
+    after: tuple[str, ...] = ()  # parts of the same job that must have run first (what it reads)
 
 
 def part_job(suite: str, part: str) -> str:

@@ -40,6 +40,7 @@ class StackChoice:
     why: str  # in words, for the plan
     lone_step: float = 0.0  # seconds of one member's training step alone (0: not timed)
     stacked_step: float = 0.0  # seconds of one step of all members stacked (0: not timed)
+    lasting: bool = True  # a timing or a refusal, worth keeping for the day; not a stopgap answer
 
 
 def choose(lone_step: float, stacked_step: float, members: int) -> StackChoice:
@@ -53,17 +54,19 @@ def choose(lone_step: float, stacked_step: float, members: int) -> StackChoice:
 
 
 def time_stacking(model: nn.Module, x: torch.Tensor, y: torch.Tensor, members: int, batch_size: int,
-                  device: torch.device) -> StackChoice:
+                  device: torch.device, timed: bool = True) -> StackChoice:
     """Time `members` copies of `model` (fresh, untrained) trained one by one and stacked on the
-    first batches of (x, y), and choose. A model that cannot stack trains one by one, and says why."""
+    first batches of (x, y), and choose. A model that cannot stack trains one by one, and says why.
+    `timed=False`: only a short stacked trial (refusing what cannot stack), stacked otherwise. The
+    timing's own failures choose one by one, for this run only (`lasting` False)."""
     if members < 2:
         return StackChoice(False, "trains one by one: a single seed")
     why = stackable([model, model])
     if why:
         return StackChoice(False, f"trains one by one: {why}")
     batches = min(LONG_STEPS, len(x) // batch_size)
-    if batches < SHORT_STEPS + 1:  # a set of two batches or less: too short to time; overhead rules there
-        return StackChoice(True, "seeds stacked: the training set is too small to time them")
+    if batches < 1:
+        return StackChoice(True, "seeds stacked: the training set is smaller than a batch, not timed", lasting=False)
 
     def one_by_one(steps: int) -> float:
         started = time.perf_counter()
@@ -80,14 +83,21 @@ def time_stacking(model: nn.Module, x: torch.Tensor, y: torch.Tensor, members: i
         return _elapsed(started, device)
 
     try:
-        stacked(SHORT_STEPS)  # untimed: allocation and kernel choice; refuses what vmap cannot batch
+        stacked(min(SHORT_STEPS, batches))  # untimed: allocation and kernel choice; refuses what vmap cannot batch
+        if not timed:
+            return StackChoice(True, "seeds stacked (not timed)")
+        if batches < SHORT_STEPS + 1:  # too few batches to time: overhead rules a set this small
+            return StackChoice(True, "seeds stacked: the training set is too small to time them", lasting=False)
+        one_by_one(SHORT_STEPS)
+        steady = batches - SHORT_STEPS
+        # the fastest of REPEATS runs of each: other work on the machine only ever adds time
+        lone = {n: min(one_by_one(n) for _ in range(REPEATS)) for n in (SHORT_STEPS, batches)}
+        together = {n: min(stacked(n) for _ in range(REPEATS)) for n in (SHORT_STEPS, batches)}
     except NotStackable as exc:
         return StackChoice(False, f"trains one by one: {exc}")
-    one_by_one(SHORT_STEPS)
-    steady = batches - SHORT_STEPS
-    # the fastest of REPEATS runs of each: other work on the machine only ever adds time
-    lone = {n: min(one_by_one(n) for _ in range(REPEATS)) for n in (SHORT_STEPS, batches)}
-    together = {n: min(stacked(n) for _ in range(REPEATS)) for n in (SHORT_STEPS, batches)}
+    except Exception as exc:  # noqa: BLE001  a model the timing cannot copy or train: alone, as before stacking
+        return StackChoice(False, f"trains one by one: stacking could not be timed ({type(exc).__name__}: {exc})",
+                           lasting=False)
     lone_step = max(lone[batches] - lone[SHORT_STEPS], 1e-9) / (steady * members)
     stacked_step = max(together[batches] - together[SHORT_STEPS], 1e-9) / steady
     return choose(lone_step, stacked_step, members)

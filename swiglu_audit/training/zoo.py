@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
 import platform
 import time
@@ -29,7 +30,7 @@ from .nn import ModelConfig, build_model, count_parameters
 from .planned import Trainings, Work
 from .progress import Progress
 from .specs import ModelSpec, model_specs
-from .stack_choice import StackChoice, time_stacking
+from .stack_choice import LONG_STEPS, StackChoice, time_stacking
 from .stacked import stackable, train_stacked
 from .train import OUTLIER_PROBE, TRAINER_REVISION, Recipe, predict_logits, train_model
 
@@ -105,6 +106,10 @@ class _Member:
 
 # A stack's members each hold their weights, AdamW moments and batches: a bound beside the memory's
 MAX_STACKED_MEMBERS = 32
+
+
+class _NotKept(Exception):
+    """A stacking choice not worth keeping in the cache for the day (`Zoo._timed_choice`)."""
 
 # "0" trains every seed alone (for comparing stacked and lone runs); "1" stacks wherever the model
 # can stack, untimed; unset (the default): the seeds stack unless timing shows them clearly slower
@@ -263,6 +268,8 @@ class Zoo:
             return
         groups: dict[tuple, list[tuple[TrainingRequest, int]]] = {}
         for request in requests:
+            if (name, request.tag) in self._failed:  # it failed before: `models` reports that again
+                continue
             known = self._trained.get((name, request.tag), {})
             for seed in request.seeds:
                 if seed not in known:
@@ -278,7 +285,10 @@ class Zoo:
             members = [_Member(r.tag, seed, r.inputs, r.labels,
                                (lambda m=clean[seed]: m.module.state_dict()) if clean else None)
                        for r, seed in wanted]
-            stacked = self._train_stacked(spec, members, epochs, patience)
+            try:
+                stacked = self._train_stacked(spec, members, epochs, patience)
+            except Exception:  # noqa: BLE001  the model's own `models` calls meet it and report it
+                continue
             for member in members:
                 if (member.tag, member.seed) not in stacked:
                     continue
@@ -295,8 +305,8 @@ class Zoo:
         stacked models (training/stacked.py), as many to a stack as memory allows:
         {(tag, seed): (state, record)} for `_train_one` to store under each one's own key, so a
         stacked and a lone run share the cache. {} where fewer than two need training, stacking is
-        off (SWIGLU_AUDIT_STACK=0), or the model cannot stack or is timed no faster stacked (each
-        then trains alone)."""
+        off (SWIGLU_AUDIT_STACK=0), or the model cannot stack or was timed clearly slower stacked
+        (each then trains alone)."""
         if len(members) < 2 or not stacking_enabled():
             return {}
         recipe = dataclasses.replace(self.recipe, epochs=epochs or self.recipe.epochs, patience=patience)
@@ -305,10 +315,11 @@ class Zoo:
                 if not self.cache.contains(self.training_key(spec, m.seed, m.tag, architecture, recipe))]
         if len(todo) < 2 or stackable([architecture, architecture]) is not None:
             return {}
-        if not self.stacking_choice(spec).stack:  # timed: stacked would be no faster here
+        if not self.stacking_choice(spec).stack:  # it cannot, or was timed clearly slower stacked here
             return {}
         out: dict[tuple[str, int], tuple[dict, dict]] = {}
-        size = self._stack_size(architecture)
+        stacks = math.ceil(len(todo) / self._stack_size(architecture))
+        size = math.ceil(len(todo) / stacks)  # stacks of even sizes: 30 in two, as 15 and 15
         for first in range(0, len(todo), size):
             chunk = todo[first:first + size]
             if len(chunk) > 1:
@@ -343,58 +354,71 @@ class Zoo:
         return out
 
     def _stack_size(self, architecture: nn.Module) -> int:
-        """How many members one stacked training may hold: their batches' saved activations (with
-        their gradients, twice as much) within the share of free memory a pass may plan for."""
-        per_member = 2 * batching.example_bytes(architecture, self.data.x_train[:1], self.device) * self.recipe.batch_size
-        budget = batching.free_memory_bytes(self.device) * batching.MEMORY_SHARE.get(self.device.type, 0.25)
-        return max(2, min(MAX_STACKED_MEMBERS, int(budget // max(1, per_member))))
+        """How many members one stacked training may hold: each one's batch activations (with
+        their gradients, twice as much), weights, gradients and AdamW moments (four times the
+        weights) within the share of the device's memory a pass may plan for. Of its whole memory,
+        not of what is free now: the stacks, and so the rounding of their batched kernels, must not
+        change from one run to the next with what else the machine holds."""
+        activations = 2 * batching.example_bytes(architecture, self.data.x_train[:1], self.device) * self.recipe.batch_size
+        weights = 4 * sum(p.numel() * p.element_size() for p in architecture.parameters())
+        budget = batching.total_memory_bytes(self.device) * batching.MEMORY_SHARE.get(self.device.type, 0.25)
+        return max(2, min(MAX_STACKED_MEMBERS, int(budget // max(1, activations + weights))))
 
     def stacking_choice(self, spec: ModelSpec) -> StackChoice:
-        """Whether the seeds of `spec` train stacked, and why (for the plan): off with
-        SWIGLU_AUDIT_STACK=0, wherever the model can stack with SWIGLU_AUDIT_STACK=1, and by default
-        unless a short stacked training of the audit's seeds is timed clearly slower than their
-        lone ones (training/stack_choice.py).
-        The timing is kept in the cache for the day (like the plan's probe), keyed by what it depends
-        on: the model, the data's shape, the device, the threads, torch and the host."""
+        """Whether the trainings of `spec` stack, and why (for the plan): off with
+        SWIGLU_AUDIT_STACK=0; wherever the model can (a short stacked trial) with
+        SWIGLU_AUDIT_STACK=1; by default unless a short stacked training of the audit's seeds is
+        timed clearly slower than their lone ones (training/stack_choice.py). A timing is kept in
+        the cache for the day (like the plan's probe), keyed by what it depends on: the model, the
+        data's shape, the device, the threads on a CPU, torch and the host."""
         if not stacking_enabled():
             return StackChoice(False, f"trains one by one: stacking is off ({STACK_ENV}=0)")
-        members = len(self.config.seeds)
-        if spec.weights or members < 2:
-            return StackChoice(False, "trains one by one: a single seed" if members < 2 else "pretrained: not trained")
-        architecture, _ = self._architecture(spec)
-        if stacking_forced():
-            why = stackable([architecture, architecture])
-            return StackChoice(not why, f"trains one by one: {why}" if why else f"seeds stacked ({STACK_ENV}=1)")
-        memo = ("stacking", spec.name, torch.get_num_threads())
+        if spec.weights:
+            return StackChoice(False, "pretrained: not trained")
+        # two at least: a single seed's trainings on several sets (the poisoning suite's) stack too
+        members = max(2, len(self.config.seeds))
+        threads = torch.get_num_threads() if self.device.type == "cpu" else 0  # elsewhere the device's speed
+        memo = ("stacking", spec.name, threads, stacking_forced())
         if memo not in self._choices:
-            self._choices[memo] = self._timed_choice(spec, architecture, members)
+            self._choices[memo] = self._timed_choice(spec, members, threads, timed=not stacking_forced())
         return self._choices[memo]
 
-    def _timed_choice(self, spec: ModelSpec, architecture: nn.Module, members: int) -> StackChoice:
+    def _timed_choice(self, spec: ModelSpec, members: int, threads: int, timed: bool) -> StackChoice:
         batch = self.recipe.batch_size
+        architecture, _ = self._architecture(spec)
 
-        def timed() -> StackChoice:
+        def choose_now() -> StackChoice:
             with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == "cuda" else []):
                 torch.manual_seed(0)
                 model = self.instantiate(spec).to(self.device)
                 check_model_contract(model, spec.name, self.data, self.device)  # sizes lazily made parameters
-                return time_stacking(model, self.data.x_train[: 6 * batch], self.data.y_train[: 6 * batch],
-                                     members, batch, self.device)
+                rows = LONG_STEPS * batch
+                return time_stacking(model, self.data.x_train[:rows], self.data.y_train[:rows], members, batch,
+                                     self.device, timed=timed)
+
+        if not timed:
+            return choose_now()
+        stopgap: list[StackChoice] = []
 
         def measure() -> tuple[dict, dict]:
-            choice = timed()
+            choice = choose_now()
+            if not choice.lasting:  # not worth keeping for the day (the timing failed, too few rows)
+                stopgap.append(choice)
+                raise _NotKept
             return ({"step_seconds": torch.tensor([choice.lone_step, choice.stacked_step], dtype=torch.float64)},
                     {"stack": choice.stack, "why": choice.why})
 
         key = cache_key({"kind": "stack-choice", "format": 1, "spec": spec.to_dict(), "members": members,
                          "params": [(k, list(v.shape)) for k, v in architecture.state_dict().items()],
                          "input": list(self.data.input_shape), "batch": batch, "device": str(self.device),
-                         "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                         "threads": threads, "cpus": os.cpu_count(), "torch": torch.__version__,
                          "host": platform.node(), "day": time.strftime("%Y-%m-%d", time.gmtime())})
         try:
             tensors, record, _ = self.cache.get_or_create(key, measure, kind="probe")
+        except _NotKept:
+            return stopgap[0]
         except (CacheError, OSError):  # a cache that cannot be written: time it in this process
-            return timed()
+            return choose_now()
         lone_step, stacked_step = (float(v) for v in tensors["step_seconds"])
         return StackChoice(bool(record["stack"]), str(record["why"]), lone_step, stacked_step)
 
