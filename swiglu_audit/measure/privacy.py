@@ -23,6 +23,7 @@ from ..training import train as train_module
 from ..training.cache import cache_key, code_digest
 from ..training.planned import Trainings, Work
 from ..training.train import predict_logits
+from ..training.zoo import TrainingRequest
 
 if TYPE_CHECKING:
     from ..session import AuditSession
@@ -84,15 +85,15 @@ def reference_tag(audit: AuditSession, k: int) -> str:
 
 
 def references(audit: AuditSession, name: str) -> list:
-    """The reference models of `name`, one per half of the population."""
+    """The reference models of `name`, one per half of the population, trained as one stacked
+    model where they can be (`Zoo.train_together`: each on its half, under its own seed)."""
     x, y, _ = population(audit)
-    halves = _halves(audit)
-    out = []
-    for k, half in enumerate(halves):
-        keep = torch.from_numpy(np.flatnonzero(half))
-        out += audit.zoo.models(name, labels=y[keep], inputs=x[keep], tag=reference_tag(audit, k),
-                                seeds=(REFERENCE_SEED + k,))
-    return out
+    keeps = [torch.from_numpy(np.flatnonzero(half)) for half in _halves(audit)]
+    requests = [TrainingRequest(reference_tag(audit, k), x[keep], y[keep], (REFERENCE_SEED + k,))
+                for k, keep in enumerate(keeps)]
+    audit.zoo.train_together(name, requests)
+    return [m for r in requests
+            for m in audit.zoo.models(name, labels=r.labels, inputs=r.inputs, tag=r.tag, seeds=r.seeds)]
 
 
 def planned_work(audit: AuditSession, name: str) -> Work:
