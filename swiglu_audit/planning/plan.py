@@ -194,8 +194,11 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> UnitCosts:
         step_s, grad_s = _median_seconds(train_step, device), _median_seconds(gradient_pass, device)
         # the zoo's own choice (timed, kept for the day): the plan prices what the trainings will do
         choice = audit.zoo.stacking_choice(spec)
+        # today's lone step at the timed ratio (the choice is kept for good, the probe for the day);
         # stacked untimed (SWIGLU_AUDIT_STACK=1): priced as the lone steps it replaces
-        stacked_s = (choice.stacked_step or len(audit.config.seeds) * step_s) if choice.stack else 0.0
+        members = max(2, len(audit.config.seeds))
+        ratio = choice.stacked_step / (members * choice.lone_step) if choice.lone_step > 0 else 1.0
+        stacked_s = ratio * len(audit.config.seeds) * step_s if choice.stack else 0.0
         unit_s = {}
         for unit in units:
             torch.set_num_threads(unit.cpu_threads if device.type == "cpu" and unit.cpu_threads else worker_threads)

@@ -12,7 +12,6 @@ import inspect
 import math
 import os
 import platform
-import time
 from collections.abc import Callable
 
 import torch
@@ -368,9 +367,11 @@ class Zoo:
         """Whether the trainings of `spec` stack, and why (for the plan): off with
         SWIGLU_AUDIT_STACK=0; wherever the model can (a short stacked trial) with
         SWIGLU_AUDIT_STACK=1; by default unless a short stacked training of the audit's seeds is
-        timed clearly slower than their lone ones (training/stack_choice.py). A timing is kept in
-        the cache for the day (like the plan's probe), keyed by what it depends on: the model, the
-        data's shape, the device, the threads on a CPU, torch and the host."""
+        timed clearly slower than their lone ones (training/stack_choice.py). A timed choice is
+        kept in the cache, keyed by what it depends on (the model, the data's shape, the device, the
+        threads on a CPU, torch and the host) and not by the day, unlike the plan's probe: stacked
+        and lone trainings round differently, so the same machine and cache must choose the same
+        way every run."""
         if not stacking_enabled():
             return StackChoice(False, f"trains one by one: stacking is off ({STACK_ENV}=0)")
         if spec.weights:
@@ -408,11 +409,11 @@ class Zoo:
             return ({"step_seconds": torch.tensor([choice.lone_step, choice.stacked_step], dtype=torch.float64)},
                     {"stack": choice.stack, "why": choice.why})
 
-        key = cache_key({"kind": "stack-choice", "format": 1, "spec": spec.to_dict(), "members": members,
+        key = cache_key({"kind": "stack-choice", "format": 2, "spec": spec.to_dict(), "members": members,
                          "params": [(k, list(v.shape)) for k, v in architecture.state_dict().items()],
                          "input": list(self.data.input_shape), "batch": batch, "device": str(self.device),
                          "threads": threads, "cpus": os.cpu_count(), "torch": torch.__version__,
-                         "host": platform.node(), "day": time.strftime("%Y-%m-%d", time.gmtime())})
+                         "host": platform.node()})
         try:
             tensors, record, _ = self.cache.get_or_create(key, measure, kind="probe")
         except _NotKept:
