@@ -214,7 +214,7 @@ def test_the_zoo_trains_alone_where_stacking_is_timed_slower_and_the_plan_says_w
     from swiglu_audit.config import build_config
     from swiglu_audit.planning.plan import make_plan, plan_lines
     from swiglu_audit.session import AuditSession
-    from swiglu_audit.training import zoo as zoo_module
+    from swiglu_audit.training import zoo_stacking
     from swiglu_audit.training.stack_choice import choose
 
     monkeypatch.delenv("SWIGLU_AUDIT_STACK", raising=False)
@@ -224,7 +224,7 @@ def test_the_zoo_trains_alone_where_stacking_is_timed_slower_and_the_plan_says_w
         calls.append(members)
         return choose(0.05, 0.26, members)
 
-    monkeypatch.setattr(zoo_module, "time_stacking", slower_stacked)
+    monkeypatch.setattr(zoo_stacking, "time_stacking", slower_stacked)
     config = build_config({"seeds": [0, 1, 2], "variants": ["swiglu", "relu"], "families": ["mlp"], "device": "cpu",
                            "cache_dir": str(tmp_path), "training": {"epochs": 1}}, profile="quick")
     audit = AuditSession(config)
@@ -246,7 +246,7 @@ def test_trainings_on_several_sets_stack_across_sets_each_on_its_own_set(tmp_pat
     to rounding, and a later audit reads every member from the cache."""
     from swiglu_audit.config import build_config
     from swiglu_audit.session import AuditSession
-    from swiglu_audit.training.zoo import TrainingRequest
+    from swiglu_audit.training.zoo_stacking import TrainingRequest
 
     monkeypatch.setenv("SWIGLU_AUDIT_STACK", "1")
     settings = {"seeds": [0, 1], "variants": ["swiglu", "relu"], "families": ["mlp"], "device": "cpu",

@@ -26,7 +26,7 @@ from ..training.cache import code_digest
 from ..training.features import penultimate_features
 from ..training.planned import Part, Trainings, Unit, Work, total
 from ..training.specs import USER_GROUP
-from ..training.zoo import TrainingRequest
+from ..training.zoo_stacking import TrainingRequest
 from .adversarial import clean_correct
 from .predictions import predicted_as
 

@@ -23,7 +23,7 @@ from ..training import train as train_module
 from ..training.cache import cache_key, code_digest
 from ..training.planned import Trainings, Work
 from ..training.train import predict_logits
-from ..training.zoo import TrainingRequest
+from ..training.zoo_stacking import TrainingRequest
 
 if TYPE_CHECKING:
     from ..session import AuditSession
