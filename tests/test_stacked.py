@@ -198,7 +198,7 @@ def test_timing_refuses_what_cannot_stack_and_says_why(digits):
     mlp = _members([0])[0]
     timed = time_stacking(mlp, digits.x_train, digits.y_train, 3, 64, CPU)
     assert timed.lone_step > 0 and timed.stacked_step > 0 and timed.lasting  # which way it goes is the machine's
-    # too few batches to time: stacked for now, and not kept for the day
+    # too few batches to time: stacked for now, and not kept in the cache
     short = time_stacking(mlp, digits.x_train[:128], digits.y_train[:128], 3, 64, CPU)
     assert short.stack and not short.lasting and short.lone_step == 0.0
     # a model the timing cannot copy trains one by one, for this run only
@@ -209,7 +209,7 @@ def test_timing_refuses_what_cannot_stack_and_says_why(digits):
 
 
 def test_the_zoo_trains_alone_where_stacking_is_timed_slower_and_the_plan_says_why(tmp_path, monkeypatch):
-    """The default: the zoo times stacking once per model (kept in the cache for the day); a model
+    """The default: the zoo times stacking once per model (kept in the cache); a model
     timed slower stacked trains its seeds one by one, and the plan prices and says that."""
     from swiglu_audit.config import build_config
     from swiglu_audit.planning.plan import make_plan, plan_lines
@@ -232,7 +232,7 @@ def test_the_zoo_trains_alone_where_stacking_is_timed_slower_and_the_plan_says_w
     assert "(seeds stacked)" not in line and "trains one by one: 3 seeds stacked took 1.73x" in line
     assert [m.record.get("stacked") for m in audit.zoo.models("relu-mlp")] == [None] * 3
     assert calls == [3, 3]  # once per model: the plan and the trainings share the choice
-    # a second audit the same day reads the choice from the cache instead of timing again
+    # a second audit reads the choice from the cache instead of timing again
     again = AuditSession(config)
     assert not again.zoo.stacking_choice(again.zoo.spec("relu-mlp")).stack and calls == [3, 3]
     monkeypatch.setenv("SWIGLU_AUDIT_STACK", "0")
@@ -279,3 +279,26 @@ def test_trainings_on_several_sets_stack_across_sets_each_on_its_own_set(tmp_pat
     # read back: the same keys, from the cache
     again = AuditSession(build_config({**settings, "cache_dir": str(tmp_path / "a")}, profile="quick"))
     assert all(m.cached for m in again.zoo.models("relu-mlp", labels=flipped, tag="shifted"))
+
+
+def test_slower_must_hold_in_a_second_timing_and_a_timing_lost_in_noise_is_not_kept(digits, monkeypatch):
+    """`time_stacking`'s decisions on scripted clocks (the trainings still run): "one by one" only
+    when a second timing agrees; differences that noise swallowed choose the default, not kept."""
+    from swiglu_audit.training import stack_choice
+
+    def scripted(*rounds):  # the warm-up calls, then per round: lone short, lone long, stacked short, stacked long
+        values = iter([0.0, 0.0, *[v for r in rounds for v in r]])
+        monkeypatch.setattr(stack_choice, "_elapsed", lambda started, device: next(values))
+
+    mlp = _members([0])[0]
+    run = lambda: stack_choice.time_stacking(mlp, digits.x_train, digits.y_train, 3, 64, CPU)  # noqa: E731
+    slow, fast = (2.0, 6.0, 2.0, 8.0), (2.0, 6.0, 2.0, 4.0)  # stacked 1.5x the lone steps, then 0.5x
+    scripted(slow, slow, fast, fast)  # REPEATS = 2 rounds a timing
+    changed_its_mind = run()
+    assert changed_its_mind.stack and "0.50x" in changed_its_mind.why
+    scripted(slow, slow, slow, (2.0, 6.0, 2.0, 7.0))
+    slower_twice = run()
+    assert not slower_twice.stack and "1.25x" in slower_twice.why and slower_twice.lasting  # the less slow of the two
+    scripted((2.0, 2.0, 2.0, 8.0), (2.0, 1.5, 2.0, 8.0))  # the longer lone trainings timed no longer than the short
+    lost = run()
+    assert lost.stack and not lost.lasting and "lost in noise" in lost.why

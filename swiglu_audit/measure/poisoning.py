@@ -368,9 +368,10 @@ def _shares(audit: AuditSession, name: str) -> tuple[list[Part], Work]:
     is not one of those sets, stacked across sets; then, side by side, one per such panel kind:
     the check that its model learned the backdoor, and its scan), and the rest (the detectors,
     which read the backdoored set's features per poisoned seed; the scan of the audited set; the
-    checks and scans of panel kinds that are the suite's own sets). A scan passes its set's features forward, then per class runs its steps,
-    counted over SCAN_INPUTS inputs each (a step's cost is about linear in its inputs; an upper
-    bound: a kind the model did not learn is not scanned)."""
+    checks and scans of panel kinds that are the suite's own sets). A scan passes its set's
+    features forward, then per class runs its steps, counted over SCAN_INPUTS inputs each (a
+    step's cost is about linear in its inputs; an upper bound: a kind the model did not learn is
+    not scanned)."""
     config, data = audit.config, audit.data
     n_train, n_test = len(data.y_train), len(data.y_test)
     settings = scan_settings(audit, name)

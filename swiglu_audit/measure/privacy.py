@@ -89,11 +89,20 @@ def references(audit: AuditSession, name: str) -> list:
     model where they can be (`Zoo.train_together`: each on its half, under its own seed)."""
     x, y, _ = population(audit)
     keeps = [torch.from_numpy(np.flatnonzero(half)) for half in _halves(audit)]
-    requests = [TrainingRequest(reference_tag(audit, k), x[keep], y[keep], (REFERENCE_SEED + k,))
-                for k, keep in enumerate(keeps)]
-    audit.zoo.train_together(name, requests)
-    return [m for r in requests
-            for m in audit.zoo.models(name, labels=r.labels, inputs=r.inputs, tag=r.tag, seeds=r.seeds)]
+
+    def request(k: int) -> TrainingRequest:  # its half, copied out of the population
+        return TrainingRequest(reference_tag(audit, k), x[keeps[k]], y[keeps[k]], (REFERENCE_SEED + k,))
+
+    if audit.zoo.stacking_choice(audit.zoo.spec(name)).stack:  # every half at once, for one stack
+        requests = [request(k) for k in range(len(keeps))]
+        audit.zoo.train_together(name, requests)
+        return [m for r in requests
+                for m in audit.zoo.models(name, labels=r.labels, inputs=r.inputs, tag=r.tag, seeds=r.seeds)]
+    out = []
+    for k in range(len(keeps)):  # one half in memory at a time (a large user dataset)
+        r = request(k)
+        out += audit.zoo.models(name, labels=r.labels, inputs=r.inputs, tag=r.tag, seeds=r.seeds)
+    return out
 
 
 def planned_work(audit: AuditSession, name: str) -> Work:

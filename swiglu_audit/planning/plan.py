@@ -192,12 +192,12 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> UnitCosts:
     try:
         torch.set_num_threads(worker_threads)  # as session._share_cores_with_other_workers will
         step_s, grad_s = _median_seconds(train_step, device), _median_seconds(gradient_pass, device)
-        # the zoo's own choice (timed, kept for the day): the plan prices what the trainings will do
+        # the zoo's own choice (timed once, kept in the cache): the plan prices what the trainings will do
         choice = audit.zoo.stacking_choice(spec)
         # today's lone step at the timed ratio (the choice is kept for good, the probe for the day);
         # stacked untimed (SWIGLU_AUDIT_STACK=1): priced as the lone steps it replaces
-        members = max(2, len(audit.config.seeds))
-        ratio = choice.stacked_step / (members * choice.lone_step) if choice.lone_step > 0 else 1.0
+        timed = choice.lone_step > 0 and choice.members > 0
+        ratio = choice.stacked_step / (choice.members * choice.lone_step) if timed else 1.0
         stacked_s = ratio * len(audit.config.seeds) * step_s if choice.stack else 0.0
         unit_s = {}
         for unit in units:
@@ -247,8 +247,8 @@ def probe_key(audit: AuditSession, name: str, workers: int) -> str:
     spec = audit.zoo.spec(name)
     shapes = [(k, list(v.shape)) for k, v in audit.zoo.instantiate(spec).state_dict().items()]  # an edited model
     # format 3: the trigger scan's unit timed per class-step of a group of classes; 4: the stacked
-    # step is the zoo's timed choice (training/stack_choice.py), with its reason
-    return cache_key({"kind": "probe", "format": 4, "spec": spec.to_dict(), "params": shapes,
+    # step is the zoo's timed choice (training/stack_choice.py), with its reason; 5: at its ratio
+    return cache_key({"kind": "probe", "format": 5, "spec": spec.to_dict(), "params": shapes,
                      "input": list(data.input_shape), "classes": data.n_classes, "device": str(device),
                      "workers": workers, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
                      "torch": torch.__version__, "host": platform.node(),

@@ -42,7 +42,8 @@ class StackChoice:
     why: str  # in words, for the plan
     lone_step: float = 0.0  # seconds of one member's training step alone (0: not timed)
     stacked_step: float = 0.0  # seconds of one step of all members stacked (0: not timed)
-    lasting: bool = True  # a timing or a refusal, worth keeping for the day; not a stopgap answer
+    lasting: bool = True  # a timing or a refusal, worth keeping in the cache; not a stopgap answer
+    members: int = 0  # how many were timed together (0: not timed)
 
 
 def choose(lone_step: float, stacked_step: float, members: int) -> StackChoice:
@@ -51,8 +52,8 @@ def choose(lone_step: float, stacked_step: float, members: int) -> StackChoice:
     ratio = stacked_step / max(members * lone_step, 1e-12)
     timed = f"{members} seeds stacked took {ratio:.2f}x the time of one by one (timed here)"
     if ratio > SLOWER_ABOVE:
-        return StackChoice(False, f"trains one by one: {timed}", lone_step, stacked_step)
-    return StackChoice(True, f"seeds stacked: {timed}", lone_step, stacked_step)
+        return StackChoice(False, f"trains one by one: {timed}", lone_step, stacked_step, members=members)
+    return StackChoice(True, f"seeds stacked: {timed}", lone_step, stacked_step, members=members)
 
 
 def time_stacking(model: nn.Module, x: torch.Tensor, y: torch.Tensor, members: int, batch_size: int,
@@ -93,19 +94,27 @@ def time_stacking(model: nn.Module, x: torch.Tensor, y: torch.Tensor, members: i
         one_by_one(SHORT_STEPS)
         steady = batches - SHORT_STEPS
 
-        def timed_steps() -> StackChoice:
+        def timed_steps() -> StackChoice | None:
             # rounds that interleave the four trainings, so that a spell of other work on the
             # machine (xdist workers starting beside the plan's probe) falls on both ways alike;
             # the fastest of each: other work only ever adds time
             rounds = [(one_by_one(SHORT_STEPS), one_by_one(batches), stacked(SHORT_STEPS), stacked(batches))
                       for _ in range(REPEATS)]
             short_lone, long_lone, short_stacked, long_stacked = (min(r[i] for r in rounds) for i in range(4))
-            return choose(max(long_lone - short_lone, 1e-9) / (steady * members),
-                          max(long_stacked - short_stacked, 1e-9) / steady, members)
+            if long_lone <= short_lone or long_stacked <= short_stacked:  # noise larger than the steps
+                return None
+            return choose((long_lone - short_lone) / (steady * members), (long_stacked - short_stacked) / steady, members)
 
         choice = timed_steps()
-        if not choice.stack:  # one by one only if a second timing says so too: noise must not decide it
-            choice = min(choice, timed_steps(), key=lambda c: c.stacked_step / c.lone_step)
+        if choice is not None and not choice.stack:  # one by one only if a second timing says so too
+            try:
+                again = timed_steps()
+            except Exception:  # noqa: BLE001  the first timing stands
+                again = None
+            if again is not None:
+                choice = min(choice, again, key=lambda c: c.stacked_step / c.lone_step)
+        if choice is None:
+            return StackChoice(True, "seeds stacked: the timing was lost in noise, not kept", lasting=False)
     except NotStackable as exc:
         return StackChoice(False, f"trains one by one: {exc}")
     except Exception as exc:  # noqa: BLE001  a model the timing cannot copy or train: alone, as before stacking

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import CacheError
-from . import batching
+from . import batching, stack_choice
 from .cache import cache_key
 from .specs import ModelSpec
 from .stack_choice import LONG_STEPS, StackChoice, time_stacking
@@ -73,7 +73,7 @@ class StackedTrainings:
 
     def train_together(self, name: str, requests: list[TrainingRequest]) -> None:
         """Train what these requests lack (trainings of one model on several training sets: the
-        poisoning suite's sets) as few stacked models as it can: the members that share a schedule
+        poisoning suite's sets, the privacy suite's reference models) as few stacked models as it can: the members that share a schedule
         (epochs, patience, fine-tuning) and a set length stack across sets, each member on its own
         set, where the model's seeds stack (`stacking_choice`). Each is stored under its own key
         and kept, so `models(name, tag=...)` then returns it as if it had trained it; whatever
@@ -219,13 +219,16 @@ class StackedTrainings:
 
         def measure() -> tuple[dict, dict]:
             choice = choose_now()
-            if not choice.lasting:  # not worth keeping for the day (the timing failed, too few rows)
+            if not choice.lasting:  # not worth keeping (the timing failed, too few rows, lost in noise)
                 stopgap.append(choice)
                 raise _NotKept
             return ({"step_seconds": torch.tensor([choice.lone_step, choice.stacked_step], dtype=torch.float64)},
                     {"stack": choice.stack, "why": choice.why})
 
-        key = cache_key({"kind": "stack-choice", "format": 2, "spec": spec.to_dict(), "members": members,
+        # the rule's constants too: a changed margin or timing chooses afresh
+        rule = {"slower_above": stack_choice.SLOWER_ABOVE, "steps": [stack_choice.SHORT_STEPS, LONG_STEPS],
+                "repeats": stack_choice.REPEATS}
+        key = cache_key({"kind": "stack-choice", "format": 3, "rule": rule, "spec": spec.to_dict(), "members": members,
                          "params": [(k, list(v.shape)) for k, v in architecture.state_dict().items()],
                          "input": list(self.data.input_shape), "batch": batch, "device": str(self.device),
                          "threads": threads, "cpus": os.cpu_count(), "torch": torch.__version__,
@@ -237,4 +240,5 @@ class StackedTrainings:
         except (CacheError, OSError):  # a cache that cannot be written: time it in this process
             return choose_now()
         lone_step, stacked_step = (float(v) for v in tensors["step_seconds"])
-        return StackChoice(bool(record["stack"]), str(record["why"]), lone_step, stacked_step)
+        return StackChoice(bool(record["stack"]), str(record["why"]), lone_step, stacked_step,
+                           members=members if lone_step > 0 else 0)
