@@ -73,11 +73,12 @@ class StackedTrainings:
 
     def train_together(self, name: str, requests: list[TrainingRequest]) -> None:
         """Train what these requests lack (trainings of one model on several training sets: the
-        poisoning suite's sets, the privacy suite's reference models) as few stacked models as it can: the members that share a schedule
-        (epochs, patience, fine-tuning) and a set length stack across sets, each member on its own
-        set, where the model's seeds stack (`stacking_choice`). Each is stored under its own key
-        and kept, so `models(name, tag=...)` then returns it as if it had trained it; whatever
-        does not stack (or fails to) is left to `models`, which trains it alone."""
+        poisoning suite's sets, the privacy suite's reference models) as few stacked models as it
+        can: the members that share a schedule (epochs, patience, fine-tuning) and a set length
+        stack across sets, each member on its own set, where the model's seeds stack
+        (`stacking_choice`). Each is stored under its own key and kept, so `models(name, tag=...)`
+        then returns it as if it had trained it; whatever does not stack (or fails to) is left to
+        `models`, which trains it alone."""
         spec = self.spec(name)
         if spec.weights or not stacking_enabled():
             return
@@ -98,7 +99,7 @@ class StackedTrainings:
             except Exception:  # noqa: BLE001  the clean model's own checks report its error
                 continue
             members = [StackMember(r.tag, seed, r.inputs, r.labels,
-                               (lambda m=clean[seed]: m.module.state_dict()) if clean else None)
+                                   (lambda m=clean[seed]: m.module.state_dict()) if clean else None)
                        for r, seed in wanted]
             try:
                 stacked = self._train_stacked(spec, members, epochs, patience)
