@@ -121,6 +121,17 @@ def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
     return round(2 * n**3 * repeats / (time.perf_counter() - started) / 1e9, 1)
 
 
+def write_rows(out: str, rows: list, rate_before: float, **machine) -> None:
+    """A micro-benchmark's rows as JSON, beside the machine (and `machine`'s extra fields, such as
+    the threads it timed at) and its matmul rate before and after (DESIGN.md section 7)."""
+    import torch
+
+    result = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                          "torch": torch.__version__, **machine},
+              "matmul_gflops_before": rate_before, "rows": rows, "matmul_gflops_after": matmul_gflops()}
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="standard")

@@ -18,14 +18,11 @@ exactly). The matmul rate of the machine is measured in the same run (DESIGN.md 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
-from bench_audit import matmul_gflops  # bench/ is on the path: the script's own folder
+from bench_audit import matmul_gflops, write_rows  # bench/ is on the path: the script's own folder
 from stacked_members import NotStackable, StackedMembers, stack_for_attack
 
 from swiglu_audit.methods.attack_registry import AttackParams
@@ -115,10 +112,7 @@ def main() -> None:
                        "same_clean": all(bool((a["clean"] == b["clean"]).all()) for a, b in zip(lone, together))}
                 rows.append(row)
                 print(row, flush=True)
-    result = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                          "torch": torch.__version__, "threads": torch.get_num_threads()},
-              "matmul_gflops_before": rate_before, "rows": rows, "matmul_gflops_after": matmul_gflops()}
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_rows(args.out, rows, rate_before, threads=torch.get_num_threads())
 
 
 if __name__ == "__main__":

@@ -9,14 +9,11 @@ tenth of its labels redrawn, 3 epochs, median of 3.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
-from bench_audit import matmul_gflops  # bench/ is on the path: the script's own folder
+from bench_audit import matmul_gflops, write_rows  # bench/ is on the path: the script's own folder
 
 from swiglu_audit.training.data import load_digits_data
 from swiglu_audit.training.nn import ModelConfig, build_model
@@ -76,10 +73,7 @@ def main() -> None:
                      "median": {way: statistics.median(v) for way, v in seconds.items()}})
         print(rows[-1], flush=True)
     torch.set_num_threads(threads)
-    result = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                          "torch": torch.__version__, "threads_timed": 1},
-              "matmul_gflops_before": rate_before, "rows": rows, "matmul_gflops_after": matmul_gflops()}
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_rows(args.out, rows, rate_before, threads_timed=1)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,10 @@ thread (an xdist worker's share of two cores), 3 seeds, twice each.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
-from pathlib import Path
 
 import torch
-from bench_audit import matmul_gflops  # bench/ is on the path: the script's own folder
+from bench_audit import matmul_gflops, write_rows  # bench/ is on the path: the script's own folder
 from bench_stacked import user_project  # bench/ is on the path: the script's own folder
 
 from swiglu_audit.training.data import load_digits_data
@@ -48,10 +45,7 @@ def main() -> None:
                          "stacked_step_ms": round(choice.stacked_step * 1e3, 2)})
             print(rows[-1], flush=True)
     torch.set_num_threads(threads)
-    result = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                          "torch": torch.__version__, "threads_timed": 1},
-              "matmul_gflops_before": rate_before, "rows": rows, "matmul_gflops_after": matmul_gflops()}
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_rows(args.out, rows, rate_before, threads_timed=1)
 
 
 if __name__ == "__main__":
