@@ -104,6 +104,69 @@ def test_the_jobs_costs_are_the_plans_estimate_less_what_the_checks_do_themselve
     assert order.index(f"adversarial:{name}") < order.index(f"deployment:{name}")
 
 
+def test_a_model_that_trains_one_by_one_has_a_poisoning_part_per_set_all_side_by_side(monkeypatch, tmp_path):
+    """Where the model's trainings do not stack, nothing ties its poisoned sets together: one part
+    per set (and each panel kind's part trains its own model), each waiting for the clean training
+    alone, so a cluster trains the sets side by side; the estimate is the same work, split."""
+    from swiglu_audit.config import build_config
+    from swiglu_audit.jobs.audit_jobs import audit_graph
+    from swiglu_audit.measure.poisoning import conditions
+    from swiglu_audit.planning.plan import PROBE_ENV, make_plan
+    from swiglu_audit.session import AuditSession
+
+    monkeypatch.setenv(PROBE_ENV, "0.004,0.002,0.01")
+    graphs = {}
+    for stacking in ("1", "0"):
+        monkeypatch.setenv("SWIGLU_AUDIT_STACK", stacking)
+        audit = AuditSession(build_config(profile="quick", cache_dir=str(tmp_path / stacking)))
+        plan = make_plan(audit, 1)
+        graphs[stacking] = (audit_graph(audit, plan.to_dict()), plan, audit)
+    graph, plan, audit = graphs["0"]
+    name = plan.models[0].name
+    parts = {j.part: j for j in graph.jobs.values() if j.model == name and j.part and j.suite == "poisoning"}
+    sets = sorted(p for p in parts if p.startswith("trainings-"))
+    assert sets == ["trainings-backdoor-0.03", "trainings-flip-0.2", "trainings-targeted-0.4"]
+    assert len(sets) == len(conditions(audit.config.poisoning))
+    assert "trainings" not in parts and "panel-checkerboard" in parts
+    assert all(j.deps == (f"training:{name}",) and j.seconds > 0 and j.stack is False for j in parts.values())
+    assert set(graph.jobs[f"poisoning:{name}"].deps) == {f"training:{name}", *(j.id for j in parts.values())}
+    # the same work either way, split otherwise; and the chain through the poisoning job is shorter
+    stacked_graph = graphs["1"][0]
+    assert all(j.stack is True for j in stacked_graph.jobs.values())
+    for g in (graph, stacked_graph):
+        assert sum(j.seconds for j in g.jobs.values() if j.model == name and j.suite == "poisoning") == pytest.approx(
+            sum(v for k, v in plan.models[0].seconds_by_job().items() if k.startswith("poisoning")), abs=0.05)
+    longest = max(parts.values(), key=lambda j: j.seconds).seconds
+    assert longest < sum(j.seconds for j in parts.values()) / 2
+
+
+def test_a_worker_trains_as_the_graphs_builder_chose(monkeypatch, tmp_path):
+    """A Ray worker may run at other threads, or without the controller's SWIGLU_AUDIT_STACK: the
+    job carries the controller's choice and the worker follows it, stacking nothing it was told
+    to train one by one (here in the driver's process, with stacking forced on there)."""
+    from swiglu_audit.config import build_config
+    from swiglu_audit.jobs import audit_jobs
+    from swiglu_audit.jobs.graph import Job
+    from swiglu_audit.training.zoo_stacking import StackedTrainings
+
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "1")
+    stacks = []
+    original = StackedTrainings._train_one_stack
+    monkeypatch.setattr(StackedTrainings, "_train_one_stack",
+                        lambda self, spec, chunk, recipe: stacks.append(len(chunk)) or original(self, spec, chunk, recipe))
+    config = build_config({"seeds": [0, 1], "variants": ["swiglu", "relu"], "training": {"epochs": 2}},
+                          profile="quick", device="cpu", cache_dir=str(tmp_path / "cache"))
+    result = audit_jobs.run_job(config, Job("training:swiglu-mlp", "swiglu-mlp", "training", 0.0, stack=False), "t")
+    assert result["error"] is None and result["trained"] == 2 and stacks == []
+    zoo = audit_jobs._SESSIONS[repr(config)].zoo
+    assert "controller" in zoo.stacking_choice(zoo.spec("swiglu-mlp")).why
+    # the same job told to stack, on a fresh cache: one stack of the two seeds
+    config = build_config({"seeds": [0, 1], "variants": ["swiglu", "relu"], "training": {"epochs": 2}},
+                          profile="quick", device="cpu", cache_dir=str(tmp_path / "cache2"))
+    result = audit_jobs.run_job(config, Job("training:swiglu-mlp", "swiglu-mlp", "training", 0.0, stack=True), "t")
+    assert result["error"] is None and result["trained"] == 2 and stacks == [2]
+
+
 def test_the_ray_executor_needs_the_device_the_audit_resolved(tmp_path):
     from swiglu_audit.config import build_config
     from swiglu_audit.jobs.executors import run_on_ray

@@ -67,6 +67,23 @@ def test_weights_are_resampling_counts():
         expected = [m(name, np.repeat(s_in, w_in[b].astype(int)), np.repeat(s_out, w_out[b].astype(int)))
                     for b in range(5)]
         assert got == pytest.approx(expected), name
+        # counts as integers (as the bootstrap draws them) sum exactly as float64 does: the same bits
+        assert np.array_equal(fn(s_in, s_out, w_in.astype(np.int32), w_out.astype(np.int32)), got), name
+
+
+def test_the_resamples_drawn_once_are_those_a_fresh_generator_draws():
+    """The bootstrap's counts are drawn once per size and seed and shared by every metric, detector
+    and OOD set: each replicate is still what a generator seeded afresh gives for that call."""
+    rng = np.random.default_rng(3)
+    s_in, s_out = rng.normal(1, 1, (2, 50)), rng.normal(0, 1, (2, 70))
+    for name in ood_metrics.METRICS:
+        for seed in (0, 5):
+            point, reps = ood_metrics._replicates(name, s_in, s_out, 300, seed)
+            fresh_point, fresh_reps = ood_metrics.seed_bootstrap(name, s_in, s_out, 300, np.random.default_rng(seed))
+            assert np.array_equal(point, fresh_point) and np.array_equal(reps, fresh_reps), (name, seed)
+    # other seeds draw other resamples
+    assert not np.array_equal(ood_metrics._replicates("auroc", s_in, s_out, 300, 0)[1],
+                              ood_metrics._replicates("auroc", s_in, s_out, 300, 5)[1])
 
 
 def test_estimate_and_paired_comparison():

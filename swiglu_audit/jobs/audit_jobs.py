@@ -52,8 +52,9 @@ def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str
     jobs = []
     for name in (needs if needs is not None else audit.zoo.specs):
         seconds = per_model.get(name, {})
+        stack = _stacks(audit, name)
         jobs.append(Job(training_job_id(name), name, TRAINING, seconds.get(TRAINING, 0.0),
-                        cached=_clean_cached(audit, name)))
+                        cached=_clean_cached(audit, name), stack=stack))
         measured = suites & (needs[name] if needs is not None else suites)
         for suite in sorted(measured):
             # after the model's training, and after the jobs whose results it reads (deployment
@@ -65,11 +66,21 @@ def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str
             for p in declared_parts:  # after the training, and after the parts it reads
                 jobs.append(Job(f"{part_job(suite, p.name)}:{name}", name, suite, seconds.get(part_job(suite, p.name), 0.0),
                                 deps=(training_job_id(name), *(f"{part_job(suite, a)}:{name}" for a in p.after)),
-                                part=p.name))
+                                part=p.name, stack=stack))
             jobs.append(Job(f"{suite}:{name}", name, suite, seconds.get(suite, 0.0),
                             deps=(training_job_id(name), *after,
-                                  *(f"{part_job(suite, part)}:{name}" for part in parts))))
+                                  *(f"{part_job(suite, part)}:{name}" for part in parts)), stack=stack))
     return JobGraph(jobs)
+
+
+def _stacks(audit: AuditSession, name: str) -> bool | None:
+    """Whether `name`'s trainings stack on this audit's device (the zoo's choice, timed once and
+    kept in the cache; the plan timed it already); None where the model cannot even be built
+    (its training job meets that error and its checks report it)."""
+    try:
+        return audit.zoo.stacking_choice(audit.zoo.spec(name)).stack
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _clean_cached(audit: AuditSession, name: str) -> bool:
@@ -156,6 +167,8 @@ def run_job(config: AuditConfig, job: Job, run_id: str, threads: int = 0, *_afte
     if key not in _SESSIONS:  # data loaded once per worker process, not once per job
         _SESSIONS[key] = AuditSession(config)
     audit = _SESSIONS[key]
+    if job.stack is not None:  # train, and read the job's parts, as the graph's builder chose
+        audit.zoo.follow_choice(job.model, job.stack)
     started, before = time.monotonic(), audit.cache.stats.misses
     error = None
     try:

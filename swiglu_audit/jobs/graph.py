@@ -20,6 +20,9 @@ class Job:
     cached: bool = False  # every cache entry the job writes is already there (known for trainings)
     deps: tuple[str, ...] = field(default_factory=tuple)
     part: str = ""  # a part of the suite's job that runs on its own first (one poisoned set, say)
+    # whether the model's trainings stack, as the graph's builder chose (None: not known, each
+    # process chooses): a worker follows it, so it trains, and splits the job into parts, the same way
+    stack: bool | None = None
 
 
 class JobGraph:

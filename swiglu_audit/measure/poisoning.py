@@ -366,7 +366,8 @@ def _shares(audit: AuditSession, name: str) -> tuple[list[Part], Work]:
     (the trainings: every poisoned set of the suite for every poisoned seed, retrained or
     fine-tuned from the clean checkpoint, and the first seed on each kind of the power panel that
     is not one of those sets, stacked across sets; then, side by side, one per such panel kind:
-    the check that its model learned the backdoor, and its scan), and the rest (the detectors,
+    the check that its model learned the backdoor, and its scan; where the model trains one by
+    one, a part per set instead, and each panel kind's part trains its own model), and the rest (the detectors,
     which read the backdoored set's features per poisoned seed; the scan of the audited set; the
     checks and scans of panel kinds that are the suite's own sets). A scan passes its set's
     features forward, then per class runs its steps, counted over SCAN_INPUTS inputs each (a
@@ -391,20 +392,41 @@ def _shares(audit: AuditSession, name: str) -> tuple[list[Part], Work]:
         return Trainings([poisoned_tag(audit, name, cond)], fine_tune_epochs(config) if fine else config.training.epochs,
                          seeds[:1] if first_seed_only else seeds, patience(audit, name, cond))
 
-    # every poisoned training first, as one part (they stack across sets: `train_poisoned_sets`)
-    trained = [Work(trainings={"poisoning fine-tuned" if fine_tunes(audit, name, cond) else "poisoning":
-                               trainings(cond, False)}) for cond in conds]
+    def set_trainings(cond: Condition) -> Work:
+        return Work(trainings={"poisoning fine-tuned" if fine_tunes(audit, name, cond) else "poisoning":
+                               trainings(cond, False)})
+
     rest = [Work(forward_examples=len(seeds) * n_train), one_scan]
     tags = {poisoned_tag(audit, name, c) for c in conds}
-    panel = []
+    panel_kinds = []
     for cond in panel_conditions(config.poisoning):
         if poisoned_tag(audit, name, cond) in tags:  # one of the suite's sets: trained, and counted, once
             rest += [one_scan, panel_check]
-            continue
-        trained.append(Work(trainings={"scan power panel": trainings(cond, True)}))
-        panel.append(Part(f"panel-{cond.trigger}", total([one_scan, panel_check]),
-                          lambda cond=cond: _kind_power(audit, name, cond), after=(TRAININGS_PART,)))
-    return [Part(TRAININGS_PART, total(trained), lambda: train_poisoned_sets(audit, name)), *panel], total(rest)
+        else:
+            panel_kinds.append(cond)
+    if audit.zoo.stacking_choice(audit.zoo.spec(name)).stack:
+        # every poisoned training first, as one part (they stack across sets: `train_poisoned_sets`),
+        # then each panel kind's check and scan, side by side
+        trained = [set_trainings(cond) for cond in conds]
+        trained += [Work(trainings={"scan power panel": trainings(cond, True)}) for cond in panel_kinds]
+        panel = [Part(f"panel-{cond.trigger}", total([one_scan, panel_check]),
+                      lambda cond=cond: _kind_power(audit, name, cond), after=(TRAININGS_PART,))
+                 for cond in panel_kinds]
+        return [Part(TRAININGS_PART, total(trained), lambda: train_poisoned_sets(audit, name)), *panel], total(rest)
+    # trained one by one: nothing is shared between sets, so each set's trainings are a part of
+    # their own, and each panel kind trains its model within its own part, all side by side
+    sets = [Part(f"{TRAININGS_PART}-{_set_label(cond)}", set_trainings(cond),
+                 lambda cond=cond: poisoned_models(audit, name, cond)) for cond in conds]
+    panel = [Part(f"panel-{cond.trigger}",
+                  total([Work(trainings={"scan power panel": trainings(cond, True)}), one_scan, panel_check]),
+                  lambda cond=cond: _kind_power(audit, name, cond)) for cond in panel_kinds]
+    return [*sets, *panel], total(rest)
+
+
+def _set_label(cond: Condition) -> str:
+    """A poisoned set's short name among the suite's sets, for its part of the job."""
+    kind = "" if cond.trigger == HARNESS_TRIGGER else f"-{cond.trigger}"
+    return f"{cond.attack}-{cond.rate:g}{kind}"
 
 
 def planned_work(audit: AuditSession, name: str) -> Work:

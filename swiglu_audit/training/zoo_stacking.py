@@ -189,6 +189,8 @@ class StackedTrainings:
         threads on a CPU, torch and the host) and not by the day, unlike the plan's probe: stacked
         and lone trainings round differently, so the same machine and cache must choose the same
         way every run."""
+        if spec.name in self._followed:  # the audit's controller chose for this process (`follow_choice`)
+            return self._followed[spec.name]
         if not stacking_enabled():
             return StackChoice(False, f"trains one by one: stacking is off ({STACK_ENV}=0)")
         if spec.weights:
@@ -200,6 +202,15 @@ class StackedTrainings:
         if memo not in self._choices:
             self._choices[memo] = self._timed_choice(spec, members, threads, timed=not stacking_forced())
         return self._choices[memo]
+
+    def follow_choice(self, name: str, stack: bool) -> None:
+        """Stack `name`'s trainings (or not) as the audit's controller chose, whatever this process
+        would choose itself: a job graph's worker (a Ray task) may run at other threads, or without
+        the controller's SWIGLU_AUDIT_STACK, and would otherwise time, and stack, its own way. The
+        jobs' parts follow the choice too (the poisoning job's trainings), so the worker must read
+        the graph as the controller built it."""
+        self._followed[name] = StackChoice(stack, "as the audit's controller chose: "
+                                           + ("stacked" if stack else "one by one"))
 
     def _timed_choice(self, spec: ModelSpec, members: int, threads: int, timed: bool) -> StackChoice:
         batch = self.recipe.batch_size
