@@ -326,8 +326,10 @@ def sound(n_classes):
 
 
 def test_on_ray_a_model_whose_training_fails_is_error_findings_and_its_other_jobs_do_not_retrain_it(
-        tiny_project, write_pyproject):
+        tiny_project, write_pyproject, monkeypatch):
     pytest.importorskip("ray")
+    # trained one by one: the poisoning job's trainings are a part per set, each run by a worker
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "0")
     tiny_project.makepyfile(usermodels=DIVERGING_USER_MODELS)
     write_pyproject(tiny_project, (
         '[[tool.swiglu_audit.models]]\nname = "sound"\nfactory = "usermodels:sound"\nrole = "candidate"\n\n'
@@ -340,6 +342,7 @@ def test_on_ray_a_model_whose_training_fails_is_error_findings_and_its_other_job
     # the jobs that wait for it fail with its error, once, without training it again
     others = {k: v for k, v in failed.items() if k != "training:diverging"}
     assert others and all(v.startswith("waits for training:diverging, which failed") for v in others.values())
+    assert sum(k.startswith("poisoning[trainings-") for k in others) >= 2  # its sets' parts
     assert not any("sound" in k for k in failed)
     errors = [f for f in doc["findings"] if f["status"] == "ERROR"]
     # every ERROR is the diverging model's training, named, and every one is a finding about the
