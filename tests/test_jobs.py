@@ -140,6 +140,28 @@ def test_a_model_that_trains_one_by_one_has_a_poisoning_part_per_set_all_side_by
     assert longest < sum(j.seconds for j in parts.values()) / 2
 
 
+def test_the_plan_and_its_graph_follow_the_stacking_its_probe_timed(monkeypatch, tmp_path):
+    """Under xdist the probe times the stacking choice in a child, at a worker's threads; the plan
+    and the graph it prints follow that choice, not one timed again at the controller's threads."""
+    from swiglu_audit.config import build_config
+    from swiglu_audit.jobs.audit_jobs import audit_graph
+    from swiglu_audit.planning.plan import PROBE_ENV, UnitCosts, make_plan
+    from swiglu_audit.session import AuditSession
+    from swiglu_audit.training import zoo_stacking
+
+    monkeypatch.delenv(PROBE_ENV, raising=False)
+    monkeypatch.setattr(zoo_stacking, "time_stacking", lambda *a, **k: pytest.fail("timed again"))
+    for stacks in (False, True):
+        audit = AuditSession(build_config(profile="quick", cache_dir=str(tmp_path / str(stacks))))
+        probes = {name: UnitCosts(0.004, 0.002, 0.01 if stacks else 0.0, {"trigger scan": 0.001},
+                                  "seeds stacked" if stacks else "trains one by one: timed slower", stacks)
+                  for name in audit.zoo.specs}
+        graph = audit_graph(audit, make_plan(audit, 2, probes).to_dict())
+        assert all(j.stack is stacks for j in graph.jobs.values())
+        parts = {j.part for j in graph.jobs.values() if j.suite == "poisoning" and j.part}
+        assert ("trainings" in parts) is stacks and any(p.startswith("trainings-") for p in parts) is not stacks
+
+
 def test_a_worker_trains_as_the_graphs_builder_chose(monkeypatch, tmp_path):
     """A Ray worker may run at other threads, or without the controller's SWIGLU_AUDIT_STACK: the
     job carries the controller's choice and the worker follows it, stacking nothing it was told
@@ -159,7 +181,7 @@ def test_a_worker_trains_as_the_graphs_builder_chose(monkeypatch, tmp_path):
     result = audit_jobs.run_job(config, Job("training:swiglu-mlp", "swiglu-mlp", "training", 0.0, stack=False), "t")
     assert result["error"] is None and result["trained"] == 2 and stacks == []
     zoo = audit_jobs._SESSIONS[repr(config)].zoo
-    assert "controller" in zoo.stacking_choice(zoo.spec("swiglu-mlp")).why
+    assert "as chosen for this audit" in zoo.stacking_choice(zoo.spec("swiglu-mlp")).why
     # the same job told to stack, on a fresh cache: one stack of the two seeds
     config = build_config({"seeds": [0, 1], "variants": ["swiglu", "relu"], "training": {"epochs": 2}},
                           profile="quick", device="cpu", cache_dir=str(tmp_path / "cache2"))

@@ -291,6 +291,11 @@ def make_plan(audit: AuditSession, workers: int, probes: dict[str, UnitCosts] | 
             raise
         except Exception as exc:  # noqa: BLE001  # the model's own checks will report it; the plan goes on
             costs, probe_error = UnitCosts(0.0, 0.0), f"{type(exc).__name__}: {exc}"
+        if not probe_error and not os.environ.get(PROBE_ENV):
+            # the choice the probe timed, at the threads the work runs at (an xdist worker's share,
+            # in the probe's child process): the jobs' parts follow it (the poisoning job's
+            # trainings), and this process need not time it again at its own threads
+            audit.zoo.follow_choice(name, costs.stacks)
         plan = ModelPlan(name, costs=costs, probe_error=probe_error)
         fresh: list = []  # one instance of the model, built when a cache key needs it
 

@@ -189,7 +189,7 @@ class StackedTrainings:
         threads on a CPU, torch and the host) and not by the day, unlike the plan's probe: stacked
         and lone trainings round differently, so the same machine and cache must choose the same
         way every run."""
-        if spec.name in self._followed:  # the audit's controller chose for this process (`follow_choice`)
+        if spec.name in self._followed:  # chosen elsewhere for this process (`follow_choice`)
             return self._followed[spec.name]
         if not stacking_enabled():
             return StackChoice(False, f"trains one by one: stacking is off ({STACK_ENV}=0)")
@@ -204,13 +204,13 @@ class StackedTrainings:
         return self._choices[memo]
 
     def follow_choice(self, name: str, stack: bool) -> None:
-        """Stack `name`'s trainings (or not) as the audit's controller chose, whatever this process
-        would choose itself: a job graph's worker (a Ray task) may run at other threads, or without
-        the controller's SWIGLU_AUDIT_STACK, and would otherwise time, and stack, its own way. The
-        jobs' parts follow the choice too (the poisoning job's trainings), so the worker must read
-        the graph as the controller built it."""
-        self._followed[name] = StackChoice(stack, "as the audit's controller chose: "
-                                           + ("stacked" if stack else "one by one"))
+        """Stack `name`'s trainings (or not) as chosen elsewhere, whatever this process would
+        choose itself: a job graph's worker (a Ray task) follows the controller, which may run at
+        other threads or with another SWIGLU_AUDIT_STACK, and the plan follows its probe's choice
+        (timed at an xdist worker's threads). The jobs' parts follow the choice too (the poisoning
+        job's trainings), so a worker reads the graph as the controller built it."""
+        self._followed[name] = StackChoice(stack, ("seeds stacked" if stack else "trains one by one")
+                                           + ": as chosen for this audit (by its plan's probe or its controller)")
 
     def _timed_choice(self, spec: ModelSpec, members: int, threads: int, timed: bool) -> StackChoice:
         batch = self.recipe.batch_size
