@@ -197,7 +197,7 @@ def test_bootstrap_replicates_are_computed_once_and_read_back_from_the_cache(tmp
     rng = np.random.default_rng(0)
     s_in, s_out = rng.normal(1, 1, (3, 200)), rng.normal(0, 1, (3, 150))
     computed = []
-    original = ood_metrics.seed_bootstrap
+    original = ood_metrics._bootstrap_with  # what computes a set of replicates
 
     def counting(*args, **kwargs):
         computed.append(1)
@@ -205,7 +205,7 @@ def test_bootstrap_replicates_are_computed_once_and_read_back_from_the_cache(tmp
 
     session = AuditSession(_zoo_config(tmp_path))
     try:
-        ood_metrics.seed_bootstrap = counting
+        ood_metrics._bootstrap_with = counting
         session.keep_replicates()
         replicate_store._MEMORY.clear()
         first = ood_metrics.estimate("auroc", s_in, s_out, 0.95, 300)
@@ -222,7 +222,7 @@ def test_bootstrap_replicates_are_computed_once_and_read_back_from_the_cache(tmp
         ood_metrics.estimate("auroc", s_in, s_out, 0.90, 301)
         assert len(computed) == 4
     finally:
-        ood_metrics.seed_bootstrap = original
+        ood_metrics._bootstrap_with = original
         replicate_store.install(None)
         replicate_store._MEMORY.clear()
 

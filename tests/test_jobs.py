@@ -81,112 +81,106 @@ def test_the_jobs_costs_are_the_plans_estimate_less_what_the_checks_do_themselve
     seed_parts = [j for j in graph.jobs.values() if j.suite == "adversarial" and j.part]
     assert len(seed_parts) == len(plan.models) * len(audit.config.seeds)
     assert by_suite["poisoning"] > sum(m.parts["trigger scan"] for m in plan.models)
-    # the poisoning job's parts: every poisoned training (stacked across sets) waits for the
-    # model's training; each panel kind's check and scan wait for those trainings too, and run
-    # side by side; the rest of the job waits for all of them
-    name = plan.models[0].name
-    parts = [j for j in graph.jobs.values() if j.model == name and j.part and j.suite == "poisoning"]
-    names = {j.part for j in parts}
-    assert "panel-edge_patch" in names and "trainings" in names and not any(n.startswith("flip-") for n in names)
-    trainings = f"poisoning[trainings]:{name}"
-    assert all(j.deps == ((f"training:{name}",) if j.id == trainings else (f"training:{name}", trainings))
-               and j.seconds > 0 for j in parts)
-    assert set(graph.jobs[f"poisoning:{name}"].deps) == {f"training:{name}", *(j.id for j in parts)}
-    whole = plan.models[0].seconds_by_job()
-    assert sum(j.seconds for j in parts) + graph.jobs[f"poisoning:{name}"].seconds == pytest.approx(
-        sum(v for k, v in whole.items() if k.startswith("poisoning")), abs=0.05)
-    # so the longest chain is shorter than one model's training and whole poisoning work
-    assert graph.critical_path()[0] < max(m.seconds_by_job()["training"] + sum(
-        v for k, v in m.seconds_by_job().items() if k.startswith("poisoning")) for m in plan.models)
     # the deployment job replays the adversarial job's worst-case examples: it waits for both jobs
+    name = plan.models[0].name
     assert graph.jobs[f"deployment:{name}"].deps == (f"training:{name}", f"adversarial:{name}")
     order = graph.order
     assert order.index(f"adversarial:{name}") < order.index(f"deployment:{name}")
 
 
-def test_a_model_that_trains_one_by_one_has_a_poisoning_part_per_set_all_side_by_side(monkeypatch, tmp_path):
-    """Where the model's trainings do not stack, nothing ties its poisoned sets together: one part
-    per set (and each panel kind's part trains its own model), each waiting for the clean training
-    alone, so a cluster trains the sets side by side; the estimate is the same work, split."""
+def _poisoning_parts(graph, name: str) -> dict:
+    return {j.part: j for j in graph.jobs.values() if j.model == name and j.part and j.suite == "poisoning"}
+
+
+def test_the_poisoning_jobs_parts_follow_the_stacking_the_plans_probe_timed(monkeypatch, tmp_path):
+    """Under xdist the probe times the stacking choice in a child, at a worker's threads; the plan
+    and its graph follow that choice (nothing is timed again at the controller's threads). Where
+    the model stacks, every poisoned training is one part (they stack across sets), and each panel
+    kind's check and scan waits for it; where it trains one by one, nothing ties the sets together:
+    a part per set, and each panel kind's part trains its own model, all side by side. The same
+    work either way, priced the same; the one-by-one graph's chain through the job is shorter."""
     from swiglu_audit.config import build_config
     from swiglu_audit.jobs.audit_jobs import audit_graph
     from swiglu_audit.measure.poisoning import conditions
-    from swiglu_audit.planning.plan import PROBE_ENV, make_plan
-    from swiglu_audit.session import AuditSession
-
-    monkeypatch.setenv(PROBE_ENV, "0.004,0.002,0.01")
-    graphs = {}
-    for stacking in ("1", "0"):
-        monkeypatch.setenv("SWIGLU_AUDIT_STACK", stacking)
-        audit = AuditSession(build_config(profile="quick", cache_dir=str(tmp_path / stacking)))
-        plan = make_plan(audit, 1)
-        graphs[stacking] = (audit_graph(audit, plan.to_dict()), plan, audit)
-    graph, plan, audit = graphs["0"]
-    name = plan.models[0].name
-    parts = {j.part: j for j in graph.jobs.values() if j.model == name and j.part and j.suite == "poisoning"}
-    sets = sorted(p for p in parts if p.startswith("trainings-"))
-    assert sets == ["trainings-backdoor-0.03", "trainings-flip-0.2", "trainings-targeted-0.4"]
-    assert len(sets) == len(conditions(audit.config.poisoning))
-    assert "trainings" not in parts and "panel-checkerboard" in parts
-    assert all(j.deps == (f"training:{name}",) and j.seconds > 0 and j.stack is False for j in parts.values())
-    assert set(graph.jobs[f"poisoning:{name}"].deps) == {f"training:{name}", *(j.id for j in parts.values())}
-    # the same work either way, split otherwise; and the chain through the poisoning job is shorter
-    stacked_graph = graphs["1"][0]
-    assert all(j.stack is True for j in stacked_graph.jobs.values())
-    for g in (graph, stacked_graph):
-        assert sum(j.seconds for j in g.jobs.values() if j.model == name and j.suite == "poisoning") == pytest.approx(
-            sum(v for k, v in plan.models[0].seconds_by_job().items() if k.startswith("poisoning")), abs=0.05)
-    longest = max(parts.values(), key=lambda j: j.seconds).seconds
-    assert longest < sum(j.seconds for j in parts.values()) / 2
-
-
-def test_the_plan_and_its_graph_follow_the_stacking_its_probe_timed(monkeypatch, tmp_path):
-    """Under xdist the probe times the stacking choice in a child, at a worker's threads; the plan
-    and the graph it prints follow that choice, not one timed again at the controller's threads."""
-    from swiglu_audit.config import build_config
-    from swiglu_audit.jobs.audit_jobs import audit_graph
     from swiglu_audit.planning.plan import PROBE_ENV, UnitCosts, make_plan
     from swiglu_audit.session import AuditSession
     from swiglu_audit.training import zoo_stacking
 
     monkeypatch.delenv(PROBE_ENV, raising=False)
     monkeypatch.setattr(zoo_stacking, "time_stacking", lambda *a, **k: pytest.fail("timed again"))
-    for stacks in (False, True):
+    shapes = {}
+    for stacks in (True, False):
         audit = AuditSession(build_config(profile="quick", cache_dir=str(tmp_path / str(stacks))))
         probes = {name: UnitCosts(0.004, 0.002, 0.01 if stacks else 0.0, {"trigger scan": 0.001},
                                   "seeds stacked" if stacks else "trains one by one: timed slower", stacks)
                   for name in audit.zoo.specs}
-        graph = audit_graph(audit, make_plan(audit, 2, probes).to_dict())
+        plan = make_plan(audit, 2, probes)
+        graph = audit_graph(audit, plan.to_dict())
         assert all(j.stack is stacks for j in graph.jobs.values())
-        parts = {j.part for j in graph.jobs.values() if j.suite == "poisoning" and j.part}
-        assert ("trainings" in parts) is stacks and any(p.startswith("trainings-") for p in parts) is not stacks
+        assert all(m["stacks"] is stacks for m in plan.to_dict()["models"])
+        name = plan.models[0].name
+        parts = _poisoning_parts(graph, name)
+        whole = sum(v for k, v in plan.models[0].seconds_by_job().items() if k.startswith("poisoning"))
+        assert sum(j.seconds for j in parts.values()) + graph.jobs[f"poisoning:{name}"].seconds == pytest.approx(
+            whole, abs=0.05)
+        assert set(graph.jobs[f"poisoning:{name}"].deps) == {f"training:{name}", *(j.id for j in parts.values())}
+        assert all(j.seconds > 0 for j in parts.values()) and "panel-checkerboard" in parts
+        shapes[stacks] = (parts, name, audit)
+    parts, name, _ = shapes[True]
+    trainings = f"poisoning[trainings]:{name}"
+    assert not any(p.startswith("trainings-") for p in parts)
+    assert all(j.deps == ((f"training:{name}",) if j.id == trainings else (f"training:{name}", trainings))
+               for j in parts.values())
+    parts, name, audit = shapes[False]
+    sets = sorted(p for p in parts if p.startswith("trainings-"))
+    assert sets == ["trainings-backdoor-0.03", "trainings-flip-0.2", "trainings-targeted-0.4"]
+    assert len(sets) == len(conditions(audit.config.poisoning)) and "trainings" not in parts
+    assert all(j.deps == (f"training:{name}",) for j in parts.values())
+    assert max(j.seconds for j in parts.values()) < sum(j.seconds for j in parts.values()) / 2
+
+
+def test_with_unit_costs_given_the_poisoned_trainings_are_priced_and_split_one_by_one(monkeypatch, tmp_path):
+    """Unit costs given for another machine say nothing of stacking there: the plan counts the
+    trainings one by one, and its graph splits them so (nothing is timed here)."""
+    from swiglu_audit.config import build_config
+    from swiglu_audit.jobs.audit_jobs import audit_graph
+    from swiglu_audit.planning.plan import PROBE_ENV, make_plan
+    from swiglu_audit.session import AuditSession
+    from swiglu_audit.training import zoo_stacking
+
+    monkeypatch.setenv(PROBE_ENV, "0.004,0.002,0.01")
+    monkeypatch.setattr(zoo_stacking, "time_stacking", lambda *a, **k: pytest.fail("timed"))
+    audit = AuditSession(build_config(profile="quick", cache_dir=str(tmp_path / "cache")))
+    plan = make_plan(audit, 1)
+    graph = audit_graph(audit, plan.to_dict())
+    assert all(j.stack is False for j in graph.jobs.values()) and not any(m.stacked for m in plan.models)
+    assert any(p.startswith("trainings-") for p in _poisoning_parts(graph, plan.models[0].name))
 
 
 def test_a_worker_trains_as_the_graphs_builder_chose(monkeypatch, tmp_path):
-    """A Ray worker may run at other threads, or without the controller's SWIGLU_AUDIT_STACK: the
-    job carries the controller's choice and the worker follows it, stacking nothing it was told
-    to train one by one (here in the driver's process, with stacking forced on there)."""
+    """A Ray worker may run at other threads, or with another SWIGLU_AUDIT_STACK than the
+    controller: the job carries the controller's choice and the worker follows it, stacking
+    nothing it was told to train one by one and stacking what it was told to stack (here in the
+    driver's process, with the opposite set in its environment each time)."""
     from swiglu_audit.config import build_config
     from swiglu_audit.jobs import audit_jobs
     from swiglu_audit.jobs.graph import Job
     from swiglu_audit.training.zoo_stacking import StackedTrainings
 
-    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "1")
+    monkeypatch.setattr(audit_jobs, "_SESSIONS", {})  # this test's sessions go with it
     stacks = []
     original = StackedTrainings._train_one_stack
     monkeypatch.setattr(StackedTrainings, "_train_one_stack",
                         lambda self, spec, chunk, recipe: stacks.append(len(chunk)) or original(self, spec, chunk, recipe))
-    config = build_config({"seeds": [0, 1], "variants": ["swiglu", "relu"], "training": {"epochs": 2}},
-                          profile="quick", device="cpu", cache_dir=str(tmp_path / "cache"))
-    result = audit_jobs.run_job(config, Job("training:swiglu-mlp", "swiglu-mlp", "training", 0.0, stack=False), "t")
-    assert result["error"] is None and result["trained"] == 2 and stacks == []
-    zoo = audit_jobs._SESSIONS[repr(config)].zoo
-    assert "as chosen for this audit" in zoo.stacking_choice(zoo.spec("swiglu-mlp")).why
-    # the same job told to stack, on a fresh cache: one stack of the two seeds
-    config = build_config({"seeds": [0, 1], "variants": ["swiglu", "relu"], "training": {"epochs": 2}},
-                          profile="quick", device="cpu", cache_dir=str(tmp_path / "cache2"))
-    result = audit_jobs.run_job(config, Job("training:swiglu-mlp", "swiglu-mlp", "training", 0.0, stack=True), "t")
-    assert result["error"] is None and result["trained"] == 2 and stacks == [2]
+    for told, environment, expected in ((False, "1", []), (True, "0", [2])):
+        monkeypatch.setenv("SWIGLU_AUDIT_STACK", environment)
+        config = build_config({"seeds": [0, 1], "variants": ["swiglu", "relu"], "training": {"epochs": 2}},
+                              profile="quick", device="cpu", cache_dir=str(tmp_path / f"cache-{told}"))
+        job = Job("training:swiglu-mlp", "swiglu-mlp", "training", 0.0, stack=told)
+        result = audit_jobs.run_job(config, job, "t")
+        assert result["error"] is None and result["trained"] == 2 and stacks == expected
+        zoo = audit_jobs._SESSIONS[repr(config)].zoo
+        assert "as chosen for this audit" in zoo.stacking_choice(zoo.spec("swiglu-mlp")).why
 
 
 def test_the_ray_executor_needs_the_device_the_audit_resolved(tmp_path):

@@ -52,7 +52,7 @@ def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str
     jobs = []
     for name in (needs if needs is not None else audit.zoo.specs):
         seconds = per_model.get(name, {})
-        stack = _stacks(audit, name)
+        stack = audit.zoo.stacks(name)  # the plan's (its probe's) where it followed it; a worker follows this
         jobs.append(Job(training_job_id(name), name, TRAINING, seconds.get(TRAINING, 0.0),
                         cached=_clean_cached(audit, name), stack=stack))
         measured = suites & (needs[name] if needs is not None else suites)
@@ -71,16 +71,6 @@ def audit_graph(audit: AuditSession, plan: dict | None, needs: dict[str, set[str
                             deps=(training_job_id(name), *after,
                                   *(f"{part_job(suite, part)}:{name}" for part in parts)), stack=stack))
     return JobGraph(jobs)
-
-
-def _stacks(audit: AuditSession, name: str) -> bool | None:
-    """Whether `name`'s trainings stack on this audit's device (the zoo's choice, timed once and
-    kept in the cache; the plan timed it already); None where the model cannot even be built
-    (its training job meets that error and its checks report it)."""
-    try:
-        return audit.zoo.stacking_choice(audit.zoo.spec(name)).stack
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def _clean_cached(audit: AuditSession, name: str) -> bool:

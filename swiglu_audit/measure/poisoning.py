@@ -195,8 +195,8 @@ def train_poisoned_sets(audit: AuditSession, name: str) -> None:
     the power panel's other kinds for the first), trained together: the members that share a
     schedule stack across sets (`Zoo.train_together`), where one set's seeds alone would make
     stacks of three. Every measurement of the suite asks for this first, in every way an audit
-    runs (serial, xdist, the job graph's trainings part), so that the same trainings stack the
-    same way, and round the same way, whichever asks; a selection of some poisoning checks alone
+    runs (serial, xdist, the job graph's trainings part where the model stacks), so that the same
+    trainings stack the same way, and round the same way, whichever asks; a selection of some poisoning checks alone
     (`-k`) trains every set too. What the cache holds is read, not trained (memoised per model
     until the session forgets its results)."""
     if out_of_scope(audit, name) is not None:
@@ -404,7 +404,7 @@ def _shares(audit: AuditSession, name: str) -> tuple[list[Part], Work]:
             rest += [one_scan, panel_check]
         else:
             panel_kinds.append(cond)
-    if audit.zoo.stacking_choice(audit.zoo.spec(name)).stack:
+    if audit.zoo.stacks(name):
         # every poisoned training first, as one part (they stack across sets: `train_poisoned_sets`),
         # then each panel kind's check and scan, side by side
         trained = [set_trainings(cond) for cond in conds]
@@ -424,9 +424,9 @@ def _shares(audit: AuditSession, name: str) -> tuple[list[Part], Work]:
 
 
 def _set_label(cond: Condition) -> str:
-    """A poisoned set's short name among the suite's sets, for its part of the job."""
-    kind = "" if cond.trigger == HARNESS_TRIGGER else f"-{cond.trigger}"
-    return f"{cond.attack}-{cond.rate:g}{kind}"
+    """A poisoned set's short name among the suite's sets (which all carry the harness's trigger),
+    for its part of the job: its rate as `Condition.tag` writes it, so two rates never share it."""
+    return f"{cond.attack}-{cond.rate!r}"
 
 
 def planned_work(audit: AuditSession, name: str) -> Work:

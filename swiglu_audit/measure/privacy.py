@@ -93,7 +93,7 @@ def references(audit: AuditSession, name: str) -> list:
     def request(k: int) -> TrainingRequest:  # its half, copied out of the population
         return TrainingRequest(reference_tag(audit, k), x[keeps[k]], y[keeps[k]], (REFERENCE_SEED + k,))
 
-    if audit.zoo.stacking_choice(audit.zoo.spec(name)).stack:  # every half at once, for one stack
+    if audit.zoo.stacks(name):  # every half at once, for one stack
         requests = [request(k) for k in range(len(keeps))]
         audit.zoo.train_together(name, requests)
         return [m for r in requests

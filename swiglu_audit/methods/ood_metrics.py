@@ -58,13 +58,19 @@ def _weight_at_or_above(scores: np.ndarray, weights: np.ndarray, thresholds: np.
     return _at_or_above(_cumulative_weights(scores, weights), thresholds, strictly)
 
 
+def _total(weights: np.ndarray, keepdims: bool = False) -> np.ndarray:
+    """Each replicate's total weight, in float64 whatever the weights' type (integer counts sum
+    exactly, and a product of two totals cannot overflow a 32-bit integer)."""
+    return weights.sum(axis=1, keepdims=keepdims, dtype=np.float64)
+
+
 def weighted_auroc(s_in, s_out, w_in, w_out) -> np.ndarray:
     cumulative = _cumulative_weights(s_out, w_out)
     above = _at_or_above(cumulative, s_in)  # OOD weight >= each ID score
     strictly_above = _at_or_above(cumulative, s_in, strictly=True)
     # OOD weight strictly below each ID score, plus half the tied weight
-    wins = w_out.sum(axis=1, keepdims=True) - above + 0.5 * (above - strictly_above)
-    return (w_in * wins).sum(axis=1) / (w_in.sum(axis=1) * w_out.sum(axis=1))
+    wins = _total(w_out, keepdims=True) - above + 0.5 * (above - strictly_above)
+    return (w_in * wins).sum(axis=1) / (_total(w_in) * _total(w_out))
 
 
 def _weighted_average_precision(s_pos, s_neg, w_pos, w_neg) -> np.ndarray:
@@ -72,7 +78,7 @@ def _weighted_average_precision(s_pos, s_neg, w_pos, w_neg) -> np.ndarray:
     tp = _weight_at_or_above(s_pos, w_pos, s_pos)
     fp = _weight_at_or_above(s_neg, w_neg, s_pos)
     precision = np.divide(tp, tp + fp, out=np.zeros(tp.shape), where=(tp + fp) > 0)
-    return (w_pos * precision).sum(axis=1) / w_pos.sum(axis=1)
+    return (w_pos * precision).sum(axis=1) / _total(w_pos)
 
 
 def weighted_aupr_in(s_in, s_out, w_in, w_out) -> np.ndarray:
@@ -88,9 +94,9 @@ def weighted_fpr_at_tpr(s_in, s_out, w_in, w_out, tpr: float = TPR_LEVEL) -> np.
     accepted = np.cumsum(w_in[:, order], axis=1)
     # the first (largest) score at which the accepted ID weight reaches the level; a tiny slack
     # keeps float rounding of the weights from skipping the exact 95% point
-    first = np.argmax(accepted >= tpr * w_in.sum(axis=1, keepdims=True) - 1e-9, axis=1)
+    first = np.argmax(accepted >= tpr * _total(w_in, keepdims=True) - 1e-9, axis=1)
     thresholds = s_in[order][first]
-    return _weight_at_or_above(s_out, w_out, thresholds[:, None])[:, 0] / w_out.sum(axis=1)
+    return _weight_at_or_above(s_out, w_out, thresholds[:, None])[:, 0] / _total(w_out)
 
 
 WEIGHTED = {"auroc": weighted_auroc, "aupr_in": weighted_aupr_in, "aupr_out": weighted_aupr_out,

@@ -117,7 +117,7 @@ class AuditPlan:
                             "probe_step_seconds": m.costs.step, "probe_gradient_seconds": m.costs.gradient,
                             "probe_unit_seconds": m.costs.units,
                             "probe_stacked_step_seconds": m.costs.stacked, "stacked": m.stacked,
-                            "stacking": m.costs.stacking or None,
+                            "stacking": m.costs.stacking or None, "stacks": m.costs.stacks,
                             "estimated_seconds": round(m.seconds, 1), "probe_error": m.probe_error or None}
                            for m in self.models]}
 
@@ -193,7 +193,7 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> UnitCosts:
         torch.set_num_threads(worker_threads)  # as session._share_cores_with_other_workers will
         step_s, grad_s = _median_seconds(train_step, device), _median_seconds(gradient_pass, device)
         # the zoo's own choice (timed once, kept in the cache): the plan prices what the trainings will do
-        choice = audit.zoo.stacking_choice(spec)
+        choice = audit.zoo.stacking_choice(spec, followed=False)  # this machine's own, as timed here
         # today's lone step at the timed ratio (the choice is kept for good, the probe for the day);
         # stacked untimed (SWIGLU_AUDIT_STACK=1): priced as the lone steps it replaces
         timed = choice.lone_step > 0 and choice.members > 0
@@ -247,8 +247,9 @@ def probe_key(audit: AuditSession, name: str, workers: int) -> str:
     spec = audit.zoo.spec(name)
     shapes = [(k, list(v.shape)) for k, v in audit.zoo.instantiate(spec).state_dict().items()]  # an edited model
     # format 3: the trigger scan's unit timed per class-step of a group of classes; 4: the stacked
-    # step is the zoo's timed choice (training/stack_choice.py), with its reason; 5: at its ratio
-    return cache_key({"kind": "probe", "format": 5, "spec": spec.to_dict(), "params": shapes,
+    # step is the zoo's timed choice (training/stack_choice.py), with its reason; 5: at its ratio;
+    # 6: which way it went ("stacks"), which the plan and the job graph now follow
+    return cache_key({"kind": "probe", "format": 6, "spec": spec.to_dict(), "params": shapes,
                      "input": list(data.input_shape), "classes": data.n_classes, "device": str(device),
                      "workers": workers, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
                      "torch": torch.__version__, "host": platform.node(),
@@ -291,10 +292,11 @@ def make_plan(audit: AuditSession, workers: int, probes: dict[str, UnitCosts] | 
             raise
         except Exception as exc:  # noqa: BLE001  # the model's own checks will report it; the plan goes on
             costs, probe_error = UnitCosts(0.0, 0.0), f"{type(exc).__name__}: {exc}"
-        if not probe_error and not os.environ.get(PROBE_ENV):
+        if not probe_error:
             # the choice the probe timed, at the threads the work runs at (an xdist worker's share,
-            # in the probe's child process): the jobs' parts follow it (the poisoning job's
-            # trainings), and this process need not time it again at its own threads
+            # in the probe's child process), or one by one where unit costs are given (as they are
+            # priced): the jobs' parts follow it (the poisoning job's trainings), and this process
+            # times nothing again at its own threads
             audit.zoo.follow_choice(name, costs.stacks)
         plan = ModelPlan(name, costs=costs, probe_error=probe_error)
         fresh: list = []  # one instance of the model, built when a cache key needs it

@@ -64,7 +64,11 @@ def _run_jobs_on_ray(session, pytestconfig: pytest.Config, needs: dict[str, set[
         if pytestconfig.get_verbosity() >= 0:
             stream.write(line + "\n")
 
-    # the workers train on the device this audit resolved, under the keys it reads
+    # the workers train on the device this audit resolved, under the keys it reads, and stack as
+    # the plan chose (its probe's timing): the graph that runs is the graph the plan priced
+    for model in (plan or {}).get("models", []):
+        if not model.get("probe_error") and "stacks" in model:
+            session.zoo.follow_choice(model["name"], bool(model["stacks"]))
     resolved = dataclasses.replace(session.config, device=session.device.type)
     results = run_on_ray(resolved, audit_graph(session, plan, needs), say)
     if plan is not None:

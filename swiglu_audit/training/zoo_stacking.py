@@ -80,7 +80,7 @@ class StackedTrainings:
         then returns it as if it had trained it; whatever does not stack (or fails to) is left to
         `models`, which trains it alone."""
         spec = self.spec(name)
-        if spec.weights or not stacking_enabled():
+        if spec.weights or not self._stacking_on(spec):
             return
         groups: dict[tuple, list[tuple[TrainingRequest, int]]] = {}
         for request in requests:
@@ -123,7 +123,7 @@ class StackedTrainings:
         stacked and a lone run share the cache. {} where fewer than two need training, stacking is
         off (SWIGLU_AUDIT_STACK=0), or the model cannot stack or was timed clearly slower stacked
         (each then trains alone)."""
-        if len(members) < 2 or not stacking_enabled():
+        if len(members) < 2 or not self._stacking_on(spec):
             return {}
         recipe = dataclasses.replace(self.recipe, epochs=epochs or self.recipe.epochs, patience=patience)
         architecture, _ = self._architecture(spec)
@@ -180,7 +180,21 @@ class StackedTrainings:
         budget = batching.total_memory_bytes(self.device) * batching.MEMORY_SHARE.get(self.device.type, 0.25)
         return max(2, min(MAX_STACKED_MEMBERS, int(budget // max(1, activations + weights))))
 
-    def stacking_choice(self, spec: ModelSpec) -> StackChoice:
+    def _stacking_on(self, spec: ModelSpec) -> bool:
+        """Stacking is not switched off for `spec`: a choice followed from elsewhere (`follow_choice`)
+        rules over this process's SWIGLU_AUDIT_STACK, as it does in `stacking_choice`."""
+        followed = self._followed.get(spec.name)
+        return followed.stack if followed is not None else stacking_enabled()
+
+    def stacks(self, name: str) -> bool:
+        """Whether `name`'s trainings stack (`stacking_choice`); False where the choice cannot be
+        made (the model cannot be built: its training meets that error and its checks report it)."""
+        try:
+            return self.stacking_choice(self.spec(name)).stack
+        except Exception:  # noqa: BLE001
+            return False
+
+    def stacking_choice(self, spec: ModelSpec, followed: bool = True) -> StackChoice:
         """Whether the trainings of `spec` stack, and why (for the plan): off with
         SWIGLU_AUDIT_STACK=0; wherever the model can (a short stacked trial) with
         SWIGLU_AUDIT_STACK=1; by default unless a short stacked training of the audit's seeds is
@@ -188,8 +202,9 @@ class StackedTrainings:
         kept in the cache, keyed by what it depends on (the model, the data's shape, the device, the
         threads on a CPU, torch and the host) and not by the day, unlike the plan's probe: stacked
         and lone trainings round differently, so the same machine and cache must choose the same
-        way every run."""
-        if spec.name in self._followed:  # chosen elsewhere for this process (`follow_choice`)
+        way every run. A choice made elsewhere and followed here (`follow_choice`) comes first,
+        unless `followed` is False (the plan's probe, which times this process's own)."""
+        if followed and spec.name in self._followed:  # chosen elsewhere for this process
             return self._followed[spec.name]
         if not stacking_enabled():
             return StackChoice(False, f"trains one by one: stacking is off ({STACK_ENV}=0)")
