@@ -218,3 +218,36 @@ threat_triggers = ["corner_patch"]  # the scan's FAIL needs no power panel: one 
     # the harness's own backdoor (patched rows of the mapped set) is learned as it is from arrays
     asr = [f for f in doc["findings"] if f["check"] == "backdoor_attack_success"]
     assert asr and all(f["value"] > 0.5 for f in asr)
+
+
+@pytest.mark.filterwarnings("error::ResourceWarning")
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_a_dataset_read_leaves_no_file_for_the_collector_to_close_and_its_rows_stay_readable():
+    """The mapping keeps its own hold on the unlinked file: the file object that made it is closed
+    at once, on success and when the items break the contract alike (an unclosed one is a
+    ResourceWarning, raised here), and the rows read back after it is gone."""
+    import gc
+
+    from torch.utils.data import Dataset as TorchDataset
+
+    from swiglu_audit.training.dataset_file import read_dataset
+
+    class Items(TorchDataset):
+        def __init__(self, bad_at: int | None = None):
+            self.bad_at = bad_at
+
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return torch.full((1, 2, 2), i / 10 if i != self.bad_at else 7.0), i % 2
+
+    problems: list[str] = []
+    x, y = read_dataset(Items(), "train", "here", problems)
+    gc.collect()
+    assert problems == [] and x[:, 0, 0, 0].tolist() == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert y.tolist() == [0, 1, 0, 1, 0]
+    del x, y
+    assert read_dataset(Items(bad_at=3), "train", "here", problems) == (None, None)
+    assert "values in [0, 7]" in problems[0]
+    gc.collect()

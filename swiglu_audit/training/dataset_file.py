@@ -2,7 +2,7 @@
 
 Data too large for memory enters the audit as a map-style Dataset of (input, label) pairs (the
 `train`, `val` and `test` keys of the dataset contract). Each is read once, item by item, into one
-float32 file (unlinked at once, so the operating system frees it when the audit ends), and the
+float32 file (unlinked at once, so the operating system frees it with its mapping), and the
 audit indexes that mapping like an in-memory array: the rows it touches are paged in, the rest
 stay on disk. That file is the one copy of the data the audit makes: the poisoned sets patch rows
 on the fly (`patched.PatchedRows`), and training gathers its batches from it.
@@ -48,8 +48,10 @@ def read_dataset(dataset, key: str, where: str, problems: list[str], order: np.n
         problems.append(f"{where}: {key}[{int(order[0])}] has an input of shape {tuple(first[0].shape)}; "
                         "each item's input must have shape (C, H, W) or (D,)")
         return None, None
-    handle = tempfile.TemporaryFile(dir=folder, prefix="swiglu-audit-dataset-")
-    stored = np.memmap(handle, dtype=np.float32, mode="w+", shape=(len(order), *shape))
+    with tempfile.TemporaryFile(dir=folder, prefix="swiglu-audit-dataset-") as handle:
+        # the mapping holds a descriptor of its own on the (unlinked) file: the file is freed when
+        # the mapping is, and none is left open for the collector to find, whatever happens below
+        stored = np.memmap(handle, dtype=np.float32, mode="w+", shape=(len(order), *shape))
     labels = np.empty(len(order), dtype=np.int64)
     bad_values, low, high, first_bad_shape, first_bad_label = 0, np.inf, -np.inf, None, None
     for pos, index in enumerate(order):
@@ -86,9 +88,7 @@ def read_dataset(dataset, key: str, where: str, problems: list[str], order: np.n
     if first_bad_shape or bad_values or low < 0 or high > 1 or first_bad_label is not None:
         return None, None
     stored.flush()
-    inputs = torch.from_numpy(stored)
-    inputs.mapped_file = handle  # type: ignore[attr-defined]  # the mapping's file lives as long as the tensor
-    return inputs, torch.from_numpy(labels)
+    return torch.from_numpy(stored), torch.from_numpy(labels)
 
 
 def _item(dataset, index: int, key: str, where: str, problems: list[str]):
