@@ -195,9 +195,9 @@ def train_poisoned_sets(audit: AuditSession, name: str) -> None:
     the power panel's other kinds for the first), trained together: the members that share a
     schedule stack across sets (`Zoo.train_together`), where one set's seeds alone would make
     stacks of three. Every measurement of the suite asks for this first, in every way an audit
-    runs (serial, xdist, the job graph's trainings part where the model stacks), so that the same
-    trainings stack the same way, and round the same way, whichever asks; a selection of some poisoning checks alone
-    (`-k`) trains every set too. What the cache holds is read, not trained (memoised per model
+    runs (serial, xdist, the job graph's trainings part where the model stacks), so that the
+    same trainings stack the same way, and round the same way, whichever asks; a selection of
+    some poisoning checks alone (`-k`) trains every set too. What the cache holds is read, not trained (memoised per model
     until the session forgets its results)."""
     if out_of_scope(audit, name) is not None:
         return
@@ -367,8 +367,8 @@ def _shares(audit: AuditSession, name: str) -> tuple[list[Part], Work]:
     fine-tuned from the clean checkpoint, and the first seed on each kind of the power panel that
     is not one of those sets, stacked across sets; then, side by side, one per such panel kind:
     the check that its model learned the backdoor, and its scan; where the model trains one by
-    one, a part per set instead, and each panel kind's part trains its own model), and the rest (the detectors,
-    which read the backdoored set's features per poisoned seed; the scan of the audited set; the
+    one, a part per set instead, and each panel kind's part trains its own model), and the rest
+    (the detectors, which read the backdoored set's features per poisoned seed; the scan of the audited set; the
     checks and scans of panel kinds that are the suite's own sets). A scan passes its set's
     features forward, then per class runs its steps, counted over SCAN_INPUTS inputs each (a
     step's cost is about linear in its inputs; an upper bound: a kind the model did not learn is

@@ -46,9 +46,10 @@ def _at_or_above(cumulative: tuple[np.ndarray, np.ndarray], thresholds: np.ndarr
                  strictly: bool = False) -> np.ndarray:
     sorted_scores, below = cumulative
     idx = np.searchsorted(sorted_scores, thresholds, side="right" if strictly else "left")
-    # one threshold vector for every row: a column gather; a row of thresholds per replicate: per row
-    picked = below[:, idx] if idx.ndim == 1 else np.take_along_axis(below, np.broadcast_to(idx, (len(below), idx.shape[-1])), axis=1)
-    return below[:, -1:] - picked
+    if idx.ndim == 1:  # one threshold vector for every row: a column gather
+        return below[:, -1:] - below[:, idx]
+    # a row of thresholds per replicate
+    return below[:, -1:] - np.take_along_axis(below, np.broadcast_to(idx, (len(below), idx.shape[-1])), axis=1)
 
 
 def _weight_at_or_above(scores: np.ndarray, weights: np.ndarray, thresholds: np.ndarray,

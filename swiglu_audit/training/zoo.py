@@ -91,7 +91,7 @@ class Zoo(StackedTrainings):
         self._trained: dict[tuple, dict[int | None, TrainedModel]] = {}
         self._forgotten: dict[tuple, dict[int | None, ModelRun]] = {}  # what `forget` dropped, for the report
         self._choices: dict[tuple, StackChoice] = {}  # whether each model's seeds stack (stacking_choice)
-        self._followed: dict[str, StackChoice] = {}  # name -> the controller's choice (follow_choice)
+        self._followed: dict[str, StackChoice] = {}  # name -> a choice made elsewhere (follow_choice)
         # A model that failed once fails the same way for every check that asks for it: keep the
         # error instead of training (and failing) again for each of its checks.
         self._failed: dict[tuple, ModelContractError] = {}
