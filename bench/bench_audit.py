@@ -17,6 +17,7 @@ among the processes that map it), sampled with it, is the memory the tree holds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -119,6 +120,22 @@ def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
     for _ in range(repeats):
         a @ b
     return round(2 * n**3 * repeats / (time.perf_counter() - started) / 1e9, 1)
+
+
+@contextlib.contextmanager
+def zoo_audit_on_empty_cache(profile: str, threads: int):
+    """The zoo's audit session (`profile`) over an empty cache in a temporary folder, at `threads`
+    torch threads, for the benchmarks that time its jobs; yields (session, the matmul rate before)."""
+    import torch
+
+    from swiglu_audit.config import build_config
+    from swiglu_audit.session import AuditSession
+
+    torch.set_num_threads(threads)
+    rate_before = matmul_gflops()
+    with tempfile.TemporaryDirectory() as tmp:
+        yield AuditSession(build_config({"profile": profile}, cache_dir=str(Path(tmp) / "cache"),
+                                        project_root=Path(tmp))), rate_before
 
 
 def write_rows(out: str, rows: list, rate_before: float, **machine) -> None:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_audit import matmul_gflops, write_rows  # noqa: E402
+from bench_audit import write_rows, zoo_audit_on_empty_cache  # noqa: E402
 
 
 def main() -> None:
@@ -30,19 +29,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    import torch
-
-    from swiglu_audit.config import build_config
     from swiglu_audit.jobs.audit_jobs import audit_graph, run_job
     from swiglu_audit.planning.plan import make_plan
-    from swiglu_audit.session import AuditSession
 
-    torch.set_num_threads(args.threads)
-    rate_before = matmul_gflops()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        config = build_config({"profile": args.profile}, cache_dir=str(Path(tmp) / "cache"), project_root=Path(tmp))
-        audit = AuditSession(config)
+    with zoo_audit_on_empty_cache(args.profile, args.threads) as (audit, rate_before):
         config = audit.config  # the device resolved
         plan = make_plan(audit, 1)
         graph = audit_graph(audit, plan.to_dict())

@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_audit import matmul_gflops, write_rows  # noqa: E402
+from bench_audit import write_rows, zoo_audit_on_empty_cache  # noqa: E402
 
 
 def main() -> None:
@@ -29,18 +28,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    import torch
-
-    from swiglu_audit.config import build_config
     from swiglu_audit.measure import prefetchers
-    from swiglu_audit.session import AuditSession
 
-    torch.set_num_threads(args.threads)
-    rate_before = matmul_gflops()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        audit = AuditSession(build_config({"profile": args.profile}, cache_dir=str(Path(tmp) / "cache"),
-                                          project_root=Path(tmp)))
+    with zoo_audit_on_empty_cache(args.profile, args.threads) as (audit, rate_before):
         for name in args.models.split(","):
             audit.zoo.models(name)
             started = time.perf_counter()
