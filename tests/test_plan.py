@@ -13,7 +13,7 @@ from swiglu_audit.measure.adversarial import planned_passes as attack_passes
 @pytest.mark.parametrize("attacks", [["fgsm", "pgd", "square"], ["pgd_l2", "apgd_ce", "square"]])
 def test_the_plan_counts_the_attack_runs_the_measurement_makes(monkeypatch, attacks):
     """The plan's count is the adversarial measurement's own declaration: checked against the runs
-    `_attack_one_seed` makes, each costed by its registry entry."""
+    `_attack_seeds` makes, each costed by its registry entry."""
     import types
 
     import numpy as np
@@ -45,7 +45,7 @@ def test_the_plan_counts_the_attack_runs_the_measurement_makes(monkeypatch, atta
     monkeypatch.setattr(adversarial, "output_stats", lambda module, x: {})
     audit = types.SimpleNamespace(config=config, data=types.SimpleNamespace(n_classes=10))
     model = types.SimpleNamespace(seed=0, module=None)
-    adversarial._attack_one_seed(audit, model, torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
+    adversarial._attack_seeds(audit, "swiglu-mlp", [model], torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
     assert attack_passes(config, n_classes=10) == (spent["grads"], spent["forwards"])
     assert spent["forwards"] == cfg.square_queries  # Square's queries: forward passes only
 
@@ -269,6 +269,10 @@ def test_a_suites_parts_are_shares_of_its_declared_work_and_a_wrong_share_is_ref
         for field in ("attack_gradient_passes", "attack_forward_passes", "forward_examples", "gradient_examples"):
             assert getattr(rebuilt, field) == getattr(whole, field), (suite.__name__, field)
         assert rebuilt.units == whole.units
+    # the seeds attacked as one stacked attack where the model stacks, else side by side
+    audit.zoo.follow_choice(name, True)
+    assert [p.name for p in adversarial.planned_parts(audit, name)] == ["seeds"]
+    audit.zoo.follow_choice(name, False)
     assert [p.name for p in adversarial.planned_parts(audit, name)] == ["seed-0", "seed-1", "seed-2"]
     # every poisoned set and each panel kind that is not one of them
     names = [p.name for p in poisoning.planned_parts(audit, name)]

@@ -24,6 +24,8 @@ from ..methods.attacks import (
     run_attack,
     worst_case,
 )
+from ..methods.stacked_attacks import STACKABLE, attack_members
+from ..methods.stacked_members import NotStackable, StackedMembers, stack_for_attack
 from ..training.cache import cache_key
 from ..training.planned import Part, Work
 from .predictions import predicted_as
@@ -42,10 +44,10 @@ def _code_digest() -> str:
     """Attack results are cached across runs; see `cache.code_digest`."""
     from importlib.metadata import version
 
-    from ..methods import attack_registry, attacks
+    from ..methods import attack_registry, attacks, stacked_attacks, stacked_members
     from ..training import cache
 
-    return cache.code_digest(sys.modules[__name__], attacks, attack_registry) + f" torchattacks {version('torchattacks')}"
+    return cache.code_digest(sys.modules[__name__], attacks, attack_registry, stacked_attacks, stacked_members) + f" torchattacks {version('torchattacks')}"
 
 
 CODE_DIGEST = _code_digest()
@@ -57,7 +59,7 @@ def l2_budgets(eps_l2: float) -> list[float]:
 
 def planned_passes(config, n_classes: int) -> tuple[int, int]:
     """(input-gradient passes, forward passes) over the attack set per model and seed, as
-    `_attack_one_seed` runs them: every configured attack at its registry cost; PGD and FGSM where
+    `_attack_seeds` runs them: every configured attack at its registry cost; PGD and FGSM where
     the sanity checks need them and they are not configured; the Linf budget curve (the main budget
     reuses PGD's run); the L2 curve where PGD-L2 is configured; PGD at doubled iterations and at
     the large budget; one input-gradient pass for the gradient statistics (what the plan counts)."""
@@ -82,31 +84,58 @@ def planned_work(audit: AuditSession, name: str) -> Work:
     return Work(attack_gradient_passes=grads * seeds, attack_forward_passes=forwards * seeds)
 
 
-def _attack_one_seed(audit: AuditSession, model, x, y) -> dict:
+def _stacked(audit: AuditSession, name: str, models: list, x: torch.Tensor) -> StackedMembers | None:
+    """The seeds' models as one stacked module where the model's trainings stack (the zoo's timed
+    choice) and the models run stacked (`stack_for_attack`'s trial); None: attack them one by one."""
+    if len(models) < 2 or not audit.zoo.stacks(name):
+        return None
+    try:
+        return stack_for_attack([m.module for m in models], x[:8])
+    except NotStackable:
+        return None
+
+
+def _attack_seeds(audit: AuditSession, name: str, models: list, x, y) -> list[dict]:
+    """Every configured attack, the budget curves and the sanity checks' extra runs on each of
+    `models` (the seeds of `name`): one attack on all of them stacked where they stack
+    (`methods/stacked_attacks.py`), else one by one, each under its own seed."""
     cfg, n_classes = audit.config.adversarial, audit.data.n_classes
-    seed = model.seed or 0
     params = AttackParams.of(cfg)
-    run = lambda attack, **kw: run_attack(model.module, attack, x, y, params, n_classes, seed, **kw)
+    stacked = _stacked(audit, name, models, x)
+
+    def run(attack, **kw) -> list[dict]:
+        if stacked is not None and attack in STACKABLE:
+            return attack_members([m.module for m in models], stacked, attack, x, y, params, n_classes,
+                                  models[0].seed or 0, **kw)
+        return [run_attack(m.module, attack, x, y, params, n_classes, m.seed or 0, **kw) for m in models]
+
     linf = threat_attacks(cfg.attacks, "linf")
     per_attack = {a: run(a, return_examples=(a in linf)) for a in cfg.attacks}
     pgd_main = per_attack.get("pgd") or run("pgd", return_examples=True)
-    curve = {eps: (pgd_main if eps == cfg.eps else run("pgd", eps=eps))["robust"]
-             for eps in sorted(set(cfg.budgets) | {cfg.eps})}
+    curve = {eps: pgd_main if eps == cfg.eps else run("pgd", eps=eps) for eps in sorted(set(cfg.budgets) | {cfg.eps})}
     # the L2 threat model's own curve: PGD-L2 at half, one and two times eps_l2
-    curve_l2 = {eps: (per_attack["pgd_l2"] if eps == cfg.eps_l2 else run("pgd_l2", eps=eps))["robust"]
+    curve_l2 = {eps: per_attack["pgd_l2"] if eps == cfg.eps_l2 else run("pgd_l2", eps=eps)
                 for eps in l2_budgets(cfg.eps_l2)} if "pgd_l2" in per_attack else {}
-    robust, broken_by, who = worst_case({a: r["robust"] for a, r in per_attack.items()}, pgd_main["clean"])
-    return {
-        "clean": pgd_main["clean"], "worst": robust, "broken_by": broken_by, "broken_by_example": who,
-        "per_attack": {a: r["robust"] for a, r in per_attack.items()},
-        "costs": [r["cost"] for r in per_attack.values()], "curve": curve, "curve_l2": curve_l2,
-        "fgsm": (per_attack.get("fgsm") or run("fgsm"))["robust"], "pgd": pgd_main["robust"],
-        "pgd_double": run("pgd", steps=2 * cfg.steps)["robust"],
-        "large": run("pgd", eps=cfg.large_eps)["robust"],
-        "gradients": input_gradient_stats(model.module, x, y), "outputs": output_stats(model.module, x),
-        "pgd_examples": pgd_main["examples"],
-        "linf_worst_examples": _worst_examples({a: per_attack[a] for a in linf}, pgd_main["examples"]),
-    }
+    fgsm = per_attack.get("fgsm") or run("fgsm")
+    pgd_double, large = run("pgd", steps=2 * cfg.steps), run("pgd", eps=cfg.large_eps)
+    out = []
+    for i, model in enumerate(models):
+        mine = {a: runs[i] for a, runs in per_attack.items()}
+        main = pgd_main[i]
+        robust, broken_by, who = worst_case({a: r["robust"] for a, r in mine.items()}, main["clean"])
+        out.append({
+            "clean": main["clean"], "worst": robust, "broken_by": broken_by, "broken_by_example": who,
+            "per_attack": {a: r["robust"] for a, r in mine.items()},
+            "costs": [r["cost"] for r in mine.values()],
+            "curve": {eps: runs[i]["robust"] for eps, runs in curve.items()},
+            "curve_l2": {eps: runs[i]["robust"] for eps, runs in curve_l2.items()},
+            "fgsm": fgsm[i]["robust"], "pgd": main["robust"],
+            "pgd_double": pgd_double[i]["robust"], "large": large[i]["robust"],
+            "gradients": input_gradient_stats(model.module, x, y), "outputs": output_stats(model.module, x),
+            "pgd_examples": main["examples"],
+            "linf_worst_examples": _worst_examples({a: mine[a] for a in linf}, main["examples"]),
+        })
+    return out
 
 
 def _worst_examples(runs: dict[str, dict], fallback: torch.Tensor) -> torch.Tensor:
@@ -127,36 +156,50 @@ RECORD_FIELDS = ("broken_by", "broken_by_example", "costs", "gradients", "output
 ARRAY_FIELDS = ("clean", "worst", "fgsm", "pgd", "pgd_double", "large")
 
 
-def seed_attacks(audit: AuditSession, name: str, model) -> dict:
-    """`_attack_one_seed` of one trained seed, cached on disk as its own entry (keyed by that
-    seed's weights, the attack settings, the data, the device and the attack code): the seeds of a
-    model are attacked side by side, as parts of the adversarial job, and merged by `adversarial`."""
-    def compute():
-        cfg, data = audit.config.adversarial, audit.data
-        one = _attack_one_seed(audit, model, data.x_test[: cfg.n_examples], data.y_test[: cfg.n_examples])
-        tensors = {k: torch.from_numpy(np.asarray(one[k])) for k in ARRAY_FIELDS}
-        tensors.update({f"per_attack/{a}": torch.from_numpy(np.asarray(v)) for a, v in one["per_attack"].items()})
-        tensors.update({f"curve/{eps!r}": torch.from_numpy(np.asarray(v)) for eps, v in one["curve"].items()})
-        tensors.update({f"curve_l2/{eps!r}": torch.from_numpy(np.asarray(v)) for eps, v in one["curve_l2"].items()})
-        tensors["pgd_examples"], tensors["linf_worst_examples"] = one["pgd_examples"], one["linf_worst_examples"]
-        return tensors, {k: one[k] for k in RECORD_FIELDS}
+def _entry(one: dict) -> tuple[dict, dict]:
+    """One seed's attack results as a cache entry: (tensors, record)."""
+    tensors = {k: torch.from_numpy(np.asarray(one[k])) for k in ARRAY_FIELDS}
+    tensors.update({f"per_attack/{a}": torch.from_numpy(np.asarray(v)) for a, v in one["per_attack"].items()})
+    tensors.update({f"curve/{eps!r}": torch.from_numpy(np.asarray(v)) for eps, v in one["curve"].items()})
+    tensors.update({f"curve_l2/{eps!r}": torch.from_numpy(np.asarray(v)) for eps, v in one["curve_l2"].items()})
+    tensors["pgd_examples"], tensors["linf_worst_examples"] = one["pgd_examples"], one["linf_worst_examples"]
+    return tensors, {k: one[k] for k in RECORD_FIELDS}
 
-    def cached():
-        key = cache_key({"kind": "adversarial-seed", "model": model.key, "cfg": audit.config.adversarial.to_dict(),
-                         "data": audit.data.fingerprint, "device": audit.device.type, "code": CODE_DIGEST,
-                         **audit.model_code([model])})
-        tensors, record, _ = audit.cache.get_or_create(key, compute, kind="result")
+
+def _seed_key(audit: AuditSession, model) -> str:
+    return cache_key({"kind": "adversarial-seed", "model": model.key, "cfg": audit.config.adversarial.to_dict(),
+                      "data": audit.data.fingerprint, "device": audit.device.type, "code": CODE_DIGEST,
+                      **audit.model_code([model])})
+
+
+def seeds_attacks(audit: AuditSession, name: str, models: list) -> list[tuple[dict, dict]]:
+    """`_attack_seeds` of each of `models` (trained seeds of `name`), each cached on disk as its own
+    entry (keyed by that seed's weights, the attack settings, the data, the device and the attack
+    code), whether it was attacked stacked with the others or alone: the seeds not cached yet are
+    attacked together, and a stacked and a lone run share the cache. The adversarial job's parts
+    call this for all seeds (stacked) or for one seed each (side by side); `adversarial` merges."""
+    cfg, data = audit.config.adversarial, audit.data
+    x, y = data.x_test[: cfg.n_examples], data.y_test[: cfg.n_examples]
+    keys = {m.key: _seed_key(audit, m) for m in models}
+    missing = [m for m in models if not audit.cache.contains(keys[m.key], "result")]
+    together = dict(zip([m.key for m in missing], _attack_seeds(audit, name, missing, x, y))) if len(missing) > 1 else {}
+
+    def cached(model):
+        def compute():
+            one = together.get(model.key) or _attack_seeds(audit, name, [model], x, y)[0]
+            return _entry(one)
+        tensors, record, _ = audit.cache.get_or_create(keys[model.key], compute, kind="result")
         return tensors, record
-    return audit.memo(("adversarial-seed", model.key), cached)
+    return [audit.memo(("adversarial-seed", m.key), lambda m=m: cached(m)) for m in models]
 
 
 def adversarial(audit: AuditSession, name: str) -> dict:
     """Every configured attack at the main budget, the PGD budget curve, the extra runs the
     sanity checks need, gradient and output statistics, and the PGD examples (for transfer);
-    stacked over seeds. Each seed's are cached on disk (`seed_attacks`): xdist workers, the job
+    stacked over seeds. Each seed's are cached on disk (`seeds_attacks`): xdist workers, the job
     graph's parts and later runs share them."""
     def compute():
-        seeds = [seed_attacks(audit, name, m) for m in audit.zoo.models(name)]
+        seeds = seeds_attacks(audit, name, audit.zoo.models(name))
         tensors = [t for t, _ in seeds]
         stack = lambda k: np.stack([t[k].numpy() for t in tensors])
         keyed = lambda prefix: sorted((k for k in tensors[0] if k.startswith(prefix)),  # by budget
@@ -179,17 +222,21 @@ def adversarial(audit: AuditSession, name: str) -> dict:
 
 
 def planned_parts(audit: AuditSession, name: str) -> list[Part]:
-    """The adversarial job's parts: each seed attacked on its own (`seed_attacks`), side by side;
-    the job itself then merges them. Each part's share is one seed's attack passes."""
+    """The adversarial job's parts: where the model stacks, one part that attacks every seed at
+    once (stacked); otherwise each seed attacked on its own, side by side (`seeds_attacks`); the
+    job itself then merges them. Each part's share is its seeds' attack passes."""
     grads, forwards = planned_passes(audit.config, audit.data.n_classes)
+    seeds = audit.zoo.trained_seeds(name)
 
-    def attack(seed):  # that seed's model alone is loaded
-        model = audit.zoo.models(name, seeds=(seed,))[0] if seed is not None else audit.zoo.models(name)[0]
-        seed_attacks(audit, name, model)
+    def attack(chosen):  # only those seeds' models are loaded
+        models = audit.zoo.models(name, seeds=tuple(chosen)) if chosen != [None] else audit.zoo.models(name)
+        seeds_attacks(audit, name, models)
 
-    return [Part(f"seed-{seed if seed is not None else 'pretrained'}",
-                 Work(attack_gradient_passes=grads, attack_forward_passes=forwards), lambda seed=seed: attack(seed))
-            for seed in audit.zoo.trained_seeds(name)]
+    work = lambda n: Work(attack_gradient_passes=grads * n, attack_forward_passes=forwards * n)
+    if len(seeds) > 1 and audit.zoo.stacks(name):
+        return [Part("seeds", work(len(seeds)), lambda: attack(list(seeds)))]
+    return [Part(f"seed-{seed if seed is not None else 'pretrained'}", work(1), lambda seed=seed: attack([seed]))
+            for seed in seeds]
 
 
 def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:

@@ -10,6 +10,7 @@ count of each is reported."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -132,6 +133,32 @@ def project(x: torch.Tensor, adv: torch.Tensor, spec: AttackSpec) -> torch.Tenso
     return (x + delta).clamp(0.0, 1.0)
 
 
+@dataclass
+class Judged:
+    robust: torch.Tensor  # per example: right clean and right on its (checked) adversarial example
+    examples: torch.Tensor  # the adversarial examples, each inside its budget
+    out_of_budget: int
+    non_finite: int
+
+
+def judge(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, clean: torch.Tensor, adv: torch.Tensor,
+          spec: AttackSpec) -> Judged:
+    """An attack's examples of one batch, checked against their budget and judged on `model`.
+
+    An example outside its budget is projected back into it and judged there (a valid attack
+    input, so a real measurement); a non-finite one has no valid projection and counts as broken.
+    Replacing either by its clean input would count an attack's failure as robustness."""
+    finite = torch.isfinite(adv).flatten(1).all(1)
+    ok = within_budget(xb, adv, spec) & finite
+    out_of_budget = non_finite = 0
+    if not bool(ok.all()):  # rare
+        out_of_budget, non_finite = int((~ok & finite).sum()), int((~finite).sum())
+        adv = torch.where(ok.view(-1, *[1] * (xb.ndim - 1)), adv, project(xb, torch.nan_to_num(adv), spec))
+    with torch.no_grad():
+        robust = (model(adv).argmax(1) == yb) & clean & finite
+    return Judged(robust, adv, out_of_budget, non_finite)
+
+
 def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, params: AttackParams, n_classes: int,
                seed: int, batch_size: int | None = None, eps: float | None = None, steps: int | None = None,
                return_examples: bool = False, attack_model: nn.Module | None = None) -> dict:
@@ -158,18 +185,10 @@ def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, pa
                 counter.active = True  # count the attack's passes, not our own evaluation
                 adv = attack(xb, yb).detach()
                 counter.active = False
-                finite = torch.isfinite(adv).flatten(1).all(1)
-                ok = within_budget(xb, adv, spec) & finite
-                if not bool(ok.all()):
-                    # rare. An example outside its budget is projected back into it and judged
-                    # there (a valid attack input, so a real measurement); a non-finite one has
-                    # no valid projection and counts as broken. Replacing either by its clean
-                    # input would count an attack's failure as robustness.
-                    out_of_budget += int((~ok & finite).sum())
-                    non_finite += int((~finite).sum())
-                    adv = torch.where(ok.view(-1, *[1] * (xb.ndim - 1)), adv, project(xb, torch.nan_to_num(adv), spec))
-                with torch.no_grad():
-                    r = (model(adv).argmax(1) == yb) & c & finite
+                judged = judge(model, xb, yb, c, adv, spec)
+                r, adv = judged.robust, judged.examples
+                out_of_budget += judged.out_of_budget
+                non_finite += judged.non_finite
             else:
                 adv, r = xb, c
             clean.append(c.cpu())

@@ -36,12 +36,15 @@ CPU_MEMORY_FALLBACK = 2 * 1024 ** 3  # where the free memory cannot be read
 _per_example: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def batch_size(model: nn.Module, example: torch.Tensor, device: torch.device, gradients: bool = False) -> int:
+def batch_size(model: nn.Module, example: torch.Tensor, device: torch.device, gradients: bool = False,
+               members: int = 1) -> int:
     """The batch for passes of `model` over inputs shaped like `example` (one input, or a batch of
     them) on `device`: as many examples as fit the device's share of free memory, at least 1 and at
-    most the former constant. `gradients`: the pass also computes input gradients (attacks)."""
+    most the former constant. `gradients`: the pass also computes input gradients (attacks).
+    `members`: each example runs through that many stacked copies of the model (a stacked attack's
+    batch is each member's copy of it), so memory holds that many times the activations."""
     ceiling = ATTACK_CEILING if gradients else EVAL_CEILING
-    per_example = example_bytes(model, example, device) * (2 if gradients else 1)
+    per_example = example_bytes(model, example, device) * (2 if gradients else 1) * members
     if per_example <= 0:
         return ceiling
     budget = free_memory_bytes(device) * MEMORY_SHARE.get(device.type, 0.25)

@@ -1,21 +1,15 @@
-"""Several trained models of one architecture run as one module, so that an attack on it attacks
-all of them at once: the measurement behind bench/bench_stacked_attacks.py (not used by the audit;
-BENCHMARKS.md says why).
+"""Several trained models of one architecture run as one module, so that one attack attacks all of
+them at once (`methods/stacked_attacks.py`).
 
 `StackedMembers(models)` holds the members' weights stacked along a leading dimension
-(`torch.func.stack_module_state`) and takes K times the examples: rows [k*B, (k+1)*B) of its
-input go through member k alone (one `vmap`ped `functional_call`). Given each member's copy of a
-batch, one after the other, an attack on it is K attacks: the evasion attacks treat examples
-independently (a per-example step, projection, step size and stopping rule), and an example's
-input gradient comes from its own member's logits only. What the members share is the random
-stream of random starts and restarts, so a stacked member's attack is a lone attack with other
-random draws: the same statistical outcome, not the same bits (FGSM, which draws nothing, gives
-the lone results up to the rounding of batched kernels).
-
-This holds only for an attack that passes its whole batch to the model at every step (FGSM, PGD,
-PGD-L2). APGD, APGD-T and Square pass the rows still to be broken, a subset whose members the
-module cannot tell apart (every member's copy of an input is the same input); it then refuses
-the call rather than route a row through another member's weights.
+(`torch.func.stack_module_state`) and runs every row of its input through the weights of the
+member that row belongs to (one `vmap`ped `functional_call`). Which member a row belongs to is its
+*route*: by default the input is each member's copy of a batch, one after the other (rows
+[k*B, (k+1)*B) are member k's); an attack that passes a subset of its rows (APGD and Square
+attack only the rows still to be broken) sets the route of that subset first (`routed`). Rows
+are grouped by member, padded to the largest group with zeros (constants: no gradient flows from
+a padding row to any input), run, and put back in their own order, so an example's output, and
+its input gradient, come from its own member's weights alone.
 
 The weights are frozen (attacks take input gradients only), and the members run in eval mode,
 so running statistics are read, never written: a BatchNorm model stacks here, although it
@@ -24,6 +18,7 @@ cannot train stacked.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 
@@ -54,7 +49,8 @@ def why_not_stackable(models: list[nn.Module]) -> str | None:
 
 
 class StackedMembers(nn.Module):
-    """K models of one architecture as one module over K times the examples (module docstring)."""
+    """K models of one architecture as one module; each row runs through its own member's weights
+    (module docstring). Counts, per member, the rows it ran forward and backward while `counting`."""
 
     def __init__(self, models: list[nn.Module]):
         super().__init__()
@@ -72,18 +68,61 @@ class StackedMembers(nn.Module):
         # meta-device parameters would then be this module's)
         self._template = [copy.deepcopy(models[0]).to("meta").eval()]
         self._batched = vmap(self._member_forward)
+        self._route: torch.Tensor | None = None
+        self.counting = False
+        self.forward_rows = [0] * self.members
+        self.backward_rows = [0] * self.members
 
     def _member_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self._template[0], (params, buffers), (x,))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (K * B, ...) -> (K * B, classes)
-        if len(x) % self.members:
-            raise ValueError(f"a stacked module of {self.members} members needs a multiple of "
-                             f"{self.members} rows (each member's copy of a batch), got {len(x)}")
+    @contextlib.contextmanager
+    def routed(self, members: torch.Tensor):
+        """Within: every input has len(members) rows, row i belonging to member members[i]."""
+        previous, self._route = self._route, members.to(self.weights[0].device, torch.long)
+        try:
+            yield self
+        finally:
+            self._route = previous
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, ...) -> (N, classes)
         params = dict(zip(self._param_names, self.weights))
         buffers = {name: getattr(self, f"stacked_buffer_{i}") for i, name in enumerate(self._buffer_names)}
-        out = self._batched(params, buffers, x.view(self.members, -1, *x.shape[1:]))
-        return out.flatten(0, 1)
+        if self._route is None:  # each member's copy of a batch in turn
+            if len(x) % self.members:
+                raise ValueError(f"a stacked module of {self.members} members needs a multiple of "
+                                 f"{self.members} rows (each member's copy of a batch) or a route, got {len(x)}")
+            counts = [len(x) // self.members] * self.members
+            out = self._batched(params, buffers, x.view(self.members, -1, *x.shape[1:])).flatten(0, 1)
+        else:
+            if len(self._route) != len(x):
+                raise ValueError(f"the route names {len(self._route)} rows, the input has {len(x)}")
+            member_rows = torch.bincount(self._route, minlength=self.members)
+            counts = member_rows.tolist()
+            out = self._regrouped(params, buffers, x, self._route, member_rows)
+        if self.counting:
+            self._count(counts, out)
+        return out
+
+    def _regrouped(self, params, buffers, x, route, counts) -> torch.Tensor:
+        """Rows grouped by member and zero-padded to the largest group, run, and put back in order."""
+        order = torch.argsort(route, stable=True)
+        starts = torch.cumsum(counts, 0) - counts
+        position = torch.empty_like(route)
+        position[order] = torch.arange(len(route), device=route.device) - starts[route[order]]
+        padded = x.new_zeros(self.members, max(1, int(counts.max())), *x.shape[1:])
+        padded = padded.index_put((route, position), x)  # out of place: gradients reach x's rows
+        return self._batched(params, buffers, padded)[route, position]
+
+    def _count(self, counts: list[int], out: torch.Tensor) -> None:
+        for k, n in enumerate(counts):
+            self.forward_rows[k] += n
+        if out.requires_grad:
+            out.register_hook(lambda grad, counts=counts: self._count_backward(counts))
+
+    def _count_backward(self, counts: list[int]) -> None:
+        for k, n in enumerate(counts):
+            self.backward_rows[k] += n
 
 
 def stack_for_attack(models: list[nn.Module], example: torch.Tensor) -> StackedMembers:

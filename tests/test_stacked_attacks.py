@@ -1,0 +1,140 @@
+"""Stacked attacks: every row runs through its own member's weights whatever subset an attack
+passes, each member's attack is its lone attack's statistical twin, and the seeds' results are
+cached one entry per seed, shared by a stacked and a lone run."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from swiglu_audit.methods.attack_registry import AttackParams
+from swiglu_audit.methods.attacks import run_attack
+from swiglu_audit.methods.stacked_attacks import STACKABLE, attack_members
+from swiglu_audit.methods.stacked_members import StackedMembers, stack_for_attack
+from swiglu_audit.training.data import load_digits_data
+from swiglu_audit.training.nn import ModelConfig, build_model
+from swiglu_audit.training.train import Recipe, train_model
+
+CPU = torch.device("cpu")
+PARAMS = AttackParams(eps=0.15, steps=5, apgd_steps=5, square_queries=200)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_data()
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """Two MLPs of different seeds, trained briefly: right on most test inputs, and breakable."""
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = build_model(ModelConfig(family="mlp", ffn="swiglu"))
+        train_model(model, digits.x_train, digits.y_train, Recipe(epochs=4), seed, CPU)
+        models.append(model.eval())
+    return models
+
+
+def _blind(like: nn.Module) -> nn.Module:
+    """`like`'s architecture answering class 3 whatever its input: nothing can break it, and a row
+    routed to it by mistake cannot be broken either."""
+    torch.manual_seed(0)
+    blind = build_model(ModelConfig(family="mlp", ffn="swiglu"))
+    blind.load_state_dict(like.state_dict())
+    with torch.no_grad():
+        for name, p in blind.named_parameters():
+            p.zero_()
+            if name == "head.bias":
+                p[3] = 10.0
+    return blind.eval()
+
+
+def test_every_row_runs_through_its_own_member_in_any_route(trained, digits):
+    """An unsorted route with unequal groups: each row's output and input gradient are its own
+    member's, and a row's gradient does not reach any other row."""
+    x = digits.x_test[:30].clone()
+    stacked = StackedMembers(trained)
+    route = torch.tensor([1, 0, 0, 1, 1, 1, 0] * 4 + [1, 1])
+    xs = x.clone().requires_grad_(True)
+    with stacked.routed(route):
+        out = stacked(xs)
+    (grad,) = torch.autograd.grad(out[:, 2].sum(), xs)
+    for i, member in enumerate(route.tolist()):
+        xi = x[i:i + 1].clone().requires_grad_(True)
+        alone = trained[member](xi)
+        (alone_grad,) = torch.autograd.grad(alone[:, 2].sum(), xi)
+        assert torch.allclose(out[i], alone[0], atol=1e-5)
+        assert torch.allclose(grad[i], alone_grad[0], atol=1e-5)
+    with pytest.raises(ValueError, match="route names 3 rows"), stacked.routed(route[:3]):
+        stacked(x)
+
+
+@pytest.mark.parametrize("attack", sorted(STACKABLE - {"cw_l2"}))
+def test_a_stacked_attack_attacks_each_member_through_its_own_weights(trained, digits, attack):
+    """Member 0 answers one class whatever its input, member 1 is a trained MLP. Stacked, in
+    several batches (so that a routing kept from one batch to the next would show): the blind
+    member is never broken, and the trained one is broken as its lone attack breaks it. Were a
+    row of member 1 run through member 0, the attack on it would fail and its robust accuracy
+    would stay at its clean accuracy."""
+    x, y = digits.x_test[:90], digits.y_test[:90]
+    members = [_blind(trained[1]), trained[1]]
+    stacked = stack_for_attack(members, x[:8])
+    blind, model = attack_members(members, stacked, attack, x, y, PARAMS, 10, seed=0, batch_size=30)
+    assert np.array_equal(blind["robust"], blind["clean"]) and blind["clean"].sum() > 0
+    lone = run_attack(trained[1], attack, x, y, PARAMS, 10, seed=0)
+    assert np.array_equal(model["clean"], lone["clean"])
+    broken, broken_alone = (model["clean"] & ~model["robust"]).sum(), (lone["clean"] & ~lone["robust"]).sum()
+    assert broken_alone >= 10  # the lone attack breaks this model on these inputs
+    assert abs(int(broken) - int(broken_alone)) <= max(4, 0.25 * broken_alone), (attack, broken, broken_alone)
+    # each member's passes are its own: the blind one is attacked only where it is right
+    if attack in {"fgsm", "pgd", "pgd_l2"}:  # whole-batch attacks: every row, every step
+        assert model["cost"]["backward_passes"] == lone["cost"]["backward_passes"]
+        assert blind["cost"]["backward_passes"] == model["cost"]["backward_passes"]
+
+
+def test_fgsm_stacked_gives_each_members_lone_result(trained, digits):
+    """FGSM draws nothing: stacked, each member's examples and verdicts are its lone ones."""
+    x, y = digits.x_test[:120], digits.y_test[:120]
+    stacked = stack_for_attack(trained, x[:8])
+    together = attack_members(trained, stacked, "fgsm", x, y, PARAMS, 10, seed=0, return_examples=True)
+    for model, result in zip(trained, together):
+        lone = run_attack(model, "fgsm", x, y, PARAMS, 10, seed=0, return_examples=True)
+        assert np.array_equal(result["robust"], lone["robust"])
+        assert torch.allclose(result["examples"], lone["examples"], atol=1e-6)
+    with pytest.raises(ValueError, match="one by one"):
+        attack_members(trained, stacked, "autoattack", x, y, PARAMS, 10, seed=0)
+
+
+def test_the_seeds_attacked_stacked_are_cached_per_seed_and_a_lone_run_reads_them(tmp_path, monkeypatch):
+    """Stacked (the model's seeds stack: one attack on all of them), then lone on the same cache:
+    the lone run computes nothing, and reads each seed's own entry; the stacked run's records say
+    how each seed was attacked, and a seed added later is attacked alone."""
+    from swiglu_audit.config import build_config
+    from swiglu_audit.measure import adversarial
+    from swiglu_audit.session import AuditSession
+
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "1")
+    config = build_config({"seeds": [0, 1], "variants": ["swiglu", "relu"], "families": ["mlp"], "device": "cpu",
+                           "cache_dir": str(tmp_path), "training": {"epochs": 2},
+                           "adversarial": {"n_examples": 40, "attacks": ["fgsm", "pgd", "apgd_ce", "square"]}},
+                          profile="quick")
+    name = "swiglu-mlp"
+    first = AuditSession(config)
+    stacked = adversarial.seeds_attacks(first, name, first.zoo.models(name))
+    assert first.cache.stats.result_misses == 2
+    assert all(cost.get("stacked") for _, record in stacked for cost in record["costs"])
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "0")
+    again = AuditSession(config)
+    lone = adversarial.seeds_attacks(again, name, again.zoo.models(name))
+    assert (again.cache.stats.result_misses, again.cache.stats.result_hits) == (0, 2)
+    for (a, _), (b, _) in zip(stacked, lone):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # each seed's results are its own: its clean correctness is its own model's
+    x, y = again.data.x_test[:40], again.data.y_test[:40]
+    for (tensors, _), model in zip(stacked, again.zoo.models(name)):
+        with torch.no_grad():
+            assert np.array_equal(tensors["clean"].numpy(), (model.module.eval()(x).argmax(1) == y).numpy())
+    wider = adversarial.seeds_attacks(again, name, again.zoo.models(name, seeds=(0, 1, 2)))
+    assert again.cache.stats.result_misses == 1
+    assert not any(cost.get("stacked") for cost in wider[2][1]["costs"])
