@@ -1,18 +1,19 @@
-"""Stacked attacks (`methods/stacked_members.py`) against the same members attacked one by one.
+"""Stacked attacks (`swiglu_audit/methods/stacked_attacks.py`) against the same members attacked
+one by one.
 
-Not used by the audit: this measures what stacking the attacks would buy (BENCHMARKS.md). For
-each model family and FFN variant asked for, K models (each built under its seed and trained
+For each model family and FFN variant asked for, K models (each built under its seed and trained
 briefly on digits, so that the attacks meet a model that is right on most inputs) are attacked
 with each attack of the standard profile on the first `--examples` test inputs: one by one with
-`run_attack` (each member under its own seed, as the audit does) and all at once, as one attack on
-a `StackedMembers` module given each member's copy of the inputs (seeded as the first member).
-An attack that passes the model a subset of its rows (APGD, APGD-T, Square) cannot run stacked:
-its row says so. Reported per attack: the seconds of each (median of `--repeats` runs, in
-alternating order), their ratio, and each member's robust accuracy lone and stacked (the stacked
-members share one random stream, so those agree statistically; FGSM, which draws nothing, agrees
-exactly). The matmul rate of the machine is measured in the same run (DESIGN.md section 7).
+`run_attack` (each member under its own seed, as the audit does where a model does not stack) and
+all at once with `attack_members` (one attack on their `StackedMembers`, seeded as the first
+member, as the audit does where the model stacks). Reported per attack: the seconds of each
+(median of `--repeats` runs, in alternating order), their ratio, and each member's robust accuracy
+lone and stacked (the stacked members share one random stream, so those agree statistically;
+FGSM, which draws nothing, agrees exactly). A family whose models cannot run stacked (the ViT on
+a CPU: no vmap batching rule for its attention) gets one row that says why. The matmul rate of
+the machine is measured in the same run (DESIGN.md section 7).
 
-    python bench/bench_stacked_attacks.py --out bench/stacked-attacks-cpu.json [--families mlp,vit]
+    python bench/bench_stacked_attacks.py --out bench/stacked-attacks-cpu.json [--families mlp,vit] [--threads 2]
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import time
 
 import torch
 from bench_audit import matmul_gflops, write_rows  # bench/ is on the path: the script's own folder
-from stacked_members import NotStackable, StackedMembers, stack_for_attack
 
 from swiglu_audit.methods.attack_registry import AttackParams
-from swiglu_audit.methods.attacks import GradientConnected, build_attack, run_attack
+from swiglu_audit.methods.attacks import run_attack
+from swiglu_audit.methods.stacked_attacks import attack_members
+from swiglu_audit.methods.stacked_members import NotStackable, stack_for_attack
 from swiglu_audit.training.data import load_digits_data
 from swiglu_audit.training.nn import ModelConfig, build_model
 from swiglu_audit.training.train import Recipe, train_model
@@ -41,21 +43,6 @@ def trained(family: str, ffn: str, seed: int, data, epochs: int) -> torch.nn.Mod
     return model.eval()
 
 
-def attack_stacked(stacked: StackedMembers, attack: str, x: torch.Tensor, y: torch.Tensor, params: AttackParams,
-                   seed: int) -> list[dict]:
-    """Each member's robust and clean masks under one attack run on the stacked module (the whole
-    set as one batch per member, as the audit's 360 examples are)."""
-    k = stacked.members
-    xs, ys = x.repeat(k, *[1] * (x.ndim - 1)), y.repeat(k)
-    attack_obj, _ = build_attack(attack, GradientConnected(stacked), params, 10, seed=seed)
-    torch.manual_seed(seed)
-    adv = attack_obj(xs, ys).detach()
-    with torch.no_grad():
-        clean = (stacked(xs).argmax(1) == ys).view(k, -1)
-        robust = (stacked(adv).argmax(1) == ys).view(k, -1) & clean
-    return [{"clean": clean[i].numpy(), "robust": robust[i].numpy()} for i in range(k)]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -66,7 +53,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--attacks", default=",".join(ATTACKS))
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1: an xdist worker's share of 2 cores)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     data = load_digits_data()
     x, y = data.x_test[: args.examples], data.y_test[: args.examples]
     params = AttackParams(eps=0.1)  # the standard profile's settings (settings.toml [base.adversarial])
@@ -91,16 +80,8 @@ def main() -> None:
                             lone = [run_attack(m, attack, x, y, params, 10, s) for m, s in zip(models, seeds)]
                             lone_s.append(time.perf_counter() - started)
                         else:
-                            try:
-                                together = attack_stacked(stacked, attack, x, y, params, seeds[0])
-                            except ValueError as exc:  # the attack passed a subset of its rows
-                                together = str(exc)
+                            together = attack_members(models, stacked, attack, x, y, params, 10, seeds[0])
                             stacked_s.append(time.perf_counter() - started)
-                if isinstance(together, str):
-                    rows.append({"family": family, "ffn": ffn, "attack": attack, "stacked": False, "why": together,
-                                 "lone_median": round(statistics.median(lone_s), 3)})
-                    print(rows[-1], flush=True)
-                    continue
                 row = {"family": family, "ffn": ffn, "attack": attack, "members": args.members,
                        "lone_seconds": [round(v, 3) for v in lone_s],
                        "stacked_seconds": [round(v, 3) for v in stacked_s],

@@ -105,3 +105,18 @@ def test_a_class_below_the_anomaly_threshold_is_named_only_when_its_samples_carr
     assert named([*base[:6], 1.5, *base[7:]]) is None  # weaker, 20 samples only resting on it
     assert named([*base[:4], 0.4, *base[5:]]) is None  # too weak to look at
     assert named([*base[:4], 2.5, *base[5:]], success=0.3) is None  # a trigger that does not work
+
+
+def test_the_scan_optimises_every_digits_class_in_one_pass_and_large_inputs_alone():
+    """Digits (30 KB of inputs a class): all ten classes in one pass, not the four the attacks'
+    512-row ceiling allowed (1.4x slower, bench/scan-groups-cpu.json); 32x32 colour inputs (1.5 MB
+    a class): one class a pass, where arithmetic is the cost."""
+    from torch import nn
+
+    from swiglu_audit.methods.backdoor_scan import classes_per_group, inputs_per_step
+
+    digits_inputs = [torch.rand(inputs_per_step(), 1, 8, 8)] * 10
+    assert classes_per_group(build_model(ModelConfig(family="mlp", ffn="swiglu")), digits_inputs, CPU) >= 10
+    cifar_like = [torch.rand(inputs_per_step(), 3, 32, 32)] * 10
+    wide = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    assert classes_per_group(wide, cifar_like, CPU) == 1

@@ -47,7 +47,8 @@ def _code_digest() -> str:
     from ..methods import attack_registry, attacks, stacked_attacks, stacked_members
     from ..training import cache
 
-    return cache.code_digest(sys.modules[__name__], attacks, attack_registry, stacked_attacks, stacked_members) + f" torchattacks {version('torchattacks')}"
+    digest = cache.code_digest(sys.modules[__name__], attacks, attack_registry, stacked_attacks, stacked_members)
+    return digest + f" torchattacks {version('torchattacks')}"
 
 
 CODE_DIGEST = _code_digest()

@@ -93,6 +93,7 @@ def inputs_per_step(per_class: int = PER_CLASS) -> int:
 # Classes reverse-engineered together hold at most this many bytes of inputs each step: batching
 # pays where passes are small (digits: 30 KB a class), not where arithmetic dominates.
 GROUP_INPUT_BYTES = 1 << 20
+GROUP_ROWS = 8192
 # The optimisation of each class's mask and pattern: with the first settings (Adam at 0.1, a size
 # cost of 0.03) 200 steps left every mask still shrinking, and a planted 2x2 trigger's class was
 # not yet the smallest in a third of the digits cases; at 0.3 and 0.1 the masks settle within the
@@ -166,10 +167,12 @@ def reverse_engineer_classes(model: nn.Module, inputs: list[torch.Tensor], targe
 
 def classes_per_group(model: nn.Module, inputs: list[torch.Tensor], device: torch.device) -> int:
     """How many classes `reverse_engineer_classes` optimises in one pass: as many as fit in
-    GROUP_INPUT_BYTES of inputs and in one batch of input gradients."""
+    GROUP_INPUT_BYTES of inputs and in the device's share of memory with their input gradients,
+    at most GROUP_ROWS rows (the attacks' ceiling of 512 rows held the digits MLP's scan to four
+    classes a pass: 1.4x slower than all ten in one, bench/scan-groups-cpu.json)."""
     class_bytes = max(x.nbytes for x in inputs)
     return max(1, min(GROUP_INPUT_BYTES // max(1, class_bytes),
-                      batching.batch_size(model, inputs[0][:1], device, gradients=True)
+                      batching.batch_size(model, inputs[0][:1], device, gradients=True, ceiling=GROUP_ROWS)
                       // max(1, max(len(x) for x in inputs))))
 
 

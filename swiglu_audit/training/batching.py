@@ -37,13 +37,14 @@ _per_example: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def batch_size(model: nn.Module, example: torch.Tensor, device: torch.device, gradients: bool = False,
-               members: int = 1) -> int:
+               members: int = 1, ceiling: int | None = None) -> int:
     """The batch for passes of `model` over inputs shaped like `example` (one input, or a batch of
     them) on `device`: as many examples as fit the device's share of free memory, at least 1 and at
     most the former constant. `gradients`: the pass also computes input gradients (attacks).
     `members`: each example runs through that many stacked copies of the model (a stacked attack's
-    batch is each member's copy of it), so memory holds that many times the activations."""
-    ceiling = ATTACK_CEILING if gradients else EVAL_CEILING
+    batch is each member's copy of it), so memory holds that many times the activations.
+    `ceiling`: another most than the former constant's (the trigger scan's groups of classes)."""
+    ceiling = ceiling or (ATTACK_CEILING if gradients else EVAL_CEILING)
     per_example = example_bytes(model, example, device) * (2 if gradients else 1) * members
     if per_example <= 0:
         return ceiling
