@@ -51,10 +51,10 @@ def test_the_plan_prints_the_job_graph(tiny_project):
     assert result.ret == 0
     # two models: each a training job and one job per measuring suite, waiting for it
     # (the drift suite's outputs stay in memory: no job)
-    # parts run on their own first: per model, each seed's attacks, its poisoned trainings (4 sets
-    # and the power panel's checkerboard, stacked), then the checkerboard's scan (the corner patch
-    # is one of the 4 sets)
-    assert ("job graph: 20 jobs (2 training, 4 adversarial parts, 2 adversarial, 2 deployment, 2 ood, "
+    # parts run on their own first: per model, its seeds' attacks (stacked, as its seeds train),
+    # its poisoned trainings (4 sets and the power panel's checkerboard, stacked), then the
+    # checkerboard's scan (the corner patch is one of the 4 sets)
+    assert ("job graph: 18 jobs (2 training, 2 adversarial parts, 2 adversarial, 2 deployment, 2 ood, "
             "4 poisoning parts, 2 poisoning, 2 privacy") in text
     assert "critical path" in text and "ideal wall time on 1 worker(s)" in text
     assert "-> poisoning[trainings]:swiglu-mlp -> poisoning[panel-checkerboard]:swiglu-mlp ->" in text
