@@ -138,3 +138,58 @@ def test_the_seeds_attacked_stacked_are_cached_per_seed_and_a_lone_run_reads_the
     wider = adversarial.seeds_attacks(again, name, again.zoo.models(name, seeds=(0, 1, 2)))
     assert again.cache.stats.result_misses == 1
     assert not any(cost.get("stacked") for cost in wider[2][1]["costs"])
+
+
+def test_an_attack_judges_a_batchnorm_model_in_eval_mode_and_leaves_its_statistics(digits):
+    """torchattacks puts a model it found in train mode back into it after each call: the attack's
+    wrapper must be in eval mode, or the judging that follows runs BatchNorm on the adversarial
+    batch's own statistics and overwrites its running ones (dropout would be on, too)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+    train_model(model, digits.x_train, digits.y_train, Recipe(epochs=2), 0, CPU)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = digits.x_test[:64], digits.y_test[:64]
+    for attack in ("pgd", "apgd_ce", "square"):
+        result = run_attack(model, attack, x, y, PARAMS, 10, seed=0, batch_size=32, return_examples=True)
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), attack
+        with torch.no_grad():
+            judged = (model(result["examples"]).argmax(1) == y).numpy() & result["clean"]
+        assert np.array_equal(result["robust"], judged), attack
+        assert not model.training
+
+
+def test_models_that_cannot_run_stacked_are_refused_not_crashed_on(trained, digits):
+    """Members in different modes (stack_module_state refuses them) and a lone member are named
+    NotStackable; CW-L2 and AutoAttack do not run stacked (CW stops on the whole batch's loss)."""
+    from swiglu_audit.methods.stacked_members import NotStackable
+
+    twin = build_model(ModelConfig(family="mlp", ffn="swiglu"))
+    twin.load_state_dict(trained[0].state_dict())
+    with pytest.raises(NotStackable):
+        stack_for_attack([trained[0], twin.train()], digits.x_test[:8])
+    with pytest.raises(NotStackable, match="single model"):
+        stack_for_attack(trained[:1], digits.x_test[:8])
+    stacked = stack_for_attack(trained, digits.x_test[:8])
+    for attack in ("cw_l2", "autoattack"):
+        assert attack not in STACKABLE
+        with pytest.raises(ValueError, match="one by one"):
+            attack_members(trained, stacked, attack, digits.x_test[:8], digits.y_test[:8], PARAMS, 10, seed=0)
+
+
+def test_the_full_profiles_attacks_run_seed_by_seed_side_by_side(tmp_path):
+    """AutoAttack and CW-L2 cannot run stacked: where they are configured, a stacking model's seeds
+    are attacked one by one, each in a part of its own; without them, as one stacked part."""
+    from swiglu_audit.config import build_config
+    from swiglu_audit.measure import adversarial
+    from swiglu_audit.session import AuditSession
+
+    for attacks, parts in ((["fgsm", "pgd", "apgd_t", "square"], ["seeds"]),
+                           (["fgsm", "pgd", "cw_l2"], ["seed-0", "seed-1"]),
+                           (["pgd", "autoattack"], ["seed-0", "seed-1"])):
+        audit = AuditSession(build_config({"seeds": [0, 1], "variants": ["swiglu", "relu"], "families": ["mlp"],
+                                           "cache_dir": str(tmp_path), "adversarial": {"attacks": attacks}},
+                                          profile="quick"))
+        audit.zoo.follow_choice("swiglu-mlp", True)
+        assert adversarial.attacks_stack(audit, "swiglu-mlp") == (parts == ["seeds"])
+        assert [p.name for p in adversarial.planned_parts(audit, "swiglu-mlp")] == parts

@@ -85,10 +85,18 @@ def planned_work(audit: AuditSession, name: str) -> Work:
     return Work(attack_gradient_passes=grads * seeds, attack_forward_passes=forwards * seeds)
 
 
+def attacks_stack(audit: AuditSession, name: str) -> bool:
+    """Whether `name`'s seeds are attacked as one stacked attack: where its trainings stack (the
+    zoo's timed choice, which a job graph's workers follow) and every configured attack can run
+    stacked (not the full profile's AutoAttack and CW-L2: their seeds are attacked side by side).
+    Every way of running the audit asks this, so they attack the same way."""
+    return set(audit.config.adversarial.attacks) <= STACKABLE and audit.zoo.stacks(name)
+
+
 def _stacked(audit: AuditSession, name: str, models: list, x: torch.Tensor) -> StackedMembers | None:
-    """The seeds' models as one stacked module where the model's trainings stack (the zoo's timed
-    choice) and the models run stacked (`stack_for_attack`'s trial); None: attack them one by one."""
-    if len(models) < 2 or not audit.zoo.stacks(name):
+    """The seeds' models as one stacked module where they are attacked stacked (`attacks_stack`)
+    and run stacked (`stack_for_attack`'s trial); None: attack them one by one."""
+    if len(models) < 2 or not attacks_stack(audit, name):
         return None
     try:
         return stack_for_attack([m.module for m in models], x[:8])
@@ -176,20 +184,29 @@ def _seed_key(audit: AuditSession, model) -> str:
 def seeds_attacks(audit: AuditSession, name: str, models: list) -> list[tuple[dict, dict]]:
     """`_attack_seeds` of each of `models` (trained seeds of `name`), each cached on disk as its own
     entry (keyed by that seed's weights, the attack settings, the data, the device and the attack
-    code), whether it was attacked stacked with the others or alone: the seeds not cached yet are
-    attacked together, and a stacked and a lone run share the cache. The adversarial job's parts
-    call this for all seeds (stacked) or for one seed each (side by side); `adversarial` merges."""
+    code), whether it was attacked stacked with the others or alone, so a stacked and a lone run
+    share the cache. Where the seeds are attacked stacked (`attacks_stack`), the first seed the
+    cache lacks is computed under its entry's lock together with every other seed still missing
+    then, and those are stored as their turns come (unless another process stored one first).
+    The adversarial job's parts call this for all seeds (stacked) or for one seed each (side by
+    side); `adversarial` merges them."""
     cfg, data = audit.config.adversarial, audit.data
     x, y = data.x_test[: cfg.n_examples], data.y_test[: cfg.n_examples]
     keys = {m.key: _seed_key(audit, m) for m in models}
-    missing = [m for m in models if not audit.cache.contains(keys[m.key], "result")]
-    together = dict(zip([m.key for m in missing], _attack_seeds(audit, name, missing, x, y))) if len(missing) > 1 else {}
+    together: dict[str, dict] = {}  # seeds attacked with an earlier one, waiting for their turn
+
+    def compute(model):
+        if model.key not in together and len(models) > 1 and attacks_stack(audit, name):
+            missing = [m for m in models if m.key == model.key or (
+                m.key not in together and not audit.cache.contains(keys[m.key], "result"))]
+            if len(missing) > 1:
+                together.update(zip([m.key for m in missing], _attack_seeds(audit, name, missing, x, y)))
+        one = together.pop(model.key, None) or _attack_seeds(audit, name, [model], x, y)[0]
+        return _entry(one)
 
     def cached(model):
-        def compute():
-            one = together.get(model.key) or _attack_seeds(audit, name, [model], x, y)[0]
-            return _entry(one)
-        tensors, record, _ = audit.cache.get_or_create(keys[model.key], compute, kind="result")
+        tensors, record, _ = audit.cache.get_or_create(keys[model.key], lambda: compute(model), kind="result")
+        together.pop(model.key, None)  # another process stored it first: ours is not needed
         return tensors, record
     return [audit.memo(("adversarial-seed", m.key), lambda m=m: cached(m)) for m in models]
 
@@ -234,7 +251,7 @@ def planned_parts(audit: AuditSession, name: str) -> list[Part]:
         seeds_attacks(audit, name, models)
 
     work = lambda n: Work(attack_gradient_passes=grads * n, attack_forward_passes=forwards * n)
-    if len(seeds) > 1 and audit.zoo.stacks(name):
+    if len(seeds) > 1 and attacks_stack(audit, name):
         return [Part("seeds", work(len(seeds)), lambda: attack(list(seeds)))]
     return [Part(f"seed-{seed if seed is not None else 'pretrained'}", work(1), lambda seed=seed: attack([seed]))
             for seed in seeds]

@@ -175,7 +175,11 @@ def run_attack(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, pa
     robust, clean, out_of_budget, non_finite, examples = [], [], 0, 0, []
     started = time.perf_counter()
     with eval_mode(model), PassCounter(model) as counter:
-        attack, spec = build_attack(name, GradientConnected(attack_model or model), params, n_classes, eps, steps, seed)
+        # the wrapper in eval mode too: torchattacks returns a model it found in train mode (a new
+        # module is) to it after each call, which put `model` in train mode for the judging:
+        # dropout on, and BatchNorm's running statistics overwritten by the adversarial batch
+        wrapper = GradientConnected(attack_model or model).eval()
+        attack, spec = build_attack(name, wrapper, params, n_classes, eps, steps, seed)
         torch.manual_seed(seed)  # random starts and restarts are the attacks' only randomness
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)

@@ -5,14 +5,15 @@ An evasion attack treats its examples independently (each has its own step, proj
 and stopping rule), and an example's input gradient comes from its own member's logits only (the
 stacked module routes every row through its own member's weights), so one attack on the stack is
 K attacks. Three shapes of attack loop, all torchattacks' own code:
-- FGSM, PGD, PGD-L2 and CW-L2 pass the model their whole batch at every step: called as they are;
+- FGSM, PGD and PGD-L2 pass the model their whole batch at every step: called as they are;
 - APGD-CE, APGD-DLR and APGD-T attack the rows still correctly classified (`attack_single_run`
   on that subset, once per restart and, for APGD-T, per target class). Their `perturb` is
   mirrored here so that the stack is told whose rows the subset holds before each run;
 - Square picks the rows still to be broken inside its own loop; each row's label carries its
   member (member * classes + label), and its margin is computed routed by that member.
-AutoAttack's own ensemble (the full profile) passes rows between attacks that it chooses: it runs
-one model at a time.
+Two attacks of the full profile run one model at a time: AutoAttack's own ensemble passes rows
+between attacks that it chooses, and CW-L2 stops early when its loss summed over the whole batch
+rises, which stacked would tie each member's stop to the others' losses.
 
 What the members share is one random stream for random starts, restarts and Square's squares, so
 a stacked member's attack is its lone attack with other random draws: the same statistical
@@ -35,7 +36,7 @@ from .attack_registry import AttackParams
 from .attacks import GradientConnected, build_attack, judge
 from .stacked_members import StackedMembers
 
-WHOLE_BATCH = frozenset({"fgsm", "pgd", "pgd_l2", "cw_l2"})
+WHOLE_BATCH = frozenset({"fgsm", "pgd", "pgd_l2"})
 STILL_CORRECT = frozenset({"apgd_ce", "apgd_dlr", "apgd_t"})
 QUERY = frozenset({"square"})
 STACKABLE = WHOLE_BATCH | STILL_CORRECT | QUERY
@@ -60,7 +61,8 @@ def attack_members(models: list[nn.Module], stacked: StackedMembers, name: str, 
     with eval_mode(stacked), contextlib.ExitStack() as modes:
         for model in models:  # judged in eval mode; their own modes restored after
             modes.enter_context(eval_mode(model))
-        attack, spec = build_attack(name, GradientConnected(stacked), params, n_classes, eps, steps, seed)
+        # in eval mode: torchattacks puts a model it found in train mode back into it afterwards
+        attack, spec = build_attack(name, GradientConnected(stacked).eval(), params, n_classes, eps, steps, seed)
         torch.manual_seed(seed)  # random starts and restarts are the attacks' only randomness
         for i in range(0, len(x), per_member):
             xb, yb = x[i:i + per_member].to(device), y[i:i + per_member].to(device)
@@ -71,7 +73,7 @@ def attack_members(models: list[nn.Module], stacked: StackedMembers, name: str, 
                 route = torch.arange(k, device=device).repeat_interleave(len(xb))
                 stacked.counting = True  # count the attack's passes, not our own evaluation
                 try:
-                    adv = _run(attack, name, stacked, xs, ys, route, n_classes).detach()
+                    adv = _run(attack, name, stacked, xs, ys, route, n_classes, torch.cat(clean)).detach()
                 finally:
                     stacked.counting = False
             for member, (model, c, out) in enumerate(zip(models, clean, results)):
@@ -101,20 +103,22 @@ def _result(out: dict, name: str, spec, seconds: float, forward: int, backward: 
 
 
 def _run(attack, name: str, stacked: StackedMembers, xs: torch.Tensor, ys: torch.Tensor, route: torch.Tensor,
-         n_classes: int) -> torch.Tensor:
+         n_classes: int, correct: torch.Tensor) -> torch.Tensor:
+    """The attack's examples of every member's copy of a batch. `correct`: the rows each member's
+    own model classifies correctly, the rows APGD and Square attack (their own `perturb` asks the
+    model; the stack's rounding could differ from the member's at a tie, and a row left
+    unattacked there would count as robust)."""
     if name in WHOLE_BATCH:
         return attack(xs, ys)
     if name in STILL_CORRECT:
-        return _still_correct_rows(attack, stacked, xs, ys, route)
-    return _square(attack, stacked, xs, ys, route, n_classes)
+        return _still_correct_rows(attack, stacked, xs, ys, route, correct.clone())
+    return _square(attack, stacked, xs, ys, route, n_classes, correct.clone())
 
 
-def _still_correct_rows(attack, stacked: StackedMembers, xs, ys, route) -> torch.Tensor:
+def _still_correct_rows(attack, stacked: StackedMembers, xs, ys, route, correct) -> torch.Tensor:
     """torchattacks' APGD and APGD-T `perturb` (its default, cheap path), with the stack told whose
     rows each subset holds: per restart (and per target class, for APGD-T), `attack_single_run`
     on the rows still correctly classified; a row it fools keeps the example that fooled it."""
-    with torch.no_grad():
-        correct = stacked(xs).argmax(1) == ys
     adv = xs.clone()
     torch.random.manual_seed(attack.seed)
     targets = range(2, attack.n_target_classes + 2) if hasattr(attack, "n_target_classes") else [None]
@@ -133,7 +137,7 @@ def _still_correct_rows(attack, stacked: StackedMembers, xs, ys, route) -> torch
     return adv
 
 
-def _square(attack, stacked: StackedMembers, xs, ys, route, n_classes: int) -> torch.Tensor:
+def _square(attack, stacked: StackedMembers, xs, ys, route, n_classes: int, correct) -> torch.Tensor:
     """torchattacks' Square `perturb` (untargeted), with each row's member carried in its label
     (member * n_classes + label) through Square's own loop, which subsets rows itself."""
     own_margin = type(attack).margin_and_loss.__get__(attack)  # Square's own, not an earlier batch's routing
@@ -144,8 +148,6 @@ def _square(attack, stacked: StackedMembers, xs, ys, route, n_classes: int) -> t
 
     attack.margin_and_loss = routed_margin
     attack.init_hyperparam(xs)
-    with torch.no_grad():
-        correct = stacked(xs).argmax(1) == ys
     adv = xs.clone()
     torch.random.manual_seed(attack.seed)
     for _ in range(attack.n_restarts):

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from ..training.nn import eval_mode
+
 
 class NotStackable(ValueError):
     """These models cannot run as one stacked module; run them one by one."""
@@ -93,7 +95,7 @@ class StackedMembers(nn.Module):
                 raise ValueError(f"a stacked module of {self.members} members needs a multiple of "
                                  f"{self.members} rows (each member's copy of a batch) or a route, got {len(x)}")
             counts = [len(x) // self.members] * self.members
-            out = self._batched(params, buffers, x.view(self.members, -1, *x.shape[1:])).flatten(0, 1)
+            out = self._batched(params, buffers, x.reshape(self.members, -1, *x.shape[1:])).flatten(0, 1)
         else:
             if len(self._route) != len(x):
                 raise ValueError(f"the route names {len(self._route)} rows, the input has {len(x)}")
@@ -127,23 +129,36 @@ class StackedMembers(nn.Module):
 
 def stack_for_attack(models: list[nn.Module], example: torch.Tensor) -> StackedMembers:
     """`StackedMembers(models)`, after one trial pass on each member's copy of `example` (a batch
-    of inputs) that gives the members' own outputs. Raises NotStackable where the models cannot
-    run stacked, where vmap would run one of their operations member by member (no batching rule:
-    stacked is then no faster than alone), or where the trial pass fails or disagrees."""
-    stacked = StackedMembers(models)
+    of inputs) that gives the members' own outputs and input gradients. Raises NotStackable where
+    the models cannot run stacked, where vmap would run one of their operations member by member
+    (no batching rule: stacked is then no faster than alone), or where the trial fails or
+    disagrees with the members run alone."""
     device = next(models[0].parameters()).device
     example = example.to(device)
     try:
-        with torch.no_grad(), warnings.catch_warnings(record=True) as said:
+        stacked = StackedMembers(models)
+        with warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always")
-            together = stacked(example.repeat(len(models), *[1] * (example.ndim - 1)))
-    except RuntimeError as exc:  # something vmap cannot batch (an in-place buffer write, say)
+            xs = example.repeat(len(models), *[1] * (example.ndim - 1)).requires_grad_(True)
+            together = stacked(xs)
+            (together_grad,) = torch.autograd.grad(together.float().sum(), xs)
+    except NotStackable:
+        raise
+    except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:  # what vmap or the model refuses
         raise NotStackable(f"the models cannot run batched over members ({exc})") from exc
     slow = [str(w.message) for w in said if "batching rule" in str(w.message)]
     if slow:
         raise NotStackable(f"vmap has no batching rule for an operation of these models: {slow[0][:160]}")
-    with torch.no_grad():
-        alone = torch.cat([m(example) for m in models])
-    if together.shape != alone.shape or not torch.allclose(together.float(), alone.float(), rtol=1e-3, atol=1e-4):
+    alone, alone_grad = [], []
+    for model in models:
+        with eval_mode(model):
+            x = example.clone().requires_grad_(True)
+            out = model(x)
+            alone.append(out.detach())
+            alone_grad.append(torch.autograd.grad(out.float().sum(), x)[0])
+    alone_out, alone_grads = torch.cat(alone), torch.cat(alone_grad)
+    if together.shape != alone_out.shape or not torch.allclose(together.detach().float(), alone_out.float(), rtol=1e-3, atol=1e-4):
         raise NotStackable("the stacked pass does not give the members' own outputs")
+    if not torch.allclose(together_grad.float(), alone_grads.float(), rtol=1e-3, atol=1e-4):
+        raise NotStackable("the stacked pass does not give the members' own input gradients")
     return stacked
