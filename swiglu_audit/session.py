@@ -111,11 +111,15 @@ class AuditSession:
         return self.cache.get_or_create_arrays(key, compute)
 
     def model_code(self, models) -> dict:
-        """{"factories": digests of the source of these models' user factories} for a cached
+        """{"factories": digests of the source of these models' user factories, ...} for a cached
         measurement's key, {} for the zoo's own models (their code is in the measurement's digest)."""
         factories = sorted({self.memo(("factory-source", f), lambda f=f: source_digest(f)) or ""
                             for f in (self.zoo.spec(m.name).factory for m in models) if f})
-        return {"factories": factories} if factories else {}
+        # results of users' models are keyed anew since the attacks judge in eval mode: before,
+        # torchattacks left a model in train mode after each attack, which overwrote a BatchNorm
+        # model's running statistics in memory, and the suites measured after it in that process
+        # cached results of the overwritten model under the same keys
+        return {"factories": factories, "measured_in_eval_mode": True} if factories else {}
 
     def keep_replicates(self) -> None:
         """Keep the statistics' bootstrap replicates in this audit's cache (methods.replicate_store),
