@@ -240,9 +240,10 @@ def adversarial(audit: AuditSession, name: str) -> dict:
 
 
 def planned_parts(audit: AuditSession, name: str) -> list[Part]:
-    """The adversarial job's parts: where the model stacks, one part that attacks every seed at
-    once (stacked); otherwise each seed attacked on its own, side by side (`seeds_attacks`); the
-    job itself then merges them. Each part's share is its seeds' attack passes."""
+    """The adversarial job's parts: where the seeds are attacked stacked (`attacks_stack`), one
+    part that attacks them all at once; otherwise each seed attacked on its own, side by side
+    (`seeds_attacks`); the job itself then merges them. Each part's share is its seeds' attack
+    passes."""
     grads, forwards = planned_passes(audit.config, audit.data.n_classes)
     seeds = audit.zoo.trained_seeds(name)
 
