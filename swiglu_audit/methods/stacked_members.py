@@ -94,15 +94,15 @@ class StackedMembers(nn.Module):
             if len(x) % self.members:
                 raise ValueError(f"a stacked module of {self.members} members needs a multiple of "
                                  f"{self.members} rows (each member's copy of a batch) or a route, got {len(x)}")
-            counts = [len(x) // self.members] * self.members
+            member_rows = None
             out = self._batched(params, buffers, x.reshape(self.members, -1, *x.shape[1:])).flatten(0, 1)
         else:
             if len(self._route) != len(x):
                 raise ValueError(f"the route names {len(self._route)} rows, the input has {len(x)}")
             member_rows = torch.bincount(self._route, minlength=self.members)
-            counts = member_rows.tolist()
             out = self._regrouped(params, buffers, x, self._route, member_rows)
-        if self.counting:
+        if self.counting:  # read back to the host only then: Square calls this once a query
+            counts = [len(x) // self.members] * self.members if member_rows is None else member_rows.tolist()
             self._count(counts, out)
         return out
 
