@@ -91,7 +91,7 @@ def test_cache_key_depends_on_every_field():
 def test_a_planted_entry_with_a_valid_checksum_is_rejected_when_the_project_signs_its_cache(tmp_path):
     from safetensors.torch import save_file
 
-    from swiglu_audit.training.cache import tensors_digest
+    from swiglu_audit.training.cache import FORMAT, entry_digest
 
     trusted = CheckpointCache(tmp_path, secret="the-scheduled-audit's-secret")
     key = cache_key({"model": "x"})
@@ -99,7 +99,7 @@ def test_a_planted_entry_with_a_valid_checksum_is_rejected_when_the_project_sign
     # someone with write access to the cache (a pull request's job, say) plants other weights and
     # recomputes the self-checksum, which therefore still matches
     planted = {k: v + 1 for k, v in state.items()}
-    save_file(planted, str(trusted.path_for(key)), metadata={"sha256": tensors_digest(planted), "record": "{}"})
+    save_file(planted, str(trusted.path_for(key)), metadata={"format": FORMAT, "sha256": entry_digest(planted, {}), "record": "{}"})
     loaded, _, cached = CheckpointCache(tmp_path, secret="").get_or_create(key, lambda: (_state(), {}))
     assert cached and torch.equal(loaded["w"], planted["w"])  # without the key, only damage is caught
     with warnings.catch_warnings(record=True) as caught:
@@ -108,6 +108,104 @@ def test_a_planted_entry_with_a_valid_checksum_is_rejected_when_the_project_sign
     assert not cached and torch.equal(loaded["w"], _state()["w"])  # rejected and retrained
     assert any("SWIGLU_AUDIT_CACHE_KEY" in str(w.message) for w in caught)
     assert trusted.get_or_create(key, lambda: (_state(), {}))[2]  # its own signed entry is trusted
+
+
+def _rewrite_record(path, text, recompute_checksum=False):
+    """What someone who can write to the cache, but lacks its key, can do: keep the tensors and the
+    other metadata, replace the record (and recompute the checksum, which needs no secret)."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from swiglu_audit.training.cache import entry_digest
+    from swiglu_audit.util.io import safetensors_metadata
+
+    tensors, meta = load_file(str(path)), safetensors_metadata(path)
+    meta = {**meta, "record": text}
+    if recompute_checksum:
+        meta["sha256"] = entry_digest(tensors, json.loads(text))
+    save_file(tensors, str(path), metadata=meta)
+
+
+# a poisoning scan's result lives in its record alone: the forgery turns a FAIL into "nothing found"
+FOUND, FORGED = {"flagged": [3, 17], "status": "FAIL"}, '{"flagged": [], "status": "PASS"}'
+
+
+@pytest.mark.parametrize("recompute_checksum", [False, True], ids=["record-only", "checksum-recomputed"])
+def test_an_edited_record_is_refused_and_measured_again_when_the_project_signs_its_cache(tmp_path, recompute_checksum):
+    cache = CheckpointCache(tmp_path, secret="the-scheduled-audit's-secret")
+    key = cache_key({"result": "backdoor-scan"})
+    cache.get_or_create(key, lambda: (_state(), FOUND), kind="result")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # untouched, it loads as stored
+        assert cache.get_or_create(key, lambda: pytest.fail("measured again"), kind="result")[1:] == (FOUND, True)
+    _rewrite_record(cache.path_for(key, "result"), FORGED, recompute_checksum)
+    with pytest.warns(SwigluAuditWarning, match="SWIGLU_AUDIT_CACHE_KEY" if recompute_checksum else "checksum mismatch"):
+        _, record, cached = cache.get_or_create(key, lambda: (_state(), FOUND), kind="result")
+    assert (record, cached) == (FOUND, False) and cache.stats.healed == [key]
+    assert cache.get_or_create(key, lambda: pytest.fail("measured again"), kind="result")[1:] == (FOUND, True)
+
+
+def test_an_edited_record_is_caught_by_the_checksum_without_a_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("SWIGLU_AUDIT_CACHE_KEY", raising=False)
+    cache = CheckpointCache(tmp_path)
+    key = cache_key({"result": "determinism"})
+    cache.get_or_create(key, lambda: (_state(), FOUND), kind="result")
+    _rewrite_record(cache.path_for(key, "result"), FORGED)
+    calls = []
+    with pytest.warns(SwigluAuditWarning, match="corrupted.*checksum mismatch.*measured again"):
+        _, record, cached = cache.get_or_create(key, lambda: (calls.append(1) or _state(), FOUND), kind="result")
+    assert (record, cached, calls) == (FOUND, False, [1]) and cache.stats.healed == [key]
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"PASS"', "3", "null"])
+def test_a_record_that_is_not_a_json_object_is_refused(tmp_path, monkeypatch, text):
+    monkeypatch.delenv("SWIGLU_AUDIT_CACHE_KEY", raising=False)
+    cache = CheckpointCache(tmp_path)
+    key = cache_key({"result": "learning-curve"})
+    cache.get_or_create(key, lambda: (_state(), {"curve": [0.5, 0.25]}), kind="result")
+    _rewrite_record(cache.path_for(key, "result"), text, recompute_checksum=True)  # a sound checksum
+    assert cache.record(key, "result") is None
+    with pytest.warns(SwigluAuditWarning, match="corrupted.*record is not a JSON object"):
+        _, record, cached = cache.get_or_create(key, lambda: (_state(), {"curve": [0.5, 0.25]}), kind="result")
+    assert (record, cached) == ({"curve": [0.5, 0.25]}, False) and cache.stats.healed == [key]
+    # nor is one stored: it would be refused, and measured again, on every run
+    with pytest.raises(TypeError, match="must be a dict"):
+        cache.get_or_create(cache_key({"result": "other"}), lambda: (_state(), [1, 2]), kind="result")
+
+
+def test_an_entry_written_before_the_record_was_covered_is_redone_once_and_not_called_corrupted(tmp_path):
+    """An honest entry of the earlier format (a checksum and signature of its tensors only, no
+    format field) cannot be checked: it is redone, with a message that names the version, and the
+    entry written in its place then loads untouched, record and all."""
+    import hashlib
+    import hmac
+    import json
+
+    from safetensors.torch import save_file
+
+    from swiglu_audit.training.cache import tensors_digest
+
+    secret, key = "the-scheduled-audit's-secret", cache_key({"model": "old"})
+    cache = CheckpointCache(tmp_path, secret=secret)
+    path = cache.path_for(key)
+    path.parent.mkdir(parents=True)
+    digest = tensors_digest(_state())
+    signature = hmac.new(secret.encode(), f"{key}:{digest}".encode(), hashlib.sha256).hexdigest()
+    save_file(_state(), str(path), metadata={"sha256": digest, "record": json.dumps({"seconds": 1.0}), "signature": signature})
+    assert cache.record(key) is None  # not described from its header either
+    record = {"seconds": 2.0, "curve": [1.0, 0.5], "note": "ünïcode", "nested": {"b": 1, "a": None}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, got, cached = cache.get_or_create(key, lambda: (_state(), record))
+    assert not cached and got == record and cache.stats.healed == [key]
+    [message] = [str(w.message) for w in caught if issubclass(w.category, SwigluAuditWarning)]
+    assert "another version of swiglu-audit (cache format 1" in message and "corrupted" not in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded, got, cached = CheckpointCache(tmp_path, secret=secret).get_or_create(key, lambda: pytest.fail("redone"))
+    assert cached and got == record and torch.equal(loaded["w"], _state()["w"])
+    assert CheckpointCache(tmp_path).record(key) == record
 
 
 def _zoo_config(tmp_path):
@@ -229,8 +327,8 @@ def test_bootstrap_replicates_are_computed_once_and_read_back_from_the_cache(tmp
 
 def test_a_model_is_read_at_once_where_the_cache_is_signed_or_its_parameters_are_sized_on_first_use(
         tmp_path, monkeypatch):
-    """Signed cache: a record outside the signature is not trusted before the weights' signature
-    is checked, so models are read at once. A user's model whose parameters exist only after a
+    """Signed cache: the signature covers the weights and the record together, so a record is not
+    trusted before the weights are read and the signature checked: models are read at once. A user's model whose parameters exist only after a
     first forward pass (nn.LazyLinear) keys on their real shapes: the second audit finds it."""
     import dataclasses
     import sys

@@ -87,6 +87,36 @@ def test_an_object_planted_in_the_store_is_not_trusted_when_the_project_signs_it
     assert torch.equal(signed.get_or_create(key, lambda: pytest.fail("retrained"))[0]["w"], _state()["w"])
 
 
+@pytest.mark.parametrize("recompute_checksum", [False, True], ids=["record-only", "checksum-recomputed"])
+def test_an_object_whose_record_was_edited_in_the_store_is_refused_when_the_project_signs_its_cache(
+        tmp_path, url, recompute_checksum):
+    """A result that lives in the record alone (a backdoor scan's flagged samples), rewritten in
+    the bucket by someone without the key: refused, measured again and published again."""
+    from safetensors.torch import load_file, save_file
+
+    from swiglu_audit.training.cache import entry_digest
+    from swiglu_audit.util.io import safetensors_metadata
+
+    secret, key, found = "the-scheduled-audit's-secret", cache_key({"result": "backdoor-scan"}), {"flagged": [3, 17]}
+    writer = CheckpointCache(tmp_path / "a", secret=secret, shared=_store(url))
+    writer.get_or_create(key, lambda: (_state(), found), kind="result")
+    local = writer.path_for(key, "result")
+    tensors, meta = load_file(str(local)), safetensors_metadata(local)
+    meta["record"] = json.dumps({"flagged": []})
+    if recompute_checksum:
+        meta["sha256"] = entry_digest(tensors, {"flagged": []})
+    forged = tmp_path / "forged.safetensors"
+    save_file(tensors, str(forged), metadata=meta)
+    fsspec.filesystem("memory").pipe_file(f"{url.split('://')[1]}/{local.relative_to(writer.root).as_posix()}",
+                                          forged.read_bytes())
+    reader = CheckpointCache(tmp_path / "b", secret=secret, shared=_store(url))
+    with pytest.warns(SwigluAuditWarning, match="SWIGLU_AUDIT_CACHE_KEY" if recompute_checksum else "checksum mismatch"):
+        _, record, cached = reader.get_or_create(key, lambda: (_state(), found), kind="result")
+    assert (record, cached) == (found, False) and reader.stats.fetched == 0
+    again = CheckpointCache(tmp_path / "c", secret=secret, shared=_store(url))  # the store holds a sound entry again
+    assert again.get_or_create(key, lambda: pytest.fail("measured again"), kind="result")[1:] == (found, True)
+
+
 def test_an_audit_waits_for_the_lease_holder_and_then_loads_its_entry(tmp_path, url):
     key = cache_key({"model": "leased"})
     holder = CheckpointCache(tmp_path / "holder", shared=_store(url))

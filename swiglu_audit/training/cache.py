@@ -4,8 +4,9 @@ An entry's key is a sha256 over everything that determines the trained weights (
 fingerprint, seed, recipe, harness version). The file is written to a temporary name and renamed
 into place, so a reader never sees half a file; a file lock around "load or train, then store"
 means two concurrent runs (pytest-xdist workers, two CI jobs) train an entry once. Each file
-carries a sha256 of its tensors in its metadata: a truncated or altered file is detected,
-reported with a warning, deleted and retrained. Loading never unpickles anything.
+carries in its metadata a sha256 of everything a load returns (its tensors and its JSON record):
+a truncated or altered file is detected, reported with a warning, deleted and retrained. Loading
+never unpickles anything.
 
 With a shared store (`cache_dir` an object-store URL, `training.shared_store`), the local folder
 is this machine's copy: an entry missing here is fetched from the store, checked the same way, and
@@ -49,6 +50,26 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+# The layout of an entry's metadata, stored in it. 2: the checksum and the signature cover the
+# format and the record as well as the tensors; 1 (no "format" field): the tensors only, so an
+# entry of format 1 cannot be checked and is redone.
+FORMAT = "2"
+
+
+def _canonical(value) -> str:
+    """One serialisation per JSON value: what is checked is the record a load returns, however its
+    text was written."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def entry_digest(tensors: dict[str, torch.Tensor], record: dict) -> str:
+    """sha256 of all an entry returns or is trusted for: its format, tensors and record. The
+    record matters as much as the weights: some results (the backdoor scan's flagged samples, the
+    determinism check) live in it alone."""
+    covered = {"format": FORMAT, "tensors": tensors_digest(tensors), "record": record}
+    return hashlib.sha256(_canonical(covered).encode()).hexdigest()
+
+
 def code_digest(*modules) -> str:
     """sha256 of the source files of `modules` and of the torch version: cached measurements must
     be invalidated by a change to the code that computes them, not only by a version bump. Call it
@@ -81,7 +102,17 @@ CACHE_KEY_ENV = "SWIGLU_AUDIT_CACHE_KEY"
 
 
 def _signature(secret: str, key: str, digest: str) -> str:
+    """digest: the entry's `entry_digest`, so the signature covers its record too."""
     return hmac.new(secret.encode(), f"{key}:{digest}".encode(), hashlib.sha256).hexdigest()
+
+
+class _OtherFormat(ValueError):
+    """An entry written by another version of this package: redone, and not called corrupted."""
+
+
+class _Untrusted(ValueError):
+    """A sound entry without this project's signature: in a shared store, left for the entry computed
+    here to replace (a machine with another key may trust it)."""
 
 
 class CheckpointCache:
@@ -109,14 +140,16 @@ class CheckpointCache:
         return folder / key[:2] / f"{key}.safetensors"
 
     def record(self, key: str, kind: str = "checkpoint") -> dict | None:
-        """The JSON record of a local entry, read from its header alone (no tensor is loaded or
-        checked; `get_or_create` checks them), or None when absent or unreadable."""
+        """The JSON record of a local entry, read from its header alone (neither it nor the tensors
+        are checked; `get_or_create` checks them), or None when absent, unreadable or of another
+        format (which `get_or_create` redoes)."""
         path = self.path_for(key, kind)
         try:
-            record = json.loads(safetensors_metadata(path).get("record", "{}"))
+            meta = safetensors_metadata(path)
+            record = json.loads(meta.get("record", "{}"))
         except (OSError, ValueError, TypeError, UnicodeDecodeError):  # absent or damaged: get_or_create heals it
             return None
-        return record if isinstance(record, dict) else None
+        return record if isinstance(record, dict) and meta.get("format") == FORMAT else None
 
     def get_or_create(self, key: str, create: Callable[[], tuple[dict[str, torch.Tensor], dict]],
                       kind: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict, bool]:
@@ -183,9 +216,9 @@ class CheckpointCache:
 
     def _load_shared(self, path: Path, key: str, kind: str):
         """Fetch the entry from the shared store into the local copy and load it as a local file.
-        A damaged object is deleted from the store too, so nobody reads it again; an unsigned (or
-        otherwise signed) one is left for the computed entry to replace, since a machine with
-        another key must not delete entries its own audits trust."""
+        A damaged object (or one of another format) is deleted from the store too, so nobody reads
+        it again; an unsigned (or otherwise signed) one is left for the computed entry to replace,
+        since a machine with another key must not delete entries its own audits trust."""
         assert self.shared is not None
         relative = self._relative(key, kind)
         if not self.shared.fetch(relative, path):
@@ -200,35 +233,49 @@ class CheckpointCache:
 
     def _load(self, path: Path, key: str, failures: list[str] | None = None):
         """(tensors, record) of the entry at `path`, or None when it is absent or fails its checks
-        (then deleted, with a warning; `failures` gets "damaged" or "untrusted")."""
+        (then deleted, with a warning; `failures` gets "damaged", "untrusted" or "other format")."""
         if not path.exists():
             return None
-        reason = "damaged"
         try:
-            state = load_file(str(path))
-            meta = safetensors_metadata(path)  # the header holds our metadata
-            digest = tensors_digest(state)
-            if meta.get("sha256") != digest:
-                raise ValueError("tensor checksum mismatch")
-            if self.secret and not hmac.compare_digest(meta.get("signature", ""), _signature(self.secret, key, digest)):
-                reason = "untrusted"
-                raise ValueError(f"not signed with this project's {CACHE_KEY_ENV}: it may have been planted, "
-                                 "so it is not trusted")
-            return state, json.loads(meta.get("record", "{}"))
-        except (SafetensorError, ValueError, OSError, json.JSONDecodeError, RuntimeError) as exc:
+            return self._checked(path, key)
+        except (SafetensorError, ValueError, OSError, RuntimeError) as exc:
             if failures is not None:
-                failures.append(reason)
+                failures.append({_OtherFormat: "other format", _Untrusted: "untrusted"}.get(type(exc), "damaged"))
+            what = str(exc) if isinstance(exc, _OtherFormat) else f"is corrupted or untrusted ({exc})"
             warnings.warn(SwigluAuditWarning(
-                f"checkpoint cache entry {path.name} is corrupted or untrusted ({exc}); it was deleted and "
+                f"checkpoint cache entry {path.name} {what}; it was deleted and "
                 + ("the model is retrained" if path.parent.parent == self.root else "it is measured again")),
                 stacklevel=2)
             self.stats.healed.append(key)
             path.unlink(missing_ok=True)
             return None
 
+    def _checked(self, path: Path, key: str) -> tuple[dict[str, torch.Tensor], dict]:
+        """Read the entry and check all it returns (the record as well as the tensors: some results
+        live in the record alone); raises when a check fails."""
+        state = load_file(str(path))
+        meta = safetensors_metadata(path)  # the header holds our metadata
+        if meta.get("format") != FORMAT:
+            raise _OtherFormat(f"was written by another version of swiglu-audit (cache format "
+                               f"{meta.get('format', '1')}; this version checks format {FORMAT} only)")
+        record = json.loads(meta.get("record", "null"))
+        if not isinstance(record, dict):
+            raise ValueError("its record is not a JSON object")
+        digest = entry_digest(state, record)
+        if meta.get("sha256") != digest:
+            raise ValueError("checksum mismatch (tensors or record)")
+        signature = meta.get("signature", "").encode()  # bytes: compare_digest refuses non-ASCII text
+        if self.secret and not hmac.compare_digest(signature, _signature(self.secret, key, digest).encode()):
+            raise _Untrusted(f"not signed with this project's {CACHE_KEY_ENV}: it may have been planted, "
+                             "so it is not trusted")
+        return state, record
+
     def _store(self, path: Path, state: dict[str, torch.Tensor], record: dict) -> None:
+        if not isinstance(record, dict):  # a load would refuse it, and redo the entry on every run
+            raise TypeError(f"a cache entry's record must be a dict, not {type(record).__name__}")
         state = {k: v.detach().cpu().clone().contiguous() for k, v in state.items()}  # unshare tied weights
-        meta = {"sha256": tensors_digest(state), "record": json.dumps(record)}
+        stored = json.loads(json.dumps(record))  # the record as a load will return it (tuples as lists...)
+        meta = {"format": FORMAT, "sha256": entry_digest(state, stored), "record": _canonical(stored)}
         if self.secret:
             meta["signature"] = _signature(self.secret, path.stem, meta["sha256"])
         atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta), suffix=".safetensors")
