@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .settings import (
     PROFILES,
     SECTION_NAMES,
     SECTIONS,
+    SEED_LIMIT,
     TOOL_TABLE,
     AdversarialSettings,
     FairnessSettings,
@@ -35,9 +37,11 @@ from .settings import (
     build_sections,
     check_choice,
     check_import_path,
+    check_policy,
     coerce,
     default_policy,
     expect,
+    is_seed,
     profile_defaults,
     reject_unknown,
 )
@@ -261,9 +265,7 @@ def build_config(
     auto_seeds = given == "auto"
     # with "auto", start where the profile starts; the rest is added where a comparison needs it
     seed_list: Any = list(defaults["seeds"]) if auto_seeds else given
-    expect(isinstance(seed_list, list) and bool(seed_list) and all(isinstance(s, int) for s in seed_list),
-           f"[{TOOL_TABLE}] seeds must be a non-empty list of integers, e.g. seeds = [0, 1, 2], or \"auto\"")
-    expect(len(set(seed_list)) == len(seed_list), f"[{TOOL_TABLE}] seeds must not repeat")
+    _check_seeds(seed_list, OPT_SEEDS if seeds is not None else f"[{TOOL_TABLE}] seeds")
 
     families = _string_list(table.get("families", defaults["families"]), "families",
                             BUILTIN_FAMILIES)
@@ -272,6 +274,11 @@ def build_config(
     user_models = _parse_models(table.get("models", []))
     include_builtin = table.get("include_builtin_zoo", not user_models)
     expect(isinstance(include_builtin, bool), f"[{TOOL_TABLE}] include_builtin_zoo must be true or false")
+    # no model means no per-model check: an audit that could only PASS
+    expect(include_builtin or bool(user_models),
+           f"[{TOOL_TABLE}] include_builtin_zoo = false with no [[{TOOL_TABLE}.models]] leaves no model to audit "
+           f"(the audit would run no per-model check and pass); add your models as [[{TOOL_TABLE}.models]] tables "
+           "(one candidate and at least one baseline), or set include_builtin_zoo = true to audit the built-in zoo")
     dataset = table.get("dataset")
     if dataset is not None:
         check_import_path(dataset, f"[{TOOL_TABLE}] dataset")
@@ -283,9 +290,7 @@ def build_config(
     for key, value in user_policy.items():
         kind = type(DEFAULT_POLICY[key])
         policy[key] = coerce(value, kind, f"policy.{key}")
-    expect(0 < policy["alpha"] < 1, f"[{TOOL_TABLE}.policy] alpha must be between 0 and 1, e.g. 0.05")
-    expect(0 < policy["confidence_level"] < 1,
-           f"[{TOOL_TABLE}.policy] confidence_level must be between 0 and 1, e.g. 0.95")
+    check_policy(policy)
     _tie_alpha_to_level(policy, user_policy)
 
     gates = table.get("gates", {})
@@ -293,14 +298,17 @@ def build_config(
     from .scheduled.regressions import parse_gates
 
     try:
-        parse_gates(gates)
+        parsed_gates = parse_gates(gates)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for name, gate in parsed_gates.items():  # "nan" and "inf" parse as floats, and no gate means them
+        expect(math.isfinite(gate.amount), f"[{TOOL_TABLE}.gates] {name} = {gates[name]!r} is not a finite "
+               "regression; give one such as \"0.02\" (absolute) or \"5%\" (relative)")
     save = table.get("save", False) if save is None or save is False else save
     expect(isinstance(save, bool), f"[{TOOL_TABLE}] save must be true or false")
     compare_with = compare_with or table.get("compare")
-    expect(compare_with is None or isinstance(compare_with, str),
-           f"[{TOOL_TABLE}] compare must be \"accepted\", \"last\", a saved run id or a path")
+    expect(compare_with is None or (isinstance(compare_with, str) and bool(compare_with.strip())),
+           f"[{TOOL_TABLE}] compare must be \"accepted\", \"last\", a saved run id or a path; got {compare_with!r}")
     pinned = table.get("baseline")  # a release audit's fixed baseline: a saved run id
     if pinned is not None:
         expect(isinstance(pinned, str) and bool(pinned), f"[{TOOL_TABLE}] baseline must be a saved run id")
@@ -309,8 +317,9 @@ def build_config(
         compare_with = pinned
 
     max_minutes = table.get("max_minutes", 0.0) if max_minutes is None else max_minutes
-    expect(isinstance(max_minutes, (int, float)) and not isinstance(max_minutes, bool) and max_minutes >= 0,
-           f"[{TOOL_TABLE}] max_minutes must be a number of minutes, 0 or more (0: no budget); "
+    expect(isinstance(max_minutes, (int, float)) and not isinstance(max_minutes, bool) and max_minutes >= 0
+           and math.isfinite(max_minutes),
+           f"[{TOOL_TABLE}] max_minutes must be a finite number of minutes, 0 or more (0: no budget); "
            f"got {max_minutes!r}")
 
     live = live or table.get("live")
@@ -319,6 +328,10 @@ def build_config(
     if live and live.endswith((".npz", ".npy")):  # a file: relative to the project, like the other paths
         live = str(_resolve(root, live))
 
+    table_report_dir = _path_setting(table, "report_dir", "a folder", "reports")  # checked even where the CLI overrides it
+    history_dir = _path_setting(table, "history_dir", "a folder", DEFAULT_HISTORY_DIR)
+    if "cache_dir" in table:  # "" would silently fall back to the default cache
+        _path_setting(table, "cache_dir", "a folder or an object-store URL (s3://bucket/prefix)")
     cache_location = cache_dir or table.get("cache_dir") or os.environ.get("SWIGLU_AUDIT_CACHE") or default_cache_dir()
     expect(isinstance(cache_location, (str, os.PathLike)) and bool(str(cache_location)),
            f"[{TOOL_TABLE}] cache_dir must be a folder or an object-store URL (s3://bucket/prefix); "
@@ -332,7 +345,7 @@ def build_config(
         profile=profile,
         live=live,
         device=device,
-        report_dir=_resolve(root, report_dir or table.get("report_dir", "reports")),
+        report_dir=_resolve(root, report_dir or table_report_dir),
         cache_dir=mirror_dir(cache_url) if cache_url else _resolve(root, cache_location),
         cache_url=cache_url,
         seeds=tuple(seed_list),
@@ -345,7 +358,7 @@ def build_config(
         policy=policy,
         project_root=root,
         update_golden=update_golden,
-        history_dir=_resolve(root, table.get("history_dir", DEFAULT_HISTORY_DIR)),
+        history_dir=_resolve(root, history_dir),
         save_run=save,
         compare_with=compare_with,
         gates={str(k): str(v) for k, v in gates.items()},
@@ -380,8 +393,12 @@ def _parse_models(raw: Any) -> tuple[UserModel, ...]:
         check_import_path(entry["factory"], f"{where} '{name}' factory")
         role = entry.get("role", "baseline")
         check_choice(role, ROLES, f"role of model '{name}'", f"{where} role")
-        models.append(UserModel(name=name, factory=entry["factory"], role=role,
-                                weights=entry.get("weights")))
+        weights = entry.get("weights")
+        # "" is not "no weights": leave the key out to train the model
+        expect(weights is None or (isinstance(weights, str) and bool(weights.strip())),
+               f"{where} '{name}' weights = {weights!r} must be the path of a safetensors file, e.g. "
+               "weights = \"weights/model.safetensors\"; leave the key out to train the model instead")
+        models.append(UserModel(name=name, factory=entry["factory"], role=role, weights=weights))
     if models:
         candidates = [m.name for m in models if m.role == "candidate"]
         expect(len(candidates) == 1,
@@ -403,6 +420,24 @@ def _tie_alpha_to_level(policy: dict, user_policy: dict) -> None:
         policy["confidence_level"] = round(1 - policy["alpha"], 12)
     else:
         policy["alpha"] = round(1 - policy["confidence_level"], 12)
+
+
+def _check_seeds(seeds: Any, where: str) -> None:
+    """Distinct integers in [0, 2**32): numpy's and scikit-learn's seeding refuse the rest, after training."""
+    expect(isinstance(seeds, list) and bool(seeds) and all(is_seed(s) for s in seeds),
+           f"{where} must be a non-empty list of integers from 0 to {SEED_LIMIT - 1} (not true or false), "
+           f"e.g. seeds = [0, 1, 2], or \"auto\"; got {seeds!r}")
+    expect(len(set(seeds)) == len(seeds), f"{where} must not repeat; got {seeds!r}")
+
+
+def _path_setting(table: dict[str, Any], key: str, what: str, default: str | None = None) -> str:
+    """A path from the table: a non-empty string (a number or a list is no path, and "" would
+    silently name the project root)."""
+    value = table.get(key, default)
+    example = f"e.g. {key} = \"{default}\"; " if default else ""
+    expect(isinstance(value, str) and bool(value.strip()),
+           f"[{TOOL_TABLE}] {key} must be a non-empty string naming {what}; {example}got {value!r}")
+    return str(value)
 
 
 def _parse_seeds(text: str) -> list[int] | str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass
@@ -41,11 +42,29 @@ TRIGGER_KINDS = {
     "blend": "20% of a noise image blended over the whole input",
     "sparse": "two single pixels at full intensity, far apart",
 }
+# Seeds reach numpy's and scikit-learn's seeding (KMeans, check_random_state), which take 0 to 2**32 - 1
+SEED_LIMIT = 2**32
+# Fewer bootstrap replicates give an interval that is mostly noise
+MIN_BOOTSTRAP = 100
 
 
 def expect(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+def is_seed(value: Any) -> bool:
+    """A seed every random generator of the audit takes: an integer (not true/false) in [0, 2**32)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < SEED_LIMIT
+
+
+def check_counts(section: Section, why: dict[str, str]) -> None:
+    """Counts that must be at least 1; `why` says, per key, what a 0 would silently do."""
+    for key, consequence in why.items():
+        value = getattr(section, key)
+        default = _shipped()["base"][section.name][key]
+        expect(value >= 1, f"[{TOOL_TABLE}.{section.name}] {key} = {value} must be at least 1 ({consequence}); "
+                           f"the default is {default}")
 
 
 class Section:
@@ -103,8 +122,17 @@ class AdversarialSettings(Section):
     def check(self) -> None:
         expect(all(b > 0 for b in self.budgets), f"[{TOOL_TABLE}.adversarial] budgets must be positive")
         expect(self.eps > 0, f"[{TOOL_TABLE}.adversarial] eps must be positive")
+        expect(self.eps_l2 > 0, f"[{TOOL_TABLE}.adversarial] eps_l2 must be positive (an L2 attack with no budget "
+                                "does not attack); the default is 0.5")
         expect(self.pgd_step_factor > 0 and self.cw_c > 0 and self.cw_learning_rate > 0,
                f"[{TOOL_TABLE}.adversarial] pgd_step_factor, cw_c and cw_learning_rate must be positive")
+        # an attack given no iterations or queries returns its inputs unchanged: robust accuracy
+        # would read as clean accuracy, overstating robustness
+        check_counts(self, {"steps": "PGD without iterations does not attack",
+                            "n_examples": "the attacks need test inputs",
+                            "square_queries": "Square without queries does not attack",
+                            "cw_steps": "CW-L2 without steps does not attack",
+                            "apgd_steps": "APGD without iterations does not attack"})
 
 
 @dataclass(frozen=True)
@@ -149,6 +177,8 @@ class PoisoningSettings(Section):
                f"{where} detection_rate = {self.detection_rate} must be one of backdoor_rates "
                f"{list(self.backdoor_rates)} (the detectors read the model trained at that rate)")
         expect(self.trigger_size >= 1, f"{where} trigger_size must be at least 1 pixel")
+        # a scan that never optimises finds no trigger, and its "nothing found" would PASS
+        check_counts(self, {"scan_steps": "a trigger scan without steps finds nothing and would report nothing found"})
         expect(0.0 < self.threat_rate < 0.5,
                f"{where} threat_rate = {self.threat_rate} must lie in (0, 0.5): the smallest share of the training "
                "set an attacker's poison takes that the scan's 'nothing found' must cover")
@@ -180,6 +210,10 @@ class OodSettings(Section):
     def check(self) -> None:
         expect(self.knn_k >= 1 and self.ece_bins >= 1 and self.odin_temperature > 0,
                f"[{TOOL_TABLE}.ood] knn_k, ece_bins and odin_temperature must be positive")
+        check_counts(self, {"n_examples": "the OOD suite needs test inputs to score"})
+        expect(self.bootstrap >= MIN_BOOTSTRAP,
+               f"[{TOOL_TABLE}.ood] bootstrap = {self.bootstrap} must be at least {MIN_BOOTSTRAP} replicates (an "
+               "interval from fewer is mostly noise), as statistics.bootstrap; the default is 1000")
 
 
 @dataclass(frozen=True)
@@ -196,6 +230,12 @@ class NumericalSettings(Section):
     def check(self) -> None:
         for impl, path in self.implementations.items():
             check_import_path(path, f"[{TOOL_TABLE}.numerical.implementations] {impl}")
+        expect(bool(self.golden_dir.strip()), f"[{TOOL_TABLE}.numerical] golden_dir must name a folder, e.g. "
+                                              "golden_dir = \"golden\" (\"\" would put the golden files in the project root)")
+        check_counts(self, {"n_examples": "the parity and deployment checks need test inputs",
+                            "op_examples": "hypothesis needs at least one example per op property",
+                            "golden_probe": "a golden file needs inputs to record",
+                            "determinism_epochs": "two trainings of no epochs compare untrained weights"})
 
 
 @dataclass(frozen=True)
@@ -209,8 +249,10 @@ class StatisticsSettings(Section):
     max_seeds: int  # with seeds = "auto": the most seeds per architecture a comparison may get
 
     def check(self) -> None:
-        expect(self.bootstrap >= 100, f"[{TOOL_TABLE}.statistics] bootstrap must be at least 100 replicates "
-                                      "(an interval from fewer is mostly noise); the default is 1000")
+        expect(self.bootstrap >= MIN_BOOTSTRAP, f"[{TOOL_TABLE}.statistics] bootstrap must be at least {MIN_BOOTSTRAP} "
+                                                "replicates (an interval from fewer is mostly noise); the default is 1000")
+        expect(is_seed(self.seed), f"[{TOOL_TABLE}.statistics] seed = {self.seed} must be an integer from 0 to "
+                                   f"{SEED_LIMIT - 1} (what numpy's seeding takes); the default is 0")
         expect(2 <= self.max_seeds <= 50, f"[{TOOL_TABLE}.statistics] max_seeds must be between 2 and 50 "
                                           "(seeds per architecture that seeds = \"auto\" may train); the default is 8")
 
@@ -256,6 +298,71 @@ def _shipped() -> dict[str, Any]:
 
 def default_policy() -> dict[str, Any]:
     return dict(_shipped()["policy"])
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where a policy value means something, read from how its check uses it (checks/)."""
+
+    low: float
+    high: float  # math.inf: no upper end
+    what: str  # what the value is, for the message
+    open_ends: tuple[str, ...] = ()  # "low", "high": that end excluded
+
+    def holds(self, value: float) -> bool:
+        above = value > self.low if "low" in self.open_ends else value >= self.low
+        below = value < self.high if "high" in self.open_ends else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'above' if 'low' in self.open_ends else 'at least'} {self.low:g}"
+        left, right = "(" if "low" in self.open_ends else "[", ")" if "high" in self.open_ends else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+# Accuracies, shares, rates, AUROCs and AURCs lie in [0, 1], and so do a limit on one and a
+# tolerance on a difference of two: a limit outside [0, 1] is crossed always or never
+_SHARE = Range(0.0, 1.0, "a share, rate, accuracy or AUROC, or a tolerance on a difference of two")
+_TOLERANCE = Range(0.0, math.inf, "a tolerance in the measured value's own units")
+# largest over median |activation| is at least 1, and float16 headroom below 1 is an overflow
+_RATIO = Range(1.0, math.inf, "a ratio of a largest value to a smaller one")
+_LEVEL = Range(0.0, 1.0, "a probability", ("low", "high"))
+POLICY_RANGES: dict[str, Range] = {
+    "alpha": _LEVEL, "confidence_level": _LEVEL,
+    **dict.fromkeys((
+        "max_robust_accuracy_drop", "warn_below_robust_accuracy", "masking_tolerance", "chance_margin",
+        "black_box_margin", "max_zero_gradient_share", "max_label_flip_accuracy_drop", "max_label_flip_drop_excess",
+        "max_targeted_flip_success", "max_backdoor_success", "max_backdoor_success_excess",
+        "min_poison_detection_auroc", "max_detection_auroc_drop", "max_backdoor_base_rate", "min_scan_recall",
+        "max_leakage_share", "max_duplicate_share", "max_label_error_share", "warn_below_ood_auroc",
+        "warn_below_near_ood_auroc", "max_ood_auroc_drop", "max_aurc", "max_corruption_accuracy_drop",
+        "max_corruption_accuracy_gap", "max_live_accuracy_drop", "max_drift_degradation_gap", "max_ece_under_shift",
+        "max_subpopulation_accuracy_drop", "max_fp16_flip_rate", "max_bf16_flip_rate", "max_device_flip_rate",
+        "max_int8_accuracy_drop", "max_fp8_accuracy_drop", "max_quantised_drop_gap", "max_class_accuracy_gap",
+        "max_robust_class_gap", "max_corrupted_class_gap", "max_equalized_odds_difference",
+        "max_worst_class_accuracy_gap", "max_worst_group_accuracy_gap", "max_parity_gap_increase",
+        "max_mia_tpr_at_1pct_fpr", "max_mia_tpr_gap", "max_clean_accuracy_drop",
+        "max_param_mismatch",  # relative to the larger count: below 1
+        "efficiency_target_accuracy",  # 0: chosen automatically
+    ), _SHARE),
+    # weight and logit differences, a log10 ratio gap, a relative cost, an anomaly index: unbounded
+    **dict.fromkeys(("max_nondeterminism", "max_nondeterminism_accelerator", "max_device_logit_deviation",
+                     "golden_tolerance_float32", "golden_tolerance_bfloat16", "max_outlier_log_ratio_gap",
+                     "max_efficiency_loss", "min_trigger_anomaly_index"), _TOLERANCE),
+    "min_fp16_headroom": _RATIO, "max_ffn_outlier_ratio": _RATIO,
+    # a share of FLOPs saved: saving all of them is impossible
+    "min_efficiency_gain": Range(0.0, 1.0, "a share of the baseline's FLOPs saved (0: not required)", ("high",)),
+}
+
+
+def check_policy(policy: dict[str, Any]) -> None:
+    """Every number of the policy (defaults and the user's) within its range."""
+    for key, value in policy.items():
+        if key in POLICY_RANGES:
+            allowed = POLICY_RANGES[key]
+            expect(allowed.holds(value), f"[{TOOL_TABLE}.policy] {key} = {value} must be {allowed} ({allowed.what}); "
+                                         f"the default is {_shipped()['policy'][key]}")
 
 
 def profile_defaults(profile: str) -> dict[str, Any]:
@@ -311,6 +418,9 @@ def coerce(value: Any, kind: type, key: str) -> Any:
         return value
     expect(isinstance(value, (int, float)) and not isinstance(value, bool),
            f"[{TOOL_TABLE}] {key} must be a number, got {value!r}")
+    # nan and inf compare false (or true) against every limit, and the report's JSON cannot hold them
+    expect(math.isfinite(value), f"[{TOOL_TABLE}] {key} = {value!r} is not a finite number; write a finite "
+                                 "value (nan and inf are not settings)")
     return float(value)
 
 

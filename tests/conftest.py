@@ -45,7 +45,7 @@ threat_triggers = ["corner_patch", "checkerboard"]  # a two-kind power panel (th
 
 [tool.swiglu_audit.ood]
 n_examples = 60
-bootstrap = 50
+bootstrap = 100
 
 [tool.swiglu_audit.numerical]
 n_examples = 60

@@ -130,3 +130,128 @@ def test_alpha_follows_the_confidence_level_and_the_two_cannot_disagree():
     assert build_config({"policy": {"alpha": 0.01}}).policy["confidence_level"] == pytest.approx(0.99)
     with pytest.raises(ConfigError, match="alpha = 0.05 and confidence_level = 0.9 disagree"):
         build_config({"policy": {"alpha": 0.05, "confidence_level": 0.9}})
+
+
+def _usage_error(table=None, *words, **options):
+    """The ConfigError (a pytest usage error: exit 4) that `table` raises; it names every word."""
+    with pytest.raises(ConfigError) as info:
+        build_config(table, **options)
+    for word in words:
+        assert word in str(info.value), str(info.value)
+    assert isinstance(info.value, pytest.UsageError)
+    return info.value
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("table, key", [
+    ({"policy": {"max_robust_accuracy_drop": NAN}}, "policy.max_robust_accuracy_drop"),
+    ({"policy": {"max_aurc": INF}}, "policy.max_aurc"),
+    ({"policy": {"min_trigger_anomaly_index": INF}}, "policy.min_trigger_anomaly_index"),
+    ({"adversarial": {"eps": INF}}, "adversarial.eps"),
+    ({"adversarial": {"budgets": [0.1, NAN]}}, "adversarial.budgets"),
+    ({"training": {"learning_rate": INF}}, "training.learning_rate"),
+    ({"training": {"weight_decay": NAN}}, "training.weight_decay"),  # was "must not be negative"
+    ({"ood": {"odin_temperature": INF}}, "ood.odin_temperature"),
+    ({"max_minutes": INF}, "max_minutes"),
+    ({"gates": {"default": "inf"}}, "gates] default"),
+])
+def test_non_finite_numbers_are_usage_errors(table, key):
+    # nan and inf would reach report.json, whose writer refuses them after the whole audit ran
+    _usage_error(table, key, "finite")
+
+
+def test_non_finite_toml_literals_stop_the_audit(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool.swiglu_audit.policy]\nmax_robust_accuracy_drop = nan\n")
+    _usage_error(read_pyproject_table(tmp_path), "max_robust_accuracy_drop", "finite")
+    (tmp_path / "pyproject.toml").write_text("[tool.swiglu_audit.adversarial]\neps = inf\n")
+    _usage_error(read_pyproject_table(tmp_path), "adversarial.eps", "finite")
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("max_aurc", 1.5, "[0, 1]"),
+    ("warn_below_ood_auroc", -0.1, "[0, 1]"),
+    ("max_mia_tpr_at_1pct_fpr", 2.0, "[0, 1]"),
+    ("efficiency_target_accuracy", 1.2, "[0, 1]"),
+    ("max_efficiency_loss", -0.1, "at least 0"),
+    ("max_nondeterminism", -1e-6, "at least 0"),
+    ("golden_tolerance_float32", -1.0, "at least 0"),
+    ("min_fp16_headroom", 0.5, "at least 1"),
+    ("max_ffn_outlier_ratio", 0.0, "at least 1"),
+    ("min_efficiency_gain", 1.0, "[0, 1)"),
+])
+def test_policy_values_outside_their_range(key, value, allowed):
+    _usage_error({"policy": {key: value}}, f"policy] {key} = {value}", allowed, "the default is")
+
+
+@pytest.mark.parametrize("table, key", [
+    ({"report_dir": 5}, "report_dir"),
+    ({"report_dir": ""}, "report_dir"),
+    ({"history_dir": ["a"]}, "history_dir"),
+    ({"history_dir": " "}, "history_dir"),
+    ({"cache_dir": ""}, "cache_dir"),
+    ({"compare": ""}, "compare"),
+    ({"numerical": {"golden_dir": ""}}, "golden_dir"),
+    ({"models": [{"name": "a", "factory": "m:f", "role": "candidate", "weights": 5},
+                 {"name": "b", "factory": "m:g"}]}, "weights"),
+    ({"models": [{"name": "a", "factory": "m:f", "role": "candidate"},
+                 {"name": "b", "factory": "m:g", "weights": ""}]}, "weights"),
+])
+def test_paths_must_be_non_empty_strings(table, key):
+    # a number or a list raised TypeError (INTERNALERROR), and "" meant the project root or no weights
+    _usage_error(table, key)
+
+
+@pytest.mark.parametrize("table, options, where", [
+    ({"seeds": [-1]}, {}, "[tool.swiglu_audit] seeds"),
+    ({"seeds": [0, 2**32]}, {}, "[tool.swiglu_audit] seeds"),
+    ({"seeds": [True, False]}, {}, "[tool.swiglu_audit] seeds"),
+    ({"seeds": [0, True]}, {}, "[tool.swiglu_audit] seeds"),
+    ({}, {"seeds": "0,-1"}, OPT_SEEDS),
+    ({"statistics": {"seed": 2**32}}, {}, "statistics] seed"),
+])
+def test_seeds_are_integers_numpy_and_scikit_learn_accept(table, options, where):
+    # scikit-learn's KMeans refused -1 only after every model had trained
+    _usage_error(table, where, str(2**32 - 1), **options)
+
+
+@pytest.mark.parametrize("section, key", [
+    ("adversarial", "steps"), ("adversarial", "n_examples"), ("adversarial", "square_queries"),
+    ("adversarial", "cw_steps"), ("adversarial", "apgd_steps"),
+    ("poisoning", "scan_steps"),
+    ("ood", "n_examples"),
+    ("numerical", "n_examples"), ("numerical", "op_examples"), ("numerical", "golden_probe"),
+    ("numerical", "determinism_epochs"),
+])
+def test_counts_that_must_be_positive(section, key):
+    # an attack or scan with no iterations does nothing and overstates robustness; the rest crash later
+    _usage_error({section: {key: 0}}, f"{section}] {key} = 0", "at least 1", "the default is")
+
+
+def test_an_l2_attack_needs_a_budget():
+    _usage_error({"adversarial": {"eps_l2": 0.0}}, "eps_l2", "positive")
+
+
+def test_ood_bootstrap_needs_as_many_replicates_as_the_statistics_bootstrap():
+    _usage_error({"ood": {"bootstrap": 99}}, "ood] bootstrap = 99", "100")
+    assert build_config({"ood": {"bootstrap": 100}}).ood.bootstrap == 100
+
+
+def test_an_audit_without_models_is_a_usage_error():
+    # no per-model check would run, and the audit would PASS
+    _usage_error({"include_builtin_zoo": False}, "include_builtin_zoo", "[[tool.swiglu_audit.models]]")
+
+
+def test_defaults_build_and_lie_in_their_ranges():
+    from swiglu_audit.settings import POLICY_RANGES
+
+    for profile in ("quick", "standard", "full"):
+        build_config(profile=profile)
+    numbers = {k for k, v in DEFAULT_POLICY.items() if not isinstance(v, bool)}
+    assert set(POLICY_RANGES) == numbers  # every policy number is range-checked
+    assert all(POLICY_RANGES[k].holds(DEFAULT_POLICY[k]) for k in numbers)
+    # the zeros that mean something still build: no early stopping, every seed, no budget, seed 0
+    build_config({"poisoning": {"early_stopping_patience": 0, "cheaper_seeds": 0, "backdoor_target": 0},
+                  "statistics": {"seed": 0}, "fairness": {"group_feature": 0}, "max_minutes": 0,
+                  "seeds": [0, 2**32 - 1], "policy": {"max_leakage_share": 0.0, "min_efficiency_gain": 0.0}})
