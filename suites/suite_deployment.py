@@ -90,7 +90,7 @@ def test_quantised_accuracy(audit, audit_model, scheme, record_finding):
         QUANTISED_ACCURACY, [audit_model], drop.value, audit.config.policy,
         f"accuracy lost to {scheme} ({details['float_accuracy']:.4f} float32, "
         f"{details['quantised_accuracy']['value']:.4f} {scheme}; flip rate {details['flip_rate']['value']:.4f})",
-        ci=(drop.ci_low, drop.ci_high), ci_level=drop.level, details=details, aspect=scheme,
+        ci=(drop.ci_low, drop.ci_high), df=drop.df, ci_level=drop.level, details=details, aspect=scheme,
         facts={"non_finite": details["non_finite"]}))
 
 

@@ -73,7 +73,7 @@ def test_live_accuracy(audit, audit_model, record_finding):
     what = ("test accuracy minus live accuracy, measured with the live labels" if parts["measured"] else
             "accuracy drop from test to live inputs, both estimated without labels (ATC)")
     record_finding(judged_finding(
-        LIVE_ACCURACY, [audit_model], drop.value, audit.config.policy, what, ci=(drop.ci_low, drop.ci_high), ci_level=drop.level,
+        LIVE_ACCURACY, [audit_model], drop.value, audit.config.policy, what, ci=(drop.ci_low, drop.ci_high), df=drop.df, ci_level=drop.level,
         details={**parts, "live_accuracy_estimate_mean": float(np.mean(parts["live_estimate"])),
                  **({"live_accuracy_mean": float(np.mean(parts["live_accuracy"]))} if parts["measured"] else {})}))
 

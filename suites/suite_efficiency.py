@@ -57,7 +57,7 @@ def test_training_efficiency(audit, audit_model, record_finding):
     }
     record_finding(decided_finding(
         TRAINING_EFFICIENCY, [audit_model], facts, audit.config.policy,
-        value=flops.value, ci=(flops.ci_low, flops.ci_high), ci_level=flops.level, details=details))
+        value=flops.value, ci=(flops.ci_low, flops.ci_high), df=flops.df, ci_level=flops.level, details=details))
 
 
 _NO_FLOPS = ("torch's FLOP counter counted no FLOPs in a training step of '{}' (its forward pass uses no "

@@ -45,7 +45,7 @@ def test_class_disparity(audit, audit_model, outcome, record_finding):
             f"{worst_class['class']} at {worst_class['value']:.3f}; each seed's worst class {worst.value:.3f} "
             f"[{worst.ci_low:.3f}, {worst.ci_high:.3f}])")
     record_finding(judged_finding(
-        CLASS_DISPARITY, [audit_model], gap.value, audit.config.policy, what, ci=(gap.ci_low, gap.ci_high),
+        CLASS_DISPARITY, [audit_model], gap.value, audit.config.policy, what, ci=(gap.ci_low, gap.ci_high), df=gap.df,
         ci_level=gap.level, aspect=outcome,
         details={"outcome": measure.OUTCOMES[outcome], "level": outcome, "per_class": per_class,
                  "worst_class": worst_class["class"], "worst": worst.to_dict(), "gap": gap.to_dict(),
@@ -68,7 +68,7 @@ def test_group_disparity(audit, audit_model, record_finding):
         f"equalised-odds difference between the {len(r['groups'])} groups ({audit.data.groups_source}); "
         f"demographic-parity difference {estimates['demographic_parity_difference'].value:.3f}, worst-group accuracy "
         f"{worst.value:.3f} [{worst.ci_low:.3f}, {worst.ci_high:.3f}]",
-        ci=(eo.ci_low, eo.ci_high), ci_level=eo.level,
+        ci=(eo.ci_low, eo.ci_high), df=eo.df, ci_level=eo.level,
         details={**{k: e.to_dict() for k, e in estimates.items()}, "by_group": by_group,
                  "group_curve": [{"group": p["index"], "value": p["value"]} for p in by_group],
                  "groups_from": audit.data.groups_source, "fairlearn_per_seed": r["fairlearn"]}))

@@ -40,7 +40,7 @@ def test_ood_detection(audit, audit_model, level, record_finding):
     record_finding(judged_finding(
         OOD_DETECTION, [audit_model], est.value, policy,
         f"{level}-OOD AUROC of {chosen} (chosen on validation data)", aspect=level,
-        ci=(est.ci_low, est.ci_high), ci_level=conf,
+        ci=(est.ci_low, est.ci_high), df=est.df, ci_level=conf,
         details={"level": level, "chosen_detector": chosen, "validation_auroc": val_auroc,
                  "positive_class": POSITIVE_CLASS,
                  "ood_sets": {s.name: s.description for s in sets_of_level(level, audit.data.modality)},
@@ -73,7 +73,7 @@ def test_selective_prediction(audit, audit_model, record_finding):
     coverage, risk = risk_coverage(scores["id"][chosen][0], scores["correct"][0])
     record_finding(judged_finding(
         SELECTIVE, [audit_model], est.value, policy, f"AURC with {chosen} as the confidence score",
-        ci=(est.ci_low, est.ci_high), ci_level=conf,
+        ci=(est.ci_low, est.ci_high), df=est.df, ci_level=conf,
         details={"score": chosen, "validation_aurc": val_aurc,
                  "test_aurc_by_score": {d: float(np.mean([aurc(s, c) for s, c in zip(scores["id"][d], scores["correct"])]))
                                         for d in scores["detectors"]},
@@ -105,7 +105,7 @@ def test_corruption_robustness(audit, audit_model, record_finding):
     valid_ce = [v for v in ce.values() if v is not None]
     record_finding(judged_finding(
         CORRUPTION, [audit_model], drop.difference, policy, "clean accuracy minus mean accuracy under corruptions",
-        ci=(drop.ci_low, drop.ci_high), ci_level=conf,
+        ci=(drop.ci_low, drop.ci_high), df=drop.df, ci_level=conf,
         details={"clean_accuracy": float(clean.mean()), "corrupted_accuracy": est.to_dict(),
                  "accuracy_drop": drop.to_dict(), "corruptions": result["corruptions"],
                  "not_applicable": {c: f"not applicable to {result['modality']} data" for c in result["not_applicable"]},
@@ -130,7 +130,7 @@ def test_calibration_under_shift(audit, audit_model, record_finding):
     record_finding(judged_finding(
         CALIBRATION, [audit_model], est.value, policy,
         "expected calibration error averaged over corruptions and severities",
-        ci=(est.ci_low, est.ci_high), ci_level=est.level,
+        ci=(est.ci_low, est.ci_high), df=est.df, ci_level=est.level,
         details={"ece_clean": ece(("clean", 0)), "bins": bins,
                  "ece_by_severity": {s: float(np.mean([shifted[(c, s)] for c in result["corruptions"]])) for s in SEVERITIES},
                  "ece_by_corruption": {c: float(np.mean([shifted[(c, s)] for s in SEVERITIES])) for c in result["corruptions"]}}))
@@ -151,7 +151,7 @@ def test_subpopulation_shift(audit, audit_model, record_finding):
         SUBPOPULATION, [audit_model], -cmp.difference, policy,
         f"accuracy lost on the {result['n_test']} test inputs with feature {result['feature']} >= "
         f"{result['threshold']:.3g} (the top fifth of its training range) when that range is held out of training",
-        ci=(-cmp.ci_high, -cmp.ci_low), ci_level=cmp.level,
+        ci=(-cmp.ci_high, -cmp.ci_low), df=cmp.df, ci_level=cmp.level,
         details={"feature": result["feature"], "threshold": result["threshold"], "n_test": result["n_test"],
                  "n_train_held_out": result["n_train_held_out"], "comparison": cmp.to_dict(),
                  "accuracy_trained_with": float(result["clean"].mean()),

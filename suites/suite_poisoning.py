@@ -65,7 +65,7 @@ def test_targeted_label_flip(audit, audit_model, record_finding):
     what = (f"increase in class-{result['source']} test inputs predicted as class {result['target']} after "
             f"relabelling {rate:.0%} of class {result['source']}")
     record_finding(judged_finding(
-        TARGETED_FLIP, [audit_model], cmp.difference, policy, what, ci=(cmp.ci_low, cmp.ci_high), ci_level=cmp.level,
+        TARGETED_FLIP, [audit_model], cmp.difference, policy, what, ci=(cmp.ci_low, cmp.ci_high), df=cmp.df, ci_level=cmp.level,
         details={"source": result["source"], "target": result["target"], "rate": rate,
                  "n_flipped": result["n_flipped"], "comparison": cmp.to_dict(),
                  "curve": _curve(audit, result["poisoned"], result["clean"])}))
@@ -95,7 +95,7 @@ def test_backdoor_attack_success(audit, audit_model, record_finding):
     record_finding(judged_finding(
         BACKDOOR, [audit_model], cmp.difference, policy,
         f"attack success rate above the base rate with {rate:.0%} poison",
-        ci=(cmp.ci_low, cmp.ci_high), ci_level=level, details=details,
+        ci=(cmp.ci_low, cmp.ci_high), df=cmp.df, ci_level=level, details=details,
         facts={"base_rate": float(np.mean(result["base"])), "target": result["target"]}))
 
 

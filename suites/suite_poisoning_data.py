@@ -63,7 +63,7 @@ def test_poison_detection(audit, audit_model, record_finding):
     record_finding(judged_finding(
         DETECTION, [audit_model], auc["value"], policy,
         f"best detector ({best}) AUROC on {result['n_poisoned']} planted backdoor samples",
-        ci=(auc["ci_low"], auc["ci_high"]), ci_level=chosen_level,
+        ci=(auc["ci_low"], auc["ci_high"]), df=auc["df"], ci_level=chosen_level,
         details={"poison_rate": result["rate"], "n_poisoned": result["n_poisoned"], "best_detector": best,
                  "positive_class": "poisoned training sample (higher score = more suspicious)",
                  "detectors": per_detector}))

@@ -64,7 +64,7 @@ def test_membership_inference(audit, audit_model, record_finding):
         f"({name}; RMIA with {result['n_references']} reference models: TPR {details['rmia'][JUDGED]['value']:.3f}, "
         f"AUROC {auroc:.3f}; loss threshold: TPR {details['loss_threshold'][JUDGED]['value']:.3f}; "
         f"{rmia['n_members']} training records against as many unseen ones; a stronger attack may find more)",
-        ci=(judged.ci_low, judged.ci_high), ci_level=judged.level, details=details,
+        ci=(judged.ci_low, judged.ci_high), df=judged.df, ci_level=judged.level, details=details,
         facts={"n_non_members": n_non}))
 
 

@@ -70,6 +70,74 @@ def test_added_and_removed_findings_and_setup_differences_are_listed():
     assert "added" in text and "extra[x]" in text and "setup" in text
 
 
+def test_a_finding_the_new_run_lacks_trips_the_gate_unless_the_run_was_narrowed_on_purpose():
+    dropped = dict(_doc()["findings"][0], id="adversarial.worst_case_robust_accuracy[gone]", status="FAIL")
+    old, new = _doc(extra=(dropped,)), _doc()
+    lost = compare(old, new)
+    assert [c.id for c in lost.regressions] == [dropped["id"]]
+    assert lost.regressions[0].kind == "removed" and "no longer checked: it was FAIL" in lost.regressions[0].why
+    assert "REGRESSION  adversarial.worst_case_robust_accuracy[gone]: removed" in render_comparison(lost, "a", "b")[1]
+    narrowed = compare(old, new, partial="this run checks a part of the audit (keyword=ood)")
+    assert not narrowed.regressions and "not gated: this run checks a part" in narrowed.changes[0].why
+    timing = dict(dropped, details={"better": "lower", "indicative": True})  # wall-clock: listed, never gated
+    assert not compare(_doc(extra=(timing,)), new).regressions
+
+
+def test_a_run_narrowed_on_the_command_line_says_why(pytester):
+    from swiglu_audit.pytest.plugin import suites_dir
+    from swiglu_audit.pytest.warm import narrowed_by
+
+    suites = str(suites_dir())
+    assert narrowed_by(pytester.parseconfig(), suites) == ""
+    assert "keyword=ood" in narrowed_by(pytester.parseconfig("-k", "ood"), suites)
+    assert "suite_ood.py" in narrowed_by(pytester.parseconfig(f"{suites}/suite_ood.py"), suites)
+    assert narrowed_by(pytester.parseconfig(suites), suites) == ""  # the suites' folder: every check
+
+
+def _two_seed_floor(value, se, df):
+    """A Floor finding whose interval is a t-interval of `df` degrees of freedom, as two seeds give."""
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, df)) * se
+    doc = _doc(value, (value - half, value + half))
+    doc["findings"][0]["details"]["judged"] = {"rule": "floor", "df": df}
+    return doc
+
+
+def test_the_two_run_test_reads_each_interval_at_its_own_degrees_of_freedom():
+    # 0.15 down on standard errors of 0.02: five standard errors of the difference, far past the
+    # noise. Read with the normal quantile, two-seed intervals (+-0.25) passed for a +-0.13 spread,
+    # and the drop was absorbed (z = 0.82)
+    result = compare(_two_seed_floor(0.60, 0.02, 1.0), _two_seed_floor(0.45, 0.02, 1.0))
+    assert len(result.regressions) == 1 and "Welch" in result.regressions[0].why
+    # and the critical value is t's at the two intervals' Welch df (2 here), not the normal 1.96
+    assert not compare(_two_seed_floor(0.60, 0.02, 1.0), _two_seed_floor(0.50, 0.02, 1.0)).regressions
+
+
+def test_the_two_run_test_holds_its_level_and_finds_real_drops_at_two_and_three_seeds():
+    """Simulated nights of seed-dominated noise, judged through the audit's own intervals: a true
+    no-change trips the one-sided 2.5% test about 2.5% of the time, not twice that, and a drop of
+    five standard deviations of the difference is caught most of the time."""
+    import numpy as np
+
+    from swiglu_audit.verdicts.stats import mean_interval
+
+    rng = np.random.default_rng(0)
+
+    def night(seeds, shift):
+        e = mean_interval(0.6 + shift + rng.normal(0, 0.03, (seeds, 1)) + rng.normal(0, 0.05, (seeds, 400)))
+        doc = _doc(e.value, (e.ci_low, e.ci_high))
+        doc["findings"][0]["details"]["judged"] = {"rule": "floor", "df": e.df}
+        return doc
+
+    for seeds in (2, 3):
+        sd = 0.03 * np.sqrt(2 / seeds)  # of the difference of two nights' seed means
+        alarms = np.mean([bool(compare(night(seeds, 0), night(seeds, 0)).regressions) for _ in range(400)])
+        caught = np.mean([bool(compare(night(seeds, 0), night(seeds, -5 * sd)).regressions) for _ in range(200)])
+        assert alarms <= 0.045, (seeds, alarms)
+        assert caught >= (0.3 if seeds == 2 else 0.6), (seeds, caught)
+
+
 def test_gates_must_parse():
     with pytest.raises(ValueError, match="0.02"):
         Gate.parse("lots", "default")
@@ -142,6 +210,10 @@ def test_a_scheduled_audit_catches_a_planted_regression_and_passes_an_unchanged_
     unchanged.stdout.fnmatch_lines(["*0 finding(s) changed since the baseline, 0 regression(s)*"])
     runs = saved_runs(pytester.path / ".swiglu-audit-history")
     assert len(runs) == 2 and runs[0]["config_digest"] == runs[1]["config_digest"]
+    # a gate that cannot find its baseline has not passed: the same clean audit now exits 1
+    lost = pytester.runpytest_subprocess(*args, f"{OPT_COMPARE}=no-such-run")
+    assert lost.ret == 1
+    lost.stdout.fnmatch_lines(["*the gate could not run, so this audit fails it*no-such-run*"])
 
     _configure(pytester, "make_weak_swiglu")  # the candidate swapped for a weaker model
     result = pytester.runpytest_subprocess(*args, f"{OPT_COMPARE}=last")
@@ -172,7 +244,7 @@ def test_without_a_gate_a_significant_worsening_is_a_regression_by_default():
     """The issue's case: 0.558 [0.479, 0.642] -> 0.358 [0.279, 0.442], status still PASS, no gates."""
     result = compare(_doc(0.558, (0.479, 0.642)), _doc(0.358, (0.279, 0.442)), {})
     assert len(result.regressions) == 1 and "no gate set" in result.regressions[0].why
-    assert "z = 3.4" in result.regressions[0].why
+    assert "t = 3.40 > 1.96" in result.regressions[0].why  # no df saved: the normal quantile
 
 
 def _night(folder, value, ci_half=0.02, gates=None, compare_with="accepted", suffix=""):

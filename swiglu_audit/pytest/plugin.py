@@ -332,13 +332,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if collector is None:
         return
     from ..report.writer import write_reports
+    from .warm import narrowed_by
 
     audit_config = session.config.stash[CONFIG_KEY]
-    paths, document = write_reports(collector, audit_config, int(exitstatus))
+    paths, document = write_reports(collector, audit_config, int(exitstatus),
+                                    narrowed_by(session.config, str(suites_dir())))
     session.config.stash[REPORT_PATHS_KEY] = paths
     session.config.stash[DOCUMENT_KEY] = document
     _mark_completed(session, exitstatus, collector.findings)
-    breached = document["summary"]["breaches_policy"] or bool((document.get("comparison") or {}).get("regressions"))
+    comparison = document.get("comparison") or {}
+    # a gate that could not run (its baseline missing or unreadable) has not passed
+    breached = document["summary"]["breaches_policy"] or bool(comparison.get("regressions") or comparison.get("error"))
     if breached and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -58,6 +58,26 @@ def _user_code(audit_config: AuditConfig) -> list:
     return out
 
 
+SELECTING_OPTIONS = ("keyword", "markexpr", "deselect", "lf", "failedfirst", OPT_SHARD)
+
+
+def narrowed_by(config: pytest.Config, suites_folder: str) -> str:
+    """Why this run checks a part of the audit on purpose ("" when it runs it whole): checks
+    selected on the command line (paths or ids, -k, -m, --deselect, --lf) or a shard. The gates
+    then list the findings it lacks without tripping on them (scheduled/regressions.py)."""
+    chosen = [f"{name}={value}" for name in SELECTING_OPTIONS
+              if (value := config.getoption(name, None)) and name != "failedfirst"]
+    if config.args_source == pytest.Config.ArgsSource.ARGS:
+        suites = Path(suites_folder).resolve()
+        # the suites' folder itself (the plugin adds it where no path named a suite) runs every check
+        named = [a for a in map(str, config.args) if (path := Path(a.split("::")[0]).resolve()) != suites
+                 and path.is_relative_to(suites)]
+        if named:
+            chosen.append("paths or ids " + " ".join(named))
+    return ("this run checks a part of the audit (" + "; ".join(chosen)
+            + "); compare the whole audit, or the merged shards, to gate every finding") if chosen else ""
+
+
 def audit_fingerprint(config: pytest.Config, audit_config: AuditConfig, data, suites: Path) -> str:
     """A digest of what an audit's results depend on: its settings (not where reports go), the
     package's code, the suites and the zoo's specs, the user's model code and weights, the data
@@ -65,7 +85,7 @@ def audit_fingerprint(config: pytest.Config, audit_config: AuditConfig, data, su
     checks run (the paths or ids given, -k, -m, --deselect, the shard). Call it before the plugin
     adds the suites to `config.args`."""
     settings = {k: v for k, v in audit_config.to_dict().items() if k != "report_dir"}
-    options = ("keyword", "markexpr", "deselect", "lf", "failedfirst", OPT_SHARD)
+    options = SELECTING_OPTIONS
     # paths named on the command line select checks; without any, pytest's default (the folder it
     # runs in) selects every check wherever the project lives
     given = config.args_source == pytest.Config.ArgsSource.ARGS

@@ -192,9 +192,10 @@ def write_document(document: dict, report_dir: Path) -> dict[str, str]:
         return {name: str(fallback / name) for name in files}
 
 
-def write_reports(collector, config: AuditConfig, exit_status: int) -> tuple[dict[str, str], dict]:
+def write_reports(collector, config: AuditConfig, exit_status: int, partial: str = "") -> tuple[dict[str, str], dict]:
     """Build the report document, compare it with a saved audit when asked, write every format,
-    and save it to the history when asked. Returns (paths written, the document)."""
+    and save it to the history when asked. Returns (paths written, the document). `partial`: why
+    this run checked a part of the audit on purpose, if it did (`compare`'s)."""
     document = build_document(collector.findings, config, collector.merged_meta(), exit_status)
     if getattr(collector, "plan", None):  # the estimate beside what the audit took: the plan's accuracy
         plan = dict(collector.plan)
@@ -204,7 +205,7 @@ def write_reports(collector, config: AuditConfig, exit_status: int) -> tuple[dic
                                   "rmf": ["MEASURE 1.1"], "measured": False, "applicable": True,
                                   "note": "not measured: the time budget cut it"} for cut in plan.get("cuts", [])]
     if config.compare_with:
-        document["comparison"] = compare_with_saved(document, config)
+        document["comparison"] = compare_with_saved(document, config, partial)
     if config.compare_with or config.save_run:
         from ..scheduled.history import trend
 
@@ -218,8 +219,10 @@ def write_reports(collector, config: AuditConfig, exit_status: int) -> tuple[dic
     return paths, document
 
 
-def compare_with_saved(document: dict, config: AuditConfig) -> dict:
-    """The comparison block of report.json: against `config.compare_with`, gated."""
+def compare_with_saved(document: dict, config: AuditConfig, partial: str = "") -> dict:
+    """The comparison block of report.json: against `config.compare_with`, gated. A baseline that
+    cannot be found or read is an `error`, which breaches the policy: a gate that could not run
+    has not passed."""
     from ..scheduled.history import anchor_run, past_reports, resolve_baseline
     from ..scheduled.regressions import compare, parse_gates
 
@@ -227,7 +230,8 @@ def compare_with_saved(document: dict, config: AuditConfig) -> dict:
     try:
         baseline = resolve_baseline(config.compare_with or "accepted", config.history_dir)
     except FileNotFoundError as exc:
-        return {"baseline": None, **empty, "error": True, "note": str(exc)}
+        return {"baseline": None, **empty, "error": True,
+                "note": f"the gate could not run, so this audit fails it: {exc}"}
     if baseline is None:
         return {"baseline": None, **empty,
                 "note": f"first run: nothing saved in {config.history_dir} to compare with, so no "
@@ -236,7 +240,7 @@ def compare_with_saved(document: dict, config: AuditConfig) -> dict:
         old = json.loads(baseline.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return {"baseline": str(baseline), **empty, "error": True,
-                "note": f"the baseline {baseline} cannot be read ({exc})"}
+                "note": f"the gate could not run, so this audit fails it: the baseline {baseline} cannot be read ({exc})"}
     anchor = anchor_run(config.history_dir) if config.compare_with == "accepted" else None
     anchor_doc = None
     if anchor is not None and Path(anchor["path"]) != baseline.parent:
@@ -244,7 +248,7 @@ def compare_with_saved(document: dict, config: AuditConfig) -> dict:
             anchor_doc = json.loads((Path(anchor["path"]) / "report.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             anchor_doc = None
-    result = compare(old, document, parse_gates(config.gates), anchor_doc, past_reports(config.history_dir))
+    result = compare(old, document, parse_gates(config.gates), anchor_doc, past_reports(config.history_dir), partial)
     return {"baseline": str(baseline), "baseline_generated_at": old.get("generated_at"),
             "anchor": anchor["id"] if anchor is not None and anchor_doc is not None else None,
-            "gates": dict(config.gates), **result.to_dict()}
+            "gates": dict(config.gates), **({"partial": partial} if partial else {}), **result.to_dict()}

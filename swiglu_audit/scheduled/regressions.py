@@ -5,12 +5,16 @@ removed, status changed, value changed. A change is a *regression* when:
 - a status gets worse (PASS -> WARN -> FAIL/ERROR), always;
 - a value moves the wrong way (the check's condition says which way is better) by more than the
   gate allows, and the excess is significant by a two-run test on the saved intervals: each
-  interval's half-width gives its standard error, and (worsening - allowance) / sqrt(se_old^2 +
-  se_new^2) must exceed the quantile of 1 - (1 - level) / (2 m), m the number of findings whose
+  interval's half-width and degrees of freedom give its standard error, and (worsening -
+  allowance) / sqrt(se_old^2 + se_new^2) must exceed the t quantile of 1 - (1 - level) / (2 m) at
+  the two standard errors' Welch-Satterthwaite degrees of freedom, m the number of findings whose
   value moved (a one-sided test at 2.5% / m, Bonferroni: with cached models m is one or two; after
   a retraining every value moves, and chance must not flag a few per cent of them). Without any
   gate the allowance is 0: a significant move the wrong way is a regression by default. A value
   without an interval (an exact count) is held to the allowance alone;
+- a finding of the old run is missing from the new one (a suite skipped or cut, a model left
+  out): what was checked before is not checked now, and a scheduled audit must not pass that
+  unseen. Wall-clock findings excepted, as below;
 - (with an anchor run) the same holds for the cumulative change since the anchor, so small steps
   that each pass the night-to-night gate add up and trip it;
 - (with past runs) a finding's values over them and this run show a steady decline: a
@@ -114,18 +118,40 @@ def _better(f: dict) -> str | None:
 
 
 def _se(f: dict) -> float | None:
-    """A finding's standard error from its saved interval's half-width and level: with the
-    t quantile of the interval's degrees of freedom where the comparison saved them (a t-interval
-    at 2 seeds is several standard errors wide), else the normal one."""
+    """A finding's standard error: `_spread`'s, without its degrees of freedom."""
+    spread = _spread(f)
+    return None if spread is None else spread[0]
+
+
+def _spread(f: dict) -> tuple[float, float] | None:
+    """(standard error, degrees of freedom) of a finding, from its saved interval's half-width and
+    level: with the t quantile of the interval's degrees of freedom where the finding saved them
+    (a t-interval at 2 seeds is several standard errors wide, and read with the normal quantile
+    it would pass for a far noisier value), else the normal one (df infinite)."""
     ci, level = _ci(f), f.get("ci_level") or 0.95
     if ci is None:
         return None
-    df = ((f.get("details") or {}).get("comparison") or {}).get("df")
+    details = f.get("details") or {}
+    df = (details.get("comparison") or {}).get("df") or (details.get("judged") or {}).get("df")
     if df and math.isfinite(df):
         from scipy.stats import t as t_dist
 
-        return (ci[1] - ci[0]) / 2 / float(t_dist.ppf((1 + level) / 2, df))
-    return (ci[1] - ci[0]) / 2 / NormalDist().inv_cdf((1 + level) / 2)
+        return (ci[1] - ci[0]) / 2 / float(t_dist.ppf((1 + level) / 2, df)), float(df)
+    return (ci[1] - ci[0]) / 2 / NormalDist().inv_cdf((1 + level) / 2), math.inf
+
+
+def _welch_critical(old: tuple[float, float], new: tuple[float, float], level: float) -> float:
+    """The two-run test's critical value: the t quantile at the Welch-Satterthwaite degrees of
+    freedom of the two standard errors (each run's interval rests on few seeds, so the normal
+    quantile would flag a no-change about twice as often as it says)."""
+    (se_old, df_old), (se_new, df_new) = old, new
+    spread = sum(se ** 4 / df for se, df in ((se_old, df_old), (se_new, df_new)) if se > 0 and math.isfinite(df))
+    df = (se_old ** 2 + se_new ** 2) ** 2 / spread if spread > 0 else math.inf
+    if not math.isfinite(df):
+        return NormalDist().inv_cdf((1 + level) / 2)
+    from scipy.stats import t as t_dist
+
+    return float(t_dist.ppf((1 + level) / 2, df))
 
 
 def _value_regression(old: dict, new: dict, gates: dict[str, Gate], level: float = 0.95) -> str:
@@ -138,14 +164,14 @@ def _value_regression(old: dict, new: dict, gates: dict[str, Gate], level: float
     excess = worsening - (gate.allowance(old["value"]) if gate else 0.0)
     if worsening <= 0 or excess <= 1e-9 * max(1.0, abs(old["value"])):  # rounding is no regression
         return ""
-    se_old, se_new = _se(old), _se(new)
-    critical = NormalDist().inv_cdf((1 + level) / 2)
-    if se_old is not None and se_new is not None:
-        z = excess / max(math.hypot(se_old, se_new), 1e-12)
-        if z <= critical:
+    spread_old, spread_new = _spread(old), _spread(new)
+    if spread_old is not None and spread_new is not None:
+        critical = _welch_critical(spread_old, spread_new, level)
+        t = excess / max(math.hypot(spread_old[0], spread_new[0]), 1e-12)
+        if t <= critical:
             return ""  # within the noise of the two runs
-        evidence = (f", z = {z:.2f} > {critical:.2f} on the two runs' intervals ({_fmt_ci(_ci(old))} then "
-                    f"{_fmt_ci(_ci(new))})")
+        evidence = (f", t = {t:.2f} > {critical:.2f} on the two runs' intervals ({_fmt_ci(_ci(old))} then "
+                    f"{_fmt_ci(_ci(new))}; Welch)")
     else:
         evidence = " (exact values, no interval)"
     gate_name = (new["check"] if new["check"] in gates else "default") if gate else None
@@ -191,10 +217,12 @@ def _fmt_ci(ci) -> str:
 
 
 def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None,
-            anchor_doc: dict | None = None, past_docs: list[dict] | None = None) -> Comparison:
+            anchor_doc: dict | None = None, past_docs: list[dict] | None = None, partial: str = "") -> Comparison:
     """Regressions of `new_doc` against `old_doc` (see the module docstring); with `anchor_doc`,
     also the cumulative change since the anchor; with `past_docs` (oldest first, saved runs before
-    this one), also steady declines over them and this run."""
+    this one), also steady declines over them and this run. `partial`: why the new run checked a
+    part of the audit on purpose (checks selected on the command line, a shard): its missing
+    findings are listed, not gated (such a run never becomes a baseline by itself)."""
     gates = gates or {}
     level = float((new_doc.get("policy") or {}).get("confidence_level", 0.95))
     alpha = 1 - level
@@ -217,6 +245,8 @@ def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None,
             change.kind = "added"
         elif n is None:
             change.kind = "removed"
+            change.regression = not partial
+            change.why = f"not gated: {partial}" if partial else _removed_why(o)
         elif o["status"] != n["status"]:
             change.kind = "status"
             if STATUS_ORDER.get(n["status"], 9) < STATUS_ORDER.get(o["status"], 9):
@@ -240,10 +270,16 @@ def compare(old_doc: dict, new_doc: dict, gates: dict[str, Gate] | None = None,
                 change.regression, change.why = True, why
         if change.regression and change.kind == "same":
             change.kind = "value"
-        if change.regression and _indicative(n):
+        if change.regression and _indicative(n if n is not None else o):
             change.regression, change.why = False, f"indicative (wall-clock), not gated: {change.why}"
         changes.append(change)
     return Comparison(changes, environment_differences(old_doc, new_doc))
+
+
+def _removed_why(old: dict) -> str:
+    return (f"no longer checked: it was {old['status']} in the old run ({old['metric']} {_num(old['value'])}) and "
+            "this run has no such finding (a suite skipped or cut to fit the time budget, a model or setting "
+            "left out); run the audit whole, or accept this run if it was narrowed on purpose")
 
 
 def _moved(old: dict, new: dict) -> int:

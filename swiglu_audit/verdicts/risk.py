@@ -179,9 +179,11 @@ def apply_modifiers(info: CheckInfo, finding: Finding, facts: Facts | None, poli
 def judged_finding(info: CheckInfo, models: list[str], value: float, policy: dict, what: str,
                    ci: tuple[float, float] | None = None, ci_level: float | None = None,
                    details: dict | None = None, aspect: str | None = None,
-                   subject: str | None = None, facts: Facts | None = None) -> Finding:
+                   subject: str | None = None, facts: Facts | None = None, df: float | None = None) -> Finding:
     """A finding judged by its check's declared Floor or Ceiling condition on the value and its
-    interval (the value shown is the value judged), then by the check's modifiers on `facts`."""
+    interval (the value shown is the value judged), then by the check's modifiers on `facts`.
+    `df`: the interval's degrees of freedom, kept so that a later run's two-run test reads the
+    interval back as the standard error it came from (scheduled/regressions.py)."""
     condition = info.condition
     if not isinstance(condition, (Floor, Ceiling)):
         raise TypeError(f"check {info.check} declares no Floor or Ceiling condition")
@@ -191,6 +193,8 @@ def judged_finding(info: CheckInfo, models: list[str], value: float, policy: dic
     # `judged` lets a reader (bench/verdict_audit.py) check the rule without parsing words
     judged = {"rule": "floor" if condition.higher_is_better else "ceiling", "key": key, "limit": policy[key],
               "on": "interval" if ci is not None else "value"}
+    if ci is not None and df is not None:
+        judged["df"] = df
     finding = make_finding(info, models, status, reason, threshold, value=value, ci=ci, ci_level=ci_level,
                            details={"better": better, "judged": judged, **(details or {})},
                            aspect=aspect, subject=subject)

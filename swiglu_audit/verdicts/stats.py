@@ -54,6 +54,9 @@ class Estimate:
     level: float
     n_seeds: int
     n_examples: int
+    # the interval's degrees of freedom (Welch-Satterthwaite; inf: normal): a later run's
+    # two-run test needs them to read the interval back as a standard error
+    df: float | None = None
 
     def to_dict(self) -> dict:
         return {k: _finite_or_none(v) for k, v in vars(self).items()}
@@ -220,9 +223,9 @@ def mean_interval(values, level: float = 0.95) -> Estimate:
         # every outcome 0 (or 1) is not proof of a rate of exactly 0: at least the variance of an
         # Agresti-Coull proportion over all outcomes (about the rule of three's reach)
         example_var = max(example_var, share_floor(float(m.sum()), m.size))
-    lo, hi, _, _, _ = _t_interval(float(m.mean()), [_seed_parts(seeds, s), (example_var, n - 1, example_var)], level)
+    lo, hi, _, _, df = _t_interval(float(m.mean()), [_seed_parts(seeds, s), (example_var, n - 1, example_var)], level)
     lo, hi = _clip(lo, hi, (0.0, 1.0) if binary else None)
-    return Estimate(float(m.mean()), lo, hi, level, s, n)
+    return Estimate(float(m.mean()), lo, hi, level, s, n, df)
 
 
 def share_floor(successes: float, n: float) -> float:
@@ -250,9 +253,9 @@ def within_model_difference(first, second, level: float = 0.95) -> Estimate:
     example_var = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
     if binary:
         example_var = max(example_var, _discordance_floor(m))
-    lo, hi, _, _, _ = _t_interval(float(m.mean()), [_seed_parts(seeds, s), (example_var, n - 1, example_var)], level)
+    lo, hi, _, _, df = _t_interval(float(m.mean()), [_seed_parts(seeds, s), (example_var, n - 1, example_var)], level)
     lo, hi = _clip(lo, hi, (-1.0, 1.0) if binary else None)
-    return Estimate(float(m.mean()), lo, hi, level, s, n)
+    return Estimate(float(m.mean()), lo, hi, level, s, n, df)
 
 
 def change_comparison(before_a, after_a, before_b, after_b, level: float = 0.95, alpha: float = 0.05) -> Comparison:
@@ -321,10 +324,10 @@ def replicate_estimate(per_seed, replicates, n_examples: int, level: float = 0.9
     s = len(p)
     seeds = _seed_part(p, _replicate_interaction(r))
     example_var = max(float(np.var(r.mean(0), ddof=1)), floor)
-    lo, hi, _, _, _ = _t_interval(float(p.mean()), [_seed_parts(seeds, s), (example_var, n_examples - 1, example_var)],
-                                  level)
+    lo, hi, _, _, df = _t_interval(float(p.mean()), [_seed_parts(seeds, s), (example_var, n_examples - 1, example_var)],
+                                   level)
     lo, hi = _clip(lo, hi, bounds)
-    return Estimate(float(p.mean()), lo, hi, level, s, n_examples)
+    return Estimate(float(p.mean()), lo, hi, level, s, n_examples, df)
 
 
 def replicate_comparison(per_seed_a, replicates_a, per_seed_b, replicates_b, n_examples: int,
