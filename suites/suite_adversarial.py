@@ -98,7 +98,8 @@ def test_worst_case_robust_accuracy_vs_baseline(audit, audit_pair, threat, recor
                                 f"worst-case robust accuracy ({_threat_text(audit, threat)})", compare, aspect=threat,
                                 details={"threat_model": _threat_text(audit, threat), "per_attack": per_attack,
                                           "masking_failures": {candidate: cand["masked"], baseline: base["masked"]}},
-                                facts=lambda session: {"masked_models": {m: measure.masked(session, m) for m in audit_pair}})
+                                facts=lambda session: {"masked_models": {m: measure.masked(session, m) for m in audit_pair},
+                                                       "baseline": baseline})
     record_finding(finding)
 
 

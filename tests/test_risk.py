@@ -15,6 +15,7 @@ from swiglu_audit.verdicts.risk import (
     Status,
     apply_modifiers,
     breaches_policy,
+    comparison_finding,
     decided_finding,
     judge_interval,
     judge_non_inferiority,
@@ -397,3 +398,20 @@ def test_finding_shape_and_policy():
     assert breaches_policy("WARN", fail_on_warn=True)
     assert verdict(["PASS", "WARN"]) == "WARN" and verdict(["PASS", "FAIL", "ERROR"]) == "ERROR"
     assert verdict([]) == "NO FINDINGS"
+
+
+@pytest.mark.parametrize("diff, lo, hi, masked, expected", [
+    (-0.2, -0.3, -0.1, "baseline", Status.WARN),   # FAIL on a masked baseline: its robustness is an upper bound
+    (-0.2, -0.3, -0.1, "candidate", Status.FAIL),  # a masked candidate is weaker still: the FAIL stands
+    (-0.2, -0.3, -0.1, None, Status.FAIL),
+    (0.05, 0.0, 0.1, "baseline", Status.WARN),     # masked evidence never passes (DESIGN.md section 8)
+    (0.05, 0.0, 0.1, "candidate", Status.WARN),
+])
+def test_a_worst_case_comparison_reads_a_masked_model_as_an_upper_bound(diff, lo, hi, masked, expected):
+    failed = {"cand": ["unbounded"] if masked == "candidate" else [], "base": ["unbounded"] if masked == "baseline" else []}
+    finding = comparison_finding(adversarial.WORST_CASE_COMPARISON, ["cand", "base"], _cmp(diff, lo, hi, p=0.001),
+                                 {"max_robust_accuracy_drop": 0.05}, "robust accuracy",
+                                 facts={"masked_models": failed, "baseline": "base"})
+    assert finding.status == expected.value
+    if masked == "baseline" and diff < 0:
+        assert "inconclusive, not FAIL: base's gradient-masking checks (unbounded)" in finding.reason

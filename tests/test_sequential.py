@@ -11,7 +11,7 @@ from swiglu_audit.errors import ConfigError
 from swiglu_audit.verdicts.sequential import judged_comparison, look_level, looks_for
 from swiglu_audit.verdicts.stats import Comparison
 
-_NOT_MASKED = lambda session: {"masked_models": {}}  # noqa: E731  the modifier's facts: no model masked
+_NOT_MASKED = lambda session: {"masked_models": {}, "baseline": "b"}  # noqa: E731  the modifiers' facts: no model masked
 
 
 def test_looks_grow_to_max_seeds_and_split_the_error():

@@ -4,7 +4,7 @@ checks in `checks.sanity`."""
 
 from __future__ import annotations
 
-from ..verdicts.conditions import DecisionTable, Floor, NoWorseThanBaseline, Rule, Status, always, capped
+from ..verdicts.conditions import DecisionTable, Floor, NoWorseThanBaseline, Rule, Status, always, capped, rejudged
 from ..verdicts.risk import CheckInfo
 
 
@@ -59,9 +59,25 @@ def _masked_pair_note(facts: dict, policy: dict) -> str | None:
 
 # A comparison that involves a model whose gradient-masking checks fail is WARN at best, whichever
 # way it points: that model's robustness is an upper bound, so neither a PASS nor the size of the
-# difference rests on trustworthy evidence. A FAIL keeps its FAIL, with the note.
+# difference rests on trustworthy evidence. A FAIL keeps its FAIL, with the note; in the worst-case
+# comparison, a FAIL that rests on a masked baseline becomes WARN (MASKED_BASELINE_FAIL).
 MASKED_PAIR_CAP = capped("masked model in the pair", ("masked_models",), Status.WARN, _masked_pair_words,
                          note=_masked_pair_note)
+
+def _masked_baseline_fail(status, value, ci, facts, policy):
+    """A FAIL says the candidate is less robust than the baseline by more than the tolerance. A
+    masked baseline's robust accuracy is an upper bound, so the true difference (candidate -
+    baseline) is at least the measured one, and may lie within the tolerance: that FAIL is not
+    shown. (A masked candidate's FAIL stands: its true robustness is lower still.)"""
+    failed = facts["masked_models"].get(facts["baseline"])
+    if status is not Status.FAIL or not failed:
+        return None
+    return Status.WARN, (f"inconclusive, not FAIL: {facts['baseline']}'s gradient-masking checks ({', '.join(failed)}) "
+                         "failed, so its robustness is an upper bound and the candidate's true deficit may be smaller "
+                         "than measured; attack the baseline adaptively before reading this as a FAIL")
+
+
+MASKED_BASELINE_FAIL = rejudged("masked baseline", ("masked_models", "baseline"), _masked_baseline_fail)
 
 _EVASION_MITIGATION = ("Adversarial training (PGD-AT, TRADES) in the candidate's recipe, input "
                        "preprocessing only with care for gradient masking, or certified methods "
@@ -94,7 +110,7 @@ WORST_CASE_COMPARISON = CheckInfo(
     mitigation="If the candidate is less robust, keep the baseline FFN for exposed models, or add "
                "adversarial training to the candidate's recipe and audit again.",
     condition=NoWorseThanBaseline("max_robust_accuracy_drop"),
-    modifiers=(MASKED_PAIR_CAP,),
+    modifiers=(MASKED_PAIR_CAP, MASKED_BASELINE_FAIL),
 )
 
 TRANSFER = CheckInfo(
