@@ -7,6 +7,7 @@ import pytest
 from swiglu_audit.checks.privacy import MEMBERSHIP_COMPARISON, MEMBERSHIP_INFERENCE
 from swiglu_audit.measure import privacy as measure
 from swiglu_audit.methods.privacy import FPRS, OFFLINE_A, resolvable
+from swiglu_audit.verdicts.conditions import GOODNESS
 from swiglu_audit.verdicts.risk import judged_finding
 from swiglu_audit.verdicts.sequential import judged_comparison
 from swiglu_audit.verdicts.stats import replicate_comparison, replicate_estimate, share_floor
@@ -28,21 +29,31 @@ def _estimate(audit, attack: dict, key: str):
                               audit.statistics.level, bounds=(0.0, 1.0), floor=floor)
 
 
+def _severity(audit, estimate) -> tuple[int, float]:
+    """How bad one attack's estimate is for the membership ceiling: its status, then its value."""
+    status = MEMBERSHIP_INFERENCE.condition.judge(estimate.value, audit.config.policy, "", None,
+                                                  (estimate.ci_low, estimate.ci_high), estimate.level)[0]
+    return GOODNESS.index(status), estimate.value
+
+
 @pytest.mark.swiglu_audit_check(MEMBERSHIP_INFERENCE)
 def test_membership_inference(audit, audit_model, record_finding):
     _skip_out_of_scope(audit, audit_model)
     result = measure.membership(audit, audit_model)
     rmia, loss = result["rmia"], result["loss"]
-    # judged: the stronger of the two attacks here (on the point estimate); either is a lower bound
-    # on what an attacker can do
-    name, judged_attack = max((("RMIA", rmia), ("the loss threshold", loss)), key=lambda a: float(a[1][JUDGED].mean()))
-    judged = _estimate(audit, judged_attack, JUDGED)
+    # judged: the attack whose interval gives the worse verdict (then the larger estimate). Either
+    # attack is a lower bound on what an attacker can do, so a PASS must hold for both intervals:
+    # chosen on the point estimate, a PASS could rest on one attack while the other's interval
+    # crossed the limit
+    name, judged = max(((n, _estimate(audit, a, JUDGED)) for n, a in (("RMIA", rmia), ("the loss threshold", loss))),
+                       key=lambda pair: _severity(audit, pair[1]))
     low_fpr = f"tpr_at_{FPRS[1]:g}"
     n_non = rmia["n_non_members"]
     details = {
         "attack": (f"RMIA (offline form over each record's OUT reference models, a = {OFFLINE_A}; gamma = 1: the "
                    "log ratio log Pr(x | model) - log Pr(x) ranks the records), and the loss threshold (the "
-                   "logit-scaled margin of the true label); the finding judges the stronger"),
+                   "logit-scaled margin of the true label); the finding judges the attack whose interval gives the worse "
+                   "verdict"),
         "judged_attack": name, "n_members": rmia["n_members"], "n_non_members": n_non,
         "n_reference_models": result["n_references"],
         "references": "intervals are conditional on these reference models (their training noise is not resampled)",

@@ -179,3 +179,24 @@ def test_the_resampled_metrics_are_the_plain_ones_on_each_resample():
         assert got["auroc"][b] == pytest.approx(auroc(members[m_draws[b]], non[n_draws[b]]), abs=1e-12)
         for fpr in (0.01, 0.001):
             assert got[f"tpr_at_{fpr:g}"][b] == pytest.approx(tpr_at_fpr(members[m_draws[b]], non[n_draws[b]], fpr))
+
+
+def test_the_membership_finding_judges_the_attack_whose_interval_gives_the_worse_verdict():
+    """Either attack is a lower bound on the leak: a PASS must hold for both intervals, so a
+    stronger point estimate inside the limit does not outrank a weaker one whose interval crosses it."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from swiglu_audit.checks.privacy import MEMBERSHIP_INFERENCE
+    from swiglu_audit.pytest.plugin import suites_dir
+    from swiglu_audit.verdicts.stats import Estimate
+
+    spec = importlib.util.spec_from_file_location("suite_privacy_under_test", suites_dir() / "suite_privacy.py")
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    key = MEMBERSHIP_INFERENCE.condition.key
+    audit = SimpleNamespace(config=SimpleNamespace(policy={key: 0.1}))
+    narrow = Estimate(0.08, 0.07, 0.09, 0.95, 3, 400)  # the larger estimate, wholly inside the limit
+    wide = Estimate(0.06, 0.01, 0.14, 0.95, 3, 400)  # smaller, but its interval crosses the limit
+    assert suite._severity(audit, wide) > suite._severity(audit, narrow)
+    assert suite._severity(audit, Estimate(0.3, 0.2, 0.4, 0.95, 3, 400)) > suite._severity(audit, wide)
