@@ -69,6 +69,16 @@ def broken():
 
 def streamed():
     return {"train": Stream(), "test": Stripes(10, 1)}
+
+
+def small():
+    return {"train": Stripes(30, 0), "test": Stripes(20, 1)}
+
+
+def many_classes():
+    rng = np.random.default_rng(0)
+    return {"x_train": rng.random((200, 4)), "y_train": np.arange(200) % 100,
+            "x_test": rng.random((100, 4)), "y_test": np.arange(100)}
 """
 
 
@@ -134,6 +144,20 @@ def test_a_broken_dataset_gets_every_problem_named_at_once(datasets_module):
         assert words in message, message
     with pytest.raises(DataContractError, match="train is a Dataset without a length"):
         load_user_data(f"{datasets_module}:streamed")  # no validation split to carve from it either
+
+
+def test_a_dataset_whose_carved_validation_split_is_too_small_is_named_before_it_is_read(datasets_module):
+    with pytest.raises(DataContractError) as info:
+        load_user_data(f"{datasets_module}:small")
+    for words in ("validation split carved out of the training split", "has 6 samples", "give at least 8"):
+        assert words in str(info.value)
+
+
+def test_a_validation_split_is_carved_where_it_cannot_hold_every_class(datasets_module):
+    """Two samples of each of 100 classes: a fifth of them (40) cannot hold every class, so the
+    carved split is not stratified, rather than scikit-learn refusing it mid-load."""
+    data = load_user_data(f"{datasets_module}:many_classes")
+    assert (len(data.y_train), len(data.y_val), data.n_classes) == (160, 40, 100)
 
 
 def test_patched_rows_index_like_the_copied_tensor_and_leave_the_base_alone():

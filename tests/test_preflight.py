@@ -16,7 +16,33 @@ from test_plugin import USER_MODELS
 from swiglu_audit.config import OPT_DEBUG, OPT_ENABLE, build_config, read_pyproject_table
 from swiglu_audit.pytest.preflight import SetupError, check_setup
 
-MODELS = USER_MODELS  # the plugin tests' user models: good ones, a wrong shape, NaN, a raising factory
+# the plugin tests' user models (good ones, a wrong shape, NaN, a raising factory) and models that
+# pass a forward pass yet cannot be trained, or need another device
+MODELS = USER_MODELS + '''
+
+class IntLogits(WrongShape):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(64, 10)
+    def forward(self, x):
+        return self.lin(x.flatten(1)).round().long()
+
+class Detached(IntLogits):
+    def forward(self, x):
+        return self.lin(x.flatten(1)).detach()
+
+class NoParameters(nn.Module):
+    def __init__(self):
+        super().__init__()
+    def forward(self, x):
+        return x.flatten(1)[:, :10] * 2 - 1
+
+class NeedsCuda(IntLogits):
+    def forward(self, x):
+        if not x.is_cuda:
+            raise RuntimeError("Expected all tensors to be on the same device")
+        return self.lin(x.flatten(1))
+'''
 
 # digits in [0, 1] with one mistake planted by `MISTAKE` (a line of Python run on x, y, n)
 DATA = '''
@@ -30,20 +56,23 @@ def load():
     n = 10
     {mistake}
     return {{"x_train": x[:1400], "y_train": y[:1400], "x_test": x[1400:], "y_test": y[1400:],
-            "n_classes": n}}
+            **({{}} if n is None else {{"n_classes": n}})}}
 '''
 
 
-def _configure(folder: Path, candidate="make_swiglu", baseline="make_relu", weights=None, mistake=None):
-    """A user project in `folder`: its models, its dataset (with `mistake`), its pyproject."""
+def _configure(folder: Path, candidate="make_swiglu", baseline="make_relu", weights=None, mistake=None,
+               settings=('include_builtin_zoo = false',), baseline_name="my-baseline", tables=()):
+    """A user project in `folder`: its models, its dataset (with `mistake`), its pyproject (with
+    `settings` in [tool.swiglu_audit] and the TOML lines `tables` after the models)."""
     (folder / "usermodels.py").write_text(MODELS)
-    lines = ['[tool.swiglu_audit]', 'profile = "quick"', 'include_builtin_zoo = false']
+    lines = ['[tool.swiglu_audit]', 'profile = "quick"', *settings]
     if mistake is not None:
         (folder / "userdata.py").write_text(DATA.format(mistake=mistake))
         lines.append('dataset = "userdata:load"')
     lines += ['[[tool.swiglu_audit.models]]', 'name = "my-swiglu"', f'factory = "usermodels:{candidate}"',
               'role = "candidate"'] + ([f'weights = "{weights}"'] if weights else [])
-    lines += ['[[tool.swiglu_audit.models]]', 'name = "my-baseline"', f'factory = "usermodels:{baseline}"']
+    lines += ['[[tool.swiglu_audit.models]]', f'name = "{baseline_name}"', f'factory = "usermodels:{baseline}"']
+    lines += tables
     (folder / "pyproject.toml").write_text("\n".join(lines) + "\n")
 
 
@@ -169,3 +198,158 @@ corruptions = ["blur", "fog"]
     problems = _problems(tmp_path, monkeypatch)
     assert len(problems) == 2
     assert "'deepfool'" in problems[0] and "apgd_t" in problems[0] and "'fog'" in problems[1] and "pixelation" in problems[1]
+
+
+# --- model names: no built-in model replaced, no model twice, no name that leads out of a folder
+
+@pytest.mark.parametrize("settings, name, words", [
+    # the pair (swiglu-mlp, relu-mlp) would compare the zoo's SwiGLU with this model, and never audit the zoo's ReLU MLP
+    (('include_builtin_zoo = true', 'families = ["mlp"]'), "relu-mlp",
+     ["'relu-mlp'", "the built-in zoo has a model of that name", "rename yours"]),
+    (('include_builtin_zoo = true', 'families = ["mlp", "mlp"]'), "my-baseline",
+     ["families lists 'mlp' more than once"]),
+    (('include_builtin_zoo = true', 'families = ["mlp"]', 'variants = ["swiglu", "relu", "relu"]'), "my-baseline",
+     ["variants lists 'relu' more than once"]),
+    (('include_builtin_zoo = false',), "../../weights/gelu",
+     ["'../../weights/gelu'", "letters, digits, '-', '_'", "'weights-gelu'"]),
+    (('include_builtin_zoo = false',), ".hidden", ["'.hidden'", "not start with '.'"]),
+])
+def test_a_model_name_taken_twice_or_unsafe_as_a_file_name_is_named(monkeypatch, tmp_path, settings, name, words):
+    _configure(tmp_path, settings=settings, baseline_name=name)
+    problems = _problems(tmp_path, monkeypatch)
+    assert len(problems) == 1, problems
+    for word in words:
+        assert word in problems[0]
+
+
+def test_the_spec_list_refuses_a_name_that_would_replace_a_built_in_model(tmp_path):
+    from swiglu_audit.errors import ConfigError
+    from swiglu_audit.training.specs import model_specs
+
+    _configure(tmp_path, settings=('include_builtin_zoo = true', 'families = ["mlp"]'), baseline_name="relu-mlp")
+    config = build_config(read_pyproject_table(tmp_path), project_root=tmp_path)
+    with pytest.raises(ConfigError, match="relu-mlp"):
+        model_specs(config)  # what the Zoo and the test ids read: never a dict where one silently replaces the other
+
+
+@pytest.mark.parametrize("platform, model", [("cpu-float32", "../../weights/gelu"), ("..", "gelu-mlp"),
+                                             ("cpu-float32", "sub/gelu")])
+def test_a_golden_file_is_never_written_outside_its_folder(tmp_path, platform, model):
+    from swiglu_audit.training.golden import golden_path
+
+    assert golden_path(tmp_path, "cpu-float32", "gelu-mlp") == tmp_path / "cpu-float32" / "gelu-mlp.safetensors"
+    with pytest.raises(ValueError, match="outside"):
+        golden_path(tmp_path / "golden", platform, model)
+
+
+# --- data: classes 0..C-1 each with training samples, inputs with features, splits large enough
+
+TINY_SPLITS = ('return {"x_train": x[:2], "y_train": np.array([0, 1]), "x_val": x[2:3], "y_val": np.array([0]), '
+               '"x_test": x[3:5], "y_test": np.array([1, 0])}')
+
+
+@pytest.mark.parametrize("mistake, words", [
+    ("y[:] = 0", ["y_train holds one class (0)", "at least 2 classes"]),
+    ("y[:] = 0; n = None", ["y_train holds one class (0)", "at least 2 classes"]),
+    # 1-based labels: class 0 has no sample, and the default targeted_pair [0, 1] would flip nothing
+    ("y = y + 1; n = None", ["n_classes = 11 (the largest label + 1)", "classes 0 have no training sample",
+                             "relabel the classes 0..C-1"]),
+    # raw ids as labels: a head of ten million classes
+    ("y = y + 10**7; n = None", ["n_classes = 10000010", "classes 0, 1, 2, 3, 4 and 9999995 more",
+                                 "relabel the classes 0..C-1"]),
+    ("y[y == 9] = 3", ["n_classes = 10, but classes 9 have no training sample"]),
+    ("x = x[:, :, :, :0]", ["inputs of shape (1, 8, 0) hold no values", "at least one feature"]),
+    ('return {"x_train": np.zeros((1400, 0), "float32"), "y_train": y[:1400], "x_test": np.zeros((50, 0), '
+     '"float32"), "y_test": y[:50]}', ["inputs of shape (1, 1, 0) hold no values"]),
+])
+def test_each_class_or_feature_mistake_is_named_with_its_fix(monkeypatch, tmp_path, mistake, words):
+    _configure(tmp_path, mistake=mistake)
+    problems = _problems(tmp_path, monkeypatch)
+    assert len(problems) == 1 and "userdata:load" in problems[0], problems
+    for word in words:
+        assert word in problems[0]
+
+
+def test_splits_too_small_for_the_audit_are_named_with_the_minimum(monkeypatch, tmp_path):
+    _configure(tmp_path, mistake=TINY_SPLITS)
+    problems = _problems(tmp_path, monkeypatch)
+    assert [p.split(": ")[1].split(";")[0] for p in problems] == [
+        f"the {s} split has {n} samples" for s, n in (("train", 2), ("val", 1), ("test", 2))]
+    assert all("give at least 8" in p for p in problems)
+
+
+def test_a_validation_split_carved_too_small_is_named(monkeypatch, tmp_path):
+    _configure(tmp_path, mistake='return {"x_train": x[:30], "y_train": y[:30], "x_test": x[30:60], "y_test": y[30:60]}')
+    problems = _problems(tmp_path, monkeypatch)
+    assert len(problems) == 1
+    for word in ("carved out of the training split", "has 6 samples", "give at least 8", "x_val and y_val"):
+        assert word in problems[0]
+
+
+@pytest.mark.parametrize("table, words", [
+    ("targeted_pair = [0, 10]", ["targeted_pair = [0, 10]: class 10 does not exist", "classes 0 to 9"]),
+    ("backdoor_target = 12", ["backdoor_target = 12: class 12 does not exist", "classes 0 to 9"]),
+])
+def test_a_poisoning_class_outside_the_data_is_a_usage_error_at_start_up(monkeypatch, tmp_path, table, words):
+    _configure(tmp_path, tables=("[tool.swiglu_audit.poisoning]", table))  # the digits: classes 0 to 9
+    problems = _problems(tmp_path, monkeypatch)
+    assert len(problems) == 1
+    for word in words:
+        assert word in problems[0]
+
+
+# --- models the audit would train: floating-point logits that a backward pass reaches parameters from
+
+@pytest.mark.parametrize("factory, words", [
+    ("IntLogits", ["my-baseline", "dtype torch.int64", "floating-point logits"]),
+    ("Detached", ["my-baseline", "carry no gradient", "no `weights` file"]),
+    ("NoParameters", ["my-baseline", "no trainable parameters", "no `weights` file"]),
+])
+def test_a_model_that_cannot_be_trained_is_named_before_training(monkeypatch, tmp_path, factory, words):
+    _configure(tmp_path, baseline=factory)
+    problems = _problems(tmp_path, monkeypatch)
+    assert len(problems) == 1, problems
+    for word in words:
+        assert word in problems[0]
+
+
+def test_a_model_loaded_from_weights_need_not_be_trainable(monkeypatch, tmp_path):
+    import torch
+
+    _save_weights(tmp_path, {"lin.weight": torch.zeros(10, 64), "lin.bias": torch.zeros(10)})
+    _configure(tmp_path, candidate="Detached", weights="w.safetensors")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "usermodels", raising=False)
+    config = build_config(read_pyproject_table(tmp_path), project_root=tmp_path, cache_dir=str(tmp_path / "cache"))
+    assert check_setup(config).n_classes == 10  # no training: its logits need no gradient
+
+
+def test_models_are_probed_on_the_audits_device_and_a_failure_names_it(monkeypatch, tmp_path):
+    import torch
+
+    from swiglu_audit.training import device as device_module
+
+    asked = []
+    monkeypatch.setattr(device_module, "resolve_device", lambda requested: asked.append(requested) or torch.device("cpu"))
+    _configure(tmp_path, baseline="NeedsCuda", settings=('include_builtin_zoo = false', 'device = "cpu"'))
+    problems = _problems(tmp_path, monkeypatch)
+    assert asked == ["cpu"]
+    assert len(problems) == 1
+    for word in ("my-baseline", "on device cpu", "same device", "on the audit's device"):
+        assert word in problems[0]
+
+
+# --- the history folder: probed at start-up as the report folder is, not after the whole audit
+
+@pytest.mark.parametrize("setting, words", [
+    ("save = true", ["is not writable", "save = true"]),
+    ('compare = "last"', ["cannot be read", "compare"]),
+])
+def test_a_history_folder_that_cannot_be_used_is_named_at_start_up(monkeypatch, tmp_path, setting, words):
+    (tmp_path / "blocker").write_text("a file where the folder should be")
+    history = "blocker/history" if setting.startswith("save") else "blocker"
+    _configure(tmp_path, settings=('include_builtin_zoo = false', f'history_dir = "{history}"', setting))
+    problems = _problems(tmp_path, monkeypatch)
+    assert len(problems) == 1 and "history folder" in problems[0] and str(tmp_path / "blocker") in problems[0]
+    for word in words:
+        assert word in problems[0]

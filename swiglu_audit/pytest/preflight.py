@@ -2,9 +2,11 @@
 
 Everything about the user's setup that can be known without training is checked here, on the
 controller, and every problem is reported at once as one usage error (exit 4) with one message per
-problem: the import paths, the report folder, the dataset (keys, shapes, dtypes, range, NaN,
-labels, lengths), and each model (constructible, a forward pass on a probe batch, output shape,
-finite outputs, and its `weights` file: a readable safetensors file whose keys and shapes match).
+problem: the import paths, the report and history folders, the model names, the dataset (keys,
+shapes, dtypes, range, NaN, labels and classes, lengths), the class indices the poisoning settings
+name, and each model (constructible, a forward pass on a probe batch on the audit's device, output
+shape and dtype, finite outputs, trainable when it is to be trained, and its `weights` file: a
+readable safetensors file whose keys and shapes match).
 What only shows at run time (a model that diverges during training) still becomes ERROR findings.
 """
 
@@ -15,7 +17,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from ..config import OPT_REPORT_DIR, AuditConfig
+from ..config import OPT_COMPARE, OPT_REPORT_DIR, OPT_SAVE, AuditConfig
 from ..errors import ConfigError, ContractError
 from ..util.imports import load_callable
 
@@ -66,27 +68,59 @@ def check_setup(config: AuditConfig, show_tracebacks: bool = False):
     audit's data it loaded (an AuditData), which the plan and the checks of this process reuse.
 
     `show_tracebacks` appends each problem's traceback (for --swiglu-audit-debug or -v)."""
+    from ..training.specs import name_problems
+
     imports = _import_problems(config)
-    problems = _weights_file_problems(config) + method_problems(config)
+    weights = _weights_file_problems(config)
+    others = method_problems(config) + name_problems(config) + history_problems(config)
     if imports:  # nothing below can run without the imports
-        raise SetupError(*imports, *problems)
+        raise SetupError(*imports, *weights, *others)
     from ..training.data import load_audit_data
 
     try:
         data = load_audit_data(config.dataset, config.cache_dir, config.live, config.fairness.group_feature)
     except ContractError as exc:  # the models cannot be probed without data
-        raise SetupError(*_messages(exc, show_tracebacks), *problems) from None
-    if problems:  # weights that cannot be read: the models' probes would only repeat them
-        raise SetupError(*problems)
+        raise SetupError(*_messages(exc, show_tracebacks), *weights, *others) from None
+    others += class_setting_problems(config, data)
+    if weights:  # weights that cannot be read: the models' probes would only repeat them
+        raise SetupError(*weights, *others)
     messages: list[str] = []
-    for model in config.user_models:
+    device = _probe_device(config, messages)
+    for model in config.user_models if device is not None else ():
         try:
-            check_user_model(config, model, data)
+            check_user_model(config, model, data, device)
         except ContractError as exc:
             messages += _messages(exc, show_tracebacks)
-    if messages:
-        raise SetupError(*messages)
+    if messages or others:
+        raise SetupError(*messages, *others)
     return data
+
+
+def _probe_device(config: AuditConfig, problems: list[str]):
+    """The audit's device, which the models are probed on (a forward pass that needs CUDA fails
+    on a CPU), or None with the problem appended."""
+    from ..training.device import resolve_device
+
+    try:
+        return resolve_device(config.device)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def class_setting_problems(config: AuditConfig, data) -> list[str]:
+    """The classes the poisoning settings name, against the data's classes: checked now, not in
+    the middle of the poisoning suite."""
+    cfg, n = config.poisoning, data.n_classes
+    settings = (("targeted_pair", list(cfg.targeted_pair), list(cfg.targeted_pair)),
+                ("backdoor_target", cfg.backdoor_target, [cfg.backdoor_target]))
+    problems = []
+    for key, value, classes in settings:
+        unknown = [c for c in classes if not 0 <= c < n]
+        if unknown:
+            problems.append(f"[tool.swiglu_audit.poisoning] {key} = {value}: class {', '.join(map(str, unknown))} "
+                            f"does not exist; the dataset has classes 0 to {n - 1}")
+    return problems
 
 
 def method_problems(config: AuditConfig) -> list[str]:
@@ -103,8 +137,9 @@ def method_problems(config: AuditConfig) -> list[str]:
     return problems
 
 
-def check_user_model(config: AuditConfig, model, data) -> None:
-    """Build the model, load its weights if it has any, and run one probe batch through it."""
+def check_user_model(config: AuditConfig, model, data, device=None) -> None:
+    """Build the model, load its weights if it has any, and run one probe batch through it on
+    `device` (the CPU by default)."""
     import torch
 
     from ..errors import ModelContractError
@@ -123,7 +158,8 @@ def check_user_model(config: AuditConfig, model, data) -> None:
         from safetensors.torch import load_file
 
         module.load_state_dict(load_file(str(path)))
-    check_model_contract(module, model.name, data, torch.device("cpu"), trained=bool(model.weights))
+    device = device or torch.device("cpu")
+    check_model_contract(module.to(device), model.name, data, device, trained=bool(model.weights))
 
 
 def weights_problems(path: Path, state: dict | None) -> list[str]:
@@ -175,14 +211,40 @@ def _messages(exc: ContractError, show_tracebacks: bool) -> list[str]:
 
 def check_report_dir(report_dir: Path) -> None:
     """Fail now, not after an hour of training, if the reports cannot be written."""
+    exc = _unwritable(report_dir)
+    if exc is not None:
+        raise ConfigError(f"report folder {report_dir} is not writable ({exc.strerror or exc}); "
+                          f"pass {OPT_REPORT_DIR}=DIR or set report_dir in [tool.swiglu_audit]") from exc
+
+
+def history_problems(config: AuditConfig) -> list[str]:
+    """The history folder, which the session's end writes (`save`) or reads (`compare`): probed
+    now, as the report folder is, not found unwritable after the whole audit."""
+    folder = config.history_dir
+    if config.save_run:
+        exc = _unwritable(folder)
+        if exc is not None:
+            return [f"history folder {folder} is not writable ({exc.strerror or exc}); this audit is saved "
+                    f"there when it ends (save = true or {OPT_SAVE}): fix the folder, or set history_dir in "
+                    "[tool.swiglu_audit]"]
+    elif config.compare_with and folder.exists() and not (folder.is_dir() and os.access(folder, os.R_OK | os.X_OK)):
+        return [f"history folder {folder} cannot be read (not a readable folder); this audit is compared with "
+                f"runs saved there (compare or {OPT_COMPARE}): fix the folder, or set history_dir in "
+                "[tool.swiglu_audit]"]
+    return []
+
+
+def _unwritable(folder: Path) -> OSError | None:
+    """Why `folder` cannot be written (made where missing, then a file created in it and deleted),
+    or None where it can."""
     try:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=report_dir, prefix=".write-test-")
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ConfigError(f"report folder {report_dir} is not writable ({exc.strerror or exc}); "
-                          f"pass {OPT_REPORT_DIR}=DIR or set report_dir in [tool.swiglu_audit]") from exc
+        return exc
+    return None
 
 
 def check_shared_cache(config: AuditConfig) -> None:

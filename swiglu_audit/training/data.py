@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,12 @@ from ..util.imports import load_callable
 from .dataset_file import is_dataset, read_dataset
 
 SPLIT_SEED = 0  # the splits are fixed: every model of every run sees the same examples
+VAL_SHARE = 0.2  # of x_train, carved out as the validation split when none is given
+# Every model is probed at start-up with a batch of PROBE_ROWS validation inputs (zoo.py's
+# check_model_contract), and the checks read accuracies off the validation and test splits: a
+# split needs at least that batch, and below it one input moves an accuracy by more than 12 points
+PROBE_ROWS = 8
+MIN_SPLIT_ROWS = PROBE_ROWS
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,23 +299,25 @@ def load_user_data(import_path: str, folder: Path | None = None) -> AuditData:
                         f"values in [{low:.3g}, {high:.3g}]; inputs must lie in [0, 1] (attacks "
                         "perturb in that range): scale them, and normalise inside the model")
     for split, (x, y) in pairs.items():
-        if x is None or y is None:
-            continue
-        if len(x) != len(y):
+        if x is not None and y is not None and len(x) != len(y):
             problems.append(f"{where}: x_{split} has {len(x)} samples but y_{split} has "
                             f"{len(y)}; images and labels must pair one to one")
-        elif len(x) < 2:
-            problems.append(f"{where}: the {split} split has {len(x)} samples; give more")
+    problems += _size_problems(pairs, "val" not in splits, where)
     shapes = {tuple(x.shape[1:]) for x, _ in pairs.values() if x is not None}
     if len(shapes) > 1:
         problems.append(f"{where}: splits have different input shapes {sorted(shapes)}; every "
                         "split must hold inputs of one shape")
+    problems += [f"{where}: inputs of shape {shape} hold no values; give at least one feature per input"
+                 for shape in sorted(shapes) if 0 in shape]
     labels = [y for _, y in pairs.values() if y is not None and len(y)]
     n_classes = _n_classes(raw, labels, where, problems)
     for split, (_, y) in pairs.items():
         if y is not None and len(y) and n_classes and (int(y.min()) < 0 or int(y.max()) >= n_classes):
             problems.append(f"{where}: y_{split} has labels in [{int(y.min())}, {int(y.max())}], "
                             f"outside [0, {n_classes}); labels must be class indices below n_classes")
+    train_labels = pairs["train"][1]
+    if train_labels is not None and len(train_labels) and n_classes:
+        problems += _class_problems(train_labels, n_classes, "n_classes" in raw, where)
     if problems:
         raise DataContractError(*problems)
     checked = {s: (x, y) for s, (x, y) in pairs.items() if x is not None and y is not None}
@@ -412,7 +421,7 @@ def _validation_order(dataset) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     if n < 2:
         return None
-    tr, va = train_test_split(np.arange(n), test_size=0.2, random_state=SPLIT_SEED)
+    tr, va = train_test_split(np.arange(n), test_size=VAL_SHARE, random_state=SPLIT_SEED)
     return tr, va
 
 
@@ -430,6 +439,61 @@ def _modality(raw, where: str, problems: list[str]) -> str:
             return "image"
         return "tabular" if np.ndim(first) == 1 else "image"
     return "tabular" if np.ndim(raw["x_train"]) == 2 else "image"
+
+
+def _size_problems(pairs: dict, carve: bool, where: str) -> list[str]:
+    """Splits smaller than MIN_SPLIT_ROWS, counting the validation split that will be carved out
+    of train (VAL_SHARE of it, rounded up as scikit-learn does) where none is given."""
+    sizes = {s: len(y) for s, (_, y) in pairs.items() if y is not None}
+    carved = carve and "train" in sizes
+    if carved:
+        sizes["val"] = math.ceil(VAL_SHARE * sizes["train"])
+        sizes["train"] -= sizes["val"]
+    why = (f"give at least {MIN_SPLIT_ROWS} (every model is probed with a batch of {PROBE_ROWS} validation "
+           "inputs, and accuracies are read off the validation and test splits)")
+    problems = []
+    for split in ("train", "val", "test"):
+        if split not in sizes or sizes[split] >= MIN_SPLIT_ROWS:
+            continue
+        if split == "val" and carved:
+            problems.append(f"{where}: the validation split carved out of the training split (a fifth of it) "
+                            f"has {sizes['val']} samples; {why}: a larger training split, or x_val and y_val")
+        else:
+            what = f"the {split} split" + (" left after carving the validation split" if carved and split == "train" else "")
+            problems.append(f"{where}: {what} has {sizes[split]} samples; {why}")
+    return problems
+
+
+def _class_problems(y_train: torch.Tensor, n_classes: int, given: bool, where: str) -> list[str]:
+    """Fewer than two classes, or classes without a training sample (labels that are not
+    0..C-1: 1-based labels leave class 0 empty, raw ids make a head of millions of classes)."""
+    present = torch.unique(y_train).tolist()
+    source = f"n_classes = {n_classes}" if given else f"n_classes = {n_classes} (the largest label + 1)"
+    relabel = "relabel the classes 0..C-1 (np.unique(y, return_inverse=True) does it)"
+    if len(present) < 2:
+        return [f"{where}: y_train holds one class ({present[0]}); an audit of a classifier needs at least "
+                f"2 classes, each with training samples"]
+    missing = n_classes - len(present)
+    if missing <= 0:
+        return []
+    first = _first_missing(present, n_classes)
+    named = ", ".join(map(str, first)) + (f" and {missing - len(first)} more" if missing > len(first) else "")
+    return [f"{where}: {source}, but classes {named} have no training sample (y_train holds {len(present)} "
+            f"distinct labels); every class needs training samples: {relabel}"
+            + ("" if given else ", or give n_classes")]
+
+
+def _first_missing(present: list[int], n_classes: int, k: int = 5) -> list[int]:
+    """The first `k` of 0..n_classes-1 not in `present` (sorted): gap by gap, not a range of
+    millions."""
+    out: list[int] = []
+    expected = 0
+    for label in [*present, n_classes]:
+        out += range(expected, min(label, expected + k - len(out)))
+        if len(out) >= k:
+            break
+        expected = label + 1
+    return out
 
 
 def _n_classes(raw, labels: list[torch.Tensor], where: str, problems: list[str]) -> int:
@@ -501,6 +565,8 @@ def _carve_validation(x: torch.Tensor, y: torch.Tensor):
 
     idx = np.arange(len(y))
     counts = np.bincount(y.numpy())
-    stratify = y.numpy() if counts[counts > 0].min() >= 2 else None
-    tr, va = train_test_split(idx, test_size=0.2, stratify=stratify, random_state=SPLIT_SEED)
+    n_val, n_classes = math.ceil(VAL_SHARE * len(y)), int((counts > 0).sum())
+    # stratified where scikit-learn can: two samples of each class, and room for each in both parts
+    stratify = y.numpy() if counts[counts > 0].min() >= 2 and min(n_val, len(y) - n_val) >= n_classes else None
+    tr, va = train_test_split(idx, test_size=VAL_SHARE, stratify=stratify, random_state=SPLIT_SEED)
     return x[tr], y[tr], x[va], y[va], tr

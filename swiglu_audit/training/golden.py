@@ -19,7 +19,15 @@ from ..util.io import atomic_write, safetensors_metadata
 
 
 def golden_path(golden_dir: Path, platform: str, model: str) -> Path:
-    return Path(golden_dir) / platform / f"{model}.safetensors"
+    """The golden file of one model on one platform, inside `golden_dir`. Model names are checked
+    at start-up; a name that would still lead out of the folder ('../x') is refused here, so that
+    writing a golden file never replaces a file elsewhere."""
+    folder = Path(golden_dir)
+    path = folder / platform / f"{model}.safetensors"
+    if not path.resolve().is_relative_to(folder.resolve()) or path.parent.parent != folder:
+        raise ValueError(f"model name {model!r} (platform {platform!r}) would put its golden file outside "
+                         f"{folder}; give the model a name of letters, digits, '-', '_' and '.'")
+    return path
 
 
 def _write(path: Path, logits: torch.Tensor, meta: dict) -> None:

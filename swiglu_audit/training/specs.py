@@ -5,7 +5,9 @@ Torch-free, because pytest needs the model names at collection time to parametri
 
 from __future__ import annotations
 
+import re
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -13,6 +15,10 @@ from ..config import AuditConfig
 from ..errors import ConfigError
 
 USER_GROUP = "user"
+MODELS_TABLE = "[[tool.swiglu_audit.models]]"
+# A model's name is part of file names (golden outputs, per-model reports) and test ids: letters,
+# digits, '-', '_' and '.', not starting with '.' (no hidden files, no '..', no path separators)
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,45 @@ def model_specs(config: AuditConfig) -> list[ModelSpec]:
     for m in config.user_models:
         specs.append(ModelSpec(name=m.name, group=USER_GROUP, role=m.role, factory=m.factory,
                                weights=m.weights))
+    problems = name_problems(config)
+    if problems:  # the start-up check reports these one by one; here, a second line of defence
+        raise ConfigError("; ".join(problems))
     return specs
+
+
+def name_problems(config: AuditConfig) -> list[str]:
+    """What is wrong with the audit's model names, one message each: repeated families or
+    variants, a user's model named like a built-in one (the built-in one would never be audited),
+    a name used twice, a name that is no safe file name."""
+    problems = []
+    builtin: set[str] = set()
+    if config.include_builtin_zoo:
+        for key, values in (("families", config.families), ("variants", config.variants)):
+            repeated = _repeated(values)
+            if repeated:
+                problems.append(f"[tool.swiglu_audit] {key} lists {', '.join(map(repr, repeated))} more than "
+                                "once; list each once (each makes its models again)")
+        builtin = {f"{v}-{f}" for f in config.families for v in config.variants}
+    names = [m.name for m in config.user_models]
+    problems += [f"{MODELS_TABLE}: model name '{n}' is used by more than one model; give each its own name"
+                 for n in _repeated(names)]
+    for name in dict.fromkeys(names):
+        if name in builtin:
+            problems.append(f"{MODELS_TABLE} '{name}': the built-in zoo has a model of that name, which yours "
+                            "would replace; rename yours, or set include_builtin_zoo = false")
+        if not SAFE_NAME.fullmatch(name):
+            problems.append(f"{MODELS_TABLE} '{name}': a model name may hold only letters, digits, '-', '_' "
+                            "and '.', and not start with '.' (it names files); rename it, e.g. "
+                            f"'{_safe_example(name)}'")
+    return problems
+
+
+def _repeated(values) -> list:
+    return [v for v, n in Counter(values).items() if n > 1]
+
+
+def _safe_example(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).lstrip(".-") or "my-model"
 
 
 def comparison_pairs(specs: list[ModelSpec]) -> list[tuple[str, str]]:

@@ -20,13 +20,13 @@ from ..config import AuditConfig
 from ..errors import ModelContractError, TrainingDivergedError
 from ..util.imports import load_callable
 from .cache import CheckpointCache, cache_key, tensors_digest
-from .data import AuditData
-from .nn import ModelConfig, build_model, count_parameters
+from .data import PROBE_ROWS, AuditData
+from .nn import ModelConfig, build_model, count_parameters, eval_mode
 from .planned import Trainings, Work
 from .progress import Progress
 from .specs import ModelSpec, model_specs
 from .stack_choice import StackChoice
-from .train import OUTLIER_PROBE, TRAINER_REVISION, Recipe, predict_logits, train_model
+from .train import OUTLIER_PROBE, TRAINER_REVISION, Recipe, train_model
 from .zoo_stacking import StackedTrainings, StackMember
 
 
@@ -334,19 +334,62 @@ def call_factory(spec: ModelSpec, data: AuditData) -> nn.Module:
 
 def check_model_contract(model: nn.Module, name: str, data: AuditData, device: torch.device,
                          trained: bool = False) -> None:
-    """Inputs (N, C, H, W) in [0, 1] -> finite logits (N, n_classes). Raises ModelContractError."""
-    probe = data.x_val[:8]
-    try:
-        out = predict_logits(model, probe, device)
-    except Exception as exc:
-        raise ModelContractError(f"model '{name}' fails on a batch of shape {tuple(probe.shape)} "
-                                 f"({type(exc).__name__}: {exc}); it must accept (N, "
-                                 f"{', '.join(map(str, data.input_shape))}) inputs in [0, 1]") from exc
+    """Inputs (N, C, H, W) in [0, 1] -> finite floating-point logits (N, n_classes); and, for a
+    model the audit is to train (`trained` False), trainable parameters that a backward pass from
+    those logits reaches: what training needs, checked before it starts rather than failing in
+    every check that trains the model. Raises ModelContractError."""
+    probe = data.x_val[:PROBE_ROWS]
+    out = _probe_forward(model, name, data, probe, device, with_grad=not trained)
+    if not isinstance(out, torch.Tensor):
+        raise ModelContractError(f"model '{name}' returns {type(out).__name__}, not a tensor of logits; "
+                                 f"its forward must return one tensor of shape (N, {data.n_classes})")
+    if not out.is_floating_point():
+        raise ModelContractError(f"model '{name}' returns logits of dtype {out.dtype}; return floating-point "
+                                 "logits (float32), not rounded scores or class indices: the audit trains "
+                                 "and attacks the model through their gradients")
     expected = (len(probe), data.n_classes)
     if tuple(out.shape) != expected:
         raise ModelContractError(f"model '{name}' returns shape {tuple(out.shape)} for a batch of "
                                  f"{len(probe)}; expected {expected} (one logit per class)")
-    if not torch.isfinite(out).all():
+    if not torch.isfinite(out.detach()).all():
         when = "after training" if trained else "at initialisation"
         raise ModelContractError(f"model '{name}' returns NaN or infinite logits {when}; check "
                                  "its forward pass (and lower the learning rate if it diverged)")
+    if not trained:
+        _check_trainable(model, name, out)
+
+
+def _probe_forward(model: nn.Module, name: str, data: AuditData, probe: torch.Tensor, device: torch.device,
+                   with_grad: bool):
+    """The model's raw output on the probe batch (in eval mode, its mode restored after)."""
+    try:
+        with torch.set_grad_enabled(with_grad), eval_mode(model):
+            return model(probe.to(device))
+    except Exception as exc:
+        # the cause may be the input's shape or the device (a forward that needs CUDA): name both
+        raise ModelContractError(f"model '{name}' raised {type(exc).__name__} on a probe batch of shape "
+                                 f"{tuple(probe.shape)} on device {device}: {exc}; it must accept (N, "
+                                 f"{', '.join(map(str, data.input_shape))}) float32 inputs in [0, 1] on "
+                                 "the audit's device") from exc
+
+
+def _check_trainable(model: nn.Module, name: str, logits: torch.Tensor) -> None:
+    """A model the audit trains needs a parameter that the gradient of its logits reaches; an
+    optimizer over nothing, or logits cut from the graph, fail only once training starts."""
+    why = "the audit trains it (it has no `weights` file)"
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ModelContractError(f"model '{name}' has no trainable parameters, and {why}; give it parameters "
+                                 "(nn.Module attributes with requires_grad), or give a `weights` file")
+    if not logits.requires_grad:
+        raise ModelContractError(f"model '{name}' returns logits that carry no gradient (detached, made "
+                                 f"under torch.no_grad(), or through numpy), and {why}; compute them from "
+                                 "its parameters with torch operations")
+    try:
+        grads = torch.autograd.grad(logits.float().sum(), params, allow_unused=True)
+    except RuntimeError as exc:
+        raise ModelContractError(f"model '{name}': a backward pass from its logits fails ({exc}), and {why}; "
+                                 "make its forward pass differentiable") from exc
+    if all(g is None for g in grads):
+        raise ModelContractError(f"model '{name}': a backward pass from its logits reaches none of its "
+                                 f"parameters, and {why}; compute the logits from its parameters")

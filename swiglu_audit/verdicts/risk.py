@@ -204,9 +204,9 @@ def judged_finding(info: CheckInfo, models: list[str], value: float, policy: dic
 def decided_finding(info: CheckInfo, models: list[str], facts: Facts, policy: dict,
                     value: float | None = None, ci: tuple[float, float] | None = None,
                     ci_level: float | None = None, details: dict | None = None,
-                    aspect: str | None = None, subject: str | None = None) -> Finding:
+                    aspect: str | None = None, subject: str | None = None, df: float | None = None) -> Finding:
     """A finding judged by its check's DecisionTable on the measured `facts` (the first rule
-    that holds decides), then by the check's modifiers."""
+    that holds decides), then by the check's modifiers. `df`: as `judged_finding`'s."""
     condition = info.condition
     if not isinstance(condition, DecisionTable):
         raise TypeError(f"check {info.check} declares no DecisionTable condition")
@@ -214,6 +214,8 @@ def decided_finding(info: CheckInfo, models: list[str], facts: Facts, policy: di
     details = details or {}
     # a table that reads a limit on an interval says so (`details.judged`), for bench/verdict_audit.py
     judged = {"rule": "decision_table", **details.get("judged", {}), "row": row}
+    if ci is not None and df is not None:
+        judged["df"] = df
     finding = make_finding(info, models, status, reason, threshold, value=value, ci=ci, ci_level=ci_level,
                            details={**details, "judged": judged}, aspect=aspect, subject=subject)
     return apply_modifiers(info, finding, facts, policy)
