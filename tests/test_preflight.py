@@ -353,3 +353,20 @@ def test_a_history_folder_that_cannot_be_used_is_named_at_start_up(monkeypatch, 
     assert len(problems) == 1 and "history folder" in problems[0] and str(tmp_path / "blocker") in problems[0]
     for word in words:
         assert word in problems[0]
+
+
+def test_the_trainability_check_holds_under_a_callers_no_grad(monkeypatch, tmp_path):
+    """A model is often first loaded, and so trained, inside a measurement that runs under
+    torch.no_grad(): the contract check before its training must still reach its parameters."""
+    import torch
+
+    from swiglu_audit.training.zoo import check_model_contract
+
+    _configure(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "usermodels", raising=False)
+    config = build_config(read_pyproject_table(tmp_path), project_root=tmp_path, cache_dir=str(tmp_path / "cache"))
+    data = check_setup(config)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, data.n_classes))
+    with torch.no_grad():
+        check_model_contract(model, "plain", data, torch.device("cpu"))  # raised ModelContractError before

@@ -386,7 +386,8 @@ def _check_trainable(model: nn.Module, name: str, logits: torch.Tensor) -> None:
                                  f"under torch.no_grad(), or through numpy), and {why}; compute them from "
                                  "its parameters with torch operations")
     try:
-        grads = torch.autograd.grad(logits.float().sum(), params, allow_unused=True)
+        with torch.enable_grad():  # a model is often first loaded (and so trained) under a caller's no_grad
+            grads = torch.autograd.grad(logits.float().sum(), params, allow_unused=True)
     except RuntimeError as exc:
         raise ModelContractError(f"model '{name}': a backward pass from its logits fails ({exc}), and {why}; "
                                  "make its forward pass differentiable") from exc
