@@ -365,6 +365,8 @@ def changes_section(doc: dict) -> str:
     setup = "".join(f"<li>{esc(d)}</li>" for d in comp.get("environment_differences", []))
     setup = (f"<p>{badge('WARN')} The two runs differ in their setup, so some changes may come from it:</p>"
              f"<ul>{setup}</ul>") if setup else ""
+    if comp.get("partial"):  # findings this run did not make on purpose: listed, not gated
+        setup += f"<p>Findings of the baseline missing here are not gated: {esc(comp['partial'])}.</p>"
     changes = sorted(comp.get("changes", []), key=lambda c: (not c["regression"], c["id"]))
     fmt = lambda v: "-" if v is None else f"{v:.4g}"
     rows = "".join(

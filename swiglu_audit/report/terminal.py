@@ -43,6 +43,9 @@ def comparison_lines(comparison: dict) -> list[tuple[str, dict]]:
     lines = [(f"compare with {comparison['baseline']}:", {"bold": True})]
     for diff in comparison.get("environment_differences", []):
         lines.append((f"WARN   setup differs: {diff}", _MARKUP["WARN"]))
+    if comparison.get("partial"):
+        missing = sum(1 for c in comparison.get("changes", []) if c["kind"] == "removed")
+        lines.append((f"NOTE   {missing} finding(s) of the baseline not gated: {comparison['partial']}", {}))
     for change in comparison.get("changes", []):
         if change["regression"]:
             lines.append((f"REGRESSION  {change['id']}: {change['why']}", _MARKUP["FAIL"]))
