@@ -302,8 +302,10 @@ def build_config(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     for name, gate in parsed_gates.items():  # "nan" and "inf" parse as floats, and no gate means them
-        expect(math.isfinite(gate.amount), f"[{TOOL_TABLE}.gates] {name} = {gates[name]!r} is not a finite "
-               "regression; give one such as \"0.02\" (absolute) or \"5%\" (relative)")
+        expect(math.isfinite(gate.amount) and gate.amount >= 0,
+               f"[{TOOL_TABLE}.gates] {name} = {gates[name]!r} is not an allowed regression (a finite amount, 0 "
+               "or more: a gate only loosens the default, which is no worsening at all); give one such as "
+               "\"0.02\" (absolute) or \"5%\" (relative)")
     save = table.get("save", False) if save is None or save is False else save
     expect(isinstance(save, bool), f"[{TOOL_TABLE}] save must be true or false")
     compare_with = compare_with or table.get("compare")

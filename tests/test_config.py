@@ -255,3 +255,9 @@ def test_defaults_build_and_lie_in_their_ranges():
     build_config({"poisoning": {"early_stopping_patience": 0, "cheaper_seeds": 0, "backdoor_target": 0},
                   "statistics": {"seed": 0}, "fairness": {"group_feature": 0}, "max_minutes": 0,
                   "seeds": [0, 2**32 - 1], "policy": {"max_leakage_share": 0.0, "min_efficiency_gain": 0.0}})
+
+
+@pytest.mark.parametrize("gate", ["-0.02", "-5%"])
+def test_a_negative_gate_is_a_usage_error(gate):
+    # the default is no worsening at all: a gate only loosens it
+    _usage_error({"gates": {"default": gate}}, "gates] default", "0 or more")

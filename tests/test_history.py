@@ -2,6 +2,7 @@
 through the user contract that catches a planted regression and passes an unchanged re-run."""
 
 import json
+from pathlib import Path
 
 import pytest
 from test_report import sample_document
@@ -83,15 +84,28 @@ def test_a_finding_the_new_run_lacks_trips_the_gate_unless_the_run_was_narrowed_
     assert not compare(_doc(extra=(timing,)), new).regressions
 
 
-def test_a_run_narrowed_on_the_command_line_says_why(pytester):
+def test_a_run_narrowed_on_purpose_says_why_and_a_selection_that_leaves_every_check_in_does_not(pytester):
     from swiglu_audit.pytest.plugin import suites_dir
+    from swiglu_audit.pytest.relay import DESELECTED_KEY
     from swiglu_audit.pytest.warm import narrowed_by
 
     suites = str(suites_dir())
     assert narrowed_by(pytester.parseconfig(), suites) == ""
-    assert "keyword=ood" in narrowed_by(pytester.parseconfig("-k", "ood"), suites)
+    # an option alone narrows nothing (`-m "not slow"` in a project's addopts deselects no check)
+    assert narrowed_by(pytester.parseconfig("-m", "not slow"), suites) == ""
+    selected = pytester.parseconfig("-k", "ood")
+    selected.stash[DESELECTED_KEY] = 7  # as pytest_deselected counts them
+    assert "7 check(s) deselected by keyword=ood" in narrowed_by(selected, suites)
     assert "suite_ood.py" in narrowed_by(pytester.parseconfig(f"{suites}/suite_ood.py"), suites)
     assert narrowed_by(pytester.parseconfig(suites), suites) == ""  # the suites' folder: every check
+
+
+def test_a_partial_run_never_becomes_the_baseline_even_without_a_comparison():
+    from swiglu_audit.scheduled.history import gates_passed
+
+    shard = _doc()
+    shard["partial"] = "this run checks a part of the audit (12 check(s) deselected by swiglu_audit_shard=1/3)"
+    assert not gates_passed(shard) and gates_passed(_doc())
 
 
 def _two_seed_floor(value, se, df):
@@ -210,10 +224,15 @@ def test_a_scheduled_audit_catches_a_planted_regression_and_passes_an_unchanged_
     unchanged.stdout.fnmatch_lines(["*0 finding(s) changed since the baseline, 0 regression(s)*"])
     runs = saved_runs(pytester.path / ".swiglu-audit-history")
     assert len(runs) == 2 and runs[0]["config_digest"] == runs[1]["config_digest"]
-    # a gate that cannot find its baseline has not passed: the same clean audit now exits 1
-    lost = pytester.runpytest_subprocess(*args, f"{OPT_COMPARE}=no-such-run")
+    # -k left checks out: each saved run says so, and none is a baseline by itself
+    assert all("check(s) deselected by keyword=" in json.loads((Path(r["path"]) / "report.json").read_text())["partial"]
+               for r in runs) and not any(r["gates_passed"] for r in runs)
+    # a gate that cannot find its baseline has not passed: the same clean audit now exits 1; under
+    # xdist the workers' deselections reach the controller
+    lost = pytester.runpytest_subprocess(*args, "-n", "2", f"{OPT_COMPARE}=no-such-run")
     assert lost.ret == 1
     lost.stdout.fnmatch_lines(["*the gate could not run, so this audit fails it*no-such-run*"])
+    assert "check(s) deselected by keyword=" in json.loads((pytester.path / "reports" / "report.json").read_text())["partial"]
 
     _configure(pytester, "make_weak_swiglu")  # the candidate swapped for a weaker model
     result = pytester.runpytest_subprocess(*args, f"{OPT_COMPARE}=last")

@@ -185,3 +185,34 @@ def test_plot_ticks_are_round_evenly_spaced_and_inside_the_range(lo, hi):
     step = steps.pop()
     mantissa = step / 10 ** math.floor(math.log10(step))
     assert any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5))
+
+
+def test_a_lone_surrogate_or_a_nan_from_a_baseline_costs_no_report_file(tmp_path):
+    """Text Python decoded from a non-UTF-8 file name (in an exception a user's code raised) and a
+    NaN read back from a saved baseline reach every format, and every file is still written."""
+    import json
+
+    doc = sample_document()
+    doc["findings"][0]["reason"] = "the check could not run: OSError: no file '\udce9t\u00e9.npz'"
+    doc["comparison"] = {"baseline": "old/report.json", "regressions": 0, "environment_differences": [],
+                         "changes": [{"id": doc["findings"][0]["id"], "kind": "value", "old_status": "PASS",
+                                      "new_status": "PASS", "old_value": float("nan"), "new_value": 0.5,
+                                      "old_ci": None, "new_ci": None, "regression": False, "why": ""}]}
+    paths = write_document(doc, tmp_path / "out")
+    assert sorted(paths) == sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(paths) == 5
+    written = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert "\\udce9t\u00e9.npz" in written["findings"][0]["reason"]
+    assert written["comparison"]["changes"][0]["old_value"] is None
+
+
+def test_a_format_that_cannot_be_rendered_leaves_the_others_and_no_stale_file(tmp_path, monkeypatch):
+    from swiglu_audit.report import markdown
+
+    out = tmp_path / "out"
+    write_document(sample_document(), out)  # last night's summary.md is there
+    monkeypatch.setattr(markdown, "render_markdown", lambda doc: 1 / 0)
+    with pytest.warns(Warning, match="could not render summary.md"):
+        paths = write_document(sample_document(exit_status=1), out)
+    assert "summary.md" not in paths and not (out / "summary.md").exists()
+    assert {"report.json", "report.html", "findings.csv", "oscal-assessment-results.json"} <= set(paths)

@@ -25,10 +25,12 @@ from .relay import (
     CONFIG_KEY,
     CORES_SHARED_BY_KEY,
     DATA_KEY,
+    DESELECTED_KEY,
     DOCUMENT_KEY,
     REPORT_PATHS_KEY,
     WORKERINPUT_PROGRESS_DIR,
     WORKERINPUT_REDUCED_PLAN,
+    WORKEROUTPUT_DESELECTED,
     FindingCollector,
     data_settings,
     is_xdist_worker,
@@ -301,6 +303,23 @@ def _prepare_progress_board(config: pytest.Config) -> None:
     config.stash[BOARD_KEY] = ProgressBoard(ProgressBoard.create_folder(), stream, tty)
 
 
+def pytest_deselected(items: list) -> None:
+    """Audit checks left out of this run on purpose (-k, -m, --deselect, --lf, the shard), counted:
+    the gates then know the run is a part of the audit (`warm.narrowed_by`)."""
+    if not items or not _enabled(items[0].config):
+        return
+    config, suites = items[0].config, suites_dir().resolve()
+    checks = sum(1 for item in items if Path(str(item.path)).resolve().is_relative_to(suites))
+    config.stash[DESELECTED_KEY] = config.stash.get(DESELECTED_KEY, 0) + checks
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """An xdist worker's count of deselected checks (each worker collects, and deselects, them all)."""
+    deselected = (getattr(node, "workeroutput", None) or {}).get(WORKEROUTPUT_DESELECTED, 0)
+    node.config.stash[DESELECTED_KEY] = max(node.config.stash.get(DESELECTED_KEY, 0), deselected)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:
     """xdist's controller-to-worker channel: what a worker cannot rebuild from the settings (the
@@ -325,6 +344,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if is_xdist_worker(session.config) and _enabled(session.config):  # to the controller (pytest_testnodedown)
+        session.config.workeroutput[WORKEROUTPUT_DESELECTED] = session.config.stash.get(DESELECTED_KEY, 0)  # type: ignore[attr-defined]
     board = session.config.stash.get(BOARD_KEY, None)
     if board is not None:
         board.stop()

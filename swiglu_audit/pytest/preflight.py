@@ -159,7 +159,12 @@ def check_user_model(config: AuditConfig, model, data, device=None) -> None:
 
         module.load_state_dict(load_file(str(path)))
     device = device or torch.device("cpu")
-    check_model_contract(module.to(device), model.name, data, device, trained=bool(model.weights))
+    try:
+        module = module.to(device)
+    except Exception as exc:  # noqa: BLE001  # a device error or out of memory: the model's problem, named
+        raise ModelContractError(f"model '{model.name}' cannot be moved to the audit's device {device} "
+                                 f"({type(exc).__name__}: {exc})") from exc
+    check_model_contract(module, model.name, data, device, trained=bool(model.weights))
 
 
 def weights_problems(path: Path, state: dict | None) -> list[str]:

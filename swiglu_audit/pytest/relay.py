@@ -31,6 +31,10 @@ SESSION_KEY = pytest.StashKey[object]()  # the AuditSession of this process
 DATA_KEY = pytest.StashKey[tuple]()
 # A warm audit under -n N that runs in the controller (pytest/warm.py): the N its threads are shared by
 CORES_SHARED_BY_KEY = pytest.StashKey[int]()
+# audit checks left out on purpose (-k, -m, --deselect, --lf, the shard); from each xdist worker
+# through its workeroutput, under this name
+DESELECTED_KEY = pytest.StashKey[int]()
+WORKEROUTPUT_DESELECTED = "swiglu_audit_deselected"
 ITEM_FINDINGS_KEY = pytest.StashKey[list]()
 ITEM_POLICY_FAILURE_KEY = pytest.StashKey[bool]()
 

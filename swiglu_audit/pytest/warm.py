@@ -62,11 +62,18 @@ SELECTING_OPTIONS = ("keyword", "markexpr", "deselect", "lf", "failedfirst", OPT
 
 
 def narrowed_by(config: pytest.Config, suites_folder: str) -> str:
-    """Why this run checks a part of the audit on purpose ("" when it runs it whole): checks
-    selected on the command line (paths or ids, -k, -m, --deselect, --lf) or a shard. The gates
-    then list the findings it lacks without tripping on them (scheduled/regressions.py)."""
-    chosen = [f"{name}={value}" for name in SELECTING_OPTIONS
-              if (value := config.getoption(name, None)) and name != "failedfirst"]
+    """Why this run checks a part of the audit on purpose ("" when it runs it whole): checks that
+    pytest deselected (-k, -m, --deselect, --lf, the shard; counted as they were, so an option that
+    leaves every check in, such as `-m "not slow"` in addopts, narrows nothing), or paths or ids
+    inside the suites named on the command line. The gates then list the findings it lacks
+    without tripping on them (scheduled/regressions.py), and it is no baseline by itself."""
+    from .relay import DESELECTED_KEY
+
+    chosen = []
+    deselected = config.stash.get(DESELECTED_KEY, 0)
+    if deselected:
+        given = [f"{name}={value}" for name in SELECTING_OPTIONS if (value := config.getoption(name, None))]
+        chosen.append(f"{deselected} check(s) deselected" + (f" by {', '.join(given)}" if given else ""))
     if config.args_source == pytest.Config.ArgsSource.ARGS:
         suites = Path(suites_folder).resolve()
         # the suites' folder itself (the plugin adds it where no path named a suite) runs every check

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import subprocess
 import tempfile
 import time
@@ -159,29 +160,62 @@ def merge_documents(documents: list[dict]) -> dict:
             "coverage": coverage(ordered, (environment.get("data") or {}).get("modality", "image")), "findings": ordered}
 
 
+REPORT_FILES = {"report.json", "report.html", "findings.csv", "summary.md", "oscal-assessment-results.json"}
+
+
+def writable(value):
+    """`value` with what no report format can hold made safe: a non-finite number (from a saved
+    baseline, say) becomes None, as report.json writes a missing value; a string holding a lone
+    surrogate (text Python decoded from a non-UTF-8 file name, in an exception a user's code
+    raised) is kept with that character escaped, since UTF-8 cannot encode it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {writable(k): writable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [writable(v) for v in value]
+    return value
+
+
 def render_all(document: dict) -> dict[str, str]:
+    """Every format's text. A format whose renderer fails is left out, with a warning naming it,
+    so that one renderer's bug never costs the others (report.json, rendered first, is the record)."""
     from .csv_report import render_csv
     from .html import render_html
     from .markdown import render_markdown
     from .oscal import render_oscal
 
-    return {
-        "report.json": json.dumps(document, indent=2, allow_nan=False),
-        "report.html": render_html(document),
-        "findings.csv": render_csv(document),
-        "summary.md": render_markdown(document),
-        "oscal-assessment-results.json": render_oscal(document),
+    renderers = {
+        "report.json": lambda doc: json.dumps(doc, indent=2, allow_nan=False),
+        "report.html": render_html,
+        "findings.csv": render_csv,
+        "summary.md": render_markdown,
+        "oscal-assessment-results.json": render_oscal,
     }
+    files = {}
+    for name, render in renderers.items():
+        try:
+            files[name] = render(document)
+        except Exception as exc:  # noqa: BLE001  # the other formats are still written
+            warnings.warn(SwigluAuditWarning(f"could not render {name} ({type(exc).__name__}: {exc}); the other "
+                                             "report files were written"), stacklevel=2)
+    return files
 
 
 def write_document(document: dict, report_dir: Path) -> dict[str, str]:
     """Write all report files into report_dir; if that fails, into a fresh temporary folder, so
-    that no finding is lost. Returns {file name: path written}."""
-    files = render_all(document)
+    that no finding is lost. A format that cannot be rendered is not written, and its file from an
+    earlier run is removed, so that no stale report sits beside this run's. Returns {file name:
+    path written}."""
+    files = render_all(writable(document))
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             atomic_write_text(report_dir / name, text)
+        for name in REPORT_FILES - files.keys():
+            (report_dir / name).unlink(missing_ok=True)
         return {name: str(report_dir / name) for name in files}
     except OSError as exc:
         fallback = Path(tempfile.mkdtemp(prefix="swiglu-audit-report-"))
@@ -204,6 +238,8 @@ def write_reports(collector, config: AuditConfig, exit_status: int, partial: str
         document["coverage"] += [{"area": f"Cut to fit max_minutes = {plan['max_minutes']:g}: {cut}", "suite": None,
                                   "rmf": ["MEASURE 1.1"], "measured": False, "applicable": True,
                                   "note": "not measured: the time budget cut it"} for cut in plan.get("cuts", [])]
+    if partial:  # a part of the audit: saved for the record, but no baseline by itself (history.gates_passed)
+        document["partial"] = partial
     if config.compare_with:
         document["comparison"] = compare_with_saved(document, config, partial)
     if config.compare_with or config.save_run:

@@ -65,10 +65,13 @@ def save_run(history_dir: Path, document: dict) -> Path:
 
 
 def gates_passed(document: dict) -> bool:
-    """Whether an audit may become the next baseline by itself: its comparison ran, found no
-    regression, and lost no finding (a run that dropped a finding, or could not read its
-    baseline, would let what it did not check through the next night). A first run, with nothing
-    to compare with, passes: it is the first baseline."""
+    """Whether an audit may become the next baseline by itself: it ran the whole audit (not a
+    part selected on purpose: `partial`), its comparison ran, found no regression, and lost no
+    finding (a run that dropped a finding, or could not read its baseline, would let what it did
+    not check through the next night). A first whole run, with nothing to compare with, passes:
+    it is the first baseline."""
+    if document.get("partial"):
+        return False
     comparison = document.get("comparison")
     if not comparison:
         return True

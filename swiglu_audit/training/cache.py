@@ -37,8 +37,18 @@ from .shared_store import SharedStore
 LOCK_TIMEOUT_S = 3600  # a training run holding the lock longer than this is presumed dead
 
 
+# The layout of an entry's metadata, stored in it. 2: the checksum and the signature cover the
+# format and the record as well as the tensors; 1 (no "format" field): the tensors only, so an
+# entry of format 1 cannot be checked and is redone.
+FORMAT = "2"
+
+
 def cache_key(fields: dict) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+    """The key of an entry: a digest of what determines it, and of the entry format (an older
+    version, which checks entries another way, then never reads, nor deletes, this version's
+    entries in a cache they share)."""
+    keyed = {**fields, "cache_format": FORMAT}
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -50,10 +60,6 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-# The layout of an entry's metadata, stored in it. 2: the checksum and the signature cover the
-# format and the record as well as the tensors; 1 (no "format" field): the tensors only, so an
-# entry of format 1 cannot be checked and is redone.
-FORMAT = "2"
 
 
 def _canonical(value) -> str:

@@ -388,9 +388,10 @@ def _check_trainable(model: nn.Module, name: str, logits: torch.Tensor) -> None:
     try:
         with torch.enable_grad():  # a model is often first loaded (and so trained) under a caller's no_grad
             grads = torch.autograd.grad(logits.float().sum(), params, allow_unused=True)
-    except RuntimeError as exc:
-        raise ModelContractError(f"model '{name}': a backward pass from its logits fails ({exc}), and {why}; "
-                                 "make its forward pass differentiable") from exc
+    except RuntimeError:
+        # some layers refuse a backward pass in eval mode (cuDNN's RNNs) yet train in train mode:
+        # no proof either way, so training is left to show it
+        return
     if all(g is None for g in grads):
         raise ModelContractError(f"model '{name}': a backward pass from its logits reaches none of its "
                                  f"parameters, and {why}; compute the logits from its parameters")
