@@ -75,6 +75,15 @@ def small():
     return {"train": Stripes(30, 0), "test": Stripes(20, 1)}
 
 
+class NegativeLength(Stripes):
+    def __len__(self):
+        return -1
+
+
+def negative_length():
+    return {"train": NegativeLength(40, 0), "test": Stripes(20, 1)}
+
+
 def many_classes():
     rng = np.random.default_rng(0)
     return {"x_train": rng.random((200, 4)), "y_train": np.arange(200) % 100,
@@ -275,3 +284,54 @@ def test_a_dataset_read_leaves_no_file_for_the_collector_to_close_and_its_rows_s
     assert read_dataset(Items(bad_at=3), "train", "here", problems) == (None, None)
     assert "values in [0, 7]" in problems[0]
     gc.collect()
+
+
+class Pairs(torch.utils.data.Dataset):
+    """Ten (input, label) items: item i is (inputs(i), labels(i))."""
+
+    def __init__(self, inputs=lambda i: torch.full((1, 2, 2), 0.5), labels=lambda i: i % 2):
+        self.inputs, self.labels = inputs, labels
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        return self.inputs(i), self.labels(i)
+
+
+@pytest.mark.parametrize("label", [1e20, 2 ** 64, np.uint64(2 ** 63), -2])
+def test_a_label_no_class_index_can_be_is_named_not_an_overflow(label):
+    from swiglu_audit.training.dataset_file import read_dataset
+
+    problems: list[str] = []
+    assert read_dataset(Pairs(labels=lambda i: label if i == 4 else 0), "train", "here", problems) == (None, None)
+    assert problems == ["here: train[4] has a label that is not one integer class index; each item must be (input, "
+                        "label) with an integer label in [0, 2**31)"]
+
+
+def test_the_first_bad_label_is_named_also_when_it_is_item_0():
+    from swiglu_audit.training.dataset_file import read_dataset
+
+    problems: list[str] = []
+    read_dataset(Pairs(labels=lambda i: 1.5 if i in (0, 6) else 0), "train", "here", problems)
+    assert len(problems) == 1 and "train[0] has a label" in problems[0]
+
+
+def test_a_dataset_whose_length_is_negative_is_named(datasets_module):
+    with pytest.raises(DataContractError) as info:
+        load_user_data(f"{datasets_module}:negative_length")
+    assert "len() of the train Dataset raised ValueError" in str(info.value)
+    assert "__len__ must return the number of items, an integer >= 0" in str(info.value)
+
+
+def test_bfloat16_inputs_are_read_and_complex_ones_refused():
+    from swiglu_audit.training.dataset_file import read_dataset
+
+    problems: list[str] = []
+    x, y = read_dataset(Pairs(inputs=lambda i: torch.full((1, 2, 2), 0.25, dtype=torch.bfloat16)), "train", "here",
+                        problems)
+    assert problems == [] and x.dtype == torch.float32 and float(x.max()) == 0.25
+    for complex_input in (torch.full((1, 2, 2), 0.5 + 0.5j), np.full((1, 2, 2), 0.5 + 0.5j)):
+        assert read_dataset(Pairs(inputs=lambda i, c=complex_input: c), "train", "here", problems) == (None, None)
+        message = problems.pop()  # not read with the imaginary part dropped
+        assert message.startswith("here: train[0]'s input has dtype complex") and "give real-valued inputs" in message

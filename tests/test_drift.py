@@ -126,3 +126,70 @@ def test_confidence_scores_keep_their_order_where_the_softmax_saturates():
     assert scores[1] > scores[0] > scores[2] and np.isfinite(scores).all()
     with pytest.raises(ValueError, match="NaN"):
         confidence_scores(np.array([[np.nan, 0.0]]))
+
+
+def _damaged_live_files(folder):
+    """name -> a live file damaged as a pipeline's drop can be: a lying header claims 10**13 rows."""
+    import io
+    import zipfile
+
+    x = load_digits_data().x_test[:40].numpy()
+    np.savez(folder / "good.npz", x_live=x)
+    good = (folder / "good.npz").read_bytes()
+    rotten = bytearray(good)
+    rotten[len(good) // 2] ^= 0xFF  # in the middle of the array's bytes
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**13, 1, 8, 8)})
+    lying = header.getvalue() + x.tobytes()
+    files = {"truncated.npz": good[:len(good) // 2], "rotten.npz": bytes(rotten), "empty.npz": b"", "empty.npy": b"",
+             "lying.npy": lying}
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    with zipfile.ZipFile(folder / "lying.npz", "w") as archive:
+        archive.writestr("x_live.npy", lying)
+    return [*files, "lying.npz"]
+
+
+def test_a_damaged_live_file_is_a_contract_error_that_says_so(tmp_path):
+    data = load_digits_data()
+    for name in _damaged_live_files(tmp_path):
+        with pytest.raises(DataContractError) as info:
+            attach_live(data, str(tmp_path / name))
+        for words in (f"'{tmp_path / name}' cannot be read", "damaged", "write it again with numpy.savez"):
+            assert words in str(info.value), (name, str(info.value))
+        if name.startswith("lying"):  # refused before numpy allocates what the header claims
+            assert "header declares shape (10000000000000, 1, 8, 8)" in str(info.value)
+    assert attach_live(data, str(tmp_path / "good.npz")).x_live.shape == (40, 1, 8, 8)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="needs a CUDA device"))])
+def test_live_tensors_that_require_grad_or_sit_on_a_gpu_are_taken_as_plain_cpu_tensors(device):
+    """The drift suite calls .numpy() on the live split: a tensor that requires grad, or lives on a
+    GPU, must be detached and moved when it is read, not fail in the middle of the suite."""
+    from swiglu_audit.training.data import _with_live
+
+    data = load_digits_data()
+    x = data.x_test[:40].clone().to(device).requires_grad_()
+    y = data.y_test[:40].float().to(device).requires_grad_()
+    live = _with_live(data, {"x_live": x, "y_live": y}, "live")
+    assert not live.x_live.requires_grad and live.x_live.device.type == "cpu"
+    assert live.y_live.device.type == "cpu" and np.array_equal(live.y_live.numpy(), data.y_test[:40].numpy())
+    assert np.array_equal(live.x_live.numpy(), data.x_test[:40].numpy())
+
+
+def test_a_live_dataset_whose_inputs_hold_no_values_is_named():
+    import torch
+
+    from swiglu_audit.training.data import _with_live
+
+    class Empty(torch.utils.data.Dataset):
+        def __len__(self):
+            return 20
+
+        def __getitem__(self, i):
+            return torch.zeros(1, 1, 0), 0
+
+    with pytest.raises(DataContractError) as info:
+        _with_live(load_digits_data(), {"live": Empty()}, "live")
+    assert info.value.problems == ["live: x_live inputs of shape (1, 1, 0) hold no values; give at least one feature per input"]

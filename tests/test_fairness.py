@@ -117,6 +117,25 @@ def test_groups_are_checked_where_they_are_given():
         groups_from_feature(load_digits_data(), 0)
 
 
+@pytest.mark.parametrize("missing", [np.nan, None, "pandas.NA"])
+def test_missing_group_labels_are_refused_not_made_a_group(missing):
+    """NaN or None is no group: as a string it would become one, named "nan" or "None"."""
+    import pandas as pd
+
+    from swiglu_audit.training.data import _as_groups
+
+    missing = pd.NA if missing == "pandas.NA" else missing
+    groups = ["a"] * 12 + [missing] * 10 + ["b"] * 12
+    for given in (groups, np.array(groups, dtype=object), pd.Series(groups)):
+        with pytest.raises(DataContractError) as info:
+            _as_groups(given, 34, "factory")
+        assert info.value.problems == ["factory: groups_test has 10 missing value(s) (NaN or None), the first at test "
+                                       "input 12; drop those inputs from the test split or give them a group label "
+                                       "(an int or str)"]
+    with pytest.raises(DataContractError, match="1 missing value"):  # a float array: NaN among group numbers
+        _as_groups(np.r_[np.zeros(12), np.nan, np.ones(12)], 25, "factory")
+
+
 # A tabular set whose group-1 labels the features predict worse (a fifth of them flipped), group
 # named by feature 0; a model built to serve group 1 worse (it flips its own answer on half of that
 # group once trained) and two that are not.

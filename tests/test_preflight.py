@@ -125,6 +125,19 @@ def test_each_dataset_mistake_is_named_with_its_fix(monkeypatch, tmp_path, mista
         assert word in problems[0]
 
 
+def test_a_damaged_live_file_is_one_problem_not_a_traceback(monkeypatch, tmp_path):
+    """A truncated live.npz (a pipeline's interrupted drop) stops the session as a usage error."""
+    import numpy as np
+
+    np.savez(tmp_path / "live.npz", x_live=np.zeros((40, 1, 8, 8), dtype=np.float32))
+    (tmp_path / "live.npz").write_bytes((tmp_path / "live.npz").read_bytes()[:1000])
+    _configure(tmp_path, settings=('include_builtin_zoo = false', 'live = "live.npz"'))
+    problems = _problems(tmp_path, monkeypatch)
+    assert len(problems) == 1, problems
+    for words in ("live.npz' cannot be read (BadZipFile", "damaged", "write it again with numpy.savez"):
+        assert words in problems[0]
+
+
 @pytest.mark.parametrize("factory, words", [
     ("WrongShape", ["my-baseline", "returns shape (8, 3)", "expected (8, 10)"]),
     ("Nan", ["my-baseline", "NaN", "at initialisation"]),

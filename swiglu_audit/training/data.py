@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,15 +166,7 @@ def attach_live(data: AuditData, live: str) -> AuditData:
         if not path.is_file():
             raise DataContractError(f"{where}: no such file; give the path of an .npz (x_live, optional y_live) "
                                     "or .npy file, or \"package.module:callable\"")
-        try:  # never unpickle what a pipeline dropped there
-            if path.suffix == ".npy":
-                raw = {"x_live": np.load(path, allow_pickle=False)}
-            else:
-                with np.load(path, allow_pickle=False) as loaded:
-                    raw = {k: loaded[k] for k in loaded.files}
-        except (OSError, ValueError) as exc:
-            raise DataContractError(f"{where} cannot be read ({exc}); write it with numpy.savez, without "
-                                    "object arrays") from exc
+        raw = _read_live_file(path, where)
     else:
         factory = load_callable(live, "[tool.swiglu_audit] live", DataContractError)
         try:
@@ -184,6 +177,75 @@ def attach_live(data: AuditData, live: str) -> AuditData:
         raise DataContractError(f"{where} must give a mapping with x_live (and optionally y_live), or a "
                                 "Dataset of (input, label) pairs under live (label -1: unlabelled)")
     return _with_live(data, raw, where)
+
+
+# Deflate shrinks data at most about 1032 to 1: a zip member claiming more bytes than that is lying
+DEFLATE_MAX_RATIO = 1032
+
+
+def _read_live_file(path: Path, where: str) -> dict[str, np.ndarray]:
+    """x_live (and y_live) of an .npz file, or x_live of an .npy file. A file a pipeline dropped
+    can be truncated, rotten or empty, and each fails with an error of its own (BadZipFile,
+    EOFError, a lying header's MemoryError): every one is the file's problem, a usage error."""
+    try:
+        if path.suffix == ".npy":
+            with path.open("rb") as fh:
+                _check_npy_header(fh, path.stat().st_size, path.name)
+                fh.seek(0)
+                return {"x_live": np.load(fh, allow_pickle=False)}  # never unpickle what was dropped there
+        return _read_npz(path)
+    except Exception as exc:  # noqa: BLE001  # whatever a damaged file raises, the fix is the same
+        raise DataContractError(f"{where} cannot be read ({type(exc).__name__}: {exc}): the file is damaged, "
+                                "unreadable or not written by numpy; write it again with numpy.savez (x_live, "
+                                "optionally y_live) or numpy.save (x_live), without object arrays") from exc
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The x_live and y_live members of an .npz file, each checked before it is read."""
+    out, archive_size = {}, path.stat().st_size
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        for key in ("x_live", "y_live"):
+            if f"{key}.npy" not in names:
+                continue
+            info = archive.getinfo(f"{key}.npy")
+            _check_member_size(info, archive_size)
+            with archive.open(info) as fh:
+                _check_npy_header(fh, info.file_size, info.filename)
+                fh.seek(0)
+                out[key] = np.lib.format.read_array(fh, allow_pickle=False)
+    return out
+
+
+def _check_member_size(info: zipfile.ZipInfo, archive_size: int) -> None:
+    """ValueError where a zip member claims more bytes than its archive can hold (stored members
+    hold their size, deflated ones at most DEFLATE_MAX_RATIO times it): the member's size bounds
+    what its header may declare, so it must not lie either."""
+    ratio = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: DEFLATE_MAX_RATIO}.get(info.compress_type)
+    if ratio is None:
+        raise ValueError(f"{info.filename} is compressed with zip method {info.compress_type}, which numpy "
+                         "does not write")
+    if info.compress_size > archive_size or info.file_size > ratio * info.compress_size:
+        raise ValueError(f"{info.filename} claims {info.file_size} bytes from {info.compress_size} compressed "
+                         f"bytes in a file of {archive_size}")
+
+
+def _check_npy_header(fh, size: int, name: str) -> None:
+    """ValueError where the .npy header at `fh` declares other than the `size` bytes the file (or zip
+    member) holds: numpy allocates what a header declares before it reads, so a damaged header
+    must not get that far."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fh)
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    if version not in readers:  # 3.0 is written only for structured arrays
+        raise ValueError(f"{name} is .npy format {version[0]}.{version[1]}, not a plain numeric array")
+    shape, _, dtype = readers[version](fh)
+    if dtype.hasobject:
+        raise ValueError(f"{name} holds Python objects (dtype {dtype}), which are never unpickled")
+    declared, held = math.prod(shape) * dtype.itemsize, size - fh.tell()
+    if declared != held:
+        raise ValueError(f"{name}'s header declares shape {shape} of {dtype} ({declared} bytes), but it holds "
+                         f"{held} bytes")
 
 
 def _with_live(data: AuditData, raw, where: str, folder: Path | None = None) -> AuditData:
@@ -198,7 +260,7 @@ def _with_live(data: AuditData, raw, where: str, folder: Path | None = None) -> 
                 problems.append(f"{where}: the live Dataset labels some items and gives -1 for others; label "
                                 "all of them, or give -1 for all (unlabelled)")
             y = None
-        if x is not None:
+        if x is not None and x.numel():  # inputs that hold no values are named below
             low, high = float(x.min()), float(x.max())
             if low < 0 or high > 1:
                 out_of_range["x_live"] = (low, high)
@@ -209,7 +271,10 @@ def _with_live(data: AuditData, raw, where: str, folder: Path | None = None) -> 
         low, high = out_of_range["x_live"]
         problems.append(f"{where}: x_live has values in [{low:.3g}, {high:.3g}]; inputs must lie in [0, 1] as "
                         "the training inputs do")
-    if x is not None and tuple(x.shape[1:]) != data.input_shape:
+    if x is not None and 0 in x.shape[1:]:  # one mistake, one message: not a shape mismatch as well
+        problems.append(f"{where}: x_live inputs of shape {tuple(x.shape[1:])} hold no values; give at least one "
+                        "feature per input")
+    elif x is not None and tuple(x.shape[1:]) != data.input_shape:
         problems.append(f"{where}: x_live has inputs of shape {tuple(x.shape[1:])}, the training data "
                         f"{data.input_shape}; live inputs must have the training inputs' shape")
     if x is not None and len(x) < 20:
@@ -358,6 +423,12 @@ def _as_groups(value, n_test: int, where: str) -> np.ndarray:
     if groups.ndim != 1 or len(groups) != n_test:
         raise DataContractError(f"{where}: groups_test has shape {groups.shape}; give one group label per test "
                                 f"input ({n_test})")
+    # on the values as given: np.asarray turns a NaN among strings into the string "nan"
+    missing = np.flatnonzero(_missing(groups if hasattr(value, "detach") else value))
+    if len(missing):  # else NaN and None would be compared as groups named "nan" and "None"
+        raise DataContractError(f"{where}: groups_test has {len(missing)} missing value(s) (NaN or None), the first "
+                                f"at test input {missing[0]}; drop those inputs from the test split or give them a "
+                                "group label (an int or str)")
     labels = groups.astype(str)
     distinct = len(np.unique(labels))
     if not 2 <= distinct <= MAX_GROUPS:
@@ -368,6 +439,13 @@ def _as_groups(value, n_test: int, where: str) -> np.ndarray:
         raise DataContractError(f"{where}: groups_test has groups with fewer than {MIN_GROUP_SIZE} test inputs: "
                                 f"{', '.join(small)}; merge them (a rate measured on so few inputs is noise)")
     return labels
+
+
+def _missing(groups) -> np.ndarray:
+    """Which of the group labels are missing values: NaN, None, NaT or pandas' NA."""
+    import pandas as pd
+
+    return np.asarray(pd.isna(np.asarray(groups, dtype=object)), dtype=bool).reshape(-1)
 
 
 def groups_from_feature(data: AuditData, feature: int) -> AuditData:
@@ -417,7 +495,7 @@ def _validation_order(dataset) -> tuple[np.ndarray, np.ndarray] | None:
 
     try:
         n = len(dataset)
-    except TypeError:
+    except Exception:  # noqa: BLE001  # none, negative or raising: the user's __len__, and reading it reports that
         return None
     if n < 2:
         return None
@@ -510,7 +588,7 @@ def _as_images(value, key: str, where: str, problems: list[str],
                out_of_range: dict[str, tuple[float, float]]) -> torch.Tensor | None:
     """The inputs of one split as float32 (N, C, H, W), or None with the problems appended."""
     try:
-        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+        t = _plain_tensor(value)
     except (TypeError, ValueError, RuntimeError) as exc:
         problems.append(f"{where}: {key} is not a numeric array ({exc}); give a numpy array or tensor")
         return None
@@ -541,9 +619,17 @@ def _as_images(value, key: str, where: str, problems: list[str],
     return t
 
 
+def _plain_tensor(value) -> torch.Tensor:
+    """`value` as a CPU tensor outside autograd: the suites call .numpy() on the splits, which
+    refuses a tensor that requires grad or lives on a GPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    return torch.as_tensor(np.asarray(value))
+
+
 def _as_labels(value, key: str, where: str, problems: list[str]) -> torch.Tensor | None:
     try:
-        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+        t = _plain_tensor(value)
     except (TypeError, ValueError, RuntimeError) as exc:
         problems.append(f"{where}: {key} is not a numeric array ({exc}); give integer class indices")
         return None

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+LABEL_BITS = 31  # class indices below 2**31: more classes than any classifier's head has
+
 
 def is_dataset(value) -> bool:
     return isinstance(value, torch.utils.data.Dataset)
@@ -30,11 +32,8 @@ def read_dataset(dataset, key: str, where: str, problems: list[str], order: np.n
     memory-mapped file in `folder` (the system's temporary folder by default), written in `order`
     (positions in the dataset; all of them by default); (None, None) with the problems appended
     where the items break the contract."""
-    try:
-        n = len(dataset)
-    except TypeError:
-        problems.append(f"{where}: {key} is a Dataset without a length; give a map-style Dataset "
-                        "(with __len__ and __getitem__), not an IterableDataset")
+    n = _length(dataset, key, where, problems)
+    if n is None:
         return None, None
     if n < 2:
         problems.append(f"{where}: the {key} Dataset has {n} items; give more")
@@ -70,7 +69,7 @@ def read_dataset(dataset, key: str, where: str, problems: list[str], order: np.n
             low, high = min(low, float(row.min())), max(high, float(row.max()))
         stored[pos] = row
         if label is None:
-            first_bad_label = first_bad_label or int(index)
+            first_bad_label = int(index) if first_bad_label is None else first_bad_label
         else:
             labels[pos] = label
     if first_bad_shape:
@@ -84,11 +83,26 @@ def read_dataset(dataset, key: str, where: str, problems: list[str], order: np.n
                         "(attacks perturb in that range): scale them, and normalise inside the model")
     if first_bad_label is not None:
         problems.append(f"{where}: {key}[{first_bad_label}] has a label that is not one integer class index; "
-                        "each item must be (input, label) with an integer label")
+                        f"each item must be (input, label) with an integer label in [0, 2**{LABEL_BITS})"
+                        + (", or -1 for an unlabelled item" if key == "live" else ""))
     if first_bad_shape or bad_values or low < 0 or high > 1 or first_bad_label is not None:
         return None, None
     stored.flush()
     return torch.from_numpy(stored), torch.from_numpy(labels)
+
+
+def _length(dataset, key: str, where: str, problems: list[str]) -> int | None:
+    """len(dataset), or None with the problem appended."""
+    try:
+        return len(dataset)
+    except Exception as exc:  # noqa: BLE001  # the user's __len__: report it, whatever it raised
+        if not hasattr(dataset, "__len__"):
+            problems.append(f"{where}: {key} is a Dataset without a length; give a map-style Dataset "
+                            "(with __len__ and __getitem__), not an IterableDataset")
+        else:
+            problems.append(f"{where}: len() of the {key} Dataset raised {type(exc).__name__}: {exc}; its "
+                            "__len__ must return the number of items, an integer >= 0")
+        return None
 
 
 def _item(dataset, index: int, key: str, where: str, problems: list[str]):
@@ -103,12 +117,24 @@ def _item(dataset, index: int, key: str, where: str, problems: list[str]):
                         "each item must be a pair")
         return None
     try:
-        inputs = np.asarray(item[0].detach().cpu() if isinstance(item[0], torch.Tensor) else item[0],
-                            dtype=np.float32)
+        inputs = _as_array(item[0])
     except (TypeError, ValueError) as exc:
         problems.append(f"{where}: {key}[{index}]'s input is not numeric ({exc}); give an array or tensor")
         return None
+    if np.iscomplexobj(inputs):  # float32 would silently drop the imaginary part
+        problems.append(f"{where}: {key}[{index}]'s input has dtype {inputs.dtype}; give real-valued inputs (float32)")
+        return None
     return inputs, _label(item[1])
+
+
+def _as_array(value) -> np.ndarray:
+    """One item's input as a float32 array, or a complex one left for the caller to refuse.
+    Tensors go through torch's float32 first: numpy has no bfloat16."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        value = value if value.is_complex() else value.float()
+    array = np.asarray(value)
+    return array if np.iscomplexobj(array) else array.astype(np.float32, copy=False)
 
 
 def _label(value) -> int | None:
@@ -119,10 +145,16 @@ def _label(value) -> int | None:
     if isinstance(value, (bool, np.bool_)):
         return None
     if isinstance(value, (int, np.integer)):
-        return int(value)
+        return _in_range(int(value))
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return int(value)
+        return _in_range(int(value))
     return None
+
+
+def _in_range(label: int) -> int | None:
+    """A label the int64 labels hold: a class index below 2**LABEL_BITS, or -1 (an unlabelled live
+    item); others are no class index (1e20 and 2**64 would overflow the labels array)."""
+    return label if -1 <= label < 2 ** LABEL_BITS else None
 
 
 def _stored_shape(inputs: np.ndarray) -> tuple[int, ...] | None:
