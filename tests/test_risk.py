@@ -415,3 +415,33 @@ def test_a_worst_case_comparison_reads_a_masked_model_as_an_upper_bound(diff, lo
     assert finding.status == expected.value
     if masked == "baseline" and diff < 0:
         assert "inconclusive, not FAIL: base's gradient-masking checks (unbounded)" in finding.reason
+
+
+def test_a_floor_pass_on_models_trained_at_one_seed_is_inconclusive():
+    from swiglu_audit.verdicts.risk import capped_for_one_seed
+
+    policy = {"warn_below_robust_accuracy": 0.3}
+    passing = judged_finding(adversarial.WORST_CASE, ["m"], 0.6, policy, "robust accuracy", ci=(0.55, 0.65), df=399.0,
+                             facts={"masking_failures": [], "escalation": {}, "threat": "linf",
+                                    "invalid_examples": {"out_of_budget": 0, "non_finite": 0}})
+    assert passing.status == "PASS"
+    capped = capped_for_one_seed(passing, ["m"])
+    assert capped.status == "WARN" and "trained at one seed only" in capped.reason
+    assert capped.details["judged"]["modified_by"] == ["one training seed"]
+    assert capped_for_one_seed(passing, []).status == "PASS"  # several seeds, or loaded from weights
+    failing = judged_finding(adversarial.WORST_CASE, ["m"], 0.1, policy, "robust accuracy", ci=(0.05, 0.15),
+                             facts={"masking_failures": [], "escalation": {}, "threat": "linf",
+                                    "invalid_examples": {"out_of_budget": 0, "non_finite": 0}})
+    assert failing.status == "WARN" and capped_for_one_seed(failing, ["m"]) is failing  # it only lowers a PASS
+
+
+def test_only_models_the_audit_trains_at_one_seed_are_named(tmp_path):
+    from swiglu_audit.config import build_config
+    from swiglu_audit.pytest.fixtures import trained_at_one_seed
+
+    models = [{"name": "mine", "factory": "pkg:make", "role": "candidate"},
+              {"name": "theirs", "factory": "pkg:make", "weights": "w.safetensors"}]
+    one = build_config({"seeds": [0], "models": models, "cache_dir": str(tmp_path)})
+    assert trained_at_one_seed(one, ["mine", "theirs"]) == ["mine"]
+    several = build_config({"seeds": [0, 1], "models": models, "cache_dir": str(tmp_path)})
+    assert trained_at_one_seed(several, ["mine", "theirs"]) == []

@@ -201,6 +201,26 @@ def judged_finding(info: CheckInfo, models: list[str], value: float, policy: dic
     return apply_modifiers(info, finding, facts, policy)
 
 
+ONE_SEED = "one training seed"
+
+
+def capped_for_one_seed(finding: Finding, trained_once: list[str]) -> Finding:
+    """A Floor or Ceiling PASS judged on the interval of models the audit trained at one seed
+    only is at best WARN: that interval covers the test examples, not the training's randomness,
+    so it claims the recipe is safe from one draw of it (comparisons refuse one seed already,
+    `judge_non_inferiority`). A model loaded from its weights is one model, judged as it is, so
+    `trained_once` names only the models the audit trained."""
+    judged = finding.details.get("judged") or {}
+    if (finding.status != Status.PASS.value or not trained_once or judged.get("rule") not in ("floor", "ceiling")
+            or judged.get("on") != "interval"):
+        return finding
+    capped = with_status(finding, Status.WARN, f"inconclusive: {', '.join(trained_once)} trained at one seed only, so "
+                                               "the interval covers the test examples, not the training's "
+                                               "randomness; audit with 2 or more seeds")
+    capped.details.setdefault("judged", {}).setdefault("modified_by", []).append(ONE_SEED)
+    return capped
+
+
 def decided_finding(info: CheckInfo, models: list[str], facts: Facts, policy: dict,
                     value: float | None = None, ci: tuple[float, float] | None = None,
                     ci_level: float | None = None, details: dict | None = None,
