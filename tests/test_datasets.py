@@ -335,3 +335,12 @@ def test_bfloat16_inputs_are_read_and_complex_ones_refused():
         assert read_dataset(Pairs(inputs=lambda i, c=complex_input: c), "train", "here", problems) == (None, None)
         message = problems.pop()  # not read with the imaginary part dropped
         assert message.startswith("here: train[0]'s input has dtype complex") and "give real-valued inputs" in message
+
+
+@pytest.mark.parametrize("label", [1e20, -5.0, float(2**40)])
+def test_a_float_label_no_class_index_can_be_is_named_not_wrapped(label):
+    from swiglu_audit.training.data import _as_labels
+
+    problems: list[str] = []
+    assert _as_labels(np.array([0.0, 1.0, label]), "y_train", "dataset", problems) is None
+    assert len(problems) == 1 and "y_train holds labels in" in problems[0] and "below 2147483648" in problems[0]

@@ -37,6 +37,7 @@ VAL_SHARE = 0.2  # of x_train, carved out as the validation split when none is g
 # check_model_contract), and the checks read accuracies off the validation and test splits: a
 # split needs at least that batch, and below it one input moves an accuracy by more than 12 points
 PROBE_ROWS = 8
+LABEL_LIMIT = 2**31  # class indices a label tensor holds without wrapping, as dataset_file.py reads them
 MIN_SPLIT_ROWS = PROBE_ROWS
 
 
@@ -573,6 +574,10 @@ def _as_labels(value, key: str, where: str, problems: list[str]) -> torch.Tensor
     if t.is_floating_point() and not (torch.isfinite(t).all() and torch.equal(t, t.round())):
         problems.append(f"{where}: {key} holds non-integer or non-finite labels; give integer "
                         "class indices")
+        return None
+    if len(t) and (float(t.min()) < -1 or float(t.max()) >= LABEL_LIMIT):  # .long() would wrap 1e20 silently
+        problems.append(f"{where}: {key} holds labels in [{float(t.min()):.6g}, {float(t.max()):.6g}]; give class "
+                        f"indices from 0 (-1: an unlabelled live input) to below {LABEL_LIMIT}")
         return None
     return t.long().contiguous()
 
