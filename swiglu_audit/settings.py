@@ -100,6 +100,8 @@ class TrainingSettings(Section):
     def check(self) -> None:
         expect(self.epochs >= 1, f"[{TOOL_TABLE}.training] epochs must be >= 1")
         expect(self.batch_size >= 1, f"[{TOOL_TABLE}.training] batch_size must be >= 1")
+        expect(self.learning_rate > 0, f"[{TOOL_TABLE}.training] learning_rate = {self.learning_rate} must be positive "
+                                       "(at 0 every model stays at its initialisation)")
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,9 @@ class AdversarialSettings(Section):
     def check(self) -> None:
         expect(all(b > 0 for b in self.budgets), f"[{TOOL_TABLE}.adversarial] budgets must be positive")
         expect(self.eps > 0, f"[{TOOL_TABLE}.adversarial] eps must be positive")
+        expect(self.large_eps > self.eps, f"[{TOOL_TABLE}.adversarial] large_eps = {self.large_eps} must exceed eps = "
+                                          f"{self.eps} (the sanity check asks for chance accuracy at a budget far "
+                                          "beyond the audited one)")
         expect(self.eps_l2 > 0, f"[{TOOL_TABLE}.adversarial] eps_l2 must be positive (an L2 attack with no budget "
                                 "does not attack); the default is 0.5")
         expect(self.pgd_step_factor > 0 and self.cw_c > 0 and self.cw_learning_rate > 0,

@@ -261,3 +261,11 @@ def test_defaults_build_and_lie_in_their_ranges():
 def test_a_negative_gate_is_a_usage_error(gate):
     # the default is no worsening at all: a gate only loosens it
     _usage_error({"gates": {"default": gate}}, "gates] default", "0 or more")
+
+
+@pytest.mark.parametrize("table, key", [
+    ({"training": {"learning_rate": 0.0}}, "learning_rate = 0.0 must be positive"),
+    ({"adversarial": {"eps": 0.1, "large_eps": 0.1}}, "large_eps = 0.1 must exceed eps = 0.1"),
+])
+def test_settings_that_would_make_a_check_meaningless_are_usage_errors(table, key):
+    _usage_error(table, key, key)
