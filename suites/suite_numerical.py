@@ -20,7 +20,7 @@ from swiglu_audit.methods.numerical import (
     probe_digest,
     state_difference,
 )
-from swiglu_audit.training.cache import CheckpointCache, cache_key
+from swiglu_audit.training.cache import CheckpointCache, fields_digest
 from swiglu_audit.training.golden import compare_or_write, golden_path
 from swiglu_audit.training.train import TRAINER_REVISION
 from swiglu_audit.verdicts.risk import decided_finding
@@ -83,7 +83,8 @@ def test_golden_outputs(audit, audit_model, dtype, record_finding):
     # seed too (the quick and standard profiles train different models of the same name), models
     # loaded from weights only by the probe, so that an edited weights file is caught, not re-created.
     # (and by the trainer's revision: a change to how models train makes another artefact)
-    recipe = "" if audit.zoo.spec(audit_model).weights else "-recipe" + cache_key(
+    # (fields_digest, not cache_key: committed golden files keep their names across cache formats)
+    recipe = "" if audit.zoo.spec(audit_model).weights else "-recipe" + fields_digest(
         {"training": cfg.training.to_dict(), "seed": cfg.seeds[0], "trainer": TRAINER_REVISION})[:10]
     path = golden_path(folder, f"{platform}-probe{len(probe)}{recipe}", audit_model)
     result = compare_or_write(path, logits, probe_digest(probe), cfg.update_golden)

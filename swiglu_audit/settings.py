@@ -196,9 +196,12 @@ class PoisoningSettings(Section):
         expect(self.early_stopping_patience >= 0,
                f"{where} early_stopping_patience must be a whole number of epochs >= 0 (0: no early stopping "
                "of the fine-tuned poisoned trainings)")
-        expect(self.cheaper_seeds >= 0,
-               f"{where} cheaper_seeds must be a whole number >= 0: how many of the seeds a model poisoned the cheaper "
-               "way is trained for on poisoned data (0: every seed)")
+        # one seed would judge the poisoned models' floors on the test examples alone (the one-seed
+        # cap in record_finding reads the audit's seeds, not these)
+        expect(self.cheaper_seeds == 0 or self.cheaper_seeds >= 2,
+               f"{where} cheaper_seeds = {self.cheaper_seeds} must be 0 (every seed) or at least 2: how many of the "
+               "seeds a model poisoned the cheaper way is trained for on poisoned data; one seed's interval covers "
+               "the test examples only, not the training's randomness")
 
 
 @dataclass(frozen=True)

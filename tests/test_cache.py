@@ -358,3 +358,16 @@ def test_a_model_is_read_at_once_where_the_cache_is_signed_or_its_parameters_are
     read = AuditSession(signed).zoo.models("lazy")
     assert all(m.loaded and m.cached for m in read)
 
+
+
+def test_golden_folder_names_keep_their_digest_across_cache_formats():
+    """Committed golden files are named by a digest of the recipe: the cache format, which is part
+    of every cache key, must not rename them (they would be created again, comparing nothing)."""
+    import hashlib
+    import json
+
+    from swiglu_audit.training.cache import cache_key, fields_digest
+
+    fields = {"training": {"epochs": 3}, "seed": 0, "trainer": 2}
+    assert fields_digest(fields) == hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    assert cache_key(fields) != fields_digest(fields)

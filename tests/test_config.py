@@ -269,3 +269,8 @@ def test_a_negative_gate_is_a_usage_error(gate):
 ])
 def test_settings_that_would_make_a_check_meaningless_are_usage_errors(table, key):
     _usage_error(table, key, key)
+
+
+def test_one_cheaper_seed_is_a_usage_error():
+    # the poisoned models' floors would rest on one training run (0: every seed; 2 or more)
+    _usage_error({"poisoning": {"cheaper_seeds": 1}}, "cheaper_seeds = 1 must be 0 (every seed) or at least 2")

@@ -345,3 +345,27 @@ def test_a_run_that_lost_a_finding_or_its_baseline_never_becomes_the_baseline(tm
     unreadable = _doc()
     unreadable["comparison"] = {"regressions": 0, "changes": [], "error": True, "note": "cannot be read"}
     assert not gates_passed(unreadable) and gates_passed(_doc())
+
+
+def test_lf_and_ignored_suites_narrow_a_run(pytester):
+    from swiglu_audit.pytest.plugin import suites_dir
+    from swiglu_audit.pytest.warm import narrowed_by
+
+    suites = str(suites_dir())
+    last_failed = pytester.parseconfigure("--lf")
+    assert narrowed_by(last_failed, suites) == ""  # no failure recorded: --lf runs every check
+    last_failed.pluginmanager.get_plugin("lfplugin").lastfailed = {"suite_ood.py::test_x": True}
+    assert "--lf" in narrowed_by(last_failed, suites)
+    assert "ignored" in narrowed_by(pytester.parseconfig(f"--ignore={suites}/suite_ood.py"), suites)
+
+
+def test_merged_shards_keep_no_shard_s_partial_or_comparison():
+    from swiglu_audit.report.writer import merge_documents
+
+    first, second = _doc(), _doc()
+    second["findings"] = [dict(second["findings"][0], id="adversarial.worst_case_robust_accuracy[n]")]
+    for k, doc in enumerate((first, second), 1):
+        doc["partial"] = f"this run checks a part of the audit (swiglu_audit_shard={k}/2)"
+        doc["comparison"] = {"regressions": 0, "changes": []}
+    merged = merge_documents([first, second])
+    assert "partial" not in merged and "comparison" not in merged and len(merged["findings"]) == 2

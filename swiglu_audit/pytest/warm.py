@@ -74,11 +74,19 @@ def narrowed_by(config: pytest.Config, suites_folder: str) -> str:
     if deselected:
         given = [f"{name}={value}" for name in SELECTING_OPTIONS if (value := config.getoption(name, None))]
         chosen.append(f"{deselected} check(s) deselected" + (f" by {', '.join(given)}" if given else ""))
+    # --lf drops the passing checks and files while it collects, mostly without pytest_deselected
+    last_failed = config.pluginmanager.get_plugin("lfplugin")
+    if config.getoption("lf", False) and getattr(last_failed, "lastfailed", None):
+        chosen.append("--lf: the checks that failed last time")
+    suites = Path(suites_folder).resolve()
+    inside = lambda text: (path := Path(str(text).split("::")[0]).resolve()) != suites and path.is_relative_to(suites)  # noqa: E731
+    ignored = [str(p) for p in (config.getoption("ignore", None) or []) + (config.getoption("ignore_glob", None) or [])
+               if inside(p)]
+    if ignored:
+        chosen.append("ignored " + " ".join(ignored))
     if config.args_source == pytest.Config.ArgsSource.ARGS:
-        suites = Path(suites_folder).resolve()
         # the suites' folder itself (the plugin adds it where no path named a suite) runs every check
-        named = [a for a in map(str, config.args) if (path := Path(a.split("::")[0]).resolve()) != suites
-                 and path.is_relative_to(suites)]
+        named = [a for a in map(str, config.args) if inside(a)]
         if named:
             chosen.append("paths or ids " + " ".join(named))
     return ("this run checks a part of the audit (" + "; ".join(chosen)

@@ -145,7 +145,8 @@ def merge_documents(documents: list[dict]) -> dict:
             if f["id"] in by_id and by_id[f["id"]] != f:
                 raise ValueError(f"finding {f['id']} differs between shards; were they run on the same data and cache?")
             by_id[f["id"]] = f
-    base = documents[0]
+    # a shard's own comparison, trend and `partial` speak of that shard, not of the merged audit
+    base = {k: v for k, v in documents[0].items() if k not in ("partial", "comparison", "trend")}
     ordered = order_findings(list(by_id.values()))
     exit_status = max(d["summary"]["pytest_exit_status"] for d in documents)
     environment = dict(base["environment"])

@@ -43,12 +43,17 @@ LOCK_TIMEOUT_S = 3600  # a training run holding the lock longer than this is pre
 FORMAT = "2"
 
 
+def fields_digest(fields: dict) -> str:
+    """sha256 of a JSON-able description: for names that must stay as they are across cache
+    formats (a committed golden file's folder)."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def cache_key(fields: dict) -> str:
     """The key of an entry: a digest of what determines it, and of the entry format (an older
     version, which checks entries another way, then never reads, nor deletes, this version's
     entries in a cache they share)."""
-    keyed = {**fields, "cache_format": FORMAT}
-    return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()
+    return fields_digest({**fields, "cache_format": FORMAT})
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
