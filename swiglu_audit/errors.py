@@ -37,6 +37,12 @@ class TrainingDivergedError(ModelContractError):
     only compare with it report the comparison as lost, not their own finding."""
 
 
+class TrainingFailedError(ModelContractError):
+    """A model's training (or the reading of its checkpoint) raised: it cannot be trained as
+    configured. Kept like a contract error, so that every check that needs the model reports it
+    without training it again, and the checks of other models go on."""
+
+
 class DataContractError(ContractError):
     """A user's dataset factory returned data that breaks the dataset contract (see README)."""
 

@@ -186,6 +186,16 @@ class DivergesWhenTrained(nn.Module):
             self.steps += 1
         out = self.inner(x)
         return out * float("nan") if self.steps > 0 and not self.training else out
+
+class FailsInTraining(nn.Module):
+    """Fine in eval mode (so the start-up probe passes), raises in train mode."""
+    def __init__(self, n_classes):
+        super().__init__()
+        self.inner = make_relu(n_classes)
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("this layer cannot run in training mode")
+        return self.inner(x)
 '''
 
 
@@ -251,6 +261,26 @@ def test_a_model_that_diverges_in_training_becomes_error_findings_naming_it(tiny
     # the terminal groups the flood: one line for the model, not one per check
     grouped = [line for line in result.stdout.lines if "my-baseline could not be evaluated" in line]
     assert len(grouped) == 1 and f"{len(errors)} checks" in grouped[0]
+
+
+def test_a_model_whose_training_raises_is_error_findings_naming_it_and_the_others_go_on(tiny_project, write_pyproject):
+    _user_zoo(tiny_project, write_pyproject, "FailsInTraining")
+    tiny_project.syspathinsert()
+    result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider")
+    assert result.ret == 1
+    doc = report(tiny_project)
+    errors = [f for f in doc["findings"] if f["status"] == "ERROR"]
+    assert errors and all("my-baseline" in f["models"] for f in errors)
+    assert all("cannot run in training mode" in f["reason"] for f in errors)
+    # every check that asks the zoo for the model gets the error it kept (the determinism check
+    # trains copies of its own, and names the cause itself)
+    odd = [f["id"] for f in errors if "model 'my-baseline' could not be loaded or trained" not in f["reason"]
+           and not f["id"].startswith("numerical.training_determinism")]
+    assert not odd, odd[:3]
+    # the candidate's own findings, its efficiency ones (a family target without the baseline) included
+    candidate_only = [f for f in doc["findings"] if f["models"] == ["my-swiglu"]]
+    assert candidate_only and all(f["status"] != "ERROR" for f in candidate_only)
+    assert any(f["suite"] == "efficiency" for f in candidate_only)
 
 
 def test_a_broken_user_model_under_xdist_leaves_the_other_models_audited(tiny_project, write_pyproject, shared_cache):

@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import __version__
 from ..config import AuditConfig
-from ..errors import ModelContractError, TrainingDivergedError
+from ..errors import ModelContractError, SwigluAuditError, TrainingDivergedError, TrainingFailedError
 from ..util.imports import load_callable
 from .cache import CheckpointCache, cache_key, tensors_digest
 from .data import PROBE_ROWS, AuditData
@@ -168,6 +168,14 @@ class Zoo(StackedTrainings):
         except FloatingPointError as exc:  # diverged: remembered like a contract error, not retrained per check
             self._failed[key] = TrainingDivergedError(f"model '{key[0]}' could not be trained ({key[1]}): {exc}")
             raise TrainingDivergedError(*self._failed[key].args) from None
+        except (SwigluAuditError, OSError):  # the harness's own errors and the machine's: not the model's
+            raise
+        except Exception as exc:
+            # a forward or backward pass that fails only in training (a layer that refuses train
+            # mode, a batch the probe did not try): every check would train it and fail again
+            self._failed[key] = TrainingFailedError(f"model '{key[0]}' could not be loaded or trained ({key[1]}): "
+                                                    f"{type(exc).__name__}: {exc}")
+            raise TrainingFailedError(*self._failed[key].args) from exc
 
     def forget(self) -> None:
         """Drop the trained models held in memory; the next request loads them from the cache.
