@@ -245,15 +245,22 @@ def test_users_own_models_are_audited(tiny_project, write_pyproject):
         assert planned["trainings"]["poisoning fine-tuned"] == 2 * (len(fine) - len(panel))
 
 
-def test_a_model_that_diverges_in_training_becomes_error_findings_naming_it(tiny_project, write_pyproject):
-    # Fine at initialisation (so the start-up checks pass), NaN once trained: only a run can tell.
-    _user_zoo(tiny_project, write_pyproject, "DivergesWhenTrained")
+def _audit_with_a_broken_baseline(tiny_project, write_pyproject, factory):
+    """A serial audit of my-swiglu against the baseline `factory`, which breaks only once it runs:
+    (the run, its report, the ERROR findings, each of which names the baseline)."""
+    _user_zoo(tiny_project, write_pyproject, factory)
     tiny_project.syspathinsert()
     result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider")
     assert result.ret == 1
     doc = report(tiny_project)
     errors = [f for f in doc["findings"] if f["status"] == "ERROR"]
     assert errors and all("my-baseline" in f["models"] for f in errors)
+    return result, doc, errors
+
+
+def test_a_model_that_diverges_in_training_becomes_error_findings_naming_it(tiny_project, write_pyproject):
+    # Fine at initialisation (so the start-up checks pass), NaN once trained: only a run can tell.
+    result, doc, errors = _audit_with_a_broken_baseline(tiny_project, write_pyproject, "DivergesWhenTrained")
     for word in ("my-baseline", "NaN", "after training"):
         assert word in errors[0]["reason"]
     # the candidate's own checks still ran: an error in one model does not crash the audit
@@ -264,13 +271,7 @@ def test_a_model_that_diverges_in_training_becomes_error_findings_naming_it(tiny
 
 
 def test_a_model_whose_training_raises_is_error_findings_naming_it_and_the_others_go_on(tiny_project, write_pyproject):
-    _user_zoo(tiny_project, write_pyproject, "FailsInTraining")
-    tiny_project.syspathinsert()
-    result = tiny_project.runpytest_subprocess(OPT_ENABLE, "-p", "no:cacheprovider")
-    assert result.ret == 1
-    doc = report(tiny_project)
-    errors = [f for f in doc["findings"] if f["status"] == "ERROR"]
-    assert errors and all("my-baseline" in f["models"] for f in errors)
+    _, doc, errors = _audit_with_a_broken_baseline(tiny_project, write_pyproject, "FailsInTraining")
     assert all("cannot run in training mode" in f["reason"] for f in errors)
     # every check that asks the zoo for the model gets the error it kept (the determinism check
     # trains copies of its own, and names the cause itself)
