@@ -146,8 +146,8 @@ def test_the_two_run_test_holds_its_level_and_finds_real_drops_at_two_and_three_
 
     for seeds in (2, 3):
         sd = 0.03 * np.sqrt(2 / seeds)  # of the difference of two nights' seed means
-        alarms = np.mean([bool(compare(night(seeds, 0), night(seeds, 0)).regressions) for _ in range(400)])
-        caught = np.mean([bool(compare(night(seeds, 0), night(seeds, -5 * sd)).regressions) for _ in range(200)])
+        alarms = np.mean([bool(compare(night(seeds, 0), night(seeds, 0)).regressions) for _ in range(300)])
+        caught = np.mean([bool(compare(night(seeds, 0), night(seeds, -5 * sd)).regressions) for _ in range(150)])
         assert alarms <= 0.045, (seeds, alarms)
         assert caught >= (0.3 if seeds == 2 else 0.6), (seeds, caught)
 

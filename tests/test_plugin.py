@@ -95,6 +95,8 @@ def test_xdist_gives_the_same_findings_as_a_serial_run(tiny_project, shared_cach
     warm = report(tiny_project, "warm")
     assert key(warm) == key(serial) and len(warm["environment"]["workers"]) == 1
     assert warm["environment"]["cache"]["misses"] == 0
+    # whole audits, serial, on workers or warm: none of them is a part of the audit (the gates' `partial`)
+    assert not any("partial" in doc for doc in (serial, parallel, warm))
 
 
 def test_policy_breach_fails_the_run_and_shows_in_junit(tiny_project, write_pyproject):
