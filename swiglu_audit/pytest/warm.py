@@ -79,13 +79,16 @@ def narrowed_by(config: pytest.Config, suites_folder: str) -> str:
     if config.getoption("lf", False) and getattr(last_failed, "lastfailed", None):
         chosen.append("--lf: the checks that failed last time")
     suites = Path(suites_folder).resolve()
-    inside = lambda text: (path := Path(str(text).split("::")[0]).resolve()) != suites and path.is_relative_to(suites)  # noqa: E731
+
+    def inside(text) -> bool:  # a path into the suites; the suites' folder itself runs every check
+        path = Path(str(text).split("::")[0]).resolve()
+        return path != suites and path.is_relative_to(suites)
+
     ignored = [str(p) for p in (config.getoption("ignore", None) or []) + (config.getoption("ignore_glob", None) or [])
                if inside(p)]
     if ignored:
         chosen.append("ignored " + " ".join(ignored))
-    if config.args_source == pytest.Config.ArgsSource.ARGS:
-        # the suites' folder itself (the plugin adds it where no path named a suite) runs every check
+    if config.args_source == pytest.Config.ArgsSource.ARGS:  # the plugin adds the suites' folder where none is named
         named = [a for a in map(str, config.args) if inside(a)]
         if named:
             chosen.append("paths or ids " + " ".join(named))

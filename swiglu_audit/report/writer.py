@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import subprocess
 import tempfile
 import time
@@ -17,7 +16,7 @@ from ..checks.suite_catalog import NOT_MEASURED, SUITES
 from ..config import AuditConfig
 from ..errors import SwigluAuditWarning
 from ..util.io import atomic_write_text
-from ..verdicts.risk import STATUS_ORDER, Status, breaches_policy, is_indicative, rmf_data, verdict
+from ..verdicts.risk import STATUS_ORDER, Status, breaches_policy, is_indicative, json_safe, rmf_data, verdict
 
 SCHEMA_VERSION = 1
 
@@ -164,22 +163,6 @@ def merge_documents(documents: list[dict]) -> dict:
 REPORT_FILES = {"report.json", "report.html", "findings.csv", "summary.md", "oscal-assessment-results.json"}
 
 
-def writable(value):
-    """`value` with what no report format can hold made safe: a non-finite number (from a saved
-    baseline, say) becomes None, as report.json writes a missing value; a string holding a lone
-    surrogate (text Python decoded from a non-UTF-8 file name, in an exception a user's code
-    raised) is kept with that character escaped, since UTF-8 cannot encode it."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(value, dict):
-        return {writable(k): writable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [writable(v) for v in value]
-    return value
-
-
 def render_all(document: dict) -> dict[str, str]:
     """Every format's text. A format whose renderer fails is left out, with a warning naming it,
     so that one renderer's bug never costs the others (report.json, rendered first, is the record)."""
@@ -210,7 +193,7 @@ def write_document(document: dict, report_dir: Path) -> dict[str, str]:
     that no finding is lost. A format that cannot be rendered is not written, and its file from an
     earlier run is removed, so that no stale report sits beside this run's. Returns {file name:
     path written}."""
-    files = render_all(writable(document))
+    files = render_all(json_safe(document))  # a baseline's NaN or a lone surrogate costs no file
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():

@@ -120,7 +120,7 @@ class Finding:
     details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
 
 
@@ -280,15 +280,21 @@ def comparison_finding(info: CheckInfo, models, comparison, policy: dict, what: 
                            facts, policy)
 
 
-def _json_safe(obj):
+def json_safe(obj):
+    """`obj` as every report format can hold it: a non-finite number becomes None (report.json's
+    missing value); a numpy or torch scalar its Python value; a string holding a lone surrogate
+    (text Python decoded from a non-UTF-8 file name, in an exception a user's code raised) keeps
+    that character escaped, since UTF-8 cannot encode it."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
+    if isinstance(obj, str):
+        return obj.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {json_safe(str(k)): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        return _json_safe(obj.item())
+        return json_safe(obj.item())
     return obj
 
 
