@@ -13,6 +13,7 @@ from swiglu_audit.measure.numerical import n_parameters
 from swiglu_audit.methods.efficiency import parameter_mismatch
 from swiglu_audit.verdicts.risk import decided_finding
 from swiglu_audit.verdicts.sequential import judged_comparison
+from swiglu_audit.verdicts.stats import bracketed_relative_comparison
 
 
 @pytest.mark.swiglu_audit_check(CLEAN_ACCURACY_COMPARISON)
@@ -90,15 +91,31 @@ def _comparison_test(metric):
 
         def compare(session):
             a, b = values(session)
+            ratio = float(a.mean() / b.mean())
+            if metric.name.endswith("_to_target"):
+                return _bracketed(session, metric.name, ratio - 1)
             # (candidate - baseline) / baseline mean, by the delta method: the baseline arm's
             # spread is scaled by the ratio too, since its mean divides the candidate's
-            ratio = float(a.mean() / b.mean())
             return session.statistics.compare(a / float(b.mean()), 1 + ratio * (b / float(b.mean()) - 1))
+
+        def _bracketed(session, key, point):
+            """Compute to target is read off a learning curve: each seed's crossing is known to
+            lie between two measured points, and the interval covers wherever it lies there."""
+            cand, base = (np.asarray(measure.per_model(session, name)["brackets"][key], dtype=float) for name in audit_pair)
+            stats = session.statistics
+            return bracketed_relative_comparison(
+                cand[:, 0], cand[:, 1], base[:, 0], base[:, 1], stats.level, stats.alpha, point=point,
+                baseline_unbounded=not all(measure.per_model(session, baseline)["reached"]))
+
         def facts(session):  # what the modifiers read, from the last look's seeds
             seeds = session.config.seeds
-            reached = measure.per_model(session, candidate)["reached"] if metric.name.endswith("_to_target") else []
+            to_target = metric.name.endswith("_to_target")
+            reached = measure.per_model(session, candidate)["reached"] if to_target else []
+            first = {name: [seed for seed, at_first in zip(seeds, measure.per_model(session, name)["first_point"])
+                            if at_first] for name in audit_pair} if to_target else {}
             return {"n_seeds": len(seeds), "candidate": candidate,
-                    "candidate_missed": [seed for seed, hit in zip(seeds, reached) if not hit]}
+                    "candidate_missed": [seed for seed, hit in zip(seeds, reached) if not hit],
+                    "at_first_point": {name: found for name, found in first.items() if found}}
         a, b = values(audit)
         scale = float(b.mean())
         finding = judged_comparison(

@@ -65,9 +65,14 @@ def test_a_seed_that_misses_the_target_gets_its_budget_as_a_lower_bound():
     curve = [{"step": s, "flops": 100.0 * s, "seconds": 0.1 * s, "val_accuracy": a}
              for s, a in ((1, 0.1), (2, 0.3), (4, 0.5))]
     missed = to_target(curve, 0.9)
-    assert missed == {"reached": False, "step": 4.0, "flops": 400.0, "seconds": pytest.approx(0.4)}
+    assert missed == {"reached": False, "first_point": False, "step": 4.0, "flops": 400.0, "seconds": pytest.approx(0.4),
+                      "step_bracket": [4.0, 4.0], "flops_bracket": [400.0, 400.0], "seconds_bracket": [pytest.approx(0.4)] * 2}
     hit = to_target(curve, 0.4)
     assert hit["reached"] and hit["step"] == pytest.approx(3.0) and hit["flops"] == pytest.approx(300.0)
+    # where the crossing lies is all the points tell: between the second and the third
+    assert hit["step_bracket"] == [2.0, 4.0] and hit["flops_bracket"] == [200.0, 400.0] and not hit["first_point"]
+    early = to_target(curve, 0.05)
+    assert early["first_point"] and early["step_bracket"] == [1.0, 1.0]
     assert mean_curve([curve, curve], "flops", "val_accuracy")[1] == {"flops": 200.0, "value": 0.3}
 
 
@@ -143,7 +148,7 @@ def test_a_required_efficiency_gain_passes_fails_or_is_inconclusive(ci, status):
 
     info = EFFICIENCY_COMPARISONS["flops_to_target"]
     finding = make_finding(info, ["c", "b"], Status.PASS, "measured", "t", value=sum(ci) / 2, ci=ci)
-    facts = {"n_seeds": 3, "candidate": "c", "candidate_missed": []}
+    facts = {"n_seeds": 3, "candidate": "c", "candidate_missed": [], "at_first_point": {}}
     # the candidate must save at least 20% of the FLOPs
     judged = apply_modifiers(info, finding, facts, {"min_efficiency_gain": 0.2})
     assert judged.status == status and "min_efficiency_gain = 0.2" in judged.reason
@@ -179,6 +184,9 @@ def test_a_candidate_that_missed_the_target_cannot_pass_a_compute_comparison():
 
     info = EFFICIENCY_COMPARISONS["steps_to_target"]
     finding = make_finding(info, ["c", "b"], Status.PASS, "measured", "t", value=-0.1, ci=(-0.2, 0.0))
-    judged = apply_modifiers(info, finding, {"candidate": "c", "candidate_missed": [1]}, {})
+    judged = apply_modifiers(info, finding, {"candidate": "c", "candidate_missed": [1], "at_first_point": {}}, {})
     assert judged.status == "WARN" and "seed(s) [1]" in judged.reason and "lower bound" in judged.reason
-    assert apply_modifiers(info, finding, {"candidate": "c", "candidate_missed": []}, {}) is finding
+    assert apply_modifiers(info, finding, {"candidate": "c", "candidate_missed": [], "at_first_point": {}}, {}) is finding
+    # a target reached at the first curve point leaves the step unmeasured: no PASS either
+    early = apply_modifiers(info, finding, {"candidate": "c", "candidate_missed": [], "at_first_point": {"b<x>": [0]}}, {})
+    assert early.status == "WARN" and "first point" in early.reason and "efficiency_target_accuracy" in early.reason

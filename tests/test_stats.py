@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swiglu_audit.verdicts.stats import mean_interval, paired_comparison, replicate_comparison
+from swiglu_audit.verdicts.stats import bracketed_relative_comparison, mean_interval, paired_comparison, replicate_comparison
 
 
 def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_examples():
@@ -223,3 +223,61 @@ def test_two_unchanged_arms_are_not_an_exact_tie():
     hurt = change_comparison(a, worse, b, b.copy())
     assert hurt.difference == pytest.approx(-float(a[:, :72].mean()) * 72 / 360)
     assert hurt.ci_high < -0.1
+
+
+CURVE_TARGET = 1 - np.exp(-1)  # the accuracy 1 - exp(-step / tau) reaches at step tau
+
+
+def _curve_crossings(taus, points, target_share=CURVE_TARGET):
+    """Seeds whose accuracy follows 1 - exp(-step / tau), measured at `points`: the true crossing
+    of the target (tau), the bracket of measured points around it, and the crossing that linear
+    interpolation between them reads (what `first_reaching` reports)."""
+    lows, highs, read = [], [], []
+    for tau in taus:
+        acc = 1 - np.exp(-np.asarray(points, float) / tau)
+        i = int(np.argmax(acc >= target_share))
+        lows.append(points[i - 1]), highs.append(points[i])
+        read.append(points[i - 1] + (points[i] - points[i - 1]) * (target_share - acc[i - 1]) / (acc[i] - acc[i - 1]))
+    return np.array(lows, float), np.array(highs, float), np.array(read)
+
+
+def test_compute_to_target_interval_covers_the_crossing_wherever_it_lies_between_curve_points():
+    """Learning curves measured at steps 1, 2, 4, ... 256: a concave curve's straight-line reading
+    overstates each crossing, by more for the slower model, and the seeds barely differ. An
+    interval over the read values alone is as narrow as their spread and misses the true ratio; the
+    bracketed one covers it, and says that no number of seeds resolves a tolerance inside the
+    brackets' range."""
+    rng = np.random.default_rng(0)
+    points = [2 ** k for k in range(9)]
+    true_difference = 90.0 / 110.0 - 1
+    missed_plain = covered = 0
+    for _ in range(50):
+        cand = _curve_crossings(90 + rng.normal(0, 0.5, 3), points)
+        base = _curve_crossings(110 + rng.normal(0, 0.5, 3), points)
+        ratio = cand[2].mean() / base[2].mean()
+        plain = paired_comparison((cand[2] / base[2].mean())[:, None],
+                                  (1 + ratio * (base[2] / base[2].mean() - 1))[:, None])
+        missed_plain += not plain.ci_low <= true_difference <= plain.ci_high
+        bracketed = bracketed_relative_comparison(cand[0], cand[1], base[0], base[1], point=ratio - 1)
+        covered += bracketed.ci_low <= true_difference <= bracketed.ci_high
+        assert bracketed.bracket[0] <= bracketed.difference <= bracketed.bracket[1]
+    assert missed_plain >= 45  # the straight-line reading's bias, read as exact
+    assert covered == 50
+    needed, why = bracketed.seeds_to_decide(0.1, higher_is_better=False)
+    assert needed is None and "too far apart" in why
+
+
+def test_seeds_that_tie_on_a_curve_point_give_an_interval_not_a_point():
+    # every seed of both arms crosses between steps 64 and 128: the interval holds the whole bracket
+    tied = bracketed_relative_comparison([64.0] * 3, [128.0] * 3, [64.0] * 3, [128.0] * 3)
+    assert tied.bracket == pytest.approx((64 / 128 - 1, 128 / 64 - 1))
+    assert tied.ci_low <= -0.5 and tied.ci_high >= 1.0
+    assert not tied.significant
+    # narrow brackets far apart decide, with the p-value agreeing with the interval
+    apart = bracketed_relative_comparison([10.0, 11.0, 10.5], [11.0, 12.0, 11.5], [40.0, 41.0, 42.0], [41.0, 42.0, 43.0])
+    assert apart.ci_high < 0 and apart.significant
+    # a baseline seed that never reached the target leaves the candidate's gain unbounded
+    unbounded = bracketed_relative_comparison([10.0] * 2, [11.0] * 2, [40.0] * 2, [41.0] * 2, baseline_unbounded=True)
+    assert unbounded.ci_low == -1.0
+    with pytest.raises(ValueError, match="above 0"):
+        bracketed_relative_comparison([1.0], [2.0], [0.0], [1.0])

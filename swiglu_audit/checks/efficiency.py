@@ -135,10 +135,24 @@ def _censored_words(facts: dict, policy: dict) -> str | None:
 CENSORED_CAP = capped("candidate missed the target", ("candidate", "candidate_missed"), Status.WARN, _censored_words)
 
 
+def _first_point_words(facts: dict, policy: dict) -> str | None:
+    """A seed whose first curve point (step 1) already reaches the target leaves the step at
+    which it did unmeasured: 0 or 1 steps of training, a ratio the curve cannot resolve."""
+    if not facts["at_first_point"]:
+        return None
+    which = "; ".join(f"'{name}' with seed(s) {seeds}" for name, seeds in facts["at_first_point"].items())
+    return (f"inconclusive: the target is reached at the learning curve's first point by {which}, so the curve does "
+            "not show when; set efficiency_target_accuracy higher, or leave it at 0 for the automatic target")
+
+
+FIRST_POINT_CAP = capped("target reached at the first curve point", ("at_first_point",), Status.WARN,
+                         _first_point_words)
+
+
 def _metric_modifiers(metric: EfficiencyMetric) -> tuple:
     return ((WALL_CLOCK_FLOOR,) if metric.timing else ()) + (
         (REQUIRED_GAIN,) if metric.name == "flops_to_target" else ()) + (
-        (CENSORED_CAP,) if metric.name.endswith("_to_target") else ())
+        (CENSORED_CAP, FIRST_POINT_CAP) if metric.name.endswith("_to_target") else ())
 
 
 def comparison_check(metric: EfficiencyMetric) -> CheckInfo:
@@ -150,6 +164,9 @@ def comparison_check(metric: EfficiencyMetric) -> CheckInfo:
         explanation=(f"The {metric.what} ({metric.unit}) of the candidate against the baseline, as a share "
                      "of the baseline's mean, with a t-interval over seeds (seeds are not paired between "
                      "architectures)" + (" and repeats" if metric.timing else "") + "."
+                     + (" Each seed's crossing of the target is known only to lie between two points of "
+                        "its learning curve, so the interval covers every value it could take there."
+                        if metric.name.endswith("_to_target") else "")
                      + (" A wall-clock timing: on a shared machine it is indicative, so it is never "
                         "more than a WARN and never fails a run." if metric.timing else
                         " A count: a shortfall beyond max_efficiency_loss shown by the whole interval is "

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ModelContractError
 from ..methods import efficiency as efficiency_methods
-from ..methods.efficiency import first_reaching, paired_inference_timings, training_memory_bytes
+from ..methods.efficiency import first_reaching, paired_inference_timings, reaching_bracket, training_memory_bytes
 from ..training.cache import code_digest
 
 if TYPE_CHECKING:
@@ -89,16 +89,20 @@ def family_target(audit: AuditSession, name: str) -> dict:
 
 def to_target(curve: list[dict], target: float) -> dict:
     """Steps, FLOPs and seconds at which one seed's curve first reaches the target; a seed that
-    never reaches it gets its whole budget, marked `reached: False` (a lower bound)."""
+    never reaches it gets its whole budget, marked `reached: False` (a lower bound). Beside each,
+    `<field>_bracket`: the measured points around the crossing (`reaching_bracket`; the budget
+    twice for a seed that missed), and `first_point`: the curve's first point already reached it."""
     acc = [e["val_accuracy"] for e in curve]
-    out: dict = {"reached": first_reaching(range(len(acc)), acc, target) is not None}
+    bracket = reaching_bracket(range(len(acc)), acc, target)
+    out: dict = {"reached": bracket is not None, "first_point": bool(bracket and bracket[2])}
     for field in ("step", "flops", "seconds"):
         xs = [e.get(field) for e in curve]
         if any(x is None for x in xs):
-            out[field] = None
+            out[field], out[f"{field}_bracket"] = None, None
             continue
-        hit = first_reaching(xs, acc, target)
+        hit, around = first_reaching(xs, acc, target), reaching_bracket(xs, acc, target)
         out[field] = float(hit if hit is not None else xs[-1])
+        out[f"{field}_bracket"] = [around[0], around[1]] if around is not None else [float(xs[-1])] * 2
     return out
 
 
@@ -119,6 +123,11 @@ def per_model(audit: AuditSession, name: str) -> dict:
         return {
             "target": target,
             "reached": [h["reached"] for h in hits],
+            "first_point": [h["first_point"] for h in hits],
+            # where each seed's crossing lies between measured points: what the comparisons judge
+            "brackets": {"flops_to_target": [h["flops_bracket"] for h in hits],
+                         "steps_to_target": [h["step_bracket"] for h in hits],
+                         "seconds_to_target": [h["seconds_bracket"] for h in hits]},
             "flops_to_target": [h["flops"] for h in hits],
             "steps_to_target": [h["step"] for h in hits],
             "seconds_to_target": [h["seconds"] for h in hits],

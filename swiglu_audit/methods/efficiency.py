@@ -45,6 +45,18 @@ def first_reaching(xs: Sequence[float], ys: Sequence[float], target: float) -> f
     return None
 
 
+def reaching_bracket(xs: Sequence[float], ys: Sequence[float], target: float) -> tuple[float, float, bool] | None:
+    """(low, high, at the first point) of where the curve first reaches `target`: between the last
+    measured x below it and the first at or above it, which is all the measured points tell (the
+    interpolation of `first_reaching` assumes the curve is straight in between). When the first
+    point already reaches it, its x with the flag set: the curve does not show when the target
+    was reached before it. None when no point does."""
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        if y >= target:
+            return (float(x), float(x), True) if i == 0 else (float(xs[i - 1]), float(x), False)
+    return None
+
+
 class Timer:
     """Seconds of a block of device work: CUDA events on a GPU (the host returns before the kernels
     finish, so a host clock alone would time the launches), the host's monotonic clock elsewhere."""

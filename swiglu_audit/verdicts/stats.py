@@ -79,6 +79,10 @@ class Comparison:
     seed_variance: float | None = None
     example_variance: float | None = None
     df: float | None = None  # Welch-Satterthwaite degrees of freedom of the interval
+    # where each seed's value is known only to lie between two measured points (compute to a
+    # target, read off a learning curve): the range the difference can take from those brackets
+    # alone, whatever the seeds' spread (`bracketed_relative_comparison`)
+    bracket: tuple[float, float] | None = None
 
     def seeds_to_decide(self, tolerance: float, higher_is_better: bool = True, power: float = 0.8,
                         max_seeds: int = 1000) -> tuple[int | None, str]:
@@ -91,6 +95,13 @@ class Comparison:
             return None, "one seed per architecture: the seed-to-seed variance cannot be estimated; use 3 or more"
         bound = -tolerance if higher_is_better else tolerance
         margin = abs(self.difference - bound)
+        if self.bracket is not None:
+            low, high = self.bracket
+            if low <= bound <= high:
+                return None, ("the measured points lie too far apart around the target: the difference could lie "
+                              "on either side of the tolerance whatever the number of seeds; record the learning "
+                              "curve more densely or choose another target")
+            margin = min(abs(low - bound), abs(high - bound))
         z = NormalDist().inv_cdf(1 - (1 - self.level) / 2) + NormalDist().inv_cdf(power)
         if margin < 1e-9:
             return None, "the estimate sits on the tolerance: no number of seeds decides it"
@@ -131,6 +142,8 @@ class Comparison:
 
     def to_dict(self) -> dict:
         out = {k: _finite_or_none(v) for k, v in vars(self).items()}
+        if self.bracket is not None:
+            out["bracket"] = [_finite_or_none(v) for v in self.bracket]
         out["significant"] = self.significant
         return out
 
@@ -309,6 +322,68 @@ def _comparison(cand: float, base: float, seeds_a: tuple[tuple[float, float], in
     known = min(sa, sb) > 1
     return Comparison(cand, base, diff, lo, hi, p, level, alpha, min(sa, sb), n,
                       parts_a[0] + parts_b[0] if known else None, example_var, df)
+
+
+def bracketed_relative_comparison(candidate_low, candidate_high, baseline_low, baseline_high,
+                                  level: float = 0.95, alpha: float = 0.05, point: float | None = None,
+                                  baseline_unbounded: bool = False) -> Comparison:
+    """(candidate - baseline) / baseline of the seeds' means, where each seed's value is known
+    only to lie in [low, high] (compute to a target, read off a learning curve between the last
+    point below the target and the first at or above it). An interval that treated the
+    interpolated values as exact would be as narrow as their seed-to-seed spread, zero where the
+    seeds tie; the interpolation's error does not shrink with more seeds.
+
+    So the interval is built to cover the truth wherever in its bracket each seed's value lies:
+    - the means' ratio lies in [A_low / B_high, A_high / B_low] whatever the values (A, B the
+      arms' means of their lows and highs);
+    - each arm's seed spread is at most that of the brackets' midpoints plus the spread values
+      confined to a bracket of the largest width can have (half of it, times sqrt(S / (S - 1)));
+    - the standard error of the ratio uses the least baseline mean and the largest candidate one
+      (the delta method at its most pessimistic), with Welch-Satterthwaite degrees of freedom.
+    The interval is that range widened by the t quantile times that standard error, cut at -1
+    (neither mean is negative). `baseline_unbounded`: a baseline seed that never reached the
+    target has no upper end, so the candidate may be up to 100% cheaper (the low end is -1).
+    `point`: the difference of the recorded values, reported as the estimate; the p-value of "no
+    difference" is read from the range's end nearer 0, so it agrees with the interval."""
+    a_low, a_high = np.asarray(candidate_low, float), np.asarray(candidate_high, float)
+    b_low, b_high = np.asarray(baseline_low, float), np.asarray(baseline_high, float)
+    for low, high in ((a_low, a_high), (b_low, b_high)):
+        _require_finite(np.concatenate([low, high]))
+        if low.shape != high.shape or low.ndim != 1 or low.size == 0:
+            raise ValueError(f"a bracketed comparison needs one [low, high] per seed: {low.shape} vs {high.shape}")
+        if (low > high).any() or (low < 0).any():
+            raise ValueError("each seed's bracket needs 0 <= low <= high")
+    if b_low.min() <= 0:
+        raise ValueError("a relative difference needs every baseline bracket above 0")
+    a_lo, a_hi, b_lo, b_hi = a_low.mean(), a_high.mean(), b_low.mean(), b_high.mean()
+    low_point = -1.0 if baseline_unbounded else a_lo / b_hi - 1
+    high_point = a_hi / b_lo - 1
+    part_a = _bracketed_seed_variance(a_low, a_high) / len(a_low) / b_lo ** 2
+    part_b = (a_hi / b_lo ** 2) ** 2 * _bracketed_seed_variance(b_low, b_high) / len(b_low)
+    parts = [(v, n - 1) for v, n in ((part_a, len(a_low)), (part_b, len(b_low))) if v > 0 and n > 1]
+    var = sum(v for v, _ in parts)
+    df = var ** 2 / sum(v ** 2 / d for v, d in parts) if parts else math.inf
+    se = math.sqrt(var)
+    half = float(_scipy_stats.t.ppf(1 - (1 - level) / 2, df)) * se if se > 0 else 0.0
+    gap = 0.0 if low_point <= 0 <= high_point else min(abs(low_point), abs(high_point))
+    p = float(min(1.0, 2 * _scipy_stats.t.sf(gap / se, df))) if se > 0 else (0.0 if gap > 0 else 1.0)
+    value = a_hi / b_hi - 1 if point is None else point
+    n_seeds = min(len(a_low), len(b_low))
+    return Comparison(float(a_hi), float(b_hi), float(min(max(value, low_point), high_point)),
+                      max(-1.0, low_point - half), high_point + half, p, level, alpha, n_seeds, 1,
+                      seed_variance=(part_a * len(a_low) + part_b * len(b_low)) if n_seeds > 1 else None,
+                      example_variance=0.0, df=df, bracket=(float(low_point), float(high_point)))
+
+
+def _bracketed_seed_variance(low: np.ndarray, high: np.ndarray) -> float:
+    """The largest between-seed variance values confined to these brackets can have, bounded by
+    the triangle inequality: the midpoints' standard deviation plus the most a deviation within a
+    bracket of the largest width adds (half that width, times sqrt(S / (S - 1)))."""
+    s = len(low)
+    if s < 2:
+        return 0.0
+    mid, half_width = (low + high) / 2, float((high - low).max()) / 2
+    return (float(np.std(mid, ddof=1)) + half_width * math.sqrt(s / (s - 1))) ** 2
 
 
 def replicate_estimate(per_seed, replicates, n_examples: int, level: float = 0.95,
