@@ -91,20 +91,20 @@ def _comparison_test(metric):
 
         def compare(session):
             a, b = values(session)
-            ratio = float(a.mean() / b.mean())
-            if metric.name.endswith("_to_target"):
-                return _bracketed(session, metric.name, ratio - 1)
+            if metric.name.endswith("_to_target"):  # read off learning curves: `bracketed`
+                return bracketed(session, a[:, 0], b[:, 0])
             # (candidate - baseline) / baseline mean, by the delta method: the baseline arm's
             # spread is scaled by the ratio too, since its mean divides the candidate's
+            ratio = float(a.mean() / b.mean())
             return session.statistics.compare(a / float(b.mean()), 1 + ratio * (b / float(b.mean()) - 1))
 
-        def _bracketed(session, key, point):
-            """Compute to target is read off a learning curve: each seed's crossing is known to
-            lie between two measured points, and the interval covers wherever it lies there."""
-            cand, base = (np.asarray(measure.per_model(session, name)["brackets"][key], dtype=float) for name in audit_pair)
+        def bracketed(session, a, b):
+            """Each seed's crossing of the target lies between two measured points of its curve;
+            the interval covers it wherever it lies there."""
+            cand, base = (measure.per_model(session, name)["brackets"][metric.name] for name in audit_pair)
             stats = session.statistics
             return bracketed_relative_comparison(
-                cand[:, 0], cand[:, 1], base[:, 0], base[:, 1], stats.level, stats.alpha, point=point,
+                a, b, cand, base, stats.level, stats.alpha,
                 baseline_unbounded=not all(measure.per_model(session, baseline)["reached"]))
 
         def facts(session):  # what the modifiers read, from the last look's seeds

@@ -258,7 +258,8 @@ def test_compute_to_target_interval_covers_the_crossing_wherever_it_lies_between
         plain = paired_comparison((cand[2] / base[2].mean())[:, None],
                                   (1 + ratio * (base[2] / base[2].mean() - 1))[:, None])
         missed_plain += not plain.ci_low <= true_difference <= plain.ci_high
-        bracketed = bracketed_relative_comparison(cand[0], cand[1], base[0], base[1], point=ratio - 1)
+        bracketed = bracketed_relative_comparison(cand[2], base[2], np.c_[cand[0], cand[1]], np.c_[base[0], base[1]])
+        assert bracketed.difference == pytest.approx(ratio - 1)
         covered += bracketed.ci_low <= true_difference <= bracketed.ci_high
         assert bracketed.bracket[0] <= bracketed.difference <= bracketed.bracket[1]
     assert missed_plain >= 45  # the straight-line reading's bias, read as exact
@@ -269,15 +270,16 @@ def test_compute_to_target_interval_covers_the_crossing_wherever_it_lies_between
 
 def test_seeds_that_tie_on_a_curve_point_give_an_interval_not_a_point():
     # every seed of both arms crosses between steps 64 and 128: the interval holds the whole bracket
-    tied = bracketed_relative_comparison([64.0] * 3, [128.0] * 3, [64.0] * 3, [128.0] * 3)
-    assert tied.bracket == pytest.approx((64 / 128 - 1, 128 / 64 - 1))
-    assert tied.ci_low <= -0.5 and tied.ci_high >= 1.0
-    assert not tied.significant
+    tied = bracketed_relative_comparison([96.0] * 3, [96.0] * 3, [[64.0, 128.0]] * 3, [[64.0, 128.0]] * 3)
+    assert (tied.ci_low, tied.ci_high) == pytest.approx((64 / 128 - 1, 128 / 64 - 1))
+    assert tied.difference == 0 and not tied.significant
     # narrow brackets far apart decide, with the p-value agreeing with the interval
-    apart = bracketed_relative_comparison([10.0, 11.0, 10.5], [11.0, 12.0, 11.5], [40.0, 41.0, 42.0], [41.0, 42.0, 43.0])
+    apart = bracketed_relative_comparison([10.5, 11.5, 11.0], [40.5, 41.5, 42.5], [[10, 11], [11, 12], [10.5, 11.5]],
+                                          [[40, 41], [41, 42], [42, 43]])
     assert apart.ci_high < 0 and apart.significant
     # a baseline seed that never reached the target leaves the candidate's gain unbounded
-    unbounded = bracketed_relative_comparison([10.0] * 2, [11.0] * 2, [40.0] * 2, [41.0] * 2, baseline_unbounded=True)
+    unbounded = bracketed_relative_comparison([10.5] * 2, [41.0] * 2, [[10, 11]] * 2, [[41, 41]] * 2,
+                                              baseline_unbounded=True)
     assert unbounded.ci_low == -1.0
     with pytest.raises(ValueError, match="above 0"):
-        bracketed_relative_comparison([1.0], [2.0], [0.0], [1.0])
+        bracketed_relative_comparison([1.0], [1.0], [[1.0, 2.0]], [[0.0, 1.0]])

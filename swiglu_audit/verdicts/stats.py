@@ -324,66 +324,61 @@ def _comparison(cand: float, base: float, seeds_a: tuple[tuple[float, float], in
                       parts_a[0] + parts_b[0] if known else None, example_var, df)
 
 
-def bracketed_relative_comparison(candidate_low, candidate_high, baseline_low, baseline_high,
-                                  level: float = 0.95, alpha: float = 0.05, point: float | None = None,
+def bracketed_relative_comparison(candidate, baseline, candidate_brackets, baseline_brackets,
+                                  level: float = 0.95, alpha: float = 0.05,
                                   baseline_unbounded: bool = False) -> Comparison:
-    """(candidate - baseline) / baseline of the seeds' means, where each seed's value is known
-    only to lie in [low, high] (compute to a target, read off a learning curve between the last
-    point below the target and the first at or above it). An interval that treated the
-    interpolated values as exact would be as narrow as their seed-to-seed spread, zero where the
-    seeds tie; the interpolation's error does not shrink with more seeds.
+    """(candidate - baseline) / baseline of the seeds' means of a value read off a learning curve
+    (compute to a target): `candidate` and `baseline` are each seed's reading (interpolated
+    between two measured points), the brackets each seed's [low, high], the measured points
+    around the crossing. An interval over the readings alone takes the straight line between
+    points as the truth: as narrow as the seeds' spread, a point where they tie, and an error
+    that no number of seeds shrinks (a concave curve's line overstates every crossing).
 
-    So the interval is built to cover the truth wherever in its bracket each seed's value lies:
-    - the means' ratio lies in [A_low / B_high, A_high / B_low] whatever the values (A, B the
-      arms' means of their lows and highs);
-    - each arm's seed spread is at most that of the brackets' midpoints plus the spread values
-      confined to a bracket of the largest width can have (half of it, times sqrt(S / (S - 1)));
-    - the standard error of the ratio uses the least baseline mean and the largest candidate one
-      (the delta method at its most pessimistic), with Welch-Satterthwaite degrees of freedom.
-    The interval is that range widened by the t quantile times that standard error, cut at -1
-    (neither mean is negative). `baseline_unbounded`: a baseline seed that never reached the
-    target has no upper end, so the candidate may be up to 100% cheaper (the low end is -1).
-    `point`: the difference of the recorded values, reported as the estimate; the p-value of "no
-    difference" is read from the range's end nearer 0, so it agrees with the interval."""
-    a_low, a_high = np.asarray(candidate_low, float), np.asarray(candidate_high, float)
-    b_low, b_high = np.asarray(baseline_low, float), np.asarray(baseline_high, float)
-    for low, high in ((a_low, a_high), (b_low, b_high)):
-        _require_finite(np.concatenate([low, high]))
-        if low.shape != high.shape or low.ndim != 1 or low.size == 0:
-            raise ValueError(f"a bracketed comparison needs one [low, high] per seed: {low.shape} vs {high.shape}")
-        if (low > high).any() or (low < 0).any():
+    So the interval has two parts:
+    - the range of the ratio the brackets allow, [A_low / B_high, A_high / B_low] (A, B the arms'
+      means of their lows and highs), which holds wherever in its bracket each crossing lies;
+    - widened on each side by the t quantile times the standard error of the readings' ratio
+      (the delta method at the least baseline and the largest candidate mean, Welch-Satterthwaite
+      degrees of freedom): the seeds' own spread, read from the readings. That the interpolation
+      moves one architecture's seeds alike (their curves have one shape) is the assumption; the
+      bracket covers any such shift.
+    The low end is cut at -1 (neither mean is negative). `baseline_unbounded`: a baseline seed
+    that never reached the target has no upper end, so the candidate may be up to 100% cheaper
+    (the range starts at -1). The estimate is the readings' ratio; the p-value of "no difference"
+    is read from the range's end nearer 0, so it agrees with the interval."""
+    read_a, read_b = np.asarray(candidate, float), np.asarray(baseline, float)
+    arms = []
+    for read, brackets in ((read_a, candidate_brackets), (read_b, baseline_brackets)):
+        b = np.asarray(brackets, float)
+        _require_finite(np.concatenate([read.ravel(), b.ravel()]))
+        if read.ndim != 1 or read.size == 0 or b.shape != (read.size, 2):
+            raise ValueError(f"a bracketed comparison needs one reading and one [low, high] per seed: "
+                             f"{read.shape} vs {b.shape}")
+        if (b[:, 0] > b[:, 1]).any() or (b[:, 0] < 0).any():
             raise ValueError("each seed's bracket needs 0 <= low <= high")
-    if b_low.min() <= 0:
-        raise ValueError("a relative difference needs every baseline bracket above 0")
-    a_lo, a_hi, b_lo, b_hi = a_low.mean(), a_high.mean(), b_low.mean(), b_high.mean()
+        arms.append(b)
+    (a_lo, a_hi), (b_lo, b_hi) = (tuple(b.mean(0)) for b in arms)
+    if b_lo <= 0 or read_b.mean() <= 0:
+        raise ValueError("a relative difference needs a baseline above 0")
     low_point = -1.0 if baseline_unbounded else a_lo / b_hi - 1
     high_point = a_hi / b_lo - 1
-    part_a = _bracketed_seed_variance(a_low, a_high) / len(a_low) / b_lo ** 2
-    part_b = (a_hi / b_lo ** 2) ** 2 * _bracketed_seed_variance(b_low, b_high) / len(b_low)
-    parts = [(v, n - 1) for v, n in ((part_a, len(a_low)), (part_b, len(b_low))) if v > 0 and n > 1]
+    var_a = float(np.var(read_a, ddof=1)) if read_a.size > 1 else 0.0
+    var_b = float(np.var(read_b, ddof=1)) if read_b.size > 1 else 0.0
+    part_a = var_a / read_a.size / b_lo ** 2
+    part_b = (a_hi / b_lo ** 2) ** 2 * var_b / read_b.size
+    parts = [(v, n - 1) for v, n in ((part_a, read_a.size), (part_b, read_b.size)) if v > 0 and n > 1]
     var = sum(v for v, _ in parts)
     df = var ** 2 / sum(v ** 2 / d for v, d in parts) if parts else math.inf
     se = math.sqrt(var)
     half = float(_scipy_stats.t.ppf(1 - (1 - level) / 2, df)) * se if se > 0 else 0.0
     gap = 0.0 if low_point <= 0 <= high_point else min(abs(low_point), abs(high_point))
     p = float(min(1.0, 2 * _scipy_stats.t.sf(gap / se, df))) if se > 0 else (0.0 if gap > 0 else 1.0)
-    value = a_hi / b_hi - 1 if point is None else point
-    n_seeds = min(len(a_low), len(b_low))
-    return Comparison(float(a_hi), float(b_hi), float(min(max(value, low_point), high_point)),
+    ratio = float(read_a.mean() / read_b.mean())
+    n_seeds = min(read_a.size, read_b.size)
+    return Comparison(ratio, 1.0, min(max(ratio - 1, low_point), high_point),
                       max(-1.0, low_point - half), high_point + half, p, level, alpha, n_seeds, 1,
-                      seed_variance=(part_a * len(a_low) + part_b * len(b_low)) if n_seeds > 1 else None,
+                      seed_variance=(part_a * read_a.size + part_b * read_b.size) if n_seeds > 1 else None,
                       example_variance=0.0, df=df, bracket=(float(low_point), float(high_point)))
-
-
-def _bracketed_seed_variance(low: np.ndarray, high: np.ndarray) -> float:
-    """The largest between-seed variance values confined to these brackets can have, bounded by
-    the triangle inequality: the midpoints' standard deviation plus the most a deviation within a
-    bracket of the largest width adds (half that width, times sqrt(S / (S - 1)))."""
-    s = len(low)
-    if s < 2:
-        return 0.0
-    mid, half_width = (low + high) / 2, float((high - low).max()) / 2
-    return (float(np.std(mid, ddof=1)) + half_width * math.sqrt(s / (s - 1))) ** 2
 
 
 def replicate_estimate(per_seed, replicates, n_examples: int, level: float = 0.95,
