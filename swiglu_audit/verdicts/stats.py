@@ -98,9 +98,9 @@ class Comparison:
         if self.bracket is not None:
             low, high = self.bracket
             if low <= bound <= high:
-                return None, ("the measured points lie too far apart around the target: the difference could lie "
-                              "on either side of the tolerance whatever the number of seeds; record the learning "
-                              "curve more densely or choose another target")
+                return None, ("the learning curve's points (at powers of two and each epoch's end) lie too far apart "
+                              "around the target: the difference could lie on either side of the tolerance whatever "
+                              "the number of seeds")
             margin = min(abs(low - bound), abs(high - bound))
         z = NormalDist().inv_cdf(1 - (1 - self.level) / 2) + NormalDist().inv_cdf(power)
         if margin < 1e-9:
