@@ -10,7 +10,7 @@ import pytest
 
 from swiglu_audit.checks.drift import DRIFT_DEGRADATION_COMPARISON, INPUT_DRIFT, LIVE_ACCURACY, PREDICTION_DRIFT
 from swiglu_audit.measure import drift as measure
-from swiglu_audit.methods.drift import prediction_drift
+from swiglu_audit.methods.drift import input_drift_p, prediction_drift
 from swiglu_audit.verdicts.risk import judged_finding
 from swiglu_audit.verdicts.sequential import judged_comparison
 from swiglu_audit.verdicts.stats import replicate_comparison, replicate_estimate
@@ -41,16 +41,28 @@ def _no_trend(finding):
 def test_input_drift(audit, record_finding):
     _skip_without_live(audit)
     result = measure.input_drift(audit)
+    policy = _split_alpha(audit)
     mmd = result["mmd"]
     details = {"mmd": mmd, "n_live": len(audit.data.x_live), "live_labelled": audit.data.y_live is not None}
-    if "features" in result:
-        features = result["features"]
-        details["features"] = features
-        details["drifted_features"] = features["drifted_features"]
+    mmd_words = f"MMD^2 = {mmd['mmd2']:.3g} between {mmd['n_live']} live and {mmd['n_ref']} training inputs"
+    features = result.get("features")
+    combined = input_drift_p(mmd["p_value"], features["min_adjusted_p"] if features else None)
+    what = f"{mmd_words}, permutation p-value"
+    if features:
+        # each test holds half of drift_alpha (Bonferroni): the drifted features at the KS test's half
+        ks_alpha = policy["drift_alpha"] / combined["tests"]
+        drifted = [j for j, p in enumerate(features["adjusted"]) if p < ks_alpha]
+        details["features"] = {**features, "drifted_features": drifted, "alpha": ks_alpha}
+        details["drifted_features"] = drifted
+        test = "the MMD test's" if combined["decided_by"] == "mmd" else (
+            "the per-feature KS tests'" + (f" (drifted features {drifted[:10]}{' ...' if len(drifted) > 10 else ''})"
+                                           if drifted else ""))
+        what = (f"{mmd_words}, permutation p-value {mmd['p_value']:.3g}; smallest per-feature KS p-value "
+                f"(Benjamini-Hochberg) {features['min_adjusted_p']:.3g}; the smaller, {test}, times 2 for "
+                "the two tests (Bonferroni)")
+    details["decided_by"] = combined["decided_by"]
     record_finding(_no_trend(judged_finding(
-        INPUT_DRIFT, [], mmd["p_value"], _split_alpha(audit),
-        f"MMD^2 = {mmd['mmd2']:.3g} between {mmd['n_live']} live and {mmd['n_ref']} training inputs, "
-        f"permutation p-value", subject=audit.data.name, details=details)))
+        INPUT_DRIFT, [], combined["p_value"], policy, what, subject=audit.data.name, details=details)))
 
 
 @pytest.mark.swiglu_audit_check(PREDICTION_DRIFT)
@@ -69,7 +81,9 @@ def test_live_accuracy(audit, audit_model, record_finding):
     _skip_without_live(audit)
     change, reps, parts = measure.accuracy_change(audit, audit_model)
     stats = audit.statistics
-    drop = replicate_estimate(-change, -reps, len(audit.data.x_live), stats.level, bounds=(-1.0, 1.0))
+    n_live, n_test = len(audit.data.x_live), len(audit.data.x_test)
+    drop = replicate_estimate(-change, -reps, n_live, stats.level, bounds=(-1.0, 1.0),
+                              floor=measure.change_floor(parts, n_live, n_test))
     what = ("test accuracy minus live accuracy, measured with the live labels" if parts["measured"] else
             "accuracy drop from test to live inputs, both estimated without labels (ATC)")
     record_finding(judged_finding(
@@ -85,8 +99,9 @@ def test_drift_degradation_vs_baseline(audit, audit_pair, record_finding):
     def compare(session):
         (a, ra, _), (b, rb, _) = (measure.accuracy_change(session, m) for m in audit_pair)
         stats = session.statistics
-        return replicate_comparison(a, ra, b, rb, len(session.data.x_live), stats.level, stats.alpha,
-                                    bounds=(-2.0, 2.0))
+        n_live = len(session.data.x_live)
+        return replicate_comparison(a, ra, b, rb, n_live, stats.level, stats.alpha, bounds=(-2.0, 2.0),
+                                    floor=measure.comparison_floor(n_live, len(session.data.x_test)))
     measured = audit.data.y_live is not None
     record_finding(judged_comparison(
         audit, DRIFT_DEGRADATION_COMPARISON, audit_pair,

@@ -3,6 +3,7 @@ gradcheck, half-precision parity and headroom, training determinism, golden outp
 round-trips."""
 
 import dataclasses
+import math
 import tempfile
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def test_precision_parity(audit, audit_model, dtype, record_finding):
 @pytest.mark.swiglu_audit_check(DETERMINISM)
 def test_training_determinism(audit, audit_model, record_finding):
     result = measure.determinism(audit, audit_model)
-    worst = max(result["weight_diff"], result["output_diff"])
+    # a NaN difference is a divergence, not agreement (max(0.0, nan) is 0.0)
+    worst = max(math.inf if math.isnan(d) else d for d in (result["weight_diff"], result["output_diff"]))
     facts = {**result, "model": audit_model, "seed": audit.config.seeds[0], "worst": worst,
              "device": audit.device.type}
     record_finding(decided_finding(DETERMINISM, [audit_model], facts, audit.config.policy,
@@ -118,6 +120,6 @@ def test_cpu_vs_accelerator(audit, audit_model, record_finding):
     runs = [device_parity(m.module, x) for m in audit.zoo.models(audit_model)]
     deviation = max(r["max_logit_deviation"] for r in runs)
     flips = audit.statistics.mean([r["flips"] for r in runs])
-    facts = {"model": audit_model, "device": audit.device.type, "deviation": deviation, "flip_rate": flips.value}
+    facts = {"model": audit_model, "device": audit.device.type, "deviation": deviation, "flips": flips.to_dict()}
     record_finding(decided_finding(DEVICE_PARITY, [audit_model], facts, audit.config.policy,
                                    value=deviation, details={"device": audit.device.type, "flip_rate": flips.to_dict()}))

@@ -81,8 +81,15 @@ def test_selective_prediction(audit, audit_model, record_finding):
                  "risk_coverage": thin(coverage, risk)}))
 
 
+def _skip_without_corruptions(audit) -> None:
+    why = measure.corruptions_missing(audit)
+    if why:
+        pytest.skip(why)
+
+
 @pytest.mark.swiglu_audit_check(CORRUPTION)
 def test_corruption_robustness(audit, audit_model, record_finding):
+    _skip_without_corruptions(audit)
     policy = audit.config.policy
     conf = policy["confidence_level"]
     result = measure.corruption(audit, audit_model)
@@ -115,6 +122,7 @@ def test_corruption_robustness(audit, audit_model, record_finding):
 
 @pytest.mark.swiglu_audit_check(CALIBRATION)
 def test_calibration_under_shift(audit, audit_model, record_finding):
+    _skip_without_corruptions(audit)
     policy, bins = audit.config.policy, audit.config.ood.ece_bins
     result = measure.corruption(audit, audit_model)
 
@@ -144,22 +152,28 @@ def test_subpopulation_shift(audit, audit_model, record_finding):
         pytest.skip(f"'{audit_model}' is loaded from pretrained weights; the subpopulation shift retrains it")
     policy = audit.config.policy
     result = measure.subpopulation(audit, audit_model)
+    if result["feature"] is None:
+        pytest.skip(result["reason"])
     if result["n_test"] < 2:
         pytest.skip("fewer than two test inputs fall in the held-out range")
     cmp = audit.statistics.compare(result["held_out"], result["clean"])
     record_finding(judged_finding(
         SUBPOPULATION, [audit_model], -cmp.difference, policy,
         f"accuracy lost on the {result['n_test']} test inputs with feature {result['feature']} >= "
-        f"{result['threshold']:.3g} (the top fifth of its training range) when that range is held out of training",
+        f"{result['threshold']:.3g} (the top {result['share_held_out']:.0%} of its training values) when that range is "
+        "held out of training",
         ci=(-cmp.ci_high, -cmp.ci_low), df=cmp.df, ci_level=cmp.level,
         details={"feature": result["feature"], "threshold": result["threshold"], "n_test": result["n_test"],
-                 "n_train_held_out": result["n_train_held_out"], "comparison": cmp.to_dict(),
+                 "n_train_held_out": result["n_train_held_out"], "share_held_out": result["share_held_out"],
+                 "comparison": cmp.to_dict(),
                  "accuracy_trained_with": float(result["clean"].mean()),
                  "accuracy_trained_without": float(result["held_out"].mean())}))
 
 
 @pytest.mark.swiglu_audit_check(CORRUPTION_COMPARISON)
 def test_corruption_accuracy_vs_baseline(audit, audit_pair, record_finding):
+    _skip_without_corruptions(audit)
+
     def compare(session):
         return session.statistics.compare(*(measure.mean_corrupted_correct(measure.corruption(session, m))
                                             for m in audit_pair))

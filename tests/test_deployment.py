@@ -5,6 +5,7 @@ large enough to break int8 against the same model without them."""
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -239,3 +240,38 @@ def test_the_worst_case_examples_take_the_first_attack_that_broke_each_input():
     # input 1: FGSM broke it first; input 2: only Square; input 0: nothing did, PGD's example; input
     # 3: wrong before any attack (the attacks left it as it was), PGD's example too
     assert _worst_examples(runs, pgd).flatten().tolist() == [0.0, 1.0, 2.0, 0.0]
+
+
+def test_a_dead_relu_layer_gives_finite_peak_ratios_and_a_finite_outlier_interval():
+    """A layer whose hidden activation is all zero (median 0) gave infinite ratios, log10 inf, and
+    a "NaN or infinite" ERROR in ffn_activation_outliers and ffn_outliers_vs_baseline."""
+    from types import SimpleNamespace
+
+    from swiglu_audit.measure.deployment import outliers, peak_ratio_replicates
+    from swiglu_audit.verdicts.stats import replicate_estimate
+
+    assert row_peak_ratios(torch.zeros(3, 4), 0.0).tolist() == [0.0, 0.0, 0.0]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(family="mlp", ffn="relu")).eval()
+    with torch.no_grad():
+        model.ffns[0].up_proj.weight.zero_()  # relu(0) everywhere: a dead layer
+    x = torch.rand(32, 1, 8, 8)
+    audit = SimpleNamespace(
+        config=SimpleNamespace(numerical=SimpleNamespace(n_examples=32)),
+        data=SimpleNamespace(x_test=x, y_test=torch.zeros(32, dtype=torch.long)), device=torch.device("cpu"),
+        zoo=SimpleNamespace(models=lambda name: [SimpleNamespace(module=model, record={}, key="k")]),
+        memo=lambda key, compute: compute(), cached_arrays=lambda kind, models, settings, code, compute: compute())
+    result = outliers(audit, "dead")
+    assert result["per_seed"][0]["ffns.0.down_proj"]["median"] == 0.0
+    live = result["per_seed"][0]["ffns.1.down_proj"]
+    assert live["median"] > 0
+    # the live layer alone decides each input's peak ratio
+    with torch.no_grad():
+        seen = []
+        handle = model.ffns[1].down_proj.register_forward_pre_hook(lambda m, i: seen.append(i[0].abs().amax(1)))
+        model(x)
+        handle.remove()
+    expected = torch.log10(seen[0] / live["median"]).numpy()
+    assert np.allclose(result["log_peak"][0], expected, rtol=1e-5)
+    est = replicate_estimate(result["log_peak"].max(1), peak_ratio_replicates(result["log_peak"], 50, 0), 32)
+    assert np.isfinite([est.value, est.ci_low, est.ci_high]).all()

@@ -193,3 +193,62 @@ def test_a_live_dataset_whose_inputs_hold_no_values_is_named():
     with pytest.raises(DataContractError) as info:
         _with_live(load_digits_data(), {"live": Empty()}, "live")
     assert info.value.problems == ["live: x_live inputs of shape (1, 1, 0) hold no values; give at least one feature per input"]
+
+
+def test_live_accuracy_with_every_input_right_is_not_an_exact_zero_drop():
+    """All 30 live and 200 test inputs right: every resample reads a drop of 0, which was the
+    interval [0, 0] and a PASS. With the Agresti-Coull floor on each side the interval reaches
+    past max_live_accuracy_drop = 0.05 at 30 live inputs: inconclusive."""
+    from swiglu_audit.checks.drift import LIVE_ACCURACY
+    from swiglu_audit.config import DEFAULT_POLICY
+    from swiglu_audit.measure.drift import change_floor, comparison_floor
+    from swiglu_audit.verdicts.risk import judged_finding
+    from swiglu_audit.verdicts.stats import replicate_comparison, replicate_estimate, share_floor
+
+    parts = {"measured": True, "live_accuracy": [1.0, 1.0], "test_accuracy": [1.0, 1.0],
+             "live_estimate": [0.9, 0.9], "test_estimate": [0.9, 0.9]}
+    floor = change_floor(parts, 30, 200)
+    assert floor == pytest.approx(share_floor(30, 30) + share_floor(200, 200))
+    change, reps = np.zeros(2), np.zeros((2, 100))
+    drop = replicate_estimate(-change, -reps, 30, 0.95, bounds=(-1.0, 1.0), floor=floor)
+    assert drop.value == 0.0 and drop.ci_high > 0.05
+    finding = judged_finding(LIVE_ACCURACY, ["m"], drop.value, DEFAULT_POLICY, "drop",
+                             ci=(drop.ci_low, drop.ci_high), ci_level=drop.level)
+    assert finding.status == "WARN"
+    # the label-free estimates take the same floor on their own shares
+    assert change_floor({**parts, "measured": False}, 30, 200) == pytest.approx(
+        share_floor(27, 30) + share_floor(180, 200))
+    # candidate vs baseline, both right everywhere: one discordant pseudo-input a split, not exact equality
+    cmp = replicate_comparison(change, reps, change, reps, 30, 0.95, 0.05, bounds=(-2.0, 2.0),
+                               floor=comparison_floor(30, 200))
+    assert cmp.ci_low < 0 < cmp.ci_high
+
+
+def _narrow_feature_shift():
+    """20 features; one of them narrow (sd 0.01) shifted by 4 of its sds on the live inputs."""
+    rng = np.random.default_rng(0)
+    ref, live = rng.normal(0, 1, (1000, 20)), rng.normal(0, 1, (400, 20))
+    ref[:, 3], live[:, 3] = rng.normal(0, 0.01, 1000), rng.normal(0.04, 0.01, 400)
+    return ref, live
+
+
+def test_input_drift_of_one_narrow_feature_is_found_by_the_feature_tests():
+    from swiglu_audit.checks.drift import INPUT_DRIFT
+    from swiglu_audit.config import DEFAULT_POLICY
+    from swiglu_audit.methods.drift import input_drift_p
+    from swiglu_audit.verdicts.risk import judged_finding
+
+    ref, live = _narrow_feature_shift()
+    mmd = mmd_permutation_test(ref, live, 200, 400, 0)
+    features = feature_drift(ref, live, 0.025)
+    assert mmd["p_value"] > 0.2  # the MMD alone: no drift, PASS
+    assert features["min_adjusted_p"] < 1e-100 and features["drifted_features"] == [3]
+    combined = input_drift_p(mmd["p_value"], features["min_adjusted_p"])
+    assert combined == {"p_value": pytest.approx(2 * features["min_adjusted_p"]), "tests": 2, "decided_by": "ks"}
+    policy = {**DEFAULT_POLICY, "drift_alpha": 0.05}
+    assert judged_finding(INPUT_DRIFT, [], combined["p_value"], policy, "p").status == "WARN"
+    # alpha is split between the two tests: each decides at alpha / 2
+    assert input_drift_p(0.03, 0.5) == {"p_value": pytest.approx(0.06), "tests": 2, "decided_by": "mmd"}
+    assert judged_finding(INPUT_DRIFT, [], input_drift_p(0.03, 0.5)["p_value"], policy, "p").status == "PASS"
+    assert input_drift_p(0.03) == {"p_value": 0.03, "tests": 1, "decided_by": "mmd"}  # no feature tests (images)
+    assert input_drift_p(0.7, 0.9)["p_value"] == 1.0

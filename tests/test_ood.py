@@ -219,3 +219,63 @@ def test_aurc_estimate_interval_holds_the_value():
     est = aurc_estimate(scores, correct, 0.95, 200)
     assert est.ci_low <= est.value <= est.ci_high and est.n_seeds == 2
     assert est.value < aurc(-scores[0], correct[0])  # better than the reversed ranking
+
+
+def test_aurc_with_no_error_seen_is_not_proof_of_zero_risk():
+    """40 inputs all right: every resample reads AURC 0 (the interval was [0, 0], a PASS), while one
+    error ranked most confident would read 0.107. The floor makes the interval reach past
+    max_aurc = 0.05 at 40 inputs, stays tight at 360, and leaves a well-ranked model's alone."""
+    from swiglu_audit.methods.calibration import aurc_estimate, aurc_floor
+    from swiglu_audit.verdicts.stats import share_floor
+
+    rng = np.random.default_rng(0)
+    one_first = np.ones(40)
+    one_first[0] = 0
+    assert aurc(-np.arange(40.0), one_first) == pytest.approx(sum(1 / j for j in range(1, 41)) / 40)  # 0.107
+    perfect = aurc_estimate(rng.random((2, 40)), np.ones((2, 40)), 0.95, 200)
+    assert perfect.value == 0.0 and 0.05 < perfect.ci_high < 0.107
+    assert aurc_floor(0.0, 0.0, 40) == pytest.approx(share_floor(0, 40))
+    assert aurc_estimate(rng.random((2, 360)), np.ones((2, 360)), 0.95, 200).ci_high < 0.01
+    # errors ranked least confident: the floor sinks with the AURC per error, below the resampling's
+    correct = np.ones(360)
+    correct[:18] = 0
+    scores = rng.normal(size=360) + 3 * correct
+    value = aurc(scores, correct)
+    assert aurc_floor(value, 18.0, 360) < share_floor(18, 360) / 10
+
+
+def test_subpopulation_split_skips_a_one_hot_column_whose_quantile_keeps_nothing():
+    """A 0/1 column with 15% ones has the largest variance, and its 0.8 quantile is 0: `x < 0`
+    kept no training row, and the retraining divided by zero (ERROR)."""
+    from swiglu_audit.measure.ood import subpopulation_split
+
+    rng = np.random.default_rng(0)
+    one_hot = (rng.random(400) < 0.15).astype(np.float32)
+    narrow = rng.uniform(0, 0.5, 400).astype(np.float32)
+    x = torch.from_numpy(np.c_[narrow, one_hot])
+    assert int(x.var(0).argmax()) == 1 and float(torch.quantile(x[:, 1], 0.8)) == 0.0
+    feature, threshold = subpopulation_split(x)
+    kept = int((x[:, feature] < threshold).sum())
+    assert feature == 0 and threshold == pytest.approx(float(np.quantile(narrow, 0.8)), rel=1e-5)
+    assert 0 < kept < len(x)
+    # a 0/1 column with more ones than the quantile's share splits: its ones are held out
+    common = torch.from_numpy(np.c_[narrow, (rng.random(400) < 0.3).astype(np.float32)])
+    assert subpopulation_split(common) == (1, 1.0)
+    assert subpopulation_split(torch.from_numpy(np.c_[np.zeros(50), one_hot[:50] * 0])) is None
+
+
+def test_corruption_checks_say_why_when_no_corruption_applies():
+    from types import SimpleNamespace
+
+    from swiglu_audit.measure.ood import corruptions_missing
+
+    def audit(names, modality):
+        return SimpleNamespace(config=SimpleNamespace(ood=SimpleNamespace(corruptions=tuple(names))),
+                               data=SimpleNamespace(modality=modality))
+
+    why = corruptions_missing(audit([], "image"))
+    assert "no configured corruption applies to image data" in why and "corruptions: none" in why
+    why = corruptions_missing(audit(["feature_noise"], "image"))
+    assert "feature_noise, none of which applies" in why and "[tool.swiglu_audit.ood] corruptions" in why
+    assert corruptions_missing(audit(["gaussian_noise"], "image")) is None
+    assert corruptions_missing(audit([], "tabular")) is None  # tabular data gets the tabular corruptions

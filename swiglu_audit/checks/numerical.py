@@ -35,19 +35,44 @@ def _parity_problems(facts: dict, policy: dict) -> list[str]:
     if _flip_verdict(facts, policy) is Status.FAIL:
         problems.append(f"{dtype} flip rate {flips['value']:.4f} [{flips['ci_low']:.4f}, {flips['ci_high']:.4f}] exceeds "
                         f"{key} = {policy[key]} over its whole interval")
-    if dtype == "float16" and facts["headroom"] < policy["min_fp16_headroom"]:
+    if dtype == "float16" and facts["headroom"] is not None and facts["headroom"] < policy["min_fp16_headroom"]:
         problems.append(f"largest FFN activation {facts['ffn_absmax']:.4g} leaves headroom "
                         f"{facts['headroom']:.3g}x to the float16 maximum {facts['fp16_max']:.0f}, below "
                         f"min_fp16_headroom = {policy['min_fp16_headroom']}")
     return problems
 
 
+_NO_FFN_HEADROOM = ("float16 headroom not measured: no FFN found in the model, or none called (the audit looks "
+                    "for modules with up_proj and down_proj, or a linear layer marked `swiglu_audit_ffn = True`: "
+                    "mark the down projection, whose input is the FFN's hidden activation)")
+
+
+def _parity_doubts(facts: dict, policy: dict) -> list[str]:
+    """What leaves half-precision parity inconclusive: a flip-rate interval across its limit, a
+    float16 headroom that could not be measured."""
+    flips, key = facts["flips"], _flip_key(facts)
+    doubts = []
+    if _flip_verdict(facts, policy) is Status.WARN:
+        doubts.append(f"{facts['dtype']} flip rate {flips['value']:.4f}, interval [{flips['ci_low']:.4f}, "
+                      f"{flips['ci_high']:.4f}], reaches across {key} = {policy[key]}; more test examples or seeds "
+                      "would decide it")
+    if facts["dtype"] == "float16" and facts["headroom"] is None:
+        doubts.append(_NO_FFN_HEADROOM)
+    return doubts
+
+
+def _headroom_words(facts: dict, policy: dict) -> str:
+    if facts["headroom"] is None:
+        return "FFN headroom not measured (no FFN found)"
+    return (f"largest FFN activation {facts['ffn_absmax']:.4g} leaves {facts['headroom']:.3g}x headroom to float16's "
+            f"maximum (min_fp16_headroom = {policy['min_fp16_headroom']})")
+
+
 def _parity_pass_words(facts: dict, policy: dict) -> str:
     flips, key = facts["flips"], _flip_key(facts)
     return (f"{facts['dtype']} flip rate {flips['value']:.4f} (interval [{flips['ci_low']:.4f}, {flips['ci_high']:.4f}]) is within "
-            f"{key} = {policy[key]}; largest logit deviation {facts['max_logit_deviation']:.3g}; largest FFN activation "
-            f"{facts['ffn_absmax']:.4g} leaves {facts['headroom']:.3g}x headroom to float16's maximum "
-            f"(min_fp16_headroom = {policy['min_fp16_headroom']})")
+            f"{key} = {policy[key]}; largest logit deviation {facts['max_logit_deviation']:.3g}; "
+            + _headroom_words(facts, policy))
 
 
 def _determinism_key(facts: dict) -> str:
@@ -70,15 +95,29 @@ def _golden_tolerance(facts: dict, policy: dict) -> float:
     return policy[f"golden_tolerance_{facts['dtype']}"]
 
 
-def _device_ok(facts: dict, policy: dict) -> bool:
-    return (facts["deviation"] <= policy["max_device_logit_deviation"]
-            and facts["flip_rate"] <= policy["max_device_flip_rate"])
+def _device_flip_verdict(facts: dict, policy: dict) -> Status:
+    """The flip rate judged on its interval (DESIGN.md section 8), as PRECISION_PARITY's."""
+    flips = facts["flips"]
+    return judge_interval(flips["value"], (flips["ci_low"], flips["ci_high"]), policy["max_device_flip_rate"], False,
+                          Status.FAIL)
+
+
+def _device_deviation_ok(facts: dict, policy: dict) -> bool:  # the largest deviation over all inputs: exact
+    return facts["deviation"] <= policy["max_device_logit_deviation"]
 
 
 def _device_words(facts: dict, policy: dict) -> str:
+    flips = facts["flips"]
     return (f"model '{facts['model']}' on {facts['device']} vs CPU: largest logit deviation {facts['deviation']:.3g} "
             f"(max_device_logit_deviation = {policy['max_device_logit_deviation']}), flip rate "
-            f"{facts['flip_rate']:.4f} (max_device_flip_rate = {policy['max_device_flip_rate']})")
+            f"{flips['value']:.4f}, interval [{flips['ci_low']:.4f}, {flips['ci_high']:.4f}] "
+            f"(max_device_flip_rate = {policy['max_device_flip_rate']})")
+
+
+def _device_inconclusive_words(facts: dict, policy: dict) -> str:
+    return (_device_words(facts, policy) + ": inconclusive, the flip rate's interval reaches across "
+            "max_device_flip_rate; more test examples or seeds would decide it")
+
 
 _TAGS: dict = dict(rmf=("MEASURE 2.5", "MEASURE 4.3"), characteristic="valid_reliable")
 
@@ -98,11 +137,8 @@ PRECISION_PARITY = CheckInfo(
         rules=(
             Rule(Status.FAIL, lambda facts, policy: bool(_parity_problems(facts, policy)),
                  lambda facts, policy: f"model '{facts['model']}': " + "; ".join(_parity_problems(facts, policy))),
-            Rule(Status.WARN, lambda facts, policy: _flip_verdict(facts, policy) is Status.WARN,
-                 lambda facts, policy: (
-                     f"inconclusive: {facts['dtype']} flip rate {facts['flips']['value']:.4f}, interval "
-                     f"[{facts['flips']['ci_low']:.4f}, {facts['flips']['ci_high']:.4f}], reaches across "
-                     f"{_flip_key(facts)} = {policy[_flip_key(facts)]}; more test examples or seeds would decide it")),
+            Rule(Status.WARN, lambda facts, policy: bool(_parity_doubts(facts, policy)),
+                 lambda facts, policy: "inconclusive: " + "; ".join(_parity_doubts(facts, policy))),
             Rule(Status.PASS, always, _parity_pass_words))),
 )
 
@@ -210,6 +246,11 @@ DEVICE_PARITY = CheckInfo(
     condition=DecisionTable(
         threshold=lambda facts, policy: (
             f"deviation <= max_device_logit_deviation = {policy['max_device_logit_deviation']}; "
-            f"flip rate <= max_device_flip_rate = {policy['max_device_flip_rate']}"),
-        rules=(Rule(Status.PASS, _device_ok, _device_words), Rule(Status.FAIL, always, _device_words))),
+            f"flip rate <= max_device_flip_rate = {policy['max_device_flip_rate']} (the whole interval)"),
+        rules=(Rule(Status.FAIL, lambda facts, policy: (not _device_deviation_ok(facts, policy)
+                                                        or _device_flip_verdict(facts, policy) is Status.FAIL),
+                    _device_words),
+               Rule(Status.WARN, lambda facts, policy: _device_flip_verdict(facts, policy) is Status.WARN,
+                    _device_inconclusive_words),
+               Rule(Status.PASS, always, _device_words))),
 )

@@ -62,9 +62,12 @@ def outliers(audit: AuditSession, name: str) -> dict:
                 _check_batch_first(name, layer, parts, [len(c) for c in chunks])
                 h = torch.cat(parts).cpu()  # (inputs, rows per input, channels)
                 stats[layer] = activation_stats(h)
-                peaks.append(row_peak_ratios(h, stats[layer]["median"]))
+                if stats[layer]["median"] > 0:  # an all-zero (dead) layer has no outlier to rank
+                    peaks.append(row_peak_ratios(h, stats[layer]["median"]))
             per_seed.append(stats)
-            log_peaks.append(torch.log10(torch.stack(peaks).amax(0).clamp_min(1e-30)).numpy())
+            # every layer dead: ratio 0 (as activation_stats's), at the floor of the log
+            peak = torch.stack(peaks).amax(0) if peaks else torch.zeros(len(x))
+            log_peaks.append(torch.log10(peak.clamp_min(1e-30)).numpy())
         return ({"log_peak": np.stack(log_peaks)} if log_peaks else {}), {"layers": names, "per_seed": per_seed}
 
     def compute():

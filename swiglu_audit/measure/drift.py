@@ -10,6 +10,7 @@ import numpy as np
 
 from ..methods.drift import atc_replicates, confidence_scores, feature_drift, mmd_permutation_test
 from ..training.train import predict_logits
+from ..verdicts.stats import share_floor
 
 if TYPE_CHECKING:
     from ..session import AuditSession
@@ -83,6 +84,23 @@ def _accuracy_change(audit: AuditSession, name: str) -> tuple[np.ndarray, np.nda
         parts["live_accuracy"] = live.tolist()
         return live - o["test_correct"].mean(1), reps, {**parts, "measured": True}
     return live_atc - test_atc, live_atc_reps - test_atc_reps, {**parts, "measured": False}
+
+
+def change_floor(parts: dict, n_live: int, n_test: int) -> float:
+    """The least example variance of one model's live - test accuracy (`replicate_estimate`'s
+    floor): an Agresti-Coull share's on each side (`share_floor`, measured or ATC's estimate), so
+    that every live and test input right is not read as an exact change of 0."""
+    live = parts["live_accuracy"] if parts["measured"] else parts["live_estimate"]
+    test = parts["test_accuracy"] if parts["measured"] else parts["test_estimate"]
+    return (share_floor(float(np.mean(live)) * n_live, n_live)
+            + share_floor(float(np.mean(test)) * n_test, n_test))
+
+
+def comparison_floor(n_live: int, n_test: int) -> float:
+    """The least example variance of candidate - baseline of the change (`replicate_comparison`'s
+    floor): one discordant pseudo-input on each split, as `paired_comparison`'s for 0/1 outcomes,
+    so that two models right everywhere are not read as exactly equal."""
+    return 1.0 / n_live ** 2 + 1.0 / n_test ** 2
 
 
 def prefetch(audit: AuditSession, name: str) -> None:

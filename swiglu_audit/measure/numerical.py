@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from ..methods import numerical as numerical_methods
-from ..methods.numerical import half_parity, state_difference
+from ..methods.numerical import half_parity, max_difference, state_difference
+from ..training import activations
 from ..training import train as train_module
 from ..training.cache import code_digest
 from ..training.device import deterministic_algorithms
@@ -28,8 +29,7 @@ def half_precision(audit: AuditSession, name: str, dtype: str) -> dict:
         return {"flips": np.stack([r["flips"] for r in runs])}, {
             "max_logit_deviation": max(r["max_logit_deviation"] for r in runs),
             "finite": all(r["finite"] for r in runs),
-            "ffn_absmax": max(r["ffn_absmax"] for r in runs),
-            "headroom": min(r["headroom"] for r in runs),
+            **_headroom(runs),
         }
 
     def compute():
@@ -40,6 +40,14 @@ def half_precision(audit: AuditSession, name: str, dtype: str) -> dict:
     x = audit.data.x_test[: audit.config.numerical.n_examples]
     models = audit.zoo.models(name)
     return audit.memo(("half", name, dtype), compute)
+
+
+def _headroom(runs: list[dict]) -> dict:
+    """The worst seed's FFN absmax and headroom; both None where any seed's was not measured
+    (no FFN found)."""
+    if any(r["ffn_absmax"] is None for r in runs):
+        return {"ffn_absmax": None, "headroom": None}
+    return {"ffn_absmax": max(r["ffn_absmax"] for r in runs), "headroom": min(r["headroom"] for r in runs)}
 
 
 def op_implementation(audit: AuditSession, impl_name: str):
@@ -78,7 +86,7 @@ def determinism(audit: AuditSession, name: str) -> dict:
             m = audit.zoo.models(name)[0].module
             a, b = predict_logits(m, probe, audit.device), predict_logits(m, probe, audit.device)
             return {"trained": False, "weight_diff": 0.0, "weight_where": None,
-                    "output_diff": float((a - b).abs().max())}
+                    "output_diff": max_difference(a, b)}
         recipe = Recipe(**{**cfg.training.to_dict(), "epochs": cfg.numerical.determinism_epochs})
         seed = cfg.seeds[0]
         torch.manual_seed(seed)
@@ -101,7 +109,7 @@ def determinism(audit: AuditSession, name: str) -> dict:
                 outputs.append(predict_logits(model, probe, audit.device))
         diff, where = state_difference(states[0], states[1])
         return {"trained": True, "weight_diff": diff, "weight_where": where,
-                "output_diff": float((outputs[0] - outputs[1]).abs().max())}
+                "output_diff": max_difference(outputs[0], outputs[1])}
     return audit.memo(("determinism", name), compute)
 
 
@@ -119,5 +127,5 @@ def n_parameters(audit: AuditSession, name: str) -> int:
     return audit.zoo.models(name)[0].n_parameters
 
 
-# cached measurements follow the code that makes them (and the trainer they run)
-_CODE_DIGEST = code_digest(sys.modules[__name__], numerical_methods, train_module)
+# cached measurements follow the code that makes them (the FFN search included; and the trainer they run)
+_CODE_DIGEST = code_digest(sys.modules[__name__], numerical_methods, activations, train_module)

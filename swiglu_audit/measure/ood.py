@@ -215,16 +215,35 @@ def corruption(audit: AuditSession, name: str) -> dict:
 SUBPOPULATION_QUANTILE = 0.8  # the top fifth of one feature's range is held out
 
 
+def subpopulation_split(x_train: torch.Tensor) -> tuple[int, float] | None:
+    """(feature, threshold) of the held-out range: the feature with the largest variance among
+    those whose SUBPOPULATION_QUANTILE splits the training rows (some, not all, below it). A 0/1
+    column with fewer ones than the quantile's share has its quantile at 0, and `x < 0` would keep
+    no training row. None when no feature splits (every feature constant, or nearly so)."""
+    x = x_train.reshape(len(x_train), -1)
+    for feature in torch.argsort(x.var(0), descending=True, stable=True).tolist():
+        threshold = float(torch.quantile(x[:, feature].float(), SUBPOPULATION_QUANTILE))
+        kept = int((x[:, feature] < threshold).sum())
+        if 0 < kept < len(x):
+            return feature, threshold
+    return None
+
+
 def subpopulation(audit: AuditSession, name: str) -> dict:
     """Tabular data only: correctness on the test inputs in the top fifth of the training range
-    of the feature with the largest variance, for the models trained on everything ("clean") and
-    for the same architecture retrained without the training samples in that range ("held_out"),
-    seeds x inputs each."""
+    of the feature with the largest variance (among those the split can divide,
+    `subpopulation_split`), for the models trained on everything ("clean") and for the same
+    architecture retrained without the training samples in that range ("held_out"), seeds x
+    inputs each. {"feature": None, "reason": ...} when no feature can be split."""
     def compute():
         data = audit.data
         x_train = data.x_train.reshape(len(data.x_train), -1)
-        feature = int(x_train.var(0).argmax())
-        threshold = float(torch.quantile(x_train[:, feature], SUBPOPULATION_QUANTILE))
+        split = subpopulation_split(x_train)
+        if split is None:
+            return {"feature": None, "reason": (
+                f"no feature's {SUBPOPULATION_QUANTILE:g} quantile splits the training inputs (each feature is "
+                "constant, or holds one value in more than that share of rows): no subpopulation to hold out")}
+        feature, threshold = split
         keep = x_train[:, feature] < threshold
         x_test = data.x_test.reshape(len(data.x_test), -1)
         inside = x_test[:, feature] >= threshold
@@ -233,9 +252,21 @@ def subpopulation(audit: AuditSession, name: str) -> dict:
         x_sub, y_sub = data.x_test[inside], data.y_test[inside]
         correct = lambda models: predicted_as(audit, models, x_sub, y_sub)
         return {"feature": feature, "threshold": threshold, "n_test": int(inside.sum()),
-                "n_train_held_out": int((~keep).sum()),
+                "n_train_held_out": int((~keep).sum()), "share_held_out": float((~keep).float().mean()),
                 "clean": correct(audit.zoo.models(name)), "held_out": correct(held_out)}
     return audit.memo(("subpopulation", name), compute)
+
+
+def corruptions_missing(audit: AuditSession) -> str | None:
+    """Why the corruption checks cannot run here (no configured corruption applies to the data's
+    modality), or None."""
+    names, not_applicable = applicable_corruptions(audit.config.ood.corruptions, audit.data.modality)
+    if names:
+        return None
+    configured = f"{', '.join(not_applicable)}, none of which applies" if not_applicable else "none"
+    return (f"no configured corruption applies to {audit.data.modality} data ([tool.swiglu_audit.ood] corruptions: "
+            f"{configured}): name one or more {audit.data.modality} corruptions there to measure accuracy and "
+            "calibration under corruptions")
 
 
 def reference_model(audit: AuditSession, name: str) -> str | None:

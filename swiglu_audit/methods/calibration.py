@@ -77,10 +77,27 @@ def aurc(scores, correct) -> float:
     return float(risk_coverage(scores, correct)[1].mean())
 
 
+def aurc_floor(value: float, errors: float, n: int) -> float:
+    """The least input variance of a seed-averaged AURC `value` with `errors` errors (mean over
+    seeds) among n inputs: resamples of inputs without an error all read AURC 0, which is no
+    proof of zero risk. It is the variance of the error share, an Agresti-Coull share
+    (`share_floor`), times the square of the AURC per error share, smoothed the same way: an error
+    at a uniformly random confidence rank adds 1/n to the AURC on average (the mean over ranks j
+    of sum_{i >= j} 1 / (i n)), so the 2 pseudo-errors add 2/n and the factor is
+    (n AURC + 2) / (errors + 2). With no error seen the floor is the error share's (0 of 40: an
+    interval up to about 0.07); as errors are seen their ranking takes over, and the floor sinks
+    below the resampling's own variance for a score that ranks them last."""
+    from ..verdicts.stats import share_floor
+
+    per_error = (n * value + 2) / (errors + 2)
+    return share_floor(errors, n) * per_error ** 2
+
+
 def aurc_estimate(scores: np.ndarray, correct: np.ndarray, level: float, n_boot: int, seed: int = 0):
     """Seed-averaged AURC of (seeds x inputs) matrices, with a t-interval over seeds and inputs
     whose input part comes from bootstrap resamples shared by every seed (stats.replicate_estimate),
-    as every other metric of the audit that is not a mean over inputs."""
+    as every other metric of the audit that is not a mean over inputs; its input variance at
+    least `aurc_floor`'s."""
     from ..verdicts.stats import replicate_estimate
 
     scores, correct = np.asarray(scores, float), np.asarray(correct, float)
@@ -94,7 +111,8 @@ def aurc_estimate(scores: np.ndarray, correct: np.ndarray, level: float, n_boot:
 
     out = replicate_store.replicates("calibration.aurc", {"scores": scores, "correct": correct},
                                      {"n_boot": n_boot, "seed": seed}, compute)
-    return replicate_estimate(out["per_seed"], out["replicates"], n, level, bounds=(0.0, 1.0))
+    floor = aurc_floor(float(np.mean(out["per_seed"])), float((1.0 - correct).sum(1).mean()), n)
+    return replicate_estimate(out["per_seed"], out["replicates"], n, level, bounds=(0.0, 1.0), floor=floor)
 
 
 def aurc_rows(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@ drift, and label-free accuracy estimates. Plain functions of arrays; torch-free.
   with TensorFlow or PyTorch backends and a download-heavy dependency tree; the test is forty lines
   of numpy and needs no backend, so it is written here. On (N, D) tabular data each feature also
   gets a two-sample Kolmogorov-Smirnov test (scipy), with the Benjamini-Hochberg false-discovery
-  correction over the features.
+  correction over the features. The verdict reads both tests, alpha split between them
+  (`input_drift_p`).
 - Prediction drift: a chi-square test of the predicted-label counts on the live inputs against
   those on the test split (scipy's contingency test).
 - Label-free accuracy: ATC (Garg et al. 2022, "Leveraging unlabeled data to predict
@@ -74,6 +75,20 @@ def feature_drift(x_ref, x_live, alpha: float) -> dict:
     drifted = [int(j) for j in np.flatnonzero(adjusted < alpha)]
     return {"p_values": p.tolist(), "adjusted": adjusted.tolist(), "drifted_features": drifted,
             "min_adjusted_p": float(adjusted.min())}
+
+
+def input_drift_p(mmd_p: float, min_adjusted_ks_p: float | None = None) -> dict:
+    """One p-value for input drift from both tests, alpha split between them (Bonferroni): the
+    smaller p-value times the number of tests, capped at 1, so that it falls below alpha exactly
+    when either test's falls below alpha / 2. The MMD alone misses a shift of one narrow feature
+    among many (the kernel's median bandwidth is set by the wide ones); the KS tests see it.
+    Without per-feature tests (images), the MMD's p-value as it is. `decided_by` names the test
+    with the smaller p-value."""
+    if min_adjusted_ks_p is None:
+        return {"p_value": float(mmd_p), "tests": 1, "decided_by": "mmd"}
+    smallest = min(mmd_p, min_adjusted_ks_p)
+    return {"p_value": float(min(1.0, 2 * smallest)), "tests": 2,
+            "decided_by": "mmd" if mmd_p <= min_adjusted_ks_p else "ks"}
 
 
 def prediction_drift(predicted_ref, predicted_live, n_classes: int) -> dict:

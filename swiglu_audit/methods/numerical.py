@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..training.nn import FeedForward, eval_mode
+from ..training.activations import ffn_layers
+from ..training.nn import eval_mode
 
 FP16_MAX = float(torch.finfo(torch.float16).max)  # 65504
 
@@ -151,36 +152,34 @@ def gradcheck_implementation(impl: Callable, seed: int = 0) -> dict:
         return {"passed": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
 
 
-def ffn_hidden_absmax(model: nn.Module, x: torch.Tensor) -> float:
-    """Largest |hidden activation| entering any FeedForward's down projection on inputs x.
+def ffn_hidden_absmax(model: nn.Module, x: torch.Tensor) -> float | None:
+    """Largest |hidden activation| entering any FFN's down projection on inputs x (for a gated FFN
+    the gate x up product, where float16 overflows first), or None when the model has no FFN the
+    audit can find (`activations.ffn_layers`: the LLaMA naming or a marked layer) or its forward
+    pass calls none. Never a Linear layer's output instead: that misses the gated product."""
+    layers = ffn_layers(model)
+    if not layers:
+        return None
+    peak: list[float] = []
 
-    Models without our FeedForward modules fall back to the largest |output| of any Linear layer.
-    """
-    targets = [m.down_proj for m in model.modules() if isinstance(m, FeedForward)]
-    use_input = bool(targets)
-    if not targets:
-        targets = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    peak = [0.0]
+    def hook(module, inputs):
+        peak.append(float(inputs[0].detach().abs().max().float()))
 
-    def hook(module, inputs, output=None):
-        t = inputs[0] if use_input else output
-        peak[0] = max(peak[0], float(t.detach().abs().max().float()))
-
-    handles = [t.register_forward_pre_hook(hook) if use_input else t.register_forward_hook(hook)
-               for t in targets]
+    handles = [layer.register_forward_pre_hook(hook) for layer in layers.values()]
     try:
         with torch.no_grad():
             model(x)
     finally:
         for h in handles:
             h.remove()
-    return peak[0]
+    return max(peak) if peak else None  # layers the forward pass never called measured nothing
 
 
 @torch.no_grad()
 def half_parity(model: nn.Module, x: torch.Tensor, dtype: str = "float16") -> dict:
     """float32 against float16 (a half copy of the model) or bfloat16 (autocast): flips per
-    example, largest logit deviation, and the FFN headroom to the float16 maximum."""
+    example, largest logit deviation, and the FFN headroom to the float16 maximum (None, with
+    ffn_absmax, where the model has no FFN the audit can find)."""
     device = next(model.parameters()).device
     with eval_mode(model):
         x = x.to(device)
@@ -196,8 +195,32 @@ def half_parity(model: nn.Module, x: torch.Tensor, dtype: str = "float16") -> di
     finite = bool(torch.isfinite(out).all())
     flips = (ref.argmax(1) != out.argmax(1)).cpu().numpy()
     deviation = float((ref - out).abs().max()) if finite else float("inf")
-    return {"flips": flips, "max_logit_deviation": deviation, "finite": finite,
-            "ffn_absmax": absmax, "headroom": FP16_MAX / absmax if absmax > 0 else float("inf")}
+    return {"flips": flips, "max_logit_deviation": deviation, "finite": finite, "ffn_absmax": absmax,
+            "headroom": fp16_headroom(absmax)}
+
+
+def fp16_headroom(absmax: float | None) -> float | None:
+    """float16's maximum over the largest FFN activation; None where that was not measured."""
+    if absmax is None:
+        return None
+    return FP16_MAX / absmax if absmax > 0 else float("inf")
+
+
+def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest |a - b|, where a NaN in one tensor that the other lacks at the same place is an
+    infinite difference (a run that diverged once); NaN in both at the same place is no difference.
+    (torch's max of a NaN is NaN, and max(0.0, nan) is 0.0: a NaN would pass as agreement.)"""
+    if not a.numel():
+        return 0.0
+    a, b = a.detach().double(), b.detach().double()
+    nan_a, nan_b = torch.isnan(a), torch.isnan(b)
+    if bool((nan_a != nan_b).any()):
+        return float("inf")
+    both = nan_a & nan_b
+    diff = (a - b).abs()
+    # inf - inf is NaN: equal infinities agree, opposite ones cannot reach here as NaN
+    diff = torch.where(both | (a == b), torch.zeros_like(diff), diff)
+    return float(diff.max())
 
 
 def state_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> tuple[float, str | None]:
@@ -207,7 +230,7 @@ def state_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> 
         if name not in b or a[name].shape != b[name].shape or a[name].dtype != b[name].dtype:
             return float("inf"), name
         if a[name].is_floating_point():
-            diff = float((a[name].double() - b[name].double()).abs().max()) if a[name].numel() else 0.0
+            diff = max_difference(a[name], b[name])
         else:
             diff = 0.0 if torch.equal(a[name], b[name]) else float("inf")
         if diff > worst:
@@ -234,5 +257,5 @@ def device_parity(model: nn.Module, x: torch.Tensor) -> dict:
     with eval_mode(model):
         on_device = model(x.to(device)).float().cpu()
         on_cpu = copy.deepcopy(model).cpu().eval()(x.cpu()).float()
-    return {"device": device.type, "max_logit_deviation": float((on_device - on_cpu).abs().max()),
+    return {"device": device.type, "max_logit_deviation": max_difference(on_device, on_cpu),
             "flips": (on_device.argmax(1) != on_cpu.argmax(1)).numpy()}

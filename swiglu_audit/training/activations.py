@@ -116,9 +116,14 @@ def activation_stats(h: torch.Tensor) -> dict:
 
 def row_peak_ratios(h: torch.Tensor, median: float) -> torch.Tensor:
     """Per input (the leading dimension; an input's tokens are its rows) the largest |value| over
-    the layer's median |value|: the per-example quantity the comparison averages."""
+    the layer's median |value|: the per-example quantity the comparison averages. A median of 0
+    (an all-zero layer: the median is over non-zero values) gives 0 where the peak is 0 too, as
+    `_ratio` does, so that a dead layer adds nothing rather than an infinity; a peak above a
+    median of 0 (a median from elsewhere) stays infinite."""
     peaks = h.detach().float().abs().reshape(len(h), -1).amax(dim=1)
-    return peaks / median if median > 0 else torch.full_like(peaks, float("inf"))
+    if median > 0:
+        return peaks / median
+    return torch.where(peaks > 0, torch.full_like(peaks, float("inf")), torch.zeros_like(peaks))
 
 
 def _ratio(top: float, typical: float) -> float:
