@@ -15,6 +15,7 @@ from swiglu_audit.measure import poisoning as measure
 from swiglu_audit.pytest.fixtures import skip_unless_poisoned
 from swiglu_audit.verdicts.risk import comparison_finding, judged_finding
 from swiglu_audit.verdicts.sequential import judged_comparison
+from swiglu_audit.verdicts.stats import paired_comparison, share_floor
 
 
 def _largest_rate_vs_clean(audit, result: dict):
@@ -28,6 +29,23 @@ def _curve(audit, points: dict, zero=None) -> list[dict]:
     """[{rate, value, ci_low, ci_high ...}] for the report's rate plots; rate 0 is the clean model."""
     rows = [(0.0, zero)] if zero is not None else []
     return [{"rate": rate, **audit.statistics.mean(m).to_dict()} for rate, m in rows + sorted(points.items())]
+
+
+def flip_change_comparison(statistics, candidate: dict, baseline: dict, rate: float):
+    """Candidate - baseline of the clean-accuracy change (poisoned - clean) at one flip rate, each
+    arm's clean and poisoned 0/1 outcomes (`measure.label_flip`) on the same test inputs: with each
+    arm's discordance floor (`Statistics.compare_changes`), so that no changed prediction in
+    either arm is not read as an exact zero."""
+    return statistics.compare_changes(candidate["clean"], candidate["poisoned"][rate],
+                                      baseline["clean"], baseline["poisoned"][rate])
+
+
+def backdoor_comparison(candidate: np.ndarray, baseline: np.ndarray, level: float, alpha: float):
+    """Candidate - baseline of the attack success averaged over poison rates (shares of 0/1
+    outcomes, so floats): paired over the triggered inputs, with each arm's share floor (as a
+    0/1 outcome's interval has), so that no success in either arm is not read as exactly none."""
+    floor = share_floor(float(candidate.sum()), candidate.size) + share_floor(float(baseline.sum()), baseline.size)
+    return paired_comparison(candidate, baseline, level, alpha, floor=floor, bounds=(-1.0, 1.0))
 
 
 @pytest.mark.swiglu_audit_check(LABEL_FLIP)
@@ -49,9 +67,9 @@ def test_label_flip_degradation_vs_baseline(audit, audit_pair, record_finding):
     rate = max(measure.label_flip(audit, audit_pair[0])["rates"])
 
     def compare(session):
-        # per-example accuracy change (poisoned - clean) of each architecture, on the same examples
-        change = lambda r: r["poisoned"][rate].astype(float) - r["clean"]  # noqa: E731
-        return session.statistics.compare(*(change(measure.label_flip(session, m)) for m in audit_pair))
+        # per-example accuracy change (poisoned - clean) of each architecture, on the same examples;
+        # the 0/1 outcomes keep their floor: no changed prediction in either arm is not proof of none
+        return flip_change_comparison(session.statistics, *(measure.label_flip(session, m) for m in audit_pair), rate)
     record_finding(judged_comparison(audit, LABEL_FLIP_COMPARISON, audit_pair, "accuracy change under label flipping",
                                      compare, details={"flip_rate": rate}))
 
@@ -59,6 +77,9 @@ def test_label_flip_degradation_vs_baseline(audit, audit_pair, record_finding):
 @pytest.mark.swiglu_audit_check(TARGETED_FLIP)
 def test_targeted_label_flip(audit, audit_model, record_finding):
     skip_unless_poisoned(audit, audit_model)
+    unmeasurable = measure.targeted_unmeasurable(audit)
+    if unmeasurable:
+        pytest.skip(unmeasurable)
     policy = audit.config.policy
     result = measure.targeted(audit, audit_model)
     rate, cmp = _largest_rate_vs_clean(audit, result)
@@ -96,7 +117,8 @@ def test_backdoor_attack_success(audit, audit_model, record_finding):
         BACKDOOR, [audit_model], cmp.difference, policy,
         f"attack success rate above the base rate with {rate:.0%} poison",
         ci=(cmp.ci_low, cmp.ci_high), df=cmp.df, ci_level=level, details=details,
-        facts={"base_rate": float(np.mean(result["base"])), "target": result["target"]}))
+        # the clean model's rate with its interval: the interval, not the point, decides the FAIL
+        facts={"base_rate": details["base_rate"], "target": result["target"]}))
 
 
 @pytest.mark.swiglu_audit_check(BACKDOOR_COMPARISON)
@@ -107,7 +129,8 @@ def test_backdoor_attack_success_vs_baseline(audit, audit_pair, record_finding):
     def compare(session):
         # per triggered input: success averaged over the poison rates (an area under the ASR curve)
         mean_asr = lambda m: np.mean([measure.backdoor_success(session, m)["asr"][r] for r in rates], axis=0)  # noqa: E731
-        return session.statistics.compare(mean_asr(audit_pair[0]), mean_asr(audit_pair[1]))
+        cand, base = mean_asr(audit_pair[0]), mean_asr(audit_pair[1])
+        return backdoor_comparison(cand, base, session.statistics.level, session.statistics.alpha)
     record_finding(judged_comparison(audit, BACKDOOR_COMPARISON, audit_pair,
                                      "backdoor attack success averaged over poison rates", compare,
                                      details={"rates": rates}))

@@ -194,7 +194,8 @@ def test_training_set_verdict(audit, record_finding):
     # the samples of every scan that did not set its flags aside as a natural shortcut
     union = sorted({i for o in outcomes if not o["set_aside"] for i in o["flagged"]})
     cfg = audit.config.poisoning
-    threat = {"rate": cfg.threat_rate, "kinds": list(cfg.threat_triggers)}
+    # the panel's poison is planted into backdoor_target alone: the only target class a PASS covers
+    threat = {"rate": cfg.threat_rate, "kinds": list(cfg.threat_triggers), "target": cfg.backdoor_target}
     record_finding(decided_finding(
         TRAINING_SET_VERDICT, [o["model"] for o in outcomes], {"scans": outcomes, "threat": threat}, audit.config.policy,
         subject=audit.data.name, value=len(union) / len(audit.data.y_train),
@@ -258,9 +259,9 @@ def test_train_duplicates(audit, record_finding):
 
 @pytest.mark.swiglu_audit_check(LABEL_ERRORS)
 def test_label_errors(audit, record_finding):
-    policy, result = audit.config.policy, measure.integrity(audit)
-    issues = result["labels"]
-    share = len(issues["indices"]) / result["n_train"]
+    # measured apart from leakage and duplicates: its failure is this finding's alone
+    policy, issues = audit.config.policy, measure.label_errors(audit)
+    share = len(issues["indices"]) / issues["n_train"]
     record_finding(judged_finding(
         LABEL_ERRORS, [], share, policy, f"share of likely label errors ({len(issues['indices'])} samples)",
         subject=audit.data.name,

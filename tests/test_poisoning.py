@@ -454,3 +454,105 @@ threat_triggers = ["corner_patch", "edge_patch"]
     trigger_scans = [r for r in records if "anomaly_index" in r]
     # each model's audited training set, and the planted sets it learned; never the corner patch's
     assert len(trigger_scans) == 2 + scanned_panels
+
+
+# --- integrity on small and duplicated sets; the targeted flip without its source class; the
+# poisoning comparisons' 0/1 floors --------------------------------------------------------------
+
+def _fake_audit(data, **poisoning):
+    """What the integrity and targeted measurements read of a session: its data, its poisoning
+    settings and its per-process memo."""
+    from types import SimpleNamespace
+
+    memo: dict = {}
+
+    def remember(key, compute):
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+    settings = {"targeted_pair": (0, 1), "targeted_rates": (0.2,), "mode": "retrain", "near_duplicate_rms": 0.03,
+                "near_duplicate_ratio": 0.35, **poisoning}
+    return SimpleNamespace(data=data, config=SimpleNamespace(poisoning=SimpleNamespace(**settings)), memo=remember)
+
+
+def _split(digits, n_train: int, test_classes=None):
+    from types import SimpleNamespace
+
+    keep = torch.ones(len(digits.y_test), dtype=torch.bool) if test_classes is None else \
+        torch.isin(digits.y_test, torch.tensor(test_classes))
+    return SimpleNamespace(x_train=digits.x_train[:n_train], y_train=digits.y_train[:n_train],
+                           x_val=digits.x_val[:40], y_val=digits.y_val[:40],
+                           x_test=digits.x_test[keep][:60], y_test=digits.y_test[keep][:60], n_classes=10)
+
+
+@pytest.mark.parametrize("n_train", [75, 79])
+def test_label_issues_fit_the_pca_to_each_folds_rows_and_cannot_sink_leakage_and_duplicates(digits, n_train,
+                                                                                         monkeypatch):
+    """8x8 images with 75-79 training rows: each fold trains on 56-63 rows, fewer than the 64 pixels
+    the PCA asked for. The label issues are computed; and were they to fail, leakage and
+    duplicates are measured apart and still are."""
+    from swiglu_audit.measure import poisoning as measure
+
+    issues = label_issues(digits.x_train[:n_train], digits.y_train[:n_train], 10)
+    assert issues["n_folds"] >= 2 and all(0 <= i < n_train for i in issues["indices"])
+    audit = _fake_audit(_split(digits, n_train))
+    labels = measure.label_errors(audit)
+    assert labels["n_train"] == n_train and labels["indices"] == issues["indices"]
+
+    def broken(*args, **kwargs):
+        raise ValueError("the label model failed")
+    monkeypatch.setattr(measure, "label_issues", broken)
+    audit = _fake_audit(_split(digits, n_train))
+    result = measure.integrity(audit)
+    assert result["n_train"] == n_train and result["leaks"]["test"]["exact"] == [] and "labels" not in result
+    with pytest.raises(ValueError, match="label model failed"):
+        measure.label_errors(audit)
+
+
+def test_a_set_stored_twice_still_finds_faintly_noised_leaked_copies(digits):
+    """300 rows each stored twice: every row's nearest neighbour is its own copy (distance 0), so the
+    unit is each row's nearest *distinct* row, as on the deduplicated set; 20 test rows that copy
+    training rows with noise of sd 0.04 are found as they are against the deduplicated set."""
+    from swiglu_audit.methods.integrity import NearDuplicateIndex
+
+    rows = digits.x_train[:300]
+    leaked = (rows[:20] + 0.04 * torch.randn(rows[:20].shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    doubled, deduplicated = NearDuplicateIndex(torch.cat([rows, rows])), NearDuplicateIndex(rows)
+    assert doubled.unit == pytest.approx(deduplicated.unit) and doubled.unit > 0.05
+    found = {j for _, j, _ in doubled.pairs(leaked)}
+    assert len(found) >= 15 and found == {j for _, j, _ in deduplicated.pairs(leaked)}
+    # every row stored twice and nothing else: no distinct neighbour anywhere, the unit falls back to 1
+    assert NearDuplicateIndex(torch.cat([rows[:1], rows[:1]])).unit == 1.0
+
+
+def test_a_targeted_flip_whose_source_class_is_not_in_the_test_split_is_skipped_with_the_setting_named(digits):
+    from swiglu_audit.measure import poisoning as measure
+
+    without_source = _fake_audit(_split(digits, 200, test_classes=[1, 2, 3]))
+    reason = measure.targeted_unmeasurable(without_source)
+    assert reason is not None and "targeted_pair = [0, 1]" in reason and "no input of the source class 0" in reason
+    assert "classes [1, 2, 3]" in reason
+    with pytest.raises(ValueError, match="targeted_pair"):
+        measure.targeted(without_source, "m")
+    assert measure.targeted_unmeasurable(_fake_audit(_split(digits, 200))) is None
+
+
+def test_the_poisoning_comparisons_keep_the_floor_of_0_1_outcomes():
+    """No changed prediction in either arm (label flips), no triggered input sent to the target by
+    either (backdoors): not an exact 0 difference. The float matrices the comparisons once passed
+    gave [0, 0]."""
+    from swiglu_audit.suites.suite_poisoning import backdoor_comparison, flip_change_comparison
+
+    from swiglu_audit.verdicts.stats import Statistics
+
+    stats = Statistics(level=0.95, alpha=0.05)
+    correct = np.ones((3, 50), dtype=bool)
+    arm = {"clean": correct, "poisoned": {0.2: correct.copy()}}
+    old = stats.compare(*(a["poisoned"][0.2].astype(float) - a["clean"] for a in (arm, arm)))
+    assert (old.ci_low, old.ci_high) == (0.0, 0.0)
+    flips = flip_change_comparison(stats, arm, arm, 0.2)
+    assert flips.difference == 0.0 and flips.ci_low < -0.01 and flips.ci_high > 0.01
+    never = np.mean([np.zeros((3, 50), dtype=bool)] * 3, axis=0)  # success averaged over three rates: floats
+    assert stats.compare(never, never).ci_high == 0.0
+    backdoors = backdoor_comparison(never, never, stats.level, stats.alpha)
+    assert backdoors.difference == 0.0 and backdoors.ci_low < -0.01 and backdoors.ci_high > 0.01

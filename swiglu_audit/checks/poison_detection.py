@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from statistics import NormalDist
 
 from ..verdicts.conditions import DecisionTable, Floor, NoWorseThanBaseline, Rule, Status, always, capped
 from ..verdicts.risk import CheckInfo
@@ -24,7 +25,8 @@ def _scan_threshold(facts: dict, policy: dict) -> str:
             "finds a group of a class's samples that look like other classes and share a perturbation that sends "
             f"other classes' inputs to the class{_census_rule(facts)}; PASS for nothing found only "
             f"when the scan finds every planted trigger kind of the threat panel at {_rate(facts['power']['rate'])} "
-            f"with recall >= min_scan_recall = {policy['min_scan_recall']}")
+            f"{_target_words(facts['power'])} with the one-sided {_level(policy):.0%} lower confidence bound of its "
+            f"recall (Wilson, over the planted samples) >= min_scan_recall = {policy['min_scan_recall']}")
 
 
 def _census_rule(facts: dict) -> str:
@@ -195,17 +197,82 @@ def _rate(rate: float) -> str:
     return f"{rate * 100:g}%"
 
 
+def _level(policy: dict) -> float:
+    """The audit's confidence level (the policy's; 0.95 where a caller's policy does not hold one)."""
+    return float(policy.get("confidence_level", 0.95))
+
+
+def _target_words(power: dict) -> str:
+    """The class the panel's poison was planted into: the only target its power was measured for."""
+    target = power.get("target")
+    return f"into class {target}" if target is not None else "into the planted sets' target class"
+
+
+def recall_counts(power: dict) -> tuple[int, int] | None:
+    """(samples found, samples planted) of one panel kind's power record: its "hits", or derived
+    from its recall and n_poisoned; None where the record holds neither (a record stored before
+    the counts were kept)."""
+    n = power.get("n_poisoned")
+    if not n:
+        return None
+    if power.get("hits") is not None:
+        return int(power["hits"]), int(n)
+    if power.get("recall") is None:
+        return None
+    return int(round(power["recall"] * n)), int(n)
+
+
+def wilson_lower(hits: int, n: int, level: float) -> float:
+    """The one-sided lower confidence bound at `level` of a share of hits in n (Wilson's score
+    interval): 8 of 15 found is a recall of 0.53, and at 95% no more than 0.33 is shown."""
+    z = NormalDist().inv_cdf(level)
+    p = hits / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n))
+
+
+def recall_bound(power: dict, level: float) -> tuple[float, bool]:
+    """(what judges a panel kind's recall, whether it is the lower confidence bound): the one-sided
+    Wilson bound at `level` where the counts are known, else the point recall (said so in the
+    verdict's words): a point estimate never decides where the counts exist."""
+    counts = recall_counts(power)
+    if counts is None:
+        return float(power.get("recall") or 0.0), False
+    return wilson_lower(*counts, level), True
+
+
+def _recall_words(power: dict, level: float) -> str:
+    counts = recall_counts(power)
+    if counts is None:
+        return f"recall {power['recall'] or 0.0:.2f}, its point value only: the power record holds no counts"
+    return (f"recall {power['recall'] or 0.0:.2f}: {counts[0]} of {counts[1]} planted samples, one-sided "
+            f"{level:.0%} lower bound {wilson_lower(*counts, level):.2f}")
+
+
 def _shortfalls(facts: dict, policy: dict) -> dict[str, str]:
-    """The panel's trigger kinds whose power the scan did not show, each with why."""
+    """The panel's trigger kinds whose power the scan did not show, each with why. Recall is judged
+    by its one-sided lower confidence bound (`recall_bound`): only a kind whose whole interval
+    reaches min_scan_recall counts as found."""
     out = {}
+    level = _level(policy)
     for kind, power in facts["power"]["kinds"].items():
         if "not_learned" in power:
             out[kind] = (f"not learned by this model (attack success above the base rate {power['not_learned']:.2f}, "
                          f"under {facts['min_learned_backdoor']}), so there was nothing for the scan to find")
         elif not power["target_found"]:
             out[kind] = "the scan did not find the target class"
-        elif (power["recall"] or 0.0) < policy["min_scan_recall"]:
-            out[kind] = f"the scan found only {power['recall'] or 0.0:.0%} of the poison"
+        elif recall_bound(power, level)[0] < policy["min_scan_recall"]:
+            counts = recall_counts(power)
+            if counts is not None:
+                bound = wilson_lower(*counts, level)
+                hits, n = counts
+                out[kind] = (f"the scan found {hits} of {n} planted samples ({power['recall'] or 0.0:.0%}), but the "
+                             f"one-sided {level:.0%} lower confidence bound of its recall, {bound:.2f}, is under "
+                             f"min_scan_recall")
+            else:
+                out[kind] = (f"the scan found only {power['recall'] or 0.0:.0%} of the poison (its point value: the "
+                             "power record holds no counts)")
         elif not power.get("decided", True):
             out[kind] = ("the scan flags the poison but would not call it relabelled (it looks like a feature of "
                          "the class), so it would not fail the set")
@@ -218,7 +285,7 @@ def _nothing_learned(facts: dict, policy: dict) -> bool:
 
 def _found_words(facts: dict, policy: dict) -> str:
     kinds = {k: p for k, p in facts["power"]["kinds"].items() if k not in _shortfalls(facts, policy)}
-    return "; ".join(f"{kind} (recall {p['recall'] or 0.0:.2f}, precision {p['precision'] or 0:.2f})"
+    return "; ".join(f"{kind} ({_recall_words(p, _level(policy))}; precision {p['precision'] or 0:.2f})"
                      for kind, p in kinds.items())
 
 
@@ -238,10 +305,32 @@ def _nothing_found(facts: dict, policy: dict) -> str:
             f"{_rate(power['rate'])} (one planted set per kind, "
             f"this architecture's first seed), each of these trigger kinds is found by the same scan: "
             f"{_found_words(facts, policy)}. What this covers: relabelled (dirty-label) backdoors of these kinds "
-            f"({', '.join(kinds)}) at {_rate(power['rate'])} of the training set, which the scan finds with at least "
-            f"min_scan_recall = {policy['min_scan_recall']} of their samples{_strength_words(power)}; clean-label "
-            "poison, other trigger kinds, places and sizes, and smaller rates were not measured "
-            "([tool.swiglu_audit.poisoning] threat_triggers and threat_rate set the threat)")
+            f"({', '.join(kinds)}) {_target_words(power)} at {_rate(power['rate'])} of the training set, whose "
+            f"recall the scan shows to be at least min_scan_recall = {policy['min_scan_recall']} (the one-sided "
+            f"{_level(policy):.0%} lower confidence bound over the planted samples){_strength_words(power)}; "
+            "backdoors into other target classes, clean-label poison, other trigger kinds, places and sizes, and "
+            "other rates were not measured ([tool.swiglu_audit.poisoning] threat_triggers, threat_rate and "
+            "backdoor_target set the threat)")
+
+
+def _anomalous_words(facts: dict, policy: dict) -> str:
+    """Why a recovered trigger as anomalous as the policy's index, with no relabelled sample on it,
+    is inconclusive; where the scan named no class, the most anomalous class's trigger."""
+    threshold = (f"anomaly index {facts['anomaly_index']:.1f} >= min_trigger_anomaly_index = "
+                 f"{policy['min_trigger_anomaly_index']}")
+    if facts["target"] is None:
+        which = facts.get("anomalous_class")
+        named = f"class {which}" if which is not None else "the most anomalous class"
+        return (f"inconclusive: {named} has a recovered trigger as anomalous as the policy counts a backdoor's "
+                f"({threshold}), though under the scan's own threshold for naming a suspected class, so no training "
+                "sample was tested against it: a weakly learned or clean-label backdoor, or a natural shortcut of the "
+                "class, looks like this; inspect that class's recovered trigger")
+    return (f"inconclusive: class {facts['target']} has a recovered trigger as anomalous as a backdoor's ({threshold}, "
+            f"mask size {facts['mask_l1']:.1f}) but "
+            + ("no training sample rests on or carries it" if not facts["n_flagged"] else
+               "the samples that rest on it look like the class's own (no relabelled inputs)")
+            + ": a clean-label backdoor or a natural shortcut of the class looks like this; inspect the "
+              "trigger's picture")
 
 
 def _strength_words(power: dict) -> str:
@@ -310,17 +399,11 @@ SCAN_DECISION = DecisionTable(
             + _set_aside(facts, policy))),
         # a trigger as anomalous as a backdoor's that no sample rests on or carries: a learned
         # clean-label backdoor looks like this, and so does a natural shortcut; not "nothing found"
-        Rule(Status.WARN, lambda facts, policy: (facts["target"] is not None
-                                                 and (facts["n_flagged"] == 0 or natural_shortcut(facts, policy))
+        # whether or not the scan named a class: a policy below the scan's own ANOMALY_INDEX
+        # (methods/backdoor_scan.py) asks for a WARN at an index the scan names no class at
+        Rule(Status.WARN, lambda facts, policy: ((facts["n_flagged"] == 0 or natural_shortcut(facts, policy))
                                                  and facts["anomaly_index"] >= policy["min_trigger_anomaly_index"]),
-             lambda facts, policy: (
-                 f"inconclusive: class {facts['target']} has a recovered trigger as anomalous as a backdoor's (anomaly "
-                 f"index {facts['anomaly_index']:.1f} >= min_trigger_anomaly_index = {policy['min_trigger_anomaly_index']}, "
-                 f"mask size {facts['mask_l1']:.1f}) but "
-                 + ("no training sample rests on or carries it" if not facts["n_flagged"] else
-                    "the samples that rest on it look like the class's own (no relabelled inputs)")
-                 + ": a clean-label backdoor or a natural shortcut of the class looks like this; inspect the "
-                   "trigger's picture")),
+             lambda facts, policy: _anomalous_words(facts, policy)),
         Rule(Status.PASS, always, lambda facts, policy: _nothing_found(facts, policy)),
     ),
 )
@@ -365,7 +448,8 @@ SCAN = CheckInfo(
                 "share a perturbation that sends other classes' inputs to the class in this model. "
                 "Its 'nothing found' is a PASS "
                 "only when the same scan finds each kind of the threat panel (threat_triggers, planted "
-                "in the audited training set at threat_rate) in this architecture; otherwise it is "
+                "in the audited training set into backdoor_target at threat_rate) in this architecture, the "
+                "lower confidence bound of its recall reaching min_scan_recall; otherwise it is "
                 "inconclusive, with each kind's power in the details.",
     mitigation="Inspect the listed samples and their sources; remove confirmed poison and retrain. "
                "If the recovered trigger is visible in the report's picture, search the data for it.",
@@ -440,8 +524,9 @@ TRAINING_SET_VERDICT = CheckInfo(
                 f"nothing found by the scans through {', '.join(s['model'] for s in _scans(facts))}, each with its "
                 "power on every planted trigger kind of the threat panel measured and sufficient" + _unscanned(facts)
                 + f"; what this covers: relabelled (dirty-label) backdoors of these kinds "
-                  f"({', '.join(facts['threat']['kinds'])}) at {_rate(facts['threat']['rate'])} of the training set, "
-                  "as each model's finding says; clean-label poison, other trigger kinds and smaller rates were not "
+                  f"({', '.join(facts['threat']['kinds'])}) {_target_words(facts['threat'])} at "
+                  f"{_rate(facts['threat']['rate'])} of the training set, as each model's finding says; backdoors "
+                  "into other target classes, clean-label poison, other trigger kinds and other rates were not "
                   "measured")),
         )),
 )

@@ -12,18 +12,48 @@ INHERENT_WEAKNESS_FLOOR = floored("inherent weakness", (), Status.WARN, lambda f
     "an inherent weakness of training on flipped labels, not a regression of this architecture: WARN, not FAIL"))
 
 
-def _base_rate_words(facts: dict, policy: dict) -> str | None:
+def _base_rate(facts: dict) -> tuple[float, float, float]:
+    """(value, low, high) of the clean model's rate on the triggered inputs: the Estimate's dict
+    (`Statistics.mean` over its 0/1 outcomes, seeds and inputs)."""
     base = facts["base_rate"]
-    if base <= policy["max_backdoor_base_rate"]:
+    value = float(base["value"])
+    low, high = base.get("ci_low"), base.get("ci_high")
+    return value, float(value if low is None else low), float(value if high is None else high)
+
+
+def _base_rate_interval(facts: dict) -> str:
+    value, low, high = _base_rate(facts)
+    return f"{value:.0%} (interval {low:.0%} to {high:.0%})"
+
+
+def _base_rate_words(facts: dict, policy: dict) -> str | None:
+    """A FAIL only when the whole interval of the clean model's rate lies above the policy's."""
+    _, low, _ = _base_rate(facts)
+    if low <= policy["max_backdoor_base_rate"]:
         return None
-    return (f"but the clean model already sends {base:.0%} of the triggered inputs to class {facts['target']} "
-            f"(max_backdoor_base_rate = {policy['max_backdoor_base_rate']}): the training data or the model may "
-            "already carry a backdoor at this trigger, so 'above the base rate' understates it")
+    return (f"but the clean model already sends {_base_rate_interval(facts)} of the triggered inputs to class "
+            f"{facts['target']}, above max_backdoor_base_rate = {policy['max_backdoor_base_rate']} over the whole "
+            "interval: the training data or the model may already carry a backdoor at this trigger, so 'above the "
+            "base rate' understates it")
 
 
-# the clean model already obeys the harness's trigger: a FAIL whatever the poisoned model does
+def _base_rate_unsure_words(facts: dict, policy: dict) -> str | None:
+    """Inconclusive where the interval straddles the policy's rate: neither cleared nor shown."""
+    _, low, high = _base_rate(facts)
+    if not low <= policy["max_backdoor_base_rate"] < high:
+        return None
+    return (f"inconclusive: the clean model sends {_base_rate_interval(facts)} of the triggered inputs to class "
+            f"{facts['target']}, an interval that straddles max_backdoor_base_rate = "
+            f"{policy['max_backdoor_base_rate']}: the clean model may already obey the trigger (more seeds or test "
+            "inputs would decide it), so 'above the base rate' may understate the backdoor")
+
+
+# the clean model already obeys the harness's trigger (the interval's low end above the policy's
+# rate): a FAIL whatever the poisoned model does; an interval across it: at best WARN
 TRIGGER_ALREADY_OBEYED = capped("clean model obeys the trigger", ("base_rate", "target"), Status.FAIL,
                                 _base_rate_words, note=_base_rate_words)
+TRIGGER_MAYBE_OBEYED = capped("clean model may obey the trigger", ("base_rate", "target"), Status.WARN,
+                              _base_rate_unsure_words, note=_base_rate_unsure_words)
 
 _MITIGATION = ("Data sanitisation before training (label-error and outlier detection, the "
                "detectors of this suite), provenance and access control for training data, and "
@@ -80,7 +110,7 @@ BACKDOOR = CheckInfo(
                 "rate. A model can keep its clean accuracy and still obey the trigger.",
     mitigation=_MITIGATION,
     condition=Ceiling("max_backdoor_success", "attack success above the base rate"),
-    modifiers=(TRIGGER_ALREADY_OBEYED,),
+    modifiers=(TRIGGER_ALREADY_OBEYED, TRIGGER_MAYBE_OBEYED),
 )
 
 BACKDOOR_COMPARISON = CheckInfo(

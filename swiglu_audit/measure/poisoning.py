@@ -250,11 +250,27 @@ def label_flip(audit: AuditSession, name: str) -> dict:
     return audit.memo(("label_flip", name), compute)
 
 
+def targeted_unmeasurable(audit: AuditSession) -> str | None:
+    """Why the targeted flip cannot be measured on this data (None when it can): the test split
+    holds no input of targeted_pair's source class, so no input can show the flip."""
+    source, target = _pair(audit)
+    held = sorted({int(c) for c in audit.data.y_test.tolist()})
+    if source in held:
+        return None
+    return (f"[tool.swiglu_audit.poisoning] targeted_pair = [{source}, {target}]: the test split holds no input of "
+            f"the source class {source}, so nothing can show how many of its inputs the poisoned model sends to class "
+            f"{target}; set targeted_pair to a source class the test split holds (classes {held})")
+
+
 def targeted(audit: AuditSession, name: str) -> dict:
-    """On source-class test inputs: is the prediction the target class? Clean model and each rate."""
+    """On source-class test inputs: is the prediction the target class? Clean model and each rate.
+    A test split without the source class cannot measure it (`targeted_unmeasurable`)."""
     def compute():
         data, rates = audit.data, model_config(audit, name).targeted_rates
         source, target = _pair(audit)
+        reason = targeted_unmeasurable(audit)
+        if reason is not None:
+            raise ValueError(reason)
         x_src = data.x_test[data.y_test == source]
         return {"source": source, "target": target, "rates": rates,
                 "clean": clean_rows(audit, name, _predicted_as(audit, audit.zoo.models(name), x_src, target)),
@@ -531,7 +547,8 @@ def trigger_scan(audit: AuditSession, name: str) -> dict:
 def scan_power(audit: AuditSession, name: str) -> dict | None:
     """How well the same scan finds planted backdoors in this architecture: each threat trigger
     kind planted at the threat rate in the audited data ({"rate", "target", "kinds": {kind: ...}}),
-    each kind's {"target_found", "precision", "recall", "n_poisoned", "n_flagged"}, or
+    each kind's {"target_found", "precision", "recall", "hits", "n_poisoned", "n_flagged"} (hits of
+    n_poisoned give the recall's confidence bound the verdict reads), or
     "not_learned" (the attack success above the base rate) where the model did not learn that
     backdoor, and no scan ran; None when the model is not poisoned in this audit."""
     if out_of_scope(audit, name) is not None:
@@ -560,7 +577,7 @@ def _kind_power(audit: AuditSession, name: str, cond: Condition) -> dict:
     truth = poisoned.mask.numpy()
     learned = panel_learned(audit, name, cond)
     if learned < MIN_LEARNED_BACKDOOR:  # nothing to find: its power is nil, and not worth a scan
-        return {"target_found": False, "found_target": None, "n_poisoned": int(truth.sum()), "n_flagged": 0,
+        return {"target_found": False, "found_target": None, "n_poisoned": int(truth.sum()), "hits": 0, "n_flagged": 0,
                 "precision": None, "recall": 0.0, "not_learned": round(learned, 3)}
     model = poisoned_models(audit, name, cond, first_seed_only=True)[0]
     result = _trigger_scan(audit, model, poisoned.x, poisoned.y, "trigger-scan-planted",
@@ -582,6 +599,8 @@ def scan_facts(found: dict, threat_rate: float, min_scan_recall: float) -> dict:
     return {"target": target, "n_flagged": len(flagged), "share": len(flagged) / len(found["flags"]),
             # the suspected target's own anomaly index (the largest among classes whose trigger works)
             "anomaly_index": found["anomaly_index"][target] if target is not None else max(found["anomaly_index"]),
+            # the class that index is of, where the scan named none (the verdict names it)
+            "anomalous_class": target if target is not None else int(np.argmax(found["anomaly_index"])),
             **samples, "class_cohesion": found.get("class_cohesion"),
             "census": census_facts(found.get("census"), int(found["census_flags"].sum())),
             "mask_l1": found["mask_l1"][target] if target is not None else None,
@@ -618,7 +637,7 @@ def planted_found(result: dict, truth: np.ndarray, target: int, min_fail_group: 
     flags = listed_samples(result)
     hits = int((flags & truth).sum())
     return {"target_found": named == target, "found_target": named,
-            "n_poisoned": int(truth.sum()), "n_flagged": int(flags.sum()),
+            "n_poisoned": int(truth.sum()), "hits": hits, "n_flagged": int(flags.sum()),
             "precision": hits / int(flags.sum()) if flags.any() else None,
             "recall": hits / int(truth.sum()) if truth.any() else None, "decided": decided,
             "found_by": ("relabel census" if census_named is not None else "trigger scan") if decided else None,
@@ -626,7 +645,8 @@ def planted_found(result: dict, truth: np.ndarray, target: int, min_fail_group: 
 
 
 def integrity(audit: AuditSession) -> dict:
-    """Model-free checks of the dataset, once per process."""
+    """Model-free checks of the dataset, once per process: leakage and duplicates (label errors are
+    `label_errors`'s)."""
     def compute():
         data, cfg = audit.data, audit.config.poisoning
 
@@ -653,9 +673,17 @@ def integrity(audit: AuditSession) -> dict:
         conflicting = [(i, j) for i, j, _ in within_near if int(y[i]) != int(y[j])]
         return {"leaks": leaks, "test_in_val": test_in_val, "n_test": len(data.y_test), "n_val": len(data.y_val),
                 "n_train": len(y), "within_exact": exact_duplicates(data.x_train),
-                "within_near": within_near, "conflicting_labels": conflicting,
-                "labels": label_issues(data.x_train, y, data.n_classes)}
+                "within_near": within_near, "conflicting_labels": conflicting}
     return audit.memo(("integrity",), compute)
+
+
+def label_errors(audit: AuditSession) -> dict:
+    """Likely label errors in the training split (`methods.integrity.label_issues`), once per
+    process: apart from `integrity`, so that a failure of the cross-validated model cannot turn the
+    leakage and duplicate findings into errors too."""
+    data = audit.data
+    return audit.memo(("label-errors",), lambda: {**label_issues(data.x_train, data.y_train, data.n_classes),
+                                                   "n_train": len(data.y_train)})
 
 
 def _pair(audit: AuditSession) -> tuple[int, int]:

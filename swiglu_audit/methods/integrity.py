@@ -64,6 +64,30 @@ def near_duplicates(a: torch.Tensor, b: torch.Tensor | None, max_rms: float) -> 
 INVARIANT_RATIO = 0.35
 _MAX_SIDE = 16  # pixels per side after pooling
 _SCALE_SAMPLE = 2000  # training rows whose nearest-neighbour distance sets the unit
+# The unit is each sampled row's distance to its nearest *distinct* row: a set where over half the
+# rows have an exact copy has a median nearest-neighbour distance of 0, and a unit of 0 counted
+# only exact copies (a test row that copied a training row and took faint noise was missed).
+# Copies are rows within _SAME of each other (times the rows' typical norm: the search's float
+# rounding leaves about 1e-8 between copies); a row with more than _UNIT_NEIGHBOURS - 1 copies is
+# left out; where no row has a distinct neighbour the unit is 1.0.
+_SAME = 1e-6
+_UNIT_NEIGHBOURS = 16
+
+
+def _distinct_neighbour_unit(search, rows: np.ndarray) -> float:
+    """The median distance of `rows` (rows of the set `search` was fitted on) to their nearest
+    row that is not a copy of them (`_SAME`); 1.0 where none has one."""
+    k = min(_UNIT_NEIGHBOURS, search.n_samples_fit_)
+    if k < 2:
+        return 1.0
+    distances, _ = search.kneighbors(rows, n_neighbors=k)
+    same = _SAME * max(1.0, float(np.median(np.linalg.norm(rows, axis=1))))
+    distinct = distances > same
+    has = distinct.any(axis=1)
+    if not has.any():
+        return 1.0
+    first = distances[has, distinct[has].argmax(axis=1)]  # each row's nearest distinct distance
+    return float(np.median(first))
 
 
 def _standardised_images(x: torch.Tensor, dy: int = 0, dx: int = 0) -> np.ndarray:
@@ -114,11 +138,9 @@ class NearDuplicateIndex:
         self.searches = [NearestNeighbors(n_neighbors=2).fit(base if (dy, dx) == (0, 0) else _standardised_images(a, dy, dx))
                          for dy, dx in shifts]
         self.size = len(base)
-        if unit is None:  # the median distance of a sample of a's rows to their nearest other row
+        if unit is None:  # the median distance of a sample of a's rows to their nearest distinct row
             sample = np.random.default_rng(seed).choice(len(base), size=min(_SCALE_SAMPLE, len(base)), replace=False)
-            unshifted = self.searches[len(shifts) // 2]
-            distances, _ = unshifted.kneighbors(base[sample])
-            unit = float(np.median(distances[:, 1]))
+            unit = _distinct_neighbour_unit(self.searches[len(shifts) // 2], base[sample])
         self.unit = unit or 1e-12
         self._base = base
 
@@ -175,10 +197,13 @@ def label_issues(x: torch.Tensor, y: torch.Tensor, n_classes: int, folds: int = 
     features, labels = _rows(x), y.cpu().numpy()
     smallest_class = np.bincount(labels, minlength=n_classes)[np.unique(labels)].min()
     folds = max(2, min(folds, int(smallest_class)))
-    model = make_pipeline(PCA(n_components=min(64, *features.shape), random_state=seed),
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels))
+    # the PCA is fitted inside each fold, on its training rows alone (about N (k-1)/k of them): no
+    # more components than the smallest fold's training rows hold (8x8 images with 75 rows: 60)
+    fold_rows = min(len(train) for train, _ in splits)
+    model = make_pipeline(PCA(n_components=min(64, features.shape[1], fold_rows), random_state=seed),
                           LogisticRegression(max_iter=2000))
-    probs = cross_val_predict(model, features, labels, method="predict_proba",
-                              cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    probs = cross_val_predict(model, features, labels, method="predict_proba", cv=splits)
     present = np.unique(labels)  # cross_val_predict's columns are the classes present, in order
     full = np.zeros((len(labels), n_classes))
     full[:, present] = probs
