@@ -1,4 +1,8 @@
-"""`swiglu-audit` command: re-render or show saved reports without re-running the audit."""
+"""`swiglu-audit` command: re-render or show saved reports without re-running the audit.
+
+Exit status: 0 when all is well, 1 when a report breaches its policy or a gate trips (or a shard
+is incomplete), 4 for a usage error (a file that is no report, a bad gate, a bad pyproject.toml),
+as `pytest --swiglu-audit` does."""
 
 from __future__ import annotations
 
@@ -7,18 +11,31 @@ import json
 import sys
 from pathlib import Path
 
-from .report.writer import SCHEMA_VERSION
+from .errors import SwigluAuditError
 from .util.io import atomic_write_text
+
+USAGE_ERROR = 4  # as pytest's: 1 stays "the audit or its gate failed"
+
+
+class UsageError(SwigluAuditError):
+    """A command given something it cannot use; main() prints it and exits 4."""
 
 
 def _load(path: str) -> dict:
+    from .scheduled.history import report_problem
+
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"swiglu-audit: cannot read {path}: {exc}") from exc
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        raise SystemExit(f"swiglu-audit: {path} has schema_version {doc.get('schema_version')!r}; "
-                         f"this version reads {SCHEMA_VERSION}")
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    problem = report_problem(doc)
+    if not problem and not (isinstance(doc.get("summary"), dict) and isinstance(doc["summary"].get("counts"), dict)
+                            and "verdict" in doc["summary"] and "breaches_policy" in doc["summary"]):
+        problem = "not a report: no summary with its verdict and counts"
+    if problem.startswith("schema_version"):
+        raise UsageError(f"{path} has {problem}")
+    if problem:
+        raise UsageError(f"{path}: {problem}; give a report.json that `pytest --swiglu-audit` wrote")
     return doc
 
 
@@ -27,7 +44,11 @@ def cmd_render(args) -> int:
 
     doc = _load(args.report)
     out = Path(args.output) if args.output else Path(args.report).with_name("report.html")
-    atomic_write_text(out, render_html(doc))
+    try:
+        html = render_html(doc)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a part of the report missing or mangled
+        raise UsageError(f"{args.report} is not a complete report ({type(exc).__name__}: {exc})") from None
+    atomic_write_text(out, html)
     print(out)
     return 0
 
@@ -49,7 +70,7 @@ def cmd_open(args) -> int:
     if path.is_dir():
         path = path / "report.html"
     if not path.is_file():
-        raise SystemExit(f"swiglu-audit: no report at {path}; run `pytest --swiglu-audit` first")
+        raise UsageError(f"no report at {path}; run `pytest --swiglu-audit` first")
     print(path)
     webbrowser.open(path.resolve().as_uri())
     return 0
@@ -60,7 +81,7 @@ def cmd_list(args) -> int:
         try:
             s = json.loads(path.read_text())["summary"]
             print(f"{path}  {s['verdict']}")
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             print(f"{path}  (unreadable)")
     return 0
 
@@ -73,10 +94,12 @@ def _gates(args) -> dict:
     try:
         gates = parse_gates(table)
         for text in args.gate or []:
-            name, _, amount = text.partition("=")
+            name, sep, amount = text.partition("=")
+            if not (sep and name.strip()):
+                raise ValueError(f"--gate {text!r}: give CHECK=AMOUNT, e.g. default=0.02 or worst_case_robust_accuracy=5%")
             gates[name.strip()] = Gate.parse(amount, f"--gate {name.strip()}")
     except ValueError as exc:
-        raise SystemExit(f"swiglu-audit: {exc}") from exc
+        raise UsageError(str(exc)) from None
     return gates
 
 
@@ -88,13 +111,17 @@ def cmd_compare(args) -> int:
         try:
             path = resolve_baseline(ref, Path(args.history))
         except FileNotFoundError as exc:
-            raise SystemExit(f"swiglu-audit: {exc}") from exc
+            raise UsageError(str(exc)) from None
         if path is None:
-            raise SystemExit(f"swiglu-audit: nothing saved in {args.history} yet")
+            raise UsageError(f"nothing saved in {args.history} yet")
         return path
 
     old_path, new_path = report_of(args.old), report_of(args.new)
-    result = compare(_load(str(old_path)), _load(str(new_path)), _gates(args))
+    old, new, gates = _load(str(old_path)), _load(str(new_path)), _gates(args)
+    try:
+        result = compare(old, new, gates)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a part of a report mangled
+        raise UsageError(f"{old_path} and {new_path} cannot be compared ({type(exc).__name__}: {exc})") from None
     for line in render_comparison(result, str(old_path), str(new_path)):
         print(line)
     return 1 if result.regressions else 0
@@ -103,22 +130,36 @@ def cmd_compare(args) -> int:
 def cmd_merge(args) -> int:
     from .report.writer import merge_documents, write_document
 
+    documents = [_load(path) for path in args.reports]
     try:
-        document = merge_documents([_load(path) for path in args.reports])
+        document = merge_documents(documents, list(args.reports))
     except ValueError as exc:
-        raise SystemExit(f"swiglu-audit: {exc}") from exc
+        raise UsageError(str(exc)) from None
+    except (KeyError, TypeError, AttributeError) as exc:  # a part of a report missing or mangled
+        raise UsageError(f"the shard reports cannot be merged ({type(exc).__name__}: {exc}); give the report.json "
+                         "files `pytest --swiglu-audit --swiglu-audit-shard=K/N` wrote") from None
     paths = write_document(document, Path(args.output))
     s = document["summary"]
     print(f"merged {len(args.reports)} shard reports: {len(document['findings'])} findings, verdict {s['verdict']}")
+    for note in document.get("merge_notes", []):
+        print(f"note: {note}", file=sys.stderr)
     for name, path in paths.items():
         print(f"{name}: {path}")
-    return 1 if s["breaches_policy"] else 0
+    # a shard that did not run to its end (interrupted, a crash) leaves checks unrun: not a pass
+    unfinished = [d["summary"].get("pytest_exit_status") for d in documents
+                  if d["summary"].get("pytest_exit_status") not in (0, 1)]
+    if unfinished:
+        print(f"swiglu-audit: the merged report is incomplete: {document.get('partial')} (exit 1)", file=sys.stderr)
+    return 1 if s["breaches_policy"] or unfinished else 0
 
 
 def cmd_history(args) -> int:
     from .scheduled.history import accepted_baseline, anchor_run, saved_runs
 
-    runs = saved_runs(Path(args.history))
+    notes: list[str] = []
+    runs = saved_runs(Path(args.history), notes)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     if not runs:
         print(f"no saved audits in {args.history} (save one with pytest --swiglu-audit --swiglu-audit-save)")
     baseline, anchor = accepted_baseline(Path(args.history)), anchor_run(Path(args.history))
@@ -128,10 +169,10 @@ def cmd_history(args) -> int:
         gates = "gates passed" if run.get("gates_passed", True) else "gates TRIPPED"
         accepted = run.get("accepted")
         print(f"{run['id']}  {run.get('time')}  {run.get('verdict')}  {gates}  profile {run.get('profile')}  "
-              f"commit {(run.get('commit') or '-')[:10]}  config {run.get('config_digest')}"
+              f"commit {str(run.get('commit') or '-')[:10]}  config {run.get('config_digest')}"
               + (f"  {' '.join(marks)}" if marks else ""))
         if accepted:
-            print(f"    accepted by {accepted['by']} at {accepted['at']}: {accepted['reason']}")
+            print(f"    accepted by {accepted.get('by', '?')} at {accepted.get('at', '?')}: {accepted.get('reason', '?')}")
     return 0
 
 
@@ -141,7 +182,7 @@ def cmd_accept(args) -> int:
     try:
         record = accept_run(Path(args.history), args.run, args.reason, args.by)
     except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"swiglu-audit: {exc}") from exc
+        raise UsageError(str(exc)) from None
     print(f"accepted {args.run} as the baseline (by {record['by']}: {record['reason']}); "
           "`compare = \"accepted\"` audits compare with it from now on")
     return 0
@@ -185,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--history", default=".swiglu-audit-history", help="history folder (default: %(default)s)")
     p.set_defaults(func=cmd_accept)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SwigluAuditError as exc:  # ConfigError (a bad pyproject.toml) too: a message, not a traceback
+        print(f"swiglu-audit: {exc}", file=sys.stderr)
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -369,3 +369,127 @@ def test_merged_shards_keep_no_shard_s_partial_or_comparison():
         doc["comparison"] = {"regressions": 0, "changes": []}
     merged = merge_documents([first, second])
     assert "partial" not in merged and "comparison" not in merged and len(merged["findings"]) == 2
+
+
+def _audit_config(tmp_path, **options):
+    from swiglu_audit.config import build_config
+
+    return build_config({"history_dir": str(tmp_path / "history")}, profile="quick", project_root=tmp_path,
+                        report_dir=str(tmp_path / "reports"), **options)
+
+
+def _collector(doc):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(findings=doc["findings"], plan=None,
+                           merged_meta=lambda: {"device": {"type": "cpu"}, "data": {"name": "toy"}})
+
+
+@pytest.mark.parametrize("damage", [
+    {}, [], {"schema_version": 1}, "not json",
+    "no metric",  # a finding without its metric and reason: compare's KeyError
+])
+def test_a_damaged_baseline_fails_the_gate_with_the_fix_and_every_report_is_still_written(tmp_path, damage):
+    from swiglu_audit.report.markdown import render_markdown
+    from swiglu_audit.report.terminal import comparison_lines
+    from swiglu_audit.report.writer import write_reports
+
+    config = _audit_config(tmp_path, compare_with="accepted")
+    baseline = save_run(config.history_dir, _doc()) / "report.json"
+    if damage == "no metric":
+        doc = _doc()
+        doc["findings"] = [{k: v for k, v in f.items() if k not in ("metric", "reason")} for f in doc["findings"]]
+        baseline.write_text(json.dumps(doc))
+    else:
+        baseline.write_text(damage if isinstance(damage, str) else json.dumps(damage))
+    paths, document = write_reports(_collector(_doc()), config, 0)
+    comparison = document["comparison"]
+    assert comparison["error"] is True and comparison["regressions"] == 0
+    assert "cannot be read" in comparison["note"] and "swiglu-audit accept RUN-ID" in comparison["note"]
+    assert str(baseline) in comparison["note"]
+    written = json.loads((tmp_path / "reports" / "report.json").read_text())
+    assert written["comparison"]["error"] is True and len(written["findings"]) == 1
+    # every reader sees that the gate failed: not "0 regression(s)" and nothing else
+    html = (tmp_path / "reports" / "report.html").read_text()
+    assert "swiglu-audit accept RUN-ID" in html and "the gate could not run" in html
+    assert "could not run" in render_markdown(document) and "accept RUN-ID" in render_markdown(document)
+    lines = [text for text, _ in comparison_lines(comparison)]
+    assert any(t.startswith("ERROR  compare: the gate could not run") and "accept RUN-ID" in t for t in lines)
+    assert set(paths) >= {"report.json", "report.html", "summary.md"}
+
+
+def test_malformed_history_entries_are_skipped_with_a_note(tmp_path):
+    from swiglu_audit.report.writer import compare_with_saved
+    from swiglu_audit.scheduled.history import past_reports, trend
+
+    good = save_run(tmp_path, _doc(0.6))
+    listless = save_run(tmp_path, _doc(0.5))
+    (listless / "run.json").write_text("[]")
+    idless = save_run(tmp_path, _doc(0.5))
+    (idless / "run.json").write_text(json.dumps({"time": "x"}))
+    shapeless = save_run(tmp_path, _doc(0.55))
+    (shapeless / "report.json").write_text(json.dumps({"schema_version": 1, "findings": [{"id": "x"}]}))
+    notes: list[str] = []
+    runs = saved_runs(tmp_path, notes)
+    assert [r["path"] for r in runs] == [str(good), str(shapeless)]
+    assert len(notes) == 2 and listless.name in notes[0] and idless.name in notes[1]
+    assert [d["findings"][0]["value"] for d in past_reports(tmp_path)] == [0.6]  # the damaged report left out
+    checks = {"adversarial": ("worst_case_robust_accuracy", "")}
+    current = _doc(0.58)
+    series = trend(tmp_path, current, checks)
+    assert series["run_ids"] == [good.name, None] and series["series"]["adversarial"]["swiglu-mlp"] == [[1, 0.6], [2, 0.58]]
+    # `last` is the damaged report: the gate fails, and the skipped entries are said
+    from types import SimpleNamespace
+
+    comparison = compare_with_saved(current, SimpleNamespace(history_dir=tmp_path, compare_with="last", gates={}))
+    assert comparison["error"] and shapeless.name in comparison["note"]
+    assert any(listless.name in n for n in comparison["history_notes"])
+
+
+def test_an_unreadable_anchor_fails_the_gate_instead_of_turning_the_drift_check_off(tmp_path):
+    from types import SimpleNamespace
+
+    from swiglu_audit.report.writer import compare_with_saved
+
+    anchor = save_run(tmp_path, _doc(0.70, (0.69, 0.71)))
+    save_run(tmp_path, _doc(0.66, (0.65, 0.67)))
+    (anchor / "report.json").write_text("{broken")
+    comparison = compare_with_saved(_doc(0.66, (0.65, 0.67)),
+                                    SimpleNamespace(history_dir=tmp_path, compare_with="accepted", gates={}))
+    assert comparison["error"] is True and comparison["anchor"] is None
+    assert f"the anchor run {anchor.name} cannot be read" in comparison["note"]
+    assert comparison["baseline"] != str(anchor / "report.json") and comparison["regressions"] == 0
+
+
+def test_a_damaged_acceptance_keeps_its_run_and_history_reads_a_partial_one(tmp_path, capsys):
+    from swiglu_audit.cli import main
+    from swiglu_audit.scheduled.history import accepted_baseline
+
+    save_run(tmp_path, _doc())
+    second = save_run(tmp_path, _doc())
+    (second / "accepted.json").write_text("{damaged")
+    notes: list[str] = []
+    runs = saved_runs(tmp_path, notes)
+    assert [r["path"] for r in runs][-1] == str(second) and runs[-1]["accepted"] is None
+    assert "accepted.json is damaged" in notes[0] and f"swiglu-audit accept {second.name}" in notes[0]
+    assert accepted_baseline(tmp_path)["path"] == str(second)  # not the older run
+    assert main(["history", str(tmp_path)]) == 0
+    assert "accepted.json is damaged" in capsys.readouterr().err
+    (second / "accepted.json").write_text(json.dumps({"by": "risk-owner"}))  # valid JSON, keys missing
+    assert main(["history", str(tmp_path)]) == 0
+    assert "accepted by risk-owner at ?: ?" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("exit_status, written, saved", [(0, True, True), (1, True, True), (2, True, False),
+                                                         (4, False, False), (5, True, False)])
+def test_only_a_run_that_ran_to_its_end_is_saved_and_a_usage_error_writes_no_report(tmp_path, exit_status,
+                                                                                     written, saved):
+    from swiglu_audit.report.writer import write_reports
+
+    config = _audit_config(tmp_path, save=True)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "report.json").write_text('{"the last run": 1}')
+    paths, _ = write_reports(_collector(_doc()), config, exit_status)
+    last = json.loads((tmp_path / "reports" / "report.json").read_text())
+    assert ("the last run" not in last) == written and bool(paths) == written
+    assert len(saved_runs(config.history_dir)) == int(saved)

@@ -104,6 +104,27 @@ def test_collector_merges_worker_meta():
     assert set(merged["models"]) == {"mgw0", "mgw1"} and merged["workers"] == ["gw0", "gw1"]
 
 
+def test_a_check_whose_xdist_worker_crashed_is_an_error_finding():
+    """xdist reports the item a dead worker was running with when "???" and no teardown report
+    follows: the check must leave an ERROR finding, not nothing (a report that could say PASS)."""
+    c = FindingCollector()
+    c.model_names = ["relu-mlp", "swiglu-mlp"]
+    nodeid = "suite_adversarial.py::test_worst_case_robust_accuracy_vs_baseline[swiglu-mlp-vs-relu-mlp-linf]"
+    crashed = pytest.TestReport(nodeid=nodeid, location=("suite_adversarial.py", None, ""), keywords={},
+                                outcome="failed", longrepr=f"worker 'gw1' crashed while running {nodeid!r}",
+                                when="???")  # type: ignore[arg-type]
+    c.pytest_runtest_logreport(crashed)
+    assert len(c.findings) == 1
+    f = c.findings[0]
+    assert (f["status"], f["suite"], f["check"]) == ("ERROR", "adversarial", PGD_COMPARISON.check)
+    assert f["id"] == f"adversarial.{PGD_COMPARISON.check}[swiglu-mlp-vs-relu-mlp-linf]"
+    assert f["models"] == ["swiglu-mlp", "relu-mlp"] and "WorkerCrashed: worker 'gw1' crashed" in f["reason"]
+    # a crashed item that is no audit check (the project's own test) leaves none
+    c.pytest_runtest_logreport(pytest.TestReport(nodeid="tests/test_x.py::test_y", location=("", None, ""),
+                                                 keywords={}, outcome="failed", longrepr="x", when="???"))  # type: ignore[arg-type]
+    assert len(c.findings) == 1
+
+
 def test_oscal_export_has_observations_risks_with_facets_and_stable_ids():
     from swiglu_audit.report.oscal import render_oscal
 

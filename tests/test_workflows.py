@@ -57,3 +57,23 @@ def test_pull_requests_never_touch_the_scheduled_audits_cache():
     assert scheduled and pr
     assert all(k.startswith("swiglu-audit-scheduled-") for k in scheduled)
     assert all(k.startswith("swiglu-audit-pr-") for k in pr)
+
+
+def test_the_scheduled_audit_saves_its_cache_and_history_entry_even_when_a_gate_trips():
+    """actions/cache saves only when the job succeeds: a night that trips a gate would never be
+    saved. Restore before the audit, save after it whatever the outcome, under a key of its own."""
+    steps = yaml.safe_load((ROOT / ".github" / "workflows" / "scheduled-audit.yml").read_text())["jobs"]["audit"]["steps"]
+    uses = [step.get("uses", "") for step in steps]
+    assert not [u for u in uses if u.startswith("actions/cache@")]
+    restore, save = uses.index("actions/cache/restore@v4"), uses.index("actions/cache/save@v4")
+    audit = next(i for i, step in enumerate(steps) if "pytest --swiglu-audit" in step.get("run", ""))
+    assert restore < audit < save and steps[save]["if"] == "always()"
+    assert steps[restore]["with"]["path"] == steps[save]["with"]["path"]
+    key = steps[save]["with"]["key"]
+    assert key == steps[restore]["with"]["key"] and "${{ github.run_id }}" in key and "${{ github.run_attempt }}" in key
+    assert key.startswith(steps[restore]["with"]["restore-keys"])
+    entry = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact")
+             and s["with"]["name"] == "swiglu-audit-history-entry"]
+    assert entry and entry[0]["if"] == "always()"
+    collect = next(s for s in steps if s.get("name") == "The history entry this run saved")
+    assert collect["if"] == "always()" and entry[0]["with"]["path"].rstrip("/") in collect["run"]

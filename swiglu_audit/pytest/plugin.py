@@ -28,9 +28,12 @@ from .relay import (
     DESELECTED_KEY,
     DOCUMENT_KEY,
     REPORT_PATHS_KEY,
+    SHARD_DESELECTED_KEY,
+    SHARD_KEY,
     WORKERINPUT_PROGRESS_DIR,
     WORKERINPUT_REDUCED_PLAN,
     WORKEROUTPUT_DESELECTED,
+    WORKEROUTPUT_SHARD_DESELECTED,
     FindingCollector,
     data_settings,
     is_xdist_worker,
@@ -104,6 +107,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{CHECK_MARKER}(info): a swiglu-audit check (CheckInfo)")
     if not _enabled(config):
         return
+    if config.getoption(cfg.OPT_SHARD):  # a bad K/N stops the run now, not after the preflight and the probes
+        from .sharding import parse_shard
+
+        config.stash[SHARD_KEY] = parse_shard(config.getoption(cfg.OPT_SHARD))
     from ..training.batching import memory_cap
     from ..training.device import prepare_cuda_determinism
     from .preflight import check_import_paths, check_report_dir, check_setup, check_shared_cache
@@ -145,6 +152,7 @@ def pytest_configure(config: pytest.Config) -> None:
         check_report_dir(audit_config.report_dir)
         check_shared_cache(audit_config)
         collector = FindingCollector()
+        collector.model_names = _model_names(audit_config)
         collector.plan = _plan_or_stop(config, audit_config)
         release_freed_memory()  # the controller waits for its workers from here: what planning freed goes back
         config.stash[COLLECTOR_KEY] = collector
@@ -187,17 +195,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("audit_pair", pairs, ids=[f"{c}-vs-{b}" for c, b in pairs])
 
 
+def _model_names(audit_config: cfg.AuditConfig) -> list[str]:
+    from ..training.specs import model_specs
+
+    try:
+        return [s.name for s in model_specs(audit_config)]
+    except Exception:  # noqa: BLE001  # names only label a crashed check's finding; the preflight reports the rest
+        return []
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
-    shard = config.getoption(cfg.OPT_SHARD) if CONFIG_KEY in config.stash else None
+    shard = config.stash.get(SHARD_KEY, None) if CONFIG_KEY in config.stash else None
     if not shard:
         return
-    from .sharding import parse_shard, split
+    from .sharding import split
 
-    index, count = parse_shard(shard)
-    keep, drop = split(items, index, count)
+    keep, drop = split(items, *shard)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+        # the shard's own deselections: what else was deselected narrows the run beyond its shard
+        suites = suites_dir().resolve()
+        config.stash[SHARD_DESELECTED_KEY] = config.stash.get(SHARD_DESELECTED_KEY, 0) + sum(
+            1 for item in drop if Path(str(item.path)).resolve().is_relative_to(suites))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -316,8 +336,9 @@ def pytest_deselected(items: list) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error) -> None:
     """An xdist worker's count of deselected checks (each worker collects, and deselects, them all)."""
-    deselected = (getattr(node, "workeroutput", None) or {}).get(WORKEROUTPUT_DESELECTED, 0)
-    node.config.stash[DESELECTED_KEY] = max(node.config.stash.get(DESELECTED_KEY, 0), deselected)
+    output = getattr(node, "workeroutput", None) or {}
+    for key, name in ((DESELECTED_KEY, WORKEROUTPUT_DESELECTED), (SHARD_DESELECTED_KEY, WORKEROUTPUT_SHARD_DESELECTED)):
+        node.config.stash[key] = max(node.config.stash.get(key, 0), output.get(name, 0))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -346,6 +367,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if is_xdist_worker(session.config) and _enabled(session.config):  # to the controller (pytest_testnodedown)
         session.config.workeroutput[WORKEROUTPUT_DESELECTED] = session.config.stash.get(DESELECTED_KEY, 0)  # type: ignore[attr-defined]
+        session.config.workeroutput[WORKEROUTPUT_SHARD_DESELECTED] = session.config.stash.get(SHARD_DESELECTED_KEY, 0)  # type: ignore[attr-defined]
     board = session.config.stash.get(BOARD_KEY, None)
     if board is not None:
         board.stop()
@@ -356,8 +378,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from .warm import narrowed_by
 
     audit_config = session.config.stash[CONFIG_KEY]
+    shard = session.config.stash.get(SHARD_KEY, None)
     paths, document = write_reports(collector, audit_config, int(exitstatus),
-                                    narrowed_by(session.config, str(suites_dir())))
+                                    narrowed_by(session.config, str(suites_dir())), shard,
+                                    narrowed_by(session.config, str(suites_dir()), beyond_shard=True) if shard else "")
     session.config.stash[REPORT_PATHS_KEY] = paths
     session.config.stash[DOCUMENT_KEY] = document
     _mark_completed(session, exitstatus, collector.findings)
@@ -399,6 +423,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     from ..report.terminal import summary_lines
 
     terminalreporter.section("swiglu-audit")
+    if exitstatus == pytest.ExitCode.USAGE_ERROR:
+        terminalreporter.write_line(f"usage error (exit 4): no report written; {config.stash[CONFIG_KEY].report_dir} "
+                                    "keeps the last run's reports, and nothing was saved", red=True, bold=True)
+        return
     for line, markup in summary_lines(collector.findings, config.stash[CONFIG_KEY],
                                       config.stash.get(REPORT_PATHS_KEY, {}),
                                       (config.stash.get(DOCUMENT_KEY, None) or {}).get("comparison")):

@@ -35,6 +35,11 @@ CORES_SHARED_BY_KEY = pytest.StashKey[int]()
 # through its workeroutput, under this name
 DESELECTED_KEY = pytest.StashKey[int]()
 WORKEROUTPUT_DESELECTED = "swiglu_audit_deselected"
+# --swiglu-audit-shard as (index from 0, count), parsed at configure; and how many checks the
+# shard itself deselected (the rest of DESELECTED_KEY narrows the run beyond its shard)
+SHARD_KEY = pytest.StashKey[tuple]()
+SHARD_DESELECTED_KEY = pytest.StashKey[int]()
+WORKEROUTPUT_SHARD_DESELECTED = "swiglu_audit_shard_deselected"
 ITEM_FINDINGS_KEY = pytest.StashKey[list]()
 ITEM_POLICY_FAILURE_KEY = pytest.StashKey[bool]()
 
@@ -115,6 +120,45 @@ def item_models(item: pytest.Item) -> list[str]:
     return []
 
 
+class WorkerCrashed(RuntimeError):
+    """The xdist worker running a check died (killed, out of memory, a segfault in a kernel)."""
+
+
+def crashed_check_finding(nodeid: str, message: str, model_names: list[str]) -> dict | None:
+    """The ERROR finding of an audit check whose xdist worker crashed while running it (xdist
+    reports it with when "???", and no teardown report ever comes): without it the check would
+    leave no finding at all. The controller has no item under xdist, so the check is found by
+    its node id, in its suite module; None when the id is not an audit check's."""
+    import importlib
+    import re
+
+    path, _, name = nodeid.partition("::")
+    module_name = path.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py")
+    function, _, params = name.partition("[")
+    if not module_name.startswith("suite_") or not function:
+        return None
+    try:
+        target: Any = importlib.import_module(f"swiglu_audit.suites.{module_name}")
+        for part in function.split("::"):
+            target = getattr(target, part)
+    except (ImportError, AttributeError):
+        return None
+    info = next((m.args[0] for m in getattr(target, "pytestmark", []) if m.name == CHECK_MARKER), None)
+    if info is None:
+        return None
+    subject = params.removesuffix("]")
+    # the models named in the parameter id (the longest name first: "relu-mlp" is not "mlp")
+    models, rest = [], f"-{subject}-"
+    for model in sorted(model_names, key=len, reverse=True):
+        if re.search(f"-{re.escape(model)}-", rest):
+            models.append(model)
+            rest = rest.replace(f"-{model}-", "--", 1)
+    from ..verdicts.risk import error_finding
+
+    return error_finding(info, sorted(models, key=subject.find), WorkerCrashed(message),
+                         subject=subject or function).to_dict()
+
+
 class FindingCollector:
     """Lives on the controller (or the only process); registered as a plugin for the session."""
 
@@ -122,8 +166,14 @@ class FindingCollector:
         self.findings: list[dict] = []
         self.meta_by_worker: dict[str, dict] = {}
         self.plan: dict | None = None  # the plan made before training (plan.py), for the report
+        self.model_names: list[str] = []  # the audit's models: named in a crashed check's finding
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "???" and report.failed:  # xdist's report of a check whose worker crashed
+            finding = crashed_check_finding(report.nodeid, str(report.longrepr), self.model_names)
+            if finding is not None:
+                self.findings.append(finding)
+            return
         if report.when != "teardown":
             return
         for name, value in report.user_properties:

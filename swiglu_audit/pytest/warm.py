@@ -61,18 +61,22 @@ def _user_code(audit_config: AuditConfig) -> list:
 SELECTING_OPTIONS = ("keyword", "markexpr", "deselect", "lf", "failedfirst", OPT_SHARD)
 
 
-def narrowed_by(config: pytest.Config, suites_folder: str) -> str:
+def narrowed_by(config: pytest.Config, suites_folder: str, beyond_shard: bool = False) -> str:
     """Why this run checks a part of the audit on purpose ("" when it runs it whole): checks that
     pytest deselected (-k, -m, --deselect, --lf, the shard; counted as they were, so an option that
     leaves every check in, such as `-m "not slow"` in addopts, narrows nothing), or paths or ids
     inside the suites named on the command line. The gates then list the findings it lacks
-    without tripping on them (scheduled/regressions.py), and it is no baseline by itself."""
-    from .relay import DESELECTED_KEY
+    without tripping on them (scheduled/regressions.py), and it is no baseline by itself.
+    `beyond_shard`: what narrows it besides its shard (`merge` keeps that as the merged `partial`)."""
+    from .relay import DESELECTED_KEY, SHARD_DESELECTED_KEY
 
     chosen = []
     deselected = config.stash.get(DESELECTED_KEY, 0)
-    if deselected:
-        given = [f"{name}={value}" for name in SELECTING_OPTIONS if (value := config.getoption(name, None))]
+    if beyond_shard:
+        deselected -= config.stash.get(SHARD_DESELECTED_KEY, 0)
+    if deselected > 0:
+        given = [f"{name}={value}" for name in SELECTING_OPTIONS if (value := config.getoption(name, None))
+                 and not (beyond_shard and name == OPT_SHARD)]
         chosen.append(f"{deselected} check(s) deselected" + (f" by {', '.join(given)}" if given else ""))
     # --lf drops the passing checks and files while it collects, mostly without pytest_deselected
     last_failed = config.pluginmanager.get_plugin("lfplugin")

@@ -360,8 +360,12 @@ def changes_section(doc: dict) -> str:
     comp = doc.get("comparison")
     if not comp:
         return ""
+    notes = "".join(f"<p>{esc(n)}</p>" for n in comp.get("history_notes", []))
+    if comp.get("error"):  # the gate could not run: this run fails, whatever the count below says
+        notes = f"<p>{badge('ERROR')} <b>{esc(comp.get('note'))}</b></p>" + notes
     if comp.get("baseline") is None:
-        return f'<section id="changes"><h2>Changed since the last run</h2><p>{esc(comp.get("note"))}</p></section>'
+        note = "" if comp.get("error") else f"<p>{esc(comp.get('note'))}</p>"
+        return f'<section id="changes"><h2>Changed since the last run</h2>{notes}{note}</section>'
     setup = "".join(f"<li>{esc(d)}</li>" for d in comp.get("environment_differences", []))
     setup = (f"<p>{badge('WARN')} The two runs differ in their setup, so some changes may come from it:</p>"
              f"<ul>{setup}</ul>") if setup else ""
@@ -379,7 +383,7 @@ def changes_section(doc: dict) -> str:
     return (f'<section id="changes"><h2>Changed since the last run</h2><p>Compared with '
             f"<code>{esc(comp['baseline'])}</code> ({esc(comp.get('baseline_generated_at') or '-')}): "
             f"{len(changes)} finding(s) changed, <b>{comp.get('regressions', 0)} regression(s)</b> "
-            f"against the gates {esc(comp.get('gates') or {})}.</p>{setup}{table}</section>")
+            f"against the gates {esc(comp.get('gates') or {})}.</p>{notes}{setup}{table}</section>")
 
 
 def trend_section(doc: dict) -> str:

@@ -38,9 +38,14 @@ def summary_lines(findings: list[dict], config, paths: dict,
 def comparison_lines(comparison: dict) -> list[tuple[str, dict]]:
     """The comparison with the saved audit: setup differences, then each regression with the
     gate it tripped, then a count."""
-    if comparison.get("baseline") is None:
-        return [(f"compare: {comparison.get('note')}", {})]
-    lines = [(f"compare with {comparison['baseline']}:", {"bold": True})]
+    notes: list[tuple[str, dict]] = [(f"NOTE   {n}", {}) for n in comparison.get("history_notes", [])]
+    if comparison.get("error"):  # the gate could not run: the run fails, and this says why and what to do
+        notes.append((f"ERROR  compare: {comparison.get('note')} (exit 1)", _MARKUP["ERROR"]))
+        if comparison.get("baseline") is None:
+            return notes
+    elif comparison.get("baseline") is None:
+        return notes + [(f"compare: {comparison.get('note')}", {})]
+    lines = [(f"compare with {comparison['baseline']}:", {"bold": True}), *notes]
     for diff in comparison.get("environment_differences", []):
         lines.append((f"WARN   setup differs: {diff}", _MARKUP["WARN"]))
     if comparison.get("partial"):
@@ -51,6 +56,8 @@ def comparison_lines(comparison: dict) -> list[tuple[str, dict]]:
             lines.append((f"REGRESSION  {change['id']}: {change['why']}", _MARKUP["FAIL"]))
     n_changed = len(comparison.get("changes", []))
     n = comparison.get("regressions", 0)
+    failed = bool(n or comparison.get("error"))
     lines.append((f"{n_changed} finding(s) changed since the baseline, {n} regression(s)"
-                  + (" (exit 1)" if n else ""), _MARKUP["FAIL"] if n else {}))
+                  + ("; the gate could not run whole" if comparison.get("error") else "")
+                  + (" (exit 1)" if failed else ""), _MARKUP["FAIL"] if failed else {}))
     return lines

@@ -15,10 +15,11 @@ from .. import __version__
 from ..checks.suite_catalog import NOT_MEASURED, SUITES
 from ..config import AuditConfig
 from ..errors import SwigluAuditWarning
+from ..scheduled.history import REPORT_SCHEMA_VERSION as SCHEMA_VERSION
 from ..util.io import atomic_write_text
 from ..verdicts.risk import STATUS_ORDER, Status, breaches_policy, is_indicative, json_safe, rmf_data, verdict
 
-SCHEMA_VERSION = 1
+USAGE_ERROR = 4  # pytest's exit status for a usage error: no report is written over the last run's
 
 def coverage(findings: list[dict], modality: str = "image") -> list[dict]:
     """The coverage matrix (MEASURE 1.1): every suite's areas, and what no suite measures. An area
@@ -127,25 +128,29 @@ def merged_models(model_lists: list[dict]) -> dict:
     return dict(sorted(models.items()))
 
 
-def merge_documents(documents: list[dict]) -> dict:
+def merge_documents(documents: list[dict], names: list[str] | None = None) -> dict:
     """One report from the reports of the shards of one audit (`swiglu-audit merge`): the union
     of their findings, the summary and coverage recomputed, the environments' model facts and
-    cache counts combined. The shards must share a configuration (else ValueError)."""
+    cache counts combined. The shards must share a configuration, and each of shards 1..N must
+    be there once (else ValueError). `partial` says why the merged report is not the whole audit
+    (a shard interrupted, or narrowed beyond its part); `merge_notes` what could not be checked."""
     from ..scheduled.regressions import config_digest
 
     if not documents:
         raise ValueError("no shard reports to merge")
+    names = names or [f"report {i}" for i in range(1, len(documents) + 1)]
     digests = {config_digest(d) for d in documents}
     if len(digests) > 1:
         raise ValueError("the shard reports come from different configurations; merge only the shards of one audit")
+    partial, notes = _shard_coverage(documents, names)
     by_id: dict[str, dict] = {}
     for doc in documents:
         for f in doc["findings"]:
             if f["id"] in by_id and by_id[f["id"]] != f:
                 raise ValueError(f"finding {f['id']} differs between shards; were they run on the same data and cache?")
             by_id[f["id"]] = f
-    # a shard's own comparison, trend and `partial` speak of that shard, not of the merged audit
-    base = {k: v for k, v in documents[0].items() if k not in ("partial", "comparison", "trend")}
+    # a shard's own comparison, trend, `partial` and number speak of that shard, not of the merged audit
+    base = {k: v for k, v in documents[0].items() if k not in ("partial", "comparison", "trend", "shard")}
     ordered = order_findings(list(by_id.values()))
     exit_status = max(d["summary"]["pytest_exit_status"] for d in documents)
     environment = dict(base["environment"])
@@ -157,7 +162,55 @@ def merge_documents(documents: list[dict]) -> dict:
     return {**base, "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "summary": summarise(ordered, bool(base["policy"].get("fail_on_warn")), exit_status),
             "environment": environment,
-            "coverage": coverage(ordered, (environment.get("data") or {}).get("modality", "image")), "findings": ordered}
+            "coverage": coverage(ordered, (environment.get("data") or {}).get("modality", "image")), "findings": ordered,
+            **({"partial": partial} if partial else {}), **({"merge_notes": notes} if notes else {})}
+
+
+def _shard_coverage(documents: list[dict], names: list[str]) -> tuple[str, list[str]]:
+    """(why the shards are not the whole audit, or ""; notes). ValueError when a shard is missing or
+    given twice: a merged report must not pass for the whole audit without the checks of one."""
+    shards: list = [d.get("shard") for d in documents]
+    notes: list[str] = []
+    if all(s is None for s in shards):  # written before reports said which shard they are
+        notes.append(f"{len(documents)} report(s) do not say which shard K/N they are (written by an older "
+                     "swiglu-audit): the merge cannot check that every shard is here once")
+        seen: dict[str, str] = {}
+        for name, doc in zip(names, documents):
+            key = json.dumps(doc, sort_keys=True, default=str)
+            if key in seen:
+                raise ValueError(f"{name} is the same report as {seen[key]}; give each shard's report.json once")
+            seen[key] = name
+    else:
+        bad = [n for n, s in zip(names, shards) if not (isinstance(s, dict) and isinstance(s.get("index"), int)
+                                                      and isinstance(s.get("count"), int) and 1 <= s["index"] <= s["count"])]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} do not say which shard K/N they are, and the others do; merge the "
+                             "reports of one run of the sharded audit")
+        counts = sorted({s["count"] for s in shards})
+        if len(counts) > 1:
+            raise ValueError(f"the shard reports split the audit into different numbers of shards ({counts}); "
+                             "merge the shards of one run")
+        count = counts[0]
+        by_index: dict[int, str] = {}  # shard -> the report that is it
+        for name, s in zip(names, shards):
+            if s["index"] in by_index:
+                raise ValueError(f"shard {s['index']}/{count} is given twice ({by_index[s['index']]} and {name}); "
+                                 "give each shard's report.json once")
+            by_index[s["index"]] = name
+        missing = [f"{k}/{count}" for k in range(1, count + 1) if k not in by_index]
+        if missing:
+            raise ValueError(f"shard(s) {', '.join(missing)} missing: the merged report would lack their checks; "
+                             f"merge the report.json of each of the {count} shards")
+    reasons = []
+    for name, doc, s in zip(names, documents, shards):
+        label = f"shard {s['index']}/{s['count']}" if s else name
+        status = doc["summary"].get("pytest_exit_status")
+        if status not in (0, 1):
+            reasons.append(f"{label} ended with pytest exit status {status}"
+                           + (" (interrupted)" if status == 2 else "") + ": the checks it did not run are missing")
+        elif s and s.get("narrowed"):
+            reasons.append(f"{label}: {s['narrowed']}")
+    return "; ".join(reasons), notes
 
 
 REPORT_FILES = {"report.json", "report.html", "findings.csv", "summary.md", "oscal-assessment-results.json"}
@@ -210,11 +263,18 @@ def write_document(document: dict, report_dir: Path) -> dict[str, str]:
         return {name: str(fallback / name) for name in files}
 
 
-def write_reports(collector, config: AuditConfig, exit_status: int, partial: str = "") -> tuple[dict[str, str], dict]:
+def write_reports(collector, config: AuditConfig, exit_status: int, partial: str = "",
+                  shard: tuple[int, int] | None = None, shard_narrowed: str = "") -> tuple[dict[str, str], dict]:
     """Build the report document, compare it with a saved audit when asked, write every format,
     and save it to the history when asked. Returns (paths written, the document). `partial`: why
-    this run checked a part of the audit on purpose, if it did (`compare`'s)."""
+    this run checked a part of the audit on purpose, if it did (`compare`'s); `shard`: (index from
+    0, count) of a sharded run, and `shard_narrowed` what it left out beyond its shard. On a usage
+    error nothing is written or saved."""
     document = build_document(collector.findings, config, collector.merged_meta(), exit_status)
+    if shard is not None:  # which part of the audit: `merge` checks that every part is there once
+        document["shard"] = {"index": shard[0] + 1, "count": shard[1], "narrowed": shard_narrowed}
+    if exit_status == USAGE_ERROR:  # the audit never ran: the last run's reports and history stay as they were
+        return {}, document
     if getattr(collector, "plan", None):  # the estimate beside what the audit took: the plan's accuracy
         plan = dict(collector.plan)
         plan["actual_seconds"] = round(time.time() - plan.pop("started"), 1)
@@ -230,9 +290,15 @@ def write_reports(collector, config: AuditConfig, exit_status: int, partial: str
         from ..scheduled.history import trend
 
         checks = {name: (info.trend_check, info.trend or "") for name, info in SUITES.items() if info.trend_check}
-        document["trend"] = trend(config.history_dir, document, checks)
+        try:
+            document["trend"] = trend(config.history_dir, document, checks)
+        except Exception as exc:  # noqa: BLE001  # the trend plots are not worth the report
+            warnings.warn(SwigluAuditWarning(f"no trend plots: the history in {config.history_dir} could not be "
+                                             f"read ({type(exc).__name__}: {exc})"), stacklevel=2)
     paths = write_document(document, config.report_dir)
-    if config.save_run and exit_status != 2:  # an interrupted audit is no baseline for the next
+    # only an audit that ran to its end is saved: an interrupted one, or one that collected
+    # nothing, is no baseline for the next
+    if config.save_run and exit_status in (0, 1):
         from ..scheduled.history import save_run
 
         paths["saved run"] = str(save_run(config.history_dir, document))
@@ -240,35 +306,57 @@ def write_reports(collector, config: AuditConfig, exit_status: int, partial: str
 
 
 def compare_with_saved(document: dict, config: AuditConfig, partial: str = "") -> dict:
-    """The comparison block of report.json: against `config.compare_with`, gated. A baseline that
-    cannot be found or read is an `error`, which breaches the policy: a gate that could not run
-    has not passed."""
-    from ..scheduled.history import anchor_run, past_reports, resolve_baseline
+    """The comparison block of report.json: against `config.compare_with`, gated. A baseline (or
+    an anchor) that cannot be found or read, or a comparison that fails, is an `error`, which
+    breaches the policy: a gate that could not run has not passed. It never costs the report."""
+    notes: list[str] = []  # damaged history entries, skipped
+    try:
+        comparison = _compare_with_saved(document, config, partial, notes)
+    except Exception as exc:  # noqa: BLE001
+        comparison = _gate_error(None, f"the comparison failed ({type(exc).__name__}: {exc})", config)
+    if notes:
+        comparison["history_notes"] = notes
+    return comparison
+
+
+def _gate_error(baseline, problem: str, config: AuditConfig, result: dict | None = None) -> dict:
+    empty = {"regressions": 0, "changes": [], "environment_differences": []}
+    return {"baseline": baseline, **(result or empty), "error": True,
+            "note": f"the gate could not run, so this audit fails it: {problem}. Fix: accept a good run as the "
+                    "baseline with `swiglu-audit accept RUN-ID --reason ...` (`swiglu-audit history` lists them), "
+                    f"or remove the damaged entry from {config.history_dir}"}
+
+
+def _compare_with_saved(document: dict, config: AuditConfig, partial: str, notes: list[str]) -> dict:
+    from ..scheduled.history import REPORT_FILE, anchor_run, past_reports, read_report, resolve_baseline, saved_runs
     from ..scheduled.regressions import compare, parse_gates
 
-    empty = {"regressions": 0, "changes": [], "environment_differences": []}
+    saved_runs(config.history_dir, notes)  # what is damaged in the history, said once
     try:
         baseline = resolve_baseline(config.compare_with or "accepted", config.history_dir)
     except FileNotFoundError as exc:
-        return {"baseline": None, **empty, "error": True,
-                "note": f"the gate could not run, so this audit fails it: {exc}"}
+        return _gate_error(None, str(exc), config)
     if baseline is None:
-        return {"baseline": None, **empty,
+        return {"baseline": None, "regressions": 0, "changes": [], "environment_differences": [],
                 "note": f"first run: nothing saved in {config.history_dir} to compare with, so no "
                         "gate can trip; save this run with --swiglu-audit-save"}
     try:
-        old = json.loads(baseline.read_text(encoding="utf-8"))
+        old = read_report(baseline)
     except (OSError, ValueError) as exc:
-        return {"baseline": str(baseline), **empty, "error": True,
-                "note": f"the gate could not run, so this audit fails it: the baseline {baseline} cannot be read ({exc})"}
+        return _gate_error(str(baseline), f"the baseline {baseline} cannot be read ({exc})", config)
     anchor = anchor_run(config.history_dir) if config.compare_with == "accepted" else None
-    anchor_doc = None
+    anchor_doc, anchor_problem = None, ""
     if anchor is not None and Path(anchor["path"]) != baseline.parent:
         try:
-            anchor_doc = json.loads((Path(anchor["path"]) / "report.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            anchor_doc = None
-    result = compare(old, document, parse_gates(config.gates), anchor_doc, past_reports(config.history_dir), partial)
-    return {"baseline": str(baseline), "baseline_generated_at": old.get("generated_at"),
-            "anchor": anchor["id"] if anchor is not None and anchor_doc is not None else None,
-            "gates": dict(config.gates), **({"partial": partial} if partial else {}), **result.to_dict()}
+            anchor_doc = read_report(Path(anchor["path"]) / REPORT_FILE)
+        except (OSError, ValueError) as exc:  # the cumulative (slow-drift) gate cannot run: said, and failed
+            anchor_problem = (f"the anchor run {anchor['id']} cannot be read ({exc}), so the cumulative check "
+                              "since it did not run")
+    result = compare(old, document, parse_gates(config.gates), anchor_doc,
+                     past_reports(config.history_dir, notes=notes), partial)
+    out = {"baseline": str(baseline), "baseline_generated_at": old.get("generated_at"),
+           "anchor": anchor["id"] if anchor is not None and anchor_doc is not None else None,
+           "gates": dict(config.gates), **({"partial": partial} if partial else {}), **result.to_dict()}
+    if anchor_problem:
+        return _gate_error(str(baseline), anchor_problem, config, out)
+    return out

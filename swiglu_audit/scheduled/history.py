@@ -28,6 +28,10 @@ from .regressions import config_digest
 
 RUN_FILE = "run.json"
 REPORT_FILE = "report.json"
+# report.json's schema_version (report/writer.py takes it from here: a lower floor cannot import it)
+REPORT_SCHEMA_VERSION = 1
+# what compare, the trend and the CLI read of each finding
+FINDING_FIELDS = {"id": str, "suite": str, "check": str, "status": str, "metric": str, "reason": str, "models": list}
 ACCEPTED_FILE = "accepted.json"  # a person's acceptance of a run as a baseline: who, when, why
 TREND_RUNS = 8  # saved runs (before this one) the trend test reads
 
@@ -79,21 +83,80 @@ def gates_passed(document: dict) -> bool:
     return not comparison.get("regressions") and not comparison.get("error") and not removed
 
 
-def saved_runs(history_dir: Path) -> list[dict]:
+def report_problem(doc) -> str:
+    """What keeps `doc` from being a report this version reads ("" when nothing does): an object
+    of this schema_version with a list of findings, each with the fields compare reads."""
+    if not isinstance(doc, dict):
+        return f"not a report: a JSON {type(doc).__name__}, not an object"
+    if doc.get("schema_version") != REPORT_SCHEMA_VERSION:
+        return f"schema_version {doc.get('schema_version')!r}; this version reads {REPORT_SCHEMA_VERSION}"
+    findings = doc.get("findings")
+    if not isinstance(findings, list):
+        return "not a report: no list of findings"
+    for i, f in enumerate(findings):
+        if not isinstance(f, dict):
+            return f"finding {i + 1} is not an object"
+        wrong = [k for k, kind in FINDING_FIELDS.items() if not isinstance(f.get(k), kind)]
+        wrong += [k for k in ("value", "ci_low", "ci_high")
+                  if f.get(k) is not None and (isinstance(f[k], bool) or not isinstance(f[k], (int, float)))]
+        if not isinstance(f.get("details") or {}, dict):
+            wrong.append("details")
+        if wrong:
+            return f"finding {f.get('id', i + 1)!r} lacks or mangles {', '.join(wrong)}"
+    return ""
+
+
+def read_report(path: Path) -> dict:
+    """A saved report.json, checked (`report_problem`): OSError or ValueError naming what is wrong."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    problem = report_problem(doc)
+    if problem:
+        raise ValueError(problem)
+    return doc
+
+
+def _note(notes: list[str] | None, text: str) -> None:
+    if notes is not None and text not in notes:
+        notes.append(text)
+
+
+def saved_runs(history_dir: Path, notes: list[str] | None = None) -> list[dict]:
     """The complete saved runs, oldest first (half-written ones are never listed), each with
-    `accepted` (the acceptance record, or None)."""
+    `accepted` (the acceptance record, or None). A damaged entry is skipped, and a damaged
+    acceptance read as none; each said in `notes`, when given."""
     runs = []
     for folder in sorted(Path(history_dir).glob("*")) if Path(history_dir).is_dir() else []:
         if folder.name.startswith(".") or not (folder / RUN_FILE).is_file() or not (folder / REPORT_FILE).is_file():
             continue
         try:
-            run = {**json.loads((folder / RUN_FILE).read_text()), "path": str(folder)}
-            accepted = folder / ACCEPTED_FILE
-            run["accepted"] = json.loads(accepted.read_text()) if accepted.is_file() else None
-        except (OSError, ValueError):
+            run = json.loads((folder / RUN_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            run = f"it cannot be read ({exc})"
+        if not isinstance(run, dict) or not isinstance(run.get("id"), str) or not run["id"]:
+            why = run if isinstance(run, str) else "it is no saved run's record (no \"id\")"
+            _note(notes, f"skipped the damaged history entry {folder}: its {RUN_FILE} {why.removeprefix('it ')}; "
+                         "remove the entry")
             continue
-        runs.append(run)
+        runs.append({**run, "path": str(folder), "accepted": _acceptance(folder, notes)})
     return sorted(runs, key=lambda r: r["id"])
+
+
+def _acceptance(folder: Path, notes: list[str] | None) -> dict | None:
+    """A run's acceptance record, or None. A damaged one keeps the run (it is still a saved
+    audit) but accepts nothing, with a note: no one's acceptance is made up."""
+    path = folder / ACCEPTED_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        record = exc
+    if isinstance(record, dict) and record:
+        return record
+    _note(notes, f"{path} is damaged ({record if isinstance(record, Exception) else 'not an acceptance record'}); "
+                 f"the run is kept as not accepted: accept it again with `swiglu-audit accept {folder.name} "
+                 "--reason ...`")
+    return None
 
 
 def accept_run(history_dir: Path, run_id: str, reason: str, who: str | None = None) -> dict:
@@ -126,32 +189,35 @@ def anchor_run(history_dir: Path) -> dict | None:
     return accepted[-1] if accepted else (runs[0] if runs else None)
 
 
-def past_reports(history_dir: Path, last: int = TREND_RUNS) -> list[dict]:
+def past_reports(history_dir: Path, last: int = TREND_RUNS, notes: list[str] | None = None) -> list[dict]:
     """The reports of the last saved runs, oldest first, for the trend test; none from before
-    the last run a person accepted (what a person accepted is the new normal, not a decline)."""
-    runs = saved_runs(history_dir)
+    the last run a person accepted (what a person accepted is the new normal, not a decline).
+    A damaged report is left out, said in `notes`."""
+    runs = saved_runs(history_dir, notes)
     accepted = [i for i, r in enumerate(runs) if r.get("accepted")]
-    docs = []
-    for run in runs[accepted[-1] if accepted else 0:][-last:]:
+    return [doc for _, doc in _readable_reports(runs[accepted[-1] if accepted else 0:][-last:], notes)]
+
+
+def _readable_reports(runs: list[dict], notes: list[str] | None) -> list[tuple[str, dict]]:
+    out = []
+    for run in runs:
+        path = Path(run["path"]) / REPORT_FILE
         try:
-            docs.append(json.loads((Path(run["path"]) / REPORT_FILE).read_text()))
-        except (OSError, ValueError):
-            continue
-    return docs
+            out.append((run["id"], read_report(path)))
+        except (OSError, ValueError) as exc:
+            _note(notes, f"left out the saved run {run['id']}: its {path} cannot be read ({exc})")
+    return out
 
 
-def trend(history_dir: Path, current: dict, checks: dict[str, tuple[str, str]], last: int = 20) -> dict:
+def trend(history_dir: Path, current: dict, checks: dict[str, tuple[str, str]], last: int = 20,
+          notes: list[str] | None = None) -> dict:
     """The main per-model metric of each suite across the saved runs and this one, for the
     report's trend plots: {"runs": [time, ...], "run_ids": [id, ..., None for this run],
     "series": {suite: {model: [[run number, value], ...]}}}. `checks` maps a suite to (check, id
     suffix), e.g. ("worst_case_robust_accuracy", "[linf]")."""
-    docs, ids = [], []
-    for run in saved_runs(history_dir)[-(last - 1):]:
-        try:
-            docs.append(json.loads((Path(run["path"]) / REPORT_FILE).read_text()))
-            ids.append(run["id"])
-        except (OSError, ValueError):
-            continue
+    readable = _readable_reports(saved_runs(history_dir, notes)[-(last - 1):], notes)
+    ids: list[str | None] = [run_id for run_id, _ in readable]
+    docs = [doc for _, doc in readable]
     docs.append(current)
     ids.append(None)
     series: dict[str, dict[str, list]] = {}

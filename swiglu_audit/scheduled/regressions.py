@@ -50,12 +50,18 @@ class Gate:
     def parse(cls, text: str | float, where: str) -> Gate:
         raw = str(text).strip()
         try:
-            if raw.endswith("%"):
-                return cls(float(raw[:-1]) / 100.0, relative=True)
-            return cls(float(raw))
+            if isinstance(text, bool):  # TOML true is no amount, though float(True) is 1.0
+                raise ValueError
+            gate = cls(float(raw[:-1]) / 100.0, relative=True) if raw.endswith("%") else cls(float(raw))
         except ValueError:
             raise ValueError(f"{where} = {text!r}: give an allowed regression such as \"0.02\" "
                              "(absolute) or \"5%\" (relative)") from None
+        # "inf" would let any regression through and "nan" never compares: no gate means them
+        if not (math.isfinite(gate.amount) and gate.amount >= 0):
+            raise ValueError(f"{where} = {text!r} is not an allowed regression (a finite amount, 0 or more: a "
+                             "gate only loosens the default, which is no worsening at all); give one such as "
+                             "\"0.02\" (absolute) or \"5%\" (relative)")
+        return gate
 
     def allowance(self, old_value: float) -> float:
         """The worsening this gate lets through, in the value's own units."""
@@ -66,7 +72,10 @@ class Gate:
 
 
 def parse_gates(table: dict) -> dict[str, Gate]:
-    """`[tool.swiglu_audit.gates]` -> {check name or "default": Gate}."""
+    """`[tool.swiglu_audit.gates]` -> {check name or "default": Gate}; ValueError naming what is wrong
+    (the plugin's settings and the CLI both parse gates here)."""
+    if not isinstance(table, dict):
+        raise ValueError(f"[tool.swiglu_audit.gates] must be a table of check = \"0.02\" or \"5%\"; got {table!r}")
     return {str(k): Gate.parse(v, f"[tool.swiglu_audit.gates] {k}") for k, v in table.items()}
 
 
