@@ -283,3 +283,33 @@ def test_seeds_that_tie_on_a_curve_point_give_an_interval_not_a_point():
     assert unbounded.ci_low == -1.0
     with pytest.raises(ValueError, match="above 0"):
         bracketed_relative_comparison([1.0], [1.0], [[1.0, 2.0]], [[0.0, 1.0]])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), seed_sd=st.floats(0.0, 0.2), floor=st.floats(1e-6, 1e-2))
+def test_a_variance_floor_never_narrows_an_interval(seed, seed_sd, floor):
+    """A floor is a least variance: it may widen an interval, never narrow it. Raising the
+    examples' share used to raise the Welch-Satterthwaite df with it (their n - 1 took over from
+    the seeds' 2), and the smaller t quantile more than undid the larger variance."""
+    rng = np.random.default_rng(seed)
+    shifts = rng.normal(0, seed_sd, (3, 1))
+    a = (rng.random((3, 120)) + shifts) < 0.6
+    b = rng.random((3, 120)) < 0.6
+    plain, floored = paired_comparison(a, b), paired_comparison(a, b, floor=floor)
+    assert floored.ci_low <= plain.ci_low + 1e-12 and floored.ci_high >= plain.ci_high - 1e-12
+    reps = rng.normal(0.8, 0.01, (3, 200)) + shifts
+    plain_r = replicate_comparison(reps.mean(1), reps, reps.mean(1)[::-1] * 0.99, reps[::-1] * 0.99, 120)
+    floored_r = replicate_comparison(reps.mean(1), reps, reps.mean(1)[::-1] * 0.99, reps[::-1] * 0.99, 120, floor=floor)
+    assert floored_r.ci_low <= plain_r.ci_low + 1e-12 and floored_r.ci_high >= plain_r.ci_high - 1e-12
+
+
+def test_the_label_flip_case_a_floor_once_narrowed():
+    # seeds dominate (2 df each), the examples' measured share is small: a floor four times it
+    # used to lift the df from about 1.3 to 15 and shrink the interval by half
+    rng = np.random.default_rng(3)
+    a = (rng.random((3, 360)) + rng.normal(0, 0.08, (3, 1))) < 0.15
+    b = (rng.random((3, 360)) + rng.normal(0, 0.08, (3, 1))) < 0.15
+    plain = paired_comparison(a, b)
+    floored = paired_comparison(a, b, floor=4 * plain.example_variance)
+    assert floored.df <= plain.df
+    assert floored.ci_high - floored.ci_low >= plain.ci_high - plain.ci_low

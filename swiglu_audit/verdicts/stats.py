@@ -168,22 +168,35 @@ def _require_finite(values: np.ndarray) -> None:
                          "infinite: no interval can be computed; the model or the metric produced them")
 
 
-def _t_interval(value: float, parts: list[tuple[float, float, float]], level: float
+def _t_interval(value: float, parts: list[tuple[float, ...]], level: float
                 ) -> tuple[float, float, float, float, float]:
     """(low, high, two-sided p of value = 0, standard error, df) of a t-interval whose variance is
     a sum of independent parts. Each part is (its share of the variance, its degrees of freedom,
-    the estimated quantity whose sampling error it carries); df by Welch-Satterthwaite."""
-    var = sum(v for v, _, _ in parts if v > 0)
+    the estimated quantity whose sampling error it carries[, its share as measured, where a floor
+    raised it]); df by Welch-Satterthwaite."""
+    var = sum(p[0] for p in parts if p[0] > 0)
     if var <= 0:  # no measured spread at all: the value is exact as far as this design can tell
         return value, value, (1.0 if value == 0 else 0.0), 0.0, math.inf
     # a part floored at 0 still carries its estimate's uncertainty into the df: otherwise the
     # interval would jump as a seed excess crosses 0 (too narrow just below it)
-    spread = sum(u ** 2 / d for _, d, u in parts if u > 0 and d > 0)
-    df = var ** 2 / spread if spread > 0 else math.inf  # spread underflows for rounding-level variances
+    df = _satterthwaite([(p[0], p[1], p[2]) for p in parts])
+    # A floor raises a part's share above what was measured, and Welch-Satterthwaite's df grows as
+    # a part with many df (the examples') comes to dominate: the floor would then narrow the very
+    # interval it is there to widen (a label-flip comparison's went from df 1.3 to 15). So the df
+    # is at most that of the parts as measured.
+    measured = [(p[3], p[1], p[3]) if len(p) > 3 else (p[0], p[1], p[2]) for p in parts]
+    if sum(v for v, _, _ in measured if v > 0) > 0:
+        df = min(df, _satterthwaite(measured))
     se = math.sqrt(var)
     half = float(_scipy_stats.t.ppf(1 - (1 - level) / 2, df)) * se
     p = float(min(1.0, 2 * _scipy_stats.t.sf(abs(value) / se, df)))
     return value - half, value + half, p, se, df
+
+
+def _satterthwaite(parts: list[tuple[float, float, float]]) -> float:
+    var = sum(v for v, _, _ in parts if v > 0)
+    spread = sum(u ** 2 / d for _, d, u in parts if u > 0 and d > 0)
+    return var ** 2 / spread if spread > 0 else math.inf  # spread underflows for rounding-level variances
 
 
 def _seed_part(row_values: np.ndarray, interaction: float) -> tuple[float, float]:
@@ -196,6 +209,13 @@ def _seed_part(row_values: np.ndarray, interaction: float) -> tuple[float, float
         return 0.0, 0.0
     spread = float(np.var(row_values, ddof=1))
     return max(0.0, spread - interaction), spread
+
+
+def _example_part(variance: float, n: int, measured: float | None = None) -> tuple[float, ...]:
+    """The examples' part of `_t_interval`: `variance` after any floor, with n - 1 df, and the
+    variance as `measured` where a floor raised it."""
+    part: tuple[float, ...] = (variance, n - 1, variance)
+    return part + (measured,) if measured is not None and measured < variance else part
 
 
 def _seed_parts(seeds: tuple[float, float], n_seeds: int) -> tuple[float, float, float]:
@@ -231,12 +251,12 @@ def mean_interval(values, level: float = 0.95) -> Estimate:
     m, binary = _as_matrix(values), _binary(values)
     s, n = m.shape
     seeds = _seed_part(m.mean(1), _interaction(m))
-    example_var = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
-    if binary:
-        # every outcome 0 (or 1) is not proof of a rate of exactly 0: at least the variance of an
-        # Agresti-Coull proportion over all outcomes (about the rule of three's reach)
-        example_var = max(example_var, share_floor(float(m.sum()), m.size))
-    lo, hi, _, _, df = _t_interval(float(m.mean()), [_seed_parts(seeds, s), (example_var, n - 1, example_var)], level)
+    measured = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
+    # every outcome 0 (or 1) is not proof of a rate of exactly 0: at least the variance of an
+    # Agresti-Coull proportion over all outcomes (about the rule of three's reach)
+    example_var = max(measured, share_floor(float(m.sum()), m.size)) if binary else measured
+    lo, hi, _, _, df = _t_interval(float(m.mean()), [_seed_parts(seeds, s), _example_part(example_var, n, measured)],
+                                   level)
     lo, hi = _clip(lo, hi, (0.0, 1.0) if binary else None)
     return Estimate(float(m.mean()), lo, hi, level, s, n, df)
 
@@ -263,10 +283,10 @@ def within_model_difference(first, second, level: float = 0.95) -> Estimate:
     m = a - b
     s, n = m.shape
     seeds = _seed_part(m.mean(1), _interaction(m))
-    example_var = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
-    if binary:
-        example_var = max(example_var, _discordance_floor(m))
-    lo, hi, _, _, df = _t_interval(float(m.mean()), [_seed_parts(seeds, s), (example_var, n - 1, example_var)], level)
+    measured = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
+    example_var = max(measured, _discordance_floor(m)) if binary else measured
+    lo, hi, _, _, df = _t_interval(float(m.mean()), [_seed_parts(seeds, s), _example_part(example_var, n, measured)],
+                                   level)
     lo, hi = _clip(lo, hi, (-1.0, 1.0) if binary else None)
     return Estimate(float(m.mean()), lo, hi, level, s, n, df)
 
@@ -303,21 +323,22 @@ def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0
         raise ValueError(f"paired comparison needs the same examples: {a.shape[1]} vs {b.shape[1]}")
     n = a.shape[1]
     seeds_a, seeds_b = _seed_part(a.mean(1), _interaction(a)), _seed_part(b.mean(1), _interaction(b))
-    example_var = float(np.var(a.mean(0) - b.mean(0), ddof=1)) / n if n > 1 else 0.0
-    if binary:
-        # no discordant example at all is not proof of no difference: at least one pseudo-pair's worth
-        example_var = max(example_var, 1.0 / n ** 2)
+    measured = float(np.var(a.mean(0) - b.mean(0), ddof=1)) / n if n > 1 else 0.0
+    # no discordant example at all is not proof of no difference: at least one pseudo-pair's worth
+    example_var = max(measured, 1.0 / n ** 2) if binary else measured
     return _comparison(float(a.mean()), float(b.mean()), (seeds_a, a.shape[0]), (seeds_b, b.shape[0]),
-                       max(example_var, floor), n, level, alpha, bounds or ((-1.0, 1.0) if binary else None))
+                       max(example_var, floor), n, level, alpha, bounds or ((-1.0, 1.0) if binary else None), measured)
 
 
 def _comparison(cand: float, base: float, seeds_a: tuple[tuple[float, float], int],
                 seeds_b: tuple[tuple[float, float], int], example_var: float, n: int, level: float,
-                alpha: float, bounds: tuple[float, float] | None = None) -> Comparison:
+                alpha: float, bounds: tuple[float, float] | None = None,
+                measured: float | None = None) -> Comparison:
+    """`example_var` after any floor; `measured`, before it (None: no floor raised it)."""
     (parts_a, sa), (parts_b, sb) = seeds_a, seeds_b
     diff = cand - base
     lo, hi, p, _, df = _t_interval(diff, [_seed_parts(parts_a, sa), _seed_parts(parts_b, sb),
-                                          (example_var, n - 1, example_var)], level)
+                                          _example_part(example_var, n, measured)], level)
     lo, hi = _clip(lo, hi, bounds)
     known = min(sa, sb) > 1
     return Comparison(cand, base, diff, lo, hi, p, level, alpha, min(sa, sb), n,
@@ -393,9 +414,9 @@ def replicate_estimate(per_seed, replicates, n_examples: int, level: float = 0.9
     _require_finite(r)
     s = len(p)
     seeds = _seed_part(p, _replicate_interaction(r))
-    example_var = max(float(np.var(r.mean(0), ddof=1)), floor)
-    lo, hi, _, _, df = _t_interval(float(p.mean()), [_seed_parts(seeds, s), (example_var, n_examples - 1, example_var)],
-                                   level)
+    measured = float(np.var(r.mean(0), ddof=1))
+    lo, hi, _, _, df = _t_interval(float(p.mean()), [_seed_parts(seeds, s),
+                                                     _example_part(max(measured, floor), n_examples, measured)], level)
     lo, hi = _clip(lo, hi, bounds)
     return Estimate(float(p.mean()), lo, hi, level, s, n_examples, df)
 
@@ -412,9 +433,9 @@ def replicate_comparison(per_seed_a, replicates_a, per_seed_b, replicates_b, n_e
     for values in (pa, ra, pb, rb):
         _require_finite(values)
     seeds_a, seeds_b = _seed_part(pa, _replicate_interaction(ra)), _seed_part(pb, _replicate_interaction(rb))
-    example_var = max(float(np.var(ra.mean(0) - rb.mean(0), ddof=1)), floor)
+    measured = float(np.var(ra.mean(0) - rb.mean(0), ddof=1))
     return _comparison(float(pa.mean()), float(pb.mean()), (seeds_a, len(pa)), (seeds_b, len(pb)),
-                       example_var, n_examples, level, alpha, bounds)
+                       max(measured, floor), n_examples, level, alpha, bounds, measured)
 
 
 def _replicate_interaction(r: np.ndarray) -> float:
