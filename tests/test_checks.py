@@ -336,8 +336,8 @@ def _planted_power(n_found: int, n_planted: int = 15, n_train: int = 200) -> dic
 
 
 def test_a_panel_kinds_recall_is_judged_by_its_lower_confidence_bound_not_its_point_value():
-    """8 of 15 planted samples found is a recall of 0.53 >= min_scan_recall = 0.5, but its one-sided
-    95% Wilson lower bound is 0.33: the scan's power is not shown, so "nothing found" is no PASS."""
+    """8 of 15 planted samples found is a recall of 0.53 >= min_scan_recall = 0.5, but the low end of
+    its 95% Wilson interval is 0.30: the scan's power is not shown, so "nothing found" is no PASS."""
     from scipy.stats import binomtest
 
     from swiglu_audit.checks.poison_detection import SCAN, wilson_lower
@@ -345,20 +345,20 @@ def test_a_panel_kinds_recall_is_judged_by_its_lower_confidence_bound_not_its_po
     policy = {"min_trigger_anomaly_index": 3.0, "min_scan_recall": 0.5, "confidence_level": 0.95}
     weak = _planted_power(8)
     assert (weak["hits"], weak["n_poisoned"]) == (8, 15) and weak["recall"] == pytest.approx(8 / 15)
-    # the one-sided 95% bound is the two-sided 90% Wilson interval's low end (scipy's, independently)
-    reference = binomtest(8, 15).proportion_ci(confidence_level=0.90, method="wilson").low
-    assert wilson_lower(8, 15, 0.95) == pytest.approx(reference, abs=1e-9) and reference < 0.34
+    # the two-sided 95% Wilson interval's low end, as every other PASS is held to (scipy's, independently)
+    reference = binomtest(8, 15).proportion_ci(confidence_level=0.95, method="wilson").low
+    assert wilson_lower(8, 15, 0.95) == pytest.approx(reference, abs=1e-9) and reference < 0.31
     power = {"rate": 0.03, "target": 0, "kinds": {"corner_patch": weak}}
     status, reason, threshold, _ = SCAN.condition.judge({**_SCAN_FACTS, "power": power}, policy)
     assert status.value == "WARN", reason
-    assert "corner_patch: the scan found 8 of 15 planted samples (53%)" in reason and "bound of its recall, 0.33" in reason
-    assert "lower confidence bound of its recall (Wilson" in threshold
-    # every planted sample found: the bound (0.85) clears 0.5; the PASS names the one target measured
+    assert "corner_patch: the scan found 8 of 15 planted samples (53%)" in reason and "interval, 0.30, is under" in reason
+    assert "the low end of its recall's 95% interval (Wilson" in threshold
+    # every planted sample found: the bound (0.80) clears 0.5; the PASS names the one target measured
     strong = _planted_power(15)
     status, reason, _, _ = SCAN.condition.judge(
         {**_SCAN_FACTS, "power": {**power, "kinds": {"corner_patch": strong}}}, policy)
     assert status.value == "PASS", reason
-    assert f"15 of 15 planted samples, one-sided 95% lower bound {wilson_lower(15, 15, 0.95):.2f}" in reason
+    assert f"15 of 15 planted samples, low end of its 95% interval {wilson_lower(15, 15, 0.95):.2f}" in reason
     assert "(corner_patch) into class 0 at 3% of the training set" in reason
     assert "backdoors into other target classes" in reason
     # a stored record without counts: the point value, and the verdict says so

@@ -25,8 +25,8 @@ def _scan_threshold(facts: dict, policy: dict) -> str:
             "finds a group of a class's samples that look like other classes and share a perturbation that sends "
             f"other classes' inputs to the class{_census_rule(facts)}; PASS for nothing found only "
             f"when the scan finds every planted trigger kind of the threat panel at {_rate(facts['power']['rate'])} "
-            f"{_target_words(facts['power'])} with the one-sided {_level(policy):.0%} lower confidence bound of its "
-            f"recall (Wilson, over the planted samples) >= min_scan_recall = {policy['min_scan_recall']}")
+            f"{_target_words(facts['power'])} with the low end of its recall's {_level(policy):.0%} interval "
+            f"(Wilson, over the planted samples) >= min_scan_recall = {policy['min_scan_recall']}")
 
 
 def _census_rule(facts: dict) -> str:
@@ -223,9 +223,11 @@ def recall_counts(power: dict) -> tuple[int, int] | None:
 
 
 def wilson_lower(hits: int, n: int, level: float) -> float:
-    """The one-sided lower confidence bound at `level` of a share of hits in n (Wilson's score
-    interval): 8 of 15 found is a recall of 0.53, and at 95% no more than 0.33 is shown."""
-    z = NormalDist().inv_cdf(level)
+    """The low end of the two-sided Wilson score interval at `level` of a share of hits in n: the
+    audit's one rule, the whole interval on the acceptable side (a one-sided bound at `level`
+    would hold this check to less than every other PASS). 8 of 15 found is a recall of 0.53, and
+    at 95% no more than 0.30 is shown."""
+    z = NormalDist().inv_cdf((1 + level) / 2)
     p = hits / n
     centre = p + z * z / (2 * n)
     spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
@@ -233,8 +235,8 @@ def wilson_lower(hits: int, n: int, level: float) -> float:
 
 
 def recall_bound(power: dict, level: float) -> tuple[float, bool]:
-    """(what judges a panel kind's recall, whether it is the lower confidence bound): the one-sided
-    Wilson bound at `level` where the counts are known, else the point recall (said so in the
+    """(what judges a panel kind's recall, whether it is the lower confidence bound): the low end
+    of its Wilson interval at `level` where the counts are known, else the point recall (said so in the
     verdict's words): a point estimate never decides where the counts exist."""
     counts = recall_counts(power)
     if counts is None:
@@ -246,14 +248,15 @@ def _recall_words(power: dict, level: float) -> str:
     counts = recall_counts(power)
     if counts is None:
         return f"recall {power['recall'] or 0.0:.2f}, its point value only: the power record holds no counts"
-    return (f"recall {power['recall'] or 0.0:.2f}: {counts[0]} of {counts[1]} planted samples, one-sided "
-            f"{level:.0%} lower bound {wilson_lower(*counts, level):.2f}")
+    return (f"recall {power['recall'] or 0.0:.2f}: {counts[0]} of {counts[1]} planted samples, low end of "
+            f"its {level:.0%} interval {wilson_lower(*counts, level):.2f}")
 
 
 def _shortfalls(facts: dict, policy: dict) -> dict[str, str]:
     """The panel's trigger kinds whose power the scan did not show, each with why. Recall is judged
-    by its one-sided lower confidence bound (`recall_bound`): only a kind whose whole interval
-    reaches min_scan_recall counts as found."""
+    by the low end of its interval (`recall_bound`): only a kind whose whole interval reaches
+    min_scan_recall counts as found. The interval covers which planted samples the scan happens to
+    find, not the planting: one planted set and one training stand behind it."""
     out = {}
     level = _level(policy)
     for kind, power in facts["power"]["kinds"].items():
@@ -268,8 +271,7 @@ def _shortfalls(facts: dict, policy: dict) -> dict[str, str]:
                 bound = wilson_lower(*counts, level)
                 hits, n = counts
                 out[kind] = (f"the scan found {hits} of {n} planted samples ({power['recall'] or 0.0:.0%}), but the "
-                             f"one-sided {level:.0%} lower confidence bound of its recall, {bound:.2f}, is under "
-                             f"min_scan_recall")
+                             f"low end of its recall's {level:.0%} interval, {bound:.2f}, is under min_scan_recall")
             else:
                 out[kind] = (f"the scan found only {power['recall'] or 0.0:.0%} of the poison (its point value: the "
                              "power record holds no counts)")
@@ -306,8 +308,8 @@ def _nothing_found(facts: dict, policy: dict) -> str:
             f"this architecture's first seed), each of these trigger kinds is found by the same scan: "
             f"{_found_words(facts, policy)}. What this covers: relabelled (dirty-label) backdoors of these kinds "
             f"({', '.join(kinds)}) {_target_words(power)} at {_rate(power['rate'])} of the training set, whose "
-            f"recall the scan shows to be at least min_scan_recall = {policy['min_scan_recall']} (the one-sided "
-            f"{_level(policy):.0%} lower confidence bound over the planted samples){_strength_words(power)}; "
+            f"recall the scan shows to be at least min_scan_recall = {policy['min_scan_recall']} (the low end of "
+            f"its {_level(policy):.0%} interval over the planted samples of one planted set){_strength_words(power)}; "
             "backdoors into other target classes, clean-label poison, other trigger kinds, places and sizes, and "
             "other rates were not measured ([tool.swiglu_audit.poisoning] threat_triggers, threat_rate and "
             "backdoor_target set the threat)")
