@@ -99,23 +99,28 @@ def _comparison_test(metric):
             return session.statistics.compare(a / float(b.mean()), 1 + ratio * (b / float(b.mean()) - 1))
 
         def bracketed(session, a, b):
-            """Each seed's crossing of the target lies between two measured points of its curve;
-            the interval covers it wherever it lies there."""
-            cand, base = (measure.per_model(session, name)["brackets"][metric.name] for name in audit_pair)
+            """Each seed's first measured crossing of the target lies between two points of its
+            curve; the interval covers it wherever it lies there. A candidate seed already at the
+            target at its curve's first point crossed anywhere from step 0 (a baseline's such
+            seed is the first-point cap's)."""
+            cand_model, base_model = (measure.per_model(session, name) for name in audit_pair)
+            cand = np.asarray(cand_model["brackets"][metric.name], dtype=float)
+            cand[np.asarray(cand_model["first_point"], dtype=bool), 0] = 0.0
             stats = session.statistics
             return bracketed_relative_comparison(
-                a, b, cand, base, stats.level, stats.alpha,
-                baseline_unbounded=not all(measure.per_model(session, baseline)["reached"]))
+                a, b, cand, base_model["brackets"][metric.name], stats.level, stats.alpha,
+                baseline_unbounded=not all(base_model["reached"]), candidate_unbounded=not all(cand_model["reached"]))
 
         def facts(session):  # what the modifiers read, from the last look's seeds
             seeds = session.config.seeds
             to_target = metric.name.endswith("_to_target")
             reached = measure.per_model(session, candidate)["reached"] if to_target else []
-            first = {name: [seed for seed, at_first in zip(seeds, measure.per_model(session, name)["first_point"])
-                            if at_first] for name in audit_pair} if to_target else {}
+            # the baseline's seeds at the target at their first curve point: its lower ends are unknown
+            first = [seed for seed, at_first in zip(seeds, measure.per_model(session, baseline)["first_point"])
+                     if at_first] if to_target else []
             return {"n_seeds": len(seeds), "candidate": candidate,
                     "candidate_missed": [seed for seed, hit in zip(seeds, reached) if not hit],
-                    "at_first_point": {name: found for name, found in first.items() if found}}
+                    "at_first_point": {baseline: first} if first else {}}
         a, b = values(audit)
         scale = float(b.mean())
         finding = judged_comparison(

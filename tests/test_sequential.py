@@ -1,6 +1,7 @@
 """seeds = "auto": the looks, their level, and the decision loop, on a stand-in session whose
 comparison narrows as seeds are added (no training: the loop's logic alone)."""
 
+import dataclasses
 import types
 
 import pytest
@@ -64,6 +65,22 @@ def test_a_decided_comparison_takes_no_extra_seed_and_an_open_one_stops_at_max_s
     at_tolerance = _Session(centre=-0.05)
     finding = judged_comparison(at_tolerance, WORST_CASE_COMPARISON, ["a", "b"], "x", _compare, facts=_NOT_MASKED)
     assert finding.status == "WARN" and finding.details["sequential"]["stopped"] == "max_seeds reached"
+
+
+def test_a_comparison_no_seed_count_can_decide_takes_no_extra_seed():
+    """Compute to target between the same two curve points in both arms: the bracket holds the
+    tolerance, so training 5 and 8 seeds would change nothing (it did, before)."""
+    def bracketed(session):
+        return dataclasses.replace(_compare(session), bracket=(-0.2, 0.1))
+    session = _Session(centre=0.0)
+    finding = judged_comparison(session, WORST_CASE_COMPARISON, ["a", "b"], "x", bracketed, facts=_NOT_MASKED)
+    seq = finding.details["sequential"]
+    assert finding.status == "WARN" and seq["seeds_used"] == 3 and {n for n, _ in session.looks} == {3}
+    assert seq["stopped"].startswith("no number of seeds decides it") and "curve's points" in seq["stopped"]
+    missed = lambda session: dataclasses.replace(_compare(session), undecidable="a seed never reached it")  # noqa: E731
+    finding = judged_comparison(_Session(centre=0.0), WORST_CASE_COMPARISON, ["a", "b"], "x", missed, facts=_NOT_MASKED)
+    assert finding.details["sequential"]["seeds_used"] == 3
+    assert finding.details["comparison"]["seeds_to_decide_note"] == "a seed never reached it"
 
 
 def test_without_auto_or_with_pretrained_weights_there_is_one_look():

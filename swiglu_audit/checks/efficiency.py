@@ -136,8 +136,10 @@ CENSORED_CAP = capped("candidate missed the target", ("candidate", "candidate_mi
 
 
 def _first_point_words(facts: dict, policy: dict) -> str | None:
-    """A seed whose first curve point (step 1) already reaches the target leaves the step at
-    which it did unmeasured: 0 or 1 steps of training, a ratio the curve cannot resolve."""
+    """A baseline seed whose first curve point (step 1) already reaches the target leaves the
+    step at which it did unmeasured (0 or 1 steps of training): the candidate's cost relative to
+    it has no upper end, so no PASS. (A candidate seed there only lowers the interval's low end,
+    which the comparison takes from step 0.)"""
     if not facts["at_first_point"]:
         return None
     which = "; ".join(f"'{name}' with seed(s) {seeds}" for name, seeds in facts["at_first_point"].items())

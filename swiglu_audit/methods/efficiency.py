@@ -46,11 +46,13 @@ def first_reaching(xs: Sequence[float], ys: Sequence[float], target: float) -> f
 
 
 def reaching_bracket(xs: Sequence[float], ys: Sequence[float], target: float) -> tuple[float, float, bool] | None:
-    """(low, high, at the first point) of where the curve first reaches `target`: between the last
-    measured x below it and the first at or above it, which is all the measured points tell (the
-    interpolation of `first_reaching` assumes the curve is straight in between). When the first
-    point already reaches it, its x with the flag set: the curve does not show when the target
-    was reached before it. None when no point does."""
+    """(low, high, at the first point) of where the curve's first measured crossing of `target`
+    lies: between the last measured x below it and the first at or above it, which is all the
+    measured points tell (the interpolation of `first_reaching` assumes the curve is straight in
+    between; a noisy curve may also have touched the target between earlier points and dipped
+    below it again, which no measurement shows). When the first point already reaches it, its x
+    with the flag set: the curve does not show when the target was reached before it. None when
+    no point does."""
     for i, (x, y) in enumerate(zip(xs, ys)):
         if y >= target:
             return (float(x), float(x), True) if i == 0 else (float(xs[i - 1]), float(x), False)

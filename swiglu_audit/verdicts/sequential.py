@@ -44,8 +44,9 @@ def judged_comparison(audit, info, models, what: str, compare, details: dict | N
     more seeds while it stays inconclusive (WARN), each look at the level that keeps the overall
     error at 1 - level. `compare(session)` computes the Comparison from a session's models.
 
-    The looks stop at the first decision (PASS or FAIL), at `max_seeds`, or when the audit's time
-    budget (`max_minutes`) is spent. Models with pretrained weights have no seeds to add. The
+    The looks stop at the first decision (PASS or FAIL), at `max_seeds`, when the audit's time
+    budget (`max_minutes`) is spent, or when no number of seeds can decide it
+    (`Comparison.seeds_cannot_decide`). Models with pretrained weights have no seeds to add. The
     finding's `details.sequential` lists each look: seeds, interval, status and seconds.
 
     The check's modifiers judge after the last look, on `facts(session)` of that look's session:
@@ -72,6 +73,12 @@ def judged_comparison(audit, info, models, what: str, compare, details: dict | N
         history.append({"seeds": n_seeds, "ci": [comparison.ci_low, comparison.ci_high], "status": finding.status,
                         "seconds": round(time.perf_counter() - began, 3)})
         if finding.status != Status.WARN.value:
+            break
+        # where how it was measured keeps it open at any seed count (compute to target between
+        # two curve points, a seed that missed its target), more seeds would be trained for nothing
+        cannot = comparison.seeds_cannot_decide(config.policy[info.condition.key], info.condition.higher_is_better)
+        if cannot:
+            stopped = f"no number of seeds decides it: {cannot}"
             break
         if i == len(looks) - 1:
             stopped = "max_seeds reached"

@@ -83,6 +83,22 @@ class Comparison:
     # target, read off a learning curve): the range the difference can take from those brackets
     # alone, whatever the seeds' spread (`bracketed_relative_comparison`)
     bracket: tuple[float, float] | None = None
+    # why no number of seeds can decide it whatever the tolerance (a seed that never reached a
+    # target has no upper end), or None
+    undecidable: str | None = None
+
+    def seeds_cannot_decide(self, tolerance: float, higher_is_better: bool = True) -> str | None:
+        """Why no number of seeds would decide this comparison against the tolerance, where that
+        follows from how it was measured (the curve's points, a seed that missed its target);
+        None otherwise. A sequential audit stops adding seeds for it (`sequential`)."""
+        if self.undecidable:
+            return self.undecidable
+        bound = -tolerance if higher_is_better else tolerance
+        if self.bracket is not None and self.bracket[0] <= bound <= self.bracket[1]:
+            return ("the learning curve's points (at powers of two and each epoch's end) lie too far apart around "
+                    "the target: the difference could lie on either side of the tolerance whatever the number of "
+                    "seeds")
+        return None
 
     def seeds_to_decide(self, tolerance: float, higher_is_better: bool = True, power: float = 0.8,
                         max_seeds: int = 1000) -> tuple[int | None, str]:
@@ -93,15 +109,13 @@ class Comparison:
             return None, "add seeds or examples (the variance parts of this metric are not estimated)"
         if self.n_seeds < 2:
             return None, "one seed per architecture: the seed-to-seed variance cannot be estimated; use 3 or more"
+        cannot = self.seeds_cannot_decide(tolerance, higher_is_better)
+        if cannot:
+            return None, cannot
         bound = -tolerance if higher_is_better else tolerance
         margin = abs(self.difference - bound)
         if self.bracket is not None:
-            low, high = self.bracket
-            if low <= bound <= high:
-                return None, ("the learning curve's points (at powers of two and each epoch's end) lie too far apart "
-                              "around the target: the difference could lie on either side of the tolerance whatever "
-                              "the number of seeds")
-            margin = min(abs(low - bound), abs(high - bound))
+            margin = min(abs(self.bracket[0] - bound), abs(self.bracket[1] - bound))
         z = NormalDist().inv_cdf(1 - (1 - self.level) / 2) + NormalDist().inv_cdf(power)
         if margin < 1e-9:
             return None, "the estimate sits on the tolerance: no number of seeds decides it"
@@ -347,7 +361,7 @@ def _comparison(cand: float, base: float, seeds_a: tuple[tuple[float, float], in
 
 def bracketed_relative_comparison(candidate, baseline, candidate_brackets, baseline_brackets,
                                   level: float = 0.95, alpha: float = 0.05,
-                                  baseline_unbounded: bool = False) -> Comparison:
+                                  baseline_unbounded: bool = False, candidate_unbounded: bool = False) -> Comparison:
     """(candidate - baseline) / baseline of the seeds' means of a value read off a learning curve
     (compute to a target): `candidate` and `baseline` are each seed's reading (interpolated
     between two measured points), the brackets each seed's [low, high], the measured points
@@ -365,8 +379,11 @@ def bracketed_relative_comparison(candidate, baseline, candidate_brackets, basel
       bracket covers any such shift.
     The low end is cut at -1 (neither mean is negative). `baseline_unbounded`: a baseline seed
     that never reached the target has no upper end, so the candidate may be up to 100% cheaper
-    (the range starts at -1). The estimate is the readings' ratio; the p-value of "no difference"
-    is read from the range's end nearer 0, so it agrees with the interval."""
+    (the range starts at -1). `candidate_unbounded`: a candidate seed that never reached it has
+    no upper end either; its budget stands in for the high end, which is then no bound (the
+    efficiency suite's censoring cap stops a PASS), and no number of seeds is offered. The
+    estimate is the readings' ratio; the p-value of "no difference" is read from the range's end
+    nearer 0, so it agrees with the interval."""
     read_a, read_b = np.asarray(candidate, float), np.asarray(baseline, float)
     arms = []
     for read, brackets in ((read_a, candidate_brackets), (read_b, baseline_brackets)):
@@ -399,7 +416,16 @@ def bracketed_relative_comparison(candidate, baseline, candidate_brackets, basel
     return Comparison(ratio, 1.0, min(max(ratio - 1, low_point), high_point),
                       max(-1.0, low_point - half), high_point + half, p, level, alpha, n_seeds, 1,
                       seed_variance=(part_a * read_a.size + part_b * read_b.size) if n_seeds > 1 else None,
-                      example_variance=0.0, df=df, bracket=(float(low_point), float(high_point)))
+                      example_variance=0.0, df=df, bracket=(float(low_point), float(high_point)),
+                      undecidable=_unbounded_words(baseline_unbounded, candidate_unbounded))
+
+
+def _unbounded_words(baseline: bool, candidate: bool) -> str | None:
+    if not (baseline or candidate):
+        return None
+    which = " and ".join(arm for arm, missed in (("the candidate", candidate), ("the baseline", baseline)) if missed)
+    return (f"a seed of {which} never reached the target within the recipe's budget: its value is only a lower "
+            "bound, which more seeds do not lift; a longer recipe or a lower target would")
 
 
 def replicate_estimate(per_seed, replicates, n_examples: int, level: float = 0.95,
