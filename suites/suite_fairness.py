@@ -22,6 +22,16 @@ def _estimate(audit, per_seed, replicates, n_examples, floor):
     return replicate_estimate(per_seed, replicates, n_examples, audit.statistics.level, bounds=(0.0, 1.0), floor=floor)
 
 
+def _class_facts(audit, models, outcome, r) -> dict:
+    """What the class checks' caps read: the data's classes the measured inputs lack, and, for
+    robust accuracy, the gradient-masking checks each model fails."""
+    from swiglu_audit.measure.adversarial import masked
+
+    missing = [c for c in range(audit.data.n_classes) if c not in set(int(p) for p in r["present"])]
+    return {"missing_classes": missing, "n_examples": r["n_examples"],
+            "masked_models": {m: masked(audit, m) for m in models} if outcome == "robust" else {}}
+
+
 def _skip_without_groups(audit):
     why = measure.groups_missing(audit)
     if why:
@@ -46,7 +56,7 @@ def test_class_disparity(audit, audit_model, outcome, record_finding):
             f"[{worst.ci_low:.3f}, {worst.ci_high:.3f}])")
     record_finding(judged_finding(
         CLASS_DISPARITY, [audit_model], gap.value, audit.config.policy, what, ci=(gap.ci_low, gap.ci_high), df=gap.df,
-        ci_level=gap.level, aspect=outcome,
+        ci_level=gap.level, aspect=outcome, facts=_class_facts(audit, [audit_model], outcome, r),
         details={"outcome": measure.OUTCOMES[outcome], "level": outcome, "per_class": per_class,
                  "worst_class": worst_class["class"], "worst": worst.to_dict(), "gap": gap.to_dict(),
                  "n_examples": n, "groups": measure.groups_missing(audit) or "given (see group_disparity)"}))
@@ -92,8 +102,10 @@ def test_worst_class_accuracy_vs_baseline(audit, audit_pair, outcome, record_fin
     def compare(session):
         a, b = (measure.by_class(session, m, outcome) for m in audit_pair)
         return _compare(a, b, "worst", session, a["n_examples"])
+    def facts(session):
+        return _class_facts(session, audit_pair, outcome, measure.by_class(session, audit_pair[0], outcome))
     record_finding(judged_comparison(audit, WORST_CLASS_COMPARISON, audit_pair,
-                                     f"worst-class {measure.OUTCOMES[outcome]}", compare, aspect=outcome))
+                                     f"worst-class {measure.OUTCOMES[outcome]}", compare, aspect=outcome, facts=facts))
 
 
 @pytest.mark.swiglu_audit_check(WORST_GROUP_COMPARISON)

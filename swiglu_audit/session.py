@@ -26,7 +26,7 @@ from .training.data import AuditData, load_audit_data
 from .training.device import math_settings, precision_name, resolve_device
 from .training.progress import Progress
 from .training.zoo import Zoo
-from .util.imports import source_digest
+from .util.imports import model_source_digest
 from .verdicts.stats import Statistics
 
 
@@ -113,8 +113,8 @@ class AuditSession:
     def model_code(self, models) -> dict:
         """{"factories": digests of the source of these models' user factories, ...} for a cached
         measurement's key, {} for the zoo's own models (their code is in the measurement's digest)."""
-        factories = sorted({self.memo(("factory-source", f), lambda f=f: source_digest(f)) or ""
-                            for f in (self.zoo.spec(m.name).factory for m in models) if f})
+        factories = sorted({model_source_digest(m.module, self.zoo.spec(m.name).factory) or ""
+                            for m in models if self.zoo.spec(m.name).factory})
         # results of users' models are keyed anew since the attacks judge in eval mode: before,
         # torchattacks left a model in train mode after each attack, which overwrote a BatchNorm
         # model's running statistics in memory, and the suites measured after it in that process

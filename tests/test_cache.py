@@ -371,3 +371,29 @@ def test_golden_folder_names_keep_their_digest_across_cache_formats():
     fields = {"training": {"epochs": 3}, "seed": 0, "trainer": 2}
     assert fields_digest(fields) == hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
     assert cache_key(fields) != fields_digest(fields)
+
+
+def test_a_user_models_key_follows_the_source_of_the_modules_its_classes_come_from(tmp_path, monkeypatch):
+    """A forward pass edited in a file the factory imports changes no parameter shape and not the
+    factory's own file: the old key (the factory's source and the shapes) kept serving the old
+    checkpoint and its results."""
+    from swiglu_audit.util.imports import model_source_digest, source_digest
+
+    package = tmp_path / "usernet_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "layers.py").write_text(
+        "import torch\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(4, 2)\n\n    def forward(self, x):\n        return self.fc(x)\n")
+    (package / "factory.py").write_text("from .layers import Net\n\ndef build(data):\n    return Net()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    model = importlib.import_module("usernet_pkg.factory").build(None)
+    before = model_source_digest(model, "usernet_pkg.factory:build"), source_digest("usernet_pkg.factory:build")
+    with open(package / "layers.py", "a") as f:  # the forward pass now clamps its input: same shapes
+        f.write("\n    def forward(self, x):\n        return self.fc(x.clamp(0, 1))\n")
+    after = model_source_digest(model, "usernet_pkg.factory:build"), source_digest("usernet_pkg.factory:build")
+    assert after[0] != before[0]
+    assert after[1] == before[1]  # what the key read before: blind to the edit
+    assert model_source_digest(model, None) is None  # the zoo's models: the harness's code

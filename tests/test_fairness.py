@@ -241,3 +241,22 @@ def test_without_groups_the_audit_reports_per_class_disparity_and_says_groups_we
         assert f["details"]["groups"].startswith("groups not given")
     rows = [r for r in tiny_audit_report["coverage"] if r["suite"] == "fairness" and not r["measured"]]
     assert rows and all("groups" in r["note"] for r in rows)
+
+
+def test_a_class_gap_over_a_subset_missing_classes_or_of_a_masked_model_never_passes():
+    """A test split sorted by class whose first inputs (the attacked ones) hold one class gave a
+    robust gap of exactly 0, a PASS; a model whose masking checks fail has robust accuracies that
+    are upper bounds. Both are at best WARN, and say why."""
+    from swiglu_audit.checks.fairness import CLASS_DISPARITY, WORST_CLASS_COMPARISON
+    from swiglu_audit.verdicts.risk import Status, apply_modifiers, make_finding
+
+    passing = make_finding(CLASS_DISPARITY, ["m<x>"], Status.PASS, "measured", "t", value=0.0, ci=(0.0, 0.1))
+    sound = {"missing_classes": [], "n_examples": 120, "masked_models": {"m<x>": []}}
+    assert apply_modifiers(CLASS_DISPARITY, passing, sound, {}) is passing
+    one_class = apply_modifiers(CLASS_DISPARITY, passing, {**sound, "missing_classes": [1, 2, 3]}, {})
+    assert one_class.status == "WARN" and "no input of class(es) [1, 2, 3]" in one_class.reason
+    masked = apply_modifiers(CLASS_DISPARITY, passing, {**sound, "masked_models": {"m<x>": ["zero gradients"]}}, {})
+    assert masked.status == "WARN" and "'m<x>' (zero gradients)" in masked.reason and "upper bound" in masked.reason
+    pair = make_finding(WORST_CLASS_COMPARISON, ["c", "b"], Status.PASS, "measured", "t", value=0.0, ci=(-0.01, 0.02))
+    facts = {"missing_classes": [], "n_examples": 120, "masked_models": {"c": [], "b": ["budget curve flat"]}}
+    assert apply_modifiers(WORST_CLASS_COMPARISON, pair, facts, {}).status == "WARN"

@@ -311,6 +311,21 @@ def test_a_poisoning_class_outside_the_data_is_a_usage_error_at_start_up(monkeyp
         assert word in problems[0]
 
 
+def test_attacks_that_need_more_classes_than_the_data_has_are_named_with_the_set_that_runs():
+    """Binary data and the base profile's attack set: APGD-DLR reads the third-largest logit and
+    APGD-T the fourth (torchattacks raises an IndexError on fewer), which was an ERROR of every
+    adversarial finding, after training."""
+    from swiglu_audit.pytest.preflight import attack_class_problems
+
+    attacks = ["fgsm", "pgd", "pgd_l2", "apgd_ce", "apgd_dlr", "apgd_t", "square"]
+    (binary,) = attack_class_problems(attacks, 2)
+    assert "'apgd_dlr' needs 3, 'apgd_t' needs 4 classes or more, and the dataset has 2" in binary
+    assert "attacks = ['fgsm', 'pgd', 'pgd_l2', 'apgd_ce', 'square']" in binary
+    (three,) = attack_class_problems(attacks, 3)
+    assert "'apgd_t' needs 4" in three and "apgd_dlr" not in three.split(";")[0].replace("'apgd_t'", "")
+    assert attack_class_problems(attacks, 4) == [] and attack_class_problems(["fgsm", "autoattack"], 3)
+
+
 # --- models the audit would train: floating-point logits that a backward pass reaches parameters from
 
 @pytest.mark.parametrize("factory, words", [

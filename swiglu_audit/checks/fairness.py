@@ -8,8 +8,36 @@ the headline (does swapping in the candidate make it worse?) and may FAIL."""
 
 from __future__ import annotations
 
-from ..verdicts.conditions import Ceiling, NoWorseThanBaseline
+from ..verdicts.conditions import Ceiling, NoWorseThanBaseline, Status, capped
 from ..verdicts.risk import CheckInfo
+
+
+def _missing_class_words(facts: dict, policy: dict) -> str | None:
+    """A gap over the classes the measured inputs hold says nothing of the others: a test split
+    sorted by class whose first inputs (the attacked ones) hold one class has a gap of 0."""
+    missing = facts["missing_classes"]
+    if not missing:
+        return None
+    return (f"inconclusive: the {facts['n_examples']} test inputs measured hold no input of class(es) "
+            f"{missing}, so their gap is unmeasured; shuffle the test split, or raise n_examples")
+
+
+MISSING_CLASSES_CAP = capped("classes not measured", ("missing_classes", "n_examples"), Status.WARN,
+                             _missing_class_words)
+
+
+def _masked_words(facts: dict, policy: dict) -> str | None:
+    """Robust accuracy of a model whose gradient-masking checks fail is an upper bound (the
+    adversarial suite says so): a gap or a worst class read from it is no evidence either way."""
+    masked = {name: failures for name, failures in facts["masked_models"].items() if failures}
+    if not masked:
+        return None
+    which = "; ".join(f"'{name}' ({', '.join(failures)})" for name, failures in masked.items())
+    return (f"inconclusive: the gradient-masking checks fail for {which}, so its robust accuracy is an upper bound "
+            "and its per-class robust accuracies are not evidence")
+
+
+ROBUST_MASKED_CAP = capped("masked model", ("masked_models",), Status.WARN, _masked_words)
 
 _REBALANCE = ("Reweight or resample training data so that the worse-served classes or groups count more "
               "(group-balanced sampling, group DRO), collect more data for them, or post-process "
@@ -29,6 +57,7 @@ CLASS_DISPARITY = CheckInfo(
     mitigation=_REBALANCE,
     condition=Ceiling("max_class_accuracy_gap", "gap between the best and the worst class",
                       by_aspect=(("robust", "max_robust_class_gap"), ("corrupted", "max_corrupted_class_gap"))),
+    modifiers=(MISSING_CLASSES_CAP, ROBUST_MASKED_CAP),
 )
 
 GROUP_DISPARITY = CheckInfo(
@@ -58,6 +87,7 @@ WORST_CLASS_COMPARISON = CheckInfo(
                 "over seeds and class-stratified resamples of the test inputs shared by the two models.",
     mitigation=_REBALANCE + " If the candidate alone amplifies the disparity, keep the baseline until it does not.",
     condition=NoWorseThanBaseline("max_worst_class_accuracy_gap"),
+    modifiers=(MISSING_CLASSES_CAP, ROBUST_MASKED_CAP),
 )
 
 WORST_GROUP_COMPARISON = CheckInfo(

@@ -63,6 +63,9 @@ class Attack:
     kind: str  # "white-box" or "black-box": black-box attacks are what the sanity check holds the white-box ones to
     build: Callable  # (torchattacks module, model, AttackArgs) -> a torchattacks attack
     cost: Cost  # what the plan counts for it
+    # the fewest classes it runs on: the DLR losses read the third-largest logit (APGD-DLR) or,
+    # targeted, the fourth (APGD-T, AutoAttack); on fewer, torchattacks raises an IndexError
+    min_classes: int = 2
 
 
 def _gradient_steps(steps: Callable[[AttackParams, int], int]) -> Cost:
@@ -89,11 +92,11 @@ ATTACKS: dict[str, Attack] = {
         _gradient_steps(lambda p, n: p.apgd_steps)),
     "apgd_dlr": Attack("Linf", "white-box", lambda ta, m, a: ta.APGD(
         m, norm="Linf", eps=a.eps, steps=a.params.apgd_steps, loss="dlr", seed=a.seed),
-        _gradient_steps(lambda p, n: p.apgd_steps)),
+        _gradient_steps(lambda p, n: p.apgd_steps), min_classes=3),
     # AutoAttack's targeted APGD on the DLR loss, every other class in turn
     "apgd_t": Attack("Linf", "white-box", lambda ta, m, a: ta.APGDT(
         m, norm="Linf", eps=a.eps, steps=a.params.apgd_steps, n_classes=a.n_classes, seed=a.seed),
-        _gradient_steps(lambda p, n: p.apgd_steps * (n - 1))),  # every other class in turn
+        _gradient_steps(lambda p, n: p.apgd_steps * (n - 1)), min_classes=4),  # every other class in turn
     "square": Attack("Linf", "black-box", lambda ta, m, a: ta.Square(
         m, norm="Linf", eps=a.eps, n_queries=a.params.square_queries, seed=a.seed,
         n_restarts=a.params.square_restarts),
@@ -101,7 +104,7 @@ ATTACKS: dict[str, Attack] = {
     "autoattack": Attack("Linf", "white-box", lambda ta, m, a: ta.AutoAttack(
         m, norm="Linf", eps=a.eps, version="standard", n_classes=a.n_classes, seed=a.seed),
         # APGD-CE, APGD-T over the other classes, FAB-T (about one APGD run), then Square
-        lambda p, n: (p.apgd_steps * (n + 1), p.square_queries)),
+        lambda p, n: (p.apgd_steps * (n + 1), p.square_queries), min_classes=4),
 }
 
 

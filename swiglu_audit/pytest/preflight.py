@@ -109,8 +109,8 @@ def _probe_device(config: AuditConfig, problems: list[str]):
 
 
 def class_setting_problems(config: AuditConfig, data) -> list[str]:
-    """The classes the poisoning settings name, against the data's classes: checked now, not in
-    the middle of the poisoning suite."""
+    """The classes the poisoning settings name, and those the attacks need, against the data's
+    classes: checked now, not in the middle of a suite."""
     cfg, n = config.poisoning, data.n_classes
     settings = (("targeted_pair", list(cfg.targeted_pair), list(cfg.targeted_pair)),
                 ("backdoor_target", cfg.backdoor_target, [cfg.backdoor_target]))
@@ -120,7 +120,22 @@ def class_setting_problems(config: AuditConfig, data) -> list[str]:
         if unknown:
             problems.append(f"[tool.swiglu_audit.poisoning] {key} = {value}: class {', '.join(map(str, unknown))} "
                             f"does not exist; the dataset has classes 0 to {n - 1}")
-    return problems
+    return problems + attack_class_problems(list(config.adversarial.attacks), n)
+
+
+def attack_class_problems(attacks: list[str], n_classes: int) -> list[str]:
+    """Attacks that cannot run on this few classes (the DLR losses read the third- or
+    fourth-largest logit): found now, not as an ERROR of every adversarial finding after training.
+    Binary data, with the base profile's attack set, meets this."""
+    from ..methods.attack_registry import ATTACKS
+
+    short = [a for a in attacks if a in ATTACKS and ATTACKS[a].min_classes > n_classes]
+    if not short:
+        return []
+    needs = ", ".join(f"'{a}' needs {ATTACKS[a].min_classes}" for a in short)
+    rest = [a for a in attacks if a not in short]
+    return [f"[tool.swiglu_audit.adversarial] attacks: {needs} classes or more, and the dataset has {n_classes}; "
+            f"leave {'it' if len(short) == 1 else 'them'} out (attacks = {rest})"]
 
 
 def method_problems(config: AuditConfig) -> list[str]:

@@ -18,7 +18,7 @@ from torch import nn
 from .. import __version__
 from ..config import AuditConfig
 from ..errors import ModelContractError, SwigluAuditError, TrainingDivergedError, TrainingFailedError
-from ..util.imports import load_callable
+from ..util.imports import load_callable, model_source_digest
 from .cache import CheckpointCache, cache_key, tensors_digest
 from .data import PROBE_ROWS, AuditData
 from .nn import ModelConfig, build_model, count_parameters, eval_mode
@@ -213,8 +213,10 @@ class Zoo(StackedTrainings):
             "recipe": (recipe or self.recipe).to_dict(), "trainer": TRAINER_REVISION, "harness": __version__,
             "tag": tag,
             # user models: their code is outside our control; the parameter names and shapes
-            # at least catch an edited architecture
+            # catch an edited architecture, the source of the modules their classes come from an
+            # edited forward pass
             "params": [(k, list(v.shape)) for k, v in model.state_dict().items()],
+            **({"source": model_source_digest(model, spec.factory)} if spec.factory else {}),
             "precision": "bf16" if self.device.type == "cuda" else "fp32",
         })
 

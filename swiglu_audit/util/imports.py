@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 
 def load_callable(import_path: str, setting: str, error: type[Exception]) -> Callable:
@@ -39,3 +40,26 @@ def source_digest(import_path: str | None) -> str | None:
         return hashlib.sha256(open(path, "rb").read()).hexdigest() if path else None
     except Exception:  # noqa: BLE001  an unimportable module is the setup check's to report
         return None
+
+
+def model_source_digest(model: Any, factory: str | None) -> str | None:
+    """sha256 over the source of a user's model: the factory's module and every module that
+    defines a class among the model's submodules (torch's own left out: its version is keyed
+    apart). A forward pass edited in a file the factory imports changes no parameter shape, so
+    the factory's file and the parameter shapes alone let old checkpoints and results stand.
+    None for the zoo's models (no factory: their code is the harness's)."""
+    if not factory:
+        return None
+    import hashlib
+    import inspect
+    import sys
+
+    names = {factory.partition(":")[0]} | {type(m).__module__ for m in model.modules()}
+    digest = hashlib.sha256()
+    for name in sorted(n for n in names if n and n != "torch" and not n.startswith("torch.")):
+        try:
+            path = inspect.getsourcefile(sys.modules.get(name) or importlib.import_module(name))
+            digest.update(name.encode() + b"\0" + (open(path, "rb").read() if path else b""))
+        except Exception:  # noqa: BLE001  a module without a readable source is keyed by its name
+            digest.update(name.encode())
+    return digest.hexdigest()
