@@ -432,3 +432,21 @@ def test_the_clean_models_base_rate_fails_only_when_its_whole_interval_is_above_
     assert above.ci_low > 0.3 and failed.status == "FAIL" and "may already carry a backdoor" in failed.reason
     below, passed = finding(2)
     assert below.ci_high < 0.3 and passed.status == "PASS"
+
+
+def test_gradient_and_output_statistics_run_in_batches_with_the_same_answer(monkeypatch):
+    """They ran over every attacked input in one pass (a user's large model ran out of memory);
+    in the attacks' batches they give the same shares."""
+    from swiglu_audit.methods import attacks as attack_methods
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.ReLU(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
+    x, y = torch.rand(50, 1, 4, 4), torch.randint(0, 3, (50,))
+    x[:10] = -1.0  # the input ReLU is dead on these rows: a zero input gradient
+    whole = input_gradient_stats(model, x, y), output_stats(model, x)
+    monkeypatch.setattr(attack_methods.batching, "batch_size", lambda *a, **k: 7)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    batched = input_gradient_stats(model, x, y), output_stats(model, x)
+    assert batched == whole and batched[0]["zero_share"] >= 0.2
+    assert max(seen) == 7  # not 50 at once

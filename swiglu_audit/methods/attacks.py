@@ -227,27 +227,33 @@ def worst_case(per_attack: dict[str, np.ndarray], clean: np.ndarray
 
 
 def input_gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Share of examples whose cross-entropy input gradient is zero, and whether all are finite."""
+    """Share of examples whose cross-entropy input gradient is zero, and whether all are finite;
+    in the attacks' batches (a user's large model on all attacked inputs at once ran out of memory)."""
     device = next(model.parameters()).device
+    size = batching.batch_size(model, x[:1], device, gradients=True)
+    zero, finite = 0, True
     with eval_mode(model):
-        xg = x.to(device).clone().requires_grad_(True)
-        loss = F.cross_entropy(model(xg), y.to(device), reduction="sum")
-        if not loss.requires_grad:  # the model cut its input out of the graph: no gradient at all
-            return {"finite": True, "zero_share": 1.0}
-        (grad,) = torch.autograd.grad(loss, xg, allow_unused=True)
-        if grad is None:
-            return {"finite": True, "zero_share": 1.0}
-    per_example = grad.flatten(1).abs().sum(1)
-    return {"finite": bool(torch.isfinite(grad).all()),
-            "zero_share": float((per_example == 0).float().mean())}
+        for start in range(0, len(x), size):
+            xg = x[start:start + size].to(device).clone().requires_grad_(True)
+            loss = F.cross_entropy(model(xg), y[start:start + size].to(device), reduction="sum")
+            if not loss.requires_grad:  # the model cut its input out of the graph: no gradient at all
+                return {"finite": True, "zero_share": 1.0}
+            (grad,) = torch.autograd.grad(loss, xg, allow_unused=True)
+            if grad is None:
+                return {"finite": True, "zero_share": 1.0}
+            zero += int((grad.flatten(1).abs().sum(1) == 0).sum())
+            finite = finite and bool(torch.isfinite(grad).all())
+    return {"finite": finite, "zero_share": zero / len(x)}
 
 
 @torch.no_grad()
 def output_stats(model: nn.Module, x: torch.Tensor) -> dict:
     """Do outputs look like probabilities (rows in [0, 1] summing to 1)? Is eval deterministic?"""
     device = next(model.parameters()).device
+    size = batching.batch_size(model, x[:1], device)
     with eval_mode(model):
-        a, b = model(x.to(device)).float(), model(x.to(device)).float()
+        runs = [(model(chunk.to(device)).float(), model(chunk.to(device)).float()) for chunk in x.split(size)]
+    a, b = torch.cat([r[0] for r in runs]), torch.cat([r[1] for r in runs])
     rows_are_distributions = bool(((a >= 0) & (a <= 1)).all() and torch.allclose(a.sum(1), torch.ones(len(a), device=a.device), atol=1e-3))
     log_probs = bool((a <= 0).all() and torch.allclose(a.exp().sum(1), torch.ones(len(a), device=a.device), atol=1e-3))
     return {"probabilities": rows_are_distributions, "log_probabilities": log_probs,
