@@ -450,3 +450,24 @@ def test_gradient_and_output_statistics_run_in_batches_with_the_same_answer(monk
     batched = input_gradient_stats(model, x, y), output_stats(model, x)
     assert batched == whole and batched[0]["zero_share"] >= 0.2
     assert max(seen) == 7  # not 50 at once
+
+
+def test_a_pretrained_sources_transfer_examples_meet_every_seed_of_the_target(monkeypatch):
+    """One row per target seed: a pretrained source (one "seed") onto each of three seeds, not one
+    row that the worst case then broadcast onto all three; equal seed counts pair k onto k."""
+    import types
+
+    import numpy as np
+
+    from swiglu_audit.measure import adversarial as measure
+
+    crafted = {"pretrained": [torch.full((2, 1), 7.0)], "trained": [torch.full((2, 1), float(k)) for k in range(3)]}
+    monkeypatch.setattr(measure, "adversarial", lambda audit, name: {"pgd_examples": crafted[name]})
+    # the "prediction" records which examples met which target seed
+    monkeypatch.setattr(measure, "predicted_as", lambda audit, models, x, y: np.array([[x[0, 0].item(), models[0]]]))
+    audit = types.SimpleNamespace(config=types.SimpleNamespace(adversarial=types.SimpleNamespace(n_examples=2)),
+                                  data=types.SimpleNamespace(y_test=torch.zeros(2)),
+                                  zoo=types.SimpleNamespace(models=lambda name: [10, 11, 12] if name != "one" else [10]))
+    assert measure.transfer(audit, "pretrained", "target").tolist() == [[7, 10], [7, 11], [7, 12]]
+    assert measure.transfer(audit, "trained", "target").tolist() == [[0, 10], [1, 11], [2, 12]]
+    assert measure.transfer(audit, "trained", "one").tolist() == [[0, 10]]

@@ -259,11 +259,14 @@ def planned_parts(audit: AuditSession, name: str) -> list[Part]:
 
 
 def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:
-    """Target's per-example correctness on PGD examples crafted on the source (seed k onto seed k)."""
+    """Target's per-example correctness on PGD examples crafted on the source, one row per target
+    seed: seed k onto seed k; a pretrained source (one "seed") onto every seed of the target. (Zipped,
+    a pretrained source gave one row for a target of three seeds, which the worst case then
+    broadcast onto all three.)"""
     cfg, data = audit.config.adversarial, audit.data
     y = data.y_test[: cfg.n_examples]
-    rows = [predicted_as(audit, [m], examples, y)[0]
-            for examples, m in zip(adversarial(audit, source)["pgd_examples"], audit.zoo.models(target))]
+    crafted = adversarial(audit, source)["pgd_examples"]
+    rows = [predicted_as(audit, [m], crafted[k % len(crafted)], y)[0] for k, m in enumerate(audit.zoo.models(target))]
     return np.stack(rows)
 
 
