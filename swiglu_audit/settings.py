@@ -182,6 +182,11 @@ class PoisoningSettings(Section):
                f"{where} detection_rate = {self.detection_rate} must be one of backdoor_rates "
                f"{list(self.backdoor_rates)} (the detectors read the model trained at that rate)")
         expect(self.trigger_size >= 1, f"{where} trigger_size must be at least 1 pixel")
+        # at 0 the leakage check counts exact copies only: a test input leaked with any change passes
+        expect(self.near_duplicate_rms > 0 and self.near_duplicate_ratio > 0,
+               f"{where} near_duplicate_rms = {self.near_duplicate_rms} and near_duplicate_ratio = "
+               f"{self.near_duplicate_ratio} must be positive: at 0 only exact copies count as duplicates, and a "
+               "test input leaked with any change would pass the leakage check; the defaults are 0.03 and 0.35")
         # a scan that never optimises finds no trigger, and its "nothing found" would PASS
         check_counts(self, {"scan_steps": "a trigger scan without steps finds nothing and would report nothing found"})
         expect(0.0 < self.threat_rate < 0.5,
@@ -218,6 +223,8 @@ class OodSettings(Section):
     def check(self) -> None:
         expect(self.knn_k >= 1 and self.ece_bins >= 1 and self.odin_temperature > 0,
                f"[{TOOL_TABLE}.ood] knn_k, ece_bins and odin_temperature must be positive")
+        expect(self.odin_eps > 0, f"[{TOOL_TABLE}.ood] odin_eps = {self.odin_eps} must be positive: at 0 ODIN is "
+                                  "the temperature-scaled softmax alone, reported under ODIN's name; the default is 0.002")
         check_counts(self, {"n_examples": "the OOD suite needs test inputs to score"})
         expect(self.bootstrap >= MIN_BOOTSTRAP,
                f"[{TOOL_TABLE}.ood] bootstrap = {self.bootstrap} must be at least {MIN_BOOTSTRAP} replicates (an "

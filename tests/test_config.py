@@ -266,6 +266,10 @@ def test_a_negative_gate_is_a_usage_error(gate):
 @pytest.mark.parametrize("table, key", [
     ({"training": {"learning_rate": 0.0}}, "learning_rate = 0.0 must be positive"),
     ({"adversarial": {"eps": 0.1, "large_eps": 0.1}}, "large_eps = 0.1 must exceed eps = 0.1"),
+    # a leaked test input with any change passed the leakage check; ODIN without its perturbation
+    ({"poisoning": {"near_duplicate_rms": 0.0}}, "near_duplicate_rms = 0.0 and near_duplicate_ratio = 0.35 must be positive"),
+    ({"poisoning": {"near_duplicate_ratio": 0.0}}, "near_duplicate_ratio = 0.0 must be positive"),
+    ({"ood": {"odin_eps": 0.0}}, "odin_eps = 0.0 must be positive"),
 ])
 def test_settings_that_would_make_a_check_meaningless_are_usage_errors(table, key):
     _usage_error(table, key, key)
