@@ -326,6 +326,20 @@ def test_attacks_that_need_more_classes_than_the_data_has_are_named_with_the_set
     assert attack_class_problems(attacks, 4) == [] and attack_class_problems(["fgsm", "autoattack"], 3)
 
 
+def test_the_vit_family_on_tabular_data_is_named_with_the_families_that_run():
+    """The standard profile lists the zoo's ViT, which cuts images into patches: on (N, D) data
+    the plan's first probe met it as an internal error."""
+    import types
+
+    from swiglu_audit.config import build_config
+    from swiglu_audit.pytest.preflight import family_problems
+
+    config = build_config({}, profile="standard")
+    (problem,) = family_problems(config, types.SimpleNamespace(modality="tabular"))
+    assert "the 'vit' family needs image data" in problem and "set families = ['mlp']" in problem
+    assert family_problems(config, types.SimpleNamespace(modality="image")) == []
+
+
 # --- models the audit would train: floating-point logits that a backward pass reaches parameters from
 
 @pytest.mark.parametrize("factory, words", [

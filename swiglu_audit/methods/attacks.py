@@ -249,11 +249,10 @@ def input_gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
 @torch.no_grad()
 def output_stats(model: nn.Module, x: torch.Tensor) -> dict:
     """Do outputs look like probabilities (rows in [0, 1] summing to 1)? Is eval deterministic?"""
+    from ..training.train import predict_logits
+
     device = next(model.parameters()).device
-    size = batching.batch_size(model, x[:1], device)
-    with eval_mode(model):
-        runs = [(model(chunk.to(device)).float(), model(chunk.to(device)).float()) for chunk in x.split(size)]
-    a, b = torch.cat([r[0] for r in runs]), torch.cat([r[1] for r in runs])
+    a, b = predict_logits(model, x, device), predict_logits(model, x, device)
     rows_are_distributions = bool(((a >= 0) & (a <= 1)).all() and torch.allclose(a.sum(1), torch.ones(len(a), device=a.device), atol=1e-3))
     log_probs = bool((a <= 0).all() and torch.allclose(a.exp().sum(1), torch.ones(len(a), device=a.device), atol=1e-3))
     return {"probabilities": rows_are_distributions, "log_probabilities": log_probs,

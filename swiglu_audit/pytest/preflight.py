@@ -120,7 +120,17 @@ def class_setting_problems(config: AuditConfig, data) -> list[str]:
         if unknown:
             problems.append(f"[tool.swiglu_audit.poisoning] {key} = {value}: class {', '.join(map(str, unknown))} "
                             f"does not exist; the dataset has classes 0 to {n - 1}")
-    return problems + attack_class_problems(list(config.adversarial.attacks), n)
+    return problems + attack_class_problems(list(config.adversarial.attacks), n) + family_problems(config, data)
+
+
+def family_problems(config: AuditConfig, data) -> list[str]:
+    """The zoo's vision transformer cuts images into patches: on (N, D) data it cannot be built,
+    which the plan's first timing probe met as an internal error (the standard profile lists it)."""
+    if not config.include_builtin_zoo or data.modality != "tabular" or "vit" not in config.families:
+        return []
+    rest = [f for f in config.families if f != "vit"]
+    return [f"[tool.swiglu_audit] families = {list(config.families)}: the 'vit' family needs image data (it cuts "
+            f"images into patches), and this dataset is (N, D) tabular; set families = {rest or ['mlp']}"]
 
 
 def attack_class_problems(attacks: list[str], n_classes: int) -> list[str]:

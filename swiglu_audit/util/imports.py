@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -47,16 +48,22 @@ def model_source_digest(model: Any, factory: str | None) -> str | None:
     defines a class among the model's submodules (torch's own left out: its version is keyed
     apart). A forward pass edited in a file the factory imports changes no parameter shape, so
     the factory's file and the parameter shapes alone let old checkpoints and results stand.
-    None for the zoo's models (no factory: their code is the harness's)."""
+    None for the zoo's models (no factory: their code is the harness's). Files are read once per
+    process and set of modules: every cache key of a user's model asks for it."""
     if not factory:
         return None
+    names = {factory.partition(":")[0]} | {type(m).__module__ for m in model.modules()}
+    return _modules_digest(tuple(sorted(n for n in names if n and n != "torch" and not n.startswith("torch."))))
+
+
+@functools.cache
+def _modules_digest(names: tuple[str, ...]) -> str:
     import hashlib
     import inspect
     import sys
 
-    names = {factory.partition(":")[0]} | {type(m).__module__ for m in model.modules()}
     digest = hashlib.sha256()
-    for name in sorted(n for n in names if n and n != "torch" and not n.startswith("torch.")):
+    for name in names:
         try:
             path = inspect.getsourcefile(sys.modules.get(name) or importlib.import_module(name))
             digest.update(name.encode() + b"\0" + (open(path, "rb").read() if path else b""))

@@ -39,6 +39,7 @@ the true difference is the observed one), or why no number of seeds can.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -207,7 +208,7 @@ def _t_interval(value: float, parts: list[tuple[float, ...]], level: float
     return value - half, value + half, p, se, df
 
 
-def _satterthwaite(parts: list[tuple[float, float, float]]) -> float:
+def _satterthwaite(parts: Sequence[tuple[float, float, float]]) -> float:
     var = sum(v for v, _, _ in parts if v > 0)
     spread = sum(u ** 2 / d for _, d, u in parts if u > 0 and d > 0)
     return var ** 2 / spread if spread > 0 else math.inf  # spread underflows for rounding-level variances
@@ -404,9 +405,9 @@ def bracketed_relative_comparison(candidate, baseline, candidate_brackets, basel
     var_b = float(np.var(read_b, ddof=1)) if read_b.size > 1 else 0.0
     part_a = var_a / read_a.size / b_lo ** 2
     part_b = (a_hi / b_lo ** 2) ** 2 * var_b / read_b.size
-    parts = [(v, n - 1) for v, n in ((part_a, read_a.size), (part_b, read_b.size)) if v > 0 and n > 1]
-    var = sum(v for v, _ in parts)
-    df = var ** 2 / sum(v ** 2 / d for v, d in parts) if parts else math.inf
+    parts = [(v, n - 1, v) for v, n in ((part_a, read_a.size), (part_b, read_b.size)) if v > 0 and n > 1]
+    var = sum(v for v, _, _ in parts)
+    df = _satterthwaite(parts)
     se = math.sqrt(var)
     half = float(_scipy_stats.t.ppf(1 - (1 - level) / 2, df)) * se if se > 0 else 0.0
     gap = 0.0 if low_point <= 0 <= high_point else min(abs(low_point), abs(high_point))
