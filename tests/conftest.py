@@ -8,7 +8,16 @@ import pytest
 # Imported before any test: pytester's fixture restores sys.modules after each test, and a
 # torch._dynamo first imported inside one (torch.optim imports it) would be imported again by the
 # next, which torch refuses (its operator libraries register once per process).
+import torch
 import torch._dynamo  # noqa: F401
+
+# Under pytest-xdist (the README's `pytest -n 2`) each worker, and every audit a test starts in a
+# subprocess (they inherit the environment), computes on one thread. Two workers each asking
+# OpenMP for both cores made the suite 1.6x slower than a serial run: OpenMP's threads spin while
+# they wait for a core the other worker holds.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 # The audits these tests start in subprocesses (about a hundred processes with the xdist workers)
 # compile, and pytest assertion-rewrites, the same plugin modules (hypothesis, xdist, ...). Where
