@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from swiglu_audit.checks.adversarial import SANITY, TRANSFER, WORST_CASE, WORST_CASE_COMPARISON
+from swiglu_audit.checks.adversarial import SANITY, TRANSFER, WORST_CASE, WORST_CASE_COMPARISON, invalid_examples
 from swiglu_audit.checks.sanity import SANITY_CHECKS
 from swiglu_audit.measure import adversarial as measure
 from swiglu_audit.methods.attack_registry import THREAT_MODELS, describe_threat
@@ -34,7 +34,7 @@ def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
     if not worst["attacks"]:
         pytest.skip(f"no {THREAT_MODELS[threat]} attack in [tool.swiglu_audit.adversarial] attacks")
     estimate = audit.statistics.mean(worst["robust"])
-    invalid = _invalid_examples(result, worst["attacks"])
+    invalid = invalid_examples(result["costs"], worst["attacks"])
     finding = judged_finding(
         WORST_CASE, [audit_model], estimate.value, policy,
         f"worst-case robust accuracy ({_threat_text(audit, threat)}) over "
@@ -49,6 +49,8 @@ def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
             "broken_by_first": worst["broken_by"],
             # per seed, per test example: the first attack that broke it, "clean" or "robust"
             "broken_by_example": worst["broken_by_example"],
+            # which test inputs those are (`AuditData.evaluation_rows`: class-stratified, not the first n)
+            "attacked_test_rows": audit.data.evaluation_rows("test", cfg.n_examples).tolist(),
             "level": threat,  # the report draws one budget curve per threat model
             "curve": [{"eps": eps, **audit.statistics.mean(r).to_dict()}
                       for eps, r in sorted(result["curve" if threat == "linf" else "curve_l2"].items())],
@@ -58,13 +60,6 @@ def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
         facts={"masking_failures": worst["masked"], "escalation": worst["escalated"], "threat": threat,
                "invalid_examples": invalid})
     record_finding(finding)
-
-
-def _invalid_examples(result: dict, attacks: list[str]) -> dict:
-    """Adversarial examples the attacks returned outside their budget or non-finite, over seeds."""
-    costs = [c for seed_costs in result["costs"] for c in seed_costs if c["attack"] in attacks]
-    return {"out_of_budget": sum(c.get("out_of_budget", 0) for c in costs),
-            "non_finite": sum(c.get("non_finite", 0) for c in costs)}
 
 
 @pytest.mark.parametrize("sanity", list(SANITY_CHECKS))

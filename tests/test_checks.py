@@ -148,6 +148,36 @@ def test_each_sanity_check_passes_a_sane_result_and_trips_on_its_symptom(check, 
     assert not passed and reason
 
 
+def test_a_sanity_check_the_attacks_cannot_answer_warns_and_is_no_masking_failure():
+    """Without a black-box Linf attack the black-box check measured nothing: its finding is WARN,
+    naming what to add (it was a PASS), and it does not mark the model masked."""
+    from swiglu_audit.checks.adversarial import SANITY
+    from swiglu_audit.checks.sanity import masking_failures
+    from swiglu_audit.verdicts.risk import decided_finding
+
+    result = _result(per_attack={"pgd": np.ones((2, 10), dtype=bool)})
+    passed, _, reason = SANITY_CHECKS["black_box_not_stronger"].judge(result, POLICY)
+    assert passed is None and "not measured" in reason and '"square"' in reason
+    assert masking_failures(result, POLICY) == []
+    facts = {"passed": passed, "sentence": reason, "question": "q", "tolerance_key": None}
+    assert decided_finding(SANITY, ["m"], facts, POLICY, value=0.0).status == "WARN"
+    assert decided_finding(SANITY, ["m"], {**facts, "passed": True}, POLICY, value=0.0).status == "PASS"
+    assert decided_finding(SANITY, ["m"], {**facts, "passed": False}, POLICY, value=0.0).status == "FAIL"
+
+
+def test_a_minimum_norm_attacks_examples_beyond_the_budget_are_not_invalid_examples():
+    """CW-L2 returns its smallest adversarial example, whatever its norm: those beyond eps_l2 are
+    counted apart and do not cap the L2 worst case as misbehaviour; a bounded attack's still do."""
+    from swiglu_audit.checks.adversarial import invalid_examples
+
+    costs = [[{"attack": "cw_l2", "out_of_budget": 40, "non_finite": 0},
+              {"attack": "pgd_l2", "out_of_budget": 0, "non_finite": 1}]] * 2
+    assert invalid_examples(costs, ["pgd_l2", "cw_l2"]) == {"out_of_budget": 0, "non_finite": 2,
+                                                             "beyond_budget_minimum_norm": 80}
+    costs[0] = [{"attack": "pgd_l2", "out_of_budget": 3, "non_finite": 0}]
+    assert invalid_examples(costs, ["pgd_l2", "cw_l2"])["out_of_budget"] == 3
+
+
 def test_flip_labels_rate_and_never_the_true_class():
     y = torch.arange(1000) % 10
     poisoned, mask = flip_labels(y, 0.2, 10, seed=3)
@@ -466,7 +496,7 @@ def test_a_pretrained_sources_transfer_examples_meet_every_seed_of_the_target(mo
     # the "prediction" records which examples met which target seed
     monkeypatch.setattr(measure, "predicted_as", lambda audit, models, x, y: np.array([[x[0, 0].item(), models[0]]]))
     audit = types.SimpleNamespace(config=types.SimpleNamespace(adversarial=types.SimpleNamespace(n_examples=2)),
-                                  data=types.SimpleNamespace(y_test=torch.zeros(2)),
+                                  data=types.SimpleNamespace(evaluation_subset=lambda split, n: (None, torch.zeros(n))),
                                   zoo=types.SimpleNamespace(models=lambda name: [10, 11, 12] if name != "one" else [10]))
     assert measure.transfer(audit, "pretrained", "target").tolist() == [[7, 10], [7, 11], [7, 12]]
     assert measure.transfer(audit, "trained", "target").tolist() == [[0, 10], [1, 11], [2, 12]]

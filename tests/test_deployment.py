@@ -258,7 +258,8 @@ def test_a_dead_relu_layer_gives_finite_peak_ratios_and_a_finite_outlier_interva
     x = torch.rand(32, 1, 8, 8)
     audit = SimpleNamespace(
         config=SimpleNamespace(numerical=SimpleNamespace(n_examples=32)),
-        data=SimpleNamespace(x_test=x, y_test=torch.zeros(32, dtype=torch.long)), device=torch.device("cpu"),
+        data=SimpleNamespace(evaluation_subset=lambda split, n: (x[:n], torch.zeros(n, dtype=torch.long))),
+        device=torch.device("cpu"),
         zoo=SimpleNamespace(models=lambda name: [SimpleNamespace(module=model, record={}, key="k")]),
         memo=lambda key, compute: compute(), cached_arrays=lambda kind, models, settings, code, compute: compute())
     result = outliers(audit, "dead")

@@ -131,7 +131,7 @@ def test_the_seeds_attacked_stacked_are_cached_per_seed_and_a_lone_run_reads_the
     for (a, _), (b, _) in zip(stacked, lone):
         assert all(torch.equal(a[k], b[k]) for k in a)
     # each seed's results are its own: its clean correctness is its own model's
-    x, y = again.data.x_test[:40], again.data.y_test[:40]
+    x, y = again.data.evaluation_subset("test", 40)  # the attacked inputs
     for (tensors, _), model in zip(stacked, again.zoo.models(name)):
         with torch.no_grad():
             assert np.array_equal(tensors["clean"].numpy(), (model.module.eval()(x).argmax(1) == y).numpy())

@@ -4,6 +4,7 @@ checks in `checks.sanity`."""
 
 from __future__ import annotations
 
+from ..methods.attack_registry import ATTACKS
 from ..verdicts.conditions import DecisionTable, Floor, NoWorseThanBaseline, Rule, Status, always, capped, rejudged
 from ..verdicts.risk import CheckInfo
 
@@ -28,6 +29,19 @@ def _invalid_words(facts: dict, policy: dict) -> str | None:
     return (f"the attacks returned {invalid['out_of_budget']} example(s) outside the budget (projected back into "
             f"it and judged there) and {invalid['non_finite']} non-finite example(s) (counted as broken): an "
             "attack that leaves its budget is not behaving as specified, so this number needs a look")
+
+
+def invalid_examples(costs_per_seed: list[list[dict]], attacks: list[str]) -> dict:
+    """Adversarial examples the attacks returned outside their budget or non-finite, over seeds.
+    A minimum-norm attack's (CW-L2) examples beyond the budget are counted apart: it is built to
+    return them where it finds nothing closer, and each is projected into the budget and judged
+    there like any other (before, they capped every full-profile L2 finding at WARN as an attack
+    "not behaving as specified")."""
+    costs = [c for seed_costs in costs_per_seed for c in seed_costs if c["attack"] in attacks]
+    minimum_norm = lambda c: bool(c["attack"] in ATTACKS and ATTACKS[c["attack"]].minimum_norm)
+    return {"out_of_budget": sum(c.get("out_of_budget", 0) for c in costs if not minimum_norm(c)),
+            "non_finite": sum(c.get("non_finite", 0) for c in costs),
+            "beyond_budget_minimum_norm": sum(c.get("out_of_budget", 0) for c in costs if minimum_norm(c))}
 
 
 # masked evidence never passes (DESIGN.md section 8)
@@ -141,6 +155,7 @@ SANITY = CheckInfo(
     condition=DecisionTable(
         threshold=lambda facts, policy: facts["question"] + (
             f" (tolerance {facts['tolerance_key']} = {policy[facts['tolerance_key']]})" if facts["tolerance_key"] else ""),
-        rules=(Rule(Status.PASS, lambda facts, policy: facts["passed"], lambda facts, policy: facts["sentence"]),
+        rules=(Rule(Status.WARN, lambda facts, policy: facts["passed"] is None, lambda facts, policy: facts["sentence"]),
+               Rule(Status.PASS, lambda facts, policy: facts["passed"], lambda facts, policy: facts["sentence"]),
                Rule(Status.FAIL, always, lambda facts, policy: facts["sentence"]))),
 )

@@ -2,7 +2,9 @@
 a registry, one judge per check, each its own finding under `adversarial.SANITY`.
 
 A judge reads the seed-stacked attack results of one model (`measure.adversarial.adversarial`)
-and the policy, and returns (passed, statistic, a sentence naming the tolerance). Accuracies are
+and the policy, and returns (passed, statistic, a sentence naming the tolerance); passed is None
+where the configured attacks cannot answer the question (a WARN that says what to add, never a
+PASS that measured nothing). Accuracies are
 means over seeds and examples. Adding a check is one decorated function here and a test in
 tests/test_checks.py; the suite parametrizes over the registry.
 """
@@ -16,7 +18,7 @@ import numpy as np
 
 from ..methods.attack_registry import black_box_attacks, white_box_attacks
 
-Verdict = tuple[bool, float, str]
+Verdict = tuple[bool | None, float, str]
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,11 @@ def _mean(m) -> float:
 
 
 def masking_failures(result: dict, policy: dict) -> list[str]:
-    """The sanity checks a model fails: any one means its gradient-based numbers are untrustworthy."""
-    return [name for name, check in SANITY_CHECKS.items() if not check.judge(result, policy)[0]]
+    """The sanity checks a model fails: any one means its gradient-based numbers are untrustworthy.
+    A check the configured attacks cannot answer (passed None) is not a failure: it is its own
+    finding's WARN."""
+    failed = lambda passed: passed is not None and not passed
+    return [name for name, check in SANITY_CHECKS.items() if failed(check.judge(result, policy)[0])]
 
 
 @_sanity_check("iterative_beats_single_step", "PGD (iterative) is at least as strong as FGSM (single step)",
@@ -95,8 +100,9 @@ def _black_box_not_stronger(result: dict, policy: dict) -> Verdict:
     configured = list(result["per_attack"])
     black, white = black_box_attacks(configured), white_box_attacks(configured)
     if not black or not white:
-        return True, 0.0, ("no black-box and white-box Linf attacks both configured; nothing to compare "
-                           "(add a black-box attack such as \"square\" to attacks)")
+        return None, 0.0, ("not measured: no black-box and white-box Linf attacks both configured, so a "
+                           "gradient-based attack that masked gradients blind would go unnoticed by this check; "
+                           "add a black-box attack such as \"square\" to [tool.swiglu_audit.adversarial] attacks")
     gap = _mean(_worst(result, white)) - _mean(_worst(result, black))
     margin = policy["black_box_margin"]
     return gap <= margin, gap, (f"white-box Linf worst case {_mean(_worst(result, white)):.3f} minus black-box "

@@ -45,9 +45,10 @@ def _code_digest() -> str:
     from importlib.metadata import version
 
     from ..methods import attack_registry, attacks, stacked_attacks, stacked_members
-    from ..training import cache
+    from ..training import cache, evaluation_rows
 
-    digest = cache.code_digest(sys.modules[__name__], attacks, attack_registry, stacked_attacks, stacked_members)
+    digest = cache.code_digest(sys.modules[__name__], attacks, attack_registry, stacked_attacks, stacked_members,
+                               evaluation_rows)  # which test rows are attacked
     return digest + f" torchattacks {version('torchattacks')}"
 
 
@@ -191,7 +192,7 @@ def seeds_attacks(audit: AuditSession, name: str, models: list) -> list[tuple[di
     The adversarial job's parts call this for all seeds (stacked) or for one seed each (side by
     side); `adversarial` merges them."""
     cfg, data = audit.config.adversarial, audit.data
-    x, y = data.x_test[: cfg.n_examples], data.y_test[: cfg.n_examples]
+    x, y = data.evaluation_subset("test", cfg.n_examples)
     keys = {m.key: _seed_key(audit, m) for m in models}
     together: dict[str, dict] = {}  # seeds attacked with an earlier one, waiting for their turn
 
@@ -264,7 +265,7 @@ def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:
     a pretrained source gave one row for a target of three seeds, which the worst case then
     broadcast onto all three.)"""
     cfg, data = audit.config.adversarial, audit.data
-    y = data.y_test[: cfg.n_examples]
+    _, y = data.evaluation_subset("test", cfg.n_examples)
     crafted = adversarial(audit, source)["pgd_examples"]
     rows = [predicted_as(audit, [m], crafted[k % len(crafted)], y)[0] for k, m in enumerate(audit.zoo.models(target))]
     return np.stack(rows)
@@ -286,7 +287,7 @@ def escalation(audit: AuditSession, name: str) -> dict:
     - PGD on the mean of eight forward passes, when its forward pass is random (EOT).
     Cached like the attack results."""
     cfg, data = audit.config.adversarial, audit.data
-    x, y = data.x_test[: cfg.n_examples], data.y_test[: cfg.n_examples]
+    x, y = data.evaluation_subset("test", cfg.n_examples)
     group = audit.zoo.spec(name).group
     sources = [n for n, s in audit.zoo.specs.items() if s.group == group and n != name]
     nondeterministic = "deterministic_eval" in masked(audit, name)

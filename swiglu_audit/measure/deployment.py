@@ -22,7 +22,7 @@ import torch
 from ..errors import ModelContractError
 from ..methods import quantisation
 from ..methods.quantisation import quantised_copy, served_logits
-from ..training import activations
+from ..training import activations, evaluation_rows
 from ..training.activations import activation_stats, captured_inputs, ffn_layers, row_peak_ratios
 from ..training.cache import code_digest
 from ..training.nn import eval_mode
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 def _inputs(audit: AuditSession) -> tuple[torch.Tensor, torch.Tensor]:
     n = audit.config.numerical.n_examples
-    return audit.data.x_test[:n], audit.data.y_test[:n]
+    return audit.data.evaluation_subset("test", n)
 
 
 def outliers(audit: AuditSession, name: str) -> dict:
@@ -142,9 +142,10 @@ def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
         out: dict = {k: [] for k in MATRICES}
         try:
             adversarial = adversarial_measure.adversarial(audit, name)
-            examples, y_adv = adversarial["linf_worst_examples"], audit.data.y_test[: audit.config.adversarial.n_examples]
+            clean, y_adv = audit.data.evaluation_subset("test", audit.config.adversarial.n_examples)
+            examples = adversarial["linf_worst_examples"]
         except ModelContractError as exc:
-            examples, y_adv, out["robust_error"] = None, None, str(exc)
+            clean, examples, y_adv, out["robust_error"] = None, None, None, str(exc)
         for k, trained in enumerate(audit.zoo.models(name)):
             q_model, q_device, out["how"] = quantised_copy(trained.module, scheme)
             # the float32 reference on the quantised copy's device: int8 runs on the CPU, and a
@@ -158,7 +159,6 @@ def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
             out["flips"].append((reference.argmax(1) != shipped.argmax(1)).numpy())
             if examples is not None:
                 # robust: right on the clean input and on its worst-case example, as the adversarial suite counts it
-                clean = audit.data.x_test[: len(y_adv)]
                 for key, m, on in (("robust_float", model, q_device), ("robust_quantised", q_model, q_device)):
                     right = lambda inputs: (served_logits(m, inputs, on).argmax(1) == y_adv).numpy()  # noqa: B023
                     out[key].append(right(clean) & right(examples[k]))
@@ -212,4 +212,4 @@ def planned_work(audit: AuditSession, name: str) -> Work:
 
 
 # the quantised measurements' and the outliers' cache entries follow the code that makes them
-_CODE_DIGEST = code_digest(sys.modules[__name__], quantisation, activations)
+_CODE_DIGEST = code_digest(sys.modules[__name__], quantisation, activations, evaluation_rows)

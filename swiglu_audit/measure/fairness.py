@@ -47,10 +47,10 @@ def outcomes(audit: AuditSession, name: str, kind: str) -> tuple[np.ndarray, np.
         robust = result["clean"].astype(bool)
         for attack in linf:
             robust = robust & result["per_attack"][attack].astype(bool)
-        return robust, data.y_test[: robust.shape[1]].numpy()
+        return robust, data.evaluation_subset("test", audit.config.adversarial.n_examples)[1].numpy()
     if kind == "corrupted":
         corrupted = ood_measure.mean_corrupted_correct(ood_measure.corruption(audit, name))
-        return corrupted, data.y_test[: corrupted.shape[1]].numpy()
+        return corrupted, data.evaluation_subset("test", audit.config.ood.n_examples)[1].numpy()
     raise ValueError(f"unknown outcome {kind!r}; known: {sorted(OUTCOMES)}")
 
 

@@ -10,7 +10,7 @@ import torch
 
 from ..methods import numerical as numerical_methods
 from ..methods.numerical import half_parity, max_difference, state_difference
-from ..training import activations
+from ..training import activations, evaluation_rows
 from ..training import train as train_module
 from ..training.cache import code_digest
 from ..training.device import deterministic_algorithms
@@ -37,7 +37,7 @@ def half_precision(audit: AuditSession, name: str, dtype: str) -> dict:
                                              measure)
         return {**record, "flips": arrays["flips"]}
 
-    x = audit.data.x_test[: audit.config.numerical.n_examples]
+    x, _ = audit.data.evaluation_subset("test", audit.config.numerical.n_examples)
     models = audit.zoo.models(name)
     return audit.memo(("half", name, dtype), compute)
 
@@ -128,4 +128,4 @@ def n_parameters(audit: AuditSession, name: str) -> int:
 
 
 # cached measurements follow the code that makes them (the FFN search included; and the trainer they run)
-_CODE_DIGEST = code_digest(sys.modules[__name__], numerical_methods, activations, train_module)
+_CODE_DIGEST = code_digest(sys.modules[__name__], numerical_methods, activations, train_module, evaluation_rows)

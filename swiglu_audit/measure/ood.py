@@ -19,6 +19,7 @@ from ..methods.calibration import aurc
 from ..methods.corruptions import SEVERITIES, applicable_corruptions, corrupt
 from ..methods.ood_detectors import DETECTORS, OOD_DETECTORS, DetectorParams, Evidence
 from ..methods.ood_sets import LEVELS, OOD_SETS, sets_for, sets_of_level
+from ..training import evaluation_rows
 from ..training import features as features_module
 from ..training.cache import code_digest
 from ..training.features import penultimate_features
@@ -53,9 +54,7 @@ def planned_work(audit: AuditSession, name: str) -> Work:
 
 
 def _id_inputs(audit: AuditSession, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    data, n = audit.data, audit.config.ood.n_examples
-    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
-    return x[:n], y[:n]
+    return audit.data.evaluation_subset(split, audit.config.ood.n_examples)
 
 
 def ood_inputs(audit: AuditSession, split: str) -> dict[str, torch.Tensor]:
@@ -296,5 +295,5 @@ def corruption_errors(result: dict, reference: dict) -> dict[str, float | None]:
     return out
 
 
-_CODE_DIGEST = code_digest(sys.modules[__name__], ood_detectors, ood_metrics, ood_sets, corruptions, calibration,
+_CODE_DIGEST = code_digest(sys.modules[__name__], evaluation_rows, ood_detectors, ood_metrics, ood_sets, corruptions, calibration,
                            features_module)

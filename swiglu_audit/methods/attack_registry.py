@@ -66,6 +66,9 @@ class Attack:
     # the fewest classes it runs on: the DLR losses read the third-largest logit (APGD-DLR) or,
     # targeted, the fourth (APGD-T, AutoAttack); on fewer, torchattacks raises an IndexError
     min_classes: int = 2
+    # a minimum-norm attack (CW-L2) returns the smallest adversarial example it finds, whatever its
+    # norm: an example beyond the budget is its failure within the budget, not misbehaviour
+    minimum_norm: bool = False
 
 
 def _gradient_steps(steps: Callable[[AttackParams, int], int]) -> Cost:
@@ -86,7 +89,7 @@ ATTACKS: dict[str, Attack] = {
         _gradient_steps(lambda p, n: p.steps)),
     "cw_l2": Attack("L2", "white-box", lambda ta, m, a: ta.CW(
         m, c=a.params.cw_c, kappa=0.0, steps=a.params.cw_steps, lr=a.params.cw_learning_rate),
-        _gradient_steps(lambda p, n: p.cw_steps)),
+        _gradient_steps(lambda p, n: p.cw_steps), minimum_norm=True),
     "apgd_ce": Attack("Linf", "white-box", lambda ta, m, a: ta.APGD(
         m, norm="Linf", eps=a.eps, steps=a.params.apgd_steps, loss="ce", seed=a.seed),
         _gradient_steps(lambda p, n: p.apgd_steps)),

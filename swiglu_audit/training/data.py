@@ -29,6 +29,7 @@ import torch
 from ..errors import DataContractError
 from ..util.imports import load_callable
 from .dataset_file import is_dataset, read_dataset
+from .evaluation_rows import stratified_rows
 from .live_file import read_live_file
 
 SPLIT_SEED = 0  # the splits are fixed: every model of every run sees the same examples
@@ -66,6 +67,25 @@ class AuditData:
     # fingerprint: naming groups must not retrain a cached model
     groups_test: np.ndarray | None = None
     groups_source: str | None = None  # where the groups came from, in words
+    # (split, n) -> positions; not copied by dataclasses.replace, which may change the splits
+    _rows: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def evaluation_rows(self, split: str, n: int) -> torch.Tensor:
+        """Positions of the rows of the test or validation split that a suite measuring `n` of them
+        measures: class-stratified and fixed (`evaluation_rows.stratified_rows`), not the first n,
+        which on a split stored class by class hold one or two classes."""
+        if (split, n) not in self._rows:
+            labels = {"test": self.y_test, "val": self.y_val}[split]
+            self._rows[split, n] = torch.from_numpy(stratified_rows(labels.numpy(), n))
+        return self._rows[split, n]
+
+    def evaluation_subset(self, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) of `evaluation_rows`; the split itself when it has at most n rows."""
+        x, y = {"test": (self.x_test, self.y_test), "val": (self.x_val, self.y_val)}[split]
+        if n >= len(y):
+            return x, y
+        rows = self.evaluation_rows(split, n)
+        return x[rows], y[rows]
 
     def group_codes(self) -> tuple[np.ndarray, list[str]]:
         """(a group index per test input, the group names in index order)."""
