@@ -119,8 +119,11 @@ def test_gradient_stats_see_masked_gradients(trained):
     assert input_gradient_stats(Quantised(), x, y)["zero_share"] == 1.0
 
 
+SHAPE = (3, 400)  # seeds x attacked examples: enough that a clean gap's interval lies within the tolerances
+
+
 def _result(**overrides):
-    ones = np.ones((2, 10), dtype=bool)
+    ones = np.ones(SHAPE, dtype=bool)
     base = {"clean": ones, "pgd": ones & False, "fgsm": ones & False, "pgd_double": ones & False,
             "large": ones & False, "per_attack": {"pgd": ones & False, "square": ones & False},
             "curve": {0.1: ones & False, 0.2: ones & False}, "n_classes": 10,
@@ -133,11 +136,11 @@ POLICY = {"masking_tolerance": 0.03, "chance_margin": 0.1, "black_box_margin": 0
 
 
 @pytest.mark.parametrize("check, broken", [
-    ("iterative_beats_single_step", {"pgd": np.ones((2, 10), dtype=bool)}),
-    ("monotone_in_budget", {"curve": {0.1: np.zeros((2, 10), dtype=bool), 0.2: np.ones((2, 10), dtype=bool)}}),
-    ("large_budget_reaches_chance", {"large": np.ones((2, 10), dtype=bool)}),
-    ("more_iterations_change_little", {"pgd": np.ones((2, 10), dtype=bool)}),
-    ("black_box_not_stronger", {"per_attack": {"pgd": np.ones((2, 10), dtype=bool), "square": np.zeros((2, 10), dtype=bool)}}),
+    ("iterative_beats_single_step", {"pgd": np.ones(SHAPE, dtype=bool)}),
+    ("monotone_in_budget", {"curve": {0.1: np.zeros(SHAPE, dtype=bool), 0.2: np.ones(SHAPE, dtype=bool)}}),
+    ("large_budget_reaches_chance", {"large": np.ones(SHAPE, dtype=bool)}),
+    ("more_iterations_change_little", {"pgd": np.ones(SHAPE, dtype=bool)}),
+    ("black_box_not_stronger", {"per_attack": {"pgd": np.ones(SHAPE, dtype=bool), "square": np.zeros(SHAPE, dtype=bool)}}),
     ("gradients_finite_nonzero", {"gradients": [{"finite": True, "zero_share": 0.5}]}),
     ("returns_logits", {"outputs": [{"probabilities": True, "max_abs_diff_between_runs": 0.0}]}),
     ("deterministic_eval", {"outputs": [{"probabilities": False, "max_abs_diff_between_runs": 0.1}]}),
@@ -148,6 +151,29 @@ def test_each_sanity_check_passes_a_sane_result_and_trips_on_its_symptom(check, 
     assert not passed and reason
 
 
+@pytest.mark.parametrize("examples, expected", [(100, None), (3000, True)])
+def test_a_sanity_gap_within_tolerance_passes_only_when_its_interval_is(examples, expected):
+    """Doubling PGD's iterations breaks 2% more examples (tolerance 3%): on 3 x 100 attacked
+    examples the interval reaches past 3%, so the check is inconclusive (WARN, no masking flag);
+    on 3 x 3000 it lies within, a PASS. It was a PASS on the point estimate either way."""
+    from swiglu_audit.checks.sanity import masking_failures
+
+    rng = np.random.default_rng(0)
+    pgd = np.ones((3, examples), dtype=bool)
+    double = pgd.copy()
+    for seed in range(3):
+        double[seed, rng.choice(examples, size=examples // 50, replace=False)] = False
+    result = _result(pgd=pgd, pgd_double=double, fgsm=pgd, large=~pgd, curve={0.1: pgd, 0.2: pgd},
+                     clean=pgd, per_attack={"pgd": pgd, "square": pgd})
+    passed, drop, reason = SANITY_CHECKS["more_iterations_change_little"].judge(result, POLICY)
+    assert drop == pytest.approx(0.02) and passed is expected, reason
+    assert ("inconclusive" in reason) == (expected is None) and "CI [" in reason
+    assert "more_iterations_change_little" not in masking_failures(result, POLICY)
+    # a point estimate beyond the tolerance fails whatever the interval (a masking symptom)
+    double[:, : examples // 20] = False
+    assert SANITY_CHECKS["more_iterations_change_little"].judge(_result(pgd=pgd, pgd_double=double), POLICY)[0] is False
+
+
 def test_a_sanity_check_the_attacks_cannot_answer_warns_and_is_no_masking_failure():
     """Without a black-box Linf attack the black-box check measured nothing: its finding is WARN,
     naming what to add (it was a PASS), and it does not mark the model masked."""
@@ -155,7 +181,7 @@ def test_a_sanity_check_the_attacks_cannot_answer_warns_and_is_no_masking_failur
     from swiglu_audit.checks.sanity import masking_failures
     from swiglu_audit.verdicts.risk import decided_finding
 
-    result = _result(per_attack={"pgd": np.ones((2, 10), dtype=bool)})
+    result = _result(per_attack={"pgd": np.ones(SHAPE, dtype=bool)})
     passed, _, reason = SANITY_CHECKS["black_box_not_stronger"].judge(result, POLICY)
     assert passed is None and "not measured" in reason and '"square"' in reason
     assert masking_failures(result, POLICY) == []
@@ -330,7 +356,7 @@ def test_a_new_black_box_attack_is_one_registry_entry_that_the_plan_and_the_sani
     assert with_it[1] - without[1] == 7 and with_it[0] == without[0]
 
     # the sanity check reads the registry's kind: a black-box attack far stronger than PGD trips it
-    ones = np.ones((2, 10), dtype=bool)
+    ones = np.ones(SHAPE, dtype=bool)
     result = _result(per_attack={"pgd": ones, "uniform_noise": ones & False})
     passed, gap, reason = SANITY_CHECKS["black_box_not_stronger"].judge(result, POLICY)
     assert not passed and gap == 1.0 and "uniform_noise" in reason

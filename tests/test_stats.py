@@ -313,3 +313,27 @@ def test_the_label_flip_case_a_floor_once_narrowed():
     floored = paired_comparison(a, b, floor=4 * plain.example_variance)
     assert floored.df <= plain.df
     assert floored.ci_high - floored.ci_low >= plain.ci_high - plain.ci_low
+
+
+def test_fixed_models_intervals_cover_the_population_of_examples_and_never_read_no_change_as_exact():
+    """The sanity checks' intervals (`fixed_models_difference`, `fixed_models_mean`): the models
+    are fixed, the attacked examples a draw. Simulated: two fixed models on examples from a
+    population where a second attack breaks 3% more of them; the 95% interval of the difference
+    and of the mean cover the population's value in about 95% of draws."""
+    from swiglu_audit.verdicts.stats import fixed_models_difference, fixed_models_mean
+
+    rng = np.random.default_rng(0)
+    covered_difference = covered_mean = 0
+    trials, n = 1000, 120
+    for _ in range(trials):
+        first = rng.random((2, n)) < 0.6  # each model's outcome on each drawn example
+        second = first & ~(rng.random((2, n)) < 0.05)  # the second attack breaks 5% of them more
+        d = fixed_models_difference(first, second)
+        covered_difference += d.ci_low <= 0.6 * 0.05 <= d.ci_high
+        m = fixed_models_mean(first)
+        covered_mean += m.ci_low <= 0.6 <= m.ci_high
+    assert 0.93 <= covered_difference / trials <= 0.975 and 0.93 <= covered_mean / trials <= 0.975
+    none = np.ones((3, 50), dtype=bool)
+    same = fixed_models_difference(none, none)
+    assert same.value == 0 and same.ci_low < 0 < same.ci_high  # no discordant pair is not proof of none
+    assert fixed_models_mean(~none).ci_high > 0

@@ -2,11 +2,16 @@
 a registry, one judge per check, each its own finding under `adversarial.SANITY`.
 
 A judge reads the seed-stacked attack results of one model (`measure.adversarial.adversarial`)
-and the policy, and returns (passed, statistic, a sentence naming the tolerance); passed is None
-where the configured attacks cannot answer the question (a WARN that says what to add, never a
-PASS that measured nothing). Accuracies are
-means over seeds and examples. Adding a check is one decorated function here and a test in
-tests/test_checks.py; the suite parametrizes over the registry.
+and the policy, and returns (passed, statistic, a sentence naming the tolerance). Accuracies are
+means over seeds and examples. The gaps are judged on their intervals over the attacked examples
+(`stats.fixed_models_difference`: the question is asked of the models audited, so their seeds are
+not a draw to generalise over). A point estimate beyond the tolerance fails (a masking symptom,
+as before); a PASS needs the whole interval within it. Between the two, or where the configured
+attacks cannot answer the question, passed is None: a WARN that says why, never a PASS that the
+evidence does not carry. Only a failure marks the model masked.
+
+Adding a check is one decorated function here and a test in tests/test_checks.py; the suite
+parametrizes over the registry.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..methods.attack_registry import black_box_attacks, white_box_attacks
+from ..verdicts.stats import Estimate, fixed_models_difference, fixed_models_mean
 
 Verdict = tuple[bool | None, float, str]
 
@@ -42,6 +48,28 @@ def _mean(m) -> float:
     return float(np.mean(m))
 
 
+def _level(policy: dict) -> float:
+    return policy.get("confidence_level", 0.95)
+
+
+def _within(estimates: list[Estimate], limit: float) -> bool | None:
+    """The verdict of gaps that may be at most `limit`: a point estimate beyond it fails, as it
+    always did (a masking symptom flags the model whatever the interval); a PASS needs every
+    gap's whole interval within it; between the two the check is inconclusive (None: WARN)."""
+    if any(e.value > limit for e in estimates):
+        return False
+    return True if all(e.ci_high <= limit for e in estimates) else None
+
+
+def _interval(e: Estimate) -> str:
+    return f"{e.value:+.3f} ({e.level:.0%} CI [{e.ci_low:+.3f}, {e.ci_high:+.3f}])"
+
+
+def _inconclusive(passed: bool | None, key: str, limit: float) -> str:
+    return (f"; inconclusive: within {key} = {limit} as measured, but the interval reaches past it (more seeds "
+            "or attacked examples would narrow it)") if passed is None else ""
+
+
 def masking_failures(result: dict, policy: dict) -> list[str]:
     """The sanity checks a model fails: any one means its gradient-based numbers are untrustworthy.
     A check the configured attacks cannot answer (passed None) is not a failure: it is its own
@@ -54,9 +82,11 @@ def masking_failures(result: dict, policy: dict) -> list[str]:
                "masking_tolerance")
 def _iterative_beats_single_step(result: dict, policy: dict) -> Verdict:
     tol = policy["masking_tolerance"]
-    gap = _mean(result["pgd"]) - _mean(result["fgsm"])
-    return gap <= tol, gap, (f"PGD robust accuracy {_mean(result['pgd']):.3f} minus FGSM "
-                             f"{_mean(result['fgsm']):.3f} = {gap:+.3f}; allowed at most masking_tolerance = {tol}")
+    gap = fixed_models_difference(result["pgd"], result["fgsm"], _level(policy))
+    passed = _within([gap], tol)
+    return passed, gap.value, (f"PGD robust accuracy {_mean(result['pgd']):.3f} minus FGSM {_mean(result['fgsm']):.3f} "
+                               f"= {_interval(gap)}; allowed at most masking_tolerance = {tol}"
+                               + _inconclusive(passed, "masking_tolerance", tol))
 
 
 @_sanity_check("monotone_in_budget", "robust accuracy does not rise as the budget grows", "masking_tolerance")
@@ -64,27 +94,38 @@ def _monotone_in_budget(result: dict, policy: dict) -> Verdict:
     tol = policy["masking_tolerance"]
     budgets = sorted(result["curve"])
     accs = [_mean(result["curve"][e]) for e in budgets]
-    rise = max([b - a for a, b in zip(accs, accs[1:])] + [0.0])
+    # each step up in budget: the same models on the same examples, so a paired difference
+    rises = [fixed_models_difference(result["curve"][b], result["curve"][a], _level(policy))
+             for a, b in zip(budgets, budgets[1:])]
+    rise = max([r.value for r in rises] + [0.0])
+    passed = _within(rises, tol)
+    highest = max(rises, key=lambda r: r.ci_high, default=None)
     curve = ", ".join(f"eps {e:g}: {a:.3f}" for e, a in zip(budgets, accs))
-    return rise <= tol, rise, f"largest rise of robust accuracy with budget {rise:.3f} ({curve}); allowed masking_tolerance = {tol}"
+    return passed, rise, (f"largest rise of robust accuracy with budget {rise:.3f} ({curve}"
+                          + (f"; the step whose interval reaches highest: {_interval(highest)}" if highest else "")
+                          + f"); allowed masking_tolerance = {tol}" + _inconclusive(passed, "masking_tolerance", tol))
 
 
 @_sanity_check("large_budget_reaches_chance", "at a very large budget accuracy falls to chance", "chance_margin")
 def _large_budget_reaches_chance(result: dict, policy: dict) -> Verdict:
     chance = 1.0 / result["n_classes"]
-    acc = _mean(result["large"])
+    acc = fixed_models_mean(result["large"], _level(policy))
     margin = policy["chance_margin"]
-    return acc <= chance + margin, acc, (f"PGD accuracy at eps = {result.get('large_eps', 'large')} is {acc:.3f}; "
-                                         f"chance is {chance:.3f}, allowed chance + chance_margin = {chance + margin:.3f}")
+    passed = _within([acc], chance + margin)
+    return passed, acc.value, (f"PGD accuracy at eps = {result.get('large_eps', 'large')} is {acc.value:.3f} "
+                               f"({acc.level:.0%} CI [{acc.ci_low:.3f}, {acc.ci_high:.3f}]); chance is {chance:.3f}, "
+                               f"allowed chance + chance_margin = {chance + margin:.3f}"
+                               + _inconclusive(passed, "chance + chance_margin", round(chance + margin, 6)))
 
 
 @_sanity_check("more_iterations_change_little", "doubling PGD iterations lowers robust accuracy only a little",
                "masking_tolerance")
 def _more_iterations_change_little(result: dict, policy: dict) -> Verdict:
     tol = policy["masking_tolerance"]
-    drop = _mean(result["pgd"]) - _mean(result["pgd_double"])
-    return drop <= tol, drop, (f"doubling PGD iterations lowered robust accuracy by {drop:+.3f}; "
-                               f"allowed masking_tolerance = {tol}")
+    drop = fixed_models_difference(result["pgd"], result["pgd_double"], _level(policy))
+    passed = _within([drop], tol)
+    return passed, drop.value, (f"doubling PGD iterations lowered robust accuracy by {_interval(drop)}; "
+                                f"allowed masking_tolerance = {tol}" + _inconclusive(passed, "masking_tolerance", tol))
 
 
 def _worst(result: dict, names: list[str]) -> np.ndarray:
@@ -103,11 +144,12 @@ def _black_box_not_stronger(result: dict, policy: dict) -> Verdict:
         return None, 0.0, ("not measured: no black-box and white-box Linf attacks both configured, so a "
                            "gradient-based attack that masked gradients blind would go unnoticed by this check; "
                            "add a black-box attack such as \"square\" to [tool.swiglu_audit.adversarial] attacks")
-    gap = _mean(_worst(result, white)) - _mean(_worst(result, black))
+    gap = fixed_models_difference(_worst(result, white), _worst(result, black), _level(policy))
     margin = policy["black_box_margin"]
-    return gap <= margin, gap, (f"white-box Linf worst case {_mean(_worst(result, white)):.3f} minus black-box "
-                                f"({', '.join(black)}) {_mean(_worst(result, black)):.3f} = {gap:+.3f}; "
-                                f"allowed black_box_margin = {margin}")
+    passed = _within([gap], margin)
+    return passed, gap.value, (f"white-box Linf worst case {_mean(_worst(result, white)):.3f} minus black-box "
+                               f"({', '.join(black)}) {_mean(_worst(result, black)):.3f} = {_interval(gap)}; "
+                               f"allowed black_box_margin = {margin}" + _inconclusive(passed, "black_box_margin", margin))
 
 
 @_sanity_check("gradients_finite_nonzero", "input gradients are finite and non-zero", "max_zero_gradient_share")

@@ -306,6 +306,40 @@ def within_model_difference(first, second, level: float = 0.95) -> Estimate:
     return Estimate(float(m.mean()), lo, hi, level, s, n, df)
 
 
+def fixed_models_mean(values, level: float = 0.95) -> Estimate:
+    """Mean of a (models x examples) matrix with a t-interval over the examples alone: for a
+    question asked of the trained models audited, not of their architecture (does PGD at a huge
+    budget bring these models to chance?), so their seeds are not a draw to generalise over, and
+    two seeds' t quantile (12.7) would make every such check inconclusive. Each example's outcome
+    is averaged over the models first: the examples, shared by every row, count once. For 0/1
+    outcomes the variance is at least an Agresti-Coull share's over all outcomes."""
+    m = _as_matrix(values)
+    floor = share_floor(float(m.sum()), m.size) if _binary(values) else 0.0
+    return _over_examples(m, floor, (0.0, 1.0) if _binary(values) else None, level)
+
+
+def fixed_models_difference(first, second, level: float = 0.95) -> Estimate:
+    """Mean of first - second, both the same trained models' (row k is model k in both) outcomes
+    on the same examples, with a t-interval over the examples alone (`fixed_models_mean`: a
+    question asked of these models, such as whether doubling PGD's iterations changed what it
+    found on them). For 0/1 outcomes no discordant pair is not proof of no difference: at least
+    the variance of an Agresti-Coull share of discordant pairs."""
+    a, b = _as_matrix(first), _as_matrix(second)
+    if a.shape != b.shape:
+        raise ValueError(f"a difference of the same models needs the same models and examples: {a.shape} vs {b.shape}")
+    binary = _binary(first) and _binary(second)
+    m = a - b
+    return _over_examples(m, _discordance_floor(m) if binary else 0.0, (-1.0, 1.0) if binary else None, level)
+
+
+def _over_examples(m: np.ndarray, floor: float, bounds: tuple[float, float] | None, level: float) -> Estimate:
+    s, n = m.shape
+    measured = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
+    lo, hi, _, _, df = _t_interval(float(m.mean()), [_example_part(max(measured, floor), n, measured)], level)
+    lo, hi = _clip(lo, hi, bounds)
+    return Estimate(float(m.mean()), lo, hi, level, s, n, df)
+
+
 def change_comparison(before_a, after_a, before_b, after_b, level: float = 0.95, alpha: float = 0.05) -> Comparison:
     """Candidate - baseline of the change a treatment makes to each (mean of after - before),
     where each architecture's before and after are the same models' 0/1 outcomes on the same
