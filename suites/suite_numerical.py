@@ -116,7 +116,7 @@ def test_checkpoint_roundtrip(audit, audit_model, record_finding):
 def test_cpu_vs_accelerator(audit, audit_model, record_finding):
     if audit.device.type == "cpu":
         pytest.skip("no accelerator in this audit: CPU vs CUDA/MPS parity is not measured (the coverage matrix says so)")
-    x = audit.data.x_test[: audit.config.numerical.n_examples]
+    x, _ = audit.data.evaluation_subset("test", audit.config.numerical.n_examples)
     runs = [device_parity(m.module, x) for m in audit.zoo.models(audit_model)]
     deviation = max(r["max_logit_deviation"] for r in runs)
     flips = audit.statistics.mean([r["flips"] for r in runs])

@@ -193,3 +193,72 @@ def test_the_full_profiles_attacks_run_seed_by_seed_side_by_side(tmp_path):
         audit.zoo.follow_choice("swiglu-mlp", True)
         assert adversarial.attacks_stack(audit, "swiglu-mlp") == (parts == ["seeds"])
         assert [p.name for p in adversarial.planned_parts(audit, "swiglu-mlp")] == parts
+
+
+class _Nudge:
+    """A deterministic Linf attack whose outcome on an input does not depend on the rest of the
+    batch: each pixel moved by eps away from mid-grey."""
+
+    def __init__(self, eps):
+        self.eps = eps
+
+    def __call__(self, x, y):
+        return (x + self.eps * torch.sign(x - 0.5)).clamp(0, 1)
+
+
+def _session(tmp_path, attacks):
+    from swiglu_audit.config import build_config
+    from swiglu_audit.session import AuditSession
+
+    config = build_config({"seeds": [0, 1], "variants": ["swiglu", "relu"], "families": ["mlp"], "device": "cpu",
+                           "cache_dir": str(tmp_path), "training": {"epochs": 2},
+                           "adversarial": {"n_examples": 120, "attacks": attacks}}, profile="quick")
+    return AuditSession(config)
+
+
+def test_a_cascaded_attack_runs_on_the_inputs_still_unbroken_and_gives_its_own_result_there(tmp_path, monkeypatch):
+    """A deterministic attack after FGSM and PGD runs only on the inputs both failed on: its
+    result there is exactly its result run on every input, it is credited with nothing it did
+    not break first, and its record says how many inputs it attacked."""
+    from swiglu_audit.measure import adversarial
+    from swiglu_audit.methods import attack_registry
+
+    monkeypatch.setitem(attack_registry.ATTACKS, "nudge", attack_registry.Attack(
+        "Linf", "white-box", lambda ta, m, a: _Nudge(a.eps), lambda params, n: (0, 1)))
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "0")
+    audit = _session(tmp_path, ["nudge", "fgsm", "pgd"])  # configured first, cascaded after the two
+    models = audit.zoo.models("swiglu-mlp")
+    x, y = audit.data.evaluation_subset("test", 120)
+    results = adversarial._attack_seeds(audit, "swiglu-mlp", models, x, y)
+    for model, out in zip(models, results):
+        assert list(out["per_attack"]) == ["fgsm", "pgd", "nudge"]
+        alive = out["clean"] & out["per_attack"]["fgsm"] & out["per_attack"]["pgd"]
+        everywhere = run_attack(model.module, "nudge", x, y, PARAMS, 10, seed=0)["robust"]
+        assert np.array_equal(out["per_attack"]["nudge"], everywhere & alive)
+        cost = next(c for c in out["costs"] if c["attack"] == "nudge")
+        assert cost["inputs_attacked"] == int(alive.sum()) < 120 and cost["forward_passes"] <= 2 * int(alive.sum())
+        assert np.array_equal(out["worst"], alive & everywhere)
+        assert out["broken_by"]["nudge"] == int((alive & ~everywhere).sum())
+
+
+def test_stacked_cascaded_attacks_run_on_what_the_earlier_ones_left_and_the_black_box_last(tmp_path, monkeypatch):
+    """Stacked seeds: APGD-CE on the inputs any seed still held after FGSM and PGD, Square (set
+    first) after every white-box attack; each seed's result is cut to its own unbroken inputs,
+    and the APGD passes are those of the inputs attacked, not of all 120."""
+    from swiglu_audit.measure import adversarial
+
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", "1")
+    audit = _session(tmp_path, ["square", "fgsm", "pgd", "apgd_ce"])
+    models = audit.zoo.models("swiglu-mlp")
+    x, y = audit.data.evaluation_subset("test", 120)
+    results = adversarial._attack_seeds(audit, "swiglu-mlp", models, x, y)
+    held = np.logical_or.reduce([r["clean"] & r["per_attack"]["fgsm"] & r["per_attack"]["pgd"] for r in results])
+    for out in results:
+        per = out["per_attack"]
+        assert list(per) == ["fgsm", "pgd", "apgd_ce", "square"]
+        alive = out["clean"] & per["fgsm"] & per["pgd"]
+        assert not (per["apgd_ce"] & ~alive).any() and not (per["square"] & ~per["apgd_ce"]).any()
+        apgd = next(c for c in out["costs"] if c["attack"] == "apgd_ce")
+        assert apgd["inputs_attacked"] == int(alive.sum()) and apgd.get("stacked")
+        assert 0 < apgd["backward_passes"] <= audit.config.adversarial.apgd_steps * 2 * int(held.sum())
+        assert np.array_equal(out["worst"], per["square"])

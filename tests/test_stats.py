@@ -332,8 +332,14 @@ def test_fixed_models_intervals_cover_the_population_of_examples_and_never_read_
         covered_difference += d.ci_low <= 0.6 * 0.05 <= d.ci_high
         m = fixed_models_mean(first)
         covered_mean += m.ci_low <= 0.6 <= m.ci_high
-    assert 0.93 <= covered_difference / trials <= 0.975 and 0.93 <= covered_mean / trials <= 0.975
+    # the difference's floor for sparse changes errs wide (0.97 here), never narrow
+    assert 0.95 <= covered_difference / trials <= 0.99 and 0.92 <= covered_mean / trials <= 0.97
     none = np.ones((3, 50), dtype=bool)
     same = fixed_models_difference(none, none)
     assert same.value == 0 and same.ci_low < 0 < same.ci_high  # no discordant pair is not proof of none
     assert fixed_models_mean(~none).ci_high > 0
+    # the floors count examples, not outcomes: the same one example changed in every model is as
+    # much evidence with three models as with one
+    one, changed = np.zeros((3, 120), dtype=bool), np.zeros((3, 120), dtype=bool)
+    changed[:, 0] = True
+    assert fixed_models_difference(changed, one).ci_high == pytest.approx(fixed_models_difference(changed[:1], one[:1]).ci_high)

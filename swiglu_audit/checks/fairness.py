@@ -13,13 +13,14 @@ from ..verdicts.risk import CheckInfo
 
 
 def _missing_class_words(facts: dict, policy: dict) -> str | None:
-    """A gap over the classes the measured inputs hold says nothing of the others: a test split
-    sorted by class whose first inputs (the attacked ones) hold one class has a gap of 0."""
+    """A gap over the classes the measured inputs hold says nothing of the others. The measured
+    inputs are class-stratified (`AuditData.evaluation_rows`), so a class is missing only where
+    n_examples is below the number of classes."""
     missing = facts["missing_classes"]
     if not missing:
         return None
     return (f"inconclusive: the {facts['n_examples']} test inputs measured hold no input of class(es) "
-            f"{missing}, so their gap is unmeasured; shuffle the test split, or raise n_examples")
+            f"{missing}, so their gap is unmeasured; raise n_examples to at least the number of classes")
 
 
 MISSING_CLASSES_CAP = capped("classes not measured", ("missing_classes", "n_examples"), Status.WARN,

@@ -24,7 +24,7 @@ import numpy as np
 from ..methods.attack_registry import black_box_attacks, white_box_attacks
 from ..verdicts.stats import Estimate, fixed_models_difference, fixed_models_mean
 
-Verdict = tuple[bool | None, float, str]
+Verdict = tuple[bool | None, float | None, str]  # statistic None: not measured
 
 
 @dataclass(frozen=True)
@@ -141,15 +141,20 @@ def _black_box_not_stronger(result: dict, policy: dict) -> Verdict:
     configured = list(result["per_attack"])
     black, white = black_box_attacks(configured), white_box_attacks(configured)
     if not black or not white:
-        return None, 0.0, ("not measured: no black-box and white-box Linf attacks both configured, so a "
+        return None, None, ("not measured: no black-box and white-box Linf attacks both configured, so a "
                            "gradient-based attack that masked gradients blind would go unnoticed by this check; "
                            "add a black-box attack such as \"square\" to [tool.swiglu_audit.adversarial] attacks")
-    gap = fixed_models_difference(_worst(result, white), _worst(result, black), _level(policy))
+    # the inputs that every white-box attack failed on and a black-box one broke: the masking
+    # signal itself (a gap of the two robust rates could hide them behind inputs only the
+    # white-box attacks broke); the black-box attacks run last, on what the white-box ones left
+    only_black = _worst(result, white) & ~_worst(result, black)
+    share = fixed_models_mean(only_black, _level(policy))
     margin = policy["black_box_margin"]
-    passed = _within([gap], margin)
-    return passed, gap.value, (f"white-box Linf worst case {_mean(_worst(result, white)):.3f} minus black-box "
-                               f"({', '.join(black)}) {_mean(_worst(result, black)):.3f} = {_interval(gap)}; "
-                               f"allowed black_box_margin = {margin}" + _inconclusive(passed, "black_box_margin", margin))
+    passed = _within([share], margin)
+    return passed, share.value, (f"share of inputs that every white-box Linf attack failed on and a black-box one "
+                                 f"({', '.join(black)}) broke: {share.value:.3f} ({share.level:.0%} CI "
+                                 f"[{share.ci_low:.3f}, {share.ci_high:.3f}]); allowed black_box_margin = {margin}"
+                                 + _inconclusive(passed, "black_box_margin", margin))
 
 
 @_sanity_check("gradients_finite_nonzero", "input gradients are finite and non-zero", "max_zero_gradient_share")

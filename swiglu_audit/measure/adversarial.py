@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..checks.sanity import masking_failures
-from ..methods.attack_registry import THREAT_MODELS, AttackParams, attack_cost, threat_attacks
+from ..methods.attack_registry import ATTACKS, EVERY_INPUT, THREAT_MODELS, AttackParams, attack_cost, attack_order, threat_attacks
 from ..methods.attacks import (
     ExpectationOverRandomness,
     StraightThrough,
@@ -119,8 +119,30 @@ def _attack_seeds(audit: AuditSession, name: str, models: list, x, y) -> list[di
                                   models[0].seed or 0, **kw)
         return [run_attack(m.module, attack, x, y, params, n_classes, m.seed or 0, **kw) for m in models]
 
+    def cascaded(attack, alive: list[np.ndarray], **kw) -> list[dict]:
+        """`run(attack)` on each model's inputs still unbroken (`alive`): where the models are
+        attacked stacked, on the inputs any of them still holds, each model's result then cut
+        to its own."""
+        if stacked is not None and attack in STACKABLE:
+            rows = np.flatnonzero(np.logical_or.reduce(alive))
+            runs = attack_members([m.module for m in models], stacked, attack, x[rows], y[rows], params, n_classes,
+                                  models[0].seed or 0, **kw) if len(rows) else [None] * len(models)
+            return [_on_every_input(r, rows, keep, x, attack) for r, keep in zip(runs, alive)]
+        return [_on_every_input(run_attack(m.module, attack, x[rows], y[rows], params, n_classes, m.seed or 0, **kw)
+                                if len(rows := np.flatnonzero(keep)) else None, rows, keep, x, attack)
+                for m, keep in zip(models, alive)]
+
     linf = threat_attacks(cfg.attacks, "linf")
-    per_attack = {a: run(a, return_examples=(a in linf)) for a in cfg.attacks}
+    per_attack: dict[str, list[dict]] = {}
+    alive: dict[str, list[np.ndarray]] = {}  # per norm, per model: inputs every attack so far failed on
+    for a in attack_order(cfg.attacks):
+        norm = ATTACKS[a].norm
+        if a in EVERY_INPUT or norm not in alive:
+            per_attack[a] = run(a, return_examples=(a in linf))
+            alive.setdefault(norm, [r["clean"].copy() for r in per_attack[a]])
+        else:
+            per_attack[a] = cascaded(a, alive[norm], return_examples=(a in linf))
+        alive[norm] = [keep & r["robust"] for keep, r in zip(alive[norm], per_attack[a])]
     pgd_main = per_attack.get("pgd") or run("pgd", return_examples=True)
     curve = {eps: pgd_main if eps == cfg.eps else run("pgd", eps=eps) for eps in sorted(set(cfg.budgets) | {cfg.eps})}
     # the L2 threat model's own curve: PGD-L2 at half, one and two times eps_l2
@@ -143,9 +165,28 @@ def _attack_seeds(audit: AuditSession, name: str, models: list, x, y) -> list[di
             "pgd_double": pgd_double[i]["robust"], "large": large[i]["robust"],
             "gradients": input_gradient_stats(model.module, x, y), "outputs": output_stats(model.module, x),
             "pgd_examples": main["examples"],
-            "linf_worst_examples": _worst_examples({a: mine[a] for a in linf}, main["examples"]),
+            "linf_worst_examples": _worst_examples({a: mine[a] for a in per_attack if a in linf}, main["examples"]),
         })
     return out
+
+
+def _on_every_input(result: dict | None, rows: np.ndarray, alive: np.ndarray, x: torch.Tensor, attack: str) -> dict:
+    """A cascaded attack's result on the inputs it ran on (`rows`), as a result on every input:
+    robust only where the input was still unbroken (`alive`) and this attack failed too. "clean"
+    is `alive` (what it was set on, for `_worst_examples`), and the other inputs keep their clean
+    input as "example" (never read: an earlier attack broke them, or the model was wrong on them).
+    None: it ran on no input at all."""
+    robust, examples = np.zeros(len(alive), dtype=bool), x.clone()
+    if result is None:
+        cost = {"attack": attack, "norm": ATTACKS[attack].norm, "kind": ATTACKS[attack].kind, "seconds": 0.0,
+                "forward_passes": 0, "backward_passes": 0, "out_of_budget": 0, "non_finite": 0}
+    else:
+        robust[rows] = result["robust"]
+        cost = dict(result["cost"])
+        if "examples" in result:
+            examples[torch.from_numpy(rows)] = result["examples"]
+    cost["inputs_attacked"] = int(alive.sum())  # of len(alive): the cascade's share
+    return {"robust": robust & alive, "clean": alive.copy(), "examples": examples, "cost": cost}
 
 
 def _worst_examples(runs: dict[str, dict], fallback: torch.Tensor) -> torch.Tensor:
@@ -228,7 +269,7 @@ def adversarial(audit: AuditSession, name: str) -> dict:
             # in the configured order, whether this process computed the results or read them back
             # (files hold their tensors sorted by name): the worst case credits each broken
             # example to the first attack in this order
-            "per_attack": {a: stack(f"per_attack/{a}") for a in audit.config.adversarial.attacks
+            "per_attack": {a: stack(f"per_attack/{a}") for a in attack_order(audit.config.adversarial.attacks)
                            if f"per_attack/{a}" in tensors[0]},
             "curve": {float(k.split("/", 1)[1]): stack(k) for k in keyed("curve/")},
             "curve_l2": {float(k.split("/", 1)[1]): stack(k) for k in keyed("curve_l2/")},

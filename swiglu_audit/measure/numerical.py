@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 
 def half_precision(audit: AuditSession, name: str, dtype: str) -> dict:
-    """Each seed's model at `dtype` against float32 on the first test inputs; cached on disk."""
+    """Each seed's model at `dtype` against float32 on the measured test inputs (`evaluation_subset`);
+    cached on disk."""
     def measure():
         runs = [half_parity(m.module, x, dtype) for m in models]
         return {"flips": np.stack([r["flips"] for r in runs])}, {

@@ -111,6 +111,26 @@ ATTACKS: dict[str, Attack] = {
 }
 
 
+# Attacks run on every attacked input: the sanity checks compare them input by input (PGD against
+# FGSM, doubled iterations, the budget curves), and PGD's examples are what the transfer attack
+# replays. Every other attack is cascaded (`attack_order`).
+EVERY_INPUT = frozenset({"fgsm", "pgd", "pgd_l2"})
+
+
+def attack_order(attacks) -> list[str]:
+    """The order the configured attacks run and are credited in: those run on every input
+    (`EVERY_INPUT`), then the cascaded white-box attacks, then the black-box ones, each group in
+    its configured order. A cascaded attack runs only on the inputs that every earlier attack of
+    its threat model failed on (AutoAttack's protocol): an input already broken stays broken
+    whatever a later attack does, so the worst case is the same, for a fraction of the work. The
+    black-box attacks come last, so that what they break is what the white-box ones could not
+    (the black-box sanity check's question)."""
+    attacks = list(attacks)
+    every = [a for a in attacks if a in EVERY_INPUT]
+    white = [a for a in attacks if a not in EVERY_INPUT and ATTACKS[a].kind == "white-box"]
+    return every + white + [a for a in attacks if a not in EVERY_INPUT and ATTACKS[a].kind == "black-box"]
+
+
 def attack_cost(name: str, params: AttackParams, n_classes: int) -> tuple[int, int]:
     """(input-gradient passes, forward passes) per example of one registered attack."""
     return ATTACKS[name].cost(params, n_classes)

@@ -314,8 +314,8 @@ def fixed_models_mean(values, level: float = 0.95) -> Estimate:
     is averaged over the models first: the examples, shared by every row, count once. For 0/1
     outcomes the variance is at least an Agresti-Coull share's over all outcomes."""
     m = _as_matrix(values)
-    floor = share_floor(float(m.sum()), m.size) if _binary(values) else 0.0
-    return _over_examples(m, floor, (0.0, 1.0) if _binary(values) else None, level)
+    return _over_examples(m, _pseudo_example_floor(m.shape[1]) if _binary(values) else 0.0,
+                          (0.0, 1.0) if _binary(values) else None, level)
 
 
 def fixed_models_difference(first, second, level: float = 0.95) -> Estimate:
@@ -329,7 +329,25 @@ def fixed_models_difference(first, second, level: float = 0.95) -> Estimate:
         raise ValueError(f"a difference of the same models needs the same models and examples: {a.shape} vs {b.shape}")
     binary = _binary(first) and _binary(second)
     m = a - b
-    return _over_examples(m, _discordance_floor(m) if binary else 0.0, (-1.0, 1.0) if binary else None, level)
+    if not binary:
+        return _over_examples(m, 0.0, None, level)
+    # the pseudo-examples change as much as the changed examples seen did, on average over the
+    # models (a change in one model of five moves an example's mean by 1/5); fully where none was
+    per_example = m.mean(0)
+    changed = per_example[per_example != 0]
+    size = float(np.mean(changed ** 2)) if len(changed) else 1.0
+    n = m.shape[1]
+    return _over_examples(m, size * (len(changed) + 2) / (n + 4) / n, (-1.0, 1.0), level)
+
+
+def _pseudo_example_floor(n: int) -> float:
+    """The least variance of a mean over n examples of 0/1 outcomes (or their changes): that of
+    two pseudo-examples among n + 4 whose outcome differs from the rest in every model, as an
+    Agresti-Coull share of none. It counts examples, not outcomes: the models see the same
+    examples, so a second model adds none to the evidence; and it does not grow with the share
+    seen, so that models which disagree on an example are not read as if they agreed."""
+    p = 2 / (n + 4)
+    return p * (1 - p) / n
 
 
 def _over_examples(m: np.ndarray, floor: float, bounds: tuple[float, float] | None, level: float) -> Estimate:
