@@ -64,7 +64,9 @@ def planned_passes(config, n_classes: int) -> tuple[int, int]:
     `_attack_seeds` runs them: every configured attack at its registry cost; PGD and FGSM where
     the sanity checks need them and they are not configured; the Linf budget curve (the main budget
     reuses PGD's run); the L2 curve where PGD-L2 is configured; PGD at doubled iterations and at
-    the large budget; one input-gradient pass for the gradient statistics (what the plan counts)."""
+    the large budget; one input-gradient pass for the gradient statistics (what the plan counts).
+    A cascaded attack (`attack_order`) runs on the inputs earlier attacks left, which no plan knows
+    before they ran: it is counted on every input, so the estimate is an upper bound."""
     cfg = config.adversarial
     params = AttackParams.of(cfg)
     costs = [attack_cost(a, params, n_classes) for a in cfg.attacks]
