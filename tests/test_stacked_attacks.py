@@ -206,13 +206,13 @@ class _Nudge:
         return (x + self.eps * torch.sign(x - 0.5)).clamp(0, 1)
 
 
-def _session(tmp_path, attacks):
+def _session(tmp_path, attacks, **adversarial):
     from swiglu_audit.config import build_config
     from swiglu_audit.session import AuditSession
 
     config = build_config({"seeds": [0, 1], "variants": ["swiglu", "relu"], "families": ["mlp"], "device": "cpu",
                            "cache_dir": str(tmp_path), "training": {"epochs": 2},
-                           "adversarial": {"n_examples": 120, "attacks": attacks}}, profile="quick")
+                           "adversarial": {"n_examples": 120, "attacks": attacks, **adversarial}}, profile="quick")
     return AuditSession(config)
 
 
@@ -262,3 +262,22 @@ def test_stacked_cascaded_attacks_run_on_what_the_earlier_ones_left_and_the_blac
         assert apgd["inputs_attacked"] == int(alive.sum()) and apgd.get("stacked")
         assert 0 < apgd["backward_passes"] <= audit.config.adversarial.apgd_steps * 2 * int(held.sum())
         assert np.array_equal(out["worst"], per["square"])
+
+
+@pytest.mark.parametrize("stack", ["1", "0"])
+def test_a_cascaded_attack_with_no_input_left_attacks_none_and_breaks_nothing(tmp_path, monkeypatch, stack):
+    """At a budget where PGD breaks every input, APGD-CE and Square have nothing left to attack:
+    they run on no input, stacked or one by one, and the worst case is PGD's."""
+    from swiglu_audit.measure import adversarial
+
+    monkeypatch.setenv("SWIGLU_AUDIT_STACK", stack)
+    audit = _session(tmp_path, ["pgd", "apgd_ce", "square"], eps=0.9, budgets=[0.9])
+    models = audit.zoo.models("swiglu-mlp")
+    x, y = audit.data.evaluation_subset("test", 120)
+    for out in adversarial._attack_seeds(audit, "swiglu-mlp", models, x, y):
+        assert not out["per_attack"]["pgd"].any()
+        for attack in ("apgd_ce", "square"):
+            cost = next(c for c in out["costs"] if c["attack"] == attack)
+            assert cost["inputs_attacked"] == 0 and cost["backward_passes"] == 0 and cost["forward_passes"] == 0
+            assert not out["per_attack"][attack].any()
+        assert out["broken_by"]["apgd_ce"] == out["broken_by"]["square"] == 0

@@ -130,9 +130,12 @@ def _attack_seeds(audit: AuditSession, name: str, models: list, x, y) -> list[di
             runs = attack_members([m.module for m in models], stacked, attack, x[rows], y[rows], params, n_classes,
                                   models[0].seed or 0, **kw) if len(rows) else [None] * len(models)
             return [_on_every_input(r, rows, keep, x, attack) for r, keep in zip(runs, alive)]
-        return [_on_every_input(run_attack(m.module, attack, x[rows], y[rows], params, n_classes, m.seed or 0, **kw)
-                                if len(rows := np.flatnonzero(keep)) else None, rows, keep, x, attack)
-                for m, keep in zip(models, alive)]
+        out = []
+        for m, keep in zip(models, alive):
+            rows = np.flatnonzero(keep)
+            result = run_attack(m.module, attack, x[rows], y[rows], params, n_classes, m.seed or 0, **kw) if len(rows) else None
+            out.append(_on_every_input(result, rows, keep, x, attack))
+        return out
 
     linf = threat_attacks(cfg.attacks, "linf")
     per_attack: dict[str, list[dict]] = {}
