@@ -318,9 +318,13 @@ def transfer(audit: AuditSession, source: str, target: str) -> np.ndarray:
 
 
 def masked(audit: AuditSession, name: str) -> list[str]:
-    """The gradient-masking sanity checks this model fails (empty when its evaluation is sound)."""
-    result = dict(adversarial(audit, name), large_eps=audit.config.adversarial.large_eps)
-    return masking_failures(result, audit.config.policy)
+    """The gradient-masking sanity checks this model fails (empty when its evaluation is sound).
+    Judged once per audit: every robustness finding, comparison and escalation of the model asks,
+    and the checks compute intervals."""
+    def judge():
+        result = dict(adversarial(audit, name), large_eps=audit.config.adversarial.large_eps)
+        return masking_failures(result, audit.config.policy)
+    return list(audit.memo(("masked", name), judge))
 
 
 def escalation(audit: AuditSession, name: str) -> dict:
