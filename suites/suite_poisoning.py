@@ -34,7 +34,7 @@ def _curve(audit, points: dict, zero=None) -> list[dict]:
 def flip_change_comparison(statistics, candidate: dict, baseline: dict, rate: float):
     """Candidate - baseline of the clean-accuracy change (poisoned - clean) at one flip rate, each
     arm's clean and poisoned 0/1 outcomes (`measure.label_flip`) on the same test inputs: with each
-    arm's discordance floor (`Statistics.compare_changes`), so that no changed prediction in
+    arm's floor of changed inputs (`Statistics.compare_changes`), so that no changed prediction in
     either arm is not read as an exact zero."""
     return statistics.compare_changes(candidate["clean"], candidate["poisoned"][rate],
                                       baseline["clean"], baseline["poisoned"][rate])

@@ -268,8 +268,12 @@ def mean_interval(values, level: float = 0.95) -> Estimate:
     seeds = _seed_part(m.mean(1), _interaction(m))
     measured = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
     # every outcome 0 (or 1) is not proof of a rate of exactly 0: at least the variance of an
-    # Agresti-Coull proportion over all outcomes (about the rule of three's reach)
-    example_var = max(measured, share_floor(float(m.sum()), m.size)) if binary else measured
+    # Agresti-Coull proportion over all outcomes (about the rule of three's reach), and at least two
+    # pseudo-examples' worth over the examples: the seeds see the same inputs, and an input one
+    # seed's model gets wrong (or flips under float16) tends to go wrong in the others', so zero
+    # of 3 x 360 outcomes is evidence from 360 inputs, not from 1080
+    floor = max(share_floor(float(m.sum()), m.size), _pseudo_example_floor(n))
+    example_var = max(measured, floor) if binary else measured
     lo, hi, _, _, df = _t_interval(float(m.mean()), [_seed_parts(seeds, s), _example_part(example_var, n, measured)],
                                    level)
     lo, hi = _clip(lo, hi, (0.0, 1.0) if binary else None)
@@ -289,8 +293,9 @@ def within_model_difference(first, second, level: float = 0.95) -> Estimate:
     change made to it, such as quantisation), with a t-interval over seeds and examples of the
     per-example differences. Unlike `paired_comparison`, whose arms are different architectures
     with unpaired seeds, seed k is paired with itself. For 0/1 outcomes no discordant pair at all
-    is not proof of no difference: at least the variance of an Agresti-Coull share of discordant
-    pairs (about the rule of three's reach)."""
+    is not proof of no difference: at least the variance of an Agresti-Coull share of changed
+    examples (`_changed_examples_floor`: it counts examples, not seeds x examples, since the
+    fragile examples that one seed's change flips tend to flip in every seed)."""
     a, b = _as_matrix(first), _as_matrix(second)
     if a.shape != b.shape:
         raise ValueError(f"a within-model difference needs the same seeds and examples: {a.shape} vs {b.shape}")
@@ -299,7 +304,7 @@ def within_model_difference(first, second, level: float = 0.95) -> Estimate:
     s, n = m.shape
     seeds = _seed_part(m.mean(1), _interaction(m))
     measured = float(np.var(m.mean(0), ddof=1)) / n if n > 1 else 0.0
-    example_var = max(measured, _discordance_floor(m)) if binary else measured
+    example_var = max(measured, _changed_examples_floor(m)) if binary else measured
     lo, hi, _, _, df = _t_interval(float(m.mean()), [_seed_parts(seeds, s), _example_part(example_var, n, measured)],
                                    level)
     lo, hi = _clip(lo, hi, (-1.0, 1.0) if binary else None)
@@ -331,13 +336,7 @@ def fixed_models_difference(first, second, level: float = 0.95) -> Estimate:
     m = a - b
     if not binary:
         return _over_examples(m, 0.0, None, level)
-    # the pseudo-examples change as much as the changed examples seen did, on average over the
-    # models (a change in one model of five moves an example's mean by 1/5); fully where none was
-    per_example = m.mean(0)
-    changed = per_example[per_example != 0]
-    size = float(np.mean(changed ** 2)) if len(changed) else 1.0
-    n = m.shape[1]
-    return _over_examples(m, size * (len(changed) + 2) / (n + 4) / n, (-1.0, 1.0), level)
+    return _over_examples(m, _changed_examples_floor(m), (-1.0, 1.0), level)
 
 
 def _pseudo_example_floor(n: int) -> float:
@@ -371,13 +370,23 @@ def change_comparison(before_a, after_a, before_b, after_b, level: float = 0.95,
     change_a = _as_matrix(after_a) - _as_matrix(before_a)
     change_b = _as_matrix(after_b) - _as_matrix(before_b)
     return paired_comparison(change_a, change_b, level, alpha, bounds=(-2.0, 2.0),
-                             floor=_discordance_floor(change_a) + _discordance_floor(change_b))
+                             floor=_changed_examples_floor(change_a) + _changed_examples_floor(change_b))
 
 
-def _discordance_floor(change: np.ndarray) -> float:
-    """The least variance of the mean of per-example changes (-1, 0, 1): an Agresti-Coull share of
-    changed outcomes, so that no change seen is not read as no change possible."""
-    return (float(np.abs(change).sum()) + 2) / (change.size + 4) / change.size
+def _changed_examples_floor(change: np.ndarray) -> float:
+    """The least variance of the mean of a (models x examples) matrix of per-outcome changes
+    (-1, 0, 1), so that no change seen is not read as no change possible: that of an Agresti-Coull
+    share of changed examples, two pseudo-examples among n + 4. It counts examples, not outcomes:
+    the models see the same examples, and an example one model's change flips (a fragile input)
+    tends to flip in the others, so a second model does not double the evidence (counting
+    outcomes made a 3-seed interval over zero changes 3x too narrow). A pseudo-example changes as
+    much as the changed examples seen did, on average over the models (a change in one model of
+    five moves an example's mean by 1/5); fully where none was seen."""
+    n = change.shape[1]
+    per_example = np.abs(change).mean(0)  # |changes| averaged: a +1 and a -1 do not cancel here
+    changed = per_example[per_example != 0]
+    size = float(np.mean(changed ** 2)) if len(changed) else 1.0
+    return size * (len(changed) + 2) / (n + 4) / n
 
 
 def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0.05, *,
