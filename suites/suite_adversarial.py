@@ -68,12 +68,15 @@ def test_evaluation_sanity(audit, audit_model, sanity, record_finding):
     policy, cfg = audit.config.policy, audit.config.adversarial
     result = dict(measure.adversarial(audit, audit_model), large_eps=cfg.large_eps)
     check = SANITY_CHECKS[sanity]
-    passed, statistic, sentence = check.judge(result, policy)
+    verdict = check.judge(result, policy)
     info = dataclasses.replace(SANITY, check=f"sanity_{sanity}", title=f"Sanity: {check.question}")
+    interval = verdict.interval
     record_finding(decided_finding(
-        info, [audit_model], {"passed": passed, "sentence": sentence, "question": check.question,
+        info, [audit_model], {"passed": verdict.passed, "sentence": verdict.sentence, "question": check.question,
                               "tolerance_key": check.tolerance_key}, policy,
-        value=statistic, details={"check": sanity}))
+        value=interval.value if interval else verdict.statistic,
+        ci=(interval.ci_low, interval.ci_high) if interval else None, ci_level=interval.level if interval else None,
+        df=interval.df if interval else None, details={"check": sanity}))
 
 
 @pytest.mark.parametrize("threat", list(THREAT_MODELS))

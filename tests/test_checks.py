@@ -147,7 +147,7 @@ POLICY = {"masking_tolerance": 0.03, "chance_margin": 0.1, "black_box_margin": 0
 ])
 def test_each_sanity_check_passes_a_sane_result_and_trips_on_its_symptom(check, broken):
     assert SANITY_CHECKS[check].judge(_result(), POLICY)[0]
-    passed, _, reason = SANITY_CHECKS[check].judge(_result(**broken), POLICY)
+    passed, _, reason, _ = SANITY_CHECKS[check].judge(_result(**broken), POLICY)
     assert not passed and reason
 
 
@@ -165,9 +165,11 @@ def test_a_sanity_gap_within_tolerance_passes_only_when_its_interval_is(examples
         double[seed, rng.choice(examples, size=examples // 50, replace=False)] = False
     result = _result(pgd=pgd, pgd_double=double, fgsm=pgd, large=~pgd, curve={0.1: pgd, 0.2: pgd},
                      clean=pgd, per_attack={"pgd": pgd, "square": pgd})
-    passed, drop, reason = SANITY_CHECKS["more_iterations_change_little"].judge(result, POLICY)
+    passed, drop, reason, interval = SANITY_CHECKS["more_iterations_change_little"].judge(result, POLICY)
     assert drop == pytest.approx(0.02) and passed is expected, reason
     assert ("inconclusive" in reason) == (expected is None) and "CI [" in reason
+    # the interval that decided is the finding's own (ci_low, ci_high), not only words
+    assert interval.value == drop and (interval.ci_high > POLICY["masking_tolerance"]) == (expected is None)
     assert "more_iterations_change_little" not in masking_failures(result, POLICY)
     # a point estimate beyond the tolerance fails whatever the interval (a masking symptom)
     double[:, : examples // 20] = False
@@ -182,8 +184,8 @@ def test_a_sanity_check_the_attacks_cannot_answer_warns_and_is_no_masking_failur
     from swiglu_audit.verdicts.risk import decided_finding
 
     result = _result(per_attack={"pgd": np.ones(SHAPE, dtype=bool)})
-    passed, _, reason = SANITY_CHECKS["black_box_not_stronger"].judge(result, POLICY)
-    assert passed is None and "not measured" in reason and '"square"' in reason
+    passed, _, reason, interval = SANITY_CHECKS["black_box_not_stronger"].judge(result, POLICY)
+    assert passed is None and "not measured" in reason and '"square"' in reason and interval is None
     assert masking_failures(result, POLICY) == []
     facts = {"passed": passed, "sentence": reason, "question": "q", "tolerance_key": None}
     assert decided_finding(SANITY, ["m"], facts, POLICY, value=0.0).status == "WARN"
@@ -358,7 +360,7 @@ def test_a_new_black_box_attack_is_one_registry_entry_that_the_plan_and_the_sani
     # the sanity check reads the registry's kind: a black-box attack far stronger than PGD trips it
     ones = np.ones(SHAPE, dtype=bool)
     result = _result(per_attack={"pgd": ones, "uniform_noise": ones & False})
-    passed, gap, reason = SANITY_CHECKS["black_box_not_stronger"].judge(result, POLICY)
+    passed, gap, reason, _ = SANITY_CHECKS["black_box_not_stronger"].judge(result, POLICY)
     assert not passed and gap == 1.0 and "uniform_noise" in reason
     assert SANITY_CHECKS["black_box_not_stronger"].judge(_result(per_attack={"pgd": ones & False, "uniform_noise": ones}), POLICY)[0]
 

@@ -387,6 +387,10 @@ def test_masked_models_never_pass_and_are_attacked_harder(tiny_project, write_py
     assert "eot_pgd" in by_model("noisy-relu")["worst_case_robust_accuracy"]["details"]["escalation"]
     plain = by_model("plain-relu")
     assert plain["sanity_gradients_finite_nonzero"]["status"] == "PASS"
+    # a gap judged on its interval carries it in ci_low / ci_high, for the JSON's readers
+    gap = plain["sanity_more_iterations_change_little"]
+    assert gap["ci_low"] <= gap["value"] <= gap["ci_high"] and gap["ci_level"] == 0.95
+    assert f"[{gap['ci_low']:+.3f}, {gap['ci_high']:+.3f}]" in gap["reason"]
     assert not plain["worst_case_robust_accuracy"]["details"]["masking_failures"]
     # every comparison that involves a masked model, transfer included, is WARN at best and says why
     masked_names = {"masked-swiglu", "binarised-relu", "noisy-relu"}

@@ -2,7 +2,8 @@
 a registry, one judge per check, each its own finding under `adversarial.SANITY`.
 
 A judge reads the seed-stacked attack results of one model (`measure.adversarial.adversarial`)
-and the policy, and returns (passed, statistic, a sentence naming the tolerance). Accuracies are
+and the policy, and returns a `Verdict`: passed, the statistic, a sentence naming the tolerance,
+and the interval that decided it (the finding's ci_low and ci_high). Accuracies are
 means over seeds and examples. The gaps are judged on their intervals over the attacked examples
 (`stats.fixed_models_difference`: the question is asked of the models audited, so their seeds are
 not a draw to generalise over). A point estimate beyond the tolerance fails (a masking symptom,
@@ -18,13 +19,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from ..methods.attack_registry import black_box_attacks, white_box_attacks
 from ..verdicts.stats import Estimate, fixed_models_difference, fixed_models_mean
 
-Verdict = tuple[bool | None, float | None, str]  # statistic None: not measured
+
+class Verdict(NamedTuple):
+    passed: bool | None  # None: inconclusive or not measured (WARN)
+    statistic: float | None  # None: not measured
+    sentence: str
+    # the estimate the verdict was read from, for the finding's ci_low / ci_high; None where the
+    # check is a fact of the models (finite gradients) rather than an estimate over inputs
+    interval: Estimate | None = None
 
 
 @dataclass(frozen=True)
@@ -84,9 +93,9 @@ def _iterative_beats_single_step(result: dict, policy: dict) -> Verdict:
     tol = policy["masking_tolerance"]
     gap = fixed_models_difference(result["pgd"], result["fgsm"], _level(policy))
     passed = _within([gap], tol)
-    return passed, gap.value, (f"PGD robust accuracy {_mean(result['pgd']):.3f} minus FGSM {_mean(result['fgsm']):.3f} "
+    return Verdict(passed, gap.value, (f"PGD robust accuracy {_mean(result['pgd']):.3f} minus FGSM {_mean(result['fgsm']):.3f} "
                                f"= {_interval(gap)}; allowed at most masking_tolerance = {tol}"
-                               + _inconclusive(passed, "masking_tolerance", tol))
+                               + _inconclusive(passed, "masking_tolerance", tol)), gap)
 
 
 @_sanity_check("monotone_in_budget", "robust accuracy does not rise as the budget grows", "masking_tolerance")
@@ -99,11 +108,15 @@ def _monotone_in_budget(result: dict, policy: dict) -> Verdict:
              for a, b in zip(budgets, budgets[1:])]
     rise = max([r.value for r in rises] + [0.0])
     passed = _within(rises, tol)
-    highest = max(rises, key=lambda r: r.ci_high, default=None)
+    # the step that decided: the largest rise where one is beyond the tolerance, else the step whose
+    # interval reaches highest (a PASS needs it within)
+    deciding = (max(rises, key=lambda r: r.value) if passed is False
+                else max(rises, key=lambda r: r.ci_high, default=None))
     curve = ", ".join(f"eps {e:g}: {a:.3f}" for e, a in zip(budgets, accs))
-    return passed, rise, (f"largest rise of robust accuracy with budget {rise:.3f} ({curve}"
-                          + (f"; the step whose interval reaches highest: {_interval(highest)}" if highest else "")
-                          + f"); allowed masking_tolerance = {tol}" + _inconclusive(passed, "masking_tolerance", tol))
+    return Verdict(passed, rise, (f"largest rise of robust accuracy with budget {rise:.3f} ({curve}"
+                                  + (f"; the deciding step: {_interval(deciding)}" if deciding else "")
+                                  + f"); allowed masking_tolerance = {tol}"
+                                  + _inconclusive(passed, "masking_tolerance", tol)), deciding)
 
 
 @_sanity_check("large_budget_reaches_chance", "at a very large budget accuracy falls to chance", "chance_margin")
@@ -112,10 +125,10 @@ def _large_budget_reaches_chance(result: dict, policy: dict) -> Verdict:
     acc = fixed_models_mean(result["large"], _level(policy))
     margin = policy["chance_margin"]
     passed = _within([acc], chance + margin)
-    return passed, acc.value, (f"PGD accuracy at eps = {result.get('large_eps', 'large')} is {acc.value:.3f} "
+    return Verdict(passed, acc.value, (f"PGD accuracy at eps = {result.get('large_eps', 'large')} is {acc.value:.3f} "
                                f"({acc.level:.0%} CI [{acc.ci_low:.3f}, {acc.ci_high:.3f}]); chance is {chance:.3f}, "
                                f"allowed chance + chance_margin = {chance + margin:.3f}"
-                               + _inconclusive(passed, "chance + chance_margin", round(chance + margin, 6)))
+                               + _inconclusive(passed, "chance + chance_margin", round(chance + margin, 6))), acc)
 
 
 @_sanity_check("more_iterations_change_little", "doubling PGD iterations lowers robust accuracy only a little",
@@ -124,8 +137,9 @@ def _more_iterations_change_little(result: dict, policy: dict) -> Verdict:
     tol = policy["masking_tolerance"]
     drop = fixed_models_difference(result["pgd"], result["pgd_double"], _level(policy))
     passed = _within([drop], tol)
-    return passed, drop.value, (f"doubling PGD iterations lowered robust accuracy by {_interval(drop)}; "
-                                f"allowed masking_tolerance = {tol}" + _inconclusive(passed, "masking_tolerance", tol))
+    return Verdict(passed, drop.value, (f"doubling PGD iterations lowered robust accuracy by {_interval(drop)}; "
+                                f"allowed masking_tolerance = {tol}" + _inconclusive(passed, "masking_tolerance", tol)),
+                   drop)
 
 
 def _worst(result: dict, names: list[str]) -> np.ndarray:
@@ -141,9 +155,9 @@ def _black_box_not_stronger(result: dict, policy: dict) -> Verdict:
     configured = list(result["per_attack"])
     black, white = black_box_attacks(configured), white_box_attacks(configured)
     if not black or not white:
-        return None, None, ("not measured: no black-box and white-box Linf attacks both configured, so a "
+        return Verdict(None, None, ("not measured: no black-box and white-box Linf attacks both configured, so a "
                            "gradient-based attack that masked gradients blind would go unnoticed by this check; "
-                           "add a black-box attack such as \"square\" to [tool.swiglu_audit.adversarial] attacks")
+                           "add a black-box attack such as \"square\" to [tool.swiglu_audit.adversarial] attacks"))
     # the inputs that every white-box attack failed on and a black-box one broke: the masking
     # signal itself (a gap of the two robust rates could hide them behind inputs only the
     # white-box attacks broke); the black-box attacks run last, on what the white-box ones left
@@ -151,10 +165,10 @@ def _black_box_not_stronger(result: dict, policy: dict) -> Verdict:
     share = fixed_models_mean(only_black, _level(policy))
     margin = policy["black_box_margin"]
     passed = _within([share], margin)
-    return passed, share.value, (f"share of inputs that every white-box Linf attack failed on and a black-box one "
+    return Verdict(passed, share.value, (f"share of inputs that every white-box Linf attack failed on and a black-box one "
                                  f"({', '.join(black)}) broke: {share.value:.3f} ({share.level:.0%} CI "
                                  f"[{share.ci_low:.3f}, {share.ci_high:.3f}]); allowed black_box_margin = {margin}"
-                                 + _inconclusive(passed, "black_box_margin", margin))
+                                 + _inconclusive(passed, "black_box_margin", margin)), share)
 
 
 @_sanity_check("gradients_finite_nonzero", "input gradients are finite and non-zero", "max_zero_gradient_share")
@@ -162,22 +176,22 @@ def _gradients_finite_nonzero(result: dict, policy: dict) -> Verdict:
     finite = all(g["finite"] for g in result["gradients"])
     zero = max(g["zero_share"] for g in result["gradients"])
     limit = policy["max_zero_gradient_share"]
-    return finite and zero <= limit, zero, (f"input gradients {'finite' if finite else 'NOT finite'}; share of "
+    return Verdict(finite and zero <= limit, zero, (f"input gradients {'finite' if finite else 'NOT finite'}; share of "
                                             f"examples with an all-zero gradient {zero:.3f}, allowed "
-                                            f"max_zero_gradient_share = {limit}")
+                                            f"max_zero_gradient_share = {limit}"))
 
 
 @_sanity_check("returns_logits", "the model returns logits, not probabilities")
 def _returns_logits(result: dict, policy: dict) -> Verdict:
     probs = any(o["probabilities"] for o in result["outputs"])
-    return not probs, float(probs), ("outputs are probabilities (rows in [0, 1] summing to 1): attacks on a "
+    return Verdict(not probs, float(probs), ("outputs are probabilities (rows in [0, 1] summing to 1): attacks on a "
                                      "softmax output see vanishing gradients; return logits" if probs
-                                     else "outputs are not probabilities (logits or log-probabilities)")
+                                     else "outputs are not probabilities (logits or log-probabilities)"))
 
 
 @_sanity_check("deterministic_eval", "the forward pass is deterministic in eval mode")
 def _deterministic_eval(result: dict, policy: dict) -> Verdict:
     diff = max(o["max_abs_diff_between_runs"] for o in result["outputs"])
-    return diff == 0.0, diff, (f"two eval-mode forward passes differ by up to {diff:.3g}; a random forward "
+    return Verdict(diff == 0.0, diff, (f"two eval-mode forward passes differ by up to {diff:.3g}; a random forward "
                                "pass hides gradients (use EOT to attack it)" if diff else
-                               "two eval-mode forward passes are bitwise identical")
+                               "two eval-mode forward passes are bitwise identical"))
