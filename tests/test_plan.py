@@ -326,8 +326,6 @@ def test_under_xdist_a_child_process_times_the_models_and_the_plan_reads_its_cos
     """The controller of an xdist run waits for its workers: the probes (and the memory they leave)
     run in a child process, whose unit costs the plan takes as they are (and the cache keeps for
     the day); where the child fails, the plan times the models itself and says why."""
-    import subprocess
-
     from swiglu_audit.planning import plan as plan_module
     from swiglu_audit.planning import probe_apart as apart
     from swiglu_audit.session import AuditSession
@@ -336,19 +334,48 @@ def test_under_xdist_a_child_process_times_the_models_and_the_plan_reads_its_cos
     monkeypatch.delenv("SWIGLU_AUDIT_CACHE_KEY", raising=False)
     settings = {"variants": ["swiglu", "relu"], "families": ["mlp"]}
     audit = AuditSession(build_config(settings, profile="quick", cache_dir=str(tmp_path / "cache")))
+    real_popen, children = apart.subprocess.Popen, []
+    monkeypatch.setattr(apart.subprocess, "Popen", lambda *a, **k: children.append(a) or real_popen(*a, **k))
     costs, note = apart.probe_apart(audit, 2)
     assert note is None and set(costs) == set(audit.zoo.specs)
+    assert len(children) == 2  # one child per worker, each timing its share side by side
     assert all(c.step > 0 and c.gradient > 0 and c.units["trigger scan"] > 0 for c in costs.values())
-    real_run = apart.subprocess.run
-    monkeypatch.setattr(apart.subprocess, "run", lambda *a, **k: pytest.fail("a second child started"))
+    monkeypatch.setattr(apart.subprocess, "Popen", lambda *a, **k: pytest.fail("a second child started"))
     monkeypatch.setattr(plan_module, "probe", lambda *args: pytest.fail("timed again in this process"))
     assert plan_module.reused_probes(plan_module.make_plan(audit, 2, costs)) == costs
     assert apart.probe_apart(audit, 2) == ({}, None)  # kept for the day: no child, no probe here
     assert plan_module.reused_probes(plan_module.make_plan(audit, 2)) == costs
 
     other = AuditSession(build_config(settings, profile="quick", cache_dir=str(tmp_path / "other")))
-    monkeypatch.setattr(apart.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, b"", b"it broke"))
-    assert apart.probe_apart(other, 2) == ({}, "the probe's process failed: it broke")
-    monkeypatch.setattr(apart.subprocess, "run", real_run)
+    class Broken:
+        returncode = 1
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def communicate(self, timeout=None):
+            return b"", b"it broke"
+    monkeypatch.setattr(apart.subprocess, "Popen", Broken)
+    assert apart.probe_apart(other, 2) == ({}, "the probe's process failed: it broke; the probe's process failed: it broke")
+    monkeypatch.setattr(apart.subprocess, "Popen", real_popen)
     monkeypatch.setattr(apart.tempfile, "TemporaryDirectory", lambda **k: (_ for _ in ()).throw(OSError("no room")))
     assert apart.probe_apart(other, 2) == ({}, "OSError: no room")  # never raises: the plan times them here
+
+
+def test_a_probe_times_only_the_units_its_model_runs(monkeypatch, tmp_path):
+    """A ViT outside the poisoning suite's families runs no trigger scan: its probe does not time
+    one (that took 5.7 s of a ViT's 6.4 s probe), and a setting that poisons it times afresh."""
+    from swiglu_audit.planning import plan as plan_module
+    from swiglu_audit.session import AuditSession
+
+    monkeypatch.delenv(plan_module.PROBE_ENV, raising=False)
+    settings = {"variants": ["swiglu", "relu"], "families": ["mlp", "vit"]}
+    audit = AuditSession(build_config({**settings, "poisoning": {"families": ["mlp"]}}, profile="quick",
+                                      cache_dir=str(tmp_path / "cache")))
+    assert plan_module.needed_units(audit, "swiglu-mlp") == ["trigger scan"]
+    assert plan_module.needed_units(audit, "swiglu-vit") == []
+    assert plan_module.probe(audit, "swiglu-vit").units == {}
+    poisoned = AuditSession(build_config({**settings, "poisoning": {"families": ["mlp", "vit"]}}, profile="quick",
+                                         cache_dir=str(tmp_path / "cache")))
+    assert plan_module.needed_units(poisoned, "swiglu-vit") == ["trigger scan"]
+    assert plan_module.probe_key(poisoned, "swiglu-vit", 1) != plan_module.probe_key(audit, "swiglu-vit", 1)
