@@ -332,6 +332,15 @@ def test_the_html_trend_plot_marks_the_baseline_and_a_flagged_decline(tmp_path):
     doc["trend"] = trend(tmp_path, doc, {"adversarial": ("worst_case_robust_accuracy", "[linf]")})
     html = trend_section(doc)
     assert ">baseline</text>" in html and ">anchor</text>" in html and ">trend flagged</text>" in html
+    assert doc["trend"]["notes"] == [] and len(doc["trend"]["runs"]) == 7
+
+    # a saved run whose report was damaged is left out of the plot, and the report says which
+    damaged = sorted(p for p in tmp_path.iterdir() if p.is_dir())[2]
+    (damaged / "report.json").write_text("{ not json")
+    doc["trend"] = trend(tmp_path, doc, {"adversarial": ("worst_case_robust_accuracy", "[linf]")})
+    assert len(doc["trend"]["runs"]) == 6 and doc["trend"]["run_ids"].count(damaged.name) == 0
+    assert len(doc["trend"]["notes"]) == 1 and damaged.name in doc["trend"]["notes"][0]
+    assert damaged.name in trend_section(doc)
 
 
 def test_a_run_that_lost_a_finding_or_its_baseline_never_becomes_the_baseline(tmp_path):

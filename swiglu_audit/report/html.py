@@ -408,7 +408,8 @@ def trend_section(doc: dict) -> str:
                                                        highlight=_candidates(doc),
                                                        markers=tuple(marks) + ((len(data["runs"]), "trend flagged"),)
                                                        if flagged else tuple(marks))
-    return f'<section id="trend"><h2>Trend over saved runs</h2>{plots}</section>' if plots else ""
+    skipped = "".join(f"<p>{esc(n)}</p>" for n in data.get("notes", []))  # damaged saved runs, left out
+    return f'<section id="trend"><h2>Trend over saved runs</h2>{skipped}{plots}</section>' if plots else ""
 
 
 def comparison_section(doc: dict) -> str:
