@@ -215,25 +215,30 @@ def test_a_model_against_itself_after_a_change_is_paired_by_seed():
 def test_a_change_that_flips_the_same_fragile_inputs_in_every_seed_is_covered():
     """Quantisation flips the fragile inputs, and an input fragile in one seed's model is fragile
     in the others'. Drawn: 360 test inputs from a population in which 0.5% are fragile and flip in
-    all 3 seeds. Counting seeds x examples as independent read zero flips as a rate below 0.0025
-    and missed the true 0.005 about one time in six; counting examples keeps 95% coverage."""
-    from swiglu_audit.verdicts.stats import within_model_difference
+    all 3 seeds. Counting seeds x examples as independent read zero flips as a rate below 0.0026
+    and missed the true 0.005 about one time in six; counting examples keeps 95% coverage. With
+    rare flips of single seeds on top (0.1% of outcomes), seeing one of them must not narrow the
+    interval below what seeing none gives (it did, to 0.0041 from 0.0077: misses 10%)."""
+    from swiglu_audit.verdicts.stats import fixed_models_difference, within_model_difference
 
     rng = np.random.default_rng(3)
-    truth, misses, trials = 0.005, 0, 1000
-    for _ in range(trials):
-        before = np.ones((3, 360), dtype=bool)
-        after = before & ~(rng.random(360) < truth)  # one draw of fragile inputs, shared by the seeds
-        est = within_model_difference(before, after)
-        misses += not est.ci_low <= truth <= est.ci_high
-    assert misses / trials < 0.06
+    truth, trials = 0.005, 1000
+    for difference, stray in ((within_model_difference, 0.0), (fixed_models_difference, 0.001)):
+        misses = 0
+        for _ in range(trials):
+            before = np.ones((3, 360), dtype=bool)
+            shared = rng.random(360) < truth  # one draw of fragile inputs, shared by the seeds
+            after = before & ~shared & ~(rng.random((3, 360)) < stray)
+            est = difference(before, after)
+            misses += not est.ci_low <= truth + stray * (1 - truth) <= est.ci_high
+        assert misses / trials < 0.06, difference.__name__
 
 
 def test_a_rate_of_flips_shared_by_the_seeds_is_covered():
     """The float16 flip rate is a mean over seeds x inputs, and the inputs that flip are the same
     fragile ones in every seed. Zero flips of 3 x 360 read as evidence from 1080 independent
-    outcomes put the interval's top near 0.0025 and missed a true rate of 0.005 about one time in
-    six (drawn as in the test above)."""
+    outcomes put the interval's top near 0.0026 and missed a true rate of 0.005 about one time in
+    five (drawn as in the test above)."""
     from swiglu_audit.verdicts.stats import mean_interval
 
     rng = np.random.default_rng(4)
@@ -251,8 +256,9 @@ def test_two_unchanged_arms_are_not_an_exact_tie():
     rng = np.random.default_rng(1)
     a, b = rng.random((3, 360)) < 0.95, rng.random((3, 360)) < 0.9
     tie = change_comparison(a, a.copy(), b, b.copy())
-    # not [0, 0]: about two pseudo-inputs of 360 changed in each arm (half-width 0.011)
-    assert tie.difference == 0.0 and tie.ci_low < 0 < tie.ci_high < 0.015
+    # not [0, 0]: about two pseudo-inputs of 360 changed in each arm (half-width 0.011, where
+    # counting 3 x 360 outcomes made it 0.004)
+    assert tie.difference == 0.0 and tie.ci_low < 0 and 0.008 < tie.ci_high < 0.015
     worse = a.copy()
     worse[:, :72] = False  # the treatment costs the candidate about a fifth of its inputs
     hurt = change_comparison(a, worse, b, b.copy())
@@ -367,8 +373,9 @@ def test_fixed_models_intervals_cover_the_population_of_examples_and_never_read_
         covered_difference += d.ci_low <= 0.6 * 0.05 <= d.ci_high
         m = fixed_models_mean(first)
         covered_mean += m.ci_low <= 0.6 <= m.ci_high
-    # the difference's floor for sparse changes errs wide (0.97 here), never narrow
-    assert 0.95 <= covered_difference / trials <= 0.99 and 0.92 <= covered_mean / trials <= 0.97
+    # the difference's floor for sparse changes errs wide (0.99 here: never below the floor of no
+    # change seen), never narrow
+    assert 0.95 <= covered_difference / trials <= 0.995 and 0.92 <= covered_mean / trials <= 0.97
     none = np.ones((3, 50), dtype=bool)
     same = fixed_models_difference(none, none)
     assert same.value == 0 and same.ci_low < 0 < same.ci_high  # no discordant pair is not proof of none

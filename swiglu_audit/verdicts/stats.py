@@ -317,7 +317,8 @@ def fixed_models_mean(values, level: float = 0.95) -> Estimate:
     budget bring these models to chance?), so their seeds are not a draw to generalise over, and
     two seeds' t quantile (12.7) would make every such check inconclusive. Each example's outcome
     is averaged over the models first: the examples, shared by every row, count once. For 0/1
-    outcomes the variance is at least an Agresti-Coull share's over all outcomes."""
+    outcomes the variance is at least that of two pseudo-examples among n + 4
+    (`_pseudo_example_floor`)."""
     m = _as_matrix(values)
     return _over_examples(m, _pseudo_example_floor(m.shape[1]) if _binary(values) else 0.0,
                           (0.0, 1.0) if _binary(values) else None, level)
@@ -328,7 +329,7 @@ def fixed_models_difference(first, second, level: float = 0.95) -> Estimate:
     on the same examples, with a t-interval over the examples alone (`fixed_models_mean`: a
     question asked of these models, such as whether doubling PGD's iterations changed what it
     found on them). For 0/1 outcomes no discordant pair is not proof of no difference: at least
-    the variance of an Agresti-Coull share of discordant pairs."""
+    the variance of an Agresti-Coull share of changed examples (`_changed_examples_floor`)."""
     a, b = _as_matrix(first), _as_matrix(second)
     if a.shape != b.shape:
         raise ValueError(f"a difference of the same models needs the same models and examples: {a.shape} vs {b.shape}")
@@ -369,8 +370,10 @@ def change_comparison(before_a, after_a, before_b, after_b, level: float = 0.95,
                              f"{np.shape(before)} vs {np.shape(after)}")
     change_a = _as_matrix(after_a) - _as_matrix(before_a)
     change_b = _as_matrix(after_b) - _as_matrix(before_b)
-    return paired_comparison(change_a, change_b, level, alpha, bounds=(-2.0, 2.0),
-                             floor=_changed_examples_floor(change_a) + _changed_examples_floor(change_b))
+    binary = all(_binary(m) for m in (before_a, after_a, before_b, after_b))
+    # the floor is one of changed 0/1 outcomes: other values' changes are measured, not floored
+    floor = _changed_examples_floor(change_a) + _changed_examples_floor(change_b) if binary else 0.0
+    return paired_comparison(change_a, change_b, level, alpha, bounds=(-2.0, 2.0) if binary else None, floor=floor)
 
 
 def _changed_examples_floor(change: np.ndarray) -> float:
@@ -386,7 +389,9 @@ def _changed_examples_floor(change: np.ndarray) -> float:
     per_example = np.abs(change).mean(0)  # |changes| averaged: a +1 and a -1 do not cancel here
     changed = per_example[per_example != 0]
     size = float(np.mean(changed ** 2)) if len(changed) else 1.0
-    return size * (len(changed) + 2) / (n + 4) / n
+    # never below the floor of no change seen: one change seen in one model of three made the
+    # pseudo-examples a ninth as large, an interval narrower than seeing none
+    return max(size * (len(changed) + 2) / (n + 4) / n, _pseudo_example_floor(n))
 
 
 def paired_comparison(candidate, baseline, level: float = 0.95, alpha: float = 0.05, *,
