@@ -74,7 +74,7 @@ def test_evaluation_sanity(audit, audit_model, sanity, record_finding):
     record_finding(decided_finding(
         info, [audit_model], {"passed": verdict.passed, "sentence": verdict.sentence, "question": check.question,
                               "tolerance_key": check.tolerance_key}, policy,
-        value=interval.value if interval else verdict.statistic,
+        value=verdict.statistic,
         ci=(interval.ci_low, interval.ci_high) if interval else None, ci_level=interval.level if interval else None,
         df=interval.df if interval else None, details={"check": sanity}))
 

@@ -176,6 +176,23 @@ def test_a_sanity_gap_within_tolerance_passes_only_when_its_interval_is(examples
     assert SANITY_CHECKS["more_iterations_change_little"].judge(_result(pgd=pgd, pgd_double=double), POLICY)[0] is False
 
 
+def test_the_budget_curve_check_reports_the_step_that_decided_and_needs_two_budgets():
+    """The finding's value and interval are one step's: the one whose interval reaches highest
+    where none rises past the tolerance (robust accuracy falling 1.0 -> 0.9 -> 0.85 here); a curve
+    of one budget shows no rise at all, so it is not measured (WARN), not a PASS."""
+    rng = np.random.default_rng(1)
+    first = np.ones((3, 400), dtype=bool)
+    second = first & ~(rng.random((3, 400)) < 0.1)
+    third = second & ~(rng.random((3, 400)) < 0.06)
+    check = SANITY_CHECKS["monotone_in_budget"]
+    verdict = check.judge(_result(curve={0.05: first, 0.1: second, 0.2: third}), POLICY)
+    assert verdict.passed is True and verdict.statistic == verdict.interval.value < 0
+    assert verdict.interval.ci_low <= verdict.statistic <= verdict.interval.ci_high
+    assert f"{verdict.interval.ci_high:+.3f}" in verdict.sentence
+    alone = check.judge(_result(curve={0.1: first}), POLICY)
+    assert alone.passed is None and alone.statistic is None and "not measured" in alone.sentence
+
+
 def test_a_sanity_check_the_attacks_cannot_answer_warns_and_is_no_masking_failure():
     """Without a black-box Linf attack the black-box check measured nothing: its finding is WARN,
     naming what to add (it was a PASS), and it does not mark the model masked."""

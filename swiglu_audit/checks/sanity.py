@@ -106,17 +106,20 @@ def _monotone_in_budget(result: dict, policy: dict) -> Verdict:
     # each step up in budget: the same models on the same examples, so a paired difference
     rises = [fixed_models_difference(result["curve"][b], result["curve"][a], _level(policy))
              for a, b in zip(budgets, budgets[1:])]
-    rise = max([r.value for r in rises] + [0.0])
-    passed = _within(rises, tol)
-    # the step that decided: the largest rise where one is beyond the tolerance, else the step whose
-    # interval reaches highest (a PASS needs it within)
-    deciding = (max(rises, key=lambda r: r.value) if passed is False
-                else max(rises, key=lambda r: r.ci_high, default=None))
     curve = ", ".join(f"eps {e:g}: {a:.3f}" for e, a in zip(budgets, accs))
-    return Verdict(passed, rise, (f"largest rise of robust accuracy with budget {rise:.3f} ({curve}"
-                                  + (f"; the deciding step: {_interval(deciding)}" if deciding else "")
-                                  + f"); allowed masking_tolerance = {tol}"
-                                  + _inconclusive(passed, "masking_tolerance", tol)), deciding)
+    if not rises:
+        return Verdict(None, None, (f"not measured: the budget curve has one budget ({curve}), so no rise can be "
+                                    "seen; give [tool.swiglu_audit.adversarial] budgets a budget besides eps"))
+    passed = _within(rises, tol)
+    # the step that decides, whose change is the finding's value and interval: the largest rise
+    # where one is beyond the tolerance, else the step whose interval reaches highest (a PASS needs
+    # it within)
+    deciding = max(rises, key=lambda r: r.value) if passed is False else max(rises, key=lambda r: r.ci_high)
+    largest = max(r.value for r in rises)
+    return Verdict(passed, deciding.value, (f"rise of robust accuracy with budget at the deciding step "
+                                            f"{_interval(deciding)}, the largest rise {largest:+.3f} ({curve}); "
+                                            f"allowed masking_tolerance = {tol}"
+                                            + _inconclusive(passed, "masking_tolerance", tol)), deciding)
 
 
 @_sanity_check("large_budget_reaches_chance", "at a very large budget accuracy falls to chance", "chance_margin")
