@@ -1,6 +1,7 @@
 """The plan before training: counts that follow the suites, --swiglu-audit-plan, and max_minutes."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -216,7 +217,7 @@ def test_a_new_suite_declares_its_own_work_and_the_plan_prices_it_without_planni
     module.planned_work = lambda audit, name: Work(
         trainings={"watermark fine-tune": Trainings(["watermarked"], 3, (0,))},
         attack_gradient_passes=10, forward_examples=3000, units={"watermark probe": 7})
-    module.probe_units = lambda audit, model: [Unit("watermark probe", lambda: None, gradient_passes=4.0)]
+    module.probe_units = lambda audit, name, model: [Unit("watermark probe", lambda: None, gradient_passes=4.0)]
     module.budget_cuts = lambda audit: [("[tool.swiglu_audit.training] epochs = 2 (a shorter watermark)",
                                          {"training": {"epochs": 2}})]
     monkeypatch.setitem(sys.modules, module.__name__, module)
@@ -338,7 +339,7 @@ def test_under_xdist_a_child_process_times_the_models_and_the_plan_reads_its_cos
     monkeypatch.setattr(apart.subprocess, "Popen", lambda *a, **k: children.append(a) or real_popen(*a, **k))
     costs, note = apart.probe_apart(audit, 2)
     assert note is None and set(costs) == set(audit.zoo.specs)
-    assert len(children) == 2  # one child per worker, each timing its share side by side
+    assert len(children) == min(2, os.cpu_count() or 1)  # one child per worker, each timing its share side by side
     assert all(c.step > 0 and c.gradient > 0 and c.units["trigger scan"] > 0 for c in costs.values())
     monkeypatch.setattr(apart.subprocess, "Popen", lambda *a, **k: pytest.fail("a second child started"))
     monkeypatch.setattr(plan_module, "probe", lambda *args: pytest.fail("timed again in this process"))
@@ -347,16 +348,20 @@ def test_under_xdist_a_child_process_times_the_models_and_the_plan_reads_its_cos
     assert plan_module.reused_probes(plan_module.make_plan(audit, 2)) == costs
 
     other = AuditSession(build_config(settings, profile="quick", cache_dir=str(tmp_path / "other")))
-    class Broken:
-        returncode = 1
+    class Broken:  # a child that fails at once, saying why on its stderr
+        returncode, pid = 1, -1
 
-        def __init__(self, *args, **kwargs):
-            pass
+        def __init__(self, *args, stderr, **kwargs):
+            stderr.write(b"it broke")
 
-        def communicate(self, timeout=None):
-            return b"", b"it broke"
+        def wait(self, timeout=None):
+            return 1
+
+        poll = wait
     monkeypatch.setattr(apart.subprocess, "Popen", Broken)
-    assert apart.probe_apart(other, 2) == ({}, "the probe's process failed: it broke; the probe's process failed: it broke")
+    costs, note = apart.probe_apart(other, 2)
+    assert costs == {} and note.count("failed: it broke") == len(children)
+    assert all(name in note for name in other.zoo.specs)  # each failure names the models it left
     monkeypatch.setattr(apart.subprocess, "Popen", real_popen)
     monkeypatch.setattr(apart.tempfile, "TemporaryDirectory", lambda **k: (_ for _ in ()).throw(OSError("no room")))
     assert apart.probe_apart(other, 2) == ({}, "OSError: no room")  # never raises: the plan times them here
@@ -372,10 +377,11 @@ def test_a_probe_times_only_the_units_its_model_runs(monkeypatch, tmp_path):
     settings = {"variants": ["swiglu", "relu"], "families": ["mlp", "vit"]}
     audit = AuditSession(build_config({**settings, "poisoning": {"families": ["mlp"]}}, profile="quick",
                                       cache_dir=str(tmp_path / "cache")))
-    assert plan_module.needed_units(audit, "swiglu-mlp") == ["trigger scan"]
-    assert plan_module.needed_units(audit, "swiglu-vit") == []
+    vit = audit.zoo.instantiate(audit.zoo.spec("swiglu-vit"))
+    assert plan_module.declared_units(audit, "swiglu-vit", vit) == []
     assert plan_module.probe(audit, "swiglu-vit").units == {}
+    assert list(plan_module.probe(audit, "swiglu-mlp").units) == ["trigger scan"]
     poisoned = AuditSession(build_config({**settings, "poisoning": {"families": ["mlp", "vit"]}}, profile="quick",
                                          cache_dir=str(tmp_path / "cache")))
-    assert plan_module.needed_units(poisoned, "swiglu-vit") == ["trigger scan"]
+    assert [u.name for u in plan_module.declared_units(poisoned, "swiglu-vit", vit)] == ["trigger scan"]
     assert plan_module.probe_key(poisoned, "swiglu-vit", 1) != plan_module.probe_key(audit, "swiglu-vit", 1)

@@ -48,7 +48,8 @@ class SuiteInfo:
     after: tuple[str, ...] = ()  # suites whose job on the same model its job waits for (it reads their results)
     # "module:function" in swiglu_audit.measure, what the plan prices and sums (planning/plan.py):
     # work(audit, model name) -> training.planned.Work, the suite's declared work on one model;
-    # units(audit, fresh model) -> [training.planned.Unit], units of work it times itself;
+    # units(audit, model name, fresh instance) -> [training.planned.Unit], units of work it times
+    # itself (none for a model it does not measure: the probe times only what will run);
     # cuts(audit) -> [(label, changes)], settings that make it cheaper, offered when over budget
     # parts(audit, model name) -> [training.planned.Part]: parts of its job that run on their own
     # first (each a job of the graph: the poisoned sets train side by side on a cluster)

@@ -460,13 +460,17 @@ def planned_parts(audit: AuditSession, name: str) -> list[Part]:
     return _shares(audit, name)[0]
 
 
-def probe_units(audit: AuditSession, model) -> list[Unit]:
+def probe_units(audit: AuditSession, name: str, model) -> list[Unit]:
     """The trigger scan's step of one class over SCAN_INPUTS inputs, timed as the scan runs it:
     in eval mode, at one CPU thread, with as many classes optimised together as the scan puts in
     one pass, over PROBE_SCAN_STEPS steps. One step of one class alone, timed with its setup and
     its closing forward pass, overstated the scan about threefold on the digits MLPs (BENCHMARKS.md,
-    sixteenth stop); over a few steps the setup's share still errs on the dear side."""
+    sixteenth stop); over a few steps the setup's share still errs on the dear side. None for a
+    model this suite does not poison (`planned_work`'s rule): it runs no scan."""
     from ..training.nn import eval_mode
+
+    if out_of_scope(audit, name) is not None or audit.zoo.spec(name).weights:
+        return []
 
     xs = audit.data.x_train[:SCAN_INPUTS].to(audit.device)
     n_classes = audit.data.n_classes
@@ -657,7 +661,7 @@ def integrity(audit: AuditSession) -> dict:
 
         def near(a, b, index):
             """Near duplicates by either rule: the raw pixel difference, or up to what pipelines do
-            (brightness, contrast, 1-pixel shifts, re-encoding noise); the ratio shown is the
+            (brightness, contrast, 1-pixel shifts, mirroring, re-encoding noise); the ratio shown is the
             invariant rule's (0 where only the raw rule paired them)."""
             raw = {(i, j): 0.0 for i, j, _ in near_duplicates(a, b, cfg.near_duplicate_rms)}
             invariant = {(i, j): r for i, j, r in index.pairs(b, cfg.near_duplicate_ratio)}

@@ -140,19 +140,22 @@ def declared_work(audit: AuditSession, name: str) -> dict[str, Work]:
     return out
 
 
-def declared_units(audit: AuditSession, model) -> list[Unit]:
-    """Every suite's self-timed units (catalogue `units`), on `model`."""
+def declared_units(audit: AuditSession, name: str, model) -> list[Unit]:
+    """Every suite's self-timed units (catalogue `units`) that `name`'s work runs, on `model` (an
+    instance of it): a suite declares none for a model it does not measure (a ViT outside the
+    poisoning suite's families runs no trigger scan; timing one took 5.7 s of its 6.4 s probe)."""
     from ..measure import declared
 
-    return [unit for probe_units in declared("units").values() for unit in probe_units(audit, model)]
+    return [unit for probe_units in declared("units").values() for unit in probe_units(audit, name, model)]
 
 
-def needed_units(audit: AuditSession, name: str) -> list[str]:
-    """The self-timed units that `name`'s declared work counts: the only ones its probe times (a
-    ViT outside the poisoning suite's families runs no trigger scan, and timing one took 5.7 s of
-    its 6.4 s probe)."""
-    return sorted({unit for work in declared_work(audit, name).values() for unit, count in work.units.items()
-                   if count > 0})
+def _unit_settings(audit: AuditSession) -> dict:
+    """The settings of the suites that declare self-timed units, for the probe's cache key: which
+    models they measure (and so which units a probe times) follows from them."""
+    from ..measure import declared
+
+    return {suite: dataclasses.asdict(section) if dataclasses.is_dataclass(section) else repr(section)
+            for suite in sorted(declared("units")) for section in [getattr(audit.config, suite, None)]}
 
 
 def probe(audit: AuditSession, name: str, workers: int = 1) -> UnitCosts:
@@ -165,8 +168,7 @@ def probe(audit: AuditSession, name: str, workers: int = 1) -> UnitCosts:
     spec, data, device = audit.zoo.spec(name), audit.data, audit.device
     torch.manual_seed(0)
     model = audit.zoo.instantiate(spec).to(device).train()  # a fresh model: the audit's are untouched
-    needed = needed_units(audit, name)
-    units = [unit for unit in declared_units(audit, model) if unit.name in needed]
+    units = declared_units(audit, name, model)
     given = os.environ.get(PROBE_ENV)
     if given:
         try:
@@ -222,7 +224,8 @@ def timed_today(audit: AuditSession, name: str, workers: int) -> UnitCosts:
     audit re-plans without timing every model again. The entry is keyed by what the unit costs
     depend on (the model and its parameters' shapes, the data's shape, the device, the threads per
     worker, torch, the host), so another machine, setting or model times afresh; the day bounds how stale a machine's
-    speed, which drifts from day to day, can be. Unit costs given in SWIGLU_AUDIT_PROBE_SECONDS
+    speed, which drifts from day to day, can be; and by the settings of the suites that declare
+    self-timed units, which decide the units a model runs. Unit costs given in SWIGLU_AUDIT_PROBE_SECONDS
     are used as given."""
     if os.environ.get(PROBE_ENV):
         return probe(audit, name, workers)
@@ -266,9 +269,9 @@ def probe_key(audit: AuditSession, name: str, workers: int) -> str:
                      "batch": audit.config.training.batch_size, "attack_set": audit.config.adversarial.n_examples,
                      "seeds": len(audit.config.seeds), "stacking": os.environ.get("SWIGLU_AUDIT_STACK", ""),
                      "unit_suites": sorted(declared("units")),  # a suite with new units times afresh
-                     # format 7: only the units the model's work counts are timed; a setting that
-                     # adds one (the model's family poisoned) times afresh
-                     "units": needed_units(audit, name)})
+                     # format 7: only the units the model's work runs are timed; a change to those
+                     # suites' settings (the model's family poisoned, say) times afresh
+                     "unit_settings": _unit_settings(audit)})
 
 
 def _as_tensors(measure):

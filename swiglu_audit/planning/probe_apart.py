@@ -19,9 +19,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +39,7 @@ VALIDATION_ROWS = 64  # the contract check's probe batch reads 8
 
 
 def probe_apart(audit: AuditSession, workers: int) -> tuple[dict[str, UnitCosts], str | None]:
-    """The unit costs of the models the cache lacks for today, timed in a child process:
+    """The unit costs of the models the cache lacks for today, timed in child processes:
     ({model: its costs}, None), or what it could not time and why, in words: the plan then
     times those models in this process, as before. Never raises: a failure here only costs the
     memory it was meant to save."""
@@ -61,41 +63,69 @@ def _probe_apart(audit: AuditSession, workers: int) -> tuple[dict[str, UnitCosts
         return {}, "; ".join(notes) or None
     # on a GPU the children would share the device and time each other: one child there
     children = min(workers, os.cpu_count() or 1, len(missing)) if audit.device.type == "cpu" else 1
-    shares = [missing[k::children] for k in range(children)]  # the zoo's families alternate in each
+    # dealt in turn: the zoo lists its models family by family, so each child gets its share of
+    # each family (within one)
+    shares = [missing[k::children] for k in range(children)]
     data = _front(audit)
     costs: dict[str, UnitCosts] = {}
     with tempfile.TemporaryDirectory(prefix="swiglu-audit-probe-") as folder:  # mode 0700: this user's
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        started = []
-        for k, names in enumerate(shares):
-            share = Path(folder) / str(k)
-            share.mkdir()
-            request = {"config": audit.config, "data": data, "names": names, "workers": workers,
-                       "threads": torch.get_num_threads(), "sys_path": list(sys.path)}
-            with open(share / "request.pkl", "wb") as fh:
-                pickle.dump(request, fh)
-            started.append((share, subprocess.Popen([sys.executable, "-m", __name__, str(share)], env=env,
-                                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
-        for share, child in started:
-            try:
-                _, stderr = child.communicate(timeout=TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.communicate()
-                notes.append(f"the probe's process did not finish in {TIMEOUT_S} s")
-                continue
-            said = stderr.decode(errors="replace").strip()[-500:]
-            result = share / "costs.pkl"
-            if child.returncode != 0:
-                notes.append(f"the probe's process failed: {said}")
-            elif result.exists():
-                timed = pickle.loads(result.read_bytes())
-                costs.update(timed)
-                names = shares[started.index((share, child))]
-                left = [name for name in names if name not in timed]
-                if left:
-                    notes.append(f"not timed there: {said or ', '.join(left)}")
+        started: list[tuple[list[str], Path, subprocess.Popen]] = []
+        try:
+            for k, names in enumerate(shares):
+                share = Path(folder) / str(k)
+                share.mkdir()
+                request = {"config": audit.config, "data": data, "names": names, "workers": workers,
+                           "threads": torch.get_num_threads(), "sys_path": list(sys.path)}
+                with open(share / "request.pkl", "wb") as fh:
+                    pickle.dump(request, fh)
+                # stderr to a file: a child that says much never waits on a pipe the parent is not
+                # reading yet (inside a timed region, that wait would be cached for the day)
+                with open(share / "stderr", "wb") as err:
+                    started.append((names, share, subprocess.Popen(
+                        [sys.executable, "-m", __name__, str(share)], env=env, stdout=subprocess.DEVNULL,
+                        stderr=err, start_new_session=True)))
+            deadline = time.monotonic() + TIMEOUT_S  # one for all: they run side by side
+            for names, share, child in started:
+                notes += _collect(names, share, child, deadline, costs)
+        finally:  # whatever went wrong here, no child is left timing models in a removed folder
+            for _, _, child in started:
+                if child.poll() is None:
+                    _kill(child)
     return costs, "; ".join(notes) or None
+
+
+def _collect(names: list[str], share: Path, child: subprocess.Popen, deadline: float,
+             costs: dict[str, UnitCosts]) -> list[str]:
+    """One child's unit costs into `costs`; what went wrong, in words, naming its models."""
+    which = ", ".join(names)
+    try:
+        child.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        _kill(child)
+        return [f"the probe's process for {which} did not finish in {TIMEOUT_S} s"]
+    said = (share / "stderr").read_bytes().decode(errors="replace").strip()[-500:]
+    if child.returncode != 0:
+        return [f"the probe's process for {which} failed: {said}"]
+    try:
+        timed = pickle.loads((share / "costs.pkl").read_bytes())  # written by our own child, in our folder
+    except (OSError, EOFError, pickle.UnpicklingError) as exc:
+        return [f"the probe's process for {which} left no costs ({type(exc).__name__}){': ' + said if said else ''}"]
+    costs.update(timed)
+    left = [name for name in names if name not in timed]
+    return [f"not timed there: {said or ', '.join(left)}"] if left else []
+
+
+def _kill(child: subprocess.Popen) -> None:
+    """The child and anything it started (its own session), then reaped."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (OSError, AttributeError):  # gone already, or no process groups here
+        child.kill()
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def _front(audit: AuditSession):
