@@ -341,6 +341,12 @@ def test_the_html_trend_plot_marks_the_baseline_and_a_flagged_decline(tmp_path):
     assert len(doc["trend"]["runs"]) == 6 and doc["trend"]["run_ids"].count(damaged.name) == 0
     assert len(doc["trend"]["notes"]) == 1 and damaged.name in doc["trend"]["notes"][0]
     assert damaged.name in trend_section(doc)
+    # every saved report damaged: nothing left to plot, and the section still says why
+    for run in (p for p in tmp_path.iterdir() if p.is_dir()):
+        (run / "report.json").write_text("{ not json")
+    doc["trend"] = trend(tmp_path, doc, {"adversarial": ("worst_case_robust_accuracy", "[linf]")})
+    assert len(doc["trend"]["runs"]) == 1 and len(doc["trend"]["notes"]) == 6
+    assert trend_section(doc).count("cannot be read") == 6
 
 
 def test_a_run_that_lost_a_finding_or_its_baseline_never_becomes_the_baseline(tmp_path):

@@ -389,8 +389,10 @@ def changes_section(doc: dict) -> str:
 def trend_section(doc: dict) -> str:
     """Each suite's main per-model metric across the saved audits and this one."""
     data = doc.get("trend") or {}
+    # saved runs whose report was damaged, left out of the plots: said even where none is left to plot
+    skipped = "".join(f"<p>{esc(n)}</p>" for n in data.get("notes", []))
     if len(data.get("runs", [])) < 2:
-        return ""
+        return f'<section id="trend"><h2>Trend over saved runs</h2>{skipped}</section>' if skipped else ""
     plots = ""
     comp = doc.get("comparison") or {}
     ids = data.get("run_ids") or []
@@ -408,8 +410,7 @@ def trend_section(doc: dict) -> str:
                                                        highlight=_candidates(doc),
                                                        markers=tuple(marks) + ((len(data["runs"]), "trend flagged"),)
                                                        if flagged else tuple(marks))
-    skipped = "".join(f"<p>{esc(n)}</p>" for n in data.get("notes", []))  # damaged saved runs, left out
-    return f'<section id="trend"><h2>Trend over saved runs</h2>{skipped}{plots}</section>' if plots else ""
+    return f'<section id="trend"><h2>Trend over saved runs</h2>{skipped}{plots}</section>' if plots or skipped else ""
 
 
 def comparison_section(doc: dict) -> str:

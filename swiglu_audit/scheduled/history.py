@@ -214,10 +214,13 @@ def trend(history_dir: Path, current: dict, checks: dict[str, tuple[str, str]], 
     """The main per-model metric of each suite across the saved runs and this one, for the
     report's trend plots: {"runs": [time, ...], "run_ids": [id, ..., None for this run],
     "series": {suite: {model: [[run number, value], ...]}}}. `checks` maps a suite to (check, id
-    suffix), e.g. ("worst_case_robust_accuracy", "[linf]"). A damaged saved run is left out of
-    the plots and named in "notes": a gap in the series is not read as a run that never was."""
-    notes = [] if notes is None else notes
-    readable = _readable_reports(saved_runs(history_dir, notes)[-(last - 1):], notes)
+    suffix), e.g. ("worst_case_robust_accuracy", "[linf]"). A saved run in the plotted window
+    whose report is damaged is left out of the plots and named in "notes" (and in `notes`, when
+    given): a gap in the series is not read as a run that never was."""
+    left_out: list[str] = []
+    readable = _readable_reports(saved_runs(history_dir)[-(last - 1):], left_out)
+    for note in left_out:
+        _note(notes, note)
     ids: list[str | None] = [run_id for run_id, _ in readable]
     docs = [doc for _, doc in readable]
     docs.append(current)
@@ -229,7 +232,7 @@ def trend(history_dir: Path, current: dict, checks: dict[str, tuple[str, str]], 
                 if (f["suite"] == suite and f["check"] == check and len(f["models"]) == 1
                         and f["id"].endswith(f"]{suffix}") and f["value"] is not None):
                     series.setdefault(suite, {}).setdefault(f["models"][0], []).append([i, f["value"]])
-    return {"runs": [d.get("generated_at") for d in docs], "run_ids": ids, "series": series, "notes": list(notes)}
+    return {"runs": [d.get("generated_at") for d in docs], "run_ids": ids, "series": series, "notes": left_out}
 
 
 def resolve_baseline(reference: str, history_dir: Path) -> Path | None:
