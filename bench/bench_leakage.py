@@ -1,5 +1,6 @@
 """Leaks that survive what pipelines do: planted train -> test copies under brightness, contrast,
-1-pixel shifts, re-encoding and faint noise (images), rounding and faint noise (tabular rows).
+1-pixel shifts, left-right mirroring, re-encoding and faint noise (images), rounding and faint
+noise (tabular rows).
 
     python bench/bench_leakage.py --out bench/leakage.json
 
@@ -40,6 +41,13 @@ IMAGE_LEAKS = {
     "re-encoded (5-bit, noise sd 0.01)": lambda x, rng: np.clip(np.round(x * 31) / 31 + rng.normal(0, 0.01, x.shape), 0, 1),
     "brightness + noise sd 0.02": lambda x, rng: np.clip(x * 0.9 + 0.08 + rng.normal(0, 0.02, x.shape), 0, 1),
     "shift + brightness": lambda x, rng: np.clip(np.concatenate([x[..., 1:], x[..., -1:]], axis=-1) * 0.9 + 0.08, 0, 1),
+    # a set augmented with left-right flips before it was split (twenty-third stop; not used to
+    # choose the ratio, which is unchanged)
+    "mirrored": lambda x, rng: x[..., ::-1].copy(),
+    "mirrored + brightness + noise sd 0.02": lambda x, rng: np.clip(x[..., ::-1] * 0.9 + 0.08
+                                                                    + rng.normal(0, 0.02, x.shape), 0, 1),
+    # beyond the design: a random crop's shift of two pixels
+    "shift 2px (beyond the design)": lambda x, rng: np.concatenate([x[..., :2], x[..., :-2]], axis=-1),
 }
 
 

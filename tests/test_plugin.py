@@ -584,9 +584,13 @@ def load():
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test, "name": "brightened-leak"}
 '''
 
+# the set augmented with left-right flips before it was split: mirrored copies in the test split
+MIRRORED_LEAK_DATA = BRIGHTENED_LEAK_DATA.replace("x_train[source] * 0.9", "x_train[source][..., ::-1] * 0.9")
 
-def test_a_brightened_copy_leak_fails_and_lists_its_pairs(tiny_project):
-    leak = _audit_with_dataset(tiny_project, "leaky_data", BRIGHTENED_LEAK_DATA, "split_leakage")["split_leakage"]
+
+@pytest.mark.parametrize("leaky_source", [BRIGHTENED_LEAK_DATA, MIRRORED_LEAK_DATA], ids=["brightened", "mirrored"])
+def test_a_brightened_copy_leak_fails_and_lists_its_pairs(tiny_project, leaky_source):
+    leak = _audit_with_dataset(tiny_project, "leaky_data", leaky_source, "split_leakage")["split_leakage"]
     planted = {(3 * j, j) for j in range(0, 397, 6)}
     listed = {tuple(pair) for pair in leak["details"]["pairs_train_vs_split"]["test"]}
     # the audit carves its validation split out of x_train: a copy of a sample that went there is

@@ -22,10 +22,11 @@ LEAKAGE = CheckInfo(
     explanation="A test sample that also sits in the training set (exactly, or after what pipelines do "
                 "to data) inflates every accuracy in this report. Near duplicates are pairs whose "
                 "root-mean-square pixel difference is at most near_duplicate_rms, or whose distance "
-                "after a per-image standardisation and a blur, with shifts of up to one pixel "
-                "(images), or on robust z-scores (tabular rows), is at most near_duplicate_ratio of "
-                "the training set's typical nearest-neighbour distance: a brightened, re-encoded or "
-                "shifted copy is still a copy. The details list the pairs.",
+                "after a per-image standardisation and a blur, with shifts of up to one pixel and a "
+                "left-right mirror (images), or on robust z-scores (tabular rows), is at most "
+                "near_duplicate_ratio of the training set's typical nearest-neighbour distance: a "
+                "brightened, re-encoded, shifted or mirrored copy is still a copy. The details list "
+                "the pairs.",
     mitigation="Deduplicate before splitting (hash and nearest-neighbour search), and split by "
                "source (user, session, document) rather than by sample.",
     # an exact share over every test and validation sample, no interval; any leak at all is at
