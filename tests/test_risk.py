@@ -445,3 +445,26 @@ def test_only_models_the_audit_trains_at_one_seed_are_named(tmp_path):
     assert trained_at_one_seed(one, ["mine", "theirs"]) == ["mine"]
     several = build_config({"seeds": [0, 1], "models": models, "cache_dir": str(tmp_path)})
     assert trained_at_one_seed(several, ["mine", "theirs"]) == []
+
+
+def test_a_finding_as_json_converts_what_asdict_did_without_copying_first():
+    """Finding.to_dict no longer deep-copies through asdict (a third of a warm audit's cost of
+    recording findings): a dataclass, a numpy scalar, a non-finite float and a lone surrogate in
+    the details still come out as report.json can hold them."""
+    import json
+    import math
+
+    import numpy as np
+
+    from swiglu_audit.checks.adversarial import SANITY
+    from swiglu_audit.verdicts.risk import Status, make_finding
+    from swiglu_audit.verdicts.stats import Estimate
+
+    estimate = Estimate(0.5, 0.4, 0.6, 0.95, 3, 100, 12.0)
+    details = {"estimate": estimate, "nested": [{"x": np.float32(0.25)}, (math.nan, "\udcff")]}
+    out = make_finding(SANITY, ["m"], Status.PASS, "r", "t", value=np.float64(0.5), details=details).to_dict()
+    assert out["details"]["estimate"] == {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "level": 0.95,
+                                          "n_seeds": 3, "n_examples": 100, "df": 12.0}
+    assert out["details"]["nested"] == [{"x": 0.25}, [None, "\\udcff"]] and out["value"] == 0.5
+    json.dumps(out, allow_nan=False)
+    assert details["estimate"] is estimate  # the finding's own details are not changed

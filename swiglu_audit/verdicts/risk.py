@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import resources
 
 from .conditions import (
@@ -120,7 +120,9 @@ class Finding:
     details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return json_safe(asdict(self))
+        # json_safe builds new containers itself: asdict's deep copy of the details first was a
+        # third of a warm audit's cost of recording its findings
+        return json_safe({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
 
 
@@ -293,6 +295,8 @@ def json_safe(obj):
         return {json_safe(str(k)): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # as asdict would, without its deep copy
+        return json_safe({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
     if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
         return json_safe(obj.item())
     return obj
