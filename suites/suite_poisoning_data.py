@@ -7,7 +7,7 @@ duplicates, label errors). Sample indices are positions in the user's own traini
 import numpy as np
 import pytest
 
-from swiglu_audit.checks.data_integrity import DUPLICATES, LABEL_ERRORS, LEAKAGE
+from swiglu_audit.checks.data_integrity import DUPLICATES, LABEL_ERRORS, LEAKAGE, TEST_DUPLICATES
 from swiglu_audit.checks.poison_detection import (
     DETECTION,
     DETECTION_COMPARISON,
@@ -255,6 +255,22 @@ def test_train_duplicates(audit, record_finding):
                                              for p in result["conflicting_labels"][:MAX_LISTED]]},
         facts={"n_conflicting_labels": len(result["conflicting_labels"])})
     record_finding(finding)
+
+
+@pytest.mark.swiglu_audit_check(TEST_DUPLICATES)
+def test_test_duplicates(audit, record_finding):
+    policy, result = audit.config.policy, measure.integrity(audit)
+    duplicated = sorted({j for _, j in result["test_within_exact"]} | {j for _, j, _ in result["test_within_near"]})
+    n = result["n_test"]
+    share = len(duplicated) / n
+    record_finding(judged_finding(
+        TEST_DUPLICATES, [], share, policy,
+        f"share of test samples that duplicate an earlier one ({len(duplicated)} of {n}; {n - len(duplicated)} distinct)",
+        subject=audit.data.name,
+        details={"indices": duplicated[:MAX_LISTED],  # positions in the test split
+                 "pairs": [list(p[:2]) for p in sorted({(i, j) for i, j in result["test_within_exact"]}
+                                                       | {(i, j) for i, j, _ in result["test_within_near"]})][:MAX_LISTED],
+                 "interval_narrowing_up_to": round((n / max(1, n - len(duplicated))) ** 0.5, 3)}))
 
 
 @pytest.mark.swiglu_audit_check(LABEL_ERRORS)

@@ -601,6 +601,36 @@ def test_a_brightened_copy_leak_fails_and_lists_its_pairs(tiny_project, leaky_so
     assert len(listed - planted) <= 3 and via_val <= {j for _, j in planted}
 
 
+REPEATED_TEST_DATA = '''
+import numpy as np
+from sklearn.datasets import load_digits
+
+
+def load():
+    """A test set concatenated with a re-encoded copy of itself: every interval would count each
+    input twice."""
+    d = load_digits()
+    x = (d.images / 16.0).astype("float32")[:, None]
+    y = d.target.copy()
+    x_test, y_test = x[1500:], y[1500:]
+    copy = np.clip(np.round(x_test * 31) / 31, 0, 1).astype("float32")
+    return {"x_train": x[:1500], "y_train": y[:1500], "x_test": np.concatenate([x_test, copy]),
+            "y_test": np.concatenate([y_test, y_test]), "name": "repeated-test"}
+'''
+
+
+def test_a_test_set_that_repeats_itself_is_flagged_so_no_audit_of_it_passes(tiny_project):
+    """A careless user's test split holds each input twice (the second time re-encoded): the
+    intervals would be about 1.4 times too narrow. The check names the share and the copies, and
+    its WARN keeps the audit's verdict from PASS."""
+    found = _audit_with_dataset(tiny_project, "repeated_data", REPEATED_TEST_DATA, "test_duplicates")
+    dup = found["test_duplicates"]
+    assert dup["status"] == "WARN" and dup["value"] == pytest.approx(0.5, abs=0.01)
+    assert report(tiny_project)["summary"]["verdict"] != "PASS"
+    assert dup["details"]["interval_narrowing_up_to"] == pytest.approx(2 ** 0.5, abs=0.02)
+    assert [0, 297] in dup["details"]["pairs"]  # the first input and its copy, in test positions
+
+
 def test_auto_seeds_judge_open_comparisons_again_with_more_seeds(tiny_project):
     """seeds = "auto" through the user contract: each comparison lists its looks; one that is
     still open after the configured 2 seeds is judged again at 3, at the split level."""

@@ -47,6 +47,20 @@ DUPLICATES = CheckInfo(
     modifiers=(CONFLICTING_LABELS_CAP,),
 )
 
+TEST_DUPLICATES = CheckInfo(
+    suite="poisoning", check="test_duplicates", title="Duplicates within the test set",
+    metric="share of test samples that duplicate an earlier test sample (exact or near)",
+    rmf=("MEASURE 2.1", "MEASURE 1.1"), characteristic="valid_reliable", impact="moderate",
+    explanation="Every interval in this report counts the test inputs as independent draws: an "
+                "input that appears k times counts k times, so with duplicated test samples the "
+                "intervals are narrower than the evidence (by up to the square root of all inputs "
+                "over the distinct ones) and a PASS can claim more than was shown. A test set "
+                "concatenated twice, or augmented before it was split, does this. Near duplicates "
+                "are found as for leakage (no mirror images within a set).",
+    mitigation="Deduplicate the test split before the audit; keep one copy of each input.",
+    condition=Ceiling("max_duplicate_share", "share"),
+)
+
 LABEL_ERRORS = CheckInfo(
     suite="poisoning", check="label_errors", title="Likely label errors in the training set",
     metric="share of training samples whose given label is likely wrong",

@@ -675,9 +675,13 @@ def integrity(audit: AuditSession) -> dict:
         within_near = near(data.x_train, None, train_index)
         y = data.y_train
         conflicting = [(i, j) for i, j, _ in within_near if int(y[i]) != int(y[j])]
+        # copies within the test split: every interval counts them as independent inputs
+        test_index = NearDuplicateIndex(data.x_test, reference=data.x_train, unit=train_index.unit)
         return {"leaks": leaks, "test_in_val": test_in_val, "n_test": len(data.y_test), "n_val": len(data.y_val),
                 "n_train": len(y), "within_exact": exact_duplicates(data.x_train),
-                "within_near": within_near, "conflicting_labels": conflicting}
+                "within_near": within_near, "conflicting_labels": conflicting,
+                "test_within_exact": exact_duplicates(data.x_test),
+                "test_within_near": near(data.x_test, None, test_index)}
     return audit.memo(("integrity",), compute)
 
 
