@@ -27,9 +27,9 @@ PER_MODEL = 1 + 8 + 5 + 5 + 2 + 1 + 2 + 1 + 1 + 3 + 3 + 1
 # int8 and fp8 accuracy change, FFN outliers; worst-class accuracy and robust accuracy;
 # membership leakage.
 PER_PAIR = 3 + 4 + 3 + 8 + 3 + 2 + 1
-# Once: the op's property check and gradcheck; split leakage, train duplicates, label errors; the
-# training set's verdict from every model's scan.
-ONCE = 2 + 3 + 1
+# Once: the op's property check and gradcheck; split leakage, train and test duplicates, label
+# errors; the training set's verdict from every model's scan.
+ONCE = 2 + 4 + 1
 N_FINDINGS_TINY = 2 * PER_MODEL + 1 * PER_PAIR + ONCE
 
 
