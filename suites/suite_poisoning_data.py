@@ -18,6 +18,7 @@ from swiglu_audit.checks.poison_detection import (
 )
 from swiglu_audit.measure import poisoning as measure
 from swiglu_audit.methods import relabel_census
+from swiglu_audit.methods.integrity import copies_inflation
 from swiglu_audit.methods.ood_metrics import auroc_estimate, compare_auroc
 from swiglu_audit.methods.poison_detectors import DETECTORS
 from swiglu_audit.pytest.fixtures import skip_unless_poisoned
@@ -260,17 +261,19 @@ def test_train_duplicates(audit, record_finding):
 @pytest.mark.swiglu_audit_check(TEST_DUPLICATES)
 def test_test_duplicates(audit, record_finding):
     policy, result = audit.config.policy, measure.integrity(audit)
-    duplicated = sorted({j for _, j in result["test_within_exact"]} | {j for _, j, _ in result["test_within_near"]})
+    pairs = sorted({(i, j) for i, j in result["test_within_exact"]} | {(i, j) for i, j, _ in result["test_within_near"]})
+    duplicated = sorted({j for _, j in pairs})
     n = result["n_test"]
-    share = len(duplicated) / n
+    distinct, narrowed = copies_inflation(pairs, n)
     record_finding(judged_finding(
-        TEST_DUPLICATES, [], share, policy,
-        f"share of test samples that duplicate an earlier one ({len(duplicated)} of {n}; {n - len(duplicated)} distinct)",
+        TEST_DUPLICATES, [], len(duplicated) / n, policy,
+        f"share of test samples that duplicate an earlier one ({len(duplicated)} of {n}; about {distinct} distinct)",
         subject=audit.data.name,
         details={"indices": duplicated[:MAX_LISTED],  # positions in the test split
-                 "pairs": [list(p[:2]) for p in sorted({(i, j) for i, j in result["test_within_exact"]}
-                                                       | {(i, j) for i, j, _ in result["test_within_near"]})][:MAX_LISTED],
-                 "interval_narrowing_up_to": round((n / max(1, n - len(duplicated))) ** 0.5, 3)}))
+                 "pairs": [list(p) for p in pairs[:MAX_LISTED]], "distinct_inputs": distinct,
+                 # if the copies are one input each: the example part of every interval is this
+                 # many times too narrow (the seeds' part is not)
+                 "example_part_too_narrow_by": round(narrowed, 3)}))
 
 
 @pytest.mark.swiglu_audit_check(LABEL_ERRORS)

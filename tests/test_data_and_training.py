@@ -191,3 +191,17 @@ def test_batches_follow_the_free_memory_and_results_do_not_depend_on_them(monkey
         monkeypatch.setenv(batching.MEMORY_ENV, bad)
         with pytest.raises(ConfigError, match=batching.MEMORY_ENV):
             batching.memory_cap()
+
+
+def test_copies_of_one_input_narrow_the_example_part_by_their_grouping_not_their_count():
+    """Counting a group of c copies as c inputs understates a mean's variance by sum(c^2) / n:
+    each input twice gives sqrt(2); one input 51 times among 100 gives sqrt(26.5), though only
+    half the inputs are distinct in both; chained near copies (A~B, B~C) are one input."""
+    from swiglu_audit.methods.integrity import copies_inflation
+
+    assert copies_inflation([(i, i + 50) for i in range(50)], 100) == (50, pytest.approx(2 ** 0.5))
+    distinct, factor = copies_inflation([(0, j) for j in range(1, 51)], 100)
+    assert distinct == 50 and factor == pytest.approx(26.5 ** 0.5)
+    assert copies_inflation([(0, 1), (1, 2)], 5) == (3, pytest.approx((11 / 5) ** 0.5))
+    assert copies_inflation([], 7) == (7, 1.0)
+

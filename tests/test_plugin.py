@@ -627,7 +627,8 @@ def test_a_test_set_that_repeats_itself_is_flagged_so_no_audit_of_it_passes(tiny
     dup = found["test_duplicates"]
     assert dup["status"] == "WARN" and dup["value"] == pytest.approx(0.5, abs=0.01)
     assert report(tiny_project)["summary"]["verdict"] != "PASS"
-    assert dup["details"]["interval_narrowing_up_to"] == pytest.approx(2 ** 0.5, abs=0.02)
+    assert dup["details"]["example_part_too_narrow_by"] == pytest.approx(2 ** 0.5, abs=0.02)
+    assert dup["details"]["distinct_inputs"] == pytest.approx(297, abs=3)
     assert [0, 297] in dup["details"]["pairs"]  # the first input and its copy, in test positions
 
 

@@ -467,4 +467,7 @@ def test_a_finding_as_json_converts_what_asdict_did_without_copying_first():
                                           "n_seeds": 3, "n_examples": 100, "df": 12.0}
     assert out["details"]["nested"] == [{"x": 0.25}, [None, "\\udcff"]] and out["value"] == 0.5
     json.dumps(out, allow_nan=False)
-    assert details["estimate"] is estimate  # the finding's own details are not changed
+    out["details"]["nested"][0]["x"] = "changed"  # the output shares no container with the finding
+    out["details"]["estimate"]["value"] = -1.0
+    again = make_finding(SANITY, ["m"], Status.PASS, "r", "t", details=details).to_dict()
+    assert details["nested"][0]["x"] == np.float32(0.25) and again["details"]["estimate"]["value"] == 0.5

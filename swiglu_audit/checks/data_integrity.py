@@ -51,12 +51,14 @@ TEST_DUPLICATES = CheckInfo(
     suite="poisoning", check="test_duplicates", title="Duplicates within the test set",
     metric="share of test samples that duplicate an earlier test sample (exact or near)",
     rmf=("MEASURE 2.1", "MEASURE 1.1"), characteristic="valid_reliable", impact="moderate",
-    explanation="Every interval in this report counts the test inputs as independent draws: an "
-                "input that appears k times counts k times, so with duplicated test samples the "
-                "intervals are narrower than the evidence (by up to the square root of all inputs "
-                "over the distinct ones) and a PASS can claim more than was shown. A test set "
-                "concatenated twice, or augmented before it was split, does this. Near duplicates "
-                "are found as for leakage (no mirror images within a set).",
+    explanation="Every interval in this report counts the test inputs as independent draws: if "
+                "these samples are copies of one input (a test set concatenated twice, or "
+                "re-encoded copies), an input that appears k times counts k times, the example "
+                "part of every interval is narrower than the evidence (the details say by how "
+                "much) and a PASS can claim more than was shown. Rows of a few discrete features "
+                "can also coincide by chance; those are independent inputs. Near duplicates are "
+                "found as for leakage, except that mirror images within the test split are not "
+                "looked for.",
     mitigation="Deduplicate the test split before the audit; keep one copy of each input.",
     condition=Ceiling("max_duplicate_share", "share"),
 )

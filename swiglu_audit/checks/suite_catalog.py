@@ -103,7 +103,7 @@ SUITES: dict[str, SuiteInfo] = {s.name: s for s in (
             CoverageRow("Scan of the audited training set for poison", "training_set_scan", ("MEASURE 2.1", "MEASURE 2.7")),
             CoverageRow("One verdict per training set (every model's scan combined)", "training_set_verdict",
                         ("MEASURE 2.1", "MEASURE 2.7")),
-            CoverageRow("Data integrity (split leakage, duplicates, label errors)", "split_leakage", ("MEASURE 2.1",)),
+            CoverageRow("Data integrity (split leakage, duplicates within train and within test, label errors)", "split_leakage", ("MEASURE 2.1",)),
         ),
         curves=(
             CurvePlot("label_flip_degradation", "curve", "rate", "Clean accuracy against the share of labels flipped",

@@ -675,8 +675,11 @@ def integrity(audit: AuditSession) -> dict:
         within_near = near(data.x_train, None, train_index)
         y = data.y_train
         conflicting = [(i, j) for i, j, _ in within_near if int(y[i]) != int(y[j])]
-        # copies within the test split: every interval counts them as independent inputs
-        test_index = NearDuplicateIndex(data.x_test, reference=data.x_train, unit=train_index.unit)
+        # copies within the test split: every interval counts them as independent inputs; the
+        # other indexes' searches are let go first (only the training split's unit is read)
+        unit = train_index.unit
+        del train_index, val_index
+        test_index = NearDuplicateIndex(data.x_test, reference=data.x_train, unit=unit)
         return {"leaks": leaks, "test_in_val": test_in_val, "n_test": len(data.y_test), "n_val": len(data.y_val),
                 "n_train": len(y), "within_exact": exact_duplicates(data.x_train),
                 "within_near": within_near, "conflicting_labels": conflicting,

@@ -42,6 +42,7 @@ from .relay import (
 BOARD_KEY = pytest.StashKey[ProgressBoard]()
 FINGERPRINT_KEY = pytest.StashKey[str]()  # what this audit's results depend on (warm.audit_fingerprint)
 REDUCED_PLAN_KEY = pytest.StashKey[dict]()  # the controller's cut of the plan, for its workers
+FROZEN_KEY = pytest.StashKey[bool]()  # this audit froze the collected heap (gc.freeze): undone at its end
 
 SUITE_FILE_PREFIX = "suite_"
 
@@ -223,11 +224,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_collection_finish(session: pytest.Session) -> None:
     """What is alive once the suites are collected (torch, the data, the loaded modules: over a
     million objects) lives to the end: leaving it out of the garbage collector's full passes saves
-    each pass a scan of all of it (about a second of a warm audit)."""
+    each pass a scan of all of it (about a second of a warm audit). Garbage is collected first, so
+    that none is frozen with it, and the freeze is undone when the audit ends (`pytest_unconfigure`):
+    a run of pytest inside another process (pytester, a notebook) leaves nothing behind for good."""
     if _enabled(session.config):
         import gc
 
+        gc.collect()
         gc.freeze()
+        session.config.stash[FROZEN_KEY] = True
 
 
 @pytest.hookimpl(wrapper=True)
@@ -420,6 +425,10 @@ def _mark_completed(session: pytest.Session, exitstatus: int, findings: list[dic
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(FROZEN_KEY, False):
+        import gc
+
+        gc.unfreeze()  # the audit's objects are collectable again once the caller drops them
     board = config.stash.get(BOARD_KEY, None)
     if board is not None:
         board.stop()
