@@ -129,12 +129,12 @@ def _attack_seeds(audit: AuditSession, name: str, models: list, x, y) -> list[di
             rows = np.flatnonzero(np.logical_or.reduce(alive))
             runs = attack_members([m.module for m in models], stacked, attack, x[rows], y[rows], params, n_classes,
                                   models[0].seed or 0, **kw) if len(rows) else [None] * len(models)
-            return [_on_every_input(r, rows, keep, x, attack) for r, keep in zip(runs, alive)]
+            return [_on_every_input(r, rows, keep, x, attack, kw["return_examples"]) for r, keep in zip(runs, alive)]
         out = []
         for m, keep in zip(models, alive):
             rows = np.flatnonzero(keep)
             result = run_attack(m.module, attack, x[rows], y[rows], params, n_classes, m.seed or 0, **kw) if len(rows) else None
-            out.append(_on_every_input(result, rows, keep, x, attack))
+            out.append(_on_every_input(result, rows, keep, x, attack, kw["return_examples"]))
         return out
 
     linf = threat_attacks(cfg.attacks, "linf")
@@ -175,23 +175,27 @@ def _attack_seeds(audit: AuditSession, name: str, models: list, x, y) -> list[di
     return out
 
 
-def _on_every_input(result: dict | None, rows: np.ndarray, alive: np.ndarray, x: torch.Tensor, attack: str) -> dict:
+def _on_every_input(result: dict | None, rows: np.ndarray, alive: np.ndarray, x: torch.Tensor, attack: str,
+                    with_examples: bool) -> dict:
     """A cascaded attack's result on the inputs it ran on (`rows`), as a result on every input:
     robust only where the input was still unbroken (`alive`) and this attack failed too. "clean"
-    is `alive` (what it was set on, for `_worst_examples`), and the other inputs keep their clean
-    input as "example" (never read: an earlier attack broke them, or the model was wrong on them).
-    None: it ran on no input at all."""
-    robust, examples = np.zeros(len(alive), dtype=bool), x.clone()
+    is `alive` (what it was set on, for `_worst_examples`). `with_examples` (a Linf attack, whose
+    examples the worst case reads): "examples" on every input, the other inputs keeping their
+    clean input (never read: an earlier attack broke them, or the model was wrong on them); without
+    it no copy of the inputs is made. None: it ran on no input at all."""
+    robust = np.zeros(len(alive), dtype=bool)
+    examples = x.clone() if with_examples else None
     if result is None:
         cost = {"attack": attack, "norm": ATTACKS[attack].norm, "kind": ATTACKS[attack].kind, "seconds": 0.0,
                 "forward_passes": 0, "backward_passes": 0, "out_of_budget": 0, "non_finite": 0}
     else:
         robust[rows] = result["robust"]
         cost = dict(result["cost"])
-        if "examples" in result:
+        if examples is not None:
             examples[torch.from_numpy(rows)] = result["examples"]
     cost["inputs_attacked"] = int(alive.sum())  # of len(alive): the cascade's share
-    return {"robust": robust & alive, "clean": alive.copy(), "examples": examples, "cost": cost}
+    out = {"robust": robust & alive, "clean": alive.copy(), "cost": cost}
+    return out if examples is None else {**out, "examples": examples}
 
 
 def _worst_examples(runs: dict[str, dict], fallback: torch.Tensor) -> torch.Tensor:
