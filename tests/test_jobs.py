@@ -4,6 +4,7 @@ mid-job retried, two runs of one graph at once training each model once)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,7 +58,10 @@ def test_the_plan_prints_the_job_graph(tiny_project):
     assert ("job graph: 18 jobs (2 training, 2 adversarial parts, 2 adversarial, 2 deployment, 2 ood, "
             "4 poisoning parts, 2 poisoning, 2 privacy") in text
     assert "critical path" in text and "ideal wall time on 1 worker(s)" in text
-    assert "-> poisoning[trainings]:swiglu-mlp -> poisoning[panel-checkerboard]:swiglu-mlp ->" in text
+    # the critical path runs through whichever model the probe timed slower: the two are the same
+    # size, so either may; what it must show is a model's trainings before its panel's scan
+    assert re.search(r"-> poisoning\[trainings\]:(swiglu|relu)-mlp -> poisoning\[panel-checkerboard\]:\1-mlp ->",
+                     text), text
 
 
 def test_the_jobs_costs_are_the_plans_estimate_less_what_the_checks_do_themselves(monkeypatch, tmp_path):
