@@ -94,12 +94,14 @@ def test_timer_agrees_with_a_direct_timer():
         started = time.perf_counter()
         time.sleep(0.03)
         direct = time.perf_counter() - started
-    assert t.seconds == pytest.approx(direct, abs=2e-3)
+    assert direct <= t.seconds <= direct + 0.05  # the timer's span holds the direct one's
     timings = paired_inference_timings(_Sleeper(0.02), _Sleeper(0.005), torch.rand(64, 8), CPU, repeats=3)
     slow, fast = timings["latency"]
     assert len(slow) == len(fast) == 3
-    assert all(0.02 <= s < 0.05 for s in slow) and all(0.005 <= f < 0.03 for f in fast)
-    assert all(64 / 0.05 < r <= 64 / 0.02 for r in timings["throughput"][0])
+    # sleep never returns early, so the lower ends are sure (and catch the two models' timings
+    # swapped); the upper ends leave room for a busy machine
+    assert all(0.02 <= s < 0.5 for s in slow) and all(0.005 <= f < 0.5 for f in fast)
+    assert all(64 / 0.5 < r <= 64 / 0.02 for r in timings["throughput"][0])
 
 
 def test_training_memory_counts_parameters_and_saved_activations_without_touching_the_model():

@@ -120,21 +120,27 @@ def test_an_object_whose_record_was_edited_in_the_store_is_refused_when_the_proj
 def test_an_audit_waits_for_the_lease_holder_and_then_loads_its_entry(tmp_path, url):
     key = cache_key({"model": "leased"})
     holder = CheckpointCache(tmp_path / "holder", shared=_store(url))
-    started = threading.Event()
+    started, waiting = threading.Event(), threading.Event()
 
-    def slow():
+    def slow():  # holds the lease until the other audit has read it (not for a guessed time)
         started.set()
-        time.sleep(0.5)
+        assert waiting.wait(30), "the other audit never looked at the lease"
         return _state(), {}
+
+    class Watched(SharedStore):  # tells when the waiter found the lease held
+        def _read_body(self, path):
+            body = super()._read_body(path)
+            if path.endswith(".lease") and body is not None:
+                waiting.set()
+            return body
 
     thread = threading.Thread(target=holder.get_or_create, args=(key, slow))
     thread.start()
     started.wait(5)
-    waiter = CheckpointCache(tmp_path / "waiter", shared=_store(url))
-    began = time.monotonic()
+    waiter = CheckpointCache(tmp_path / "waiter", shared=Watched(url, poll_seconds=0.02))
     state, _, cached = waiter.get_or_create(key, lambda: pytest.fail("computed while another audit held the lease"))
     thread.join()
-    assert cached and time.monotonic() - began > 0.2 and torch.equal(state["w"], _state()["w"])
+    assert waiting.is_set() and cached and torch.equal(state["w"], _state()["w"])
     assert not fsspec.filesystem("memory").glob(f"{url.split('://')[1]}/**/*.lease")  # released
 
 

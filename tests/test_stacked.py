@@ -197,7 +197,10 @@ def test_timing_refuses_what_cannot_stack_and_says_why(digits):
     assert not choice.stack and "batching rule" in choice.why
     mlp = _members([0])[0]
     timed = time_stacking(mlp, digits.x_train, digits.y_train, 3, 64, CPU)
-    assert timed.lone_step > 0 and timed.stacked_step > 0 and timed.lasting  # which way it goes is the machine's
+    # which way it goes is the machine's; on a busy machine (the other test worker's audit) the
+    # 4 steps between the short and the long timing can drown in noise, which the choice must say
+    assert (timed.lone_step > 0 and timed.stacked_step > 0 and timed.lasting) or \
+        (timed.stack and not timed.lasting and "lost in noise" in timed.why), timed
     # too few batches to time: stacked for now, and not kept in the cache
     short = time_stacking(mlp, digits.x_train[:128], digits.y_train[:128], 3, 64, CPU)
     assert short.stack and not short.lasting and short.lone_step == 0.0
