@@ -15,7 +15,10 @@ flips, the interval rests on the floor of changed inputs (two pseudo-inputs amon
 counts how often the 95% interval misses the truth, and its median width.
 
 It also draws rare 0/1 outcomes for `stats.mean_interval` (a class's robust accuracy near 0),
-where the floor of two pseudo-inputs binds.
+where the floor of two pseudo-inputs binds, and rates near 1. At the twenty-fourth stop these
+cells weighed the log-odds reach of `mean_interval`'s end toward 1/2 (`_reach_toward_the_middle`):
+`change-floor-coverage-before-log-odds.json` is the run before it (the new cells' rows added by
+running that state's stats.py), `change-floor-coverage.json` the run after.
 
     python bench/bench_change_floor_coverage.py --trials 1000 --out bench/change-floor-coverage.json
 """
@@ -55,7 +58,10 @@ def cell(rng, fragile_a: float, fragile_b: float, stray: float, trials: int, see
 
 
 MEAN_CELLS = [(0.02, 0.0, 36), (0.02, 0.5, 36), (0.05, 0.5, 36), (0.02, 1.0, 36), (0.01, 1.0, 120),
-              (0.05, 1.0, 120), (0.1, 0.7, 36)]
+              (0.05, 1.0, 120), (0.1, 0.7, 36),
+              # added at the twenty-fourth stop, with the log-odds reach of `mean_interval`: the
+              # rare rates over 360 inputs, and rates near 1 (a clean accuracy)
+              (0.05, 0.0, 360), (0.02, 1.0, 360), (0.05, 1.0, 360), (0.95, 1.0, 360), (0.98, 0.5, 360)]
 
 
 def mean_cell(rng, rate: float, seed_sd: float, n: int, trials: int, seeds: int = 3) -> dict:
@@ -65,14 +71,15 @@ def mean_cell(rng, rate: float, seed_sd: float, n: int, trials: int, seeds: int 
     base = np.log(rate / (1 - rate))
     difficulty, shift = rng.normal(0, 1.0, 20000), rng.normal(0, seed_sd, 200)
     truth = float(np.mean(1 / (1 + np.exp(-(base + difficulty[:, None] + shift[None, :])))))
-    misses, widths = 0, []
+    below, above, widths = 0, 0, []
     for _ in range(trials):
         logits = base + rng.normal(0, 1.0, n)[None, :] + rng.normal(0, seed_sd, seeds)[:, None]
         e = stats.mean_interval(rng.random((seeds, n)) < 1 / (1 + np.exp(-logits)))
-        misses += not e.ci_low <= truth <= e.ci_high
+        below, above = below + (truth < e.ci_low), above + (truth > e.ci_high)
         widths.append(e.ci_high - e.ci_low)
     return {"rate": rate, "seed_sd": seed_sd, "n": n, "truth": round(truth, 4), "trials": trials,
-            "miss_rate": misses / trials, "median_width": round(float(np.median(widths)), 4)}
+            "miss_rate": (below + above) / trials, "truth_below_low": below / trials,
+            "truth_above_high": above / trials, "median_width": round(float(np.median(widths)), 4)}
 
 
 def main() -> None:

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -400,3 +402,43 @@ def test_the_t_quantile_and_tail_are_scipys_own_values():
             assert _t_quantile(p, df) == float(scipy_stats.t.ppf(p, df))
         for x in (0.0, 0.4, 2.1, 9.0):
             assert _t_tail(x, df) == float(scipy_stats.t.sf(x, df))
+
+
+def _rare_outcomes(rng, rate: float, seed_sd: float, n: int, seeds: int = 3):
+    """A class's robust accuracy near 0, say: each input has its own difficulty and each seed's
+    model its own shift, on the log-odds; the truth is the mean over inputs and seeds."""
+    base = math.log(rate / (1 - rate))
+    truth = float(np.mean(1 / (1 + np.exp(-(base + rng.normal(0, 1.0, 20000)[:, None] + rng.normal(0, seed_sd, 200))))))
+    draw = lambda: rng.random((seeds, n)) < 1 / (1 + np.exp(-(base + rng.normal(0, 1.0, n)[None, :]  # noqa: E731
+                                                              + rng.normal(0, seed_sd, seeds)[:, None])))
+    return truth, draw
+
+
+def test_a_rare_rate_whose_seeds_disagree_is_not_read_off_the_seeds_that_happened_low(monkeypatch):
+    """With a seed sd of 1 on the log-odds, 3 seeds often all land below the mean, and a t-interval
+    over them stopped short of it: the upper end missed 11.6% of the time (2.5% is its share).
+    The end toward 1/2 now reaches as far as the log-odds interval's."""
+    rng = np.random.default_rng(11)
+    truth, draw = _rare_outcomes(rng, 0.02, 1.0, 360)
+    above = sum(truth > mean_interval(draw()).ci_high for _ in range(1000)) / 1000
+    assert above < 0.08  # 0.072 with the log-odds end (0.109 without); the rest is 3 seeds' skew
+    # where the seeds agree, the interval stays as it was (within a tenth of its width)
+    truth, draw = _rare_outcomes(rng, 0.05, 0.0, 360)
+    widths = [(e.ci_high - e.ci_low) for e in (mean_interval(draw()) for _ in range(200))]
+    assert np.median(widths) < 0.05  # 0.0445 (0.0414 without)
+    # too few rare outcomes for the log-odds to mean anything: the t-interval and its floors alone
+    few = np.zeros((3, 36), dtype=bool)
+    few[0, :2] = few[2, 5] = True
+    as_it_is = mean_interval(few)
+    from swiglu_audit.verdicts import stats as stats_module
+
+    monkeypatch.setattr(stats_module, "MIN_EVENTS_FOR_LOG_ODDS", 0)
+    reached = mean_interval(few)
+    assert as_it_is.ci_high < 0.22 < reached.ci_high  # 0.215 by the t-interval; 0.28 on the log-odds
+
+
+def test_a_common_rate_near_one_gets_the_same_reach_downwards():
+    rng = np.random.default_rng(5)
+    truth, draw = _rare_outcomes(rng, 0.95, 1.0, 360)
+    below = sum(truth < mean_interval(draw()).ci_low for _ in range(1000)) / 1000
+    assert below < 0.07  # 0.050 with the log-odds end (0.099 without)
