@@ -289,7 +289,7 @@ def mean_interval(values, level: float = 0.95) -> Estimate:
     lo, hi, _, _, df = _t_interval(float(m.mean()), [_seed_parts(seeds, s), _example_part(example_var, n, measured)],
                                    level)
     if binary and s > 1:
-        lo, hi = _reach_toward_the_middle(m, lo, hi, example_var, level)
+        lo, hi = _reach_toward_the_middle(m, lo, hi, example_var, measured, level)
     lo, hi = _clip(lo, hi, (0.0, 1.0) if binary else None)
     return Estimate(float(m.mean()), lo, hi, level, s, n, df)
 
@@ -299,23 +299,28 @@ def mean_interval(values, level: float = 0.95) -> Estimate:
 # 0.03 over 3 x 36 inputs: a median width of 0.28, against a t-interval of 0.17 that already
 # covers); there the floors of the t-interval hold (bench/bench_change_floor_coverage.py).
 MIN_EVENTS_FOR_LOG_ODDS = 10
+# A seed with none of them has no log-odds the data can give: half an outcome over n + 1 would put
+# it at a value that falls as n grows, and the interval would widen with more inputs (0, 0 and 12
+# flips of 10000 reached 0.012 where the t-interval says 0.0022). Every seed needs one.
+MIN_EVENTS_PER_SEED = 1
 
 
-def _reach_toward_the_middle(m: np.ndarray, lo: float, hi: float, example_var: float, level: float
-                             ) -> tuple[float, float]:
+def _reach_toward_the_middle(m: np.ndarray, lo: float, hi: float, example_var: float, measured: float,
+                             level: float) -> tuple[float, float]:
     """A 0/1 mean's interval, its end toward 1/2 reaching at least as far as the same interval
     built on the log-odds of each seed's rate. Near 0 (or 1) a seed effect is skewed: one seed of
     three at 0.25 beside two at 0.03. With 2 or 3 seeds, draws that missed the high seed leave a
     t-interval whose upper end stops short of the true mean; simulated with a seed sd of 1 on the
     log-odds (bench/bench_change_floor_coverage.py), its upper end missed 9 to 12% of the time
     where it should miss 2.5%. On the log-odds the seeds' spread is nearer symmetric, so that
-    interval's upper end reaches further toward the high seeds the draws missed (misses 4 to 7%:
+    interval's upper end reaches further toward the high seeds the draws missed (misses 5 to 6.5%:
     three seeds cannot show all of a skew). Only the end toward 1/2 is moved: the other end, near
     the bound, is the t-interval's (cut to [0, 1]), and where the seeds agree both intervals nearly
     coincide (medians up to 8% wider, simulated)."""
     s, n = m.shape
-    minority = min(float(m.sum()), m.size - float(m.sum()))
-    if minority < MIN_EVENTS_FOR_LOG_ODDS:
+    per_seed = m.sum(1)
+    rarer = per_seed if m.mean() < 0.5 else n - per_seed  # each seed's outcomes of the rarer kind
+    if rarer.sum() < MIN_EVENTS_FOR_LOG_ODDS or rarer.min() < MIN_EVENTS_PER_SEED:
         return lo, hi
     rates = (m.sum(1) + 0.5) / (n + 1)  # each seed's rate, off the bounds by half an outcome
     log_odds = np.log(rates / (1 - rates))
@@ -323,11 +328,12 @@ def _reach_toward_the_middle(m: np.ndarray, lo: float, hi: float, example_var: f
     scale = (overall * (1 - overall)) ** 2  # delta method: a share's variance over this is its log-odds'
     spread = float(np.var(log_odds, ddof=1))
     seeds = (max(0.0, spread - _interaction(m) / scale), spread)
-    low, high, _, _, _ = _t_interval(float(log_odds.mean()), [_seed_parts(seeds, s), _example_part(example_var / scale, n)],
-                                     level)
+    # the same parts as the t-interval's, on the log-odds (the examples' floor and its df cap included)
+    low, high, _, _, _ = _t_interval(float(log_odds.mean()), [_seed_parts(seeds, s),
+                                     _example_part(example_var / scale, n, measured / scale)], level)
     if m.mean() < 0.5:
-        return lo, max(hi, float(1 / (1 + math.exp(-high))))
-    return min(lo, float(1 / (1 + math.exp(-low)))), hi
+        return lo, max(hi, float(_scipy_special.expit(high)))
+    return min(lo, float(_scipy_special.expit(low))), hi
 
 
 def share_floor(successes: float, n: float) -> float:
