@@ -39,7 +39,7 @@ def test_worst_case_robust_accuracy(audit, audit_model, threat, record_finding):
         WORST_CASE, [audit_model], estimate.value, policy,
         f"worst-case robust accuracy ({_threat_text(audit, threat)}) over "
         + ", ".join(worst["attacks"] + list(worst["escalated"])),
-        aspect=threat, ci=(estimate.ci_low, estimate.ci_high), df=estimate.df, ci_level=level,
+        aspect=threat, ci=(estimate.ci_low, estimate.ci_high), df=estimate.df, se=estimate.se, ci_level=level,
         details={
             "threat_model": _threat_text(audit, threat),
             "attacks": worst["attacks"], "escalation": worst["escalated"], "masking_failures": worst["masked"],

@@ -57,7 +57,7 @@ def test_precision_parity(audit, audit_model, dtype, record_finding):
              "max_logit_deviation": result["max_logit_deviation"]}
     record_finding(decided_finding(
         info, [audit_model], facts, policy,
-        value=flips.value, ci=(flips.ci_low, flips.ci_high), df=flips.df, ci_level=flips.level,
+        value=flips.value, ci=(flips.ci_low, flips.ci_high), df=flips.df, se=flips.se, ci_level=flips.level,
         details={"judged": {"rule": "ceiling", "key": flip_key, "limit": policy[flip_key], "on": "interval"},
                  "dtype": dtype, "max_logit_deviation": result["max_logit_deviation"], "finite": result["finite"],
                  "ffn_absmax": result["ffn_absmax"], "headroom": result["headroom"], "flip_rate": flips.to_dict()}))

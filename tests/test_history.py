@@ -128,6 +128,40 @@ def test_the_two_run_test_reads_each_interval_at_its_own_degrees_of_freedom():
     assert not compare(_two_seed_floor(0.60, 0.02, 1.0), _two_seed_floor(0.50, 0.02, 1.0)).regressions
 
 
+def test_the_two_run_test_reads_the_t_intervals_error_where_an_end_was_moved_past_it():
+    """A 0/1 mean's interval can reach further toward 1/2 than its t-interval (the log-odds reach,
+    `stats.Estimate.se`); read back from that width, the standard error would be several times
+    too large and a real drop absorbed."""
+    def floor(value, reached_half):
+        doc = _doc(value, (value - 0.02, value + reached_half))
+        doc["findings"][0]["details"]["judged"] = {"rule": "floor", "df": 30.0, "se": 0.01}
+        return doc
+
+    assert compare(floor(0.20, 0.02), floor(0.13, 0.02)).regressions  # 7 points on errors of 0.01
+    assert compare(floor(0.20, 0.30), floor(0.13, 0.30)).regressions  # the same, whatever the reach
+    before, after = floor(0.20, 0.30), floor(0.13, 0.30)
+    for doc in (before, after):
+        del doc["findings"][0]["details"]["judged"]["se"]
+    assert not compare(before, after).regressions  # read off the width: absorbed
+
+
+def test_a_mean_says_its_t_intervals_error_only_where_the_reach_moved_an_end():
+    import numpy as np
+
+    from swiglu_audit.verdicts.stats import mean_interval
+
+    rng = np.random.default_rng(3)
+    spread = np.zeros((3, 360), dtype=bool)
+    for seed, rate in enumerate((0.02, 0.03, 0.25)):  # one seed far above the other two
+        spread[seed] = rng.random(360) < rate
+    moved = mean_interval(spread)
+    from scipy.stats import t
+
+    assert moved.se is not None and moved.ci_high > moved.value + float(t.ppf(0.975, moved.df)) * moved.se
+    agreeing = mean_interval(rng.normal(0.5, 0.1, (3, 360)))
+    assert agreeing.se is None
+
+
 def test_the_two_run_test_holds_its_level_and_finds_real_drops_at_two_and_three_seeds():
     """Simulated nights of seed-dominated noise, judged through the audit's own intervals: a true
     no-change trips the one-sided 2.5% test about 2.5% of the time, not twice that, and a drop of

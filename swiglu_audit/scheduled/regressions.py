@@ -142,6 +142,9 @@ def _spread(f: dict) -> tuple[float, float] | None:
         return None
     details = f.get("details") or {}
     df = (details.get("comparison") or {}).get("df") or (details.get("judged") or {}).get("df")
+    se = (details.get("judged") or {}).get("se")
+    if se is not None and df and math.isfinite(df):  # an interval wider than its t-interval (a 0/1 mean's reach)
+        return float(se), float(df)
     if df and math.isfinite(df):
         from scipy.stats import t as t_dist
 

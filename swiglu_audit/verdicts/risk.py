@@ -181,11 +181,13 @@ def apply_modifiers(info: CheckInfo, finding: Finding, facts: Facts | None, poli
 def judged_finding(info: CheckInfo, models: list[str], value: float, policy: dict, what: str,
                    ci: tuple[float, float] | None = None, ci_level: float | None = None,
                    details: dict | None = None, aspect: str | None = None,
-                   subject: str | None = None, facts: Facts | None = None, df: float | None = None) -> Finding:
+                   subject: str | None = None, facts: Facts | None = None, df: float | None = None,
+                   se: float | None = None) -> Finding:
     """A finding judged by its check's declared Floor or Ceiling condition on the value and its
     interval (the value shown is the value judged), then by the check's modifiers on `facts`.
     `df`: the interval's degrees of freedom, kept so that a later run's two-run test reads the
-    interval back as the standard error it came from (scheduled/regressions.py)."""
+    interval back as the standard error it came from (scheduled/regressions.py); `se`, where the
+    interval is wider than its t-interval (`stats.Estimate.se`), the standard error to read instead."""
     condition = info.condition
     if not isinstance(condition, (Floor, Ceiling)):
         raise TypeError(f"check {info.check} declares no Floor or Ceiling condition")
@@ -197,6 +199,8 @@ def judged_finding(info: CheckInfo, models: list[str], value: float, policy: dic
               "on": "interval" if ci is not None else "value"}
     if ci is not None and df is not None:
         judged["df"] = df
+    if ci is not None and se is not None:
+        judged["se"] = se
     finding = make_finding(info, models, status, reason, threshold, value=value, ci=ci, ci_level=ci_level,
                            details={"better": better, "judged": judged, **(details or {})},
                            aspect=aspect, subject=subject)
@@ -226,9 +230,10 @@ def capped_for_one_seed(finding: Finding, trained_once: list[str]) -> Finding:
 def decided_finding(info: CheckInfo, models: list[str], facts: Facts, policy: dict,
                     value: float | None = None, ci: tuple[float, float] | None = None,
                     ci_level: float | None = None, details: dict | None = None,
-                    aspect: str | None = None, subject: str | None = None, df: float | None = None) -> Finding:
+                    aspect: str | None = None, subject: str | None = None, df: float | None = None,
+                    se: float | None = None) -> Finding:
     """A finding judged by its check's DecisionTable on the measured `facts` (the first rule
-    that holds decides), then by the check's modifiers. `df`: as `judged_finding`'s."""
+    that holds decides), then by the check's modifiers. `df`, `se`: as `judged_finding`'s."""
     condition = info.condition
     if not isinstance(condition, DecisionTable):
         raise TypeError(f"check {info.check} declares no DecisionTable condition")
@@ -238,6 +243,8 @@ def decided_finding(info: CheckInfo, models: list[str], facts: Facts, policy: di
     judged = {"rule": "decision_table", **details.get("judged", {}), "row": row}
     if ci is not None and df is not None:
         judged["df"] = df
+    if ci is not None and se is not None:
+        judged["se"] = se
     finding = make_finding(info, models, status, reason, threshold, value=value, ci=ci, ci_level=ci_level,
                            details={**details, "judged": judged}, aspect=aspect, subject=subject)
     return apply_modifiers(info, finding, facts, policy)

@@ -58,6 +58,9 @@ class Estimate:
     # the interval's degrees of freedom (Welch-Satterthwaite; inf: normal): a later run's
     # two-run test needs them to read the interval back as a standard error
     df: float | None = None
+    # the t-interval's standard error where an end was moved past that interval (a 0/1 mean's
+    # log-odds reach): the two-run test reads it, not the moved end; None: the width tells it
+    se: float | None = None
 
     def to_dict(self) -> dict:
         return {k: _finite_or_none(v) for k, v in vars(self).items()}
@@ -286,12 +289,14 @@ def mean_interval(values, level: float = 0.95) -> Estimate:
     # of 3 x 360 outcomes is evidence from 360 inputs, not from 1080
     floor = max(share_floor(float(m.sum()), m.size), _pseudo_example_floor(n))
     example_var = max(measured, floor) if binary else measured
-    lo, hi, _, _, df = _t_interval(float(m.mean()), [_seed_parts(seeds, s), _example_part(example_var, n, measured)],
-                                   level)
+    lo, hi, _, se, df = _t_interval(float(m.mean()), [_seed_parts(seeds, s), _example_part(example_var, n, measured)],
+                                    level)
+    reached = (lo, hi)
     if binary and s > 1:
-        lo, hi = _reach_toward_the_middle(m, lo, hi, example_var, measured, level)
-    lo, hi = _clip(lo, hi, (0.0, 1.0) if binary else None)
-    return Estimate(float(m.mean()), lo, hi, level, s, n, df)
+        reached = _reach_toward_the_middle(m, lo, hi, example_var, measured, level)
+    moved = reached != (lo, hi)
+    lo, hi = _clip(*reached, (0.0, 1.0) if binary else None)
+    return Estimate(float(m.mean()), lo, hi, level, s, n, df, se if moved else None)
 
 
 # Below this many outcomes of the rarer kind (over all seeds) the log-odds of a seed's rate is
