@@ -228,12 +228,18 @@ def test_split_leakage(audit, record_finding):
     leaked["test"] = sorted(set(leaked["test"]) | {j for _, j in val_pairs})
     n_leaked = sum(len(v) for v in leaked.values())
     share = n_leaked / (result["n_test"] + result["n_val"])
+    # a lookup the search's budget left out narrows what a PASS covers: the finding says so
+    skipped = sorted({s["largest_shift"] for s in result["shift_search"].values() if not s["searched"]})
+    not_covered = (f"; copies shifted by 2 to {skipped[-1]} pixels not looked for (over the search's budget: "
+                   "details.shift_search)") if skipped else ""
     finding = judged_finding(
-        LEAKAGE, [], share, policy, f"share of test and validation samples duplicated in train ({n_leaked})",
+        LEAKAGE, [], share, policy,
+        f"share of test and validation samples duplicated in train ({n_leaked}){not_covered}",
         subject=audit.data.name, details={"near_duplicate_rms": audit.config.poisoning.near_duplicate_rms,
                                           "near_duplicate_ratio": audit.config.poisoning.near_duplicate_ratio,
                               **{f"{split}_indices": v[:MAX_LISTED] for split, v in leaked.items()},
                               "train_index_space": _index_space(audit),
+                              "shift_search": result["shift_search"],
                               "pairs_train_vs_split": {split: _train_pairs(audit, [p[:2] for p in r["exact"] + r["near"]])
                                                        for split, r in result["leaks"].items()},
                               # (validation position, test position): the validation split's own indexing

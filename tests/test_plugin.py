@@ -588,7 +588,19 @@ def load():
 MIRRORED_LEAK_DATA = BRIGHTENED_LEAK_DATA.replace("x_train[source] * 0.9", "x_train[source][..., ::-1] * 0.9")
 
 
-@pytest.mark.parametrize("leaky_source", [BRIGHTENED_LEAK_DATA, MIRRORED_LEAK_DATA], ids=["brightened", "mirrored"])
+# 16x16 images (the digits at twice the size) augmented with random crops of a 2-pixel padding
+# before the split: copies shifted by 1 or 2 pixels each way, zeros in the strips they bring in
+CROPPED_LEAK_DATA = BRIGHTENED_LEAK_DATA.replace(
+    'x = (d.images / 16.0).astype("float32")[:, None]',
+    'x = np.kron((d.images / 16.0).astype("float32")[:, None], np.ones((1, 1, 2, 2), dtype="float32"))').replace(
+    "x_test[j] = np.clip(x_train[source] * 0.9 + 0.08 + rng.normal(0, 0.015, x_train[source].shape), 0, 1)",
+    "dy, dx = rng.choice([-2, -1, 1, 2], 2)\n"
+    "        padded = np.pad(x_train[source], ((0, 0), (2, 2), (2, 2)))\n"
+    "        x_test[j] = padded[:, 2 + dy:18 + dy, 2 + dx:18 + dx]")
+
+
+@pytest.mark.parametrize("leaky_source", [BRIGHTENED_LEAK_DATA, MIRRORED_LEAK_DATA, CROPPED_LEAK_DATA],
+                         ids=["brightened", "mirrored", "cropped"])
 def test_a_brightened_copy_leak_fails_and_lists_its_pairs(tiny_project, leaky_source):
     leak = _audit_with_dataset(tiny_project, "leaky_data", leaky_source, "split_leakage")["split_leakage"]
     planted = {(3 * j, j) for j in range(0, 397, 6)}
@@ -599,6 +611,8 @@ def test_a_brightened_copy_leak_fails_and_lists_its_pairs(tiny_project, leaky_so
     assert leak["status"] == "FAIL"
     assert len(listed & planted) + len(via_val & {j for _, j in planted}) >= 0.95 * len(planted)
     assert len(listed - planted) <= 3 and via_val <= {j for _, j in planted}
+    if leaky_source is CROPPED_LEAK_DATA:  # the central windows were searched, at shifts of up to 2
+        assert leak["details"]["shift_search"]["test"] == {"largest_shift": 2, "searched": True, "why": ""}
 
 
 REPEATED_TEST_DATA = '''

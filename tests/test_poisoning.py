@@ -179,6 +179,69 @@ def test_copies_that_went_through_a_pipeline_are_near_duplicates_and_clean_digit
     assert [(i, j) for i, j, _ in invariant_near_duplicates(within, None)] == [(7, 200)]
 
 
+def _shapes(n: int, seed: int) -> torch.Tensor:
+    """CIFAR-sized images: a colour gradient behind a few rectangles of random colours, faint noise."""
+    gen = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(0, 1, 32)
+    x = torch.rand(n, 3, 1, 1, generator=gen) * 0.6 + 0.2 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * ramp[None, None, :, None]
+    x = x.expand(n, 3, 32, 32).clone()
+    for i in range(n):
+        for _ in range(3):
+            y0, x0 = torch.randint(0, 24, (2,), generator=gen).tolist()
+            h, w = torch.randint(3, 10, (2,), generator=gen).tolist()
+            x[i, :, y0:y0 + h, x0:x0 + w] = torch.rand(3, 1, 1, generator=gen)
+    return (x + 0.03 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+
+
+def test_random_crops_of_training_images_are_found_on_their_central_windows():
+    """RandomCrop(32, padding=4) before the split: copies shifted by 2 to 4 pixels, zeros in the
+    strips the shift brings in. The 1-pixel rule misses them; the central windows find each with
+    its source, and no clean image is paired."""
+    from swiglu_audit.methods import shifted_copies
+    from swiglu_audit.methods.integrity import NearDuplicateIndex, invariant_near_duplicates
+
+    x = _shapes(420, 0)
+    train, test = x[:300], x[300:].clone()
+    assert invariant_near_duplicates(train, test) == []
+    planted = {}
+    for j, (source, dy, dx) in enumerate([(3, 2, -3), (50, -4, 4), (99, 3, 0), (150, -2, -2), (200, 0, 4)]):
+        padded = torch.nn.functional.pad(train[source], (4, 4, 4, 4))
+        test[10 * j] = padded[:, 4 + dy:36 + dy, 4 + dx:36 + dx]
+        planted[10 * j] = source
+    index = NearDuplicateIndex(train)
+    assert {j: i for i, j, _ in index.pairs(test)} == planted
+    assert index.shift_search(len(test)).to_dict() == {"largest_shift": 4, "searched": True, "why": ""}
+    # an eighth of the side, at least 1 from 8 pixels; under 8 pixels the 1-pixel rule alone
+    assert [shifted_copies.largest_shift((1, 3, side, side)) for side in (7, 8, 15, 16, 24, 32, 64)] == [0, 1, 1, 2, 3, 4, 4]
+    assert NearDuplicateIndex(train[:, :, :7, :7]).shift_search(10) is None
+
+
+def test_a_digit_shifted_by_one_pixel_with_zeros_is_a_copy(digits):
+    """The 1-pixel rule's shifted copies repeat the edge; a digit whose strokes reach the bottom
+    row, moved up by one pixel with a zero row brought in (a crop's padding), was missed."""
+    from swiglu_audit.methods.integrity import invariant_near_duplicates
+
+    train, test = digits.x_train, digits.x_test[:120].clone()
+    reaching = [i for i in range(len(train)) if float(train[i, 0, -1].sum()) > 1.0][:3]
+    for j, source in enumerate(reaching):
+        test[10 * j] = torch.nn.functional.pad(train[source], (1, 1, 1, 1))[:, 2:10, 1:9]  # up by one
+    assert {j: i for i, j, _ in invariant_near_duplicates(train, test)} == {10 * j: s for j, s in enumerate(reaching)}
+
+
+def test_a_window_search_over_its_budget_is_not_run_and_says_so(monkeypatch):
+    from swiglu_audit.methods import shifted_copies
+    from swiglu_audit.methods.integrity import NearDuplicateIndex
+
+    x = _shapes(160, 1)
+    train, test = x[:120], x[120:].clone()
+    test[0] = torch.nn.functional.pad(train[7], (4, 4, 4, 4))[:, 7:39, 1:33]  # shifted 3 and -3 pixels
+    monkeypatch.setattr(shifted_copies, "SEARCH_BUDGET", 1e6)
+    index = NearDuplicateIndex(train)
+    search = index.shift_search(len(test))
+    assert not search.searched and "not looked for" in search.why and "TFLOP" in search.why
+    assert index.pairs(test) == []  # the copy is missed, and the finding will say why
+
+
 def test_tabular_copies_rounded_or_faintly_noised_are_near_duplicates():
     from sklearn.datasets import load_breast_cancer
 

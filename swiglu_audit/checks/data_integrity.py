@@ -25,8 +25,11 @@ LEAKAGE = CheckInfo(
                 "after a per-image standardisation and a blur, with shifts of up to one pixel and a "
                 "left-right mirror (images), or on robust z-scores (tabular rows), is at most "
                 "near_duplicate_ratio of the training set's typical nearest-neighbour distance: a "
-                "brightened, re-encoded, shifted or mirrored copy is still a copy. The details list "
-                "the pairs.",
+                "brightened, re-encoded, shifted or mirrored copy is still a copy. Images of 16 "
+                "pixels a side or more are also compared on their central windows at shifts of up "
+                "to an eighth of the side (at most 4 pixels: a random crop of a padded image) where "
+                "that search fits its budget; details.shift_search says what was covered. The "
+                "details list the pairs.",
     mitigation="Deduplicate before splitting (hash and nearest-neighbour search), and split by "
                "source (user, session, document) rather than by sample.",
     # an exact share over every test and validation sample, no interval; any leak at all is at
@@ -57,8 +60,8 @@ TEST_DUPLICATES = CheckInfo(
                 "part of every interval is narrower than the evidence (the details say by how "
                 "much) and a PASS can claim more than was shown. Rows of a few discrete features "
                 "can also coincide by chance; those are independent inputs. Near duplicates are "
-                "found as for leakage, except that mirror images within the test split are not "
-                "looked for.",
+                "found as for leakage, except that mirror images and copies shifted by more than "
+                "one pixel within the test split are not looked for.",
     mitigation="Deduplicate the test split before the audit; keep one copy of each input.",
     condition=Ceiling("max_duplicate_share", "share"),
 )

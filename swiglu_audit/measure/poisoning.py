@@ -657,12 +657,14 @@ def integrity(audit: AuditSession) -> dict:
         # the training split prepared once for the invariant rule, queried by test, val and itself;
         # the validation split's own index reads distances in the training split's unit
         train_index = NearDuplicateIndex(data.x_train)
-        val_index = NearDuplicateIndex(data.x_val, reference=data.x_train, unit=train_index.unit)
+        val_index = NearDuplicateIndex(data.x_val, reference=data.x_train, unit=train_index.unit,
+                                       window_unit_from=train_index)
 
         def near(a, b, index):
             """Near duplicates by either rule: the raw pixel difference, or up to what pipelines do
-            (brightness, contrast, 1-pixel shifts, mirroring, re-encoding noise); the ratio shown is the
-            invariant rule's (0 where only the raw rule paired them)."""
+            (brightness, contrast, 1-pixel shifts, mirroring, re-encoding noise; shifts of up to 4
+            pixels on images of 16 pixels and more); the ratio shown is the invariant rule's (0 where
+            only the raw rule paired them)."""
             raw = {(i, j): 0.0 for i, j, _ in near_duplicates(a, b, cfg.near_duplicate_rms)}
             invariant = {(i, j): r for i, j, r in index.pairs(b, cfg.near_duplicate_ratio)}
             return sorted(((i, j, invariant.get((i, j), raw.get((i, j), 0.0))) for i, j in raw.keys() | invariant.keys()),
@@ -672,6 +674,10 @@ def integrity(audit: AuditSession) -> dict:
         # a test sample that copies a validation sample leaks too (model selection saw it)
         test_in_val = {"exact": exact_duplicates(data.x_val, data.x_test),
                        "near": near(data.x_val, data.x_test, val_index)}
+        # what the lookups of copies shifted beyond 1 pixel covered (None: images under 16 pixels,
+        # or tabular rows)
+        searches = {"test": train_index.shift_search(len(data.x_test)), "val": train_index.shift_search(len(data.x_val)),
+                    "test_in_val": val_index.shift_search(len(data.x_test))}
         within_near = near(data.x_train, None, train_index)
         y = data.y_train
         conflicting = [(i, j) for i, j, _ in within_near if int(y[i]) != int(y[j])]
@@ -681,6 +687,7 @@ def integrity(audit: AuditSession) -> dict:
         del train_index, val_index
         test_index = NearDuplicateIndex(data.x_test, reference=data.x_train, unit=unit)
         return {"leaks": leaks, "test_in_val": test_in_val, "n_test": len(data.y_test), "n_val": len(data.y_val),
+                "shift_search": {k: v.to_dict() for k, v in searches.items() if v is not None},
                 "n_train": len(y), "within_exact": exact_duplicates(data.x_train),
                 "within_near": within_near, "conflicting_labels": conflicting,
                 "test_within_exact": exact_duplicates(data.x_test),
