@@ -240,6 +240,23 @@ def test_a_window_search_over_its_budget_is_not_run_and_says_so(monkeypatch):
     search = index.shift_search(len(test))
     assert not search.searched and "not looked for" in search.why and "TFLOP" in search.why
     assert index.pairs(test) == []  # the copy is missed, and the finding will say why
+    assert index._windows is None  # and no window index was built for a search never run
+
+
+def test_the_leakage_finding_says_which_lookups_its_budget_left_out():
+    from swiglu_audit.checks.data_integrity import LEAKAGE
+    from swiglu_audit.suites.suite_poisoning_data import _with_coverage_note
+    from swiglu_audit.verdicts.risk import judged_finding
+
+    finding = judged_finding(LEAKAGE, [], 0.0, {"max_leakage_share": 0.01}, "share duplicated in train (0)",
+                             facts={"n_leaked": 0})
+    searched = {"largest_shift": 1, "searched": True, "why": ""}
+    assert _with_coverage_note(finding, {"test": searched, "val": searched}) is finding
+    skipped = {"largest_shift": 1, "searched": False, "why": "over"}
+    noted = _with_coverage_note(finding, {"test": skipped, "val": searched, "test_in_val": skipped})
+    assert noted.reason.startswith(finding.reason.rstrip())  # the judged sentence keeps its words
+    assert "test against train, test against validation" in noted.reason
+    assert "shifted by up to 1 pixel(s) with zeros brought in" in noted.reason
 
 
 def test_tabular_copies_rounded_or_faintly_noised_are_near_duplicates():

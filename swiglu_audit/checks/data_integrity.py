@@ -25,11 +25,11 @@ LEAKAGE = CheckInfo(
                 "after a per-image standardisation and a blur, with shifts of up to one pixel and a "
                 "left-right mirror (images), or on robust z-scores (tabular rows), is at most "
                 "near_duplicate_ratio of the training set's typical nearest-neighbour distance: a "
-                "brightened, re-encoded, shifted or mirrored copy is still a copy. Images of 16 "
-                "pixels a side or more are also compared on their central windows at shifts of up "
-                "to an eighth of the side (at most 4 pixels: a random crop of a padded image) where "
-                "that search fits its budget; details.shift_search says what was covered. The "
-                "details list the pairs.",
+                "brightened, re-encoded, shifted or mirrored copy is still a copy. Images of 8 "
+                "pixels a side or more are also compared on their central windows at every shift of "
+                "up to an eighth of the side (at least 1, at most 4 pixels: a random crop of a "
+                "padded image brings zeros in) where that search fits its budget; the reason and "
+                "details.shift_search say what was not covered. The details list the pairs.",
     mitigation="Deduplicate before splitting (hash and nearest-neighbour search), and split by "
                "source (user, session, document) rather than by sample.",
     # an exact share over every test and validation sample, no interval; any leak at all is at
@@ -60,8 +60,8 @@ TEST_DUPLICATES = CheckInfo(
                 "part of every interval is narrower than the evidence (the details say by how "
                 "much) and a PASS can claim more than was shown. Rows of a few discrete features "
                 "can also coincide by chance; those are independent inputs. Near duplicates are "
-                "found as for leakage, except that mirror images and copies shifted by more than "
-                "one pixel within the test split are not looked for.",
+                "found as for leakage, except that mirror images and the central-window lookups of "
+                "shifted copies (zeros brought in) are not used within the test split.",
     mitigation="Deduplicate the test split before the audit; keep one copy of each input.",
     condition=Ceiling("max_duplicate_share", "share"),
 )

@@ -663,7 +663,7 @@ def integrity(audit: AuditSession) -> dict:
         def near(a, b, index):
             """Near duplicates by either rule: the raw pixel difference, or up to what pipelines do
             (brightness, contrast, 1-pixel shifts, mirroring, re-encoding noise; shifts of up to 4
-            pixels on images of 16 pixels and more); the ratio shown is the invariant rule's (0 where
+            pixels on images of 8 pixels and more); the ratio shown is the invariant rule's (0 where
             only the raw rule paired them)."""
             raw = {(i, j): 0.0 for i, j, _ in near_duplicates(a, b, cfg.near_duplicate_rms)}
             invariant = {(i, j): r for i, j, r in index.pairs(b, cfg.near_duplicate_ratio)}
@@ -674,7 +674,7 @@ def integrity(audit: AuditSession) -> dict:
         # a test sample that copies a validation sample leaks too (model selection saw it)
         test_in_val = {"exact": exact_duplicates(data.x_val, data.x_test),
                        "near": near(data.x_val, data.x_test, val_index)}
-        # what the lookups of copies shifted beyond 1 pixel covered (None: images under 16 pixels,
+        # what the central-window lookups of shifted copies covered (None: images under 8 pixels,
         # or tabular rows)
         searches = {"test": train_index.shift_search(len(data.x_test)), "val": train_index.shift_search(len(data.x_val)),
                     "test_in_val": val_index.shift_search(len(data.x_test))}
