@@ -244,8 +244,9 @@ def test_a_window_search_over_its_budget_is_not_run_and_says_so(monkeypatch):
 
 
 def test_the_leakage_finding_says_which_lookups_its_budget_left_out():
-    from swiglu_audit.checks.data_integrity import LEAKAGE
     from swiglu_audit.suites.suite_poisoning_data import _with_coverage_note
+
+    from swiglu_audit.checks.data_integrity import LEAKAGE
     from swiglu_audit.verdicts.risk import judged_finding
 
     finding = judged_finding(LEAKAGE, [], 0.0, {"max_leakage_share": 0.01}, "share duplicated in train (0)",
