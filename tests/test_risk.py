@@ -464,7 +464,7 @@ def test_a_finding_as_json_converts_what_asdict_did_without_copying_first():
     details = {"estimate": estimate, "nested": [{"x": np.float32(0.25)}, (math.nan, "\udcff")]}
     out = make_finding(SANITY, ["m"], Status.PASS, "r", "t", value=np.float64(0.5), details=details).to_dict()
     assert out["details"]["estimate"] == {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "level": 0.95,
-                                          "n_seeds": 3, "n_examples": 100, "df": 12.0}
+                                          "n_seeds": 3, "n_examples": 100, "df": 12.0, "se": None}
     assert out["details"]["nested"] == [{"x": 0.25}, [None, "\\udcff"]] and out["value"] == 0.5
     json.dumps(out, allow_nan=False)
     out["details"]["nested"][0]["x"] = "changed"  # the output shares no container with the finding
