@@ -163,8 +163,8 @@ class NearDuplicateIndex:
         return sorted(((i, j, r) for (i, j), r in pairs.items()), key=lambda t: (t[1], t[0]))
 
     def shift_search(self, n_queries: int) -> ShiftSearch | None:
-        """What looking up `n_queries` images beyond 1-pixel shifts covers (`ShiftSearch`); None:
-        not images of 8 pixels a side or more."""
+        """What looking up `n_queries` images on central windows covers (`ShiftSearch`); None: not
+        images of 8 pixels a side or more."""
         return plan_search(self._a, n_queries) if self.image else None
 
     def window_unit(self) -> float | None:

@@ -1,4 +1,4 @@
-"""Copies of training images shifted by more than one pixel, looked up on their central window.
+"""Shifted copies of training images, looked up on their central window.
 
 A random crop of a padded image (`RandomCrop(32, padding=4)`, the commonest augmentation of
 CIFAR-sized data) applied before the split puts copies of training images, shifted by up to 4
@@ -28,7 +28,8 @@ from .image_rows import SCALE_SAMPLE, distinct_neighbour_unit, standardised_imag
 
 MIN_SIDE = 8
 MAX_SHIFT = 4
-# about 10 to 20 s on a 2-core CPU (sklearn's brute-force search, 150 to 300 GFLOP/s): a test split
+# about 18 s on a 2-core CPU (sklearn's brute-force search ran at about 110 GFLOP/s with the matmul
+# at 390, bench/window-search-time.json): a test split
 # of 2,000 CIFAR-sized images against 10,000 training images fits; CIFAR-10 itself (10,000 against
 # 50,000) is 35 TFLOP, 17.5 times over it. The budget holds for each lookup: an audit makes up to
 # three (test and validation against train, test against validation)
