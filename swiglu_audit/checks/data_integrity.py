@@ -44,7 +44,9 @@ DUPLICATES = CheckInfo(
     metric="share of training samples that duplicate an earlier one (exact or near)",
     rmf=("MEASURE 2.1",), characteristic="valid_reliable", impact="low",
     explanation="Repeated training samples over-weight whatever they show, and copies with "
-                "different labels are a classic sign of poisoning or of a labelling error.",
+                "different labels are a classic sign of poisoning or of a labelling error. Near "
+                "duplicates are found as for leakage, without the mirror and central-window "
+                "lookups (a training set augmented with its own flips and crops is no leak).",
     mitigation="Deduplicate the training set; investigate copies whose labels disagree.",
     condition=Ceiling("max_duplicate_share", "share"),
     modifiers=(CONFLICTING_LABELS_CAP,),
