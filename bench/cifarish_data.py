@@ -9,9 +9,10 @@ random crops (padding 4) of training images.
 What it showed (quick profile, 4 epochs, MLPs; clean accuracy 0.34 and 0.36): split_leakage FAILs
 with all 30 planted crops listed (the central windows at 4 pixels). Found, not mended: the training
 set's verdict FAILs too. The relabel census names class 9 (24 samples "look like other classes")
-on data with no relabelling at all. Here the input-space neighbours carry little label information
-(random rectangles dominate the image, the class is an 8x8 square of a colour), and the models
-are weak.
+on data with no relabelling at all. The classes differ by a small colour step, so the census's
+"added" perturbation (a sample less its look-alikes' mean) is class 9's own feature; the census's
+"stamped" form has a control for a class's own feature, its "added" form has none. The models are
+also weak.
 """
 
 import numpy as np
