@@ -306,7 +306,7 @@ def mean_interval(values, level: float = 0.95) -> Estimate:
 MIN_EVENTS_FOR_LOG_ODDS = 10
 # A seed with none of them has no log-odds the data can give: half an outcome over n + 1 would put
 # it at a value that falls as n grows, and the interval would widen with more inputs (0, 0 and 12
-# flips of 10000 reached 0.012 where the t-interval says 0.0022). Every seed needs one.
+# flips of 10000 reached 0.0157 where the t-interval says 0.0022). Every seed needs one.
 MIN_EVENTS_PER_SEED = 1
 
 
