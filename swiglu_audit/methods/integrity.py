@@ -141,20 +141,13 @@ class NearDuplicateIndex:
         queries = self._base if b is None else self._rows(b)
         ratio, nearest = self._nearest(queries, within=b is None)
         if b is not None and self.image:
-            mirrored, mirrored_nearest = self._nearest(self._rows(b.flip(-1)), within=False)
-            # a mirrored match held to the stricter limit by reading it on the plain scale (its
-            # ratio over MIRRORED_SHARE, as the pairs list it): it wins where that is nearer
-            scaled = mirrored / MIRRORED_SHARE
-            use = scaled < ratio
-            ratio, nearest = np.where(use, scaled, ratio), np.where(use, mirrored_nearest, nearest)
+            ratio, nearest = _nearer((ratio, nearest), self._nearest(self._rows(b.flip(-1)), within=False),
+                                     MIRRORED_SHARE)
             search = self.shift_search(len(b))
-            if search is not None and search.searched:  # likewise for a copy shifted further
+            if search is not None and search.searched:
                 windows = self._window_index()
                 assert windows is not None
-                shifted, shifted_nearest = windows.nearest(b)
-                scaled = shifted / WINDOW_SHARE
-                use = scaled < ratio
-                ratio, nearest = np.where(use, scaled, ratio), np.where(use, shifted_nearest, nearest)
+                ratio, nearest = _nearer((ratio, nearest), windows.nearest(b), WINDOW_SHARE)
         pairs: dict[tuple[int, int], float] = {}
         for j in np.flatnonzero(ratio <= max_ratio):
             i = int(nearest[j])
@@ -194,6 +187,16 @@ class NearDuplicateIndex:
             better = d < best
             best[better], nearest[better] = d[better], i[better]
         return best / self.unit, nearest
+
+
+def _nearer(plain: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], share: float
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(ratio, nearest) per query: a mirrored or window lookup's match, held to its stricter limit
+    by reading it on the plain scale (its ratio over `share`, as the pairs list it), wins where
+    that is nearer than the plain match."""
+    scaled = other[0] / share
+    use = scaled < plain[0]
+    return np.where(use, scaled, plain[0]), np.where(use, other[1], plain[1])
 
 
 def copies_inflation(pairs, n: int) -> tuple[int, float]:
