@@ -9,6 +9,11 @@ minutes, not the scan benchmark's tens of minutes).
     python bench/bench_census.py --rounds tuning,tuning-2,tuning-3,held-out --out census-rounds.jsonl [--shard 0/2]
     python bench/bench_census.py --summary census-rounds.jsonl
     python bench/bench_census.py --cifar-timing
+    python bench/bench_census.py --noisy-background --out noisy-background.jsonl [--shard 0/2]
+
+The last runs the census on data whose classes differ by a small feature under a background that
+dominates the distance between inputs (bench/cifarish_data.py): clean, where no class may be named,
+and with a trigger planted at 3%, where the census should still name its target.
 """
 
 from __future__ import annotations
@@ -59,10 +64,63 @@ def run(round_names: list[str], shard: str, out: str) -> None:
             print(json.dumps({key: row[key] for key in ("round", "data", "ffn", "kind", "census_seconds")}), flush=True)
 
 
+NOISY_KINDS = ("corner_patch", "checkerboard")
+NOISY_TARGET = 2
+
+
+def _noisy_data(name: str):
+    """The set split as the bench's other data are (stratified), except "cifarish-as-loaded": the
+    tuning set's own split, all 1200 training rows (where the false alarm was found), validated on
+    the first 150 test rows and tested on the rest."""
+    import cifarish_data
+
+    if name == "cifarish-as-loaded":
+        d = cifarish_data.load()
+        xs, ys = torch.from_numpy(d["x_train"]), torch.from_numpy(d["y_train"].astype(np.int64))
+        xt, yt = torch.from_numpy(d["x_test"]), torch.from_numpy(d["y_test"].astype(np.int64))
+        splits = {"train": (xs, ys), "val": (xt[:150], yt[:150]), "test": (xt[150:], yt[150:])}
+        return rounds.make_audit_data(name, splits, n_classes=10)
+    x, y, n_classes = cifarish_data.NOISY_BACKGROUND[name]()
+    return rounds._split(name, x, y, n_classes, seed=0, modality="tabular" if x.shape[-2] == 1 else "image")
+
+
+def noisy_background(shard: str, out: str) -> None:
+    import cifarish_data
+
+    torch.set_num_threads(1)
+    k, n = map(int, shard.split("/"))
+    cases = [{"data": name, "ffn": ffn, "seed": seed, "kind": kind}
+             for name in ("cifarish-as-loaded", *cifarish_data.NOISY_BACKGROUND)
+             for ffn, seed in (("swiglu", 0), ("relu", 1))
+             for kind in ("none", *NOISY_KINDS)][k::n]
+    with open(out, "w") as sink:
+        for case in cases:
+            data = _noisy_data(case["data"])
+            n_classes = data.n_classes
+            if case["kind"] == "none":
+                px, py = data.x_train, data.y_train
+            else:
+                px, py, truth = rounds.plant(data.x_train, data.y_train, case["kind"], NOISY_TARGET, 0.03)
+            model = rounds.train(data, px, py, case["ffn"], case["seed"])
+            with torch.no_grad():
+                accuracy = float((model(data.x_test).argmax(1) == data.y_test).float().mean())
+            found = relabel_census.census(model, px, py, n_classes, CPU)
+            row = {**case, "accuracy": round(accuracy, 3), "census": found.summary()}
+            if case["kind"] != "none":
+                row["asr"] = round(rounds.success(model, data, case["kind"], NOISY_TARGET), 3)
+            sink.write(json.dumps(row) + "\n")
+            sink.flush()
+            print(json.dumps({key: row[key] for key in ("data", "ffn", "kind", "accuracy")}
+                             | {"target": found.target, "lead": found.lead}), flush=True)
+
+
 def summary(path: str) -> None:
-    """The largest transfer of groups that are not planted poison, by group size; and the planted
-    groups' transfers (what the thresholds were chosen between)."""
+    """The largest transfer of groups that are not planted poison, by group size; the planted
+    groups' transfers (what the thresholds were chosen between); and what the census named, on
+    clean models and on backdoored ones (by whether the model learned the backdoor)."""
     rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    for row in rows:
+        row.setdefault("target", NOISY_TARGET)  # the noisy-background rows plant at one target
     not_poison, poison = defaultdict(list), []
     for row in rows:
         for label, group in row["census"]["groups"].items():
@@ -73,11 +131,23 @@ def summary(path: str) -> None:
                 not_poison["3-9" if group["n"] < relabel_census.LARGE_GROUP else "10+"].append(group["transfer"])
     for size, values in sorted(not_poison.items()):
         print(f"groups of {size} that are not planted poison: {len(values)}, largest transfer {max(values):.3f}")
-    print(f"planted poison learned at attack success >= 0.5: {len(poison)} groups, transfer "
-          f"{min(p[0] for p in poison):.3f} to {max(p[0] for p in poison):.3f}, size "
-          f"{min(p[1] for p in poison)} to {max(p[1] for p in poison)}")
-    clean = [row for row in rows if row["kind"] == "none"]
-    print(f"clean models: {len(clean)}, with a class named: {sum(row['census']['target'] is not None for row in clean)}")
+    if poison:
+        print(f"planted poison learned at attack success >= 0.5: {len(poison)} groups, transfer "
+              f"{min(p[0] for p in poison):.3f} to {max(p[0] for p in poison):.3f}, size "
+              f"{min(p[1] for p in poison)} to {max(p[1] for p in poison)}")
+    outcomes: dict = defaultdict(lambda: defaultdict(int))
+    for row in rows:
+        named = row["census"]["target"] if row["census"]["target"] is not None else row["census"]["lead"]
+        how = "target" if row["census"]["target"] is not None else "lead"
+        if row["kind"] == "none":
+            outcomes["clean models"]["a class named" if named is not None else "none named"] += 1
+        else:
+            learned = "learned (attack success >= 0.5)" if row["asr"] >= 0.5 else "learned weakly"
+            verdict = ("none named" if named is None else
+                       f"its target named ({how})" if named == row["target"] else f"another class named ({how})")
+            outcomes[f"backdoored models, {learned}"][verdict] += 1
+    for kind, counts in outcomes.items():
+        print(f"{kind}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
 
 
 def cifar_timing() -> None:
@@ -105,11 +175,14 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--summary")
     ap.add_argument("--cifar-timing", action="store_true")
+    ap.add_argument("--noisy-background", action="store_true")
     args = ap.parse_args()
     if args.summary:
         summary(args.summary)
     elif args.cifar_timing:
         cifar_timing()
+    elif args.noisy_background:
+        noisy_background(args.shard, args.out)
     else:
         run(args.rounds.split(","), args.shard, args.out)
 

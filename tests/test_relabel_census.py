@@ -258,3 +258,47 @@ def test_a_users_tabular_backdoor_fails_every_scan_and_the_set_and_a_clean_table
         assert precision >= 0.5 and recall >= 0.3, (f["id"], precision, recall)
     verdicts = _tabular_audit(pytester, "clean")
     assert len(verdicts) == 3 and all(f["status"] != "FAIL" for f in verdicts), [f["reason"] for f in verdicts]
+
+
+def _colour_square_on_clutter(n=1400, side=16, seed=0):
+    """Ten classes told apart only by the colour of a 4 x 4 square in the middle of three-channel
+    images, over a random background colour and three random rectangles: input-space neighbours
+    follow the clutter, so many samples of a class look like other classes."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    x = np.empty((n, 3, side, side), dtype="float32")
+    for i in range(n):
+        img = np.ones((3, side, side), dtype="float32") * rng.uniform(0.2, 0.8, (3, 1, 1))
+        for _ in range(3):
+            y0, x0 = rng.integers(0, side - side // 4, 2)
+            h, w = rng.integers(side // 10 + 1, side // 3, 2)
+            img[:, y0:y0 + h, x0:x0 + w] = rng.uniform(0, 1, (3, 1, 1))
+        img[:, 6:10, 6:10] = np.array([y[i] / 9.0, 1 - y[i] / 9.0, 0.5])[:, None, None]
+        x[i] = np.clip(img + rng.normal(0, 0.03, img.shape), 0, 1)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def test_a_class_feature_under_clutter_is_not_taken_for_poison():
+    """Clean data whose class is a small colour square under a large varied background: class 9's
+    group (samples whose neighbours are other classes') "adds" class 9's own colour to them, which
+    moves a third of the other classes' inputs to 9 (over the 25% a FAIL needs, so the census used
+    to name class 9 here). The rest of class 9 holds the same colour against the same look-alikes,
+    so the added form's control moves them as much and nothing is named."""
+    x, y = _colour_square_on_clutter()
+    model = _trained(x[:1200], y[:1200], 10, (3, 16, 16), x[1200:], y[1200:], ffn="swiglu")
+    found = census(model, x[:1200], y[:1200], 10, CPU)
+    assert found.target is None and found.lead is None and not found.flags.any(), found.summary()
+    group = found.groups[9]
+    # without the control this group would name class 9 (measured: 0.34 moved above a base of 0)
+    assert group.moved["added"] - group.base >= required_transfer(len(group.indices)), found.summary()
+    assert group.moved["added_control"] >= group.moved["added"] - 0.05
+    assert group.transfer < 0.05
+
+
+def test_the_added_forms_control_keeps_only_what_the_rest_of_the_class_holds_too():
+    from swiglu_audit.methods.relabel_census import _own_part
+
+    perturbation = torch.tensor([0.5, -0.4, 0.3, 0.2, 0.0])
+    own = torch.tensor([0.2, -0.9, -0.3, 0.0, 0.7])
+    # same direction: the smaller offset; opposite or none: nothing
+    assert torch.allclose(_own_part(perturbation, own), torch.tensor([0.2, -0.4, 0.0, 0.0, 0.0]))

@@ -164,9 +164,10 @@ def _census_words(facts: dict) -> str:
     return (f"the training data or the model may already carry a backdoor: {census['n_flagged']} training samples "
             f"labelled {census['target']} look like other classes ({sources}: their nearest training inputs, with "
             f"each coordinate's difference capped, carry those labels), and what they share moves other classes' "
-            f"inputs to class {census['target']} in this model ({shared} sends {census['transfer']:.0%} of them there, "
-            f"above the {census['base']:.0%} already predicted so; {census['required']:.0%} needed for a group of this "
-            "size): relabelled inputs with a trigger the model obeys, found without recovering the trigger")
+            f"inputs to class {census['target']} in this model ({shared} sends {census['transfer']:.0%} of them there "
+            f"beyond the {census['base']:.0%} already predicted so and beyond a control that carries only what the "
+            f"rest of the class holds too; {census['required']:.0%} needed for a group of this size): relabelled "
+            "inputs with a trigger the model obeys, found without recovering the trigger")
 
 
 def _census_lead_words(facts: dict) -> str:
