@@ -154,6 +154,7 @@ class PoisoningSettings(Section):
     clean_label: bool
     near_duplicate_rms: float  # raw RMS pixel difference of a near duplicate
     near_duplicate_ratio: float  # up to brightness, contrast, shifts, noise: distance over the typical nearest neighbour's
+    shift_search_tflop: float  # budget of each central-window lookup of shifted copies (methods/shifted_copies.py)
     scan_steps: int  # optimisation steps per class of the trigger scan
     # the threat the scan's "nothing found" must cover: the smallest poison rate, and the trigger
     # kinds (TRIGGER_KINDS) its power is measured on
@@ -187,6 +188,9 @@ class PoisoningSettings(Section):
                f"{where} near_duplicate_rms = {self.near_duplicate_rms} and near_duplicate_ratio = "
                f"{self.near_duplicate_ratio} must be positive: at 0 only exact copies count as duplicates, and a "
                "test input leaked with any change would pass the leakage check; the defaults are 0.03 and 0.35")
+        expect(self.shift_search_tflop >= 0,
+               f"{where} shift_search_tflop = {self.shift_search_tflop} must be at least 0 (TFLOP a lookup of "
+               "shifted copies may take; 0 never looks, and the leakage check is then at best a WARN)")
         # a scan that never optimises finds no trigger, and its "nothing found" would PASS
         check_counts(self, {"scan_steps": "a trigger scan without steps finds nothing and would report nothing found"})
         expect(0.0 < self.threat_rate < 0.5,

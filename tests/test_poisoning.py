@@ -210,7 +210,8 @@ def test_random_crops_of_training_images_are_found_on_their_central_windows():
         planted[10 * j] = source
     index = NearDuplicateIndex(train)
     assert {j: i for i, j, _ in index.pairs(test)} == planted
-    assert index.shift_search(len(test)).to_dict() == {"largest_shift": 4, "searched": True, "why": ""}
+    search = index.shift_search(len(test))
+    assert (search.largest_shift, search.searched, search.why) == (4, True, "") and 0 < search.tflop < 2
     # an eighth of the side, at least 1 from 8 pixels; under 8 pixels the 1-pixel rule alone
     assert [shifted_copies.largest_shift((1, 3, side, side)) for side in (7, 8, 15, 16, 24, 32, 64)] == [0, 1, 1, 2, 3, 4, 4]
     assert NearDuplicateIndex(train[:, :, :7, :7]).shift_search(10) is None
@@ -228,36 +229,43 @@ def test_a_digit_shifted_by_one_pixel_with_zeros_is_a_copy(digits):
     assert {j: i for i, j, _ in invariant_near_duplicates(train, test)} == {10 * j: s for j, s in enumerate(reaching)}
 
 
-def test_a_window_search_over_its_budget_is_not_run_and_says_so(monkeypatch):
-    from swiglu_audit.methods import shifted_copies
+def test_a_window_search_over_its_budget_is_not_run_and_says_so():
     from swiglu_audit.methods.integrity import NearDuplicateIndex
 
     x = _shapes(160, 1)
     train, test = x[:120], x[120:].clone()
     test[0] = torch.nn.functional.pad(train[7], (4, 4, 4, 4))[:, 7:39, 1:33]  # shifted 3 and -3 pixels
-    monkeypatch.setattr(shifted_copies, "SEARCH_BUDGET", 1e6)
-    index = NearDuplicateIndex(train)
+    index = NearDuplicateIndex(train, shift_budget=1e6)
     search = index.shift_search(len(test))
-    assert not search.searched and "not looked for" in search.why and "TFLOP" in search.why
+    assert not search.searched and "over the search's budget" in search.why and "TFLOP" in search.why
+    assert search.tflop > 1e6 / 1e12
     assert index.pairs(test) == []  # the copy is missed, and the finding will say why
     assert index._windows is None  # and no window index was built for a search never run
 
 
-def test_the_leakage_finding_says_which_lookups_its_budget_left_out():
-    from swiglu_audit.suites.suite_poisoning_data import _with_coverage_note
-
+def test_a_leakage_pass_that_left_shifted_copies_unsearched_is_an_inconclusive_warn():
+    """No leak found is a PASS only where every lookup ran: a lookup over its budget leaves copies
+    shifted with zeros brought in unsearched, so the finding says which and is at best a WARN; a
+    FAIL stands, with the same sentence."""
     from swiglu_audit.checks.data_integrity import LEAKAGE
     from swiglu_audit.verdicts.risk import judged_finding
 
-    finding = judged_finding(LEAKAGE, [], 0.0, {"max_leakage_share": 0.01}, "share duplicated in train (0)",
-                             facts={"n_leaked": 0})
-    searched = {"largest_shift": 1, "searched": True, "why": ""}
-    assert _with_coverage_note(finding, {"test": searched, "val": searched}) is finding
-    skipped = {"largest_shift": 1, "searched": False, "why": "over"}
-    noted = _with_coverage_note(finding, {"test": skipped, "val": searched, "test_in_val": skipped})
-    assert noted.reason.startswith(finding.reason.rstrip())  # the judged sentence keeps its words
-    assert "test against train, test against validation" in noted.reason
-    assert "shifted by up to 1 pixel(s) with zeros brought in" in noted.reason
+    policy = {"max_leakage_share": 0.01}
+    searched = {"largest_shift": 1, "searched": True, "why": "", "tflop": 0.1}
+    skipped = {"largest_shift": 4, "searched": False, "why": "over", "tflop": 35.0}
+
+    def judged(share, n_leaked, searches):
+        return judged_finding(LEAKAGE, [], share, policy, f"share duplicated in train ({n_leaked})",
+                              facts={"n_leaked": n_leaked, "shift_search": searches})
+    assert judged(0.0, 0, {"test": searched, "val": searched}).status == "PASS"
+    capped = judged(0.0, 0, {"test": skipped, "val": searched, "test_in_val": skipped})
+    assert capped.status == "WARN" and "inconclusive" in capped.reason
+    assert "test against train, test against validation" in capped.reason
+    assert "shifted by up to 4 pixel(s) with zeros brought in" in capped.reason
+    assert "poisoning.shift_search_tflop = 35 or more" in capped.reason
+    assert capped.details["judged"]["modified_by"] == ["shifted copies not looked for"]
+    failed = judged(0.05, 5, {"test": skipped, "val": searched})
+    assert failed.status == "FAIL" and "not looked for (test against train" in failed.reason
 
 
 def test_tabular_copies_rounded_or_faintly_noised_are_near_duplicates():
@@ -552,7 +560,7 @@ def _fake_audit(data, **poisoning):
             memo[key] = compute()
         return memo[key]
     settings = {"targeted_pair": (0, 1), "targeted_rates": (0.2,), "mode": "retrain", "near_duplicate_rms": 0.03,
-                "near_duplicate_ratio": 0.35, **poisoning}
+                "near_duplicate_ratio": 0.35, "shift_search_tflop": 2.0, **poisoning}
     return SimpleNamespace(data=data, config=SimpleNamespace(poisoning=SimpleNamespace(**settings)), memo=remember)
 
 

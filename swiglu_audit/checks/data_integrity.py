@@ -10,6 +10,29 @@ from ..verdicts.risk import CheckInfo
 
 ANY_LEAK_CAP = capped("any leaked sample", ("n_leaked",), Status.WARN, lambda facts, policy: (
     "any leaked sample deserves a look" if facts["n_leaked"] else None))
+_SEARCHED_PAIRS = {"test": "test against train", "val": "validation against train",
+                   "test_in_val": "test against validation"}
+
+
+def _shift_lookups_skipped(facts: dict, policy: dict) -> str | None:
+    """The sentence a finding carries where a lookup of shifted copies was over its budget: "no
+    leak found" then does not cover them, so a PASS is at best an inconclusive WARN."""
+    skipped = {k: s for k, s in facts["shift_search"].items() if not s["searched"]}
+    if not skipped:
+        return None
+    shift = max(s["largest_shift"] for s in skipped.values())
+    needed = max(s.get("tflop", 0.0) for s in skipped.values())
+    return (f"not looked for ({', '.join(_SEARCHED_PAIRS.get(k, k) for k in skipped)}: over the search's budget, "
+            f"details.shift_search): copies shifted by up to {shift} pixel(s) with zeros brought in (a crop of a "
+            "padded image; the 1-pixel rule's copies repeat the edge instead), so no leak found does not cover "
+            f"them; poisoning.shift_search_tflop = {needed:.3g} or more would look (about 9 s per TFLOP on a "
+            "2-core CPU)")
+
+
+SHIFT_SEARCH_CAP = capped("shifted copies not looked for", ("shift_search",), Status.WARN,
+                          lambda facts, policy: (None if (words := _shift_lookups_skipped(facts, policy)) is None
+                                                 else f"inconclusive: {words}"),
+                          note=_shift_lookups_skipped)
 CONFLICTING_LABELS_CAP = capped("duplicates with different labels", ("n_conflicting_labels",), Status.WARN,
                                 lambda facts, policy: (
                                     f"but {facts['n_conflicting_labels']} duplicate pair(s) carry different labels"
@@ -28,15 +51,16 @@ LEAKAGE = CheckInfo(
                 "brightened, re-encoded, shifted or mirrored copy is still a copy. Images of 8 "
                 "pixels a side or more are also compared on their central windows at every shift of "
                 "up to an eighth of the side (at least 1, at most 4 pixels: a random crop of a "
-                "padded image brings zeros in) where that search fits its budget; the reason and "
-                "details.shift_search say what was not covered. The details list the pairs.",
+                "padded image brings zeros in) where that search fits its budget "
+                "(poisoning.shift_search_tflop); where it does not, the finding says what was not "
+                "covered and is at best an inconclusive WARN. The details list the pairs.",
     mitigation="Deduplicate before splitting (hash and nearest-neighbour search), and split by "
                "source (user, session, document) rather than by sample.",
     # an exact share over every test and validation sample, no interval; any leak at all is at
     # least a WARN (the modifier), above the share a FAIL
     condition=Ceiling("max_leakage_share", "share of test and validation samples duplicated in train",
                       breached=Status.FAIL),
-    modifiers=(ANY_LEAK_CAP,),
+    modifiers=(ANY_LEAK_CAP, SHIFT_SEARCH_CAP),
 )
 
 DUPLICATES = CheckInfo(

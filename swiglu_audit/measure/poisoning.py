@@ -656,9 +656,10 @@ def integrity(audit: AuditSession) -> dict:
 
         # the training split prepared once for the invariant rule, queried by test, val and itself;
         # the validation split's own index reads distances in the training split's unit
-        train_index = NearDuplicateIndex(data.x_train)
+        budget = cfg.shift_search_tflop * 1e12
+        train_index = NearDuplicateIndex(data.x_train, shift_budget=budget)
         val_index = NearDuplicateIndex(data.x_val, reference=data.x_train, unit=train_index.unit,
-                                       window_unit_from=train_index)
+                                       window_unit_from=train_index, shift_budget=budget)
 
         def near(a, b, index):
             """Near duplicates by either rule: the raw pixel difference, or up to what pipelines do

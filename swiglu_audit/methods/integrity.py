@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .image_rows import SCALE_SAMPLE, distinct_neighbour_unit, standardised_images
-from .shifted_copies import ShiftedWindowIndex, ShiftSearch, largest_shift, plan_search
+from .shifted_copies import SEARCH_BUDGET, ShiftedWindowIndex, ShiftSearch, largest_shift, plan_search
 
 
 def _rows(x: torch.Tensor) -> np.ndarray:
@@ -104,7 +104,7 @@ class NearDuplicateIndex:
 
     def __init__(self, a: torch.Tensor, max_shift: int = 1, seed: int = 0,
                  reference: torch.Tensor | None = None, unit: float | None = None,
-                 window_unit_from: NearDuplicateIndex | None = None):
+                 window_unit_from: NearDuplicateIndex | None = None, shift_budget: float = SEARCH_BUDGET):
         from sklearn.neighbors import NearestNeighbors
 
         self.image = a.ndim == 4
@@ -112,6 +112,7 @@ class NearDuplicateIndex:
         # built at first use, in the units of `window_unit_from`'s windows where given (the training
         # split's, as `unit`; read only if a search runs)
         self._a, self._seed, self._window_unit_from = a, seed, window_unit_from
+        self._shift_budget = shift_budget  # floating-point operations a window lookup may take
         self._windows: ShiftedWindowIndex | None = None
         self.reference = a if reference is None else reference
         base = self._rows(a)
@@ -158,7 +159,7 @@ class NearDuplicateIndex:
     def shift_search(self, n_queries: int) -> ShiftSearch | None:
         """What looking up `n_queries` images on central windows covers (`ShiftSearch`); None: not
         images of 8 pixels a side or more."""
-        return plan_search(self._a, n_queries) if self.image else None
+        return plan_search(self._a, n_queries, self._shift_budget) if self.image else None
 
     def window_unit(self) -> float | None:
         """The central windows' unit distance (None: no window lookups), for an index of a

@@ -14,8 +14,9 @@ S is an eighth of the shorter side, at most 4 pixels, and at least 1 from 8 pixe
 (a crop's padding) of a digit whose strokes reach the edge was missed (on the digits, 17 to 27% of
 zero-padded 1-pixel shifts were found; bench/bench_leakage.py). Images under 8 pixels a side are
 left to the 1-pixel rule. The search is (2S + 1)^2 nearest-neighbour lookups of every query
-against every training window; above `SEARCH_BUDGET` floating-point operations it is not run, and
-the finding says so (`ShiftSearch`)."""
+against every training window; above its budget (`SEARCH_BUDGET` floating-point operations by
+default, the poisoning section's `shift_search_tflop`) it is not run, and the finding says so and
+is at best an inconclusive WARN (`ShiftSearch`, checks.data_integrity)."""
 
 from __future__ import annotations
 
@@ -46,29 +47,32 @@ def largest_shift(shape: tuple[int, ...]) -> int:
 @dataclass(frozen=True)
 class ShiftSearch:
     """What one query set's lookup covered: shifts of up to `largest_shift` pixels where
-    `searched`; else `why` it was not run."""
+    `searched`; else `why` it was not run. `tflop`: what the lookup costs (or would have)."""
     largest_shift: int
     searched: bool
     why: str = ""
+    tflop: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"largest_shift": self.largest_shift, "searched": self.searched, "why": self.why}
+        return {"largest_shift": self.largest_shift, "searched": self.searched, "why": self.why,
+                "tflop": round(self.tflop, 3)}
 
 
-def plan_search(a: torch.Tensor, n_queries: int) -> ShiftSearch | None:
-    """What looking up `n_queries` images against the set `a` covers, from the shapes alone (no
-    index is built for a search over its budget, though a smaller split's search reads the
-    training split's window unit, which builds its windows); None: images under 8 pixels a side."""
+def plan_search(a: torch.Tensor, n_queries: int, budget: float = SEARCH_BUDGET) -> ShiftSearch | None:
+    """What looking up `n_queries` images against the set `a` covers within `budget` floating-point
+    operations, from the shapes alone (no index is built for a search over its budget, though a
+    smaller split's search reads the training split's window unit, which builds its windows); None:
+    images under 8 pixels a side."""
     shift = largest_shift(tuple(a.shape))
     if not shift:
         return None
     offsets, dims = (2 * shift + 1) ** 2, _window_rows(a[:1], shift).shape[1]
     cost = float(offsets) * n_queries * len(a) * dims * 2
-    if cost > SEARCH_BUDGET:
+    if cost > budget:
         return ShiftSearch(shift, False, f"{n_queries} images against {len(a)} at {offsets} offsets is "
-                           f"{cost / 1e12:.1f} TFLOP, over the search's budget of {SEARCH_BUDGET / 1e12:g}: "
-                           f"copies shifted by up to {shift} pixel(s) with zeros brought in were not looked for")
-    return ShiftSearch(shift, True)
+                           f"{cost / 1e12:.1f} TFLOP, over the search's budget of {budget / 1e12:g} "
+                           "(poisoning.shift_search_tflop)", cost / 1e12)
+    return ShiftSearch(shift, True, tflop=cost / 1e12)
 
 
 def _window_rows(x: torch.Tensor, shift: int, dy: int = 0, dx: int = 0) -> np.ndarray:
