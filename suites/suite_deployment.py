@@ -73,7 +73,8 @@ def test_quantised_accuracy(audit, audit_model, scheme, record_finding):
                "float_accuracy": float(result["float_correct"].mean()),
                "quantised_accuracy": stats.mean(result["quantised_correct"]).to_dict(),
                "accuracy_drop": drop.to_dict(), "flip_rate": stats.mean(result["flips"]).to_dict(),
-               "non_finite": bool(result.get("non_finite", False))}
+               "non_finite": bool(result.get("non_finite", False)),
+               "weight_share_quantised": result.get("weight_share")}
     if len(result["robust_float"]):
         robust = stats.difference(result["robust_quantised"], result["robust_float"])
         details["robust"] = {"on": "the adversarial suite's Linf worst-case examples, crafted on the float32 model "
@@ -89,9 +90,18 @@ def test_quantised_accuracy(audit, audit_model, scheme, record_finding):
     record_finding(judged_finding(
         QUANTISED_ACCURACY, [audit_model], drop.value, audit.config.policy,
         f"accuracy lost to {scheme} ({details['float_accuracy']:.4f} float32, "
-        f"{details['quantised_accuracy']['value']:.4f} {scheme}; flip rate {details['flip_rate']['value']:.4f})",
+        f"{details['quantised_accuracy']['value']:.4f} {scheme}; flip rate {details['flip_rate']['value']:.4f}"
+        f"{_share_words(details['weight_share_quantised'])})",
         ci=(drop.ci_low, drop.ci_high), df=drop.df, ci_level=drop.level, details=details, aspect=scheme,
-        facts={"non_finite": details["non_finite"]}))
+        facts={"non_finite": details["non_finite"], "weight_share": details["weight_share_quantised"]}))
+
+
+def _share_words(share: float | None) -> str:
+    """Where the scheme left some of the weights float32 (layers of types it does not cover), how
+    much it quantised: the finding covers that much of the model."""
+    if share is None or share >= 1.0 or share == 0.0:  # at 0 the judge says it (checks.deployment)
+        return ""
+    return f"; {share:.1%} of the model's weight elements quantised, the rest left float32"
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -100,9 +110,12 @@ def test_quantised_accuracy_vs_baseline(audit, audit_pair, scheme, record_findin
     def compare(session):
         results = [measure.quantised(session, m, scheme) for m in audit_pair]
         return session.statistics.compare_changes(*(r[k] for r in results for k in ("float_correct", "quantised_correct")))
+    def facts(session):
+        shares = [measure.quantised(session, m, scheme).get("weight_share") for m in audit_pair]
+        return {"weight_share": None if None in shares else min(shares)}
     record_finding(judged_comparison(audit, QUANTISED_COMPARISON, audit_pair,
                                      f"accuracy change under {scheme} (quantised - float32)", compare,
-                                     details={"scheme": scheme}, aspect=scheme))
+                                     details={"scheme": scheme}, aspect=scheme, facts=facts))
 
 
 @pytest.mark.swiglu_audit_check(OUTLIER_COMPARISON)

@@ -114,6 +114,47 @@ def test_int8_dynamic_quantisation_agrees_with_its_simulation_on_a_zoo_model():
     assert "quantize_dynamic" in how or "simulated" in how
 
 
+class _OwnLinear(torch.nn.Module):
+    """A linear layer of no type a scheme knows: F.linear on its own parameters."""
+
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(n_out, n_in) / n_in ** 0.5)
+        self.bias = torch.nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+
+
+def test_the_share_of_weights_a_scheme_quantised_is_measured_and_none_is_no_pass():
+    """A model whose layers no scheme covers comes back unchanged from "quantisation": its accuracy
+    loses nothing, and that PASS would measure nothing. The share is measured; at 0 the finding is
+    an inconclusive WARN, and a partly covered model's reason says how much stayed float32."""
+    from swiglu_audit.checks.deployment import QUANTISED_ACCURACY
+    from swiglu_audit.methods.quantisation import quantised_weight_share
+    from swiglu_audit.verdicts.risk import judged_finding
+
+    torch.manual_seed(0)
+    covered = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    uncovered = torch.nn.Sequential(torch.nn.Flatten(), _OwnLinear(64, 32), torch.nn.ReLU(), _OwnLinear(32, 10))
+    mixed = torch.nn.Sequential(torch.nn.Flatten(), _OwnLinear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    for scheme in ("int8", "fp8"):
+        assert quantised_weight_share(covered, quantised_copy(covered, scheme)[0]) == 1.0
+        assert quantised_weight_share(uncovered, quantised_copy(uncovered, scheme)[0]) == 0.0
+        # 320 of the 2,368 weight elements sit in the nn.Linear
+        assert quantised_weight_share(mixed, quantised_copy(mixed, scheme)[0]) == pytest.approx(320 / 2368)
+
+    policy = {"max_int8_accuracy_drop": 0.02}
+
+    def judged(share):
+        return judged_finding(QUANTISED_ACCURACY, ["m"], 0.0, policy, "accuracy lost to int8", ci=(-0.01, 0.01),
+                              aspect="int8", facts={"non_finite": False, "weight_share": share})
+    assert judged(1.0).status == "PASS" and judged(320 / 2368).status == "PASS"
+    nothing = judged(0.0)
+    assert nothing.status == "WARN" and "inconclusive: the scheme quantised none" in nothing.reason
+    assert nothing.details["judged"]["modified_by"] == ["nothing quantised"]
+
+
 def test_growth_names_the_layer_and_the_steps_where_the_ratio_grew_most():
     def point(ratio_a, ratio_b):
         return {"a": {"absmax": ratio_a, "median": 1.0}, "b": {"absmax": ratio_b, "median": 1.0}}

@@ -5,7 +5,7 @@ The measurements are in `measure.deployment`; the quantisation schemes in `metho
 
 from __future__ import annotations
 
-from ..verdicts.conditions import Ceiling, NoWorseThanBaseline, Status, floored, rejudged
+from ..verdicts.conditions import Ceiling, NoWorseThanBaseline, Status, capped, floored, rejudged
 from ..verdicts.risk import CheckInfo
 
 _QUANTISE_WITH_CARE = (
@@ -22,6 +22,20 @@ def _non_finite(status, value, ci, facts, policy):
 
 
 NON_FINITE_FAILS = rejudged("non-finite quantised outputs", ("non_finite",), _non_finite)
+
+
+def _nothing_quantised(facts: dict, policy: dict) -> str | None:
+    if facts["weight_share"] != 0.0:
+        return None
+    return ("inconclusive: the scheme quantised none of the model's weights (it covers nn.Linear layers, and "
+            "convolutions for float8; this model's layers are of other types), so the accuracy after "
+            "quantisation is the float32 model's and says nothing about a low-precision deployment")
+
+
+# A model none of whose layers the scheme covers loses nothing to it: no PASS on that (a model
+# partly covered keeps its verdict; the suite's sentence says how much was quantised).
+NOTHING_QUANTISED_CAP = capped("nothing quantised", ("weight_share",), Status.WARN, _nothing_quantised,
+                               note=_nothing_quantised)
 # Outliers are what makes a model hard to quantise, not a loss in themselves: the quantised-accuracy
 # findings measure the loss and may FAIL; the outlier comparison says where to look.
 OUTLIERS_INDICATE = floored("outliers indicate, accuracy decides", (), Status.WARN, lambda facts, policy: (
@@ -70,7 +84,7 @@ QUANTISED_ACCURACY = CheckInfo(
     mitigation=_QUANTISE_WITH_CARE,
     condition=Ceiling("max_int8_accuracy_drop", "accuracy lost to quantisation", breached=Status.FAIL,
                       by_aspect=(("fp8", "max_fp8_accuracy_drop"),)),
-    modifiers=(NON_FINITE_FAILS,),
+    modifiers=(NON_FINITE_FAILS, NOTHING_QUANTISED_CAP),
 )
 
 QUANTISED_COMPARISON = CheckInfo(
@@ -84,6 +98,7 @@ QUANTISED_COMPARISON = CheckInfo(
     mitigation=_QUANTISE_WITH_CARE + " If the candidate alone loses accuracy, ship it in higher "
                "precision or keep the baseline where low precision is required.",
     condition=NoWorseThanBaseline("max_quantised_drop_gap"),
+    modifiers=(NOTHING_QUANTISED_CAP,),  # on the smaller share of the two models
 )
 
 OUTLIER_COMPARISON = CheckInfo(

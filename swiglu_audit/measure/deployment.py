@@ -21,7 +21,7 @@ import torch
 
 from ..errors import ModelContractError
 from ..methods import quantisation
-from ..methods.quantisation import quantised_copy, served_logits
+from ..methods.quantisation import quantised_copy, quantised_weight_share, served_logits
 from ..training import activations, evaluation_rows
 from ..training.activations import activation_stats, captured_inputs, ffn_layers, row_peak_ratios
 from ..training.cache import code_digest
@@ -136,7 +136,8 @@ MATRICES = ("float_correct", "quantised_correct", "flips", "robust_float", "robu
 def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
     """seeds x examples matrices: "float_correct", "quantised_correct", "flips" on the test
     inputs; "robust_float", "robust_quantised" on the adversarial suite's Linf worst-case examples (or
-    "robust_error": why they could not be had); "how": the scheme in words."""
+    "robust_error": why they could not be had); "how": the scheme in words; "weight_share": the share
+    of the model's weights it quantised."""
     def compute():
         x, y = _inputs(audit)
         out: dict = {k: [] for k in MATRICES}
@@ -148,6 +149,7 @@ def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
             clean, examples, y_adv, out["robust_error"] = None, None, None, str(exc)
         for k, trained in enumerate(audit.zoo.models(name)):
             q_model, q_device, out["how"] = quantised_copy(trained.module, scheme)
+            out["weight_share"] = quantised_weight_share(trained.module, q_model)  # one architecture: alike per seed
             # the float32 reference on the quantised copy's device: int8 runs on the CPU, and a
             # GPU's float32 (TF32 matmuls) against a CPU's would count device differences as loss
             model = trained.module if q_device == audit.device else copy.deepcopy(trained.module).to(q_device)

@@ -11,6 +11,9 @@
   maps to e4m3's maximum, 448): the weights of every linear and convolution layer once, and the
   FFN hidden activations (`activations.ffn_layers`) on each call.
 
+The share of the model's weights a scheme quantised is measured (`quantised_weight_share`): a
+model whose layers none of these types cover is not quantised at all, and the finding says so.
+
 Every scheme evaluates in batches of `SERVING_BATCH` inputs: a dynamic scale is per call, so one
 input's outliers set the grid its batch-mates are rounded on, as on a server that batches requests.
 """
@@ -45,6 +48,23 @@ def quantised_copy(model: nn.Module, scheme: str) -> tuple[nn.Module, torch.devi
             f"weights of every nn.Linear and convolution layer {ffn}; nn.MultiheadAttention's packed "
             "projection weights stay float32")
     raise ValueError(f"unknown quantisation scheme {scheme!r}; known: {SCHEMES}")
+
+
+def quantised_weight_share(model: nn.Module, quantised: nn.Module) -> float:
+    """The share of `model`'s weight elements (its parameters of two or more dimensions) that
+    `quantised` no longer holds as they were: replaced by a quantised module, or rounded. A scheme
+    keyed to module types (nn.Linear, convolutions) passes over a layer of another type (a
+    subclass-free custom linear, F.linear on its own parameters, embeddings) and leaves it float32;
+    at 0 nothing of the model was quantised, and its accuracy "after quantisation" measures nothing."""
+    weights = {name: p for name, p in model.named_parameters() if p.ndim >= 2}
+    total = sum(p.numel() for p in weights.values())
+    if not total:
+        return 0.0
+    kept = dict(quantised.named_parameters())
+    untouched = sum(p.numel() for name, p in weights.items()
+                    if name in kept and kept[name].shape == p.shape
+                    and torch.equal(kept[name].detach().cpu(), p.detach().cpu()))
+    return 1.0 - untouched / total
 
 
 def _device_of(model: nn.Module) -> torch.device:
