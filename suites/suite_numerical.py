@@ -67,7 +67,8 @@ def test_precision_parity(audit, audit_model, dtype, record_finding):
 def test_training_determinism(audit, audit_model, record_finding):
     result = measure.determinism(audit, audit_model)
     # a NaN difference is a divergence, not agreement (max(0.0, nan) is 0.0)
-    worst = max(math.inf if math.isnan(d) else d for d in (result["weight_diff"], result["output_diff"]))
+    worst = max(math.inf if math.isnan(d) else d for d in (result["weight_diff"], result["output_diff"])
+                if d is not None)  # None: a pretrained model, whose weights were not trained twice
     facts = {**result, "model": audit_model, "seed": audit.config.seeds[0], "worst": worst,
              "device": audit.device.type}
     record_finding(decided_finding(DETERMINISM, [audit_model], facts, audit.config.policy,

@@ -264,3 +264,19 @@ def test_a_nan_in_one_run_is_an_infinite_difference():
     facts = {"model": "m", "seed": 0, "device": "cpu", "trained": True, "weight_diff": float("inf"),
              "weight_where": "w", "output_diff": max_difference(logits, torch.tensor([[0.5, 0.1]])), "worst": float("inf")}
     assert decided_finding(DETERMINISM, ["m"], facts, DEFAULT_POLICY).status == "FAIL"
+
+
+def test_a_pretrained_models_determinism_claims_its_forward_pass_only():
+    """A model loaded from weights is not trained twice: no weight difference is measured (none
+    is reported as 0), and the sentence says that only its outputs were compared."""
+    from swiglu_audit.checks.numerical import DETERMINISM
+    from swiglu_audit.config import DEFAULT_POLICY
+    from swiglu_audit.verdicts.risk import decided_finding
+
+    for output_diff, status in ((0.0, "PASS"), (0.25, "FAIL")):
+        facts = {"model": "m", "seed": 0, "device": "cpu", "trained": False, "weight_diff": None,
+                 "weight_where": None, "output_diff": output_diff, "worst": output_diff}
+        finding = decided_finding(DETERMINISM, ["m"], facts, DEFAULT_POLICY)
+        assert finding.status == status
+        assert "two forward passes of 'm'" in finding.reason and "only its outputs were compared" in finding.reason
+        assert "weights and outputs" not in finding.reason

@@ -86,7 +86,8 @@ def determinism(audit: AuditSession, name: str) -> dict:
         if spec.weights:  # pretrained: only the forward pass can be checked
             m = audit.zoo.models(name)[0].module
             a, b = predict_logits(m, probe, audit.device), predict_logits(m, probe, audit.device)
-            return {"trained": False, "weight_diff": 0.0, "weight_where": None,
+            # no weights were trained twice: no weight difference was measured
+            return {"trained": False, "weight_diff": None, "weight_where": None,
                     "output_diff": max_difference(a, b)}
         recipe = Recipe(**{**cfg.training.to_dict(), "epochs": cfg.numerical.determinism_epochs})
         seed = cfg.seeds[0]
