@@ -277,8 +277,10 @@ def test_trainings_on_several_sets_stack_across_sets_each_on_its_own_set(tmp_pat
         alone = lone.zoo.models("relu-mlp", seeds=(m.seed,), **training)[0]
         assert m.key == alone.key and not alone.cached
         assert alone.record["batch_digest"] == m.record["batch_digest"]  # exactly its own batches
+        # up to rounding: a batched matmul sums in another order, and over two epochs that reached
+        # 1.1e-4 in one weight on a slow day (the batch digests above check the batches exactly)
         for a, b in zip(m.module.state_dict().values(), alone.module.state_dict().values()):
-            assert torch.allclose(a, b, atol=1e-4)
+            assert torch.allclose(a, b, atol=1e-3)
     # read back: the same keys, from the cache
     again = AuditSession(build_config({**settings, "cache_dir": str(tmp_path / "a")}, profile="quick"))
     assert all(m.cached for m in again.zoo.models("relu-mlp", labels=flipped, tag="shifted"))
