@@ -7,12 +7,13 @@ random crops (padding 4) of training images.
     python -m pytest --swiglu-audit -n 2
 
 What it showed (quick profile, 4 epochs, MLPs; clean accuracy 0.34 and 0.36): split_leakage FAILs
-with all 30 planted crops listed (the central windows at 4 pixels). Found, not mended: the training
-set's verdict FAILs too. The relabel census names class 9 (24 samples "look like other classes")
-on data with no relabelling at all. The classes differ by a small colour step, so the census's
-"added" perturbation (a sample less its look-alikes' mean) is class 9's own feature; the census's
-"stamped" form has a control for a class's own feature, its "added" form has none. The models are
-also weak.
+with all 30 planted crops listed (the central windows at 4 pixels). The training set's verdict
+FAILed too (twenty-fourth stop): the relabel census named class 9 (24 samples "look like other
+classes") on data with no relabelling at all. The classes differ by a small colour step, so the
+census's "added" perturbation (a sample less its look-alikes' mean) was class 9's own feature; its
+"stamped" form had a control for a class's own feature, its "added" form had none. Mended in the
+twenty-fifth stop (the added form's control, `relabel_census._own_part`): the verdict is now an
+inconclusive WARN about the scan's power on this data.
 """
 
 import numpy as np
