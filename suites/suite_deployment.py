@@ -101,7 +101,8 @@ def _share_words(share: float | None) -> str:
     much it quantised: the finding covers that much of the model."""
     if share is None or share >= 1.0 or share == 0.0:  # at 0 the judge says it (checks.deployment)
         return ""
-    return f"; {share:.1%} of the model's weight elements quantised, the rest left float32"
+    shown = "over 99.9%" if share > 0.999 else f"{share:.1%}"
+    return f"; {shown} of the model's weight elements quantised, the rest left float32"
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)

@@ -2,6 +2,7 @@
 against their definitions, and, through the user contract, a model whose FFN carries outliers
 large enough to break int8 against the same model without them."""
 
+import copy
 import json
 import math
 
@@ -141,6 +142,10 @@ def test_the_share_of_weights_a_scheme_quantised_is_measured_and_none_is_no_pass
     for scheme in ("int8", "fp8"):
         assert quantised_weight_share(covered, quantised_copy(covered, scheme)[0]) == 1.0
         assert quantised_weight_share(uncovered, quantised_copy(uncovered, scheme)[0]) == 0.0
+        with torch.no_grad():  # a NaN weight left as it was is unchanged (torch.equal would say changed)
+            broken = copy.deepcopy(uncovered)
+            broken[1].weight[0, 0] = float("nan")
+        assert quantised_weight_share(broken, quantised_copy(broken, scheme)[0]) == 0.0
         # 320 of the 2,368 weight elements sit in the nn.Linear
         assert quantised_weight_share(mixed, quantised_copy(mixed, scheme)[0]) == pytest.approx(320 / 2368)
 
@@ -151,7 +156,8 @@ def test_the_share_of_weights_a_scheme_quantised_is_measured_and_none_is_no_pass
                               aspect="int8", facts={"non_finite": False, "weight_share": share})
     assert judged(1.0).status == "PASS" and judged(320 / 2368).status == "PASS"
     nothing = judged(0.0)
-    assert nothing.status == "WARN" and "inconclusive: the scheme quantised none" in nothing.reason
+    assert nothing.status == "WARN" and "inconclusive: the scheme left every weight of the model as it was" in nothing.reason
+    assert judged(None).status == "WARN" and "was not measured" in judged(None).reason
     assert nothing.details["judged"]["modified_by"] == ["nothing quantised"]
 
 

@@ -25,16 +25,22 @@ NON_FINITE_FAILS = rejudged("non-finite quantised outputs", ("non_finite",), _no
 
 
 def _nothing_quantised(facts: dict, policy: dict) -> str | None:
-    if facts["weight_share"] != 0.0:
+    share = facts["weight_share"]
+    if share is None:
+        return "the share of the model's weights the scheme quantised was not measured"
+    if share != 0.0:
         return None
-    return ("inconclusive: the scheme quantised none of the model's weights (it covers nn.Linear layers, and "
-            "convolutions for float8; this model's layers are of other types), so the accuracy after "
-            "quantisation is the float32 model's and says nothing about a low-precision deployment")
+    return ("the scheme left every weight of the model as it was (it covers nn.Linear layers, and "
+            "convolutions for float8; this model's layers are of other types, or their values already sat on "
+            "its grid), so the accuracy after quantisation is the float32 model's and says nothing about a "
+            "low-precision deployment")
 
 
 # A model none of whose layers the scheme covers loses nothing to it: no PASS on that (a model
 # partly covered keeps its verdict; the suite's sentence says how much was quantised).
-NOTHING_QUANTISED_CAP = capped("nothing quantised", ("weight_share",), Status.WARN, _nothing_quantised,
+NOTHING_QUANTISED_CAP = capped("nothing quantised", ("weight_share",), Status.WARN,
+                               lambda facts, policy: (None if (words := _nothing_quantised(facts, policy)) is None
+                                                      else f"inconclusive: {words}"),
                                note=_nothing_quantised)
 # Outliers are what makes a model hard to quantise, not a loss in themselves: the quantised-accuracy
 # findings measure the loss and may FAIL; the outlier comparison says where to look.

@@ -149,7 +149,8 @@ def quantised(audit: AuditSession, name: str, scheme: str) -> dict:
             clean, examples, y_adv, out["robust_error"] = None, None, None, str(exc)
         for k, trained in enumerate(audit.zoo.models(name)):
             q_model, q_device, out["how"] = quantised_copy(trained.module, scheme)
-            out["weight_share"] = quantised_weight_share(trained.module, q_model)  # one architecture: alike per seed
+            # the least over the seeds (a share is read off values: a seed's weights could sit on the grid)
+            out["weight_share"] = min(out.get("weight_share", 1.0), quantised_weight_share(trained.module, q_model))
             # the float32 reference on the quantised copy's device: int8 runs on the CPU, and a
             # GPU's float32 (TF32 matmuls) against a CPU's would count device differences as loss
             model = trained.module if q_device == audit.device else copy.deepcopy(trained.module).to(q_device)

@@ -51,20 +51,28 @@ def quantised_copy(model: nn.Module, scheme: str) -> tuple[nn.Module, torch.devi
 
 
 def quantised_weight_share(model: nn.Module, quantised: nn.Module) -> float:
-    """The share of `model`'s weight elements (its parameters of two or more dimensions) that
-    `quantised` no longer holds as they were: replaced by a quantised module, or rounded. A scheme
-    keyed to module types (nn.Linear, convolutions) passes over a layer of another type (a
-    subclass-free custom linear, F.linear on its own parameters, embeddings) and leaves it float32;
-    at 0 nothing of the model was quantised, and its accuracy "after quantisation" measures nothing."""
-    weights = {name: p for name, p in model.named_parameters() if p.ndim >= 2}
+    """The share of `model`'s weight elements (its parameters of two or more dimensions, each name
+    a shared tensor is registered under counted) that `quantised` no longer holds bit for bit:
+    replaced by a quantised module, or rounded. A scheme keyed to module types (nn.Linear,
+    convolutions) passes over a layer of another type (a custom linear on F.linear, embeddings) and
+    leaves it float32; at 0 nothing of the model changed, and its accuracy "after quantisation"
+    measures nothing."""
+    weights = {name: p for name, p in model.named_parameters(remove_duplicate=False) if p.ndim >= 2}
     total = sum(p.numel() for p in weights.values())
     if not total:
         return 0.0
-    kept = dict(quantised.named_parameters())
+    kept = dict(quantised.named_parameters(remove_duplicate=False))
     untouched = sum(p.numel() for name, p in weights.items()
-                    if name in kept and kept[name].shape == p.shape
-                    and torch.equal(kept[name].detach().cpu(), p.detach().cpu()))
+                    if name in kept and _same_bits(kept[name], p))
     return 1.0 - untouched / total
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bit for bit (a NaN weight left as it was is unchanged, which torch.equal denies)."""
+    a, b = a.detach().cpu(), b.detach().cpu()
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return bool(torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8)))
 
 
 def _device_of(model: nn.Module) -> torch.device:
