@@ -25,7 +25,7 @@ def _shift_lookups_skipped(facts: dict, policy: dict) -> str | None:
     return (f"not looked for ({', '.join(_SEARCHED_PAIRS.get(k, k) for k in skipped)}: over the search's budget, "
             f"details.shift_search): copies shifted by up to {shift} pixel(s) with zeros brought in (a crop of a "
             "padded image; the 1-pixel rule's copies repeat the edge instead), so no leak found does not cover "
-            f"them; poisoning.shift_search_tflop = {needed:.3g} or more would look (about 9 s per TFLOP on a "
+            f"them; poisoning.shift_search_tflop = {needed:g} or more would look (about 9 s per TFLOP on a "
             "2-core CPU)")
 
 

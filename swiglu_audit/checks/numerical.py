@@ -183,10 +183,12 @@ GRADCHECK = CheckInfo(
 
 DETERMINISM = CheckInfo(
     suite="numerical", check="training_determinism", title="Same seed, same weights and outputs",
-    metric="largest weight difference between two seeded trainings", impact="moderate", **_TAGS,
+    metric="largest weight or output difference between two seeded trainings (a pretrained model: between "
+           "two forward passes)", impact="moderate", **_TAGS,
     explanation="The model is trained twice, briefly, from the same seed; weights and outputs must be "
                 "identical (bitwise on CPU). Where the device cannot be bitwise deterministic the "
-                "spread is measured and bounded by the policy.",
+                "spread is measured and bounded by the policy. A model loaded from weights is not "
+                "trained: only its forward pass is repeated, and the finding says so.",
     mitigation="Set seeds for every source of randomness, use deterministic algorithms "
                "(torch.use_deterministic_algorithms), and pin library versions.",
     # bitwise on CPU (max_nondeterminism, 0 by default); a bounded spread on an accelerator

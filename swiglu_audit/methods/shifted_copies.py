@@ -20,6 +20,7 @@ is at best an inconclusive WARN (`ShiftSearch`, checks.data_integrity)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,8 +55,9 @@ class ShiftSearch:
     tflop: float = 0.0
 
     def to_dict(self) -> dict:
+        # rounded up: a budget set to the figure shown must cover the search
         return {"largest_shift": self.largest_shift, "searched": self.searched, "why": self.why,
-                "tflop": round(self.tflop, 3)}
+                "tflop": math.ceil(self.tflop * 1000) / 1000}
 
 
 def plan_search(a: torch.Tensor, n_queries: int, budget: float = SEARCH_BUDGET) -> ShiftSearch | None:
