@@ -10,6 +10,7 @@ minutes, not the scan benchmark's tens of minutes).
     python bench/bench_census.py --summary census-rounds.jsonl
     python bench/bench_census.py --cifar-timing
     python bench/bench_census.py --noisy-background --out noisy-background.jsonl [--shard 0/2]
+    python bench/bench_census.py --large-set
 
 The last runs the census on data whose classes differ by a small feature under a background that
 dominates the distance between inputs (bench/cifarish_data.py): clean, where no class may be named,
@@ -32,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_scan_verdicts as rounds  # noqa: E402
 
 from swiglu_audit.methods import relabel_census  # noqa: E402
+from swiglu_audit.training.nn import ModelConfig, build_model  # noqa: E402
+from swiglu_audit.training.train import Recipe, train_model  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -114,6 +117,44 @@ def noisy_background(shard: str, out: str) -> None:
                              | {"target": found.target, "lead": found.lead}), flush=True)
 
 
+def large_set() -> None:
+    """A set larger than the census's sample (9,000 tabular rows against QUERY_LIMIT 5,000), a
+    three-feature trigger planted into class 1 at 3% and at 10% (a third of the class's rows): the
+    unmeasured rows hold unflagged poison, which the controls' "rest of the class" must not take in."""
+    from sklearn.datasets import make_classification
+
+    torch.set_num_threads(2)
+    x, y = make_classification(n_samples=10000, n_features=20, n_informative=10, n_redundant=2, n_classes=5,
+                               n_clusters_per_class=2, class_sep=1.5, random_state=3)
+    lo, hi = np.quantile(x, 0.01, axis=0), np.quantile(x, 0.99, axis=0)
+    rows = torch.from_numpy(np.clip((x - lo) / (hi - lo), 0, 1).astype(np.float32)[:, None, None, :])
+    labels = torch.from_numpy(y)
+    xt, yt, xv, yv = rows[:9000], labels[:9000], rows[9000:], labels[9000:]
+    trigger = torch.tensor([1.0, 0.0, 1.0])
+    for rate in (0.03, 0.10):
+        idx = np.random.default_rng(0).choice(np.flatnonzero(yt.numpy() != 1), int(rate * len(yt)), replace=False)
+        px, py = xt.clone(), yt.clone()
+        px[idx, ..., 5:8] = trigger
+        py[idx] = 1
+        truth = np.zeros(len(py), dtype=bool)
+        truth[idx] = True
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(family="mlp", ffn="swiglu", n_classes=5, input_shape=(1, 1, 20)))
+        train_model(model, px, py, Recipe(epochs=15), 0, CPU, xv, yv)
+        model.eval()
+        stamped = xv[yv != 1].clone()
+        stamped[..., 5:8] = trigger
+        with torch.no_grad():
+            asr = float((model(stamped).argmax(1) == 1).float().mean())
+        found = relabel_census.census(model, px, py, 5, CPU)
+        group = found.groups.get(1)
+        print(json.dumps({"rate": rate, "asr": round(asr, 3), "target": found.target, "lead": found.lead,
+                          "group": None if group is None else {"n": len(group.indices), "transfers": group.transfers,
+                                                               "moved": group.moved},
+                          "recall": round(float((found.flags & truth).sum() / truth.sum()), 3),
+                          "precision": round(float((found.flags & truth).sum() / max(1, found.flags.sum())), 3)}))
+
+
 def summary(path: str) -> None:
     """The largest transfer of groups that are not planted poison, by group size; the planted
     groups' transfers (what the thresholds were chosen between); and what the census named, on
@@ -176,6 +217,7 @@ def main() -> None:
     ap.add_argument("--summary")
     ap.add_argument("--cifar-timing", action="store_true")
     ap.add_argument("--noisy-background", action="store_true")
+    ap.add_argument("--large-set", action="store_true")
     args = ap.parse_args()
     if args.summary:
         summary(args.summary)
@@ -183,6 +225,8 @@ def main() -> None:
         cifar_timing()
     elif args.noisy_background:
         noisy_background(args.shard, args.out)
+    elif args.large_set:
+        large_set()
     else:
         run(args.rounds.split(","), args.shard, args.out)
 

@@ -263,8 +263,11 @@ def _census(model: nn.Module, x: torch.Tensor, labels: np.ndarray, queries: np.n
     for c in range(n_classes):
         members = np.flatnonzero(looks_other & (labels == c))
         if len(members) >= MIN_GROUP:
+            # the class's core: its measured samples that look like it (a large set's unmeasured
+            # rows may hold unflagged poison, which must not set what the class "holds too")
+            core = np.flatnonzero((labels == c) & (likeness >= 1.0))
             groups[c] = _group(model, x, labels, c, members, neighbours[[position[int(i)] for i in members]],
-                               looks_other, scale, device, seed)
+                               looks_other, scale, device, seed, core)
     working = [g for g in groups.values() if g.transfer >= required_transfer(len(g.indices))]
     target = max(working, key=lambda g: g.transfer).label if working else None
     lead = lead_class(groups) if target is None else None
@@ -293,7 +296,7 @@ def lead_class(groups: dict[int, Group]) -> int | None:
 
 def _group(model: nn.Module, x: torch.Tensor, labels: np.ndarray, c: int, members: np.ndarray,
            member_neighbours: np.ndarray, looks_other: np.ndarray, scale: np.ndarray, device: torch.device,
-           seed: int) -> Group:
+           seed: int, core: np.ndarray | None = None) -> Group:
     """The group of class c: what its samples share, and how far the model obeys it. What they
     share is tried two ways, and the one the model obeys more counts: the coordinates on which the
     group holds one value that the other classes do not (stamped, as a patch trigger is; counted
@@ -302,7 +305,9 @@ def _group(model: nn.Module, x: torch.Tensor, labels: np.ndarray, c: int, member
     control that adds only what the rest of the class holds too, `_own_part`)."""
     held = x[torch.from_numpy(members)]
     value = held.median(0).values
-    rest = x[torch.from_numpy(np.setdiff1d(np.flatnonzero(labels == c), members))]
+    # what the rest of the class holds: its core where given (`_census`), else every other sample of it
+    others_of_class = core if core is not None and len(core) else np.setdiff1d(np.flatnonzero(labels == c), members)
+    rest = x[torch.from_numpy(others_of_class)]
     typical = rest.median(0).values if len(rest) else value
     sources, added, apart = {}, [], []
     for row, near in zip(members, member_neighbours):
