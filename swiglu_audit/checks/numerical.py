@@ -82,11 +82,11 @@ def _determinism_key(facts: dict) -> str:
 def _determinism_words(same: bool):
     def words(facts: dict, policy: dict) -> str:
         key = _determinism_key(facts)
-        head = f"two trainings of '{facts['model']}' from seed {facts['seed']}"
         if not facts["trained"]:  # pretrained: no weights were trained twice, only the forward pass repeated
-            head = f"two forward passes of '{facts['model']}' (pretrained weights: not trained, so only its outputs"
-            return (f"{head} were compared) differ by {facts['output_diff']:.3g}, "
+            return (f"two forward passes of '{facts['model']}' (pretrained weights: not trained, so only its "
+                    f"outputs were compared) differ by {facts['output_diff']:.3g}, "
                     f"{'within' if same else 'above'} {key} = {policy[key]}")
+        head = f"two trainings of '{facts['model']}' from seed {facts['seed']}"
         return (f"{head} differ by at most {facts['worst']:.3g} in weights and outputs, within {key} = {policy[key]}"
                 if same else
                 f"{head} differ: weight '{facts['weight_where']}' by {facts['weight_diff']:.3g}, outputs by "
