@@ -227,6 +227,18 @@ def _worker_running_a_job(cache: Path) -> int | None:
     return None
 
 
+def _same_findings(ours: dict[str, tuple], theirs: dict[str, tuple]) -> bool:
+    """The same findings, statuses and values; values within 1e-3 of each other (relative where
+    larger than 1): two local runs of the tiny audit gave an OOD AUROC 7e-5 apart (one near tie
+    of two scores flipped; not yet explained, a lead is batch sizes chosen from free memory)."""
+    assert ours.keys() == theirs.keys()
+    for key, (a, b) in ((k, (ours[k], theirs[k])) for k in ours):
+        assert a[0] == b[0], (key, a, b)
+        if len(a) > 1 and a[1] != b[1]:
+            assert a[1] is not None and b[1] is not None and abs(a[1] - b[1]) <= 1e-3 * max(1.0, abs(b[1])), (key, a, b)
+    return True
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc")
 def test_the_tiny_audit_on_ray_matches_the_local_executor_though_a_worker_is_killed_mid_job(
         tiny_audit_report, tmp_path):
@@ -262,7 +274,7 @@ def test_the_tiny_audit_on_ray_matches_the_local_executor_though_a_worker_is_kil
     assert report["plan"]["executor"] == "ray" and ran["failed"] == {}
     assert len(ran["retried"]) == 1  # the killed job, started again in another worker
     assert ran["jobs_run"] == report["plan"]["jobs"]["jobs"]  # and every job ran to its end
-    assert _findings(report) == _findings(tiny_audit_report)
+    assert _same_findings(_findings(report), _findings(tiny_audit_report))
 
 
 TWO_AT_ONCE = """
