@@ -251,8 +251,10 @@ def test_the_tiny_audit_on_ray_matches_the_local_executor_though_a_worker_is_kil
     (tmp_path / "pyproject.toml").write_text(TINY_AUDIT_TOML)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "RAY_"))}
     env["SWIGLU_AUDIT_CACHE"] = str(tmp_path / "cache")
+    # the suites without the poisoning ones (most of the tiny audit's time): the graph still trains,
+    # evaluates and attacks every model, so a worker is killed mid-job all the same
     audit = subprocess.Popen([sys.executable, "-m", "pytest", "--swiglu-audit", "--swiglu-audit-executor=ray",
-                              "-p", "no:cacheprovider", "-q"], cwd=tmp_path, env=env,
+                              "-p", "no:cacheprovider", "-q", "-k", "not poisoning"], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output: list[bytes] = []
     reader = threading.Thread(target=lambda: output.extend(audit.stdout), daemon=True)  # type: ignore[arg-type]
@@ -268,13 +270,20 @@ def test_the_tiny_audit_on_ray_matches_the_local_executor_though_a_worker_is_kil
     reader.join(5)
     text = b"".join(output).decode(errors="replace")
     assert killed is not None, "no Ray worker was seen running a job:\n" + text[-3000:]
-    assert audit.returncode == tiny_audit_report["summary"]["pytest_exit_status"], text[-3000:]
+    assert audit.returncode in (0, 1), text[-3000:]  # the audit ran to its end: a verdict, no error
     report = json.loads((tmp_path / "reports" / "report.json").read_text())
+    assert report["summary"]["pytest_exit_status"] == audit.returncode
     ran = report["plan"]["executor_results"]
-    assert report["plan"]["executor"] == "ray" and ran["failed"] == {}
+    assert report["plan"]["executor"] == "ray" and ran["failed"] == {}, text[-3000:]
     assert len(ran["retried"]) == 1  # the killed job, started again in another worker
-    assert ran["jobs_run"] == report["plan"]["jobs"]["jobs"]  # and every job ran to its end
-    assert _same_findings(_findings(report), _findings(tiny_audit_report))
+    # and every job of the selected suites ran to its end (the plan's graph, made before the
+    # selection, lists the poisoning suites' jobs too)
+    by_suite = report["plan"]["jobs"]["by_suite"]
+    assert ran["jobs_run"] == sum(n for suite, n in by_suite.items() if not suite.startswith("poisoning"))
+    found, local = _findings(report), _findings(tiny_audit_report)
+    assert found and not any(key.startswith("poisoning.") for key in found)
+    assert len(found) >= len(local) // 2  # most of the audit: every suite but the two poisoning ones
+    assert _same_findings(found, {key: local[key] for key in found})
 
 
 TWO_AT_ONCE = """
