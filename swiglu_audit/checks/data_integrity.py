@@ -5,7 +5,7 @@ methods are in `methods.integrity`."""
 
 from __future__ import annotations
 
-from ..verdicts.conditions import Ceiling, Status, capped
+from ..verdicts.conditions import Ceiling, Status, capped, inconclusive_when
 from ..verdicts.risk import CheckInfo
 
 ANY_LEAK_CAP = capped("any leaked sample", ("n_leaked",), Status.WARN, lambda facts, policy: (
@@ -29,10 +29,7 @@ def _shift_lookups_skipped(facts: dict, policy: dict) -> str | None:
             "2-core CPU)")
 
 
-SHIFT_SEARCH_CAP = capped("shifted copies not looked for", ("shift_search",), Status.WARN,
-                          lambda facts, policy: (None if (words := _shift_lookups_skipped(facts, policy)) is None
-                                                 else f"inconclusive: {words}"),
-                          note=_shift_lookups_skipped)
+SHIFT_SEARCH_CAP = inconclusive_when("shifted copies not looked for", ("shift_search",), _shift_lookups_skipped)
 CONFLICTING_LABELS_CAP = capped("duplicates with different labels", ("n_conflicting_labels",), Status.WARN,
                                 lambda facts, policy: (
                                     f"but {facts['n_conflicting_labels']} duplicate pair(s) carry different labels"

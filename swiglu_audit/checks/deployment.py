@@ -5,7 +5,7 @@ The measurements are in `measure.deployment`; the quantisation schemes in `metho
 
 from __future__ import annotations
 
-from ..verdicts.conditions import Ceiling, NoWorseThanBaseline, Status, capped, floored, rejudged
+from ..verdicts.conditions import Ceiling, NoWorseThanBaseline, Status, floored, inconclusive_when, rejudged
 from ..verdicts.risk import CheckInfo
 
 _QUANTISE_WITH_CARE = (
@@ -38,10 +38,7 @@ def _nothing_quantised(facts: dict, policy: dict) -> str | None:
 
 # A model none of whose layers the scheme covers loses nothing to it: no PASS on that (a model
 # partly covered keeps its verdict; the suite's sentence says how much was quantised).
-NOTHING_QUANTISED_CAP = capped("nothing quantised", ("weight_share",), Status.WARN,
-                               lambda facts, policy: (None if (words := _nothing_quantised(facts, policy)) is None
-                                                      else f"inconclusive: {words}"),
-                               note=_nothing_quantised)
+NOTHING_QUANTISED_CAP = inconclusive_when("nothing quantised", ("weight_share",), _nothing_quantised)
 # Outliers are what makes a model hard to quantise, not a loss in themselves: the quantised-accuracy
 # findings measure the loss and may FAIL; the outlier comparison says where to look.
 OUTLIERS_INDICATE = floored("outliers indicate, accuracy decides", (), Status.WARN, lambda facts, policy: (

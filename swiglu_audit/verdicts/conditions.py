@@ -240,6 +240,14 @@ def capped(name: str, needs: tuple[str, ...], cap: Status, why: Callable[[Facts,
     return Modifier(name, needs, effect)
 
 
+def inconclusive_when(name: str, needs: tuple[str, ...], gap: Callable[[Facts, dict], str | None]) -> Modifier:
+    """At best an inconclusive WARN when `gap` names evidence the finding lacks (a search over its
+    budget, a scheme that changed nothing); a WARN or worse carries the same sentence."""
+    return capped(name, needs, Status.WARN,
+                  lambda facts, policy: None if (words := gap(facts, policy)) is None else f"inconclusive: {words}",
+                  note=gap)
+
+
 def floored(name: str, needs: tuple[str, ...], floor: Status, why: Callable[[Facts, dict], str | None]) -> Modifier:
     """At worst `floor` when `why` returns a sentence (never ERROR): for findings that inform but
     cannot breach the policy (a wall-clock timing, an inherent weakness rather than a regression)."""
