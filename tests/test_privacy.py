@@ -111,11 +111,11 @@ PRIVACY_MODELS = '''
 from torch import nn
 
 class Memoriser(nn.Module):
-    """Over-parameterised, no regularisation."""
+    """Over-parameterised (one wide layer: cheap to train, room to memorise), no regularisation."""
     def __init__(self, n_classes):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(10, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
-                                 nn.Linear(512, n_classes))
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(10, 2048), nn.ReLU(),
+                                 nn.Linear(2048, n_classes))
     def forward(self, x):
         return self.net(x)
 
