@@ -27,6 +27,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ..training.nn import eval_mode
+from ..training.stacked import run_member_by_member
 
 
 class NotStackable(ValueError):
@@ -146,9 +147,9 @@ def stack_for_attack(models: list[nn.Module], example: torch.Tensor) -> StackedM
         raise
     except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:  # what vmap or the model refuses
         raise NotStackable(f"the models cannot run batched over members ({exc})") from exc
-    slow = [str(w.message) for w in said if "batching rule" in str(w.message)]
+    slow = run_member_by_member([str(w.message) for w in said])
     if slow:
-        raise NotStackable(f"vmap has no batching rule for an operation of these models: {slow[0][:160]}")
+        raise NotStackable(slow)
     alone, alone_grad = [], []
     for model in models:
         with eval_mode(model):
