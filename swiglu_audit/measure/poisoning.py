@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..checks.poison_detection import census_facts, relabelled_group, sample_facts, smallest_failing_group
-from ..methods import backdoor_scan, poison_detectors, poisoning, relabel_census, triggers
+from ..methods import backdoor_scan, image_rows, poison_detectors, poisoning, relabel_census, shifted_copies, triggers
+from ..methods import integrity as integrity_methods
 from ..methods.integrity import NearDuplicateIndex, exact_duplicates, label_issues, near_duplicates
 from ..methods.poison_detectors import detection_metrics, run_detectors
 from ..methods.poisoning import POISONING_ATTACKS, PoisonedSet, PoisonParams, add_trigger
@@ -27,6 +28,7 @@ from ..training.features import penultimate_features
 from ..training.planned import Part, Trainings, Unit, Work, total
 from ..training.specs import USER_GROUP
 from ..training.zoo_stacking import TrainingRequest
+from ..verdicts.risk import json_safe
 from .adversarial import clean_correct
 from .predictions import predicted_as
 
@@ -649,8 +651,13 @@ def planted_found(result: dict, truth: np.ndarray, target: int, min_fail_group: 
 
 
 def integrity(audit: AuditSession) -> dict:
-    """Model-free checks of the dataset, once per process: leakage and duplicates (label errors are
-    `label_errors`'s)."""
+    """Model-free checks of the dataset: leakage and duplicates (label errors are `label_errors`'s).
+    Kept in the cache, keyed by the data's content and these settings: on a large set the shifted
+    copies' lookup is seconds to minutes of work, and a warm audit re-judges rather than searches."""
+    cfg = audit.config.poisoning
+    settings = {"near_duplicate_rms": cfg.near_duplicate_rms, "near_duplicate_ratio": cfg.near_duplicate_ratio,
+                "shift_search_tflop": cfg.shift_search_tflop}
+
     def compute():
         data, cfg = audit.data, audit.config.poisoning
 
@@ -693,7 +700,7 @@ def integrity(audit: AuditSession) -> dict:
                 "within_near": within_near, "conflicting_labels": conflicting,
                 "test_within_exact": exact_duplicates(data.x_test),
                 "test_within_near": near(data.x_test, None, test_index)}
-    return audit.memo(("integrity",), compute)
+    return audit.memo(("integrity",), lambda: _data_measurement(audit, "data-integrity", settings, compute))
 
 
 def label_errors(audit: AuditSession) -> dict:
@@ -701,8 +708,16 @@ def label_errors(audit: AuditSession) -> dict:
     process: apart from `integrity`, so that a failure of the cross-validated model cannot turn the
     leakage and duplicate findings into errors too."""
     data = audit.data
-    return audit.memo(("label-errors",), lambda: {**label_issues(data.x_train, data.y_train, data.n_classes),
-                                                   "n_train": len(data.y_train)})
+    return audit.memo(("label-errors",), lambda: _data_measurement(
+        audit, "label-errors", {}, lambda: {**label_issues(data.x_train, data.y_train, data.n_classes),
+                                            "n_train": len(data.y_train)}))
+
+
+def _data_measurement(audit: AuditSession, kind: str, settings: dict, compute) -> dict:
+    """A measurement of the data alone (no model), kept in the cache under the data's content hash
+    (`cached_arrays` keys by it), these settings and the code that computes it; pairs come back as
+    lists, as a load from the cache returns them."""
+    return audit.cached_arrays(kind, [], settings, _DATA_DIGEST, lambda: ({}, json_safe(compute())))[1]
 
 
 def _pair(audit: AuditSession) -> tuple[int, int]:
@@ -728,4 +743,5 @@ def _check_class(audit: AuditSession, c: int, key: str) -> None:
 
 _CODE_DIGEST = code_digest(sys.modules[__name__], poison_detectors, backdoor_scan, relabel_census, features_module)
 _ATTACK_DIGEST = code_digest(poisoning)
+_DATA_DIGEST = code_digest(integrity_methods, shifted_copies, image_rows)
 _TRIGGER_DIGEST = code_digest(triggers)
