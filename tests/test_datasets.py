@@ -344,3 +344,34 @@ def test_a_float_label_no_class_index_can_be_is_named_not_wrapped(label):
     problems: list[str] = []
     assert _as_labels(np.array([0.0, 1.0, label]), "y_train", "dataset", problems) is None
     assert len(problems) == 1 and "y_train holds labels in" in problems[0] and "below 2147483648" in problems[0]
+
+
+def test_the_shipped_digits_splits_are_the_ones_train_test_split_makes():
+    """The built-in data is read without importing scikit-learn (a second of every audit's start):
+    its file directly, and the splits' positions shipped in the package. Both must be what
+    scikit-learn itself gives, or every cached model and history would silently change data."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from swiglu_audit.training.data import SPLIT_SEED, digits_arrays, digits_split
+
+    digits = load_digits()
+    images, target = digits_arrays()
+    assert np.array_equal(images, digits.images) and images.dtype == digits.images.dtype
+    assert np.array_equal(target, digits.target) and target.dtype == digits.target.dtype
+    y, idx = digits.target.astype(np.int64), np.arange(len(digits.target))
+    train, rest = train_test_split(idx, test_size=0.4, stratify=y, random_state=SPLIT_SEED)
+    val, test = train_test_split(rest, test_size=0.5, stratify=y[rest], random_state=SPLIT_SEED)
+    shipped = digits_split()
+    for name, made in (("train", train), ("val", val), ("test", test)):
+        assert np.array_equal(shipped[name], made), name
+
+
+def test_the_built_in_data_loads_without_importing_scikit_learn():
+    import subprocess
+    import sys
+
+    probe = ("import sys; from swiglu_audit.training.data import load_digits_data; d = load_digits_data(); "
+             "print(len(d.y_train), len(d.y_val), len(d.y_test), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["1078", "359", "360", "False"], out.stderr[-2000:]

@@ -18,7 +18,9 @@ night must not retrain a cached model.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from .evaluation_rows import stratified_rows
 from .live_file import read_live_file
 
 SPLIT_SEED = 0  # the splits are fixed: every model of every run sees the same examples
+DIGITS_SPLIT_FILE = "digits_split.json"  # the built-in splits made at SPLIT_SEED (`digits_split`)
 VAL_SHARE = 0.2  # of x_train, carved out as the validation split when none is given
 # Every model is probed at start-up with a batch of PROBE_ROWS validation inputs (zoo.py's
 # check_model_contract), and the checks read accuracies off the validation and test splits: a
@@ -155,19 +158,39 @@ def make_audit_data(name: str, splits: dict[str, tuple[torch.Tensor, torch.Tenso
 
 def load_digits_data() -> AuditData:
     """scikit-learn's digits (1797 8x8 images, 10 classes), split 60/20/20, stratified."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)[:, None, :, :]  # (N, 1, 8, 8) in [0, 1]
-    y = digits.target.astype(np.int64)
-    idx = np.arange(len(y))
-    train_idx, rest_idx = train_test_split(idx, test_size=0.4, stratify=y, random_state=SPLIT_SEED)
-    val_idx, test_idx = train_test_split(rest_idx, test_size=0.5, stratify=y[rest_idx],
-                                         random_state=SPLIT_SEED)
-    splits = {k: (torch.from_numpy(x[i]), torch.from_numpy(y[i]))
-              for k, i in (("train", train_idx), ("val", val_idx), ("test", test_idx))}
+    images, target = digits_arrays()
+    x = (images / 16.0).astype(np.float32)[:, None, :, :]  # (N, 1, 8, 8) in [0, 1]
+    y = target.astype(np.int64)
+    positions = digits_split()
+    splits = {k: (torch.from_numpy(x[positions[k]]), torch.from_numpy(y[positions[k]])) for k in ("train", "val", "test")}
     return make_audit_data("digits", splits, n_classes=10)
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, 8, 8), targets (N,)) of scikit-learn's digits, as `load_digits` returns them. Read
+    from the file scikit-learn ships, found without importing scikit-learn: importing it costs over a
+    second of every audit, and a warm audit needs nothing else of it. Where the file is not where
+    this version keeps it, `load_digits` reads it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # a top-level name: found, not imported
+    csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if csv is None or not csv.is_file():
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.images, digits.target
+    with gzip.open(csv, mode="rt", encoding="utf-8") as rows:
+        table = np.loadtxt(rows, delimiter=",")  # as load_digits reads it: 64 pixels, then the class
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int, copy=False)
+
+
+def digits_split() -> dict[str, np.ndarray]:
+    """The built-in splits' positions in the digits: train_test_split's stratified 60/20/20 at
+    SPLIT_SEED, shipped beside this module (tests/test_datasets.py makes them anew and compares), so
+    that neither the split nor a warm audit's start waits on importing scikit-learn."""
+    doc = json.loads((Path(__file__).parent / DIGITS_SPLIT_FILE).read_text())
+    return {k: np.asarray(doc[k], dtype=np.int64) for k in ("train", "val", "test")}
 
 
 def load_audit_data(dataset: str | None, cache_dir: str | Path, live: str | None = None,
