@@ -1,3 +1,4 @@
+import json
 import multiprocessing
 import os
 import warnings
@@ -400,3 +401,30 @@ def test_a_user_models_key_follows_the_source_of_the_modules_its_classes_come_fr
     assert after[0] != before[0]
     assert after[1] == before[1]  # what the key read before: blind to the edit
     assert model_source_digest(model, None) is None  # the zoo's models: the harness's code
+
+
+def test_the_data_checks_are_measured_once_and_a_later_audit_reads_them(tmp_path, monkeypatch):
+    """Leakage, duplicates and label errors read only the data: kept in the cache under its
+    content hash, a later audit re-judges them without searching the splits again; other
+    settings (a stricter near-duplicate rule) measure them anew."""
+    import dataclasses
+
+    from swiglu_audit.measure import poisoning as measure
+    from swiglu_audit.session import AuditSession
+
+    monkeypatch.delenv("SWIGLU_AUDIT_CACHE_KEY", raising=False)
+    config = _zoo_config(tmp_path)
+    first = AuditSession(config)
+    leaks, labels = measure.integrity(first), measure.label_errors(first)
+
+    def searched(*args, **kwargs):
+        raise AssertionError("searched the splits again")
+
+    monkeypatch.setattr(measure, "NearDuplicateIndex", searched)
+    monkeypatch.setattr(measure, "label_issues", searched)
+    later = AuditSession(config)
+    assert measure.integrity(later) == json.loads(json.dumps(leaks))  # pairs as lists, as a load gives them
+    assert measure.label_errors(later) == labels
+    stricter = dataclasses.replace(config, poisoning=dataclasses.replace(config.poisoning, near_duplicate_ratio=0.2))
+    with pytest.raises(AssertionError, match="searched the splits again"):
+        measure.integrity(AuditSession(stricter))
