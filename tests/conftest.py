@@ -101,6 +101,9 @@ def tiny_audit(tmp_path_factory, shared_cache, worker_id):
         (folder / "pyproject.toml").write_text(TINY_AUDIT_TOML)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
         env["SWIGLU_AUDIT_CACHE"] = str(shared_cache)
+        # stacked, untimed: a timed choice near its margin can tip on a busy machine, and the tests
+        # that compare other runs with this one (the Ray executor's) need to know how it trained
+        env["SWIGLU_AUDIT_STACK"] = "1"
         subprocess.run([sys.executable, "-m", "pytest", "--swiglu-audit", "-p", "no:cacheprovider", "-q",
                         "--junitxml=junit.xml"], cwd=folder, env=env, capture_output=True, timeout=600)
         return folder

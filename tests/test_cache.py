@@ -428,3 +428,17 @@ def test_the_data_checks_are_measured_once_and_a_later_audit_reads_them(tmp_path
     stricter = dataclasses.replace(config, poisoning=dataclasses.replace(config.poisoning, near_duplicate_ratio=0.2))
     with pytest.raises(AssertionError, match="searched the splits again"):
         measure.integrity(AuditSession(stricter))
+
+
+def test_a_cache_that_cannot_keep_the_data_checks_costs_their_time_not_their_findings(tmp_path, monkeypatch):
+    from swiglu_audit.errors import CacheError
+    from swiglu_audit.measure import poisoning as measure
+    from swiglu_audit.session import AuditSession
+
+    audit = AuditSession(_zoo_config(tmp_path))
+
+    def unwritable(*args, **kwargs):
+        raise CacheError("checkpoint cache folder cannot be created")
+    monkeypatch.setattr(audit, "cached_arrays", unwritable)
+    assert measure.integrity(audit)["n_train"] == len(audit.data.y_train)
+    assert measure.label_errors(audit)["n_train"] == len(audit.data.y_train)

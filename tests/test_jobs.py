@@ -228,12 +228,13 @@ def _worker_running_a_job(cache: Path) -> int | None:
 
 
 def _stacking_as_in(report: dict) -> str:
-    """SWIGLU_AUDIT_STACK for a run that trains as `report`'s did. On an empty cache an audit
-    times whether a model's seeds train stacked; a busy machine can tip that choice, and a stacked
-    member rounds otherwise than a lone one (two local runs, stacked and lone: an OOD AUROC 7e-5
-    apart, a robust accuracy one input of 60 apart; two stacked runs, or two lone ones: identical)."""
+    """SWIGLU_AUDIT_STACK for a run that trains as `report`'s did (the tiny audit's fixture stacks,
+    untimed). On an empty cache an audit times whether a model's seeds train stacked; a busy
+    machine can tip that choice, and a stacked member rounds otherwise than a lone one (two local
+    runs, stacked and lone: an OOD AUROC 7e-5 apart, a robust accuracy one input of 60 apart; two
+    stacked runs, or two lone ones: identical)."""
     stacks = {m["name"]: m["stacks"] for m in report["plan"]["models"]}
-    assert len(set(stacks.values())) == 1, stacks  # the tiny audit's two MLPs choose alike
+    assert len(set(stacks.values())) == 1, stacks
     return "1" if next(iter(stacks.values())) else "0"
 
 

@@ -550,7 +550,7 @@ threat_triggers = ["corner_patch", "edge_patch"]
 
 def _fake_audit(data, **poisoning):
     """What the integrity and targeted measurements read of a session: its data, its poisoning
-    settings and its per-process memo."""
+    settings, its per-process memo and its cache (here one that holds nothing)."""
     from types import SimpleNamespace
 
     memo: dict = {}
@@ -561,7 +561,8 @@ def _fake_audit(data, **poisoning):
         return memo[key]
     settings = {"targeted_pair": (0, 1), "targeted_rates": (0.2,), "mode": "retrain", "near_duplicate_rms": 0.03,
                 "near_duplicate_ratio": 0.35, "shift_search_tflop": 2.0, **poisoning}
-    return SimpleNamespace(data=data, config=SimpleNamespace(poisoning=SimpleNamespace(**settings)), memo=remember)
+    return SimpleNamespace(data=data, config=SimpleNamespace(poisoning=SimpleNamespace(**settings)), memo=remember,
+                           cached_arrays=lambda kind, models, settings, code, compute: compute())
 
 
 def _split(digits, n_train: int, test_classes=None):

@@ -34,7 +34,8 @@ def test_installed_wheel_runs_the_audit_in_an_empty_folder(tmp_path):
                            text=True).stdout
     for shipped in ("swiglu_audit/suites/suite_adversarial.py", "swiglu_audit/suites/suite_deployment.py",
                     "swiglu_audit/suites/suite_fairness.py", "swiglu_audit/zoo_specs/zoo.toml",
-                    "swiglu_audit/rmf.toml", "swiglu_audit/schema/report.schema.json", "swiglu_audit/settings.toml"):
+                    "swiglu_audit/rmf.toml", "swiglu_audit/schema/report.schema.json", "swiglu_audit/settings.toml",
+                    "swiglu_audit/training/digits_split.json"):
         assert shipped in names
 
     venv = tmp_path / "venv"

@@ -715,9 +715,30 @@ def label_errors(audit: AuditSession) -> dict:
 
 def _data_measurement(audit: AuditSession, kind: str, settings: dict, compute) -> dict:
     """A measurement of the data alone (no model), kept in the cache under the data's content hash
-    (`cached_arrays` keys by it), these settings and the code that computes it; pairs come back as
-    lists, as a load from the cache returns them."""
-    return audit.cached_arrays(kind, [], settings, _DATA_DIGEST, lambda: ({}, json_safe(compute())))[1]
+    (`cached_arrays` keys by it), these settings, the code that computes it and the versions of the
+    libraries it runs on; pairs come back as lists, as a load from the cache returns them. A cache
+    that cannot keep it (a folder that cannot be written, a lock held too long, a store out of
+    reach) costs the measurement's time, never the finding: before it was cached it needed none."""
+    from ..errors import CacheError
+
+    def measured() -> tuple[dict, dict]:
+        return {}, json_safe(compute())
+    try:
+        return audit.cached_arrays(kind, [], {**settings, "libraries": _library_versions()}, _DATA_DIGEST, measured)[1]
+    except (CacheError, OSError):
+        return measured()[1]
+
+
+def _library_versions() -> dict[str, str | None]:
+    """Versions of the libraries the data checks compute with, read without importing them."""
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+    return {name: version(name) for name in ("scikit-learn", "numpy", "scipy")}
 
 
 def _pair(audit: AuditSession) -> tuple[int, int]:
@@ -743,5 +764,6 @@ def _check_class(audit: AuditSession, c: int, key: str) -> None:
 
 _CODE_DIGEST = code_digest(sys.modules[__name__], poison_detectors, backdoor_scan, relabel_census, features_module)
 _ATTACK_DIGEST = code_digest(poisoning)
-_DATA_DIGEST = code_digest(integrity_methods, shifted_copies, image_rows)
+# this module too: `integrity` decides which splits are compared and how the two rules' pairs merge
+_DATA_DIGEST = code_digest(sys.modules[__name__], integrity_methods, shifted_copies, image_rows)
 _TRIGGER_DIGEST = code_digest(triggers)

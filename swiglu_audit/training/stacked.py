@@ -78,8 +78,8 @@ def run_member_by_member(warned: list[str]) -> str | None:
     slow = [message for message in warned if "batching rule" in message]
     if not slow:
         return None
-    ops = sorted({op for message in slow for op in re.findall(r"aten::[\w.]+", message)})
-    what = ", ".join(ops) if ops else "an operation of this model"
+    ops = sorted({op for message in slow for op in re.findall(r"aten::\w+(?:\.\w+)?", message)})  # name.overload
+    what = ", ".join(ops) if ops else "an operation of the model"
     return f"vmap has no batching rule for {what}, so stacked it would run member by member"
 
 
