@@ -240,7 +240,7 @@ def test_split_leakage(audit, record_finding):
                                                        for split, r in result["leaks"].items()},
                               # (validation position, test position): the validation split's own indexing
                               "pairs_val_vs_test": [list(p) for p in val_pairs[:MAX_LISTED]]},
-        facts={"n_leaked": n_leaked, "shift_search": result["shift_search"]})
+        facts={"n_leaked": n_leaked, "shift_search": result["shift_search"], "modality": audit.data.modality})
     record_finding(finding)
 
 

@@ -254,16 +254,24 @@ def test_a_leakage_pass_that_left_shifted_copies_unsearched_is_an_inconclusive_w
     searched = {"largest_shift": 1, "searched": True, "why": "", "tflop": 0.1}
     skipped = {"largest_shift": 4, "searched": False, "why": "over", "tflop": 35.0}
 
-    def judged(share, n_leaked, searches):
+    def judged(share, n_leaked, searches, modality="image"):
         return judged_finding(LEAKAGE, [], share, policy, f"share duplicated in train ({n_leaked})",
-                              facts={"n_leaked": n_leaked, "shift_search": searches})
-    assert judged(0.0, 0, {"test": searched, "val": searched}).status == "PASS"
+                              facts={"n_leaked": n_leaked, "shift_search": searches, "modality": modality})
+    passed = judged(0.0, 0, {"test": searched, "val": searched})
+    # "nothing found" says what was looked for, and what was not
+    assert passed.status == "PASS" and "looked for: exact copies" in passed.reason
+    assert "shifted by up to 1 pixel; not for resized crops, rotations or heavier noise" in passed.reason
+    wider = judged(0.0, 0, {"test": {**searched, "largest_shift": 3}, "val": searched})
+    assert wider.status == "PASS" and "shifted by up to 3 pixels;" in wider.reason
+    rows = judged(0.0, 0, {}, modality="tabular")
+    assert rows.status == "PASS" and "rows near one on robust z-scores" in rows.reason and "pixel" not in rows.reason
     capped = judged(0.0, 0, {"test": skipped, "val": searched, "test_in_val": skipped})
     assert capped.status == "WARN" and "inconclusive" in capped.reason
     assert "test against train, test against validation" in capped.reason
     assert "shifted by up to 4 pixel(s) with zeros brought in" in capped.reason
     assert "poisoning.shift_search_tflop = 35 or more" in capped.reason
     assert capped.details["judged"]["modified_by"] == ["shifted copies not looked for"]
+    assert "looked for: exact copies" not in capped.reason  # only a PASS states its scope
     failed = judged(0.05, 5, {"test": skipped, "val": searched})
     assert failed.status == "FAIL" and "not looked for (test against train" in failed.reason
 

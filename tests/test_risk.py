@@ -374,7 +374,8 @@ def test_own_class_likeness_is_relative_to_the_class_and_silent_where_neighbours
 
 def test_a_leak_is_never_a_pass_and_conflicting_duplicates_are_a_warn():
     policy = {"max_leakage_share": 0.05, "max_duplicate_share": 0.05}
-    leak = judged_finding(data_integrity.LEAKAGE, [], 0.001, policy, "share", facts={"n_leaked": 1, "shift_search": {}})
+    leak = judged_finding(data_integrity.LEAKAGE, [], 0.001, policy, "share", facts={"n_leaked": 1, "shift_search": {},
+                                                                                     "modality": "image"})
     assert leak.status == "WARN" and "deserves a look" in leak.reason
     dup = judged_finding(data_integrity.DUPLICATES, [], 0.0, policy, "share", facts={"n_conflicting_labels": 2})
     assert dup.status == "WARN"

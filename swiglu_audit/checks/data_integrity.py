@@ -5,7 +5,7 @@ methods are in `methods.integrity`."""
 
 from __future__ import annotations
 
-from ..verdicts.conditions import Ceiling, Status, capped, inconclusive_when
+from ..verdicts.conditions import Ceiling, Status, capped, inconclusive_when, scope_of_a_pass
 from ..verdicts.risk import CheckInfo
 
 ANY_LEAK_CAP = capped("any leaked sample", ("n_leaked",), Status.WARN, lambda facts, policy: (
@@ -30,6 +30,20 @@ def _shift_lookups_skipped(facts: dict, policy: dict) -> str | None:
 
 
 SHIFT_SEARCH_CAP = inconclusive_when("shifted copies not looked for", ("shift_search",), _shift_lookups_skipped)
+
+
+def _leak_search_scope(facts: dict, policy: dict) -> str:
+    """What "no leak found" covers, and what it does not (bench/bench_leakage.py measures both)."""
+    if facts["modality"] != "image":
+        return ("looked for: exact rows, and rows near one on robust z-scores (rounded or faintly noised "
+                "copies); not for copies rescaled or with their features reordered")
+    reach = max((s["largest_shift"] for s in facts["shift_search"].values() if s["searched"]), default=1)
+    return (f"looked for: exact copies, and copies brightened, contrast-scaled, re-encoded or faintly noised, "
+            f"mirrored, or shifted by up to {reach} pixel{'s' if reach > 1 else ''}; not for resized crops, "
+            "rotations or heavier noise (a resized crop of a finely textured image is mostly missed)")
+
+
+LEAK_SEARCH_SCOPE = scope_of_a_pass("what the search covered", ("modality", "shift_search"), _leak_search_scope)
 CONFLICTING_LABELS_CAP = capped("duplicates with different labels", ("n_conflicting_labels",), Status.WARN,
                                 lambda facts, policy: (
                                     f"but {facts['n_conflicting_labels']} duplicate pair(s) carry different labels"
@@ -57,7 +71,7 @@ LEAKAGE = CheckInfo(
     # least a WARN (the modifier), above the share a FAIL
     condition=Ceiling("max_leakage_share", "share of test and validation samples duplicated in train",
                       breached=Status.FAIL),
-    modifiers=(ANY_LEAK_CAP, SHIFT_SEARCH_CAP),
+    modifiers=(ANY_LEAK_CAP, SHIFT_SEARCH_CAP, LEAK_SEARCH_SCOPE),
 )
 
 DUPLICATES = CheckInfo(

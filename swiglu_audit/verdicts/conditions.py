@@ -248,6 +248,15 @@ def inconclusive_when(name: str, needs: tuple[str, ...], gap: Callable[[Facts, d
                   note=gap)
 
 
+def scope_of_a_pass(name: str, needs: tuple[str, ...], words: Callable[[Facts, dict], str | None]) -> Modifier:
+    """A PASS that found nothing says what it looked for and what it did not (DESIGN section 8: a
+    "nothing found" PASS states what it covers); a WARN or FAIL lists what it found instead."""
+    def effect(status, value, ci, facts, policy):
+        said = words(facts, policy) if status is Status.PASS else None
+        return (status, said) if said else None
+    return Modifier(name, needs, effect)
+
+
 def floored(name: str, needs: tuple[str, ...], floor: Status, why: Callable[[Facts, dict], str | None]) -> Modifier:
     """At worst `floor` when `why` returns a sentence (never ERROR): for findings that inform but
     cannot breach the policy (a wall-clock timing, an inherent weakness rather than a regression)."""
