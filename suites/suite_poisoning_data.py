@@ -256,7 +256,7 @@ def test_train_duplicates(audit, record_finding):
                  "indices": audit.data.source_train_indices(duplicated[:MAX_LISTED]),
                  "conflicting_label_pairs": [audit.data.source_train_indices(p)
                                              for p in result["conflicting_labels"][:MAX_LISTED]]},
-        facts={"n_conflicting_labels": len(result["conflicting_labels"])})
+        facts={"n_conflicting_labels": len(result["conflicting_labels"]), "modality": audit.data.modality})
     record_finding(finding)
 
 
@@ -275,7 +275,8 @@ def test_test_duplicates(audit, record_finding):
                  "pairs": [list(p) for p in pairs[:MAX_LISTED]], "distinct_inputs": distinct,
                  # if the copies are one input each: the example part of every interval is this
                  # many times too narrow (the seeds' part is not)
-                 "example_part_too_narrow_by": round(narrowed, 3)}))
+                 "example_part_too_narrow_by": round(narrowed, 3)},
+        facts={"modality": audit.data.modality}))
 
 
 @pytest.mark.swiglu_audit_check(LABEL_ERRORS)

@@ -377,8 +377,13 @@ def test_a_leak_is_never_a_pass_and_conflicting_duplicates_are_a_warn():
     leak = judged_finding(data_integrity.LEAKAGE, [], 0.001, policy, "share", facts={"n_leaked": 1, "shift_search": {},
                                                                                      "modality": "image"})
     assert leak.status == "WARN" and "deserves a look" in leak.reason
-    dup = judged_finding(data_integrity.DUPLICATES, [], 0.0, policy, "share", facts={"n_conflicting_labels": 2})
-    assert dup.status == "WARN"
+    dup = judged_finding(data_integrity.DUPLICATES, [], 0.0, policy, "share",
+                         facts={"n_conflicting_labels": 2, "modality": "image"})
+    assert dup.status == "WARN" and "looked for:" not in dup.reason
+    # a PASS within one split says the search had no mirror and no crops (leakage's has both)
+    clean = judged_finding(data_integrity.TEST_DUPLICATES, [], 0.0, policy, "share", facts={"modality": "image"})
+    assert clean.status == "PASS" and "shifted by up to 1 pixel; not for mirror images, crops" in clean.reason
+    assert "mirrored," not in clean.reason
 
 
 def test_indicative_warnings_never_fail_a_run():

@@ -32,17 +32,27 @@ def _shift_lookups_skipped(facts: dict, policy: dict) -> str | None:
 SHIFT_SEARCH_CAP = inconclusive_when("shifted copies not looked for", ("shift_search",), _shift_lookups_skipped)
 
 
-def _leak_search_scope(facts: dict, policy: dict) -> str:
-    """What "no leak found" covers, and what it does not (bench/bench_leakage.py measures both)."""
-    if facts["modality"] != "image":
+def _copies_looked_for(modality: str, reach: int, mirrored: bool) -> str:
+    """What a search for copies covers, and what it does not (bench/bench_leakage.py measures both)."""
+    if modality != "image":
         return ("looked for: exact rows, and rows near one on robust z-scores (rounded or faintly noised "
                 "copies); not for copies rescaled or with their features reordered")
-    reach = max((s["largest_shift"] for s in facts["shift_search"].values() if s["searched"]), default=1)
+    not_for = "resized crops, rotations or heavier noise" if mirrored else \
+        "mirror images, crops, resized crops, rotations or heavier noise"
     return (f"looked for: exact copies, and copies brightened, contrast-scaled, re-encoded or faintly noised, "
-            f"mirrored, or shifted by up to {reach} pixel{'s' if reach > 1 else ''}; not for resized crops, "
-            "rotations or heavier noise (a resized crop of a finely textured image is mostly missed)")
+            f"{'mirrored, ' if mirrored else ''}or shifted by up to {reach} pixel{'s' if reach > 1 else ''}; "
+            f"not for {not_for}")
 
 
+def _leak_search_scope(facts: dict, policy: dict) -> str:
+    reach = max((s["largest_shift"] for s in facts["shift_search"].values() if s["searched"]), default=1)
+    words = _copies_looked_for(facts["modality"], reach, mirrored=True)
+    return words + (" (a resized crop of a finely textured image is mostly missed)" if facts["modality"] == "image" else "")
+
+
+# within one split, copies are looked for by the 1-pixel rule alone: no mirror, no central windows
+_WITHIN_SPLIT_SCOPE = scope_of_a_pass("what the search covered", ("modality",),
+                                      lambda facts, policy: _copies_looked_for(facts["modality"], 1, mirrored=False))
 LEAK_SEARCH_SCOPE = scope_of_a_pass("what the search covered", ("modality", "shift_search"), _leak_search_scope)
 CONFLICTING_LABELS_CAP = capped("duplicates with different labels", ("n_conflicting_labels",), Status.WARN,
                                 lambda facts, policy: (
@@ -84,7 +94,7 @@ DUPLICATES = CheckInfo(
                 "lookups (a training set augmented with its own flips and crops is no leak).",
     mitigation="Deduplicate the training set; investigate copies whose labels disagree.",
     condition=Ceiling("max_duplicate_share", "share"),
-    modifiers=(CONFLICTING_LABELS_CAP,),
+    modifiers=(CONFLICTING_LABELS_CAP, _WITHIN_SPLIT_SCOPE),
 )
 
 TEST_DUPLICATES = CheckInfo(
@@ -101,6 +111,7 @@ TEST_DUPLICATES = CheckInfo(
                 "shifted copies (zeros brought in) are not used within the test split.",
     mitigation="Deduplicate the test split before the audit; keep one copy of each input.",
     condition=Ceiling("max_duplicate_share", "share"),
+    modifiers=(_WITHIN_SPLIT_SCOPE,),
 )
 
 LABEL_ERRORS = CheckInfo(
