@@ -54,6 +54,7 @@ def _leak_search_scope(facts: dict, policy: dict) -> str:
 _WITHIN_SPLIT_SCOPE = scope_of_a_pass("what the search covered", ("modality",),
                                       lambda facts, policy: _copies_looked_for(facts["modality"], 1, mirrored=False))
 LEAK_SEARCH_SCOPE = scope_of_a_pass("what the search covered", ("modality", "shift_search"), _leak_search_scope)
+
 CONFLICTING_LABELS_CAP = capped("duplicates with different labels", ("n_conflicting_labels",), Status.WARN,
                                 lambda facts, policy: (
                                     f"but {facts['n_conflicting_labels']} duplicate pair(s) carry different labels"
