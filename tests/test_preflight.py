@@ -37,6 +37,13 @@ class NoParameters(nn.Module):
     def forward(self, x):
         return x.flatten(1)[:, :10] * 2 - 1
 
+class NormalisesInPlace(IntLogits):
+    """Writes to its input when evaluated (a normalisation done with x.sub_()/x.div_())."""
+    def forward(self, x):
+        if not torch.is_grad_enabled() or not x.requires_grad:
+            x.sub_(0.5).div_(0.5)
+        return self.lin(x.flatten(1))
+
 class NeedsCuda(IntLogits):
     def forward(self, x):
         if not x.is_cuda:
@@ -142,6 +149,8 @@ def test_a_damaged_live_file_is_one_problem_not_a_traceback(monkeypatch, tmp_pat
     ("WrongShape", ["my-baseline", "returns shape (8, 3)", "expected (8, 10)"]),
     ("Nan", ["my-baseline", "NaN", "at initialisation"]),
     ("make_broken", ["my-baseline", "factory exploded", "fix the factory"]),
+    # the other models would read what it wrote, and their cached results would keep it
+    ("NormalisesInPlace", ["my-baseline", "changes its input tensor in place", "not x.mul_(0.5)"]),
 ])
 def test_a_broken_model_is_one_problem_naming_the_model(monkeypatch, tmp_path, factory, words):
     _configure(tmp_path, baseline=factory)

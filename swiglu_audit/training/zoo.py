@@ -365,8 +365,24 @@ def check_model_contract(model: nn.Module, name: str, data: AuditData, device: t
         when = "after training" if trained else "at initialisation"
         raise ModelContractError(f"model '{name}' returns NaN or infinite logits {when}; check "
                                  "its forward pass (and lower the learning rate if it diverged)")
+    _check_leaves_its_input(model, name, probe, device)
     if not trained:
         _check_trainable(model, name, out)
+
+
+def _check_leaves_its_input(model: nn.Module, name: str, probe: torch.Tensor, device: torch.device) -> None:
+    """Every model of an audit reads the same input tensors (the OOD sets, the attacked inputs, the
+    evaluation batches), and the results are cached: a forward pass that writes to its input
+    (`x.mul_(0.5)` to normalise) would change what the models after it see, and keep the damage
+    in the cache. Checked on a copy, without gradients, as evaluation calls it."""
+    x = probe.to(device, copy=True)
+    with torch.no_grad(), eval_mode(model):
+        model(x)
+    if not torch.equal(x, probe.to(device)):
+        raise ModelContractError(f"model '{name}' changes its input tensor in place; every model of the audit "
+                                 "reads the same inputs, so the models measured after it would see what it "
+                                 "wrote. Compute out of place in its forward (x = x * 0.5, not x.mul_(0.5); "
+                                 "or x = x.clone() first)")
 
 
 def _probe_forward(model: nn.Module, name: str, data: AuditData, probe: torch.Tensor, device: torch.device,
@@ -374,7 +390,7 @@ def _probe_forward(model: nn.Module, name: str, data: AuditData, probe: torch.Te
     """The model's raw output on the probe batch (in eval mode, its mode restored after)."""
     try:
         with torch.set_grad_enabled(with_grad), eval_mode(model):
-            return model(probe.to(device))
+            return model(probe.to(device, copy=True))  # a copy: the probe is a view of the audit's data
     except Exception as exc:
         # the cause may be the input's shape or the device (a forward that needs CUDA): name both
         raise ModelContractError(f"model '{name}' raised {type(exc).__name__} on a probe batch of shape "
