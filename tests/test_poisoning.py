@@ -260,7 +260,7 @@ def test_a_leakage_pass_that_left_shifted_copies_unsearched_is_an_inconclusive_w
     passed = judged(0.0, 0, {"test": searched, "val": searched})
     # "nothing found" says what was looked for, and what was not
     assert passed.status == "PASS" and "looked for: exact copies" in passed.reason
-    assert "shifted by up to 1 pixel; not for resized crops, rotations or heavier noise" in passed.reason
+    assert "shifted by up to 1 pixel; not for resized crops, copies brightened until they saturate" in passed.reason
     wider = judged(0.0, 0, {"test": {**searched, "largest_shift": 3}, "val": searched})
     assert wider.status == "PASS" and "shifted by up to 3 pixels;" in wider.reason
     rows = judged(0.0, 0, {}, modality="tabular")

@@ -382,8 +382,8 @@ def test_a_leak_is_never_a_pass_and_conflicting_duplicates_are_a_warn():
     assert dup.status == "WARN" and "looked for:" not in dup.reason
     # a PASS within one split says the search had no mirror and no crops (leakage's has both)
     clean = judged_finding(data_integrity.TEST_DUPLICATES, [], 0.0, policy, "share", facts={"modality": "image"})
-    assert clean.status == "PASS" and "shifted by up to 1 pixel; not for mirror images, crops" in clean.reason
-    assert "mirrored," not in clean.reason
+    assert clean.status == "PASS" and "shifted by up to 1 pixel; not for left-right mirror images, crops" in clean.reason
+    assert "mirrored left to right," not in clean.reason
 
 
 def test_indicative_warnings_never_fail_a_run():

@@ -37,11 +37,11 @@ def _copies_looked_for(modality: str, reach: int, mirrored: bool) -> str:
     if modality != "image":
         return ("looked for: exact rows, and rows near one on robust z-scores (rounded or faintly noised "
                 "copies); not for copies rescaled or with their features reordered")
-    not_for = "resized crops, rotations or heavier noise" if mirrored else \
-        "mirror images, crops, resized crops, rotations or heavier noise"
-    return (f"looked for: exact copies, and copies brightened, contrast-scaled, re-encoded or faintly noised, "
-            f"{'mirrored, ' if mirrored else ''}or shifted by up to {reach} pixel{'s' if reach > 1 else ''}; "
-            f"not for {not_for}")
+    not_for = "resized crops" if mirrored else "left-right mirror images, crops, resized crops"
+    return (f"looked for: exact copies, and copies whose brightness or contrast was scaled (not clipped), "
+            f"re-encoded or faintly noised, {'mirrored left to right, ' if mirrored else ''}or shifted by up to "
+            f"{reach} pixel{'s' if reach > 1 else ''}; not for {not_for}, copies brightened until they "
+            "saturate, gamma-curved, inverted, flipped upside down, rotated or more noised")
 
 
 def _leak_search_scope(facts: dict, policy: dict) -> str:
