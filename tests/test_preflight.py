@@ -132,6 +132,17 @@ def test_each_dataset_mistake_is_named_with_its_fix(monkeypatch, tmp_path, mista
         assert word in problems[0]
 
 
+def test_channels_last_images_are_named_split_by_split(monkeypatch, tmp_path):
+    """(N, H, W, C) where (N, C, H, W) is read: rows of pixels would be channels, and every image
+    method (triggers, corruptions, shifted copies, mirrors) would act on the wrong axes."""
+    _configure(tmp_path, mistake="x = np.repeat(x.transpose(0, 2, 3, 1), 3, axis=3)")
+    problems = _problems(tmp_path, monkeypatch)
+    assert len(problems) == 2
+    for problem, split, n in zip(problems, ("x_train", "x_test"), (1400, 397)):
+        assert f"{split} has shape ({n}, 8, 8, 3), which looks channels-last" in problem
+        assert "x.transpose(0, 3, 1, 2)" in problem
+
+
 def test_a_damaged_live_file_is_one_problem_not_a_traceback(monkeypatch, tmp_path):
     """A truncated live.npz (a pipeline's interrupted drop) stops the session as a usage error."""
     import numpy as np

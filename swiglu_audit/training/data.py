@@ -575,6 +575,13 @@ def _as_images(value, key: str, where: str, problems: list[str],
     if t.ndim != 4:
         problems.append(f"{where}: {key} must have shape (N, C, H, W) or (N, D); got {tuple(t.shape)}")
         return None
+    if _looks_channels_last(t.shape):
+        # read as given, its rows of pixels would be channels: triggers, corruptions, shifts and
+        # mirrors would all act on the wrong axes, and nothing downstream could tell
+        problems.append(f"{where}: {key} has shape {tuple(t.shape)}, which looks channels-last (N, H, W, C) "
+                        f"with {t.shape[3]} channel(s); the audit reads (N, C, H, W): give "
+                        "x.transpose(0, 3, 1, 2) (numpy) or x.permute(0, 3, 1, 2) (torch)")
+        return None
     t = t.float().contiguous()  # no copy for float32 arrays in C order, the common case
     bad, low, high = 0, float("inf"), float("-inf")
     for start in range(0, len(t), CHECK_ROWS):  # in blocks: the checks' temporaries stay small
@@ -592,6 +599,12 @@ def _as_images(value, key: str, where: str, problems: list[str],
     # A split with bad values is still returned, so that its length and shape are checked too;
     # the caller raises before anything uses it.
     return t
+
+
+def _looks_channels_last(shape) -> bool:
+    """(N, H, W, C) given where (N, C, H, W) is read: a last axis of 1, 3 or 4 (grey, RGB, RGBA)
+    behind two axes of more than 4 (an image's height and width, which no one keeps as channels)."""
+    return shape[3] in (1, 3, 4) and shape[1] > 4 and shape[2] > 4
 
 
 def _plain_tensor(value) -> torch.Tensor:
