@@ -457,3 +457,18 @@ def test_a_common_rate_near_one_gets_the_same_reach_downwards():
     truth, draw = _rare_outcomes(rng, 0.95, 1.0, 360)
     below = sum(truth < mean_interval(draw()).ci_low for _ in range(1000)) / 1000
     assert below < 0.07  # 0.050 with the log-odds end (0.099 without)
+
+
+def test_a_difference_of_two_accuracies_is_cut_to_the_values_it_can_take():
+    """A clean accuracy (0/1 outcomes) against a mean accuracy over corruptions (shares, not 0/1):
+    with 2 seeds that disagree the t quantile at a df under 1 made the drop's interval +-41 (a
+    user's channels-mixed images, through the contract); a difference of accuracies lies in
+    [-1, 1], and cutting there loses no coverage."""
+    rng = np.random.default_rng(0)
+    clean = rng.random((2, 60)) < 0.9
+    corrupted = np.stack([np.full(60, 0.85), np.full(60, 0.15)]) + rng.normal(0, 0.01, (2, 60))
+    wide = paired_comparison(clean, corrupted)
+    assert wide.ci_low < -1 or wide.ci_high > 1  # the design's own interval, uncut
+    cut = paired_comparison(clean, corrupted, bounds=(-1.0, 1.0))
+    assert -1.0 <= cut.ci_low <= cut.difference <= cut.ci_high <= 1.0
+    assert (cut.ci_low, cut.ci_high) == (max(wide.ci_low, -1.0), min(wide.ci_high, 1.0))

@@ -615,8 +615,10 @@ class Statistics:
     def mean(self, values) -> Estimate:
         return mean_interval(values, self.level)
 
-    def compare(self, candidate, baseline) -> Comparison:
-        return paired_comparison(candidate, baseline, self.level, self.alpha)
+    def compare(self, candidate, baseline, bounds: tuple[float, float] | None = None) -> Comparison:
+        """`paired_comparison`; `bounds`: the values the difference can take, where the outcomes
+        are not 0/1 yet bounded (a mean accuracy over corruptions against a clean one: [-1, 1])."""
+        return paired_comparison(candidate, baseline, self.level, self.alpha, bounds=bounds)
 
     def compare_changes(self, before_a, after_a, before_b, after_b) -> Comparison:
         """Candidate vs baseline on the change a treatment makes to each: `change_comparison`."""
