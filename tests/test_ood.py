@@ -279,3 +279,27 @@ def test_corruption_checks_say_why_when_no_corruption_applies():
     assert "feature_noise, none of which applies" in why and "[tool.swiglu_audit.ood] corruptions" in why
     assert corruptions_missing(audit(["gaussian_noise"], "image")) is None
     assert corruptions_missing(audit([], "tabular")) is None  # tabular data gets the tabular corruptions
+
+
+def test_a_perfect_separation_on_few_inputs_is_not_read_as_exact(monkeypatch):
+    """10 in-distribution inputs against 20 OOD ones, every one ranked right: the bootstrap's
+    resamples all give 1, which made an interval [1, 1] (and a PASS that claimed certainty); the
+    floor, Hanley and McNeil's variance with one pseudo-input of each side ranked wrong, leaves
+    the low end near 0.85. A detector that errs often is judged by its own resamples."""
+    from swiglu_audit.methods.ood_metrics import auroc_variance_floor, estimate
+
+    rng = np.random.default_rng(0)
+    perfect = estimate("auroc", rng.uniform(1, 2, (2, 10)), rng.uniform(0, 1, (2, 20)), 0.95, 200)
+    assert perfect.value == 1.0 and perfect.ci_high == 1.0
+    assert 0.80 < perfect.ci_low < 0.90
+    # Hanley and McNeil at A = 200 / 231, by hand
+    a = 200 / 231
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    assert auroc_variance_floor(10, 20) == pytest.approx((a * (1 - a) + 9 * (q1 - a * a) + 19 * (q2 - a * a)) / 200)
+    # overlapping scores: the resamples vary more than the floor, which then changes nothing
+    s_in, s_out = rng.normal(0.7, 1, (2, 200)), rng.normal(0, 1, (2, 200))
+    with_floor = estimate("auroc", s_in, s_out, 0.95, 200)
+    assert 0.6 < with_floor.value < 0.8
+    monkeypatch.setattr(ood_metrics, "auroc_variance_floor", lambda n_in, n_out: 0.0)
+    without = estimate("auroc", s_in, s_out, 0.95, 200)
+    assert (with_floor.ci_low, with_floor.ci_high) == (without.ci_low, without.ci_high)

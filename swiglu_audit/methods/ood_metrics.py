@@ -172,7 +172,23 @@ def estimate(name: str, s_in, s_out, level: float, n_boot: int, seed: int = 0):
 
     s_in, s_out = np.atleast_2d(s_in), np.atleast_2d(s_out)
     point, reps = _replicates(name, s_in, s_out, n_boot, seed)
-    return replicate_estimate(point, reps, s_in.shape[1] + s_out.shape[1], level, bounds=(0.0, 1.0))
+    floor = auroc_variance_floor(s_in.shape[1], s_out.shape[1]) if name == "auroc" else 0.0
+    return replicate_estimate(point, reps, s_in.shape[1] + s_out.shape[1], level, bounds=(0.0, 1.0), floor=floor)
+
+
+def auroc_variance_floor(n_in: int, n_out: int) -> float:
+    """The least variance of an AUROC measured on n_in against n_out inputs. Resamples of a
+    perfectly separated set all give 1 (an interval [1, 1] from 10 inputs), which is no proof that
+    the detector never errs. As an Agresti-Coull share adds pseudo-counts, one pseudo-input of each
+    side is ranked wrong (below, above every other input), and Hanley and McNeil's variance is
+    read at that AUROC, n_in n_out / ((n_in + 1)(n_out + 1)): a standard error of about 0.079 from
+    10 against 20 inputs, 0.0024 from 360 against 720. It binds only where the separation is about
+    as good as that or better; below, the bootstrap's own variance is larger."""
+    if n_in < 1 or n_out < 1:
+        return 0.0
+    a = n_in * n_out / ((n_in + 1) * (n_out + 1))
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    return (a * (1 - a) + (n_in - 1) * (q1 - a * a) + (n_out - 1) * (q2 - a * a)) / (n_in * n_out)
 
 
 def compare(name: str, cand: dict, base: dict, level: float, alpha: float, n_boot: int, seed: int = 0):
