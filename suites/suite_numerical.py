@@ -29,8 +29,9 @@ from swiglu_audit.verdicts.risk import decided_finding
 
 @pytest.mark.swiglu_audit_check(OP_PROPERTY)
 def test_swiglu_op_property(audit, audit_impl, record_finding):
-    impl = measure.op_implementation(audit, audit_impl)
-    result = check_implementation(impl, audit.config.numerical.op_examples)
+    impl, examples = measure.op_implementation(audit, audit_impl), audit.config.numerical.op_examples
+    result = measure.op_outcome(audit, audit_impl, "property", {"examples": examples},
+                                lambda: check_implementation(impl, examples))
     record_finding(decided_finding(
         OP_PROPERTY, [], {**result, "impl": audit_impl}, audit.config.policy, subject=audit_impl,
         value=result["worst_ratio"] if result["passed"] else None, details=result))
@@ -38,7 +39,8 @@ def test_swiglu_op_property(audit, audit_impl, record_finding):
 
 @pytest.mark.swiglu_audit_check(GRADCHECK)
 def test_swiglu_gradcheck(audit, audit_impl, record_finding):
-    result = gradcheck_implementation(measure.op_implementation(audit, audit_impl))
+    impl = measure.op_implementation(audit, audit_impl)
+    result = measure.op_outcome(audit, audit_impl, "gradcheck", {}, lambda: gradcheck_implementation(impl))
     record_finding(decided_finding(GRADCHECK, [], {**result, "impl": audit_impl}, audit.config.policy,
                                    subject=audit_impl, value=float(result["passed"]), details=result))
 

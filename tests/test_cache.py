@@ -442,3 +442,28 @@ def test_a_cache_that_cannot_keep_the_data_checks_costs_their_time_not_their_fin
     monkeypatch.setattr(audit, "cached_arrays", unwritable)
     assert measure.integrity(audit)["n_train"] == len(audit.data.y_train)
     assert measure.label_errors(audit)["n_train"] == len(audit.data.y_train)
+
+
+def test_the_built_in_ops_checks_are_kept_for_the_day_and_a_users_op_is_checked_every_run(tmp_path, monkeypatch):
+    """The property test and gradcheck of the audit's own op (its code in the key) are re-judged
+    by a warm audit; a user's registered implementation calls code no key holds, so it runs again."""
+    from swiglu_audit.measure import numerical as measure
+    from swiglu_audit.session import AuditSession
+
+    monkeypatch.delenv("SWIGLU_AUDIT_CACHE_KEY", raising=False)
+    config = _zoo_config(tmp_path)
+    runs: list[str] = []
+
+    def check(name):
+        def run():
+            runs.append(name)
+            return {"passed": True, "worst_ratio": 0.25, "minimal_failure": None}
+        return run
+    for _ in range(2):  # two audits, one after the other
+        audit = AuditSession(config)
+        assert measure.op_outcome(audit, "eager", "property", {"examples": 10}, check("eager"))["worst_ratio"] == 0.25
+        assert measure.op_outcome(audit, "mine", "property", {"examples": 10}, check("mine"))["passed"]
+    assert runs == ["eager", "mine", "mine"]
+    # other settings are another entry
+    measure.op_outcome(AuditSession(config), "eager", "property", {"examples": 20}, check("eager"))
+    assert runs[-1] == "eager"

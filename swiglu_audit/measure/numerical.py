@@ -11,6 +11,7 @@ import torch
 from ..methods import numerical as numerical_methods
 from ..methods.numerical import half_parity, max_difference, state_difference
 from ..training import activations, evaluation_rows
+from ..training import nn as nn_module
 from ..training import train as train_module
 from ..training.cache import code_digest
 from ..training.device import deterministic_algorithms
@@ -64,6 +65,21 @@ def op_implementation(audit: AuditSession, impl_name: str):
         return audit.memo(("compiled-op",), lambda: torch.compile(swiglu, dynamic=True))
     path = audit.config.numerical.implementations[impl_name]
     return load_callable(path, f"[tool.swiglu_audit.numerical.implementations] {impl_name}", ConfigError)
+
+
+def op_outcome(audit: AuditSession, impl_name: str, kind: str, settings: dict, check) -> dict:
+    """The outcome of `check()` (the op's property test or gradcheck) on one implementation. The
+    built-in ones, the audit's own op eager or compiled, are kept in the cache for the day on this
+    host: the op's code, the checks' code, torch's and hypothesis's versions are in the key, and a
+    warm audit re-judges rather than reruns them (about a second of it). A user's registered
+    implementation is checked on every run: what it calls is in no key."""
+    if impl_name not in ("eager", "compiled"):
+        return check()
+    from importlib import metadata
+
+    key = {"impl": impl_name, "check": kind, **settings, "hypothesis": metadata.version("hypothesis"),
+           **audit.machine_today()}
+    return audit.cached_arrays(f"op-{kind}", [], key, _OP_DIGEST, lambda: ({}, check()))[1]
 
 
 def implementation_names(config) -> list[str]:
@@ -131,3 +147,4 @@ def n_parameters(audit: AuditSession, name: str) -> int:
 
 # cached measurements follow the code that makes them (the FFN search included; and the trainer they run)
 _CODE_DIGEST = code_digest(sys.modules[__name__], numerical_methods, activations, train_module, evaluation_rows)
+_OP_DIGEST = code_digest(sys.modules[__name__], numerical_methods, nn_module)  # the op lives in training/nn.py
