@@ -230,7 +230,8 @@ def test_split_leakage(audit, record_finding):
     n_leaked = sum(len(v) for v in leaked.values())
     share = n_leaked / (result["n_test"] + result["n_val"])
     finding = judged_finding(
-        LEAKAGE, [], share, policy, f"share of test and validation samples duplicated in train ({n_leaked})",
+        LEAKAGE, [], share, policy,
+        f"share of test and validation samples duplicated in train, or test samples in validation ({n_leaked})",
         subject=audit.data.name, details={"near_duplicate_rms": audit.config.poisoning.near_duplicate_rms,
                                           "near_duplicate_ratio": audit.config.poisoning.near_duplicate_ratio,
                               **{f"{split}_indices": v[:MAX_LISTED] for split, v in leaked.items()},

@@ -188,6 +188,22 @@ def test_a_weights_file_with_the_wrong_keys_is_one_problem(monkeypatch, tmp_path
         assert word in problems[0]
 
 
+def test_weights_that_hold_nan_are_named_not_blamed_on_training(monkeypatch, tmp_path):
+    """Nothing was trained: the message names the weights file, not the learning rate."""
+
+    from swiglu_audit.training.nn import ModelConfig, build_model
+
+    model = build_model(ModelConfig(ffn="swiglu", input_shape=(1, 8, 8), n_classes=10, d_model=32, ffn_hidden=96))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["head.weight"][0, 0] = float("nan")
+    _save_weights(tmp_path, state)
+    _configure(tmp_path, weights="w.safetensors")
+    problems = _problems(tmp_path, monkeypatch)
+    assert len(problems) == 1
+    assert "returns NaN or infinite logits with the weights loaded from w.safetensors" in problems[0]
+    assert "learning rate" not in problems[0]
+
+
 def test_a_corrupt_weights_file_is_one_usage_error_even_under_xdist(pytester, monkeypatch, tmp_path):
     monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
     (pytester.path / "w.safetensors").write_bytes(b"\x00" * 4 + b"not a safetensors file")

@@ -80,7 +80,8 @@ LEAKAGE = CheckInfo(
                "source (user, session, document) rather than by sample.",
     # an exact share over every test and validation sample, no interval; any leak at all is at
     # least a WARN (the modifier), above the share a FAIL
-    condition=Ceiling("max_leakage_share", "share of test and validation samples duplicated in train",
+    condition=Ceiling("max_leakage_share", "share of test and validation samples duplicated in train, "
+                                          "or test samples in validation",
                       breached=Status.FAIL),
     modifiers=(ANY_LEAK_CAP, SHIFT_SEARCH_CAP, LEAK_SEARCH_SCOPE),
 )

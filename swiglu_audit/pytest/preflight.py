@@ -189,7 +189,8 @@ def check_user_model(config: AuditConfig, model, data, device=None) -> None:
     except Exception as exc:  # noqa: BLE001  # a device error or out of memory: the model's problem, named
         raise ModelContractError(f"model '{model.name}' cannot be moved to the audit's device {device} "
                                  f"({type(exc).__name__}: {exc})") from exc
-    check_model_contract(module, model.name, data, device, trained=bool(model.weights))
+    check_model_contract(module, model.name, data, device, trained=bool(model.weights),
+                         loaded_from=Path(model.weights).name if model.weights else None)
 
 
 def weights_problems(path: Path, state: dict | None) -> list[str]:

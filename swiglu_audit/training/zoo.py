@@ -343,7 +343,7 @@ def call_factory(spec: ModelSpec, data: AuditData) -> nn.Module:
 
 
 def check_model_contract(model: nn.Module, name: str, data: AuditData, device: torch.device,
-                         trained: bool = False) -> None:
+                         trained: bool = False, loaded_from: str | None = None) -> None:
     """Inputs (N, C, H, W) in [0, 1] -> finite floating-point logits (N, n_classes); and, for a
     model the audit is to train (`trained` False), trainable parameters that a backward pass from
     those logits reaches: what training needs, checked before it starts rather than failing in
@@ -362,6 +362,10 @@ def check_model_contract(model: nn.Module, name: str, data: AuditData, device: t
         raise ModelContractError(f"model '{name}' returns shape {tuple(out.shape)} for a batch of "
                                  f"{len(probe)}; expected {expected} (one logit per class)")
     if not torch.isfinite(out.detach()).all():
+        if loaded_from:  # nothing was trained: the weights given are where to look first
+            raise ModelContractError(f"model '{name}' returns NaN or infinite logits with the weights loaded from "
+                                     f"{loaded_from}; check those weights for NaN or infinite values, then its "
+                                     "forward pass")
         when = "after training" if trained else "at initialisation"
         raise ModelContractError(f"model '{name}' returns NaN or infinite logits {when}; check "
                                  "its forward pass (and lower the learning rate if it diverged)")
