@@ -51,14 +51,19 @@ def test_class_disparity(audit, audit_model, outcome, record_finding):
     per_class = [{"class": int(c), "value": float(np.mean(r["per_class"][:, c])), "size": r["class_sizes"][c]}
                  for c in r["present"]]
     worst_class = min(per_class, key=lambda p: p["value"])
+    # a class with no measured input is in no gap: say so, or "the worst class" reads as the worst of all
+    absent = sorted(set(range(audit.data.n_classes)) - {int(c) for c in r["present"]})
+    unmeasured = (f"; not measured: class{'es' if len(absent) > 1 else ''} {', '.join(map(str, absent))}, "
+                  "with no input among those measured") if absent else ""
     what = (f"gap between the best and the worst class, {measure.OUTCOMES[outcome]} (worst on average: class "
             f"{worst_class['class']} at {worst_class['value']:.3f}; each seed's worst class {worst.value:.3f} "
-            f"[{worst.ci_low:.3f}, {worst.ci_high:.3f}])")
+            f"[{worst.ci_low:.3f}, {worst.ci_high:.3f}]{unmeasured})")
     record_finding(judged_finding(
         CLASS_DISPARITY, [audit_model], gap.value, audit.config.policy, what, ci=(gap.ci_low, gap.ci_high), df=gap.df,
         ci_level=gap.level, aspect=outcome, facts=_class_facts(audit, [audit_model], outcome, r),
         details={"outcome": measure.OUTCOMES[outcome], "level": outcome, "per_class": per_class,
                  "worst_class": worst_class["class"], "worst": worst.to_dict(), "gap": gap.to_dict(),
+                 "classes_not_measured": absent,
                  "n_examples": n, "groups": measure.groups_missing(audit) or "given (see group_disparity)"}))
 
 

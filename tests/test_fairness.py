@@ -260,3 +260,30 @@ def test_a_class_gap_over_a_subset_missing_classes_or_of_a_masked_model_never_pa
     pair = make_finding(WORST_CLASS_COMPARISON, ["c", "b"], Status.PASS, "measured", "t", value=0.0, ci=(-0.01, 0.02))
     facts = {"missing_classes": [], "n_examples": 120, "masked_models": {"c": [], "b": ["budget curve flat"]}}
     assert apply_modifiers(WORST_CLASS_COMPARISON, pair, facts, {}).status == "WARN"
+
+
+NO_NINES_IN_TEST = '''
+import numpy as np
+from sklearn.datasets import load_digits
+
+def load():
+    d = load_digits()
+    x, y = (d.images / 16.0).astype("float32")[:, None], d.target
+    test = np.arange(1300, len(y))
+    test = test[y[test] != 9]  # no 9 among the test inputs; the training split has them
+    return {"x_train": x[:1300], "y_train": y[:1300], "x_test": x[test], "y_test": y[test], "n_classes": 10}
+'''
+
+
+def test_a_class_with_no_test_input_is_named_whatever_the_status(pytester, tmp_path, monkeypatch):
+    """The per-class findings list the classes measured; one with no test input at all is named
+    in the sentence, so that "the worst class" is not read as the worst of every class."""
+    from conftest import audit_users_data
+
+    monkeypatch.setenv("SWIGLU_AUDIT_CACHE", str(tmp_path / "cache"))
+    _, doc = audit_users_data(pytester, "nonines", NO_NINES_IN_TEST, "load", "class_disparity", seeds=(0,))
+    found = [f for f in doc["findings"] if f["check"] == "class_disparity"]
+    assert found
+    for f in found:
+        assert "not measured: class 9, with no input among those measured" in f["reason"], f["reason"]
+        assert f["details"]["classes_not_measured"] == [9] and f["status"] != "PASS"
