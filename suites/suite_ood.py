@@ -97,8 +97,7 @@ def test_corruption_robustness(audit, audit_model, record_finding):
     clean = result["correct"][("clean", 0)]
     est = audit.statistics.mean(corrupted)
     # the judged quantity is the drop, so the finding shows the drop and the drop's own interval
-    # two accuracies: their difference lies in [-1, 1], however wide 2 seeds make its interval
-    drop = audit.statistics.compare(clean, corrupted, bounds=(-1.0, 1.0))
+    drop = audit.statistics.compare_shares(clean, corrupted)
     reference, reference_error, ce = measure.reference_model(audit, audit_model), None, {}
     if reference:
         try:
@@ -176,7 +175,7 @@ def test_corruption_accuracy_vs_baseline(audit, audit_pair, record_finding):
     _skip_without_corruptions(audit)
 
     def compare(session):
-        return session.statistics.compare(*(measure.mean_corrupted_correct(measure.corruption(session, m))
-                                            for m in audit_pair))
+        return session.statistics.compare_shares(*(measure.mean_corrupted_correct(measure.corruption(session, m))
+                                                   for m in audit_pair))
     record_finding(judged_comparison(audit, CORRUPTION_COMPARISON, audit_pair, "mean accuracy under corruptions",
                                      compare))

@@ -615,10 +615,14 @@ class Statistics:
     def mean(self, values) -> Estimate:
         return mean_interval(values, self.level)
 
-    def compare(self, candidate, baseline, bounds: tuple[float, float] | None = None) -> Comparison:
-        """`paired_comparison`; `bounds`: the values the difference can take, where the outcomes
-        are not 0/1 yet bounded (a mean accuracy over corruptions against a clean one: [-1, 1])."""
-        return paired_comparison(candidate, baseline, self.level, self.alpha, bounds=bounds)
+    def compare(self, candidate, baseline) -> Comparison:
+        return paired_comparison(candidate, baseline, self.level, self.alpha)
+
+    def compare_shares(self, candidate, baseline) -> Comparison:
+        """`compare` of per-example shares that are not 0/1 (an accuracy averaged over corruptions;
+        a 0/1 outcome against such a share): their difference lies in [-1, 1], and its interval is
+        cut there (2 seeds that disagree gave a df under 1 and an interval of +-41)."""
+        return paired_comparison(candidate, baseline, self.level, self.alpha, bounds=(-1.0, 1.0))
 
     def compare_changes(self, before_a, after_a, before_b, after_b) -> Comparison:
         """Candidate vs baseline on the change a treatment makes to each: `change_comparison`."""
