@@ -110,6 +110,12 @@ class AuditSession:
                          **self.model_code(models)})
         return self.cache.get_or_create_arrays(key, compute)
 
+    def cached_record(self, kind: str, models, settings: dict, code: str, compute) -> dict:
+        """`cached_arrays` of a measurement that is a JSON record alone (`compute` returns it): the
+        data checks, the op checks, timings and the determinism check. The record comes back as
+        a load from the cache returns it on a hit; on a miss, as `compute` made it."""
+        return self.cached_arrays(kind, models, settings, code, lambda: ({}, compute()))[1]
+
     def model_code(self, models) -> dict:
         """{"factories": digests of the source of these models' user factories, ...} for a cached
         measurement's key, {} for the zoo's own models (their code is in the measurement's digest)."""

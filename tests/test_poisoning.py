@@ -570,7 +570,7 @@ def _fake_audit(data, **poisoning):
     settings = {"targeted_pair": (0, 1), "targeted_rates": (0.2,), "mode": "retrain", "near_duplicate_rms": 0.03,
                 "near_duplicate_ratio": 0.35, "shift_search_tflop": 2.0, **poisoning}
     return SimpleNamespace(data=data, config=SimpleNamespace(poisoning=SimpleNamespace(**settings)), memo=remember,
-                           cached_arrays=lambda kind, models, settings, code, compute: compute())
+                           cached_record=lambda kind, models, settings, code, compute: compute())
 
 
 def _split(digits, n_train: int, test_classes=None):

@@ -155,8 +155,8 @@ def paired_timings(audit: AuditSession, candidate: str, baseline: str) -> dict:
     def cached():
         # timings describe this machine today: measured once a day, re-judged by a warm audit
         models = [*audit.zoo.models(candidate), *audit.zoo.models(baseline)]
-        record = audit.cached_arrays("efficiency-timings", models, {"repeats": TIMING_REPEATS, **audit.machine_today()},
-                                     _CODE_DIGEST, lambda: ({}, compute()))[1]
+        record = audit.cached_record("efficiency-timings", models, {"repeats": TIMING_REPEATS, **audit.machine_today()},
+                                     _CODE_DIGEST, compute)
         return {k: tuple(v) if isinstance(v, list) else v for k, v in record.items()}
     return audit.memo(("efficiency-timings", candidate, baseline), cached)
 

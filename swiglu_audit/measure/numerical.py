@@ -79,7 +79,7 @@ def op_outcome(audit: AuditSession, impl_name: str, kind: str, settings: dict, c
 
     key = {"impl": impl_name, "check": kind, **settings, "hypothesis": metadata.version("hypothesis"),
            **audit.machine_today()}
-    return audit.cached_arrays(f"op-{kind}", [], key, _OP_DIGEST, lambda: ({}, check()))[1]
+    return audit.cached_record(f"op-{kind}", [], key, _OP_DIGEST, check)
 
 
 def implementation_names(config) -> list[str]:
@@ -113,8 +113,7 @@ def determinism(audit: AuditSession, name: str) -> dict:
         # user's model is keyed by its module's source too: a mended forward is measured again.
         settings = {"training": key, "probe": cfg.numerical.golden_probe, "source": source_digest(spec.factory),
                     **audit.machine_today()}
-        return audit.cached_arrays("determinism", [], settings, _CODE_DIGEST,
-                                   lambda: ({}, twice(spec, recipe, seed, probe)))[1]
+        return audit.cached_record("determinism", [], settings, _CODE_DIGEST, lambda: twice(spec, recipe, seed, probe))
 
     def twice(spec, recipe, seed, probe) -> dict:
         states, outputs = [], []

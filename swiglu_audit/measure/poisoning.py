@@ -721,12 +721,12 @@ def _data_measurement(audit: AuditSession, kind: str, settings: dict, compute) -
     reach) costs the measurement's time, never the finding: before it was cached it needed none."""
     from ..errors import CacheError
 
-    def measured() -> tuple[dict, dict]:
-        return {}, json_safe(compute())
+    def measured() -> dict:
+        return json_safe(compute())
     try:
-        return audit.cached_arrays(kind, [], {**settings, "libraries": _library_versions()}, _DATA_DIGEST, measured)[1]
+        return audit.cached_record(kind, [], {**settings, "libraries": _library_versions()}, _DATA_DIGEST, measured)
     except (CacheError, OSError):
-        return measured()[1]
+        return measured()
 
 
 def _library_versions() -> dict[str, str | None]:
